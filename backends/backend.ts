@@ -1,0 +1,67 @@
+/**
+ * The storage interface every backend implements. It is key/value shaped and knows nothing of
+ * repositories: keys are `/`-separated strings such as `config`, `keys/repokey`, `index`,
+ * `archives/<id>`, `packs/ab/<id>` and `locks/<id>`.
+ *
+ * @module
+ */
+
+/** The bytes of an object to store: one buffer, or parts written one after another. */
+export type PutBody = Uint8Array | readonly Uint8Array[];
+
+/** One object in a listing. */
+export interface ObjectInfo {
+  /** The object's full key. */
+  key: string;
+  /** Its size in bytes. */
+  size: number;
+}
+
+/** The read side of a backend: all that list, extract and check need. */
+export interface ReadonlyBackend {
+  /** Where the storage is, for messages (a path or URL, never a secret). */
+  readonly location: string;
+  /** The whole object, or null when it does not exist. */
+  get(key: string): Promise<Uint8Array | null>;
+  /**
+   * Exactly `length` bytes from `offset`. Throws NotFoundError when the object is absent and
+   * IntegrityError when it is shorter than `offset + length`.
+   */
+  getRange(key: string, offset: number, length: number): Promise<Uint8Array>;
+  /** The object's size, or null when it does not exist. */
+  size(key: string): Promise<number | null>;
+  /** Every object whose key starts with `prefix`, in no particular order. */
+  list(prefix: string): AsyncIterable<ObjectInfo>;
+  /** Releases handles and connections. */
+  close(): Promise<void>;
+}
+
+/** A backend that can also write. */
+export interface Backend extends ReadonlyBackend {
+  /**
+   * Stores an object, replacing any old one atomically: a reader sees the old or the new bytes,
+   * never a mix. The object is durable when the promise resolves.
+   */
+  put(key: string, body: PutBody): Promise<void>;
+  /**
+   * Stores an object only if the key is absent, atomically; returns false (and writes nothing)
+   * when it already exists. Used for locks and write-once objects.
+   */
+  create(key: string, body: PutBody): Promise<boolean>;
+  /** Removes an object; removing an absent object is not an error. */
+  delete(key: string): Promise<void>;
+}
+
+/** The total length of a body. */
+export function bodySize(body: PutBody): number {
+  if (body instanceof Uint8Array) return body.length;
+  let n = 0;
+  for (const part of body) n += part.length;
+  return n;
+}
+
+/** Checks that a key is well formed: relative, `/`-separated, no empty, `.` or `..` segment. */
+export function isValidKey(key: string): boolean {
+  if (key.length === 0 || key.length > 1024) return false;
+  return key.split("/").every((s) => s !== "" && s !== "." && s !== ".." && !s.includes("\0"));
+}

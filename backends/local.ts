@@ -1,0 +1,434 @@
+/**
+ * A backend that stores each object as a file under a root directory: key `packs/ab/<id>` is the
+ * file `<root>/packs/ab/<id>`.
+ *
+ * Writes are crash safe: the bytes go to a `.tmp-<hex>` file in the target's directory, which is
+ * fsynced and then renamed (put) or hard-linked (create) into place, and the directory is fsynced.
+ * Readers therefore see the old or the new object, never a mix, and listings skip `.tmp-` files
+ * that a crash may leave behind.
+ *
+ * `getRange` keeps a small cache of open read handles. It must only be used on write-once objects
+ * (packs): a cached handle still reads the old file after another process replaces it. Changes
+ * made through this backend drop the cached handle of that key.
+ *
+ * @example
+ * ```ts
+ * import { LocalBackend } from "./local.ts";
+ *
+ * const root = await Deno.makeTempDir();
+ * const backend = new LocalBackend(root);
+ * await backend.put("packs/ab/ab01", new Uint8Array([1, 2, 3]));
+ * console.log(await backend.getRange("packs/ab/ab01", 1, 2)); // Uint8Array(2) [ 2, 3 ]
+ * await backend.close();
+ * await Deno.remove(root, { recursive: true });
+ * ```
+ *
+ * @module
+ */
+
+import { dirname, join, resolve } from "node:path";
+import { BackendError, errorMessage, IntegrityError, NotFoundError } from "../lib/errors.ts";
+import { type Backend, isValidKey, type ObjectInfo, type PutBody } from "./backend.ts";
+
+/** Names of in-progress writes start with this; they are never objects. */
+const TEMP_PREFIX = ".tmp-";
+/** How many read handles getRange keeps open. */
+const HANDLE_CACHE_SIZE = 32;
+/** How many files list stats at once. */
+const STAT_BATCH = 64;
+
+interface Handle {
+  file: Deno.FsFile;
+  size: number;
+}
+
+interface CachedHandle {
+  opened: Promise<Handle>;
+  /** The last read queued on this handle; reads take turns because seek + read is not atomic. */
+  tail: Promise<unknown>;
+}
+
+/** A {@linkcode Backend} on a local (or mounted) file system. */
+export class LocalBackend implements Backend {
+  /** The absolute path of the root directory. */
+  readonly location: string;
+  /** Least recently used first (Map keeps insertion order). */
+  #handles = new Map<string, CachedHandle>();
+
+  /** Opens a backend rooted at `root`; nothing is touched until the first call. */
+  constructor(root: string) {
+    this.location = resolve(root);
+  }
+
+  /** The whole object, or null when it does not exist. */
+  async get(key: string): Promise<Uint8Array | null> {
+    const path = this.#path(key);
+    try {
+      return await Deno.readFile(path);
+    } catch (err) {
+      if (isAbsent(err) || err instanceof Deno.errors.IsADirectory) return null;
+      throw fail("read", path, err);
+    }
+  }
+
+  /** Exactly `length` bytes from `offset`; only for write-once objects (see the module doc). */
+  async getRange(key: string, offset: number, length: number): Promise<Uint8Array> {
+    const path = this.#path(key);
+    if (
+      !Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0
+    ) {
+      throw new BackendError(
+        `Invalid range of object "${key}": offset ${offset}, length ${length}`,
+      );
+    }
+    // No await between taking the entry and queueing on it, so a concurrent drop waits for us.
+    const entry = this.#handle(key, path);
+    const read = entry.tail.then(async () => {
+      const { file, size } = await entry.opened;
+      if (offset + length > size) throw truncated(key, offset, length, size);
+      return await readAt(file, offset, length, key, path);
+    });
+    entry.tail = read.catch(() => {});
+    return await read;
+  }
+
+  /** The object's size, or null when it does not exist. */
+  async size(key: string): Promise<number | null> {
+    const path = this.#path(key);
+    try {
+      const info = await Deno.stat(path);
+      return info.isFile ? info.size : null;
+    } catch (err) {
+      if (isAbsent(err)) return null;
+      throw fail("read", path, err);
+    }
+  }
+
+  /** Every object whose key starts with `prefix`; the prefix may end inside a name. */
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    // A valid prefix is one that some valid key starts with.
+    if (prefix !== "" && !isValidKey(prefix + "x")) {
+      throw new BackendError(`Invalid object key prefix "${prefix}"`);
+    }
+    const cut = prefix.lastIndexOf("/") + 1;
+    yield* this.#walk(prefix.slice(0, cut), prefix.slice(cut));
+  }
+
+  /** Stores an object, atomically replacing any old one; durable when it resolves. */
+  async put(key: string, body: PutBody): Promise<void> {
+    const path = this.#path(key);
+    const dir = dirname(path);
+    const temp = await writeTemp(dir, path, body);
+    try {
+      await Deno.rename(temp, path);
+    } catch (err) {
+      await removeQuietly(temp);
+      throw fail("write", path, err);
+    } finally {
+      this.#drop(key);
+    }
+    await syncDir(dir, path);
+  }
+
+  /** Stores an object only if the key is absent; returns false and writes nothing otherwise. */
+  async create(key: string, body: PutBody): Promise<boolean> {
+    const path = this.#path(key);
+    // Cheap early answer; the link below is what makes it atomic.
+    if (await this.size(key) !== null) return false;
+    const dir = dirname(path);
+    const temp = await writeTemp(dir, path, body);
+    let created = true;
+    try {
+      // link fails if the target exists, and the target appears with all its bytes at once.
+      await Deno.link(temp, path);
+    } catch (err) {
+      if (!(err instanceof Deno.errors.AlreadyExists)) {
+        await removeQuietly(temp);
+        throw fail("write", path, err);
+      }
+      created = false;
+    } finally {
+      this.#drop(key);
+    }
+    // The object is in place; a temp file left by a failed remove is skipped by list.
+    await removeQuietly(temp);
+    if (created) await syncDir(dir, path);
+    return created;
+  }
+
+  /** Removes an object; removing an absent object is not an error. */
+  async delete(key: string): Promise<void> {
+    const path = this.#path(key);
+    try {
+      await Deno.remove(path);
+    } catch (err) {
+      if (!isAbsent(err)) throw fail("delete", path, err);
+    } finally {
+      this.#drop(key);
+    }
+  }
+
+  /** Closes the cached read handles; the backend stays usable. */
+  async close(): Promise<void> {
+    await Promise.all([...this.#handles.keys()].map((key) => this.#drop(key)));
+  }
+
+  #path(key: string): string {
+    if (!isValidKey(key)) throw new BackendError(`Invalid object key "${key}"`);
+    const segments = key.split("/");
+    if (segments.some((s) => s.startsWith(TEMP_PREFIX))) {
+      throw new BackendError(
+        `Invalid object key "${key}": names starting with "${TEMP_PREFIX}" are reserved`,
+      );
+    }
+    return join(this.location, ...segments);
+  }
+
+  /** The cached handle of `key`, opening it (lazily) and evicting the oldest when full. */
+  #handle(key: string, path: string): CachedHandle {
+    const cached = this.#handles.get(key);
+    if (cached !== undefined) {
+      this.#handles.delete(key);
+      this.#handles.set(key, cached);
+      return cached;
+    }
+    const entry: CachedHandle = { opened: openForRange(key, path), tail: Promise.resolve() };
+    entry.opened.catch(() => {
+      if (this.#handles.get(key) === entry) this.#handles.delete(key);
+    });
+    this.#handles.set(key, entry);
+    if (this.#handles.size > HANDLE_CACHE_SIZE) {
+      const oldest = this.#handles.keys().next().value as string;
+      this.#drop(oldest);
+    }
+    return entry;
+  }
+
+  /** Forgets the cached handle of `key` and closes it once its queued reads are done. */
+  #drop(key: string): Promise<void> {
+    const entry = this.#handles.get(key);
+    if (entry === undefined) return Promise.resolve();
+    this.#handles.delete(key);
+    return entry.tail.then(() => entry.opened).then(
+      ({ file }) => {
+        try {
+          file.close();
+        } catch {
+          // Already closed: nothing to release.
+        }
+      },
+      () => {}, // It never opened: nothing to release.
+    );
+  }
+
+  async *#walk(dirKey: string, namePrefix: string): AsyncGenerator<ObjectInfo> {
+    const dir = dirKey === "" ? this.location : join(this.location, ...dirKey.split("/"));
+    const files: string[] = [];
+    const subdirs: string[] = [];
+    try {
+      for await (const entry of Deno.readDir(dir)) {
+        if (!entry.name.startsWith(namePrefix)) continue;
+        if (entry.isDirectory) subdirs.push(entry.name);
+        else if (entry.isFile && !entry.name.startsWith(TEMP_PREFIX)) files.push(entry.name);
+      }
+    } catch (err) {
+      if (isAbsent(err)) return;
+      throw fail("list", dir, err);
+    }
+    for (let i = 0; i < files.length; i += STAT_BATCH) {
+      const batch = files.slice(i, i + STAT_BATCH);
+      const infos = await Promise.all(batch.map((name) => lstatOrNull(join(dir, name))));
+      for (let j = 0; j < batch.length; j++) {
+        const info = infos[j];
+        // A file removed since readDir is simply no longer listed.
+        if (info?.isFile) yield { key: dirKey + batch[j], size: info.size };
+      }
+    }
+    for (const name of subdirs) yield* this.#walk(`${dirKey}${name}/`, "");
+  }
+}
+
+/** Writes `body` to a new fsynced temp file beside `path` and returns the temp file's path. */
+async function writeTemp(dir: string, path: string, body: PutBody): Promise<string> {
+  const temp = join(dir, TEMP_PREFIX + randomHex(8));
+  let file: Deno.FsFile | undefined;
+  try {
+    try {
+      file = await Deno.open(temp, { write: true, createNew: true });
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+      await ensureDir(dir, path);
+      file = await Deno.open(temp, { write: true, createNew: true });
+    }
+    for (const part of body instanceof Uint8Array ? [body] : body) {
+      for (let at = 0; at < part.length;) at += await file.write(part.subarray(at));
+    }
+    await file.sync();
+    const done = file;
+    file = undefined;
+    done.close();
+    return temp;
+  } catch (err) {
+    file?.close();
+    await removeQuietly(temp);
+    throw err instanceof BackendError ? err : fail("write", path, err);
+  }
+}
+
+/** Creates `dir` and any missing parents, fsyncing each parent that gained an entry. */
+async function ensureDir(dir: string, path: string): Promise<void> {
+  try {
+    await Deno.mkdir(dir);
+  } catch (err) {
+    if (err instanceof Deno.errors.AlreadyExists) return; // Maybe a concurrent writer made it.
+    const parent = dirname(dir);
+    if (!(err instanceof Deno.errors.NotFound) || parent === dir) throw fail("write", path, err);
+    await ensureDir(parent, path);
+    return await ensureDir(dir, path);
+  }
+  await syncDir(dirname(dir), path);
+}
+
+/** Makes a directory's entries durable; file systems that cannot fsync a directory are let be. */
+async function syncDir(dir: string, path: string): Promise<void> {
+  if (Deno.build.os === "windows") return;
+  let handle: Deno.FsFile | undefined;
+  try {
+    handle = await Deno.open(dir, { read: true });
+    await handle.sync();
+  } catch (err) {
+    const code = errorCode(err);
+    if (code === "EINVAL" || code === "ENOTSUP" || code === "EOPNOTSUPP") return;
+    throw fail("write", path, err);
+  } finally {
+    handle?.close();
+  }
+}
+
+async function openForRange(key: string, path: string): Promise<Handle> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { read: true });
+  } catch (err) {
+    if (isAbsent(err)) throw new NotFoundError(`Object "${key}" not found`, { cause: err });
+    throw fail("read", path, err);
+  }
+  try {
+    const info = await file.stat();
+    if (!info.isFile) throw new NotFoundError(`Object "${key}" not found`);
+    return { file, size: info.size };
+  } catch (err) {
+    file.close();
+    throw err instanceof NotFoundError ? err : fail("read", path, err);
+  }
+}
+
+async function readAt(
+  file: Deno.FsFile,
+  offset: number,
+  length: number,
+  key: string,
+  path: string,
+): Promise<Uint8Array> {
+  const out = new Uint8Array(length);
+  let filled = 0;
+  try {
+    await file.seek(offset, Deno.SeekMode.Start);
+    while (filled < length) {
+      const n = await file.read(out.subarray(filled));
+      if (n === null) break;
+      filled += n;
+    }
+  } catch (err) {
+    throw fail("read", path, err);
+  }
+  // Only if the file shrank after it was opened, which write-once objects never do.
+  if (filled < length) throw truncated(key, offset, length, offset + filled);
+  return out;
+}
+
+function truncated(key: string, offset: number, length: number, size: number): IntegrityError {
+  return new IntegrityError(
+    `Object "${key}" is truncated: wanted bytes ${offset}..${offset + length}, size is ${size}`,
+  );
+}
+
+async function lstatOrNull(path: string): Promise<Deno.FileInfo | null> {
+  try {
+    return await Deno.lstat(path);
+  } catch (err) {
+    if (isAbsent(err)) return null;
+    throw fail("list", path, err);
+  }
+}
+
+async function removeQuietly(path: string): Promise<void> {
+  try {
+    await Deno.remove(path);
+  } catch {
+    // Best effort: the caller is already reporting the real failure.
+  }
+}
+
+/** True for errors that mean "no such object": the file or one of its parents is missing. */
+function isAbsent(err: unknown): boolean {
+  return err instanceof Deno.errors.NotFound || err instanceof Deno.errors.NotADirectory;
+}
+
+function fail(verb: string, path: string, err: unknown): BackendError {
+  return new BackendError(`Cannot ${verb} "${path}": ${reason(err)}`, { cause: err });
+}
+
+/** Linux and macOS errno values, for errors that carry only "(os error N)". */
+const ERRNO_NAMES: Record<number, string> = {
+  1: "EPERM",
+  13: "EACCES",
+  27: "EFBIG",
+  28: "ENOSPC",
+  30: "EROFS",
+  ...(Deno.build.os === "darwin" ? { 69: "EDQUOT" } : { 122: "EDQUOT" }),
+};
+
+/** Windows system error codes that mean the same. */
+const WINDOWS_ERROR_NAMES: Record<number, string> = {
+  5: "EACCES",
+  39: "ENOSPC",
+  112: "ENOSPC",
+  19: "EROFS",
+};
+
+const REASONS: Record<string, string> = {
+  ENOSPC: "disk full",
+  EACCES: "permission denied",
+  EPERM: "permission denied",
+  EDQUOT: "quota exceeded",
+  EFBIG: "file too large",
+  EROFS: "read-only file system",
+};
+
+/** The cause of a file system error in plain words. */
+function reason(err: unknown): string {
+  // Its message already says which --allow flag is missing.
+  if (err instanceof Deno.errors.NotCapable) return errorMessage(err);
+  const named = REASONS[errorCode(err) ?? ""];
+  if (named !== undefined) return named;
+  if (err instanceof Deno.errors.PermissionDenied) return "permission denied";
+  // "No such file or directory (os error 2): open '/x'" -> "no such file or directory".
+  const message = errorMessage(err).replace(/\s*\(os error \d+\).*$/s, "");
+  return message.charAt(0).toLowerCase() + message.slice(1);
+}
+
+/** The errno name of an error, from its `code` or from the "(os error N)" in its message. */
+function errorCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === "string" && code !== "") return code;
+  const match = /\(os error (\d+)\)/.exec(errorMessage(err));
+  if (match === null) return undefined;
+  const table = Deno.build.os === "windows" ? WINDOWS_ERROR_NAMES : ERRNO_NAMES;
+  return table[Number(match[1])];
+}
+
+function randomHex(bytes: number): string {
+  const buf = crypto.getRandomValues(new Uint8Array(bytes));
+  return Array.from(buf, (b) => b.toString(16).padStart(2, "0")).join("");
+}

@@ -1,0 +1,135 @@
+/**
+ * A backend that keeps objects in a Map, for tests and for `--dry-run` style work. It stores and
+ * returns copies, so callers may reuse their buffers.
+ *
+ * @example
+ * ```ts
+ * import { MemoryBackend } from "./memory.ts";
+ *
+ * const backend = new MemoryBackend();
+ * await backend.put("config", new TextEncoder().encode("hello"));
+ * console.log(await backend.size("config")); // 5
+ * ```
+ *
+ * @module
+ */
+
+import { BackendError, IntegrityError, NotFoundError } from "../lib/errors.ts";
+import { type Backend, bodySize, isValidKey, type ObjectInfo, type PutBody } from "./backend.ts";
+
+/** A {@linkcode Backend} held in memory; every operation completes without I/O. */
+export class MemoryBackend implements Backend {
+  /** Where the storage is, for messages. */
+  readonly location: string;
+  #objects = new Map<string, Uint8Array>();
+
+  /** Creates an empty backend; `location` only labels it in messages. */
+  constructor(location = "memory:") {
+    this.location = location;
+  }
+
+  /** The whole object, or null when it does not exist. */
+  get(key: string): Promise<Uint8Array | null> {
+    return settle(() => {
+      checkKey(key);
+      const data = this.#objects.get(key);
+      return data === undefined ? null : data.slice();
+    });
+  }
+
+  /** Exactly `length` bytes from `offset`; see {@linkcode Backend.getRange}. */
+  getRange(key: string, offset: number, length: number): Promise<Uint8Array> {
+    return settle(() => {
+      checkKey(key);
+      checkRange(key, offset, length);
+      const data = this.#objects.get(key);
+      if (data === undefined) throw new NotFoundError(`Object "${key}" not found`);
+      if (offset + length > data.length) {
+        throw new IntegrityError(
+          `Object "${key}" is truncated: wanted bytes ${offset}..${offset + length}, ` +
+            `size is ${data.length}`,
+        );
+      }
+      return data.slice(offset, offset + length);
+    });
+  }
+
+  /** The object's size, or null when it does not exist. */
+  size(key: string): Promise<number | null> {
+    return settle(() => {
+      checkKey(key);
+      return this.#objects.get(key)?.length ?? null;
+    });
+  }
+
+  /** Every object whose key starts with `prefix`. */
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    // A valid prefix is one that some valid key starts with.
+    if (prefix !== "" && !isValidKey(prefix + "x")) {
+      throw new BackendError(`Invalid object key prefix "${prefix}"`);
+    }
+    // Snapshot first so that writes during iteration do not disturb it.
+    const found: ObjectInfo[] = [];
+    for (const [key, data] of this.#objects) {
+      if (key.startsWith(prefix)) found.push({ key, size: data.length });
+    }
+    yield* found;
+  }
+
+  /** Stores a copy of the body, replacing any old object. */
+  put(key: string, body: PutBody): Promise<void> {
+    return settle(() => {
+      checkKey(key);
+      this.#objects.set(key, concat(body));
+    });
+  }
+
+  /** Stores a copy of the body only if the key is absent; returns whether it did. */
+  create(key: string, body: PutBody): Promise<boolean> {
+    return settle(() => {
+      checkKey(key);
+      if (this.#objects.has(key)) return false;
+      this.#objects.set(key, concat(body));
+      return true;
+    });
+  }
+
+  /** Removes an object; removing an absent object is not an error. */
+  delete(key: string): Promise<void> {
+    return settle(() => {
+      checkKey(key);
+      this.#objects.delete(key);
+    });
+  }
+
+  /** Nothing to release; the objects stay until the backend is dropped. */
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+/** Runs `fn` now and turns its result or throw into a promise, so errors always reject. */
+function settle<T>(fn: () => T): Promise<T> {
+  return new Promise((resolve) => resolve(fn()));
+}
+
+function checkKey(key: string): void {
+  if (!isValidKey(key)) throw new BackendError(`Invalid object key "${key}"`);
+}
+
+function checkRange(key: string, offset: number, length: number): void {
+  if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
+    throw new BackendError(`Invalid range of object "${key}": offset ${offset}, length ${length}`);
+  }
+}
+
+function concat(body: PutBody): Uint8Array {
+  if (body instanceof Uint8Array) return body.slice();
+  const out = new Uint8Array(bodySize(body));
+  let at = 0;
+  for (const part of body) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}

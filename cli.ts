@@ -1,0 +1,498 @@
+/**
+ * The `vger` command line: parses arguments, loads the configuration, opens the backend, calls
+ * lib/commands.ts and turns results and errors into output and exit codes
+ * (0 ok, 1 error, 2 usage or configuration error, 3 done with warnings, 130 interrupted).
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { LocalBackend } from "./backends/local.ts";
+import type { Backend } from "./backends/backend.ts";
+import {
+  backupCommand,
+  extractCommand,
+  initCommand,
+  listArchivesCommand,
+  listItemsCommand,
+} from "./lib/commands.ts";
+import {
+  DEFAULT_ARCHIVE_NAME_FORMAT,
+  formatArchiveName,
+  parseConfig,
+  type RepositoryConfig,
+  type VgerConfig,
+} from "./lib/config.ts";
+import { DEFAULT_CHUNKER_PARAMS } from "./lib/chunker.ts";
+import type { Item } from "./lib/archive.ts";
+import { errorMessage, UsageError, VgerError } from "./lib/errors.ts";
+import { DEFAULT_KDF } from "./lib/key_file.ts";
+import { PathSelector } from "./lib/patterns.ts";
+import { toHex } from "./lib/ids.ts";
+
+/** The version printed by `vger --version`. */
+export const VERSION = "0.1.0";
+
+const USAGE = `vger ${VERSION}: fast, encrypted, deduplicated backups
+
+Usage: vger [GLOBAL OPTIONS] COMMAND [OPTIONS] [ARGS]
+
+Commands:
+  init                      create a repository
+  backup [PATHS...]         back up PATHS (default: source_directories of the config)
+  list                      list archives; with --archive NAME, the files of one archive
+  extract                   restore an archive: --archive NAME --dest DIR [PATTERNS...]
+
+Global options:
+  -c, --config FILE         configuration file (default: search as the README says)
+  -R, --repo LABEL|PATH     only this repository (a label of the config, or a path)
+      --json                machine-readable output
+  -q, --quiet               no progress, no summary
+      --progress            show progress even when not on a terminal
+  -v, --verbose             say which configuration file is used
+  -h, --help                this help
+  -V, --version             print the version
+
+init options:
+      --encryption MODE     aes256gcm (default) or none
+      --kdf-memory KIB      Argon2id memory in KiB (default ${DEFAULT_KDF.memoryKiB})
+      --kdf-iterations N    Argon2id iterations (default ${DEFAULT_KDF.iterations})
+      --kdf-parallelism N   Argon2id lanes (default ${DEFAULT_KDF.parallelism})
+backup options:
+  -a, --archive NAME        archive name (default: archive_name_format of the config)
+      --compression ALG     lz4 (default), zstd or none
+list/extract options:
+  -a, --archive NAME        the archive
+      --dest DIR            where to restore (extract; required)
+      --overwrite           replace existing files (extract)
+
+Environment: VGER_PASSPHRASE (passphrase), VGER_CONFIG (configuration file).
+Exit codes: 0 ok, 1 error, 2 usage or configuration error, 3 finished with warnings,
+130 interrupted.`;
+
+const OPTIONS = {
+  config: { type: "string", short: "c" },
+  repo: { type: "string", short: "R" },
+  json: { type: "boolean" },
+  quiet: { type: "boolean", short: "q" },
+  progress: { type: "boolean" },
+  verbose: { type: "boolean", short: "v" },
+  help: { type: "boolean", short: "h" },
+  version: { type: "boolean", short: "V" },
+  encryption: { type: "string" },
+  "kdf-memory": { type: "string" },
+  "kdf-iterations": { type: "string" },
+  "kdf-parallelism": { type: "string" },
+  archive: { type: "string", short: "a" },
+  compression: { type: "string" },
+  dest: { type: "string" },
+  overwrite: { type: "boolean" },
+} as const;
+
+type Flags = {
+  [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K]["type"] extends "string" ? string : boolean;
+};
+
+/** Where output goes; tests pass their own. */
+export interface CliIo {
+  /** Standard output. */
+  out(text: string): void;
+  /** Standard error. */
+  err(text: string): void;
+  /** Whether stderr is a terminal (progress). */
+  isTerminal: boolean;
+}
+
+const encoder = new TextEncoder();
+const defaultIo: CliIo = {
+  out: (t) => writeAll(Deno.stdout, t),
+  err: (t) => writeAll(Deno.stderr, t),
+  isTerminal: Deno.stderr.isTerminal(),
+};
+
+function writeAll(f: { writeSync(b: Uint8Array): number }, text: string): void {
+  const b = encoder.encode(text);
+  for (let o = 0; o < b.length;) o += f.writeSync(b.subarray(o));
+}
+
+/** Runs the CLI; returns the exit code. */
+export async function main(args: string[], io: CliIo = defaultIo): Promise<number> {
+  let flags: Flags;
+  let positionals: string[];
+  try {
+    const parsed = parseArgs({ args, options: OPTIONS, allowPositionals: true, strict: true });
+    flags = parsed.values as Flags;
+    positionals = parsed.positionals;
+  } catch (err) {
+    io.err(`vger: ${errorMessage(err)} (see vger --help)\n`);
+    return 2;
+  }
+  if (flags.version) {
+    io.out(`vger ${VERSION}\n`);
+    return 0;
+  }
+  const [command, ...rest] = positionals;
+  if (flags.help || !command) {
+    io.out(USAGE + "\n");
+    return flags.help ? 0 : 2;
+  }
+  try {
+    const config = await loadConfig(flags, io);
+    const repos = selectRepositories(config, flags.repo);
+    let worst = 0;
+    for (const repo of repos) {
+      let code: number;
+      try {
+        code = await runCommand(command, rest, flags, config, repo, io);
+      } catch (err) {
+        io.err(`vger: ${describeError(err, repo)}\n`);
+        code = exitCodeOf(err);
+      }
+      if (code !== 0 && (worst === 0 || worst === 3)) worst = code;
+    }
+    return worst;
+  } catch (err) {
+    io.err(`vger: ${describeError(err)}\n`);
+    return exitCodeOf(err);
+  }
+}
+
+function exitCodeOf(err: unknown): number {
+  if (err instanceof VgerError) {
+    if (err.code === "usage") return 2;
+    if (err.code === "interrupted") return 130;
+    return 1;
+  }
+  return 1;
+}
+
+function describeError(err: unknown, repo?: RepositoryConfig): string {
+  if (err instanceof Deno.errors.NotCapable) {
+    const m = /Requires (\w+) access/.exec(err.message);
+    const flag = m ? `--allow-${m[1]}` : "a permission flag";
+    return `Missing Deno permission: ${err.message.split(",")[0]}; run with ${flag} (or -A)`;
+  }
+  if (err instanceof VgerError) return err.message;
+  const where = repo ? ` (repository "${repo.path}")` : "";
+  return `Unexpected error${where}: ${err instanceof Error ? err.stack ?? err.message : String(err)}`;
+}
+
+async function loadConfig(flags: Flags, io: CliIo): Promise<VgerConfig | null> {
+  const home = Deno.env.get("HOME");
+  const xdg = Deno.env.get("XDG_CONFIG_HOME") ?? (home ? `${home}/.config` : undefined);
+  const explicit = flags.config ?? Deno.env.get("VGER_CONFIG");
+  const candidates = explicit
+    ? [explicit]
+    : ["vger.yaml", ...(xdg ? [`${xdg}/vger/config.yaml`] : []), "/etc/vger/config.yaml"];
+  for (const file of candidates) {
+    let text: string;
+    try {
+      text = await Deno.readTextFile(file);
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound && !explicit) continue;
+      if (err instanceof Deno.errors.NotCapable && !explicit) continue;
+      throw new UsageError(`Cannot read configuration ${file}: ${errorMessage(err)}`);
+    }
+    if (flags.verbose) io.err(`vger: using configuration ${file}\n`);
+    return parseConfig(text, file);
+  }
+  return null;
+}
+
+function adHocRepository(path: string): RepositoryConfig {
+  return {
+    path,
+    backend: "local",
+    encryption: { mode: "aes256gcm" },
+    compression: { algorithm: "lz4", zstdLevel: 3 },
+    sourceDirectories: [],
+  };
+}
+
+function selectRepositories(config: VgerConfig | null, repo: string | undefined): RepositoryConfig[] {
+  if (!config) {
+    if (!repo) {
+      throw new UsageError(
+        "No configuration file found and no repository given: use --repo PATH or vger config",
+      );
+    }
+    return [adHocRepository(repo)];
+  }
+  if (!repo) return config.repositories;
+  const hit = config.repositories.filter((r) => r.label === repo || r.path === repo);
+  return hit.length > 0 ? hit : [adHocRepository(repo)];
+}
+
+function openBackend(repo: RepositoryConfig): Backend {
+  if (repo.backend !== "local") {
+    throw new UsageError(`The ${repo.backend} backend is not available yet (repository "${repo.path}")`);
+  }
+  return new LocalBackend(repo.path);
+}
+
+async function runCapture(command: string): Promise<string> {
+  const words = command.match(/(?:[^\s"']+|"[^"]*"|'[^']*')+/g) ?? [];
+  const argv = words.map((w) => w.replace(/^"(.*)"$|^'(.*)'$/s, "$1$2"));
+  if (argv.length === 0) throw new UsageError("passcommand is empty");
+  let out: Deno.CommandOutput;
+  try {
+    out = await new Deno.Command(argv[0], { args: argv.slice(1), stdin: "null" }).output();
+  } catch (err) {
+    throw new UsageError(`Cannot run passcommand "${argv[0]}": ${errorMessage(err)}`);
+  }
+  if (!out.success) {
+    const stderr = new TextDecoder().decode(out.stderr).trim();
+    throw new UsageError(`passcommand "${argv[0]}" failed with exit code ${out.code}${stderr ? `: ${stderr}` : ""}`);
+  }
+  return new TextDecoder().decode(out.stdout).replace(/\r?\n$/, "");
+}
+
+async function promptSecret(prompt: string): Promise<string | undefined> {
+  if (!Deno.stdin.isTerminal()) return undefined;
+  writeAll(Deno.stderr, prompt);
+  Deno.stdin.setRaw(true);
+  const bytes: number[] = [];
+  const buf = new Uint8Array(64);
+  try {
+    outer: for (;;) {
+      const n = await Deno.stdin.read(buf);
+      if (n === null) break;
+      for (const c of buf.subarray(0, n)) {
+        if (c === 13 || c === 10) break outer;
+        if (c === 3) throw new VgerError("interrupted", "Interrupted");
+        if (c === 127 || c === 8) bytes.pop();
+        else bytes.push(c);
+      }
+    }
+  } finally {
+    Deno.stdin.setRaw(false);
+    writeAll(Deno.stderr, "\n");
+  }
+  return new TextDecoder().decode(new Uint8Array(bytes));
+}
+
+async function passphraseFor(repo: RepositoryConfig, confirm: boolean): Promise<string | undefined> {
+  const env = Deno.env.get("VGER_PASSPHRASE");
+  if (env !== undefined) return env;
+  if (repo.encryption.passcommand) return await runCapture(repo.encryption.passcommand);
+  if (repo.encryption.passphrase !== undefined) return repo.encryption.passphrase;
+  const first = await promptSecret(`Passphrase for ${repo.path}: `);
+  if (first === undefined || !confirm) return first;
+  const second = await promptSecret("Repeat passphrase: ");
+  if (first !== second) throw new UsageError("The passphrases do not match");
+  return first;
+}
+
+function intFlag(v: string | undefined, name: string, dflt: number): number {
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 0) throw new UsageError(`--${name} takes a whole number, not "${v}"`);
+  return n;
+}
+
+function fmtBytes(n: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${i === 0 ? v : v.toFixed(2)} ${units[i]}`;
+}
+
+function modeString(item: Item): string {
+  const t = item.type === "dir" ? "d" : item.type === "symlink" ? "l" : "-";
+  const rwx = "rwxrwxrwx";
+  let s = "";
+  for (let i = 0; i < 9; i++) s += item.mode & (1 << (8 - i)) ? rwx[i] : "-";
+  return t + s;
+}
+
+function progressPrinter(flags: Flags, io: CliIo) {
+  const show = !flags.quiet && !flags.json && (flags.progress || io.isTerminal);
+  if (!show) return undefined;
+  const start = Date.now();
+  return (p: { files: number; bytes: number; current: string }) => {
+    const secs = (Date.now() - start) / 1000;
+    const rate = secs > 0 ? p.bytes / secs : 0;
+    const line = `${p.files} files, ${fmtBytes(p.bytes)}, ${fmtBytes(rate)}/s  ${p.current}`;
+    io.err(`\r\x1b[K${line.slice(0, 120)}`);
+  };
+}
+
+async function runCommand(
+  command: string,
+  args: string[],
+  flags: Flags,
+  config: VgerConfig | null,
+  repo: RepositoryConfig,
+  io: CliIo,
+): Promise<number> {
+  const warn = (m: string) => {
+    if (!flags.quiet) io.err(`vger: warning: ${m}\n`);
+  };
+  const passphrase = () => passphraseFor(repo, false);
+  switch (command) {
+    case "init": {
+      const mode = flags.encryption ?? repo.encryption.mode;
+      if (mode !== "aes256gcm" && mode !== "none") {
+        throw new UsageError(`--encryption must be "aes256gcm" or "none", not "${mode}"`);
+      }
+      const pass = mode === "none" ? undefined : await passphraseFor(repo, true);
+      if (mode !== "none" && pass === undefined) {
+        throw new UsageError("A passphrase is needed: set VGER_PASSPHRASE or encryption.passphrase");
+      }
+      const cfg = await initCommand(openBackend(repo), {
+        encryption: mode,
+        passphrase: pass,
+        kdf: {
+          memoryKiB: intFlag(flags["kdf-memory"], "kdf-memory", DEFAULT_KDF.memoryKiB),
+          iterations: intFlag(flags["kdf-iterations"], "kdf-iterations", DEFAULT_KDF.iterations),
+          parallelism: intFlag(flags["kdf-parallelism"], "kdf-parallelism", DEFAULT_KDF.parallelism),
+        },
+        chunker: config?.chunker ?? DEFAULT_CHUNKER_PARAMS,
+        minPackSize: repo.minPackSize,
+        maxPackSize: repo.maxPackSize,
+      });
+      if (flags.json) io.out(JSON.stringify({ repository: repo.path, id: cfg.id, encryption: cfg.encryption }) + "\n");
+      else if (!flags.quiet) io.err(`Created repository ${repo.path} (${cfg.encryption})\n`);
+      return 0;
+    }
+    case "backup": {
+      const sources = args.length > 0 ? args : repo.sourceDirectories;
+      if (sources.length === 0) {
+        throw new UsageError("Nothing to back up: give PATHS or set source_directories");
+      }
+      const name = flags.archive ?? formatArchiveName(
+        config?.archiveNameFormat ?? DEFAULT_ARCHIVE_NAME_FORMAT,
+        { hostname: Deno.hostname(), user: Deno.env.get("USER") ?? "unknown", now: new Date() },
+      );
+      const excludes = new PathSelector(config?.excludePatterns ?? []);
+      const hasExcludes = (config?.excludePatterns ?? []).length > 0;
+      const compression = flags.compression
+        ? { algorithm: flags.compression as "lz4", zstdLevel: repo.compression.zstdLevel }
+        : repo.compression;
+      const progress = progressPrinter(flags, io);
+      const result = await backupCommand(openBackend(repo), {
+        passphrase,
+        name,
+        sources,
+        compression,
+        excludeDirs: [repo.path],
+        isExcluded: hasExcludes ? (p) => excludes.selects(p) : undefined,
+        onWarning: warn,
+        onProgress: progress,
+      });
+      if (progress) io.err("\r\x1b[K");
+      const s = result.stats;
+      if (flags.json) {
+        io.out(JSON.stringify({
+          repository: repo.path,
+          archive: result.archive.name,
+          id: toHex(result.archive.id),
+          files: s.files,
+          original_size: s.original,
+          compressed_size: s.compressed,
+          deduplicated_size: s.deduplicated,
+          duration_seconds: result.seconds,
+          warnings: result.warnings,
+        }) + "\n");
+      } else if (!flags.quiet) {
+        io.out(
+          `Archive ${result.archive.name}: ${s.files} files, original ${fmtBytes(s.original)}, ` +
+            `compressed ${fmtBytes(s.compressed)}, deduplicated ${fmtBytes(s.deduplicated)}, ` +
+            `${result.seconds.toFixed(1)} s\n`,
+        );
+      }
+      return result.warnings.length > 0 ? 3 : 0;
+    }
+    case "list": {
+      const backend = openBackend(repo);
+      if (!flags.archive) {
+        const archives = await listArchivesCommand(backend, { passphrase });
+        if (flags.json) {
+          io.out(JSON.stringify({
+            repository: repo.path,
+            archives: archives.map((a) => ({
+              name: a.name,
+              id: toHex(a.id),
+              time: a.time,
+              hostname: a.hostname,
+              username: a.username,
+              files: a.stats.files,
+              original_size: a.stats.original,
+              compressed_size: a.stats.compressed,
+              deduplicated_size: a.stats.deduplicated,
+            })),
+          }) + "\n");
+        } else {
+          for (const a of archives) {
+            io.out(`${a.name.padEnd(32)} ${a.time}  ${a.hostname}  ${a.stats.files} files  ${fmtBytes(a.stats.original)}\n`);
+          }
+        }
+        return 0;
+      }
+      const items = listItemsCommand(backend, { passphrase, archive: flags.archive, patterns: args });
+      if (flags.json) {
+        const rows: unknown[] = [];
+        for await (const i of items) {
+          rows.push({
+            path: i.path,
+            type: i.type,
+            mode: i.mode,
+            uid: i.uid,
+            gid: i.gid,
+            user: i.user ?? null,
+            group: i.group ?? null,
+            size: i.size,
+            mtime_ns: i.mtimeNs.toString(),
+            target: i.target ?? null,
+          });
+        }
+        io.out(JSON.stringify({ repository: repo.path, archive: flags.archive, items: rows }) + "\n");
+      } else {
+        for await (const i of items) {
+          const when = new Date(Number(i.mtimeNs / 1_000_000n)).toISOString().slice(0, 19).replace("T", " ");
+          const owner = `${i.user ?? i.uid} ${i.group ?? i.gid}`;
+          io.out(`${modeString(i)} ${owner.padEnd(17)} ${String(i.size).padStart(12)} ${when} ${i.path}${i.target !== undefined ? ` -> ${i.target}` : ""}\n`);
+        }
+      }
+      return 0;
+    }
+    case "extract": {
+      if (!flags.archive) throw new UsageError("extract needs --archive NAME");
+      if (!flags.dest) throw new UsageError("extract needs --dest DIR");
+      const progress = progressPrinter(flags, io);
+      const result = await extractCommand(openBackend(repo), {
+        passphrase,
+        archive: flags.archive,
+        dest: flags.dest,
+        patterns: args,
+        overwrite: flags.overwrite,
+        onWarning: warn,
+        onProgress: progress,
+      });
+      if (progress) io.err("\r\x1b[K");
+      if (flags.json) {
+        io.out(JSON.stringify({ repository: repo.path, archive: flags.archive, files: result.files, bytes: result.bytes, warnings: result.warnings }) + "\n");
+      } else if (!flags.quiet) {
+        io.out(`Restored ${result.files} items, ${fmtBytes(result.bytes)} to ${flags.dest}\n`);
+      }
+      return result.warnings.length > 0 ? 3 : 0;
+    }
+    default:
+      throw new UsageError(`Unknown command "${command}" (see vger --help)`);
+  }
+}
+
+/** Runs the CLI as a program: Ctrl-C handling, then exit with main's code. */
+export async function runCli(): Promise<never> {
+  Deno.addSignalListener("SIGINT", () => {
+    writeAll(Deno.stderr, "\nvger: interrupted; nothing was committed, the repository is consistent\n");
+    Deno.exit(130);
+  });
+  Deno.exit(await main(Deno.args));
+}
+
+if (import.meta.main) await runCli();

@@ -1,0 +1,243 @@
+/**
+ * Archives: the item stream (one msgpack map per file, directory or symlink) and the archive
+ * metadata object.
+ *
+ * Item (msgpack map, short keys):
+ *   p path (string, absolute without the leading "/"), t type ("f" file, "d" dir, "l" symlink),
+ *   m mode (permission bits incl. setuid/setgid/sticky), u uid, g gid, un user name, gn group name,
+ *   mt mtime in ns (int64), s size, c chunk ids (array of bin(32), files), l link target (symlinks),
+ *   x xattrs (map name -> bin), optional.
+ * The stream is cut into blobs at item boundaries (each blob holds whole items): after an item
+ * once the blob holds >= 32 KiB and the item's CRC-32 has its low 6 bits zero, or once it holds
+ * >= 1 MiB. The cut depends only on content, so unchanged parts of a tree give identical blobs
+ * that deduplicate. Blobs are sealed as type items and stored in packs like chunks.
+ *
+ * Archive metadata (`archives/<hex id>`, sealed type archive, identity = the id bytes):
+ *   { v: 1, name, hostname, username, time, time_end (ISO 8601), sources: [string],
+ *     items: [bin(32) item-blob ids in order], stats: {files, original, compressed, deduplicated} }
+ * The archive id is the HMAC chunk id of that plaintext.
+ *
+ * @module
+ */
+
+import { decode, Decoder, Encoder } from "@msgpack/msgpack";
+import { IntegrityError } from "./errors.ts";
+import type { ArchiveStats } from "./manifest.ts";
+import { crc32 } from "./pack.ts";
+
+/** Kinds of entries an archive holds. */
+export type ItemType = "file" | "dir" | "symlink";
+
+/** One entry of an archive. */
+export interface Item {
+  /** Absolute path without the leading "/". */
+  path: string;
+  /** Entry kind. */
+  type: ItemType;
+  /** Permission bits (incl. setuid, setgid, sticky). */
+  mode: number;
+  /** Owner uid. */
+  uid: number;
+  /** Owner gid. */
+  gid: number;
+  /** Owner user name, when known. */
+  user?: string;
+  /** Owner group name, when known. */
+  group?: string;
+  /** Modification time in nanoseconds since the epoch. */
+  mtimeNs: bigint;
+  /** Size in bytes (files). */
+  size: number;
+  /** Chunk ids of the contents, in order (files). */
+  chunks?: Uint8Array[];
+  /** Link target (symlinks). */
+  target?: string;
+  /** Extended attributes. */
+  xattrs?: Record<string, Uint8Array>;
+}
+
+const TYPE_CODE: Record<ItemType, string> = { file: "f", dir: "d", symlink: "l" };
+const CODE_TYPE: Record<string, ItemType> = { f: "file", d: "dir", l: "symlink" };
+
+/** Encodes one item. */
+export function encodeItem(encoder: Encoder, item: Item): Uint8Array {
+  const o: Record<string, unknown> = {
+    p: item.path,
+    t: TYPE_CODE[item.type],
+    m: item.mode,
+    u: item.uid,
+    g: item.gid,
+    mt: item.mtimeNs,
+    s: item.size,
+  };
+  if (item.user !== undefined) o.un = item.user;
+  if (item.group !== undefined) o.gn = item.group;
+  if (item.chunks !== undefined) o.c = item.chunks;
+  if (item.target !== undefined) o.l = item.target;
+  if (item.xattrs !== undefined && Object.keys(item.xattrs).length > 0) o.x = item.xattrs;
+  return encoder.encode(o);
+}
+
+/** A msgpack encoder set up for items (int64 for times). */
+export function newItemEncoder(): Encoder {
+  return new Encoder({ useBigInt64: true });
+}
+
+const isUint = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
+const toNum = (v: unknown): unknown => (typeof v === "bigint" ? Number(v) : v);
+
+function toItem(o: unknown, what: string): Item {
+  const bad = (why: string) => new IntegrityError(`${what} is corrupt: ${why}`);
+  if (typeof o !== "object" || o === null || Array.isArray(o)) throw bad("item is not a map");
+  const r = o as Record<string, unknown>;
+  const type = CODE_TYPE[r.t as string];
+  const [m, u, g, s] = [toNum(r.m), toNum(r.u), toNum(r.g), toNum(r.s)];
+  if (typeof r.p !== "string" || r.p.length === 0) throw bad("item without a path");
+  if (!type) throw bad(`item "${r.p}" has unknown type`);
+  if (!isUint(m) || !isUint(u) || !isUint(g) || !isUint(s)) throw bad(`item "${r.p}" has bad numbers`);
+  const mt = typeof r.mt === "bigint" ? r.mt : Number.isSafeInteger(r.mt) ? BigInt(r.mt as number) : null;
+  if (mt === null) throw bad(`item "${r.p}" has a bad mtime`);
+  const item: Item = { path: r.p, type, mode: m, uid: u, gid: g, mtimeNs: mt, size: s };
+  if (r.un !== undefined) {
+    if (typeof r.un !== "string") throw bad(`item "${r.p}" has a bad user`);
+    item.user = r.un;
+  }
+  if (r.gn !== undefined) {
+    if (typeof r.gn !== "string") throw bad(`item "${r.p}" has a bad group`);
+    item.group = r.gn;
+  }
+  if (r.c !== undefined) {
+    if (!Array.isArray(r.c) || !r.c.every((c) => c instanceof Uint8Array && c.length === 32)) {
+      throw bad(`item "${r.p}" has a bad chunk list`);
+    }
+    item.chunks = r.c;
+  }
+  if (type === "file" && item.chunks === undefined) throw bad(`file "${r.p}" has no chunk list`);
+  if (r.l !== undefined) {
+    if (typeof r.l !== "string") throw bad(`item "${r.p}" has a bad link target`);
+    item.target = r.l;
+  }
+  if (type === "symlink" && item.target === undefined) throw bad(`symlink "${r.p}" has no target`);
+  if (r.x !== undefined) {
+    const x = r.x as Record<string, unknown>;
+    if (
+      typeof x !== "object" || x === null || x instanceof Uint8Array ||
+      !Object.values(x).every((v) => v instanceof Uint8Array)
+    ) throw bad(`item "${r.p}" has bad xattrs`);
+    item.xattrs = x as Record<string, Uint8Array>;
+  }
+  return item;
+}
+
+/** Decodes every item of one item-stream blob; `what` names the blob in errors. */
+export function decodeItems(blob: Uint8Array, what: string): Item[] {
+  const decoder = new Decoder({ useBigInt64: true, maxStrLength: 1 << 20, maxBinLength: 1 << 20 });
+  const items: Item[] = [];
+  try {
+    for (const o of decoder.decodeMulti(blob)) items.push(toItem(o, what));
+  } catch (cause) {
+    if (cause instanceof IntegrityError) throw cause;
+    throw new IntegrityError(`${what} is corrupt: bad msgpack`, { cause });
+  }
+  return items;
+}
+
+/** Cuts the item stream into blobs at content-defined item boundaries. */
+export class ItemStreamBuffer {
+  #parts: Uint8Array[] = [];
+  #size = 0;
+
+  /** Adds an encoded item; returns a finished blob when the cut rule says so. */
+  add(encoded: Uint8Array): Uint8Array | null {
+    this.#parts.push(encoded);
+    this.#size += encoded.length;
+    if (this.#size >= 1 << 20 || (this.#size >= 32 << 10 && (crc32(encoded) & 63) === 0)) {
+      return this.flush();
+    }
+    return null;
+  }
+
+  /** The remaining items as a blob, or null when empty. */
+  flush(): Uint8Array | null {
+    if (this.#size === 0) return null;
+    const out = new Uint8Array(this.#size);
+    let o = 0;
+    for (const p of this.#parts) {
+      out.set(p, o);
+      o += p.length;
+    }
+    this.#parts = [];
+    this.#size = 0;
+    return out;
+  }
+}
+
+/** Archive metadata. */
+export interface ArchiveMeta {
+  /** Archive name. */
+  name: string;
+  /** Host that made it. */
+  hostname: string;
+  /** User that made it. */
+  username: string;
+  /** Start time (ISO 8601). */
+  time: string;
+  /** End time (ISO 8601). */
+  timeEnd: string;
+  /** Source paths as given. */
+  sources: string[];
+  /** Item-stream blob ids, in order. */
+  items: Uint8Array[];
+  /** Sizes. */
+  stats: ArchiveStats;
+}
+
+/** Encodes archive metadata. */
+export function encodeArchiveMeta(a: ArchiveMeta): Uint8Array {
+  return new Encoder().encode({
+    v: 1,
+    name: a.name,
+    hostname: a.hostname,
+    username: a.username,
+    time: a.time,
+    time_end: a.timeEnd,
+    sources: a.sources,
+    items: a.items,
+    stats: a.stats,
+  });
+}
+
+/** Parses archive metadata; throws IntegrityError naming the archive on malformation. */
+export function decodeArchiveMeta(bytes: Uint8Array, what: string): ArchiveMeta {
+  const bad = (why: string, cause?: unknown) =>
+    new IntegrityError(`${what} is corrupt: ${why}`, { cause });
+  let o: Record<string, unknown>;
+  try {
+    o = decode(bytes) as Record<string, unknown>;
+  } catch (cause) {
+    throw bad("not msgpack", cause);
+  }
+  if (
+    typeof o !== "object" || o === null || o.v !== 1 || typeof o.name !== "string" ||
+    typeof o.hostname !== "string" || typeof o.username !== "string" ||
+    typeof o.time !== "string" || typeof o.time_end !== "string" || !Array.isArray(o.sources) ||
+    !Array.isArray(o.items) || typeof o.stats !== "object" || o.stats === null
+  ) throw bad("unexpected structure");
+  if (!o.items.every((i) => i instanceof Uint8Array && i.length === 32)) throw bad("bad item ids");
+  const s = o.stats as Record<string, unknown>;
+  return {
+    name: o.name,
+    hostname: o.hostname,
+    username: o.username,
+    time: o.time,
+    timeEnd: o.time_end,
+    sources: o.sources.map(String),
+    items: o.items,
+    stats: {
+      files: Number(toNum(s.files)) || 0,
+      original: Number(toNum(s.original)) || 0,
+      compressed: Number(toNum(s.compressed)) || 0,
+      deduplicated: Number(toNum(s.deduplicated)) || 0,
+    },
+  };
+}

@@ -1,0 +1,382 @@
+/**
+ * Backup: walks the sources, reads and chunks files, stores new chunks, writes the item stream
+ * and commits the archive.
+ *
+ * Stages: the main thread walks, reads, chunks (FastCDC) and hashes (HMAC, for the dedup
+ * decision); new chunks go to the codec workers (compress + seal) and from there into packs.
+ * A byte budget bounds the chunks in flight, so memory stays flat whatever the input size.
+ *
+ * @module
+ */
+
+import { resolve } from "node:path";
+import type { Backend } from "../backends/backend.ts";
+import {
+  type ArchiveMeta,
+  type Item,
+  ItemStreamBuffer,
+  newItemEncoder,
+  encodeItem,
+} from "./archive.ts";
+import type { Chunker } from "./chunker.ts";
+import { CodecPool } from "./codec_pool.ts";
+import type { CompressionOptions } from "./compress.ts";
+import { ObjectType, type ObjectTypeTag } from "./crypto.ts";
+import { AlreadyExistsError, errorMessage, NotFoundError, VgerError } from "./errors.ts";
+import { entryKind, type EntryStat, lstatEntry } from "./fs_meta.ts";
+import { nativeFs } from "./fs_native.ts";
+import type { ArchiveStats, ManifestEntry } from "./manifest.ts";
+import { Owners } from "./owners.ts";
+import type { Repository } from "./repository.ts";
+import { WriteSession } from "./write_session.ts";
+
+/** Options of {@linkcode backup}. */
+export interface BackupOptions {
+  /** Archive name (must be new). */
+  name: string;
+  /** Paths to back up. */
+  sources: string[];
+  /** Compression of new chunks. */
+  compression: CompressionOptions;
+  /** Directories never to back up (the repository itself), as absolute paths. */
+  excludeDirs?: string[];
+  /** Decides whether a path (absolute, without leading "/") is excluded. */
+  isExcluded?: (path: string, isDir: boolean) => boolean;
+  /** Host name recorded in the archive. */
+  hostname?: string;
+  /** User name recorded in the archive. */
+  username?: string;
+  /** Called for each warning (skipped or unreadable files). */
+  onWarning?: (message: string) => void;
+  /** Called now and then with the progress so far. */
+  onProgress?: (progress: BackupProgress) => void;
+  /** Bytes of chunks in flight between reading and packing (default 128 MiB). */
+  budgetBytes?: number;
+}
+
+/** Progress of a running backup. */
+export interface BackupProgress {
+  /** Items done. */
+  files: number;
+  /** Bytes read. */
+  bytes: number;
+  /** Path being read. */
+  current: string;
+}
+
+/** What a backup did. */
+export interface BackupResult {
+  /** The committed archive. */
+  archive: ManifestEntry;
+  /** Its sizes. */
+  stats: ArchiveStats;
+  /** Warnings (skipped files); a non-empty list means exit code 3. */
+  warnings: string[];
+  /** Seconds it took. */
+  seconds: number;
+}
+
+const READ_BLOCK = 8 << 20;
+
+/** Backs up the sources into a new archive. */
+export async function backup(repo: Repository<Backend>, options: BackupOptions): Promise<BackupResult> {
+  const started = new Date();
+  const manifest = await repo.readManifest();
+  if (manifest.archives.some((a) => a.name === options.name)) {
+    throw new AlreadyExistsError(`Archive "${options.name}" already exists in "${repo.location}"`);
+  }
+  const sources = options.sources.map((s) => resolve(s));
+  if (sources.length === 0) throw new NotFoundError("Nothing to back up: no source directories");
+  for (const s of sources) {
+    try {
+      Deno.lstatSync(s);
+    } catch (cause) {
+      throw new NotFoundError(`Source "${s}" cannot be read: ${describeFsError(cause)}`, { cause });
+    }
+  }
+  const index = await repo.readIndex();
+  const session = new WriteSession(repo, index);
+  const pool = new CodecPool(repo.key.material, repo.config.encryption);
+  try {
+    const run = new BackupRun(repo, session, pool, await repo.chunker(), await Owners.load(), options);
+    for (const s of sources) await run.walk(s);
+    const items = await run.finish();
+    const stats = run.stats();
+    const meta: ArchiveMeta = {
+      name: options.name,
+      hostname: options.hostname ?? Deno.hostname(),
+      username: options.username ?? run.username(),
+      time: started.toISOString(),
+      timeEnd: new Date().toISOString(),
+      sources,
+      items,
+      stats,
+    };
+    const archive = await session.commit(meta);
+    return { archive, stats, warnings: run.warnings, seconds: (Date.now() - started.getTime()) / 1000 };
+  } finally {
+    pool.close();
+  }
+}
+
+/** Plain words for a file-system error. */
+export function describeFsError(err: unknown): string {
+  if (err instanceof Deno.errors.NotFound) return "no such file or directory";
+  if (err instanceof Deno.errors.PermissionDenied) return "permission denied";
+  if (err instanceof Deno.errors.NotCapable) return `${errorMessage(err)}`;
+  const errno = (err as { errno?: number }).errno;
+  if (errno === 2) return "no such file or directory";
+  if (errno === 13) return "permission denied";
+  return errorMessage(err);
+}
+
+class BackupRun {
+  readonly warnings: string[] = [];
+  readonly #repo: Repository<Backend>;
+  readonly #session: WriteSession;
+  readonly #pool: CodecPool;
+  readonly #chunker: Chunker;
+  readonly #owners: Owners;
+  readonly #options: BackupOptions;
+  readonly #encoder = newItemEncoder();
+  readonly #itemBuffer = new ItemStreamBuffer();
+  readonly #itemIds: Uint8Array[] = [];
+  readonly #excluded = new Set<string>();
+  readonly #inflight = new Set<Promise<void>>();
+  readonly #budget: number;
+  readonly #native = nativeFs();
+  #inflightBytes = 0;
+  #failure: unknown = null;
+  #buf: Uint8Array;
+  #files = 0;
+  #original = 0;
+  #compressed = 0;
+  #lastProgress = 0;
+
+  constructor(
+    repo: Repository<Backend>,
+    session: WriteSession,
+    pool: CodecPool,
+    chunker: Chunker,
+    owners: Owners,
+    options: BackupOptions,
+  ) {
+    this.#repo = repo;
+    this.#session = session;
+    this.#pool = pool;
+    this.#chunker = chunker;
+    this.#owners = owners;
+    this.#options = options;
+    this.#budget = options.budgetBytes ?? 128 << 20;
+    this.#buf = new Uint8Array(repo.config.chunker.maxSize + READ_BLOCK);
+    for (const d of options.excludeDirs ?? []) {
+      try {
+        const s = lstatEntry(d);
+        this.#excluded.add(`${s.dev}:${s.ino}`);
+      } catch {
+        // a directory that does not exist cannot be inside a source
+      }
+    }
+  }
+
+  username(): string {
+    return Deno.env.get("USER") ?? this.#owners.userName(Deno.uid() ?? -1) ?? "unknown";
+  }
+
+  stats(): ArchiveStats {
+    return {
+      files: this.#files,
+      original: this.#original,
+      compressed: this.#compressed,
+      deduplicated: this.#session.addedBytes,
+    };
+  }
+
+  #warn(message: string): void {
+    this.warnings.push(message);
+    this.#options.onWarning?.(message);
+  }
+
+  #progress(current: string): void {
+    const now = Date.now();
+    if (!this.#options.onProgress || now - this.#lastProgress < 200) return;
+    this.#lastProgress = now;
+    this.#options.onProgress({ files: this.#files, bytes: this.#original, current });
+  }
+
+  /** Backs up one path (pre-order, names sorted). */
+  async walk(path: string): Promise<void> {
+    let st: EntryStat;
+    try {
+      st = lstatEntry(path);
+    } catch (err) {
+      this.#warn(`Skipped "${path}": ${describeFsError(err)}`);
+      return;
+    }
+    const kind = entryKind(st.mode);
+    const rel = path.replace(/^\/+/, "");
+    if (this.#options.isExcluded?.(rel, kind === "dir")) return;
+    if (kind === "special") {
+      this.#warn(`Skipped "${path}": not a regular file, directory or symlink`);
+      return;
+    }
+    if (kind === "dir" && this.#excluded.has(`${st.dev}:${st.ino}`)) return;
+    const item: Item = {
+      path: rel,
+      type: kind,
+      mode: st.mode & 0o7777,
+      uid: st.uid,
+      gid: st.gid,
+      user: this.#owners.userName(st.uid),
+      group: this.#owners.groupName(st.gid),
+      mtimeNs: st.mtimeNs,
+      size: 0,
+    };
+    const xattrs = this.#readXattrs(path);
+    if (xattrs) item.xattrs = xattrs;
+    if (kind === "symlink") {
+      try {
+        item.target = Deno.readLinkSync(path);
+      } catch (err) {
+        this.#warn(`Skipped "${path}": ${describeFsError(err)}`);
+        return;
+      }
+      await this.#emit(item);
+      return;
+    }
+    if (kind === "file") {
+      const chunks = await this.#readFile(path, st.size);
+      if (chunks === null) return;
+      item.chunks = chunks.ids;
+      item.size = chunks.size;
+      await this.#emit(item);
+      return;
+    }
+    let names: string[];
+    try {
+      names = [];
+      for (const e of Deno.readDirSync(path)) names.push(e.name);
+    } catch (err) {
+      this.#warn(`Skipped directory "${path}": ${describeFsError(err)}`);
+      return;
+    }
+    await this.#emit(item);
+    names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    const base = path === "/" ? "" : path;
+    for (const name of names) await this.walk(`${base}/${name}`);
+  }
+
+  #readXattrs(path: string): Record<string, Uint8Array> | undefined {
+    if (!this.#native) return undefined;
+    let out: Record<string, Uint8Array> | undefined;
+    try {
+      for (const name of this.#native.listXattrs(path)) {
+        const v = this.#native.getXattr(path, name);
+        if (v !== null) (out ??= {})[name] = v;
+      }
+    } catch (err) {
+      this.#warn(`Extended attributes of "${path}" not saved: ${errorMessage(err)}`);
+    }
+    return out;
+  }
+
+  /** Reads a file up to its size at open; null when it could not be read (warned). */
+  async #readFile(path: string, sizeAtStat: number): Promise<{ ids: Uint8Array[]; size: number } | null> {
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(path, { read: true });
+    } catch (err) {
+      this.#warn(`Skipped "${path}": ${describeFsError(err)}`);
+      return null;
+    }
+    const ids: Uint8Array[] = [];
+    let size = 0;
+    try {
+      const limit = (await file.stat()).size;
+      void sizeAtStat;
+      const buf = this.#buf;
+      const max = this.#repo.config.chunker.maxSize;
+      let start = 0;
+      let end = 0;
+      let remaining = limit;
+      let eof = remaining === 0;
+      for (;;) {
+        if (!eof && end - start < max) {
+          if (end === buf.length || buf.length - end < READ_BLOCK / 2) {
+            buf.copyWithin(0, start, end);
+            end -= start;
+            start = 0;
+          }
+          const n = await file.read(buf.subarray(end, Math.min(buf.length, end + remaining)));
+          if (n === null || n === 0) eof = true;
+          else {
+            end += n;
+            remaining -= n;
+            if (remaining === 0) eof = true;
+          }
+          continue;
+        }
+        if (start === end) break;
+        const cut = this.#chunker.findCut(buf.subarray(start, end), eof);
+        const chunk = buf.slice(start, start + cut);
+        start += cut;
+        size += cut;
+        this.#original += cut;
+        ids.push(await this.#store(ObjectType.data, chunk));
+        this.#progress(path);
+      }
+    } catch (err) {
+      if (err instanceof VgerError) throw err;
+      this.#warn(`Skipped "${path}": ${describeFsError(err)}`);
+      return null;
+    } finally {
+      file.close();
+    }
+    return { ids, size };
+  }
+
+  /** Hashes a blob and, when new, sends it to be sealed and packed. Returns its id. */
+  async #store(type: ObjectTypeTag, data: Uint8Array): Promise<Uint8Array> {
+    if (this.#failure) throw this.#failure;
+    const id = await this.#repo.key.chunkId(data);
+    if (!this.#session.reserve(id)) {
+      this.#compressed += this.#session.storedLength(id);
+      return id;
+    }
+    while (this.#inflightBytes > this.#budget && this.#inflight.size > 0) {
+      await Promise.race(this.#inflight);
+    }
+    if (this.#failure) throw this.#failure;
+    const len = data.length;
+    this.#inflightBytes += len;
+    const job = this.#pool.encode(type, id, data, this.#options.compression)
+      .then((sealed) => {
+        this.#compressed += sealed.length;
+        return this.#session.add(id, type, sealed, len);
+      })
+      .catch((err) => {
+        this.#failure ??= err;
+      })
+      .finally(() => {
+        this.#inflightBytes -= len;
+        this.#inflight.delete(job);
+      });
+    this.#inflight.add(job);
+    return id;
+  }
+
+  async #emit(item: Item): Promise<void> {
+    this.#files++;
+    const blob = this.#itemBuffer.add(encodeItem(this.#encoder, item));
+    if (blob) this.#itemIds.push(await this.#store(ObjectType.items, blob));
+  }
+
+  /** Stores the last item blob and waits for every chunk; returns the item-blob ids. */
+  async finish(): Promise<Uint8Array[]> {
+    const blob = this.#itemBuffer.flush();
+    if (blob) this.#itemIds.push(await this.#store(ObjectType.items, blob));
+    while (this.#inflight.size > 0) await Promise.race(this.#inflight);
+    if (this.#failure) throw this.#failure;
+    return this.#itemIds;
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * A pool of codec workers (lib/codec_worker.ts): compress+seal and open+decompress blobs on
+ * every core. Buffers are transferred, not copied.
+ *
+ * @module
+ */
+
+import type { CompressionOptions } from "./compress.ts";
+import type { EncryptionMode, ObjectTypeTag } from "./crypto.ts";
+import { IntegrityError, VgerError } from "./errors.ts";
+import type { CodecReply, CodecRequest } from "./codec_worker.ts";
+
+interface Pending {
+  resolve(data: Uint8Array | undefined): void;
+  reject(err: Error): void;
+  worker: number;
+}
+
+/** Owns the workers; call close() when done or the process will not exit. */
+export class CodecPool {
+  #workers: Worker[];
+  #load: number[];
+  #pending = new Map<number, Pending>();
+  #seq = 0;
+  #ready: Promise<unknown>;
+
+  /** Starts `size` workers holding the repository key. */
+  constructor(material: Uint8Array, mode: EncryptionMode, size = navigator.hardwareConcurrency) {
+    const n = Math.max(1, Math.min(size, 8));
+    this.#workers = Array.from({ length: n }, () =>
+      new Worker(new URL("./codec_worker.ts", import.meta.url).href, { type: "module" }));
+    this.#load = this.#workers.map(() => 0);
+    this.#workers.forEach((w, i) => {
+      w.onmessage = (e: MessageEvent<CodecReply>) => this.#reply(e.data);
+      w.onerror = (e) => {
+        e.preventDefault();
+        this.#failWorker(i, new VgerError("internal", `Codec worker failed: ${e.message}`));
+      };
+    });
+    this.#ready = Promise.all(
+      this.#workers.map((_, i) => this.#send(i, { op: "init", seq: 0, material, mode }, [])),
+    );
+  }
+
+  /** Number of workers. */
+  get size(): number {
+    return this.#workers.length;
+  }
+
+  #reply(r: CodecReply): void {
+    const p = this.#pending.get(r.seq);
+    if (!p) return;
+    this.#pending.delete(r.seq);
+    this.#load[p.worker]--;
+    if (r.ok) p.resolve(r.data);
+    else if (r.code === "integrity") p.reject(new IntegrityError(r.message));
+    else p.reject(new VgerError(r.code, r.message));
+  }
+
+  #failWorker(i: number, err: Error): void {
+    for (const [seq, p] of this.#pending) {
+      if (p.worker === i) {
+        this.#pending.delete(seq);
+        p.reject(err);
+      }
+    }
+  }
+
+  #send(worker: number, req: CodecRequest, transfer: ArrayBuffer[]): Promise<Uint8Array | undefined> {
+    const seq = ++this.#seq;
+    req.seq = seq;
+    this.#load[worker]++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(seq, { resolve, reject, worker });
+      this.#workers[worker].postMessage(req, transfer);
+    });
+  }
+
+  #pick(): number {
+    let best = 0;
+    for (let i = 1; i < this.#load.length; i++) if (this.#load[i] < this.#load[best]) best = i;
+    return best;
+  }
+
+  /** Compresses and seals a blob. `data` must own its buffer exactly; it is transferred. */
+  async encode(
+    type: ObjectTypeTag,
+    id: Uint8Array,
+    data: Uint8Array,
+    compression: CompressionOptions,
+  ): Promise<Uint8Array> {
+    await this.#ready;
+    const transfer = ownsBuffer(data) ? [data.buffer as ArrayBuffer] : [];
+    return (await this.#send(this.#pick(), { op: "encode", seq: 0, type, id, data, compression }, transfer))!;
+  }
+
+  /** Opens and decompresses a sealed blob; `sealed` is transferred when it owns its buffer. */
+  async decode(
+    type: ObjectTypeTag,
+    id: Uint8Array,
+    sealed: Uint8Array,
+    maxLength: number,
+    what: string,
+  ): Promise<Uint8Array> {
+    await this.#ready;
+    const transfer = ownsBuffer(sealed) ? [sealed.buffer as ArrayBuffer] : [];
+    const req: CodecRequest = { op: "decode", seq: 0, type, id, sealed, maxLength, what };
+    return (await this.#send(this.#pick(), req, transfer))!;
+  }
+
+  /** Stops the workers; pending requests are rejected. */
+  close(): void {
+    this.#workers.forEach((w, i) => {
+      w.terminate();
+      this.#failWorker(i, new VgerError("internal", "Codec pool closed"));
+    });
+  }
+}
+
+function ownsBuffer(b: Uint8Array): boolean {
+  return b.byteOffset === 0 && b.byteLength === b.buffer.byteLength &&
+    b.buffer instanceof ArrayBuffer;
+}

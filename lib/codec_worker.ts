@@ -1,0 +1,70 @@
+/**
+ * Worker entry: the CPU-heavy per-blob work (compress + seal, open + decompress), so that both
+ * cores work while the main thread reads, chunks and writes. Spawned by lib/codec_pool.ts.
+ *
+ * @module
+ */
+
+/// <reference lib="deno.worker" />
+
+import { compress, type CompressionOptions, decompress } from "./compress.ts";
+import { type EncryptionMode, type ObjectTypeTag, RepoKey } from "./crypto.ts";
+import { VgerError } from "./errors.ts";
+
+/** A request to a codec worker. */
+export type CodecRequest =
+  | { op: "init"; seq: number; material: Uint8Array; mode: EncryptionMode }
+  | {
+    op: "encode";
+    seq: number;
+    type: ObjectTypeTag;
+    id: Uint8Array;
+    data: Uint8Array;
+    compression: CompressionOptions;
+  }
+  | {
+    op: "decode";
+    seq: number;
+    type: ObjectTypeTag;
+    id: Uint8Array;
+    sealed: Uint8Array;
+    maxLength: number;
+    what: string;
+  };
+
+/** A reply from a codec worker. */
+export type CodecReply =
+  | { seq: number; ok: true; data?: Uint8Array }
+  | { seq: number; ok: false; code: string; message: string };
+
+let key: RepoKey | undefined;
+
+async function handle(req: CodecRequest): Promise<CodecReply> {
+  if (req.op === "init") {
+    key = await RepoKey.fromMaterial(req.material, req.mode);
+    return { seq: req.seq, ok: true };
+  }
+  if (!key) throw new Error("codec worker used before init");
+  if (req.op === "encode") {
+    const sealed = await key.seal(req.type, req.id, compress(req.data, req.compression));
+    return { seq: req.seq, ok: true, data: sealed };
+  }
+  const plain = await key.open(req.type, req.id, req.sealed, req.what);
+  return { seq: req.seq, ok: true, data: decompress(plain, req.maxLength, req.what) };
+}
+
+self.onmessage = async (e: MessageEvent<CodecRequest>) => {
+  let reply: CodecReply;
+  try {
+    reply = await handle(e.data);
+  } catch (err) {
+    reply = {
+      seq: e.data.seq,
+      ok: false,
+      code: err instanceof VgerError ? err.code : "internal",
+      message: err instanceof Error ? err.message : String(err),
+    };
+  }
+  const transfer = reply.ok && reply.data ? [reply.data.buffer as ArrayBuffer] : [];
+  self.postMessage(reply, transfer);
+};

@@ -1,0 +1,254 @@
+/**
+ * Keys and the sealed-object envelope that every stored object (chunk, item-stream blob, archive,
+ * manifest, index, pack header) is wrapped in.
+ *
+ * Envelope, encrypted mode (`aes256gcm`):
+ *   type u8 | nonce (12 random bytes) | AES-256-GCM ciphertext | 16-byte tag
+ * Envelope, plaintext mode (`none`):
+ *   type u8 | SHA-256(aad || plaintext) (32 bytes) | plaintext
+ * The AAD is `type u8 || identity`, where identity names the object (a chunk id, an archive id,
+ * the ASCII word "index", ...), so an object moved or swapped by whoever holds the storage fails
+ * authentication.
+ *
+ * @module
+ */
+
+import { IntegrityError } from "./errors.ts";
+import { randomBytes } from "./ids.ts";
+
+/** Type tags of sealed objects. */
+export const ObjectType = {
+  /** A chunk of file data (in packs). */
+  data: 1,
+  /** A blob of the archive item stream (in packs). */
+  items: 2,
+  /** Archive metadata (`archives/<id>`). */
+  archive: 3,
+  /** The manifest. */
+  manifest: 4,
+  /** The chunk index. */
+  index: 5,
+  /** A pack's trailing header. */
+  packHeader: 6,
+} as const;
+
+/** One of the {@linkcode ObjectType} values. */
+export type ObjectTypeTag = typeof ObjectType[keyof typeof ObjectType];
+
+/** Encryption modes of a repository. */
+export type EncryptionMode = "aes256gcm" | "none";
+
+/** Length of the key material: 32-byte encryption key, then 32-byte chunk-id key. */
+export const KEY_MATERIAL_LENGTH = 64;
+/** Bytes an envelope adds in encrypted mode. */
+export const SEAL_OVERHEAD_AES = 1 + 12 + 16;
+/** Bytes an envelope adds in plaintext mode. */
+export const SEAL_OVERHEAD_NONE = 1 + 32;
+
+const encoder = new TextEncoder();
+
+/** The AAD of an object: its type tag, then its identity. */
+function aadFor(type: number, identity: Uint8Array | string): Uint8Array {
+  const id = typeof identity === "string" ? encoder.encode(identity) : identity;
+  const aad = new Uint8Array(1 + id.length);
+  aad[0] = type;
+  aad.set(id, 1);
+  return aad;
+}
+
+/** The unlocked key of a repository: seals and opens objects, computes chunk ids. */
+export class RepoKey {
+  /** The raw key material (64 bytes), for handing to workers and wrapping in the key file. */
+  readonly material: Uint8Array;
+  /** Whether objects are encrypted (false in `none` mode). */
+  readonly encrypted: boolean;
+  #aes: CryptoKey;
+  #idMac: CryptoKey;
+
+  private constructor(material: Uint8Array, encrypted: boolean, aes: CryptoKey, idMac: CryptoKey) {
+    this.material = material;
+    this.encrypted = encrypted;
+    this.#aes = aes;
+    this.#idMac = idMac;
+  }
+
+  /** Makes a key from 64 bytes of key material. */
+  static async fromMaterial(material: Uint8Array, mode: EncryptionMode): Promise<RepoKey> {
+    if (material.length !== KEY_MATERIAL_LENGTH) {
+      throw new IntegrityError(`Key material has ${material.length} bytes, expected 64`);
+    }
+    const m = material.slice();
+    const aes = await crypto.subtle.importKey("raw", m.subarray(0, 32), "AES-GCM", false, [
+      "encrypt",
+      "decrypt",
+    ]);
+    const idMac = await crypto.subtle.importKey(
+      "raw",
+      m.subarray(32, 64),
+      { name: "HMAC", hash: "SHA-256" },
+      false,
+      ["sign"],
+    );
+    return new RepoKey(m, mode === "aes256gcm", aes, idMac);
+  }
+
+  /** Generates fresh random key material. */
+  static generate(mode: EncryptionMode): Promise<RepoKey> {
+    return RepoKey.fromMaterial(randomBytes(KEY_MATERIAL_LENGTH), mode);
+  }
+
+  /** The id of a chunk: HMAC-SHA-256 of its plaintext under the chunk-id key. */
+  async chunkId(data: Uint8Array): Promise<Uint8Array> {
+    return new Uint8Array(await crypto.subtle.sign("HMAC", this.#idMac, data as BufferSource));
+  }
+
+  /** A sub-secret for a named purpose (config MAC, chunker gear table): HMAC(chunk-id key, label). */
+  deriveSecret(label: string): Promise<Uint8Array> {
+    return this.chunkId(encoder.encode(`vger-derive:${label}`));
+  }
+
+  /** Seals plaintext into an envelope bound to its type and identity. */
+  async seal(
+    type: ObjectTypeTag,
+    identity: Uint8Array | string,
+    plaintext: Uint8Array,
+  ): Promise<Uint8Array> {
+    const aad = aadFor(type, identity);
+    if (!this.encrypted) {
+      const out = new Uint8Array(SEAL_OVERHEAD_NONE + plaintext.length);
+      out[0] = type;
+      out.set(await sha256Parts([aad, plaintext]), 1);
+      out.set(plaintext, SEAL_OVERHEAD_NONE);
+      return out;
+    }
+    const nonce = randomBytes(12);
+    const ct = new Uint8Array(
+      await crypto.subtle.encrypt(
+        { name: "AES-GCM", iv: nonce as BufferSource, additionalData: aad as BufferSource },
+        this.#aes,
+        plaintext as BufferSource,
+      ),
+    );
+    const out = new Uint8Array(13 + ct.length);
+    out[0] = type;
+    out.set(nonce, 1);
+    out.set(ct, 13);
+    return out;
+  }
+
+  /**
+   * Opens an envelope; `what` names the object in the error (`chunk 3fa0…`, `index`).
+   * Throws IntegrityError when the type differs, the envelope is short, or authentication fails.
+   */
+  async open(
+    type: ObjectTypeTag,
+    identity: Uint8Array | string,
+    sealed: Uint8Array,
+    what: string,
+  ): Promise<Uint8Array> {
+    const overhead = this.encrypted ? SEAL_OVERHEAD_AES : SEAL_OVERHEAD_NONE;
+    if (sealed.length < overhead) {
+      throw new IntegrityError(`${what} is corrupt: ${sealed.length} bytes is too short`);
+    }
+    if (sealed[0] !== type) {
+      throw new IntegrityError(`${what} is corrupt: type tag ${sealed[0]}, expected ${type}`);
+    }
+    const aad = aadFor(type, identity);
+    if (!this.encrypted) {
+      const body = sealed.subarray(SEAL_OVERHEAD_NONE);
+      const sum = await sha256Parts([aad, body]);
+      for (let i = 0; i < 32; i++) {
+        if (sum[i] !== sealed[1 + i]) {
+          throw new IntegrityError(`${what} is corrupt: checksum mismatch`);
+        }
+      }
+      return body;
+    }
+    try {
+      return new Uint8Array(
+        await crypto.subtle.decrypt(
+          {
+            name: "AES-GCM",
+            iv: sealed.subarray(1, 13) as BufferSource,
+            additionalData: aad as BufferSource,
+          },
+          this.#aes,
+          sealed.subarray(13) as BufferSource,
+        ),
+      );
+    } catch (cause) {
+      throw new IntegrityError(`${what} is corrupt: authentication failed`, { cause });
+    }
+  }
+}
+
+/** SHA-256 of the concatenation of parts. */
+export async function sha256Parts(parts: readonly Uint8Array[]): Promise<Uint8Array> {
+  let data: Uint8Array;
+  if (parts.length === 1) data = parts[0];
+  else {
+    let n = 0;
+    for (const p of parts) n += p.length;
+    data = new Uint8Array(n);
+    let o = 0;
+    for (const p of parts) {
+      data.set(p, o);
+      o += p.length;
+    }
+  }
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", data as BufferSource));
+}
+
+/** HMAC-SHA-256 of data under a raw key. */
+export async function hmacSha256(key: Uint8Array, data: Uint8Array): Promise<Uint8Array> {
+  const k = await crypto.subtle.importKey(
+    "raw",
+    key as BufferSource,
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["sign"],
+  );
+  return new Uint8Array(await crypto.subtle.sign("HMAC", k, data as BufferSource));
+}
+
+/** AES-256-GCM encryption under a raw 32-byte key (used to wrap the key file). */
+export async function aesGcmEncrypt(
+  key: Uint8Array,
+  nonce: Uint8Array,
+  aad: Uint8Array,
+  plaintext: Uint8Array,
+): Promise<Uint8Array> {
+  const k = await crypto.subtle.importKey("raw", key as BufferSource, "AES-GCM", false, [
+    "encrypt",
+  ]);
+  return new Uint8Array(
+    await crypto.subtle.encrypt(
+      { name: "AES-GCM", iv: nonce as BufferSource, additionalData: aad as BufferSource },
+      k,
+      plaintext as BufferSource,
+    ),
+  );
+}
+
+/** AES-256-GCM decryption under a raw key; returns null when authentication fails. */
+export async function aesGcmDecrypt(
+  key: Uint8Array,
+  nonce: Uint8Array,
+  aad: Uint8Array,
+  ciphertext: Uint8Array,
+): Promise<Uint8Array | null> {
+  const k = await crypto.subtle.importKey("raw", key as BufferSource, "AES-GCM", false, [
+    "decrypt",
+  ]);
+  try {
+    return new Uint8Array(
+      await crypto.subtle.decrypt(
+        { name: "AES-GCM", iv: nonce as BufferSource, additionalData: aad as BufferSource },
+        k,
+        ciphertext as BufferSource,
+      ),
+    );
+  } catch {
+    return null;
+  }
+}

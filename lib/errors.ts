@@ -1,0 +1,98 @@
+/**
+ * The one error hierarchy of vger. Every error that reaches the user is a {@linkcode VgerError}
+ * with a stable `code`; cli.ts maps codes to exit codes.
+ *
+ * Messages are sentence case, name the thing and the reason, and have no trailing period:
+ * `Cannot open repository "/mnt/repo": config not found`.
+ *
+ * @module
+ */
+
+/** Base class of every error vger reports on purpose. */
+export class VgerError extends Error {
+  /** Stable machine-readable code, used in `--json` output. */
+  readonly code: string;
+  /** Creates an error with a stable code. */
+  constructor(code: string, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** Bad command line or bad configuration (exit code 2). */
+export class UsageError extends VgerError {
+  /** Creates a usage error. */
+  constructor(message: string, options?: ErrorOptions) {
+    super("usage", message, options);
+  }
+}
+
+/** A repository, archive, object or file that does not exist. */
+export class NotFoundError extends VgerError {
+  /** Creates a not-found error. */
+  constructor(message: string, options?: ErrorOptions) {
+    super("not_found", message, options);
+  }
+}
+
+/** Something that exists and should not (an existing repository, archive name, file). */
+export class AlreadyExistsError extends VgerError {
+  /** Creates an already-exists error. */
+  constructor(message: string, options?: ErrorOptions) {
+    super("already_exists", message, options);
+  }
+}
+
+/** Stored bytes that are corrupt, truncated, tampered with or malformed. */
+export class IntegrityError extends VgerError {
+  /** Creates an integrity error. */
+  constructor(message: string, options?: ErrorOptions) {
+    super("integrity", message, options);
+  }
+}
+
+/** The key file cannot be opened with the given passphrase. */
+export class DecryptionError extends VgerError {
+  /** Creates a decryption error. */
+  constructor(message: string, options?: ErrorOptions) {
+    super("decryption", message, options);
+  }
+}
+
+/** The repository is locked by another process. */
+export class LockedError extends VgerError {
+  /** Creates a locked error. */
+  constructor(message: string, options?: ErrorOptions) {
+    super("locked", message, options);
+  }
+}
+
+/** A storage quota would be exceeded. */
+export class QuotaError extends VgerError {
+  /** Creates a quota error. */
+  constructor(message: string, options?: ErrorOptions) {
+    super("quota", message, options);
+  }
+}
+
+/** A storage backend failed (I/O error, disk full, network). */
+export class BackendError extends VgerError {
+  /** Creates a backend error. */
+  constructor(message: string, options?: ErrorOptions) {
+    super("backend", message, options);
+  }
+}
+
+/** The operation was interrupted by a signal (exit code 130). */
+export class InterruptedError extends VgerError {
+  /** Creates an interrupted error. */
+  constructor(message: string, options?: ErrorOptions) {
+    super("interrupted", message, options);
+  }
+}
+
+/** Returns the message of any thrown value, for one-line error reports. */
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,314 @@
+/**
+ * File-system calls Deno lacks, made on glibc through `Deno.dlopen`: extended attributes,
+ * nanosecond timestamps that do not follow symlinks, and `lchown`. Needs `--allow-ffi`; without
+ * it (or off Linux) {@linkcode nativeFs} returns null and callers skip what it would do.
+ *
+ * Calls are synchronous and non-blocking, so they run on the calling thread and `errno` can be
+ * read right after each one. Each Worker loads its own copy.
+ *
+ * @example Copy the extended attributes of one file to another
+ * ```ts ignore
+ * import { nativeFs } from "./fs_native.ts";
+ *
+ * const fs = nativeFs();
+ * if (fs) {
+ *   for (const name of fs.listXattrs("a.txt")) {
+ *     const value = fs.getXattr("a.txt", name);
+ *     if (value) fs.setXattr("b.txt", name, value);
+ *   }
+ * }
+ * ```
+ *
+ * @module
+ */
+
+import { BackendError } from "./errors.ts";
+
+/** The libc calls vger needs that Deno does not offer. */
+export interface NativeFs {
+  /** Names of the extended attributes of path, not following symlinks (llistxattr). [] when none or unsupported (ENOTSUP). */
+  listXattrs(path: string): string[];
+  /** Value (lgetxattr), or null when the attribute vanished (ENODATA). */
+  getXattr(path: string, name: string): Uint8Array | null;
+  /** lsetxattr (flags 0). Values longer than {@linkcode XATTR_SIZE_MAX} fail with E2BIG. */
+  setXattr(path: string, name: string, value: Uint8Array): void;
+  /** utimensat(AT_FDCWD, path, [atime, mtime], AT_SYMLINK_NOFOLLOW) with nanosecond times since the epoch. */
+  setTimes(path: string, atimeNs: bigint, mtimeNs: bigint): void;
+  /** lchown; -1 leaves the uid or gid unchanged. */
+  lchown(path: string, uid: number, gid: number): void;
+  /** statx without following symlinks: unlike Deno.lstat (milliseconds), times keep nanoseconds. */
+  lstat(path: string): NativeStat;
+}
+
+/** What {@linkcode NativeFs.lstat} reports (from statx, AT_SYMLINK_NOFOLLOW). */
+export interface NativeStat {
+  /** File type and permission bits (st_mode). */
+  mode: number;
+  /** Owner user id. */
+  uid: number;
+  /** Owner group id. */
+  gid: number;
+  /** Size in bytes. */
+  size: number;
+  /** Number of hard links. */
+  nlink: number;
+  /** Inode number; a bigint because some file systems (overlayfs xino) use all 64 bits. */
+  ino: bigint;
+  /** Device holding the file, as makedev(major, minor) like Deno.FileInfo.dev. */
+  dev: number;
+  /** Device number of a block or character device, else 0. */
+  rdev: number;
+  /** Last access, nanoseconds since the epoch. */
+  atimeNs: bigint;
+  /** Last modification, nanoseconds since the epoch. */
+  mtimeNs: bigint;
+  /** Last status change, nanoseconds since the epoch. */
+  ctimeNs: bigint;
+  /** Creation time, or null when the file system does not record it. */
+  birthtimeNs: bigint | null;
+}
+
+/** A failed libc call; `errno` tells why (compare with {@linkcode ERRNO}). */
+export class NativeError extends BackendError {
+  /** The C errno of the failed call. */
+  readonly errno: number;
+  /** Creates an error for a failed call. */
+  constructor(message: string, errno: number, options?: ErrorOptions) {
+    super(message, options);
+    this.errno = errno;
+  }
+}
+
+/** Linux x86_64 errno values callers may want to tell apart. */
+export const ERRNO = {
+  EPERM: 1,
+  ENOENT: 2,
+  EACCES: 13,
+  EINVAL: 22,
+  E2BIG: 7,
+  ENOSPC: 28,
+  ERANGE: 34,
+  ENODATA: 61,
+  ENOTSUP: 95,
+} as const;
+
+/** Largest extended attribute value Linux stores (64 KiB); also the largest name list. */
+export const XATTR_SIZE_MAX = 65536;
+
+const AT_FDCWD = -100;
+const AT_SYMLINK_NOFOLLOW = 0x100;
+const NS_PER_S = 1_000_000_000n;
+const STATX_BASIC_STATS = 0x7ff;
+const STATX_BTIME = 0x800;
+const STATX_SIZE = 256; // sizeof(struct statx)
+// A value or name list that keeps changing size between the sizing call and the read.
+const MAX_RETRIES = 8;
+
+const SYMBOLS = {
+  llistxattr: { parameters: ["buffer", "buffer", "usize"], result: "isize" },
+  lgetxattr: { parameters: ["buffer", "buffer", "buffer", "usize"], result: "isize" },
+  lsetxattr: { parameters: ["buffer", "buffer", "buffer", "usize", "i32"], result: "i32" },
+  utimensat: { parameters: ["i32", "buffer", "buffer", "i32"], result: "i32" },
+  lchown: { parameters: ["buffer", "u32", "u32"], result: "i32" },
+  statx: { parameters: ["i32", "buffer", "i32", "u32", "buffer"], result: "i32" },
+  __errno_location: { parameters: [], result: "pointer" },
+  strerror: { parameters: ["i32"], result: "pointer" },
+} as const;
+
+type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+
+// Lazily-initialised cache: undefined = not tried yet, null = unavailable.
+let cached: NativeFs | null | undefined;
+
+/** libc functions, or null when FFI is unavailable (no --allow-ffi permission -> Deno.errors.NotCapable, or not Linux). Loaded once, lazily. */
+export function nativeFs(): NativeFs | null {
+  if (cached === undefined) cached = load();
+  return cached;
+}
+
+function load(): NativeFs | null {
+  if (Deno.build.os !== "linux") return null;
+  // Query first: a bare dlopen would prompt on a terminal instead of failing.
+  if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return null;
+  let lib: Deno.DynamicLibrary<typeof SYMBOLS>;
+  try {
+    lib = Deno.dlopen("libc.so.6", SYMBOLS);
+  } catch {
+    // NotCapable, or no glibc (musl names its libc differently): run without native calls.
+    return null;
+  }
+  return new Libc6(lib.symbols);
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+function cString(s: string, what: string): Uint8Array<ArrayBuffer> {
+  if (s.includes("\0")) {
+    throw new NativeError(
+      `Invalid ${what} ${JSON.stringify(s)}: contains a NUL byte`,
+      ERRNO.EINVAL,
+    );
+  }
+  return encoder.encode(s + "\0");
+}
+
+class Libc6 implements NativeFs {
+  #c: Libc;
+  // The calling thread's errno; its address never changes for the thread.
+  #errno: Deno.UnsafePointerView;
+  // Reused for every statx; calls are synchronous, so one buffer per thread is enough.
+  #statx = new Uint8Array(STATX_SIZE);
+  #statxView = new DataView(this.#statx.buffer);
+
+  constructor(c: Libc) {
+    this.#c = c;
+    this.#errno = new Deno.UnsafePointerView(c.__errno_location()!);
+  }
+
+  listXattrs(path: string): string[] {
+    const p = cString(path, "path");
+    const fail = (errno: number): string[] => {
+      if (errno === ERRNO.ENOTSUP) return [];
+      throw this.#error(`Cannot list extended attributes of ${JSON.stringify(path)}`, errno);
+    };
+    for (let attempt = 0; attempt < MAX_RETRIES; attempt++) {
+      const size = Number(this.#c.llistxattr(p, null, 0n));
+      if (size < 0) return fail(this.#errno.getInt32());
+      if (size === 0) return [];
+      const buf = new Uint8Array(size);
+      const n = Number(this.#c.llistxattr(p, buf, BigInt(size)));
+      if (n < 0) {
+        const errno = this.#errno.getInt32();
+        if (errno === ERRNO.ERANGE) continue; // attributes added since the sizing call
+        return fail(errno);
+      }
+      const names: string[] = [];
+      let start = 0;
+      for (let i = 0; i < n; i++) {
+        if (buf[i] !== 0) continue;
+        if (i > start) names.push(decoder.decode(buf.subarray(start, i)));
+        start = i + 1;
+      }
+      return names;
+    }
+    return fail(ERRNO.ERANGE);
+  }
+
+  getXattr(path: string, name: string): Uint8Array | null {
+    const p = cString(path, "path");
+    const a = cString(name, "attribute name");
+    const fail = (errno: number): null => {
+      if (errno === ERRNO.ENODATA) return null;
+      throw this.#error(
+        `Cannot read extended attribute ${JSON.stringify(name)} of ${JSON.stringify(path)}`,
+        errno,
+      );
+    };
+    for (let attempt = 0; attempt < MAX_RETRIES; attempt++) {
+      const size = Number(this.#c.lgetxattr(p, a, null, 0n));
+      if (size < 0) return fail(this.#errno.getInt32());
+      if (size === 0) return new Uint8Array(0);
+      const buf = new Uint8Array(size);
+      const n = Number(this.#c.lgetxattr(p, a, buf, BigInt(buf.length)));
+      if (n < 0) {
+        const errno = this.#errno.getInt32();
+        if (errno === ERRNO.ERANGE) continue; // value grew since the sizing call
+        return fail(errno);
+      }
+      return n === buf.length ? buf : buf.slice(0, n);
+    }
+    return fail(ERRNO.ERANGE);
+  }
+
+  setXattr(path: string, name: string, value: Uint8Array): void {
+    const what = `Cannot set extended attribute ${JSON.stringify(name)} on ${JSON.stringify(path)}`;
+    // Checked here so the message says why rather than the kernel's bare E2BIG.
+    if (value.length > XATTR_SIZE_MAX) {
+      throw new NativeError(
+        `${what}: value of ${value.length} bytes exceeds the ${XATTR_SIZE_MAX}-byte limit`,
+        ERRNO.E2BIG,
+      );
+    }
+    const p = cString(path, "path");
+    const a = cString(name, "attribute name");
+    const r = this.#c.lsetxattr(p, a, value as Uint8Array<ArrayBuffer>, BigInt(value.length), 0);
+    if (r !== 0) throw this.#error(what, this.#errno.getInt32());
+  }
+
+  setTimes(path: string, atimeNs: bigint, mtimeNs: bigint): void {
+    const what = `Cannot set times of ${JSON.stringify(path)}`;
+    const p = cString(path, "path");
+    const times = new BigInt64Array(4); // struct timespec[2], each {i64 tv_sec, i64 tv_nsec}
+    [times[0], times[1]] = timespec(atimeNs);
+    [times[2], times[3]] = timespec(mtimeNs);
+    if (times[0] * NS_PER_S + times[1] !== atimeNs || times[2] * NS_PER_S + times[3] !== mtimeNs) {
+      throw new NativeError(`${what}: time out of range`, ERRNO.EINVAL);
+    }
+    const r = this.#c.utimensat(AT_FDCWD, p, times, AT_SYMLINK_NOFOLLOW);
+    if (r !== 0) throw this.#error(what, this.#errno.getInt32());
+  }
+
+  lchown(path: string, uid: number, gid: number): void {
+    const what = `Cannot change owner of ${JSON.stringify(path)} to ${uid}:${gid}`;
+    const id = (n: number): number => {
+      if (n === -1) return 0xffffffff; // (uid_t)-1: leave unchanged
+      if (Number.isInteger(n) && n >= 0 && n < 0xffffffff) return n;
+      throw new NativeError(`${what}: not a valid id`, ERRNO.EINVAL);
+    };
+    const r = this.#c.lchown(cString(path, "path"), id(uid), id(gid));
+    if (r !== 0) throw this.#error(what, this.#errno.getInt32());
+  }
+
+  lstat(path: string): NativeStat {
+    const p = cString(path, "path");
+    const mask = STATX_BASIC_STATS | STATX_BTIME;
+    const r = this.#c.statx(AT_FDCWD, p, AT_SYMLINK_NOFOLLOW, mask, this.#statx);
+    if (r !== 0) throw this.#error(`Cannot stat ${JSON.stringify(path)}`, this.#errno.getInt32());
+    const v = this.#statxView;
+    // Offsets of struct statx in <linux/stat.h>; timestamps are {i64 sec, u32 nsec, i32 pad}.
+    const time = (at: number): bigint =>
+      v.getBigInt64(at, true) * NS_PER_S + BigInt(v.getUint32(at + 8, true));
+    return {
+      mode: v.getUint16(0x1c, true),
+      uid: v.getUint32(0x14, true),
+      gid: v.getUint32(0x18, true),
+      size: Number(v.getBigUint64(0x28, true)),
+      nlink: v.getUint32(0x10, true),
+      ino: v.getBigUint64(0x20, true),
+      dev: makedev(v.getUint32(0x88, true), v.getUint32(0x8c, true)),
+      rdev: makedev(v.getUint32(0x80, true), v.getUint32(0x84, true)),
+      atimeNs: time(0x40),
+      mtimeNs: time(0x70),
+      ctimeNs: time(0x60),
+      birthtimeNs: (v.getUint32(0, true) & STATX_BTIME) ? time(0x50) : null,
+    };
+  }
+
+  #error(what: string, errno: number): NativeError {
+    const ptr = this.#c.strerror(errno);
+    const text = ptr ? Deno.UnsafePointerView.getCString(ptr) : `error ${errno}`;
+    const lower = text.charAt(0).toLowerCase() + text.slice(1);
+    return new NativeError(`${what}: ${lower} (errno ${errno})`, errno);
+  }
+}
+
+/** glibc's makedev: the st_dev encoding that stat(2) and Deno.FileInfo report. */
+function makedev(major: number, minor: number): number {
+  const m = BigInt(major);
+  const n = BigInt(minor);
+  return Number(
+    ((m & 0xfffff000n) << 32n) | ((m & 0xfffn) << 8n) | ((n & 0xffffff00n) << 12n) | (n & 0xffn),
+  );
+}
+
+/** Splits nanoseconds since the epoch into {tv_sec, tv_nsec} with 0 <= tv_nsec < 1e9. */
+function timespec(ns: bigint): [bigint, bigint] {
+  let sec = ns / NS_PER_S;
+  let nsec = ns % NS_PER_S;
+  if (nsec < 0n) { // bigint division truncates toward zero; times before 1970 need floor
+    sec -= 1n;
+    nsec += NS_PER_S;
+  }
+  return [sec, nsec];
+}

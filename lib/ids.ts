@@ -1,0 +1,67 @@
+/**
+ * Identifiers: 32-byte ids (chunks, packs, archives) and their hex spelling.
+ *
+ * @module
+ */
+
+import { IntegrityError } from "./errors.ts";
+
+/** Length in bytes of every id. */
+export const ID_LENGTH = 32;
+
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+
+/** Lower-case hex of bytes. */
+export function toHex(bytes: Uint8Array): string {
+  let s = "";
+  for (let i = 0; i < bytes.length; i++) s += HEX[bytes[i]];
+  return s;
+}
+
+/** Bytes of a hex string; throws IntegrityError on anything that is not even-length hex. */
+export function fromHex(hex: string): Uint8Array {
+  if (hex.length % 2 !== 0 || !/^[0-9a-f]*$/i.test(hex)) {
+    throw new IntegrityError(`Invalid hex id "${hex.slice(0, 80)}"`);
+  }
+  const out = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.substr(i * 2, 2), 16);
+  return out;
+}
+
+/** Whether a string is a 64-character lower-case hex id. */
+export function isHexId(s: string): boolean {
+  return /^[0-9a-f]{64}$/.test(s);
+}
+
+/** Whether two byte arrays are equal. */
+export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** Cryptographically random bytes (crypto.getRandomValues takes at most 64 KiB a call). */
+export function randomBytes(n: number): Uint8Array {
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i += 65536) crypto.getRandomValues(out.subarray(i, Math.min(n, i + 65536)));
+  return out;
+}
+
+/** Concatenates byte arrays. */
+export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(n);
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+/** The storage key of a pack: `packs/<first two hex digits>/<hex id>`. */
+export function packKey(packId: Uint8Array): string {
+  const hex = toHex(packId);
+  return `packs/${hex.slice(0, 2)}/${hex}`;
+}

@@ -1,0 +1,183 @@
+/**
+ * The key file `keys/repokey`: the repository's key material, wrapped under a key derived from
+ * the passphrase with Argon2id (or stored as is in `none` mode).
+ *
+ * Layout: a msgpack map, then the SHA-256 of that map's bytes (32 bytes). The checksum tells a
+ * damaged key file (IntegrityError) apart from a wrong passphrase (DecryptionError).
+ *   { v: 1, kdf: "argon2id", t: iterations, m: memory KiB, p: parallelism, salt: bin(16),
+ *     nonce: bin(12), key: bin(64 + 16) }        AES-256-GCM(Argon2id(passphrase, salt))
+ *   { v: 1, kdf: "none", key: bin(64) }          plaintext mode
+ * The AAD of the wrapping is `"vger-repokey" || u32le t || u32le m || u32le p || salt`, so the
+ * parameters cannot be lowered by whoever holds the storage without the unwrap failing.
+ * On load only t <= 10, m <= 1 GiB and p <= 16 are accepted (a hostile file must not make us
+ * spend unbounded time or memory).
+ *
+ * @module
+ */
+
+import { decode, encode } from "@msgpack/msgpack";
+import { argon2id } from "hash-wasm";
+import { aesGcmDecrypt, aesGcmEncrypt, type EncryptionMode, sha256Parts } from "./crypto.ts";
+import { KEY_MATERIAL_LENGTH } from "./crypto.ts";
+import { DecryptionError, IntegrityError, UsageError } from "./errors.ts";
+import { bytesEqual, concatBytes, randomBytes } from "./ids.ts";
+
+/** Argon2id cost parameters. */
+export interface KdfParams {
+  /** Iterations (t). */
+  iterations: number;
+  /** Memory in KiB (m). */
+  memoryKiB: number;
+  /** Lanes (p). */
+  parallelism: number;
+}
+
+/** The defaults: t=3, m=64 MiB, p=4. */
+export const DEFAULT_KDF: Readonly<KdfParams> = { iterations: 3, memoryKiB: 65536, parallelism: 4 };
+
+const MAX_T = 10;
+const MAX_M = 1024 * 1024;
+const MAX_P = 16;
+
+/** Throws UsageError unless the parameters are within the accepted bounds. */
+export function validateKdf(k: KdfParams): void {
+  const ok = (v: number, lo: number, hi: number) => Number.isInteger(v) && v >= lo && v <= hi;
+  if (!ok(k.iterations, 1, MAX_T)) throw new UsageError(`KDF iterations must be 1 to ${MAX_T}`);
+  if (!ok(k.parallelism, 1, MAX_P)) throw new UsageError(`KDF parallelism must be 1 to ${MAX_P}`);
+  if (!ok(k.memoryKiB, 8 * k.parallelism, MAX_M)) {
+    throw new UsageError(`KDF memory must be ${8 * k.parallelism} to ${MAX_M} KiB`);
+  }
+}
+
+function wrapAad(k: KdfParams, salt: Uint8Array): Uint8Array {
+  const head = new TextEncoder().encode("vger-repokey");
+  const nums = new Uint8Array(12);
+  const dv = new DataView(nums.buffer);
+  dv.setUint32(0, k.iterations, true);
+  dv.setUint32(4, k.memoryKiB, true);
+  dv.setUint32(8, k.parallelism, true);
+  return concatBytes([head, nums, salt]);
+}
+
+async function deriveWrappingKey(
+  passphrase: string,
+  salt: Uint8Array,
+  k: KdfParams,
+): Promise<Uint8Array> {
+  return await argon2id({
+    password: passphrase,
+    salt,
+    iterations: k.iterations,
+    memorySize: k.memoryKiB,
+    parallelism: k.parallelism,
+    hashLength: 32,
+    outputType: "binary",
+  });
+}
+
+async function withChecksum(body: Uint8Array): Promise<Uint8Array> {
+  return concatBytes([body, await sha256Parts([body])]);
+}
+
+/** Builds the key file bytes for key material. */
+export async function wrapKey(
+  material: Uint8Array,
+  mode: EncryptionMode,
+  passphrase: string | undefined,
+  kdf: KdfParams = DEFAULT_KDF,
+): Promise<Uint8Array> {
+  if (mode === "none") return withChecksum(encode({ v: 1, kdf: "none", key: material }));
+  if (passphrase === undefined) throw new UsageError("A passphrase is needed to encrypt the key");
+  validateKdf(kdf);
+  const salt = randomBytes(16);
+  const nonce = randomBytes(12);
+  const wk = await deriveWrappingKey(passphrase, salt, kdf);
+  const key = await aesGcmEncrypt(wk, nonce, wrapAad(kdf, salt), material);
+  return withChecksum(
+    encode({
+      v: 1,
+      kdf: "argon2id",
+      t: kdf.iterations,
+      m: kdf.memoryKiB,
+      p: kdf.parallelism,
+      salt,
+      nonce,
+      key,
+    }),
+  );
+}
+
+/** What a parsed key file holds, before unwrapping. */
+export interface ParsedKeyFile {
+  /** "argon2id" or "none". */
+  kdf: "argon2id" | "none";
+  /** Argon2id parameters (argon2id only). */
+  params?: KdfParams;
+  /** Salt (argon2id only). */
+  salt?: Uint8Array;
+  /** Nonce (argon2id only). */
+  nonce?: Uint8Array;
+  /** Wrapped (or, for none, plain) key material. */
+  key: Uint8Array;
+}
+
+function isBytes(v: unknown, len?: number): v is Uint8Array {
+  return v instanceof Uint8Array && (len === undefined || v.length === len);
+}
+
+/** Parses and checks a key file; throws IntegrityError naming `keys/repokey` on any damage. */
+export async function parseKeyFile(bytes: Uint8Array): Promise<ParsedKeyFile> {
+  const bad = (why: string) => new IntegrityError(`Key file keys/repokey is corrupt: ${why}`);
+  if (bytes.length < 33 || bytes.length > 4096) throw bad(`unexpected size ${bytes.length}`);
+  const body = bytes.subarray(0, bytes.length - 32);
+  if (!bytesEqual(await sha256Parts([body]), bytes.subarray(bytes.length - 32))) {
+    throw bad("checksum mismatch");
+  }
+  let obj: unknown;
+  try {
+    obj = decode(body);
+  } catch (cause) {
+    throw new IntegrityError("Key file keys/repokey is corrupt: not msgpack", { cause });
+  }
+  if (typeof obj !== "object" || obj === null) throw bad("not a map");
+  const o = obj as Record<string, unknown>;
+  if (o.v !== 1) throw bad(`unknown version ${String(o.v)}`);
+  if (o.kdf === "none") {
+    if (!isBytes(o.key, KEY_MATERIAL_LENGTH)) throw bad("bad key field");
+    return { kdf: "none", key: o.key };
+  }
+  if (o.kdf !== "argon2id") throw bad(`unknown kdf ${String(o.kdf)}`);
+  const params = { iterations: o.t, memoryKiB: o.m, parallelism: o.p } as KdfParams;
+  try {
+    validateKdf(params);
+  } catch (cause) {
+    throw new IntegrityError(
+      `Key file keys/repokey is corrupt: KDF parameters out of bounds (t=${String(o.t)}, m=${
+        String(o.m)
+      }, p=${String(o.p)})`,
+      { cause },
+    );
+  }
+  if (!isBytes(o.salt, 16) || !isBytes(o.nonce, 12) || !isBytes(o.key, KEY_MATERIAL_LENGTH + 16)) {
+    throw bad("bad salt, nonce or key field");
+  }
+  return { kdf: "argon2id", params, salt: o.salt, nonce: o.nonce, key: o.key };
+}
+
+/** Unwraps key material; throws DecryptionError on a wrong passphrase. */
+export async function unwrapKey(
+  parsed: ParsedKeyFile,
+  passphrase: string | undefined,
+  location: string,
+): Promise<Uint8Array> {
+  if (parsed.kdf === "none") return parsed.key;
+  if (passphrase === undefined) {
+    throw new UsageError(
+      `Repository "${location}" is encrypted: set VGER_PASSPHRASE or a passphrase in the config`,
+    );
+  }
+  const wk = await deriveWrappingKey(passphrase, parsed.salt!, parsed.params!);
+  const m = await aesGcmDecrypt(wk, parsed.nonce!, wrapAad(parsed.params!, parsed.salt!), parsed.key);
+  if (m === null) throw new DecryptionError(`Wrong passphrase for repository "${location}"`);
+  return m;
+}

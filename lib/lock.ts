@@ -1,0 +1,82 @@
+/**
+ * The commit lock: a short exclusive lock (`locks/commit`) held while a writer re-reads and
+ * replaces the index and the manifest, so that two backups finishing together cannot drop each
+ * other's archive. Created with the backend's atomic create (put-if-absent).
+ *
+ * @module
+ */
+
+import type { Backend } from "../backends/backend.ts";
+import { LockedError } from "./errors.ts";
+
+/** Who holds a lock. */
+export interface LockInfo {
+  /** Host name. */
+  host: string;
+  /** Process id. */
+  pid: number;
+  /** When it was taken (ISO 8601). */
+  time: string;
+}
+
+/** Key of the commit lock. */
+export const COMMIT_LOCK = "locks/commit";
+
+/** A commit lock older than this is stale (commits take seconds). */
+const STALE_MS = 10 * 60 * 1000;
+
+function parseLock(bytes: Uint8Array | null): LockInfo | null {
+  if (!bytes) return null;
+  try {
+    const o = JSON.parse(new TextDecoder().decode(bytes));
+    if (typeof o.host === "string" && typeof o.pid === "number" && typeof o.time === "string") {
+      return o;
+    }
+  } catch {
+    // a damaged lock file is treated as stale below
+  }
+  return null;
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    Deno.statSync(`/proc/${pid}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Runs fn while holding the commit lock; waits up to `waitMs` for another holder. */
+export async function withCommitLock<T>(
+  backend: Backend,
+  fn: () => Promise<T>,
+  waitMs = 120_000,
+): Promise<T> {
+  const me: LockInfo = { host: Deno.hostname(), pid: Deno.pid, time: new Date().toISOString() };
+  const body = new TextEncoder().encode(JSON.stringify(me));
+  const deadline = Date.now() + waitMs;
+  let delay = 20;
+  while (!(await backend.create(COMMIT_LOCK, body))) {
+    const holder = parseLock(await backend.get(COMMIT_LOCK));
+    const stale = holder === null ||
+      Date.now() - Date.parse(holder.time) > STALE_MS ||
+      (holder.host === me.host && !processAlive(holder.pid));
+    if (stale) {
+      await backend.delete(COMMIT_LOCK);
+      continue;
+    }
+    if (Date.now() > deadline) {
+      throw new LockedError(
+        `Repository "${backend.location}" is locked by ${holder.host}/${holder.pid} since ${holder.time}`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, delay));
+    delay = Math.min(delay * 2, 1000);
+  }
+  try {
+    return await fn();
+  } finally {
+    await backend.delete(COMMIT_LOCK);
+  }
+}

@@ -1,0 +1,94 @@
+/**
+ * The manifest: the list of archives, and the commit point of every backup. Stored sealed
+ * (type manifest, identity "manifest") at the key `manifest`; its plaintext is msgpack:
+ *   { v: 1, archives: [ { name, id: bin(32), time: ISO-8601 string, hostname, username,
+ *                          stats: { files, original, compressed, deduplicated } } ] }
+ *
+ * @module
+ */
+
+import { decode, encode } from "@msgpack/msgpack";
+import { IntegrityError } from "./errors.ts";
+
+/** Sizes of one backup. */
+export interface ArchiveStats {
+  /** Number of items (files, directories, links). */
+  files: number;
+  /** Bytes of file contents read. */
+  original: number;
+  /** Bytes after compression of the chunks this archive references. */
+  compressed: number;
+  /** Bytes this archive added to the repository (new chunks, compressed and sealed). */
+  deduplicated: number;
+}
+
+/** One archive as the manifest lists it. */
+export interface ManifestEntry {
+  /** Unique name. */
+  name: string;
+  /** Archive id (the key is `archives/<hex id>`). */
+  id: Uint8Array;
+  /** When the backup started (ISO 8601). */
+  time: string;
+  /** Host that made it. */
+  hostname: string;
+  /** User that made it. */
+  username: string;
+  /** Its sizes. */
+  stats: ArchiveStats;
+}
+
+/** The list of archives. */
+export interface Manifest {
+  /** Archives, oldest first. */
+  archives: ManifestEntry[];
+}
+
+/** Encodes a manifest's plaintext. */
+export function encodeManifest(m: Manifest): Uint8Array {
+  return encode({ v: 1, archives: m.archives });
+}
+
+const num = (v: unknown): number => (typeof v === "bigint" ? Number(v) : v as number);
+
+/** Parses a manifest's plaintext; throws IntegrityError on anything malformed. */
+export function decodeManifest(bytes: Uint8Array): Manifest {
+  const bad = (why: string, cause?: unknown) =>
+    new IntegrityError(`Manifest is corrupt: ${why}`, { cause });
+  let o: unknown;
+  try {
+    o = decode(bytes);
+  } catch (cause) {
+    throw bad("not msgpack", cause);
+  }
+  const m = o as { v?: unknown; archives?: unknown };
+  if (typeof o !== "object" || o === null || m.v !== 1 || !Array.isArray(m.archives)) {
+    throw bad("unexpected structure");
+  }
+  const names = new Set<string>();
+  const archives = m.archives.map((a: Record<string, unknown>, i: number) => {
+    if (
+      typeof a !== "object" || a === null || typeof a.name !== "string" ||
+      !(a.id instanceof Uint8Array) || a.id.length !== 32 || typeof a.time !== "string" ||
+      typeof a.hostname !== "string" || typeof a.username !== "string" ||
+      typeof a.stats !== "object" || a.stats === null
+    ) throw bad(`archive entry ${i} is malformed`);
+    if (names.has(a.name)) throw bad(`archive name "${a.name}" appears twice`);
+    names.add(a.name);
+    const s = a.stats as Record<string, unknown>;
+    return {
+      name: a.name,
+      id: a.id,
+      time: a.time,
+      hostname: a.hostname,
+      username: a.username,
+      stats: {
+        files: num(s.files) || 0,
+        original: num(s.original) || 0,
+        compressed: num(s.compressed) || 0,
+        deduplicated: num(s.deduplicated) || 0,
+      },
+    };
+  });
+  return { archives };
+}

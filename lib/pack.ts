@@ -1,0 +1,202 @@
+/**
+ * Pack files: many sealed blobs in one storage object, with an encrypted header at the end so a
+ * pack can be understood without the index.
+ *
+ *   pack    := magic "VGERPACK" (8) | version u8 (=1) | record* | header | u32le header_length
+ *   record  := u32le object_length | u32le crc32(object) | object
+ *   object  := a sealed envelope (lib/crypto.ts) of type data or items
+ *   header  := sealed envelope of type packHeader, identity "pack-header", whose plaintext is
+ *              u32le count, then count x entry
+ *   entry   := id (32) | type u8 | u32le object_offset | u32le object_length | u32le raw_length
+ * object_offset is where the object starts (its record starts 8 bytes earlier). Records follow
+ * each other with no gap, so a key-less server can walk them from offset 9 to the header, verify
+ * each by its CRC-32, copy kept records into a new pack and finish it with a header the client
+ * computed (the client knows every new offset from the lengths). The pack id is the SHA-256 of
+ * all the pack's bytes; the key is `packs/<first 2 hex>/<hex id>`.
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import zlib from "node:zlib";
+import { ObjectType, type ObjectTypeTag, type RepoKey } from "./crypto.ts";
+import { IntegrityError } from "./errors.ts";
+import { ID_LENGTH, toHex } from "./ids.ts";
+
+/** The pack magic. */
+export const PACK_MAGIC: Uint8Array = new TextEncoder().encode("VGERPACK");
+/** The pack format version. */
+export const PACK_VERSION = 1;
+/** Bytes before the first record. */
+export const PACK_PREAMBLE = 9;
+/** Bytes of a record's prefix (length and CRC). */
+export const RECORD_PREFIX = 8;
+const ENTRY_SIZE = ID_LENGTH + 1 + 12;
+/** Largest header we accept (a pack of 512 MiB of 512-byte blobs would need ~46 MiB). */
+const MAX_HEADER = 64 << 20;
+
+/** One blob in a pack. */
+export interface PackEntry {
+  /** Chunk id. */
+  id: Uint8Array;
+  /** Object type (data or items). */
+  type: ObjectTypeTag;
+  /** Offset of the object (after its record prefix). */
+  offset: number;
+  /** Length of the sealed object. */
+  length: number;
+  /** Length of the plaintext. */
+  rawLength: number;
+}
+
+/** CRC-32 of bytes (zlib's, hardware accelerated). */
+export function crc32(data: Uint8Array): number {
+  return zlib.crc32(data) >>> 0;
+}
+
+/** Encodes a header's plaintext. */
+export function encodePackHeader(entries: readonly PackEntry[]): Uint8Array {
+  const out = new Uint8Array(4 + entries.length * ENTRY_SIZE);
+  const dv = new DataView(out.buffer);
+  dv.setUint32(0, entries.length, true);
+  let o = 4;
+  for (const e of entries) {
+    out.set(e.id, o);
+    out[o + 32] = e.type;
+    dv.setUint32(o + 33, e.offset, true);
+    dv.setUint32(o + 37, e.length, true);
+    dv.setUint32(o + 41, e.rawLength, true);
+    o += ENTRY_SIZE;
+  }
+  return out;
+}
+
+/** Parses a header's plaintext, checking every entry lies inside `recordsEnd`. */
+export function decodePackHeader(
+  bytes: Uint8Array,
+  recordsEnd: number,
+  what: string,
+): PackEntry[] {
+  const bad = (why: string) => new IntegrityError(`${what} is corrupt: ${why}`);
+  if (bytes.length < 4) throw bad("header too short");
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const n = dv.getUint32(0, true);
+  if (bytes.length !== 4 + n * ENTRY_SIZE) throw bad(`header length does not fit ${n} entries`);
+  const entries: PackEntry[] = [];
+  let expect = PACK_PREAMBLE + RECORD_PREFIX;
+  for (let i = 0, o = 4; i < n; i++, o += ENTRY_SIZE) {
+    const type = bytes[o + 32];
+    const offset = dv.getUint32(o + 33, true);
+    const length = dv.getUint32(o + 37, true);
+    if (type !== ObjectType.data && type !== ObjectType.items) throw bad(`entry ${i} has type ${type}`);
+    if (offset !== expect || offset + length > recordsEnd) {
+      throw bad(`entry ${i} at offset ${offset} does not follow the records`);
+    }
+    expect = offset + length + RECORD_PREFIX;
+    entries.push({
+      id: bytes.slice(o, o + 32),
+      type: type as ObjectTypeTag,
+      offset,
+      length,
+      rawLength: dv.getUint32(o + 41, true),
+    });
+  }
+  if (n > 0 && expect - RECORD_PREFIX !== recordsEnd) throw bad("records end before the header");
+  return entries;
+}
+
+/** A pack being filled. Parts are kept in memory until the pack is finished. */
+export class PackWriter {
+  #parts: Uint8Array[] = [];
+  #entries: PackEntry[] = [];
+  #size = 0;
+  #hash = createHash("sha256");
+
+  constructor() {
+    const pre = new Uint8Array(PACK_PREAMBLE);
+    pre.set(PACK_MAGIC);
+    pre[8] = PACK_VERSION;
+    this.#push(pre);
+  }
+
+  #push(b: Uint8Array): void {
+    this.#parts.push(b);
+    this.#hash.update(b);
+    this.#size += b.length;
+  }
+
+  /** Bytes so far. */
+  get size(): number {
+    return this.#size;
+  }
+
+  /** Number of blobs so far. */
+  get count(): number {
+    return this.#entries.length;
+  }
+
+  /** Appends a sealed object; returns its entry. */
+  add(id: Uint8Array, type: ObjectTypeTag, sealed: Uint8Array, rawLength: number): PackEntry {
+    const prefix = new Uint8Array(RECORD_PREFIX);
+    const dv = new DataView(prefix.buffer);
+    dv.setUint32(0, sealed.length, true);
+    dv.setUint32(4, crc32(sealed), true);
+    this.#push(prefix);
+    const entry = { id, type, offset: this.#size, length: sealed.length, rawLength };
+    this.#push(sealed);
+    this.#entries.push(entry);
+    return entry;
+  }
+
+  /** Seals the header, appends it and the trailer; returns the pack id, bytes and entries. */
+  async finish(
+    key: RepoKey,
+  ): Promise<{ id: Uint8Array; parts: Uint8Array[]; entries: PackEntry[]; size: number }> {
+    const header = await key.seal(ObjectType.packHeader, "pack-header", encodePackHeader(this.#entries));
+    this.#push(header);
+    const trailer = new Uint8Array(4);
+    new DataView(trailer.buffer).setUint32(0, header.length, true);
+    this.#push(trailer);
+    const id = new Uint8Array(this.#hash.digest());
+    return { id, parts: this.#parts, entries: this.#entries, size: this.#size };
+  }
+}
+
+/** Where a pack's header lies, from the pack's last 4 bytes and its size. */
+export function headerLocation(
+  trailer: Uint8Array,
+  packSize: number,
+  what: string,
+): { offset: number; length: number } {
+  const length = new DataView(trailer.buffer, trailer.byteOffset, 4).getUint32(0, true);
+  const offset = packSize - 4 - length;
+  if (length < 1 || length > MAX_HEADER || offset < PACK_PREAMBLE) {
+    throw new IntegrityError(`${what} is corrupt: header length ${length} does not fit the pack`);
+  }
+  return { offset, length };
+}
+
+/** Reads and authenticates a pack's header from storage. */
+export async function readPackHeader(
+  backend: { getRange(key: string, offset: number, length: number): Promise<Uint8Array> },
+  key: RepoKey,
+  packKeyName: string,
+  packSize: number,
+): Promise<PackEntry[]> {
+  const what = `Pack ${packKeyName}`;
+  if (packSize < PACK_PREAMBLE + 4) throw new IntegrityError(`${what} is corrupt: too short`);
+  const pre = await backend.getRange(packKeyName, 0, PACK_PREAMBLE);
+  for (let i = 0; i < 8; i++) {
+    if (pre[i] !== PACK_MAGIC[i]) throw new IntegrityError(`${what} is corrupt: bad magic`);
+  }
+  if (pre[8] !== PACK_VERSION) throw new IntegrityError(`${what} has unknown version ${pre[8]}`);
+  const loc = headerLocation(await backend.getRange(packKeyName, packSize - 4, 4), packSize, what);
+  const sealed = await backend.getRange(packKeyName, loc.offset, loc.length);
+  const plain = await key.open(ObjectType.packHeader, "pack-header", sealed, `${what} header`);
+  return decodePackHeader(plain, loc.offset, what);
+}
+
+/** Hex spelling of an entry's id, for messages. */
+export function entryName(e: PackEntry): string {
+  return `${e.type === ObjectType.items ? "metadata blob" : "chunk"} ${toHex(e.id)}`;
+}

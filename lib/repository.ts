@@ -1,0 +1,265 @@
+/**
+ * Opening, creating and reading a repository: config, key, manifest, index, archives, blobs.
+ * Writing new data goes through lib/write_session.ts.
+ *
+ * @module
+ */
+
+import type { Backend, ReadonlyBackend } from "../backends/backend.ts";
+import { ChunkIndex, type ChunkLocation } from "./chunk_index.ts";
+import {
+  Chunker,
+  type ChunkerParams,
+  DEFAULT_CHUNKER_PARAMS,
+  deriveGearTable,
+  validateChunkerParams,
+} from "./chunker.ts";
+import { type ArchiveMeta, decodeArchiveMeta } from "./archive.ts";
+import type { CodecPool } from "./codec_pool.ts";
+import { decompress } from "./compress.ts";
+import { type EncryptionMode, ObjectType, type ObjectTypeTag, RepoKey } from "./crypto.ts";
+import {
+  AlreadyExistsError,
+  IntegrityError,
+  NotFoundError,
+  UsageError,
+  VgerError,
+} from "./errors.ts";
+import { packKey, randomBytes, toHex } from "./ids.ts";
+import { type KdfParams, parseKeyFile, unwrapKey, wrapKey } from "./key_file.ts";
+import { decodeManifest, encodeManifest, type Manifest, type ManifestEntry } from "./manifest.ts";
+import { RECORD_PREFIX } from "./pack.ts";
+import {
+  encodeRepoConfig,
+  FORMAT_VERSION,
+  parseRepoConfig,
+  type RepoConfig,
+  verifyRepoConfig,
+} from "./repo_config.ts";
+
+/** Default pack size floor: 32 MiB. */
+export const DEFAULT_MIN_PACK_SIZE = 32 << 20;
+/** Default pack size ceiling: 512 MiB. */
+export const DEFAULT_MAX_PACK_SIZE = 512 << 20;
+/** Largest plaintext of any blob (chunker maximum is at most 256 MiB; item blobs are smaller). */
+const MAX_BLOB = 256 << 20;
+
+/** Options of {@linkcode initRepository}. */
+export interface InitOptions {
+  /** Encryption mode. */
+  encryption: EncryptionMode;
+  /** Passphrase (required unless encryption is none). */
+  passphrase?: string;
+  /** Argon2id costs (defaults: t=3, m=64 MiB, p=4). */
+  kdf?: KdfParams;
+  /** Chunker parameters. */
+  chunker?: ChunkerParams;
+  /** Pack size floor. */
+  minPackSize?: number;
+  /** Pack size ceiling. */
+  maxPackSize?: number;
+}
+
+/** Throws UsageError unless min <= max and both are within 1 MiB..4 GiB-1. */
+export function validatePackSizes(min: number, max: number): void {
+  const ok = (v: number) => Number.isSafeInteger(v) && v >= 1 << 20 && v < 2 ** 32;
+  if (!ok(min)) throw new UsageError(`Invalid min_pack_size ${min}: use 1 MiB to 4 GiB`);
+  if (!ok(max)) throw new UsageError(`Invalid max_pack_size ${max}: use 1 MiB to 4 GiB`);
+  if (min > max) throw new UsageError(`min_pack_size ${min} is larger than max_pack_size ${max}`);
+}
+
+/** Creates a repository; refuses when one (or part of one) already exists there. */
+export async function initRepository(backend: Backend, options: InitOptions): Promise<RepoConfig> {
+  const chunker = options.chunker ?? DEFAULT_CHUNKER_PARAMS;
+  validateChunkerParams(chunker);
+  const minPackSize = options.minPackSize ?? DEFAULT_MIN_PACK_SIZE;
+  const maxPackSize = options.maxPackSize ?? DEFAULT_MAX_PACK_SIZE;
+  validatePackSizes(minPackSize, maxPackSize);
+  for (const k of ["config", "keys/repokey", "manifest", "index"]) {
+    if ((await backend.size(k)) !== null) {
+      throw new AlreadyExistsError(
+        `Cannot create repository "${backend.location}": it already exists (${k} is present)`,
+      );
+    }
+  }
+  const key = await RepoKey.generate(options.encryption);
+  const config: RepoConfig = {
+    version: FORMAT_VERSION,
+    id: toHex(randomBytes(32)),
+    encryption: options.encryption,
+    chunker: { ...chunker },
+    minPackSize,
+    maxPackSize,
+  };
+  await backend.put(
+    "keys/repokey",
+    await wrapKey(key.material, options.encryption, options.passphrase, options.kdf),
+  );
+  await backend.put("index", await key.seal(ObjectType.index, "index", new ChunkIndex().encode()));
+  await backend.put(
+    "manifest",
+    await key.seal(ObjectType.manifest, "manifest", encodeManifest({ archives: [] })),
+  );
+  // The config goes last: a repository without one is not a repository.
+  if (!(await backend.create("config", await encodeRepoConfig(config, key)))) {
+    throw new AlreadyExistsError(`Cannot create repository "${backend.location}": it already exists`);
+  }
+  return config;
+}
+
+/** Options of {@linkcode Repository.open}. */
+export interface OpenOptions {
+  /** The passphrase, or a function that asks for it (called only for encrypted repositories). */
+  passphrase?: string | (() => Promise<string | undefined>);
+}
+
+/** An opened, unlocked repository. */
+export class Repository<B extends ReadonlyBackend = ReadonlyBackend> {
+  /** The storage. */
+  readonly backend: B;
+  /** The verified config. */
+  readonly config: RepoConfig;
+  /** The unlocked key. */
+  readonly key: RepoKey;
+  #gear?: Promise<Uint32Array>;
+
+  private constructor(backend: B, config: RepoConfig, key: RepoKey) {
+    this.backend = backend;
+    this.config = config;
+    this.key = key;
+  }
+
+  /** Opens and unlocks a repository. */
+  static async open<B extends ReadonlyBackend>(
+    backend: B,
+    options: OpenOptions = {},
+  ): Promise<Repository<B>> {
+    const loc = backend.location;
+    const configBytes = await backend.get("config");
+    if (configBytes === null) {
+      throw new NotFoundError(
+        `Cannot open repository "${loc}": config not found (is it a vger repository? run vger init)`,
+      );
+    }
+    const unverified = parseRepoConfig(configBytes);
+    const keyBytes = await backend.get("keys/repokey");
+    if (keyBytes === null) {
+      throw new NotFoundError(`Cannot open repository "${loc}": keys/repokey not found`);
+    }
+    const parsed = await parseKeyFile(keyBytes);
+    const wantKdf = unverified.config.encryption === "none" ? "none" : "argon2id";
+    if (parsed.kdf !== wantKdf) {
+      throw new IntegrityError(
+        `Repository "${loc}" is inconsistent: config says encryption "${unverified.config.encryption}" but the key file is ${
+          parsed.kdf === "none" ? "not encrypted" : "encrypted"
+        }`,
+      );
+    }
+    const pass = typeof options.passphrase === "function" && parsed.kdf !== "none"
+      ? await options.passphrase()
+      : typeof options.passphrase === "string"
+      ? options.passphrase
+      : undefined;
+    const material = await unwrapKey(parsed, pass, loc);
+    const key = await RepoKey.fromMaterial(material, unverified.config.encryption);
+    const config = await verifyRepoConfig(unverified, key);
+    validateChunkerParams(config.chunker);
+    return new Repository(backend, config, key);
+  }
+
+  /** Where the repository is. */
+  get location(): string {
+    return this.backend.location;
+  }
+
+  /** A chunker with this repository's parameters and secret gear table. */
+  async chunker(): Promise<Chunker> {
+    this.#gear ??= this.key.deriveSecret("gear").then(deriveGearTable);
+    return new Chunker(this.config.chunker, await this.#gear);
+  }
+
+  /** Reads and opens a small whole object (index, manifest, archive). */
+  async #readObject(
+    key: string,
+    type: ObjectTypeTag,
+    identity: Uint8Array | string,
+    what: string,
+  ): Promise<Uint8Array> {
+    const sealed = await this.backend.get(key);
+    if (sealed === null) throw new NotFoundError(`${what} not found in "${this.location}"`);
+    return await this.key.open(type, identity, sealed, what);
+  }
+
+  /** The manifest. */
+  async readManifest(): Promise<Manifest> {
+    return decodeManifest(await this.#readObject("manifest", ObjectType.manifest, "manifest", "Manifest"));
+  }
+
+  /** The chunk index. */
+  async readIndex(): Promise<ChunkIndex> {
+    return ChunkIndex.decode(await this.#readObject("index", ObjectType.index, "index", "Index"));
+  }
+
+  /** The manifest entry of an archive by name; NotFoundError when absent. */
+  async findArchive(name: string, manifest?: Manifest): Promise<ManifestEntry> {
+    const m = manifest ?? await this.readManifest();
+    const e = m.archives.find((a) => a.name === name);
+    if (!e) throw new NotFoundError(`Archive "${name}" not found in "${this.location}"`);
+    return e;
+  }
+
+  /** An archive's metadata. */
+  async readArchive(entry: ManifestEntry): Promise<ArchiveMeta> {
+    const hex = toHex(entry.id);
+    const what = `Archive "${entry.name}" (archives/${hex})`;
+    return decodeArchiveMeta(
+      await this.#readObject(`archives/${hex}`, ObjectType.archive, entry.id, what),
+      what,
+    );
+  }
+
+  /** The sealed bytes of a blob, from its pack. */
+  async readSealed(loc: ChunkLocation): Promise<Uint8Array> {
+    return await this.backend.getRange(packKey(loc.pack), loc.offset, loc.length);
+  }
+
+  /**
+   * Reads, opens and decompresses a blob by id; through the codec pool when given.
+   * Throws IntegrityError naming the blob and its pack.
+   */
+  async readBlob(
+    index: ChunkIndex,
+    id: Uint8Array,
+    type: ObjectTypeTag,
+    pool?: CodecPool,
+  ): Promise<Uint8Array> {
+    const loc = index.get(id);
+    const name = `${type === ObjectType.items ? "Metadata blob" : "Chunk"} ${toHex(id)}`;
+    if (!loc) throw new IntegrityError(`${name} is missing from the index`);
+    const what = `${name} in pack ${toHex(loc.pack)}`;
+    let sealed: Uint8Array;
+    try {
+      sealed = await this.readSealed(loc);
+    } catch (err) {
+      if (err instanceof VgerError) {
+        throw new IntegrityError(`${what} cannot be read: ${err.message}`, { cause: err });
+      }
+      throw err;
+    }
+    const max = Math.min(MAX_BLOB, loc.rawLength);
+    const plain = pool
+      ? await pool.decode(type, id, sealed, max, what)
+      : decompress(await this.key.open(type, id, sealed, what), max, what);
+    if (plain.length !== loc.rawLength) {
+      throw new IntegrityError(
+        `${what} is corrupt: ${plain.length} bytes, the index says ${loc.rawLength}`,
+      );
+    }
+    return plain;
+  }
+}
+
+/** Offset of a record's prefix, from its object's offset. */
+export function recordStart(loc: ChunkLocation): number {
+  return loc.offset - RECORD_PREFIX;
+}

@@ -1,0 +1,486 @@
+/**
+ * Extract: restores the items of an archive under a destination directory, with their
+ * contents, mode, owner (when root), extended attributes and nanosecond mtimes.
+ *
+ * It never writes outside the destination: stored paths that are absolute, empty or contain
+ * `.`/`..` segments are refused, and so is any path whose parent on disk is not a directory
+ * that extract itself checked (a symlinked parent is refused).
+ *
+ * Reading is pipelined: blob reads are coalesced per pack (adjacent records in one range read),
+ * opened and decompressed in the codec workers, and kept ahead of the writer within a byte
+ * budget. All-zero chunks are not written: the file gets a hole instead.
+ *
+ * @module
+ */
+
+import type { ReadonlyBackend } from "../backends/backend.ts";
+import type { Item } from "./archive.ts";
+import { decodeItems } from "./archive.ts";
+import type { ChunkIndex, ChunkLocation } from "./chunk_index.ts";
+import { CodecPool } from "./codec_pool.ts";
+import { ObjectType } from "./crypto.ts";
+import { errorMessage, IntegrityError, VgerError } from "./errors.ts";
+import { describeFsError } from "./archiver.ts";
+import { nativeFs } from "./fs_native.ts";
+import { packKey, toHex } from "./ids.ts";
+import { PathSelector } from "./patterns.ts";
+import { RECORD_PREFIX } from "./pack.ts";
+import type { Repository } from "./repository.ts";
+
+/** Options of {@linkcode extract}. */
+export interface ExtractOptions {
+  /** Archive name. */
+  archive: string;
+  /** Destination directory (created if missing). */
+  dest: string;
+  /** Globs on stored paths; empty means everything. */
+  patterns?: string[];
+  /** Replace existing files (default: skip them with a warning). */
+  overwrite?: boolean;
+  /** Restore owners (default: when running as root). */
+  restoreOwners?: boolean;
+  /** Called for each warning. */
+  onWarning?: (message: string) => void;
+  /** Called now and then with the progress. */
+  onProgress?: (p: { files: number; bytes: number; current: string }) => void;
+  /** Bytes of blobs read ahead of the writer (default 96 MiB). */
+  budgetBytes?: number;
+}
+
+/** What extract did. */
+export interface ExtractResult {
+  /** Items restored. */
+  files: number;
+  /** File bytes restored. */
+  bytes: number;
+  /** Warnings (skipped items); non-empty means exit code 3. */
+  warnings: string[];
+}
+
+/** Whether a stored path is safe to join under a destination. */
+export function isSafeRelativePath(p: string): boolean {
+  if (p.length === 0 || p.startsWith("/") || p.includes("\0")) return false;
+  return p.split("/").every((s) => s !== "" && s !== "." && s !== "..");
+}
+
+const MAX_BATCH = 8 << 20;
+
+interface Pending {
+  /** Plaintext length. */
+  raw: number;
+  /** Bytes this read still holds in the budget. */
+  held: number;
+  /** The plaintext; null for an all-zero chunk (write a hole). */
+  data: Promise<Uint8Array | null>;
+}
+
+interface QueuedItem {
+  item: Item;
+  path: string;
+  chunks: Pending[];
+  complete: boolean;
+}
+
+interface BatchPart {
+  loc: ChunkLocation;
+  id: Uint8Array;
+  resolve: (d: Uint8Array | null) => void;
+  reject: (e: unknown) => void;
+}
+
+/** Wakes whoever waits for it. */
+class Signal {
+  #waiters: (() => void)[] = [];
+  wait(): Promise<void> {
+    return new Promise((r) => this.#waiters.push(r));
+  }
+  notify(): void {
+    const w = this.#waiters;
+    this.#waiters = [];
+    for (const f of w) f();
+  }
+}
+
+/** Restores an archive. */
+export async function extract(
+  repo: Repository<ReadonlyBackend>,
+  options: ExtractOptions,
+): Promise<ExtractResult> {
+  const entry = await repo.findArchive(options.archive);
+  const meta = await repo.readArchive(entry);
+  const index = await repo.readIndex();
+  const pool = new CodecPool(repo.key.material, repo.config.encryption);
+  const dest = options.dest.replace(/\/+$/, "") || "/";
+  await Deno.mkdir(dest, { recursive: true });
+  const run = new ExtractRun(repo, index, pool, dest, options);
+  const writer = run.writeLoop();
+  try {
+    for (const blobId of meta.items) {
+      const blob = await repo.readBlob(index, blobId, ObjectType.items, pool);
+      for (const item of decodeItems(blob, `Metadata blob ${toHex(blobId)}`)) {
+        await run.add(item);
+      }
+    }
+    run.close();
+    await writer;
+    run.finishDirs();
+    return { files: run.files, bytes: run.bytes, warnings: run.warnings };
+  } catch (err) {
+    run.close(err);
+    await writer.catch(() => {});
+    throw err;
+  } finally {
+    pool.close();
+  }
+}
+
+class ExtractRun {
+  readonly warnings: string[] = [];
+  files = 0;
+  bytes = 0;
+  readonly #repo: Repository<ReadonlyBackend>;
+  readonly #index: ChunkIndex;
+  readonly #pool: CodecPool;
+  readonly #dest: string;
+  readonly #options: ExtractOptions;
+  readonly #selector: PathSelector;
+  readonly #native = nativeFs();
+  readonly #owners: boolean;
+  readonly #checkedDirs = new Set<string>();
+  readonly #dirs: { path: string; item: Item }[] = [];
+  readonly #zeroIds = new Set<string>();
+  readonly #budget: number;
+  readonly #queue: QueuedItem[] = [];
+  readonly #added = new Signal();
+  readonly #freed = new Signal();
+  #inflight = 0;
+  #batch: { pack: Uint8Array; packHex: string; start: number; end: number; parts: BatchPart[] } | null =
+    null;
+  #closed = false;
+  #failure: unknown = null;
+  #lastProgress = 0;
+
+  constructor(
+    repo: Repository<ReadonlyBackend>,
+    index: ChunkIndex,
+    pool: CodecPool,
+    dest: string,
+    options: ExtractOptions,
+  ) {
+    this.#repo = repo;
+    this.#index = index;
+    this.#pool = pool;
+    this.#dest = dest;
+    this.#options = options;
+    this.#selector = new PathSelector(options.patterns ?? []);
+    this.#owners = options.restoreOwners ?? Deno.uid() === 0;
+    this.#budget = options.budgetBytes ?? 96 << 20;
+    this.#checkedDirs.add(dest);
+  }
+
+  #warn(message: string): void {
+    this.warnings.push(message);
+    this.#options.onWarning?.(message);
+  }
+
+  /** Producer: queues an item and the reads of its chunks, within the byte budget. */
+  async add(item: Item): Promise<void> {
+    if (this.#failure) throw this.#failure;
+    if (!this.#selector.selects(item.path)) return;
+    if (!isSafeRelativePath(item.path)) {
+      this.#warn(`Refused "${item.path}": the stored path is not a safe relative path`);
+      return;
+    }
+    const path = `${this.#dest === "/" ? "" : this.#dest}/${item.path}`;
+    const queued: QueuedItem = { item, path, chunks: [], complete: item.type !== "file" };
+    this.#queue.push(queued);
+    this.#added.notify();
+    for (const id of item.chunks ?? []) {
+      queued.chunks.push(await this.#request(id));
+      this.#added.notify();
+    }
+    queued.complete = true;
+    this.#added.notify();
+  }
+
+  /** No more items (or a failure): lets the writer finish. */
+  close(failure?: unknown): void {
+    this.#closed = true;
+    if (failure) this.#failure ??= failure;
+    this.#flushBatch();
+    this.#added.notify();
+  }
+
+  /** Sets directory metadata last, deepest first, so writing their contents does not change it. */
+  finishDirs(): void {
+    for (let i = this.#dirs.length - 1; i >= 0; i--) {
+      this.#applyMeta(this.#dirs[i].path, this.#dirs[i].item);
+    }
+  }
+
+  /** Queues the read of one chunk, coalescing adjacent records of one pack. */
+  async #request(id: Uint8Array): Promise<Pending> {
+    const loc = this.#index.get(id);
+    if (!loc) {
+      const data = Promise.reject(new IntegrityError(`Chunk ${toHex(id)} is missing from the index`));
+      data.catch(() => {});
+      return { raw: 0, held: 0, data };
+    }
+    if (this.#zeroIds.has(toHex(id))) return { raw: loc.rawLength, held: 0, data: Promise.resolve(null) };
+    while (this.#inflight > 0 && this.#inflight + loc.rawLength > this.#budget) {
+      this.#flushBatch();
+      await this.#freed.wait();
+      if (this.#failure) throw this.#failure;
+    }
+    const packHex = toHex(loc.pack);
+    const b = this.#batch;
+    if (
+      !b || b.packHex !== packHex || b.end + RECORD_PREFIX !== loc.offset ||
+      loc.offset + loc.length - b.start > MAX_BATCH
+    ) {
+      this.#flushBatch();
+      this.#batch = { pack: loc.pack, packHex, start: loc.offset, end: loc.offset, parts: [] };
+    }
+    const batch = this.#batch!;
+    batch.end = loc.offset + loc.length;
+    this.#inflight += loc.rawLength;
+    const data = new Promise<Uint8Array | null>((resolve, reject) => {
+      batch.parts.push({ loc, id, resolve, reject });
+    });
+    data.catch(() => {}); // awaited by the writer
+    return { raw: loc.rawLength, held: loc.rawLength, data };
+  }
+
+  #flushBatch(): void {
+    const b = this.#batch;
+    this.#batch = null;
+    if (!b) return;
+    this.#repo.backend.getRange(packKey(b.pack), b.start, b.end - b.start).then((bytes) => {
+      for (const p of b.parts) {
+        const sealed = bytes.slice(p.loc.offset - b.start, p.loc.offset - b.start + p.loc.length);
+        const what = `Chunk ${toHex(p.id)} in pack ${b.packHex}`;
+        this.#pool.decode(ObjectType.data, p.id, sealed, p.loc.rawLength, what).then((plain) => {
+          if (plain.length !== p.loc.rawLength) {
+            throw new IntegrityError(
+              `${what} is corrupt: ${plain.length} bytes, the index says ${p.loc.rawLength}`,
+            );
+          }
+          if (isAllZero(plain)) {
+            this.#zeroIds.add(toHex(p.id));
+            return null;
+          }
+          return plain;
+        }).then(p.resolve, p.reject);
+      }
+    }, (err) => {
+      const e = err instanceof VgerError
+        ? new IntegrityError(`Pack ${b.packHex} cannot be read: ${err.message}`, { cause: err })
+        : err;
+      for (const p of b.parts) p.reject(e);
+    });
+  }
+
+  #release(p: Pending): void {
+    this.#inflight -= p.held;
+    p.held = 0;
+    this.#freed.notify();
+  }
+
+  /** Consumer: writes queued items in archive order. */
+  async writeLoop(): Promise<void> {
+    try {
+      for (;;) {
+        if (this.#failure) throw this.#failure;
+        const next = this.#queue.shift();
+        if (!next) {
+          if (this.#closed) return;
+          this.#flushBatch();
+          await this.#added.wait();
+          continue;
+        }
+        if (next.item.type === "file") await this.#writeFile(next);
+        else this.#restoreNonFile(next.item, next.path);
+      }
+    } catch (err) {
+      this.#failure ??= err;
+      this.#freed.notify();
+      throw err;
+    }
+  }
+
+  /** The i-th chunk of a queued file, waiting for the producer when it is not queued yet. */
+  async #chunkAt(q: QueuedItem, i: number): Promise<Pending | null> {
+    while (i >= q.chunks.length) {
+      if (q.complete) return null;
+      this.#flushBatch();
+      await this.#added.wait();
+      if (this.#failure) throw this.#failure;
+    }
+    return q.chunks[i];
+  }
+
+  async #writeFile(q: QueuedItem): Promise<void> {
+    const { item, path } = q;
+    let file: Deno.FsFile | null = null;
+    let i = 0;
+    try {
+      if (!this.#prepareParent(path) || !this.#makeRoom(path, item)) {
+        for (let c; (c = await this.#chunkAt(q, i)) !== null; i++) this.#release(c);
+        return;
+      }
+      file = Deno.openSync(path, { write: true, createNew: true, mode: 0o600 });
+      let pos = 0;
+      let sparse = false;
+      for (let c; (c = await this.#chunkAt(q, i)) !== null; i++) {
+        this.#flushBatch();
+        const data = await c.data;
+        this.#release(c);
+        if (data === null) {
+          sparse = true;
+          pos += c.raw;
+          file.seekSync(pos, Deno.SeekMode.Start);
+          continue;
+        }
+        for (let o = 0; o < data.length;) o += file.writeSync(data.subarray(o));
+        pos += data.length;
+        this.bytes += data.length;
+        this.#progress(path);
+      }
+      if (sparse || pos !== item.size) file.truncateSync(pos);
+      file.close();
+      file = null;
+      this.#applyMeta(path, item);
+      this.files++;
+    } catch (err) {
+      // release what this file still holds so the producer does not wait forever
+      for (let c; i < q.chunks.length || !q.complete; i++) {
+        c = await this.#chunkAt(q, i);
+        if (c === null) break;
+        this.#release(c);
+      }
+      if (err instanceof IntegrityError) this.#warn(`Cannot restore "${path}": ${err.message}`);
+      else if (err instanceof VgerError) throw err;
+      else this.#warn(`Cannot restore "${path}": ${describeFsError(err)}`);
+    } finally {
+      file?.close();
+    }
+  }
+
+  #prepareParent(path: string): boolean {
+    const parent = path.slice(0, path.lastIndexOf("/")) || "/";
+    if (this.#checkedDirs.has(parent)) return true;
+    // walk down from dest: each component must be a real directory (created if missing)
+    const rel = parent.slice(this.#dest.length + 1);
+    let cur = this.#dest === "/" ? "" : this.#dest;
+    for (const seg of rel.split("/")) {
+      cur = `${cur}/${seg}`;
+      if (this.#checkedDirs.has(cur)) continue;
+      let info: Deno.FileInfo | null = null;
+      try {
+        info = Deno.lstatSync(cur);
+      } catch (err) {
+        if (!(err instanceof Deno.errors.NotFound)) throw err;
+      }
+      if (info === null) Deno.mkdirSync(cur, { mode: 0o700 });
+      else if (!info.isDirectory) {
+        this.#warn(`Refused "${path}": "${cur}" is not a directory (a symlink or file is in the way)`);
+        return false;
+      }
+      this.#checkedDirs.add(cur);
+    }
+    return true;
+  }
+
+  /** Removes what is in the way when overwriting; false when the item must be skipped. */
+  #makeRoom(path: string, item: Item): boolean {
+    let info: Deno.FileInfo;
+    try {
+      info = Deno.lstatSync(path);
+    } catch {
+      return true;
+    }
+    if (item.type === "dir" && info.isDirectory) return true;
+    if (!this.#options.overwrite) {
+      this.#warn(`Skipped "${path}": it exists (use --overwrite to replace it)`);
+      return false;
+    }
+    Deno.removeSync(path, { recursive: info.isDirectory });
+    return true;
+  }
+
+  #restoreNonFile(item: Item, path: string): void {
+    try {
+      if (!this.#prepareParent(path) || !this.#makeRoom(path, item)) return;
+      if (item.type === "dir") {
+        try {
+          Deno.mkdirSync(path, { mode: 0o700 });
+        } catch (err) {
+          if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
+        }
+        this.#checkedDirs.add(path);
+        this.#dirs.push({ path, item });
+      } else {
+        Deno.symlinkSync(item.target!, path);
+        this.#applyMeta(path, item);
+      }
+      this.files++;
+    } catch (err) {
+      this.#warn(`Cannot restore "${path}": ${describeFsError(err)}`);
+    }
+  }
+
+  #progress(current: string): void {
+    const now = Date.now();
+    if (!this.#options.onProgress || now - this.#lastProgress < 200) return;
+    this.#lastProgress = now;
+    this.#options.onProgress({ files: this.files, bytes: this.bytes, current });
+  }
+
+  /** Owner, mode, xattrs, then times (last, since the others change ctime/mtime). */
+  #applyMeta(path: string, item: Item): void {
+    const n = this.#native;
+    const link = item.type === "symlink";
+    try {
+      if (this.#owners) {
+        if (n) n.lchown(path, item.uid, item.gid);
+        else if (!link) Deno.chownSync(path, item.uid, item.gid);
+      }
+      if (!link) Deno.chmodSync(path, item.mode);
+    } catch (err) {
+      this.#warn(`Cannot set owner or mode of "${path}": ${describeFsError(err)}`);
+    }
+    if (item.xattrs && n) {
+      for (const [name, value] of Object.entries(item.xattrs)) {
+        if (link && name.startsWith("user.")) continue; // Linux refuses user.* on symlinks
+        try {
+          n.setXattr(path, name, value);
+        } catch (err) {
+          this.#warn(`Cannot set extended attribute "${name}" of "${path}": ${errorMessage(err)}`);
+        }
+      }
+    } else if (item.xattrs && Object.keys(item.xattrs).length > 0) {
+      this.#warn(`Extended attributes of "${path}" not restored: run with --allow-ffi`);
+    }
+    try {
+      if (n) n.setTimes(path, item.mtimeNs, item.mtimeNs);
+      else if (!link) {
+        const t = new Date(Number(item.mtimeNs / 1_000_000n));
+        Deno.utimeSync(path, t, t);
+      }
+    } catch (err) {
+      this.#warn(`Cannot set the times of "${path}": ${describeFsError(err)}`);
+    }
+  }
+}
+
+/** Whether every byte is zero. */
+export function isAllZero(b: Uint8Array): boolean {
+  let i = 0;
+  if (b.byteOffset % 4 === 0) {
+    const w = new Int32Array(b.buffer, b.byteOffset, b.length >>> 2);
+    for (let j = 0; j < w.length; j++) if (w[j] !== 0) return false;
+    i = w.length * 4;
+  }
+  for (; i < b.length; i++) if (b[i] !== 0) return false;
+  return true;
+}

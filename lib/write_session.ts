@@ -1,0 +1,146 @@
+/**
+ * Writing new blobs and committing an archive. Blobs go into packs; a full pack is uploaded
+ * while the next fills (at most two uploads in flight). The commit follows the crash-safe
+ * order: every pack is durable, then the merged index, then the archive, then the manifest (the
+ * commit point), the last two under the commit lock.
+ *
+ * @module
+ */
+
+import type { Backend } from "../backends/backend.ts";
+import { ChunkIndex } from "./chunk_index.ts";
+import { ObjectType, type ObjectTypeTag } from "./crypto.ts";
+import { AlreadyExistsError } from "./errors.ts";
+import { packKey, toHex } from "./ids.ts";
+import { withCommitLock } from "./lock.ts";
+import { type ArchiveMeta, encodeArchiveMeta } from "./archive.ts";
+import { encodeManifest, type ManifestEntry } from "./manifest.ts";
+import { PackWriter } from "./pack.ts";
+import type { Repository } from "./repository.ts";
+
+/** Pack size target for a repository that has `packs` packs: 32 MiB x sqrt(packs / 100), clamped. */
+export function packTarget(packs: number, min: number, max: number): number {
+  return Math.min(max, Math.max(min, Math.round((32 << 20) * Math.sqrt(packs / 100))));
+}
+
+/** Collects new blobs for one backup and commits them. */
+export class WriteSession {
+  readonly #repo: Repository<Backend>;
+  readonly #index: ChunkIndex;
+  readonly #added = new ChunkIndex();
+  /** Ids claimed by this session -> sealed length (0 until sealed). */
+  readonly #reserved = new Map<string, number>();
+  #pack: PackWriter | null = null;
+  #uploads = new Set<Promise<void>>();
+  #failure: unknown = null;
+  #target: number;
+  /** Bytes of sealed new blobs written (what this backup adds to the repository). */
+  addedBytes = 0;
+
+  /** Starts a session over the repository's current index. */
+  constructor(repo: Repository<Backend>, index: ChunkIndex) {
+    this.#repo = repo;
+    this.#index = index;
+    this.#target = packTarget(
+      index.packIds().length,
+      repo.config.minPackSize,
+      repo.config.maxPackSize,
+    );
+  }
+
+  /** The index as loaded at the start (plus nothing new). */
+  get index(): ChunkIndex {
+    return this.#index;
+  }
+
+  /**
+   * Claims a blob id: true when it is new (the caller must then add it), false when the
+   * repository or this session already has it.
+   */
+  reserve(id: Uint8Array): boolean {
+    if (this.#index.has(id)) return false;
+    const hex = toHex(id);
+    if (this.#reserved.has(hex)) return false;
+    this.#reserved.set(hex, 0);
+    return true;
+  }
+
+  /** Stored (sealed) length of a blob the repository or this session has; 0 if not yet known. */
+  storedLength(id: Uint8Array): number {
+    return this.#index.get(id)?.length ?? this.#reserved.get(toHex(id)) ?? 0;
+  }
+
+  /** Adds a sealed blob to the current pack; uploads the pack when it reaches the target. */
+  async add(id: Uint8Array, type: ObjectTypeTag, sealed: Uint8Array, rawLength: number): Promise<void> {
+    if (this.#failure) throw this.#failure;
+    this.#pack ??= new PackWriter();
+    this.#pack.add(id, type, sealed, rawLength);
+    this.#reserved.set(toHex(id), sealed.length);
+    this.addedBytes += sealed.length;
+    if (this.#pack.size >= this.#target) await this.#finishPack();
+  }
+
+  async #finishPack(): Promise<void> {
+    const pack = this.#pack;
+    this.#pack = null;
+    if (!pack || pack.count === 0) return;
+    while (this.#uploads.size >= 2) await Promise.race(this.#uploads);
+    if (this.#failure) throw this.#failure;
+    const done = pack.finish(this.#repo.key).then(async ({ id, parts, entries }) => {
+      await this.#repo.backend.put(packKey(id), parts);
+      for (const e of entries) {
+        this.#added.set(e.id, { pack: id, offset: e.offset, length: e.length, rawLength: e.rawLength });
+      }
+    }).catch((err) => {
+      this.#failure ??= err;
+    });
+    const tracked: Promise<void> = done.finally(() => this.#uploads.delete(tracked));
+    this.#uploads.add(tracked);
+  }
+
+  /** Uploads the open pack and waits for every upload; throws the first upload failure. */
+  async flush(): Promise<void> {
+    await this.#finishPack();
+    while (this.#uploads.size > 0) await Promise.race(this.#uploads);
+    if (this.#failure) throw this.#failure;
+  }
+
+  /**
+   * Flushes, then commits: merged index, archive, manifest. Throws AlreadyExistsError when the
+   * name was taken meanwhile (the uploaded data stays, unreferenced, for compact to remove).
+   */
+  async commit(meta: ArchiveMeta): Promise<ManifestEntry> {
+    await this.flush();
+    const repo = this.#repo;
+    const plain = encodeArchiveMeta(meta);
+    const archiveId = await repo.key.chunkId(plain);
+    const sealedArchive = await repo.key.seal(ObjectType.archive, archiveId, plain);
+    const entry: ManifestEntry = {
+      name: meta.name,
+      id: archiveId,
+      time: meta.time,
+      hostname: meta.hostname,
+      username: meta.username,
+      stats: meta.stats,
+    };
+    await withCommitLock(repo.backend, async () => {
+      const manifest = await repo.readManifest();
+      if (manifest.archives.some((a) => a.name === meta.name)) {
+        throw new AlreadyExistsError(`Archive "${meta.name}" already exists in "${repo.location}"`);
+      }
+      if (this.#added.size > 0) {
+        const index = await repo.readIndex();
+        index.merge(this.#added);
+        await repo.backend.put("index", await repo.key.seal(ObjectType.index, "index", index.encode()));
+      }
+      await repo.backend.put(`archives/${toHex(archiveId)}`, sealedArchive);
+      manifest.archives.push(entry);
+      await repo.backend.put(
+        "manifest",
+        await repo.key.seal(ObjectType.manifest, "manifest", encodeManifest(manifest)),
+      );
+    });
+    return entry;
+  }
+}
+
