@@ -174,7 +174,9 @@ function describeError(err: unknown, repo?: RepositoryConfig): string {
   }
   if (err instanceof VgerError) return err.message;
   const where = repo ? ` (repository "${repo.path}")` : "";
-  return `Unexpected error${where}: ${err instanceof Error ? err.stack ?? err.message : String(err)}`;
+  return `Unexpected error${where}: ${
+    err instanceof Error ? err.stack ?? err.message : String(err)
+  }`;
 }
 
 async function loadConfig(flags: Flags, io: CliIo): Promise<VgerConfig | null> {
@@ -209,7 +211,10 @@ function adHocRepository(path: string): RepositoryConfig {
   };
 }
 
-function selectRepositories(config: VgerConfig | null, repo: string | undefined): RepositoryConfig[] {
+function selectRepositories(
+  config: VgerConfig | null,
+  repo: string | undefined,
+): RepositoryConfig[] {
   if (!config) {
     if (!repo) {
       throw new UsageError(
@@ -225,7 +230,9 @@ function selectRepositories(config: VgerConfig | null, repo: string | undefined)
 
 function openBackend(repo: RepositoryConfig): Backend {
   if (repo.backend !== "local") {
-    throw new UsageError(`The ${repo.backend} backend is not available yet (repository "${repo.path}")`);
+    throw new UsageError(
+      `The ${repo.backend} backend is not available yet (repository "${repo.path}")`,
+    );
   }
   return new LocalBackend(repo.path);
 }
@@ -242,7 +249,9 @@ async function runCapture(command: string): Promise<string> {
   }
   if (!out.success) {
     const stderr = new TextDecoder().decode(out.stderr).trim();
-    throw new UsageError(`passcommand "${argv[0]}" failed with exit code ${out.code}${stderr ? `: ${stderr}` : ""}`);
+    throw new UsageError(
+      `passcommand "${argv[0]}" failed with exit code ${out.code}${stderr ? `: ${stderr}` : ""}`,
+    );
   }
   return new TextDecoder().decode(out.stdout).replace(/\r?\n$/, "");
 }
@@ -271,7 +280,10 @@ async function promptSecret(prompt: string): Promise<string | undefined> {
   return new TextDecoder().decode(new Uint8Array(bytes));
 }
 
-async function passphraseFor(repo: RepositoryConfig, confirm: boolean): Promise<string | undefined> {
+async function passphraseFor(
+  repo: RepositoryConfig,
+  confirm: boolean,
+): Promise<string | undefined> {
   const env = Deno.env.get("VGER_PASSPHRASE");
   if (env !== undefined) return env;
   if (repo.encryption.passcommand) return await runCapture(repo.encryption.passcommand);
@@ -286,7 +298,9 @@ async function passphraseFor(repo: RepositoryConfig, confirm: boolean): Promise<
 function intFlag(v: string | undefined, name: string, dflt: number): number {
   if (v === undefined) return dflt;
   const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < 0) throw new UsageError(`--${name} takes a whole number, not "${v}"`);
+  if (!Number.isSafeInteger(n) || n < 0) {
+    throw new UsageError(`--${name} takes a whole number, not "${v}"`);
+  }
   return n;
 }
 
@@ -341,7 +355,9 @@ async function runCommand(
       }
       const pass = mode === "none" ? undefined : await passphraseFor(repo, true);
       if (mode !== "none" && pass === undefined) {
-        throw new UsageError("A passphrase is needed: set VGER_PASSPHRASE or encryption.passphrase");
+        throw new UsageError(
+          "A passphrase is needed: set VGER_PASSPHRASE or encryption.passphrase",
+        );
       }
       const cfg = await initCommand(openBackend(repo), {
         encryption: mode,
@@ -349,14 +365,21 @@ async function runCommand(
         kdf: {
           memoryKiB: intFlag(flags["kdf-memory"], "kdf-memory", DEFAULT_KDF.memoryKiB),
           iterations: intFlag(flags["kdf-iterations"], "kdf-iterations", DEFAULT_KDF.iterations),
-          parallelism: intFlag(flags["kdf-parallelism"], "kdf-parallelism", DEFAULT_KDF.parallelism),
+          parallelism: intFlag(
+            flags["kdf-parallelism"],
+            "kdf-parallelism",
+            DEFAULT_KDF.parallelism,
+          ),
         },
         chunker: config?.chunker ?? DEFAULT_CHUNKER_PARAMS,
         minPackSize: repo.minPackSize,
         maxPackSize: repo.maxPackSize,
       });
-      if (flags.json) io.out(JSON.stringify({ repository: repo.path, id: cfg.id, encryption: cfg.encryption }) + "\n");
-      else if (!flags.quiet) io.err(`Created repository ${repo.path} (${cfg.encryption})\n`);
+      if (flags.json) {
+        io.out(
+          JSON.stringify({ repository: repo.path, id: cfg.id, encryption: cfg.encryption }) + "\n",
+        );
+      } else if (!flags.quiet) io.err(`Created repository ${repo.path} (${cfg.encryption})\n`);
       return 0;
     }
     case "backup": {
@@ -387,17 +410,19 @@ async function runCommand(
       if (progress) io.err("\r\x1b[K");
       const s = result.stats;
       if (flags.json) {
-        io.out(JSON.stringify({
-          repository: repo.path,
-          archive: result.archive.name,
-          id: toHex(result.archive.id),
-          files: s.files,
-          original_size: s.original,
-          compressed_size: s.compressed,
-          deduplicated_size: s.deduplicated,
-          duration_seconds: result.seconds,
-          warnings: result.warnings,
-        }) + "\n");
+        io.out(
+          JSON.stringify({
+            repository: repo.path,
+            archive: result.archive.name,
+            id: toHex(result.archive.id),
+            files: s.files,
+            original_size: s.original,
+            compressed_size: s.compressed,
+            deduplicated_size: s.deduplicated,
+            duration_seconds: result.seconds,
+            warnings: result.warnings,
+          }) + "\n",
+        );
       } else if (!flags.quiet) {
         io.out(
           `Archive ${result.archive.name}: ${s.files} files, original ${fmtBytes(s.original)}, ` +
@@ -412,28 +437,38 @@ async function runCommand(
       if (!flags.archive) {
         const archives = await listArchivesCommand(backend, { passphrase });
         if (flags.json) {
-          io.out(JSON.stringify({
-            repository: repo.path,
-            archives: archives.map((a) => ({
-              name: a.name,
-              id: toHex(a.id),
-              time: a.time,
-              hostname: a.hostname,
-              username: a.username,
-              files: a.stats.files,
-              original_size: a.stats.original,
-              compressed_size: a.stats.compressed,
-              deduplicated_size: a.stats.deduplicated,
-            })),
-          }) + "\n");
+          io.out(
+            JSON.stringify({
+              repository: repo.path,
+              archives: archives.map((a) => ({
+                name: a.name,
+                id: toHex(a.id),
+                time: a.time,
+                hostname: a.hostname,
+                username: a.username,
+                files: a.stats.files,
+                original_size: a.stats.original,
+                compressed_size: a.stats.compressed,
+                deduplicated_size: a.stats.deduplicated,
+              })),
+            }) + "\n",
+          );
         } else {
           for (const a of archives) {
-            io.out(`${a.name.padEnd(32)} ${a.time}  ${a.hostname}  ${a.stats.files} files  ${fmtBytes(a.stats.original)}\n`);
+            io.out(
+              `${a.name.padEnd(32)} ${a.time}  ${a.hostname}  ${a.stats.files} files  ${
+                fmtBytes(a.stats.original)
+              }\n`,
+            );
           }
         }
         return 0;
       }
-      const items = listItemsCommand(backend, { passphrase, archive: flags.archive, patterns: args });
+      const items = listItemsCommand(backend, {
+        passphrase,
+        archive: flags.archive,
+        patterns: args,
+      });
       if (flags.json) {
         const rows: unknown[] = [];
         for await (const i of items) {
@@ -450,12 +485,21 @@ async function runCommand(
             target: i.target ?? null,
           });
         }
-        io.out(JSON.stringify({ repository: repo.path, archive: flags.archive, items: rows }) + "\n");
+        io.out(
+          JSON.stringify({ repository: repo.path, archive: flags.archive, items: rows }) + "\n",
+        );
       } else {
         for await (const i of items) {
-          const when = new Date(Number(i.mtimeNs / 1_000_000n)).toISOString().slice(0, 19).replace("T", " ");
+          const when = new Date(Number(i.mtimeNs / 1_000_000n)).toISOString().slice(0, 19).replace(
+            "T",
+            " ",
+          );
           const owner = `${i.user ?? i.uid} ${i.group ?? i.gid}`;
-          io.out(`${modeString(i)} ${owner.padEnd(17)} ${String(i.size).padStart(12)} ${when} ${i.path}${i.target !== undefined ? ` -> ${i.target}` : ""}\n`);
+          io.out(
+            `${modeString(i)} ${owner.padEnd(17)} ${String(i.size).padStart(12)} ${when} ${i.path}${
+              i.target !== undefined ? ` -> ${i.target}` : ""
+            }\n`,
+          );
         }
       }
       return 0;
@@ -475,7 +519,15 @@ async function runCommand(
       });
       if (progress) io.err("\r\x1b[K");
       if (flags.json) {
-        io.out(JSON.stringify({ repository: repo.path, archive: flags.archive, files: result.files, bytes: result.bytes, warnings: result.warnings }) + "\n");
+        io.out(
+          JSON.stringify({
+            repository: repo.path,
+            archive: flags.archive,
+            files: result.files,
+            bytes: result.bytes,
+            warnings: result.warnings,
+          }) + "\n",
+        );
       } else if (!flags.quiet) {
         io.out(`Restored ${result.files} items, ${fmtBytes(result.bytes)} to ${flags.dest}\n`);
       }
@@ -489,7 +541,10 @@ async function runCommand(
 /** Runs the CLI as a program: Ctrl-C handling, then exit with main's code. */
 export async function runCli(): Promise<never> {
   Deno.addSignalListener("SIGINT", () => {
-    writeAll(Deno.stderr, "\nvger: interrupted; nothing was committed, the repository is consistent\n");
+    writeAll(
+      Deno.stderr,
+      "\nvger: interrupted; nothing was committed, the repository is consistent\n",
+    );
     Deno.exit(130);
   });
   Deno.exit(await main(Deno.args));

@@ -94,8 +94,14 @@ function toItem(o: unknown, what: string): Item {
   const [m, u, g, s] = [toNum(r.m), toNum(r.u), toNum(r.g), toNum(r.s)];
   if (typeof r.p !== "string" || r.p.length === 0) throw bad("item without a path");
   if (!type) throw bad(`item "${r.p}" has unknown type`);
-  if (!isUint(m) || !isUint(u) || !isUint(g) || !isUint(s)) throw bad(`item "${r.p}" has bad numbers`);
-  const mt = typeof r.mt === "bigint" ? r.mt : Number.isSafeInteger(r.mt) ? BigInt(r.mt as number) : null;
+  if (!isUint(m) || !isUint(u) || !isUint(g) || !isUint(s)) {
+    throw bad(`item "${r.p}" has bad numbers`);
+  }
+  const mt = typeof r.mt === "bigint"
+    ? r.mt
+    : Number.isSafeInteger(r.mt)
+    ? BigInt(r.mt as number)
+    : null;
   if (mt === null) throw bad(`item "${r.p}" has a bad mtime`);
   const item: Item = { path: r.p, type, mode: m, uid: u, gid: g, mtimeNs: mt, size: s };
   if (r.un !== undefined) {

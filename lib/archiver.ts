@@ -13,10 +13,10 @@ import { resolve } from "node:path";
 import type { Backend } from "../backends/backend.ts";
 import {
   type ArchiveMeta,
+  encodeItem,
   type Item,
   ItemStreamBuffer,
   newItemEncoder,
-  encodeItem,
 } from "./archive.ts";
 import type { Chunker } from "./chunker.ts";
 import { CodecPool } from "./codec_pool.ts";
@@ -79,7 +79,10 @@ export interface BackupResult {
 const READ_BLOCK = 8 << 20;
 
 /** Backs up the sources into a new archive. */
-export async function backup(repo: Repository<Backend>, options: BackupOptions): Promise<BackupResult> {
+export async function backup(
+  repo: Repository<Backend>,
+  options: BackupOptions,
+): Promise<BackupResult> {
   const started = new Date();
   const manifest = await repo.readManifest();
   if (manifest.archives.some((a) => a.name === options.name)) {
@@ -98,7 +101,14 @@ export async function backup(repo: Repository<Backend>, options: BackupOptions):
   const session = new WriteSession(repo, index);
   const pool = new CodecPool(repo.key.material, repo.config.encryption);
   try {
-    const run = new BackupRun(repo, session, pool, await repo.chunker(), await Owners.load(), options);
+    const run = new BackupRun(
+      repo,
+      session,
+      pool,
+      await repo.chunker(),
+      await Owners.load(),
+      options,
+    );
     for (const s of sources) await run.walk(s);
     const items = await run.finish();
     const stats = run.stats();
@@ -113,7 +123,12 @@ export async function backup(repo: Repository<Backend>, options: BackupOptions):
       stats,
     };
     const archive = await session.commit(meta);
-    return { archive, stats, warnings: run.warnings, seconds: (Date.now() - started.getTime()) / 1000 };
+    return {
+      archive,
+      stats,
+      warnings: run.warnings,
+      seconds: (Date.now() - started.getTime()) / 1000,
+    };
   } finally {
     pool.close();
   }
@@ -281,10 +296,13 @@ class BackupRun {
   }
 
   /** Reads a file up to its size at open; null when it could not be read (warned). */
-  async #readFile(path: string, sizeAtStat: number): Promise<{ ids: Uint8Array[]; size: number } | null> {
+  async #readFile(
+    path: string,
+    sizeAtStat: number,
+  ): Promise<{ ids: Uint8Array[]; size: number } | null> {
     let file: Deno.FsFile;
     try {
-      file = await Deno.open(path, { read: true });
+      file = Deno.openSync(path, { read: true });
     } catch (err) {
       this.#warn(`Skipped "${path}": ${describeFsError(err)}`);
       return null;
@@ -292,7 +310,8 @@ class BackupRun {
     const ids: Uint8Array[] = [];
     let size = 0;
     try {
-      const limit = (await file.stat()).size;
+      // read up to the size at open: a file that grows while read is not chased
+      const limit = file.statSync().size;
       void sizeAtStat;
       const buf = this.#buf;
       const max = this.#repo.config.chunker.maxSize;
@@ -307,7 +326,8 @@ class BackupRun {
             end -= start;
             start = 0;
           }
-          const n = await file.read(buf.subarray(end, Math.min(buf.length, end + remaining)));
+          // synchronous: Deno's async reads cost ~10x more (a copy through a fresh buffer)
+          const n = file.readSync(buf.subarray(end, Math.min(buf.length, end + remaining)));
           if (n === null || n === 0) eof = true;
           else {
             end += n;

@@ -262,7 +262,7 @@ export class ChunkIndex {
     if (r !== last) {
       let j = rec[last * STRIDE] >>> shift;
       while (slots[j] !== last + 1) j = (j + 1) & mask;
-      slots[j] = r + 1;
+      void j;
       rec.copyWithin(r * STRIDE, last * STRIDE, last * STRIDE + STRIDE);
     }
     this.#count = last;
@@ -537,7 +537,7 @@ export class ChunkIndex {
   #unref(pn: number): void {
     if (--this.#packRefs[pn] !== 0) return;
     const prefix = prefixOf(this.#packs, pn * ID_BYTES);
-    if (this.#packByPrefix.get(prefix) === pn) void 0;
+    if (this.#packByPrefix.get(prefix) === pn) this.#packByPrefix.delete(prefix);
     else this.#packByHex.delete(toHex(this.#packs, pn * ID_BYTES, (pn + 1) * ID_BYTES));
     this.#freePacks.push(pn);
   }

@@ -8,6 +8,7 @@
 import type { CompressionOptions } from "./compress.ts";
 import type { EncryptionMode, ObjectTypeTag } from "./crypto.ts";
 import { IntegrityError, VgerError } from "./errors.ts";
+import { ownsBuffer } from "./bytes.ts";
 import type { CodecReply, CodecRequest } from "./codec_worker.ts";
 
 interface Pending {
@@ -27,8 +28,10 @@ export class CodecPool {
   /** Starts `size` workers holding the repository key. */
   constructor(material: Uint8Array, mode: EncryptionMode, size = navigator.hardwareConcurrency) {
     const n = Math.max(1, Math.min(size, 8));
-    this.#workers = Array.from({ length: n }, () =>
-      new Worker(new URL("./codec_worker.ts", import.meta.url).href, { type: "module" }));
+    this.#workers = Array.from(
+      { length: n },
+      () => new Worker(new URL("./codec_worker.ts", import.meta.url).href, { type: "module" }),
+    );
     this.#load = this.#workers.map(() => 0);
     this.#workers.forEach((w, i) => {
       w.onmessage = (e: MessageEvent<CodecReply>) => this.#reply(e.data);
@@ -66,7 +69,11 @@ export class CodecPool {
     }
   }
 
-  #send(worker: number, req: CodecRequest, transfer: ArrayBuffer[]): Promise<Uint8Array | undefined> {
+  #send(
+    worker: number,
+    req: CodecRequest,
+    transfer: ArrayBuffer[],
+  ): Promise<Uint8Array | undefined> {
     const seq = ++this.#seq;
     req.seq = seq;
     this.#load[worker]++;
@@ -91,7 +98,11 @@ export class CodecPool {
   ): Promise<Uint8Array> {
     await this.#ready;
     const transfer = ownsBuffer(data) ? [data.buffer as ArrayBuffer] : [];
-    return (await this.#send(this.#pick(), { op: "encode", seq: 0, type, id, data, compression }, transfer))!;
+    return (await this.#send(
+      this.#pick(),
+      { op: "encode", seq: 0, type, id, data, compression },
+      transfer,
+    ))!;
   }
 
   /** Opens and decompresses a sealed blob; `sealed` is transferred when it owns its buffer. */
@@ -115,9 +126,4 @@ export class CodecPool {
       this.#failWorker(i, new VgerError("internal", "Codec pool closed"));
     });
   }
-}
-
-function ownsBuffer(b: Uint8Array): boolean {
-  return b.byteOffset === 0 && b.byteLength === b.buffer.byteLength &&
-    b.buffer instanceof ArrayBuffer;
 }

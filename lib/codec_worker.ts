@@ -10,6 +10,7 @@
 import { compress, type CompressionOptions, decompress } from "./compress.ts";
 import { type EncryptionMode, type ObjectTypeTag, RepoKey } from "./crypto.ts";
 import { VgerError } from "./errors.ts";
+import { ownsBuffer, release } from "./bytes.ts";
 
 /** A request to a codec worker. */
 export type CodecRequest =
@@ -46,11 +47,19 @@ async function handle(req: CodecRequest): Promise<CodecReply> {
   }
   if (!key) throw new Error("codec worker used before init");
   if (req.op === "encode") {
-    const sealed = await key.seal(req.type, req.id, compress(req.data, req.compression));
+    const compressed = compress(req.data, req.compression);
+    release(req.data);
+    const sealed = await key.seal(req.type, req.id, compressed);
+    release(compressed);
     return { seq: req.seq, ok: true, data: sealed };
   }
   const plain = await key.open(req.type, req.id, req.sealed, req.what);
-  return { seq: req.seq, ok: true, data: decompress(plain, req.maxLength, req.what) };
+  release(req.sealed);
+  let data = decompress(plain, req.maxLength, req.what);
+  if (data.buffer === plain.buffer) data = data.slice(); // codec none: a view into plain
+  release(plain);
+  if (!ownsBuffer(data)) data = data.slice();
+  return { seq: req.seq, ok: true, data };
 }
 
 self.onmessage = async (e: MessageEvent<CodecRequest>) => {

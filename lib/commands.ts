@@ -11,7 +11,7 @@ import { ObjectType } from "./crypto.ts";
 import { toHex } from "./ids.ts";
 import type { ManifestEntry } from "./manifest.ts";
 import { PathSelector } from "./patterns.ts";
-import { initRepository, type InitOptions, type OpenOptions, Repository } from "./repository.ts";
+import { type InitOptions, initRepository, type OpenOptions, Repository } from "./repository.ts";
 import { extract, type ExtractOptions, type ExtractResult } from "./restorer.ts";
 import type { RepoConfig } from "./repo_config.ts";
 

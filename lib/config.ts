@@ -105,7 +105,10 @@ class Reader {
     for (const k of Object.keys(v as Obj)) {
       if (!keys.includes(k)) {
         const near = keys.find((c) => editDistance(c, k) <= 2);
-        this.fail(`${path ? path + "." : ""}${k}`, `unknown key${near ? ` (did you mean "${near}"?)` : ""}`);
+        this.fail(
+          `${path ? path + "." : ""}${k}`,
+          `unknown key${near ? ` (did you mean "${near}"?)` : ""}`,
+        );
       }
     }
     return v as Obj;
@@ -236,11 +239,14 @@ export function formatArchiveName(
   template: string,
   ctx: { hostname: string; user: string; now: Date },
 ): string {
-  return template.replace(/\{(hostname|user|now(?::([^}]*))?)\}/g, (_m, key: string, fmt?: string) => {
-    if (key === "hostname") return ctx.hostname;
-    if (key === "user") return ctx.user;
-    return strftime(ctx.now, fmt ?? "%Y-%m-%dT%H:%M:%S");
-  });
+  return template.replace(
+    /\{(hostname|user|now(?::([^}]*))?)\}/g,
+    (_m, key: string, fmt?: string) => {
+      if (key === "hostname") return ctx.hostname;
+      if (key === "user") return ctx.user;
+      return strftime(ctx.now, fmt ?? "%Y-%m-%dT%H:%M:%S");
+    },
+  );
 }
 
 function strftime(d: Date, fmt: string): string {
@@ -269,7 +275,9 @@ function strftime(d: Date, fmt: string): string {
       }
       case "z": {
         const off = -d.getTimezoneOffset();
-        return `${off >= 0 ? "+" : "-"}${p(Math.floor(Math.abs(off) / 60))}${p(Math.abs(off) % 60)}`;
+        return `${off >= 0 ? "+" : "-"}${p(Math.floor(Math.abs(off) / 60))}${
+          p(Math.abs(off) % 60)
+        }`;
       }
       default:
         return "%";

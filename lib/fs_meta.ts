@@ -39,7 +39,15 @@ export function lstatEntry(path: string): EntryStat {
   const native = nativeFs();
   if (native) {
     const s = native.lstat(path);
-    return { mode: s.mode, uid: s.uid, gid: s.gid, size: s.size, mtimeNs: s.mtimeNs, dev: s.dev, ino: s.ino };
+    return {
+      mode: s.mode,
+      uid: s.uid,
+      gid: s.gid,
+      size: s.size,
+      mtimeNs: s.mtimeNs,
+      dev: s.dev,
+      ino: s.ino,
+    };
   }
   const s = Deno.lstatSync(path);
   return {

@@ -43,7 +43,9 @@ export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
 /** Cryptographically random bytes (crypto.getRandomValues takes at most 64 KiB a call). */
 export function randomBytes(n: number): Uint8Array {
   const out = new Uint8Array(n);
-  for (let i = 0; i < n; i += 65536) crypto.getRandomValues(out.subarray(i, Math.min(n, i + 65536)));
+  for (let i = 0; i < n; i += 65536) {
+    crypto.getRandomValues(out.subarray(i, Math.min(n, i + 65536)));
+  }
   return out;
 }
 

@@ -177,7 +177,12 @@ export async function unwrapKey(
     );
   }
   const wk = await deriveWrappingKey(passphrase, parsed.salt!, parsed.params!);
-  const m = await aesGcmDecrypt(wk, parsed.nonce!, wrapAad(parsed.params!, parsed.salt!), parsed.key);
+  const m = await aesGcmDecrypt(
+    wk,
+    parsed.nonce!,
+    wrapAad(parsed.params!, parsed.salt!),
+    parsed.key,
+  );
   if (m === null) throw new DecryptionError(`Wrong passphrase for repository "${location}"`);
   return m;
 }

@@ -88,7 +88,9 @@ export function decodePackHeader(
     const type = bytes[o + 32];
     const offset = dv.getUint32(o + 33, true);
     const length = dv.getUint32(o + 37, true);
-    if (type !== ObjectType.data && type !== ObjectType.items) throw bad(`entry ${i} has type ${type}`);
+    if (type !== ObjectType.data && type !== ObjectType.items) {
+      throw bad(`entry ${i} has type ${type}`);
+    }
     if (offset !== expect || offset + length > recordsEnd) {
       throw bad(`entry ${i} at offset ${offset} does not follow the records`);
     }
@@ -152,7 +154,11 @@ export class PackWriter {
   async finish(
     key: RepoKey,
   ): Promise<{ id: Uint8Array; parts: Uint8Array[]; entries: PackEntry[]; size: number }> {
-    const header = await key.seal(ObjectType.packHeader, "pack-header", encodePackHeader(this.#entries));
+    const header = await key.seal(
+      ObjectType.packHeader,
+      "pack-header",
+      encodePackHeader(this.#entries),
+    );
     this.#push(header);
     const trailer = new Uint8Array(4);
     new DataView(trailer.buffer).setUint32(0, header.length, true);

@@ -42,7 +42,11 @@ function canonical(c: RepoConfig): string {
     vger_repository: c.version,
     id: c.id,
     encryption: c.encryption,
-    chunker: { min_size: c.chunker.minSize, avg_size: c.chunker.avgSize, max_size: c.chunker.maxSize },
+    chunker: {
+      min_size: c.chunker.minSize,
+      avg_size: c.chunker.avgSize,
+      max_size: c.chunker.maxSize,
+    },
     min_pack_size: c.minPackSize,
     max_pack_size: c.maxPackSize,
   });

@@ -102,7 +102,9 @@ export async function initRepository(backend: Backend, options: InitOptions): Pr
   );
   // The config goes last: a repository without one is not a repository.
   if (!(await backend.create("config", await encodeRepoConfig(config, key)))) {
-    throw new AlreadyExistsError(`Cannot create repository "${backend.location}": it already exists`);
+    throw new AlreadyExistsError(
+      `Cannot create repository "${backend.location}": it already exists`,
+    );
   }
   return config;
 }
@@ -192,7 +194,9 @@ export class Repository<B extends ReadonlyBackend = ReadonlyBackend> {
 
   /** The manifest. */
   async readManifest(): Promise<Manifest> {
-    return decodeManifest(await this.#readObject("manifest", ObjectType.manifest, "manifest", "Manifest"));
+    return decodeManifest(
+      await this.#readObject("manifest", ObjectType.manifest, "manifest", "Manifest"),
+    );
   }
 
   /** The chunk index. */

@@ -24,6 +24,7 @@ import { describeFsError } from "./archiver.ts";
 import { nativeFs } from "./fs_native.ts";
 import { packKey, toHex } from "./ids.ts";
 import { PathSelector } from "./patterns.ts";
+import { release } from "./bytes.ts";
 import { RECORD_PREFIX } from "./pack.ts";
 import type { Repository } from "./repository.ts";
 
@@ -154,8 +155,9 @@ class ExtractRun {
   readonly #added = new Signal();
   readonly #freed = new Signal();
   #inflight = 0;
-  #batch: { pack: Uint8Array; packHex: string; start: number; end: number; parts: BatchPart[] } | null =
-    null;
+  #batch:
+    | { pack: Uint8Array; packHex: string; start: number; end: number; parts: BatchPart[] }
+    | null = null;
   #closed = false;
   #failure: unknown = null;
   #lastProgress = 0;
@@ -222,11 +224,15 @@ class ExtractRun {
   async #request(id: Uint8Array): Promise<Pending> {
     const loc = this.#index.get(id);
     if (!loc) {
-      const data = Promise.reject(new IntegrityError(`Chunk ${toHex(id)} is missing from the index`));
+      const data = Promise.reject(
+        new IntegrityError(`Chunk ${toHex(id)} is missing from the index`),
+      );
       data.catch(() => {});
       return { raw: 0, held: 0, data };
     }
-    if (this.#zeroIds.has(toHex(id))) return { raw: loc.rawLength, held: 0, data: Promise.resolve(null) };
+    if (this.#zeroIds.has(toHex(id))) {
+      return { raw: loc.rawLength, held: 0, data: Promise.resolve(null) };
+    }
     while (this.#inflight > 0 && this.#inflight + loc.rawLength > this.#budget) {
       this.#flushBatch();
       await this.#freed.wait();
@@ -257,7 +263,10 @@ class ExtractRun {
     if (!b) return;
     this.#repo.backend.getRange(packKey(b.pack), b.start, b.end - b.start).then((bytes) => {
       for (const p of b.parts) {
-        const sealed = bytes.slice(p.loc.offset - b.start, p.loc.offset - b.start + p.loc.length);
+        // a single-blob read owns its buffer and is handed over as is; otherwise copy out
+        const sealed = b.parts.length === 1
+          ? bytes
+          : bytes.slice(p.loc.offset - b.start, p.loc.offset - b.start + p.loc.length);
         const what = `Chunk ${toHex(p.id)} in pack ${b.packHex}`;
         this.#pool.decode(ObjectType.data, p.id, sealed, p.loc.rawLength, what).then((plain) => {
           if (plain.length !== p.loc.rawLength) {
@@ -272,6 +281,7 @@ class ExtractRun {
           return plain;
         }).then(p.resolve, p.reject);
       }
+      if (b.parts.length > 1) release(bytes);
     }, (err) => {
       const e = err instanceof VgerError
         ? new IntegrityError(`Pack ${b.packHex} cannot be read: ${err.message}`, { cause: err })
@@ -344,6 +354,7 @@ class ExtractRun {
         for (let o = 0; o < data.length;) o += file.writeSync(data.subarray(o));
         pos += data.length;
         this.bytes += data.length;
+        release(data);
         this.#progress(path);
       }
       if (sparse || pos !== item.size) file.truncateSync(pos);
@@ -353,11 +364,7 @@ class ExtractRun {
       this.files++;
     } catch (err) {
       // release what this file still holds so the producer does not wait forever
-      for (let c; i < q.chunks.length || !q.complete; i++) {
-        c = await this.#chunkAt(q, i);
-        if (c === null) break;
-        this.#release(c);
-      }
+      for (let c; (c = await this.#chunkAt(q, i)) !== null; i++) this.#release(c);
       if (err instanceof IntegrityError) this.#warn(`Cannot restore "${path}": ${err.message}`);
       else if (err instanceof VgerError) throw err;
       else this.#warn(`Cannot restore "${path}": ${describeFsError(err)}`);
@@ -383,7 +390,9 @@ class ExtractRun {
       }
       if (info === null) Deno.mkdirSync(cur, { mode: 0o700 });
       else if (!info.isDirectory) {
-        this.#warn(`Refused "${path}": "${cur}" is not a directory (a symlink or file is in the way)`);
+        this.#warn(
+          `Refused "${path}": "${cur}" is not a directory (a symlink or file is in the way)`,
+        );
         return false;
       }
       this.#checkedDirs.add(cur);

@@ -16,6 +16,7 @@ import { withCommitLock } from "./lock.ts";
 import { type ArchiveMeta, encodeArchiveMeta } from "./archive.ts";
 import { encodeManifest, type ManifestEntry } from "./manifest.ts";
 import { PackWriter } from "./pack.ts";
+import { release } from "./bytes.ts";
 import type { Repository } from "./repository.ts";
 
 /** Pack size target for a repository that has `packs` packs: 32 MiB x sqrt(packs / 100), clamped. */
@@ -71,7 +72,12 @@ export class WriteSession {
   }
 
   /** Adds a sealed blob to the current pack; uploads the pack when it reaches the target. */
-  async add(id: Uint8Array, type: ObjectTypeTag, sealed: Uint8Array, rawLength: number): Promise<void> {
+  async add(
+    id: Uint8Array,
+    type: ObjectTypeTag,
+    sealed: Uint8Array,
+    rawLength: number,
+  ): Promise<void> {
     if (this.#failure) throw this.#failure;
     this.#pack ??= new PackWriter();
     this.#pack.add(id, type, sealed, rawLength);
@@ -88,8 +94,14 @@ export class WriteSession {
     if (this.#failure) throw this.#failure;
     const done = pack.finish(this.#repo.key).then(async ({ id, parts, entries }) => {
       await this.#repo.backend.put(packKey(id), parts);
+      for (const p of parts) release(p);
       for (const e of entries) {
-        this.#added.set(e.id, { pack: id, offset: e.offset, length: e.length, rawLength: e.rawLength });
+        this.#added.set(e.id, {
+          pack: id,
+          offset: e.offset,
+          length: e.length,
+          rawLength: e.rawLength,
+        });
       }
     }).catch((err) => {
       this.#failure ??= err;
@@ -131,7 +143,10 @@ export class WriteSession {
       if (this.#added.size > 0) {
         const index = await repo.readIndex();
         index.merge(this.#added);
-        await repo.backend.put("index", await repo.key.seal(ObjectType.index, "index", index.encode()));
+        await repo.backend.put(
+          "index",
+          await repo.key.seal(ObjectType.index, "index", index.encode()),
+        );
       }
       await repo.backend.put(`archives/${toHex(archiveId)}`, sealedArchive);
       manifest.archives.push(entry);
@@ -143,4 +158,3 @@ export class WriteSession {
     return entry;
   }
 }
-

@@ -1,0 +1,386 @@
+import { deepStrictEqual, equal, notDeepStrictEqual, ok, throws } from "node:assert/strict";
+import zlib from "node:zlib";
+import { decode, Encoder, encode } from "@msgpack/msgpack";
+import {
+  type ArchiveMeta,
+  decodeArchiveMeta,
+  decodeItems,
+  encodeArchiveMeta,
+  encodeItem,
+  type Item,
+  ItemStreamBuffer,
+  newItemEncoder,
+} from "./archive.ts";
+import { IntegrityError } from "./errors.ts";
+
+/** Seeded xorshift32, so a failing case can be replayed. */
+function rng(seed: number): () => number {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>>= 0);
+  };
+}
+
+function randomBytes(next: () => number, n: number): Uint8Array {
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i++) out[i] = next() >>> 24;
+  return out;
+}
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+/** A random input (kind 0) or a mutation of `valid`: flips, truncation, insertions, deletions. */
+function mutate(valid: Uint8Array, next: () => number, kind: number): Uint8Array {
+  switch (kind % 7) {
+    case 0:
+      return randomBytes(next, next() % (2 * valid.length + 1));
+    case 1: {
+      const out = valid.slice();
+      const flips = 1 + (next() % 4);
+      for (let f = 0; f < flips; f++) out[next() % out.length] ^= 1 << (next() % 8);
+      return out;
+    }
+    case 2:
+      return valid.slice(0, next() % valid.length);
+    case 3: {
+      const at = next() % (valid.length + 1);
+      return concat(valid.subarray(0, at), randomBytes(next, 1 + (next() % 40)), valid.subarray(at));
+    }
+    case 4: {
+      const at = next() % valid.length;
+      return concat(valid.subarray(0, at), valid.subarray(at + 1 + (next() % 40)));
+    }
+    case 5: {
+      const at = next() % (valid.length + 1);
+      return concat(valid.subarray(0, at), valid, valid.subarray(at));
+    }
+    default: {
+      // msgpack markers: nil, false, true, bin8, str32, array32, map32, int64, fixmap, fixarray.
+      const out = valid.slice();
+      out[next() % out.length] = [0xc0, 0xc2, 0xc3, 0xc4, 0xdb, 0xdd, 0xdf, 0xd3, 0x81, 0x91][next() % 10];
+      return out;
+    }
+  }
+}
+
+function without(o: Record<string, unknown>, key: string): Record<string, unknown> {
+  const copy = { ...o };
+  delete copy[key];
+  return copy;
+}
+
+function sampleItems(next: () => number): Item[] {
+  return [
+    { path: "home", type: "dir", mode: 0o755, uid: 0, gid: 0, mtimeNs: 1_700_000_000_123_456_789n, size: 0 },
+    {
+      path: "home/me/a file.txt",
+      type: "file",
+      mode: 0o4644,
+      uid: 1000,
+      gid: 1000,
+      user: "me",
+      group: "staff",
+      mtimeNs: -5n,
+      size: 12345,
+      chunks: [randomBytes(next, 32), randomBytes(next, 32)],
+      xattrs: { "user.note": new TextEncoder().encode("hi"), "user.empty": new Uint8Array(0) },
+    },
+    { path: "home/me/empty", type: "file", mode: 0o600, uid: 1, gid: 2, mtimeNs: 0n, size: 0, chunks: [] },
+    {
+      path: "home/me/link",
+      type: "symlink",
+      mode: 0o777,
+      uid: 4_000_000_000,
+      gid: 5,
+      mtimeNs: 2n ** 62n,
+      size: 0,
+      target: "../élan/✓",
+    },
+  ];
+}
+
+function sampleMeta(next: () => number): ArchiveMeta {
+  return {
+    name: "host-2024-01-01T00:00:00",
+    hostname: "host",
+    username: "root",
+    time: "2024-01-01T00:00:00.000Z",
+    timeEnd: "2024-01-01T00:01:00.000Z",
+    sources: ["/etc", "/home/me"],
+    items: [randomBytes(next, 32), randomBytes(next, 32)],
+    stats: { files: 10, original: 2 ** 40, compressed: 1000, deduplicated: 500 },
+  };
+}
+
+function assertCorrupt(what: string, reason: RegExp): (err: unknown) => boolean {
+  return (err: unknown) => {
+    ok(err instanceof IntegrityError, `expected IntegrityError, got ${err}`);
+    ok(err.message.startsWith(`${what} is corrupt: `), err.message);
+    ok(reason.test(err.message), err.message);
+    return true;
+  };
+}
+
+/** The documented cut rule, written out independently of ItemStreamBuffer. */
+function expectedBlobs(encoded: Uint8Array[]): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  let cur: Uint8Array[] = [];
+  let size = 0;
+  for (const e of encoded) {
+    cur.push(e);
+    size += e.length;
+    const crcLow6 = (zlib.crc32(e) >>> 0) % 64;
+    if (size >= 1024 * 1024 || (size >= 32 * 1024 && crcLow6 === 0)) {
+      out.push(concat(...cur));
+      cur = [];
+      size = 0;
+    }
+  }
+  if (size > 0) out.push(concat(...cur));
+  return out;
+}
+
+function feed(encoded: Uint8Array[]): Uint8Array[] {
+  const buf = new ItemStreamBuffer();
+  const blobs: Uint8Array[] = [];
+  for (const e of encoded) {
+    const b = buf.add(e);
+    if (b) blobs.push(b);
+  }
+  const last = buf.flush();
+  if (last) blobs.push(last);
+  return blobs;
+}
+
+function manyItems(next: () => number, count: number, bigEvery = 0): Uint8Array[] {
+  const enc = newItemEncoder();
+  return Array.from({ length: count }, (_, i) =>
+    encodeItem(enc, {
+      path: `data/dir${i % 17}/file-${i}`,
+      type: "file",
+      mode: 0o644,
+      uid: 0,
+      gid: 0,
+      mtimeNs: BigInt(next()) * 1_000_000n,
+      size: next(),
+      chunks: Array.from({ length: bigEvery && i % bigEvery === 0 ? 3000 : 1 + (next() % 4) }, () =>
+        randomBytes(next, 32)),
+    }));
+}
+
+Deno.test("items encode and decode back with every field", () => {
+  const items = sampleItems(rng(1));
+  const enc = newItemEncoder();
+  const blob = concat(...items.map((i) => encodeItem(enc, i)));
+  deepStrictEqual(decodeItems(blob, "Metadata blob x"), items);
+  deepStrictEqual(decodeItems(new Uint8Array(0), "Metadata blob x"), []);
+});
+
+Deno.test("an item is a msgpack map with the short keys, mtime as a 64-bit integer", () => {
+  const [dir, file, , link] = sampleItems(rng(2));
+  const enc = newItemEncoder();
+  const d = decode(encodeItem(enc, dir), { useBigInt64: true }) as Record<string, unknown>;
+  deepStrictEqual(d, { p: "home", t: "d", m: 0o755, u: 0, g: 0, mt: 1_700_000_000_123_456_789n, s: 0 });
+  const f = decode(encodeItem(enc, file), { useBigInt64: true }) as Record<string, unknown>;
+  deepStrictEqual(Object.keys(f).sort(), ["c", "g", "gn", "m", "mt", "p", "s", "t", "u", "un", "x"]);
+  equal(f.t, "f");
+  equal(f.un, "me");
+  const l = decode(encodeItem(enc, link), { useBigInt64: true }) as Record<string, unknown>;
+  equal(l.t, "l");
+  equal(l.l, "../élan/✓");
+  // Empty xattrs are left out.
+  const bare = decode(encodeItem(enc, { ...dir, xattrs: {} })) as Record<string, unknown>;
+  equal(bare.x, undefined);
+  // Plain (non-bigint) integer mtimes written by other encoders are accepted too.
+  const plain = encode({ p: "x", t: "d", m: 1, u: 2, g: 3, mt: 42, s: 0 });
+  equal(decodeItems(plain, "b")[0].mtimeNs, 42n);
+});
+
+Deno.test("decodeItems rejects items missing what their type needs, naming the blob", () => {
+  const what = "Metadata blob 00aa in pack 11bb";
+  const base = { p: "a", t: "f", m: 0, u: 0, g: 0, mt: 0, s: 0, c: [] };
+  const cases: [unknown, RegExp][] = [
+    [[1], /item is not a map/],
+    [5, /item is not a map/],
+    [{ ...base, p: "" }, /item without a path/],
+    [{ ...base, p: 7 }, /item without a path/],
+    [{ ...base, t: "x" }, /item "a" has unknown type/],
+    [{ ...base, m: -1 }, /item "a" has bad numbers/],
+    [{ ...base, s: 1.5 }, /item "a" has bad numbers/],
+    [{ ...base, u: "0" }, /item "a" has bad numbers/],
+    [{ ...base, mt: "now" }, /item "a" has a bad mtime/],
+    [{ ...base, mt: 2 ** 60 }, /item "a" has a bad mtime/],
+    [{ ...base, un: 5 }, /item "a" has a bad user/],
+    [{ ...base, gn: [] }, /item "a" has a bad group/],
+    [{ ...base, c: [new Uint8Array(31)] }, /item "a" has a bad chunk list/],
+    [{ ...base, c: "x" }, /item "a" has a bad chunk list/],
+    [without(base, "c"), /file "a" has no chunk list/],
+    [{ ...without(base, "c"), t: "l" }, /symlink "a" has no target/],
+    [{ ...base, t: "l", l: 3 }, /item "a" has a bad link target/],
+    [{ ...base, x: { a: "text" } }, /item "a" has bad xattrs/],
+    [{ ...base, x: new Uint8Array(3) }, /item "a" has bad xattrs/],
+  ];
+  for (const [value, reason] of cases) {
+    throws(() => decodeItems(encode(value), what), assertCorrupt(what, reason));
+  }
+  throws(() => decodeItems(Uint8Array.of(0x85, 0xa1), what), assertCorrupt(what, /bad msgpack/));
+});
+
+Deno.test("decodeItems rejects type codes that are only names of Object.prototype members", () => {
+  const base = { p: "a", m: 0, u: 0, g: 0, mt: 0, s: 0, c: [] };
+  for (const t of ["constructor", "toString", "hasOwnProperty", "valueOf"]) {
+    throws(
+      () => decodeItems(encode({ ...base, t }), "Metadata blob x"),
+      assertCorrupt("Metadata blob x", /item "a" has unknown type/),
+      `type code "${t}"`,
+    );
+  }
+});
+
+Deno.test("the item stream is cut after an item once >= 32 KiB and its CRC-32 has 6 low zero bits", () => {
+  const encoded = manyItems(rng(3), 6000);
+  const blobs = feed(encoded);
+  deepStrictEqual(blobs, expectedBlobs(encoded));
+  ok(blobs.length > 3, `only ${blobs.length} blobs`);
+  deepStrictEqual(concat(...blobs), concat(...encoded));
+  for (const b of blobs.slice(0, -1)) ok(b.length >= 32 * 1024);
+  // Each blob holds whole items.
+  const total = blobs.reduce((n, b) => n + decodeItems(b, "blob").length, 0);
+  equal(total, encoded.length);
+});
+
+Deno.test("the item stream is cut at 1 MiB when no CRC cut comes", () => {
+  // Items of ~96 KiB: the 1 MiB rule fires unless a CRC cut comes first.
+  const encoded = manyItems(rng(4), 60, 1);
+  const blobs = feed(encoded);
+  deepStrictEqual(blobs, expectedBlobs(encoded));
+  for (const b of blobs.slice(0, -1)) ok(b.length < (1 << 20) + 100_000);
+  ok(blobs.some((b) => b.length >= 1 << 20), "some blob hit the 1 MiB rule");
+});
+
+Deno.test("an insertion early in the stream leaves later blobs identical (dedup)", () => {
+  const next = rng(5);
+  const encoded = manyItems(next, 6000);
+  const extra = manyItems(next, 3);
+  const a = feed(encoded).map((b) => b.join());
+  const b = feed([...extra, ...encoded]).map((b) => b.join());
+  notDeepStrictEqual(a[0], b[0]);
+  const shared = a.filter((x) => b.includes(x)).length;
+  ok(shared >= a.length - 2, `${shared} of ${a.length} blobs shared`);
+});
+
+Deno.test("archive metadata encodes and decodes back", () => {
+  const meta = sampleMeta(rng(6));
+  deepStrictEqual(decodeArchiveMeta(encodeArchiveMeta(meta), "Archive a"), meta);
+  const o = decode(encodeArchiveMeta(meta)) as Record<string, unknown>;
+  deepStrictEqual(Object.keys(o), [
+    "v",
+    "name",
+    "hostname",
+    "username",
+    "time",
+    "time_end",
+    "sources",
+    "items",
+    "stats",
+  ]);
+  equal(o.v, 1);
+});
+
+Deno.test("decodeArchiveMeta rejects wrong structure and bad item ids, naming the archive", () => {
+  const meta = encodeArchiveMeta(sampleMeta(rng(7)));
+  const o = decode(meta) as Record<string, unknown>;
+  const what = 'Archive "a" (archives/00ff)';
+  const cases: [unknown, RegExp][] = [
+    [null, /unexpected structure/],
+    [{ ...o, v: 2 }, /unexpected structure/],
+    [{ ...o, name: 1 }, /unexpected structure/],
+    [without(o, "time_end"), /unexpected structure/],
+    [{ ...o, sources: "x" }, /unexpected structure/],
+    [{ ...o, stats: null }, /unexpected structure/],
+    [{ ...o, items: [new Uint8Array(32), "x"] }, /bad item ids/],
+    [{ ...o, items: [new Uint8Array(33)] }, /bad item ids/],
+  ];
+  for (const [value, reason] of cases) {
+    throws(() => decodeArchiveMeta(encode(value), what), assertCorrupt(what, reason));
+  }
+  throws(() => decodeArchiveMeta(meta.subarray(0, 20), what), assertCorrupt(what, /not msgpack/));
+});
+
+Deno.test("decodeArchiveMeta gives IntegrityError for sources and stats that cannot become text or numbers", () => {
+  const o = decode(encodeArchiveMeta(sampleMeta(rng(8)))) as Record<string, unknown>;
+  const hostile = { toString: 0, valueOf: 0 };
+  for (const value of [{ ...o, sources: [hostile] }, { ...o, stats: { files: hostile } }]) {
+    throws(() => decodeArchiveMeta(encode(value), "Archive b"), assertCorrupt("Archive b", /./));
+  }
+});
+
+Deno.test("decodeItems throws only IntegrityError on 2,000 random and mutated inputs", () => {
+  const items = sampleItems(rng(9));
+  const enc = newItemEncoder();
+  const valid = concat(...items.map((i) => encodeItem(enc, i)));
+  const next = rng(10);
+  const start = performance.now();
+  let accepted = 0;
+  for (let i = 0; i < 2_000; i++) {
+    const input = mutate(valid, next, i);
+    let got: Item[];
+    try {
+      got = decodeItems(input, "Metadata blob fuzz");
+    } catch (err) {
+      ok(err instanceof IntegrityError, `input ${i}: ${err}`);
+      ok(err.message.startsWith("Metadata blob fuzz is corrupt: "), err.message);
+      continue;
+    }
+    accepted++;
+    for (const it of got) {
+      ok(typeof it.path === "string" && it.path.length > 0);
+      ok(["file", "dir", "symlink"].includes(it.type), `type ${String(it.type)}`);
+      equal(typeof it.mtimeNs, "bigint");
+      if (it.type === "file") ok(Array.isArray(it.chunks));
+      if (it.type === "symlink") equal(typeof it.target, "string");
+    }
+  }
+  ok(accepted > 0, "flips inside chunk ids and names keep valid items");
+  ok(performance.now() - start < 10_000);
+});
+
+Deno.test("decodeArchiveMeta throws only IntegrityError on 2,000 random and mutated inputs", () => {
+  const valid = encodeArchiveMeta(sampleMeta(rng(11)));
+  const next = rng(12);
+  const start = performance.now();
+  let accepted = 0;
+  for (let i = 0; i < 2_000; i++) {
+    const input = mutate(valid, next, i);
+    let got: ArchiveMeta;
+    try {
+      got = decodeArchiveMeta(input, "Archive fuzz");
+    } catch (err) {
+      ok(err instanceof IntegrityError, `input ${i}: ${err}`);
+      ok(err.message.startsWith("Archive fuzz is corrupt: "), err.message);
+      continue;
+    }
+    accepted++;
+    for (const id of got.items) equal(id.length, 32);
+    for (const v of Object.values(got.stats)) equal(typeof v, "number");
+  }
+  ok(accepted > 0);
+  ok(performance.now() - start < 10_000);
+});
+
+Deno.test("the encoder for items writes bigint mtimes; a default encoder cannot", () => {
+  throws(() => new Encoder().encode({ mt: 1n }));
+  ok(newItemEncoder().encode({ mt: 1n }).length > 0);
+});

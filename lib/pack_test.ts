@@ -1,0 +1,379 @@
+import { createHash } from "node:crypto";
+import { deepStrictEqual, equal, ok, rejects, throws } from "node:assert/strict";
+import { MemoryBackend } from "../backends/memory.ts";
+import { ObjectType, type ObjectTypeTag, RepoKey } from "./crypto.ts";
+import { IntegrityError } from "./errors.ts";
+import { packKey, toHex } from "./ids.ts";
+import {
+  crc32,
+  decodePackHeader,
+  encodePackHeader,
+  entryName,
+  headerLocation,
+  PACK_MAGIC,
+  PACK_PREAMBLE,
+  PACK_VERSION,
+  type PackEntry,
+  PackWriter,
+  readPackHeader,
+  RECORD_PREFIX,
+} from "./pack.ts";
+
+/** Seeded xorshift32, so a failing case can be replayed. */
+function rng(seed: number): () => number {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>>= 0);
+  };
+}
+
+function randomBytes(next: () => number, n: number): Uint8Array {
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i++) out[i] = next() >>> 24;
+  return out;
+}
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+/** A random input (kind 0) or a mutation of `valid`: flips, truncation, insertions, deletions. */
+function mutate(valid: Uint8Array, next: () => number, kind: number): Uint8Array {
+  switch (kind % 7) {
+    case 0:
+      return randomBytes(next, next() % (2 * valid.length + 1));
+    case 1: {
+      const out = valid.slice();
+      const flips = 1 + (next() % 4);
+      for (let f = 0; f < flips; f++) out[next() % out.length] ^= 1 << (next() % 8);
+      return out;
+    }
+    case 2:
+      return valid.slice(0, next() % valid.length);
+    case 3: {
+      const at = next() % (valid.length + 1);
+      return concat(valid.subarray(0, at), randomBytes(next, 1 + (next() % 40)), valid.subarray(at));
+    }
+    case 4: {
+      const at = next() % valid.length;
+      return concat(valid.subarray(0, at), valid.subarray(at + 1 + (next() % 40)));
+    }
+    case 5: {
+      const at = next() % (valid.length + 1);
+      return concat(valid.subarray(0, at), valid, valid.subarray(at));
+    }
+    default: {
+      const out = valid.slice();
+      out[next() % out.length] = [0x00, 0xff, 0x7f, 0x80, 0x01, 0x02, 0x06][next() % 7];
+      return out;
+    }
+  }
+}
+
+const u32 = (b: Uint8Array, at: number) => new DataView(b.buffer, b.byteOffset).getUint32(at, true);
+
+interface Blob {
+  id: Uint8Array;
+  type: ObjectTypeTag;
+  plain: Uint8Array;
+  sealed: Uint8Array;
+}
+
+/** A finished pack of `count` sealed blobs (every third an items blob), with its bytes. */
+async function makePack(key: RepoKey, next: () => number, count: number) {
+  const writer = new PackWriter();
+  const blobs: Blob[] = [];
+  for (let i = 0; i < count; i++) {
+    const plain = randomBytes(next, 1 + (next() % 300));
+    const id = await key.chunkId(plain);
+    const type = i % 3 === 2 ? ObjectType.items : ObjectType.data;
+    const sealed = await key.seal(type, id, plain);
+    writer.add(id, type, sealed, plain.length);
+    blobs.push({ id, type, plain, sealed });
+  }
+  const done = await writer.finish(key);
+  return { ...done, bytes: concat(...done.parts), blobs };
+}
+
+function assertCorrupt(what: string, reason: RegExp): (err: unknown) => boolean {
+  return (err: unknown) => {
+    ok(err instanceof IntegrityError, `expected IntegrityError, got ${err}`);
+    ok(err.message.startsWith(what), err.message);
+    ok(reason.test(err.message), err.message);
+    return true;
+  };
+}
+
+/**
+ * What a key-less server does: walk the records from offset 9 up to the header (located by the
+ * trailing u32), checking each CRC-32. Returns [offset of the record prefix, object] pairs.
+ */
+function walkRecords(pack: Uint8Array): { start: number; object: Uint8Array }[] {
+  const headerLength = u32(pack, pack.length - 4);
+  const headerOffset = pack.length - 4 - headerLength;
+  const out: { start: number; object: Uint8Array }[] = [];
+  let at = PACK_PREAMBLE;
+  while (at < headerOffset) {
+    const length = u32(pack, at);
+    const object = pack.subarray(at + RECORD_PREFIX, at + RECORD_PREFIX + length);
+    if (at + RECORD_PREFIX + length > headerOffset || crc32(object) !== u32(pack, at + 4)) {
+      throw new Error(`bad record at ${at}`);
+    }
+    out.push({ start: at, object });
+    at += RECORD_PREFIX + length;
+  }
+  equal(at, headerOffset, "records end exactly where the header starts");
+  return out;
+}
+
+Deno.test("a pack is magic, version, length+CRC records, sealed header and header length", async () => {
+  const key = await RepoKey.generate("aes256gcm");
+  const { id, bytes, entries, size, blobs } = await makePack(key, rng(1), 5);
+  equal(size, bytes.length);
+  deepStrictEqual(bytes.subarray(0, 8), PACK_MAGIC);
+  equal(new TextDecoder().decode(bytes.subarray(0, 8)), "VGERPACK");
+  equal(bytes[8], PACK_VERSION);
+  let at = PACK_PREAMBLE;
+  for (const [i, b] of blobs.entries()) {
+    equal(u32(bytes, at), b.sealed.length);
+    equal(u32(bytes, at + 4), crc32(b.sealed));
+    deepStrictEqual(bytes.subarray(at + 8, at + 8 + b.sealed.length), b.sealed);
+    deepStrictEqual(entries[i], {
+      id: b.id,
+      type: b.type,
+      offset: at + 8,
+      length: b.sealed.length,
+      rawLength: b.plain.length,
+    });
+    at += 8 + b.sealed.length;
+  }
+  const headerLength = u32(bytes, bytes.length - 4);
+  equal(at + headerLength + 4, bytes.length);
+  const header = bytes.subarray(at, at + headerLength);
+  equal(header[0], ObjectType.packHeader);
+  const plain = await key.open(ObjectType.packHeader, "pack-header", header, "header");
+  deepStrictEqual(plain, encodePackHeader(entries));
+  // The pack id is the SHA-256 of every byte; its key is packs/<2 hex>/<hex>.
+  deepStrictEqual(id, new Uint8Array(createHash("sha256").update(bytes).digest()));
+  equal(packKey(id), `packs/${toHex(id).slice(0, 2)}/${toHex(id)}`);
+});
+
+Deno.test("the header plaintext is u32 count then 45-byte entries", () => {
+  const next = rng(2);
+  const entries: PackEntry[] = [
+    { id: randomBytes(next, 32), type: ObjectType.data, offset: 17, length: 100, rawLength: 70 },
+    { id: randomBytes(next, 32), type: ObjectType.items, offset: 125, length: 5, rawLength: 9 },
+  ];
+  const plain = encodePackHeader(entries);
+  equal(plain.length, 4 + 2 * 45);
+  equal(u32(plain, 0), 2);
+  deepStrictEqual(plain.subarray(4, 36), entries[0].id);
+  equal(plain[36], ObjectType.data);
+  deepStrictEqual([u32(plain, 37), u32(plain, 41), u32(plain, 45)], [17, 100, 70]);
+  equal(plain[49 + 32], ObjectType.items);
+  deepStrictEqual(decodePackHeader(plain, 130, "Pack p"), entries);
+  deepStrictEqual(decodePackHeader(encodePackHeader([]), 9, "Pack p"), []);
+});
+
+Deno.test("readPackHeader returns the entries, and each object opens under its id", async () => {
+  for (const mode of ["aes256gcm", "none"] as const) {
+    const key = await RepoKey.generate(mode);
+    const { id, bytes, entries, blobs } = await makePack(key, rng(3), 7);
+    const backend = new MemoryBackend();
+    await backend.put(packKey(id), bytes);
+    const read = await readPackHeader(backend, key, packKey(id), bytes.length);
+    deepStrictEqual(read, entries);
+    for (const [i, e] of read.entries()) {
+      const sealed = await backend.getRange(packKey(id), e.offset, e.length);
+      deepStrictEqual(await key.open(e.type, e.id, sealed, entryName(e)), blobs[i].plain);
+    }
+    ok(entryName(read[2]).startsWith("metadata blob "));
+    ok(entryName(read[0]).startsWith("chunk "));
+  }
+});
+
+Deno.test("decodePackHeader rejects bad types, gaps, overlaps and records that stop short", () => {
+  const next = rng(4);
+  const e = (offset: number, length: number, type: ObjectTypeTag = ObjectType.data) => ({
+    id: randomBytes(next, 32),
+    type,
+    offset,
+    length,
+    rawLength: 1,
+  });
+  const cases: [Uint8Array, number, RegExp][] = [
+    [new Uint8Array(3), 9, /header too short/],
+    [encodePackHeader([e(17, 10)]).subarray(0, 40), 27, /does not fit 1 entries/],
+    [concat(encodePackHeader([e(17, 10)]), new Uint8Array(1)), 27, /does not fit 1 entries/],
+    [encodePackHeader([e(17, 10, ObjectType.index)]), 27, /entry 0 has type 5/],
+    [encodePackHeader([e(16, 10)]), 26, /entry 0 at offset 16/],
+    [encodePackHeader([e(17, 10), e(36, 5)]), 41, /entry 1 at offset 36/],
+    [encodePackHeader([e(17, 10), e(34, 5)]), 39, /entry 1 at offset 34/],
+    [encodePackHeader([e(17, 10)]), 26, /entry 0 at offset 17/],
+    [encodePackHeader([e(17, 10)]), 28, /records end before the header/],
+  ];
+  for (const [plain, end, reason] of cases) {
+    throws(() => decodePackHeader(plain, end, "Pack x"), assertCorrupt("Pack x is corrupt: ", reason));
+  }
+  const huge = new Uint8Array(4);
+  new DataView(huge.buffer).setUint32(0, 0xffffffff, true);
+  throws(() => decodePackHeader(huge, 9, "Pack x"), assertCorrupt("Pack x", /does not fit/));
+});
+
+Deno.test("readPackHeader rejects short packs, bad magic, unknown version and bad trailers", async () => {
+  const key = await RepoKey.generate("aes256gcm");
+  const { bytes } = await makePack(key, rng(5), 3);
+  const backend = new MemoryBackend();
+  const name = "packs/00/x";
+  const read = async (b: Uint8Array) => {
+    await backend.put(name, b);
+    return await readPackHeader(backend, key, name, b.length);
+  };
+  const what = `Pack ${name}`;
+  await rejects(read(bytes.subarray(0, 12)), assertCorrupt(what, /too short/));
+  const magic = bytes.slice();
+  magic[3] ^= 1;
+  await rejects(read(magic), assertCorrupt(what, /bad magic/));
+  const version = bytes.slice();
+  version[8] = 2;
+  await rejects(read(version), assertCorrupt(what, /unknown version 2/));
+  for (const trailer of [0, bytes.length, 0xffffffff]) {
+    const bad = bytes.slice();
+    new DataView(bad.buffer).setUint32(bad.length - 4, trailer, true);
+    await rejects(read(bad), assertCorrupt(what, new RegExp(`header length ${trailer} does not fit`)));
+  }
+  const otherKey = await RepoKey.generate("aes256gcm");
+  await backend.put(name, bytes);
+  await rejects(
+    readPackHeader(backend, otherKey, name, bytes.length),
+    assertCorrupt(`${what} header is corrupt`, /authentication failed/),
+  );
+  throws(() => headerLocation(Uint8Array.of(5, 0, 0, 0), 17, "P"), IntegrityError);
+  deepStrictEqual(headerLocation(Uint8Array.of(4, 0, 0, 0), 17, "P"), { offset: 9, length: 4 });
+});
+
+Deno.test("a key-less server can walk and CRC-check every record up to the header", async () => {
+  const key = await RepoKey.generate("aes256gcm");
+  const { bytes, entries } = await makePack(key, rng(6), 9);
+  const records = walkRecords(bytes);
+  deepStrictEqual(
+    records.map((r) => [r.start + RECORD_PREFIX, r.object.length]),
+    entries.map((e) => [e.offset, e.length]),
+  );
+  // A flipped bit inside a record is caught by its CRC, without any key.
+  const damaged = bytes.slice();
+  damaged[entries[4].offset + 3] ^= 0x10;
+  throws(() => walkRecords(damaged), /bad record at/);
+});
+
+Deno.test("records copied verbatim into a new pack with a client-sealed header stay readable", async () => {
+  const key = await RepoKey.generate("aes256gcm");
+  const { bytes, entries, blobs } = await makePack(key, rng(7), 8);
+  const keep = [1, 2, 5, 7];
+  // Server side: copy the kept records, byte for byte, after a fresh preamble.
+  const records = walkRecords(bytes);
+  const body = concat(bytes.subarray(0, PACK_PREAMBLE), ...keep.map((i) => {
+    const r = records[i];
+    return bytes.subarray(r.start, r.start + RECORD_PREFIX + r.object.length);
+  }));
+  // Client side: the new offsets follow from the lengths alone.
+  let at = PACK_PREAMBLE;
+  const newEntries = keep.map((i) => {
+    const e = { ...entries[i], offset: at + RECORD_PREFIX };
+    at += RECORD_PREFIX + entries[i].length;
+    return e;
+  });
+  const header = await key.seal(ObjectType.packHeader, "pack-header", encodePackHeader(newEntries));
+  const trailer = new Uint8Array(4);
+  new DataView(trailer.buffer).setUint32(0, header.length, true);
+  const repacked = concat(body, header, trailer);
+  const newId = new Uint8Array(createHash("sha256").update(repacked).digest());
+  const backend = new MemoryBackend();
+  await backend.put(packKey(newId), repacked);
+  const read = await readPackHeader(backend, key, packKey(newId), repacked.length);
+  deepStrictEqual(read, newEntries);
+  for (const [j, e] of read.entries()) {
+    const sealed = await backend.getRange(packKey(newId), e.offset, e.length);
+    deepStrictEqual(await key.open(e.type, e.id, sealed, entryName(e)), blobs[keep[j]].plain);
+  }
+});
+
+Deno.test("decodePackHeader throws only IntegrityError on 2,000 random and mutated inputs", async () => {
+  const key = await RepoKey.generate("none");
+  const { bytes, entries } = await makePack(key, rng(8), 4);
+  const recordsEnd = bytes.length - 4 - u32(bytes, bytes.length - 4);
+  const valid = encodePackHeader(entries);
+  const next = rng(9);
+  const start = performance.now();
+  let accepted = 0;
+  for (let i = 0; i < 2_000; i++) {
+    const input = mutate(valid, next, i);
+    let got: PackEntry[];
+    try {
+      got = decodePackHeader(input, recordsEnd, "Pack fuzz");
+    } catch (err) {
+      ok(err instanceof IntegrityError, `input ${i}: ${err}`);
+      ok(err.message.startsWith("Pack fuzz is corrupt: "), err.message);
+      continue;
+    }
+    accepted++;
+    // Whatever is accepted tiles the records exactly.
+    let expect = PACK_PREAMBLE + RECORD_PREFIX;
+    for (const e of got) {
+      equal(e.offset, expect);
+      ok(e.type === ObjectType.data || e.type === ObjectType.items);
+      expect += e.length + RECORD_PREFIX;
+    }
+    if (got.length > 0) equal(expect - RECORD_PREFIX, recordsEnd);
+  }
+  ok(accepted > 0, "flips in ids and raw lengths keep a valid header");
+  ok(performance.now() - start < 10_000);
+});
+
+Deno.test("readPackHeader throws only IntegrityError on 2,000 random and mutated packs", async () => {
+  const key = await RepoKey.generate("aes256gcm");
+  const { bytes, entries } = await makePack(key, rng(10), 4);
+  const recordsEnd = bytes.length - 4 - u32(bytes, bytes.length - 4);
+  const plainHeader = encodePackHeader(entries);
+  const backend = new MemoryBackend();
+  const name = "packs/ff/fuzz";
+  const next = rng(11);
+  const start = performance.now();
+  let accepted = 0;
+  for (let i = 0; i < 2_000; i++) {
+    let input: Uint8Array;
+    if (i % 3 === 2) {
+      // An authentic header over a mutated plaintext, so decodePackHeader sees hostile entries.
+      const sealed = await key.seal(ObjectType.packHeader, "pack-header", mutate(plainHeader, next, i));
+      const trailer = new Uint8Array(4);
+      new DataView(trailer.buffer).setUint32(0, sealed.length, true);
+      input = concat(bytes.subarray(0, recordsEnd), sealed, trailer);
+    } else {
+      input = mutate(bytes, next, i);
+    }
+    await backend.put(name, input);
+    let got: PackEntry[];
+    try {
+      got = await readPackHeader(backend, key, name, input.length);
+    } catch (err) {
+      ok(err instanceof IntegrityError, `input ${i}: ${err}`);
+      ok(err.message.startsWith(`Pack ${name}`), err.message);
+      continue;
+    }
+    accepted++;
+    const end = input.length - 4 - u32(input, input.length - 4);
+    for (const e of got) ok(e.offset >= PACK_PREAMBLE + RECORD_PREFIX && e.offset + e.length <= end);
+  }
+  ok(accepted > 0, "flips inside records leave the header intact");
+  ok(performance.now() - start < 20_000);
+});

@@ -1,0 +1,203 @@
+import { deepStrictEqual, equal, ok, rejects, throws } from "node:assert/strict";
+import { hmacSha256, RepoKey } from "./crypto.ts";
+import { IntegrityError } from "./errors.ts";
+import { toHex } from "./ids.ts";
+import {
+  encodeRepoConfig,
+  FORMAT_VERSION,
+  parseRepoConfig,
+  type RepoConfig,
+  verifyRepoConfig,
+} from "./repo_config.ts";
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+function sampleConfig(): RepoConfig {
+  return {
+    version: FORMAT_VERSION,
+    id: toHex(crypto.getRandomValues(new Uint8Array(32))),
+    encryption: "aes256gcm",
+    chunker: { minSize: 1024, avgSize: 4096, maxSize: 16384 },
+    minPackSize: 1 << 20,
+    maxPackSize: 8 << 20,
+  };
+}
+
+/** Seeded xorshift32, so a failing case can be replayed. */
+function rng(seed: number): () => number {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>>= 0);
+  };
+}
+
+function randomBytes(next: () => number, n: number): Uint8Array {
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i++) out[i] = next() >>> 24;
+  return out;
+}
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+/** A random input (kind 0) or a mutation of `valid`: flips, truncation, insertions, deletions. */
+function mutate(valid: Uint8Array, next: () => number, kind: number): Uint8Array {
+  switch (kind % 7) {
+    case 0:
+      return randomBytes(next, next() % (2 * valid.length + 1));
+    case 1: {
+      const out = valid.slice();
+      const flips = 1 + (next() % 4);
+      for (let f = 0; f < flips; f++) out[next() % out.length] ^= 1 << (next() % 8);
+      return out;
+    }
+    case 2:
+      return valid.slice(0, next() % valid.length);
+    case 3: {
+      const at = next() % (valid.length + 1);
+      return concat(valid.subarray(0, at), randomBytes(next, 1 + (next() % 40)), valid.subarray(at));
+    }
+    case 4: {
+      const at = next() % valid.length;
+      return concat(valid.subarray(0, at), valid.subarray(at + 1 + (next() % 40)));
+    }
+    case 5: {
+      const at = next() % (valid.length + 1);
+      return concat(valid.subarray(0, at), valid, valid.subarray(at));
+    }
+    default: {
+      // A JSON-significant character somewhere: digits, quotes, braces, separators.
+      const out = valid.slice();
+      out[next() % out.length] = enc.encode('0912"{}[],:- en')[next() % 15];
+      return out;
+    }
+  }
+}
+
+function assertCorrupt(reason: RegExp): (err: unknown) => boolean {
+  return (err: unknown) => {
+    ok(err instanceof IntegrityError, `expected IntegrityError, got ${err}`);
+    ok(err.message.startsWith("Repository config is corrupt: "), err.message);
+    ok(reason.test(err.message), err.message);
+    return true;
+  };
+}
+
+Deno.test("encode, parse and verify give back the same config", async () => {
+  const key = await RepoKey.generate("aes256gcm");
+  const c = sampleConfig();
+  const bytes = await encodeRepoConfig(c, key);
+  const parsed = parseRepoConfig(bytes);
+  deepStrictEqual(parsed.config, c);
+  deepStrictEqual(await verifyRepoConfig(parsed, key), c);
+});
+
+Deno.test("the config is canonical JSON with the MAC last and a newline", async () => {
+  const key = await RepoKey.generate("none");
+  const c = { ...sampleConfig(), encryption: "none" as const };
+  const text = dec.decode(await encodeRepoConfig(c, key));
+  ok(text.endsWith("}\n"));
+  const o = JSON.parse(text);
+  deepStrictEqual(Object.keys(o), [
+    "vger_repository",
+    "id",
+    "encryption",
+    "chunker",
+    "min_pack_size",
+    "max_pack_size",
+    "mac",
+  ]);
+  deepStrictEqual(o.chunker, { min_size: 1024, avg_size: 4096, max_size: 16384 });
+  // mac = HMAC-SHA-256(deriveSecret("config"), the JSON without the mac, no whitespace).
+  const { mac, ...rest } = o;
+  const want = await hmacSha256(await key.deriveSecret("config"), enc.encode(JSON.stringify(rest)));
+  equal(mac, toHex(want));
+  equal(text, `${JSON.stringify(rest).slice(0, -1)},"mac":"${mac}"}\n`);
+});
+
+Deno.test("verify rejects a switched encryption mode, changed chunker or pack sizes, or a foreign key", async () => {
+  const key = await RepoKey.generate("aes256gcm");
+  const c = sampleConfig();
+  const text = dec.decode(await encodeRepoConfig(c, key));
+  const edits = [
+    text.replace('"encryption":"aes256gcm"', '"encryption":"none"'),
+    text.replace('"avg_size":4096', '"avg_size":8192'),
+    text.replace('"min_size":1024', '"min_size":2048'),
+    text.replace('"max_pack_size":8388608', '"max_pack_size":8388609'),
+    text.replace(c.id, (c.id[0] === "0" ? "1" : "0") + c.id.slice(1)),
+  ];
+  for (const edited of edits) {
+    ok(edited !== text);
+    const parsed = parseRepoConfig(enc.encode(edited));
+    await rejects(verifyRepoConfig(parsed, key), assertCorrupt(/MAC does not match/));
+  }
+  const other = await RepoKey.generate("aes256gcm");
+  await rejects(verifyRepoConfig(parseRepoConfig(enc.encode(text)), other), IntegrityError);
+});
+
+Deno.test("parse rejects each malformed field with a reason", async () => {
+  const key = await RepoKey.generate("aes256gcm");
+  const o = JSON.parse(dec.decode(await encodeRepoConfig(sampleConfig(), key)));
+  const cases: [unknown, RegExp][] = [
+    [[], /not an object/],
+    [null, /not an object/],
+    [{ ...o, vger_repository: 2 }, /unsupported format version 2/],
+    [{ ...o, vger_repository: "1" }, /unsupported format version "1"/],
+    [{ ...o, id: "ABC" }, /bad id/],
+    [{ ...o, id: o.id.toUpperCase() }, /bad id/],
+    [{ ...o, encryption: "aes" }, /bad encryption mode/],
+    [{ ...o, chunker: null }, /bad chunker parameters/],
+    [{ ...o, chunker: { ...o.chunker, avg_size: -1 } }, /bad chunker parameters/],
+    [{ ...o, chunker: { ...o.chunker, max_size: 1.5 } }, /bad chunker parameters/],
+    [{ ...o, min_pack_size: "1" }, /bad pack sizes/],
+    [{ ...o, max_pack_size: 2 ** 60 }, /bad pack sizes/],
+    [{ ...o, mac: undefined }, /bad mac/],
+    [{ ...o, mac: "00" }, /bad mac/],
+  ];
+  for (const [value, reason] of cases) {
+    throws(() => parseRepoConfig(enc.encode(JSON.stringify(value))), assertCorrupt(reason));
+  }
+  throws(() => parseRepoConfig(enc.encode("{")), assertCorrupt(/not valid JSON/));
+  throws(() => parseRepoConfig(Uint8Array.of(0x7b, 0xff, 0x7d)), assertCorrupt(/not valid JSON/));
+});
+
+Deno.test("parseRepoConfig throws only IntegrityError on 2,000 random and mutated inputs", async () => {
+  const key = await RepoKey.generate("aes256gcm");
+  const c = sampleConfig();
+  const valid = await encodeRepoConfig(c, key);
+  const next = rng(41);
+  const start = performance.now();
+  let parsedCount = 0;
+  for (let i = 0; i < 2_000; i++) {
+    const input = mutate(valid, next, i);
+    let parsed;
+    try {
+      parsed = parseRepoConfig(input);
+    } catch (err) {
+      ok(err instanceof IntegrityError, `input ${i}: ${err}`);
+      ok(err.message.startsWith("Repository config is corrupt: "), err.message);
+      continue;
+    }
+    parsedCount++;
+    // Whatever parses either is the original config or fails the MAC.
+    try {
+      deepStrictEqual(await verifyRepoConfig(parsed, key), c, `input ${i}`);
+    } catch (err) {
+      ok(err instanceof IntegrityError, `input ${i}: ${err}`);
+    }
+  }
+  ok(parsedCount > 0, "whitespace or digit edits keep valid JSON");
+  ok(performance.now() - start < 20_000);
+});

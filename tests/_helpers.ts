@@ -1,0 +1,540 @@
+/**
+ * Helpers shared by the whole-program tests in tests/: temp dirs, running the real `vger` CLI
+ * (also as an unprivileged user), repositories with cheap KDF costs, snapshots of a tree with
+ * every byte and piece of metadata, and the peak memory of a child process.
+ *
+ * Private to tests/ (the leading underscore): nothing outside tests/ imports it.
+ *
+ * @example Back up a tree and check that extract restores it exactly
+ * ```ts ignore
+ * import { deepStrictEqual, equal } from "node:assert/strict";
+ * import { initRepo, restoredPath, runVger, treeSnapshot, withTempDir } from "./_helpers.ts";
+ *
+ * await withTempDir(async (dir) => {
+ *   await Deno.mkdir(`${dir}/src`);
+ *   await Deno.writeTextFile(`${dir}/src/a.txt`, "hello");
+ *   const repo = await initRepo(`${dir}/repo`);
+ *   equal((await runVger(["-R", repo, "backup", "-a", "one", `${dir}/src`])).code, 0);
+ *   equal((await runVger(["-R", repo, "extract", "-a", "one", "--dest", `${dir}/out`])).code, 0);
+ *   deepStrictEqual(
+ *     await treeSnapshot(restoredPath(`${dir}/out`, `${dir}/src`)),
+ *     await treeSnapshot(`${dir}/src`),
+ *   );
+ * });
+ * ```
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import { fileURLToPath } from "node:url";
+import { nativeFs } from "../lib/fs_native.ts";
+
+/** Absolute path of the CLI entry point the tests run. */
+export const CLI_PATH: string = fileURLToPath(new URL("../cli.ts", import.meta.url));
+
+/** Absolute path of the project root (where deno.json and node_modules are). */
+export const PROJECT_DIR: string = fileURLToPath(new URL("../", import.meta.url)).replace(/\/$/, "");
+
+/** The passphrase {@linkcode runVger} passes in VGER_PASSPHRASE unless told otherwise. */
+export const PASSPHRASE = "correct horse battery staple";
+
+/** `init` options that make Argon2id cheap (tests only). */
+export const FAST_KDF_ARGS: readonly string[] = [
+  "--kdf-memory",
+  "1024",
+  "--kdf-iterations",
+  "1",
+  "--kdf-parallelism",
+  "1",
+];
+
+/** nobody:nogroup on Debian and most Linux distributions. */
+export const NOBODY_ID = 65534;
+
+// ---------------------------------------------------------------------------------------------
+// Temp dirs
+
+/** Creates a temp dir (0700, owned by the caller); remove it with {@linkcode removeTree}. */
+export async function makeTempDir(prefix = "vger-test-"): Promise<string> {
+  return await Deno.makeTempDir({ prefix });
+}
+
+/** Removes a tree if it exists, making unreadable directories readable first when needed. */
+export async function removeTree(path: string): Promise<void> {
+  try {
+    await Deno.remove(path, { recursive: true });
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return;
+    if (!(err instanceof Deno.errors.PermissionDenied)) throw err;
+    // not root and a directory without rwx for us: open everything up, then retry
+    await new Deno.Command("chmod", { args: ["-R", "u+rwx", path] }).output();
+    await Deno.remove(path, { recursive: true });
+  }
+}
+
+/** Runs `fn` with a fresh temp dir and removes the dir afterwards, whatever happens. */
+export async function withTempDir<T>(
+  fn: (dir: string) => Promise<T>,
+  prefix = "vger-test-",
+): Promise<T> {
+  const dir = await makeTempDir(prefix);
+  try {
+    return await fn(dir);
+  } finally {
+    await removeTree(dir);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running the CLI
+
+/** A non-root identity to run the CLI as (see {@linkcode makeUnprivilegedUser}). */
+export interface UnprivilegedUser {
+  /** User id the process runs with. */
+  uid: number;
+  /** Group id the process runs with (no supplementary groups). */
+  gid: number;
+  /** A copy of the deno binary that this user can execute. */
+  deno: string;
+  /** A DENO_DIR the user owns. */
+  denoDir: string;
+  /** A HOME (and default working directory) the user owns. */
+  home: string;
+  /** Removes the copy of deno, the DENO_DIR and the HOME. */
+  cleanup(): Promise<void>;
+}
+
+/** Options of {@linkcode runVger} and {@linkcode spawnVger}. */
+export interface RunOptions {
+  /**
+   * Environment on top of the parent's (from which VGER_* are removed). VGER_PASSPHRASE defaults
+   * to {@linkcode PASSPHRASE}; a value of `undefined` removes a variable.
+   */
+  env?: Record<string, string | undefined>;
+  /** Working directory (default: "/", where no vger.yaml is). */
+  cwd?: string;
+  /** Run as this user through `setpriv` (the caller must be root). */
+  user?: UnprivilegedUser;
+  /** Kill the process (SIGKILL) after this many ms; default 120 000. */
+  timeoutMs?: number;
+  /** Sample the peak RSS with {@linkcode peakRssOf}. */
+  measureRss?: boolean;
+}
+
+/** What a CLI run did. */
+export interface RunResult {
+  /** Exit code (137 when killed after a timeout). */
+  code: number;
+  /** Standard output, decoded. */
+  stdout: string;
+  /** Standard error, decoded. */
+  stderr: string;
+  /** Whether the timeout killed it. */
+  timedOut: boolean;
+  /** Peak resident set size in bytes, when `measureRss` was set. */
+  peakRssBytes?: number;
+}
+
+/** The environment a CLI child gets: the parent's minus VGER_*, plus the given variables. */
+function childEnv(options: RunOptions): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(Deno.env.toObject())) {
+    if (!k.startsWith("VGER_")) env[k] = v;
+  }
+  // no user configuration file may leak into a test; plain output for matching
+  env.XDG_CONFIG_HOME = "/nonexistent/vger-test-config";
+  env.NO_COLOR = "1";
+  env.VGER_PASSPHRASE = PASSPHRASE;
+  if (options.user) {
+    env.HOME = options.user.home;
+    env.DENO_DIR = options.user.denoDir;
+  }
+  for (const [k, v] of Object.entries(options.env ?? {})) {
+    if (v === undefined) delete env[k];
+    else env[k] = v;
+  }
+  return env;
+}
+
+/** Starts the CLI with piped stdout and stderr (stdin closed); the caller must consume both. */
+export function spawnVger(args: readonly string[], options: RunOptions = {}): Deno.ChildProcess {
+  const user = options.user;
+  // --cached-only: an unprivileged user's empty DENO_DIR must not make deno go to the network
+  const denoArgs = user
+    ? ["run", "-A", "--cached-only", CLI_PATH, ...args]
+    : ["run", "-A", CLI_PATH, ...args];
+  const [command, commandArgs] = user
+    ? [
+      "setpriv",
+      [
+        `--reuid=${user.uid}`,
+        `--regid=${user.gid}`,
+        "--clear-groups",
+        "--",
+        user.deno,
+        ...denoArgs,
+      ],
+    ]
+    : [Deno.execPath(), denoArgs];
+  return new Deno.Command(command, {
+    args: commandArgs,
+    cwd: options.cwd ?? user?.home ?? "/",
+    env: childEnv(options),
+    clearEnv: true,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+}
+
+/**
+ * Runs `vger ARGS` to completion and returns its exit code and output.
+ *
+ * @example
+ * ```ts ignore
+ * const r = await runVger(["-R", repo, "list", "--json"]);
+ * equal(r.code, 0, r.stderr);
+ * ```
+ */
+export async function runVger(
+  args: readonly string[],
+  options: RunOptions = {},
+): Promise<RunResult> {
+  const child = spawnVger(args, options);
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // exited meanwhile
+    }
+  }, options.timeoutMs ?? 120_000);
+  try {
+    const rss = options.measureRss ? peakRssOf(child) : undefined;
+    const out = await child.output();
+    const decoder = new TextDecoder();
+    return {
+      code: out.code,
+      stdout: decoder.decode(out.stdout),
+      stderr: decoder.decode(out.stderr),
+      timedOut,
+      peakRssBytes: rss ? await rss : undefined,
+    };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Runs `vger ARGS` and throws (with its output) unless the exit code is `expected`. */
+export async function runVgerOk(
+  args: readonly string[],
+  options: RunOptions = {},
+  expected = 0,
+): Promise<RunResult> {
+  const r = await runVger(args, options);
+  if (r.code !== expected) {
+    throw new Error(
+      `vger ${args.join(" ")} exited with ${r.code}, expected ${expected}\n` +
+        `stdout: ${r.stdout}\nstderr: ${r.stderr}`,
+    );
+  }
+  return r;
+}
+
+/** Creates an encrypted repository at `path` with cheap KDF costs; returns `path`. */
+export async function initRepo(path: string, options: RunOptions = {}): Promise<string> {
+  await runVgerOk(["-R", path, "init", ...FAST_KDF_ARGS], options);
+  return path;
+}
+
+/**
+ * Prepares a non-root identity for {@linkcode runVger}: a copy of the running deno binary in a
+ * 0755 dir (the original may sit under /root), and a HOME and DENO_DIR owned by `uid`. The
+ * project dir must be readable by that user. Throws when not root or `setpriv` (util-linux) is
+ * missing.
+ */
+export async function makeUnprivilegedUser(
+  uid = NOBODY_ID,
+  gid = NOBODY_ID,
+): Promise<UnprivilegedUser> {
+  if (Deno.uid() !== 0) throw new Error("makeUnprivilegedUser needs root (to switch user)");
+  const which = await new Deno.Command("sh", { args: ["-c", "command -v setpriv"] }).output();
+  if (!which.success) {
+    throw new Error("setpriv (util-linux) is not installed: cannot run vger as another user");
+  }
+  const base = await makeTempDir("vger-user-");
+  try {
+    await Deno.chmod(base, 0o755);
+    const deno = `${base}/deno`;
+    await Deno.copyFile(Deno.execPath(), deno);
+    await Deno.chmod(deno, 0o755);
+    const home = `${base}/home`;
+    const denoDir = `${base}/deno_dir`;
+    for (const d of [home, denoDir]) {
+      await Deno.mkdir(d, { mode: 0o700 });
+      await Deno.chown(d, uid, gid);
+    }
+    return { uid, gid, deno, denoDir, home, cleanup: () => removeTree(base) };
+  } catch (err) {
+    await removeTree(base);
+    throw err;
+  }
+}
+
+/** Changes the owner of a tree (like `chown -R`, not following symlinks). */
+export async function chownTree(path: string, uid: number, gid: number): Promise<void> {
+  const fs = requireNativeFs();
+  fs.lchown(path, uid, gid);
+  if (!Deno.lstatSync(path).isDirectory) return;
+  for await (const e of Deno.readDir(path)) await chownTree(`${path}/${e.name}`, uid, gid);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory
+
+/** VmHWM (peak RSS) of a process in bytes, or null when it cannot be read (gone, no /proc). */
+export function readVmHwm(pid: number): number | null {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(`/proc/${pid}/status`);
+  } catch {
+    return null;
+  }
+  const m = /^VmHWM:\s+(\d+) kB$/m.exec(text);
+  return m ? Number(m[1]) * 1024 : null;
+}
+
+/**
+ * The peak resident set size of a child in bytes: polls /proc/<pid>/status VmHWM every 25 ms
+ * until the child exits and returns the largest value seen (VmHWM only grows, so this misses at
+ * most the growth of the last 25 ms). Rejects when not a single sample could be taken.
+ */
+export async function peakRssOf(child: Deno.ChildProcess): Promise<number> {
+  let running = true;
+  const exited = child.status.then(() => {
+    running = false;
+  }, () => {
+    running = false;
+  });
+  let peak = 0;
+  let samples = 0;
+  while (running) {
+    const hwm = readVmHwm(child.pid);
+    if (hwm !== null) {
+      samples++;
+      peak = Math.max(peak, hwm);
+    }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([exited, new Promise((r) => timer = setTimeout(r, 25))]);
+    clearTimeout(timer);
+  }
+  if (samples === 0) {
+    throw new Error(`Could not read /proc/${child.pid}/status: no memory sample of the child`);
+  }
+  return peak;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tree snapshots
+
+/** Kinds of directory entries. */
+export type EntryType = "file" | "dir" | "symlink" | "fifo" | "socket" | "char" | "block";
+
+/** Everything a backup should preserve about one entry. */
+export interface EntrySnapshot {
+  /** Entry kind. */
+  type: EntryType;
+  /** Permission bits, with setuid, setgid and sticky (st_mode & 0o7777). */
+  mode: number;
+  /** Owner uid. */
+  uid: number;
+  /** Owner gid. */
+  gid: number;
+  /** Size in bytes for files and symlinks; 0 for directories (their size is file-system noise). */
+  size: number;
+  /** Modification time in nanoseconds since the epoch. */
+  mtimeNs: bigint;
+  /** Link target (symlinks), else null. */
+  target: string | null;
+  /** Extended attributes: name -> value as hex. */
+  xattrs: Record<string, string>;
+  /** SHA-256 of the contents as hex (regular files), else null. */
+  sha256: string | null;
+}
+
+/** A tree: relative path ("." for the root itself) -> entry, in sorted order. */
+export type TreeSnapshot = Record<string, EntrySnapshot>;
+
+function requireNativeFs() {
+  const fs = nativeFs();
+  if (!fs) throw new Error("The tests need lib/fs_native.ts: run them with --allow-ffi (or -A)");
+  return fs;
+}
+
+function typeOfMode(mode: number): EntryType {
+  switch (mode & 0o170000) {
+    case 0o100000:
+      return "file";
+    case 0o040000:
+      return "dir";
+    case 0o120000:
+      return "symlink";
+    case 0o010000:
+      return "fifo";
+    case 0o140000:
+      return "socket";
+    case 0o020000:
+      return "char";
+    default:
+      return "block";
+  }
+}
+
+/** Hex string of bytes. */
+export function hex(b: Uint8Array): string {
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+/** SHA-256 (hex) of the first `limit` bytes of a file (all of it by default), streamed. */
+export async function sha256File(path: string, limit = Infinity): Promise<string> {
+  const hash = createHash("sha256");
+  using file = await Deno.open(path, { read: true });
+  const buf = new Uint8Array(1 << 20);
+  let left = limit;
+  while (left > 0) {
+    const n = await file.read(buf.subarray(0, Math.min(buf.length, left)));
+    if (n === null) break;
+    hash.update(buf.subarray(0, n));
+    left -= n;
+  }
+  return hash.digest("hex");
+}
+
+/** Options of {@linkcode treeSnapshot}. */
+export interface SnapshotOptions {
+  /** Hash file contents (default true). */
+  contents?: boolean;
+  /** Leave out these relative paths and everything below them. */
+  skip?: (relativePath: string) => boolean;
+}
+
+/**
+ * Snapshots every entry under `root` (root included as "."): type, mode, owner, size, mtime in
+ * ns, symlink target, xattrs and the SHA-256 of file contents. Symlinks are not followed. Two
+ * snapshots compare with `deepStrictEqual`.
+ */
+export async function treeSnapshot(
+  root: string,
+  options: SnapshotOptions = {},
+): Promise<TreeSnapshot> {
+  const fs = requireNativeFs();
+  const out: TreeSnapshot = {};
+  const visit = async (rel: string): Promise<void> => {
+    if (rel !== "." && options.skip?.(rel)) return;
+    const path = rel === "." ? root : `${root}/${rel}`;
+    const st = fs.lstat(path);
+    const type = typeOfMode(st.mode);
+    const xattrs: Record<string, string> = {};
+    for (const name of fs.listXattrs(path).sort()) {
+      const v = fs.getXattr(path, name);
+      if (v !== null) xattrs[name] = hex(v);
+    }
+    out[rel] = {
+      type,
+      mode: st.mode & 0o7777,
+      uid: st.uid,
+      gid: st.gid,
+      size: type === "dir" ? 0 : st.size,
+      mtimeNs: st.mtimeNs,
+      target: type === "symlink" ? await Deno.readLink(path) : null,
+      xattrs,
+      sha256: type === "file" && options.contents !== false ? await sha256File(path) : null,
+    };
+    if (type !== "dir") return;
+    const names: string[] = [];
+    for await (const e of Deno.readDir(path)) names.push(e.name);
+    names.sort();
+    for (const name of names) await visit(rel === "." ? name : `${rel}/${name}`);
+  };
+  await visit(".");
+  return out;
+}
+
+/** Keeps only the entries of a snapshot whose relative path passes `keep`. */
+export function filterSnapshot(
+  snapshot: TreeSnapshot,
+  keep: (relativePath: string, entry: EntrySnapshot) => boolean,
+): TreeSnapshot {
+  const out: TreeSnapshot = {};
+  for (const [k, v] of Object.entries(snapshot)) if (keep(k, v)) out[k] = v;
+  return out;
+}
+
+/** Bytes the file system allocated to a file (st_blocks * 512): less than its size when sparse. */
+export function allocatedBytes(path: string): number {
+  const blocks = Deno.lstatSync(path).blocks;
+  if (blocks === null) throw new Error(`No st_blocks for ${path} on this platform`);
+  return blocks * 512;
+}
+
+/** How an archive stores an absolute path: without the leading "/". */
+export function storedPath(absolutePath: string): string {
+  return absolutePath.replace(/^\/+/, "");
+}
+
+/** Where extract to `dest` puts the entry backed up from `absolutePath`. */
+export function restoredPath(dest: string, absolutePath: string): string {
+  return `${dest}/${storedPath(absolutePath)}`;
+}
+
+/** An item of `vger list --archive NAME --json`. */
+export interface ListedItem {
+  /** Stored path. */
+  path: string;
+  /** "file", "dir" or "symlink". */
+  type: string;
+  /** Permission bits. */
+  mode: number;
+  /** Owner uid. */
+  uid: number;
+  /** Owner gid. */
+  gid: number;
+  /** Owner name. */
+  user: string | null;
+  /** Group name. */
+  group: string | null;
+  /** Size in bytes. */
+  size: number;
+  /** mtime in ns, as a decimal string. */
+  mtime_ns: string;
+  /** Link target. */
+  target: string | null;
+}
+
+/** The items of an archive, through `vger list --archive NAME --json`. */
+export async function listItems(
+  repo: string,
+  archive: string,
+  options: RunOptions = {},
+): Promise<ListedItem[]> {
+  const r = await runVgerOk(["-R", repo, "list", "--archive", archive, "--json"], options);
+  return (JSON.parse(r.stdout) as { items: ListedItem[] }).items;
+}
+
+/** Fills a buffer with pseudo-random bytes from a seed (fast; not for cryptography). */
+export function pseudoRandomBytes(length: number, seed = 1): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(length);
+  const words = new Uint32Array(out.buffer, 0, length >>> 2);
+  let x = (seed >>> 0) || 0x9e3779b9;
+  for (let i = 0; i < words.length; i++) {
+    // xorshift32
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    words[i] = x >>> 0;
+  }
+  for (let i = words.length * 4; i < length; i++) out[i] = (x = (x * 1103515245 + 12345) >>> 0) >>> 24;
+  return out;
+}
