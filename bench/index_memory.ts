@@ -73,7 +73,9 @@ const memoryBytes = index.memoryBytes;
 index = undefined;
 console.log(`entries            ${ENTRIES} over ${PACKS} packs`);
 console.log(`bytes/entry        ${(memoryBytes / ENTRIES).toFixed(1)} (memoryBytes)`);
-console.log(`bytes/entry        ${((after - before) / ENTRIES).toFixed(1)} (heapUsed + external delta)`);
+console.log(
+  `bytes/entry        ${((after - before) / ENTRIES).toFixed(1)} (heapUsed + external delta)`,
+);
 console.log(`insert             ${mops(insertMs)} M ops/s`);
 console.log(`has (hit)          ${mops(hasMs)} M ops/s`);
 console.log(`get (hit)          ${mops(getMs)} M ops/s`);

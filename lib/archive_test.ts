@@ -1,6 +1,6 @@
 import { deepStrictEqual, equal, notDeepStrictEqual, ok, throws } from "node:assert/strict";
 import zlib from "node:zlib";
-import { decode, Encoder, encode } from "@msgpack/msgpack";
+import { decode, encode, Encoder } from "@msgpack/msgpack";
 import {
   type ArchiveMeta,
   decodeArchiveMeta,
@@ -56,7 +56,11 @@ function mutate(valid: Uint8Array, next: () => number, kind: number): Uint8Array
       return valid.slice(0, next() % valid.length);
     case 3: {
       const at = next() % (valid.length + 1);
-      return concat(valid.subarray(0, at), randomBytes(next, 1 + (next() % 40)), valid.subarray(at));
+      return concat(
+        valid.subarray(0, at),
+        randomBytes(next, 1 + (next() % 40)),
+        valid.subarray(at),
+      );
     }
     case 4: {
       const at = next() % valid.length;
@@ -69,7 +73,8 @@ function mutate(valid: Uint8Array, next: () => number, kind: number): Uint8Array
     default: {
       // msgpack markers: nil, false, true, bin8, str32, array32, map32, int64, fixmap, fixarray.
       const out = valid.slice();
-      out[next() % out.length] = [0xc0, 0xc2, 0xc3, 0xc4, 0xdb, 0xdd, 0xdf, 0xd3, 0x81, 0x91][next() % 10];
+      out[next() % out.length] =
+        [0xc0, 0xc2, 0xc3, 0xc4, 0xdb, 0xdd, 0xdf, 0xd3, 0x81, 0x91][next() % 10];
       return out;
     }
   }
@@ -83,7 +88,15 @@ function without(o: Record<string, unknown>, key: string): Record<string, unknow
 
 function sampleItems(next: () => number): Item[] {
   return [
-    { path: "home", type: "dir", mode: 0o755, uid: 0, gid: 0, mtimeNs: 1_700_000_000_123_456_789n, size: 0 },
+    {
+      path: "home",
+      type: "dir",
+      mode: 0o755,
+      uid: 0,
+      gid: 0,
+      mtimeNs: 1_700_000_000_123_456_789n,
+      size: 0,
+    },
     {
       path: "home/me/a file.txt",
       type: "file",
@@ -97,7 +110,16 @@ function sampleItems(next: () => number): Item[] {
       chunks: [randomBytes(next, 32), randomBytes(next, 32)],
       xattrs: { "user.note": new TextEncoder().encode("hi"), "user.empty": new Uint8Array(0) },
     },
-    { path: "home/me/empty", type: "file", mode: 0o600, uid: 1, gid: 2, mtimeNs: 0n, size: 0, chunks: [] },
+    {
+      path: "home/me/empty",
+      type: "file",
+      mode: 0o600,
+      uid: 1,
+      gid: 2,
+      mtimeNs: 0n,
+      size: 0,
+      chunks: [],
+    },
     {
       path: "home/me/link",
       type: "symlink",
@@ -192,9 +214,29 @@ Deno.test("an item is a msgpack map with the short keys, mtime as a 64-bit integ
   const [dir, file, , link] = sampleItems(rng(2));
   const enc = newItemEncoder();
   const d = decode(encodeItem(enc, dir), { useBigInt64: true }) as Record<string, unknown>;
-  deepStrictEqual(d, { p: "home", t: "d", m: 0o755, u: 0, g: 0, mt: 1_700_000_000_123_456_789n, s: 0 });
+  deepStrictEqual(d, {
+    p: "home",
+    t: "d",
+    m: 0o755,
+    u: 0,
+    g: 0,
+    mt: 1_700_000_000_123_456_789n,
+    s: 0,
+  });
   const f = decode(encodeItem(enc, file), { useBigInt64: true }) as Record<string, unknown>;
-  deepStrictEqual(Object.keys(f).sort(), ["c", "g", "gn", "m", "mt", "p", "s", "t", "u", "un", "x"]);
+  deepStrictEqual(Object.keys(f).sort(), [
+    "c",
+    "g",
+    "gn",
+    "m",
+    "mt",
+    "p",
+    "s",
+    "t",
+    "u",
+    "un",
+    "x",
+  ]);
   equal(f.t, "f");
   equal(f.un, "me");
   const l = decode(encodeItem(enc, link), { useBigInt64: true }) as Record<string, unknown>;
@@ -383,4 +425,24 @@ Deno.test("decodeArchiveMeta throws only IntegrityError on 2,000 random and muta
 Deno.test("the encoder for items writes bigint mtimes; a default encoder cannot", () => {
   throws(() => new Encoder().encode({ mt: 1n }));
   ok(newItemEncoder().encode({ mt: 1n }).length > 0);
+});
+
+Deno.test("item numbers: mtime as uint64 (int64 when negative), values >= 2^32 as float64", () => {
+  const enc = newItemEncoder();
+  const base: Item = { path: "a", type: "dir", mode: 0o755, uid: 0, gid: 0, mtimeNs: 5n, size: 0 };
+  const marker = (b: Uint8Array, key: string): number => {
+    const k = new TextEncoder().encode(key);
+    for (let i = 0; i + k.length < b.length; i++) {
+      if (b[i] === (0xa0 | k.length) && k.every((c, j) => b[i + 1 + j] === c)) {
+        return b[i + 1 + k.length];
+      }
+    }
+    throw new Error(`key ${key} not found`);
+  };
+  equal(marker(encodeItem(enc, base), "mt"), 0xcf);
+  equal(marker(encodeItem(enc, { ...base, mtimeNs: -1n }), "mt"), 0xd3);
+  const big = encodeItem(enc, { ...base, type: "file", size: 5 * 2 ** 30, chunks: [] });
+  equal(marker(big, "s"), 0xcb);
+  equal(decodeItems(big, "b")[0].size, 5 * 2 ** 30);
+  equal(marker(encodeItem(enc, { ...base, uid: 2 ** 32 - 1 }), "u"), 0xce);
 });

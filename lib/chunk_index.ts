@@ -129,16 +129,20 @@ function compareRecords(rec: Uint32Array, x: number, y: number): number {
 
 /**
  * Fills `order` with the record numbers sorted by id. Ids are random, so a counting sort on the
- * top 16 bits leaves buckets of a few records; only large (crafted) buckets use a full sort.
+ * top bits (about log2(n) of them) leaves buckets of a few records; only large (crafted) buckets
+ * use a full sort.
  */
 function sortById(rec: Uint32Array, order: Uint32Array): void {
   const n = order.length;
-  const start = new Uint32Array(65537);
-  for (let r = 0; r < n; r++) start[(rec[r * STRIDE] >>> 16) + 1]++;
-  for (let b = 1; b <= 65536; b++) start[b] += start[b - 1];
-  const next = start.slice(0, 65536);
-  for (let r = 0; r < n; r++) order[next[rec[r * STRIDE] >>> 16]++] = r;
-  for (let b = 0; b < 65536; b++) {
+  const bits = Math.min(16, Math.max(1, Math.ceil(Math.log2(n + 1))));
+  const shift = 32 - bits;
+  const buckets = 1 << bits;
+  const start = new Uint32Array(buckets + 1);
+  for (let r = 0; r < n; r++) start[(rec[r * STRIDE] >>> shift) + 1]++;
+  for (let b = 1; b <= buckets; b++) start[b] += start[b - 1];
+  const next = start.slice(0, buckets);
+  for (let r = 0; r < n; r++) order[next[rec[r * STRIDE] >>> shift]++] = r;
+  for (let b = 0; b < buckets; b++) {
     const lo = start[b];
     const hi = start[b + 1];
     if (hi - lo > 32) {
@@ -262,7 +266,7 @@ export class ChunkIndex {
     if (r !== last) {
       let j = rec[last * STRIDE] >>> shift;
       while (slots[j] !== last + 1) j = (j + 1) & mask;
-      void j;
+      slots[j] = r + 1;
       rec.copyWithin(r * STRIDE, last * STRIDE, last * STRIDE + STRIDE);
     }
     this.#count = last;
@@ -388,8 +392,9 @@ export class ChunkIndex {
     const rec = index.#records;
     const refs = index.#packRefs;
     const slots = index.#slots;
-    const mask = slots.length - 1;
     const shift = index.#shift;
+    let next = 0;
+    let wrapped = 0;
     let p = entriesAt + 4;
     for (let r = 0; r < count; r++, p += ENTRY_BYTES) {
       const b = r * STRIDE;
@@ -408,9 +413,17 @@ export class ChunkIndex {
       rec[b + LENGTH] = view.getUint32(p + 40, true);
       rec[b + RAW] = view.getUint32(p + 44, true);
       refs[pn]++;
-      // Ids are distinct (strictly ascending), so insertion needs no lookup.
-      let j = rec[b] >>> shift;
-      while (slots[j] !== 0) j = (j + 1) & mask;
+      // Ids are distinct and ascending, so home slots never decrease: every slot from the home
+      // up to `next` is taken and the first free one is `next`. Placing by cursor keeps decode
+      // linear even when crafted ids share a home; runs past the end wrap to the first gap.
+      const home = rec[b] >>> shift;
+      let j = home > next ? home : next;
+      if (j < slots.length) {
+        next = j + 1;
+      } else {
+        while (slots[wrapped] !== 0) wrapped++;
+        j = wrapped;
+      }
       slots[j] = r + 1;
     }
     index.#count = count;

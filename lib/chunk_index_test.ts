@@ -477,3 +477,27 @@ Deno.test("encode sorts ids that share a long prefix", () => {
   );
   deepStrictEqual(got, sorted);
 });
+
+Deno.test("decode stays linear when every id shares its first 4 bytes", () => {
+  const count = 100_000;
+  const packAt = 10;
+  const bytes = new Uint8Array(14 + 32 + count * 48);
+  const view = new DataView(bytes.buffer);
+  bytes.set([0x56, 0x47, 0x49, 0x44, 0x58, 1]);
+  view.setUint32(6, 1, true);
+  bytes.fill(9, packAt, packAt + 32);
+  view.setUint32(packAt + 32, count, true);
+  for (let i = 0; i < count; i++) {
+    const at = 46 + i * 48;
+    bytes.fill(0xff, at, at + 4); // the last home slot, so the run also wraps around
+    view.setUint32(at + 28, i, false);
+  }
+  const start = performance.now();
+  const index = ChunkIndex.decode(bytes);
+  // Quadratic probing would take minutes; linear placement takes milliseconds.
+  ok(performance.now() - start < 2_000, `${performance.now() - start} ms`);
+  equal(index.size, count);
+  const probe = bytes.slice(46 + 777 * 48, 46 + 777 * 48 + 32);
+  equal(index.get(probe)?.pack[0], 9);
+  deepStrictEqual(index.encode(), bytes);
+});

@@ -53,12 +53,13 @@ async function handle(req: CodecRequest): Promise<CodecReply> {
     release(compressed);
     return { seq: req.seq, ok: true, data: sealed };
   }
-  const plain = await key.open(req.type, req.id, req.sealed, req.what);
+  const plain = await key.open(req.type, req.id, req.sealed, req.what); // none mode: a view
+  let data = decompress(plain, req.maxLength, req.what); // codec none: a view into plain
+  if (data.buffer === req.sealed.buffer || data.buffer === plain.buffer || !ownsBuffer(data)) {
+    data = data.slice();
+  }
+  release(plain); // release() ignores views, so each buffer is freed once, after its last use
   release(req.sealed);
-  let data = decompress(plain, req.maxLength, req.what);
-  if (data.buffer === plain.buffer) data = data.slice(); // codec none: a view into plain
-  release(plain);
-  if (!ownsBuffer(data)) data = data.slice();
   return { seq: req.seq, ok: true, data };
 }
 

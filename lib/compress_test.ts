@@ -68,7 +68,11 @@ function mutate(valid: Uint8Array, next: () => number, kind: number): Uint8Array
       return valid.slice(0, next() % valid.length);
     case 3: {
       const at = next() % (valid.length + 1);
-      return concat(valid.subarray(0, at), randomBytes(next, 1 + (next() % 40)), valid.subarray(at));
+      return concat(
+        valid.subarray(0, at),
+        randomBytes(next, 1 + (next() % 40)),
+        valid.subarray(at),
+      );
     }
     case 4: {
       const at = next() % valid.length;
@@ -108,7 +112,11 @@ for (const algorithm of ALGORITHMS) {
     ];
     for (const data of inputs) {
       const blob = compress(data, { algorithm, zstdLevel: 3 });
-      deepStrictEqual(plain(decompress(blob, data.length, "Chunk c")), data, `${data.length} bytes`);
+      deepStrictEqual(
+        plain(decompress(blob, data.length, "Chunk c")),
+        data,
+        `${data.length} bytes`,
+      );
       ok(blob.length <= data.length + 1, "never more than one byte of overhead");
     }
   });
@@ -150,12 +158,19 @@ Deno.test("decompress refuses output larger than maxLength for every codec", () 
   for (const algorithm of ALGORITHMS) {
     const blob = compress(data, { algorithm });
     deepStrictEqual(plain(decompress(blob, data.length, "Chunk b")), data);
-    throws(() => decompress(blob, data.length - 1, "Chunk b"), assertCorrupt("Chunk b", /./), algorithm);
+    throws(
+      () => decompress(blob, data.length - 1, "Chunk b"),
+      assertCorrupt("Chunk b", /./),
+      algorithm,
+    );
     throws(() => decompress(blob, 0, "Chunk b"), assertCorrupt("Chunk b", /./), algorithm);
   }
   // A forged lz4 size prefix is refused before anything is allocated.
   const forged = Uint8Array.of(1, 0xff, 0xff, 0xff, 0xff, 0x00);
-  throws(() => decompress(forged, 1 << 20, "Chunk f"), assertCorrupt("Chunk f", /lz4 size 4294967295 exceeds/));
+  throws(
+    () => decompress(forged, 1 << 20, "Chunk f"),
+    assertCorrupt("Chunk f", /lz4 size 4294967295 exceeds/),
+  );
   // A zstd bomb: 64 MiB of zeros in a tiny frame, read with a 1 MiB limit.
   const bomb = concat(Uint8Array.of(2), zlib.zstdCompressSync(new Uint8Array(64 << 20)));
   ok(bomb.length < 10_000);
@@ -164,16 +179,31 @@ Deno.test("decompress refuses output larger than maxLength for every codec", () 
 
 Deno.test("garbage, empty blobs, short lz4 blocks and unknown codecs give IntegrityError", () => {
   const next = rng(6);
-  throws(() => decompress(new Uint8Array(0), 10, "Chunk e"), assertCorrupt("Chunk e", /empty compressed blob/));
-  throws(() => decompress(Uint8Array.of(1, 5, 0), 10, "Chunk s"), assertCorrupt("Chunk s", /short lz4 block/));
-  throws(() => decompress(Uint8Array.of(3, 1, 2), 10, "Chunk u"), assertCorrupt("Chunk u", /unknown codec 3/));
-  throws(() => decompress(Uint8Array.of(255), 10, "Chunk u"), assertCorrupt("Chunk u", /unknown codec 255/));
+  throws(
+    () => decompress(new Uint8Array(0), 10, "Chunk e"),
+    assertCorrupt("Chunk e", /empty compressed blob/),
+  );
+  throws(
+    () => decompress(Uint8Array.of(1, 5, 0), 10, "Chunk s"),
+    assertCorrupt("Chunk s", /short lz4 block/),
+  );
+  throws(
+    () => decompress(Uint8Array.of(3, 1, 2), 10, "Chunk u"),
+    assertCorrupt("Chunk u", /unknown codec 3/),
+  );
+  throws(
+    () => decompress(Uint8Array.of(255), 10, "Chunk u"),
+    assertCorrupt("Chunk u", /unknown codec 255/),
+  );
   const junk = randomBytes(next, 500);
   throws(
     () => decompress(concat(Uint8Array.of(1, 0xe8, 0x03, 0, 0), junk), 1000, "Chunk g"),
     assertCorrupt("Chunk g", /bad lz4 data/),
   );
-  throws(() => decompress(concat(Uint8Array.of(2), junk), 1000, "Chunk g"), assertCorrupt("Chunk g", /bad zstd data/));
+  throws(
+    () => decompress(concat(Uint8Array.of(2), junk), 1000, "Chunk g"),
+    assertCorrupt("Chunk g", /bad zstd data/),
+  );
 });
 
 Deno.test("an lz4 block that decodes to fewer bytes than its size prefix says is refused", () => {

@@ -75,8 +75,17 @@ archive_name_format: "{hostname}-{user}-{now:%Y%m%d}"
   const c = parseConfig(text, FILE);
   equal(c.repositories.length, 2);
   const [a, b] = c.repositories;
-  deepStrictEqual([a.label, a.minPackSize, a.maxPackSize, a.backend], ["local", 1 << 20, 2 << 20, "local"]);
-  deepStrictEqual(a.encryption, { mode: "aes256gcm", passphrase: undefined, passcommand: "pass show vger" });
+  deepStrictEqual([a.label, a.minPackSize, a.maxPackSize, a.backend], [
+    "local",
+    1 << 20,
+    2 << 20,
+    "local",
+  ]);
+  deepStrictEqual(a.encryption, {
+    mode: "aes256gcm",
+    passphrase: undefined,
+    passcommand: "pass show vger",
+  });
   deepStrictEqual(a.compression, { algorithm: "zstd", zstdLevel: 5 });
   deepStrictEqual(a.sourceDirectories, ["/home", "/etc"]);
   equal(b.backend, "s3");
@@ -90,7 +99,11 @@ archive_name_format: "{hostname}-{user}-{now:%Y%m%d}"
 });
 
 Deno.test("unknown keys are named with their path and a did-you-mean suggestion", () => {
-  assertUsage("repositorys:\n  - path: /a\n", "repositorys", /unknown key \(did you mean "repositories"\?\)/);
+  assertUsage(
+    "repositorys:\n  - path: /a\n",
+    "repositorys",
+    /unknown key \(did you mean "repositories"\?\)/,
+  );
   assertUsage(
     "repositories:\n  - path: /a\n    compresion: {algorithm: lz4}\n",
     "repositories[0].compresion",
@@ -116,14 +129,30 @@ Deno.test("unknown keys are named with their path and a did-you-mean suggestion"
 
 Deno.test("values of the wrong type are named with their key path", () => {
   const repo = "repositories: [{path: /a}]\n";
-  assertUsage(repo + "source_directories: /home\n", "source_directories", /expected a list of strings/);
-  assertUsage(repo + "exclude_patterns: [1, 2]\n", "exclude_patterns", /expected a list of strings/);
+  assertUsage(
+    repo + "source_directories: /home\n",
+    "source_directories",
+    /expected a list of strings/,
+  );
+  assertUsage(
+    repo + "exclude_patterns: [1, 2]\n",
+    "exclude_patterns",
+    /expected a list of strings/,
+  );
   assertUsage(repo + "chunker: {min_size: -5}\n", "chunker.min_size", /expected a whole number/);
   assertUsage(repo + "chunker: {max_size: 1.5}\n", "chunker.max_size", /expected a whole number/);
   assertUsage(repo + "chunker: [1]\n", "chunker", /expected a mapping/);
   assertUsage(repo + "archive_name_format: 5\n", "archive_name_format", /expected a string/);
-  assertUsage(repo + "encryption: {mode: rot13}\n", "encryption.mode", /"rot13" is not "aes256gcm" or "none"/);
-  assertUsage(repo + "encryption: {passphrase: 1234}\n", "encryption.passphrase", /expected a string/);
+  assertUsage(
+    repo + "encryption: {mode: rot13}\n",
+    "encryption.mode",
+    /"rot13" is not "aes256gcm" or "none"/,
+  );
+  assertUsage(
+    repo + "encryption: {passphrase: 1234}\n",
+    "encryption.passphrase",
+    /expected a string/,
+  );
   assertUsage(repo + "compression: {algorithm: gzip}\n", "compression.algorithm", /"gzip" is not/);
   assertUsage(repo + "compression: {zstd_level: 30}\n", "compression.zstd_level", /use 1 to 22/);
   assertUsage(

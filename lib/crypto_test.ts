@@ -55,7 +55,11 @@ function mutate(valid: Uint8Array, next: () => number, kind: number): Uint8Array
       return valid.slice(0, next() % valid.length);
     case 3: {
       const at = next() % (valid.length + 1);
-      return concat(valid.subarray(0, at), randomBytes(next, 1 + (next() % 40)), valid.subarray(at));
+      return concat(
+        valid.subarray(0, at),
+        randomBytes(next, 1 + (next() % 40)),
+        valid.subarray(at),
+      );
     }
     case 4: {
       const at = next() % valid.length;
@@ -154,7 +158,11 @@ for (const mode of MODES) {
     for (let bit = 0; bit < sealed.length * 8; bit++) {
       const bad = sealed.slice();
       bad[bit >> 3] ^= 1 << (bit & 7);
-      await assertCorrupt(key.open(ObjectType.items, "id", bad, "Metadata blob"), "Metadata blob", /./);
+      await assertCorrupt(
+        key.open(ObjectType.items, "id", bad, "Metadata blob"),
+        "Metadata blob",
+        /./,
+      );
     }
   });
 
@@ -244,8 +252,14 @@ Deno.test("chunk ids are HMAC-SHA-256 under the second half of the key material"
     false,
     ["sign"],
   );
-  deepStrictEqual(await key.chunkId(data), new Uint8Array(await crypto.subtle.sign("HMAC", mac, data)));
-  deepStrictEqual(await key.deriveSecret("gear"), await key.chunkId(enc.encode("vger-derive:gear")));
+  deepStrictEqual(
+    await key.chunkId(data),
+    new Uint8Array(await crypto.subtle.sign("HMAC", mac, data)),
+  );
+  deepStrictEqual(
+    await key.deriveSecret("gear"),
+    await key.chunkId(enc.encode("vger-derive:gear")),
+  );
   notDeepStrictEqual(await key.deriveSecret("gear"), await key.deriveSecret("config"));
 });
 

@@ -51,7 +51,11 @@ function mutate(valid: Uint8Array, next: () => number, kind: number): Uint8Array
       return valid.slice(0, next() % valid.length);
     case 3: {
       const at = next() % (valid.length + 1);
-      return concat(valid.subarray(0, at), randomBytes(next, 1 + (next() % 40)), valid.subarray(at));
+      return concat(
+        valid.subarray(0, at),
+        randomBytes(next, 1 + (next() % 40)),
+        valid.subarray(at),
+      );
     }
     case 4: {
       const at = next() % valid.length;
@@ -252,9 +256,7 @@ Deno.test("parseKeyFile throws only IntegrityError on 2,000 random and mutated i
   for (let i = 0; i < 2_000; i++) {
     // Odd inputs mutate the msgpack body and recompute the trailer, so the parser behind the
     // checksum is reached; even inputs mutate the whole file.
-    const input = i % 2 === 0
-      ? mutate(valid, next, i >> 1)
-      : mutate(validBody, next, i >> 1);
+    const input = i % 2 === 0 ? mutate(valid, next, i >> 1) : mutate(validBody, next, i >> 1);
     const bytes = i % 2 === 0 ? input : concat(input, await sha256Parts([input]));
     let parsed;
     try {
@@ -266,7 +268,10 @@ Deno.test("parseKeyFile throws only IntegrityError on 2,000 random and mutated i
     }
     parsedCount++;
     // The KDF is only run on cheap parameters; anything parsed either unwraps or is refused.
-    if (parsed.kdf === "argon2id" && (parsed.params!.memoryKiB > 4096 || parsed.params!.iterations > 2)) {
+    if (
+      parsed.kdf === "argon2id" &&
+      (parsed.params!.memoryKiB > 4096 || parsed.params!.iterations > 2)
+    ) {
       continue;
     }
     try {

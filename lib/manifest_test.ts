@@ -46,7 +46,11 @@ function mutate(valid: Uint8Array, next: () => number, kind: number): Uint8Array
       return valid.slice(0, next() % valid.length);
     case 3: {
       const at = next() % (valid.length + 1);
-      return concat(valid.subarray(0, at), randomBytes(next, 1 + (next() % 40)), valid.subarray(at));
+      return concat(
+        valid.subarray(0, at),
+        randomBytes(next, 1 + (next() % 40)),
+        valid.subarray(at),
+      );
     }
     case 4: {
       const at = next() % valid.length;
@@ -72,7 +76,12 @@ function entry(next: () => number, name: string): ManifestEntry {
     time: new Date(1_700_000_000_000 + (next() % 1_000_000) * 1000).toISOString(),
     hostname: "host-a",
     username: "root",
-    stats: { files: next() % 1000, original: next(), compressed: next() % 100_000, deduplicated: 12 },
+    stats: {
+      files: next() % 1000,
+      original: next(),
+      compressed: next() % 100_000,
+      deduplicated: 12,
+    },
   };
 }
 
@@ -104,7 +113,12 @@ Deno.test("the manifest plaintext is a msgpack map {v: 1, archives: [...]}", () 
   const first = (o.archives as Record<string, unknown>[])[0];
   deepStrictEqual(Object.keys(first), ["name", "id", "time", "hostname", "username", "stats"]);
   ok(first.id instanceof Uint8Array && first.id.length === 32);
-  deepStrictEqual(Object.keys(first.stats as object), ["files", "original", "compressed", "deduplicated"]);
+  deepStrictEqual(Object.keys(first.stats as object), [
+    "files",
+    "original",
+    "compressed",
+    "deduplicated",
+  ]);
 });
 
 Deno.test("decodeManifest accepts 64-bit stats and missing stats fields", () => {
@@ -143,12 +157,18 @@ Deno.test("decodeManifest rejects wrong structure, malformed entries and duplica
   }
   throws(() => decodeManifest(Uint8Array.of(0xc1)), assertCorrupt(/not msgpack/));
   throws(() => decodeManifest(new Uint8Array(0)), assertCorrupt(/not msgpack/));
-  throws(() => decodeManifest(concat(encodeManifest(sampleManifest()), Uint8Array.of(0))), assertCorrupt(/not msgpack/));
+  throws(
+    () => decodeManifest(concat(encodeManifest(sampleManifest()), Uint8Array.of(0))),
+    assertCorrupt(/not msgpack/),
+  );
 });
 
 Deno.test("decodeManifest returns numbers for stats whatever the stored values", () => {
   const e = entry(rng(4), "a");
-  const value = { v: 1, archives: [{ ...e, stats: { files: "12", original: { a: 1 }, compressed: true } }] };
+  const value = {
+    v: 1,
+    archives: [{ ...e, stats: { files: "12", original: { a: 1 }, compressed: true } }],
+  };
   const stats = decodeManifest(encode(value)).archives[0].stats;
   for (const [field, v] of Object.entries(stats)) {
     equal(typeof v, "number", `stats.${field} is ${JSON.stringify(v)}`);

@@ -62,7 +62,11 @@ function mutate(valid: Uint8Array, next: () => number, kind: number): Uint8Array
       return valid.slice(0, next() % valid.length);
     case 3: {
       const at = next() % (valid.length + 1);
-      return concat(valid.subarray(0, at), randomBytes(next, 1 + (next() % 40)), valid.subarray(at));
+      return concat(
+        valid.subarray(0, at),
+        randomBytes(next, 1 + (next() % 40)),
+        valid.subarray(at),
+      );
     }
     case 4: {
       const at = next() % valid.length;
@@ -223,7 +227,10 @@ Deno.test("decodePackHeader rejects bad types, gaps, overlaps and records that s
     [encodePackHeader([e(17, 10)]), 28, /records end before the header/],
   ];
   for (const [plain, end, reason] of cases) {
-    throws(() => decodePackHeader(plain, end, "Pack x"), assertCorrupt("Pack x is corrupt: ", reason));
+    throws(
+      () => decodePackHeader(plain, end, "Pack x"),
+      assertCorrupt("Pack x is corrupt: ", reason),
+    );
   }
   const huge = new Uint8Array(4);
   new DataView(huge.buffer).setUint32(0, 0xffffffff, true);
@@ -250,7 +257,10 @@ Deno.test("readPackHeader rejects short packs, bad magic, unknown version and ba
   for (const trailer of [0, bytes.length, 0xffffffff]) {
     const bad = bytes.slice();
     new DataView(bad.buffer).setUint32(bad.length - 4, trailer, true);
-    await rejects(read(bad), assertCorrupt(what, new RegExp(`header length ${trailer} does not fit`)));
+    await rejects(
+      read(bad),
+      assertCorrupt(what, new RegExp(`header length ${trailer} does not fit`)),
+    );
   }
   const otherKey = await RepoKey.generate("aes256gcm");
   await backend.put(name, bytes);
@@ -282,10 +292,13 @@ Deno.test("records copied verbatim into a new pack with a client-sealed header s
   const keep = [1, 2, 5, 7];
   // Server side: copy the kept records, byte for byte, after a fresh preamble.
   const records = walkRecords(bytes);
-  const body = concat(bytes.subarray(0, PACK_PREAMBLE), ...keep.map((i) => {
-    const r = records[i];
-    return bytes.subarray(r.start, r.start + RECORD_PREFIX + r.object.length);
-  }));
+  const body = concat(
+    bytes.subarray(0, PACK_PREAMBLE),
+    ...keep.map((i) => {
+      const r = records[i];
+      return bytes.subarray(r.start, r.start + RECORD_PREFIX + r.object.length);
+    }),
+  );
   // Client side: the new offsets follow from the lengths alone.
   let at = PACK_PREAMBLE;
   const newEntries = keep.map((i) => {
@@ -354,7 +367,11 @@ Deno.test("readPackHeader throws only IntegrityError on 2,000 random and mutated
     let input: Uint8Array;
     if (i % 3 === 2) {
       // An authentic header over a mutated plaintext, so decodePackHeader sees hostile entries.
-      const sealed = await key.seal(ObjectType.packHeader, "pack-header", mutate(plainHeader, next, i));
+      const sealed = await key.seal(
+        ObjectType.packHeader,
+        "pack-header",
+        mutate(plainHeader, next, i),
+      );
       const trailer = new Uint8Array(4);
       new DataView(trailer.buffer).setUint32(0, sealed.length, true);
       input = concat(bytes.subarray(0, recordsEnd), sealed, trailer);
@@ -372,7 +389,9 @@ Deno.test("readPackHeader throws only IntegrityError on 2,000 random and mutated
     }
     accepted++;
     const end = input.length - 4 - u32(input, input.length - 4);
-    for (const e of got) ok(e.offset >= PACK_PREAMBLE + RECORD_PREFIX && e.offset + e.length <= end);
+    for (const e of got) {
+      ok(e.offset >= PACK_PREAMBLE + RECORD_PREFIX && e.offset + e.length <= end);
+    }
   }
   ok(accepted > 0, "flips inside records leave the header intact");
   ok(performance.now() - start < 20_000);

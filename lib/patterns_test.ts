@@ -55,7 +55,11 @@ const MATCHES: [string, string, boolean][] = [
 
 Deno.test("globToRegExp matches whole paths for *, **, ?, classes and literals", () => {
   for (const [glob, path, want] of MATCHES) {
-    equal(globToRegExp(glob).test(path), want, `${JSON.stringify(glob)} vs ${JSON.stringify(path)}`);
+    equal(
+      globToRegExp(glob).test(path),
+      want,
+      `${JSON.stringify(glob)} vs ${JSON.stringify(path)}`,
+    );
   }
 });
 
@@ -86,7 +90,26 @@ Deno.test("PathSelector selects a path when it or one of its parents matches", (
 Deno.test("globToRegExp gives a RegExp or a UsageError for any glob text", () => {
   // A glob comes from the command line or the config, so a bad one is a usage error (exit 2).
   throws(() => globToRegExp("file[z-a]"), UsageError);
-  const chars = ["*", "?", "[", "]", "!", "^", "\\", "/", "a", ".", "-", "(", ")", "{", "}", "|", "$", "+"];
+  const chars = [
+    "*",
+    "?",
+    "[",
+    "]",
+    "!",
+    "^",
+    "\\",
+    "/",
+    "a",
+    ".",
+    "-",
+    "(",
+    ")",
+    "{",
+    "}",
+    "|",
+    "$",
+    "+",
+  ];
   let x = 12345;
   for (let i = 0; i < 2_000; i++) {
     let g = "";

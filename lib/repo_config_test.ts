@@ -67,7 +67,11 @@ function mutate(valid: Uint8Array, next: () => number, kind: number): Uint8Array
       return valid.slice(0, next() % valid.length);
     case 3: {
       const at = next() % (valid.length + 1);
-      return concat(valid.subarray(0, at), randomBytes(next, 1 + (next() % 40)), valid.subarray(at));
+      return concat(
+        valid.subarray(0, at),
+        randomBytes(next, 1 + (next() % 40)),
+        valid.subarray(at),
+      );
     }
     case 4: {
       const at = next() % valid.length;

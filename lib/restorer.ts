@@ -365,6 +365,14 @@ class ExtractRun {
     } catch (err) {
       // release what this file still holds so the producer does not wait forever
       for (let c; (c = await this.#chunkAt(q, i)) !== null; i++) this.#release(c);
+      if (file) {
+        // do not leave a truncated file under the real name: it would look restored
+        file.close();
+        file = null;
+        try {
+          Deno.removeSync(path);
+        } catch { /* already gone */ }
+      }
       if (err instanceof IntegrityError) this.#warn(`Cannot restore "${path}": ${err.message}`);
       else if (err instanceof VgerError) throw err;
       else this.#warn(`Cannot restore "${path}": ${describeFsError(err)}`);

@@ -34,7 +34,10 @@ import { nativeFs } from "../lib/fs_native.ts";
 export const CLI_PATH: string = fileURLToPath(new URL("../cli.ts", import.meta.url));
 
 /** Absolute path of the project root (where deno.json and node_modules are). */
-export const PROJECT_DIR: string = fileURLToPath(new URL("../", import.meta.url)).replace(/\/$/, "");
+export const PROJECT_DIR: string = fileURLToPath(new URL("../", import.meta.url)).replace(
+  /\/$/,
+  "",
+);
 
 /** The passphrase {@linkcode runVger} passes in VGER_PASSPHRASE unless told otherwise. */
 export const PASSPHRASE = "correct horse battery staple";
@@ -535,6 +538,8 @@ export function pseudoRandomBytes(length: number, seed = 1): Uint8Array<ArrayBuf
     x ^= x << 5;
     words[i] = x >>> 0;
   }
-  for (let i = words.length * 4; i < length; i++) out[i] = (x = (x * 1103515245 + 12345) >>> 0) >>> 24;
+  for (let i = words.length * 4; i < length; i++) {
+    out[i] = (x = (x * 1103515245 + 12345) >>> 0) >>> 24;
+  }
   return out;
 }

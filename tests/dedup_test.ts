@@ -15,7 +15,9 @@ interface Run {
 }
 
 /** A temp dir with an initialized repository at `<dir>/repo`; removed after fn. */
-async function withRepo(fn: (work: string, vger: (args: string[]) => Promise<Run>) => Promise<void>) {
+async function withRepo(
+  fn: (work: string, vger: (args: string[]) => Promise<Run>) => Promise<void>,
+) {
   const work = await Deno.makeTempDir({ prefix: "vger-dedup-test-" });
   const vger = async (args: string[]): Promise<Run> => {
     const out = await new Deno.Command(Deno.execPath(), {
@@ -57,7 +59,9 @@ function bytesUnder(dir: string): number {
 
 function randomBytes(n: number): Uint8Array {
   const out = new Uint8Array(n);
-  for (let i = 0; i < n; i += 65536) crypto.getRandomValues(out.subarray(i, Math.min(n, i + 65536)));
+  for (let i = 0; i < n; i += 65536) {
+    crypto.getRandomValues(out.subarray(i, Math.min(n, i + 65536)));
+  }
   return out;
 }
 

@@ -51,7 +51,9 @@ function assertNoCrash(r: Run): void {
 
 function randomBytes(n: number): Uint8Array {
   const out = new Uint8Array(n);
-  for (let i = 0; i < n; i += 65536) crypto.getRandomValues(out.subarray(i, Math.min(n, i + 65536)));
+  for (let i = 0; i < n; i += 65536) {
+    crypto.getRandomValues(out.subarray(i, Math.min(n, i + 65536)));
+  }
   return out;
 }
 
@@ -75,7 +77,9 @@ function filesUnder(dir: string, rel = ""): string[] {
 /** The repository files whose bytes contain needle. */
 function filesContaining(repo: string, needle: string): string[] {
   const n = Buffer.from(needle, "utf8");
-  return filesUnder(repo).filter((f) => Buffer.from(Deno.readFileSync(`${repo}/${f}`)).indexOf(n) >= 0);
+  return filesUnder(repo).filter((f) =>
+    Buffer.from(Deno.readFileSync(`${repo}/${f}`)).indexOf(n) >= 0
+  );
 }
 
 function copyFiles(from: string, to: string): void {
@@ -127,7 +131,12 @@ function markedTree(src: string, marker: string): void {
 /** Asserts that the extracted tree carries the marker everywhere markedTree put it. */
 function assertMarkedTreeRestored(src: string, restored: string, marker: string): void {
   const fs = nativeFs()!;
-  assert.ok(equalBytes(Deno.readFileSync(`${restored}/contents.bin`), Deno.readFileSync(`${src}/contents.bin`)));
+  assert.ok(
+    equalBytes(
+      Deno.readFileSync(`${restored}/contents.bin`),
+      Deno.readFileSync(`${src}/contents.bin`),
+    ),
+  );
   assert.equal(
     Deno.readTextFileSync(`${restored}/name-${marker}.txt`),
     "the name is the secret\n",
@@ -274,48 +283,57 @@ Deno.test("damaged, swapped and wrongly unlocked repositories fail cleanly and n
     const extract = (repo: string, archive: string) =>
       vger(work, ["-R", repo, "extract", "--archive", archive, "--dest", `${repo}-out`]);
 
-    await t.step("a flipped bit in a pack's data record fails only the file that uses it", async () => {
-      const repo = fresh();
-      const v = base.victim;
-      flipBit(`${repo}/${packKey(fromHexId(v.pack))}`, v.offset + (v.length >> 1));
-      const r = await extract(repo, "first");
-      assertNoCrash(r);
-      assert.equal(r.code, 3, r.stderr);
-      assert.match(r.stderr, /victim\.bin/);
-      assert.ok(r.stderr.includes(`Chunk ${v.chunk}`), r.stderr);
-      assert.ok(r.stderr.includes(`pack ${v.pack}`), r.stderr);
-      assert.match(r.stderr, /corrupt/);
-      const out = `${repo}-out${base.src}`;
-      for (const f of ["bystander.bin", "note.txt"]) {
-        assert.ok(equalBytes(Deno.readFileSync(`${out}/${f}`), Deno.readFileSync(`${base.src}/${f}`)), f);
-      }
-      let victim: Uint8Array | null = null;
-      try {
-        victim = Deno.readFileSync(`${out}/victim.bin`);
-      } catch {
-        // absent is fine
-      }
-      assert.ok(!victim || !equalBytes(victim, Deno.readFileSync(`${base.src}/victim.bin`)));
-    });
-
-    await t.step("a file whose chunk is corrupt is not left behind truncated under its name", async () => {
-      const repo = fresh();
-      const v = base.victim;
-      flipBit(`${repo}/${packKey(fromHexId(v.pack))}`, v.offset + (v.length >> 1));
-      const r = await extract(repo, "first");
-      assert.equal(r.code, 3, r.stderr);
-      const out = `${repo}-out${base.src}`;
-      const left = (() => {
-        try {
-          return Deno.lstatSync(`${out}/victim.bin`).size;
-        } catch {
-          return null;
+    await t.step(
+      "a flipped bit in a pack's data record fails only the file that uses it",
+      async () => {
+        const repo = fresh();
+        const v = base.victim;
+        flipBit(`${repo}/${packKey(fromHexId(v.pack))}`, v.offset + (v.length >> 1));
+        const r = await extract(repo, "first");
+        assertNoCrash(r);
+        assert.equal(r.code, 3, r.stderr);
+        assert.match(r.stderr, /victim\.bin/);
+        assert.ok(r.stderr.includes(`Chunk ${v.chunk}`), r.stderr);
+        assert.ok(r.stderr.includes(`pack ${v.pack}`), r.stderr);
+        assert.match(r.stderr, /corrupt/);
+        const out = `${repo}-out${base.src}`;
+        for (const f of ["bystander.bin", "note.txt"]) {
+          assert.ok(
+            equalBytes(Deno.readFileSync(`${out}/${f}`), Deno.readFileSync(`${base.src}/${f}`)),
+            f,
+          );
         }
-      })();
-      // A partial file at the real path looks restored, and a later extract without
-      // --overwrite would skip it as "exists".
-      assert.equal(left, null, `victim.bin was left with ${left} of ${3 * MiB} bytes`);
-    });
+        let victim: Uint8Array | null = null;
+        try {
+          victim = Deno.readFileSync(`${out}/victim.bin`);
+        } catch {
+          // absent is fine
+        }
+        assert.ok(!victim || !equalBytes(victim, Deno.readFileSync(`${base.src}/victim.bin`)));
+      },
+    );
+
+    await t.step(
+      "a file whose chunk is corrupt is not left behind truncated under its name",
+      async () => {
+        const repo = fresh();
+        const v = base.victim;
+        flipBit(`${repo}/${packKey(fromHexId(v.pack))}`, v.offset + (v.length >> 1));
+        const r = await extract(repo, "first");
+        assert.equal(r.code, 3, r.stderr);
+        const out = `${repo}-out${base.src}`;
+        const left = (() => {
+          try {
+            return Deno.lstatSync(`${out}/victim.bin`).size;
+          } catch {
+            return null;
+          }
+        })();
+        // A partial file at the real path looks restored, and a later extract without
+        // --overwrite would skip it as "exists".
+        assert.equal(left, null, `victim.bin was left with ${left} of ${3 * MiB} bytes`);
+      },
+    );
 
     await t.step("two chunk records swapped inside a pack fail authentication", async () => {
       const repo = fresh();
@@ -332,61 +350,76 @@ Deno.test("damaged, swapped and wrongly unlocked repositories fail cleanly and n
       assertNoCrash(r);
       assert.equal(r.code, 3, r.stderr);
       for (const c of base.twins) {
-        assert.match(r.stderr, new RegExp(`Chunk ${c.chunk} in pack ${c.pack} is corrupt: authentication failed`));
+        assert.match(
+          r.stderr,
+          new RegExp(`Chunk ${c.chunk} in pack ${c.pack} is corrupt: authentication failed`),
+        );
       }
       assert.match(r.stderr, /twin-a\.bin/);
       assert.match(r.stderr, /twin-b\.bin/);
       const out = `${repo}-out${base.src}`;
       for (const f of ["victim.bin", "bystander.bin", "note.txt"]) {
-        assert.ok(equalBytes(Deno.readFileSync(`${out}/${f}`), Deno.readFileSync(`${base.src}/${f}`)), f);
+        assert.ok(
+          equalBytes(Deno.readFileSync(`${out}/${f}`), Deno.readFileSync(`${base.src}/${f}`)),
+          f,
+        );
       }
     });
 
-    await t.step("a flipped bit in the index fails every command that reads it, naming the index", async () => {
-      const repo = fresh();
-      flipBit(`${repo}/index`, Deno.statSync(`${repo}/index`).size >> 1);
-      for (
-        const args of [
-          ["list", "--archive", "first"],
-          ["extract", "--archive", "first", "--dest", `${repo}-out`],
-          ["backup", "--archive", "third", base.src],
-        ]
-      ) {
-        const r = await vger(work, ["-R", repo, ...args]);
-        assertNoCrash(r);
-        assert.equal(r.code, 1, `${args[0]}: ${r.stderr}`);
-        assert.match(r.stderr, /Index is corrupt/, args[0]);
-      }
-    });
-
-    await t.step("a flipped bit in an archive object fails list --archive, naming the archive", async () => {
-      const repo = fresh();
-      const hex = base.archives.first;
-      flipBit(`${repo}/archives/${hex}`, 40);
-      const r = await vger(work, ["-R", repo, "list", "--archive", "first"]);
-      assertNoCrash(r);
-      assert.equal(r.code, 1, r.stderr);
-      assert.ok(r.stderr.includes(`archives/${hex}`), r.stderr);
-      assert.match(r.stderr, /corrupt/);
-      const x = await extract(repo, "first");
-      assertNoCrash(x);
-      assert.equal(x.code, 1);
-      assert.ok(x.stderr.includes(`archives/${hex}`), x.stderr);
-      await ok(work, ["-R", repo, "list", "--archive", "second"]); // the other archive is fine
-    });
-
-    await t.step("a flipped bit in keys/repokey is reported as corrupt, not as a wrong passphrase", async () => {
-      for (const at of [0, 40, -1]) {
+    await t.step(
+      "a flipped bit in the index fails every command that reads it, naming the index",
+      async () => {
         const repo = fresh();
-        flipBit(`${repo}/keys/repokey`, at, 0x01);
-        const r = await vger(work, ["-R", repo, "list"]);
+        flipBit(`${repo}/index`, Deno.statSync(`${repo}/index`).size >> 1);
+        for (
+          const args of [
+            ["list", "--archive", "first"],
+            ["extract", "--archive", "first", "--dest", `${repo}-out`],
+            ["backup", "--archive", "third", base.src],
+          ]
+        ) {
+          const r = await vger(work, ["-R", repo, ...args]);
+          assertNoCrash(r);
+          assert.equal(r.code, 1, `${args[0]}: ${r.stderr}`);
+          assert.match(r.stderr, /Index is corrupt/, args[0]);
+        }
+      },
+    );
+
+    await t.step(
+      "a flipped bit in an archive object fails list --archive, naming the archive",
+      async () => {
+        const repo = fresh();
+        const hex = base.archives.first;
+        flipBit(`${repo}/archives/${hex}`, 40);
+        const r = await vger(work, ["-R", repo, "list", "--archive", "first"]);
         assertNoCrash(r);
         assert.equal(r.code, 1, r.stderr);
-        assert.match(r.stderr, /keys\/repokey/);
+        assert.ok(r.stderr.includes(`archives/${hex}`), r.stderr);
         assert.match(r.stderr, /corrupt/);
-        assert.doesNotMatch(r.stderr, /wrong passphrase/i);
-      }
-    });
+        const x = await extract(repo, "first");
+        assertNoCrash(x);
+        assert.equal(x.code, 1);
+        assert.ok(x.stderr.includes(`archives/${hex}`), x.stderr);
+        await ok(work, ["-R", repo, "list", "--archive", "second"]); // the other archive is fine
+      },
+    );
+
+    await t.step(
+      "a flipped bit in keys/repokey is reported as corrupt, not as a wrong passphrase",
+      async () => {
+        for (const at of [0, 40, -1]) {
+          const repo = fresh();
+          flipBit(`${repo}/keys/repokey`, at, 0x01);
+          const r = await vger(work, ["-R", repo, "list"]);
+          assertNoCrash(r);
+          assert.equal(r.code, 1, r.stderr);
+          assert.match(r.stderr, /keys\/repokey/);
+          assert.match(r.stderr, /corrupt/);
+          assert.doesNotMatch(r.stderr, /wrong passphrase/i);
+        }
+      },
+    );
 
     await t.step("a flipped bit in the manifest fails list, naming the manifest", async () => {
       const repo = fresh();
@@ -399,7 +432,14 @@ Deno.test("damaged, swapped and wrongly unlocked repositories fail cleanly and n
 
     await t.step("a flipped bit in the config fails, naming the config", async () => {
       const text = Deno.readTextFileSync(`${base.repo}/config`);
-      for (const at of [0, text.indexOf('"id"') + 10, text.indexOf("min_size") + 11, text.indexOf('"mac"') + 9]) {
+      for (
+        const at of [
+          0,
+          text.indexOf('"id"') + 10,
+          text.indexOf("min_size") + 11,
+          text.indexOf('"mac"') + 9,
+        ]
+      ) {
         const repo = fresh();
         flipBit(`${repo}/config`, at, 0x01);
         const r = await vger(work, ["-R", repo, "list"]);
@@ -430,32 +470,35 @@ Deno.test("damaged, swapped and wrongly unlocked repositories fail cleanly and n
       await ok(work, ["-R", repo, "list", "--archive", "first"]);
     });
 
-    await t.step("two packs swapped under each other's names fail rather than being read", async () => {
-      const repo = fresh();
-      const packs = filesUnder(repo).filter((f) => f.startsWith("packs/"));
-      assert.equal(packs.length, 2, `expected one pack per backup, got ${packs}`);
-      const [a, b] = packs.map((p) => `${repo}/${p}`);
-      Deno.renameSync(a, `${a}.swap`);
-      Deno.renameSync(b, a);
-      Deno.renameSync(`${a}.swap`, b);
-      for (const archive of ["first", "second"]) {
-        const r = await extract(repo, archive);
-        assertNoCrash(r);
-        assert.notEqual(r.code, 0, `${archive} restored from swapped packs`);
-        assert.match(r.stderr, /corrupt|cannot be read/, r.stderr);
-        // Whatever was restored is the original data, never the other pack's bytes.
-        for (const f of ["victim.bin", "bystander.bin", "note.txt", "twin-a.bin", "twin-b.bin"]) {
-          let got: Uint8Array;
-          try {
-            got = Deno.readFileSync(`${repo}-out${base.src}/${f}`);
-          } catch {
-            continue;
+    await t.step(
+      "two packs swapped under each other's names fail rather than being read",
+      async () => {
+        const repo = fresh();
+        const packs = filesUnder(repo).filter((f) => f.startsWith("packs/"));
+        assert.equal(packs.length, 2, `expected one pack per backup, got ${packs}`);
+        const [a, b] = packs.map((p) => `${repo}/${p}`);
+        Deno.renameSync(a, `${a}.swap`);
+        Deno.renameSync(b, a);
+        Deno.renameSync(`${a}.swap`, b);
+        for (const archive of ["first", "second"]) {
+          const r = await extract(repo, archive);
+          assertNoCrash(r);
+          assert.notEqual(r.code, 0, `${archive} restored from swapped packs`);
+          assert.match(r.stderr, /corrupt|cannot be read/, r.stderr);
+          // Whatever was restored is the original data, never the other pack's bytes.
+          for (const f of ["victim.bin", "bystander.bin", "note.txt", "twin-a.bin", "twin-b.bin"]) {
+            let got: Uint8Array;
+            try {
+              got = Deno.readFileSync(`${repo}-out${base.src}/${f}`);
+            } catch {
+              continue;
+            }
+            assert.ok(equalBytes(got, Deno.readFileSync(`${base.src}/${f}`)), `${archive}: ${f}`);
           }
-          assert.ok(equalBytes(got, Deno.readFileSync(`${base.src}/${f}`)), `${archive}: ${f}`);
+          Deno.removeSync(`${repo}-out`, { recursive: true });
         }
-        Deno.removeSync(`${repo}-out`, { recursive: true });
-      }
-    });
+      },
+    );
   });
 });
 
@@ -501,7 +544,11 @@ Deno.test("every single-bit flip in config, key file, manifest, index and archiv
       await everyFlip("manifest", /^Manifest is corrupt/, () => r.readManifest());
       await everyFlip("index", /^Index is corrupt/, () => r.readIndex());
       const entry = (await r.readManifest()).archives[0];
-      await everyFlip(archive, new RegExp(`\\(${archive}\\) is corrupt`), () => r.readArchive(entry));
+      await everyFlip(
+        archive,
+        new RegExp(`\\(${archive}\\) is corrupt`),
+        () => r.readArchive(entry),
+      );
     } finally {
       await backend.close();
     }

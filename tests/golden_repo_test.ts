@@ -106,7 +106,15 @@ Deno.test("golden repository v1: extract restores contents, modes, symlinks, xat
   await withGoldenCopy(async (work, repo) => {
     for (const archive of expected.archives) {
       const dest = `${work}/out-${archive.name}`;
-      const r = await vger(work, ["-R", repo, "extract", "--archive", archive.name, "--dest", dest]);
+      const r = await vger(work, [
+        "-R",
+        repo,
+        "extract",
+        "--archive",
+        archive.name,
+        "--dest",
+        dest,
+      ]);
       assert.equal(r.code, 0, r.stderr);
       const storedRoot = archive.items[0].path;
       const restored = await describeEntries(`${dest}/${storedRoot}`, storedRoot);
@@ -142,7 +150,15 @@ Deno.test("golden repository v1 accepts a new backup from this version and still
       restored.map((e) => [e.path, e.sha256]),
       first.items.map((e) => [e.path, e.sha256]),
     );
-    r = await vger(work, ["-R", repo, "extract", "--archive", "golden-3", "--dest", `${work}/out3`]);
+    r = await vger(work, [
+      "-R",
+      repo,
+      "extract",
+      "--archive",
+      "golden-3",
+      "--dest",
+      `${work}/out3`,
+    ]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(
       Deno.readTextFileSync(`${work}/out3${src}/new.txt`),

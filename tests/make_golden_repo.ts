@@ -90,7 +90,11 @@ function pseudoRandom(n: number, seed: number): Uint8Array {
 function notesText(): string {
   const lines: string[] = [];
   for (let i = 0; i < 1500; i++) {
-    lines.push(`${i.toString().padStart(4, "0")} The quick brown fox jumps over the lazy dog ${i * 7919 % 1000}`);
+    lines.push(
+      `${i.toString().padStart(4, "0")} The quick brown fox jumps over the lazy dog ${
+        i * 7919 % 1000
+      }`,
+    );
   }
   return lines.join("\n") + "\n";
 }
@@ -239,10 +243,26 @@ export async function makeGoldenRepo(): Promise<void> {
     ], work);
     writeTree(GOLDEN_SOURCE, false);
     const first = await describeEntries(GOLDEN_SOURCE, stored);
-    await vger([...common, "backup", "--archive", "golden-1", "--compression", "lz4", GOLDEN_SOURCE], work);
+    await vger([
+      ...common,
+      "backup",
+      "--archive",
+      "golden-1",
+      "--compression",
+      "lz4",
+      GOLDEN_SOURCE,
+    ], work);
     writeTree(GOLDEN_SOURCE, true);
     const second = await describeEntries(GOLDEN_SOURCE, stored);
-    await vger([...common, "backup", "--archive", "golden-2", "--compression", "zstd", GOLDEN_SOURCE], work);
+    await vger([
+      ...common,
+      "backup",
+      "--archive",
+      "golden-2",
+      "--compression",
+      "zstd",
+      GOLDEN_SOURCE,
+    ], work);
     removeEmptyDirs(GOLDEN_REPO); // git keeps no empty directories (locks/); match a checkout
     const repoConfig = JSON.parse(await Deno.readTextFile(`${GOLDEN_REPO}/config`));
     const expected: GoldenExpected = {

@@ -162,7 +162,11 @@ Deno.test("round trip: extract restores every byte and all metadata of a tree wi
     equal(source["modes/setuid"].mode, 0o4755);
     equal(source["modes/sticky-dir"].mode, 0o1777);
     equal(source["files/4k"].xattrs["user.binary"].length, 512);
-    ok(source["deep/d00/d01/d02/d03/d04/d05/d06/d07/d08/d09/d10/d11/d12/d13/d14/d15/d16/d17/d18/d19/d20/d21/d22/d23/d24/d25/d26/d27/d28/d29/d30/d31/d32/d33/d34/d35/d36/d37/d38/d39/leaf.txt"]);
+    ok(
+      source[
+        "deep/d00/d01/d02/d03/d04/d05/d06/d07/d08/d09/d10/d11/d12/d13/d14/d15/d16/d17/d18/d19/d20/d21/d22/d23/d24/d25/d26/d27/d28/d29/d30/d31/d32/d33/d34/d35/d36/d37/d38/d39/leaf.txt"
+      ],
+    );
     if (isRoot) equal(source["owned/nobody-file"].uid, NOBODY_ID);
     ok(
       allocatedBytes(`${src}/sparse/holey`) < SPARSE_SIZE / 4,
@@ -175,13 +179,16 @@ Deno.test("round trip: extract restores every byte and all metadata of a tree wi
     equal(backup.code, 0, backup.stderr);
     equal(backup.stderr, "", "a clean backup prints no warnings");
 
-    await t.step("extract restores contents, types, modes, owners, xattrs, ns mtimes and link targets", async () => {
-      const dest = `${dir}/out`;
-      const r = await runVger(["-R", repo, "extract", "--archive", "rt", "--dest", dest]);
-      equal(r.code, 0, r.stderr);
-      const restored = await treeSnapshot(restoredPath(dest, src));
-      deepStrictEqual(restored, source);
-    });
+    await t.step(
+      "extract restores contents, types, modes, owners, xattrs, ns mtimes and link targets",
+      async () => {
+        const dest = `${dir}/out`;
+        const r = await runVger(["-R", repo, "extract", "--archive", "rt", "--dest", dest]);
+        equal(r.code, 0, r.stderr);
+        const restored = await treeSnapshot(restoredPath(dest, src));
+        deepStrictEqual(restored, source);
+      },
+    );
 
     await t.step("a sparse file is restored sparse", () => {
       const path = `${restoredPath(`${dir}/out`, src)}/sparse/holey`;

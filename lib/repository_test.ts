@@ -1,0 +1,373 @@
+import { createHash } from "node:crypto";
+import { deepStrictEqual, equal, notEqual, ok, rejects } from "node:assert/strict";
+import { MemoryBackend } from "../backends/memory.ts";
+import type { PutBody } from "../backends/backend.ts";
+import { type ArchiveMeta, encodeArchiveMeta } from "./archive.ts";
+import { DEFAULT_CHUNKER_PARAMS } from "./chunker.ts";
+import { compress } from "./compress.ts";
+import { ObjectType, type ObjectTypeTag } from "./crypto.ts";
+import {
+  AlreadyExistsError,
+  DecryptionError,
+  IntegrityError,
+  NotFoundError,
+  UsageError,
+} from "./errors.ts";
+import { packKey, toHex } from "./ids.ts";
+import type { KdfParams } from "./key_file.ts";
+import { COMMIT_LOCK } from "./lock.ts";
+import { type InitOptions, initRepository, Repository } from "./repository.ts";
+import { WriteSession } from "./write_session.ts";
+
+const FAST: KdfParams = { iterations: 1, memoryKiB: 1024, parallelism: 1 };
+const PASS = "correct horse battery staple";
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+/** A MemoryBackend that records every write, in order. */
+class RecordingBackend extends MemoryBackend {
+  log: string[] = [];
+
+  override put(key: string, body: PutBody): Promise<void> {
+    this.log.push(`put ${key}`);
+    return super.put(key, body);
+  }
+
+  override create(key: string, body: PutBody): Promise<boolean> {
+    this.log.push(`create ${key}`);
+    return super.create(key, body);
+  }
+
+  override delete(key: string): Promise<void> {
+    this.log.push(`delete ${key}`);
+    return super.delete(key);
+  }
+}
+
+async function newRepo(
+  options: Partial<InitOptions> = {},
+): Promise<{ backend: RecordingBackend; repo: Repository<RecordingBackend> }> {
+  const backend = new RecordingBackend("memory:test");
+  await initRepository(backend, {
+    encryption: "aes256gcm",
+    passphrase: PASS,
+    kdf: FAST,
+    minPackSize: 1 << 20,
+    maxPackSize: 4 << 20,
+    ...options,
+  });
+  const repo = await Repository.open(backend, { passphrase: options.passphrase ?? PASS });
+  return { backend, repo };
+}
+
+function randomData(n: number, seed: number): Uint8Array {
+  const out = new Uint8Array(n);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x >>> 24;
+  }
+  return out;
+}
+
+/** Compresses and seals a blob the way the archiver does, and adds it to the session. */
+async function addBlob(
+  repo: Repository<RecordingBackend>,
+  session: WriteSession,
+  type: ObjectTypeTag,
+  data: Uint8Array,
+): Promise<Uint8Array> {
+  const id = await repo.key.chunkId(data);
+  if (session.reserve(id)) {
+    const sealed = await repo.key.seal(type, id, compress(data, { algorithm: "lz4" }));
+    await session.add(id, type, sealed, data.length);
+  }
+  return id;
+}
+
+function meta(name: string, items: Uint8Array[]): ArchiveMeta {
+  return {
+    name,
+    hostname: "host",
+    username: "user",
+    time: "2024-05-06T07:08:09.000Z",
+    timeEnd: "2024-05-06T07:08:10.000Z",
+    sources: ["/src"],
+    items,
+    stats: { files: 2, original: 300_000, compressed: 1234, deduplicated: 567 },
+  };
+}
+
+async function editConfig(backend: MemoryBackend, edit: (text: string) => string): Promise<void> {
+  const before = dec.decode((await backend.get("config"))!);
+  const after = edit(before);
+  notEqual(after, before, "the edit changed the config");
+  await backend.put("config", enc.encode(after));
+}
+
+/** A plain Uint8Array view (lz4 and zstd output are Node Buffers). */
+function plain(b: Uint8Array): Uint8Array {
+  return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+}
+
+function integrity(pattern: RegExp): (err: unknown) => boolean {
+  return (err: unknown) => {
+    ok(err instanceof IntegrityError, `expected IntegrityError, got ${err}`);
+    ok(pattern.test(err.message), err.message);
+    return true;
+  };
+}
+
+for (const encryption of ["aes256gcm", "none"] as const) {
+  Deno.test(`init writes key, index, manifest, then config; open reads them back (${encryption})`, async () => {
+    const { backend, repo } = await newRepo({ encryption });
+    deepStrictEqual(backend.log, [
+      "put keys/repokey",
+      "put index",
+      "put manifest",
+      "create config",
+    ]);
+    equal(repo.config.encryption, encryption);
+    equal(repo.key.encrypted, encryption === "aes256gcm");
+    deepStrictEqual(repo.config.chunker, { ...DEFAULT_CHUNKER_PARAMS });
+    deepStrictEqual([repo.config.minPackSize, repo.config.maxPackSize], [1 << 20, 4 << 20]);
+    ok(/^[0-9a-f]{64}$/.test(repo.config.id));
+    deepStrictEqual(await repo.readManifest(), { archives: [] });
+    equal((await repo.readIndex()).size, 0);
+    const config = JSON.parse(dec.decode((await backend.get("config"))!));
+    equal(config.encryption, encryption);
+  });
+}
+
+Deno.test("init refuses a location that holds a repository or part of one", async () => {
+  const { backend } = await newRepo();
+  await rejects(
+    initRepository(backend, { encryption: "none" }),
+    (err: unknown) => err instanceof AlreadyExistsError && /config is present/.test(err.message),
+  );
+  for (const key of ["keys/repokey", "manifest", "index"]) {
+    const partial = new MemoryBackend();
+    await partial.put(key, Uint8Array.of(1));
+    await rejects(initRepository(partial, { encryption: "none" }), AlreadyExistsError);
+    equal(await partial.size("config"), null, "nothing was written");
+  }
+});
+
+Deno.test("init rejects bad pack sizes and chunker parameters before writing anything", async () => {
+  const backend = new MemoryBackend();
+  await rejects(initRepository(backend, { encryption: "none", minPackSize: 1000 }), UsageError);
+  await rejects(
+    initRepository(backend, { encryption: "none", minPackSize: 8 << 20, maxPackSize: 4 << 20 }),
+    UsageError,
+  );
+  await rejects(
+    initRepository(backend, {
+      encryption: "none",
+      chunker: { minSize: 64, avgSize: 100, maxSize: 200 },
+    }),
+    UsageError,
+  );
+  const keys = [];
+  for await (const o of backend.list("")) keys.push(o.key);
+  deepStrictEqual(keys, []);
+});
+
+Deno.test("open with a wrong passphrase gives DecryptionError", async () => {
+  const { backend } = await newRepo();
+  await rejects(Repository.open(backend, { passphrase: "wrong" }), DecryptionError);
+  await rejects(Repository.open(backend, {}), UsageError);
+  const asked: string[] = [];
+  const repo = await Repository.open(backend, {
+    passphrase: () => {
+      asked.push("asked");
+      return Promise.resolve(PASS);
+    },
+  });
+  deepStrictEqual(asked, ["asked"]);
+  equal(repo.location, "memory:test");
+});
+
+Deno.test("open of a plaintext repository never asks for a passphrase", async () => {
+  const { backend } = await newRepo({ encryption: "none", passphrase: undefined });
+  const repo = await Repository.open(backend, {
+    passphrase: () => Promise.reject(new Error("must not be asked")),
+  });
+  equal(repo.key.encrypted, false);
+});
+
+Deno.test("open reports a missing config or key file as NotFoundError", async () => {
+  await rejects(Repository.open(new MemoryBackend("memory:empty")), (err: unknown) => {
+    ok(err instanceof NotFoundError);
+    ok(err.message.includes('"memory:empty": config not found'), err.message);
+    return true;
+  });
+  const { backend } = await newRepo();
+  await backend.delete("keys/repokey");
+  await rejects(Repository.open(backend, { passphrase: PASS }), NotFoundError);
+});
+
+Deno.test("switching the config to encryption none is detected on open", async () => {
+  const { backend } = await newRepo();
+  await editConfig(backend, (t) => t.replace('"encryption":"aes256gcm"', '"encryption":"none"'));
+  await rejects(Repository.open(backend, { passphrase: PASS }), integrity(/inconsistent/));
+});
+
+Deno.test("switching a plaintext repository's config to aes256gcm is detected on open", async () => {
+  const { backend } = await newRepo({ encryption: "none", passphrase: undefined });
+  await editConfig(backend, (t) => t.replace('"encryption":"none"', '"encryption":"aes256gcm"'));
+  await rejects(Repository.open(backend, { passphrase: PASS }), integrity(/inconsistent/));
+});
+
+Deno.test("changed chunker or pack parameters in the config fail the MAC on open", async () => {
+  const edits = [
+    (t: string) => t.replace(`"min_size":${DEFAULT_CHUNKER_PARAMS.minSize}`, '"min_size":65536'),
+    (t: string) => t.replace(`"avg_size":${DEFAULT_CHUNKER_PARAMS.avgSize}`, '"avg_size":1048576'),
+    (t: string) => t.replace(`"max_pack_size":${4 << 20}`, `"max_pack_size":${8 << 20}`),
+    (t: string) => t.replace(/"mac":"(.)/, (_m, c: string) => `"mac":"${c === "0" ? "1" : "0"}`),
+  ];
+  for (const edit of edits) {
+    const { backend } = await newRepo();
+    await editConfig(backend, edit);
+    await rejects(Repository.open(backend, { passphrase: PASS }), integrity(/MAC does not match/));
+  }
+});
+
+Deno.test("a config damaged into bad JSON gives IntegrityError", async () => {
+  const { backend } = await newRepo();
+  await editConfig(backend, (t) => t.slice(0, 20));
+  await rejects(
+    Repository.open(backend, { passphrase: PASS }),
+    integrity(/Repository config is corrupt/),
+  );
+});
+
+Deno.test("blobs written through a WriteSession commit read back byte for byte", async () => {
+  const { backend, repo } = await newRepo();
+  const session = new WriteSession(repo, await repo.readIndex());
+  const chunks = [randomData(200_000, 1), new Uint8Array(100_000), enc.encode("tiny")];
+  const ids = [];
+  for (const c of chunks) ids.push(await addBlob(repo, session, ObjectType.data, c));
+  // A duplicate is not stored twice.
+  equal(session.reserve(ids[0]), false);
+  const items = enc.encode("item stream blob");
+  const itemsId = await addBlob(repo, session, ObjectType.items, items);
+  backend.log = [];
+  const entry = await session.commit(meta("first", [itemsId]));
+
+  const again = await Repository.open(backend, { passphrase: PASS });
+  const index = await again.readIndex();
+  equal(index.size, 4);
+  for (const [i, c] of chunks.entries()) {
+    deepStrictEqual(plain(await again.readBlob(index, ids[i], ObjectType.data)), c);
+  }
+  deepStrictEqual(plain(await again.readBlob(index, itemsId, ObjectType.items)), items);
+  // Asking for a blob under the wrong type fails authentication.
+  await rejects(again.readBlob(index, itemsId, ObjectType.data), IntegrityError);
+
+  const manifest = await again.readManifest();
+  deepStrictEqual(manifest.archives, [entry]);
+  deepStrictEqual(
+    await again.readArchive(await again.findArchive("first")),
+    meta("first", [itemsId]),
+  );
+  deepStrictEqual(entry.id, await again.key.chunkId(encodeArchiveMeta(meta("first", [itemsId]))));
+  await rejects(again.findArchive("nope"), NotFoundError);
+
+  // One pack, stored under the SHA-256 of its bytes.
+  const packs = [];
+  for await (const o of backend.list("packs/")) packs.push(o.key);
+  equal(packs.length, 1);
+  const packBytes = (await backend.get(packs[0]))!;
+  equal(packs[0], packKey(new Uint8Array(createHash("sha256").update(packBytes).digest())));
+  deepStrictEqual(
+    index.get(ids[0])?.pack,
+    new Uint8Array(createHash("sha256").update(packBytes).digest()),
+  );
+
+  // Write order: pack, then (under the commit lock) index, archive, manifest.
+  deepStrictEqual(backend.log, [
+    `put ${packs[0]}`,
+    `create ${COMMIT_LOCK}`,
+    "put index",
+    `put archives/${toHex(entry.id)}`,
+    "put manifest",
+    `delete ${COMMIT_LOCK}`,
+  ]);
+});
+
+Deno.test("readBlob names the blob and its pack when the pack is damaged or the blob unknown", async () => {
+  const { backend, repo } = await newRepo();
+  const session = new WriteSession(repo, await repo.readIndex());
+  const data = randomData(5000, 2);
+  const id = await addBlob(repo, session, ObjectType.data, data);
+  await session.commit(meta("a", []));
+  const index = await repo.readIndex();
+  const loc = index.get(id)!;
+  const key = packKey(loc.pack);
+  const bytes = (await backend.get(key))!;
+  bytes[loc.offset + 20] ^= 1;
+  await backend.put(key, bytes);
+  await rejects(
+    repo.readBlob(index, id, ObjectType.data),
+    integrity(new RegExp(`^Chunk ${toHex(id)} in pack ${toHex(loc.pack)} is corrupt`)),
+  );
+  await backend.put(key, bytes.subarray(0, loc.offset + 10));
+  await rejects(repo.readBlob(index, id, ObjectType.data), integrity(/cannot be read/));
+  await rejects(
+    repo.readBlob(index, new Uint8Array(32), ObjectType.data),
+    integrity(/missing from the index/),
+  );
+});
+
+Deno.test("objects swapped by whoever holds the storage fail authentication", async () => {
+  const { backend, repo } = await newRepo();
+  const session = new WriteSession(repo, await repo.readIndex());
+  const id = await addBlob(repo, session, ObjectType.data, enc.encode("x"));
+  const a = await session.commit(meta("a", []));
+  const s2 = new WriteSession(repo, await repo.readIndex());
+  const b = await s2.commit(meta("b", [id]));
+  // The index in place of the manifest: wrong type tag.
+  await backend.put("manifest", (await backend.get("index"))!);
+  await rejects(repo.readManifest(), integrity(/^Manifest is corrupt: type tag/));
+  // Archive b's object under archive a's id: wrong identity.
+  await backend.put(`archives/${toHex(a.id)}`, (await backend.get(`archives/${toHex(b.id)}`))!);
+  await rejects(
+    repo.readArchive(a),
+    integrity(/^Archive "a" \(archives\/[0-9a-f]{64}\) is corrupt/),
+  );
+});
+
+Deno.test("a commit under a taken name fails, leaves the manifest as it was and frees the lock", async () => {
+  const { backend, repo } = await newRepo();
+  const s1 = new WriteSession(repo, await repo.readIndex());
+  await addBlob(repo, s1, ObjectType.data, randomData(1000, 3));
+  await s1.commit(meta("same", []));
+  const before = await backend.get("manifest");
+  const s2 = new WriteSession(repo, await repo.readIndex());
+  await addBlob(repo, s2, ObjectType.data, randomData(1000, 4));
+  await rejects(s2.commit(meta("same", [])), AlreadyExistsError);
+  deepStrictEqual(await backend.get("manifest"), before);
+  equal(await backend.size(COMMIT_LOCK), null);
+  // The second pack stays, unreferenced, for compact to remove.
+  const packs = [];
+  for await (const o of backend.list("packs/")) packs.push(o.key);
+  equal(packs.length, 2);
+  equal((await repo.readIndex()).size, 1);
+});
+
+Deno.test("two sessions started from the same index both land in the merged index and manifest", async () => {
+  const { backend, repo } = await newRepo();
+  const start = await repo.readIndex();
+  const s1 = new WriteSession(repo, start);
+  const s2 = new WriteSession(repo, await repo.readIndex());
+  const id1 = await addBlob(repo, s1, ObjectType.data, randomData(3000, 5));
+  const id2 = await addBlob(repo, s2, ObjectType.data, randomData(3000, 6));
+  await Promise.all([s1.commit(meta("one", [])), s2.commit(meta("two", []))]);
+  const again = await Repository.open(backend, { passphrase: PASS });
+  const index = await again.readIndex();
+  ok(index.has(id1) && index.has(id2));
+  deepStrictEqual((await again.readManifest()).archives.map((a) => a.name).sort(), ["one", "two"]);
+  deepStrictEqual(plain(await again.readBlob(index, id2, ObjectType.data)), randomData(3000, 6));
+});
