@@ -90,7 +90,9 @@ function toItem(o: unknown, what: string): Item {
   const bad = (why: string) => new IntegrityError(`${what} is corrupt: ${why}`);
   if (typeof o !== "object" || o === null || Array.isArray(o)) throw bad("item is not a map");
   const r = o as Record<string, unknown>;
-  const type = CODE_TYPE[r.t as string];
+  const type = typeof r.t === "string" && Object.hasOwn(CODE_TYPE, r.t)
+    ? CODE_TYPE[r.t]
+    : undefined;
   const [m, u, g, s] = [toNum(r.m), toNum(r.u), toNum(r.g), toNum(r.s)];
   if (typeof r.p !== "string" || r.p.length === 0) throw bad("item without a path");
   if (!type) throw bad(`item "${r.p}" has unknown type`);
@@ -230,20 +232,26 @@ export function decodeArchiveMeta(bytes: Uint8Array, what: string): ArchiveMeta 
     !Array.isArray(o.items) || typeof o.stats !== "object" || o.stats === null
   ) throw bad("unexpected structure");
   if (!o.items.every((i) => i instanceof Uint8Array && i.length === 32)) throw bad("bad item ids");
+  if (!o.sources.every((x) => typeof x === "string")) throw bad("bad sources");
   const s = o.stats as Record<string, unknown>;
+  const stat = (v: unknown): number => {
+    const n = toNum(v);
+    if (!isUint(n)) throw bad("bad stats");
+    return n;
+  };
   return {
     name: o.name,
     hostname: o.hostname,
     username: o.username,
     time: o.time,
     timeEnd: o.time_end,
-    sources: o.sources.map(String),
+    sources: o.sources as string[],
     items: o.items,
     stats: {
-      files: Number(toNum(s.files)) || 0,
-      original: Number(toNum(s.original)) || 0,
-      compressed: Number(toNum(s.compressed)) || 0,
-      deduplicated: Number(toNum(s.deduplicated)) || 0,
+      files: stat(s.files),
+      original: stat(s.original),
+      compressed: stat(s.compressed),
+      deduplicated: stat(s.deduplicated),
     },
   };
 }

@@ -247,8 +247,11 @@ class BackupRun {
       mtimeNs: st.mtimeNs,
       size: 0,
     };
-    const xattrs = this.#readXattrs(path);
-    if (xattrs) item.xattrs = xattrs;
+    // xattrs are read once the entry proved readable, so a vanished entry gets one warning
+    const withXattrs = () => {
+      const xattrs = this.#readXattrs(path);
+      if (xattrs) item.xattrs = xattrs;
+    };
     if (kind === "symlink") {
       try {
         item.target = Deno.readLinkSync(path);
@@ -256,6 +259,7 @@ class BackupRun {
         this.#warn(`Skipped "${path}": ${describeFsError(err)}`);
         return;
       }
+      withXattrs();
       await this.#emit(item);
       return;
     }
@@ -264,6 +268,7 @@ class BackupRun {
       if (chunks === null) return;
       item.chunks = chunks.ids;
       item.size = chunks.size;
+      withXattrs();
       await this.#emit(item);
       return;
     }
@@ -275,6 +280,7 @@ class BackupRun {
       this.#warn(`Skipped directory "${path}": ${describeFsError(err)}`);
       return;
     }
+    withXattrs();
     await this.#emit(item);
     names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
     const base = path === "/" ? "" : path;

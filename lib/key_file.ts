@@ -121,6 +121,13 @@ export interface ParsedKeyFile {
   key: Uint8Array;
 }
 
+/** A stored value for a message, without calling anything the value defines. */
+function show(v: unknown): string {
+  return typeof v === "number" || typeof v === "string" || typeof v === "boolean"
+    ? String(v)
+    : typeof v;
+}
+
 function isBytes(v: unknown, len?: number): v is Uint8Array {
   return v instanceof Uint8Array && (len === undefined || v.length === len);
 }
@@ -141,20 +148,20 @@ export async function parseKeyFile(bytes: Uint8Array): Promise<ParsedKeyFile> {
   }
   if (typeof obj !== "object" || obj === null) throw bad("not a map");
   const o = obj as Record<string, unknown>;
-  if (o.v !== 1) throw bad(`unknown version ${String(o.v)}`);
+  if (o.v !== 1) throw bad(`unknown version ${show(o.v)}`);
   if (o.kdf === "none") {
     if (!isBytes(o.key, KEY_MATERIAL_LENGTH)) throw bad("bad key field");
     return { kdf: "none", key: o.key };
   }
-  if (o.kdf !== "argon2id") throw bad(`unknown kdf ${String(o.kdf)}`);
+  if (o.kdf !== "argon2id") throw bad(`unknown kdf ${show(o.kdf)}`);
   const params = { iterations: o.t, memoryKiB: o.m, parallelism: o.p } as KdfParams;
   try {
     validateKdf(params);
   } catch (cause) {
     throw new IntegrityError(
-      `Key file keys/repokey is corrupt: KDF parameters out of bounds (t=${String(o.t)}, m=${
-        String(o.m)
-      }, p=${String(o.p)})`,
+      `Key file keys/repokey is corrupt: KDF parameters out of bounds (t=${show(o.t)}, m=${
+        show(o.m)
+      }, p=${show(o.p)})`,
       { cause },
     );
   }

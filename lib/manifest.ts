@@ -49,7 +49,11 @@ export function encodeManifest(m: Manifest): Uint8Array {
   return encode({ v: 1, archives: m.archives });
 }
 
-const num = (v: unknown): number => (typeof v === "bigint" ? Number(v) : v as number);
+/** A stored count: a non-negative integer (msgpack may give a bigint), else 0. */
+const num = (v: unknown): number => {
+  const n = typeof v === "bigint" ? Number(v) : v;
+  return Number.isSafeInteger(n) && (n as number) >= 0 ? n as number : 0;
+};
 
 /** Parses a manifest's plaintext; throws IntegrityError on anything malformed. */
 export function decodeManifest(bytes: Uint8Array): Manifest {
@@ -83,10 +87,10 @@ export function decodeManifest(bytes: Uint8Array): Manifest {
       hostname: a.hostname,
       username: a.username,
       stats: {
-        files: num(s.files) || 0,
-        original: num(s.original) || 0,
-        compressed: num(s.compressed) || 0,
-        deduplicated: num(s.deduplicated) || 0,
+        files: num(s.files),
+        original: num(s.original),
+        compressed: num(s.compressed),
+        deduplicated: num(s.deduplicated),
       },
     };
   });

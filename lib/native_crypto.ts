@@ -34,7 +34,9 @@ export interface NativeCrypto {
   /**
    * AES-256-GCM encrypt: writes ciphertext (same length as plaintext) then the 16-byte tag into
    * `out` (out.length must be >= plaintext.length + 16; out may be the same memory as plaintext:
-   * in-place), returns plaintext.length + 16.
+   * in-place), returns plaintext.length + 16. Key 32 bytes, nonce 12 bytes; throws a VgerError
+   * (code "internal") on misuse: wrong lengths, short `out`, lengths above 2^31-1, or `out`
+   * overlapping the input at a different offset.
    */
   aesGcmSeal(
     key: Uint8Array,
@@ -46,7 +48,8 @@ export interface NativeCrypto {
   /**
    * Decrypts ciphertext||tag (input.length >= 16) into `out` (>= input.length - 16; may alias
    * input); returns the plaintext length, or -1 when authentication fails (never throws for bad
-   * data).
+   * data). On failure the first input.length - 16 bytes of `out` are zeroed, so no
+   * unauthenticated plaintext escapes (in place, that destroys the ciphertext).
    */
   aesGcmOpen(
     key: Uint8Array,
@@ -219,14 +222,14 @@ class OpenSsl implements NativeCrypto {
   #c: Libcrypto;
   #aes: Deno.PointerObject;
   #sha256: Deno.PointerObject;
-  // One cipher and one HMAC context per thread, re-keyed on every call.
+  // One cipher and one HMAC context per thread; re-keyed only when the key changes.
   #cipherCtx: Deno.PointerObject;
   #hmacCtx: Deno.PointerObject;
+  #aesKey = new LastKey();
+  #hmacKey = new LastKey();
   // Scratch for the int out-parameters and the tag, and a non-null stand-in for empty inputs
   // (Deno may pass NULL for an empty view, which HMAC_Init_ex would read as "keep the old key").
   #outLen = new Int32Array(1);
-  #aesKey = new LastKey();
-  #hmacKey = new LastKey();
   #tag = new Uint8Array(GCM_TAG_LENGTH);
   #empty = new Uint8Array(1);
 

@@ -7,6 +7,8 @@
  * @module
  */
 
+import { UsageError } from "./errors.ts";
+
 /** Compiles a glob into a regular expression over a whole path. */
 export function globToRegExp(glob: string): RegExp {
   let re = "";
@@ -31,7 +33,11 @@ export function globToRegExp(glob: string): RegExp {
       }
     } else re += c.replace(/[.+^${}()|\\\]]/g, "\\$&");
   }
-  return new RegExp(`^${re}$`, "s");
+  try {
+    return new RegExp(`^${re}$`, "s");
+  } catch (cause) {
+    throw new UsageError(`Invalid pattern "${glob}": ${(cause as Error).message}`, { cause });
+  }
 }
 
 /** A set of patterns; an empty set selects everything. */

@@ -216,7 +216,14 @@ class ExtractRun {
   /** Sets directory metadata last, deepest first, so writing their contents does not change it. */
   finishDirs(): void {
     for (let i = this.#dirs.length - 1; i >= 0; i--) {
-      this.#applyMeta(this.#dirs[i].path, this.#dirs[i].item);
+      const { path, item } = this.#dirs[i];
+      try {
+        // chmod follows symlinks: only touch what is still the directory extract made
+        if (!Deno.lstatSync(path).isDirectory) continue;
+      } catch {
+        continue;
+      }
+      this.#applyMeta(path, item);
     }
   }
 
@@ -422,6 +429,15 @@ class ExtractRun {
       return false;
     }
     Deno.removeSync(path, { recursive: info.isDirectory });
+    // what was checked as a directory at or below path is gone: never trust it again
+    const below = `${path}/`;
+    for (const d of this.#checkedDirs) {
+      if (d === path || d.startsWith(below)) this.#checkedDirs.delete(d);
+    }
+    for (let i = this.#dirs.length - 1; i >= 0; i--) {
+      const d = this.#dirs[i].path;
+      if (d === path || d.startsWith(below)) this.#dirs.splice(i, 1);
+    }
     return true;
   }
 

@@ -21,6 +21,7 @@ import {
   makeUnprivilegedUser,
   NOBODY_ID,
   PASSPHRASE,
+  PROJECT_DIR,
   pseudoRandomBytes,
   restoredPath,
   type RunOptions,
@@ -153,7 +154,9 @@ Deno.test("backup as a non-root user skips an unreadable file with a permission-
       const probe = await runVger(["--version"], asUser(user));
       if (probe.code !== 0) {
         throw new Error(
-          `vger cannot even start as uid ${user?.uid ?? Deno.uid()}: the project dir ` +
+          `vger cannot even start as uid ${
+            user?.uid ?? Deno.uid()
+          }: the project dir ${PROJECT_DIR} ` +
             `and node_modules must be readable (and dirs searchable) by that user.\n` +
             `exit ${probe.code}, stderr:\n${probe.stderr}`,
         );
