@@ -261,7 +261,9 @@ async function writeTemp(dir: string, path: string, body: PutBody): Promise<stri
       file = await Deno.open(temp, { write: true, createNew: true });
     }
     for (const part of body instanceof Uint8Array ? [body] : body) {
-      for (let at = 0; at < part.length;) at += await file.write(part.subarray(at));
+      // synchronous: an async write costs a copy through a fresh buffer (measured 2x slower
+      // and more memory); writing to the page cache blocks for milliseconds
+      for (let at = 0; at < part.length;) at += file.writeSync(part.subarray(at));
     }
     await file.sync();
     const done = file;

@@ -28,6 +28,22 @@ export function release(b: Uint8Array | null | undefined): void {
   }
 }
 
+/**
+ * Frees the whole backing buffer of a result that a library handed us (node:zlib returns views
+ * of an oversized buffer of its own). Only for buffers of at least 64 KiB that start at offset 0,
+ * which no shared pool hands out.
+ */
+export function releaseBacking(b: Uint8Array | null | undefined): void {
+  if (!b || b.byteOffset !== 0) return;
+  const buf = b.buffer;
+  if (!(buf instanceof ArrayBuffer) || buf.detached || buf.byteLength < MIN_RELEASE) return;
+  try {
+    buf.transfer(0);
+  } catch {
+    // not detachable: the GC frees it
+  }
+}
+
 /** Whether a view covers its whole (transferable) buffer. */
 export function ownsBuffer(b: Uint8Array): boolean {
   return b.buffer instanceof ArrayBuffer && b.byteOffset === 0 &&

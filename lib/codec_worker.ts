@@ -10,7 +10,7 @@
 import { compress, type CompressionOptions, decompress } from "./compress.ts";
 import { type EncryptionMode, type ObjectTypeTag, RepoKey } from "./crypto.ts";
 import { VgerError } from "./errors.ts";
-import { ownsBuffer, release } from "./bytes.ts";
+import { ownsBuffer, release, releaseBacking } from "./bytes.ts";
 
 /** A request to a codec worker. */
 export type CodecRequest =
@@ -56,7 +56,9 @@ async function handle(req: CodecRequest): Promise<CodecReply> {
   const plain = await key.open(req.type, req.id, req.sealed, req.what); // none mode: a view
   let data = decompress(plain, req.maxLength, req.what); // codec none: a view into plain
   if (data.buffer === req.sealed.buffer || data.buffer === plain.buffer || !ownsBuffer(data)) {
-    data = data.slice();
+    const own = data.slice();
+    if (data.buffer !== req.sealed.buffer && data.buffer !== plain.buffer) releaseBacking(data);
+    data = own;
   }
   release(plain); // release() ignores views, so each buffer is freed once, after its last use
   release(req.sealed);

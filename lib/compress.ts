@@ -18,6 +18,7 @@
 import { compressSync as lz4Compress, uncompressSync as lz4Uncompress } from "lz4-napi";
 import zlib from "node:zlib";
 import { IntegrityError, UsageError } from "./errors.ts";
+import { releaseBacking } from "./bytes.ts";
 
 /** Compression algorithms. */
 export type CompressionAlgorithm = "lz4" | "zstd" | "none";
@@ -70,8 +71,12 @@ export function compress(data: Uint8Array, options: CompressionOptions): Uint8Ar
     });
     codec = CODEC_ZSTD;
   }
-  if (payload === undefined || payload.length >= data.length) return withCodec(CODEC_NONE, data);
-  return withCodec(codec, payload);
+  // the library's output is copied behind the codec byte and freed at once (see lib/bytes.ts)
+  const out = payload === undefined || payload.length >= data.length
+    ? withCodec(CODEC_NONE, data)
+    : withCodec(codec, payload);
+  releaseBacking(payload);
+  return out;
 }
 
 /**

@@ -15,6 +15,7 @@
 
 import { IntegrityError } from "./errors.ts";
 import { randomBytes } from "./ids.ts";
+import { nativeCrypto } from "./native_crypto.ts";
 
 /** Type tags of sealed objects. */
 export const ObjectType = {
@@ -56,7 +57,11 @@ function aadFor(type: number, identity: Uint8Array | string): Uint8Array {
   return aad;
 }
 
-/** The unlocked key of a repository: seals and opens objects, computes chunk ids. */
+/**
+ * The unlocked key of a repository: seals and opens objects, computes chunk ids. Uses OpenSSL
+ * through FFI when it can (lib/native_crypto.ts: ~4 GB/s AES-GCM here, and no fresh buffer per
+ * call) and Web Crypto otherwise; both produce the same bytes.
+ */
 export class RepoKey {
   /** The raw key material (64 bytes), for handing to workers and wrapping in the key file. */
   readonly material: Uint8Array;
@@ -99,6 +104,8 @@ export class RepoKey {
 
   /** The id of a chunk: HMAC-SHA-256 of its plaintext under the chunk-id key. */
   async chunkId(data: Uint8Array): Promise<Uint8Array> {
+    const native = nativeCrypto();
+    if (native) return native.hmacSha256(this.material.subarray(32, 64), data);
     return new Uint8Array(await crypto.subtle.sign("HMAC", this.#idMac, data as BufferSource));
   }
 
@@ -122,6 +129,14 @@ export class RepoKey {
       return out;
     }
     const nonce = randomBytes(12);
+    const native = nativeCrypto();
+    if (native) {
+      const out = new Uint8Array(SEAL_OVERHEAD_AES + plaintext.length);
+      out[0] = type;
+      out.set(nonce, 1);
+      native.aesGcmSeal(this.material.subarray(0, 32), nonce, aad, plaintext, out.subarray(13));
+      return out;
+    }
     const ct = new Uint8Array(
       await crypto.subtle.encrypt(
         { name: "AES-GCM", iv: nonce as BufferSource, additionalData: aad as BufferSource },
@@ -163,6 +178,19 @@ export class RepoKey {
         }
       }
       return body;
+    }
+    const native = nativeCrypto();
+    if (native) {
+      const out = new Uint8Array(sealed.length - SEAL_OVERHEAD_AES);
+      const n = native.aesGcmOpen(
+        this.material.subarray(0, 32),
+        sealed.subarray(1, 13),
+        aad,
+        sealed.subarray(13),
+        out,
+      );
+      if (n < 0) throw new IntegrityError(`${what} is corrupt: authentication failed`);
+      return out;
     }
     try {
       return new Uint8Array(

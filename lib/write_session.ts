@@ -19,6 +19,9 @@ import { PackWriter } from "./pack.ts";
 import { release } from "./bytes.ts";
 import type { Repository } from "./repository.ts";
 
+/** Packs uploading at once; one more may be finished and waiting. */
+const MAX_UPLOADS = 2;
+
 /** Pack size target for a repository that has `packs` packs: 32 MiB x sqrt(packs / 100), clamped. */
 export function packTarget(packs: number, min: number, max: number): number {
   return Math.min(max, Math.max(min, Math.round((32 << 20) * Math.sqrt(packs / 100))));
@@ -71,7 +74,11 @@ export class WriteSession {
     return this.#index.get(id)?.length ?? this.#reserved.get(toHex(id)) ?? 0;
   }
 
-  /** Adds a sealed blob to the current pack; uploads the pack when it reaches the target. */
+  /**
+   * Adds a sealed blob to the current pack and uploads the pack once it reaches the target.
+   * Every caller waits while more than two packs are uploading, so full packs never pile up
+   * in memory however fast blobs arrive.
+   */
   async add(
     id: Uint8Array,
     type: ObjectTypeTag,
@@ -83,15 +90,16 @@ export class WriteSession {
     this.#pack.add(id, type, sealed, rawLength);
     this.#reserved.set(toHex(id), sealed.length);
     this.addedBytes += sealed.length;
-    if (this.#pack.size >= this.#target) await this.#finishPack();
+    if (this.#pack.size >= this.#target) this.#startUpload();
+    while (this.#uploads.size > MAX_UPLOADS) await Promise.race(this.#uploads);
+    if (this.#failure) throw this.#failure;
   }
 
-  async #finishPack(): Promise<void> {
+  /** Finishes the open pack and starts its upload (tracked in #uploads). */
+  #startUpload(): void {
     const pack = this.#pack;
     this.#pack = null;
     if (!pack || pack.count === 0) return;
-    while (this.#uploads.size >= 2) await Promise.race(this.#uploads);
-    if (this.#failure) throw this.#failure;
     const done = pack.finish(this.#repo.key).then(async ({ id, parts, entries }) => {
       await this.#repo.backend.put(packKey(id), parts);
       for (const p of parts) release(p);
@@ -112,7 +120,7 @@ export class WriteSession {
 
   /** Uploads the open pack and waits for every upload; throws the first upload failure. */
   async flush(): Promise<void> {
-    await this.#finishPack();
+    this.#startUpload();
     while (this.#uploads.size > 0) await Promise.race(this.#uploads);
     if (this.#failure) throw this.#failure;
   }
