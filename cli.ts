@@ -29,6 +29,7 @@ import { errorMessage, UsageError, VgerError } from "./lib/errors.ts";
 import { DEFAULT_KDF } from "./lib/key_file.ts";
 import { PathSelector } from "./lib/patterns.ts";
 import { toHex } from "./lib/ids.ts";
+import { tuneAllocator } from "./lib/allocator.ts";
 
 /** The version printed by `vger --version`. */
 export const VERSION = "0.1.0";
@@ -540,6 +541,7 @@ async function runCommand(
 
 /** Runs the CLI as a program: Ctrl-C handling, then exit with main's code. */
 export async function runCli(): Promise<never> {
+  tuneAllocator();
   Deno.addSignalListener("SIGINT", () => {
     writeAll(
       Deno.stderr,

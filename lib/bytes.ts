@@ -44,6 +44,21 @@ export function releaseBacking(b: Uint8Array | null | undefined): void {
   }
 }
 
+/**
+ * Frees the backing buffer of a view at any offset. Only for buffers that belong to this view
+ * alone (e.g. a decoded chunk handed over by a codec worker).
+ */
+export function releaseOwned(b: Uint8Array | null | undefined): void {
+  if (!b) return;
+  const buf = b.buffer;
+  if (!(buf instanceof ArrayBuffer) || buf.detached || buf.byteLength < MIN_RELEASE) return;
+  try {
+    buf.transfer(0);
+  } catch {
+    // not detachable: the GC frees it
+  }
+}
+
 /** Whether a view covers its whole (transferable) buffer. */
 export function ownsBuffer(b: Uint8Array): boolean {
   return b.buffer instanceof ArrayBuffer && b.byteOffset === 0 &&

@@ -9,10 +9,10 @@ import type { CompressionOptions } from "./compress.ts";
 import type { EncryptionMode, ObjectTypeTag } from "./crypto.ts";
 import { IntegrityError, VgerError } from "./errors.ts";
 import { ownsBuffer } from "./bytes.ts";
-import type { CodecReply, CodecRequest } from "./codec_worker.ts";
+import type { BatchPart, CodecReply, CodecRequest } from "./codec_worker.ts";
 
 interface Pending {
-  resolve(data: Uint8Array | undefined): void;
+  resolve(reply: CodecReply & { ok: true }): void;
   reject(err: Error): void;
   worker: number;
 }
@@ -55,7 +55,7 @@ export class CodecPool {
     if (!p) return;
     this.#pending.delete(r.seq);
     this.#load[p.worker]--;
-    if (r.ok) p.resolve(r.data);
+    if (r.ok) p.resolve(r);
     else if (r.code === "integrity") p.reject(new IntegrityError(r.message));
     else p.reject(new VgerError(r.code, r.message));
   }
@@ -73,7 +73,7 @@ export class CodecPool {
     worker: number,
     req: CodecRequest,
     transfer: ArrayBuffer[],
-  ): Promise<Uint8Array | undefined> {
+  ): Promise<CodecReply & { ok: true }> {
     const seq = ++this.#seq;
     req.seq = seq;
     this.#load[worker]++;
@@ -102,7 +102,7 @@ export class CodecPool {
       this.#pick(),
       { op: "encode", seq: 0, type, id, data, compression },
       transfer,
-    ))!;
+    )).data!;
   }
 
   /** Opens and decompresses a sealed blob; `sealed` is transferred when it owns its buffer. */
@@ -116,7 +116,29 @@ export class CodecPool {
     await this.#ready;
     const transfer = ownsBuffer(sealed) ? [sealed.buffer as ArrayBuffer] : [];
     const req: CodecRequest = { op: "decode", seq: 0, type, id, sealed, maxLength, what };
-    return (await this.#send(this.#pick(), req, transfer))!;
+    return (await this.#send(this.#pick(), req, transfer)).data!;
+  }
+
+  /**
+   * Opens and decompresses several blobs that lie in one buffer (a coalesced range read) in one
+   * worker; `bytes` is transferred. Each result is a plaintext or an Error for that blob.
+   */
+  async decodeBatch(
+    type: ObjectTypeTag,
+    bytes: Uint8Array,
+    parts: BatchPart[],
+  ): Promise<(Uint8Array | Error)[]> {
+    await this.#ready;
+    const transfer = ownsBuffer(bytes) ? [bytes.buffer as ArrayBuffer] : [];
+    const req: CodecRequest = { op: "decodeBatch", seq: 0, type, bytes, parts };
+    const reply = await this.#send(this.#pick(), req, transfer);
+    return reply.batch!.map((r) =>
+      r.ok
+        ? new Uint8Array(r.buffer, r.offset, r.length)
+        : r.code === "integrity"
+        ? new IntegrityError(r.message)
+        : new VgerError(r.code, r.message)
+    );
   }
 
   /** Stops the workers; pending requests are rejected. */

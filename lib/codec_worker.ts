@@ -7,9 +7,9 @@
 
 /// <reference lib="deno.worker" />
 
-import { compress, type CompressionOptions, decompress } from "./compress.ts";
+import { compressFramed, type CompressionOptions, decompress } from "./compress.ts";
 import { type EncryptionMode, type ObjectTypeTag, RepoKey } from "./crypto.ts";
-import { VgerError } from "./errors.ts";
+import { IntegrityError, VgerError } from "./errors.ts";
 import { ownsBuffer, release, releaseBacking } from "./bytes.ts";
 
 /** A request to a codec worker. */
@@ -24,6 +24,13 @@ export type CodecRequest =
     compression: CompressionOptions;
   }
   | {
+    op: "decodeBatch";
+    seq: number;
+    type: ObjectTypeTag;
+    bytes: Uint8Array;
+    parts: BatchPart[];
+  }
+  | {
     op: "decode";
     seq: number;
     type: ObjectTypeTag;
@@ -33,9 +40,28 @@ export type CodecRequest =
     what: string;
   };
 
+/** One blob of a batch: where it lies in the batch's bytes and what it must decode to. */
+export interface BatchPart {
+  /** Blob id. */
+  id: Uint8Array;
+  /** Offset of the sealed object in the batch. */
+  offset: number;
+  /** Length of the sealed object. */
+  length: number;
+  /** Expected plaintext length. */
+  rawLength: number;
+  /** Name for errors. */
+  what: string;
+}
+
+/** The outcome of one blob of a batch: a view into a transferred buffer, or an error. */
+export type BatchResult =
+  | { ok: true; buffer: ArrayBuffer; offset: number; length: number }
+  | { ok: false; code: string; message: string };
+
 /** A reply from a codec worker. */
 export type CodecReply =
-  | { seq: number; ok: true; data?: Uint8Array }
+  | { seq: number; ok: true; data?: Uint8Array; batch?: BatchResult[] }
   | { seq: number; ok: false; code: string; message: string };
 
 let key: RepoKey | undefined;
@@ -47,12 +73,12 @@ async function handle(req: CodecRequest): Promise<CodecReply> {
   }
   if (!key) throw new Error("codec worker used before init");
   if (req.op === "encode") {
-    const compressed = compress(req.data, req.compression);
+    const framed = compressFramed(req.data, req.compression, key.sealHead, key.sealTail);
     release(req.data);
-    const sealed = await key.seal(req.type, req.id, compressed);
-    release(compressed);
+    const sealed = await key.sealFramed(req.type, req.id, framed);
     return { seq: req.seq, ok: true, data: sealed };
   }
+  if (req.op === "decodeBatch") return decodeBatch(key, req.seq, req.type, req.bytes, req.parts);
   const plain = await key.open(req.type, req.id, req.sealed, req.what); // none mode: a view
   let data = decompress(plain, req.maxLength, req.what); // codec none: a view into plain
   if (data.buffer === req.sealed.buffer || data.buffer === plain.buffer || !ownsBuffer(data)) {
@@ -63,6 +89,53 @@ async function handle(req: CodecRequest): Promise<CodecReply> {
   release(plain); // release() ignores views, so each buffer is freed once, after its last use
   release(req.sealed);
   return { seq: req.seq, ok: true, data };
+}
+
+async function decodeBatch(
+  key: RepoKey,
+  seq: number,
+  type: ObjectTypeTag,
+  bytes: Uint8Array,
+  parts: BatchPart[],
+): Promise<CodecReply> {
+  const batch: BatchResult[] = [];
+  for (const p of parts) {
+    try {
+      const plain = await key.open(
+        type,
+        p.id,
+        bytes.subarray(p.offset, p.offset + p.length),
+        p.what,
+      );
+      let data = decompress(plain, p.rawLength, p.what);
+      if (data.length !== p.rawLength) {
+        throw new IntegrityError(
+          `${p.what} is corrupt: ${data.length} bytes, the index says ${p.rawLength}`,
+        );
+      }
+      if (data.buffer === bytes.buffer) data = data.slice(); // none mode and codec none
+      else if (data.buffer !== plain.buffer && !ownsBuffer(data)) {
+        const own = data.slice();
+        releaseBacking(data);
+        data = own;
+      }
+      if (data.buffer !== plain.buffer) release(plain);
+      batch.push({
+        ok: true,
+        buffer: data.buffer as ArrayBuffer,
+        offset: data.byteOffset,
+        length: data.length,
+      });
+    } catch (err) {
+      batch.push({
+        ok: false,
+        code: err instanceof VgerError ? err.code : "internal",
+        message: err instanceof Error ? err.message : String(err),
+      });
+    }
+  }
+  release(bytes);
+  return { seq, ok: true, batch };
 }
 
 self.onmessage = async (e: MessageEvent<CodecRequest>) => {
@@ -77,6 +150,10 @@ self.onmessage = async (e: MessageEvent<CodecRequest>) => {
       message: err instanceof Error ? err.message : String(err),
     };
   }
-  const transfer = reply.ok && reply.data ? [reply.data.buffer as ArrayBuffer] : [];
+  const transfer: ArrayBuffer[] = [];
+  if (reply.ok && reply.data) transfer.push(reply.data.buffer as ArrayBuffer);
+  if (reply.ok && reply.batch) {
+    for (const r of reply.batch) if (r.ok && !transfer.includes(r.buffer)) transfer.push(r.buffer);
+  }
   self.postMessage(reply, transfer);
 };

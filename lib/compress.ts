@@ -51,15 +51,27 @@ export function validateCompression(c: CompressionOptions): void {
   }
 }
 
-function withCodec(codec: number, payload: Uint8Array): Uint8Array {
-  const out = new Uint8Array(1 + payload.length);
-  out[0] = codec;
-  out.set(payload, 1);
-  return out;
-}
-
 /** Compresses data into `codec || payload`, falling back to codec none when it does not shrink. */
 export function compress(data: Uint8Array, options: CompressionOptions): Uint8Array {
+  return compressFramed(data, options, 0, 0);
+}
+
+/**
+ * Like {@linkcode compress}, but the result sits in a buffer with `head` spare bytes before it
+ * and `tail` after, so that the caller can seal it in place without another copy.
+ */
+export function compressFramed(
+  data: Uint8Array,
+  options: CompressionOptions,
+  head: number,
+  tail: number,
+): Uint8Array {
+  const frame = (codec: number, payload: Uint8Array) => {
+    const out = new Uint8Array(head + 1 + payload.length + tail);
+    out[head] = codec;
+    out.set(payload, head + 1);
+    return out;
+  };
   let payload: Uint8Array | undefined;
   let codec = CODEC_NONE;
   if (options.algorithm === "lz4" && data.length > 0) {
@@ -73,8 +85,8 @@ export function compress(data: Uint8Array, options: CompressionOptions): Uint8Ar
   }
   // the library's output is copied behind the codec byte and freed at once (see lib/bytes.ts)
   const out = payload === undefined || payload.length >= data.length
-    ? withCodec(CODEC_NONE, data)
-    : withCodec(codec, payload);
+    ? frame(CODEC_NONE, data)
+    : frame(codec, payload);
   releaseBacking(payload);
   return out;
 }

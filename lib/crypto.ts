@@ -114,28 +114,49 @@ export class RepoKey {
     return this.chunkId(encoder.encode(`vger-derive:${label}`));
   }
 
+  /** Bytes an envelope needs before the plaintext (see {@linkcode sealFramed}). */
+  get sealHead(): number {
+    return this.encrypted ? 13 : SEAL_OVERHEAD_NONE;
+  }
+
+  /** Bytes an envelope needs after the plaintext. */
+  get sealTail(): number {
+    return this.encrypted ? 16 : 0;
+  }
+
   /** Seals plaintext into an envelope bound to its type and identity. */
-  async seal(
+  seal(
     type: ObjectTypeTag,
     identity: Uint8Array | string,
     plaintext: Uint8Array,
   ): Promise<Uint8Array> {
+    const framed = new Uint8Array(this.sealHead + plaintext.length + this.sealTail);
+    framed.set(plaintext, this.sealHead);
+    return this.sealFramed(type, identity, framed);
+  }
+
+  /**
+   * Seals in place: `framed` holds the plaintext between {@linkcode sealHead} spare bytes and
+   * {@linkcode sealTail} spare bytes, and becomes the envelope (with OpenSSL, no copy at all).
+   */
+  async sealFramed(
+    type: ObjectTypeTag,
+    identity: Uint8Array | string,
+    framed: Uint8Array,
+  ): Promise<Uint8Array> {
     const aad = aadFor(type, identity);
+    const plaintext = framed.subarray(this.sealHead, framed.length - this.sealTail);
+    framed[0] = type;
     if (!this.encrypted) {
-      const out = new Uint8Array(SEAL_OVERHEAD_NONE + plaintext.length);
-      out[0] = type;
-      out.set(await sha256Parts([aad, plaintext]), 1);
-      out.set(plaintext, SEAL_OVERHEAD_NONE);
-      return out;
+      framed.set(await sha256Parts([aad, plaintext]), 1);
+      return framed;
     }
     const nonce = randomBytes(12);
+    framed.set(nonce, 1);
     const native = nativeCrypto();
     if (native) {
-      const out = new Uint8Array(SEAL_OVERHEAD_AES + plaintext.length);
-      out[0] = type;
-      out.set(nonce, 1);
-      native.aesGcmSeal(this.material.subarray(0, 32), nonce, aad, plaintext, out.subarray(13));
-      return out;
+      native.aesGcmSeal(this.material.subarray(0, 32), nonce, aad, plaintext, framed.subarray(13));
+      return framed;
     }
     const ct = new Uint8Array(
       await crypto.subtle.encrypt(
@@ -144,11 +165,8 @@ export class RepoKey {
         plaintext as BufferSource,
       ),
     );
-    const out = new Uint8Array(13 + ct.length);
-    out[0] = type;
-    out.set(nonce, 1);
-    out.set(ct, 13);
-    return out;
+    framed.set(ct, 13);
+    return framed;
   }
 
   /**

@@ -24,7 +24,7 @@ import { describeFsError } from "./archiver.ts";
 import { nativeFs } from "./fs_native.ts";
 import { packKey, toHex } from "./ids.ts";
 import { PathSelector } from "./patterns.ts";
-import { release } from "./bytes.ts";
+import { releaseOwned } from "./bytes.ts";
 import { RECORD_PREFIX } from "./pack.ts";
 import type { Repository } from "./repository.ts";
 
@@ -176,7 +176,7 @@ class ExtractRun {
     this.#options = options;
     this.#selector = new PathSelector(options.patterns ?? []);
     this.#owners = options.restoreOwners ?? Deno.uid() === 0;
-    this.#budget = options.budgetBytes ?? 96 << 20;
+    this.#budget = options.budgetBytes ?? 64 << 20;
     this.#checkedDirs.add(dest);
   }
 
@@ -269,28 +269,27 @@ class ExtractRun {
     this.#batch = null;
     if (!b) return;
     this.#repo.backend.getRange(packKey(b.pack), b.start, b.end - b.start).then((bytes) => {
-      for (const p of b.parts) {
-        // a single-blob read owns its buffer and is handed over as is; otherwise copy out
-        const sealed = b.parts.length === 1
-          ? bytes
-          : bytes.slice(p.loc.offset - b.start, p.loc.offset - b.start + p.loc.length);
-        const what = `Chunk ${toHex(p.id)} in pack ${b.packHex}`;
-        this.#pool.decode(ObjectType.data, p.id, sealed, p.loc.rawLength, what).then((plain) => {
-          if (plain.length !== p.loc.rawLength) {
-            throw new IntegrityError(
-              `${what} is corrupt: ${plain.length} bytes, the index says ${p.loc.rawLength}`,
-            );
-          }
-          if (isAllZero(plain)) {
-            this.#zeroIds.add(toHex(p.id));
-            return null;
-          }
-          return plain;
-        }).then(p.resolve, p.reject);
-      }
-      if (b.parts.length > 1) release(bytes);
+      const parts = b.parts.map((p) => ({
+        id: p.id,
+        offset: p.loc.offset - b.start,
+        length: p.loc.length,
+        rawLength: p.loc.rawLength,
+        what: `Chunk ${toHex(p.id)} in pack ${b.packHex}`,
+      }));
+      // one worker opens the whole range: no copies on this thread
+      return this.#pool.decodeBatch(ObjectType.data, bytes, parts);
+    }).then((results) => {
+      results.forEach((r, i) => {
+        const p = b.parts[i];
+        if (r instanceof Error) p.reject(r);
+        else if (isAllZero(r)) {
+          this.#zeroIds.add(toHex(p.id));
+          releaseOwned(r);
+          p.resolve(null);
+        } else p.resolve(r);
+      });
     }, (err) => {
-      const e = err instanceof VgerError
+      const e = err instanceof VgerError && !(err instanceof IntegrityError)
         ? new IntegrityError(`Pack ${b.packHex} cannot be read: ${err.message}`, { cause: err })
         : err;
       for (const p of b.parts) p.reject(e);
@@ -361,7 +360,7 @@ class ExtractRun {
         for (let o = 0; o < data.length;) o += file.writeSync(data.subarray(o));
         pos += data.length;
         this.bytes += data.length;
-        release(data);
+        releaseOwned(data);
         this.#progress(path);
       }
       if (sparse || pos !== item.size) file.truncateSync(pos);

@@ -1,0 +1,83 @@
+/**
+ * Keeps the dependency direction of ../shared/STYLE.md honest: lib/ never imports a concrete
+ * backend or an entrypoint, backends/ never import lib/ beyond errors, and there are no import
+ * cycles among the project's modules.
+ */
+
+import { deepStrictEqual, ok } from "node:assert/strict";
+import { relative } from "node:path";
+import { fileURLToPath as fromFileUrl } from "node:url";
+
+const root = fromFileUrl(new URL("..", import.meta.url));
+
+interface Module {
+  specifier: string;
+  dependencies?: {
+    specifier: string;
+    code?: { specifier: string };
+    type?: { specifier: string };
+  }[];
+}
+
+async function moduleGraph(): Promise<Map<string, string[]>> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json", "mod.ts"],
+    cwd: root,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
+  const info = JSON.parse(new TextDecoder().decode(out.stdout)) as { modules: Module[] };
+  const graph = new Map<string, string[]>();
+  const local = (s: string) => s.startsWith("file://") ? relative(root, fromFileUrl(s)) : null;
+  for (const m of info.modules) {
+    const from = local(m.specifier);
+    if (!from) continue;
+    const deps: string[] = [];
+    for (const d of m.dependencies ?? []) {
+      const to = local(d.code?.specifier ?? d.type?.specifier ?? "");
+      if (to) deps.push(to);
+    }
+    graph.set(from, deps);
+  }
+  return graph;
+}
+
+Deno.test("lib/ imports no concrete backend and no entrypoint; backends/ import only errors from lib/", async () => {
+  const graph = await moduleGraph();
+  // the graph must really hold the project, or the checks below would pass on nothing
+  ok(graph.has("lib/archiver.ts") && graph.has("backends/local.ts") && graph.size > 20);
+  const bad: string[] = [];
+  for (const [from, deps] of graph) {
+    for (const to of deps) {
+      if (from.startsWith("lib/") && to.startsWith("backends/") && to !== "backends/backend.ts") {
+        bad.push(`${from} -> ${to}`);
+      }
+      if (from.startsWith("lib/") && ["cli.ts", "server.ts", "mod.ts"].includes(to)) {
+        bad.push(`${from} -> ${to}`);
+      }
+      if (from.startsWith("backends/") && to.startsWith("lib/") && to !== "lib/errors.ts") {
+        bad.push(`${from} -> ${to}`);
+      }
+    }
+  }
+  deepStrictEqual(bad, []);
+});
+
+Deno.test("the project's modules import each other without cycles", async () => {
+  const graph = await moduleGraph();
+  const state = new Map<string, "visiting" | "done">();
+  const cycles: string[] = [];
+  const visit = (m: string, path: string[]) => {
+    if (state.get(m) === "done") return;
+    if (state.get(m) === "visiting") {
+      cycles.push([...path.slice(path.indexOf(m)), m].join(" -> "));
+      return;
+    }
+    state.set(m, "visiting");
+    for (const d of graph.get(m) ?? []) visit(d, [...path, m]);
+    state.set(m, "done");
+  };
+  for (const m of graph.keys()) visit(m, []);
+  deepStrictEqual(cycles, []);
+});
