@@ -182,7 +182,7 @@ class BackupRun {
     this.#chunker = chunker;
     this.#owners = owners;
     this.#options = options;
-    this.#budget = options.budgetBytes ?? 64 << 20;
+    this.#budget = options.budgetBytes ?? 32 << 20;
     this.#buf = new Uint8Array(repo.config.chunker.maxSize + READ_BLOCK);
     for (const d of options.excludeDirs ?? []) {
       try {

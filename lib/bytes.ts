@@ -8,18 +8,20 @@
  * @module
  */
 
+/** releaseBacking/releaseOwned leave smaller buffers alone: a shared pool is never this big. */
 const MIN_RELEASE = 64 << 10;
 
 /**
- * Frees the memory of a buffer that nothing else references. Only whole-buffer views of at
- * least 64 KiB are released; anything else is left to the garbage collector.
+ * Frees the memory of a buffer that nothing else references. Only whole-buffer views are
+ * released (any size: many small files make many small buffers, and the collector does not see
+ * their memory); views into a larger buffer are left to the garbage collector.
  */
 export function release(b: Uint8Array | null | undefined): void {
   if (!b) return;
   const buf = b.buffer;
   if (
     !(buf instanceof ArrayBuffer) || buf.detached || b.byteOffset !== 0 ||
-    b.byteLength !== buf.byteLength || buf.byteLength < MIN_RELEASE
+    b.byteLength !== buf.byteLength
   ) return;
   try {
     buf.transfer(0);

@@ -18,7 +18,7 @@
 import { compressSync as lz4Compress, uncompressSync as lz4Uncompress } from "lz4-napi";
 import zlib from "node:zlib";
 import { IntegrityError, UsageError } from "./errors.ts";
-import { releaseBacking } from "./bytes.ts";
+import { ownsBuffer, release, releaseBacking } from "./bytes.ts";
 
 /** Compression algorithms. */
 export type CompressionAlgorithm = "lz4" | "zstd" | "none";
@@ -87,7 +87,8 @@ export function compressFramed(
   const out = payload === undefined || payload.length >= data.length
     ? frame(CODEC_NONE, data)
     : frame(codec, payload);
-  releaseBacking(payload);
+  if (payload && ownsBuffer(payload)) release(payload);
+  else releaseBacking(payload);
   return out;
 }
 

@@ -20,7 +20,7 @@ import { release } from "./bytes.ts";
 import type { Repository } from "./repository.ts";
 
 /** Packs uploading at once; one more may be finished and waiting. */
-const MAX_UPLOADS = 2;
+const MAX_UPLOADS = 1;
 
 /** Pack size target for a repository that has `packs` packs: 32 MiB x sqrt(packs / 100), clamped. */
 export function packTarget(packs: number, min: number, max: number): number {
