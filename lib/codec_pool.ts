@@ -125,12 +125,13 @@ export class CodecPool {
    */
   async decodeBatch(
     type: ObjectTypeTag,
+    packHex: string,
     bytes: Uint8Array,
     parts: BatchPart[],
   ): Promise<(Uint8Array | Error)[]> {
     await this.#ready;
     const transfer = ownsBuffer(bytes) ? [bytes.buffer as ArrayBuffer] : [];
-    const req: CodecRequest = { op: "decodeBatch", seq: 0, type, bytes, parts };
+    const req: CodecRequest = { op: "decodeBatch", seq: 0, type, packHex, bytes, parts };
     const reply = await this.#send(this.#pick(), req, transfer);
     return reply.batch!.map((r) =>
       r.ok

@@ -10,6 +10,7 @@
 import { compressFramed, type CompressionOptions, decompress } from "./compress.ts";
 import { type EncryptionMode, type ObjectTypeTag, RepoKey } from "./crypto.ts";
 import { IntegrityError, VgerError } from "./errors.ts";
+import { toHex } from "./ids.ts";
 import { ownsBuffer, release, releaseBacking } from "./bytes.ts";
 
 /** A request to a codec worker. */
@@ -27,6 +28,8 @@ export type CodecRequest =
     op: "decodeBatch";
     seq: number;
     type: ObjectTypeTag;
+    /** The pack's hex id, for messages. */
+    packHex: string;
     bytes: Uint8Array;
     parts: BatchPart[];
   }
@@ -50,8 +53,6 @@ export interface BatchPart {
   length: number;
   /** Expected plaintext length. */
   rawLength: number;
-  /** Name for errors. */
-  what: string;
 }
 
 /** The outcome of one blob of a batch: a view into a transferred buffer, or an error. */
@@ -78,7 +79,7 @@ async function handle(req: CodecRequest): Promise<CodecReply> {
     const sealed = await key.sealFramed(req.type, req.id, framed);
     return { seq: req.seq, ok: true, data: sealed };
   }
-  if (req.op === "decodeBatch") return decodeBatch(key, req.seq, req.type, req.bytes, req.parts);
+  if (req.op === "decodeBatch") return decodeBatch(key, req);
   const plain = await key.open(req.type, req.id, req.sealed, req.what); // none mode: a view
   let data = decompress(plain, req.maxLength, req.what); // codec none: a view into plain
   if (data.buffer === req.sealed.buffer || data.buffer === plain.buffer || !ownsBuffer(data)) {
@@ -93,13 +94,13 @@ async function handle(req: CodecRequest): Promise<CodecReply> {
 
 async function decodeBatch(
   key: RepoKey,
-  seq: number,
-  type: ObjectTypeTag,
-  bytes: Uint8Array,
-  parts: BatchPart[],
+  req: Extract<CodecRequest, { op: "decodeBatch" }>,
 ): Promise<CodecReply> {
+  const { seq, type, bytes, parts } = req;
   const batch: BatchResult[] = [];
-  for (const p of parts) {
+  for (const part of parts) {
+    // names are made here, not on the main thread: one string per chunk adds up there
+    const p = { ...part, what: `Chunk ${toHex(part.id)} in pack ${req.packHex}` };
     try {
       const plain = await key.open(
         type,

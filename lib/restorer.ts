@@ -65,6 +65,8 @@ export function isSafeRelativePath(p: string): boolean {
 }
 
 const MAX_BATCH = 8 << 20;
+/** Items queued ahead of the writer at most. */
+const MAX_QUEUED_ITEMS = 512;
 
 interface Pending {
   /** Plaintext length. */
@@ -176,7 +178,7 @@ class ExtractRun {
     this.#options = options;
     this.#selector = new PathSelector(options.patterns ?? []);
     this.#owners = options.restoreOwners ?? Deno.uid() === 0;
-    this.#budget = options.budgetBytes ?? 64 << 20;
+    this.#budget = options.budgetBytes ?? 32 << 20;
     this.#checkedDirs.add(dest);
   }
 
@@ -197,6 +199,12 @@ class ExtractRun {
     const queued: QueuedItem = { item, path, chunks: [], complete: item.type !== "file" };
     this.#queue.push(queued);
     this.#added.notify();
+    // many small files fit in the byte budget: bound the queue's length too
+    while (this.#queue.length > MAX_QUEUED_ITEMS) {
+      this.#flushBatch();
+      await this.#freed.wait();
+      if (this.#failure) throw this.#failure;
+    }
     for (const id of item.chunks ?? []) {
       queued.chunks.push(await this.#request(id));
       this.#added.notify();
@@ -237,7 +245,7 @@ class ExtractRun {
       data.catch(() => {});
       return { raw: 0, held: 0, data };
     }
-    if (this.#zeroIds.has(toHex(id))) {
+    if (this.#zeroIds.size > 0 && this.#zeroIds.has(toHex(id))) {
       return { raw: loc.rawLength, held: 0, data: Promise.resolve(null) };
     }
     while (this.#inflight > 0 && this.#inflight + loc.rawLength > this.#budget) {
@@ -274,10 +282,9 @@ class ExtractRun {
         offset: p.loc.offset - b.start,
         length: p.loc.length,
         rawLength: p.loc.rawLength,
-        what: `Chunk ${toHex(p.id)} in pack ${b.packHex}`,
       }));
       // one worker opens the whole range: no copies on this thread
-      return this.#pool.decodeBatch(ObjectType.data, bytes, parts);
+      return this.#pool.decodeBatch(ObjectType.data, b.packHex, bytes, parts);
     }).then((results) => {
       results.forEach((r, i) => {
         const p = b.parts[i];
@@ -316,6 +323,7 @@ class ExtractRun {
         }
         if (next.item.type === "file") await this.#writeFile(next);
         else this.#restoreNonFile(next.item, next.path);
+        this.#freed.notify();
       }
     } catch (err) {
       this.#failure ??= err;
