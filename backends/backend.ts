@@ -6,8 +6,31 @@
  * @module
  */
 
-/** The bytes of an object to store: one buffer, or parts written one after another. */
-export type PutBody = Uint8Array | readonly Uint8Array[];
+/**
+ * A body too large to hold in memory (a pack staged in a temp file), read in pieces.
+ * `pieces()` may be called more than once (a retried put reads it again).
+ */
+export interface StreamBody {
+  /** Total length in bytes. */
+  readonly size: number;
+  /** The bytes, in order. */
+  pieces(): AsyncIterable<Uint8Array>;
+}
+
+/** The bytes of an object to store: one buffer, parts written one after another, or a stream. */
+export type PutBody = Uint8Array | readonly Uint8Array[] | StreamBody;
+
+/** Whether a body is a {@linkcode StreamBody}. */
+export function isStreamBody(body: PutBody): body is StreamBody {
+  return !(body instanceof Uint8Array) && !Array.isArray(body);
+}
+
+/** The pieces of any body, in order. */
+export async function* bodyPieces(body: PutBody): AsyncGenerator<Uint8Array> {
+  if (body instanceof Uint8Array) yield body;
+  else if (isStreamBody(body)) yield* body.pieces();
+  else yield* body;
+}
 
 /** One object in a listing. */
 export interface ObjectInfo {
@@ -55,6 +78,7 @@ export interface Backend extends ReadonlyBackend {
 /** The total length of a body. */
 export function bodySize(body: PutBody): number {
   if (body instanceof Uint8Array) return body.length;
+  if (isStreamBody(body)) return body.size;
   let n = 0;
   for (const part of body) n += part.length;
   return n;

@@ -28,7 +28,7 @@
 
 import { dirname, join, resolve } from "node:path";
 import { BackendError, errorMessage, IntegrityError, NotFoundError } from "../lib/errors.ts";
-import { type Backend, isValidKey, type ObjectInfo, type PutBody } from "./backend.ts";
+import { type Backend, bodyPieces, isValidKey, type ObjectInfo, type PutBody } from "./backend.ts";
 
 /** Names of in-progress writes start with this; they are never objects. */
 const TEMP_PREFIX = ".tmp-";
@@ -260,7 +260,7 @@ async function writeTemp(dir: string, path: string, body: PutBody): Promise<stri
       await ensureDir(dir, path);
       file = await Deno.open(temp, { write: true, createNew: true });
     }
-    for (const part of body instanceof Uint8Array ? [body] : body) {
+    for await (const part of bodyPieces(body)) {
       // synchronous: an async write costs a copy through a fresh buffer (measured 2x slower
       // and more memory); writing to the page cache blocks for milliseconds
       for (let at = 0; at < part.length;) at += file.writeSync(part.subarray(at));

@@ -15,7 +15,14 @@
  */
 
 import { BackendError, IntegrityError, NotFoundError } from "../lib/errors.ts";
-import { type Backend, bodySize, isValidKey, type ObjectInfo, type PutBody } from "./backend.ts";
+import {
+  type Backend,
+  bodyPieces,
+  bodySize,
+  isValidKey,
+  type ObjectInfo,
+  type PutBody,
+} from "./backend.ts";
 
 /** A {@linkcode Backend} held in memory; every operation completes without I/O. */
 export class MemoryBackend implements Backend {
@@ -77,21 +84,20 @@ export class MemoryBackend implements Backend {
   }
 
   /** Stores a copy of the body, replacing any old object. */
-  put(key: string, body: PutBody): Promise<void> {
-    return settle(() => {
-      checkKey(key);
-      this.#objects.set(key, concat(body));
-    });
+  async put(key: string, body: PutBody): Promise<void> {
+    checkKey(key);
+    this.#objects.set(key, await collect(body));
   }
 
   /** Stores a copy of the body only if the key is absent; returns whether it did. */
-  create(key: string, body: PutBody): Promise<boolean> {
-    return settle(() => {
-      checkKey(key);
-      if (this.#objects.has(key)) return false;
-      this.#objects.set(key, concat(body));
-      return true;
-    });
+  async create(key: string, body: PutBody): Promise<boolean> {
+    checkKey(key);
+    if (this.#objects.has(key)) return false;
+    const bytes = await collect(body);
+    // checked again after the await: another create may have landed meanwhile
+    if (this.#objects.has(key)) return false;
+    this.#objects.set(key, bytes);
+    return true;
   }
 
   /** Removes an object; removing an absent object is not an error. */
@@ -123,13 +129,16 @@ function checkRange(key: string, offset: number, length: number): void {
   }
 }
 
-function concat(body: PutBody): Uint8Array {
+/** A copy of the body's bytes (callers may change their buffers afterwards). */
+async function collect(body: PutBody): Promise<Uint8Array> {
   if (body instanceof Uint8Array) return body.slice();
   const out = new Uint8Array(bodySize(body));
   let at = 0;
-  for (const part of body) {
+  for await (const part of bodyPieces(body)) {
+    if (at + part.length > out.length) throw new BackendError("Body is longer than its size");
     out.set(part, at);
     at += part.length;
   }
+  if (at !== out.length) throw new BackendError("Body is shorter than its size");
   return out;
 }

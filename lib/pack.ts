@@ -22,6 +22,8 @@ import zlib from "node:zlib";
 import { ObjectType, type ObjectTypeTag, type RepoKey } from "./crypto.ts";
 import { IntegrityError } from "./errors.ts";
 import { ID_LENGTH, toHex } from "./ids.ts";
+import { release } from "./bytes.ts";
+import type { StreamBody } from "../backends/backend.ts";
 
 /** The pack magic. */
 export const PACK_MAGIC: Uint8Array = new TextEncoder().encode("VGERPACK");
@@ -107,14 +109,39 @@ export function decodePackHeader(
   return entries;
 }
 
-/** A pack being filled. Parts are kept in memory until the pack is finished. */
+/** Bytes of a pack held in memory before it is staged in a temporary file. */
+export const DEFAULT_SPILL_ABOVE = 64 << 20;
+
+/** A finished pack: its id, its bytes (in memory or staged in a file) and its blobs. */
+export interface FinishedPack {
+  /** SHA-256 of the pack's bytes. */
+  id: Uint8Array;
+  /** The bytes, ready to put. */
+  body: readonly Uint8Array[] | StreamBody;
+  /** The blobs in it. */
+  entries: PackEntry[];
+  /** Total size. */
+  size: number;
+  /** Frees the memory or removes the staging file; call once the pack is stored. */
+  dispose(): void;
+}
+
+/**
+ * A pack being filled. Its bytes stay in memory up to `spillAbove` (64 MiB); a larger pack (the
+ * target grows with the repository, up to max_pack_size) is staged in a temporary file so that
+ * memory stays bounded whatever the pack size.
+ */
 export class PackWriter {
   #parts: Uint8Array[] = [];
   #entries: PackEntry[] = [];
   #size = 0;
   #hash = createHash("sha256");
+  #spillAbove: number;
+  #staged: { path: string; file: Deno.FsFile } | null = null;
 
-  constructor() {
+  /** Starts a pack. */
+  constructor(options: { spillAbove?: number } = {}) {
+    this.#spillAbove = options.spillAbove ?? DEFAULT_SPILL_ABOVE;
     const pre = new Uint8Array(PACK_PREAMBLE);
     pre.set(PACK_MAGIC);
     pre[8] = PACK_VERSION;
@@ -122,9 +149,26 @@ export class PackWriter {
   }
 
   #push(b: Uint8Array): void {
-    this.#parts.push(b);
     this.#hash.update(b);
     this.#size += b.length;
+    if (this.#staged) {
+      writeAllSync(this.#staged.file, b);
+      release(b);
+      return;
+    }
+    this.#parts.push(b);
+    if (this.#size > this.#spillAbove) this.#stage();
+  }
+
+  #stage(): void {
+    const path = Deno.makeTempFileSync({ prefix: "vger-pack-" });
+    const file = Deno.openSync(path, { write: true, truncate: true });
+    this.#staged = { path, file };
+    for (const p of this.#parts) {
+      writeAllSync(file, p);
+      release(p);
+    }
+    this.#parts = [];
   }
 
   /** Bytes so far. */
@@ -137,7 +181,7 @@ export class PackWriter {
     return this.#entries.length;
   }
 
-  /** Appends a sealed object; returns its entry. */
+  /** Appends a sealed object (the pack takes it over); returns its entry. */
   add(id: Uint8Array, type: ObjectTypeTag, sealed: Uint8Array, rawLength: number): PackEntry {
     const prefix = new Uint8Array(RECORD_PREFIX);
     const dv = new DataView(prefix.buffer);
@@ -145,26 +189,78 @@ export class PackWriter {
     dv.setUint32(4, crc32(sealed), true);
     this.#push(prefix);
     const entry = { id, type, offset: this.#size, length: sealed.length, rawLength };
-    this.#push(sealed);
+    this.#push(sealed); // may release sealed (staged packs): nothing reads it after this
     this.#entries.push(entry);
     return entry;
   }
 
-  /** Seals the header, appends it and the trailer; returns the pack id, bytes and entries. */
-  async finish(
-    key: RepoKey,
-  ): Promise<{ id: Uint8Array; parts: Uint8Array[]; entries: PackEntry[]; size: number }> {
+  /** Seals the header, appends it and the trailer. */
+  async finish(key: RepoKey): Promise<FinishedPack> {
     const header = await key.seal(
       ObjectType.packHeader,
       "pack-header",
       encodePackHeader(this.#entries),
     );
-    this.#push(header);
     const trailer = new Uint8Array(4);
     new DataView(trailer.buffer).setUint32(0, header.length, true);
+    this.#push(header); // pushing hands the buffer over: read its length first
     this.#push(trailer);
     const id = new Uint8Array(this.#hash.digest());
-    return { id, parts: this.#parts, entries: this.#entries, size: this.#size };
+    const size = this.#size;
+    const staged = this.#staged;
+    if (!staged) {
+      const parts = this.#parts;
+      return {
+        id,
+        body: parts,
+        entries: this.#entries,
+        size,
+        dispose: () => parts.forEach(release),
+      };
+    }
+    staged.file.close();
+    return {
+      id,
+      body: { size, pieces: () => readPieces(staged.path) },
+      entries: this.#entries,
+      size,
+      dispose: () => {
+        try {
+          Deno.removeSync(staged.path);
+        } catch { /* already gone */ }
+      },
+    };
+  }
+
+  /** Drops a pack that will not be finished (removes its staging file). */
+  abandon(): void {
+    if (!this.#staged) return;
+    try {
+      this.#staged.file.close();
+    } catch { /* closed */ }
+    try {
+      Deno.removeSync(this.#staged.path);
+    } catch { /* gone */ }
+  }
+}
+
+function writeAllSync(file: Deno.FsFile, b: Uint8Array): void {
+  for (let o = 0; o < b.length;) o += file.writeSync(b.subarray(o));
+}
+
+async function* readPieces(path: string): AsyncGenerator<Uint8Array> {
+  using file = await Deno.open(path, { read: true });
+  for (;;) {
+    const buf = new Uint8Array(8 << 20);
+    let n = 0;
+    while (n < buf.length) {
+      const r = file.readSync(buf.subarray(n));
+      if (r === null) break;
+      n += r;
+    }
+    if (n === 0) return;
+    yield n === buf.length ? buf : buf.slice(0, n);
+    if (n < buf.length) return;
   }
 }
 

@@ -106,7 +106,7 @@ async function makePack(key: RepoKey, next: () => number, count: number) {
     blobs.push({ id, type, plain, sealed });
   }
   const done = await writer.finish(key);
-  return { ...done, bytes: concat(...done.parts), blobs };
+  return { ...done, bytes: concat(...(done.body as Uint8Array[])), blobs };
 }
 
 function assertCorrupt(what: string, reason: RegExp): (err: unknown) => boolean {
@@ -395,4 +395,37 @@ Deno.test("readPackHeader throws only IntegrityError on 2,000 random and mutated
   }
   ok(accepted > 0, "flips inside records leave the header intact");
   ok(performance.now() - start < 20_000);
+});
+
+Deno.test("a pack larger than spillAbove is staged in a temp file and reads back the same", async () => {
+  const key = await RepoKey.generate("aes256gcm");
+  const writer = new PackWriter({ spillAbove: 4096 });
+  const kept: { id: Uint8Array; sealed: Uint8Array; plain: Uint8Array }[] = [];
+  let seed = 7;
+  const next = () => (seed = (seed * 1103515245 + 12345) >>> 0);
+  for (let i = 0; i < 200; i++) {
+    const plain = randomBytes(next, 1 + (next() % 2000));
+    const id = await key.chunkId(plain);
+    const sealed = await key.seal(ObjectType.data, id, plain);
+    kept.push({ id, sealed: sealed.slice(), plain });
+    writer.add(id, ObjectType.data, sealed, plain.length);
+  }
+  const done = await writer.finish(key);
+  ok(!Array.isArray(done.body), "the body should be a stream from the staging file");
+  const parts: Uint8Array[] = [];
+  for await (const p of (done.body as { pieces(): AsyncIterable<Uint8Array> }).pieces()) {
+    parts.push(p);
+  }
+  const bytes = concat(...parts);
+  equal(bytes.length, done.size);
+  deepStrictEqual(new Uint8Array(createHash("sha256").update(bytes).digest()), done.id);
+  const backend = new MemoryBackend();
+  await backend.put("packs/x", bytes);
+  const entries = await readPackHeader(backend, key, "packs/x", bytes.length);
+  equal(entries.length, kept.length);
+  for (const [i, e] of entries.entries()) {
+    deepStrictEqual(bytes.subarray(e.offset, e.offset + e.length), kept[i].sealed);
+    deepStrictEqual(await key.open(ObjectType.data, e.id, kept[i].sealed, "x"), kept[i].plain);
+  }
+  done.dispose();
 });

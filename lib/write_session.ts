@@ -16,7 +16,6 @@ import { withCommitLock } from "./lock.ts";
 import { type ArchiveMeta, encodeArchiveMeta } from "./archive.ts";
 import { encodeManifest, type ManifestEntry } from "./manifest.ts";
 import { PackWriter } from "./pack.ts";
-import { release } from "./bytes.ts";
 import type { Repository } from "./repository.ts";
 
 /** Packs uploading at once; one more may be finished and waiting. */
@@ -86,10 +85,11 @@ export class WriteSession {
     rawLength: number,
   ): Promise<void> {
     if (this.#failure) throw this.#failure;
+    const length = sealed.length; // the pack takes the buffer over
     this.#pack ??= new PackWriter();
     this.#pack.add(id, type, sealed, rawLength);
-    this.#reserved.set(toHex(id), sealed.length);
-    this.addedBytes += sealed.length;
+    this.#reserved.set(toHex(id), length);
+    this.addedBytes += length;
     if (this.#pack.size >= this.#target) this.#startUpload();
     while (this.#uploads.size > MAX_UPLOADS) await Promise.race(this.#uploads);
     if (this.#failure) throw this.#failure;
@@ -100,9 +100,12 @@ export class WriteSession {
     const pack = this.#pack;
     this.#pack = null;
     if (!pack || pack.count === 0) return;
-    const done = pack.finish(this.#repo.key).then(async ({ id, parts, entries }) => {
-      await this.#repo.backend.put(packKey(id), parts);
-      for (const p of parts) release(p);
+    const done = pack.finish(this.#repo.key).then(async ({ id, body, entries, dispose }) => {
+      try {
+        await this.#repo.backend.put(packKey(id), body);
+      } finally {
+        dispose();
+      }
       for (const e of entries) {
         this.#added.set(e.id, {
           pack: id,
@@ -116,6 +119,12 @@ export class WriteSession {
     });
     const tracked: Promise<void> = done.finally(() => this.#uploads.delete(tracked));
     this.#uploads.add(tracked);
+  }
+
+  /** Drops the open pack after a failure (removes its staging file, if any). */
+  abort(): void {
+    this.#pack?.abandon();
+    this.#pack = null;
   }
 
   /** Uploads the open pack and waits for every upload; throws the first upload failure. */

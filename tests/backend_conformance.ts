@@ -81,6 +81,26 @@ export function backendConformance(name: string, make: () => Promise<BackendFixt
     deepStrictEqual(await backend.get("archives/a2"), concat(parts));
   });
 
+  test("put and create of a stream body store its pieces in order, read again if needed", async (backend) => {
+    const pieces = [new Uint8Array([1, 2, 3]), new Uint8Array(0), new Uint8Array(70_000).fill(9)];
+    let reads = 0;
+    const body = {
+      size: 70_003,
+      async *pieces() {
+        reads++;
+        for (const p of pieces) yield p.slice();
+      },
+    };
+    await backend.put("packs/ab/stream", body);
+    const want = new Uint8Array(70_003);
+    want.set([1, 2, 3]);
+    want.fill(9, 3);
+    deepStrictEqual(await backend.get("packs/ab/stream"), want);
+    equal(await backend.create("packs/ab/stream2", body), true);
+    deepStrictEqual(await backend.get("packs/ab/stream2"), want);
+    ok(reads >= 2);
+  });
+
   test("buffers are copied in and out", async (backend) => {
     const data = bytes("original");
     const part = bytes("part");
