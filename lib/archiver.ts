@@ -129,6 +129,9 @@ export async function backup(
       warnings: run.warnings,
       seconds: (Date.now() - started.getTime()) / 1000,
     };
+  } catch (err) {
+    session.abort();
+    throw err;
   } finally {
     pool.close();
   }
