@@ -108,7 +108,9 @@ const encoder = new TextEncoder();
 const defaultIo: CliIo = {
   out: (t) => writeAll(Deno.stdout, t),
   err: (t) => writeAll(Deno.stderr, t),
-  isTerminal: Deno.stderr.isTerminal(),
+  get isTerminal() {
+    return Deno.stderr.isTerminal();
+  },
 };
 
 function writeAll(f: { writeSync(b: Uint8Array): number }, text: string): void {

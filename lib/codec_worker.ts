@@ -5,8 +5,6 @@
  * @module
  */
 
-/// <reference lib="deno.worker" />
-
 import { compressFramed, type CompressionOptions, decompress } from "./compress.ts";
 import { type EncryptionMode, type ObjectTypeTag, RepoKey } from "./crypto.ts";
 import { IntegrityError, VgerError } from "./errors.ts";
@@ -139,7 +137,13 @@ async function decodeBatch(
   return { seq, ok: true, batch };
 }
 
-self.onmessage = async (e: MessageEvent<CodecRequest>) => {
+/** The worker's global scope, typed without the deno.worker lib (JSR bans that directive). */
+const scope = self as unknown as {
+  onmessage: ((e: MessageEvent<CodecRequest>) => void) | null;
+  postMessage(message: unknown, transfer: Transferable[]): void;
+};
+
+scope.onmessage = async (e: MessageEvent<CodecRequest>) => {
   let reply: CodecReply;
   try {
     reply = await handle(e.data);
@@ -156,5 +160,5 @@ self.onmessage = async (e: MessageEvent<CodecRequest>) => {
   if (reply.ok && reply.batch) {
     for (const r of reply.batch) if (r.ok && !transfer.includes(r.buffer)) transfer.push(r.buffer);
   }
-  self.postMessage(reply, transfer);
+  scope.postMessage(reply, transfer);
 };
