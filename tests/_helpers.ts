@@ -100,6 +100,8 @@ export interface UnprivilegedUser {
   gid: number;
   /** A copy of the deno binary that this user can execute. */
   deno: string;
+  /** A copy of the CLI (with the code and node_modules it needs) this user can read. */
+  cli: string;
   /** A DENO_DIR the user owns. */
   denoDir: string;
   /** A HOME (and default working directory) the user owns. */
@@ -165,7 +167,7 @@ export function spawnVger(args: readonly string[], options: RunOptions = {}): De
   const user = options.user;
   // --cached-only: an unprivileged user's empty DENO_DIR must not make deno go to the network
   const denoArgs = user
-    ? ["run", "-A", "--cached-only", CLI_PATH, ...args]
+    ? ["run", "-A", "--cached-only", user.cli, ...args]
     : ["run", "-A", CLI_PATH, ...args];
   const [command, commandArgs] = user
     ? [
@@ -254,9 +256,9 @@ export async function initRepo(path: string, options: RunOptions = {}): Promise<
 
 /**
  * Prepares a non-root identity for {@linkcode runVger}: a copy of the running deno binary in a
- * 0755 dir (the original may sit under /root), and a HOME and DENO_DIR owned by `uid`. The
- * project dir must be readable by that user. Throws when not root or `setpriv` (util-linux) is
- * missing.
+ * 0755 dir (the original may sit under /root), a world-readable copy of the project's code and
+ * node_modules (the checkout may sit in a 0700 dir, as CI's does), and a HOME and DENO_DIR owned
+ * by `uid`. Throws when not root or `setpriv` (util-linux) is missing.
  */
 export async function makeUnprivilegedUser(
   uid = NOBODY_ID,
@@ -273,13 +275,37 @@ export async function makeUnprivilegedUser(
     const deno = `${base}/deno`;
     await Deno.copyFile(Deno.execPath(), deno);
     await Deno.chmod(deno, 0o755);
+    const project = `${base}/project`;
+    await Deno.mkdir(project);
+    const copy = await new Deno.Command("cp", {
+      args: [
+        "-a",
+        ...["cli.ts", "mod.ts", "deno.json", "deno.lock", "lib", "backends", "node_modules"]
+          .map((f) => `${PROJECT_DIR}/${f}`),
+        project,
+      ],
+    }).output();
+    const chmod = await new Deno.Command("chmod", { args: ["-R", "a+rX", project] }).output();
+    if (!copy.success || !chmod.success) {
+      throw new Error(
+        `Cannot copy the project for uid ${uid}: ${new TextDecoder().decode(copy.stderr)}`,
+      );
+    }
     const home = `${base}/home`;
     const denoDir = `${base}/deno_dir`;
     for (const d of [home, denoDir]) {
       await Deno.mkdir(d, { mode: 0o700 });
       await Deno.chown(d, uid, gid);
     }
-    return { uid, gid, deno, denoDir, home, cleanup: () => removeTree(base) };
+    return {
+      uid,
+      gid,
+      deno,
+      cli: `${project}/cli.ts`,
+      denoDir,
+      home,
+      cleanup: () => removeTree(base),
+    };
   } catch (err) {
     await removeTree(base);
     throw err;
