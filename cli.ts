@@ -11,6 +11,7 @@ import { LocalBackend } from "./backends/local.ts";
 import type { Backend } from "./backends/backend.ts";
 import {
   backupCommand,
+  deleteCommand,
   extractCommand,
   initCommand,
   listArchivesCommand,
@@ -43,6 +44,7 @@ Commands:
   backup [PATHS...]         back up PATHS (default: source_directories of the config)
   list                      list archives; with --archive NAME, the files of one archive
   extract                   restore an archive: --archive NAME --dest DIR [PATTERNS...]
+  delete                    delete archives: --archive NAME [--archive NAME...] [--dry-run]
 
 Global options:
   -c, --config FILE         configuration file (default: search as the README says)
@@ -66,6 +68,9 @@ list/extract options:
   -a, --archive NAME        the archive
       --dest DIR            where to restore (extract; required)
       --overwrite           replace existing files (extract)
+delete options:
+  -a, --archive NAME        an archive to delete (repeat for several)
+      --dry-run             only show what would be deleted
 
 Environment: VGER_PASSPHRASE (passphrase), VGER_CONFIG (configuration file).
 Exit codes: 0 ok, 1 error, 2 usage or configuration error, 3 finished with warnings,
@@ -84,15 +89,27 @@ const OPTIONS = {
   "kdf-memory": { type: "string" },
   "kdf-iterations": { type: "string" },
   "kdf-parallelism": { type: "string" },
-  archive: { type: "string", short: "a" },
+  archive: { type: "string", short: "a", multiple: true },
+  "dry-run": { type: "boolean" },
   compression: { type: "string" },
   dest: { type: "string" },
   overwrite: { type: "boolean" },
 } as const;
 
-type Flags = {
-  [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K]["type"] extends "string" ? string : boolean;
-};
+type Flags =
+  & {
+    [K in Exclude<keyof typeof OPTIONS, "archive">]?: (typeof OPTIONS)[K]["type"] extends "string"
+      ? string
+      : boolean;
+  }
+  & { archive?: string[] };
+
+/** The one archive a command works on (`--archive` given at most once). */
+function oneArchive(flags: Flags, command: string): string | undefined {
+  const a = flags.archive ?? [];
+  if (a.length > 1) throw new UsageError(`${command} takes one --archive, not ${a.length}`);
+  return a[0];
+}
 
 /** Where output goes; tests pass their own. */
 export interface CliIo {
@@ -390,7 +407,7 @@ async function runCommand(
       if (sources.length === 0) {
         throw new UsageError("Nothing to back up: give PATHS or set source_directories");
       }
-      const name = flags.archive ?? formatArchiveName(
+      const name = oneArchive(flags, "backup") ?? formatArchiveName(
         config?.archiveNameFormat ?? DEFAULT_ARCHIVE_NAME_FORMAT,
         { hostname: Deno.hostname(), user: Deno.env.get("USER") ?? "unknown", now: new Date() },
       );
@@ -437,7 +454,8 @@ async function runCommand(
     }
     case "list": {
       const backend = openBackend(repo);
-      if (!flags.archive) {
+      const archive = oneArchive(flags, "list");
+      if (!archive) {
         const archives = await listArchivesCommand(backend, { passphrase });
         if (flags.json) {
           io.out(
@@ -469,7 +487,7 @@ async function runCommand(
       }
       const items = listItemsCommand(backend, {
         passphrase,
-        archive: flags.archive,
+        archive,
         patterns: args,
       });
       if (flags.json) {
@@ -489,7 +507,7 @@ async function runCommand(
           });
         }
         io.out(
-          JSON.stringify({ repository: repo.path, archive: flags.archive, items: rows }) + "\n",
+          JSON.stringify({ repository: repo.path, archive, items: rows }) + "\n",
         );
       } else {
         for await (const i of items) {
@@ -508,12 +526,13 @@ async function runCommand(
       return 0;
     }
     case "extract": {
-      if (!flags.archive) throw new UsageError("extract needs --archive NAME");
+      const archive = oneArchive(flags, "extract");
+      if (!archive) throw new UsageError("extract needs --archive NAME");
       if (!flags.dest) throw new UsageError("extract needs --dest DIR");
       const progress = progressPrinter(flags, io);
       const result = await extractCommand(openBackend(repo), {
         passphrase,
-        archive: flags.archive,
+        archive,
         dest: flags.dest,
         patterns: args,
         overwrite: flags.overwrite,
@@ -525,7 +544,7 @@ async function runCommand(
         io.out(
           JSON.stringify({
             repository: repo.path,
-            archive: flags.archive,
+            archive,
             files: result.files,
             bytes: result.bytes,
             warnings: result.warnings,
@@ -535,6 +554,28 @@ async function runCommand(
         io.out(`Restored ${result.files} items, ${fmtBytes(result.bytes)} to ${flags.dest}\n`);
       }
       return result.warnings.length > 0 ? 3 : 0;
+    }
+    case "delete": {
+      const names = flags.archive ?? [];
+      if (names.length === 0) throw new UsageError("delete needs --archive NAME (one or more)");
+      const deleted = await deleteCommand(openBackend(repo), {
+        passphrase,
+        names,
+        dryRun: flags["dry-run"],
+      });
+      if (flags.json) {
+        io.out(
+          JSON.stringify({
+            repository: repo.path,
+            dry_run: !!flags["dry-run"],
+            archives: deleted.map((a) => ({ name: a.name, id: toHex(a.id), time: a.time })),
+          }) + "\n",
+        );
+      } else if (!flags.quiet) {
+        const verb = flags["dry-run"] ? "Would delete" : "Deleted";
+        for (const a of deleted) io.out(`${verb} archive ${a.name} (${a.time})\n`);
+      }
+      return 0;
     }
     default:
       throw new UsageError(`Unknown command "${command}" (see vger --help)`);

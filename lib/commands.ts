@@ -6,6 +6,7 @@
 
 import type { Backend, ReadonlyBackend } from "../backends/backend.ts";
 import { backup, type BackupOptions, type BackupResult } from "./archiver.ts";
+import { deleteArchives } from "./archive_delete.ts";
 import { decodeItems, type Item } from "./archive.ts";
 import { ObjectType } from "./crypto.ts";
 import { toHex } from "./ids.ts";
@@ -55,6 +56,15 @@ export async function* listItemsCommand(
       if (selector.selects(item.path)) yield item;
     }
   }
+}
+
+/** `vger delete`: removes archives from the manifest (data stays until compact). */
+export async function deleteCommand(
+  backend: Backend,
+  options: OpenOptions & { names: readonly string[]; dryRun?: boolean },
+): Promise<ManifestEntry[]> {
+  const repo = await Repository.open(backend, options);
+  return await deleteArchives(repo, options.names, { dryRun: options.dryRun });
 }
 
 /** `vger extract`. */
