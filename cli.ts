@@ -16,6 +16,7 @@ import {
   initCommand,
   listArchivesCommand,
   listItemsCommand,
+  pruneCommand,
 } from "./lib/commands.ts";
 import {
   DEFAULT_ARCHIVE_NAME_FORMAT,
@@ -31,6 +32,7 @@ import { DEFAULT_KDF } from "./lib/key_file.ts";
 import { PathSelector } from "./lib/patterns.ts";
 import { toHex } from "./lib/ids.ts";
 import { tuneAllocator } from "./lib/allocator.ts";
+import { describeRetention, isEmptyPolicy } from "./lib/retention.ts";
 
 /** The version printed by `vger --version`. */
 export const VERSION = "0.1.0";
@@ -45,6 +47,7 @@ Commands:
   list                      list archives; with --archive NAME, the files of one archive
   extract                   restore an archive: --archive NAME --dest DIR [PATTERNS...]
   delete                    delete archives: --archive NAME [--archive NAME...] [--dry-run]
+  prune                     delete the archives the retention policy does not keep
 
 Global options:
   -c, --config FILE         configuration file (default: search as the README says)
@@ -68,6 +71,9 @@ list/extract options:
   -a, --archive NAME        the archive
       --dest DIR            where to restore (extract; required)
       --overwrite           replace existing files (extract)
+prune options:
+      --dry-run             only show what would be pruned (every archive, keep or prune)
+      --list                show every archive with keep/prune and the rule that decided
 delete options:
   -a, --archive NAME        an archive to delete (repeat for several)
       --dry-run             only show what would be deleted
@@ -91,6 +97,7 @@ const OPTIONS = {
   "kdf-parallelism": { type: "string" },
   archive: { type: "string", short: "a", multiple: true },
   "dry-run": { type: "boolean" },
+  list: { type: "boolean" },
   compression: { type: "string" },
   dest: { type: "string" },
   overwrite: { type: "boolean" },
@@ -228,6 +235,7 @@ function adHocRepository(path: string): RepositoryConfig {
     encryption: { mode: "aes256gcm" },
     compression: { algorithm: "lz4", zstdLevel: 3 },
     sourceDirectories: [],
+    retention: {},
   };
 }
 
@@ -554,6 +562,49 @@ async function runCommand(
         io.out(`Restored ${result.files} items, ${fmtBytes(result.bytes)} to ${flags.dest}\n`);
       }
       return result.warnings.length > 0 ? 3 : 0;
+    }
+    case "prune": {
+      if (isEmptyPolicy(repo.retention)) {
+        warn(`the retention policy of ${repo.path} is empty: nothing is pruned`);
+      }
+      const dryRun = !!flags["dry-run"];
+      const result = await pruneCommand(openBackend(repo), {
+        passphrase,
+        policy: repo.retention,
+        dryRun,
+      });
+      if (flags.json) {
+        io.out(
+          JSON.stringify({
+            repository: repo.path,
+            dry_run: dryRun,
+            policy: describeRetention(repo.retention),
+            archives: result.decisions.map((d) => ({
+              name: d.archive.name,
+              time: d.archive.time,
+              keep: d.keep,
+              reasons: d.reasons,
+            })),
+            deleted: result.deleted.map((a) => a.name),
+          }) + "\n",
+        );
+        return 0;
+      }
+      if (flags.list || dryRun) {
+        for (const d of result.decisions) {
+          const what = d.keep ? "keep " : dryRun ? "would prune" : "prune";
+          const why = d.keep ? `  (${d.reasons.join(", ")})` : "";
+          io.out(`${what.padEnd(11)} ${d.archive.name.padEnd(32)} ${d.archive.time}${why}\n`);
+        }
+      }
+      if (!flags.quiet) {
+        const pruned = result.decisions.filter((d) => !d.keep).length;
+        io.out(
+          `${dryRun ? "Would prune" : "Pruned"} ${pruned} of ${result.decisions.length} archives ` +
+            `(${describeRetention(repo.retention)})\n`,
+        );
+      }
+      return 0;
     }
     case "delete": {
       const names = flags.archive ?? [];

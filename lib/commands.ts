@@ -7,6 +7,7 @@
 import type { Backend, ReadonlyBackend } from "../backends/backend.ts";
 import { backup, type BackupOptions, type BackupResult } from "./archiver.ts";
 import { deleteArchives } from "./archive_delete.ts";
+import { applyRetention, type RetentionDecision, type RetentionPolicy } from "./retention.ts";
 import { decodeItems, type Item } from "./archive.ts";
 import { ObjectType } from "./crypto.ts";
 import { toHex } from "./ids.ts";
@@ -65,6 +66,29 @@ export async function deleteCommand(
 ): Promise<ManifestEntry[]> {
   const repo = await Repository.open(backend, options);
   return await deleteArchives(repo, options.names, { dryRun: options.dryRun });
+}
+
+/** What `vger prune` decided and did. */
+export interface PruneResult {
+  /** Every archive, newest first, with keep/prune and the rules that kept it. */
+  decisions: RetentionDecision<ManifestEntry>[];
+  /** The archives removed (none on a dry run). */
+  deleted: ManifestEntry[];
+}
+
+/** `vger prune`: applies the retention policy and deletes what it does not keep. */
+export async function pruneCommand(
+  backend: Backend,
+  options: OpenOptions & { policy: RetentionPolicy; dryRun?: boolean; now?: Date },
+): Promise<PruneResult> {
+  const repo = await Repository.open(backend, options);
+  const manifest = await repo.readManifest();
+  const decisions = applyRetention(manifest.archives, options.policy, {
+    now: options.now ?? new Date(),
+  });
+  const drop = decisions.filter((d) => !d.keep).map((d) => d.archive.name);
+  const deleted = options.dryRun || drop.length === 0 ? [] : await deleteArchives(repo, drop);
+  return { decisions, deleted };
 }
 
 /** `vger extract`. */

@@ -11,6 +11,8 @@ import { DEFAULT_CHUNKER_PARAMS } from "./chunker.ts";
 import type { CompressionOptions } from "./compress.ts";
 import type { EncryptionMode } from "./crypto.ts";
 import { UsageError } from "./errors.ts";
+import { closest } from "./suggest.ts";
+import { parseRetention, type RetentionPolicy } from "./retention.ts";
 
 /** Encryption settings. */
 export interface EncryptionConfig {
@@ -40,6 +42,8 @@ export interface RepositoryConfig {
   compression: CompressionOptions;
   /** Per-repository sources override. */
   sourceDirectories: string[];
+  /** Retention policy for prune (the repository's own, else the top-level one). */
+  retention: RetentionPolicy;
 }
 
 /** A whole configuration. */
@@ -104,7 +108,7 @@ class Reader {
     if (typeof v !== "object" || Array.isArray(v)) this.fail(path, "expected a mapping");
     for (const k of Object.keys(v as Obj)) {
       if (!keys.includes(k)) {
-        const near = keys.find((c) => editDistance(c, k) <= 2);
+        const near = closest(k, keys);
         this.fail(
           `${path ? path + "." : ""}${k}`,
           `unknown key${near ? ` (did you mean "${near}"?)` : ""}`,
@@ -149,6 +153,16 @@ class Reader {
     };
   }
 
+  retention(v: unknown, path: string): RetentionPolicy {
+    try {
+      return parseRetention(v ?? {}, path);
+    } catch (cause) {
+      throw new UsageError(`Invalid configuration ${this.file}: ${(cause as Error).message}`, {
+        cause,
+      });
+    }
+  }
+
   compression(v: unknown, path: string, base?: CompressionOptions): CompressionOptions {
     const o = this.obj(v, path, ["algorithm", "zstd_level"]);
     const algorithm = this.str(o.algorithm, `${path}.algorithm`) ?? base?.algorithm ?? "lz4";
@@ -173,6 +187,7 @@ export function parseConfig(text: string, file: string): VgerConfig {
   }
   const r = new Reader(file);
   const top = r.obj(doc.toJS(), "", TOP_KEYS);
+  const retention = r.retention(top.retention, "retention");
   const encryption = r.encryption(top.encryption, "encryption");
   const compression = r.compression(top.compression, "compression");
   const sources = r.strList(top.source_directories, "source_directories") ?? [];
@@ -206,6 +221,7 @@ export function parseConfig(text: string, file: string): VgerConfig {
         ? compression
         : r.compression(o.compression, `${p}.compression`, compression),
       sourceDirectories: r.strList(o.source_directories, `${p}.source_directories`) ?? sources,
+      retention: o.retention === undefined ? retention : r.retention(o.retention, `${p}.retention`),
     };
   });
   return {
@@ -217,21 +233,6 @@ export function parseConfig(text: string, file: string): VgerConfig {
     archiveNameFormat: r.str(top.archive_name_format, "archive_name_format") ??
       DEFAULT_ARCHIVE_NAME_FORMAT,
   };
-}
-
-/** Levenshtein distance, for "did you mean" suggestions. */
-export function editDistance(a: string, b: string): number {
-  const d = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = d[0];
-    d[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const t = d[j];
-      d[j] = Math.min(d[j] + 1, d[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = t;
-    }
-  }
-  return d[b.length];
 }
 
 /** Expands `{hostname}`, `{user}` and `{now:<strftime>}` in an archive name template. */

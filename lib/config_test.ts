@@ -1,11 +1,7 @@
 import { deepStrictEqual, equal, ok, throws } from "node:assert/strict";
 import { DEFAULT_CHUNKER_PARAMS } from "./chunker.ts";
-import {
-  DEFAULT_ARCHIVE_NAME_FORMAT,
-  editDistance,
-  formatArchiveName,
-  parseConfig,
-} from "./config.ts";
+import { DEFAULT_ARCHIVE_NAME_FORMAT, formatArchiveName, parseConfig } from "./config.ts";
+import { editDistance } from "./suggest.ts";
 import { UsageError } from "./errors.ts";
 
 const FILE = "/etc/vger/config.yaml";
@@ -34,6 +30,7 @@ Deno.test("a minimal config gets every default", () => {
       encryption: { mode: "aes256gcm", passphrase: undefined, passcommand: undefined },
       compression: { algorithm: "lz4", zstdLevel: 3 },
       sourceDirectories: [],
+      retention: {},
     }],
     sourceDirectories: [],
     excludePatterns: [],
@@ -218,4 +215,27 @@ Deno.test("editDistance counts insertions, deletions and substitutions", () => {
   equal(editDistance("mode", "mdoe"), 2);
   equal(editDistance("kitten", "sitting"), 3);
   equal(editDistance("", "abc"), 3);
+});
+
+Deno.test("retention is read at the top level and a repository's own block overrides it", () => {
+  const c = parseConfig(
+    `repositories:
+  - path: /a
+  - path: /b
+    retention:
+      keep_daily: 30
+retention:
+  keep_last: 3
+  keep_within: 2d
+`,
+    FILE,
+  );
+  deepStrictEqual(c.repositories[0].retention, { keepLast: 3, keepWithin: "2d" });
+  deepStrictEqual(c.repositories[1].retention, { keepDaily: 30 });
+  throws(
+    () => parseConfig("repositories:\n  - path: /a\nretention:\n  keep_dayly: 3\n", FILE),
+    (e: Error) =>
+      e instanceof UsageError && e.message.startsWith(`Invalid configuration ${FILE}: `) &&
+      e.message.includes("keep_dayly") && e.message.includes("keep_daily"),
+  );
 });

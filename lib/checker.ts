@@ -1,0 +1,1119 @@
+/**
+ * `vger check`: finds damage in a repository and says which archives and files it touches;
+ * and index rebuild (`--repair`) from the pack headers.
+ *
+ * The structural check reads no file data: the manifest, the index, every archive and its item
+ * stream (small), and every pack header, which must agree with the index entries that point at
+ * the pack. `verifyData` also reads every referenced pack from start to end in ranges of a few
+ * MiB, checks each record's CRC-32, opens and decompresses each blob, re-hashes its plaintext
+ * against its id and checks that the SHA-256 of the pack is its name.
+ *
+ * Problems are collected, never thrown: each names the object and, found by one walk over the
+ * item streams at the end, the archives and stored paths that reference the damaged blobs.
+ *
+ * @example Check a repository and list what is damaged
+ * ```ts ignore
+ * import { checkRepository, hasErrors } from "./checker.ts";
+ *
+ * const result = await checkRepository(repo, { verifyData: true });
+ * for (const p of result.problems) console.log(p.severity, p.message, p.affects.paths);
+ * if (hasErrors(result)) Deno.exitCode = 1;
+ * ```
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import type { Backend, ReadonlyBackend } from "../backends/backend.ts";
+import { decodeItems } from "./archive.ts";
+import { ChunkIndex, type ChunkLocation } from "./chunk_index.ts";
+import type { CodecPool } from "./codec_pool.ts";
+import { decompress } from "./compress.ts";
+import { ObjectType, type ObjectTypeTag } from "./crypto.ts";
+import { errorMessage, IntegrityError, NotFoundError, VgerError } from "./errors.ts";
+import { bytesEqual, fromHex, packKey, toHex } from "./ids.ts";
+import { withCommitLock } from "./lock.ts";
+import { encodeManifest, type Manifest, type ManifestEntry } from "./manifest.ts";
+import { crc32, PACK_PREAMBLE, type PackEntry, readPackHeader, RECORD_PREFIX } from "./pack.ts";
+import type { Repository } from "./repository.ts";
+
+/** What a problem is about. */
+export type ProblemKind =
+  | "corrupt-manifest"
+  | "corrupt-index"
+  | "corrupt-archive"
+  | "missing-chunk"
+  | "missing-pack"
+  | "corrupt-pack"
+  | "pack-header-mismatch"
+  | "corrupt-blob"
+  | "pack-hash-mismatch"
+  | "unreferenced-pack"
+  | "unreferenced-archive"
+  | "unknown-object";
+
+/** Errors make `vger check` fail; warnings are leftovers that compact removes. */
+export type Severity = "error" | "warning";
+
+/** The archives and files that reference a damaged object. */
+export interface Affected {
+  /** Archive names, in manifest order. */
+  archives: string[];
+  /** Stored paths (without the leading "/"), at most 1000. */
+  paths: string[];
+  /** Whether more paths were affected than `paths` lists. */
+  pathsTruncated: boolean;
+}
+
+/** One thing wrong with the repository. */
+export interface Problem {
+  /** What it is about. */
+  kind: ProblemKind;
+  /** Whether it makes the check fail. */
+  severity: Severity;
+  /** One line naming the object and the reason. */
+  message: string;
+  /** Who references the damaged data (empty when unknown or not applicable). */
+  affects: Affected;
+}
+
+/** Counts of what a check looked at. */
+export interface CheckStats {
+  /** Archives checked. */
+  archives: number;
+  /** Packs in storage. */
+  packs: number;
+  /** Index entries checked; with verifyData, blobs opened and re-hashed. */
+  blobs: number;
+  /** Bytes read from packs. */
+  bytesRead: number;
+}
+
+/** The outcome of {@linkcode checkRepository}. */
+export interface CheckResult {
+  /** Everything found, errors and warnings. */
+  problems: Problem[];
+  /** What was looked at. */
+  stats: CheckStats;
+  /** Whether the stored index was unreadable and the check used one rebuilt from the packs. */
+  indexRebuilt: boolean;
+}
+
+/** Progress of a check: packs done and bytes read so far. */
+export interface CheckProgress {
+  /** Packs done (header read; with verifyData, read through). */
+  packs: number;
+  /** Bytes read from packs. */
+  bytes: number;
+}
+
+/** Options of {@linkcode checkRepository}. */
+export interface CheckOptions {
+  /** Also read every pack and verify every blob. */
+  verifyData?: boolean;
+  /** Open and decompress blobs in these workers. */
+  pool?: CodecPool;
+  /** Called after each pack. */
+  onProgress?(progress: CheckProgress): void;
+}
+
+/** What the checker needs of a repository. */
+export type CheckableRepository = Pick<
+  Repository<ReadonlyBackend>,
+  "backend" | "key" | "location" | "readManifest" | "readIndex" | "readArchive" | "readBlob"
+>;
+
+/** What repair needs of a repository: the same, over a writable backend. */
+export type RepairableRepository = Pick<
+  Repository<Backend>,
+  "backend" | "key" | "location" | "readManifest" | "readIndex" | "readArchive" | "readBlob"
+>;
+
+/** A pack whose header could not be read during a rebuild. */
+export interface UnreadablePack {
+  /** Its storage key. */
+  key: string;
+  /** Why. */
+  error: string;
+}
+
+/** The outcome of {@linkcode rebuildIndex}. */
+export interface RebuildResult {
+  /** Every blob of every readable pack. */
+  index: ChunkIndex;
+  /** Packs (and other objects under `packs/`) whose header could not be read. */
+  unreadablePacks: UnreadablePack[];
+}
+
+/** The outcome of {@linkcode loadIndexOrRebuild}. */
+export interface LoadedIndex {
+  /** The stored index, or one rebuilt in memory. */
+  index: ChunkIndex;
+  /** Whether the stored index was unreadable and this one was rebuilt. */
+  rebuilt: boolean;
+  /** Why it was rebuilt (one line, for a warning). */
+  problem?: string;
+  /** Packs left out of the rebuilt index because their header could not be read. */
+  unreadablePacks: UnreadablePack[];
+}
+
+/** An archive that references data the repository no longer has. */
+export interface BrokenArchive {
+  /** Its name. */
+  name: string;
+  /** Its id, in hex. */
+  id: string;
+  /** The first missing or unreadable object found. */
+  reason: string;
+}
+
+/** Options of {@linkcode repairRepository}. */
+export interface RepairOptions {
+  /** Only report: write no index, remove no archive. */
+  dryRun?: boolean;
+  /** Asked before broken archives are removed from the manifest (ask the user, or --yes). */
+  confirm(archives: string[]): Promise<boolean>;
+  /** Open and decompress item-stream blobs in these workers. */
+  pool?: CodecPool;
+}
+
+/** The outcome of {@linkcode repairRepository}. */
+export interface RepairResult {
+  /** Entries of the rebuilt index. */
+  entries: number;
+  /** Packs the rebuilt index references. */
+  packs: number;
+  /** Packs left out because their header could not be read. */
+  unreadablePacks: UnreadablePack[];
+  /** Whether the rebuilt index differs from the stored one (or the stored one is unreadable). */
+  indexChanged: boolean;
+  /** Whether the rebuilt index was written (not on a dry run, not when unchanged). */
+  indexWritten: boolean;
+  /** Archives whose data is gone. */
+  brokenArchives: BrokenArchive[];
+  /** Archives removed from the manifest. */
+  removedArchives: string[];
+  /** Why archives could not be looked at (the manifest is unreadable). */
+  manifestError?: string;
+}
+
+const PACK_KEY = /^packs\/([0-9a-f]{2})\/([0-9a-f]{64})$/;
+const ARCHIVE_KEY = /^archives\/([0-9a-f]{64})$/;
+/** Bytes per range read when reading a pack through. */
+const READ_RANGE = 4 << 20;
+/** Sealed bytes handed to the codec pool and not yet verified, at most. */
+const DECODE_BUDGET = 64 << 20;
+/** Pack headers read at once (each is three small range reads). */
+const HEADER_CONCURRENCY = 8;
+/** Paths listed per problem at most (a shared chunk can be in millions of files). */
+const MAX_PATHS = 1000;
+/** Distinct missing chunks reported one by one; the rest share one problem. */
+const MAX_MISSING = 1000;
+/** Largest plaintext of any blob. */
+const MAX_BLOB = 256 << 20;
+/** Offset of the first object in a pack. */
+const FIRST_OBJECT = PACK_PREAMBLE + RECORD_PREFIX;
+
+/** Whether a check found any error (the CLI exits 1 then). */
+export function hasErrors(result: CheckResult): boolean {
+  return result.problems.some((p) => p.severity === "error");
+}
+
+/**
+ * Checks a repository's structure and, with `verifyData`, every byte of its packs. Damage is
+ * reported in the result, never thrown; an unreadable index is rebuilt in memory from the pack
+ * headers so that the rest can still be checked. Takes no lock and writes nothing.
+ */
+export async function checkRepository(
+  repo: CheckableRepository,
+  options: CheckOptions = {},
+): Promise<CheckResult> {
+  const report = new Report();
+  const stats: CheckStats = { archives: 0, packs: 0, blobs: 0, bytesRead: 0 };
+  const listing = await listPacks(repo.backend);
+  stats.packs = listing.packs.size;
+  for (const key of listing.stray) {
+    report.add(
+      "unknown-object",
+      `Object ${key} is not a pack (its name is not packs/<xx>/<64 hex digits>)`,
+      "warning",
+    );
+  }
+
+  let manifest: Manifest | null = null;
+  try {
+    manifest = await repo.readManifest();
+  } catch (err) {
+    if (!(err instanceof VgerError)) throw err;
+    report.add("corrupt-manifest", `${errorMessage(err)}; no archive can be checked`);
+  }
+
+  let index: ChunkIndex;
+  let indexRebuilt = false;
+  /** Packs already reported as unreadable by the rebuild (not "unreferenced"). */
+  const reported = new Set<string>();
+  try {
+    index = await repo.readIndex();
+  } catch (err) {
+    if (!(err instanceof VgerError)) throw err;
+    const rebuilt = await buildIndex(repo, listing.packs, { stats });
+    index = rebuilt.index;
+    indexRebuilt = true;
+    report.add(
+      "corrupt-index",
+      `${
+        errorMessage(err)
+      }; checking with an index rebuilt from the pack headers (repair writes it)`,
+    );
+    for (const u of rebuilt.unreadable) {
+      reported.add(u.hex);
+      report.add("corrupt-pack", `${u.error}; its blobs are not in the rebuilt index`);
+    }
+  }
+  if (!options.verifyData) stats.blobs = index.size;
+
+  const referenced = countEntriesPerPack(index);
+  const broken = await checkPackHeaders(repo, index, referenced, listing.packs, {
+    report,
+    stats,
+    options,
+    // a rebuilt index was made from these very headers
+    skipHeaders: indexRebuilt,
+  });
+  if (options.verifyData) {
+    await verifyPacks(repo, index, referenced, listing.packs, broken, { report, stats, options });
+  }
+  if (manifest) await walkArchives(repo, index, manifest, { report, stats, options });
+
+  for (const [hex] of listing.packs) {
+    if (referenced.has(hex) || reported.has(hex)) continue;
+    report.add(
+      "unreferenced-pack",
+      `Pack ${packKey(fromHex(hex))} is not referenced by the index (left by an interrupted ` +
+        `backup; compact removes it)`,
+      "warning",
+    );
+  }
+  if (manifest) await findUnreferencedArchives(repo.backend, manifest, report);
+  return { problems: report.problems(), stats, indexRebuilt };
+}
+
+/**
+ * Rebuilds the index from the headers of every pack in storage. When two packs hold the same
+ * blob, the pack with the smaller id wins, so the result does not depend on listing order.
+ */
+export async function rebuildIndex(
+  repo: Pick<Repository<ReadonlyBackend>, "backend" | "key">,
+): Promise<RebuildResult> {
+  const listing = await listPacks(repo.backend);
+  const { index, unreadable } = await buildIndex(repo, listing.packs);
+  return {
+    index,
+    unreadablePacks: [
+      ...unreadable.map(({ key, error }) => ({ key, error })),
+      ...listing.stray.map((key) => ({ key, error: `Object ${key} is not a pack` })),
+    ],
+  };
+}
+
+/**
+ * Reads the index; when it is missing or corrupt, rebuilds it in memory from the pack headers
+ * and says so (nothing is written: `repairRepository` writes it). Other errors are thrown.
+ */
+export async function loadIndexOrRebuild(
+  repo: Pick<Repository<ReadonlyBackend>, "backend" | "key" | "readIndex">,
+): Promise<LoadedIndex> {
+  try {
+    return { index: await repo.readIndex(), rebuilt: false, unreadablePacks: [] };
+  } catch (err) {
+    if (!(err instanceof IntegrityError || err instanceof NotFoundError)) throw err;
+    const { index, unreadablePacks } = await rebuildIndex(repo);
+    const left = unreadablePacks.length > 0
+      ? `, leaving out ${unreadablePacks.length} unreadable packs`
+      : "";
+    return {
+      index,
+      rebuilt: true,
+      problem: `${
+        errorMessage(err)
+      }; rebuilt it in memory from ${index.packIds().length} pack headers${left}`,
+      unreadablePacks,
+    };
+  }
+}
+
+/**
+ * Rebuilds the index from the pack headers and writes it (under the commit lock), then finds the
+ * archives whose data is gone and, when `confirm` agrees, removes them from the manifest (under
+ * the commit lock, re-reading the manifest). A dry run writes nothing and does not ask.
+ */
+export async function repairRepository(
+  repo: RepairableRepository,
+  options: RepairOptions,
+): Promise<RepairResult> {
+  const backend = repo.backend;
+  let current: ChunkIndex | null = null;
+  try {
+    current = await repo.readIndex();
+  } catch (err) {
+    if (!isDamage(err)) throw err;
+  }
+  let listing = await listPacks(backend);
+  let built = await buildIndex(repo, listing.packs, { prefer: current ?? undefined });
+  const indexChanged = current === null ||
+    !bytesEqual(current.encode(), built.index.encode());
+  let indexWritten = false;
+  if (indexChanged && !options.dryRun) {
+    await withCommitLock(backend, async () => {
+      // A backup may have stored packs, or committed, since the listing: catch up under the
+      // lock so that the written index does not drop their entries.
+      const now = await listPacks(backend);
+      const gone = [...listing.packs.keys()].some((hex) => !now.packs.has(hex));
+      if (gone) {
+        built = await buildIndex(repo, now.packs, { prefer: current ?? undefined });
+      } else {
+        const fresh = new Map([...now.packs].filter(([hex]) => !listing.packs.has(hex)));
+        const more = await buildIndex(repo, fresh, { into: built.index });
+        built.unreadable.push(...more.unreadable);
+      }
+      listing = now;
+      await backend.put(
+        "index",
+        await repo.key.seal(ObjectType.index, "index", built.index.encode()),
+      );
+    });
+    indexWritten = true;
+  }
+  const index = built.index;
+  const result: RepairResult = {
+    entries: index.size,
+    packs: index.packIds().length,
+    unreadablePacks: [
+      ...built.unreadable.map(({ key, error }) => ({ key, error })),
+      ...listing.stray.map((key) => ({ key, error: `Object ${key} is not a pack` })),
+    ],
+    indexChanged,
+    indexWritten,
+    brokenArchives: [],
+    removedArchives: [],
+  };
+
+  let manifest: Manifest;
+  try {
+    manifest = await repo.readManifest();
+  } catch (err) {
+    if (!isDamage(err)) throw err;
+    result.manifestError = errorMessage(err);
+    return result;
+  }
+  for (const entry of manifest.archives) {
+    const reason = await findDamage(repo, index, entry, options.pool);
+    if (reason !== null) {
+      result.brokenArchives.push({ name: entry.name, id: toHex(entry.id), reason });
+    }
+  }
+  if (
+    result.brokenArchives.length === 0 || options.dryRun ||
+    !(await options.confirm(result.brokenArchives.map((b) => b.name)))
+  ) return result;
+  const drop = new Set(result.brokenArchives.map((b) => b.id));
+  await withCommitLock(backend, async () => {
+    // Re-read: another process may have committed since; remove by id, not by name, so a new
+    // archive that took a broken one's name stays.
+    const m = await repo.readManifest();
+    const keep = m.archives.filter((a) => !drop.has(toHex(a.id)));
+    if (keep.length === m.archives.length) return;
+    result.removedArchives = m.archives.filter((a) => drop.has(toHex(a.id))).map((a) => a.name);
+    await backend.put(
+      "manifest",
+      await repo.key.seal(ObjectType.manifest, "manifest", encodeManifest({ archives: keep })),
+    );
+  });
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Problems
+
+/** A problem being collected: the archives and paths that reference it grow during the walk. */
+class Found {
+  readonly kind: ProblemKind;
+  readonly severity: Severity;
+  message: string;
+  readonly archives = new Set<string>();
+  readonly paths = new Set<string>();
+  pathsTruncated = false;
+
+  constructor(kind: ProblemKind, severity: Severity, message: string) {
+    this.kind = kind;
+    this.severity = severity;
+    this.message = message;
+  }
+
+  affect(archive: string, path?: string): void {
+    this.archives.add(archive);
+    if (path === undefined || this.paths.has(path)) return;
+    if (this.paths.size < MAX_PATHS) this.paths.add(path);
+    else this.pathsTruncated = true;
+  }
+
+  problem(): Problem {
+    return {
+      kind: this.kind,
+      severity: this.severity,
+      message: this.message,
+      affects: {
+        archives: [...this.archives],
+        paths: [...this.paths],
+        pathsTruncated: this.pathsTruncated,
+      },
+    };
+  }
+}
+
+/** The problems found so far, and which blob ids each one concerns. */
+class Report {
+  readonly #found: Found[] = [];
+  /** Hex blob id -> the problems about it; only damaged ids are here (bounded memory). */
+  readonly #byId = new Map<string, Found[]>();
+
+  add(kind: ProblemKind, message: string, severity: Severity = "error"): Found {
+    const f = new Found(kind, severity, message);
+    this.#found.push(f);
+    return f;
+  }
+
+  /** Records that the blob `hex` is damaged as `f` says, so the walk fills in who uses it. */
+  link(hex: string, f: Found): void {
+    const list = this.#byId.get(hex);
+    if (!list) this.#byId.set(hex, [f]);
+    else if (!list.includes(f)) list.push(f);
+  }
+
+  /** Whether any blob is linked (when none, the walk need not spell ids in hex). */
+  get linked(): boolean {
+    return this.#byId.size > 0;
+  }
+
+  /** Notes that `archive` (and the file `path`) references the blob `hex`. */
+  touch(hex: string, archive: string, path?: string): void {
+    const list = this.#byId.get(hex);
+    if (list) { for (const f of list) f.affect(archive, path); }
+  }
+
+  problems(): Problem[] {
+    return this.#found.map((f) => f.problem());
+  }
+}
+
+interface Ctx {
+  report: Report;
+  stats: CheckStats;
+  options: CheckOptions;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Packs: listing, headers, rebuild
+
+interface PackListing {
+  /** Hex pack id -> size in bytes. */
+  packs: Map<string, number>;
+  /** Keys under packs/ that are not pack names. */
+  stray: string[];
+}
+
+async function listPacks(backend: ReadonlyBackend): Promise<PackListing> {
+  const packs = new Map<string, number>();
+  const stray: string[] = [];
+  for await (const { key, size } of backend.list("packs/")) {
+    const m = PACK_KEY.exec(key);
+    if (m && m[2].startsWith(m[1])) packs.set(m[2], size);
+    else stray.push(key);
+  }
+  return { packs, stray };
+}
+
+/** A range reader that counts the bytes it reads into `stats`. */
+function counted(
+  backend: ReadonlyBackend,
+  stats?: CheckStats,
+): { getRange(key: string, offset: number, length: number): Promise<Uint8Array> } {
+  return {
+    getRange: async (key, offset, length) => {
+      const bytes = await backend.getRange(key, offset, length);
+      if (stats) stats.bytesRead += bytes.length;
+      return bytes;
+    },
+  };
+}
+
+/** Runs `fn` over the items, `limit` at a time; `fn` must not throw. */
+async function forEachLimit<T>(
+  items: Iterable<T>,
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
+  const it = items[Symbol.iterator]();
+  const worker = async () => {
+    for (let n = it.next(); !n.done; n = it.next()) await fn(n.value);
+  };
+  await Promise.all(Array.from({ length: limit }, worker));
+}
+
+interface Unreadable {
+  key: string;
+  hex: string;
+  error: string;
+}
+
+/**
+ * Adds the blobs of the given packs' headers to an index (a new one unless `into`). For a blob
+ * in several packs, the one `prefer` names wins, else the pack with the smaller id.
+ */
+async function buildIndex(
+  repo: Pick<Repository<ReadonlyBackend>, "backend" | "key">,
+  packs: Map<string, number>,
+  opts: { into?: ChunkIndex; prefer?: ChunkIndex; stats?: CheckStats } = {},
+): Promise<{ index: ChunkIndex; unreadable: Unreadable[] }> {
+  const index = opts.into ?? new ChunkIndex();
+  const unreadable: Unreadable[] = [];
+  const reader = counted(repo.backend, opts.stats);
+  await forEachLimit(packs, HEADER_CONCURRENCY, async ([hex, size]) => {
+    const key = packKey(fromHex(hex));
+    let entries: PackEntry[];
+    try {
+      entries = await readPackHeader(reader, repo.key, key, size);
+    } catch (err) {
+      if (!(err instanceof VgerError)) throw err;
+      unreadable.push({ key, hex, error: errorMessage(err) });
+      return;
+    }
+    const pack = fromHex(hex);
+    for (const e of entries) {
+      const loc = { pack, offset: e.offset, length: e.length, rawLength: e.rawLength };
+      const old = index.get(e.id);
+      if (old && !preferNew(old, loc, opts.prefer?.get(e.id))) continue;
+      index.set(e.id, loc);
+    }
+  });
+  unreadable.sort((a, b) => a.key < b.key ? -1 : 1);
+  return { index, unreadable };
+}
+
+function sameLocation(a: ChunkLocation, b: ChunkLocation): boolean {
+  return bytesEqual(a.pack, b.pack) && a.offset === b.offset && a.length === b.length;
+}
+
+/** Which copy of a blob a rebuilt index keeps. */
+function preferNew(old: ChunkLocation, loc: ChunkLocation, wanted?: ChunkLocation): boolean {
+  if (wanted && sameLocation(wanted, loc)) return true;
+  if (wanted && sameLocation(wanted, old)) return false;
+  return toHex(loc.pack) < toHex(old.pack);
+}
+
+/** Hex pack id -> number of index entries pointing at it. */
+function countEntriesPerPack(index: ChunkIndex): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const hex of index.packIds().map(toHex)) counts.set(hex, 0);
+  for (const [, loc] of index.entries()) {
+    const hex = toHex(loc.pack);
+    counts.set(hex, counts.get(hex)! + 1);
+  }
+  return counts;
+}
+
+/** An index entry of a pack whose header cannot be trusted (kept only for such packs). */
+interface IndexedBlob {
+  id: Uint8Array;
+  offset: number;
+  length: number;
+  rawLength: number;
+}
+
+interface BrokenPack {
+  found: Found;
+  size: number | null;
+  /** Header ids, when the header was read but lacks some index entries. */
+  headerIds?: Set<string>;
+  /** Index entries of the pack (only kept when the data is verified next). */
+  blobs: IndexedBlob[];
+  count: number;
+  beyondEnd: number;
+  notInHeader: number;
+  example?: string;
+  /** Completes the message once the index has been walked. */
+  describe(b: BrokenPack): string;
+}
+
+/**
+ * Checks that every referenced pack exists and that its header agrees with the index. Returns the
+ * packs found broken (missing, unreadable header, or index entries the header lacks), with their
+ * index entries when the data is to be verified.
+ */
+async function checkPackHeaders(
+  repo: CheckableRepository,
+  index: ChunkIndex,
+  referenced: Map<string, number>,
+  stored: Map<string, number>,
+  ctx: Ctx & { skipHeaders: boolean },
+): Promise<Map<string, BrokenPack>> {
+  const { report, stats, options } = ctx;
+  const broken = new Map<string, BrokenPack>();
+  const reader = counted(repo.backend, stats);
+  let done = 0;
+  const checkOne = async (hex: string, count: number): Promise<void> => {
+    const key = packKey(fromHex(hex));
+    const size = stored.get(hex) ?? null;
+    const base = { size, blobs: [], count, beyondEnd: 0, notInHeader: 0 };
+    if (size === null) {
+      broken.set(hex, {
+        ...base,
+        found: report.add("missing-pack", `Pack ${key} is missing`),
+        describe: (b) => `Pack ${key} is missing (the index lists ${b.count} blobs in it)`,
+      });
+      return;
+    }
+    if (ctx.skipHeaders) return;
+    let entries: PackEntry[];
+    try {
+      entries = await readPackHeader(reader, repo.key, key, size);
+    } catch (err) {
+      if (!(err instanceof VgerError)) throw err;
+      const msg = errorMessage(err);
+      broken.set(hex, {
+        ...base,
+        found: report.add("corrupt-pack", msg),
+        describe: (b) =>
+          `${msg} (the index lists ${b.count} blobs in it` +
+          (b.beyondEnd > 0 ? `, ${b.beyondEnd} past its end at ${size} bytes)` : ")"),
+      });
+      return;
+    }
+    const pack = fromHex(hex);
+    let matched = 0;
+    let differ = 0;
+    let example = "";
+    let found: Found | null = null;
+    for (const e of entries) {
+      const loc = index.get(e.id);
+      if (!loc || !bytesEqual(loc.pack, pack)) continue;
+      matched++;
+      if (loc.offset === e.offset && loc.length === e.length && loc.rawLength === e.rawLength) {
+        continue;
+      }
+      differ++;
+      example ||= `${describeBlob(e.id, e.type)} is at offset ${loc.offset} length ${loc.length}` +
+        ` in the index but at ${e.offset} length ${e.length} in the header`;
+      found ??= report.add("pack-header-mismatch", "");
+      report.link(toHex(e.id), found);
+    }
+    const prefix = `Pack ${key} header does not match the index`;
+    if (matched < count) {
+      found ??= report.add("pack-header-mismatch", "");
+      broken.set(hex, {
+        ...base,
+        found,
+        headerIds: new Set(entries.map((e) => toHex(e.id))),
+        describe: (b) =>
+          `${prefix}: ${b.notInHeader} indexed blobs are not in the header` +
+          (differ > 0 ? `, ${differ} lie elsewhere` : "") + ` (first: ${example || b.example})`,
+      });
+    } else if (found) {
+      found.message = `${prefix}: ${differ} blobs lie elsewhere (first: ${example})`;
+    }
+  };
+  await forEachLimit(referenced, HEADER_CONCURRENCY, async ([hex, count]) => {
+    await checkOne(hex, count);
+    done++;
+    options.onProgress?.({ packs: done, bytes: stats.bytesRead });
+  });
+  if (broken.size === 0) return broken;
+
+  // One pass over the index finds the entries of the broken packs.
+  for (const [id, loc] of index.entries()) {
+    const b = broken.get(toHex(loc.pack));
+    if (!b) continue;
+    const hex = toHex(id);
+    if (b.headerIds) {
+      if (b.headerIds.has(hex)) continue;
+      b.notInHeader++;
+      b.example ??= `chunk ${hex} at offset ${loc.offset}`;
+    }
+    report.link(hex, b.found);
+    if (b.size !== null && (loc.offset < FIRST_OBJECT || loc.offset + loc.length > b.size)) {
+      b.beyondEnd++;
+    }
+    if (options.verifyData && b.size !== null) {
+      b.blobs.push({ id, offset: loc.offset, length: loc.length, rawLength: loc.rawLength });
+    }
+  }
+  for (const b of broken.values()) {
+    b.found.message = b.describe(b);
+    b.blobs.sort((x, y) => x.offset - y.offset);
+  }
+  return broken;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Verifying data
+
+/**
+ * Reads a pack front to back in ranges, hashing every byte once in order; one range is fetched
+ * ahead. Memory: two ranges plus the record being read.
+ */
+class PackReader {
+  readonly #backend: ReadonlyBackend;
+  readonly #key: string;
+  readonly #size: number;
+  readonly #stats: CheckStats;
+  readonly #hash = createHash("sha256");
+  #buf: Uint8Array = new Uint8Array(0);
+  /** Pack offset of #buf[0]. */
+  #bufStart = 0;
+  /** Bytes requested from storage so far. */
+  #requested = 0;
+  #ahead: Promise<Uint8Array> | null = null;
+  /** Bytes consumed. */
+  pos = 0;
+
+  constructor(backend: ReadonlyBackend, key: string, size: number, stats: CheckStats) {
+    this.#backend = backend;
+    this.#key = key;
+    this.#size = size;
+    this.#stats = stats;
+  }
+
+  #request(): Promise<Uint8Array> {
+    const offset = this.#requested;
+    const length = Math.min(READ_RANGE, this.#size - offset);
+    this.#requested += length;
+    const p = this.#backend.getRange(this.#key, offset, length);
+    p.catch(() => {}); // a read-ahead nobody awaits (the pack failed) must not go unhandled
+    return p;
+  }
+
+  /** The next range, in order; starts fetching the one after it. */
+  async #fetch(): Promise<void> {
+    const start = this.#bufStart + this.#buf.length;
+    const bytes = await (this.#ahead ?? this.#request());
+    this.#ahead = this.#requested < this.#size ? this.#request() : null;
+    this.#hash.update(bytes);
+    this.#stats.bytesRead += bytes.length;
+    this.#buf = bytes;
+    this.#bufStart = start;
+  }
+
+  /** Exactly `n` bytes from `pos` (the caller keeps `pos + n` within the pack). */
+  async read(n: number): Promise<Uint8Array> {
+    let at = this.pos - this.#bufStart;
+    if (at + n <= this.#buf.length) {
+      this.pos += n;
+      return this.#buf.subarray(at, at + n);
+    }
+    const out = new Uint8Array(n);
+    let filled = 0;
+    for (;;) {
+      const take = Math.min(n - filled, this.#buf.length - at);
+      if (take > 0) out.set(this.#buf.subarray(at, at + take), filled);
+      filled += take;
+      if (filled === n) break;
+      await this.#fetch();
+      at = 0;
+    }
+    this.pos += n;
+    return out;
+  }
+
+  /** Consumes (and hashes) bytes up to `offset`. */
+  async skipTo(offset: number): Promise<void> {
+    while (this.pos < offset) await this.read(Math.min(offset - this.pos, READ_RANGE));
+  }
+
+  /** Reads the rest and returns the SHA-256 of the whole pack, in hex. */
+  async digest(): Promise<string> {
+    await this.skipTo(this.#size);
+    return this.#hash.digest("hex");
+  }
+}
+
+/** Sealed blobs being verified in the codec pool, bounded by their bytes. */
+class InFlight {
+  readonly #pending = new Set<Promise<void>>();
+  #bytes = 0;
+
+  /** Starts `fn` (which must not throw) once fewer than the budget's bytes are in flight. */
+  async add(bytes: number, fn: () => Promise<void>): Promise<void> {
+    while (this.#bytes > DECODE_BUDGET && this.#pending.size > 0) {
+      await Promise.race(this.#pending);
+    }
+    this.#bytes += bytes;
+    const p: Promise<void> = fn().finally(() => {
+      this.#pending.delete(p);
+      this.#bytes -= bytes;
+    });
+    this.#pending.add(p);
+  }
+
+  async drain(): Promise<void> {
+    await Promise.all(this.#pending);
+  }
+}
+
+/** One record to verify: from the pack header, or from the index when the header is bad. */
+interface Expected {
+  id: Uint8Array;
+  /** Unknown (taken from the envelope) when the record comes from the index. */
+  type?: ObjectTypeTag;
+  offset: number;
+  length: number;
+  rawLength: number;
+}
+
+async function verifyPacks(
+  repo: CheckableRepository,
+  index: ChunkIndex,
+  referenced: Map<string, number>,
+  stored: Map<string, number>,
+  broken: Map<string, BrokenPack>,
+  ctx: Ctx,
+): Promise<void> {
+  let done = 0;
+  for (const hex of [...referenced.keys()].sort()) {
+    const size = stored.get(hex);
+    if (size === undefined) continue; // reported missing
+    await verifyPack(repo, index, hex, size, broken.get(hex)?.blobs ?? [], ctx);
+    done++;
+    ctx.options.onProgress?.({ packs: done, bytes: ctx.stats.bytesRead });
+  }
+}
+
+/** Reads one pack through and verifies its records, blobs and hash. */
+async function verifyPack(
+  repo: CheckableRepository,
+  index: ChunkIndex,
+  hex: string,
+  size: number,
+  fromIndex: IndexedBlob[],
+  ctx: Ctx,
+): Promise<void> {
+  const { report, stats } = ctx;
+  const pool = ctx.options.pool;
+  const pack = fromHex(hex);
+  const key = packKey(pack);
+  let records: Expected[];
+  try {
+    records = await readPackHeader(counted(repo.backend, stats), repo.key, key, size);
+  } catch (err) {
+    if (!(err instanceof VgerError)) throw err;
+    records = fromIndex; // already reported; still verify what the index points at
+  }
+  const reader = new PackReader(repo.backend, key, size, stats);
+  const inFlight = new InFlight();
+
+  const fail = (r: Expected, why: string, used: boolean): void => {
+    const what = `${describeBlob(r.id, r.type)} in pack ${key}`;
+    const f = report.add(
+      "corrupt-blob",
+      `${why.startsWith(what) ? why : `${what} is corrupt: ${why}`}` +
+        (used ? "" : " (an unused copy)"),
+      used ? "error" : "warning",
+    );
+    if (used) report.link(toHex(r.id), f);
+  };
+
+  const verify = async (r: Expected, type: ObjectTypeTag, sealed: Uint8Array): Promise<void> => {
+    const what = `${describeBlob(r.id, type)} in pack ${key}`;
+    const max = Math.min(MAX_BLOB, r.rawLength);
+    try {
+      const plain = pool
+        ? await pool.decode(type, r.id, sealed.slice(), max, what)
+        : decompress(await repo.key.open(type, r.id, sealed, what), max, what);
+      if (plain.length !== r.rawLength) {
+        throw new IntegrityError(`${plain.length} bytes, the index says ${r.rawLength}`);
+      }
+      if (!bytesEqual(await repo.key.chunkId(plain), r.id)) {
+        throw new IntegrityError("its plaintext does not hash to its id");
+      }
+    } catch (err) {
+      if (!(err instanceof VgerError)) throw err;
+      fail({ ...r, type }, errorMessage(err), true);
+    }
+  };
+
+  try {
+    for (const r of records) {
+      stats.blobs++;
+      // Header entries the index places elsewhere are unused copies: only their CRC matters.
+      const loc = r.type === undefined ? undefined : index.get(r.id);
+      const used = r.type === undefined ||
+        (loc !== undefined && bytesEqual(loc.pack, pack) && loc.offset === r.offset);
+      if (r.offset < FIRST_OBJECT || r.offset + r.length > size) {
+        fail(r, `it lies past the end of the pack (${size} bytes)`, used);
+        continue;
+      }
+      const start = r.offset - RECORD_PREFIX;
+      let record: Uint8Array;
+      if (start >= reader.pos) {
+        await reader.skipTo(start);
+        record = await reader.read(RECORD_PREFIX + r.length);
+      } else {
+        // overlapping index entries (damaged index): read this one on its own
+        record = await counted(repo.backend, stats).getRange(key, start, RECORD_PREFIX + r.length);
+      }
+      const dv = new DataView(record.buffer, record.byteOffset, RECORD_PREFIX);
+      const sealed = record.subarray(RECORD_PREFIX);
+      const type = r.type ?? sealed[0];
+      if (dv.getUint32(0, true) !== r.length) {
+        fail(r, `its record says ${dv.getUint32(0, true)} bytes, expected ${r.length}`, used);
+      } else if (crc32(sealed) !== dv.getUint32(4, true)) {
+        fail(r, "CRC-32 mismatch", used);
+      } else if (type !== ObjectType.data && type !== ObjectType.items) {
+        fail(r, `type tag ${type}`, used);
+      } else if (used) {
+        if (pool) await inFlight.add(r.length, () => verify(r, type, sealed));
+        else await verify(r, type, sealed);
+      }
+    }
+    const digest = await reader.digest();
+    if (digest !== hex) {
+      report.add("pack-hash-mismatch", `Pack ${key} is corrupt: its SHA-256 is ${digest}`);
+    }
+  } catch (err) {
+    if (!(err instanceof VgerError)) throw err;
+    report.add("corrupt-pack", `Pack ${key} cannot be read: ${errorMessage(err)}`);
+  } finally {
+    await inFlight.drain();
+  }
+}
+
+function describeBlob(id: Uint8Array, type?: ObjectTypeTag | number): string {
+  return `${type === ObjectType.items ? "Metadata blob" : type === undefined ? "Blob" : "Chunk"} ${
+    toHex(id)
+  }`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Archives
+
+/**
+ * Reads every archive and its item stream once: reports unreadable archives and chunks missing
+ * from the index, and fills in who references each damaged blob.
+ */
+async function walkArchives(
+  repo: CheckableRepository,
+  index: ChunkIndex,
+  manifest: Manifest,
+  ctx: Ctx,
+): Promise<void> {
+  const { report, stats, options } = ctx;
+  const missing = new Map<string, Found>();
+  let overflow: Found | null = null;
+  let overflowRefs = 0;
+  /** The problem for a blob the index lacks; only the first MAX_MISSING get their own. */
+  const missingBlob = (id: Uint8Array, type: ObjectTypeTag): Found => {
+    const hex = toHex(id);
+    let f = missing.get(hex);
+    if (f) return f;
+    if (missing.size >= MAX_MISSING) {
+      overflowRefs++;
+      overflow ??= report.add("missing-chunk", "");
+      overflow.message = `${overflowRefs} more references to chunks missing from the index`;
+      return overflow;
+    }
+    f = report.add("missing-chunk", `${describeBlob(id, type)} is missing from the index`);
+    missing.set(hex, f);
+    return f;
+  };
+
+  for (const entry of manifest.archives) {
+    stats.archives++;
+    const name = entry.name;
+    let items: Uint8Array[];
+    try {
+      items = (await repo.readArchive(entry)).items;
+    } catch (err) {
+      if (!(err instanceof VgerError)) throw err;
+      report.add("corrupt-archive", errorMessage(err)).affect(name);
+      continue;
+    }
+    for (const blobId of items) {
+      if (report.linked) report.touch(toHex(blobId), name);
+      if (!index.has(blobId)) {
+        missingBlob(blobId, ObjectType.items).affect(name);
+        continue;
+      }
+      let blob: Uint8Array;
+      try {
+        blob = await repo.readBlob(index, blobId, ObjectType.items, options.pool);
+        for (const item of decodeItems(blob, `Metadata blob ${toHex(blobId)}`)) {
+          if (!item.chunks) continue;
+          for (const c of item.chunks) {
+            if (!index.has(c)) missingBlob(c, ObjectType.data).affect(name, item.path);
+            else if (report.linked) report.touch(toHex(c), name, item.path);
+          }
+        }
+      } catch (err) {
+        if (!(err instanceof VgerError)) throw err;
+        report.add(
+          "corrupt-archive",
+          `Archive "${name}" cannot be listed in full: ${errorMessage(err)}`,
+        ).affect(name);
+      }
+    }
+  }
+}
+
+async function findUnreferencedArchives(
+  backend: ReadonlyBackend,
+  manifest: Manifest,
+  report: Report,
+): Promise<void> {
+  const known = new Set(manifest.archives.map((a) => toHex(a.id)));
+  for await (const { key } of backend.list("archives/")) {
+    const m = ARCHIVE_KEY.exec(key);
+    if (!m) {
+      report.add("unknown-object", `Object ${key} is not an archive`, "warning");
+    } else if (!known.has(m[1])) {
+      report.add(
+        "unreferenced-archive",
+        `Archive object ${key} is not in the manifest (left by an interrupted or removed backup)`,
+        "warning",
+      );
+    }
+  }
+}
+
+/** Whether an error means stored data is gone or damaged (not a failing backend or network). */
+function isDamage(err: unknown): boolean {
+  if (!(err instanceof IntegrityError || err instanceof NotFoundError)) return false;
+  // readBlob wraps any backend failure in an IntegrityError: look through it
+  const cause = err.cause;
+  return !(cause instanceof VgerError) || cause instanceof IntegrityError ||
+    cause instanceof NotFoundError;
+}
+
+/** The first thing an archive references that the index lacks or cannot be read, or null. */
+async function findDamage(
+  repo: RepairableRepository,
+  index: ChunkIndex,
+  entry: ManifestEntry,
+  pool?: CodecPool,
+): Promise<string | null> {
+  try {
+    const meta = await repo.readArchive(entry);
+    for (const blobId of meta.items) {
+      if (!index.has(blobId)) return `metadata blob ${toHex(blobId)} is missing`;
+      const blob = await repo.readBlob(index, blobId, ObjectType.items, pool);
+      for (const item of decodeItems(blob, `Metadata blob ${toHex(blobId)}`)) {
+        for (const c of item.chunks ?? []) {
+          if (!index.has(c)) return `chunk ${toHex(c)} of "${item.path}" is missing`;
+        }
+      }
+    }
+    return null;
+  } catch (err) {
+    // never remove an archive because the storage failed for a moment
+    if (!isDamage(err)) throw err;
+    return errorMessage(err);
+  }
+}

@@ -1,0 +1,529 @@
+import { deepStrictEqual, equal, ok } from "node:assert/strict";
+import { LocalBackend } from "../backends/local.ts";
+import { MemoryBackend } from "../backends/memory.ts";
+import { encodeItem, type Item, ItemStreamBuffer, newItemEncoder } from "./archive.ts";
+import { backup } from "./archiver.ts";
+import {
+  checkRepository,
+  type CheckResult,
+  hasErrors,
+  loadIndexOrRebuild,
+  type Problem,
+  type ProblemKind,
+  rebuildIndex,
+  repairRepository,
+} from "./checker.ts";
+import { CodecPool } from "./codec_pool.ts";
+import { compress } from "./compress.ts";
+import { type EncryptionMode, ObjectType, type ObjectTypeTag } from "./crypto.ts";
+import { packKey } from "./ids.ts";
+import type { KdfParams } from "./key_file.ts";
+import { crc32, PackWriter } from "./pack.ts";
+import { initRepository, Repository } from "./repository.ts";
+import { extract } from "./restorer.ts";
+import { WriteSession } from "./write_session.ts";
+
+const FAST: KdfParams = { iterations: 1, memoryKiB: 1024, parallelism: 1 };
+const PASS = "pass";
+
+function randomData(n: number, seed: number): Uint8Array {
+  const out = new Uint8Array(n);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x >>> 24;
+  }
+  return out;
+}
+
+interface Fixture {
+  backend: MemoryBackend;
+  repo: Repository<MemoryBackend>;
+  /** Chunk data by name. */
+  data: Record<string, Uint8Array>;
+  /** Chunk ids by name. */
+  ids: Record<string, Uint8Array>;
+}
+
+/** Adds a blob (compressed, sealed) to the session unless the repository has it. */
+async function addBlob(
+  repo: Repository<MemoryBackend>,
+  session: WriteSession,
+  type: ObjectTypeTag,
+  data: Uint8Array,
+): Promise<Uint8Array> {
+  const id = await repo.key.chunkId(data);
+  if (session.reserve(id)) {
+    const sealed = await repo.key.seal(type, id, compress(data, { algorithm: "lz4" }));
+    await session.add(id, type, sealed, data.length);
+  }
+  return id;
+}
+
+/** Commits an archive of a directory `src` holding files made of the named chunks. */
+async function commit(
+  f: Fixture,
+  name: string,
+  files: Record<string, string[]>,
+): Promise<void> {
+  const session = new WriteSession(f.repo, await f.repo.readIndex());
+  const item = (path: string, chunks?: Uint8Array[]): Item => ({
+    path,
+    type: chunks ? "file" : "dir",
+    mode: 0o644,
+    uid: 0,
+    gid: 0,
+    mtimeNs: 1_700_000_000_000_000_000n,
+    size: chunks ? chunks.length : 0,
+    chunks,
+  });
+  const encoder = newItemEncoder();
+  const stream = new ItemStreamBuffer();
+  const encoded = [encodeItem(encoder, item("src"))];
+  for (const [path, names] of Object.entries(files)) {
+    const chunks = [];
+    for (const n of names) {
+      f.ids[n] = await addBlob(f.repo, session, ObjectType.data, f.data[n]);
+      chunks.push(f.ids[n]);
+    }
+    encoded.push(encodeItem(encoder, item(`src/${path}`, chunks)));
+  }
+  const items: Uint8Array[] = [];
+  for (const e of encoded) {
+    const blob = stream.add(e);
+    if (blob) items.push(await addBlob(f.repo, session, ObjectType.items, blob));
+  }
+  const rest = stream.flush();
+  if (rest) items.push(await addBlob(f.repo, session, ObjectType.items, rest));
+  await session.commit({
+    name,
+    hostname: "host",
+    username: "user",
+    time: "2024-05-06T07:08:09.000Z",
+    timeEnd: "2024-05-06T07:08:10.000Z",
+    sources: ["/src"],
+    items,
+    stats: { files: encoded.length, original: 0, compressed: 0, deduplicated: 0 },
+  });
+}
+
+/**
+ * Two archives. "a": src/a1 = [c1, c2], src/a2 = [c3], all in one pack. "b": src/b1 = [big]
+ * (3.4 MiB, over the 3.2 MiB pack target: a pack of its own), src/b2 = [c1] (shared with a); b's item blob is in a third
+ * pack.
+ */
+async function fixture(encryption: EncryptionMode = "aes256gcm"): Promise<Fixture> {
+  const backend = new MemoryBackend("memory:check");
+  await initRepository(backend, {
+    encryption,
+    passphrase: encryption === "none" ? undefined : PASS,
+    kdf: FAST,
+    minPackSize: 1 << 20,
+    maxPackSize: 4 << 20,
+  });
+  const repo = await Repository.open(backend, { passphrase: PASS });
+  const f: Fixture = {
+    backend,
+    repo,
+    data: {
+      c1: randomData(3000, 1),
+      c2: randomData(5000, 2),
+      c3: new TextEncoder().encode("hello ".repeat(500)),
+      big: randomData(3_400_000, 3),
+    },
+    ids: {},
+  };
+  await commit(f, "a", { a1: ["c1", "c2"], a2: ["c3"] });
+  await commit(f, "b", { b1: ["big"], b2: ["c1"] });
+  return f;
+}
+
+/** The storage key of the pack that holds the named chunk. */
+async function packOf(f: Fixture, name: string): Promise<string> {
+  return packKey((await f.repo.readIndex()).get(f.ids[name])!.pack);
+}
+
+/** Rewrites a stored object through `edit`. */
+async function edit(f: Fixture, key: string, fn: (b: Uint8Array) => Uint8Array): Promise<void> {
+  await f.backend.put(key, fn((await f.backend.get(key))!));
+}
+
+function errors(r: CheckResult): Problem[] {
+  return r.problems.filter((p) => p.severity === "error");
+}
+
+function only(r: CheckResult, kind: ProblemKind): Problem {
+  const found = r.problems.filter((p) => p.kind === kind);
+  equal(found.length, 1, `one ${kind} in ${JSON.stringify(r.problems, null, 1)}`);
+  return found[0];
+}
+
+function kinds(r: CheckResult): string[] {
+  return r.problems.map((p) => `${p.severity} ${p.kind}`).sort();
+}
+
+async function packKeys(backend: MemoryBackend): Promise<string[]> {
+  const keys = [];
+  for await (const o of backend.list("packs/")) keys.push(o.key);
+  return keys.sort();
+}
+
+Deno.test("a clean repository has no problems, structurally and with verifyData", async () => {
+  const f = await fixture();
+  const index = await f.repo.readIndex();
+  equal((await packKeys(f.backend)).length, 3);
+
+  const structural = await checkRepository(f.repo);
+  deepStrictEqual(structural.problems, []);
+  equal(structural.indexRebuilt, false);
+  deepStrictEqual(
+    { ...structural.stats, bytesRead: 0 },
+    { archives: 2, packs: 3, blobs: index.size, bytesRead: 0 },
+  );
+
+  let packSizes = 0;
+  for await (const o of f.backend.list("packs/")) packSizes += o.size;
+  const progress: number[] = [];
+  const full = await checkRepository(f.repo, {
+    verifyData: true,
+    onProgress: (p) => progress.push(p.packs),
+  });
+  deepStrictEqual(full.problems, []);
+  equal(full.stats.blobs, index.size, "every blob was opened and re-hashed");
+  ok(full.stats.bytesRead >= packSizes, `${full.stats.bytesRead} >= ${packSizes}`);
+  ok(progress.includes(3));
+  equal(hasErrors(full), false);
+});
+
+Deno.test("verifyData through a codec pool reports a flipped bit in a shared chunk", async () => {
+  const f = await fixture();
+  const pool = new CodecPool(f.repo.key.material, f.repo.config.encryption, 2);
+  try {
+    deepStrictEqual((await checkRepository(f.repo, { verifyData: true, pool })).problems, []);
+    const key = await packOf(f, "c1");
+    const loc = (await f.repo.readIndex()).get(f.ids.c1)!;
+    await edit(f, key, (b) => {
+      b[loc.offset + 100] ^= 0x10;
+      return b;
+    });
+    const r = await checkRepository(f.repo, { verifyData: true, pool });
+    const blob = only(r, "corrupt-blob");
+    ok(blob.message.includes(key), blob.message);
+    ok(blob.message.includes("CRC-32"), blob.message);
+    deepStrictEqual(blob.affects, {
+      archives: ["a", "b"],
+      paths: ["src/a1", "src/b2"],
+      pathsTruncated: false,
+    });
+    only(r, "pack-hash-mismatch");
+    ok(hasErrors(r));
+  } finally {
+    pool.close();
+  }
+});
+
+Deno.test("verifyData finds a blob whose CRC matches but that does not open", async () => {
+  const f = await fixture();
+  const key = await packOf(f, "c2");
+  const loc = (await f.repo.readIndex()).get(f.ids.c2)!;
+  await edit(f, key, (b) => {
+    b[loc.offset + 40] ^= 0x01;
+    // recompute the record CRC, as a careless tool or a malicious server could
+    const obj = b.subarray(loc.offset, loc.offset + loc.length);
+    new DataView(b.buffer).setUint32(loc.offset - 4, crc32(obj), true);
+    return b;
+  });
+  deepStrictEqual(errors(await checkRepository(f.repo)), [], "structure is intact");
+  for (const pool of [undefined, new CodecPool(f.repo.key.material, "aes256gcm", 1)]) {
+    try {
+      const r = await checkRepository(f.repo, { verifyData: true, pool });
+      const blob = only(r, "corrupt-blob");
+      ok(/authentication failed/.test(blob.message), blob.message);
+      ok(blob.message.includes(key));
+      deepStrictEqual(blob.affects.paths, ["src/a1"]);
+    } finally {
+      pool?.close();
+    }
+  }
+});
+
+Deno.test("a deleted pack is a missing-pack error naming the archive and the files", async () => {
+  const f = await fixture();
+  const key = await packOf(f, "big");
+  await f.backend.delete(key);
+  for (const verifyData of [false, true]) {
+    const r = await checkRepository(f.repo, { verifyData });
+    deepStrictEqual(kinds(r), ["error missing-pack"]);
+    const p = only(r, "missing-pack");
+    ok(p.message.includes(key), p.message);
+    deepStrictEqual(p.affects, { archives: ["b"], paths: ["src/b1"], pathsTruncated: false });
+  }
+});
+
+Deno.test("a flipped bit in pack data passes the structural check; verifyData finds it", async () => {
+  const f = await fixture();
+  const key = await packOf(f, "big");
+  const loc = (await f.repo.readIndex()).get(f.ids.big)!;
+  await edit(f, key, (b) => {
+    b[loc.offset + 500_000] ^= 0x80;
+    return b;
+  });
+  deepStrictEqual((await checkRepository(f.repo)).problems, []);
+  const r = await checkRepository(f.repo, { verifyData: true });
+  deepStrictEqual(kinds(r), ["error corrupt-blob", "error pack-hash-mismatch"]);
+  const blob = only(r, "corrupt-blob");
+  ok(blob.message.includes(key) && blob.message.includes("Chunk"), blob.message);
+  deepStrictEqual(blob.affects, { archives: ["b"], paths: ["src/b1"], pathsTruncated: false });
+});
+
+Deno.test("a zero-filled region is found by verifyData", async () => {
+  const f = await fixture();
+  const key = await packOf(f, "big");
+  const loc = (await f.repo.readIndex()).get(f.ids.big)!;
+  await edit(f, key, (b) => {
+    b.fill(0, loc.offset + 4096, loc.offset + 8192);
+    return b;
+  });
+  deepStrictEqual(errors(await checkRepository(f.repo)), []);
+  const r = await checkRepository(f.repo, { verifyData: true });
+  deepStrictEqual(only(r, "corrupt-blob").affects.paths, ["src/b1"]);
+  only(r, "pack-hash-mismatch");
+});
+
+Deno.test("a truncated pack is reported by both checks, never thrown", async () => {
+  const f = await fixture();
+  const key = await packOf(f, "big");
+  await edit(f, key, (b) => b.slice(0, b.length >> 1));
+  const r = await checkRepository(f.repo);
+  deepStrictEqual(kinds(r), ["error corrupt-pack"]);
+  const p = only(r, "corrupt-pack");
+  ok(p.message.includes(key) && /past its end/.test(p.message), p.message);
+  deepStrictEqual(p.affects, { archives: ["b"], paths: ["src/b1"], pathsTruncated: false });
+
+  const full = await checkRepository(f.repo, { verifyData: true });
+  ok(full.problems.some((x) => x.kind === "corrupt-blob" && /past the end/.test(x.message)));
+  only(full, "pack-hash-mismatch");
+});
+
+Deno.test("a flipped bit in a pack header makes the header unreadable", async () => {
+  const f = await fixture();
+  const key = await packOf(f, "c1");
+  await edit(f, key, (b) => {
+    b[b.length - 10] ^= 0x04;
+    return b;
+  });
+  const r = await checkRepository(f.repo);
+  deepStrictEqual(kinds(r), ["error corrupt-pack"]);
+  const p = only(r, "corrupt-pack");
+  ok(p.message.includes(key) && /header/.test(p.message), p.message);
+  deepStrictEqual(p.affects.archives, ["a", "b"]);
+  deepStrictEqual(p.affects.paths, ["src/a1", "src/a2", "src/b2"]);
+
+  // the data itself is fine: verifyData walks the records the index points at
+  const full = await checkRepository(f.repo, { verifyData: true });
+  deepStrictEqual(kinds(full), ["error corrupt-pack", "error pack-hash-mismatch"]);
+});
+
+Deno.test("index entries that disagree with the pack header are pack-header-mismatch", async () => {
+  const f = await fixture();
+  const index = await f.repo.readIndex();
+  const c3 = index.get(f.ids.c3)!;
+  index.set(f.ids.c3, { ...c3, offset: c3.offset + 8 });
+  // c2 moved (in the index only) to the pack of the big chunk, whose header lacks it
+  const c2 = index.get(f.ids.c2)!;
+  index.set(f.ids.c2, { ...c2, pack: index.get(f.ids.big)!.pack });
+  await f.backend.put("index", await f.repo.key.seal(ObjectType.index, "index", index.encode()));
+
+  const r = await checkRepository(f.repo);
+  deepStrictEqual(kinds(r), ["error pack-header-mismatch", "error pack-header-mismatch"]);
+  const [x, y] = r.problems;
+  const byPath = [x, y].sort((p, q) => p.affects.paths[0] < q.affects.paths[0] ? -1 : 1);
+  deepStrictEqual(byPath.map((p) => p.affects.paths), [["src/a1"], ["src/a2"]]);
+  ok(byPath[0].message.includes("not in the header"), byPath[0].message);
+  ok(byPath[1].message.includes("lie elsewhere"), byPath[1].message);
+  // no crash with verifyData either
+  ok(hasErrors(await checkRepository(f.repo, { verifyData: true })));
+});
+
+Deno.test("a corrupt or lost index is reported and rebuilt equal to the original", async () => {
+  const f = await fixture();
+  const original = await f.repo.readIndex();
+  for (const damage of ["garbage", "flip", "delete"]) {
+    if (damage === "garbage") await f.backend.put("index", randomData(100, 9));
+    if (damage === "flip") {
+      await f.backend.put(
+        "index",
+        await f.repo.key.seal(ObjectType.index, "index", original.encode()),
+      );
+      await edit(f, "index", (b) => {
+        b[20] ^= 1;
+        return b;
+      });
+    }
+    if (damage === "delete") await f.backend.delete("index");
+
+    const r = await checkRepository(f.repo, { verifyData: true });
+    deepStrictEqual(kinds(r), ["error corrupt-index"], damage);
+    equal(r.indexRebuilt, true);
+    ok(r.problems[0].message.includes("rebuilt"), r.problems[0].message);
+
+    const loaded = await loadIndexOrRebuild(f.repo);
+    equal(loaded.rebuilt, true);
+    ok(loaded.problem && /Index/.test(loaded.problem), loaded.problem);
+    deepStrictEqual(loaded.index.encode(), original.encode());
+    deepStrictEqual(loaded.unreadablePacks, []);
+  }
+  await f.backend.put("index", await f.repo.key.seal(ObjectType.index, "index", original.encode()));
+  const fine = await loadIndexOrRebuild(f.repo);
+  equal(fine.rebuilt, false);
+  equal(fine.problem, undefined);
+});
+
+Deno.test("an extra unreferenced pack and stray objects are warnings only", async () => {
+  const f = await fixture();
+  const w = new PackWriter();
+  const data = randomData(2000, 7);
+  const id = await f.repo.key.chunkId(data);
+  w.add(
+    id,
+    ObjectType.data,
+    await f.repo.key.seal(
+      ObjectType.data,
+      id,
+      compress(data, {
+        algorithm: "none",
+      }),
+    ),
+    data.length,
+  );
+  const pack = await w.finish(f.repo.key);
+  await f.backend.put(packKey(pack.id), pack.body);
+  await f.backend.put("packs/zz/not-a-pack", Uint8Array.of(1, 2, 3));
+  await f.backend.put(`archives/${"ab".repeat(32)}`, Uint8Array.of(1));
+
+  for (const verifyData of [false, true]) {
+    const r = await checkRepository(f.repo, { verifyData });
+    deepStrictEqual(kinds(r), [
+      "warning unknown-object",
+      "warning unreferenced-archive",
+      "warning unreferenced-pack",
+    ]);
+    ok(only(r, "unreferenced-pack").message.includes(packKey(pack.id)));
+    equal(hasErrors(r), false);
+  }
+  const rebuilt = await rebuildIndex(f.repo);
+  ok(rebuilt.index.has(id), "a rebuild takes every readable pack");
+  deepStrictEqual(rebuilt.unreadablePacks.map((u) => u.key), ["packs/zz/not-a-pack"]);
+});
+
+Deno.test("repair removes an archive whose chunk is gone only when confirmed", async () => {
+  const f = await fixture();
+  await f.backend.delete(await packOf(f, "big"));
+  const names = async () => (await f.repo.readManifest()).archives.map((a) => a.name);
+
+  const dry = await repairRepository(f.repo, {
+    dryRun: true,
+    confirm: () => Promise.reject(new Error("a dry run must not ask")),
+  });
+  deepStrictEqual(dry.brokenArchives.map((b) => b.name), ["b"]);
+  ok(dry.brokenArchives[0].reason.includes("src/b1"), dry.brokenArchives[0].reason);
+  equal(dry.indexChanged, true);
+  equal(dry.indexWritten, false);
+  deepStrictEqual(dry.removedArchives, []);
+  deepStrictEqual(await names(), ["a", "b"]);
+  only(await checkRepository(f.repo), "missing-pack"); // the stored index is unchanged
+
+  const asked: string[][] = [];
+  const declined = await repairRepository(f.repo, {
+    confirm: (a) => {
+      asked.push(a);
+      return Promise.resolve(false);
+    },
+  });
+  deepStrictEqual(asked, [["b"]]);
+  equal(declined.indexWritten, true);
+  deepStrictEqual(declined.removedArchives, []);
+  deepStrictEqual(await names(), ["a", "b"]);
+  // the new index no longer lists the lost pack: b's chunk is now missing from it
+  const r = await checkRepository(f.repo);
+  deepStrictEqual(kinds(r), ["error missing-chunk"]);
+  deepStrictEqual(only(r, "missing-chunk").affects.paths, ["src/b1"]);
+
+  const accepted = await repairRepository(f.repo, { confirm: () => Promise.resolve(true) });
+  equal(accepted.indexWritten, false, "the index is already right");
+  deepStrictEqual(accepted.removedArchives, ["b"]);
+  deepStrictEqual(await names(), ["a"]);
+  const after = await checkRepository(f.repo, { verifyData: true });
+  equal(hasErrors(after), false, JSON.stringify(after.problems));
+});
+
+Deno.test("an index written by repair makes readBlob work again", async () => {
+  const f = await fixture("none");
+  const original = await f.repo.readIndex();
+  await f.backend.put("index", randomData(64, 5));
+  ok(await f.repo.readIndex().then(() => false, () => true), "the index is unreadable");
+
+  const result = await repairRepository(f.repo, {
+    confirm: () => Promise.reject(new Error("nothing is broken")),
+  });
+  equal(result.indexWritten, true);
+  deepStrictEqual(result.brokenArchives, []);
+  equal(result.entries, original.size);
+  const index = await f.repo.readIndex();
+  deepStrictEqual(index.encode(), original.encode());
+  deepStrictEqual(await f.repo.readBlob(index, f.ids.big, ObjectType.data), f.data.big);
+  deepStrictEqual((await checkRepository(f.repo, { verifyData: true })).problems, []);
+});
+
+Deno.test("plaintext repositories: verifyData re-hashes blobs and finds a flipped bit", async () => {
+  const f = await fixture("none");
+  deepStrictEqual((await checkRepository(f.repo, { verifyData: true })).problems, []);
+  const key = await packOf(f, "c3");
+  const loc = (await f.repo.readIndex()).get(f.ids.c3)!;
+  await edit(f, key, (b) => {
+    b[loc.offset + loc.length - 1] ^= 0x20;
+    const obj = b.subarray(loc.offset, loc.offset + loc.length);
+    new DataView(b.buffer).setUint32(loc.offset - 4, crc32(obj), true);
+    return b;
+  });
+  const r = await checkRepository(f.repo, { verifyData: true });
+  ok(/checksum mismatch/.test(only(r, "corrupt-blob").message));
+  deepStrictEqual(only(r, "corrupt-blob").affects.paths, ["src/a2"]);
+});
+
+Deno.test("backup on disk, lose the index, repair, extract restores the files", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "vger-check-" });
+  try {
+    const src = `${dir}/src`;
+    await Deno.mkdir(src);
+    const files: Record<string, Uint8Array> = {
+      "a.bin": randomData(300_000, 11),
+      "b.txt": new TextEncoder().encode("text ".repeat(1000)),
+    };
+    for (const [n, d] of Object.entries(files)) await Deno.writeFile(`${src}/${n}`, d);
+    const backend = new LocalBackend(`${dir}/repo`);
+    await initRepository(backend, { encryption: "aes256gcm", passphrase: PASS, kdf: FAST });
+    const repo = await Repository.open(backend, { passphrase: PASS });
+    await backup(repo, { name: "one", sources: [src], compression: { algorithm: "lz4" } });
+    deepStrictEqual((await checkRepository(repo, { verifyData: true })).problems, []);
+
+    await Deno.remove(`${dir}/repo/index`);
+    const loaded = await loadIndexOrRebuild(repo);
+    equal(loaded.rebuilt, true);
+    deepStrictEqual(kinds(await checkRepository(repo)), ["error corrupt-index"]);
+
+    const result = await repairRepository(repo, { confirm: () => Promise.resolve(false) });
+    equal(result.indexWritten, true);
+    deepStrictEqual(result.brokenArchives, []);
+    deepStrictEqual((await checkRepository(repo, { verifyData: true })).problems, []);
+    await extract(repo, { archive: "one", dest: `${dir}/out` });
+    for (const [n, d] of Object.entries(files)) {
+      deepStrictEqual(await Deno.readFile(`${dir}/out${src}/${n}`), d);
+    }
+    await backend.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1,0 +1,774 @@
+/**
+ * `vger compact`: removes stored data that no archive references, like borg's
+ * `compact --threshold` and restic's `prune`.
+ *
+ * **Plan.** The live set is every item-stream blob of every archive in the manifest and every
+ * chunk those items name. Per pack (grouping the index entries by pack): packs with no live blob
+ * are deleted; packs whose unused share reaches the threshold (default 20 %; 0 rewrites every pack
+ * with any unused byte) are rewritten, i.e. their live blobs are copied into new packs; packs in
+ * storage that the index does not reference at all (left by a crashed or refused backup) are
+ * deleted; index entries of dead blobs are dropped. A pack's unused bytes are its size minus what
+ * a pack holding exactly its live blobs would take (their records plus the preamble, the sealed
+ * header and the trailer), so a pack whose every record is live has none.
+ *
+ * **Live set.** The index's own plaintext is kept: its entries are sorted by id (FORMAT.md, the
+ * canonical encoding), so a 65 536-bucket table on the first two id bytes plus a short binary
+ * search finds an id's entry number, and liveness is one bit per index entry. That is 48 bytes per
+ * entry for the sorted table (which replaces a second copy of the index) plus 1 bit, instead of
+ * ~100 bytes per id for a Set of hex strings.
+ *
+ * **Execute**, in this crash-safe order:
+ * 1. read the live records of each pack to rewrite (coalesced ranges, never whole packs) and
+ *    verify each one before copying it: record length and CRC-32, open (authenticated) and
+ *    decompress, plaintext length, and chunk id = HMAC(plaintext). A blob that fails is reported
+ *    in `corrupt` and left where it is, so its pack stays; corrupt data is never laundered into a
+ *    fresh pack with a valid CRC and header;
+ * 2. write the new packs (the sealed objects copied verbatim; no re-encryption) and put them;
+ * 3. under the commit lock: re-read the manifest (abort when an archive appeared that the live
+ *    set did not include) and the index, drop the entries of dead blobs, point the copied blobs
+ *    to their new packs, put `index`;
+ * 4. only then delete the emptied, rewritten and unreferenced packs, skipping any pack the new
+ *    index still references (e.g. one that holds a corrupt live blob).
+ * A crash before 3 leaves the old index pointing at the old packs (the new packs are
+ * unreferenced); after 3 the old packs are unreferenced extras. Either way every archive stays
+ * restorable and the next compact deletes the leftovers.
+ *
+ * **Locking.** Deleting unreferenced packs and dropping dead entries is only safe when no backup
+ * runs: a running backup may be uploading packs the index does not list yet, or may have
+ * deduplicated against a blob this compaction considers dead. The caller must hold an exclusive
+ * repository lock for the whole compaction (and pass `checkLock`, so that a lost lock stops it
+ * before the next step). Step 3 additionally takes `locks/commit` (unless `lockHeld` says the
+ * caller's lock already is that lock) and re-checks the manifest.
+ *
+ * @example Plan, then compact
+ * ```ts ignore
+ * import { compactRepository, planCompaction } from "./compactor.ts";
+ *
+ * const plan = await planCompaction(repo, { thresholdPercent: 10 });
+ * console.log(`${plan.bytesToFree} bytes to free`);
+ * const result = await compactRepository(repo, { thresholdPercent: 10 });
+ * console.log(`${result.bytesFreed} bytes freed, ${result.corrupt.length} corrupt blobs`);
+ * ```
+ *
+ * @module
+ */
+
+import type { Backend, ReadonlyBackend } from "../backends/backend.ts";
+import { decodeItems } from "./archive.ts";
+import { ChunkIndex, type ChunkLocation } from "./chunk_index.ts";
+import type { CodecPool } from "./codec_pool.ts";
+import { decompress } from "./compress.ts";
+import { ObjectType, type ObjectTypeTag, SEAL_OVERHEAD_AES, SEAL_OVERHEAD_NONE } from "./crypto.ts";
+import { IntegrityError, LockedError, NotFoundError, UsageError, VgerError } from "./errors.ts";
+import { bytesEqual, packKey, toHex } from "./ids.ts";
+import { withCommitLock } from "./lock.ts";
+import type { ManifestEntry } from "./manifest.ts";
+import { crc32, PACK_PREAMBLE, PackWriter, RECORD_PREFIX } from "./pack.ts";
+import type { Repository } from "./repository.ts";
+import { packTarget } from "./write_session.ts";
+
+/** Default unused share (percent) from which a pack is rewritten. */
+export const DEFAULT_THRESHOLD_PERCENT = 20;
+
+/** Bytes of one pack header entry (FORMAT.md: id, type, offset, length, raw length). */
+const HEADER_ENTRY = 45;
+/** Largest range read at once when copying records. */
+const MAX_RANGE = 8 << 20;
+/** Dead bytes between two live records that are still read in one range. */
+const MAX_GAP = 256 << 10;
+/** Largest blob plaintext (as lib/repository.ts). */
+const MAX_BLOB = 256 << 20;
+const PACK_KEY = /^packs\/([0-9a-f]{2})\/([0-9a-f]{64})$/;
+
+/** Where compaction is and how far. */
+export interface CompactProgress {
+  /** scan: archives walked; copy: blobs copied; delete: packs deleted. */
+  phase: "scan" | "copy" | "index" | "delete";
+  /** Done so far. */
+  done: number;
+  /** Total of this phase. */
+  total: number;
+}
+
+/** Options of {@linkcode planCompaction}. */
+export interface PlanOptions {
+  /** Rewrite packs whose unused share is at least this percent (0..100, default 20). */
+  thresholdPercent?: number;
+  /** Codec workers for reading item-stream blobs (default: the main thread). */
+  pool?: CodecPool;
+  /** Called as the work advances. */
+  onProgress?: (progress: CompactProgress) => void;
+}
+
+/** Options of {@linkcode compactRepository}. */
+export interface CompactOptions extends PlanOptions {
+  /** Only plan; change nothing. */
+  dryRun?: boolean;
+  /**
+   * The caller already holds `locks/commit` (as its exclusive lock), so step 3 must not take it
+   * again. Default false: step 3 takes the commit lock.
+   */
+  lockHeld?: boolean;
+  /**
+   * Called before each step that changes storage (copying, the index, deleting); throws to stop,
+   * e.g. `() => lock.assertHeld()` when the exclusive lock was lost.
+   */
+  checkLock?: () => void;
+  /** Tests only: stop after writing the new packs or the new index, as a crash would. */
+  stopAfter?: "packs" | "index";
+}
+
+/** How one pack is used. */
+export interface PackUsage {
+  /** Pack id (hex). */
+  id: string;
+  /** Size in storage (0 when it is missing). */
+  size: number;
+  /** Index entries pointing into it. */
+  blobs: number;
+  /** Of those, blobs some archive uses. */
+  liveBlobs: number;
+  /** Bytes of the live records (object lengths + 8 each). */
+  liveBytes: number;
+  /** Bytes a rewrite would free: size minus what a pack of just the live blobs takes. */
+  unusedBytes: number;
+}
+
+/** What compaction would do. */
+export interface CompactionPlan {
+  /** The threshold used (percent). */
+  thresholdPercent: number;
+  /** Archives walked for the live set. */
+  archives: number;
+  /** Pack objects in storage. */
+  packs: number;
+  /** Their total size. */
+  storedBytes: number;
+  /** Indexed packs with no live blob: deleted. */
+  deletePacks: PackUsage[];
+  /** Packs whose unused share reaches the threshold: live blobs copied, then deleted. */
+  rewritePacks: PackUsage[];
+  /** Packs in storage that the index does not reference: deleted. */
+  unreferencedPacks: PackUsage[];
+  /** Indexed packs with live blobs that are missing from storage (left alone; run check). */
+  missingPacks: PackUsage[];
+  /** Index entries of blobs no archive uses: dropped. */
+  deadBlobs: number;
+  /** Live blobs to copy out of rewritten packs. */
+  copyBlobs: number;
+  /** Their record bytes. */
+  copyBytes: number;
+  /** Estimated storage freed (deleted and rewritten packs minus the new packs). */
+  bytesToFree: number;
+  /** Chunks that items reference but the index lacks (damage compaction cannot repair). */
+  missingChunks: number;
+  /** Whether compaction would change nothing. */
+  nothingToDo: boolean;
+}
+
+/** A live blob that failed verification and was left in its pack. */
+export interface CorruptBlob {
+  /** Blob id (hex). */
+  id: string;
+  /** Pack id (hex). */
+  pack: string;
+  /** Why it failed. */
+  reason: string;
+}
+
+/** What compaction did. */
+export interface CompactionResult {
+  /** The plan it followed. */
+  plan: CompactionPlan;
+  /** Packs deleted (hex ids). */
+  deletedPacks: string[];
+  /** Packs whose live blobs were copied (hex ids); deleted unless they hold a corrupt blob. */
+  rewrittenPacks: string[];
+  /** Packs written (hex ids). */
+  newPacks: string[];
+  /** Bytes of deleted packs minus bytes of new packs. */
+  bytesFreed: number;
+  /** Live blobs that failed verification (left in place, their packs kept). */
+  corrupt: CorruptBlob[];
+}
+
+/** Works out what compaction would do; reads only. */
+export async function planCompaction(
+  repo: Repository<ReadonlyBackend>,
+  options: PlanOptions = {},
+): Promise<CompactionPlan> {
+  return (await scan(repo, options)).plan;
+}
+
+/** Compacts the repository (or only plans, with `dryRun`). Hold an exclusive lock around it. */
+export async function compactRepository(
+  repo: Repository<Backend>,
+  options: CompactOptions = {},
+): Promise<CompactionResult> {
+  const s = await scan(repo, options);
+  if (options.dryRun || s.plan.nothingToDo) {
+    return {
+      plan: s.plan,
+      deletedPacks: [],
+      rewrittenPacks: [],
+      newPacks: [],
+      bytesFreed: 0,
+      corrupt: [],
+    };
+  }
+  return await execute(repo, s, options);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The index table: the sorted index plaintext, with one live bit per entry
+
+/**
+ * The index plaintext as a sorted table. Entries are 48 bytes, ascending by id (the canonical
+ * encoding that ChunkIndex.decode has validated), so lookups need no hashing.
+ */
+class IndexTable {
+  readonly count: number;
+  readonly #bytes: Uint8Array;
+  readonly #view: DataView;
+  readonly #entriesAt: number;
+  /** First entry number whose id starts with each 16-bit prefix; [65536] = count. */
+  readonly #buckets = new Uint32Array(65537);
+  readonly #live: Uint8Array;
+  /** Item-stream blobs whose items were already walked. */
+  readonly #walked: Uint8Array;
+
+  constructor(plain: Uint8Array) {
+    this.#bytes = plain;
+    this.#view = new DataView(plain.buffer, plain.byteOffset, plain.byteLength);
+    const packs = this.#view.getUint32(6, true);
+    this.#entriesAt = 14 + 32 * packs;
+    this.count = this.#view.getUint32(this.#entriesAt - 4, true);
+    this.#live = new Uint8Array(Math.ceil(this.count / 8));
+    this.#walked = new Uint8Array(Math.ceil(this.count / 8));
+    let b = 0;
+    for (let i = 0; i < this.count; i++) {
+      const at = this.#entriesAt + 48 * i;
+      const prefix = (plain[at] << 8) | plain[at + 1];
+      while (b <= prefix) this.#buckets[b++] = i;
+    }
+    while (b <= 65536) this.#buckets[b++] = this.count;
+  }
+
+  get packCount(): number {
+    return (this.#entriesAt - 14) / 32;
+  }
+
+  /** Entry number of `id`, or -1. */
+  find(id: Uint8Array): number {
+    const bytes = this.#bytes;
+    const prefix = (id[0] << 8) | id[1];
+    let lo = this.#buckets[prefix];
+    let hi = this.#buckets[prefix + 1];
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      const at = this.#entriesAt + 48 * mid;
+      let d = 0;
+      for (let k = 2; k < 32 && d === 0; k++) d = bytes[at + k] - id[k];
+      if (d === 0) return mid;
+      if (d < 0) lo = mid + 1;
+      else hi = mid;
+    }
+    return -1;
+  }
+
+  isLive(i: number): boolean {
+    return (this.#live[i >>> 3] & (1 << (i & 7))) !== 0;
+  }
+
+  markLive(i: number): void {
+    this.#live[i >>> 3] |= 1 << (i & 7);
+  }
+
+  /** Marks an item blob walked; returns whether it already was. */
+  markWalked(i: number): boolean {
+    const was = (this.#walked[i >>> 3] & (1 << (i & 7))) !== 0;
+    this.#walked[i >>> 3] |= 1 << (i & 7);
+    return was;
+  }
+
+  /** A view of entry i's id (valid as long as the table). */
+  idAt(i: number): Uint8Array {
+    const at = this.#entriesAt + 48 * i;
+    return this.#bytes.subarray(at, at + 32);
+  }
+
+  packOf(i: number): number {
+    return this.#view.getUint32(this.#entriesAt + 48 * i + 32, true);
+  }
+
+  offsetOf(i: number): number {
+    return this.#view.getUint32(this.#entriesAt + 48 * i + 36, true);
+  }
+
+  lengthOf(i: number): number {
+    return this.#view.getUint32(this.#entriesAt + 48 * i + 40, true);
+  }
+
+  rawOf(i: number): number {
+    return this.#view.getUint32(this.#entriesAt + 48 * i + 44, true);
+  }
+
+  packId(pn: number): Uint8Array {
+    return this.#bytes.subarray(10 + 32 * pn, 42 + 32 * pn);
+  }
+
+  /** Whether `loc` is where entry i says the blob is. */
+  sameLocation(i: number, loc: ChunkLocation): boolean {
+    return loc.offset === this.offsetOf(i) && bytesEqual(loc.pack, this.packId(this.packOf(i)));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scan and plan
+
+interface Scan {
+  plan: CompactionPlan;
+  table: IndexTable;
+  /** Hex ids of the archives the live set covers. */
+  archiveIds: Set<string>;
+  /** Pack numbers (in the table) to rewrite. */
+  rewrite: number[];
+  /** Pack target size for new packs. */
+  target: number;
+}
+
+/** Bytes a pack of `n` blobs takes besides their records. */
+function packOverhead(repo: Repository<ReadonlyBackend>, n: number): number {
+  const seal = repo.key.encrypted ? SEAL_OVERHEAD_AES : SEAL_OVERHEAD_NONE;
+  return PACK_PREAMBLE + 4 + seal + HEADER_ENTRY * n + 4;
+}
+
+function checkThreshold(t: number): number {
+  if (typeof t !== "number" || !Number.isFinite(t) || t < 0 || t > 100) {
+    throw new UsageError(`Invalid compaction threshold ${t}: use a percentage from 0 to 100`);
+  }
+  return t;
+}
+
+/** The index plaintext (the canonical, sorted encoding), validated by ChunkIndex.decode. */
+async function readIndexPlain(
+  repo: Repository<ReadonlyBackend>,
+): Promise<{ plain: Uint8Array; index: ChunkIndex }> {
+  const sealed = await repo.backend.get("index");
+  if (sealed === null) throw new NotFoundError(`Index not found in "${repo.location}"`);
+  const plain = await repo.key.open(ObjectType.index, "index", sealed, "Index");
+  return { plain, index: ChunkIndex.decode(plain) };
+}
+
+/** An archive whose items cannot be read leaves the live set unknown: refuse to compact. */
+function incomplete(
+  repo: Repository<ReadonlyBackend>,
+  entry: ManifestEntry,
+  err: unknown,
+): unknown {
+  if (!(err instanceof IntegrityError || err instanceof NotFoundError)) return err;
+  return new IntegrityError(
+    `Cannot compact "${repo.location}": archive "${entry.name}" cannot be read completely, so the data it uses is unknown (${err.message}); run vger check`,
+    { cause: err },
+  );
+}
+
+async function scan(repo: Repository<ReadonlyBackend>, options: PlanOptions): Promise<Scan> {
+  const thresholdPercent = checkThreshold(options.thresholdPercent ?? DEFAULT_THRESHOLD_PERCENT);
+  // List before reading the index: a pack committed in between is then indexed, never taken
+  // for an unreferenced one.
+  const stored = new Map<string, number>();
+  for await (const o of repo.backend.list("packs/")) {
+    const m = PACK_KEY.exec(o.key);
+    if (m && m[2].startsWith(m[1])) stored.set(m[2], o.size);
+  }
+  const manifest = await repo.readManifest();
+  const { plain, index } = await readIndexPlain(repo);
+  const table = new IndexTable(plain);
+
+  const archiveIds = new Set<string>();
+  const missing = new Set<string>();
+  const total = manifest.archives.length;
+  for (const [n, entry] of manifest.archives.entries()) {
+    options.onProgress?.({ phase: "scan", done: n, total });
+    archiveIds.add(toHex(entry.id));
+    let items: Uint8Array[];
+    try {
+      items = (await repo.readArchive(entry)).items;
+    } catch (err) {
+      throw incomplete(repo, entry, err);
+    }
+    for (const blobId of items) {
+      const i = table.find(blobId);
+      const what = `Metadata blob ${toHex(blobId)}`;
+      if (i < 0) {
+        throw incomplete(repo, entry, new IntegrityError(`${what} is missing from the index`));
+      }
+      table.markLive(i);
+      // An unchanged tree gives the same blobs: walk each one once.
+      if (table.markWalked(i)) continue;
+      try {
+        const blob = await repo.readBlob(index, blobId, ObjectType.items, options.pool);
+        for (const item of decodeItems(blob, what)) {
+          for (const c of item.chunks ?? []) {
+            const j = table.find(c);
+            if (j >= 0) table.markLive(j);
+            else missing.add(toHex(c));
+          }
+        }
+      } catch (err) {
+        throw incomplete(repo, entry, err);
+      }
+    }
+  }
+  options.onProgress?.({ phase: "scan", done: total, total });
+
+  const P = table.packCount;
+  const blobs = new Uint32Array(P);
+  const liveBlobs = new Uint32Array(P);
+  const liveBytes = new Float64Array(P);
+  let deadBlobs = 0;
+  for (let i = 0; i < table.count; i++) {
+    const pn = table.packOf(i);
+    blobs[pn]++;
+    if (table.isLive(i)) {
+      liveBlobs[pn]++;
+      liveBytes[pn] += table.lengthOf(i) + RECORD_PREFIX;
+    } else deadBlobs++;
+  }
+
+  const plan: CompactionPlan = {
+    thresholdPercent,
+    archives: total,
+    packs: stored.size,
+    storedBytes: 0,
+    deletePacks: [],
+    rewritePacks: [],
+    unreferencedPacks: [],
+    missingPacks: [],
+    deadBlobs,
+    copyBlobs: 0,
+    copyBytes: 0,
+    bytesToFree: 0,
+    missingChunks: missing.size,
+    nothingToDo: false,
+  };
+  for (const size of stored.values()) plan.storedBytes += size;
+  const rewrite: number[] = [];
+  const indexed = new Set<string>();
+  for (let pn = 0; pn < P; pn++) {
+    const id = toHex(table.packId(pn));
+    indexed.add(id);
+    const size = stored.get(id);
+    const usage: PackUsage = {
+      id,
+      size: size ?? 0,
+      blobs: blobs[pn],
+      liveBlobs: liveBlobs[pn],
+      liveBytes: liveBytes[pn],
+      unusedBytes: 0,
+    };
+    if (liveBlobs[pn] === 0) {
+      usage.unusedBytes = usage.size;
+      plan.deletePacks.push(usage);
+    } else if (size === undefined) {
+      plan.missingPacks.push(usage);
+    } else {
+      usage.unusedBytes = Math.max(
+        0,
+        size - liveBytes[pn] - packOverhead(repo, liveBlobs[pn]),
+      );
+      if (usage.unusedBytes > 0 && usage.unusedBytes * 100 >= thresholdPercent * size) {
+        plan.rewritePacks.push(usage);
+        rewrite.push(pn);
+        plan.copyBlobs += liveBlobs[pn];
+        plan.copyBytes += liveBytes[pn];
+      }
+    }
+  }
+  for (const [id, size] of stored) {
+    if (!indexed.has(id)) {
+      plan.unreferencedPacks.push({
+        id,
+        size,
+        blobs: 0,
+        liveBlobs: 0,
+        liveBytes: 0,
+        unusedBytes: size,
+      });
+    }
+  }
+  const byId = (a: PackUsage, b: PackUsage) => a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+  plan.deletePacks.sort(byId);
+  plan.unreferencedPacks.sort(byId);
+  plan.missingPacks.sort(byId);
+
+  const target = packTarget(P, repo.config.minPackSize, repo.config.maxPackSize);
+  const newPacks = plan.copyBlobs === 0 ? 0 : Math.max(1, Math.ceil(plan.copyBytes / target));
+  const newBytes = plan.copyBytes + newPacks * packOverhead(repo, 0) +
+    HEADER_ENTRY * plan.copyBlobs;
+  let freed = -newBytes;
+  for (const p of [...plan.deletePacks, ...plan.rewritePacks, ...plan.unreferencedPacks]) {
+    freed += p.size;
+  }
+  plan.bytesToFree = freed;
+  plan.nothingToDo = plan.deletePacks.length === 0 && plan.rewritePacks.length === 0 &&
+    plan.unreferencedPacks.length === 0 && deadBlobs === 0;
+  return { plan, table, archiveIds, rewrite, target };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Execute
+
+/** Copies verified records into new packs and remembers where they went. */
+class Copier {
+  readonly moved = new ChunkIndex();
+  readonly newPacks: string[] = [];
+  newBytes = 0;
+  #writer: PackWriter | null = null;
+  readonly #repo: Repository<Backend>;
+  readonly #target: number;
+
+  constructor(repo: Repository<Backend>, target: number) {
+    this.#repo = repo;
+    this.#target = target;
+  }
+
+  async add(id: Uint8Array, type: ObjectTypeTag, sealed: Uint8Array, raw: number): Promise<void> {
+    this.#writer ??= new PackWriter();
+    this.#writer.add(id, type, sealed, raw);
+    if (this.#writer.size >= this.#target) await this.flush();
+  }
+
+  async flush(): Promise<void> {
+    const writer = this.#writer;
+    this.#writer = null;
+    if (!writer || writer.count === 0) return;
+    const pack = await writer.finish(this.#repo.key);
+    try {
+      await this.#repo.backend.put(packKey(pack.id), pack.body);
+    } finally {
+      pack.dispose();
+    }
+    for (const e of pack.entries) {
+      this.moved.set(e.id, {
+        pack: pack.id,
+        offset: e.offset,
+        length: e.length,
+        rawLength: e.rawLength,
+      });
+    }
+    this.newPacks.push(toHex(pack.id));
+    this.newBytes += pack.size;
+  }
+
+  abandon(): void {
+    this.#writer?.abandon();
+    this.#writer = null;
+  }
+}
+
+/** Checks a sealed object against its id; throws IntegrityError. */
+async function verifyBlob(
+  repo: Repository<ReadonlyBackend>,
+  pool: CodecPool | undefined,
+  id: Uint8Array,
+  sealed: Uint8Array,
+  rawLength: number,
+  what: string,
+): Promise<ObjectTypeTag> {
+  const type = sealed[0];
+  if (type !== ObjectType.data && type !== ObjectType.items) {
+    throw new IntegrityError(`${what} is corrupt: type tag ${type}`);
+  }
+  const max = Math.min(MAX_BLOB, rawLength);
+  // the pool takes its copy over; `sealed` itself goes into the new pack
+  const plain = pool
+    ? await pool.decode(type, id, sealed.slice(), max, what)
+    : decompress(await repo.key.open(type, id, sealed, what), max, what);
+  if (plain.length !== rawLength) {
+    throw new IntegrityError(
+      `${what} is corrupt: ${plain.length} bytes, the index says ${rawLength}`,
+    );
+  }
+  if (!bytesEqual(await repo.key.chunkId(plain), id)) {
+    throw new IntegrityError(`${what} is corrupt: its contents do not match its id`);
+  }
+  return type;
+}
+
+/** Live entry numbers of each pack to rewrite, in record order. */
+function liveEntriesByPack(table: IndexTable, rewrite: number[]): Map<number, number[]> {
+  const byPack = new Map<number, number[]>(rewrite.map((pn) => [pn, []]));
+  for (let i = 0; i < table.count; i++) {
+    if (table.isLive(i)) byPack.get(table.packOf(i))?.push(i);
+  }
+  for (const list of byPack.values()) list.sort((a, b) => table.offsetOf(a) - table.offsetOf(b));
+  return byPack;
+}
+
+/** Groups entries (in record order) into ranges of at most MAX_RANGE with small gaps. */
+function ranges(table: IndexTable, entries: number[]): number[][] {
+  const out: number[][] = [];
+  let cur: number[] = [];
+  let start = 0;
+  let end = 0;
+  for (const i of entries) {
+    const s = table.offsetOf(i) - RECORD_PREFIX;
+    const e = table.offsetOf(i) + table.lengthOf(i);
+    if (cur.length > 0 && (s - end > MAX_GAP || e - start > MAX_RANGE || s < end)) {
+      out.push(cur);
+      cur = [];
+    }
+    if (cur.length === 0) start = s;
+    cur.push(i);
+    end = e;
+  }
+  if (cur.length > 0) out.push(cur);
+  return out;
+}
+
+/** Steps 1 and 2: verify and copy the live blobs of the packs to rewrite. */
+async function copyLive(
+  repo: Repository<Backend>,
+  s: Scan,
+  copier: Copier,
+  corrupt: CorruptBlob[],
+  options: CompactOptions,
+): Promise<void> {
+  const { table } = s;
+  let done = 0;
+  const total = s.plan.copyBlobs;
+  for (const [pn, entries] of liveEntriesByPack(table, s.rewrite)) {
+    const packHex = toHex(table.packId(pn));
+    const key = packKey(table.packId(pn));
+    for (const group of ranges(table, entries)) {
+      const start = table.offsetOf(group[0]) - RECORD_PREFIX;
+      const last = group[group.length - 1];
+      const end = table.offsetOf(last) + table.lengthOf(last);
+      let bytes: Uint8Array;
+      try {
+        bytes = await repo.backend.getRange(key, start, end - start);
+      } catch (err) {
+        if (!(err instanceof IntegrityError || err instanceof NotFoundError)) throw err;
+        for (const i of group) {
+          corrupt.push({ id: toHex(table.idAt(i)), pack: packHex, reason: err.message });
+        }
+        continue;
+      }
+      const checked = await Promise.all(group.map(async (i) => {
+        const id = table.idAt(i);
+        const what = `Blob ${toHex(id)} in pack ${packHex}`;
+        const at = table.offsetOf(i) - start;
+        const length = table.lengthOf(i);
+        const dv = new DataView(bytes.buffer, bytes.byteOffset + at - RECORD_PREFIX, 8);
+        const sealed = bytes.slice(at, at + length);
+        try {
+          if (dv.getUint32(0, true) !== length) {
+            throw new IntegrityError(`${what} is corrupt: record length differs from the index`);
+          }
+          if (dv.getUint32(4, true) !== crc32(sealed)) {
+            throw new IntegrityError(`${what} is corrupt: CRC-32 mismatch`);
+          }
+          const type = await verifyBlob(repo, options.pool, id, sealed, table.rawOf(i), what);
+          return { i, id, type, sealed };
+        } catch (err) {
+          if (!(err instanceof VgerError && err.code === "integrity")) throw err;
+          corrupt.push({ id: toHex(id), pack: packHex, reason: err.message });
+          return null;
+        }
+      }));
+      // add in record order, so new packs keep the old order
+      for (const c of checked) {
+        if (!c) continue;
+        await copier.add(c.id.slice(), c.type, c.sealed, table.rawOf(c.i));
+        options.onProgress?.({ phase: "copy", done: ++done, total });
+      }
+    }
+  }
+  await copier.flush();
+}
+
+/**
+ * Step 3: re-reads the manifest and the index, drops dead entries, points copied blobs to their
+ * new packs and stores the index. Returns the packs the stored index references.
+ */
+async function commitIndex(repo: Repository<Backend>, s: Scan, moved: ChunkIndex): Promise<
+  Set<string>
+> {
+  const { table } = s;
+  const manifest = await repo.readManifest();
+  const added = manifest.archives.find((a) => !s.archiveIds.has(toHex(a.id)));
+  if (added) {
+    throw new LockedError(
+      `Cannot compact "${repo.location}": archive "${added.name}" was added while compacting; run compact again while no backup runs`,
+    );
+  }
+  const { index } = await readIndexPlain(repo);
+  let changed = false;
+  for (let i = 0; i < table.count; i++) {
+    if (table.isLive(i)) continue;
+    const id = table.idAt(i);
+    const loc = index.get(id);
+    // an entry someone else changed meanwhile is theirs: leave it
+    if (loc && table.sameLocation(i, loc)) changed = index.delete(id) || changed;
+  }
+  for (const [id, loc] of moved.entries()) {
+    const i = table.find(id);
+    const cur = index.get(id);
+    if (i >= 0 && cur && table.sameLocation(i, cur)) {
+      index.set(id, loc);
+      changed = true;
+    }
+  }
+  if (changed) {
+    await repo.backend.put("index", await repo.key.seal(ObjectType.index, "index", index.encode()));
+  }
+  return new Set(index.packIds().map(toHex));
+}
+
+async function execute(
+  repo: Repository<Backend>,
+  s: Scan,
+  options: CompactOptions,
+): Promise<CompactionResult> {
+  const { plan } = s;
+  const corrupt: CorruptBlob[] = [];
+  const copier = new Copier(repo, s.target);
+  options.checkLock?.();
+  try {
+    await copyLive(repo, s, copier, corrupt, options);
+  } catch (err) {
+    copier.abandon();
+    throw err;
+  }
+  const result: CompactionResult = {
+    plan,
+    deletedPacks: [],
+    rewrittenPacks: plan.rewritePacks.map((p) => p.id),
+    newPacks: copier.newPacks,
+    bytesFreed: -copier.newBytes,
+    corrupt,
+  };
+  if (options.stopAfter === "packs") return result;
+
+  options.onProgress?.({ phase: "index", done: 0, total: 1 });
+  options.checkLock?.();
+  const commit = () => commitIndex(repo, s, copier.moved);
+  const referenced = options.lockHeld ? await commit() : await withCommitLock(repo.backend, commit);
+  options.onProgress?.({ phase: "index", done: 1, total: 1 });
+  if (options.stopAfter === "index") return result;
+
+  const doomed = [...plan.deletePacks, ...plan.rewritePacks, ...plan.unreferencedPacks]
+    // a pack the new index still uses (a corrupt live blob in it) stays
+    .filter((p) => !referenced.has(p.id));
+  options.checkLock?.();
+  for (const [n, p] of doomed.entries()) {
+    options.onProgress?.({ phase: "delete", done: n, total: doomed.length });
+    await repo.backend.delete(`packs/${p.id.slice(0, 2)}/${p.id}`);
+    result.deletedPacks.push(p.id);
+    result.bytesFreed += p.size;
+  }
+  options.onProgress?.({ phase: "delete", done: doomed.length, total: doomed.length });
+  return result;
+}
