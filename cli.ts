@@ -11,6 +11,8 @@ import { LocalBackend } from "./backends/local.ts";
 import type { Backend } from "./backends/backend.ts";
 import {
   backupCommand,
+  breakLockCommand,
+  compactCommand,
   deleteCommand,
   extractCommand,
   initCommand,
@@ -33,6 +35,10 @@ import { PathSelector } from "./lib/patterns.ts";
 import { toHex } from "./lib/ids.ts";
 import { tuneAllocator } from "./lib/allocator.ts";
 import { describeRetention, isEmptyPolicy } from "./lib/retention.ts";
+import type { RepoLock } from "./lib/repo_lock.ts";
+
+/** Locks held by running commands, released when Ctrl-C ends the process. */
+const heldLocks = new Set<RepoLock>();
 
 /** The version printed by `vger --version`. */
 export const VERSION = "0.1.0";
@@ -48,6 +54,8 @@ Commands:
   extract                   restore an archive: --archive NAME --dest DIR [PATTERNS...]
   delete                    delete archives: --archive NAME [--archive NAME...] [--dry-run]
   prune                     delete the archives the retention policy does not keep
+  compact                   free space: rewrite or delete packs with unused data
+  break-lock                remove stale locks (--all: every lock)
 
 Global options:
   -c, --config FILE         configuration file (default: search as the README says)
@@ -74,6 +82,11 @@ list/extract options:
 prune options:
       --dry-run             only show what would be pruned (every archive, keep or prune)
       --list                show every archive with keep/prune and the rule that decided
+compact options:
+      --threshold PERCENT   rewrite packs with at least this much unused space (default 20)
+      --dry-run             only show the plan
+locks:
+      --lock-wait SECONDS   wait this long for another process's lock (default 0: fail)
 delete options:
   -a, --archive NAME        an archive to delete (repeat for several)
       --dry-run             only show what would be deleted
@@ -98,6 +111,9 @@ const OPTIONS = {
   archive: { type: "string", short: "a", multiple: true },
   "dry-run": { type: "boolean" },
   list: { type: "boolean" },
+  "lock-wait": { type: "string" },
+  threshold: { type: "string" },
+  all: { type: "boolean" },
   compression: { type: "string" },
   dest: { type: "string" },
   overwrite: { type: "boolean" },
@@ -375,6 +391,10 @@ async function runCommand(
     if (!flags.quiet) io.err(`vger: warning: ${m}\n`);
   };
   const passphrase = () => passphraseFor(repo, false);
+  const locking = {
+    lockWaitMs: intFlag(flags["lock-wait"], "lock-wait", 0) * 1000,
+    onLock: (lock: RepoLock) => heldLocks.add(lock),
+  };
   switch (command) {
     case "init": {
       const mode = flags.encryption ?? repo.encryption.mode;
@@ -426,6 +446,7 @@ async function runCommand(
         : repo.compression;
       const progress = progressPrinter(flags, io);
       const result = await backupCommand(openBackend(repo), {
+        ...locking,
         passphrase,
         name,
         sources,
@@ -539,6 +560,7 @@ async function runCommand(
       if (!flags.dest) throw new UsageError("extract needs --dest DIR");
       const progress = progressPrinter(flags, io);
       const result = await extractCommand(openBackend(repo), {
+        ...locking,
         passphrase,
         archive,
         dest: flags.dest,
@@ -569,6 +591,7 @@ async function runCommand(
       }
       const dryRun = !!flags["dry-run"];
       const result = await pruneCommand(openBackend(repo), {
+        ...locking,
         passphrase,
         policy: repo.retention,
         dryRun,
@@ -606,10 +629,74 @@ async function runCommand(
       }
       return 0;
     }
+    case "compact": {
+      const threshold = flags.threshold === undefined ? undefined : Number(flags.threshold);
+      if (threshold !== undefined && !(threshold >= 0 && threshold <= 100)) {
+        throw new UsageError(
+          `--threshold takes a percentage from 0 to 100, not "${flags.threshold}"`,
+        );
+      }
+      const dryRun = !!flags["dry-run"];
+      const r = await compactCommand(openBackend(repo), {
+        ...locking,
+        passphrase,
+        thresholdPercent: threshold,
+        dryRun,
+      });
+      const p = r.plan;
+      if (flags.json) {
+        io.out(
+          JSON.stringify({
+            repository: repo.path,
+            dry_run: dryRun,
+            threshold_percent: p.thresholdPercent,
+            packs: p.packs,
+            delete_packs: p.deletePacks.map((x) => x.id),
+            rewrite_packs: p.rewritePacks.map((x) => x.id),
+            unreferenced_packs: p.unreferencedPacks.map((x) => x.id),
+            bytes_to_free: p.bytesToFree,
+            bytes_freed: r.bytesFreed,
+            corrupt: r.corrupt,
+          }) + "\n",
+        );
+      } else if (!flags.quiet) {
+        const plan = `${p.deletePacks.length + p.unreferencedPacks.length} packs to delete, ` +
+          `${p.rewritePacks.length} to rewrite (${p.copyBlobs} blobs, ${fmtBytes(p.copyBytes)} ` +
+          `to copy), ${fmtBytes(p.bytesToFree)} to free`;
+        if (dryRun || p.nothingToDo) {
+          io.out(`${p.nothingToDo ? "Nothing to do: " : "Plan: "}${plan}\n`);
+        } else io.out(`Compacted: ${plan}; freed ${fmtBytes(r.bytesFreed)}\n`);
+      }
+      for (const c of r.corrupt) {
+        warn(`blob ${c.id} in pack ${c.pack} is corrupt and was left in place: ${c.reason}`);
+      }
+      return r.corrupt.length > 0 ? 3 : 0;
+    }
+    case "break-lock": {
+      const removed = await breakLockCommand(openBackend(repo), { all: flags.all });
+      if (flags.json) {
+        io.out(
+          JSON.stringify({
+            repository: repo.path,
+            removed: removed.map((l) => ({ key: l.key, ...l.info })),
+          }) + "\n",
+        );
+      } else if (!flags.quiet) {
+        for (const l of removed) {
+          const who = l.info
+            ? `${l.info.host}/${l.info.pid} since ${l.info.time} (${l.info.command})`
+            : "unreadable";
+          io.out(`Removed lock ${l.key}: ${who}\n`);
+        }
+        if (removed.length === 0) io.out(`No ${flags.all ? "" : "stale "}locks in ${repo.path}\n`);
+      }
+      return 0;
+    }
     case "delete": {
       const names = flags.archive ?? [];
       if (names.length === 0) throw new UsageError("delete needs --archive NAME (one or more)");
       const deleted = await deleteCommand(openBackend(repo), {
+        ...locking,
         passphrase,
         names,
         dryRun: flags["dry-run"],
@@ -636,11 +723,14 @@ async function runCommand(
 /** Runs the CLI as a program: Ctrl-C handling, then exit with main's code. */
 export async function runCli(): Promise<never> {
   tuneAllocator();
-  Deno.addSignalListener("SIGINT", () => {
+  Deno.addSignalListener("SIGINT", async () => {
     writeAll(
       Deno.stderr,
       "\nvger: interrupted; nothing was committed, the repository is consistent\n",
     );
+    // leave no lock behind (others on this host would see it as stale, other hosts only later)
+    const releases = [...heldLocks].map((l) => l.release().catch(() => {}));
+    await Promise.race([Promise.all(releases), new Promise((r) => setTimeout(r, 2000))]);
     Deno.exit(130);
   });
   Deno.exit(await main(Deno.args));

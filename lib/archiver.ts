@@ -50,7 +50,9 @@ export interface BackupOptions {
   onWarning?: (message: string) => void;
   /** Called now and then with the progress so far. */
   onProgress?: (progress: BackupProgress) => void;
-  /** Bytes of chunks in flight between reading and packing (default 128 MiB). */
+  /** Called before the commit; throws when the repository lock was lost. */
+  checkLock?: () => void;
+  /** Bytes of chunks in flight between reading and packing (default 32 MiB). */
   budgetBytes?: number;
 }
 
@@ -122,7 +124,7 @@ export async function backup(
       items,
       stats,
     };
-    const archive = await session.commit(meta);
+    const archive = await session.commit(meta, { checkLock: options.checkLock });
     return {
       archive,
       stats,

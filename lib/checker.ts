@@ -115,6 +115,8 @@ export interface CheckOptions {
   pool?: CodecPool;
   /** Called after each pack. */
   onProgress?(progress: CheckProgress): void;
+  /** Bytes per range read when verifying data (default 4 MiB). */
+  readRange?: number;
 }
 
 /** What the checker needs of a repository. */
@@ -175,6 +177,8 @@ export interface RepairOptions {
   confirm(archives: string[]): Promise<boolean>;
   /** Open and decompress item-stream blobs in these workers. */
   pool?: CodecPool;
+  /** Throws when the caller's exclusive repository lock was lost; called before each write. */
+  checkLock?: () => void;
 }
 
 /** The outcome of {@linkcode repairRepository}. */
@@ -200,7 +204,7 @@ export interface RepairResult {
 const PACK_KEY = /^packs\/([0-9a-f]{2})\/([0-9a-f]{64})$/;
 const ARCHIVE_KEY = /^archives\/([0-9a-f]{64})$/;
 /** Bytes per range read when reading a pack through. */
-const READ_RANGE = 4 << 20;
+const DEFAULT_READ_RANGE = 4 << 20;
 /** Sealed bytes handed to the codec pool and not yet verified, at most. */
 const DECODE_BUDGET = 64 << 20;
 /** Pack headers read at once (each is three small range reads). */
@@ -230,6 +234,25 @@ export async function checkRepository(
 ): Promise<CheckResult> {
   const report = new Report();
   const stats: CheckStats = { archives: 0, packs: 0, blobs: 0, bytesRead: 0 };
+  // Manifest, then index, then the listing: the reverse of the write order, so that a backup
+  // committing meanwhile cannot make a pack look missing (its packs precede its index).
+  let manifest: Manifest | null = null;
+  try {
+    manifest = await repo.readManifest();
+  } catch (err) {
+    if (!(err instanceof VgerError)) throw err;
+    report.add("corrupt-manifest", `${errorMessage(err)}; no archive can be checked`);
+  }
+
+  let index: ChunkIndex | null = null;
+  let indexError: unknown = null;
+  try {
+    index = await repo.readIndex();
+  } catch (err) {
+    if (!(err instanceof VgerError)) throw err;
+    indexError = err;
+  }
+
   const listing = await listPacks(repo.backend);
   stats.packs = listing.packs.size;
   for (const key of listing.stray) {
@@ -240,22 +263,11 @@ export async function checkRepository(
     );
   }
 
-  let manifest: Manifest | null = null;
-  try {
-    manifest = await repo.readManifest();
-  } catch (err) {
-    if (!(err instanceof VgerError)) throw err;
-    report.add("corrupt-manifest", `${errorMessage(err)}; no archive can be checked`);
-  }
-
-  let index: ChunkIndex;
   let indexRebuilt = false;
   /** Packs already reported as unreadable by the rebuild (not "unreferenced"). */
   const reported = new Set<string>();
-  try {
-    index = await repo.readIndex();
-  } catch (err) {
-    if (!(err instanceof VgerError)) throw err;
+  if (index === null) {
+    const err = indexError;
     const rebuilt = await buildIndex(repo, listing.packs, { stats });
     index = rebuilt.index;
     indexRebuilt = true;
@@ -360,10 +372,12 @@ export async function repairRepository(
   }
   let listing = await listPacks(backend);
   let built = await buildIndex(repo, listing.packs, { prefer: current ?? undefined });
+  keepUnreadable(built, current, listing.packs);
   const indexChanged = current === null ||
     !bytesEqual(current.encode(), built.index.encode());
   let indexWritten = false;
   if (indexChanged && !options.dryRun) {
+    options.checkLock?.();
     await withCommitLock(backend, async () => {
       // A backup may have stored packs, or committed, since the listing: catch up under the
       // lock so that the written index does not drop their entries.
@@ -371,6 +385,7 @@ export async function repairRepository(
       const gone = [...listing.packs.keys()].some((hex) => !now.packs.has(hex));
       if (gone) {
         built = await buildIndex(repo, now.packs, { prefer: current ?? undefined });
+        keepUnreadable(built, current, now.packs);
       } else {
         const fresh = new Map([...now.packs].filter(([hex]) => !listing.packs.has(hex)));
         const more = await buildIndex(repo, fresh, { into: built.index });
@@ -406,8 +421,9 @@ export async function repairRepository(
     result.manifestError = errorMessage(err);
     return result;
   }
+  const clean = new Set<string>();
   for (const entry of manifest.archives) {
-    const reason = await findDamage(repo, index, entry, options.pool);
+    const reason = await findDamage(repo, index, entry, { clean, pool: options.pool });
     if (reason !== null) {
       result.brokenArchives.push({ name: entry.name, id: toHex(entry.id), reason });
     }
@@ -417,6 +433,7 @@ export async function repairRepository(
     !(await options.confirm(result.brokenArchives.map((b) => b.name)))
   ) return result;
   const drop = new Set(result.brokenArchives.map((b) => b.id));
+  options.checkLock?.();
   await withCommitLock(backend, async () => {
     // Re-read: another process may have committed since; remove by id, not by name, so a new
     // archive that took a broken one's name stays.
@@ -495,10 +512,12 @@ class Report {
     return this.#byId.size > 0;
   }
 
-  /** Notes that `archive` (and the file `path`) references the blob `hex`. */
-  touch(hex: string, archive: string, path?: string): void {
+  /** Notes that `archive` (and the file `path`) references the blob `hex`; true if damaged. */
+  touch(hex: string, archive: string, path?: string): boolean {
     const list = this.#byId.get(hex);
-    if (list) { for (const f of list) f.affect(archive, path); }
+    if (!list) return false;
+    for (const f of list) f.affect(archive, path);
+    return true;
   }
 
   problems(): Problem[] {
@@ -584,7 +603,8 @@ async function buildIndex(
     try {
       entries = await readPackHeader(reader, repo.key, key, size);
     } catch (err) {
-      if (!(err instanceof VgerError)) throw err;
+      // a failing backend must not look like a lost pack: repair would drop its archives
+      if (!isDamage(err)) throw err;
       unreadable.push({ key, hex, error: errorMessage(err) });
       return;
     }
@@ -598,6 +618,33 @@ async function buildIndex(
   });
   unreadable.sort((a, b) => a.key < b.key ? -1 : 1);
   return { index, unreadable };
+}
+
+/**
+ * Keeps the stored index's entries for packs whose header is unreadable but whose records the
+ * entries still fit: their data may well be intact, and dropping them would make their archives
+ * look broken.
+ */
+function keepUnreadable(
+  built: { index: ChunkIndex; unreadable: Unreadable[] },
+  current: ChunkIndex | null,
+  packs: Map<string, number>,
+): void {
+  if (!current || built.unreadable.length === 0) return;
+  const bad = new Set(built.unreadable.map((u) => u.hex));
+  const kept = new Map<string, number>();
+  for (const [id, loc] of current.entries()) {
+    const hex = toHex(loc.pack);
+    const size = packs.get(hex);
+    if (!bad.has(hex) || size === undefined || built.index.has(id)) continue;
+    if (loc.offset < FIRST_OBJECT || loc.offset + loc.length > size) continue;
+    built.index.set(id, loc);
+    kept.set(hex, (kept.get(hex) ?? 0) + 1);
+  }
+  for (const u of built.unreadable) {
+    const n = kept.get(u.hex);
+    if (n) u.error += `; kept the ${n} entries the old index had for it`;
+  }
 }
 
 function sameLocation(a: ChunkLocation, b: ChunkLocation): boolean {
@@ -766,6 +813,7 @@ class PackReader {
   readonly #key: string;
   readonly #size: number;
   readonly #stats: CheckStats;
+  readonly #range: number;
   readonly #hash = createHash("sha256");
   #buf: Uint8Array = new Uint8Array(0);
   /** Pack offset of #buf[0]. */
@@ -776,16 +824,22 @@ class PackReader {
   /** Bytes consumed. */
   pos = 0;
 
-  constructor(backend: ReadonlyBackend, key: string, size: number, stats: CheckStats) {
+  constructor(
+    backend: ReadonlyBackend,
+    key: string,
+    size: number,
+    opts: { stats: CheckStats; range: number },
+  ) {
     this.#backend = backend;
     this.#key = key;
     this.#size = size;
-    this.#stats = stats;
+    this.#stats = opts.stats;
+    this.#range = Math.max(1, opts.range);
   }
 
   #request(): Promise<Uint8Array> {
     const offset = this.#requested;
-    const length = Math.min(READ_RANGE, this.#size - offset);
+    const length = Math.min(this.#range, this.#size - offset);
     this.#requested += length;
     const p = this.#backend.getRange(this.#key, offset, length);
     p.catch(() => {}); // a read-ahead nobody awaits (the pack failed) must not go unhandled
@@ -826,7 +880,7 @@ class PackReader {
 
   /** Consumes (and hashes) bytes up to `offset`. */
   async skipTo(offset: number): Promise<void> {
-    while (this.pos < offset) await this.read(Math.min(offset - this.pos, READ_RANGE));
+    while (this.pos < offset) await this.read(Math.min(offset - this.pos, this.#range));
   }
 
   /** Reads the rest and returns the SHA-256 of the whole pack, in hex. */
@@ -907,7 +961,10 @@ async function verifyPack(
     if (!(err instanceof VgerError)) throw err;
     records = fromIndex; // already reported; still verify what the index points at
   }
-  const reader = new PackReader(repo.backend, key, size, stats);
+  const reader = new PackReader(repo.backend, key, size, {
+    stats,
+    range: ctx.options.readRange ?? DEFAULT_READ_RANGE,
+  });
   const inFlight = new InFlight();
 
   const fail = (r: Expected, why: string, used: boolean): void => {
@@ -1025,6 +1082,8 @@ async function walkArchives(
     return f;
   };
 
+  /** Item blobs already walked that reference no damaged chunk: other archives skip them. */
+  const clean = new Set<string>();
   for (const entry of manifest.archives) {
     stats.archives++;
     const name = entry.name;
@@ -1037,21 +1096,28 @@ async function walkArchives(
       continue;
     }
     for (const blobId of items) {
-      if (report.linked) report.touch(toHex(blobId), name);
+      const blobHex = toHex(blobId);
+      report.touch(blobHex, name);
+      if (clean.has(blobHex)) continue;
       if (!index.has(blobId)) {
         missingBlob(blobId, ObjectType.items).affect(name);
         continue;
       }
-      let blob: Uint8Array;
       try {
-        blob = await repo.readBlob(index, blobId, ObjectType.items, options.pool);
-        for (const item of decodeItems(blob, `Metadata blob ${toHex(blobId)}`)) {
+        const blob = await repo.readBlob(index, blobId, ObjectType.items, options.pool);
+        let damaged = false;
+        for (const item of decodeItems(blob, `Metadata blob ${blobHex}`)) {
           if (!item.chunks) continue;
           for (const c of item.chunks) {
-            if (!index.has(c)) missingBlob(c, ObjectType.data).affect(name, item.path);
-            else if (report.linked) report.touch(toHex(c), name, item.path);
+            if (!index.has(c)) {
+              missingBlob(c, ObjectType.data).affect(name, item.path);
+              damaged = true;
+            } else if (report.linked && report.touch(toHex(c), name, item.path)) {
+              damaged = true;
+            }
           }
         }
+        if (!damaged) clean.add(blobHex);
       } catch (err) {
         if (!(err instanceof VgerError)) throw err;
         report.add(
@@ -1092,23 +1158,29 @@ function isDamage(err: unknown): boolean {
     cause instanceof NotFoundError;
 }
 
-/** The first thing an archive references that the index lacks or cannot be read, or null. */
+/**
+ * The first thing an archive references that the index lacks or cannot be read, or null.
+ * Item blobs found intact go into `clean`, so archives that share them do not read them again.
+ */
 async function findDamage(
   repo: RepairableRepository,
   index: ChunkIndex,
   entry: ManifestEntry,
-  pool?: CodecPool,
+  opts: { clean: Set<string>; pool?: CodecPool },
 ): Promise<string | null> {
   try {
     const meta = await repo.readArchive(entry);
     for (const blobId of meta.items) {
-      if (!index.has(blobId)) return `metadata blob ${toHex(blobId)} is missing`;
-      const blob = await repo.readBlob(index, blobId, ObjectType.items, pool);
-      for (const item of decodeItems(blob, `Metadata blob ${toHex(blobId)}`)) {
+      const blobHex = toHex(blobId);
+      if (opts.clean.has(blobHex)) continue;
+      if (!index.has(blobId)) return `metadata blob ${blobHex} is missing`;
+      const blob = await repo.readBlob(index, blobId, ObjectType.items, opts.pool);
+      for (const item of decodeItems(blob, `Metadata blob ${blobHex}`)) {
         for (const c of item.chunks ?? []) {
           if (!index.has(c)) return `chunk ${toHex(c)} of "${item.path}" is missing`;
         }
       }
+      opts.clean.add(blobHex);
     }
     return null;
   } catch (err) {

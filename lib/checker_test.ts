@@ -1,4 +1,4 @@
-import { deepStrictEqual, equal, ok } from "node:assert/strict";
+import { deepStrictEqual, equal, ok, rejects } from "node:assert/strict";
 import { LocalBackend } from "../backends/local.ts";
 import { MemoryBackend } from "../backends/memory.ts";
 import { encodeItem, type Item, ItemStreamBuffer, newItemEncoder } from "./archive.ts";
@@ -16,7 +16,8 @@ import {
 import { CodecPool } from "./codec_pool.ts";
 import { compress } from "./compress.ts";
 import { type EncryptionMode, ObjectType, type ObjectTypeTag } from "./crypto.ts";
-import { packKey } from "./ids.ts";
+import { BackendError } from "./errors.ts";
+import { packKey, toHex } from "./ids.ts";
 import type { KdfParams } from "./key_file.ts";
 import { crc32, PackWriter } from "./pack.ts";
 import { initRepository, Repository } from "./repository.ts";
@@ -111,8 +112,8 @@ async function commit(
 
 /**
  * Two archives. "a": src/a1 = [c1, c2], src/a2 = [c3], all in one pack. "b": src/b1 = [big]
- * (3.4 MiB, over the 3.2 MiB pack target: a pack of its own), src/b2 = [c1] (shared with a); b's item blob is in a third
- * pack.
+ * (3.4 MiB, over the 3.2 MiB pack target: a pack of its own), src/b2 = [c1] (shared with a);
+ * b's item blob is in a third pack.
  */
 async function fixture(encryption: EncryptionMode = "aes256gcm"): Promise<Fixture> {
   const backend = new MemoryBackend("memory:check");
@@ -251,6 +252,9 @@ Deno.test("verifyData finds a blob whose CRC matches but that does not open", as
 
 Deno.test("a deleted pack is a missing-pack error naming the archive and the files", async () => {
   const f = await fixture();
+  // the same tree again: every blob, item stream included, is shared with "b"
+  await commit(f, "b-again", { b1: ["big"], b2: ["c1"] });
+  equal((await packKeys(f.backend)).length, 3);
   const key = await packOf(f, "big");
   await f.backend.delete(key);
   for (const verifyData of [false, true]) {
@@ -258,7 +262,30 @@ Deno.test("a deleted pack is a missing-pack error naming the archive and the fil
     deepStrictEqual(kinds(r), ["error missing-pack"]);
     const p = only(r, "missing-pack");
     ok(p.message.includes(key), p.message);
-    deepStrictEqual(p.affects, { archives: ["b"], paths: ["src/b1"], pathsTruncated: false });
+    deepStrictEqual(p.affects, {
+      archives: ["b", "b-again"],
+      paths: ["src/b1"],
+      pathsTruncated: false,
+    });
+  }
+  const dry = await repairRepository(f.repo, {
+    dryRun: true,
+    confirm: () => Promise.resolve(true),
+  });
+  deepStrictEqual(dry.brokenArchives.map((b) => b.name), ["b", "b-again"]);
+});
+
+/** Read ranges to verify with: the default, and one so small that records span many ranges. */
+const RANGES = [undefined, 4093];
+
+Deno.test("verifyData with tiny read ranges hashes every byte once", async () => {
+  const f = await fixture();
+  let packSizes = 0;
+  for await (const o of f.backend.list("packs/")) packSizes += o.size;
+  for (const readRange of [4093, 65536, 1 << 30]) {
+    const r = await checkRepository(f.repo, { verifyData: true, readRange });
+    deepStrictEqual(r.problems, [], `readRange ${readRange}`);
+    ok(r.stats.bytesRead >= packSizes);
   }
 });
 
@@ -271,11 +298,13 @@ Deno.test("a flipped bit in pack data passes the structural check; verifyData fi
     return b;
   });
   deepStrictEqual((await checkRepository(f.repo)).problems, []);
-  const r = await checkRepository(f.repo, { verifyData: true });
-  deepStrictEqual(kinds(r), ["error corrupt-blob", "error pack-hash-mismatch"]);
-  const blob = only(r, "corrupt-blob");
-  ok(blob.message.includes(key) && blob.message.includes("Chunk"), blob.message);
-  deepStrictEqual(blob.affects, { archives: ["b"], paths: ["src/b1"], pathsTruncated: false });
+  for (const readRange of RANGES) {
+    const r = await checkRepository(f.repo, { verifyData: true, readRange });
+    deepStrictEqual(kinds(r), ["error corrupt-blob", "error pack-hash-mismatch"]);
+    const blob = only(r, "corrupt-blob");
+    ok(blob.message.includes(key) && blob.message.includes("Chunk"), blob.message);
+    deepStrictEqual(blob.affects, { archives: ["b"], paths: ["src/b1"], pathsTruncated: false });
+  }
 });
 
 Deno.test("a zero-filled region is found by verifyData", async () => {
@@ -287,9 +316,11 @@ Deno.test("a zero-filled region is found by verifyData", async () => {
     return b;
   });
   deepStrictEqual(errors(await checkRepository(f.repo)), []);
-  const r = await checkRepository(f.repo, { verifyData: true });
-  deepStrictEqual(only(r, "corrupt-blob").affects.paths, ["src/b1"]);
-  only(r, "pack-hash-mismatch");
+  for (const readRange of RANGES) {
+    const r = await checkRepository(f.repo, { verifyData: true, readRange });
+    deepStrictEqual(only(r, "corrupt-blob").affects.paths, ["src/b1"]);
+    only(r, "pack-hash-mismatch");
+  }
 });
 
 Deno.test("a truncated pack is reported by both checks, never thrown", async () => {
@@ -302,9 +333,11 @@ Deno.test("a truncated pack is reported by both checks, never thrown", async () 
   ok(p.message.includes(key) && /past its end/.test(p.message), p.message);
   deepStrictEqual(p.affects, { archives: ["b"], paths: ["src/b1"], pathsTruncated: false });
 
-  const full = await checkRepository(f.repo, { verifyData: true });
-  ok(full.problems.some((x) => x.kind === "corrupt-blob" && /past the end/.test(x.message)));
-  only(full, "pack-hash-mismatch");
+  for (const readRange of RANGES) {
+    const full = await checkRepository(f.repo, { verifyData: true, readRange });
+    ok(full.problems.some((x) => x.kind === "corrupt-blob" && /past the end/.test(x.message)));
+    only(full, "pack-hash-mismatch");
+  }
 });
 
 Deno.test("a flipped bit in a pack header makes the header unreadable", async () => {
@@ -322,8 +355,23 @@ Deno.test("a flipped bit in a pack header makes the header unreadable", async ()
   deepStrictEqual(p.affects.paths, ["src/a1", "src/a2", "src/b2"]);
 
   // the data itself is fine: verifyData walks the records the index points at
-  const full = await checkRepository(f.repo, { verifyData: true });
-  deepStrictEqual(kinds(full), ["error corrupt-pack", "error pack-hash-mismatch"]);
+  for (const readRange of RANGES) {
+    const full = await checkRepository(f.repo, { verifyData: true, readRange });
+    deepStrictEqual(kinds(full), ["error corrupt-pack", "error pack-hash-mismatch"]);
+  }
+
+  // repair keeps the old index's entries for the pack, so no archive looks broken
+  const repaired = await repairRepository(f.repo, {
+    confirm: () => Promise.reject(new Error("nothing is broken")),
+  });
+  deepStrictEqual(repaired.brokenArchives, []);
+  deepStrictEqual(repaired.unreadablePacks.map((u) => u.key), [key]);
+  ok(
+    /kept the 4 entries/.test(repaired.unreadablePacks[0].error),
+    repaired.unreadablePacks[0].error,
+  );
+  equal(repaired.indexChanged, false);
+  equal(repaired.indexWritten, false);
 });
 
 Deno.test("index entries that disagree with the pack header are pack-header-mismatch", async () => {
@@ -526,4 +574,44 @@ Deno.test("backup on disk, lose the index, repair, extract restores the files", 
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("a lost archive object is corrupt-archive, and repair removes it from the manifest", async () => {
+  const f = await fixture();
+  const a = (await f.repo.readManifest()).archives[0];
+  await f.backend.delete(`archives/${toHex(a.id)}`);
+  const r = await checkRepository(f.repo);
+  deepStrictEqual(kinds(r), ["error corrupt-archive"]);
+  deepStrictEqual(r.problems[0].affects.archives, ["a"]);
+  const repaired = await repairRepository(f.repo, { confirm: () => Promise.resolve(true) });
+  deepStrictEqual(repaired.removedArchives, ["a"]);
+  deepStrictEqual((await f.repo.readManifest()).archives.map((x) => x.name), ["b"]);
+  deepStrictEqual(errors(await checkRepository(f.repo, { verifyData: true })), []);
+});
+
+/** A backend whose reads of one key fail the way a flaky network does. */
+class FlakyBackend extends MemoryBackend {
+  failing = "";
+  override getRange(key: string, offset: number, length: number): Promise<Uint8Array> {
+    if (key === this.failing) return Promise.reject(new BackendError(`Read of "${key}" timed out`));
+    return super.getRange(key, offset, length);
+  }
+}
+
+Deno.test("repair stops on a failing backend instead of dropping archives", async () => {
+  const f = await fixture();
+  const flaky = new FlakyBackend("memory:flaky");
+  for await (const o of f.backend.list("")) await flaky.put(o.key, (await f.backend.get(o.key))!);
+  const repo = await Repository.open(flaky, { passphrase: PASS });
+  flaky.failing = await packOf(f, "big");
+  await flaky.put("index", randomData(64, 5));
+  await rejects(
+    repairRepository(repo, { confirm: () => Promise.resolve(true) }),
+    BackendError,
+  );
+  deepStrictEqual((await repo.readManifest()).archives.map((x) => x.name), ["a", "b"]);
+  // once the backend answers again, the index rebuilds
+  flaky.failing = "";
+  const loaded = await loadIndexOrRebuild(repo);
+  equal(loaded.rebuilt, true);
 });

@@ -7,6 +7,9 @@
 import type { Backend, ReadonlyBackend } from "../backends/backend.ts";
 import { backup, type BackupOptions, type BackupResult } from "./archiver.ts";
 import { deleteArchives } from "./archive_delete.ts";
+import { CodecPool } from "./codec_pool.ts";
+import { type CompactionResult, compactRepository } from "./compactor.ts";
+import { breakLocks, type LockEntry, type LockMode, RepoLock } from "./repo_lock.ts";
 import { applyRetention, type RetentionDecision, type RetentionPolicy } from "./retention.ts";
 import { decodeItems, type Item } from "./archive.ts";
 import { ObjectType } from "./crypto.ts";
@@ -19,6 +22,31 @@ import type { RepoConfig } from "./repo_config.ts";
 
 export type { BackupOptions, BackupResult, ExtractOptions, ExtractResult, InitOptions };
 
+/** How commands take the repository lock. */
+export interface LockingOptions {
+  /** Wait this long for a conflicting lock to go (default: fail at once). */
+  lockWaitMs?: number;
+  /** Told about the lock once held (the CLI releases it on Ctrl-C). */
+  onLock?: (lock: RepoLock) => void;
+}
+
+/** Runs fn under a repository lock of the given mode, released afterwards. */
+async function withRepoLock<T>(
+  backend: Backend,
+  mode: LockMode,
+  command: string,
+  options: LockingOptions,
+  fn: (lock: RepoLock) => Promise<T>,
+): Promise<T> {
+  const lock = await RepoLock.acquire(backend, mode, { command, waitMs: options.lockWaitMs ?? 0 });
+  options.onLock?.(lock);
+  try {
+    return await fn(lock);
+  } finally {
+    await lock.release();
+  }
+}
+
 /** `vger init`. */
 export function initCommand(backend: Backend, options: InitOptions): Promise<RepoConfig> {
   return initRepository(backend, options);
@@ -27,10 +55,16 @@ export function initCommand(backend: Backend, options: InitOptions): Promise<Rep
 /** `vger backup`. */
 export async function backupCommand(
   backend: Backend,
-  options: BackupOptions & OpenOptions,
+  options: BackupOptions & OpenOptions & LockingOptions,
 ): Promise<BackupResult> {
   const repo = await Repository.open(backend, options);
-  return await backup(repo, options);
+  return await withRepoLock(
+    backend,
+    "shared",
+    "backup",
+    options,
+    (lock) => backup(repo, { ...options, checkLock: () => lock.assertHeld() }),
+  );
 }
 
 /** `vger list` without an archive: the manifest's archives. */
@@ -47,6 +81,8 @@ export async function* listItemsCommand(
   backend: ReadonlyBackend,
   options: OpenOptions & { archive: string; patterns?: string[] },
 ): AsyncGenerator<Item> {
+  // no lock: reading one archive's metadata blobs races with nothing but compact, which would
+  // make a read fail cleanly rather than return wrong data
   const repo = await Repository.open(backend, options);
   const meta = await repo.readArchive(await repo.findArchive(options.archive));
   const index = await repo.readIndex();
@@ -62,10 +98,14 @@ export async function* listItemsCommand(
 /** `vger delete`: removes archives from the manifest (data stays until compact). */
 export async function deleteCommand(
   backend: Backend,
-  options: OpenOptions & { names: readonly string[]; dryRun?: boolean },
+  options: OpenOptions & LockingOptions & { names: readonly string[]; dryRun?: boolean },
 ): Promise<ManifestEntry[]> {
   const repo = await Repository.open(backend, options);
-  return await deleteArchives(repo, options.names, { dryRun: options.dryRun });
+  if (options.dryRun) return await deleteArchives(repo, options.names, { dryRun: true });
+  return await withRepoLock(backend, "exclusive", "delete", options, (lock) => {
+    lock.assertHeld();
+    return deleteArchives(repo, options.names);
+  });
 }
 
 /** What `vger prune` decided and did. */
@@ -79,23 +119,61 @@ export interface PruneResult {
 /** `vger prune`: applies the retention policy and deletes what it does not keep. */
 export async function pruneCommand(
   backend: Backend,
-  options: OpenOptions & { policy: RetentionPolicy; dryRun?: boolean; now?: Date },
+  options: OpenOptions & LockingOptions & {
+    policy: RetentionPolicy;
+    dryRun?: boolean;
+    now?: Date;
+  },
 ): Promise<PruneResult> {
   const repo = await Repository.open(backend, options);
-  const manifest = await repo.readManifest();
-  const decisions = applyRetention(manifest.archives, options.policy, {
-    now: options.now ?? new Date(),
+  const decide = async () =>
+    applyRetention((await repo.readManifest()).archives, options.policy, {
+      now: options.now ?? new Date(),
+    });
+  if (options.dryRun) return { decisions: await decide(), deleted: [] };
+  return await withRepoLock(backend, "exclusive", "prune", options, async (lock) => {
+    const decisions = await decide();
+    const drop = decisions.filter((d) => !d.keep).map((d) => d.archive.name);
+    lock.assertHeld();
+    return { decisions, deleted: drop.length === 0 ? [] : await deleteArchives(repo, drop) };
   });
-  const drop = decisions.filter((d) => !d.keep).map((d) => d.archive.name);
-  const deleted = options.dryRun || drop.length === 0 ? [] : await deleteArchives(repo, drop);
-  return { decisions, deleted };
+}
+
+/** `vger compact`: rewrites or deletes packs with unused space (see lib/compactor.ts). */
+export async function compactCommand(
+  backend: Backend,
+  options: OpenOptions & LockingOptions & { thresholdPercent?: number; dryRun?: boolean },
+): Promise<CompactionResult> {
+  const repo = await Repository.open(backend, options);
+  return await withRepoLock(backend, "exclusive", "compact", options, async (lock) => {
+    const pool = new CodecPool(repo.key.material, repo.config.encryption);
+    try {
+      return await compactRepository(repo, {
+        thresholdPercent: options.thresholdPercent,
+        dryRun: options.dryRun,
+        pool,
+        checkLock: () => lock.assertHeld(),
+      });
+    } finally {
+      pool.close();
+    }
+  });
+}
+
+/** `vger break-lock`: removes stale locks, or every lock with `all`. */
+export function breakLockCommand(
+  backend: Backend,
+  options: { all?: boolean } = {},
+): Promise<LockEntry[]> {
+  return breakLocks(backend, { all: options.all });
 }
 
 /** `vger extract`. */
 export async function extractCommand(
-  backend: ReadonlyBackend,
-  options: ExtractOptions & OpenOptions,
+  backend: Backend,
+  options: ExtractOptions & OpenOptions & LockingOptions,
 ): Promise<ExtractResult> {
   const repo = await Repository.open(backend, options);
-  return await extract(repo, options);
+  // shared: compact (exclusive) must not delete packs this extract is reading
+  return await withRepoLock(backend, "shared", "extract", options, () => extract(repo, options));
 }

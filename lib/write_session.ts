@@ -138,8 +138,14 @@ export class WriteSession {
    * Flushes, then commits: merged index, archive, manifest. Throws AlreadyExistsError when the
    * name was taken meanwhile (the uploaded data stays, unreferenced, for compact to remove).
    */
-  async commit(meta: ArchiveMeta): Promise<ManifestEntry> {
+  async commit(
+    meta: ArchiveMeta,
+    options: { checkLock?: () => void } = {},
+  ): Promise<ManifestEntry> {
     await this.flush();
+    // a lock broken by another process (break-lock, or a stale-lock cleanup) means our view of
+    // the repository may be out of date: do not commit on top of it
+    options.checkLock?.();
     const repo = this.#repo;
     const plain = encodeArchiveMeta(meta);
     const archiveId = await repo.key.chunkId(plain);
