@@ -43,6 +43,9 @@ export class CodecPool {
     this.#ready = Promise.all(
       this.#workers.map((_, i) => this.#send(i, { op: "init", seq: 0, material, mode }, [])),
     );
+    // a pool closed before its workers started (a backup with nothing new) rejects this with
+    // nobody waiting; users of the pool still see the failure through their own awaits
+    this.#ready.catch(() => {});
   }
 
   /** Number of workers. */
