@@ -12,6 +12,7 @@ import type { Backend } from "./backends/backend.ts";
 import {
   backupCommand,
   breakLockCommand,
+  checkCommand,
   compactCommand,
   deleteCommand,
   extractCommand,
@@ -19,6 +20,7 @@ import {
   listArchivesCommand,
   listItemsCommand,
   pruneCommand,
+  repairCommand,
 } from "./lib/commands.ts";
 import {
   DEFAULT_ARCHIVE_NAME_FORMAT,
@@ -55,6 +57,7 @@ Commands:
   delete                    delete archives: --archive NAME [--archive NAME...] [--dry-run]
   prune                     delete the archives the retention policy does not keep
   compact                   free space: rewrite or delete packs with unused data
+  check                     verify the repository (--verify-data: every byte; --repair)
   break-lock                remove stale locks (--all: every lock)
 
 Global options:
@@ -82,6 +85,10 @@ list/extract options:
 prune options:
       --dry-run             only show what would be pruned (every archive, keep or prune)
       --list                show every archive with keep/prune and the rule that decided
+check options:
+      --verify-data         read, decrypt and re-hash every blob
+      --repair              rebuild the index from the pack headers, offer to drop archives
+                            whose data is gone (--yes: without asking; --dry-run: only report)
 compact options:
       --threshold PERCENT   rewrite packs with at least this much unused space (default 20)
       --dry-run             only show the plan
@@ -114,6 +121,9 @@ const OPTIONS = {
   "lock-wait": { type: "string" },
   threshold: { type: "string" },
   all: { type: "boolean" },
+  "verify-data": { type: "boolean" },
+  repair: { type: "boolean" },
+  yes: { type: "boolean" },
   compression: { type: "string" },
   dest: { type: "string" },
   overwrite: { type: "boolean" },
@@ -324,6 +334,13 @@ async function promptSecret(prompt: string): Promise<string | undefined> {
   return new TextDecoder().decode(new Uint8Array(bytes));
 }
 
+async function promptLine(prompt: string): Promise<string> {
+  writeAll(Deno.stderr, prompt);
+  const buf = new Uint8Array(256);
+  const n = await Deno.stdin.read(buf);
+  return n === null ? "" : new TextDecoder().decode(buf.subarray(0, n));
+}
+
 async function passphraseFor(
   repo: RepositoryConfig,
   confirm: boolean,
@@ -447,6 +464,7 @@ async function runCommand(
       const progress = progressPrinter(flags, io);
       const result = await backupCommand(openBackend(repo), {
         ...locking,
+        onIndexRebuilt: warn,
         passphrase,
         name,
         sources,
@@ -561,6 +579,7 @@ async function runCommand(
       const progress = progressPrinter(flags, io);
       const result = await extractCommand(openBackend(repo), {
         ...locking,
+        onIndexRebuilt: warn,
         passphrase,
         archive,
         dest: flags.dest,
@@ -671,6 +690,88 @@ async function runCommand(
         warn(`blob ${c.id} in pack ${c.pack} is corrupt and was left in place: ${c.reason}`);
       }
       return r.corrupt.length > 0 ? 3 : 0;
+    }
+    case "check": {
+      const backend = openBackend(repo);
+      if (flags.repair) {
+        const dryRun = !!flags["dry-run"];
+        const r = await repairCommand(backend, {
+          ...locking,
+          passphrase,
+          dryRun,
+          confirm: async (names) => {
+            if (flags.yes) return true;
+            if (!Deno.stdin.isTerminal()) {
+              warn(`not removing ${names.length} archives without --yes: ${names.join(", ")}`);
+              return false;
+            }
+            const answer = await promptLine(
+              `Remove ${names.length} archives whose data is gone (${names.join(", ")})? [y/N] `,
+            );
+            return /^y(es)?$/i.test(answer.trim());
+          },
+        });
+        const kept = r.brokenArchives.filter((b) => !r.removedArchives.includes(b.name));
+        if (flags.json) {
+          io.out(JSON.stringify({ repository: repo.path, dry_run: dryRun, ...r }) + "\n");
+        } else if (!flags.quiet) {
+          io.out(
+            `Index: ${r.entries} blobs in ${r.packs} packs` +
+              (r.indexWritten
+                ? " (rebuilt and written)"
+                : r.indexChanged
+                ? " (would be rewritten)"
+                : " (unchanged)") +
+              "\n",
+          );
+          for (const p of r.unreadablePacks) io.out(`unreadable pack ${p.key}: ${p.error}\n`);
+          for (const b of r.brokenArchives) {
+            const removed = r.removedArchives.includes(b.name);
+            io.out(`archive ${b.name}: ${b.reason}${removed ? " (removed)" : ""}\n`);
+          }
+        }
+        return kept.length > 0 || r.manifestError ? 1 : 0;
+      }
+      const r = await checkCommand(backend, {
+        ...locking,
+        passphrase,
+        verifyData: flags["verify-data"],
+      });
+      const errors = r.problems.filter((p) => p.severity === "error").length;
+      if (flags.json) {
+        io.out(
+          JSON.stringify({
+            repository: repo.path,
+            verify_data: !!flags["verify-data"],
+            errors,
+            warnings: r.problems.length - errors,
+            problems: r.problems,
+            stats: r.stats,
+          }) + "\n",
+        );
+      } else {
+        for (const p of r.problems) {
+          const a = p.affects;
+          const affects = a.archives.length > 0
+            ? ` (affects ${a.archives.map((n) => `"${n}"`).join(", ")}${
+              a.paths.length > 0
+                ? `: ${a.paths.slice(0, 5).join(", ")}${
+                  a.paths.length > 5 || a.pathsTruncated ? ", ..." : ""
+                }`
+                : ""
+            })`
+            : "";
+          io.out(`${p.severity}: ${p.message}${affects}\n`);
+        }
+        if (!flags.quiet) {
+          io.out(
+            `Checked ${r.stats.archives} archives, ${r.stats.packs} packs, ${r.stats.blobs} blobs` +
+              `${flags["verify-data"] ? `, read ${fmtBytes(r.stats.bytesRead)}` : ""}: ` +
+              `${errors} errors, ${r.problems.length - errors} warnings\n`,
+          );
+        }
+      }
+      return errors > 0 ? 1 : 0;
     }
     case "break-lock": {
       const removed = await breakLockCommand(openBackend(repo), { all: flags.all });

@@ -19,6 +19,7 @@ import {
   newItemEncoder,
 } from "./archive.ts";
 import type { Chunker } from "./chunker.ts";
+import type { ChunkIndex } from "./chunk_index.ts";
 import { CodecPool } from "./codec_pool.ts";
 import type { CompressionOptions } from "./compress.ts";
 import { ObjectType, type ObjectTypeTag } from "./crypto.ts";
@@ -50,6 +51,8 @@ export interface BackupOptions {
   onWarning?: (message: string) => void;
   /** Called now and then with the progress so far. */
   onProgress?: (progress: BackupProgress) => void;
+  /** The index to deduplicate against (default: read it). */
+  index?: ChunkIndex;
   /** Called before the commit; throws when the repository lock was lost. */
   checkLock?: () => void;
   /** Bytes of chunks in flight between reading and packing (default 32 MiB). */
@@ -99,7 +102,7 @@ export async function backup(
       throw new NotFoundError(`Source "${s}" cannot be read: ${describeFsError(cause)}`, { cause });
     }
   }
-  const index = await repo.readIndex();
+  const index = options.index ?? await repo.readIndex();
   const session = new WriteSession(repo, index);
   const pool = new CodecPool(repo.key.material, repo.config.encryption);
   try {

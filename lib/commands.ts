@@ -8,6 +8,13 @@ import type { Backend, ReadonlyBackend } from "../backends/backend.ts";
 import { backup, type BackupOptions, type BackupResult } from "./archiver.ts";
 import { deleteArchives } from "./archive_delete.ts";
 import { CodecPool } from "./codec_pool.ts";
+import {
+  checkRepository,
+  type CheckResult,
+  loadIndexOrRebuild,
+  repairRepository,
+  type RepairResult,
+} from "./checker.ts";
 import { type CompactionResult, compactRepository } from "./compactor.ts";
 import { breakLocks, type LockEntry, type LockMode, RepoLock } from "./repo_lock.ts";
 import { applyRetention, type RetentionDecision, type RetentionPolicy } from "./retention.ts";
@@ -55,9 +62,10 @@ export function initCommand(backend: Backend, options: InitOptions): Promise<Rep
 /** `vger backup`. */
 export async function backupCommand(
   backend: Backend,
-  options: BackupOptions & OpenOptions & LockingOptions,
+  options: BackupOptions & OpenOptions & LockingOptions & IndexRebuildNotice,
 ): Promise<BackupResult> {
   const repo = await Repository.open(backend, options);
+  await rebuildLostIndex(repo, options);
   return await withRepoLock(
     backend,
     "shared",
@@ -65,6 +73,33 @@ export async function backupCommand(
     options,
     (lock) => backup(repo, { ...options, checkLock: () => lock.assertHeld() }),
   );
+}
+
+/** Told when an unreadable index was rebuilt from the packs. */
+export interface IndexRebuildNotice {
+  /** Receives one line saying why and how. */
+  onIndexRebuilt?: (why: string) => void;
+}
+
+/**
+ * A lost or unreadable index is rebuilt from the pack headers and written back (under an
+ * exclusive lock), so that a backup can commit on top of it.
+ */
+async function rebuildLostIndex(
+  repo: Repository<Backend>,
+  options: LockingOptions & IndexRebuildNotice,
+): Promise<void> {
+  const loaded = await loadIndexOrRebuild(repo);
+  if (!loaded.rebuilt) return;
+  await withRepoLock(repo.backend, "exclusive", "index rebuild", options, async (lock) => {
+    const r = await repairRepository(repo, {
+      confirm: () => Promise.resolve(false),
+      checkLock: () => lock.assertHeld(),
+    });
+    options.onIndexRebuilt?.(
+      `${loaded.problem ?? "the index could not be read"}; rebuilt it from ${r.packs} packs`,
+    );
+  });
 }
 
 /** `vger list` without an archive: the manifest's archives. */
@@ -171,9 +206,62 @@ export function breakLockCommand(
 /** `vger extract`. */
 export async function extractCommand(
   backend: Backend,
-  options: ExtractOptions & OpenOptions & LockingOptions,
+  options:
+    & ExtractOptions
+    & OpenOptions
+    & LockingOptions
+    & IndexRebuildNotice,
 ): Promise<ExtractResult> {
   const repo = await Repository.open(backend, options);
   // shared: compact (exclusive) must not delete packs this extract is reading
-  return await withRepoLock(backend, "shared", "extract", options, () => extract(repo, options));
+  return await withRepoLock(backend, "shared", "extract", options, async () => {
+    const loaded = await loadIndexOrRebuild(repo);
+    if (loaded.rebuilt) {
+      options.onIndexRebuilt?.(
+        `${loaded.problem ?? "the index could not be read"}; rebuilt it in memory from the packs`,
+      );
+    }
+    return await extract(repo, { ...options, index: loaded.index });
+  });
+}
+
+/** `vger check`: structure, optionally every byte (`verifyData`); read-only. */
+export async function checkCommand(
+  backend: Backend,
+  options: OpenOptions & LockingOptions & { verifyData?: boolean },
+): Promise<CheckResult> {
+  const repo = await Repository.open(backend, options);
+  return await withRepoLock(backend, "shared", "check", options, async () => {
+    const pool = options.verifyData
+      ? new CodecPool(repo.key.material, repo.config.encryption)
+      : undefined;
+    try {
+      return await checkRepository(repo, { verifyData: options.verifyData, pool });
+    } finally {
+      pool?.close();
+    }
+  });
+}
+
+/** `vger check --repair`: rebuilds the index from the packs, drops archives whose data is gone. */
+export async function repairCommand(
+  backend: Backend,
+  options: OpenOptions & LockingOptions & {
+    dryRun?: boolean;
+    confirm(archives: string[]): Promise<boolean>;
+  },
+): Promise<RepairResult> {
+  const repo = await Repository.open(backend, options);
+  return await withRepoLock(
+    backend,
+    "exclusive",
+    "check --repair",
+    options,
+    (lock) =>
+      repairRepository(repo, {
+        dryRun: options.dryRun,
+        confirm: options.confirm,
+        checkLock: () => lock.assertHeld(),
+      }),
+  );
 }

@@ -36,6 +36,8 @@ export interface ExtractOptions {
   dest: string;
   /** Globs on stored paths; empty means everything. */
   patterns?: string[];
+  /** The index to read through (default: read it). */
+  index?: ChunkIndex;
   /** Replace existing files (default: skip them with a warning). */
   overwrite?: boolean;
   /** Restore owners (default: when running as root). */
@@ -111,7 +113,7 @@ export async function extract(
 ): Promise<ExtractResult> {
   const entry = await repo.findArchive(options.archive);
   const meta = await repo.readArchive(entry);
-  const index = await repo.readIndex();
+  const index = options.index ?? await repo.readIndex();
   const pool = new CodecPool(repo.key.material, repo.config.encryption);
   const dest = options.dest.replace(/\/+$/, "") || "/";
   await Deno.mkdir(dest, { recursive: true });
