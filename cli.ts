@@ -533,6 +533,7 @@ async function runCommand(
         return 0;
       }
       const items = listItemsCommand(backend, {
+        onIndexRebuilt: warn,
         passphrase,
         archive,
         patterns: args,

@@ -97,7 +97,9 @@ async function rebuildLostIndex(
       checkLock: () => lock.assertHeld(),
     });
     options.onIndexRebuilt?.(
-      `${loaded.problem ?? "the index could not be read"}; rebuilt it from ${r.packs} packs`,
+      `${
+        loaded.problem ?? "the index could not be read"
+      }; wrote it back (${r.entries} blobs in ${r.packs} packs)`,
     );
   });
 }
@@ -114,13 +116,17 @@ export async function listArchivesCommand(
 /** `vger list --archive NAME`: yields the archive's items (optionally filtered by globs). */
 export async function* listItemsCommand(
   backend: ReadonlyBackend,
-  options: OpenOptions & { archive: string; patterns?: string[] },
+  options: OpenOptions & IndexRebuildNotice & { archive: string; patterns?: string[] },
 ): AsyncGenerator<Item> {
   // no lock: reading one archive's metadata blobs races with nothing but compact, which would
   // make a read fail cleanly rather than return wrong data
   const repo = await Repository.open(backend, options);
   const meta = await repo.readArchive(await repo.findArchive(options.archive));
-  const index = await repo.readIndex();
+  const loaded = await loadIndexOrRebuild(repo);
+  if (loaded.rebuilt) {
+    options.onIndexRebuilt?.(loaded.problem ?? "the index could not be read; rebuilt it");
+  }
+  const index = loaded.index;
   const selector = new PathSelector(options.patterns ?? []);
   for (const id of meta.items) {
     const blob = await repo.readBlob(index, id, ObjectType.items);
@@ -217,9 +223,7 @@ export async function extractCommand(
   return await withRepoLock(backend, "shared", "extract", options, async () => {
     const loaded = await loadIndexOrRebuild(repo);
     if (loaded.rebuilt) {
-      options.onIndexRebuilt?.(
-        `${loaded.problem ?? "the index could not be read"}; rebuilt it in memory from the packs`,
-      );
+      options.onIndexRebuilt?.(loaded.problem ?? "the index could not be read; rebuilt it");
     }
     return await extract(repo, { ...options, index: loaded.index });
   });
