@@ -8,6 +8,7 @@
 
 import { parseArgs } from "node:util";
 import { LocalBackend } from "./backends/local.ts";
+import { KillSwitchBackend } from "./backends/kill_switch.ts";
 import type { Backend } from "./backends/backend.ts";
 import {
   backupCommand,
@@ -288,7 +289,10 @@ function openBackend(repo: RepositoryConfig): Backend {
       `The ${repo.backend} backend is not available yet (repository "${repo.path}")`,
     );
   }
-  return new LocalBackend(repo.path);
+  const backend = new LocalBackend(repo.path);
+  // crash-safety tests stop vger after the N-th write (tests/crash_test.ts)
+  const killAfter = Deno.env.get("VGER_TEST_KILL_AFTER_WRITES");
+  return killAfter ? new KillSwitchBackend(backend, Number(killAfter)) : backend;
 }
 
 async function runCapture(command: string): Promise<string> {
