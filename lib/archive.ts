@@ -21,6 +21,7 @@
  */
 
 import { decode, Decoder, Encoder } from "@msgpack/msgpack";
+import { checkMsgpackClaims } from "./msgpack_guard.ts";
 import { IntegrityError } from "./errors.ts";
 import type { ArchiveStats } from "./manifest.ts";
 import { crc32 } from "./pack.ts";
@@ -142,6 +143,7 @@ export function decodeItems(blob: Uint8Array, what: string): Item[] {
   const decoder = new Decoder({ useBigInt64: true, maxStrLength: 1 << 20, maxBinLength: 1 << 20 });
   const items: Item[] = [];
   try {
+    checkMsgpackClaims(blob);
     for (const o of decoder.decodeMulti(blob)) items.push(toItem(o, what));
   } catch (cause) {
     if (cause instanceof IntegrityError) throw cause;
@@ -221,6 +223,7 @@ export function decodeArchiveMeta(bytes: Uint8Array, what: string): ArchiveMeta 
     new IntegrityError(`${what} is corrupt: ${why}`, { cause });
   let o: Record<string, unknown>;
   try {
+    checkMsgpackClaims(bytes);
     o = decode(bytes) as Record<string, unknown>;
   } catch (cause) {
     throw bad("not msgpack", cause);

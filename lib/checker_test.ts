@@ -17,12 +17,13 @@ import { CodecPool } from "./codec_pool.ts";
 import { compress } from "./compress.ts";
 import { type EncryptionMode, ObjectType, type ObjectTypeTag } from "./crypto.ts";
 import { BackendError } from "./errors.ts";
-import { packKey, toHex } from "./ids.ts";
+import { bytesEqual, packKey, toHex } from "./ids.ts";
 import type { KdfParams } from "./key_file.ts";
-import { crc32, PackWriter } from "./pack.ts";
+import { crc32, PACK_PREAMBLE, PackWriter } from "./pack.ts";
 import { initRepository, Repository } from "./repository.ts";
 import { extract } from "./restorer.ts";
 import { WriteSession } from "./write_session.ts";
+import { concat, fuzzCases, FuzzClock, mutate, rng } from "./_fuzz.ts";
 
 const FAST: KdfParams = { iterations: 1, memoryKiB: 1024, parallelism: 1 };
 const PASS = "pass";
@@ -614,4 +615,53 @@ Deno.test("repair stops on a failing backend instead of dropping archives", asyn
   flaky.failing = "";
   const loaded = await loadIndexOrRebuild(repo);
   equal(loaded.rebuilt, true);
+});
+
+Deno.test("checking a pack of random or mutated bytes after its preamble reports problems, never throws (fuzz)", async () => {
+  const backend = new MemoryBackend("memory:check-fuzz");
+  await initRepository(backend, { encryption: "aes256gcm", passphrase: PASS, kdf: FAST });
+  const repo = await Repository.open(backend, { passphrase: PASS });
+  const f: Fixture = {
+    backend,
+    repo,
+    data: { c1: randomData(700, 1), c2: randomData(300, 2), c3: new TextEncoder().encode("hi ") },
+    ids: {},
+  };
+  await commit(f, "a", { a1: ["c1", "c2"], a2: ["c3"] });
+  const [key] = await packKeys(backend);
+  equal((await packKeys(backend)).length, 1, "every blob is in one pack");
+  const original = (await backend.get(key))!;
+  const preamble = original.subarray(0, PACK_PREAMBLE);
+  const next = rng(61);
+  const cases = fuzzCases();
+  const clock = new FuzzClock({ maxCaseMs: 1_000, meanCaseMs: 10 });
+  let unreadable = 0;
+  for (let i = 0; i < cases; i++) {
+    clock.lap(i);
+    const input = concat(preamble, mutate(original.subarray(PACK_PREAMBLE), next, { kind: i }));
+    await backend.put(key, input);
+    let result: CheckResult;
+    try {
+      // odd cases read in tiny ranges, so records straddle range boundaries
+      result = await checkRepository(repo, { verifyData: true, readRange: i % 2 ? 61 : undefined });
+    } catch (err) {
+      throw new Error(`input ${i}: checkRepository threw ${err}`, { cause: err });
+    }
+    for (const p of result.problems) ok(p.message.length > 0, `input ${i}: ${p.kind}`);
+    if (bytesEqual(input, original)) deepStrictEqual(result.problems, [], `input ${i}`);
+    else ok(hasErrors(result), `input ${i}: a changed pack (its SHA-256 is its name) is an error`);
+    // rebuilding the index from the headers leaves the pack out or reads its authentic header
+    const rebuilt = await rebuildIndex(repo);
+    if (rebuilt.unreadablePacks.length > 0) {
+      deepStrictEqual(rebuilt.unreadablePacks.map((u) => u.key), [key], `input ${i}`);
+      equal(rebuilt.index.size, 0, `input ${i}`);
+      unreadable++;
+    } else {
+      equal(rebuilt.index.size, (await repo.readIndex()).size, `input ${i}`);
+    }
+  }
+  clock.done();
+  ok(unreadable > 0 && unreadable < cases, `${unreadable} of ${cases} headers unreadable`);
+  await backend.put(key, original);
+  deepStrictEqual((await checkRepository(repo, { verifyData: true })).problems, []);
 });

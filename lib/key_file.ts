@@ -16,6 +16,7 @@
  */
 
 import { decode, encode } from "@msgpack/msgpack";
+import { checkMsgpackClaims } from "./msgpack_guard.ts";
 import { argon2id } from "hash-wasm";
 import { aesGcmDecrypt, aesGcmEncrypt, type EncryptionMode, sha256Parts } from "./crypto.ts";
 import { KEY_MATERIAL_LENGTH } from "./crypto.ts";
@@ -142,6 +143,7 @@ export async function parseKeyFile(bytes: Uint8Array): Promise<ParsedKeyFile> {
   }
   let obj: unknown;
   try {
+    checkMsgpackClaims(body);
     obj = decode(body);
   } catch (cause) {
     throw new IntegrityError("Key file keys/repokey is corrupt: not msgpack", { cause });

@@ -3,75 +3,22 @@ import { decode, encode } from "@msgpack/msgpack";
 import { KEY_MATERIAL_LENGTH, sha256Parts } from "./crypto.ts";
 import { DecryptionError, IntegrityError, UsageError } from "./errors.ts";
 import { type KdfParams, parseKeyFile, unwrapKey, wrapKey } from "./key_file.ts";
+import {
+  concat,
+  footprint,
+  fuzzCases,
+  FuzzClock,
+  hugeMsgpackClaims,
+  mutate,
+  rng,
+} from "./_fuzz.ts";
 
 /** The low, fast KDF costs every test repository uses. */
 const FAST: KdfParams = { iterations: 1, memoryKiB: 1024, parallelism: 1 };
 const LOCATION = "/tmp/test-repo";
 
-/** Seeded xorshift32, so a failing case can be replayed. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>>= 0);
-  };
-}
-
-function randomBytes(next: () => number, n: number): Uint8Array {
-  const out = new Uint8Array(n);
-  for (let i = 0; i < n; i++) out[i] = next() >>> 24;
-  return out;
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
-
-/** A random input (kind 0) or a mutation of `valid`: flips, truncation, insertions, deletions. */
-function mutate(valid: Uint8Array, next: () => number, kind: number): Uint8Array {
-  switch (kind % 7) {
-    case 0:
-      return randomBytes(next, next() % (2 * valid.length + 1));
-    case 1: {
-      const out = valid.slice();
-      const flips = 1 + (next() % 4);
-      for (let f = 0; f < flips; f++) out[next() % out.length] ^= 1 << (next() % 8);
-      return out;
-    }
-    case 2:
-      return valid.slice(0, next() % valid.length);
-    case 3: {
-      const at = next() % (valid.length + 1);
-      return concat(
-        valid.subarray(0, at),
-        randomBytes(next, 1 + (next() % 40)),
-        valid.subarray(at),
-      );
-    }
-    case 4: {
-      const at = next() % valid.length;
-      return concat(valid.subarray(0, at), valid.subarray(at + 1 + (next() % 40)));
-    }
-    case 5: {
-      const at = next() % (valid.length + 1);
-      return concat(valid.subarray(0, at), valid, valid.subarray(at));
-    }
-    default: {
-      const out = valid.slice();
-      out[next() % out.length] = [0x00, 0xff, 0x7f, 0x80, 0x01, 0xc0, 0xdf][next() % 7];
-      return out;
-    }
-  }
-}
+/** Bytes a key file parser reads as lengths and msgpack markers. */
+const KEY_FILE_SPECIALS = [0x00, 0xff, 0x7f, 0x80, 0x01, 0xc0, 0xdf];
 
 /** Key file bytes for any msgpack value: the encoding, then its SHA-256 (a valid trailer). */
 async function keyFileOf(value: unknown): Promise<Uint8Array> {
@@ -245,18 +192,47 @@ Deno.test("field values that cannot be turned into text still give IntegrityErro
   }
 });
 
-Deno.test("parseKeyFile throws only IntegrityError on 2,000 random and mutated inputs", async () => {
+/**
+ * Until parseKeyFile bounds what msgpack preallocates, a key file (4 KiB at most, and only
+ * checksummed, so anyone who can write to the storage can forge one) can claim arrays of up to
+ * 32 Mi elements, 256 MiB each, nested hundreds of times before the passphrase is even asked.
+ * The next test is ignored until the fix; the fuzz test allows 5 s per case meanwhile.
+ */
+const MSGPACK_PREALLOCATION_FIXED = true;
+
+Deno.test({
+  name: "parseKeyFile refuses huge claimed lengths without allocating them",
+  ignore: !MSGPACK_PREALLOCATION_FIXED,
+  fn: async () => {
+    const files = await Promise.all(
+      hugeMsgpackClaims().map(async (body) => concat(body, await sha256Parts([body]))),
+    );
+    const fp = await footprint(async () => {
+      for (const file of files) await rejects(parseKeyFile(file), assertKeyFileCorrupt(/./));
+    }, 3);
+    ok(fp.ms < 2_000, `${fp.ms} ms`);
+    ok(fp.grownBytes < 16 << 20, `grew ${fp.grownBytes} bytes`);
+  },
+});
+
+Deno.test("parseKeyFile throws only IntegrityError, and unwrapKey only DecryptionError, on random and mutated inputs (fuzz)", async () => {
   const m = material();
   const valid = await wrapKey(m, "aes256gcm", "pw", FAST);
   const validBody = valid.subarray(0, valid.length - 32);
   const next = rng(31);
-  const start = performance.now();
+  const cases = fuzzCases();
+  const clock = new FuzzClock({
+    maxCaseMs: MSGPACK_PREALLOCATION_FIXED ? 500 : 5_000,
+    meanCaseMs: 15,
+  });
   let parsedCount = 0;
   let unwrapped = 0;
-  for (let i = 0; i < 2_000; i++) {
+  for (let i = 0; i < cases; i++) {
+    clock.lap(i);
     // Odd inputs mutate the msgpack body and recompute the trailer, so the parser behind the
     // checksum is reached; even inputs mutate the whole file.
-    const input = i % 2 === 0 ? mutate(valid, next, i >> 1) : mutate(validBody, next, i >> 1);
+    const options = { kind: i >> 1, specials: KEY_FILE_SPECIALS };
+    const input = i % 2 === 0 ? mutate(valid, next, options) : mutate(validBody, next, options);
     const bytes = i % 2 === 0 ? input : concat(input, await sha256Parts([input]));
     let parsed;
     try {
@@ -284,5 +260,5 @@ Deno.test("parseKeyFile throws only IntegrityError on 2,000 random and mutated i
   }
   ok(parsedCount > 0, "some body mutations keep a well-formed map");
   ok(unwrapped < parsedCount, "mutated salts, nonces and keys are refused");
-  ok(performance.now() - start < 30_000);
+  clock.done();
 });

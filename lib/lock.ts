@@ -59,8 +59,8 @@ export async function withCommitLock<T>(
   let delay = 20;
   while (!(await backend.create(COMMIT_LOCK, body))) {
     const holder = parseLock(await backend.get(COMMIT_LOCK));
-    const stale = holder === null ||
-      Date.now() - Date.parse(holder.time) > STALE_MS ||
+    const taken = holder === null ? NaN : Date.parse(holder.time);
+    const stale = holder === null || Number.isNaN(taken) || Date.now() - taken > STALE_MS ||
       (holder.host === me.host && !processAlive(holder.pid));
     if (stale) {
       await backend.delete(COMMIT_LOCK);

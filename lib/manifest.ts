@@ -8,6 +8,7 @@
  */
 
 import { decode, encode } from "@msgpack/msgpack";
+import { checkMsgpackClaims } from "./msgpack_guard.ts";
 import { IntegrityError } from "./errors.ts";
 
 /** Sizes of one backup. */
@@ -61,6 +62,7 @@ export function decodeManifest(bytes: Uint8Array): Manifest {
     new IntegrityError(`Manifest is corrupt: ${why}`, { cause });
   let o: unknown;
   try {
+    checkMsgpackClaims(bytes);
     o = decode(bytes);
   } catch (cause) {
     throw bad("not msgpack", cause);

@@ -2,72 +2,17 @@ import { deepStrictEqual, equal, ok, throws } from "node:assert/strict";
 import { decode, encode } from "@msgpack/msgpack";
 import { IntegrityError } from "./errors.ts";
 import { decodeManifest, encodeManifest, type Manifest, type ManifestEntry } from "./manifest.ts";
-
-/** Seeded xorshift32, so a failing case can be replayed. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>>= 0);
-  };
-}
-
-function randomBytes(next: () => number, n: number): Uint8Array {
-  const out = new Uint8Array(n);
-  for (let i = 0; i < n; i++) out[i] = next() >>> 24;
-  return out;
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
-
-/** A random input (kind 0) or a mutation of `valid`: flips, truncation, insertions, deletions. */
-function mutate(valid: Uint8Array, next: () => number, kind: number): Uint8Array {
-  switch (kind % 7) {
-    case 0:
-      return randomBytes(next, next() % (2 * valid.length + 1));
-    case 1: {
-      const out = valid.slice();
-      const flips = 1 + (next() % 4);
-      for (let f = 0; f < flips; f++) out[next() % out.length] ^= 1 << (next() % 8);
-      return out;
-    }
-    case 2:
-      return valid.slice(0, next() % valid.length);
-    case 3: {
-      const at = next() % (valid.length + 1);
-      return concat(
-        valid.subarray(0, at),
-        randomBytes(next, 1 + (next() % 40)),
-        valid.subarray(at),
-      );
-    }
-    case 4: {
-      const at = next() % valid.length;
-      return concat(valid.subarray(0, at), valid.subarray(at + 1 + (next() % 40)));
-    }
-    case 5: {
-      const at = next() % (valid.length + 1);
-      return concat(valid.subarray(0, at), valid, valid.subarray(at));
-    }
-    default: {
-      // msgpack markers: nil, false, true, bin8, str32, array32, map32, fixmap, fixarray.
-      const out = valid.slice();
-      out[next() % out.length] = [0xc0, 0xc2, 0xc3, 0xc4, 0xdb, 0xdd, 0xdf, 0x81, 0x91][next() % 9];
-      return out;
-    }
-  }
-}
+import {
+  concat,
+  footprint,
+  fuzzCases,
+  FuzzClock,
+  hugeMsgpackClaims,
+  MSGPACK_MARKERS,
+  mutate,
+  randomBytes,
+  rng,
+} from "./_fuzz.ts";
 
 function entry(next: () => number, name: string): ManifestEntry {
   return {
@@ -175,13 +120,40 @@ Deno.test("decodeManifest returns numbers for stats whatever the stored values",
   }
 });
 
-Deno.test("decodeManifest throws only IntegrityError on 2,000 random and mutated inputs", () => {
+/**
+ * Until decodeManifest bounds what msgpack preallocates, a claimed array32 of up to 32 Mi
+ * elements allocates 8 bytes per element up front: 256 MiB and ~1.5 s for 5 bytes of input. The
+ * fuzz test allows 5 s per case meanwhile and the next test is ignored; both go strict with the
+ * fix.
+ */
+const MSGPACK_PREALLOCATION_FIXED = true;
+
+Deno.test({
+  name: "decodeManifest refuses huge claimed lengths without allocating them",
+  ignore: !MSGPACK_PREALLOCATION_FIXED,
+  fn: async () => {
+    const fp = await footprint(() => {
+      for (const input of hugeMsgpackClaims()) {
+        throws(() => decodeManifest(input), assertCorrupt(/./));
+      }
+    }, 3);
+    ok(fp.ms < 2_000, `${fp.ms} ms`);
+    ok(fp.grownBytes < 16 << 20, `grew ${fp.grownBytes} bytes`);
+  },
+});
+
+Deno.test("decodeManifest throws only IntegrityError on random and mutated inputs (fuzz)", () => {
   const valid = encodeManifest(sampleManifest());
   const next = rng(5);
-  const start = performance.now();
+  const cases = fuzzCases();
+  const clock = new FuzzClock({
+    maxCaseMs: MSGPACK_PREALLOCATION_FIXED ? 500 : 5_000,
+    meanCaseMs: 5,
+  });
   let accepted = 0;
-  for (let i = 0; i < 2_000; i++) {
-    const input = mutate(valid, next, i);
+  for (let i = 0; i < cases; i++) {
+    clock.lap(i);
+    const input = mutate(valid, next, { kind: i, specials: MSGPACK_MARKERS });
     let m: Manifest;
     try {
       m = decodeManifest(input);
@@ -196,5 +168,5 @@ Deno.test("decodeManifest throws only IntegrityError on 2,000 random and mutated
     for (const a of m.archives) equal(a.id.length, 32);
   }
   ok(accepted > 0, "flips inside ids and strings keep a valid manifest");
-  ok(performance.now() - start < 10_000);
+  clock.done();
 });

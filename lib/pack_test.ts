@@ -18,71 +18,10 @@ import {
   readPackHeader,
   RECORD_PREFIX,
 } from "./pack.ts";
+import { concat, footprint, fuzzCases, FuzzClock, mutate, randomBytes, rng } from "./_fuzz.ts";
 
-/** Seeded xorshift32, so a failing case can be replayed. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>>= 0);
-  };
-}
-
-function randomBytes(next: () => number, n: number): Uint8Array {
-  const out = new Uint8Array(n);
-  for (let i = 0; i < n; i++) out[i] = next() >>> 24;
-  return out;
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
-
-/** A random input (kind 0) or a mutation of `valid`: flips, truncation, insertions, deletions. */
-function mutate(valid: Uint8Array, next: () => number, kind: number): Uint8Array {
-  switch (kind % 7) {
-    case 0:
-      return randomBytes(next, next() % (2 * valid.length + 1));
-    case 1: {
-      const out = valid.slice();
-      const flips = 1 + (next() % 4);
-      for (let f = 0; f < flips; f++) out[next() % out.length] ^= 1 << (next() % 8);
-      return out;
-    }
-    case 2:
-      return valid.slice(0, next() % valid.length);
-    case 3: {
-      const at = next() % (valid.length + 1);
-      return concat(
-        valid.subarray(0, at),
-        randomBytes(next, 1 + (next() % 40)),
-        valid.subarray(at),
-      );
-    }
-    case 4: {
-      const at = next() % valid.length;
-      return concat(valid.subarray(0, at), valid.subarray(at + 1 + (next() % 40)));
-    }
-    case 5: {
-      const at = next() % (valid.length + 1);
-      return concat(valid.subarray(0, at), valid, valid.subarray(at));
-    }
-    default: {
-      const out = valid.slice();
-      out[next() % out.length] = [0x00, 0xff, 0x7f, 0x80, 0x01, 0x02, 0x06][next() % 7];
-      return out;
-    }
-  }
-}
+/** Bytes a pack parser reads as types, counts and lengths. */
+const PACK_SPECIALS = [0x00, 0xff, 0x7f, 0x80, 0x01, 0x02, 0x06];
 
 const u32 = (b: Uint8Array, at: number) => new DataView(b.buffer, b.byteOffset).getUint32(at, true);
 
@@ -321,16 +260,18 @@ Deno.test("records copied verbatim into a new pack with a client-sealed header s
   }
 });
 
-Deno.test("decodePackHeader throws only IntegrityError on 2,000 random and mutated inputs", async () => {
+Deno.test("decodePackHeader throws only IntegrityError on random and mutated inputs (fuzz)", async () => {
   const key = await RepoKey.generate("none");
   const { bytes, entries } = await makePack(key, rng(8), 4);
   const recordsEnd = bytes.length - 4 - u32(bytes, bytes.length - 4);
   const valid = encodePackHeader(entries);
   const next = rng(9);
-  const start = performance.now();
+  const cases = fuzzCases();
+  const clock = new FuzzClock({ meanCaseMs: 5 });
   let accepted = 0;
-  for (let i = 0; i < 2_000; i++) {
-    const input = mutate(valid, next, i);
+  for (let i = 0; i < cases; i++) {
+    clock.lap(i);
+    const input = mutate(valid, next, { kind: i, specials: PACK_SPECIALS });
     let got: PackEntry[];
     try {
       got = decodePackHeader(input, recordsEnd, "Pack fuzz");
@@ -350,10 +291,10 @@ Deno.test("decodePackHeader throws only IntegrityError on 2,000 random and mutat
     if (got.length > 0) equal(expect - RECORD_PREFIX, recordsEnd);
   }
   ok(accepted > 0, "flips in ids and raw lengths keep a valid header");
-  ok(performance.now() - start < 10_000);
+  clock.done();
 });
 
-Deno.test("readPackHeader throws only IntegrityError on 2,000 random and mutated packs", async () => {
+Deno.test("readPackHeader throws only IntegrityError on random and mutated packs (fuzz)", async () => {
   const key = await RepoKey.generate("aes256gcm");
   const { bytes, entries } = await makePack(key, rng(10), 4);
   const recordsEnd = bytes.length - 4 - u32(bytes, bytes.length - 4);
@@ -361,22 +302,24 @@ Deno.test("readPackHeader throws only IntegrityError on 2,000 random and mutated
   const backend = new MemoryBackend();
   const name = "packs/ff/fuzz";
   const next = rng(11);
-  const start = performance.now();
+  const cases = fuzzCases();
+  const clock = new FuzzClock();
   let accepted = 0;
-  for (let i = 0; i < 2_000; i++) {
+  for (let i = 0; i < cases; i++) {
+    clock.lap(i);
     let input: Uint8Array;
     if (i % 3 === 2) {
       // An authentic header over a mutated plaintext, so decodePackHeader sees hostile entries.
       const sealed = await key.seal(
         ObjectType.packHeader,
         "pack-header",
-        mutate(plainHeader, next, i),
+        mutate(plainHeader, next, { kind: i, specials: PACK_SPECIALS }),
       );
       const trailer = new Uint8Array(4);
       new DataView(trailer.buffer).setUint32(0, sealed.length, true);
       input = concat(bytes.subarray(0, recordsEnd), sealed, trailer);
     } else {
-      input = mutate(bytes, next, i);
+      input = mutate(bytes, next, { kind: i, specials: PACK_SPECIALS });
     }
     await backend.put(name, input);
     let got: PackEntry[];
@@ -394,7 +337,46 @@ Deno.test("readPackHeader throws only IntegrityError on 2,000 random and mutated
     }
   }
   ok(accepted > 0, "flips inside records leave the header intact");
-  ok(performance.now() - start < 20_000);
+  clock.done();
+});
+
+Deno.test("huge header lengths and entry counts in tiny packs are refused without allocating", async () => {
+  const key = await RepoKey.generate("aes256gcm");
+  const backend = new MemoryBackend();
+  const trailer = (n: number) => {
+    const b = new Uint8Array(4);
+    new DataView(b.buffer).setUint32(0, n, true);
+    return b;
+  };
+  const preamble = concat(PACK_MAGIC, Uint8Array.of(PACK_VERSION));
+  // The trailer may claim up to 4 GiB; only a header that fits the pack is ever read.
+  const packs = [0xffffffff, 64 << 20, (64 << 20) + 1, 1 << 30, 20].map((claim) =>
+    concat(preamble, new Uint8Array(7), trailer(claim))
+  );
+  for (const [n, pack] of packs.entries()) await backend.put(`packs/huge/${n}`, pack);
+  // An authentic header claiming 2^32 - 1 entries in 4 bytes.
+  const sealed = await key.seal(ObjectType.packHeader, "pack-header", trailer(0xffffffff));
+  const lying = concat(preamble, sealed, trailer(sealed.length));
+  await backend.put("packs/huge/lying", lying);
+  const fp = await footprint(async () => {
+    for (const [n, pack] of packs.entries()) {
+      await rejects(
+        readPackHeader(backend, key, `packs/huge/${n}`, pack.length),
+        assertCorrupt(`Pack packs/huge/${n}`, /header length \d+ does not fit the pack/),
+      );
+    }
+    await rejects(
+      readPackHeader(backend, key, "packs/huge/lying", lying.length),
+      assertCorrupt("Pack packs/huge/lying", /header length does not fit 4294967295 entries/),
+    );
+    throws(
+      () => decodePackHeader(trailer(0x7fffffff), 1 << 30, "Pack x"),
+      assertCorrupt("Pack x", /does not fit 2147483647 entries/),
+    );
+  });
+  ok(fp.ms < 2_000, `${fp.ms} ms`);
+  // 2^32 entries would take 180 GiB; a few MiB of drift is test noise.
+  ok(fp.grownBytes < 16 << 20, `grew ${fp.grownBytes} bytes`);
 });
 
 Deno.test("a pack larger than spillAbove is staged in a temp file and reads back the same", async () => {

@@ -1,6 +1,7 @@
 import { equal, ok, throws } from "node:assert/strict";
 import { UsageError } from "./errors.ts";
 import { globToRegExp, PathSelector } from "./patterns.ts";
+import { fuzzCases, FuzzClock, rng } from "./_fuzz.ts";
 
 /** [glob, path, whether the glob itself matches the whole path] */
 const MATCHES: [string, string, boolean][] = [
@@ -87,7 +88,7 @@ Deno.test("PathSelector selects a path when it or one of its parents matches", (
   }
 });
 
-Deno.test("globToRegExp gives a RegExp or a UsageError for any glob text", () => {
+Deno.test("globToRegExp gives a RegExp or a UsageError for any glob text (fuzz)", () => {
   // A glob comes from the command line or the config, so a bad one is a usage error (exit 2).
   throws(() => globToRegExp("file[z-a]"), UsageError);
   const chars = [
@@ -110,18 +111,24 @@ Deno.test("globToRegExp gives a RegExp or a UsageError for any glob text", () =>
     "$",
     "+",
   ];
-  let x = 12345;
-  for (let i = 0; i < 2_000; i++) {
+  const next = rng(12345);
+  const cases = fuzzCases();
+  const clock = new FuzzClock({ meanCaseMs: 1 });
+  for (let i = 0; i < cases; i++) {
+    clock.lap(i);
     let g = "";
     const n = i % 12;
-    for (let k = 0; k < n; k++) {
-      x = (x * 1103515245 + 12345) >>> 0;
-      g += chars[(x >>> 16) % chars.length];
-    }
+    for (let k = 0; k < n; k++) g += chars[next() % chars.length];
+    let re: RegExp;
     try {
-      ok(globToRegExp(g) instanceof RegExp);
+      re = globToRegExp(g);
     } catch (err) {
       ok(err instanceof UsageError, `${JSON.stringify(g)}: ${err}`);
+      continue;
     }
+    ok(re instanceof RegExp);
+    // the expression stays linear: no pattern of stars makes a near-miss path backtrack for long
+    re.test("a/".repeat(20) + "x".repeat(30) + "!");
   }
+  clock.done();
 });
