@@ -28,6 +28,7 @@ import { entryKind, type EntryStat, lstatEntry } from "./fs_meta.ts";
 import { nativeFs } from "./fs_native.ts";
 import type { ArchiveStats, ManifestEntry } from "./manifest.ts";
 import { Owners } from "./owners.ts";
+import { packKey } from "./ids.ts";
 import type { Repository } from "./repository.ts";
 import { WriteSession } from "./write_session.ts";
 
@@ -103,6 +104,7 @@ export async function backup(
     }
   }
   const index = options.index ?? await repo.readIndex();
+  await forgetMissingPacks(repo, index, options.onWarning);
   const session = new WriteSession(repo, index);
   const pool = new CodecPool(repo.key.material, repo.config.encryption);
   try {
@@ -140,6 +142,31 @@ export async function backup(
   } finally {
     pool.close();
   }
+}
+
+/**
+ * Drops from the in-memory index the chunks of packs that are gone from storage, so that this
+ * backup stores them again instead of referencing lost data (the commit's merge then points the
+ * stored index at the new copies).
+ */
+async function forgetMissingPacks(
+  repo: Repository<Backend>,
+  index: ChunkIndex,
+  onWarning?: (message: string) => void,
+): Promise<void> {
+  const present = new Set<string>();
+  for await (const o of repo.backend.list("packs/")) present.add(o.key);
+  const missing = new Set(
+    index.packIds().map((id) => packKey(id)).filter((key) => !present.has(key)),
+  );
+  if (missing.size === 0) return;
+  const lost: Uint8Array[] = [];
+  for (const [id, loc] of index.entries()) if (missing.has(packKey(loc.pack))) lost.push(id);
+  for (const id of lost) index.delete(id);
+  onWarning?.(
+    `${missing.size} pack${missing.size > 1 ? "s are" : " is"} missing from "${repo.location}" ` +
+      `(${lost.length} blobs): their data is stored again; run vger check --repair`,
+  );
 }
 
 /** Plain words for a file-system error. */
