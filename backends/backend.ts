@@ -73,6 +73,11 @@ export interface Backend extends ReadonlyBackend {
   create(key: string, body: PutBody): Promise<boolean>;
   /** Removes an object; removing an absent object is not an error. */
   delete(key: string): Promise<void>;
+  /**
+   * Optional: removes what interrupted writes left behind (temporary files) outside `locks/`,
+   * returning how many. Only call it while no other process writes (an exclusive lock).
+   */
+  removeLeftovers?(): Promise<number>;
 }
 
 /** The total length of a body. */

@@ -156,6 +156,30 @@ export class LocalBackend implements Backend {
     return created;
   }
 
+  /** Removes the `.tmp-*` files of interrupted puts, except under `locks/` (see Backend). */
+  async removeLeftovers(): Promise<number> {
+    let removed = 0;
+    const walk = async (dir: string, top: boolean): Promise<void> => {
+      let entries: Deno.DirEntry[];
+      try {
+        entries = await Array.fromAsync(Deno.readDir(dir));
+      } catch (err) {
+        if (isAbsent(err)) return;
+        throw fail("read", dir, err);
+      }
+      for (const e of entries) {
+        const path = join(dir, e.name);
+        if (e.isDirectory && !(top && e.name === "locks")) await walk(path, false);
+        else if (e.isFile && e.name.startsWith(TEMP_PREFIX)) {
+          await removeQuietly(path);
+          removed++;
+        }
+      }
+    };
+    await walk(this.location, true);
+    return removed;
+  }
+
   /** Removes an object; removing an absent object is not an error. */
   async delete(key: string): Promise<void> {
     const path = this.#path(key);

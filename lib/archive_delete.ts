@@ -17,6 +17,23 @@ import { withCommitLock } from "./lock.ts";
 import { encodeManifest, type ManifestEntry } from "./manifest.ts";
 import type { Repository } from "./repository.ts";
 
+/**
+ * Removes archive objects that the manifest does not list (written by a backup killed before its
+ * commit, or left by a delete killed after its manifest write); returns how many. Only under an
+ * exclusive repository lock: a running backup's archive object is written just before its commit.
+ */
+export async function removeUnlistedArchives(repo: Repository<Backend>): Promise<number> {
+  const listed = new Set((await repo.readManifest()).archives.map((a) => toHex(a.id)));
+  let removed = 0;
+  for await (const o of repo.backend.list("archives/")) {
+    if (!listed.has(o.key.slice("archives/".length))) {
+      await repo.backend.delete(o.key);
+      removed++;
+    }
+  }
+  return removed;
+}
+
 /** Options of {@linkcode deleteArchives}. */
 export interface DeleteOptions {
   /** Only report what would be deleted. */

@@ -28,7 +28,8 @@ import { entryKind, type EntryStat, lstatEntry } from "./fs_meta.ts";
 import { nativeFs } from "./fs_native.ts";
 import type { ArchiveStats, ManifestEntry } from "./manifest.ts";
 import { Owners } from "./owners.ts";
-import { packKey } from "./ids.ts";
+import { fromHex, isHexId, packKey } from "./ids.ts";
+import { readPackHeader } from "./pack.ts";
 import type { Repository } from "./repository.ts";
 import { WriteSession } from "./write_session.ts";
 
@@ -104,8 +105,8 @@ export async function backup(
     }
   }
   const index = options.index ?? await repo.readIndex();
-  await forgetMissingPacks(repo, index, options.onWarning);
   const session = new WriteSession(repo, index);
+  await reconcileWithPacks(repo, session, index, options.onWarning);
   const pool = new CodecPool(repo.key.material, repo.config.encryption);
   try {
     const run = new BackupRun(
@@ -145,28 +146,41 @@ export async function backup(
 }
 
 /**
- * Drops from the in-memory index the chunks of packs that are gone from storage, so that this
- * backup stores them again instead of referencing lost data (the commit's merge then points the
- * stored index at the new copies).
+ * Brings the index loaded at the start in line with the packs in storage:
+ * - chunks of packs that are gone are dropped, so this backup stores them again instead of
+ *   referencing lost data (the commit's merge then points the stored index at the new copies);
+ * - packs in storage that the index does not know (uploaded by a backup killed before its
+ *   commit) are read by their headers and adopted, so their chunks are not uploaded twice.
  */
-async function forgetMissingPacks(
+async function reconcileWithPacks(
   repo: Repository<Backend>,
+  session: WriteSession,
   index: ChunkIndex,
   onWarning?: (message: string) => void,
 ): Promise<void> {
-  const present = new Set<string>();
-  for await (const o of repo.backend.list("packs/")) present.add(o.key);
-  const missing = new Set(
-    index.packIds().map((id) => packKey(id)).filter((key) => !present.has(key)),
-  );
-  if (missing.size === 0) return;
-  const lost: Uint8Array[] = [];
-  for (const [id, loc] of index.entries()) if (missing.has(packKey(loc.pack))) lost.push(id);
-  for (const id of lost) index.delete(id);
-  onWarning?.(
-    `${missing.size} pack${missing.size > 1 ? "s are" : " is"} missing from "${repo.location}" ` +
-      `(${lost.length} blobs): their data is stored again; run vger check --repair`,
-  );
+  const present = new Map<string, number>();
+  for await (const o of repo.backend.list("packs/")) present.set(o.key, o.size);
+  const indexed = new Set(index.packIds().map((id) => packKey(id)));
+  const missing = new Set([...indexed].filter((key) => !present.has(key)));
+  if (missing.size > 0) {
+    const lost: Uint8Array[] = [];
+    for (const [id, loc] of index.entries()) if (missing.has(packKey(loc.pack))) lost.push(id);
+    for (const id of lost) index.delete(id);
+    onWarning?.(
+      `${missing.size} pack${missing.size > 1 ? "s are" : " is"} missing from "${repo.location}" ` +
+        `(${lost.length} blobs): their data is stored again; run vger check --repair`,
+    );
+  }
+  for (const [key, size] of present) {
+    if (indexed.has(key)) continue;
+    const hex = key.slice(key.lastIndexOf("/") + 1);
+    if (!isHexId(hex)) continue;
+    try {
+      session.adopt(fromHex(hex), await readPackHeader(repo.backend, repo.key, key, size));
+    } catch {
+      // an unreadable leftover is not adopted; compact deletes it
+    }
+  }
 }
 
 /** Plain words for a file-system error. */

@@ -6,7 +6,7 @@
 
 import type { Backend, ReadonlyBackend } from "../backends/backend.ts";
 import { backup, type BackupOptions, type BackupResult } from "./archiver.ts";
-import { deleteArchives } from "./archive_delete.ts";
+import { deleteArchives, removeUnlistedArchives } from "./archive_delete.ts";
 import { CodecPool } from "./codec_pool.ts";
 import {
   checkRepository,
@@ -189,12 +189,19 @@ export async function compactCommand(
   return await withRepoLock(backend, "exclusive", "compact", options, async (lock) => {
     const pool = new CodecPool(repo.key.material, repo.config.encryption);
     try {
-      return await compactRepository(repo, {
+      const result = await compactRepository(repo, {
         thresholdPercent: options.thresholdPercent,
         dryRun: options.dryRun,
         pool,
         checkLock: () => lock.assertHeld(),
       });
+      if (!options.dryRun) {
+        // leftovers of killed processes: archive objects never committed, temp files of puts
+        lock.assertHeld();
+        await removeUnlistedArchives(repo);
+        await backend.removeLeftovers?.();
+      }
+      return result;
     } finally {
       pool.close();
     }

@@ -15,7 +15,7 @@ import { packKey, toHex } from "./ids.ts";
 import { withCommitLock } from "./lock.ts";
 import { type ArchiveMeta, encodeArchiveMeta } from "./archive.ts";
 import { encodeManifest, type ManifestEntry } from "./manifest.ts";
-import { PackWriter } from "./pack.ts";
+import { type PackEntry, PackWriter } from "./pack.ts";
 import type { Repository } from "./repository.ts";
 
 /** Packs uploading at once; one more may be finished and waiting. */
@@ -119,6 +119,18 @@ export class WriteSession {
     });
     const tracked: Promise<void> = done.finally(() => this.#uploads.delete(tracked));
     this.#uploads.add(tracked);
+  }
+
+  /**
+   * Takes in a pack that is in storage but not in the index (uploaded by a backup that was
+   * killed before its commit): its blobs deduplicate from now on and enter the index at commit.
+   */
+  adopt(packId: Uint8Array, entries: readonly PackEntry[]): void {
+    for (const e of entries) {
+      const loc = { pack: packId, offset: e.offset, length: e.length, rawLength: e.rawLength };
+      this.#index.set(e.id, loc);
+      this.#added.set(e.id, loc);
+    }
   }
 
   /** Drops the open pack after a failure (removes its staging file, if any). */
