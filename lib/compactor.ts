@@ -64,6 +64,7 @@ import { bytesEqual, packKey, toHex } from "./ids.ts";
 import { withCommitLock } from "./lock.ts";
 import type { ManifestEntry } from "./manifest.ts";
 import { crc32, PACK_PREAMBLE, PackWriter, RECORD_PREFIX } from "./pack.ts";
+import { release, releaseOwned } from "./bytes.ts";
 import type { Repository } from "./repository.ts";
 import { packTarget } from "./write_session.ts";
 
@@ -591,9 +592,9 @@ async function verifyBlob(
       `${what} is corrupt: ${plain.length} bytes, the index says ${rawLength}`,
     );
   }
-  if (!bytesEqual(await repo.key.chunkId(plain), id)) {
-    throw new IntegrityError(`${what} is corrupt: its contents do not match its id`);
-  }
+  const matches = bytesEqual(await repo.key.chunkId(plain), id);
+  if (pool) releaseOwned(plain); // ours alone: free it now, not at the next collection
+  if (!matches) throw new IntegrityError(`${what} is corrupt: its contents do not match its id`);
   return type;
 }
 
@@ -678,6 +679,7 @@ async function copyLive(
           return null;
         }
       }));
+      release(bytes); // every blob was sliced out of it
       // add in record order, so new packs keep the old order
       for (const c of checked) {
         if (!c) continue;
