@@ -74,8 +74,8 @@ export interface Backend extends ReadonlyBackend {
   /** Removes an object; removing an absent object is not an error. */
   delete(key: string): Promise<void>;
   /**
-   * Optional: removes what interrupted writes left behind (temporary files) outside `locks/`,
-   * returning how many. Only call it while no other process writes (an exclusive lock).
+   * Optional: removes what interrupted writes left behind (temporary files), returning how
+   * many. Only call it while no other process writes data (an exclusive lock).
    */
   removeLeftovers?(): Promise<number>;
 }

@@ -156,10 +156,14 @@ export class LocalBackend implements Backend {
     return created;
   }
 
-  /** Removes the `.tmp-*` files of interrupted puts, except under `locks/` (see Backend). */
+  /**
+   * Removes the `.tmp-*` files of interrupted puts. Under an exclusive lock only lock files are
+   * written by others; removing one of their in-flight temp files fails that lock write, which
+   * its process reports or retries: the repository's data is never touched.
+   */
   async removeLeftovers(): Promise<number> {
     let removed = 0;
-    const walk = async (dir: string, top: boolean): Promise<void> => {
+    const walk = async (dir: string): Promise<void> => {
       let entries: Deno.DirEntry[];
       try {
         entries = await Array.fromAsync(Deno.readDir(dir));
@@ -169,14 +173,14 @@ export class LocalBackend implements Backend {
       }
       for (const e of entries) {
         const path = join(dir, e.name);
-        if (e.isDirectory && !(top && e.name === "locks")) await walk(path, false);
+        if (e.isDirectory) await walk(path);
         else if (e.isFile && e.name.startsWith(TEMP_PREFIX)) {
           await removeQuietly(path);
           removed++;
         }
       }
     };
-    await walk(this.location, true);
+    await walk(this.location);
     return removed;
   }
 
