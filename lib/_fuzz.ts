@@ -257,3 +257,16 @@ export async function footprint(
   }
   return { ms: performance.now() - start, grownBytes: grown };
 }
+
+/** n bytes from xorshift32 seeded with `seed` (the same seed gives the same bytes). */
+export function seededBytes(n: number, seed: number): Uint8Array {
+  const out = new Uint8Array(n);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x >>> 24;
+  }
+  return out;
+}

@@ -23,22 +23,12 @@ import { crc32, PACK_PREAMBLE, PackWriter } from "./pack.ts";
 import { initRepository, Repository } from "./repository.ts";
 import { extract } from "./restorer.ts";
 import { WriteSession } from "./write_session.ts";
-import { concat, fuzzCases, FuzzClock, mutate, rng } from "./_fuzz.ts";
+import { concat, fuzzCases, FuzzClock, mutate, rng, seededBytes } from "./_fuzz.ts";
 
 const FAST: KdfParams = { iterations: 1, memoryKiB: 1024, parallelism: 1 };
 const PASS = "pass";
 
-function randomData(n: number, seed: number): Uint8Array {
-  const out = new Uint8Array(n);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x >>> 24;
-  }
-  return out;
-}
+const randomData = seededBytes;
 
 interface Fixture {
   backend: MemoryBackend;

@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { seededBytes } from "./_fuzz.ts";
 import { deepStrictEqual, equal, ok, rejects } from "node:assert/strict";
 import { MemoryBackend } from "../backends/memory.ts";
 import { LocalBackend } from "../backends/local.ts";
@@ -30,17 +31,7 @@ const CHUNK = 180 << 10;
 /** Pack preamble + trailer + header count + AES-GCM seal overhead. */
 const PACK_FIXED = 9 + 4 + 4 + 29;
 
-function randomData(n: number, seed: number): Uint8Array {
-  const out = new Uint8Array(n);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x >>> 24;
-  }
-  return out;
-}
+const randomData = seededBytes;
 
 /** The contents of a named chunk. */
 function chunkData(name: string): Uint8Array {

@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { seededBytes } from "./_fuzz.ts";
 import { deepStrictEqual, equal, notEqual, ok, rejects } from "node:assert/strict";
 import { MemoryBackend } from "../backends/memory.ts";
 import type { PutBody } from "../backends/backend.ts";
@@ -60,17 +61,7 @@ async function newRepo(
   return { backend, repo };
 }
 
-function randomData(n: number, seed: number): Uint8Array {
-  const out = new Uint8Array(n);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x >>> 24;
-  }
-  return out;
-}
+const randomData = seededBytes;
 
 /** Compresses and seals a blob the way the archiver does, and adds it to the session. */
 async function addBlob(
