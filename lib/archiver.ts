@@ -138,7 +138,7 @@ export async function backup(
       seconds: (Date.now() - started.getTime()) / 1000,
     };
   } catch (err) {
-    session.abort();
+    await session.abort();
     throw err;
   } finally {
     pool.close();

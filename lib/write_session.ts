@@ -133,10 +133,14 @@ export class WriteSession {
     }
   }
 
-  /** Drops the open pack after a failure (removes its staging file, if any). */
-  abort(): void {
+  /**
+   * Drops the open pack after a failure (removes its staging file, if any) and waits for the
+   * uploads in flight, so none is cut off mid-write by the process exiting.
+   */
+  async abort(): Promise<void> {
     this.#pack?.abandon();
     this.#pack = null;
+    await Promise.allSettled(this.#uploads);
   }
 
   /** Uploads the open pack and waits for every upload; throws the first upload failure. */
