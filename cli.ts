@@ -6,7 +6,6 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { LocalBackend } from "./backends/local.ts";
 import { KillSwitchBackend } from "./backends/kill_switch.ts";
 import type { Backend } from "./backends/backend.ts";
@@ -18,6 +17,9 @@ import {
   deleteCommand,
   extractCommand,
   initCommand,
+  keyChangePassphraseCommand,
+  keyExportCommand,
+  keyImportCommand,
   listArchivesCommand,
   listItemsCommand,
   pruneCommand,
@@ -26,14 +28,18 @@ import {
 import {
   DEFAULT_ARCHIVE_NAME_FORMAT,
   formatArchiveName,
-  parseConfig,
+  loadConfigFile,
   type RepositoryConfig,
+  selectRepositories,
   type VgerConfig,
 } from "./lib/config.ts";
+import { writeStarterConfig } from "./lib/starter_config.ts";
+import { defaultSecretIo, resolvePassphrase } from "./lib/secrets.ts";
 import { DEFAULT_CHUNKER_PARAMS } from "./lib/chunker.ts";
 import type { Item } from "./lib/archive.ts";
 import { errorMessage, UsageError, VgerError } from "./lib/errors.ts";
-import { DEFAULT_KDF } from "./lib/key_file.ts";
+import { type CommandLine, helpText, parseCommandLine } from "./lib/command_line.ts";
+import { DEFAULT_KDF, type KdfParams } from "./lib/key_file.ts";
 import { PathSelector } from "./lib/patterns.ts";
 import { toHex } from "./lib/ids.ts";
 import { tuneAllocator } from "./lib/allocator.ts";
@@ -46,101 +52,26 @@ const heldLocks = new Set<RepoLock>();
 /** The version printed by `vger --version`. */
 export const VERSION = "0.1.0";
 
-const USAGE = `vger ${VERSION}: fast, encrypted, deduplicated backups
+/** Option values as parsed (see lib/command_line.ts). */
+type Flags = CommandLine["flags"];
 
-Usage: vger [GLOBAL OPTIONS] COMMAND [OPTIONS] [ARGS]
+function str(flags: Flags, name: string): string | undefined {
+  const v = flags[name];
+  return typeof v === "string" ? v : undefined;
+}
 
-Commands:
-  init                      create a repository
-  backup [PATHS...]         back up PATHS (default: source_directories of the config)
-  list                      list archives; with --archive NAME, the files of one archive
-  extract                   restore an archive: --archive NAME --dest DIR [PATTERNS...]
-  delete                    delete archives: --archive NAME [--archive NAME...] [--dry-run]
-  prune                     delete the archives the retention policy does not keep
-  compact                   free space: rewrite or delete packs with unused data
-  check                     verify the repository (--verify-data: every byte; --repair)
-  break-lock                remove stale locks (--all: every lock)
+function bool(flags: Flags, name: string): boolean {
+  return flags[name] === true;
+}
 
-Global options:
-  -c, --config FILE         configuration file (default: search as the README says)
-  -R, --repo LABEL|PATH     only this repository (a label of the config, or a path)
-      --json                machine-readable output
-  -q, --quiet               no progress, no summary
-      --progress            show progress even when not on a terminal
-  -v, --verbose             say which configuration file is used
-  -h, --help                this help
-  -V, --version             print the version
-
-init options:
-      --encryption MODE     aes256gcm (default) or none
-      --kdf-memory KIB      Argon2id memory in KiB (default ${DEFAULT_KDF.memoryKiB})
-      --kdf-iterations N    Argon2id iterations (default ${DEFAULT_KDF.iterations})
-      --kdf-parallelism N   Argon2id lanes (default ${DEFAULT_KDF.parallelism})
-backup options:
-  -a, --archive NAME        archive name (default: archive_name_format of the config)
-      --compression ALG     lz4 (default), zstd or none
-list/extract options:
-  -a, --archive NAME        the archive
-      --dest DIR            where to restore (extract; required)
-      --overwrite           replace existing files (extract)
-prune options:
-      --dry-run             only show what would be pruned (every archive, keep or prune)
-      --list                show every archive with keep/prune and the rule that decided
-check options:
-      --verify-data         read, decrypt and re-hash every blob
-      --repair              rebuild the index from the pack headers, offer to drop archives
-                            whose data is gone (--yes: without asking; --dry-run: only report)
-compact options:
-      --threshold PERCENT   rewrite packs with at least this much unused space (default 20)
-      --dry-run             only show the plan
-locks:
-      --lock-wait SECONDS   wait this long for another process's lock (default 0: fail)
-delete options:
-  -a, --archive NAME        an archive to delete (repeat for several)
-      --dry-run             only show what would be deleted
-
-Environment: VGER_PASSPHRASE (passphrase), VGER_CONFIG (configuration file).
-Exit codes: 0 ok, 1 error, 2 usage or configuration error, 3 finished with warnings,
-130 interrupted.`;
-
-const OPTIONS = {
-  config: { type: "string", short: "c" },
-  repo: { type: "string", short: "R" },
-  json: { type: "boolean" },
-  quiet: { type: "boolean", short: "q" },
-  progress: { type: "boolean" },
-  verbose: { type: "boolean", short: "v" },
-  help: { type: "boolean", short: "h" },
-  version: { type: "boolean", short: "V" },
-  encryption: { type: "string" },
-  "kdf-memory": { type: "string" },
-  "kdf-iterations": { type: "string" },
-  "kdf-parallelism": { type: "string" },
-  archive: { type: "string", short: "a", multiple: true },
-  "dry-run": { type: "boolean" },
-  list: { type: "boolean" },
-  "lock-wait": { type: "string" },
-  threshold: { type: "string" },
-  all: { type: "boolean" },
-  "verify-data": { type: "boolean" },
-  repair: { type: "boolean" },
-  yes: { type: "boolean" },
-  compression: { type: "string" },
-  dest: { type: "string" },
-  overwrite: { type: "boolean" },
-} as const;
-
-type Flags =
-  & {
-    [K in Exclude<keyof typeof OPTIONS, "archive">]?: (typeof OPTIONS)[K]["type"] extends "string"
-      ? string
-      : boolean;
-  }
-  & { archive?: string[] };
+function list(flags: Flags, name: string): string[] {
+  const v = flags[name];
+  return Array.isArray(v) ? v : [];
+}
 
 /** The one archive a command works on (`--archive` given at most once). */
 function oneArchive(flags: Flags, command: string): string | undefined {
-  const a = flags.archive ?? [];
+  const a = list(flags, "archive");
   if (a.length > 1) throw new UsageError(`${command} takes one --archive, not ${a.length}`);
   return a[0];
 }
@@ -170,34 +101,32 @@ function writeAll(f: { writeSync(b: Uint8Array): number }, text: string): void {
 }
 
 /** Runs the CLI; returns the exit code. */
-export async function main(args: string[], io: CliIo = defaultIo): Promise<number> {
-  let flags: Flags;
-  let positionals: string[];
+export async function main(argv: string[], io: CliIo = defaultIo): Promise<number> {
+  let line: CommandLine;
   try {
-    const parsed = parseArgs({ args, options: OPTIONS, allowPositionals: true, strict: true });
-    flags = parsed.values as Flags;
-    positionals = parsed.positionals;
+    line = parseCommandLine(argv);
   } catch (err) {
-    io.err(`vger: ${errorMessage(err)} (see vger --help)\n`);
-    return 2;
+    io.err(`vger: ${describeError(err)}\n`);
+    return exitCodeOf(err);
   }
-  if (flags.version) {
+  const { command, flags, args } = line;
+  if (bool(flags, "version")) {
     io.out(`vger ${VERSION}\n`);
     return 0;
   }
-  const [command, ...rest] = positionals;
-  if (flags.help || !command) {
-    io.out(USAGE + "\n");
-    return flags.help ? 0 : 2;
+  if (bool(flags, "help") || !command) {
+    io.out(helpText(VERSION, command));
+    return bool(flags, "help") ? 0 : 2;
   }
   try {
+    if (command.name === "config") return await configCommand(flags, io);
     const config = await loadConfig(flags, io);
-    const repos = selectRepositories(config, flags.repo);
+    const repos = selectRepositories(config, str(flags, "repo"));
     let worst = 0;
     for (const repo of repos) {
       let code: number;
       try {
-        code = await runCommand(command, rest, flags, config, repo, io);
+        code = await runCommand(command.name, args, flags, config, repo, io);
       } catch (err) {
         io.err(`vger: ${describeError(err, repo)}\n`);
         code = exitCodeOf(err);
@@ -234,53 +163,20 @@ function describeError(err: unknown, repo?: RepositoryConfig): string {
 }
 
 async function loadConfig(flags: Flags, io: CliIo): Promise<VgerConfig | null> {
-  const home = Deno.env.get("HOME");
-  const xdg = Deno.env.get("XDG_CONFIG_HOME") ?? (home ? `${home}/.config` : undefined);
-  const explicit = flags.config ?? Deno.env.get("VGER_CONFIG");
-  const candidates = explicit
-    ? [explicit]
-    : ["vger.yaml", ...(xdg ? [`${xdg}/vger/config.yaml`] : []), "/etc/vger/config.yaml"];
-  for (const file of candidates) {
-    let text: string;
-    try {
-      text = await Deno.readTextFile(file);
-    } catch (err) {
-      if (err instanceof Deno.errors.NotFound && !explicit) continue;
-      if (err instanceof Deno.errors.NotCapable && !explicit) continue;
-      throw new UsageError(`Cannot read configuration ${file}: ${errorMessage(err)}`);
-    }
-    if (flags.verbose) io.err(`vger: using configuration ${file}\n`);
-    return parseConfig(text, file);
-  }
-  return null;
+  const config = await loadConfigFile({ explicit: str(flags, "config") });
+  if (config && bool(flags, "verbose")) io.err(`vger: using configuration ${config.file}\n`);
+  return config;
 }
 
-function adHocRepository(path: string): RepositoryConfig {
-  return {
-    path,
-    backend: "local",
-    encryption: { mode: "aes256gcm" },
-    compression: { algorithm: "lz4", zstdLevel: 3 },
-    sourceDirectories: [],
-    retention: {},
-  };
-}
-
-function selectRepositories(
-  config: VgerConfig | null,
-  repo: string | undefined,
-): RepositoryConfig[] {
-  if (!config) {
-    if (!repo) {
-      throw new UsageError(
-        "No configuration file found and no repository given: use --repo PATH or vger config",
-      );
-    }
-    return [adHocRepository(repo)];
+/** `vger config`: the starter file (needs no configuration and no repository). */
+async function configCommand(flags: Flags, io: CliIo): Promise<number> {
+  const dest = str(flags, "dest") ?? "vger.yaml";
+  await writeStarterConfig(dest);
+  if (bool(flags, "json")) io.out(JSON.stringify({ written: dest }) + "\n");
+  else if (!bool(flags, "quiet")) {
+    io.err(`Wrote ${dest}: set the repository path and source_directories, then run vger init\n`);
   }
-  if (!repo) return config.repositories;
-  const hit = config.repositories.filter((r) => r.label === repo || r.path === repo);
-  return hit.length > 0 ? hit : [adHocRepository(repo)];
+  return 0;
 }
 
 function openBackend(repo: RepositoryConfig): Backend {
@@ -295,49 +191,6 @@ function openBackend(repo: RepositoryConfig): Backend {
   return killAfter ? new KillSwitchBackend(backend, Number(killAfter)) : backend;
 }
 
-async function runCapture(command: string): Promise<string> {
-  const words = command.match(/(?:[^\s"']+|"[^"]*"|'[^']*')+/g) ?? [];
-  const argv = words.map((w) => w.replace(/^"(.*)"$|^'(.*)'$/s, "$1$2"));
-  if (argv.length === 0) throw new UsageError("passcommand is empty");
-  let out: Deno.CommandOutput;
-  try {
-    out = await new Deno.Command(argv[0], { args: argv.slice(1), stdin: "null" }).output();
-  } catch (err) {
-    throw new UsageError(`Cannot run passcommand "${argv[0]}": ${errorMessage(err)}`);
-  }
-  if (!out.success) {
-    const stderr = new TextDecoder().decode(out.stderr).trim();
-    throw new UsageError(
-      `passcommand "${argv[0]}" failed with exit code ${out.code}${stderr ? `: ${stderr}` : ""}`,
-    );
-  }
-  return new TextDecoder().decode(out.stdout).replace(/\r?\n$/, "");
-}
-
-async function promptSecret(prompt: string): Promise<string | undefined> {
-  if (!Deno.stdin.isTerminal()) return undefined;
-  writeAll(Deno.stderr, prompt);
-  Deno.stdin.setRaw(true);
-  const bytes: number[] = [];
-  const buf = new Uint8Array(64);
-  try {
-    outer: for (;;) {
-      const n = await Deno.stdin.read(buf);
-      if (n === null) break;
-      for (const c of buf.subarray(0, n)) {
-        if (c === 13 || c === 10) break outer;
-        if (c === 3) throw new VgerError("interrupted", "Interrupted");
-        if (c === 127 || c === 8) bytes.pop();
-        else bytes.push(c);
-      }
-    }
-  } finally {
-    Deno.stdin.setRaw(false);
-    writeAll(Deno.stderr, "\n");
-  }
-  return new TextDecoder().decode(new Uint8Array(bytes));
-}
-
 async function promptLine(prompt: string): Promise<string> {
   writeAll(Deno.stderr, prompt);
   const buf = new Uint8Array(256);
@@ -345,19 +198,18 @@ async function promptLine(prompt: string): Promise<string> {
   return n === null ? "" : new TextDecoder().decode(buf.subarray(0, n));
 }
 
-async function passphraseFor(
+function passphraseFor(
   repo: RepositoryConfig,
+  config: VgerConfig | null,
   confirm: boolean,
 ): Promise<string | undefined> {
-  const env = Deno.env.get("VGER_PASSPHRASE");
-  if (env !== undefined) return env;
-  if (repo.encryption.passcommand) return await runCapture(repo.encryption.passcommand);
-  if (repo.encryption.passphrase !== undefined) return repo.encryption.passphrase;
-  const first = await promptSecret(`Passphrase for ${repo.path}: `);
-  if (first === undefined || !confirm) return first;
-  const second = await promptSecret("Repeat passphrase: ");
-  if (first !== second) throw new UsageError("The passphrases do not match");
-  return first;
+  return resolvePassphrase({
+    repository: repo.label ?? repo.path,
+    own: repo.encryption,
+    top: config?.encryption,
+    env: Deno.env.get("VGER_PASSPHRASE"),
+    confirm,
+  }, defaultSecretIo());
 }
 
 function intFlag(v: string | undefined, name: string, dflt: number): number {
@@ -389,7 +241,8 @@ function modeString(item: Item): string {
 }
 
 function progressPrinter(flags: Flags, io: CliIo) {
-  const show = !flags.quiet && !flags.json && (flags.progress || io.isTerminal);
+  const show = !bool(flags, "quiet") && !bool(flags, "json") &&
+    (bool(flags, "progress") || io.isTerminal);
   if (!show) return undefined;
   const start = Date.now();
   return (p: { files: number; bytes: number; current: string }) => {
@@ -409,20 +262,20 @@ async function runCommand(
   io: CliIo,
 ): Promise<number> {
   const warn = (m: string) => {
-    if (!flags.quiet) io.err(`vger: warning: ${m}\n`);
+    if (!bool(flags, "quiet")) io.err(`vger: warning: ${m}\n`);
   };
-  const passphrase = () => passphraseFor(repo, false);
+  const passphrase = () => passphraseFor(repo, config, false);
   const locking = {
-    lockWaitMs: intFlag(flags["lock-wait"], "lock-wait", 0) * 1000,
+    lockWaitMs: intFlag(str(flags, "lock-wait"), "lock-wait", 0) * 1000,
     onLock: (lock: RepoLock) => heldLocks.add(lock),
   };
   switch (command) {
     case "init": {
-      const mode = flags.encryption ?? repo.encryption.mode;
+      const mode = str(flags, "encryption") ?? repo.encryption.mode;
       if (mode !== "aes256gcm" && mode !== "none") {
         throw new UsageError(`--encryption must be "aes256gcm" or "none", not "${mode}"`);
       }
-      const pass = mode === "none" ? undefined : await passphraseFor(repo, true);
+      const pass = mode === "none" ? undefined : await passphraseFor(repo, config, true);
       if (mode !== "none" && pass === undefined) {
         throw new UsageError(
           "A passphrase is needed: set VGER_PASSPHRASE or encryption.passphrase",
@@ -431,24 +284,18 @@ async function runCommand(
       const cfg = await initCommand(openBackend(repo), {
         encryption: mode,
         passphrase: pass,
-        kdf: {
-          memoryKiB: intFlag(flags["kdf-memory"], "kdf-memory", DEFAULT_KDF.memoryKiB),
-          iterations: intFlag(flags["kdf-iterations"], "kdf-iterations", DEFAULT_KDF.iterations),
-          parallelism: intFlag(
-            flags["kdf-parallelism"],
-            "kdf-parallelism",
-            DEFAULT_KDF.parallelism,
-          ),
-        },
+        kdf: kdfFromFlags(flags),
         chunker: config?.chunker ?? DEFAULT_CHUNKER_PARAMS,
         minPackSize: repo.minPackSize,
         maxPackSize: repo.maxPackSize,
       });
-      if (flags.json) {
+      if (bool(flags, "json")) {
         io.out(
           JSON.stringify({ repository: repo.path, id: cfg.id, encryption: cfg.encryption }) + "\n",
         );
-      } else if (!flags.quiet) io.err(`Created repository ${repo.path} (${cfg.encryption})\n`);
+      } else if (!bool(flags, "quiet")) {
+        io.err(`Created repository ${repo.path} (${cfg.encryption})\n`);
+      }
       return 0;
     }
     case "backup": {
@@ -462,8 +309,8 @@ async function runCommand(
       );
       const excludes = new PathSelector(config?.excludePatterns ?? []);
       const hasExcludes = (config?.excludePatterns ?? []).length > 0;
-      const compression = flags.compression
-        ? { algorithm: flags.compression as "lz4", zstdLevel: repo.compression.zstdLevel }
+      const compression = str(flags, "compression")
+        ? { algorithm: str(flags, "compression") as "lz4", zstdLevel: repo.compression.zstdLevel }
         : repo.compression;
       const progress = progressPrinter(flags, io);
       const result = await backupCommand(openBackend(repo), {
@@ -480,7 +327,7 @@ async function runCommand(
       });
       if (progress) io.err("\r\x1b[K");
       const s = result.stats;
-      if (flags.json) {
+      if (bool(flags, "json")) {
         io.out(
           JSON.stringify({
             repository: repo.path,
@@ -494,7 +341,7 @@ async function runCommand(
             warnings: result.warnings,
           }) + "\n",
         );
-      } else if (!flags.quiet) {
+      } else if (!bool(flags, "quiet")) {
         io.out(
           `Archive ${result.archive.name}: ${s.files} files, original ${fmtBytes(s.original)}, ` +
             `compressed ${fmtBytes(s.compressed)}, deduplicated ${fmtBytes(s.deduplicated)}, ` +
@@ -508,7 +355,7 @@ async function runCommand(
       const archive = oneArchive(flags, "list");
       if (!archive) {
         const archives = await listArchivesCommand(backend, { passphrase });
-        if (flags.json) {
+        if (bool(flags, "json")) {
           io.out(
             JSON.stringify({
               repository: repo.path,
@@ -542,7 +389,7 @@ async function runCommand(
         archive,
         patterns: args,
       });
-      if (flags.json) {
+      if (bool(flags, "json")) {
         const rows: unknown[] = [];
         for await (const i of items) {
           rows.push({
@@ -580,21 +427,22 @@ async function runCommand(
     case "extract": {
       const archive = oneArchive(flags, "extract");
       if (!archive) throw new UsageError("extract needs --archive NAME");
-      if (!flags.dest) throw new UsageError("extract needs --dest DIR");
+      const dest = str(flags, "dest");
+      if (!dest) throw new UsageError("extract needs --dest DIR");
       const progress = progressPrinter(flags, io);
       const result = await extractCommand(openBackend(repo), {
         ...locking,
         onIndexRebuilt: warn,
         passphrase,
         archive,
-        dest: flags.dest,
+        dest,
         patterns: args,
-        overwrite: flags.overwrite,
+        overwrite: bool(flags, "overwrite"),
         onWarning: warn,
         onProgress: progress,
       });
       if (progress) io.err("\r\x1b[K");
-      if (flags.json) {
+      if (bool(flags, "json")) {
         io.out(
           JSON.stringify({
             repository: repo.path,
@@ -604,8 +452,8 @@ async function runCommand(
             warnings: result.warnings,
           }) + "\n",
         );
-      } else if (!flags.quiet) {
-        io.out(`Restored ${result.files} items, ${fmtBytes(result.bytes)} to ${flags.dest}\n`);
+      } else if (!bool(flags, "quiet")) {
+        io.out(`Restored ${result.files} items, ${fmtBytes(result.bytes)} to ${dest}\n`);
       }
       return result.warnings.length > 0 ? 3 : 0;
     }
@@ -613,14 +461,14 @@ async function runCommand(
       if (isEmptyPolicy(repo.retention)) {
         warn(`the retention policy of ${repo.path} is empty: nothing is pruned`);
       }
-      const dryRun = !!flags["dry-run"];
+      const dryRun = !!bool(flags, "dry-run");
       const result = await pruneCommand(openBackend(repo), {
         ...locking,
         passphrase,
         policy: repo.retention,
         dryRun,
       });
-      if (flags.json) {
+      if (bool(flags, "json")) {
         io.out(
           JSON.stringify({
             repository: repo.path,
@@ -637,14 +485,14 @@ async function runCommand(
         );
         return 0;
       }
-      if (flags.list || dryRun) {
+      if (bool(flags, "list") || dryRun) {
         for (const d of result.decisions) {
           const what = d.keep ? "keep " : dryRun ? "would prune" : "prune";
           const why = d.keep ? `  (${d.reasons.join(", ")})` : "";
           io.out(`${what.padEnd(11)} ${d.archive.name.padEnd(32)} ${d.archive.time}${why}\n`);
         }
       }
-      if (!flags.quiet) {
+      if (!bool(flags, "quiet")) {
         const pruned = result.decisions.filter((d) => !d.keep).length;
         io.out(
           `${dryRun ? "Would prune" : "Pruned"} ${pruned} of ${result.decisions.length} archives ` +
@@ -654,13 +502,15 @@ async function runCommand(
       return 0;
     }
     case "compact": {
-      const threshold = flags.threshold === undefined ? undefined : Number(flags.threshold);
+      const threshold = str(flags, "threshold") === undefined
+        ? undefined
+        : Number(str(flags, "threshold"));
       if (threshold !== undefined && !(threshold >= 0 && threshold <= 100)) {
         throw new UsageError(
-          `--threshold takes a percentage from 0 to 100, not "${flags.threshold}"`,
+          `--threshold takes a percentage from 0 to 100, not "${str(flags, "threshold")}"`,
         );
       }
-      const dryRun = !!flags["dry-run"];
+      const dryRun = !!bool(flags, "dry-run");
       const r = await compactCommand(openBackend(repo), {
         ...locking,
         passphrase,
@@ -668,7 +518,7 @@ async function runCommand(
         dryRun,
       });
       const p = r.plan;
-      if (flags.json) {
+      if (bool(flags, "json")) {
         io.out(
           JSON.stringify({
             repository: repo.path,
@@ -683,7 +533,7 @@ async function runCommand(
             corrupt: r.corrupt,
           }) + "\n",
         );
-      } else if (!flags.quiet) {
+      } else if (!bool(flags, "quiet")) {
         const plan = `${p.deletePacks.length + p.unreferencedPacks.length} packs to delete, ` +
           `${p.rewritePacks.length} to rewrite (${p.copyBlobs} blobs, ${fmtBytes(p.copyBytes)} ` +
           `to copy), ${fmtBytes(p.bytesToFree)} to free`;
@@ -698,14 +548,14 @@ async function runCommand(
     }
     case "check": {
       const backend = openBackend(repo);
-      if (flags.repair) {
-        const dryRun = !!flags["dry-run"];
+      if (bool(flags, "repair")) {
+        const dryRun = !!bool(flags, "dry-run");
         const r = await repairCommand(backend, {
           ...locking,
           passphrase,
           dryRun,
           confirm: async (names) => {
-            if (flags.yes) return true;
+            if (bool(flags, "yes")) return true;
             if (!Deno.stdin.isTerminal()) {
               warn(`not removing ${names.length} archives without --yes: ${names.join(", ")}`);
               return false;
@@ -717,9 +567,9 @@ async function runCommand(
           },
         });
         const kept = r.brokenArchives.filter((b) => !r.removedArchives.includes(b.name));
-        if (flags.json) {
+        if (bool(flags, "json")) {
           io.out(JSON.stringify({ repository: repo.path, dry_run: dryRun, ...r }) + "\n");
-        } else if (!flags.quiet) {
+        } else if (!bool(flags, "quiet")) {
           io.out(
             `Index: ${r.entries} blobs in ${r.packs} packs` +
               (r.indexWritten
@@ -740,14 +590,14 @@ async function runCommand(
       const r = await checkCommand(backend, {
         ...locking,
         passphrase,
-        verifyData: flags["verify-data"],
+        verifyData: bool(flags, "verify-data"),
       });
       const errors = r.problems.filter((p) => p.severity === "error").length;
-      if (flags.json) {
+      if (bool(flags, "json")) {
         io.out(
           JSON.stringify({
             repository: repo.path,
-            verify_data: !!flags["verify-data"],
+            verify_data: !!bool(flags, "verify-data"),
             errors,
             warnings: r.problems.length - errors,
             problems: r.problems,
@@ -768,10 +618,10 @@ async function runCommand(
             : "";
           io.out(`${p.severity}: ${p.message}${affects}\n`);
         }
-        if (!flags.quiet) {
+        if (!bool(flags, "quiet")) {
           io.out(
             `Checked ${r.stats.archives} archives, ${r.stats.packs} packs, ${r.stats.blobs} blobs` +
-              `${flags["verify-data"] ? `, read ${fmtBytes(r.stats.bytesRead)}` : ""}: ` +
+              `${bool(flags, "verify-data") ? `, read ${fmtBytes(r.stats.bytesRead)}` : ""}: ` +
               `${errors} errors, ${r.problems.length - errors} warnings\n`,
           );
         }
@@ -779,44 +629,48 @@ async function runCommand(
       return errors > 0 ? 1 : 0;
     }
     case "break-lock": {
-      const removed = await breakLockCommand(openBackend(repo), { all: flags.all });
-      if (flags.json) {
+      const removed = await breakLockCommand(openBackend(repo), { all: bool(flags, "all") });
+      if (bool(flags, "json")) {
         io.out(
           JSON.stringify({
             repository: repo.path,
             removed: removed.map((l) => ({ key: l.key, ...l.info })),
           }) + "\n",
         );
-      } else if (!flags.quiet) {
+      } else if (!bool(flags, "quiet")) {
         for (const l of removed) {
           const who = l.info
             ? `${l.info.host}/${l.info.pid} since ${l.info.time} (${l.info.command})`
             : "unreadable";
           io.out(`Removed lock ${l.key}: ${who}\n`);
         }
-        if (removed.length === 0) io.out(`No ${flags.all ? "" : "stale "}locks in ${repo.path}\n`);
+        if (removed.length === 0) {
+          io.out(`No ${bool(flags, "all") ? "" : "stale "}locks in ${repo.path}\n`);
+        }
       }
       return 0;
     }
+    case "key":
+      return await keyCommand(args, flags, config, repo, io, locking);
     case "delete": {
-      const names = flags.archive ?? [];
+      const names = list(flags, "archive") ?? [];
       if (names.length === 0) throw new UsageError("delete needs --archive NAME (one or more)");
       const deleted = await deleteCommand(openBackend(repo), {
         ...locking,
         passphrase,
         names,
-        dryRun: flags["dry-run"],
+        dryRun: bool(flags, "dry-run"),
       });
-      if (flags.json) {
+      if (bool(flags, "json")) {
         io.out(
           JSON.stringify({
             repository: repo.path,
-            dry_run: !!flags["dry-run"],
+            dry_run: !!bool(flags, "dry-run"),
             archives: deleted.map((a) => ({ name: a.name, id: toHex(a.id), time: a.time })),
           }) + "\n",
         );
-      } else if (!flags.quiet) {
-        const verb = flags["dry-run"] ? "Would delete" : "Deleted";
+      } else if (!bool(flags, "quiet")) {
+        const verb = bool(flags, "dry-run") ? "Would delete" : "Deleted";
         for (const a of deleted) io.out(`${verb} archive ${a.name} (${a.time})\n`);
       }
       return 0;
@@ -824,6 +678,126 @@ async function runCommand(
     default:
       throw new UsageError(`Unknown command "${command}" (see vger --help)`);
   }
+}
+
+async function needPassphrase(repo: RepositoryConfig, config: VgerConfig | null): Promise<string> {
+  const pass = await passphraseFor(repo, config, false);
+  if (pass === undefined) {
+    throw new UsageError(
+      `A passphrase is needed for repository "${repo.path}": set VGER_PASSPHRASE, ` +
+        "encryption.passcommand or encryption.passphrase, or run on a terminal",
+    );
+  }
+  return pass;
+}
+
+/** `vger key change-passphrase | export --dest FILE | import FILE`. */
+async function keyCommand(
+  args: string[],
+  flags: Flags,
+  config: VgerConfig | null,
+  repo: RepositoryConfig,
+  io: CliIo,
+  locking: { lockWaitMs: number; onLock: (lock: RepoLock) => void },
+): Promise<number> {
+  const [sub, ...rest] = args;
+  const backend = openBackend(repo);
+  const say = (text: string, json: Record<string, unknown>) => {
+    if (bool(flags, "json")) io.out(JSON.stringify({ repository: repo.path, ...json }) + "\n");
+    else if (!bool(flags, "quiet")) io.err(text + "\n");
+  };
+  switch (sub) {
+    case "change-passphrase": {
+      const passphrase = await needPassphrase(repo, config);
+      const newPassphrase = await resolvePassphrase({
+        repository: repo.label ?? repo.path,
+        env: Deno.env.get("VGER_NEW_PASSPHRASE"),
+        confirm: true,
+        promptText: `New passphrase for ${repo.label ?? repo.path}: `,
+      }, defaultSecretIo());
+      if (newPassphrase === undefined) {
+        throw new UsageError(
+          "A new passphrase is needed: set VGER_NEW_PASSPHRASE or run on a terminal",
+        );
+      }
+      const kdfGiven = ["kdf-memory", "kdf-iterations", "kdf-parallelism"].some((k) =>
+        str(flags, k) !== undefined
+      );
+      const r = await keyChangePassphraseCommand(backend, {
+        ...locking,
+        passphrase,
+        newPassphrase,
+        kdf: kdfGiven ? kdfFromFlags(flags) : undefined,
+      });
+      say(
+        `Changed the passphrase of ${repo.path}; earlier key exports still open it with the old one`,
+        { changed: true, kdf: r.kdf },
+      );
+      return 0;
+    }
+    case "export": {
+      const dest = str(flags, "dest") ?? rest[0];
+      if (!dest) throw new UsageError("key export needs --dest FILE");
+      const bytes = await keyExportCommand(backend, {
+        passphrase: await needPassphrase(repo, config),
+      });
+      try {
+        await Deno.writeFile(dest, bytes, { createNew: true, mode: 0o600 });
+      } catch (err) {
+        throw new UsageError(`Cannot write the key export "${dest}": ${errorMessage(err)}`, {
+          cause: err,
+        });
+      }
+      say(`Wrote the key of ${repo.path} to ${dest}; keep it and the passphrase, apart`, {
+        written: dest,
+      });
+      return 0;
+    }
+    case "import": {
+      const file = rest[0];
+      if (!file) throw new UsageError("key import needs FILE (a file written by vger key export)");
+      let keyFile: Uint8Array;
+      try {
+        keyFile = await Deno.readFile(file);
+      } catch (err) {
+        throw new UsageError(`Cannot read the key file "${file}": ${errorMessage(err)}`, {
+          cause: err,
+        });
+      }
+      const r = await keyImportCommand(backend, {
+        ...locking,
+        keyFile,
+        passphrase: await needPassphrase(repo, config),
+        force: bool(flags, "force"),
+        source: `"${file}"`,
+      });
+      say(
+        r.previous === "identical"
+          ? `The key file of ${repo.path} already is ${file}: nothing changed`
+          : `Imported ${file} as the key of ${repo.path} (the old one was ${r.previous})`,
+        { imported: file, previous: r.previous },
+      );
+      return 0;
+    }
+    default:
+      throw new UsageError(
+        `key needs a subcommand: change-passphrase, export or import${
+          sub ? `, not "${sub}"` : ""
+        } (see vger key --help)`,
+      );
+  }
+}
+
+function kdfFromFlags(flags: Flags): KdfParams {
+  return {
+    memoryKiB: intFlag(str(flags, "kdf-memory"), "kdf-memory", DEFAULT_KDF.memoryKiB),
+    iterations: intFlag(str(flags, "kdf-iterations"), "kdf-iterations", DEFAULT_KDF.iterations),
+    parallelism: intFlag(
+      str(flags, "kdf-parallelism"),
+      "kdf-parallelism",
+      DEFAULT_KDF.parallelism,
+    ),
+  };
 }
 
 /** Runs the CLI as a program: Ctrl-C handling, then exit with main's code. */

@@ -1,58 +1,137 @@
 /**
- * The YAML configuration (borgmatic style). This module parses and validates it into a plain
- * object; it does not touch repositories.
+ * The YAML configuration (borgmatic style): where it is found, how it is read and validated, and
+ * how a `--repo` selector picks repositories from it. {@linkcode parseConfig} and
+ * {@linkcode selectRepositories} are pure; {@linkcode configCandidates} takes the environment as a
+ * function; only {@linkcode loadConfigFile} reads a file.
+ *
+ * Every configuration error is one line naming the file, the line and the key path, e.g.
+ * `Invalid configuration /etc/vger/config.yaml line 7: repositories[1].compression.algorithm:
+ * "gzip" is not "lz4", "zstd" or "none"`, thrown as a UsageError (exit code 2) before any
+ * repository is touched. Unknown keys are errors, with a "did you mean" suggestion.
+ *
+ * ## Top-level settings and repository entries
+ *
+ * The top-level `encryption`, `compression`, `retention` and `source_directories` are the
+ * defaults of every entry of `repositories:`; an entry may override each of them:
+ *
+ * - `compression` and `retention` merge key by key: the entry's keys win and the other keys come
+ *   from the top level, so `compression: {zstd_level: 9}` keeps the top-level algorithm, and
+ *   `retention: {keep_daily: 30}` keeps the top-level weekly/monthly rules (drop one with
+ *   `keep_weekly: 0`). Merging can only keep more archives than the entry's rules alone.
+ * - `source_directories` of an entry replaces the top-level list.
+ * - `encryption.mode` is the entry's, else the top level's, else `aes256gcm`. The secrets are
+ *   not merged: {@linkcode RepositoryConfig}`.encryption` holds only the entry's own
+ *   `passphrase`/`passcommand`, and {@linkcode VgerConfig}`.encryption` the top-level ones,
+ *   because `VGER_PASSPHRASE` ranks between the two (lib/secrets.ts applies the precedence).
+ * - `chunker`, `exclude_patterns` and `archive_name_format` exist only at the top level;
+ *   `min_pack_size`, `max_pack_size`, `s3_*` and `rest_*` only in an entry.
+ *
+ * @example Read a configuration and pick a repository
+ * ```ts
+ * import { parseConfig, selectRepositories } from "./config.ts";
+ * import { equal } from "node:assert/strict";
+ *
+ * const config = parseConfig(
+ *   "repositories:\n  - path: /backup/repo\n    label: main\ncompression:\n  algorithm: zstd\n",
+ *   "vger.yaml",
+ * );
+ * const [repo] = selectRepositories(config, "main");
+ * equal(repo.path, "/backup/repo");
+ * equal(repo.compression.algorithm, "zstd");
+ * ```
  *
  * @module
  */
 
-import { parseDocument } from "yaml";
-import type { ChunkerParams } from "./chunker.ts";
-import { DEFAULT_CHUNKER_PARAMS } from "./chunker.ts";
-import type { CompressionOptions } from "./compress.ts";
+import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
+import type { Document } from "yaml";
+import { type ChunkerParams, DEFAULT_CHUNKER_PARAMS, validateChunkerParams } from "./chunker.ts";
+import { type CompressionOptions, DEFAULT_COMPRESSION } from "./compress.ts";
 import type { EncryptionMode } from "./crypto.ts";
-import { UsageError } from "./errors.ts";
-import { closest } from "./suggest.ts";
+import { errorMessage, UsageError } from "./errors.ts";
+import { PathSelector } from "./patterns.ts";
+import { DEFAULT_MAX_PACK_SIZE, DEFAULT_MIN_PACK_SIZE } from "./repository.ts";
 import { parseRetention, type RetentionPolicy } from "./retention.ts";
+import { splitCommandLine } from "./secrets.ts";
+import { closest } from "./suggest.ts";
 
-/** Encryption settings. */
+/** The storage backends a repository entry can name. */
+export type BackendKind = "local" | "s3" | "rest";
+
+/**
+ * Encryption settings. In a {@linkcode RepositoryConfig}, `mode` is the effective one and the
+ * secrets are only the entry's own; in a {@linkcode VgerConfig}, all three are the top level's.
+ */
 export interface EncryptionConfig {
-  /** Mode. */
+  /** Encryption mode. */
   mode: EncryptionMode;
   /** Inline passphrase (not recommended). */
   passphrase?: string;
-  /** Command that prints the passphrase. */
+  /** Command that prints the passphrase (split into words by lib/secrets.ts, no shell). */
   passcommand?: string;
 }
 
-/** One repository entry. */
-export interface RepositoryConfig {
-  /** Local path, S3 prefix or REST URL. */
-  path: string;
-  /** Short name for --repo. */
-  label?: string;
-  /** Backend kind. */
-  backend: "local" | "s3" | "rest";
-  /** Pack size floor. */
-  minPackSize?: number;
-  /** Pack size ceiling. */
-  maxPackSize?: number;
-  /** Per-repository encryption override. */
-  encryption: EncryptionConfig;
-  /** Per-repository compression override. */
-  compression: CompressionOptions;
-  /** Per-repository sources override. */
-  sourceDirectories: string[];
-  /** Retention policy for prune (the repository's own, else the top-level one). */
-  retention: RetentionPolicy;
+/** The S3 settings of a repository entry with `backend: s3`. */
+export interface S3Config {
+  /** Bucket name. */
+  bucket: string;
+  /** Region, e.g. `us-east-1`. */
+  region?: string;
+  /** Endpoint URL of an S3-compatible service (MinIO etc.). */
+  endpoint?: string;
+  /** Access key id (always given together with the secret). */
+  accessKeyId?: string;
+  /** Secret access key (always given together with the id). */
+  secretAccessKey?: string;
 }
 
-/** A whole configuration. */
+/** The REST settings of a repository entry with `backend: rest` (at most one of the two). */
+export interface RestConfig {
+  /** Bearer token for vger-server. */
+  token?: string;
+  /** Command that prints the token (split into words by lib/secrets.ts, no shell). */
+  tokenCommand?: string;
+}
+
+/** One repository: an entry of `repositories:` with the top-level defaults merged in. */
+export interface RepositoryConfig {
+  /** Local path, S3 prefix or REST URL (http or https). */
+  path: string;
+  /** Short name for `--repo`. */
+  label?: string;
+  /** Backend kind. */
+  backend: BackendKind;
+  /** Pack size floor in bytes (unset: the repository default). */
+  minPackSize?: number;
+  /** Pack size ceiling in bytes (unset: the repository default). */
+  maxPackSize?: number;
+  /** S3 settings; present exactly when `backend` is `s3`. */
+  s3?: S3Config;
+  /** REST settings; present exactly when `backend` is `rest`. */
+  rest?: RestConfig;
+  /** Effective mode; passphrase and passcommand only from the entry's own `encryption`. */
+  encryption: EncryptionConfig;
+  /** Compression: the entry's keys over the top-level ones. */
+  compression: CompressionOptions;
+  /** Retention policy for prune: the entry's keys over the top-level ones. */
+  retention: RetentionPolicy;
+  /** Source directories: the entry's list, else the top-level one. */
+  sourceDirectories: string[];
+}
+
+/** A whole configuration file, validated. */
 export interface VgerConfig {
-  /** Where it was read from. */
-  file?: string;
-  /** Repositories, in order. */
+  /** The file it was read from, as named to {@linkcode parseConfig}. */
+  file: string;
+  /** Repositories, in file order, with the top-level defaults merged in. */
   repositories: RepositoryConfig[];
-  /** Sources. */
+  /** The top-level encryption: mode (default aes256gcm) and the top-level secrets. */
+  encryption: EncryptionConfig;
+  /** The top-level compression (default lz4). */
+  compression: CompressionOptions;
+  /** The top-level retention policy. */
+  retention: RetentionPolicy;
+  /** The top-level source directories. */
   sourceDirectories: string[];
   /** Exclude globs. */
   excludePatterns: string[];
@@ -65,9 +144,8 @@ export interface VgerConfig {
 /** Default archive name template. */
 export const DEFAULT_ARCHIVE_NAME_FORMAT = "{hostname}-{now:%Y-%m-%dT%H:%M:%S}";
 
-type Obj = Record<string, unknown>;
-
-const TOP_KEYS = [
+/** The keys accepted at the top level of the file. */
+export const TOP_LEVEL_KEYS: readonly string[] = [
   "repositories",
   "encryption",
   "source_directories",
@@ -77,182 +155,683 @@ const TOP_KEYS = [
   "retention",
   "archive_name_format",
 ];
-const REPO_KEYS = [
-  "path",
-  "label",
-  "backend",
-  "min_pack_size",
-  "max_pack_size",
+/** The S3 keys of a repository entry (only with `backend: s3`). */
+export const S3_KEYS: readonly string[] = [
   "s3_bucket",
   "s3_region",
   "s3_endpoint",
   "s3_access_key_id",
   "s3_secret_access_key",
-  "rest_token",
-  "rest_token_command",
+];
+/** The REST keys of a repository entry (only with `backend: rest`). */
+export const REST_KEYS: readonly string[] = ["rest_token", "rest_token_command"];
+/** The keys accepted in an entry of `repositories:`. */
+export const REPOSITORY_KEYS: readonly string[] = [
+  "path",
+  "label",
+  "backend",
+  "min_pack_size",
+  "max_pack_size",
+  ...S3_KEYS,
+  ...REST_KEYS,
   "encryption",
   "compression",
   "retention",
   "source_directories",
 ];
+/** The keys accepted in an `encryption:` block. */
+export const ENCRYPTION_KEYS: readonly string[] = ["mode", "passphrase", "passcommand"];
+/** The keys accepted in a `compression:` block. */
+export const COMPRESSION_KEYS: readonly string[] = ["algorithm", "zstd_level"];
+/** The keys accepted in the `chunker:` block. */
+export const CHUNKER_KEYS: readonly string[] = ["min_size", "avg_size", "max_size"];
+/** The keys accepted in a `retention:` block (parsed by lib/retention.ts). */
+export const RETENTION_KEYS: readonly string[] = [
+  "keep_last",
+  "keep_hourly",
+  "keep_daily",
+  "keep_weekly",
+  "keep_monthly",
+  "keep_yearly",
+  "keep_within",
+];
+
+/** Compression without a `compression:` block, with the zstd level filled in. */
+const BASE_COMPRESSION: Readonly<CompressionOptions> = Object.freeze({
+  algorithm: DEFAULT_COMPRESSION.algorithm,
+  zstdLevel: DEFAULT_COMPRESSION.zstdLevel ?? 3,
+});
+const BACKENDS: readonly BackendKind[] = ["local", "s3", "rest"];
+const ALGORITHMS: readonly CompressionOptions["algorithm"][] = ["lz4", "zstd", "none"];
+const MODES: readonly EncryptionMode[] = ["aes256gcm", "none"];
+/** Bounds of validatePackSizes in lib/repository.ts (config_test.ts checks they agree). */
+const MIN_PACK_LIMIT = 1 << 20;
+const MAX_PACK_LIMIT = 2 ** 32 - 1;
+/** Bounds of validateChunkerParams in lib/chunker.ts (config_test.ts checks they agree). */
+const MIN_CHUNK_LIMIT = 64;
+const MAX_CHUNK_LIMIT = 256 << 20;
+
+/** A value in the document: its node (aliases resolved), key path and line. */
+interface Field {
+  node: unknown;
+  path: string;
+  line: number;
+}
+
+/** A validated mapping: the key and value fields of the keys present. */
+interface Section {
+  keys: Map<string, { key: Field; value: Field }>;
+}
 
 class Reader {
-  constructor(readonly file: string) {}
+  readonly #file: string;
+  readonly #doc: Document.Parsed;
+  readonly #lines: LineCounter;
 
-  fail(path: string, why: string): never {
-    throw new UsageError(`Invalid configuration ${this.file}: ${path}: ${why}`);
+  constructor(file: string, doc: Document.Parsed, lines: LineCounter) {
+    this.#file = file;
+    this.#doc = doc;
+    this.#lines = lines;
   }
 
-  obj(v: unknown, path: string, keys: string[]): Obj {
-    if (v === undefined || v === null) return {};
-    if (typeof v !== "object" || Array.isArray(v)) this.fail(path, "expected a mapping");
-    for (const k of Object.keys(v as Obj)) {
-      if (!keys.includes(k)) {
-        const near = closest(k, keys);
-        this.fail(
-          `${path ? path + "." : ""}${k}`,
-          `unknown key${near ? ` (did you mean "${near}"?)` : ""}`,
-        );
+  fail(at: Field, why: string): never {
+    throw new UsageError(
+      `Invalid configuration ${this.#file} line ${at.line}: ${at.path ? `${at.path}: ` : ""}${why}`,
+    );
+  }
+
+  field(node: unknown, path: string, fallbackLine: number): Field {
+    const resolved = isAlias(node) ? node.resolve(this.#doc) : node;
+    // An alias reports the line where it is used, not where its anchor is.
+    const range = (node as { range?: [number, number, number] } | null | undefined)?.range ??
+      (resolved as { range?: [number, number, number] } | null | undefined)?.range;
+    const line = range ? this.#lines.linePos(range[0]).line : fallbackLine;
+    return { node: resolved, path, line };
+  }
+
+  /** The mapping at `f` with every key checked against `allowed`; undefined when absent/null. */
+  section(f: Field, allowed: readonly string[], what = "a mapping"): Section | undefined {
+    if (absent(f)) return undefined;
+    if (!isMap(f.node)) this.fail(f, `expected ${what}, got ${describe(f.node)}`);
+    const keys = new Map<string, { key: Field; value: Field }>();
+    for (const pair of f.node.items) {
+      const keyNode = this.field(pair.key, f.path, f.line);
+      const name = isScalar(keyNode.node) ? String(keyNode.node.value) : describe(keyNode.node);
+      const path = f.path ? `${f.path}.${name}` : name;
+      const key = { ...keyNode, path };
+      if (!allowed.includes(name)) {
+        const near = closest(name, allowed);
+        this.fail(key, `unknown key${near ? ` (did you mean "${near}"?)` : ""}`);
       }
+      keys.set(name, { key, value: this.field(pair.value, path, key.line) });
     }
-    return v as Obj;
+    return { keys };
   }
 
-  str(v: unknown, path: string): string | undefined {
-    if (v === undefined || v === null) return undefined;
-    if (typeof v !== "string") this.fail(path, "expected a string");
-    return v;
-  }
-
-  int(v: unknown, path: string): number | undefined {
-    if (v === undefined || v === null) return undefined;
-    if (!Number.isSafeInteger(v) || (v as number) < 0) this.fail(path, "expected a whole number");
-    return v as number;
-  }
-
-  strList(v: unknown, path: string): string[] | undefined {
-    if (v === undefined || v === null) return undefined;
-    if (!Array.isArray(v) || !v.every((s) => typeof s === "string")) {
-      this.fail(path, "expected a list of strings");
-    }
-    return v;
-  }
-
-  encryption(v: unknown, path: string, base?: EncryptionConfig): EncryptionConfig {
-    const o = this.obj(v, path, ["mode", "passphrase", "passcommand"]);
-    const mode = this.str(o.mode, `${path}.mode`) ?? base?.mode ?? "aes256gcm";
-    if (mode !== "aes256gcm" && mode !== "none") {
-      this.fail(`${path}.mode`, `"${mode}" is not "aes256gcm" or "none"`);
-    }
+  /** The value of `name` in `s`, or an absent field on the line of the mapping. */
+  get(s: Section | undefined, name: string, parent: Field): Field {
+    const hit = s?.keys.get(name);
+    if (hit) return hit.value;
     return {
-      mode,
-      passphrase: this.str(o.passphrase, `${path}.passphrase`) ??
-        (v === undefined ? base?.passphrase : undefined),
-      passcommand: this.str(o.passcommand, `${path}.passcommand`) ??
-        (v === undefined ? base?.passcommand : undefined),
+      node: undefined,
+      path: parent.path ? `${parent.path}.${name}` : name,
+      line: parent.line,
     };
   }
 
-  retention(v: unknown, path: string): RetentionPolicy {
-    try {
-      return parseRetention(v ?? {}, path);
-    } catch (cause) {
-      throw new UsageError(`Invalid configuration ${this.file}: ${(cause as Error).message}`, {
-        cause,
-      });
+  str(f: Field, opts: { required?: boolean } = {}): string | undefined {
+    if (absent(f)) {
+      if (opts.required) this.fail(f, "missing (required)");
+      return undefined;
     }
+    const v = scalarValue(f.node);
+    if (typeof v !== "string") this.fail(f, `expected a string, got ${describe(f.node)}`);
+    if (v.trim() === "") this.fail(f, "must not be empty");
+    return v;
   }
 
-  compression(v: unknown, path: string, base?: CompressionOptions): CompressionOptions {
-    const o = this.obj(v, path, ["algorithm", "zstd_level"]);
-    const algorithm = this.str(o.algorithm, `${path}.algorithm`) ?? base?.algorithm ?? "lz4";
-    if (!["lz4", "zstd", "none"].includes(algorithm)) {
-      this.fail(`${path}.algorithm`, `"${algorithm}" is not "lz4", "zstd" or "none"`);
+  oneOf<T extends string>(f: Field, allowed: readonly T[]): T | undefined {
+    const v = this.str(f);
+    if (v === undefined) return undefined;
+    if (!allowed.includes(v as T)) {
+      const near = closest(v.toLowerCase(), allowed);
+      this.fail(
+        f,
+        `${JSON.stringify(v)} is not ${orList(allowed.map((a) => `"${a}"`))}${
+          near ? ` (did you mean "${near}"?)` : ""
+        }`,
+      );
     }
-    const level = this.int(o.zstd_level, `${path}.zstd_level`) ?? base?.zstdLevel ?? 3;
-    if (level < 1 || level > 22) this.fail(`${path}.zstd_level`, "use 1 to 22");
-    return { algorithm: algorithm as CompressionOptions["algorithm"], zstdLevel: level };
+    return v as T;
+  }
+
+  int(f: Field, min: number, max: number, unit: string): number | undefined {
+    if (absent(f)) return undefined;
+    const v = scalarValue(f.node);
+    if (typeof v !== "number" || !Number.isSafeInteger(v)) {
+      this.fail(f, `expected a whole number${unit}, got ${describe(f.node)}`);
+    }
+    if (v < min || v > max) this.fail(f, `${v} is out of range: use ${min} to ${max}`);
+    return v;
+  }
+
+  url(f: Field): string | undefined {
+    const v = this.str(f);
+    if (v === undefined) return undefined;
+    if (!isHttpUrl(v)) this.fail(f, `${JSON.stringify(v)} is not an http:// or https:// URL`);
+    return v;
+  }
+
+  command(f: Field): string | undefined {
+    const v = this.str(f);
+    if (v === undefined) return undefined;
+    let words: string[] = [];
+    try {
+      words = splitCommandLine(v);
+    } catch (cause) {
+      this.fail(f, errorMessage(cause));
+    }
+    if (words.length === 0) this.fail(f, "the command is empty");
+    return v;
+  }
+
+  strList(f: Field): string[] | undefined {
+    if (absent(f)) return undefined;
+    if (!isSeq(f.node)) this.fail(f, `expected a list of strings, got ${describe(f.node)}`);
+    return f.node.items.map((item, i) => {
+      const entry = this.field(item, `${f.path}[${i}]`, f.line);
+      return this.str(entry) ?? this.fail(entry, "empty entry");
+    });
+  }
+
+  encryption(f: Field): { mode?: EncryptionMode; passphrase?: string; passcommand?: string } {
+    const s = this.section(f, ENCRYPTION_KEYS);
+    const out: { mode?: EncryptionMode; passphrase?: string; passcommand?: string } = {};
+    const mode = this.oneOf(this.get(s, "mode", f), MODES);
+    const passphrase = this.str(this.get(s, "passphrase", f));
+    const passcommand = this.command(this.get(s, "passcommand", f));
+    if (mode !== undefined) out.mode = mode;
+    if (passphrase !== undefined) out.passphrase = passphrase;
+    if (passcommand !== undefined) out.passcommand = passcommand;
+    return out;
+  }
+
+  compression(f: Field, base: CompressionOptions): CompressionOptions {
+    const s = this.section(f, COMPRESSION_KEYS);
+    return {
+      algorithm: this.oneOf(this.get(s, "algorithm", f), ALGORITHMS) ?? base.algorithm,
+      zstdLevel: this.int(this.get(s, "zstd_level", f), 1, 22, "") ?? base.zstdLevel,
+    };
+  }
+
+  retention(f: Field, base: RetentionPolicy): RetentionPolicy {
+    const s = this.section(f, RETENTION_KEYS, "a mapping of keep_* rules");
+    const policy: RetentionPolicy = { ...base };
+    for (const [name, { value }] of s?.keys ?? []) {
+      if (absent(value)) continue;
+      // One key at a time, so an error carries the line of its own value.
+      try {
+        Object.assign(policy, parseRetention({ [name]: plain(value.node) }, f.path));
+      } catch (cause) {
+        const message = errorMessage(cause);
+        const prefix = `${value.path}: `;
+        this.fail(value, message.startsWith(prefix) ? message.slice(prefix.length) : message);
+      }
+    }
+    return policy;
+  }
+
+  chunker(f: Field): ChunkerParams {
+    const s = this.section(f, CHUNKER_KEYS);
+    const field = (name: string) => this.get(s, name, f);
+    const bytes = (name: string) =>
+      this.int(field(name), MIN_CHUNK_LIMIT, MAX_CHUNK_LIMIT, " of bytes");
+    const min = bytes("min_size");
+    const avg = bytes("avg_size");
+    const max = bytes("max_size");
+    const p: ChunkerParams = {
+      minSize: min ?? DEFAULT_CHUNKER_PARAMS.minSize,
+      avgSize: avg ?? DEFAULT_CHUNKER_PARAMS.avgSize,
+      maxSize: max ?? DEFAULT_CHUNKER_PARAMS.maxSize,
+    };
+    if ((p.avgSize & (p.avgSize - 1)) !== 0) {
+      this.fail(field("avg_size"), `${p.avgSize} is not a power of two (e.g. 1048576, 2097152)`);
+    }
+    const given = (v: number | undefined) => (v === undefined ? " (the default)" : "");
+    if (p.minSize > p.avgSize) {
+      this.fail(
+        field(min !== undefined ? "min_size" : "avg_size"),
+        `min_size ${p.minSize}${given(min)} is larger than avg_size ${p.avgSize}${given(avg)}`,
+      );
+    }
+    if (p.avgSize > p.maxSize) {
+      this.fail(
+        field(max !== undefined ? "max_size" : "avg_size"),
+        `avg_size ${p.avgSize}${given(avg)} is larger than max_size ${p.maxSize}${given(max)}`,
+      );
+    }
+    try {
+      validateChunkerParams(p); // the chunker's own rule, in case it grows stricter than the above
+    } catch (cause) {
+      this.fail(f, errorMessage(cause));
+    }
+    return p;
+  }
+
+  archiveNameFormat(f: Field): string | undefined {
+    const v = this.str(f);
+    if (v === undefined) return undefined;
+    const problem = archiveFormatProblem(v);
+    if (problem) this.fail(f, problem);
+    return v;
+  }
+
+  patterns(f: Field): string[] | undefined {
+    const list = this.strList(f);
+    if (!list || !isSeq(f.node)) return list;
+    const items = f.node.items;
+    list.forEach((pattern, i) => {
+      try {
+        new PathSelector([pattern]);
+      } catch (cause) {
+        this.fail(this.field(items[i], `${f.path}[${i}]`, f.line), errorMessage(cause));
+      }
+    });
+    return list;
   }
 }
 
-/** Parses configuration text; `file` names it in errors. */
-export function parseConfig(text: string, file: string): VgerConfig {
-  const doc = parseDocument(text);
-  if (doc.errors.length > 0) {
-    const e = doc.errors[0];
-    const line = e.linePos?.[0].line;
-    throw new UsageError(
-      `Invalid configuration ${file}${line ? ` line ${line}` : ""}: ${e.message.split("\n")[0]}`,
+function absent(f: Field): boolean {
+  return f.node === undefined || f.node === null ||
+    (isScalar(f.node) && (f.node.value === null || f.node.value === undefined));
+}
+
+function scalarValue(node: unknown): unknown {
+  return isScalar(node) ? node.value : node;
+}
+
+/** The JavaScript value of a node, for validators outside this module. */
+function plain(node: unknown): unknown {
+  return isMap(node) || isSeq(node) ? node.toJSON() : scalarValue(node);
+}
+
+function describe(node: unknown): string {
+  if (isMap(node)) return "a mapping";
+  if (isSeq(node)) return node.items.length === 0 ? "an empty list" : "a list";
+  const v = scalarValue(node);
+  if (v === null || v === undefined) return "nothing";
+  if (typeof v === "string") return `the string ${JSON.stringify(v)}`;
+  if (typeof v === "number" || typeof v === "boolean") return String(v);
+  return `a ${typeof v === "object" ? v.constructor?.name ?? "value" : typeof v}`;
+}
+
+function orList(items: readonly string[]): string {
+  return items.length <= 1
+    ? items.join("")
+    : `${items.slice(0, -1).join(", ")} or ${items[items.length - 1]}`;
+}
+
+function isHttpUrl(v: string): boolean {
+  try {
+    const u = new URL(v);
+    return (u.protocol === "http:" || u.protocol === "https:") && u.host !== "";
+  } catch {
+    return false;
+  }
+}
+
+const SCHEME = /^[a-z][a-z0-9+.-]*:\/\//i;
+
+/** Trailing slashes do not make another repository. */
+function samePath(p: string): string {
+  return p.length > 1 ? p.replace(/\/+$/, "") : p;
+}
+
+function parseRepository(
+  r: Reader,
+  f: Field,
+  defaults: {
+    mode: EncryptionMode;
+    compression: CompressionOptions;
+    retention: RetentionPolicy;
+    sources: string[];
+  },
+): RepositoryConfig {
+  const s = r.section(f, REPOSITORY_KEYS, "a mapping such as {path: /backup/repo}");
+  if (!s) r.fail(f, "expected a mapping such as {path: /backup/repo}, got nothing");
+  const get = (name: string) => r.get(s, name, f);
+  const backend = r.oneOf(get("backend"), BACKENDS) ?? "local";
+  // Options of another backend are mistakes (a forgotten `backend:`), not silently ignored.
+  for (const [name, { key }] of s.keys) {
+    const owner = S3_KEYS.includes(name) ? "s3" : REST_KEYS.includes(name) ? "rest" : undefined;
+    if (owner && owner !== backend) {
+      r.fail(key, `only for backend: ${owner} (this repository's backend is "${backend}")`);
+    }
+  }
+  const pathField = get("path");
+  const path = r.str(pathField, { required: true })!;
+  if (backend === "rest" && !isHttpUrl(path)) {
+    r.fail(pathField, `${JSON.stringify(path)} is not an http:// or https:// URL (backend: rest)`);
+  }
+  if (backend === "local" && SCHEME.test(path)) {
+    r.fail(pathField, `${JSON.stringify(path)} is a URL: set backend to "s3" or "rest"`);
+  }
+  const labelField = get("label");
+  const label = r.str(labelField);
+  if (label !== undefined && /[/:]/.test(label)) {
+    r.fail(
+      labelField,
+      `${JSON.stringify(label)} contains "/" or ":", which --repo reads as a path`,
     );
   }
-  const r = new Reader(file);
-  const top = r.obj(doc.toJS(), "", TOP_KEYS);
-  const retention = r.retention(top.retention, "retention");
-  const encryption = r.encryption(top.encryption, "encryption");
-  const compression = r.compression(top.compression, "compression");
-  const sources = r.strList(top.source_directories, "source_directories") ?? [];
-  const ch = r.obj(top.chunker, "chunker", ["min_size", "avg_size", "max_size"]);
-  const chunker: ChunkerParams = {
-    minSize: r.int(ch.min_size, "chunker.min_size") ?? DEFAULT_CHUNKER_PARAMS.minSize,
-    avgSize: r.int(ch.avg_size, "chunker.avg_size") ?? DEFAULT_CHUNKER_PARAMS.avgSize,
-    maxSize: r.int(ch.max_size, "chunker.max_size") ?? DEFAULT_CHUNKER_PARAMS.maxSize,
+  const own = r.encryption(get("encryption"));
+  const repo: RepositoryConfig = {
+    path,
+    backend,
+    encryption: { ...own, mode: own.mode ?? defaults.mode },
+    compression: r.compression(get("compression"), defaults.compression),
+    retention: r.retention(get("retention"), defaults.retention),
+    sourceDirectories: r.strList(get("source_directories")) ?? [...defaults.sources],
   };
-  if (!Array.isArray(top.repositories) || top.repositories.length === 0) {
-    r.fail("repositories", "expected a list with at least one repository");
+  if (label !== undefined) repo.label = label;
+
+  const bytes = " of bytes";
+  const minField = get("min_pack_size");
+  const maxField = get("max_pack_size");
+  const min = r.int(minField, MIN_PACK_LIMIT, MAX_PACK_LIMIT, bytes);
+  const max = r.int(maxField, MIN_PACK_LIMIT, MAX_PACK_LIMIT, bytes);
+  if ((min ?? DEFAULT_MIN_PACK_SIZE) > (max ?? DEFAULT_MAX_PACK_SIZE)) {
+    const minText = `${min ?? DEFAULT_MIN_PACK_SIZE}${min === undefined ? " (the default)" : ""}`;
+    const maxText = `${max ?? DEFAULT_MAX_PACK_SIZE}${max === undefined ? " (the default)" : ""}`;
+    r.fail(
+      max !== undefined ? maxField : minField,
+      `min_pack_size ${minText} is larger than max_pack_size ${maxText}`,
+    );
   }
-  const repositories = (top.repositories as unknown[]).map((v, i) => {
-    const p = `repositories[${i}]`;
-    const o = r.obj(v, p, REPO_KEYS);
-    const path = r.str(o.path, `${p}.path`) ?? r.fail(`${p}.path`, "missing");
-    const backend = r.str(o.backend, `${p}.backend`) ?? "local";
-    if (!["local", "s3", "rest"].includes(backend)) {
-      r.fail(`${p}.backend`, `"${backend}" is not "local", "s3" or "rest"`);
+  if (min !== undefined) repo.minPackSize = min;
+  if (max !== undefined) repo.maxPackSize = max;
+
+  if (backend === "s3") {
+    const s3: S3Config = { bucket: r.str(get("s3_bucket"), { required: true })! };
+    if (/[/\s]/.test(s3.bucket)) {
+      r.fail(get("s3_bucket"), `${JSON.stringify(s3.bucket)} is not a bucket name`);
     }
-    return {
-      path,
-      label: r.str(o.label, `${p}.label`),
-      backend: backend as RepositoryConfig["backend"],
-      minPackSize: r.int(o.min_pack_size, `${p}.min_pack_size`),
-      maxPackSize: r.int(o.max_pack_size, `${p}.max_pack_size`),
-      encryption: o.encryption === undefined
-        ? encryption
-        : r.encryption(o.encryption, `${p}.encryption`, encryption),
-      compression: o.compression === undefined
-        ? compression
-        : r.compression(o.compression, `${p}.compression`, compression),
-      sourceDirectories: r.strList(o.source_directories, `${p}.source_directories`) ?? sources,
-      retention: o.retention === undefined ? retention : r.retention(o.retention, `${p}.retention`),
-    };
+    const region = r.str(get("s3_region"));
+    const endpoint = r.url(get("s3_endpoint"));
+    const id = r.str(get("s3_access_key_id"));
+    const secret = r.str(get("s3_secret_access_key"));
+    if ((id === undefined) !== (secret === undefined)) {
+      const [given, missing] = id === undefined
+        ? ["s3_secret_access_key", "s3_access_key_id"]
+        : ["s3_access_key_id", "s3_secret_access_key"];
+      r.fail(s.keys.get(given)!.key, `needs ${missing} too (give both or neither)`);
+    }
+    if (region !== undefined) s3.region = region;
+    if (endpoint !== undefined) s3.endpoint = endpoint;
+    if (id !== undefined) s3.accessKeyId = id;
+    if (secret !== undefined) s3.secretAccessKey = secret;
+    repo.s3 = s3;
+  }
+  if (backend === "rest") {
+    const rest: RestConfig = {};
+    const token = r.str(get("rest_token"));
+    const tokenCommand = r.command(get("rest_token_command"));
+    if (token !== undefined && tokenCommand !== undefined) {
+      r.fail(
+        s.keys.get("rest_token_command")!.key,
+        "give rest_token or rest_token_command, not both",
+      );
+    }
+    if (token !== undefined) rest.token = token;
+    if (tokenCommand !== undefined) rest.tokenCommand = tokenCommand;
+    repo.rest = rest;
+  }
+  return repo;
+}
+
+/**
+ * Parses and validates configuration text; `file` names it in errors and in the result. Throws a
+ * one-line UsageError naming the file, line and key path.
+ */
+export function parseConfig(text: string, file: string): VgerConfig {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: true });
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0];
+    const line = e.linePos?.[0].line ?? 1;
+    const why = e.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "");
+    throw new UsageError(`Invalid configuration ${file} line ${line}: ${why}`, { cause: e });
+  }
+  const r: Reader = new Reader(file, doc, lines);
+  const root = r.field(doc.contents, "", 1);
+  const top = r.section(root, TOP_LEVEL_KEYS, "a mapping of settings");
+  const get = (name: string) => r.get(top, name, root);
+
+  const encryption: EncryptionConfig = { mode: "aes256gcm", ...r.encryption(get("encryption")) };
+  const compression = r.compression(get("compression"), BASE_COMPRESSION);
+  const retention = r.retention(get("retention"), {});
+  const sourceDirectories = r.strList(get("source_directories")) ?? [];
+  const excludePatterns = r.patterns(get("exclude_patterns")) ?? [];
+  const chunker = r.chunker(get("chunker"));
+  const archiveNameFormat = r.archiveNameFormat(get("archive_name_format")) ??
+    DEFAULT_ARCHIVE_NAME_FORMAT;
+
+  const reposField = get("repositories");
+  if (absent(reposField)) {
+    r.fail(reposField, "missing (required): list at least one repository (- path: /backup/repo)");
+  }
+  if (!isSeq(reposField.node) || reposField.node.items.length === 0) {
+    r.fail(
+      reposField,
+      `expected a list with at least one repository, got ${describe(reposField.node)}`,
+    );
+  }
+  const defaults = { mode: encryption.mode, compression, retention, sources: sourceDirectories };
+  const labels = new Map<string, string>();
+  const paths = new Map<string, string>();
+  const repositories = reposField.node.items.map((item, i) => {
+    const f = r.field(item, `repositories[${i}]`, reposField.line);
+    const repo = parseRepository(r, f, defaults);
+    const at = (name: string) => r.get(r.section(f, REPOSITORY_KEYS), name, f);
+    if (repo.label !== undefined) {
+      const other = labels.get(repo.label);
+      if (other) {
+        r.fail(at("label"), `label ${JSON.stringify(repo.label)} is also used by ${other}`);
+      }
+      labels.set(repo.label, f.path);
+    }
+    const other = paths.get(samePath(repo.path));
+    if (other) r.fail(at("path"), `path ${JSON.stringify(repo.path)} is also used by ${other}`);
+    paths.set(samePath(repo.path), f.path);
+    return repo;
   });
   return {
     file,
     repositories,
-    sourceDirectories: sources,
-    excludePatterns: r.strList(top.exclude_patterns, "exclude_patterns") ?? [],
+    encryption,
+    compression,
+    retention,
+    sourceDirectories,
+    excludePatterns,
     chunker,
-    archiveNameFormat: r.str(top.archive_name_format, "archive_name_format") ??
-      DEFAULT_ARCHIVE_NAME_FORMAT,
+    archiveNameFormat,
   };
 }
 
-/** Expands `{hostname}`, `{user}` and `{now:<strftime>}` in an archive name template. */
+/**
+ * Picks the repositories a command runs on: all of them, in order, without a selector; else
+ * those whose label or path is exactly `selector`. An unmatched selector that looks like a label
+ * (no "/" or ":") is a UsageError; an unmatched path is an ad-hoc repository that takes the
+ * top-level defaults (a local directory, or a REST server for an http(s) URL).
+ */
+export function selectRepositories(
+  config: VgerConfig | null,
+  selector?: string,
+): RepositoryConfig[] {
+  if (selector === undefined || selector === "") {
+    if (!config) {
+      throw new UsageError(
+        "No configuration file found and no repository given: use --repo PATH or create one " +
+          "with vger config",
+      );
+    }
+    return config.repositories;
+  }
+  if (config) {
+    const byLabel = config.repositories.filter((r) => r.label === selector);
+    if (byLabel.length > 0) return byLabel;
+    const byPath = config.repositories.filter((r) => r.path === selector);
+    if (byPath.length > 0) return byPath;
+    if (!/[/:\\]/.test(selector) && selector !== "." && selector !== "..") {
+      const labels = config.repositories.flatMap((r) => (r.label ? [r.label] : []));
+      const near = closest(selector, labels);
+      const hint = near
+        ? `did you mean "${near}"?`
+        : labels.length > 0
+        ? `labels: ${labels.join(", ")}`
+        : "no repository has a label";
+      throw new UsageError(
+        `Unknown repository label "${selector}" in ${config.file} (${hint}); ` +
+          `for a directory of that name use --repo ./${selector}`,
+      );
+    }
+  }
+  return [adHocRepository(selector, config)];
+}
+
+function adHocRepository(path: string, config: VgerConfig | null): RepositoryConfig {
+  const base = {
+    encryption: { mode: config?.encryption.mode ?? "aes256gcm" },
+    compression: { ...(config?.compression ?? BASE_COMPRESSION) },
+    retention: { ...config?.retention },
+    sourceDirectories: [...(config?.sourceDirectories ?? [])],
+  };
+  if (isHttpUrl(path)) return { path, backend: "rest", rest: {}, ...base };
+  if (SCHEME.test(path)) {
+    const where = config ? `an entry in ${config.file}` : "an entry in a configuration file";
+    throw new UsageError(
+      `Repository "${path}" needs ${where}: only local paths and http(s) URLs work without one`,
+    );
+  }
+  return { path, backend: "local", ...base };
+}
+
+/**
+ * The configuration files to try, in the README's order: `--config` (explicit) alone if given,
+ * else `VGER_CONFIG` alone if set, else `./vger.yaml`, `$XDG_CONFIG_HOME/vger/config.yaml` (or
+ * `~/.config/vger/config.yaml`) and `/etc/vger/config.yaml`.
+ */
+export function configCandidates(
+  opts: { explicit?: string; env: (name: string) => string | undefined; cwd?: string },
+): string[] {
+  if (opts.explicit) return [opts.explicit];
+  const fromEnv = opts.env("VGER_CONFIG");
+  if (fromEnv) return [fromEnv];
+  const join = (dir: string, rest: string) => `${dir.replace(/\/+$/, "")}/${rest}`;
+  const out = [opts.cwd ? join(opts.cwd, "vger.yaml") : "./vger.yaml"];
+  // The XDG spec says to ignore a relative XDG_CONFIG_HOME.
+  const xdg = opts.env("XDG_CONFIG_HOME");
+  const home = opts.env("HOME");
+  if (xdg && xdg.startsWith("/")) out.push(join(xdg, "vger/config.yaml"));
+  else if (home) out.push(join(home, ".config/vger/config.yaml"));
+  out.push("/etc/vger/config.yaml");
+  return out;
+}
+
+/**
+ * Finds, reads and parses the configuration (see {@linkcode configCandidates}); null when no
+ * candidate exists. A file given by `--config` or `VGER_CONFIG` that cannot be read is an error;
+ * missing (or unreadable for lack of permission) default locations are skipped.
+ */
+export async function loadConfigFile(
+  opts: { explicit?: string; env?: (name: string) => string | undefined; cwd?: string } = {},
+): Promise<VgerConfig | null> {
+  const env = opts.env ?? ((name: string) => Deno.env.get(name));
+  const explicit = Boolean(opts.explicit || env("VGER_CONFIG"));
+  for (const file of configCandidates({ explicit: opts.explicit, env, cwd: opts.cwd })) {
+    let text: string;
+    try {
+      text = await Deno.readTextFile(file);
+    } catch (err) {
+      if (
+        !explicit && (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.NotCapable)
+      ) {
+        continue;
+      }
+      if (err instanceof Deno.errors.NotCapable) throw err; // cli.ts names the missing flag
+      const why = err instanceof Deno.errors.NotFound ? "no such file" : errorMessage(err);
+      throw new UsageError(`Cannot read configuration ${file}: ${why}`, { cause: err });
+    }
+    return parseConfig(text, file);
+  }
+  return null;
+}
+
+const PLACEHOLDER = /\{(hostname|user|now(?::([^}]*))?)\}/g;
+const STRFTIME = /%(.)/gs;
+const STRFTIME_FIELDS = "YymdHMSIpjfzZaAbBesu%";
+
+/** Why an archive name template is wrong, or undefined when it is fine. */
+function archiveFormatProblem(template: string): string | undefined {
+  for (const m of template.matchAll(/\{([^}]*)\}?/g)) {
+    const inner = m[1];
+    if (!m[0].endsWith("}")) return `unclosed "{" in ${JSON.stringify(template)}`;
+    if (inner === "hostname" || inner === "user" || inner === "now") continue;
+    if (inner.startsWith("now:")) {
+      for (const d of inner.slice(4).matchAll(STRFTIME)) {
+        if (!STRFTIME_FIELDS.includes(d[1])) {
+          return `unknown strftime field %${d[1]} in {${inner}} (known: ${
+            [...STRFTIME_FIELDS].map((c) => `%${c}`).join(" ")
+          })`;
+        }
+      }
+      if (/%$/.test(inner.slice(4).replace(/%%/g, ""))) return `lone % at the end of {${inner}}`;
+      continue;
+    }
+    const near = closest(inner, ["hostname", "user", "now"]);
+    return `unknown placeholder {${inner}}${
+      near ? ` (did you mean {${near}}?)` : " (known: {hostname}, {user}, {now:FORMAT})"
+    }`;
+  }
+  return undefined;
+}
+
+/**
+ * Expands `{hostname}`, `{user}` and `{now:<strftime>}` (default `%Y-%m-%dT%H:%M:%S`, local time)
+ * in an archive name template. Fields: %Y %y %m %d %e %H %I %M %S %p %j %f %z %Z %a %A %b %B %s
+ * %u %%; unknown placeholders and fields are left as they are.
+ */
 export function formatArchiveName(
   template: string,
   ctx: { hostname: string; user: string; now: Date },
 ): string {
-  return template.replace(
-    /\{(hostname|user|now(?::([^}]*))?)\}/g,
-    (_m, key: string, fmt?: string) => {
-      if (key === "hostname") return ctx.hostname;
-      if (key === "user") return ctx.user;
-      return strftime(ctx.now, fmt ?? "%Y-%m-%dT%H:%M:%S");
-    },
-  );
+  return template.replace(PLACEHOLDER, (_m, key: string, fmt?: string) => {
+    if (key === "hostname") return ctx.hostname;
+    if (key === "user") return ctx.user;
+    return strftime(ctx.now, fmt ?? "%Y-%m-%dT%H:%M:%S");
+  });
 }
 
+const DAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
+const MONTHS = [
+  "January",
+  "February",
+  "March",
+  "April",
+  "May",
+  "June",
+  "July",
+  "August",
+  "September",
+  "October",
+  "November",
+  "December",
+];
+
+/** strftime in the C locale (English names), local time. */
 function strftime(d: Date, fmt: string): string {
-  const p = (n: number, w = 2) => String(n).padStart(w, "0");
-  return fmt.replace(/%([YmdHMSjyfz%])/g, (_m, c: string) => {
+  const p = (n: number, w = 2, fill = "0") => String(n).padStart(w, fill);
+  return fmt.replace(STRFTIME, (m, c: string) => {
     switch (c) {
       case "Y":
         return String(d.getFullYear());
@@ -262,8 +841,14 @@ function strftime(d: Date, fmt: string): string {
         return p(d.getMonth() + 1);
       case "d":
         return p(d.getDate());
+      case "e":
+        return p(d.getDate(), 2, " ");
       case "H":
         return p(d.getHours());
+      case "I":
+        return p((d.getHours() + 11) % 12 + 1);
+      case "p":
+        return d.getHours() < 12 ? "AM" : "PM";
       case "M":
         return p(d.getMinutes());
       case "S":
@@ -272,7 +857,8 @@ function strftime(d: Date, fmt: string): string {
         return p(d.getMilliseconds() * 1000, 6);
       case "j": {
         const start = new Date(d.getFullYear(), 0, 1);
-        return p(Math.floor((d.getTime() - start.getTime()) / 86400000) + 1, 3);
+        const days = Math.round((startOfDay(d) - start.getTime()) / 86400000);
+        return p(days + 1, 3);
       }
       case "z": {
         const off = -d.getTimezoneOffset();
@@ -280,8 +866,30 @@ function strftime(d: Date, fmt: string): string {
           p(Math.abs(off) % 60)
         }`;
       }
-      default:
+      case "Z":
+        return new Intl.DateTimeFormat("en-US", { timeZoneName: "short" })
+          .formatToParts(d).find((part) => part.type === "timeZoneName")?.value ?? "";
+      case "a":
+        return DAYS[d.getDay()].slice(0, 3);
+      case "A":
+        return DAYS[d.getDay()];
+      case "b":
+        return MONTHS[d.getMonth()].slice(0, 3);
+      case "B":
+        return MONTHS[d.getMonth()];
+      case "s":
+        return String(Math.floor(d.getTime() / 1000));
+      case "u":
+        return String(d.getDay() === 0 ? 7 : d.getDay());
+      case "%":
         return "%";
+      default:
+        return m;
     }
   });
+}
+
+/** Local midnight of `d`, so %j does not depend on the time of day or DST shifts. */
+function startOfDay(d: Date): number {
+  return new Date(d.getFullYear(), d.getMonth(), d.getDate()).getTime();
 }

@@ -133,9 +133,19 @@ function isBytes(v: unknown, len?: number): v is Uint8Array {
   return v instanceof Uint8Array && (len === undefined || v.length === len);
 }
 
+/** Options of {@linkcode parseKeyFile}. */
+export interface ParseKeyFileOptions {
+  /** How messages name the file (default `keys/repokey`; a path for a file being imported). */
+  name?: string;
+}
+
 /** Parses and checks a key file; throws IntegrityError naming `keys/repokey` on any damage. */
-export async function parseKeyFile(bytes: Uint8Array): Promise<ParsedKeyFile> {
-  const bad = (why: string) => new IntegrityError(`Key file keys/repokey is corrupt: ${why}`);
+export async function parseKeyFile(
+  bytes: Uint8Array,
+  options: ParseKeyFileOptions = {},
+): Promise<ParsedKeyFile> {
+  const name = options.name ?? "keys/repokey";
+  const bad = (why: string) => new IntegrityError(`Key file ${name} is corrupt: ${why}`);
   if (bytes.length < 33 || bytes.length > 4096) throw bad(`unexpected size ${bytes.length}`);
   const body = bytes.subarray(0, bytes.length - 32);
   if (!bytesEqual(await sha256Parts([body]), bytes.subarray(bytes.length - 32))) {
@@ -146,7 +156,7 @@ export async function parseKeyFile(bytes: Uint8Array): Promise<ParsedKeyFile> {
     checkMsgpackClaims(body);
     obj = decode(body);
   } catch (cause) {
-    throw new IntegrityError("Key file keys/repokey is corrupt: not msgpack", { cause });
+    throw new IntegrityError(`Key file ${name} is corrupt: not msgpack`, { cause });
   }
   if (typeof obj !== "object" || obj === null) throw bad("not a map");
   const o = obj as Record<string, unknown>;
@@ -161,7 +171,7 @@ export async function parseKeyFile(bytes: Uint8Array): Promise<ParsedKeyFile> {
     validateKdf(params);
   } catch (cause) {
     throw new IntegrityError(
-      `Key file keys/repokey is corrupt: KDF parameters out of bounds (t=${show(o.t)}, m=${
+      `Key file ${name} is corrupt: KDF parameters out of bounds (t=${show(o.t)}, m=${
         show(o.m)
       }, p=${show(o.p)})`,
       { cause },
@@ -194,4 +204,49 @@ export async function unwrapKey(
   );
   if (m === null) throw new DecryptionError(`Wrong passphrase for repository "${location}"`);
   return m;
+}
+
+/** Options of {@linkcode rewrapKeyFile}. */
+export interface RewrapOptions {
+  /** The passphrase the key file is wrapped under now. */
+  passphrase: string;
+  /** The passphrase to wrap it under. */
+  newPassphrase: string;
+  /** Argon2id costs of the new wrapping (default: the file's own). */
+  kdf?: KdfParams;
+  /** The repository, for messages. */
+  location: string;
+}
+
+/** A key file wrapped anew, with what it holds. */
+export interface RewrappedKey {
+  /** The new key file bytes. */
+  bytes: Uint8Array;
+  /** The key material both the old and the new file hold. */
+  material: Uint8Array;
+  /** The Argon2id costs of the new wrapping. */
+  kdf: KdfParams;
+}
+
+/**
+ * Wraps the key material of a key file under a new passphrase, with a fresh salt and nonce.
+ * The material, and so every object of the repository, stays as it is. Throws DecryptionError
+ * when `passphrase` is wrong, IntegrityError when the file is damaged, and UsageError for the
+ * key file of an unencrypted repository.
+ */
+export async function rewrapKeyFile(
+  keyFile: Uint8Array,
+  options: RewrapOptions,
+): Promise<RewrappedKey> {
+  const parsed = await parseKeyFile(keyFile);
+  if (parsed.kdf === "none") {
+    throw new UsageError(
+      `Cannot change the passphrase of repository "${options.location}": it is not encrypted`,
+    );
+  }
+  const kdf = { ...(options.kdf ?? parsed.params!) };
+  validateKdf(kdf);
+  const material = await unwrapKey(parsed, options.passphrase, options.location);
+  const bytes = await wrapKey(material, "aes256gcm", options.newPassphrase, kdf);
+  return { bytes, material, kdf };
 }

@@ -2,7 +2,8 @@ import { deepStrictEqual, equal, ok, rejects } from "node:assert/strict";
 import { decode, encode } from "@msgpack/msgpack";
 import { KEY_MATERIAL_LENGTH, sha256Parts } from "./crypto.ts";
 import { DecryptionError, IntegrityError, UsageError } from "./errors.ts";
-import { type KdfParams, parseKeyFile, unwrapKey, wrapKey } from "./key_file.ts";
+import { bytesEqual } from "./ids.ts";
+import { type KdfParams, parseKeyFile, rewrapKeyFile, unwrapKey, wrapKey } from "./key_file.ts";
 import {
   concat,
   footprint,
@@ -190,6 +191,92 @@ Deno.test("field values that cannot be turned into text still give IntegrityErro
   ) {
     await rejects(parseKeyFile(await keyFileOf(value)), assertKeyFileCorrupt(/./));
   }
+});
+
+Deno.test("rewrapKeyFile wraps the same material under the new passphrase only", async () => {
+  const m = material();
+  const old = await wrapKey(m, "aes256gcm", "old pass", FAST);
+  const next = await rewrapKeyFile(old, {
+    passphrase: "old pass",
+    newPassphrase: "new pass",
+    location: LOCATION,
+  });
+  deepStrictEqual(next.material, m);
+  const parsed = await parseKeyFile(next.bytes);
+  deepStrictEqual(await unwrapKey(parsed, "new pass", LOCATION), m);
+  await rejects(unwrapKey(parsed, "old pass", LOCATION), DecryptionError);
+  // fresh salt and nonce; by default the file's own KDF costs
+  const before = await parseKeyFile(old);
+  ok(!bytesEqual(parsed.salt!, before.salt!), "new salt");
+  ok(!bytesEqual(parsed.nonce!, before.nonce!), "new nonce");
+  deepStrictEqual(parsed.params, FAST);
+  deepStrictEqual(next.kdf, FAST);
+});
+
+Deno.test("rewrapKeyFile re-salts even under the same passphrase", async () => {
+  const old = await wrapKey(material(), "aes256gcm", "pw", FAST);
+  const next = await rewrapKeyFile(old, { passphrase: "pw", newPassphrase: "pw", location: "r" });
+  ok(!bytesEqual(next.bytes, old));
+  deepStrictEqual(await unwrapKey(await parseKeyFile(next.bytes), "pw", "r"), next.material);
+});
+
+Deno.test("rewrapKeyFile uses the given KDF costs and checks their bounds before any work", async () => {
+  const old = await wrapKey(material(), "aes256gcm", "pw", FAST);
+  const costlier = { iterations: 2, memoryKiB: 2048, parallelism: 2 };
+  const next = await rewrapKeyFile(old, {
+    passphrase: "pw",
+    newPassphrase: "pw2",
+    kdf: costlier,
+    location: LOCATION,
+  });
+  deepStrictEqual((await parseKeyFile(next.bytes)).params, costlier);
+  deepStrictEqual(next.kdf, costlier);
+  await rejects(
+    rewrapKeyFile(old, {
+      passphrase: "pw",
+      newPassphrase: "pw2",
+      kdf: { ...FAST, iterations: 11 },
+      location: LOCATION,
+    }),
+    UsageError,
+  );
+});
+
+Deno.test("rewrapKeyFile refuses a wrong passphrase, a damaged file and an unencrypted key", async () => {
+  const old = await wrapKey(material(), "aes256gcm", "pw", FAST);
+  await rejects(
+    rewrapKeyFile(old, { passphrase: "nope", newPassphrase: "x", location: LOCATION }),
+    (err: unknown) => {
+      ok(err instanceof DecryptionError, `${err}`);
+      ok(err.message.includes(LOCATION), err.message);
+      return true;
+    },
+  );
+  const damaged = old.slice();
+  damaged[10] ^= 0x40;
+  await rejects(
+    rewrapKeyFile(damaged, { passphrase: "pw", newPassphrase: "x", location: LOCATION }),
+    assertKeyFileCorrupt(/checksum mismatch/),
+  );
+  const plain = await wrapKey(material(), "none", undefined);
+  await rejects(
+    rewrapKeyFile(plain, { passphrase: "pw", newPassphrase: "x", location: LOCATION }),
+    (err: unknown) => {
+      ok(err instanceof UsageError, `${err}`);
+      ok(err.message.includes(`"${LOCATION}": it is not encrypted`), err.message);
+      return true;
+    },
+  );
+});
+
+Deno.test("parseKeyFile names the file as told in its messages", async () => {
+  const bad = (await wrapKey(material(), "aes256gcm", "pw", FAST)).slice();
+  bad[0] ^= 1;
+  await rejects(parseKeyFile(bad, { name: '"/tmp/saved.key"' }), (err: unknown) => {
+    ok(err instanceof IntegrityError);
+    equal(err.message, 'Key file "/tmp/saved.key" is corrupt: checksum mismatch');
+    return true;
+  });
 });
 
 /**
