@@ -40,7 +40,10 @@ import type { Item } from "./lib/archive.ts";
 import { errorMessage, UsageError, VgerError } from "./lib/errors.ts";
 import { type CommandLine, helpText, parseCommandLine } from "./lib/command_line.ts";
 import { DEFAULT_KDF, type KdfParams } from "./lib/key_file.ts";
-import { PathSelector } from "./lib/patterns.ts";
+import { ExcludeMatcher } from "./lib/patterns.ts";
+import { formatBytes, progressEnabled, ProgressMeter } from "./lib/progress.ts";
+import { scanSources } from "./lib/scanner.ts";
+import { type CompressionAlgorithm, validateCompression } from "./lib/compress.ts";
 import { toHex } from "./lib/ids.ts";
 import { tuneAllocator } from "./lib/allocator.ts";
 import { describeRetention, isEmptyPolicy } from "./lib/retention.ts";
@@ -141,6 +144,9 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
 }
 
 function exitCodeOf(err: unknown): number {
+  for (let e: unknown = err; e instanceof Error; e = e.cause) {
+    if (e instanceof Deno.errors.NotCapable) return 2; // the command line must change
+  }
   if (err instanceof VgerError) {
     if (err.code === "usage") return 2;
     if (err.code === "interrupted") return 130;
@@ -150,10 +156,13 @@ function exitCodeOf(err: unknown): number {
 }
 
 function describeError(err: unknown, repo?: RepositoryConfig): string {
-  if (err instanceof Deno.errors.NotCapable) {
-    const m = /Requires (\w+) access/.exec(err.message);
-    const flag = m ? `--allow-${m[1]}` : "a permission flag";
-    return `Missing Deno permission: ${err.message.split(",")[0]}; run with ${flag} (or -A)`;
+  // a missing permission may hide in the cause chain (lz4-napi wraps its loader's error)
+  for (let e: unknown = err; e instanceof Error; e = e.cause) {
+    if (e instanceof Deno.errors.NotCapable) {
+      const m = /Requires (\w+) access/.exec(e.message);
+      const flag = m ? `--allow-${m[1]}` : "a permission flag";
+      return `Missing Deno permission: ${e.message.split(",")[0]}; run with ${flag} (or -A)`;
+    }
   }
   if (err instanceof VgerError) return err.message;
   const where = repo ? ` (repository "${repo.path}")` : "";
@@ -221,36 +230,12 @@ function intFlag(v: string | undefined, name: string, dflt: number): number {
   return n;
 }
 
-function fmtBytes(n: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let i = 0;
-  let v = n;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${i === 0 ? v : v.toFixed(2)} ${units[i]}`;
-}
-
 function modeString(item: Item): string {
   const t = item.type === "dir" ? "d" : item.type === "symlink" ? "l" : "-";
   const rwx = "rwxrwxrwx";
   let s = "";
   for (let i = 0; i < 9; i++) s += item.mode & (1 << (8 - i)) ? rwx[i] : "-";
   return t + s;
-}
-
-function progressPrinter(flags: Flags, io: CliIo) {
-  const show = !bool(flags, "quiet") && !bool(flags, "json") &&
-    (bool(flags, "progress") || io.isTerminal);
-  if (!show) return undefined;
-  const start = Date.now();
-  return (p: { files: number; bytes: number; current: string }) => {
-    const secs = (Date.now() - start) / 1000;
-    const rate = secs > 0 ? p.bytes / secs : 0;
-    const line = `${p.files} files, ${fmtBytes(p.bytes)}, ${fmtBytes(rate)}/s  ${p.current}`;
-    io.err(`\r\x1b[K${line.slice(0, 120)}`);
-  };
 }
 
 async function runCommand(
@@ -261,7 +246,31 @@ async function runCommand(
   repo: RepositoryConfig,
   io: CliIo,
 ): Promise<number> {
+  const show = progressEnabled({
+    quiet: bool(flags, "quiet"),
+    json: bool(flags, "json"),
+    progress: bool(flags, "progress"),
+    isTerminal: io.isTerminal,
+  });
+  const meter = show ? new ProgressMeter(io.err, { terminal: io.isTerminal }) : undefined;
+  try {
+    return await dispatch(command, args, flags, config, repo, io, meter);
+  } finally {
+    meter?.finish();
+  }
+}
+
+async function dispatch(
+  command: string,
+  args: string[],
+  flags: Flags,
+  config: VgerConfig | null,
+  repo: RepositoryConfig,
+  io: CliIo,
+  meter: ProgressMeter | undefined,
+): Promise<number> {
   const warn = (m: string) => {
+    meter?.clear();
     if (!bool(flags, "quiet")) io.err(`vger: warning: ${m}\n`);
   };
   const passphrase = () => passphraseFor(repo, config, false);
@@ -307,12 +316,22 @@ async function runCommand(
         config?.archiveNameFormat ?? DEFAULT_ARCHIVE_NAME_FORMAT,
         { hostname: Deno.hostname(), user: Deno.env.get("USER") ?? "unknown", now: new Date() },
       );
-      const excludes = new PathSelector(config?.excludePatterns ?? []);
-      const hasExcludes = (config?.excludePatterns ?? []).length > 0;
-      const compression = str(flags, "compression")
-        ? { algorithm: str(flags, "compression") as "lz4", zstdLevel: repo.compression.zstdLevel }
+      const patterns = [...(config?.excludePatterns ?? []), ...list(flags, "exclude")];
+      const excludes = new ExcludeMatcher(patterns);
+      const algorithm = str(flags, "compression");
+      const compression = algorithm
+        ? { algorithm: algorithm as CompressionAlgorithm, zstdLevel: repo.compression.zstdLevel }
         : repo.compression;
-      const progress = progressPrinter(flags, io);
+      validateCompression(compression);
+      const isExcluded = patterns.length > 0
+        ? (p: string, isDir: boolean) => excludes.excludes(p, isDir)
+        : undefined;
+      // a concurrent scan gives the progress line its totals (percent, ETA), as restic's does
+      const scan = new AbortController();
+      if (meter) {
+        scanSources(sources, { isExcluded, excludeDirs: [repo.path], signal: scan.signal })
+          .then((t) => meter.setTotals(t), () => {});
+      }
       const result = await backupCommand(openBackend(repo), {
         ...locking,
         onIndexRebuilt: warn,
@@ -321,11 +340,11 @@ async function runCommand(
         sources,
         compression,
         excludeDirs: [repo.path],
-        isExcluded: hasExcludes ? (p) => excludes.selects(p) : undefined,
+        isExcluded,
         onWarning: warn,
-        onProgress: progress,
-      });
-      if (progress) io.err("\r\x1b[K");
+        onProgress: meter && ((p) => meter.update(p)),
+      }).finally(() => scan.abort());
+      meter?.finish();
       const s = result.stats;
       if (bool(flags, "json")) {
         io.out(
@@ -343,8 +362,12 @@ async function runCommand(
         );
       } else if (!bool(flags, "quiet")) {
         io.out(
-          `Archive ${result.archive.name}: ${s.files} files, original ${fmtBytes(s.original)}, ` +
-            `compressed ${fmtBytes(s.compressed)}, deduplicated ${fmtBytes(s.deduplicated)}, ` +
+          `Archive ${result.archive.name}: ${s.files} files, original ${
+            formatBytes(s.original)
+          }, ` +
+            `compressed ${formatBytes(s.compressed)}, deduplicated ${
+              formatBytes(s.deduplicated)
+            }, ` +
             `${result.seconds.toFixed(1)} s\n`,
         );
       }
@@ -376,7 +399,7 @@ async function runCommand(
           for (const a of archives) {
             io.out(
               `${a.name.padEnd(32)} ${a.time}  ${a.hostname}  ${a.stats.files} files  ${
-                fmtBytes(a.stats.original)
+                formatBytes(a.stats.original)
               }\n`,
             );
           }
@@ -429,7 +452,6 @@ async function runCommand(
       if (!archive) throw new UsageError("extract needs --archive NAME");
       const dest = str(flags, "dest");
       if (!dest) throw new UsageError("extract needs --dest DIR");
-      const progress = progressPrinter(flags, io);
       const result = await extractCommand(openBackend(repo), {
         ...locking,
         onIndexRebuilt: warn,
@@ -439,9 +461,9 @@ async function runCommand(
         patterns: args,
         overwrite: bool(flags, "overwrite"),
         onWarning: warn,
-        onProgress: progress,
+        onProgress: meter && ((p) => meter.update(p)),
       });
-      if (progress) io.err("\r\x1b[K");
+      meter?.finish();
       if (bool(flags, "json")) {
         io.out(
           JSON.stringify({
@@ -453,7 +475,7 @@ async function runCommand(
           }) + "\n",
         );
       } else if (!bool(flags, "quiet")) {
-        io.out(`Restored ${result.files} items, ${fmtBytes(result.bytes)} to ${dest}\n`);
+        io.out(`Restored ${result.files} items, ${formatBytes(result.bytes)} to ${dest}\n`);
       }
       return result.warnings.length > 0 ? 3 : 0;
     }
@@ -516,7 +538,17 @@ async function runCommand(
         passphrase,
         thresholdPercent: threshold,
         dryRun,
+        onProgress: meter && ((p) =>
+          meter.update({
+            phase: p.phase,
+            files: p.done,
+            totalFiles: p.total,
+            unit: p.phase === "scan" ? "archives" : p.phase === "copy" ? "blobs" : "packs",
+            bytes: p.bytes,
+            totalBytes: p.totalBytes,
+          })),
       });
+      meter?.finish();
       const p = r.plan;
       if (bool(flags, "json")) {
         io.out(
@@ -535,11 +567,13 @@ async function runCommand(
         );
       } else if (!bool(flags, "quiet")) {
         const plan = `${p.deletePacks.length + p.unreferencedPacks.length} packs to delete, ` +
-          `${p.rewritePacks.length} to rewrite (${p.copyBlobs} blobs, ${fmtBytes(p.copyBytes)} ` +
-          `to copy), ${fmtBytes(p.bytesToFree)} to free`;
+          `${p.rewritePacks.length} to rewrite (${p.copyBlobs} blobs, ${
+            formatBytes(p.copyBytes)
+          } ` +
+          `to copy), ${formatBytes(p.bytesToFree)} to free`;
         if (dryRun || p.nothingToDo) {
           io.out(`${p.nothingToDo ? "Nothing to do: " : "Plan: "}${plan}\n`);
-        } else io.out(`Compacted: ${plan}; freed ${fmtBytes(r.bytesFreed)}\n`);
+        } else io.out(`Compacted: ${plan}; freed ${formatBytes(r.bytesFreed)}\n`);
       }
       for (const c of r.corrupt) {
         warn(`blob ${c.id} in pack ${c.pack} is corrupt and was left in place: ${c.reason}`);
@@ -591,7 +625,21 @@ async function runCommand(
         ...locking,
         passphrase,
         verifyData: bool(flags, "verify-data"),
+        onProgress: meter && ((p) =>
+          meter.update(
+            p.phase === "data"
+              ? {
+                phase: "verify",
+                files: p.packs,
+                totalFiles: p.totalPacks,
+                unit: "packs",
+                bytes: p.packBytes,
+                totalBytes: p.totalPackBytes,
+              }
+              : { phase: "headers", files: p.packs, totalFiles: p.totalPacks, unit: "packs" },
+          )),
       });
+      meter?.finish();
       const errors = r.problems.filter((p) => p.severity === "error").length;
       if (bool(flags, "json")) {
         io.out(
@@ -621,7 +669,7 @@ async function runCommand(
         if (!bool(flags, "quiet")) {
           io.out(
             `Checked ${r.stats.archives} archives, ${r.stats.packs} packs, ${r.stats.blobs} blobs` +
-              `${bool(flags, "verify-data") ? `, read ${fmtBytes(r.stats.bytesRead)}` : ""}: ` +
+              `${bool(flags, "verify-data") ? `, read ${formatBytes(r.stats.bytesRead)}` : ""}: ` +
               `${errors} errors, ${r.problems.length - errors} warnings\n`,
           );
         }

@@ -216,6 +216,7 @@ class BackupRun {
   #original = 0;
   #compressed = 0;
   #lastProgress = 0;
+  #lastYield = 0;
 
   constructor(
     repo: Repository<Backend>,
@@ -268,8 +269,20 @@ class BackupRun {
     this.#options.onProgress({ files: this.#files, bytes: this.#original, current });
   }
 
+  /**
+   * Lets timers and signals run now and then: reading and hashing are synchronous, so without
+   * this a deduplicating backup would starve the lock refresh, Ctrl-C and the progress scan.
+   */
+  async #breathe(): Promise<void> {
+    const now = performance.now();
+    if (now - this.#lastYield < 50) return;
+    this.#lastYield = now;
+    await new Promise((resolve) => setTimeout(resolve, 0));
+  }
+
   /** Backs up one path (pre-order, names sorted). */
   async walk(path: string): Promise<void> {
+    await this.#breathe();
     let st: EntryStat;
     try {
       st = lstatEntry(path);
@@ -399,6 +412,7 @@ class BackupRun {
         this.#original += cut;
         ids.push(await this.#store(ObjectType.data, chunk));
         this.#progress(path);
+        await this.#breathe();
       }
     } catch (err) {
       if (err instanceof VgerError) throw err;

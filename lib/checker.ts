@@ -101,10 +101,18 @@ export interface CheckResult {
 
 /** Progress of a check: packs done and bytes read so far. */
 export interface CheckProgress {
-  /** Packs done (header read; with verifyData, read through). */
+  /** headers: reading every pack header; data (verifyData): reading every pack through. */
+  phase: "headers" | "data";
+  /** Packs done in this phase (header read; read through). */
   packs: number;
-  /** Bytes read from packs. */
+  /** Packs this phase goes through (data: those present in storage). */
+  totalPacks: number;
+  /** Bytes read from packs, in all. */
   bytes: number;
+  /** Data phase: bytes of the packs read through so far (0 in the headers phase). */
+  packBytes: number;
+  /** Bytes of the referenced packs in storage: what the data phase reads. */
+  totalPackBytes: number;
 }
 
 /** Options of {@linkcode checkRepository}. */
@@ -285,15 +293,23 @@ export async function checkRepository(
   if (!options.verifyData) stats.blobs = index.size;
 
   const referenced = countEntriesPerPack(index);
+  let totalPackBytes = 0;
+  for (const hex of referenced.keys()) totalPackBytes += listing.packs.get(hex) ?? 0;
   const broken = await checkPackHeaders(repo, index, referenced, listing.packs, {
     report,
     stats,
     options,
     // a rebuilt index was made from these very headers
     skipHeaders: indexRebuilt,
+    totalPackBytes,
   });
   if (options.verifyData) {
-    await verifyPacks(repo, index, referenced, listing.packs, broken, { report, stats, options });
+    await verifyPacks(repo, index, referenced, listing.packs, broken, {
+      report,
+      stats,
+      options,
+      totalPackBytes,
+    });
   }
   if (manifest) await walkArchives(repo, index, manifest, { report, stats, options });
 
@@ -702,7 +718,7 @@ async function checkPackHeaders(
   index: ChunkIndex,
   referenced: Map<string, number>,
   stored: Map<string, number>,
-  ctx: Ctx & { skipHeaders: boolean },
+  ctx: Ctx & { skipHeaders: boolean; totalPackBytes: number },
 ): Promise<Map<string, BrokenPack>> {
   const { report, stats, options } = ctx;
   const broken = new Map<string, BrokenPack>();
@@ -772,7 +788,14 @@ async function checkPackHeaders(
   await forEachLimit(referenced, HEADER_CONCURRENCY, async ([hex, count]) => {
     await checkOne(hex, count);
     done++;
-    options.onProgress?.({ packs: done, bytes: stats.bytesRead });
+    options.onProgress?.({
+      phase: "headers",
+      packs: done,
+      totalPacks: referenced.size,
+      bytes: stats.bytesRead,
+      packBytes: 0,
+      totalPackBytes: ctx.totalPackBytes,
+    });
   });
   if (broken.size === 0) return broken;
 
@@ -824,17 +847,20 @@ class PackReader {
   /** Bytes consumed. */
   pos = 0;
 
+  readonly #onRead?: (pos: number) => void;
+
   constructor(
     backend: ReadonlyBackend,
     key: string,
     size: number,
-    opts: { stats: CheckStats; range: number },
+    opts: { stats: CheckStats; range: number; onRead?: (pos: number) => void },
   ) {
     this.#backend = backend;
     this.#key = key;
     this.#size = size;
     this.#stats = opts.stats;
     this.#range = Math.max(1, opts.range);
+    this.#onRead = opts.onRead;
   }
 
   #request(): Promise<Uint8Array> {
@@ -855,6 +881,7 @@ class PackReader {
     this.#stats.bytesRead += bytes.length;
     this.#buf = bytes;
     this.#bufStart = start;
+    this.#onRead?.(start + bytes.length);
   }
 
   /** Exactly `n` bytes from `pos` (the caller keeps `pos + n` within the pack). */
@@ -929,15 +956,28 @@ async function verifyPacks(
   referenced: Map<string, number>,
   stored: Map<string, number>,
   broken: Map<string, BrokenPack>,
-  ctx: Ctx,
+  ctx: Ctx & { totalPackBytes: number },
 ): Promise<void> {
+  const hexes = [...referenced.keys()].filter((hex) => stored.has(hex)).sort(); // else missing
   let done = 0;
-  for (const hex of [...referenced.keys()].sort()) {
-    const size = stored.get(hex);
-    if (size === undefined) continue; // reported missing
-    await verifyPack(repo, index, hex, size, broken.get(hex)?.blobs ?? [], ctx);
+  let doneBytes = 0;
+  const progress = (packBytes: number) =>
+    ctx.options.onProgress?.({
+      phase: "data",
+      packs: done,
+      totalPacks: hexes.length,
+      bytes: ctx.stats.bytesRead,
+      packBytes,
+      totalPackBytes: ctx.totalPackBytes,
+    });
+  for (const hex of hexes) {
+    const size = stored.get(hex)!;
+    // packs are large: report within each one as its ranges arrive
+    const onRead = (pos: number) => progress(doneBytes + Math.min(pos, size));
+    await verifyPack(repo, index, hex, size, broken.get(hex)?.blobs ?? [], ctx, onRead);
     done++;
-    ctx.options.onProgress?.({ packs: done, bytes: ctx.stats.bytesRead });
+    doneBytes += size;
+    progress(doneBytes);
   }
 }
 
@@ -949,6 +989,7 @@ async function verifyPack(
   size: number,
   fromIndex: IndexedBlob[],
   ctx: Ctx,
+  onRead?: (pos: number) => void,
 ): Promise<void> {
   const { report, stats } = ctx;
   const pool = ctx.options.pool;
@@ -964,6 +1005,7 @@ async function verifyPack(
   const reader = new PackReader(repo.backend, key, size, {
     stats,
     range: ctx.options.readRange ?? DEFAULT_READ_RANGE,
+    onRead,
   });
   const inFlight = new InFlight();
 

@@ -14,7 +14,7 @@ import {
   repairRepository,
 } from "./checker.ts";
 import { CodecPool } from "./codec_pool.ts";
-import { compress } from "./compress.ts";
+import { compress, loadCodecs } from "./compress.ts";
 import { type EncryptionMode, ObjectType, type ObjectTypeTag } from "./crypto.ts";
 import { BackendError } from "./errors.ts";
 import { bytesEqual, packKey, toHex } from "./ids.ts";
@@ -24,6 +24,8 @@ import { initRepository, Repository } from "./repository.ts";
 import { extract } from "./restorer.ts";
 import { WriteSession } from "./write_session.ts";
 import { concat, fuzzCases, FuzzClock, mutate, rng, seededBytes } from "./_fuzz.ts";
+
+await loadCodecs();
 
 const FAST: KdfParams = { iterations: 1, memoryKiB: 1024, parallelism: 1 };
 const PASS = "pass";

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { compressFramed, type CompressionOptions, decompress } from "./compress.ts";
+import { compressFramed, type CompressionOptions, decompress, loadCodecs } from "./compress.ts";
 import { type EncryptionMode, type ObjectTypeTag, RepoKey } from "./crypto.ts";
 import { IntegrityError, VgerError } from "./errors.ts";
 import { toHex } from "./ids.ts";
@@ -67,6 +67,7 @@ let key: RepoKey | undefined;
 
 async function handle(req: CodecRequest): Promise<CodecReply> {
   if (req.op === "init") {
+    await loadCodecs();
     key = await RepoKey.fromMaterial(req.material, req.mode);
     return { seq: req.seq, ok: true };
   }

@@ -9,13 +9,14 @@ import { backup, type BackupOptions, type BackupResult } from "./archiver.ts";
 import { deleteArchives, removeUnlistedArchives } from "./archive_delete.ts";
 import { CodecPool } from "./codec_pool.ts";
 import {
+  type CheckOptions,
   checkRepository,
   type CheckResult,
   loadIndexOrRebuild,
   repairRepository,
   type RepairResult,
 } from "./checker.ts";
-import { type CompactionResult, compactRepository } from "./compactor.ts";
+import { type CompactionResult, type CompactOptions, compactRepository } from "./compactor.ts";
 import { breakLocks, type LockEntry, type LockMode, RepoLock } from "./repo_lock.ts";
 import { applyRetention, type RetentionDecision, type RetentionPolicy } from "./retention.ts";
 import { decodeItems, type Item } from "./archive.ts";
@@ -197,7 +198,11 @@ export async function pruneCommand(
 /** `vger compact`: rewrites or deletes packs with unused space (see lib/compactor.ts). */
 export async function compactCommand(
   backend: Backend,
-  options: OpenOptions & LockingOptions & { thresholdPercent?: number; dryRun?: boolean },
+  options: OpenOptions & LockingOptions & {
+    thresholdPercent?: number;
+    dryRun?: boolean;
+    onProgress?: CompactOptions["onProgress"];
+  },
 ): Promise<CompactionResult> {
   const repo = await Repository.open(backend, options);
   return await withRepoLock(backend, "exclusive", "compact", options, async (lock) => {
@@ -206,6 +211,7 @@ export async function compactCommand(
       const result = await compactRepository(repo, {
         thresholdPercent: options.thresholdPercent,
         dryRun: options.dryRun,
+        onProgress: options.onProgress,
         pool,
         checkLock: () => lock.assertHeld(),
       });
@@ -253,7 +259,10 @@ export async function extractCommand(
 /** `vger check`: structure, optionally every byte (`verifyData`); read-only. */
 export async function checkCommand(
   backend: Backend,
-  options: OpenOptions & LockingOptions & { verifyData?: boolean },
+  options: OpenOptions & LockingOptions & {
+    verifyData?: boolean;
+    onProgress?: CheckOptions["onProgress"];
+  },
 ): Promise<CheckResult> {
   const repo = await Repository.open(backend, options);
   return await withRepoLock(backend, "shared", "check", options, async () => {
@@ -261,7 +270,11 @@ export async function checkCommand(
       ? new CodecPool(repo.key.material, repo.config.encryption)
       : undefined;
     try {
-      return await checkRepository(repo, { verifyData: options.verifyData, pool });
+      return await checkRepository(repo, {
+        verifyData: options.verifyData,
+        pool,
+        onProgress: options.onProgress,
+      });
     } finally {
       pool?.close();
     }

@@ -83,12 +83,16 @@ const PACK_KEY = /^packs\/([0-9a-f]{2})\/([0-9a-f]{64})$/;
 
 /** Where compaction is and how far. */
 export interface CompactProgress {
-  /** scan: archives walked; copy: blobs copied; delete: packs deleted. */
+  /** scan: archives walked; copy: live blobs done (copied, or left as corrupt); delete: packs. */
   phase: "scan" | "copy" | "index" | "delete";
   /** Done so far. */
   done: number;
   /** Total of this phase. */
   total: number;
+  /** copy: record bytes of the live blobs done (copied, or left as corrupt). */
+  bytes?: number;
+  /** copy: record bytes of the live blobs to copy (the plan's `copyBytes`). */
+  totalBytes?: number;
 }
 
 /** Options of {@linkcode planCompaction}. */
@@ -536,6 +540,12 @@ class Copier {
   }
 
   async add(id: Uint8Array, type: ObjectTypeTag, sealed: Uint8Array, raw: number): Promise<void> {
+    const max = this.#repo.config.maxPackSize;
+    // cut before a record that would pass the ceiling, as backups do
+    if (
+      this.#writer && this.#writer.count > 0 &&
+      this.#writer.finishedSizeWith(sealed.length, this.#repo.key) > max
+    ) await this.flush();
     this.#writer ??= new PackWriter();
     this.#writer.add(id, type, sealed, raw);
     if (this.#writer.size >= this.#target) await this.flush();
@@ -639,7 +649,18 @@ async function copyLive(
 ): Promise<void> {
   const { table } = s;
   let done = 0;
+  let bytesDone = 0;
   const total = s.plan.copyBlobs;
+  const totalBytes = s.plan.copyBytes;
+  const progress = () =>
+    options.onProgress?.({ phase: "copy", done, total, bytes: bytesDone, totalBytes });
+  /** Counts a live blob as done, copied or not. */
+  const blobDone = (i: number) => {
+    done++;
+    bytesDone += table.lengthOf(i) + RECORD_PREFIX;
+    progress();
+  };
+  progress();
   for (const [pn, entries] of liveEntriesByPack(table, s.rewrite)) {
     const packHex = toHex(table.packId(pn));
     const key = packKey(table.packId(pn));
@@ -654,6 +675,7 @@ async function copyLive(
         if (!(err instanceof IntegrityError || err instanceof NotFoundError)) throw err;
         for (const i of group) {
           corrupt.push({ id: toHex(table.idAt(i)), pack: packHex, reason: err.message });
+          blobDone(i);
         }
         continue;
       }
@@ -681,10 +703,9 @@ async function copyLive(
       }));
       release(bytes); // every blob was sliced out of it
       // add in record order, so new packs keep the old order
-      for (const c of checked) {
-        if (!c) continue;
-        await copier.add(c.id.slice(), c.type, c.sealed, table.rawOf(c.i));
-        options.onProgress?.({ phase: "copy", done: ++done, total });
+      for (const [n, c] of checked.entries()) {
+        if (c) await copier.add(c.id.slice(), c.type, c.sealed, table.rawOf(c.i));
+        blobDone(group[n]);
       }
     }
   }

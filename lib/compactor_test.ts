@@ -13,7 +13,7 @@ import {
   DEFAULT_THRESHOLD_PERCENT,
   planCompaction,
 } from "./compactor.ts";
-import { compress } from "./compress.ts";
+import { compress, loadCodecs } from "./compress.ts";
 import { ObjectType, type ObjectTypeTag } from "./crypto.ts";
 import { IntegrityError, LockedError, UsageError } from "./errors.ts";
 import { bytesEqual, fromHex, packKey, randomBytes, toHex } from "./ids.ts";
@@ -23,6 +23,8 @@ import { crc32, readPackHeader } from "./pack.ts";
 import { initRepository, Repository } from "./repository.ts";
 import { extract } from "./restorer.ts";
 import { WriteSession } from "./write_session.ts";
+
+await loadCodecs();
 
 const FAST = { iterations: 1, memoryKiB: 1024, parallelism: 1 };
 const PASS = "compact me";

@@ -15,9 +15,8 @@
  * @module
  */
 
-import { compressSync as lz4Compress, uncompressSync as lz4Uncompress } from "lz4-napi";
 import zlib from "node:zlib";
-import { IntegrityError, UsageError } from "./errors.ts";
+import { IntegrityError, UsageError, VgerError } from "./errors.ts";
 import { ownsBuffer, release, releaseBacking } from "./bytes.ts";
 
 /** Compression algorithms. */
@@ -51,6 +50,28 @@ export function validateCompression(c: CompressionOptions): void {
   }
 }
 
+/** The lz4-napi functions vger uses. */
+interface Lz4Codec {
+  compressSync(data: Buffer): Buffer;
+  uncompressSync(data: Buffer): Buffer;
+}
+
+let lz4: Lz4Codec | undefined;
+
+/**
+ * Loads the native lz4 codec. Loaded on demand rather than imported, so that a missing Deno
+ * permission (lz4-napi needs --allow-ffi and --allow-env) is an error the CLI can name instead
+ * of a crash while modules load. Repository.open, initRepository and the codec workers call it.
+ */
+export async function loadCodecs(): Promise<void> {
+  lz4 ??= await import("lz4-napi");
+}
+
+function lz4Codec(): Lz4Codec {
+  if (!lz4) throw new VgerError("internal", "The lz4 codec was used before loadCodecs()");
+  return lz4;
+}
+
 /** Compresses data into `codec || payload`, falling back to codec none when it does not shrink. */
 export function compress(data: Uint8Array, options: CompressionOptions): Uint8Array {
   return compressFramed(data, options, 0, 0);
@@ -75,7 +96,7 @@ export function compressFramed(
   let payload: Uint8Array | undefined;
   let codec = CODEC_NONE;
   if (options.algorithm === "lz4" && data.length > 0) {
-    payload = lz4Compress(data as Buffer);
+    payload = lz4Codec().compressSync(data as Buffer);
     codec = CODEC_LZ4;
   } else if (options.algorithm === "zstd" && data.length > 0) {
     payload = zlib.zstdCompressSync(data, {
@@ -111,8 +132,9 @@ export function decompress(blob: Uint8Array, maxLength: number, what: string): U
       if (size > maxLength) {
         throw new IntegrityError(`${what} is corrupt: lz4 size ${size} exceeds the limit`);
       }
+      const codec = lz4Codec();
       try {
-        const out = lz4Uncompress(payload as Buffer);
+        const out = codec.uncompressSync(payload as Buffer);
         if (out.length !== size) throw new Error(`got ${out.length} bytes, header says ${size}`);
         return out;
       } catch (cause) {

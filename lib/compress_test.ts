@@ -5,10 +5,13 @@ import {
   type CompressionAlgorithm,
   decompress,
   DEFAULT_COMPRESSION,
+  loadCodecs,
   validateCompression,
 } from "./compress.ts";
 import { IntegrityError, UsageError } from "./errors.ts";
 import { concat, fuzzCases, FuzzClock, mutate, randomBytes, rng } from "./_fuzz.ts";
+
+await loadCodecs();
 
 const ALGORITHMS: CompressionAlgorithm[] = ["lz4", "zstd", "none"];
 const CODEC: Record<CompressionAlgorithm, number> = { none: 0, lz4: 1, zstd: 2 };

@@ -49,7 +49,7 @@ import { type ChunkerParams, DEFAULT_CHUNKER_PARAMS, validateChunkerParams } fro
 import { type CompressionOptions, DEFAULT_COMPRESSION } from "./compress.ts";
 import type { EncryptionMode } from "./crypto.ts";
 import { errorMessage, UsageError } from "./errors.ts";
-import { PathSelector } from "./patterns.ts";
+import { ExcludeMatcher } from "./patterns.ts";
 import { DEFAULT_MAX_PACK_SIZE, DEFAULT_MIN_PACK_SIZE } from "./repository.ts";
 import { parseRetention, type RetentionPolicy } from "./retention.ts";
 import { splitCommandLine } from "./secrets.ts";
@@ -432,7 +432,7 @@ class Reader {
     const items = f.node.items;
     list.forEach((pattern, i) => {
       try {
-        new PathSelector([pattern]);
+        new ExcludeMatcher([pattern]);
       } catch (cause) {
         this.fail(this.field(items[i], `${f.path}[${i}]`, f.line), errorMessage(cause));
       }

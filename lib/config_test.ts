@@ -181,7 +181,7 @@ const KEY_CASES: KeyCase[] = [
         lines: [...REPO, "exclude_patterns:", "  - ok", "  - '[z-a]'"],
         line: 5,
         path: "exclude_patterns[1]",
-        reason: /Invalid pattern "\[z-a\]"/,
+        reason: /Invalid exclude pattern "\[z-a\]": the range "z-a" is reversed/,
       },
     ],
   },

@@ -181,6 +181,15 @@ export class PackWriter {
     return this.#entries.length;
   }
 
+  /**
+   * The size the finished pack would have with one more blob of `sealedLength` bytes: records,
+   * sealed header and trailer. Writers cut before a blob that would pass `max_pack_size`.
+   */
+  finishedSizeWith(sealedLength: number, key: RepoKey): number {
+    const header = 4 + (this.#entries.length + 1) * ENTRY_SIZE + key.sealHead + key.sealTail;
+    return this.#size + RECORD_PREFIX + sealedLength + header + 4;
+  }
+
   /** Appends a sealed object (the pack takes it over); returns its entry. */
   add(id: Uint8Array, type: ObjectTypeTag, sealed: Uint8Array, rawLength: number): PackEntry {
     const prefix = new Uint8Array(RECORD_PREFIX);

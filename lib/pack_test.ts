@@ -411,3 +411,22 @@ Deno.test("a pack larger than spillAbove is staged in a temp file and reads back
   }
   done.dispose();
 });
+
+Deno.test("finishedSizeWith predicts the finished pack's exact size, so writers can keep the ceiling", async () => {
+  for (const mode of ["aes256gcm", "none"] as const) {
+    const key = await RepoKey.fromMaterial(new Uint8Array(64).fill(3), mode);
+    const next = rng(5);
+    const writer = new PackWriter();
+    let predicted = 0;
+    for (let i = 0; i < 5; i++) {
+      const plain = randomBytes(next, 100 + i * 50);
+      const id = await key.chunkId(plain);
+      const sealed = await key.seal(ObjectType.data, id, plain);
+      predicted = writer.finishedSizeWith(sealed.length, key);
+      writer.add(id, ObjectType.data, sealed, plain.length);
+    }
+    const done = await writer.finish(key);
+    equal(done.size, predicted, mode);
+    done.dispose();
+  }
+});

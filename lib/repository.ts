@@ -16,7 +16,7 @@ import {
 } from "./chunker.ts";
 import { type ArchiveMeta, decodeArchiveMeta } from "./archive.ts";
 import type { CodecPool } from "./codec_pool.ts";
-import { decompress } from "./compress.ts";
+import { decompress, loadCodecs } from "./compress.ts";
 import { type EncryptionMode, ObjectType, type ObjectTypeTag, RepoKey } from "./crypto.ts";
 import {
   AlreadyExistsError,
@@ -70,6 +70,7 @@ export function validatePackSizes(min: number, max: number): void {
 
 /** Creates a repository; refuses when one (or part of one) already exists there. */
 export async function initRepository(backend: Backend, options: InitOptions): Promise<RepoConfig> {
+  await loadCodecs();
   const chunker = options.chunker ?? DEFAULT_CHUNKER_PARAMS;
   validateChunkerParams(chunker);
   const minPackSize = options.minPackSize ?? DEFAULT_MIN_PACK_SIZE;
@@ -136,6 +137,7 @@ export class Repository<B extends ReadonlyBackend = ReadonlyBackend> {
     backend: B,
     options: OpenOptions = {},
   ): Promise<Repository<B>> {
+    await loadCodecs();
     const loc = backend.location;
     const configBytes = await backend.get("config");
     if (configBytes === null) {

@@ -5,7 +5,7 @@ import { MemoryBackend } from "../backends/memory.ts";
 import type { PutBody } from "../backends/backend.ts";
 import { type ArchiveMeta, encodeArchiveMeta } from "./archive.ts";
 import { DEFAULT_CHUNKER_PARAMS } from "./chunker.ts";
-import { compress } from "./compress.ts";
+import { compress, loadCodecs } from "./compress.ts";
 import { ObjectType, type ObjectTypeTag } from "./crypto.ts";
 import {
   AlreadyExistsError,
@@ -19,6 +19,8 @@ import type { KdfParams } from "./key_file.ts";
 import { COMMIT_LOCK } from "./lock.ts";
 import { type InitOptions, initRepository, Repository } from "./repository.ts";
 import { WriteSession } from "./write_session.ts";
+
+await loadCodecs();
 
 const FAST: KdfParams = { iterations: 1, memoryKiB: 1024, parallelism: 1 };
 const PASS = "correct horse battery staple";

@@ -44,10 +44,24 @@ export interface ExtractOptions {
   restoreOwners?: boolean;
   /** Called for each warning. */
   onWarning?: (message: string) => void;
-  /** Called now and then with the progress. */
-  onProgress?: (p: { files: number; bytes: number; current: string }) => void;
+  /** Called now and then with the progress; the last call has `files` and `bytes` at their totals. */
+  onProgress?: (p: ExtractProgress) => void;
   /** Bytes of blobs read ahead of the writer (default 96 MiB). */
   budgetBytes?: number;
+}
+
+/** Progress of a running extract. */
+export interface ExtractProgress {
+  /** Items done (restored, skipped or failed). */
+  files: number;
+  /** File bytes done (written, left as holes, or of files skipped or failed). */
+  bytes: number;
+  /** Items to do: from the archive's stats, or counted first when patterns select a part. */
+  totalFiles: number;
+  /** File bytes to do, likewise. */
+  totalBytes: number;
+  /** Path being written. */
+  current: string;
 }
 
 /** What extract did. */
@@ -120,6 +134,25 @@ export async function extract(
   const run = new ExtractRun(repo, index, pool, dest, options);
   const writer = run.writeLoop();
   try {
+    if (options.onProgress) {
+      if ((options.patterns ?? []).length === 0) {
+        run.setTotals(meta.stats.files, meta.stats.original);
+      } else {
+        // a part of the archive: count it first (item blobs are small next to the data)
+        const selector = new PathSelector(options.patterns ?? []);
+        let files = 0;
+        let bytes = 0;
+        for (const blobId of meta.items) {
+          const blob = await repo.readBlob(index, blobId, ObjectType.items, pool);
+          for (const item of decodeItems(blob, `Metadata blob ${toHex(blobId)}`)) {
+            if (!selector.selects(item.path)) continue;
+            files++;
+            if (item.type === "file") bytes += item.size;
+          }
+        }
+        run.setTotals(files, bytes);
+      }
+    }
     for (const blobId of meta.items) {
       const blob = await repo.readBlob(index, blobId, ObjectType.items, pool);
       for (const item of decodeItems(blob, `Metadata blob ${toHex(blobId)}`)) {
@@ -129,6 +162,7 @@ export async function extract(
     run.close();
     await writer;
     run.finishDirs();
+    run.finalProgress();
     return { files: run.files, bytes: run.bytes, warnings: run.warnings };
   } catch (err) {
     run.close(err);
@@ -165,6 +199,11 @@ class ExtractRun {
   #closed = false;
   #failure: unknown = null;
   #lastProgress = 0;
+  #doneFiles = 0;
+  #doneBytes = 0;
+  #totalFiles = 0;
+  #totalBytes = 0;
+  #current = "";
 
   constructor(
     repo: Repository<ReadonlyBackend>,
@@ -189,12 +228,31 @@ class ExtractRun {
     this.#options.onWarning?.(message);
   }
 
+  /** What progress counts up to. */
+  setTotals(files: number, bytes: number): void {
+    this.#totalFiles = files;
+    this.#totalBytes = bytes;
+  }
+
+  /** Reports the end: done is the total (the archive's stats can count a file cut short). */
+  finalProgress(): void {
+    this.#options.onProgress?.({
+      files: this.#doneFiles,
+      bytes: this.#doneBytes,
+      totalFiles: this.#doneFiles,
+      totalBytes: this.#doneBytes,
+      current: this.#current,
+    });
+  }
+
   /** Producer: queues an item and the reads of its chunks, within the byte budget. */
   async add(item: Item): Promise<void> {
     if (this.#failure) throw this.#failure;
     if (!this.#selector.selects(item.path)) return;
     if (!isSafeRelativePath(item.path)) {
       this.#warn(`Refused "${item.path}": the stored path is not a safe relative path`);
+      this.#doneFiles++;
+      if (item.type === "file") this.#doneBytes += item.size;
       return;
     }
     const path = `${this.#dest === "/" ? "" : this.#dest}/${item.path}`;
@@ -323,8 +381,13 @@ class ExtractRun {
           await this.#added.wait();
           continue;
         }
+        const bytesBefore = this.#doneBytes;
         if (next.item.type === "file") await this.#writeFile(next);
         else this.#restoreNonFile(next.item, next.path);
+        // whatever became of it, the item is done: count it whole
+        this.#doneFiles++;
+        if (next.item.type === "file") this.#doneBytes = bytesBefore + next.item.size;
+        this.#progress(next.path);
         this.#freed.notify();
       }
     } catch (err) {
@@ -365,11 +428,14 @@ class ExtractRun {
           sparse = true;
           pos += c.raw;
           file.seekSync(pos, Deno.SeekMode.Start);
+          this.#doneBytes += c.raw;
+          this.#progress(path);
           continue;
         }
         for (let o = 0; o < data.length;) o += file.writeSync(data.subarray(o));
         pos += data.length;
         this.bytes += data.length;
+        this.#doneBytes += data.length;
         releaseOwned(data);
         this.#progress(path);
       }
@@ -472,10 +538,18 @@ class ExtractRun {
   }
 
   #progress(current: string): void {
+    if (!this.#options.onProgress) return;
+    this.#current = current;
     const now = Date.now();
-    if (!this.#options.onProgress || now - this.#lastProgress < 200) return;
+    if (now - this.#lastProgress < 200) return;
     this.#lastProgress = now;
-    this.#options.onProgress({ files: this.files, bytes: this.bytes, current });
+    this.#options.onProgress({
+      files: this.#doneFiles,
+      bytes: this.#doneBytes,
+      totalFiles: this.#totalFiles,
+      totalBytes: this.#totalBytes,
+      current,
+    });
   }
 
   /** Owner, mode, xattrs, then times (last, since the others change ctime/mtime). */

@@ -104,10 +104,13 @@ encryption:
 source_directories:
   - "/home/user/documents"
 
-# Paths not to back up (default: none). Globs: * within a path segment, ** across segments.
+# Paths not to back up (default: none), matched like restic's --exclude: a pattern without a
+# leading "/" matches at any depth, "/" anchors it at the root; * stays within a path segment,
+# ** crosses segments; a matching directory is skipped whole; "!" re-includes; borg's fm:, sh:,
+# re:, pp: and pf: prefixes work too.
 exclude_patterns:
-  - "**/*.tmp"
-  - "**/.cache"
+  - "*.tmp"
+  - ".cache"
 
 # Content-defined chunking, fixed when a repository is created (vger init); defaults shown.
 # chunker:

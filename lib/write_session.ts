@@ -86,6 +86,11 @@ export class WriteSession {
   ): Promise<void> {
     if (this.#failure) throw this.#failure;
     const length = sealed.length; // the pack takes the buffer over
+    // cut before a blob that would pass the ceiling; a blob larger than it gets a pack alone
+    if (
+      this.#pack && this.#pack.count > 0 &&
+      this.#pack.finishedSizeWith(length, this.#repo.key) > this.#repo.config.maxPackSize
+    ) this.#startUpload();
     this.#pack ??= new PackWriter();
     this.#pack.add(id, type, sealed, rawLength);
     this.#reserved.set(toHex(id), length);

@@ -9,7 +9,7 @@ import { deepStrictEqual, equal, ok } from "node:assert/strict";
 import { LocalBackend } from "../backends/local.ts";
 import { encodeItem, type Item, ItemStreamBuffer, newItemEncoder } from "../lib/archive.ts";
 import { backup } from "../lib/archiver.ts";
-import { compress } from "../lib/compress.ts";
+import { compress, loadCodecs } from "../lib/compress.ts";
 import { ObjectType, type ObjectTypeTag } from "../lib/crypto.ts";
 import { Repository } from "../lib/repository.ts";
 import { WriteSession } from "../lib/write_session.ts";
@@ -33,6 +33,8 @@ import {
   type UnprivilegedUser,
   withTempDir,
 } from "./_helpers.ts";
+
+await loadCodecs();
 
 const MiB = 1 << 20;
 const encoder = new TextEncoder();
