@@ -6,6 +6,7 @@
  * @module
  */
 
+import denoJson from "./deno.json" with { type: "json" };
 import { LocalBackend } from "./backends/local.ts";
 import { KillSwitchBackend } from "./backends/kill_switch.ts";
 import type { Backend } from "./backends/backend.ts";
@@ -53,7 +54,7 @@ import type { RepoLock } from "./lib/repo_lock.ts";
 const heldLocks = new Set<RepoLock>();
 
 /** The version printed by `vger --version`. */
-export const VERSION = "0.1.0";
+export const VERSION: string = denoJson.version;
 
 /** Option values as parsed (see lib/command_line.ts). */
 type Flags = CommandLine["flags"];
@@ -602,7 +603,20 @@ async function dispatch(
         });
         const kept = r.brokenArchives.filter((b) => !r.removedArchives.includes(b.name));
         if (bool(flags, "json")) {
-          io.out(JSON.stringify({ repository: repo.path, dry_run: dryRun, ...r }) + "\n");
+          io.out(
+            JSON.stringify({
+              repository: repo.path,
+              dry_run: dryRun,
+              entries: r.entries,
+              packs: r.packs,
+              unreadable_packs: r.unreadablePacks,
+              index_changed: r.indexChanged,
+              index_written: r.indexWritten,
+              broken_archives: r.brokenArchives,
+              removed_archives: r.removedArchives,
+              manifest_error: r.manifestError ?? null,
+            }) + "\n",
+          );
         } else if (!bool(flags, "quiet")) {
           io.out(
             `Index: ${r.entries} blobs in ${r.packs} packs` +
@@ -648,8 +662,22 @@ async function dispatch(
             verify_data: !!bool(flags, "verify-data"),
             errors,
             warnings: r.problems.length - errors,
-            problems: r.problems,
-            stats: r.stats,
+            problems: r.problems.map((p) => ({
+              kind: p.kind,
+              severity: p.severity,
+              message: p.message,
+              affects: {
+                archives: p.affects.archives,
+                paths: p.affects.paths,
+                paths_truncated: p.affects.pathsTruncated,
+              },
+            })),
+            stats: {
+              archives: r.stats.archives,
+              packs: r.stats.packs,
+              blobs: r.stats.blobs,
+              bytes_read: r.stats.bytesRead,
+            },
           }) + "\n",
         );
       } else {
@@ -779,7 +807,14 @@ async function keyCommand(
       });
       say(
         `Changed the passphrase of ${repo.path}; earlier key exports still open it with the old one`,
-        { changed: true, kdf: r.kdf },
+        {
+          changed: true,
+          kdf: {
+            memory_kib: r.kdf.memoryKiB,
+            iterations: r.kdf.iterations,
+            parallelism: r.kdf.parallelism,
+          },
+        },
       );
       return 0;
     }

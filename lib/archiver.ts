@@ -20,7 +20,7 @@ import {
 } from "./archive.ts";
 import type { Chunker } from "./chunker.ts";
 import type { ChunkIndex } from "./chunk_index.ts";
-import { CodecPool } from "./codec_pool.ts";
+import { type BlockJob, CodecPool } from "./codec_pool.ts";
 import type { CompressionOptions } from "./compress.ts";
 import { ObjectType, type ObjectTypeTag } from "./crypto.ts";
 import { AlreadyExistsError, errorMessage, NotFoundError, VgerError } from "./errors.ts";
@@ -211,7 +211,19 @@ class BackupRun {
   readonly #native = nativeFs();
   #inflightBytes = 0;
   #failure: unknown = null;
-  #buf: Uint8Array;
+  /** The read block being filled: chunks are cut and hashed in place, never copied. */
+  #block: Uint8Array;
+  /** Where the unconsumed data of the file being read starts and ends in #block. */
+  #start = 0;
+  #end = 0;
+  /** New chunks in #block, sent to a worker with it once it is full. */
+  #jobs: BlockJob[] = [];
+  /** Blocks back from the workers, for reuse. */
+  readonly #spareBlocks: Uint8Array[] = [];
+  /** Blocks at the workers; at most #maxBlocksOut. */
+  #blocksOut = 0;
+  readonly #maxBlocksOut: number;
+  readonly #blockFreed = new Set<() => void>();
   #files = 0;
   #original = 0;
   #compressed = 0;
@@ -233,7 +245,8 @@ class BackupRun {
     this.#owners = owners;
     this.#options = options;
     this.#budget = options.budgetBytes ?? 32 << 20;
-    this.#buf = new Uint8Array(repo.config.chunker.maxSize + READ_BLOCK);
+    this.#block = new Uint8Array(repo.config.chunker.maxSize + READ_BLOCK);
+    this.#maxBlocksOut = Math.max(2, Math.ceil(this.#budget / this.#block.length));
     for (const d of options.excludeDirs ?? []) {
       try {
         const s = lstatEntry(d);
@@ -377,51 +390,106 @@ class BackupRun {
     }
     const ids: Uint8Array[] = [];
     let size = 0;
+    // this file's data starts where the last file's ended; earlier chunks stay in the block
+    this.#start = this.#end;
     try {
       // read up to the size at open: a file that grows while read is not chased
-      const limit = file.statSync().size;
+      let remaining = file.statSync().size;
       void sizeAtStat;
-      const buf = this.#buf;
       const max = this.#repo.config.chunker.maxSize;
-      let start = 0;
-      let end = 0;
-      let remaining = limit;
       let eof = remaining === 0;
       for (;;) {
-        if (!eof && end - start < max) {
-          if (end === buf.length || buf.length - end < READ_BLOCK / 2) {
-            buf.copyWithin(0, start, end);
-            end -= start;
-            start = 0;
-          }
+        if (!eof && this.#end - this.#start < max) {
+          if (this.#block.length - this.#end < READ_BLOCK / 2) await this.#rotateBlock();
+          const block = this.#block;
+          const end = this.#end;
           // synchronous: Deno's async reads cost ~10x more (a copy through a fresh buffer)
-          const n = file.readSync(buf.subarray(end, Math.min(buf.length, end + remaining)));
+          const n = file.readSync(block.subarray(end, Math.min(block.length, end + remaining)));
           if (n === null || n === 0) eof = true;
           else {
-            end += n;
+            this.#end += n;
             remaining -= n;
             if (remaining === 0) eof = true;
           }
           continue;
         }
-        if (start === end) break;
-        const cut = this.#chunker.findCut(buf.subarray(start, end), eof);
-        const chunk = buf.slice(start, start + cut);
-        start += cut;
+        if (this.#start === this.#end) break;
+        const start = this.#start;
+        const cut = this.#chunker.findCut(this.#block.subarray(start, this.#end), eof);
+        const chunk = this.#block.subarray(start, start + cut);
+        const id = await this.#repo.key.chunkId(chunk);
+        if (this.#session.reserve(id)) {
+          this.#jobs.push({ offset: start, length: cut, id, type: ObjectType.data });
+        } else this.#compressed += this.#session.storedLength(id);
+        ids.push(id);
+        this.#start += cut;
         size += cut;
         this.#original += cut;
-        ids.push(await this.#store(ObjectType.data, chunk));
         this.#progress(path);
         await this.#breathe();
       }
     } catch (err) {
-      if (err instanceof VgerError) throw err;
+      // repository and pipeline failures end the backup; file-system errors skip the file
+      if (err instanceof VgerError || err === this.#failure) throw err;
       this.#warn(`Skipped "${path}": ${describeFsError(err)}`);
+      // chunks of the skipped file already queued are stored anyway (harmless, deduplicated)
+      this.#end = this.#start;
       return null;
     } finally {
       file.close();
     }
     return { ids, size };
+  }
+
+  /**
+   * Makes room in the read block: when it holds new chunks, it goes to a worker (which seals them
+   * and sends the block back for reuse) and the unconsumed data moves to another block;
+   * otherwise the unconsumed data moves to the block's start.
+   */
+  async #rotateBlock(): Promise<void> {
+    if (this.#failure) throw this.#failure;
+    const old = this.#block;
+    const start = this.#start;
+    const end = this.#end;
+    if (this.#jobs.length === 0) {
+      old.copyWithin(0, start, end);
+    } else {
+      while (this.#blocksOut >= this.#maxBlocksOut) {
+        await new Promise<void>((resolve) => this.#blockFreed.add(resolve));
+        if (this.#failure) throw this.#failure;
+      }
+      const next = this.#spareBlocks.pop() ?? new Uint8Array(old.length);
+      next.set(old.subarray(start, end));
+      this.#block = next;
+      this.#ship(old);
+    }
+    this.#start = 0;
+    this.#end = end - start;
+  }
+
+  /** Sends a block and its jobs to a worker; the sealed chunks go into packs as they return. */
+  #ship(block: Uint8Array): void {
+    const jobs = this.#jobs;
+    this.#jobs = [];
+    this.#blocksOut++;
+    const done = this.#pool.encodeBlock(block, jobs, this.#options.compression)
+      .then(async (r) => {
+        this.#spareBlocks.push(r.block);
+        for (let i = 0; i < jobs.length; i++) {
+          this.#compressed += r.sealed[i].length;
+          await this.#session.add(jobs[i].id, jobs[i].type, r.sealed[i], jobs[i].length);
+        }
+      })
+      .catch((err) => {
+        this.#failure ??= err;
+      })
+      .finally(() => {
+        this.#blocksOut--;
+        this.#inflight.delete(done);
+        for (const wake of this.#blockFreed) wake();
+        this.#blockFreed.clear();
+      });
+    this.#inflight.add(done);
   }
 
   /** Hashes a blob and, when new, sends it to be sealed and packed. Returns its id. */
@@ -462,6 +530,10 @@ class BackupRun {
 
   /** Stores the last item blob and waits for every chunk; returns the item-blob ids. */
   async finish(): Promise<Uint8Array[]> {
+    if (this.#jobs.length > 0) {
+      // the last block goes as it is (a copy of its used part: the worker takes the buffer)
+      this.#ship(this.#block.slice(0, this.#end));
+    }
     const blob = this.#itemBuffer.flush();
     if (blob) this.#itemIds.push(await this.#store(ObjectType.items, blob));
     while (this.#inflight.size > 0) await Promise.race(this.#inflight);

@@ -9,7 +9,9 @@ import type { CompressionOptions } from "./compress.ts";
 import type { EncryptionMode, ObjectTypeTag } from "./crypto.ts";
 import { IntegrityError, VgerError } from "./errors.ts";
 import { ownsBuffer } from "./bytes.ts";
-import type { BatchPart, CodecReply, CodecRequest } from "./codec_worker.ts";
+import type { BatchPart, BlockJob, CodecReply, CodecRequest } from "./codec_worker.ts";
+
+export type { BlockJob };
 
 interface Pending {
   resolve(reply: CodecReply & { ok: true }): void;
@@ -106,6 +108,21 @@ export class CodecPool {
       { op: "encode", seq: 0, type, id, data, compression },
       transfer,
     )).data!;
+  }
+
+  /**
+   * Compresses and seals the chunks of a read block in one worker. The block (which must own
+   * its buffer) is transferred there and comes back with the sealed objects, in job order.
+   */
+  async encodeBlock(
+    block: Uint8Array,
+    jobs: BlockJob[],
+    compression: CompressionOptions,
+  ): Promise<{ block: Uint8Array; sealed: Uint8Array[] }> {
+    await this.#ready;
+    const req: CodecRequest = { op: "encodeBlock", seq: 0, block, jobs, compression };
+    const reply = await this.#send(this.#pick(), req, [block.buffer as ArrayBuffer]);
+    return { block: reply.data!, sealed: reply.sealed! };
   }
 
   /** Opens and decompresses a sealed blob; `sealed` is transferred when it owns its buffer. */

@@ -23,6 +23,14 @@ export type CodecRequest =
     compression: CompressionOptions;
   }
   | {
+    op: "encodeBlock";
+    seq: number;
+    /** A read block holding the chunks; transferred here and back for reuse. */
+    block: Uint8Array;
+    jobs: BlockJob[];
+    compression: CompressionOptions;
+  }
+  | {
     op: "decodeBatch";
     seq: number;
     type: ObjectTypeTag;
@@ -53,6 +61,18 @@ export interface BatchPart {
   rawLength: number;
 }
 
+/** A new chunk inside a read block: where it lies, its id and object type. */
+export interface BlockJob {
+  /** Offset in the block. */
+  offset: number;
+  /** Length of the chunk. */
+  length: number;
+  /** Chunk id (computed by the reader). */
+  id: Uint8Array;
+  /** Object type tag. */
+  type: ObjectTypeTag;
+}
+
 /** The outcome of one blob of a batch: a view into a transferred buffer, or an error. */
 export type BatchResult =
   | { ok: true; buffer: ArrayBuffer; offset: number; length: number }
@@ -60,7 +80,14 @@ export type BatchResult =
 
 /** A reply from a codec worker. */
 export type CodecReply =
-  | { seq: number; ok: true; data?: Uint8Array; batch?: BatchResult[] }
+  | {
+    seq: number;
+    ok: true;
+    data?: Uint8Array;
+    batch?: BatchResult[];
+    /** encodeBlock: one sealed object per job, in order. */
+    sealed?: Uint8Array[];
+  }
   | { seq: number; ok: false; code: string; message: string };
 
 let key: RepoKey | undefined;
@@ -77,6 +104,16 @@ async function handle(req: CodecRequest): Promise<CodecReply> {
     release(req.data);
     const sealed = await key.sealFramed(req.type, req.id, framed);
     return { seq: req.seq, ok: true, data: sealed };
+  }
+  if (req.op === "encodeBlock") {
+    const sealed: Uint8Array[] = [];
+    for (const job of req.jobs) {
+      const chunk = req.block.subarray(job.offset, job.offset + job.length);
+      const framed = compressFramed(chunk, req.compression, key.sealHead, key.sealTail);
+      sealed.push(await key.sealFramed(job.type, job.id, framed));
+    }
+    // the block goes back for the next read: no fresh pages on the reading thread
+    return { seq: req.seq, ok: true, sealed, data: req.block };
   }
   if (req.op === "decodeBatch") return decodeBatch(key, req);
   const plain = await key.open(req.type, req.id, req.sealed, req.what); // none mode: a view
@@ -158,6 +195,9 @@ scope.onmessage = async (e: MessageEvent<CodecRequest>) => {
   }
   const transfer: ArrayBuffer[] = [];
   if (reply.ok && reply.data) transfer.push(reply.data.buffer as ArrayBuffer);
+  if (reply.ok && reply.sealed) {
+    for (const b of reply.sealed) transfer.push(b.buffer as ArrayBuffer);
+  }
   if (reply.ok && reply.batch) {
     for (const r of reply.batch) if (r.ok && !transfer.includes(r.buffer)) transfer.push(r.buffer);
   }

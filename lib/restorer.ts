@@ -68,7 +68,7 @@ export interface ExtractProgress {
 export interface ExtractResult {
   /** Items restored. */
   files: number;
-  /** File bytes restored. */
+  /** File bytes restored (holes included: the restored files' sizes). */
   bytes: number;
   /** Warnings (skipped items); non-empty means exit code 3. */
   warnings: string[];
@@ -428,6 +428,7 @@ class ExtractRun {
           sparse = true;
           pos += c.raw;
           file.seekSync(pos, Deno.SeekMode.Start);
+          this.bytes += c.raw; // restored as a hole: still bytes of the file
           this.#doneBytes += c.raw;
           this.#progress(path);
           continue;
