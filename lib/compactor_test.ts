@@ -140,7 +140,7 @@ async function fixture<B extends MemoryBackend>(
     passphrase: PASS,
     kdf: FAST,
     minPackSize: 1 << 20,
-    maxPackSize: 1 << 20,
+    maxPackSize: 2 << 20, // the target is the 1 MiB floor; packs may pass it by one record
   });
   const repo = await Repository.open(backend, { passphrase: PASS });
   const f = { backend, repo, ids: new Map<string, Uint8Array>(), itemBlobs: new Map() };

@@ -162,11 +162,13 @@ function sha256(bytes: Uint8Array): string {
 // ---------------------------------------------------------------------------------------------
 // Running and reading the CLI's answers
 
-/** What `vger check --json` prints. */
+/** What `vger check --json` prints (lib's Problem, with snake_case names). */
 interface CheckJson {
   errors: number;
   warnings: number;
-  problems: Problem[];
+  problems: (Omit<Problem, "affects"> & {
+    affects: { archives: string[]; paths: string[]; paths_truncated: boolean };
+  })[];
 }
 
 /** Fails when a command crashed instead of reporting: a JS stack trace or an uncaught error. */
@@ -433,7 +435,7 @@ Deno.test(
               ok(isSubset(p.affects.archives, new Set(["one", "two"])), JSON.stringify(p));
               ok(p.affects.paths.length > 0, `names the damaged files: ${JSON.stringify(p)}`);
               ok(isSubset(p.affects.paths, pathsOne), JSON.stringify(p));
-              equal(p.affects.pathsTruncated, false);
+              equal(p.affects.paths_truncated, false);
             }
           }
           const reported = affectedPaths(verified, [
@@ -488,13 +490,13 @@ Deno.test(
 
           const r = await vgerOk(["-R", repo, "check", "--repair", "--yes", "--json"]);
           const repair = JSON.parse(r.stdout) as {
-            indexWritten: boolean;
-            removedArchives: string[];
-            brokenArchives: { name: string }[];
+            index_written: boolean;
+            removed_archives: string[];
+            broken_archives: { name: string }[];
           };
-          equal(repair.indexWritten, true);
-          deepStrictEqual(repair.brokenArchives.map((b) => b.name), ["two"]);
-          deepStrictEqual(repair.removedArchives, ["two"]);
+          equal(repair.index_written, true);
+          deepStrictEqual(repair.broken_archives.map((b) => b.name), ["two"]);
+          deepStrictEqual(repair.removed_archives, ["two"]);
           const list = await vgerOk(["-R", repo, "list", "--json"]);
           deepStrictEqual(
             JSON.parse(list.stdout).archives.map((a: { name: string }) => a.name),
