@@ -1024,9 +1024,12 @@ async function verifyPack(
     const what = `${describeBlob(r.id, type)} in pack ${key}`;
     const max = Math.min(MAX_BLOB, r.rawLength);
     try {
-      const plain = pool
-        ? await pool.decode(type, r.id, sealed.slice(), max, what)
-        : decompress(await repo.key.open(type, r.id, sealed, what), max, what);
+      if (pool) {
+        // the worker re-hashes: no plaintext comes back to this thread
+        await pool.verify(type, r.id, sealed.slice(), r.rawLength, what);
+        return;
+      }
+      const plain = decompress(await repo.key.open(type, r.id, sealed, what), max, what);
       if (plain.length !== r.rawLength) {
         throw new IntegrityError(`${plain.length} bytes, the index says ${r.rawLength}`);
       }

@@ -145,8 +145,42 @@ export class CodecPool {
   ): Promise<Uint8Array> {
     await this.#ready;
     const transfer = ownsBuffer(sealed) ? [sealed.buffer as ArrayBuffer] : [];
-    const req: CodecRequest = { op: "decode", seq: 0, type, id: ownId(id), sealed, maxLength, what };
+    const req: CodecRequest = {
+      op: "decode",
+      seq: 0,
+      type,
+      id: ownId(id),
+      sealed,
+      maxLength,
+      what,
+    };
     return (await this.#send(this.#pick(), req, transfer)).data!;
+  }
+
+  /**
+   * Opens, decompresses and re-hashes a sealed blob in a worker; throws IntegrityError (naming
+   * `what`) unless it has `rawLength` bytes and hashes to `id`. `sealed` is transferred when it
+   * owns its buffer.
+   */
+  async verify(
+    type: ObjectTypeTag,
+    id: Uint8Array,
+    sealed: Uint8Array,
+    rawLength: number,
+    what: string,
+  ): Promise<void> {
+    await this.#ready;
+    const transfer = ownsBuffer(sealed) ? [sealed.buffer as ArrayBuffer] : [];
+    const req: CodecRequest = {
+      op: "verify",
+      seq: 0,
+      type,
+      id: ownId(id),
+      sealed,
+      rawLength,
+      what,
+    };
+    await this.#send(this.#pick(), req, transfer);
   }
 
   /**

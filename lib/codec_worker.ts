@@ -8,7 +8,7 @@
 import { compressFramed, type CompressionOptions, decompress, loadCodecs } from "./compress.ts";
 import { type EncryptionMode, type ObjectTypeTag, RepoKey } from "./crypto.ts";
 import { IntegrityError, VgerError } from "./errors.ts";
-import { toHex } from "./ids.ts";
+import { bytesEqual, toHex } from "./ids.ts";
 import { ownsBuffer, release, releaseBacking } from "./bytes.ts";
 
 /** A request to a codec worker. */
@@ -38,6 +38,15 @@ export type CodecRequest =
     packHex: string;
     bytes: Uint8Array;
     parts: BatchPart[];
+  }
+  | {
+    op: "verify";
+    seq: number;
+    type: ObjectTypeTag;
+    id: Uint8Array;
+    sealed: Uint8Array;
+    rawLength: number;
+    what: string;
   }
   | {
     op: "decode";
@@ -90,6 +99,9 @@ export type CodecReply =
   }
   | { seq: number; ok: false; code: string; message: string };
 
+/** The largest chunk any chunker setting allows (lib/chunker.ts). */
+const MAX_CHUNK = 256 << 20;
+
 let key: RepoKey | undefined;
 
 async function handle(req: CodecRequest): Promise<CodecReply> {
@@ -116,6 +128,27 @@ async function handle(req: CodecRequest): Promise<CodecReply> {
     return { seq: req.seq, ok: true, sealed, data: req.block };
   }
   if (req.op === "decodeBatch") return decodeBatch(key, req);
+  if (req.op === "verify") {
+    // open, decompress and re-hash here: the plaintext never travels back
+    const plain = await key.open(req.type, req.id, req.sealed, req.what);
+    // a damaged index may claim any length: never inflate past the largest possible chunk
+    const data = decompress(plain, Math.min(req.rawLength, MAX_CHUNK), req.what);
+    try {
+      if (data.length !== req.rawLength) {
+        throw new IntegrityError(
+          `${req.what} is corrupt: ${data.length} bytes, the index says ${req.rawLength}`,
+        );
+      }
+      if (!bytesEqual(await key.chunkId(data), req.id)) {
+        throw new IntegrityError(`${req.what} is corrupt: its contents do not match its id`);
+      }
+    } finally {
+      if (data.buffer !== plain.buffer && data.buffer !== req.sealed.buffer) releaseBacking(data);
+      if (plain.buffer !== req.sealed.buffer) releaseBacking(plain);
+      release(req.sealed);
+    }
+    return { seq: req.seq, ok: true };
+  }
   const plain = await key.open(req.type, req.id, req.sealed, req.what); // none mode: a view
   let data = decompress(plain, req.maxLength, req.what); // codec none: a view into plain
   if (data.buffer === req.sealed.buffer || data.buffer === plain.buffer || !ownsBuffer(data)) {

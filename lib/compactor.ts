@@ -64,7 +64,7 @@ import { bytesEqual, packKey, toHex } from "./ids.ts";
 import { withCommitLock } from "./lock.ts";
 import type { ManifestEntry } from "./manifest.ts";
 import { crc32, PACK_PREAMBLE, PackWriter, RECORD_PREFIX } from "./pack.ts";
-import { release, releaseOwned } from "./bytes.ts";
+import { release } from "./bytes.ts";
 import type { Repository } from "./repository.ts";
 import { packTarget } from "./write_session.ts";
 
@@ -592,19 +592,21 @@ async function verifyBlob(
   if (type !== ObjectType.data && type !== ObjectType.items) {
     throw new IntegrityError(`${what} is corrupt: type tag ${type}`);
   }
+  if (pool) {
+    // the pool takes its copy over (`sealed` itself goes into the new pack) and re-hashes there
+    await pool.verify(type, id, sealed.slice(), rawLength, what);
+    return type;
+  }
   const max = Math.min(MAX_BLOB, rawLength);
-  // the pool takes its copy over; `sealed` itself goes into the new pack
-  const plain = pool
-    ? await pool.decode(type, id, sealed.slice(), max, what)
-    : decompress(await repo.key.open(type, id, sealed, what), max, what);
+  const plain = decompress(await repo.key.open(type, id, sealed, what), max, what);
   if (plain.length !== rawLength) {
     throw new IntegrityError(
       `${what} is corrupt: ${plain.length} bytes, the index says ${rawLength}`,
     );
   }
-  const matches = bytesEqual(await repo.key.chunkId(plain), id);
-  if (pool) releaseOwned(plain); // ours alone: free it now, not at the next collection
-  if (!matches) throw new IntegrityError(`${what} is corrupt: its contents do not match its id`);
+  if (!bytesEqual(await repo.key.chunkId(plain), id)) {
+    throw new IntegrityError(`${what} is corrupt: its contents do not match its id`);
+  }
   return type;
 }
 
