@@ -44,6 +44,7 @@ import { DEFAULT_KDF, type KdfParams } from "./lib/key_file.ts";
 import { ExcludeMatcher } from "./lib/patterns.ts";
 import { formatBytes, progressEnabled, ProgressMeter } from "./lib/progress.ts";
 import { scanSources } from "./lib/scanner.ts";
+import { filesCacheDir } from "./lib/files_cache.ts";
 import { type CompressionAlgorithm, validateCompression } from "./lib/compress.ts";
 import { toHex } from "./lib/ids.ts";
 import { tuneAllocator } from "./lib/allocator.ts";
@@ -342,6 +343,9 @@ async function dispatch(
         compression,
         excludeDirs: [repo.path],
         isExcluded,
+        filesCacheDir: bool(flags, "no-files-cache")
+          ? undefined
+          : filesCacheDir((name) => Deno.env.get(name)) ?? undefined,
         onWarning: warn,
         onProgress: meter && ((p) => meter.update(p)),
       }).finally(() => scan.abort());
@@ -358,6 +362,7 @@ async function dispatch(
             compressed_size: s.compressed,
             deduplicated_size: s.deduplicated,
             duration_seconds: result.seconds,
+            unchanged_files: result.unchangedFiles,
             warnings: result.warnings,
           }) + "\n",
         );

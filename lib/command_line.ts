@@ -171,6 +171,11 @@ export const COMMANDS: readonly CommandSpec[] = [
         default: "compression.algorithm of the configuration, else lz4",
       },
       {
+        name: "no-files-cache",
+        type: "boolean",
+        help: "read every file, even those unchanged since the last backup",
+      },
+      {
         name: "exclude",
         short: "e",
         type: "string",

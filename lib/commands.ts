@@ -35,6 +35,8 @@ import type { ManifestEntry } from "./manifest.ts";
 import { PathSelector } from "./patterns.ts";
 import { type InitOptions, initRepository, type OpenOptions, Repository } from "./repository.ts";
 import { extract, type ExtractOptions, type ExtractResult } from "./restorer.ts";
+import { FilesCache } from "./files_cache.ts";
+import { join } from "node:path";
 import {
   parseRepoConfig,
   type RepoConfig,
@@ -77,17 +79,27 @@ export function initCommand(backend: Backend, options: InitOptions): Promise<Rep
 /** `vger backup`. */
 export async function backupCommand(
   backend: Backend,
-  options: BackupOptions & OpenOptions & LockingOptions & IndexRebuildNotice,
+  options: BackupOptions & OpenOptions & LockingOptions & IndexRebuildNotice & {
+    /** Files cache directory (one subdirectory per repository id); none: read every file. */
+    filesCacheDir?: string;
+  },
 ): Promise<BackupResult> {
   const repo = await Repository.open(backend, options);
   await rebuildLostIndex(repo, options);
-  return await withRepoLock(
+  const filesCache = options.filesCacheDir === undefined
+    ? undefined
+    : await FilesCache.load(join(options.filesCacheDir, repo.config.id, "files"), {
+      onWarning: options.onWarning,
+    });
+  const result = await withRepoLock(
     backend,
     "shared",
     "backup",
     options,
-    (lock) => backup(repo, { ...options, checkLock: () => lock.assertHeld() }),
+    (lock) => backup(repo, { ...options, filesCache, checkLock: () => lock.assertHeld() }),
   );
+  await filesCache?.save({ onWarning: options.onWarning });
+  return result;
 }
 
 /** Told when an unreadable index was rebuilt from the packs. */

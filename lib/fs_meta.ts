@@ -19,6 +19,8 @@ export interface EntryStat {
   size: number;
   /** Modification time, ns since the epoch. */
   mtimeNs: bigint;
+  /** Status change time, ns since the epoch (files cache). */
+  ctimeNs: bigint;
   /** Device, for the repository self-exclusion. */
   dev: number;
   /** Inode, for the repository self-exclusion. */
@@ -45,6 +47,7 @@ export function lstatEntry(path: string): EntryStat {
       gid: s.gid,
       size: s.size,
       mtimeNs: s.mtimeNs,
+      ctimeNs: s.ctimeNs,
       dev: s.dev,
       ino: s.ino,
     };
@@ -56,6 +59,7 @@ export function lstatEntry(path: string): EntryStat {
     gid: s.gid ?? 0,
     size: s.size,
     mtimeNs: BigInt(s.mtime?.getTime() ?? 0) * 1_000_000n,
+    ctimeNs: BigInt(s.ctime?.getTime() ?? 0) * 1_000_000n,
     dev: s.dev ?? 0,
     ino: BigInt(s.ino ?? 0),
   };

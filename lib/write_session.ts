@@ -68,6 +68,11 @@ export class WriteSession {
     return true;
   }
 
+  /** Whether the repository or this session has (or is storing) the blob. */
+  has(id: Uint8Array): boolean {
+    return this.#index.has(id) || this.#reserved.has(toHex(id));
+  }
+
   /** Stored (sealed) length of a blob the repository or this session has; 0 if not yet known. */
   storedLength(id: Uint8Array): number {
     return this.#index.get(id)?.length ?? this.#reserved.get(toHex(id)) ?? 0;

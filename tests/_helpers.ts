@@ -141,6 +141,14 @@ export interface RunResult {
   peakRssBytes?: number;
 }
 
+let cacheDir: string | undefined;
+
+/** A temp directory for the files caches of this test process's CLI runs. */
+function testCacheDir(): string {
+  cacheDir ??= Deno.makeTempDirSync({ prefix: "vger-test-cache-" });
+  return cacheDir;
+}
+
 /** The environment a CLI child gets: the parent's minus VGER_*, plus the given variables. */
 function childEnv(options: RunOptions): Record<string, string> {
   const env: Record<string, string> = {};
@@ -149,10 +157,13 @@ function childEnv(options: RunOptions): Record<string, string> {
   }
   // no user configuration file may leak into a test; plain output for matching
   env.XDG_CONFIG_HOME = "/nonexistent/vger-test-config";
+  // files caches of test repositories go to one directory per test process, not to ~/.cache
+  env.VGER_CACHE_DIR = testCacheDir();
   env.NO_COLOR = "1";
   env.VGER_PASSPHRASE = PASSPHRASE;
   if (options.user) {
     env.HOME = options.user.home;
+    env.VGER_CACHE_DIR = `${options.user.home}/.cache/vger`;
     env.DENO_DIR = options.user.denoDir;
   }
   for (const [k, v] of Object.entries(options.env ?? {})) {
