@@ -133,6 +133,8 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
       try {
         code = await runCommand(command.name, args, flags, config, repo, io);
       } catch (err) {
+        // the reader of our output went away (`vger list | head`): not an error of ours
+        if (err instanceof Deno.errors.BrokenPipe) return 0;
         io.err(`vger: ${describeError(err, repo)}\n`);
         code = exitCodeOf(err);
       }
@@ -166,7 +168,12 @@ function describeError(err: unknown, repo?: RepositoryConfig): string {
       return `Missing Deno permission: ${e.message.split(",")[0]}; run with ${flag} (or -A)`;
     }
   }
-  if (err instanceof VgerError) return err.message;
+  if (err instanceof VgerError) {
+    // with several repositories a message must say which one it is about
+    return repo && err.code !== "usage" && !err.message.includes(repo.path)
+      ? `${err.message} (repository "${repo.path}")`
+      : err.message;
+  }
   const where = repo ? ` (repository "${repo.path}")` : "";
   return `Unexpected error${where}: ${
     err instanceof Error ? err.stack ?? err.message : String(err)

@@ -762,3 +762,49 @@ Deno.test("missing Deno permissions: one line naming the flag to add, no stack t
     }
   });
 });
+
+Deno.test("with several repositories an error names the repository it is about", async () => {
+  await withTempDir(async (dir) => {
+    const good = `${dir}/good`;
+    const bad = `${dir}/bad`;
+    await initRepo(good);
+    await initRepo(bad);
+    // a damaged manifest's own message names only the manifest
+    const manifest = await Deno.readFile(`${bad}/manifest`);
+    manifest[manifest.length - 1] ^= 1;
+    await Deno.writeFile(`${bad}/manifest`, manifest);
+    const config = `${dir}/vger.yaml`;
+    await Deno.writeTextFile(
+      config,
+      `repositories:\n  - path: ${JSON.stringify(good)}\n  - path: ${JSON.stringify(bad)}\n`,
+    );
+    const r = await runVger(["-c", config, "list", "--json"]);
+    equal(r.code, 1);
+    equal(r.stdout.trim().split("\n").length, 1, "the good repository still lists");
+    const lines = r.stderr.trim().split("\n");
+    equal(lines.length, 1, r.stderr);
+    ok(lines[0].includes("Manifest") && lines[0].includes(`"${bad}"`), lines[0]);
+  });
+});
+
+Deno.test("output to a reader that went away (vger list | head) ends quietly with exit 0", async () => {
+  await withTempDir(async (dir) => {
+    const src = `${dir}/src`;
+    await Deno.mkdir(src);
+    for (let i = 0; i < 3000; i++) await Deno.writeTextFile(`${src}/file-${i}`, `${i}`);
+    const repo = `${dir}/repo`;
+    await initRepo(repo);
+    await runVgerOk(["-R", repo, "backup", "--archive", "many", src]);
+    const child = spawnVger(["-R", repo, "list", "--archive", "many"]);
+    // read one chunk of the listing, then close the pipe like `head` does
+    const reader = child.stdout.getReader();
+    await reader.read();
+    await reader.cancel();
+    const [status, stderr] = await Promise.all([
+      child.status,
+      new Response(child.stderr).text(),
+    ]);
+    equal(stderr, "", "no error for a closed pipe");
+    equal(status.code, 0);
+  });
+});
