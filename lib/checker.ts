@@ -917,6 +917,10 @@ class PackReader {
   }
 }
 
+/** Blobs are verified in batches of about this many bytes, or this many blobs. */
+const BATCH_BYTES = 2 << 20;
+const BATCH_BLOBS = 256;
+
 /** Sealed blobs being verified in the codec pool, bounded by their bytes. */
 class InFlight {
   readonly #pending = new Set<Promise<void>>();
@@ -1042,6 +1046,35 @@ async function verifyPack(
     }
   };
 
+  // blobs go to the workers in batches: one message per blob cost more than the work
+  let batch: { r: Expected; type: ObjectTypeTag; sealed: Uint8Array }[] = [];
+  let batchBytes = 0;
+  const sendBatch = async (): Promise<void> => {
+    if (batch.length === 0) return;
+    const parts = batch;
+    const bytes = batchBytes;
+    batch = [];
+    batchBytes = 0;
+    await inFlight.add(bytes, async () => {
+      let results: (Error | null)[];
+      try {
+        results = await pool!.verifyBatch(parts.map(({ r, type, sealed }) => ({
+          type,
+          id: r.id,
+          sealed,
+          rawLength: r.rawLength,
+          what: `${describeBlob(r.id, type)} in pack ${key}`,
+        })));
+      } catch (err) {
+        if (!(err instanceof VgerError)) throw err;
+        results = parts.map(() => err);
+      }
+      results.forEach((err, i) => {
+        if (err) fail({ ...parts[i].r, type: parts[i].type }, errorMessage(err), true);
+      });
+    });
+  };
+
   try {
     for (const r of records) {
       stats.blobs++;
@@ -1072,10 +1105,15 @@ async function verifyPack(
       } else if (type !== ObjectType.data && type !== ObjectType.items) {
         fail(r, `type tag ${type}`, used);
       } else if (used) {
-        if (pool) await inFlight.add(r.length, () => verify(r, type, sealed));
-        else await verify(r, type, sealed);
+        if (!pool) await verify(r, type, sealed);
+        else {
+          batch.push({ r, type, sealed: sealed.slice() });
+          batchBytes += r.length;
+          if (batchBytes >= BATCH_BYTES || batch.length >= BATCH_BLOBS) await sendBatch();
+        }
       }
     }
+    await sendBatch();
     const digest = await reader.digest();
     if (digest !== hex) {
       report.add("pack-hash-mismatch", `Pack ${key} is corrupt: its SHA-256 is ${digest}`);
@@ -1084,7 +1122,11 @@ async function verifyPack(
     if (!(err instanceof VgerError)) throw err;
     report.add("corrupt-pack", `Pack ${key} cannot be read: ${errorMessage(err)}`);
   } finally {
-    await inFlight.drain();
+    try {
+      await sendBatch(); // the blobs read before a failure are still verified
+    } finally {
+      await inFlight.drain();
+    }
   }
 }
 

@@ -9,9 +9,9 @@ import type { CompressionOptions } from "./compress.ts";
 import type { EncryptionMode, ObjectTypeTag } from "./crypto.ts";
 import { IntegrityError, VgerError } from "./errors.ts";
 import { ownsBuffer } from "./bytes.ts";
-import type { BatchPart, BlockJob, CodecReply, CodecRequest } from "./codec_worker.ts";
+import type { BatchPart, BlockJob, CodecReply, CodecRequest, VerifyPart } from "./codec_worker.ts";
 
-export type { BlockJob };
+export type { BlockJob, VerifyPart };
 
 interface Pending {
   resolve(reply: CodecReply & { ok: true }): void;
@@ -181,6 +181,26 @@ export class CodecPool {
       what,
     };
     await this.#send(this.#pick(), req, transfer);
+  }
+
+  /**
+   * Verifies several blobs in one worker, one message for all (see {@linkcode verify}). Each
+   * `sealed` that owns its buffer is transferred. Returns, per part, null or the error.
+   */
+  async verifyBatch(parts: VerifyPart[]): Promise<(Error | null)[]> {
+    await this.#ready;
+    parts = parts.map((p) => ownsBuffer(p.id) ? p : { ...p, id: p.id.slice() });
+    const transfer = parts.filter((p) => ownsBuffer(p.sealed)).map((p) =>
+      p.sealed.buffer as ArrayBuffer
+    );
+    const reply = await this.#send(this.#pick(), { op: "verifyBatch", seq: 0, parts }, transfer);
+    return reply.batch!.map((r) =>
+      r.ok
+        ? null
+        : r.code === "integrity"
+        ? new IntegrityError(r.message)
+        : new VgerError(r.code, r.message)
+    );
   }
 
   /**

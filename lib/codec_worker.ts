@@ -39,15 +39,8 @@ export type CodecRequest =
     bytes: Uint8Array;
     parts: BatchPart[];
   }
-  | {
-    op: "verify";
-    seq: number;
-    type: ObjectTypeTag;
-    id: Uint8Array;
-    sealed: Uint8Array;
-    rawLength: number;
-    what: string;
-  }
+  | ({ op: "verify"; seq: number } & VerifyPart)
+  | { op: "verifyBatch"; seq: number; parts: VerifyPart[] }
   | {
     op: "decode";
     seq: number;
@@ -68,6 +61,20 @@ export interface BatchPart {
   length: number;
   /** Expected plaintext length. */
   rawLength: number;
+}
+
+/** A sealed blob to verify: it must open, decompress to `rawLength` bytes and hash to `id`. */
+export interface VerifyPart {
+  /** Object type tag. */
+  type: ObjectTypeTag;
+  /** Blob id. */
+  id: Uint8Array;
+  /** The sealed object (transferred). */
+  sealed: Uint8Array;
+  /** Expected plaintext length. */
+  rawLength: number;
+  /** Names the blob in errors. */
+  what: string;
 }
 
 /** A new chunk inside a read block: where it lies, its id and object type. */
@@ -129,25 +136,24 @@ async function handle(req: CodecRequest): Promise<CodecReply> {
   }
   if (req.op === "decodeBatch") return decodeBatch(key, req);
   if (req.op === "verify") {
-    // open, decompress and re-hash here: the plaintext never travels back
-    const plain = await key.open(req.type, req.id, req.sealed, req.what);
-    // a damaged index may claim any length: never inflate past the largest possible chunk
-    const data = decompress(plain, Math.min(req.rawLength, MAX_CHUNK), req.what);
-    try {
-      if (data.length !== req.rawLength) {
-        throw new IntegrityError(
-          `${req.what} is corrupt: ${data.length} bytes, the index says ${req.rawLength}`,
-        );
-      }
-      if (!bytesEqual(await key.chunkId(data), req.id)) {
-        throw new IntegrityError(`${req.what} is corrupt: its contents do not match its id`);
-      }
-    } finally {
-      if (data.buffer !== plain.buffer && data.buffer !== req.sealed.buffer) releaseBacking(data);
-      if (plain.buffer !== req.sealed.buffer) releaseBacking(plain);
-      release(req.sealed);
-    }
+    await verifyOne(key, req);
     return { seq: req.seq, ok: true };
+  }
+  if (req.op === "verifyBatch") {
+    const results: BatchResult[] = [];
+    for (const part of req.parts) {
+      try {
+        await verifyOne(key, part);
+        results.push({ ok: true, buffer: new ArrayBuffer(0), offset: 0, length: 0 });
+      } catch (err) {
+        results.push({
+          ok: false,
+          code: err instanceof VgerError ? err.code : "internal",
+          message: err instanceof Error ? err.message : String(err),
+        });
+      }
+    }
+    return { seq: req.seq, ok: true, batch: results };
   }
   const plain = await key.open(req.type, req.id, req.sealed, req.what); // none mode: a view
   let data = decompress(plain, req.maxLength, req.what); // codec none: a view into plain
@@ -159,6 +165,30 @@ async function handle(req: CodecRequest): Promise<CodecReply> {
   release(plain); // release() ignores views, so each buffer is freed once, after its last use
   release(req.sealed);
   return { seq: req.seq, ok: true, data };
+}
+
+/**
+ * Opens, decompresses and re-hashes one blob: the plaintext never travels back to the main
+ * thread. Throws IntegrityError naming `what`.
+ */
+async function verifyOne(key: RepoKey, part: VerifyPart): Promise<void> {
+  const plain = await key.open(part.type, part.id, part.sealed, part.what);
+  // a damaged index may claim any length: never inflate past the largest possible chunk
+  const data = decompress(plain, Math.min(part.rawLength, MAX_CHUNK), part.what);
+  try {
+    if (data.length !== part.rawLength) {
+      throw new IntegrityError(
+        `${part.what} is corrupt: ${data.length} bytes, the index says ${part.rawLength}`,
+      );
+    }
+    if (!bytesEqual(await key.chunkId(data), part.id)) {
+      throw new IntegrityError(`${part.what} is corrupt: its contents do not match its id`);
+    }
+  } finally {
+    if (data.buffer !== plain.buffer && data.buffer !== part.sealed.buffer) releaseBacking(data);
+    if (plain.buffer !== part.sealed.buffer) releaseBacking(plain);
+    release(part.sealed);
+  }
 }
 
 async function decodeBatch(
