@@ -512,6 +512,17 @@ export function filterSnapshot(
   return out;
 }
 
+/** Whether a path exists (lstat, so a dangling symlink counts). */
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return false;
+    throw err;
+  }
+}
+
 /** Bytes the file system allocated to a file (st_blocks * 512): less than its size when sparse. */
 export function allocatedBytes(path: string): number {
   const blocks = Deno.lstatSync(path).blocks;

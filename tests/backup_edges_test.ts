@@ -15,6 +15,7 @@ import { Repository } from "../lib/repository.ts";
 import { WriteSession } from "../lib/write_session.ts";
 import {
   chownTree,
+  exists,
   filterSnapshot,
   initRepo,
   listItems,
@@ -56,16 +57,6 @@ async function namesIn(dir: string): Promise<string[]> {
   const names: string[] = [];
   for await (const e of Deno.readDir(dir)) names.push(e.name);
   return names.sort();
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return false;
-    throw err;
-  }
 }
 
 Deno.test("backup skips FIFOs, sockets and devices without opening them, warns naming each, exits 3", async () => {

@@ -11,6 +11,7 @@
 import { deepStrictEqual, equal, match, ok } from "node:assert/strict";
 import {
   CLI_PATH,
+  exists,
   FAST_KDF_ARGS,
   initRepo,
   PASSPHRASE,
@@ -51,17 +52,6 @@ function oneJson(stdout: string): Record<string, unknown> {
   const docs = lines(stdout);
   equal(docs.length, 1, `expected one JSON line on stdout, got:\n${stdout}`);
   return JSON.parse(docs[0]) as Record<string, unknown>;
-}
-
-/** Whether a path exists (lstat). */
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return false;
-    throw err;
-  }
 }
 
 /** Every entry below `root` with its size and mtime: what "nothing was touched" compares. */

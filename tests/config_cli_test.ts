@@ -7,6 +7,7 @@
 
 import { deepStrictEqual, equal, match, notEqual, ok } from "node:assert/strict";
 import {
+  exists,
   FAST_KDF_ARGS,
   listItems,
   PASSPHRASE,
@@ -66,17 +67,6 @@ async function namesByRepo(config: string): Promise<Map<string, string[]>> {
   return new Map(
     jsonLines<ListJson>(r.stdout).map((l) => [l.repository, l.archives.map((a) => a.name)]),
   );
-}
-
-/** Whether a path exists (lstat, so a dangling symlink counts). */
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return false;
-    throw err;
-  }
 }
 
 /** Every regular file below `root`, recursively. */

@@ -6,7 +6,8 @@
  */
 
 import { deepStrictEqual, equal, ok, rejects } from "node:assert/strict";
-import type { Backend, ObjectInfo, PutBody } from "../backends/backend.ts";
+import type { Backend, PutBody } from "../backends/backend.ts";
+import { BackendDecorator } from "../backends/decorator.ts";
 import { LocalBackend } from "../backends/local.ts";
 import {
   backupCommand,
@@ -198,43 +199,16 @@ Deno.test(
 );
 
 /** Storage that damages the next write of `keys/repokey` (a faulty disk or server). */
-class DamagingBackend implements Backend {
-  readonly location: string;
-  #inner: Backend;
+class DamagingBackend extends BackendDecorator {
   #damageNext = true;
-  constructor(inner: Backend) {
-    this.#inner = inner;
-    this.location = inner.location;
-  }
-  get(key: string): Promise<Uint8Array | null> {
-    return this.#inner.get(key);
-  }
-  getRange(key: string, offset: number, length: number): Promise<Uint8Array> {
-    return this.#inner.getRange(key, offset, length);
-  }
-  size(key: string): Promise<number | null> {
-    return this.#inner.size(key);
-  }
-  list(prefix: string): AsyncIterable<ObjectInfo> {
-    return this.#inner.list(prefix);
-  }
-  close(): Promise<void> {
-    return this.#inner.close();
-  }
-  put(key: string, body: PutBody): Promise<void> {
+  override put(key: string, body: PutBody): Promise<void> {
     if (key === KEY && this.#damageNext && body instanceof Uint8Array) {
       this.#damageNext = false;
       const bad = body.slice();
       bad[bad.length - 40] ^= 0x01;
-      return this.#inner.put(key, bad);
+      return this.inner.put(key, bad);
     }
-    return this.#inner.put(key, body);
-  }
-  create(key: string, body: PutBody): Promise<boolean> {
-    return this.#inner.create(key, body);
-  }
-  delete(key: string): Promise<void> {
-    return this.#inner.delete(key);
+    return this.inner.put(key, body);
   }
 }
 
