@@ -15,18 +15,102 @@
  */
 
 export * from "./lib/errors.ts";
-export type { Backend, ObjectInfo, PutBody, ReadonlyBackend } from "./backends/backend.ts";
+export type {
+  Backend,
+  ObjectInfo,
+  PutBody,
+  ReadonlyBackend,
+  StreamBody,
+} from "./backends/backend.ts";
+export type { CliIo } from "./cli.ts";
+export type { ArchiveMeta, Item, ItemType } from "./lib/archive.ts";
+export type { BackupProgress } from "./lib/archiver.ts";
+export type {
+  Affected,
+  BrokenArchive,
+  CheckOptions,
+  CheckProgress,
+  CheckResult,
+  CheckStats,
+  Problem,
+  ProblemKind,
+  RepairResult,
+  Severity,
+  UnreadablePack,
+} from "./lib/checker.ts";
+export type { ChunkIndex, ChunkLocation } from "./lib/chunk_index.ts";
+export type { Chunker, ChunkerParams } from "./lib/chunker.ts";
+export type { CodecPool } from "./lib/codec_pool.ts";
+export type { BatchPart, BlockJob, VerifyPart } from "./lib/codec_worker.ts";
+export type {
+  BackupOptions,
+  BackupResult,
+  ExtractOptions,
+  ExtractResult,
+  PreviousKeyFile,
+} from "./lib/commands.ts";
+export type {
+  CompactionPlan,
+  CompactionResult,
+  CompactOptions,
+  CompactProgress,
+  CorruptBlob,
+  PackUsage,
+  PlanOptions,
+} from "./lib/compactor.ts";
+export type { CompressionAlgorithm, CompressionOptions } from "./lib/compress.ts";
+export type {
+  BackendKind,
+  EncryptionConfig,
+  RepositoryConfig,
+  RestConfig,
+  S3Config,
+  VgerConfig,
+} from "./lib/config.ts";
+export type { EncryptionMode, ObjectTypeTag, RepoKey } from "./lib/crypto.ts";
+export type { FilesCache, FileStamp } from "./lib/files_cache.ts";
+export type { KdfParams } from "./lib/key_file.ts";
+export type { ArchiveStats, Manifest, ManifestEntry } from "./lib/manifest.ts";
+export type { RepoConfig } from "./lib/repo_config.ts";
+export type { LockEntry, LockInfo, LockMode, RepoLock } from "./lib/repo_lock.ts";
+export type { InitOptions, OpenOptions } from "./lib/repository.ts";
+export type { ExtractProgress } from "./lib/restorer.ts";
+export type { RetentionDecision, RetentionPolicy } from "./lib/retention.ts";
+export type { PassphraseSettings, PassphraseSources, SecretIo } from "./lib/secrets.ts";
 export { LocalBackend } from "./backends/local.ts";
 export { MemoryBackend } from "./backends/memory.ts";
 export { initRepository, Repository } from "./lib/repository.ts";
-export type { InitOptions, OpenOptions } from "./lib/repository.ts";
 export {
   backupCommand,
+  breakLockCommand,
+  checkCommand,
+  compactCommand,
+  deleteCommand,
   extractCommand,
+  initCommand,
+  keyChangePassphraseCommand,
+  keyExportCommand,
+  keyImportCommand,
   listArchivesCommand,
   listItemsCommand,
+  pruneCommand,
+  repairCommand,
 } from "./lib/commands.ts";
-export type { BackupOptions, BackupResult, ExtractOptions, ExtractResult } from "./lib/commands.ts";
+export { loadConfigFile, parseConfig, selectRepositories } from "./lib/config.ts";
+export { resolvePassphrase } from "./lib/secrets.ts";
+
+// types the public API refers to (deno doc --lint: no private types in the public API)
+export type {
+  IndexRebuildNotice,
+  KeyChangePassphraseOptions,
+  KeyChangePassphraseResult,
+  KeyExportOptions,
+  KeyImportOptions,
+  KeyImportResult,
+  LockingOptions,
+  PruneResult,
+} from "./lib/commands.ts";
+export { ObjectType } from "./lib/crypto.ts";
 export { main, runCli } from "./cli.ts";
 import { runCli } from "./cli.ts";
 
