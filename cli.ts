@@ -23,6 +23,7 @@ import {
   keyImportCommand,
   listArchivesCommand,
   listItemsCommand,
+  type LockingOptions,
   pruneCommand,
   repairCommand,
 } from "./lib/commands.ts";
@@ -37,19 +38,18 @@ import {
 import { writeStarterConfig } from "./lib/starter_config.ts";
 import { defaultSecretIo, resolvePassphrase } from "./lib/secrets.ts";
 import { DEFAULT_CHUNKER_PARAMS } from "./lib/chunker.ts";
-import type { Item } from "./lib/archive.ts";
 import { errorMessage, UsageError, VgerError } from "./lib/errors.ts";
 import { type CommandLine, helpText, parseCommandLine } from "./lib/command_line.ts";
 import { DEFAULT_KDF, type KdfParams } from "./lib/key_file.ts";
 import { ExcludeMatcher } from "./lib/patterns.ts";
-import { formatBytes, progressEnabled, ProgressMeter } from "./lib/progress.ts";
+import { progressEnabled, ProgressMeter } from "./lib/progress.ts";
 import { scanSources } from "./lib/scanner.ts";
 import { filesCacheDir } from "./lib/files_cache.ts";
 import { type CompressionAlgorithm, validateCompression } from "./lib/compress.ts";
-import { toHex } from "./lib/ids.ts";
 import { tuneAllocator } from "./lib/allocator.ts";
-import { describeRetention, isEmptyPolicy } from "./lib/retention.ts";
+import { isEmptyPolicy } from "./lib/retention.ts";
 import type { RepoLock } from "./lib/repo_lock.ts";
+import * as report from "./lib/report.ts";
 
 /** Locks held by running commands, released when Ctrl-C ends the process. */
 const heldLocks = new Set<RepoLock>();
@@ -190,10 +190,8 @@ async function loadConfig(flags: Flags, io: CliIo): Promise<VgerConfig | null> {
 async function configCommand(flags: Flags, io: CliIo): Promise<number> {
   const dest = str(flags, "dest") ?? "vger.yaml";
   await writeStarterConfig(dest);
-  if (bool(flags, "json")) io.out(JSON.stringify({ written: dest }) + "\n");
-  else if (!bool(flags, "quiet")) {
-    io.err(`Wrote ${dest}: set the repository path and source_directories, then run vger init\n`);
-  }
+  if (bool(flags, "json")) printJson(io, report.configJson(dest));
+  else if (!bool(flags, "quiet")) io.err(report.configSummary(dest) + "\n");
   return 0;
 }
 
@@ -239,13 +237,34 @@ function intFlag(v: string | undefined, name: string, dflt: number): number {
   return n;
 }
 
-function modeString(item: Item): string {
-  const t = item.type === "dir" ? "d" : item.type === "symlink" ? "l" : "-";
-  const rwx = "rwxrwxrwx";
-  let s = "";
-  for (let i = 0; i < 9; i++) s += item.mode & (1 << (8 - i)) ? rwx[i] : "-";
-  return t + s;
+/** One command run against one repository, with the glue every command shares. */
+interface Run {
+  args: string[];
+  flags: Flags;
+  config: VgerConfig | null;
+  repo: RepositoryConfig;
+  io: CliIo;
+  meter: ProgressMeter | undefined;
+  /** Prints a warning (clearing the progress line first) unless --quiet. */
+  warn(message: string): void;
+  /** The repository's passphrase, resolved when the repository turns out to need one. */
+  passphrase(): Promise<string | undefined>;
+  /** --lock-wait, and each lock taken is recorded for release on Ctrl-C. */
+  locking: Required<LockingOptions>;
 }
+
+const COMMANDS: Record<string, (run: Run) => Promise<number>> = {
+  init: runInit,
+  backup: runBackup,
+  list: runList,
+  extract: runExtract,
+  prune: runPrune,
+  compact: runCompact,
+  check: (run) => bool(run.flags, "repair") ? runRepair(run) : runCheck(run),
+  "break-lock": runBreakLock,
+  key: runKey,
+  delete: runDelete,
+};
 
 async function runCommand(
   command: string,
@@ -263,509 +282,318 @@ async function runCommand(
   });
   const meter = show ? new ProgressMeter(io.err, { terminal: io.isTerminal }) : undefined;
   try {
-    return await dispatch(command, args, flags, config, repo, io, meter);
+    const run: Run = {
+      args,
+      flags,
+      config,
+      repo,
+      io,
+      meter,
+      warn: (m) => {
+        meter?.clear();
+        if (!bool(flags, "quiet")) io.err(`vger: warning: ${m}\n`);
+      },
+      passphrase: () => passphraseFor(repo, config, false),
+      locking: {
+        lockWaitMs: intFlag(str(flags, "lock-wait"), "lock-wait", 0) * 1000,
+        onLock: (lock: RepoLock) => heldLocks.add(lock),
+      },
+    };
+    const handler = Object.hasOwn(COMMANDS, command) ? COMMANDS[command] : undefined;
+    if (!handler) throw new UsageError(`Unknown command "${command}" (see vger --help)`);
+    return await handler(run);
   } finally {
     meter?.finish();
   }
 }
 
-async function dispatch(
-  command: string,
-  args: string[],
-  flags: Flags,
-  config: VgerConfig | null,
-  repo: RepositoryConfig,
-  io: CliIo,
-  meter: ProgressMeter | undefined,
-): Promise<number> {
-  const warn = (m: string) => {
-    meter?.clear();
-    if (!bool(flags, "quiet")) io.err(`vger: warning: ${m}\n`);
-  };
-  const passphrase = () => passphraseFor(repo, config, false);
-  const locking = {
-    lockWaitMs: intFlag(str(flags, "lock-wait"), "lock-wait", 0) * 1000,
-    onLock: (lock: RepoLock) => heldLocks.add(lock),
-  };
-  switch (command) {
-    case "init": {
-      const mode = str(flags, "encryption") ?? repo.encryption.mode;
-      if (mode !== "aes256gcm" && mode !== "none") {
-        throw new UsageError(`--encryption must be "aes256gcm" or "none", not "${mode}"`);
-      }
-      const pass = mode === "none" ? undefined : await passphraseFor(repo, config, true);
-      if (mode !== "none" && pass === undefined) {
-        throw new UsageError(
-          "A passphrase is needed: set VGER_PASSPHRASE or encryption.passphrase",
-        );
-      }
-      const cfg = await initCommand(openBackend(repo), {
-        encryption: mode,
-        passphrase: pass,
-        kdf: kdfFromFlags(flags),
-        chunker: config?.chunker ?? DEFAULT_CHUNKER_PARAMS,
-        minPackSize: repo.minPackSize,
-        maxPackSize: repo.maxPackSize,
-      });
-      if (bool(flags, "json")) {
-        io.out(
-          JSON.stringify({ repository: repo.path, id: cfg.id, encryption: cfg.encryption }) + "\n",
-        );
-      } else if (!bool(flags, "quiet")) {
-        io.err(`Created repository ${repo.path} (${cfg.encryption})\n`);
-      }
-      return 0;
-    }
-    case "backup": {
-      const sources = args.length > 0 ? args : repo.sourceDirectories;
-      if (sources.length === 0) {
-        throw new UsageError("Nothing to back up: give PATHS or set source_directories");
-      }
-      const name = oneArchive(flags, "backup") ?? formatArchiveName(
-        config?.archiveNameFormat ?? DEFAULT_ARCHIVE_NAME_FORMAT,
-        { hostname: Deno.hostname(), user: Deno.env.get("USER") ?? "unknown", now: new Date() },
-      );
-      const patterns = [...(config?.excludePatterns ?? []), ...list(flags, "exclude")];
-      const excludes = new ExcludeMatcher(patterns);
-      const algorithm = str(flags, "compression");
-      const compression = algorithm
-        ? { algorithm: algorithm as CompressionAlgorithm, zstdLevel: repo.compression.zstdLevel }
-        : repo.compression;
-      validateCompression(compression);
-      const isExcluded = patterns.length > 0
-        ? (p: string, isDir: boolean) => excludes.excludes(p, isDir)
-        : undefined;
-      // a concurrent scan gives the progress line its totals (percent, ETA), as restic's does
-      const scan = new AbortController();
-      if (meter) {
-        scanSources(sources, { isExcluded, excludeDirs: [repo.path], signal: scan.signal })
-          .then((t) => meter.setTotals(t), () => {});
-      }
-      const result = await backupCommand(openBackend(repo), {
-        ...locking,
-        onIndexRebuilt: warn,
-        passphrase,
-        name,
-        sources,
-        compression,
-        excludeDirs: [repo.path],
-        isExcluded,
-        filesCacheDir: bool(flags, "no-files-cache")
-          ? undefined
-          : filesCacheDir((name) => Deno.env.get(name)) ?? undefined,
-        onWarning: warn,
-        onProgress: meter && ((p) => meter.update(p)),
-      }).finally(() => scan.abort());
-      meter?.finish();
-      const s = result.stats;
-      if (bool(flags, "json")) {
-        io.out(
-          JSON.stringify({
-            repository: repo.path,
-            archive: result.archive.name,
-            id: toHex(result.archive.id),
-            files: s.files,
-            original_size: s.original,
-            compressed_size: s.compressed,
-            deduplicated_size: s.deduplicated,
-            duration_seconds: result.seconds,
-            unchanged_files: result.unchangedFiles,
-            warnings: result.warnings,
-          }) + "\n",
-        );
-      } else if (!bool(flags, "quiet")) {
-        io.out(
-          `Archive ${result.archive.name}: ${s.files} files, original ${
-            formatBytes(s.original)
-          }, ` +
-            `compressed ${formatBytes(s.compressed)}, deduplicated ${
-              formatBytes(s.deduplicated)
-            }, ` +
-            `${result.seconds.toFixed(1)} s\n`,
-        );
-      }
-      return result.warnings.length > 0 ? 3 : 0;
-    }
-    case "list": {
-      const backend = openBackend(repo);
-      const archive = oneArchive(flags, "list");
-      if (!archive) {
-        const archives = await listArchivesCommand(backend, { passphrase });
-        if (bool(flags, "json")) {
-          io.out(
-            JSON.stringify({
-              repository: repo.path,
-              archives: archives.map((a) => ({
-                name: a.name,
-                id: toHex(a.id),
-                time: a.time,
-                hostname: a.hostname,
-                username: a.username,
-                files: a.stats.files,
-                original_size: a.stats.original,
-                compressed_size: a.stats.compressed,
-                deduplicated_size: a.stats.deduplicated,
-              })),
-            }) + "\n",
-          );
-        } else {
-          for (const a of archives) {
-            io.out(
-              `${a.name.padEnd(32)} ${a.time}  ${a.hostname}  ${a.stats.files} files  ${
-                formatBytes(a.stats.original)
-              }\n`,
-            );
-          }
-        }
-        return 0;
-      }
-      const items = listItemsCommand(backend, {
-        onIndexRebuilt: warn,
-        passphrase,
-        archive,
-        patterns: args,
-      });
-      if (bool(flags, "json")) {
-        const rows: unknown[] = [];
-        for await (const i of items) {
-          rows.push({
-            path: i.path,
-            type: i.type,
-            mode: i.mode,
-            uid: i.uid,
-            gid: i.gid,
-            user: i.user ?? null,
-            group: i.group ?? null,
-            size: i.size,
-            mtime_ns: i.mtimeNs.toString(),
-            target: i.target ?? null,
-          });
-        }
-        io.out(
-          JSON.stringify({ repository: repo.path, archive, items: rows }) + "\n",
-        );
-      } else {
-        for await (const i of items) {
-          const when = new Date(Number(i.mtimeNs / 1_000_000n)).toISOString().slice(0, 19).replace(
-            "T",
-            " ",
-          );
-          const owner = `${i.user ?? i.uid} ${i.group ?? i.gid}`;
-          io.out(
-            `${modeString(i)} ${owner.padEnd(17)} ${String(i.size).padStart(12)} ${when} ${i.path}${
-              i.target !== undefined ? ` -> ${i.target}` : ""
-            }\n`,
-          );
-        }
-      }
-      return 0;
-    }
-    case "extract": {
-      const archive = oneArchive(flags, "extract");
-      if (!archive) throw new UsageError("extract needs --archive NAME");
-      const dest = str(flags, "dest");
-      if (!dest) throw new UsageError("extract needs --dest DIR");
-      const result = await extractCommand(openBackend(repo), {
-        ...locking,
-        onIndexRebuilt: warn,
-        passphrase,
-        archive,
-        dest,
-        patterns: args,
-        overwrite: bool(flags, "overwrite"),
-        onWarning: warn,
-        onProgress: meter && ((p) => meter.update(p)),
-      });
-      meter?.finish();
-      if (bool(flags, "json")) {
-        io.out(
-          JSON.stringify({
-            repository: repo.path,
-            archive,
-            files: result.files,
-            bytes: result.bytes,
-            warnings: result.warnings,
-          }) + "\n",
-        );
-      } else if (!bool(flags, "quiet")) {
-        io.out(`Restored ${result.files} items, ${formatBytes(result.bytes)} to ${dest}\n`);
-      }
-      return result.warnings.length > 0 ? 3 : 0;
-    }
-    case "prune": {
-      if (isEmptyPolicy(repo.retention)) {
-        warn(`the retention policy of ${repo.path} is empty: nothing is pruned`);
-      }
-      const dryRun = !!bool(flags, "dry-run");
-      const result = await pruneCommand(openBackend(repo), {
-        ...locking,
-        passphrase,
-        policy: repo.retention,
-        dryRun,
-      });
-      if (bool(flags, "json")) {
-        io.out(
-          JSON.stringify({
-            repository: repo.path,
-            dry_run: dryRun,
-            policy: describeRetention(repo.retention),
-            archives: result.decisions.map((d) => ({
-              name: d.archive.name,
-              time: d.archive.time,
-              keep: d.keep,
-              reasons: d.reasons,
-            })),
-            deleted: result.deleted.map((a) => a.name),
-          }) + "\n",
-        );
-        return 0;
-      }
-      if (bool(flags, "list") || dryRun) {
-        for (const d of result.decisions) {
-          const what = d.keep ? "keep " : dryRun ? "would prune" : "prune";
-          const why = d.keep ? `  (${d.reasons.join(", ")})` : "";
-          io.out(`${what.padEnd(11)} ${d.archive.name.padEnd(32)} ${d.archive.time}${why}\n`);
-        }
-      }
-      if (!bool(flags, "quiet")) {
-        const pruned = result.decisions.filter((d) => !d.keep).length;
-        io.out(
-          `${dryRun ? "Would prune" : "Pruned"} ${pruned} of ${result.decisions.length} archives ` +
-            `(${describeRetention(repo.retention)})\n`,
-        );
-      }
-      return 0;
-    }
-    case "compact": {
-      const threshold = str(flags, "threshold") === undefined
-        ? undefined
-        : Number(str(flags, "threshold"));
-      if (threshold !== undefined && !(threshold >= 0 && threshold <= 100)) {
-        throw new UsageError(
-          `--threshold takes a percentage from 0 to 100, not "${str(flags, "threshold")}"`,
-        );
-      }
-      const dryRun = !!bool(flags, "dry-run");
-      const r = await compactCommand(openBackend(repo), {
-        ...locking,
-        passphrase,
-        thresholdPercent: threshold,
-        dryRun,
-        onProgress: meter && ((p) =>
-          meter.update({
-            phase: p.phase,
-            files: p.done,
-            totalFiles: p.total,
-            unit: p.phase === "scan" ? "archives" : p.phase === "copy" ? "blobs" : "packs",
-            bytes: p.bytes,
-            totalBytes: p.totalBytes,
-          })),
-      });
-      meter?.finish();
-      const p = r.plan;
-      if (bool(flags, "json")) {
-        io.out(
-          JSON.stringify({
-            repository: repo.path,
-            dry_run: dryRun,
-            threshold_percent: p.thresholdPercent,
-            packs: p.packs,
-            delete_packs: p.deletePacks.map((x) => x.id),
-            rewrite_packs: p.rewritePacks.map((x) => x.id),
-            unreferenced_packs: p.unreferencedPacks.map((x) => x.id),
-            bytes_to_free: p.bytesToFree,
-            bytes_freed: r.bytesFreed,
-            corrupt: r.corrupt,
-          }) + "\n",
-        );
-      } else if (!bool(flags, "quiet")) {
-        const plan = `${p.deletePacks.length + p.unreferencedPacks.length} packs to delete, ` +
-          `${p.rewritePacks.length} to rewrite (${p.copyBlobs} blobs, ${
-            formatBytes(p.copyBytes)
-          } ` +
-          `to copy), ${formatBytes(p.bytesToFree)} to free`;
-        if (dryRun || p.nothingToDo) {
-          io.out(`${p.nothingToDo ? "Nothing to do: " : "Plan: "}${plan}\n`);
-        } else io.out(`Compacted: ${plan}; freed ${formatBytes(r.bytesFreed)}\n`);
-      }
-      for (const c of r.corrupt) {
-        warn(`blob ${c.id} in pack ${c.pack} is corrupt and was left in place: ${c.reason}`);
-      }
-      return r.corrupt.length > 0 ? 3 : 0;
-    }
-    case "check": {
-      const backend = openBackend(repo);
-      if (bool(flags, "repair")) {
-        const dryRun = !!bool(flags, "dry-run");
-        const r = await repairCommand(backend, {
-          ...locking,
-          passphrase,
-          dryRun,
-          confirm: async (names) => {
-            if (bool(flags, "yes")) return true;
-            if (!Deno.stdin.isTerminal()) {
-              warn(`not removing ${names.length} archives without --yes: ${names.join(", ")}`);
-              return false;
-            }
-            const answer = await promptLine(
-              `Remove ${names.length} archives whose data is gone (${names.join(", ")})? [y/N] `,
-            );
-            return /^y(es)?$/i.test(answer.trim());
-          },
-        });
-        const kept = r.brokenArchives.filter((b) => !r.removedArchives.includes(b.name));
-        if (bool(flags, "json")) {
-          io.out(
-            JSON.stringify({
-              repository: repo.path,
-              dry_run: dryRun,
-              entries: r.entries,
-              packs: r.packs,
-              unreadable_packs: r.unreadablePacks,
-              index_changed: r.indexChanged,
-              index_written: r.indexWritten,
-              broken_archives: r.brokenArchives,
-              removed_archives: r.removedArchives,
-              manifest_error: r.manifestError ?? null,
-            }) + "\n",
-          );
-        } else if (!bool(flags, "quiet")) {
-          io.out(
-            `Index: ${r.entries} blobs in ${r.packs} packs` +
-              (r.indexWritten
-                ? " (rebuilt and written)"
-                : r.indexChanged
-                ? " (would be rewritten)"
-                : " (unchanged)") +
-              "\n",
-          );
-          for (const p of r.unreadablePacks) io.out(`unreadable pack ${p.key}: ${p.error}\n`);
-          for (const b of r.brokenArchives) {
-            const removed = r.removedArchives.includes(b.name);
-            io.out(`archive ${b.name}: ${b.reason}${removed ? " (removed)" : ""}\n`);
-          }
-        }
-        return kept.length > 0 || r.manifestError ? 1 : 0;
-      }
-      const r = await checkCommand(backend, {
-        ...locking,
-        passphrase,
-        verifyData: bool(flags, "verify-data"),
-        onProgress: meter && ((p) =>
-          meter.update(
-            p.phase === "data"
-              ? {
-                phase: "verify",
-                files: p.packs,
-                totalFiles: p.totalPacks,
-                unit: "packs",
-                bytes: p.packBytes,
-                totalBytes: p.totalPackBytes,
-              }
-              : { phase: "headers", files: p.packs, totalFiles: p.totalPacks, unit: "packs" },
-          )),
-      });
-      meter?.finish();
-      const errors = r.problems.filter((p) => p.severity === "error").length;
-      if (bool(flags, "json")) {
-        io.out(
-          JSON.stringify({
-            repository: repo.path,
-            verify_data: !!bool(flags, "verify-data"),
-            errors,
-            warnings: r.problems.length - errors,
-            problems: r.problems.map((p) => ({
-              kind: p.kind,
-              severity: p.severity,
-              message: p.message,
-              affects: {
-                archives: p.affects.archives,
-                paths: p.affects.paths,
-                paths_truncated: p.affects.pathsTruncated,
-              },
-            })),
-            stats: {
-              archives: r.stats.archives,
-              packs: r.stats.packs,
-              blobs: r.stats.blobs,
-              bytes_read: r.stats.bytesRead,
-            },
-          }) + "\n",
-        );
-      } else {
-        for (const p of r.problems) {
-          const a = p.affects;
-          const affects = a.archives.length > 0
-            ? ` (affects ${a.archives.map((n) => `"${n}"`).join(", ")}${
-              a.paths.length > 0
-                ? `: ${a.paths.slice(0, 5).join(", ")}${
-                  a.paths.length > 5 || a.pathsTruncated ? ", ..." : ""
-                }`
-                : ""
-            })`
-            : "";
-          io.out(`${p.severity}: ${p.message}${affects}\n`);
-        }
-        if (!bool(flags, "quiet")) {
-          io.out(
-            `Checked ${r.stats.archives} archives, ${r.stats.packs} packs, ${r.stats.blobs} blobs` +
-              `${bool(flags, "verify-data") ? `, read ${formatBytes(r.stats.bytesRead)}` : ""}: ` +
-              `${errors} errors, ${r.problems.length - errors} warnings\n`,
-          );
-        }
-      }
-      return errors > 0 ? 1 : 0;
-    }
-    case "break-lock": {
-      const removed = await breakLockCommand(openBackend(repo), { all: bool(flags, "all") });
-      if (bool(flags, "json")) {
-        io.out(
-          JSON.stringify({
-            repository: repo.path,
-            removed: removed.map((l) => ({ key: l.key, ...l.info })),
-          }) + "\n",
-        );
-      } else if (!bool(flags, "quiet")) {
-        for (const l of removed) {
-          const who = l.info
-            ? `${l.info.host}/${l.info.pid} since ${l.info.time} (${l.info.command})`
-            : "unreadable";
-          io.out(`Removed lock ${l.key}: ${who}\n`);
-        }
-        if (removed.length === 0) {
-          io.out(`No ${bool(flags, "all") ? "" : "stale "}locks in ${repo.path}\n`);
-        }
-      }
-      return 0;
-    }
-    case "key":
-      return await keyCommand(args, flags, config, repo, io, locking);
-    case "delete": {
-      const names = list(flags, "archive") ?? [];
-      if (names.length === 0) throw new UsageError("delete needs --archive NAME (one or more)");
-      const deleted = await deleteCommand(openBackend(repo), {
-        ...locking,
-        passphrase,
-        names,
-        dryRun: bool(flags, "dry-run"),
-      });
-      if (bool(flags, "json")) {
-        io.out(
-          JSON.stringify({
-            repository: repo.path,
-            dry_run: !!bool(flags, "dry-run"),
-            archives: deleted.map((a) => ({ name: a.name, id: toHex(a.id), time: a.time })),
-          }) + "\n",
-        );
-      } else if (!bool(flags, "quiet")) {
-        const verb = bool(flags, "dry-run") ? "Would delete" : "Deleted";
-        for (const a of deleted) io.out(`${verb} archive ${a.name} (${a.time})\n`);
-      }
-      return 0;
-    }
-    default:
-      throw new UsageError(`Unknown command "${command}" (see vger --help)`);
+/** `--json`: the object on stdout; otherwise, unless `--quiet`, the lines on `to`. */
+function emit(
+  run: Run,
+  json: () => unknown,
+  lines: () => string | string[],
+  to: "out" | "err" = "out",
+): void {
+  if (bool(run.flags, "json")) printJson(run.io, json());
+  else if (!bool(run.flags, "quiet")) printLines(run.io[to], lines());
+}
+
+function printJson(io: CliIo, value: unknown): void {
+  io.out(JSON.stringify(value) + "\n");
+}
+
+function printLines(write: (text: string) => void, lines: string | string[]): void {
+  for (const line of typeof lines === "string" ? [lines] : lines) write(line + "\n");
+}
+
+async function runInit(run: Run): Promise<number> {
+  const { flags, repo, config } = run;
+  const mode = str(flags, "encryption") ?? repo.encryption.mode;
+  if (mode !== "aes256gcm" && mode !== "none") {
+    throw new UsageError(`--encryption must be "aes256gcm" or "none", not "${mode}"`);
   }
+  const pass = mode === "none" ? undefined : await passphraseFor(repo, config, true);
+  if (mode !== "none" && pass === undefined) {
+    throw new UsageError("A passphrase is needed: set VGER_PASSPHRASE or encryption.passphrase");
+  }
+  const cfg = await initCommand(openBackend(repo), {
+    encryption: mode,
+    passphrase: pass,
+    kdf: kdfFromFlags(flags),
+    chunker: config?.chunker ?? DEFAULT_CHUNKER_PARAMS,
+    minPackSize: repo.minPackSize,
+    maxPackSize: repo.maxPackSize,
+  });
+  emit(run, () => report.initJson(repo.path, cfg), () => report.initSummary(repo.path, cfg), "err");
+  return 0;
+}
+
+async function runBackup(run: Run): Promise<number> {
+  const { args, flags, config, repo, meter, warn } = run;
+  const sources = args.length > 0 ? args : repo.sourceDirectories;
+  if (sources.length === 0) {
+    throw new UsageError("Nothing to back up: give PATHS or set source_directories");
+  }
+  const name = oneArchive(flags, "backup") ?? formatArchiveName(
+    config?.archiveNameFormat ?? DEFAULT_ARCHIVE_NAME_FORMAT,
+    { hostname: Deno.hostname(), user: Deno.env.get("USER") ?? "unknown", now: new Date() },
+  );
+  const patterns = [...(config?.excludePatterns ?? []), ...list(flags, "exclude")];
+  const excludes = new ExcludeMatcher(patterns);
+  const algorithm = str(flags, "compression");
+  const compression = algorithm
+    ? { algorithm: algorithm as CompressionAlgorithm, zstdLevel: repo.compression.zstdLevel }
+    : repo.compression;
+  validateCompression(compression);
+  const isExcluded = patterns.length > 0
+    ? (p: string, isDir: boolean) => excludes.excludes(p, isDir)
+    : undefined;
+  // a concurrent scan gives the progress line its totals (percent, ETA), as restic's does
+  const scan = new AbortController();
+  if (meter) {
+    scanSources(sources, { isExcluded, excludeDirs: [repo.path], signal: scan.signal })
+      .then((t) => meter.setTotals(t), () => {});
+  }
+  const result = await backupCommand(openBackend(repo), {
+    ...run.locking,
+    onIndexRebuilt: warn,
+    passphrase: run.passphrase,
+    name,
+    sources,
+    compression,
+    excludeDirs: [repo.path],
+    isExcluded,
+    filesCacheDir: bool(flags, "no-files-cache")
+      ? undefined
+      : filesCacheDir((name) => Deno.env.get(name)) ?? undefined,
+    onWarning: warn,
+    onProgress: meter && ((p) => meter.update(p)),
+  }).finally(() => scan.abort());
+  meter?.finish();
+  emit(run, () => report.backupJson(repo.path, result), () => report.backupSummary(result));
+  return result.warnings.length > 0 ? 3 : 0;
+}
+
+async function runList(run: Run): Promise<number> {
+  const { args, flags, repo, io } = run;
+  const backend = openBackend(repo);
+  const archive = oneArchive(flags, "list");
+  if (!archive) {
+    const archives = await listArchivesCommand(backend, { passphrase: run.passphrase });
+    if (bool(flags, "json")) {
+      printJson(io, report.archivesJson(repo.path, archives));
+    } else printLines(io.out, archives.map(report.archiveLine));
+    return 0;
+  }
+  const items = listItemsCommand(backend, {
+    onIndexRebuilt: run.warn,
+    passphrase: run.passphrase,
+    archive,
+    patterns: args,
+  });
+  if (bool(flags, "json")) {
+    const rows: report.ItemJson[] = [];
+    for await (const i of items) rows.push(report.itemJson(i));
+    printJson(io, report.itemsJson(repo.path, rows, { archive }));
+  } else {
+    // one line at a time: a long listing streams (and `vger list ... | head` stops it early)
+    for await (const i of items) io.out(report.itemLine(i) + "\n");
+  }
+  return 0;
+}
+
+async function runExtract(run: Run): Promise<number> {
+  const { args, flags, repo, meter } = run;
+  const archive = oneArchive(flags, "extract");
+  if (!archive) throw new UsageError("extract needs --archive NAME");
+  const dest = str(flags, "dest");
+  if (!dest) throw new UsageError("extract needs --dest DIR");
+  const result = await extractCommand(openBackend(repo), {
+    ...run.locking,
+    onIndexRebuilt: run.warn,
+    passphrase: run.passphrase,
+    archive,
+    dest,
+    patterns: args,
+    overwrite: bool(flags, "overwrite"),
+    onWarning: run.warn,
+    onProgress: meter && ((p) => meter.update(p)),
+  });
+  meter?.finish();
+  emit(
+    run,
+    () => report.extractJson(repo.path, result, { archive }),
+    () => report.extractSummary(result, { dest }),
+  );
+  return result.warnings.length > 0 ? 3 : 0;
+}
+
+async function runPrune(run: Run): Promise<number> {
+  const { flags, repo, io } = run;
+  const policy = repo.retention;
+  if (isEmptyPolicy(policy)) {
+    run.warn(`the retention policy of ${repo.path} is empty: nothing is pruned`);
+  }
+  const dryRun = !!bool(flags, "dry-run");
+  const result = await pruneCommand(openBackend(repo), {
+    ...run.locking,
+    passphrase: run.passphrase,
+    policy,
+    dryRun,
+  });
+  if (bool(flags, "json")) {
+    printJson(io, report.pruneJson(repo.path, result, { dryRun, policy }));
+    return 0;
+  }
+  // --quiet drops the summary line, not the decisions that --list or --dry-run ask for
+  if (bool(flags, "list") || dryRun) {
+    printLines(io.out, report.pruneDecisionLines(result.decisions, { dryRun }));
+  }
+  if (!bool(flags, "quiet")) printLines(io.out, report.pruneSummary(result, { dryRun, policy }));
+  return 0;
+}
+
+async function runCompact(run: Run): Promise<number> {
+  const { flags, repo, meter } = run;
+  const threshold = str(flags, "threshold") === undefined
+    ? undefined
+    : Number(str(flags, "threshold"));
+  if (threshold !== undefined && !(threshold >= 0 && threshold <= 100)) {
+    throw new UsageError(
+      `--threshold takes a percentage from 0 to 100, not "${str(flags, "threshold")}"`,
+    );
+  }
+  const dryRun = !!bool(flags, "dry-run");
+  const r = await compactCommand(openBackend(repo), {
+    ...run.locking,
+    passphrase: run.passphrase,
+    thresholdPercent: threshold,
+    dryRun,
+    onProgress: meter && ((p) =>
+      meter.update({
+        phase: p.phase,
+        files: p.done,
+        totalFiles: p.total,
+        unit: p.phase === "scan" ? "archives" : p.phase === "copy" ? "blobs" : "packs",
+        bytes: p.bytes,
+        totalBytes: p.totalBytes,
+      })),
+  });
+  meter?.finish();
+  emit(
+    run,
+    () => report.compactJson(repo.path, r, { dryRun }),
+    () => report.compactSummary(r, { dryRun }),
+  );
+  for (const w of report.compactWarnings(r.corrupt)) run.warn(w);
+  return r.corrupt.length > 0 ? 3 : 0;
+}
+
+async function runCheck(run: Run): Promise<number> {
+  const { flags, repo, io, meter } = run;
+  const verifyData = bool(flags, "verify-data");
+  const r = await checkCommand(openBackend(repo), {
+    ...run.locking,
+    passphrase: run.passphrase,
+    verifyData,
+    onProgress: meter && ((p) =>
+      meter.update(
+        p.phase === "data"
+          ? {
+            phase: "verify",
+            files: p.packs,
+            totalFiles: p.totalPacks,
+            unit: "packs",
+            bytes: p.packBytes,
+            totalBytes: p.totalPackBytes,
+          }
+          : { phase: "headers", files: p.packs, totalFiles: p.totalPacks, unit: "packs" },
+      )),
+  });
+  meter?.finish();
+  if (bool(flags, "json")) {
+    printJson(io, report.checkJson(repo.path, r, { verifyData }));
+  } else {
+    // --quiet drops the summary line; problems are always printed
+    printLines(io.out, r.problems.map(report.problemLine));
+    if (!bool(flags, "quiet")) printLines(io.out, report.checkSummary(r, { verifyData }));
+  }
+  return r.problems.some((p) => p.severity === "error") ? 1 : 0;
+}
+
+async function runRepair(run: Run): Promise<number> {
+  const { flags, repo } = run;
+  const dryRun = !!bool(flags, "dry-run");
+  const r = await repairCommand(openBackend(repo), {
+    ...run.locking,
+    passphrase: run.passphrase,
+    dryRun,
+    confirm: async (names) => {
+      if (bool(flags, "yes")) return true;
+      if (!Deno.stdin.isTerminal()) {
+        run.warn(`not removing ${names.length} archives without --yes: ${names.join(", ")}`);
+        return false;
+      }
+      const answer = await promptLine(
+        `Remove ${names.length} archives whose data is gone (${names.join(", ")})? [y/N] `,
+      );
+      return /^y(es)?$/i.test(answer.trim());
+    },
+  });
+  const kept = r.brokenArchives.filter((b) => !r.removedArchives.includes(b.name));
+  emit(run, () => report.repairJson(repo.path, r, { dryRun }), () => report.repairLines(r));
+  return kept.length > 0 || r.manifestError ? 1 : 0;
+}
+
+async function runBreakLock(run: Run): Promise<number> {
+  const { flags, repo } = run;
+  const all = bool(flags, "all");
+  const removed = await breakLockCommand(openBackend(repo), { all });
+  emit(
+    run,
+    () => report.breakLockJson(repo.path, removed),
+    () => report.breakLockLines(repo.path, removed, { all }),
+  );
+  return 0;
+}
+
+async function runDelete(run: Run): Promise<number> {
+  const { flags, repo } = run;
+  const names = list(flags, "archive");
+  if (names.length === 0) throw new UsageError("delete needs --archive NAME (one or more)");
+  const dryRun = bool(flags, "dry-run");
+  const deleted = await deleteCommand(openBackend(repo), {
+    ...run.locking,
+    passphrase: run.passphrase,
+    names,
+    dryRun,
+  });
+  emit(
+    run,
+    () => report.deleteJson(repo.path, deleted, { dryRun }),
+    () => report.deleteLines(deleted, { dryRun }),
+  );
+  return 0;
 }
 
 async function needPassphrase(repo: RepositoryConfig, config: VgerConfig | null): Promise<string> {
@@ -780,20 +608,11 @@ async function needPassphrase(repo: RepositoryConfig, config: VgerConfig | null)
 }
 
 /** `vger key change-passphrase | export --dest FILE | import FILE`. */
-async function keyCommand(
-  args: string[],
-  flags: Flags,
-  config: VgerConfig | null,
-  repo: RepositoryConfig,
-  io: CliIo,
-  locking: { lockWaitMs: number; onLock: (lock: RepoLock) => void },
-): Promise<number> {
-  const [sub, ...rest] = args;
+async function runKey(run: Run): Promise<number> {
+  const { flags, config, repo } = run;
+  const [sub, ...rest] = run.args;
   const backend = openBackend(repo);
-  const say = (text: string, json: Record<string, unknown>) => {
-    if (bool(flags, "json")) io.out(JSON.stringify({ repository: repo.path, ...json }) + "\n");
-    else if (!bool(flags, "quiet")) io.err(text + "\n");
-  };
+  const say = (json: () => unknown, text: () => string) => emit(run, json, text, "err");
   switch (sub) {
     case "change-passphrase": {
       const passphrase = await needPassphrase(repo, config);
@@ -812,21 +631,14 @@ async function keyCommand(
         str(flags, k) !== undefined
       );
       const r = await keyChangePassphraseCommand(backend, {
-        ...locking,
+        ...run.locking,
         passphrase,
         newPassphrase,
         kdf: kdfGiven ? kdfFromFlags(flags) : undefined,
       });
       say(
-        `Changed the passphrase of ${repo.path}; earlier key exports still open it with the old one`,
-        {
-          changed: true,
-          kdf: {
-            memory_kib: r.kdf.memoryKiB,
-            iterations: r.kdf.iterations,
-            parallelism: r.kdf.parallelism,
-          },
-        },
+        () => report.keyChangePassphraseJson(repo.path, r),
+        () => report.keyChangePassphraseSummary(repo.path),
       );
       return 0;
     }
@@ -843,9 +655,10 @@ async function keyCommand(
           cause: err,
         });
       }
-      say(`Wrote the key of ${repo.path} to ${dest}; keep it and the passphrase, apart`, {
-        written: dest,
-      });
+      say(
+        () => report.keyExportJson(repo.path, dest),
+        () => report.keyExportSummary(repo.path, dest),
+      );
       return 0;
     }
     case "import": {
@@ -860,17 +673,15 @@ async function keyCommand(
         });
       }
       const r = await keyImportCommand(backend, {
-        ...locking,
+        ...run.locking,
         keyFile,
         passphrase: await needPassphrase(repo, config),
         force: bool(flags, "force"),
         source: `"${file}"`,
       });
       say(
-        r.previous === "identical"
-          ? `The key file of ${repo.path} already is ${file}: nothing changed`
-          : `Imported ${file} as the key of ${repo.path} (the old one was ${r.previous})`,
-        { imported: file, previous: r.previous },
+        () => report.keyImportJson(repo.path, r, { file }),
+        () => report.keyImportSummary(repo.path, r, { file }),
       );
       return 0;
     }
