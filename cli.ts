@@ -39,8 +39,18 @@ import { writeStarterConfig } from "./lib/starter_config.ts";
 import { defaultSecretIo, resolvePassphrase } from "./lib/secrets.ts";
 import { DEFAULT_CHUNKER_PARAMS } from "./lib/chunker.ts";
 import { errorMessage, UsageError, VgerError } from "./lib/errors.ts";
-import { type CommandLine, helpText, parseCommandLine } from "./lib/command_line.ts";
-import { DEFAULT_KDF, type KdfParams } from "./lib/key_file.ts";
+import {
+  bool,
+  type CommandLine,
+  helpText,
+  intFlag,
+  kdfFromFlags,
+  list,
+  oneArchive,
+  parseCommandLine,
+  str,
+  thresholdFlag,
+} from "./lib/command_line.ts";
 import { ExcludeMatcher } from "./lib/patterns.ts";
 import { progressEnabled, ProgressMeter } from "./lib/progress.ts";
 import { scanSources } from "./lib/scanner.ts";
@@ -59,27 +69,6 @@ export const VERSION: string = denoJson.version;
 
 /** Option values as parsed (see lib/command_line.ts). */
 type Flags = CommandLine["flags"];
-
-function str(flags: Flags, name: string): string | undefined {
-  const v = flags[name];
-  return typeof v === "string" ? v : undefined;
-}
-
-function bool(flags: Flags, name: string): boolean {
-  return flags[name] === true;
-}
-
-function list(flags: Flags, name: string): string[] {
-  const v = flags[name];
-  return Array.isArray(v) ? v : [];
-}
-
-/** The one archive a command works on (`--archive` given at most once). */
-function oneArchive(flags: Flags, command: string): string | undefined {
-  const a = list(flags, "archive");
-  if (a.length > 1) throw new UsageError(`${command} takes one --archive, not ${a.length}`);
-  return a[0];
-}
 
 /** Where output goes; tests pass their own. */
 export interface CliIo {
@@ -228,15 +217,6 @@ function passphraseFor(
   }, defaultSecretIo());
 }
 
-function intFlag(v: string | undefined, name: string, dflt: number): number {
-  if (v === undefined) return dflt;
-  const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < 0) {
-    throw new UsageError(`--${name} takes a whole number, not "${v}"`);
-  }
-  return n;
-}
-
 /** One command run against one repository, with the glue every command shares. */
 interface Run {
   args: string[];
@@ -295,7 +275,7 @@ async function runCommand(
       },
       passphrase: () => passphraseFor(repo, config, false),
       locking: {
-        lockWaitMs: intFlag(str(flags, "lock-wait"), "lock-wait", 0) * 1000,
+        lockWaitMs: intFlag(flags, "lock-wait", 0) * 1000,
         onLock: (lock: RepoLock) => heldLocks.add(lock),
       },
     };
@@ -475,14 +455,7 @@ async function runPrune(run: Run): Promise<number> {
 
 async function runCompact(run: Run): Promise<number> {
   const { flags, repo, meter } = run;
-  const threshold = str(flags, "threshold") === undefined
-    ? undefined
-    : Number(str(flags, "threshold"));
-  if (threshold !== undefined && !(threshold >= 0 && threshold <= 100)) {
-    throw new UsageError(
-      `--threshold takes a percentage from 0 to 100, not "${str(flags, "threshold")}"`,
-    );
-  }
+  const threshold = thresholdFlag(flags);
   const dryRun = !!bool(flags, "dry-run");
   const r = await compactCommand(openBackend(repo), {
     ...run.locking,
@@ -692,18 +665,6 @@ async function runKey(run: Run): Promise<number> {
         } (see vger key --help)`,
       );
   }
-}
-
-function kdfFromFlags(flags: Flags): KdfParams {
-  return {
-    memoryKiB: intFlag(str(flags, "kdf-memory"), "kdf-memory", DEFAULT_KDF.memoryKiB),
-    iterations: intFlag(str(flags, "kdf-iterations"), "kdf-iterations", DEFAULT_KDF.iterations),
-    parallelism: intFlag(
-      str(flags, "kdf-parallelism"),
-      "kdf-parallelism",
-      DEFAULT_KDF.parallelism,
-    ),
-  };
 }
 
 /** Runs the CLI as a program: Ctrl-C handling, then exit with main's code. */

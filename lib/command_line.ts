@@ -11,7 +11,7 @@
 import { parseArgs } from "node:util";
 import { UsageError } from "./errors.ts";
 import { closest } from "./suggest.ts";
-import { DEFAULT_KDF } from "./key_file.ts";
+import { DEFAULT_KDF, type KdfParams } from "./key_file.ts";
 
 /** One option of the command line. */
 export interface OptionSpec {
@@ -391,4 +391,59 @@ export function helpText(version: string, command?: CommandSpec): string {
     "130 interrupted.",
     "",
   ].join("\n");
+}
+
+/** A string option's value. */
+export function str(flags: CommandLine["flags"], name: string): string | undefined {
+  const v = flags[name];
+  return typeof v === "string" ? v : undefined;
+}
+
+/** Whether a flag is set. */
+export function bool(flags: CommandLine["flags"], name: string): boolean {
+  return flags[name] === true;
+}
+
+/** A repeatable option's values. */
+export function list(flags: CommandLine["flags"], name: string): string[] {
+  const v = flags[name];
+  return Array.isArray(v) ? v : [];
+}
+
+/** The one archive a command works on (`--archive` given at most once). */
+export function oneArchive(flags: CommandLine["flags"], command: string): string | undefined {
+  const a = list(flags, "archive");
+  if (a.length > 1) throw new UsageError(`${command} takes one --archive, not ${a.length}`);
+  return a[0];
+}
+
+/** A whole-number option (`dflt` when absent); anything else is a usage error naming it. */
+export function intFlag(flags: CommandLine["flags"], name: string, dflt: number): number {
+  const v = str(flags, name);
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!/^\d+$/.test(v.trim()) || !Number.isSafeInteger(n)) {
+    throw new UsageError(`--${name} takes a whole number, not "${v}"`);
+  }
+  return n;
+}
+
+/** The Argon2id costs from --kdf-memory, --kdf-iterations and --kdf-parallelism. */
+export function kdfFromFlags(flags: CommandLine["flags"]): KdfParams {
+  return {
+    memoryKiB: intFlag(flags, "kdf-memory", DEFAULT_KDF.memoryKiB),
+    iterations: intFlag(flags, "kdf-iterations", DEFAULT_KDF.iterations),
+    parallelism: intFlag(flags, "kdf-parallelism", DEFAULT_KDF.parallelism),
+  };
+}
+
+/** --threshold as a percentage from 0 to 100, or undefined when absent. */
+export function thresholdFlag(flags: CommandLine["flags"]): number | undefined {
+  const v = str(flags, "threshold");
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (v.trim() === "" || !(n >= 0 && n <= 100)) {
+    throw new UsageError(`--threshold takes a percentage from 0 to 100, not "${v}"`);
+  }
+  return n;
 }
