@@ -50,7 +50,8 @@ export type ProblemKind =
   | "pack-hash-mismatch"
   | "unreferenced-pack"
   | "unreferenced-archive"
-  | "unknown-object";
+  | "unknown-object"
+  | "stale-lock";
 
 /** Errors make `vger check` fail; warnings are leftovers that compact removes. */
 export type Severity = "error" | "warning";

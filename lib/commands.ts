@@ -17,7 +17,8 @@ import {
   type RepairResult,
 } from "./checker.ts";
 import { type CompactionResult, type CompactOptions, compactRepository } from "./compactor.ts";
-import { breakLocks, type LockEntry, type LockMode, RepoLock } from "./repo_lock.ts";
+import { breakLocks, listLocks, type LockEntry, type LockMode, RepoLock } from "./repo_lock.ts";
+import { COMMIT_LOCK } from "./lock.ts";
 import { applyRetention, type RetentionDecision, type RetentionPolicy } from "./retention.ts";
 import { decodeItems, type Item } from "./archive.ts";
 import { ObjectType, RepoKey } from "./crypto.ts";
@@ -282,11 +283,25 @@ export async function checkCommand(
       ? new CodecPool(repo.key.material, repo.config.encryption)
       : undefined;
     try {
-      return await checkRepository(repo, {
+      const result = await checkRepository(repo, {
         verifyData: options.verifyData,
         pool,
         onProgress: options.onProgress,
       });
+      // a lock left by a killed process blocks nobody but is worth a word (restic says so too)
+      for (const lock of await listLocks(backend)) {
+        if (!lock.stale || lock.key === COMMIT_LOCK) continue;
+        const who = lock.info
+          ? `${lock.info.command} on ${lock.info.host} (pid ${lock.info.pid}) since ${lock.info.time}`
+          : "unreadable";
+        result.problems.push({
+          kind: "stale-lock",
+          severity: "warning",
+          message: `Stale lock ${lock.key}: ${who}; vger break-lock removes it`,
+          affects: { archives: [], paths: [], pathsTruncated: false },
+        });
+      }
+      return result;
     } finally {
       pool?.close();
     }

@@ -66,10 +66,19 @@ Deno.test("a stale lock (old, or of a dead process on this host) does not block 
       command: "compact",
     });
     await runVgerOk(["-R", repo, "backup", "--archive", "one", src]);
+    // check passes and names it as a warning
+    const check = await runVgerOk(["-R", repo, "check", "--json"]);
+    const report = JSON.parse(check.stdout);
+    equal(report.errors, 0);
+    const stale = report.problems.filter((p: { kind: string }) => p.kind === "stale-lock");
+    equal(stale.length, 1, check.stdout);
+    ok(/compact on elsewhere \(pid 1\).*vger break-lock/.test(stale[0].message), stale[0].message);
     const broke = await runVgerOk(["-R", repo, "break-lock", "--json"]);
     deepStrictEqual(JSON.parse(broke.stdout).removed.map((l: { host: string }) => l.host), [
       "elsewhere",
     ]);
+    const clean = JSON.parse((await runVgerOk(["-R", repo, "check", "--json"])).stdout);
+    equal(clean.problems.length, 0, "no stale lock after break-lock");
   });
 });
 
