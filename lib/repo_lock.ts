@@ -16,12 +16,13 @@
  *
  * @example
  * ```ts
- * import { MemoryBackend } from "../backends/memory.ts";
+ * import type { Backend } from "../backends/backend.ts";
  * import { RepoLock } from "./repo_lock.ts";
  *
- * const backend = new MemoryBackend();
- * await using lock = await RepoLock.acquire(backend, "shared", { command: "backup" });
- * lock.assertHeld(); // throws LockedError if another process broke the lock
+ * async function underLock(backend: Backend): Promise<void> {
+ *   await using lock = await RepoLock.acquire(backend, "shared", { command: "backup" });
+ *   lock.assertHeld(); // throws LockedError if another process broke the lock
+ * }
  * ```
  *
  * @module

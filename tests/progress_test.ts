@@ -1,11 +1,11 @@
 import { deepStrictEqual, equal, ok } from "node:assert/strict";
 import { MemoryBackend } from "../backends/memory.ts";
-import { encodeManifest } from "./manifest.ts";
-import { backup } from "./archiver.ts";
-import { type CheckProgress, checkRepository } from "./checker.ts";
-import { type CompactProgress, compactRepository, planCompaction } from "./compactor.ts";
-import { ObjectType } from "./crypto.ts";
-import type { KdfParams } from "./key_file.ts";
+import { encodeManifest } from "../lib/manifest.ts";
+import { backup } from "../lib/archiver.ts";
+import { type CheckProgress, checkRepository } from "../lib/checker.ts";
+import { type CompactProgress, compactRepository, planCompaction } from "../lib/compactor.ts";
+import { ObjectType } from "../lib/crypto.ts";
+import type { KdfParams } from "../lib/key_file.ts";
 import {
   displayWidth,
   fitMiddle,
@@ -15,10 +15,10 @@ import {
   progressEnabled,
   ProgressMeter,
   progressPercent,
-} from "./progress.ts";
-import { initRepository, Repository } from "./repository.ts";
-import { extract, type ExtractProgress } from "./restorer.ts";
-import { seededBytes } from "./_fuzz.ts";
+} from "../lib/progress.ts";
+import { initRepository, Repository } from "../lib/repository.ts";
+import { extract, type ExtractProgress } from "../lib/restorer.ts";
+import { seededBytes } from "../lib/_fuzz.ts";
 
 const FAST: KdfParams = { iterations: 1, memoryKiB: 1024, parallelism: 1 };
 const KiB = 1024;

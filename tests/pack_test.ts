@@ -1,9 +1,9 @@
 import { createHash } from "node:crypto";
 import { deepStrictEqual, equal, ok, rejects, throws } from "node:assert/strict";
 import { MemoryBackend } from "../backends/memory.ts";
-import { ObjectType, type ObjectTypeTag, RepoKey } from "./crypto.ts";
-import { IntegrityError } from "./errors.ts";
-import { packKey, toHex } from "./ids.ts";
+import { ObjectType, type ObjectTypeTag, RepoKey } from "../lib/crypto.ts";
+import { IntegrityError } from "../lib/errors.ts";
+import { packKey, toHex } from "../lib/ids.ts";
 import {
   crc32,
   decodePackHeader,
@@ -17,8 +17,8 @@ import {
   PackWriter,
   readPackHeader,
   RECORD_PREFIX,
-} from "./pack.ts";
-import { concat, footprint, fuzzCases, FuzzClock, mutate, randomBytes, rng } from "./_fuzz.ts";
+} from "../lib/pack.ts";
+import { concat, footprint, fuzzCases, FuzzClock, mutate, randomBytes, rng } from "../lib/_fuzz.ts";
 
 /** Bytes a pack parser reads as types, counts and lengths. */
 const PACK_SPECIALS = [0x00, 0xff, 0x7f, 0x80, 0x01, 0x02, 0x06];

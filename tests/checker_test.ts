@@ -1,8 +1,8 @@
 import { deepStrictEqual, equal, ok, rejects } from "node:assert/strict";
 import { LocalBackend } from "../backends/local.ts";
 import { MemoryBackend } from "../backends/memory.ts";
-import { encodeItem, type Item, ItemStreamBuffer, newItemEncoder } from "./archive.ts";
-import { backup } from "./archiver.ts";
+import { encodeItem, type Item, ItemStreamBuffer, newItemEncoder } from "../lib/archive.ts";
+import { backup } from "../lib/archiver.ts";
 import {
   checkRepository,
   type CheckResult,
@@ -12,18 +12,18 @@ import {
   type ProblemKind,
   rebuildIndex,
   repairRepository,
-} from "./checker.ts";
-import { CodecPool } from "./codec_pool.ts";
-import { compress, loadCodecs } from "./compress.ts";
-import { type EncryptionMode, ObjectType, type ObjectTypeTag } from "./crypto.ts";
-import { BackendError } from "./errors.ts";
-import { bytesEqual, packKey, toHex } from "./ids.ts";
-import type { KdfParams } from "./key_file.ts";
-import { crc32, PACK_PREAMBLE, PackWriter } from "./pack.ts";
-import { initRepository, Repository } from "./repository.ts";
-import { extract } from "./restorer.ts";
-import { WriteSession } from "./write_session.ts";
-import { concat, fuzzCases, FuzzClock, mutate, rng, seededBytes } from "./_fuzz.ts";
+} from "../lib/checker.ts";
+import { CodecPool } from "../lib/codec_pool.ts";
+import { compress, loadCodecs } from "../lib/compress.ts";
+import { type EncryptionMode, ObjectType, type ObjectTypeTag } from "../lib/crypto.ts";
+import { BackendError } from "../lib/errors.ts";
+import { bytesEqual, packKey, toHex } from "../lib/ids.ts";
+import type { KdfParams } from "../lib/key_file.ts";
+import { crc32, PACK_PREAMBLE, PackWriter } from "../lib/pack.ts";
+import { initRepository, Repository } from "../lib/repository.ts";
+import { extract } from "../lib/restorer.ts";
+import { WriteSession } from "../lib/write_session.ts";
+import { concat, fuzzCases, FuzzClock, mutate, rng, seededBytes } from "../lib/_fuzz.ts";
 
 await loadCodecs();
 

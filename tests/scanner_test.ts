@@ -1,11 +1,11 @@
 import { deepStrictEqual, equal, ok, rejects } from "node:assert/strict";
 import { MemoryBackend } from "../backends/memory.ts";
-import { backup } from "./archiver.ts";
-import type { KdfParams } from "./key_file.ts";
-import { PathSelector } from "./patterns.ts";
-import { initRepository, Repository } from "./repository.ts";
-import { scanSources } from "./scanner.ts";
-import { seededBytes } from "./_fuzz.ts";
+import { backup } from "../lib/archiver.ts";
+import type { KdfParams } from "../lib/key_file.ts";
+import { PathSelector } from "../lib/patterns.ts";
+import { initRepository, Repository } from "../lib/repository.ts";
+import { scanSources } from "../lib/scanner.ts";
+import { seededBytes } from "../lib/_fuzz.ts";
 
 const FAST: KdfParams = { iterations: 1, memoryKiB: 1024, parallelism: 1 };
 

@@ -1,9 +1,9 @@
 import { deepStrictEqual, equal, ok, throws } from "node:assert/strict";
 import { MemoryBackend } from "../backends/memory.ts";
-import { backupCommand, initCommand, listItemsCommand } from "./commands.ts";
-import { UsageError } from "./errors.ts";
-import { ExcludeMatcher, globToRegExp, PathSelector } from "./patterns.ts";
-import { fuzzCases, FuzzClock, rng } from "./_fuzz.ts";
+import { backupCommand, initCommand, listItemsCommand } from "../lib/commands.ts";
+import { UsageError } from "../lib/errors.ts";
+import { ExcludeMatcher, globToRegExp, PathSelector } from "../lib/patterns.ts";
+import { fuzzCases, FuzzClock, rng } from "../lib/_fuzz.ts";
 
 /** [glob, path, whether the glob itself matches the whole path] */
 const MATCHES: [string, string, boolean][] = [

@@ -1,24 +1,24 @@
 import { createHash } from "node:crypto";
-import { seededBytes } from "./_fuzz.ts";
+import { seededBytes } from "../lib/_fuzz.ts";
 import { deepStrictEqual, equal, notEqual, ok, rejects } from "node:assert/strict";
 import { MemoryBackend } from "../backends/memory.ts";
 import type { PutBody } from "../backends/backend.ts";
-import { type ArchiveMeta, encodeArchiveMeta } from "./archive.ts";
-import { DEFAULT_CHUNKER_PARAMS } from "./chunker.ts";
-import { compress, loadCodecs } from "./compress.ts";
-import { ObjectType, type ObjectTypeTag } from "./crypto.ts";
+import { type ArchiveMeta, encodeArchiveMeta } from "../lib/archive.ts";
+import { DEFAULT_CHUNKER_PARAMS } from "../lib/chunker.ts";
+import { compress, loadCodecs } from "../lib/compress.ts";
+import { ObjectType, type ObjectTypeTag } from "../lib/crypto.ts";
 import {
   AlreadyExistsError,
   DecryptionError,
   IntegrityError,
   NotFoundError,
   UsageError,
-} from "./errors.ts";
-import { packKey, toHex } from "./ids.ts";
-import type { KdfParams } from "./key_file.ts";
-import { COMMIT_LOCK } from "./lock.ts";
-import { type InitOptions, initRepository, Repository } from "./repository.ts";
-import { WriteSession } from "./write_session.ts";
+} from "../lib/errors.ts";
+import { packKey, toHex } from "../lib/ids.ts";
+import type { KdfParams } from "../lib/key_file.ts";
+import { COMMIT_LOCK } from "../lib/lock.ts";
+import { type InitOptions, initRepository, Repository } from "../lib/repository.ts";
+import { WriteSession } from "../lib/write_session.ts";
 
 await loadCodecs();
 
