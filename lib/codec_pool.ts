@@ -28,6 +28,18 @@ function ownId(id: Uint8Array): Uint8Array {
   return ownsBuffer(id) ? id : id.slice();
 }
 
+/** {@linkcode ownId} for every part of a batch. */
+function ownIds<T extends { id: Uint8Array }>(parts: T[]): T[] {
+  return parts.map((p) => ownsBuffer(p.id) ? p : { ...p, id: p.id.slice() });
+}
+
+/** The error a worker reported, as the class it was thrown as. */
+function errorOf(failure: { code: string; message: string }): Error {
+  return failure.code === "integrity"
+    ? new IntegrityError(failure.message)
+    : new VgerError(failure.code, failure.message);
+}
+
 /** Owns the workers; call close() when done or the process will not exit. */
 export class CodecPool {
   #workers: Worker[];
@@ -70,8 +82,7 @@ export class CodecPool {
     this.#pending.delete(r.seq);
     this.#load[p.worker]--;
     if (r.ok) p.resolve(r);
-    else if (r.code === "integrity") p.reject(new IntegrityError(r.message));
-    else p.reject(new VgerError(r.code, r.message));
+    else p.reject(errorOf(r));
   }
 
   #failWorker(i: number, err: Error): void {
@@ -129,7 +140,7 @@ export class CodecPool {
     compression: CompressionOptions,
   ): Promise<{ block: Uint8Array; sealed: Uint8Array[] }> {
     await this.#ready;
-    jobs = jobs.map((j) => ownsBuffer(j.id) ? j : { ...j, id: j.id.slice() });
+    jobs = ownIds(jobs);
     const req: CodecRequest = { op: "encodeBlock", seq: 0, block, jobs, compression };
     const reply = await this.#send(this.#pick(), req, [block.buffer as ArrayBuffer]);
     return { block: reply.data!, sealed: reply.sealed! };
@@ -189,18 +200,12 @@ export class CodecPool {
    */
   async verifyBatch(parts: VerifyPart[]): Promise<(Error | null)[]> {
     await this.#ready;
-    parts = parts.map((p) => ownsBuffer(p.id) ? p : { ...p, id: p.id.slice() });
+    parts = ownIds(parts);
     const transfer = parts.filter((p) => ownsBuffer(p.sealed)).map((p) =>
       p.sealed.buffer as ArrayBuffer
     );
     const reply = await this.#send(this.#pick(), { op: "verifyBatch", seq: 0, parts }, transfer);
-    return reply.batch!.map((r) =>
-      r.ok
-        ? null
-        : r.code === "integrity"
-        ? new IntegrityError(r.message)
-        : new VgerError(r.code, r.message)
-    );
+    return reply.verified!.map((r) => r.ok ? null : errorOf(r));
   }
 
   /**
@@ -215,15 +220,11 @@ export class CodecPool {
   ): Promise<(Uint8Array | Error)[]> {
     await this.#ready;
     const transfer = ownsBuffer(bytes) ? [bytes.buffer as ArrayBuffer] : [];
-    parts = parts.map((p) => ownsBuffer(p.id) ? p : { ...p, id: p.id.slice() });
+    parts = ownIds(parts);
     const req: CodecRequest = { op: "decodeBatch", seq: 0, type, packHex, bytes, parts };
     const reply = await this.#send(this.#pick(), req, transfer);
     return reply.batch!.map((r) =>
-      r.ok
-        ? new Uint8Array(r.buffer, r.offset, r.length)
-        : r.code === "integrity"
-        ? new IntegrityError(r.message)
-        : new VgerError(r.code, r.message)
+      r.ok ? new Uint8Array(r.buffer, r.offset, r.length) : errorOf(r)
     );
   }
 

@@ -89,10 +89,24 @@ export interface BlockJob {
   type: ObjectTypeTag;
 }
 
-/** The outcome of one blob of a batch: a view into a transferred buffer, or an error. */
+/** Why one blob of a batch failed: the error's code and message, rebuilt on the other side. */
+export type BlobFailure = { ok: false; code: string; message: string };
+
+/** The outcome of one blob of a batch: a view into a transferred buffer, or a failure. */
 export type BatchResult =
   | { ok: true; buffer: ArrayBuffer; offset: number; length: number }
-  | { ok: false; code: string; message: string };
+  | BlobFailure;
+
+/** The outcome of one blob of a verify batch. */
+export type VerifyResult = { ok: true } | BlobFailure;
+
+function failureOf(err: unknown): BlobFailure {
+  return {
+    ok: false,
+    code: err instanceof VgerError ? err.code : "internal",
+    message: err instanceof Error ? err.message : String(err),
+  };
+}
 
 /** A reply from a codec worker. */
 export type CodecReply =
@@ -101,6 +115,8 @@ export type CodecReply =
     ok: true;
     data?: Uint8Array;
     batch?: BatchResult[];
+    /** verifyBatch: one outcome per part, in order. */
+    verified?: VerifyResult[];
     /** encodeBlock: one sealed object per job, in order. */
     sealed?: Uint8Array[];
   }
@@ -140,20 +156,16 @@ async function handle(req: CodecRequest): Promise<CodecReply> {
     return { seq: req.seq, ok: true };
   }
   if (req.op === "verifyBatch") {
-    const results: BatchResult[] = [];
+    const verified: VerifyResult[] = [];
     for (const part of req.parts) {
       try {
         await verifyOne(key, part);
-        results.push({ ok: true, buffer: new ArrayBuffer(0), offset: 0, length: 0 });
+        verified.push({ ok: true });
       } catch (err) {
-        results.push({
-          ok: false,
-          code: err instanceof VgerError ? err.code : "internal",
-          message: err instanceof Error ? err.message : String(err),
-        });
+        verified.push(failureOf(err));
       }
     }
-    return { seq: req.seq, ok: true, batch: results };
+    return { seq: req.seq, ok: true, verified };
   }
   const plain = await key.open(req.type, req.id, req.sealed, req.what); // none mode: a view
   let data = decompress(plain, req.maxLength, req.what); // codec none: a view into plain
@@ -227,11 +239,7 @@ async function decodeBatch(
         length: data.length,
       });
     } catch (err) {
-      batch.push({
-        ok: false,
-        code: err instanceof VgerError ? err.code : "internal",
-        message: err instanceof Error ? err.message : String(err),
-      });
+      batch.push(failureOf(err));
     }
   }
   release(bytes);
@@ -249,12 +257,7 @@ scope.onmessage = async (e: MessageEvent<CodecRequest>) => {
   try {
     reply = await handle(e.data);
   } catch (err) {
-    reply = {
-      seq: e.data.seq,
-      ok: false,
-      code: err instanceof VgerError ? err.code : "internal",
-      message: err instanceof Error ? err.message : String(err),
-    };
+    reply = { seq: e.data.seq, ...failureOf(err) };
   }
   const transfer: ArrayBuffer[] = [];
   if (reply.ok && reply.data) transfer.push(reply.data.buffer as ArrayBuffer);
