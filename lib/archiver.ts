@@ -346,7 +346,7 @@ class BackupRun {
       return;
     }
     if (kind === "file") {
-      const chunks = this.#fromCache(rel, st) ?? await this.#readFile(path, st.size);
+      const chunks = this.#fromCache(path, rel, st) ?? await this.#readFile(path);
       if (chunks === null) return;
       // a file that changed size while read is not trusted next time
       if (chunks.size === st.size) this.#options.filesCache?.record(rel, st, chunks.ids);
@@ -386,21 +386,22 @@ class BackupRun {
   }
 
   /** The chunks of an unchanged file, from the files cache, when all are still stored. */
-  #fromCache(rel: string, st: EntryStat): { ids: Uint8Array[]; size: number } | null {
+  #fromCache(
+    path: string,
+    rel: string,
+    st: EntryStat,
+  ): { ids: Uint8Array[]; size: number } | null {
     const ids = this.#options.filesCache?.lookup(rel, st);
     if (!ids || !ids.every((id) => this.#session.has(id))) return null;
     for (const id of ids) this.#compressed += this.#session.storedLength(id);
     this.#original += st.size;
     this.unchangedFiles++;
-    this.#progress(rel);
+    this.#progress(path);
     return { ids, size: st.size };
   }
 
   /** Reads a file up to its size at open; null when it could not be read (warned). */
-  async #readFile(
-    path: string,
-    sizeAtStat: number,
-  ): Promise<{ ids: Uint8Array[]; size: number } | null> {
+  async #readFile(path: string): Promise<{ ids: Uint8Array[]; size: number } | null> {
     let file: Deno.FsFile;
     try {
       file = Deno.openSync(path, { read: true });
@@ -415,7 +416,6 @@ class BackupRun {
     try {
       // read up to the size at open: a file that grows while read is not chased
       let remaining = file.statSync().size;
-      void sizeAtStat;
       const max = this.#repo.config.chunker.maxSize;
       let eof = remaining === 0;
       for (;;) {
