@@ -26,6 +26,7 @@
  * @module
  */
 
+import type { ItemJson } from "../lib/report.ts";
 import { createHash } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { nativeFs } from "../lib/fs_native.ts";
@@ -540,29 +541,8 @@ export function restoredPath(dest: string, absolutePath: string): string {
   return `${dest}/${storedPath(absolutePath)}`;
 }
 
-/** An item of `vger list --archive NAME --json`. */
-export interface ListedItem {
-  /** Stored path. */
-  path: string;
-  /** "file", "dir" or "symlink". */
-  type: string;
-  /** Permission bits. */
-  mode: number;
-  /** Owner uid. */
-  uid: number;
-  /** Owner gid. */
-  gid: number;
-  /** Owner name. */
-  user: string | null;
-  /** Group name. */
-  group: string | null;
-  /** Size in bytes. */
-  size: number;
-  /** mtime in ns, as a decimal string. */
-  mtime_ns: string;
-  /** Link target. */
-  target: string | null;
-}
+/** An item of `vger list --archive NAME --json` (the schema lib/report.ts renders). */
+export type ListedItem = ItemJson;
 
 /** The items of an archive, through `vger list --archive NAME --json`. */
 export async function listItems(
