@@ -26,6 +26,7 @@ import {
   type LockingOptions,
   pruneCommand,
   repairCommand,
+  type TrustingOptions,
 } from "./lib/commands.ts";
 import {
   DEFAULT_ARCHIVE_NAME_FORMAT,
@@ -231,6 +232,8 @@ interface Run {
   passphrase(): Promise<string | undefined>;
   /** --lock-wait, and each lock taken is recorded for release on Ctrl-C. */
   locking: Required<LockingOptions>;
+  /** The configured mode, this client's memory of repositories and --trust-repository. */
+  trusting: TrustingOptions;
 }
 
 const COMMANDS: Record<string, (run: Run) => Promise<number>> = {
@@ -278,6 +281,14 @@ async function runCommand(
         lockWaitMs: intFlag(flags, "lock-wait", 0) * 1000,
         onLock: (lock: RepoLock) => heldLocks.add(lock),
       },
+      trusting: {
+        knownRepos: {
+          dir: filesCacheDir((name) => Deno.env.get(name)) ?? undefined,
+          configuredMode: repo.modeNamed ? repo.encryption.mode : undefined,
+          trust: bool(flags, "trust-repository"),
+          onWarning: (m) => run.warn(m),
+        },
+      },
     };
     const handler = Object.hasOwn(COMMANDS, command) ? COMMANDS[command] : undefined;
     if (!handler) throw new UsageError(`Unknown command "${command}" (see vger --help)`);
@@ -317,6 +328,7 @@ async function runInit(run: Run): Promise<number> {
     throw new UsageError("A passphrase is needed: set VGER_PASSPHRASE or encryption.passphrase");
   }
   const cfg = await initCommand(openBackend(repo), {
+    ...run.trusting,
     encryption: mode,
     passphrase: pass,
     kdf: kdfFromFlags(flags),
@@ -356,6 +368,7 @@ async function runBackup(run: Run): Promise<number> {
   }
   const result = await backupCommand(openBackend(repo), {
     ...run.locking,
+    ...run.trusting,
     onIndexRebuilt: warn,
     passphrase: run.passphrase,
     name,
@@ -379,13 +392,17 @@ async function runList(run: Run): Promise<number> {
   const backend = openBackend(repo);
   const archive = oneArchive(flags, "list");
   if (!archive) {
-    const archives = await listArchivesCommand(backend, { passphrase: run.passphrase });
+    const archives = await listArchivesCommand(backend, {
+      ...run.trusting,
+      passphrase: run.passphrase,
+    });
     if (bool(flags, "json")) {
       printJson(io, report.archivesJson(repo.path, archives));
     } else printLines(io.out, archives.map(report.archiveLine));
     return 0;
   }
   const items = listItemsCommand(backend, {
+    ...run.trusting,
     onIndexRebuilt: run.warn,
     passphrase: run.passphrase,
     archive,
@@ -410,6 +427,7 @@ async function runExtract(run: Run): Promise<number> {
   if (!dest) throw new UsageError("extract needs --dest DIR");
   const result = await extractCommand(openBackend(repo), {
     ...run.locking,
+    ...run.trusting,
     onIndexRebuilt: run.warn,
     passphrase: run.passphrase,
     archive,
@@ -437,6 +455,7 @@ async function runPrune(run: Run): Promise<number> {
   const dryRun = !!bool(flags, "dry-run");
   const result = await pruneCommand(openBackend(repo), {
     ...run.locking,
+    ...run.trusting,
     passphrase: run.passphrase,
     policy,
     dryRun,
@@ -459,6 +478,7 @@ async function runCompact(run: Run): Promise<number> {
   const dryRun = !!bool(flags, "dry-run");
   const r = await compactCommand(openBackend(repo), {
     ...run.locking,
+    ...run.trusting,
     passphrase: run.passphrase,
     thresholdPercent: threshold,
     dryRun,
@@ -487,6 +507,7 @@ async function runCheck(run: Run): Promise<number> {
   const verifyData = bool(flags, "verify-data");
   const r = await checkCommand(openBackend(repo), {
     ...run.locking,
+    ...run.trusting,
     passphrase: run.passphrase,
     verifyData,
     onProgress: meter && ((p) =>
@@ -519,6 +540,7 @@ async function runRepair(run: Run): Promise<number> {
   const dryRun = !!bool(flags, "dry-run");
   const r = await repairCommand(openBackend(repo), {
     ...run.locking,
+    ...run.trusting,
     passphrase: run.passphrase,
     dryRun,
     confirm: async (names) => {
@@ -557,6 +579,7 @@ async function runDelete(run: Run): Promise<number> {
   const dryRun = bool(flags, "dry-run");
   const deleted = await deleteCommand(openBackend(repo), {
     ...run.locking,
+    ...run.trusting,
     passphrase: run.passphrase,
     names,
     dryRun,
@@ -605,6 +628,7 @@ async function runKey(run: Run): Promise<number> {
       );
       const r = await keyChangePassphraseCommand(backend, {
         ...run.locking,
+        ...run.trusting,
         passphrase,
         newPassphrase,
         kdf: kdfGiven ? kdfFromFlags(flags) : undefined,
@@ -619,6 +643,7 @@ async function runKey(run: Run): Promise<number> {
       const dest = str(flags, "dest") ?? rest[0];
       if (!dest) throw new UsageError("key export needs --dest FILE");
       const bytes = await keyExportCommand(backend, {
+        ...run.trusting,
         passphrase: await needPassphrase(repo, config),
       });
       try {
@@ -647,6 +672,7 @@ async function runKey(run: Run): Promise<number> {
       }
       const r = await keyImportCommand(backend, {
         ...run.locking,
+        ...run.trusting,
         keyFile,
         passphrase: await needPassphrase(repo, config),
         force: bool(flags, "force"),

@@ -109,6 +109,7 @@ export type {
   KeyImportResult,
   LockingOptions,
   PruneResult,
+  TrustingOptions,
 } from "./lib/commands.ts";
 export { ObjectType } from "./lib/crypto.ts";
 export { main, runCli } from "./cli.ts";

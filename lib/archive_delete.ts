@@ -10,12 +10,11 @@
  */
 
 import type { Backend } from "../backends/backend.ts";
-import { ObjectType } from "./crypto.ts";
 import { NotFoundError } from "./errors.ts";
 import { toHex } from "./ids.ts";
 import { withCommitLock } from "./lock.ts";
-import { encodeManifest, type ManifestEntry } from "./manifest.ts";
-import type { Repository } from "./repository.ts";
+import type { ManifestEntry } from "./manifest.ts";
+import { type Repository, saveManifest } from "./repository.ts";
 
 /**
  * Removes archive objects that the manifest does not list (written by a backup killed before its
@@ -66,10 +65,7 @@ export async function deleteArchives(
     const manifest = await repo.readManifest();
     const gone = check(manifest.archives);
     manifest.archives = manifest.archives.filter((a) => !wanted.has(a.name));
-    await repo.backend.put(
-      "manifest",
-      await repo.key.seal(ObjectType.manifest, "manifest", encodeManifest(manifest)),
-    );
+    await saveManifest(repo, manifest);
     return gone;
   });
   for (const a of deleted) await repo.backend.delete(`archives/${toHex(a.id)}`);

@@ -33,9 +33,9 @@ import { ObjectType, type ObjectTypeTag } from "./crypto.ts";
 import { errorMessage, IntegrityError, NotFoundError, VgerError } from "./errors.ts";
 import { bytesEqual, fromHex, packKey, toHex } from "./ids.ts";
 import { withCommitLock } from "./lock.ts";
-import { encodeManifest, type Manifest, type ManifestEntry } from "./manifest.ts";
+import type { Manifest, ManifestEntry } from "./manifest.ts";
 import { crc32, PACK_PREAMBLE, type PackEntry, readPackHeader, RECORD_PREFIX } from "./pack.ts";
-import type { Repository } from "./repository.ts";
+import { type Repository, saveManifest } from "./repository.ts";
 
 /** What a problem is about. */
 export type ProblemKind =
@@ -458,10 +458,7 @@ export async function repairRepository(
     const keep = m.archives.filter((a) => !drop.has(toHex(a.id)));
     if (keep.length === m.archives.length) return;
     result.removedArchives = m.archives.filter((a) => drop.has(toHex(a.id))).map((a) => a.name);
-    await backend.put(
-      "manifest",
-      await repo.key.seal(ObjectType.manifest, "manifest", encodeManifest({ archives: keep })),
-    );
+    await saveManifest(repo, { ...m, archives: keep });
   });
   return result;
 }

@@ -114,6 +114,12 @@ export const GLOBAL_OPTIONS: readonly OptionSpec[] = [
   { name: "quiet", short: "q", type: "boolean", help: "no progress, no summary, no warnings" },
   { name: "progress", type: "boolean", help: "show progress even when not on a terminal" },
   { name: "verbose", short: "v", type: "boolean", help: "say which configuration file is used" },
+  {
+    name: "trust-repository",
+    type: "boolean",
+    help: "accept a repository whose id, encryption or key changed, or whose manifest is " +
+      "older than the newest seen, and remember it as it is now",
+  },
   { name: "help", short: "h", type: "boolean", help: "show help" },
   { name: "version", short: "V", type: "boolean", help: "print the version" },
 ];

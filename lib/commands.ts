@@ -21,7 +21,7 @@ import { breakLocks, listLocks, type LockEntry, type LockMode, RepoLock } from "
 import { COMMIT_LOCK } from "./lock.ts";
 import { applyRetention, type RetentionDecision, type RetentionPolicy } from "./retention.ts";
 import { decodeItems, type Item } from "./archive.ts";
-import { ObjectType, RepoKey } from "./crypto.ts";
+import { type EncryptionMode, ObjectType, RepoKey } from "./crypto.ts";
 import {
   AlreadyExistsError,
   DecryptionError,
@@ -37,6 +37,14 @@ import { PathSelector } from "./patterns.ts";
 import { type InitOptions, initRepository, type OpenOptions, Repository } from "./repository.ts";
 import { extract, type ExtractOptions, type ExtractResult } from "./restorer.ts";
 import { FilesCache } from "./files_cache.ts";
+import {
+  checkKnownRepository,
+  keyFingerprint,
+  type KnownRepository,
+  loadKnownRepository,
+  saveKnownRepository,
+  type SeenRepository,
+} from "./known_repos.ts";
 import { join } from "node:path";
 import {
   parseRepoConfig,
@@ -72,20 +80,132 @@ async function withRepoLock<T>(
   }
 }
 
-/** `vger init`. */
-export function initCommand(backend: Backend, options: InitOptions): Promise<RepoConfig> {
-  return initRepository(backend, options);
+/**
+ * How a command checks the repository against the configured mode and this client's memory of
+ * it (lib/known_repos.ts), before anything is written. Without `knownRepos`, no check.
+ */
+export interface TrustingOptions {
+  /** The check's settings. */
+  knownRepos?: {
+    /** Cache directory holding the memory (`known-repos/`); none: only the mode is checked. */
+    dir?: string;
+    /** The mode the configuration names; none: the remembered one, else aes256gcm. */
+    configuredMode?: EncryptionMode;
+    /** Accept a changed repository and rewrite the memory (`--trust-repository`). */
+    trust?: boolean;
+    /** Told when the memory cannot be saved (the command goes on). */
+    onWarning?: (message: string) => void;
+  };
+}
+
+/**
+ * Checks what a repository shows against the configuration and the memory; refuses with an
+ * IntegrityError, else remembers what it saw. The record is saved right after the check, and
+ * raised again by {@linkcode rememberManifest} after a command wrote the manifest.
+ */
+async function trustRepository(
+  location: string,
+  show: () => Promise<SeenRepository>,
+  options: TrustingOptions,
+): Promise<void> {
+  const k = options.knownRepos;
+  if (!k) return;
+  // the record before the repository's manifest: a record that another client saved meanwhile
+  // holds a counter already written, so never one above the counter read next (no false alarm)
+  const known = k.dir === undefined || k.trust ? null : await loadKnownRepository(k.dir, location);
+  const seen = await show();
+  const record = checkKnownRepository(known, seen, {
+    configuredMode: k.configuredMode,
+    trust: k.trust,
+  });
+  if (k.dir !== undefined && !sameRecord(known, record)) await saveRecord(k.dir, record, k);
+}
+
+function sameRecord(a: KnownRepository | null, b: KnownRepository): boolean {
+  return a !== null && a.id === b.id && a.mode === b.mode && a.fingerprint === b.fingerprint &&
+    a.counter === b.counter;
+}
+
+async function saveRecord(
+  dir: string,
+  record: KnownRepository,
+  options: { onWarning?: (message: string) => void },
+): Promise<void> {
+  try {
+    await saveKnownRepository(dir, record);
+  } catch (err) {
+    options.onWarning?.(errorMessage(err));
+  }
+}
+
+/** Opens and unlocks a repository, then checks it with {@linkcode trustRepository}. */
+async function openRepository<B extends ReadonlyBackend>(
+  backend: B,
+  options: OpenOptions & TrustingOptions,
+): Promise<Repository<B>> {
+  const repo = await Repository.open(backend, options);
+  await trustRepository(repo.location, async () => {
+    let counter: number | null = null;
+    try {
+      counter = (await repo.readManifest()).counter ?? 0;
+    } catch (err) {
+      // a damaged or missing manifest is the command's to report (check --repair must run)
+      if (!(err instanceof IntegrityError || err instanceof NotFoundError)) throw err;
+    }
+    return {
+      location: repo.location,
+      id: repo.config.id,
+      mode: repo.config.encryption,
+      fingerprint: await keyFingerprint(repo.key),
+      counter,
+    };
+  }, options);
+  return repo;
+}
+
+/** After a command wrote the manifest: raises the remembered counter to the one written. */
+async function rememberManifest(repo: Repository, options: TrustingOptions): Promise<void> {
+  const k = options.knownRepos;
+  if (k?.dir === undefined) return;
+  try {
+    const known = await loadKnownRepository(k.dir, repo.location);
+    if (known?.id !== repo.config.id || repo.manifestCounter <= known.counter) return;
+    await saveRecord(k.dir, { ...known, counter: repo.manifestCounter }, k);
+  } catch (err) {
+    k.onWarning?.(errorMessage(err));
+  }
+}
+
+/** `vger init`: creates the repository and (with `knownRepos.dir`) remembers it. */
+export async function initCommand(
+  backend: Backend,
+  options: InitOptions & TrustingOptions,
+): Promise<RepoConfig> {
+  const config = await initRepository(backend, options);
+  const dir = options.knownRepos?.dir;
+  if (dir !== undefined) {
+    // replaces any record of an earlier repository at this location
+    const repo = await Repository.open(backend, { passphrase: options.passphrase });
+    await saveRecord(dir, {
+      location: repo.location,
+      id: config.id,
+      mode: config.encryption,
+      fingerprint: await keyFingerprint(repo.key),
+      counter: (await repo.readManifest()).counter ?? 0,
+    }, options.knownRepos!);
+  }
+  return config;
 }
 
 /** `vger backup`. */
 export async function backupCommand(
   backend: Backend,
-  options: BackupOptions & OpenOptions & LockingOptions & IndexRebuildNotice & {
+  options: BackupOptions & OpenOptions & TrustingOptions & LockingOptions & IndexRebuildNotice & {
     /** Files cache directory (one subdirectory per repository id); none: read every file. */
     filesCacheDir?: string;
   },
 ): Promise<BackupResult> {
-  const repo = await Repository.open(backend, options);
+  const repo = await openRepository(backend, options);
   await rebuildLostIndex(repo, options);
   const filesCache = options.filesCacheDir === undefined
     ? undefined
@@ -100,6 +220,7 @@ export async function backupCommand(
     (lock) => backup(repo, { ...options, filesCache, checkLock: () => lock.assertHeld() }),
   );
   await filesCache?.save({ onWarning: options.onWarning });
+  await rememberManifest(repo, options);
   return result;
 }
 
@@ -135,20 +256,23 @@ async function rebuildLostIndex(
 /** `vger list` without an archive: the manifest's archives. */
 export async function listArchivesCommand(
   backend: ReadonlyBackend,
-  options: OpenOptions,
+  options: OpenOptions & TrustingOptions,
 ): Promise<ManifestEntry[]> {
-  const repo = await Repository.open(backend, options);
+  const repo = await openRepository(backend, options);
   return (await repo.readManifest()).archives;
 }
 
 /** `vger list --archive NAME`: yields the archive's items (optionally filtered by globs). */
 export async function* listItemsCommand(
   backend: ReadonlyBackend,
-  options: OpenOptions & IndexRebuildNotice & { archive: string; patterns?: string[] },
+  options: OpenOptions & TrustingOptions & IndexRebuildNotice & {
+    archive: string;
+    patterns?: string[];
+  },
 ): AsyncGenerator<Item> {
   // no lock: reading one archive's metadata blobs races with nothing but compact, which would
   // make a read fail cleanly rather than return wrong data
-  const repo = await Repository.open(backend, options);
+  const repo = await openRepository(backend, options);
   const meta = await repo.readArchive(await repo.findArchive(options.archive));
   const loaded = await loadIndexOrRebuild(repo);
   if (loaded.rebuilt) {
@@ -167,14 +291,19 @@ export async function* listItemsCommand(
 /** `vger delete`: removes archives from the manifest (data stays until compact). */
 export async function deleteCommand(
   backend: Backend,
-  options: OpenOptions & LockingOptions & { names: readonly string[]; dryRun?: boolean },
+  options: OpenOptions & TrustingOptions & LockingOptions & {
+    names: readonly string[];
+    dryRun?: boolean;
+  },
 ): Promise<ManifestEntry[]> {
-  const repo = await Repository.open(backend, options);
+  const repo = await openRepository(backend, options);
   if (options.dryRun) return await deleteArchives(repo, options.names, { dryRun: true });
-  return await withRepoLock(backend, "exclusive", "delete", options, (lock) => {
+  const deleted = await withRepoLock(backend, "exclusive", "delete", options, (lock) => {
     lock.assertHeld();
     return deleteArchives(repo, options.names);
   });
+  await rememberManifest(repo, options);
+  return deleted;
 }
 
 /** What `vger prune` decided and did. */
@@ -188,36 +317,38 @@ export interface PruneResult {
 /** `vger prune`: applies the retention policy and deletes what it does not keep. */
 export async function pruneCommand(
   backend: Backend,
-  options: OpenOptions & LockingOptions & {
+  options: OpenOptions & TrustingOptions & LockingOptions & {
     policy: RetentionPolicy;
     dryRun?: boolean;
     now?: Date;
   },
 ): Promise<PruneResult> {
-  const repo = await Repository.open(backend, options);
+  const repo = await openRepository(backend, options);
   const decide = async () =>
     applyRetention((await repo.readManifest()).archives, options.policy, {
       now: options.now ?? new Date(),
     });
   if (options.dryRun) return { decisions: await decide(), deleted: [] };
-  return await withRepoLock(backend, "exclusive", "prune", options, async (lock) => {
+  const result = await withRepoLock(backend, "exclusive", "prune", options, async (lock) => {
     const decisions = await decide();
     const drop = decisions.filter((d) => !d.keep).map((d) => d.archive.name);
     lock.assertHeld();
     return { decisions, deleted: drop.length === 0 ? [] : await deleteArchives(repo, drop) };
   });
+  await rememberManifest(repo, options);
+  return result;
 }
 
 /** `vger compact`: rewrites or deletes packs with unused space (see lib/compactor.ts). */
 export async function compactCommand(
   backend: Backend,
-  options: OpenOptions & LockingOptions & {
+  options: OpenOptions & TrustingOptions & LockingOptions & {
     thresholdPercent?: number;
     dryRun?: boolean;
     onProgress?: CompactOptions["onProgress"];
   },
 ): Promise<CompactionResult> {
-  const repo = await Repository.open(backend, options);
+  const repo = await openRepository(backend, options);
   return await withRepoLock(backend, "exclusive", "compact", options, async (lock) => {
     const pool = new CodecPool(repo.key.material, repo.config.encryption);
     try {
@@ -255,10 +386,11 @@ export async function extractCommand(
   options:
     & ExtractOptions
     & OpenOptions
+    & TrustingOptions
     & LockingOptions
     & IndexRebuildNotice,
 ): Promise<ExtractResult> {
-  const repo = await Repository.open(backend, options);
+  const repo = await openRepository(backend, options);
   // shared: compact (exclusive) must not delete packs this extract is reading
   return await withRepoLock(backend, "shared", "extract", options, async () => {
     const loaded = await loadIndexOrRebuild(repo);
@@ -272,12 +404,12 @@ export async function extractCommand(
 /** `vger check`: structure, optionally every byte (`verifyData`); read-only. */
 export async function checkCommand(
   backend: Backend,
-  options: OpenOptions & LockingOptions & {
+  options: OpenOptions & TrustingOptions & LockingOptions & {
     verifyData?: boolean;
     onProgress?: CheckOptions["onProgress"];
   },
 ): Promise<CheckResult> {
-  const repo = await Repository.open(backend, options);
+  const repo = await openRepository(backend, options);
   return await withRepoLock(backend, "shared", "check", options, async () => {
     const pool = options.verifyData
       ? new CodecPool(repo.key.material, repo.config.encryption)
@@ -311,13 +443,13 @@ export async function checkCommand(
 /** `vger check --repair`: rebuilds the index from the packs, drops archives whose data is gone. */
 export async function repairCommand(
   backend: Backend,
-  options: OpenOptions & LockingOptions & {
+  options: OpenOptions & TrustingOptions & LockingOptions & {
     dryRun?: boolean;
     confirm(archives: string[]): Promise<boolean>;
   },
 ): Promise<RepairResult> {
-  const repo = await Repository.open(backend, options);
-  return await withRepoLock(
+  const repo = await openRepository(backend, options);
+  const result = await withRepoLock(
     backend,
     "exclusive",
     "check --repair",
@@ -329,6 +461,8 @@ export async function repairCommand(
         checkLock: () => lock.assertHeld(),
       }),
   );
+  await rememberManifest(repo, options);
+  return result;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -376,8 +510,27 @@ async function unlockKeyFile(
   return material;
 }
 
+/**
+ * Key commands check and remember the repository (lib/known_repos.ts) by its config and key; they
+ * do not read the manifest, so the remembered counter stays.
+ */
+async function trustKey(
+  location: string,
+  config: RepoConfig,
+  material: Uint8Array,
+  options: TrustingOptions,
+): Promise<void> {
+  await trustRepository(location, async () => ({
+    location,
+    id: config.id,
+    mode: config.encryption,
+    fingerprint: await keyFingerprint(await RepoKey.fromMaterial(material, config.encryption)),
+    counter: null,
+  }), options);
+}
+
 /** Options of {@linkcode keyChangePassphraseCommand}. */
-export interface KeyChangePassphraseOptions extends LockingOptions {
+export interface KeyChangePassphraseOptions extends LockingOptions, TrustingOptions {
   /** The current passphrase. */
   passphrase: string;
   /** The new passphrase. */
@@ -433,6 +586,7 @@ export async function keyChangePassphraseCommand(
         config,
         await RepoKey.fromMaterial(next.material, config.config.encryption),
       );
+      await trustKey(location, config.config, next.material, options);
       lock.assertHeld();
       await backend.put(KEY_FILE, next.bytes);
       try {
@@ -476,7 +630,7 @@ async function restoreKeyFile(
 }
 
 /** Options of {@linkcode keyExportCommand}. */
-export interface KeyExportOptions {
+export interface KeyExportOptions extends TrustingOptions {
   /** The passphrase the key file is wrapped under. */
   passphrase: string;
 }
@@ -495,12 +649,13 @@ export async function keyExportCommand(
   const config = await encryptedConfig(backend, action);
   const keyFile = await backend.get(KEY_FILE);
   if (keyFile === null) throw new NotFoundError(`Cannot ${action}: ${KEY_FILE} not found`);
-  await unlockKeyFile(keyFile, options.passphrase, config, location);
+  const material = await unlockKeyFile(keyFile, options.passphrase, config, location);
+  await trustKey(location, config.config, material, options);
   return keyFile;
 }
 
 /** Options of {@linkcode keyImportCommand}. */
-export interface KeyImportOptions extends LockingOptions {
+export interface KeyImportOptions extends LockingOptions, TrustingOptions {
   /** The key file to import (what `vger key export` wrote). */
   keyFile: Uint8Array;
   /** The passphrase the imported key file is wrapped under. */
@@ -568,6 +723,7 @@ export async function keyImportCommand(
         { cause },
       );
     }
+    await trustKey(location, config.config, material, options);
     const current = await backend.get(KEY_FILE);
     const previous = await classifyKeyFile(current, options.keyFile);
     if (previous === "identical") return { previous };

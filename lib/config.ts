@@ -111,6 +111,8 @@ export interface RepositoryConfig {
   rest?: RestConfig;
   /** Effective mode; passphrase and passcommand only from the entry's own `encryption`. */
   encryption: EncryptionConfig;
+  /** True when the configuration names the mode (the entry's or the top level's); else absent. */
+  modeNamed?: true;
   /** Compression: the entry's keys over the top-level ones. */
   compression: CompressionOptions;
   /** Retention policy for prune: the entry's keys over the top-level ones. */
@@ -127,6 +129,8 @@ export interface VgerConfig {
   repositories: RepositoryConfig[];
   /** The top-level encryption: mode (default aes256gcm) and the top-level secrets. */
   encryption: EncryptionConfig;
+  /** True when the top level names `encryption.mode`; else absent. */
+  modeNamed?: true;
   /** The top-level compression (default lz4). */
   compression: CompressionOptions;
   /** The top-level retention policy. */
@@ -492,6 +496,7 @@ function parseRepository(
   f: Field,
   defaults: {
     mode: EncryptionMode;
+    modeNamed: boolean;
     compression: CompressionOptions;
     retention: RetentionPolicy;
     sources: string[];
@@ -534,6 +539,7 @@ function parseRepository(
     sourceDirectories: r.strList(get("source_directories")) ?? [...defaults.sources],
   };
   if (label !== undefined) repo.label = label;
+  if (own.mode !== undefined || defaults.modeNamed) repo.modeNamed = true;
 
   const bytes = " of bytes";
   const minField = get("min_pack_size");
@@ -607,7 +613,8 @@ export function parseConfig(text: string, file: string): VgerConfig {
   const top = r.section(root, TOP_LEVEL_KEYS, "a mapping of settings");
   const get = (name: string) => r.get(top, name, root);
 
-  const encryption: EncryptionConfig = { mode: "aes256gcm", ...r.encryption(get("encryption")) };
+  const ownEncryption = r.encryption(get("encryption"));
+  const encryption: EncryptionConfig = { mode: "aes256gcm", ...ownEncryption };
   const compression = r.compression(get("compression"), BASE_COMPRESSION);
   const retention = r.retention(get("retention"), {});
   const sourceDirectories = r.strList(get("source_directories")) ?? [];
@@ -626,7 +633,14 @@ export function parseConfig(text: string, file: string): VgerConfig {
       `expected a list with at least one repository, got ${describe(reposField.node)}`,
     );
   }
-  const defaults = { mode: encryption.mode, compression, retention, sources: sourceDirectories };
+  const modeNamed = ownEncryption.mode !== undefined;
+  const defaults = {
+    mode: encryption.mode,
+    modeNamed,
+    compression,
+    retention,
+    sources: sourceDirectories,
+  };
   const labels = new Map<string, string>();
   const paths = new Map<string, string>();
   const repositories = reposField.node.items.map((item, i) => {
@@ -649,6 +663,7 @@ export function parseConfig(text: string, file: string): VgerConfig {
     file,
     repositories,
     encryption,
+    ...(modeNamed ? { modeNamed: true as const } : {}),
     compression,
     retention,
     sourceDirectories,
@@ -700,12 +715,13 @@ export function selectRepositories(
 }
 
 function adHocRepository(path: string, config: VgerConfig | null): RepositoryConfig {
-  const base = {
+  const base: Omit<RepositoryConfig, "path" | "backend"> = {
     encryption: { mode: config?.encryption.mode ?? "aes256gcm" },
     compression: { ...(config?.compression ?? BASE_COMPRESSION) },
     retention: { ...config?.retention },
     sourceDirectories: [...(config?.sourceDirectories ?? [])],
   };
+  if (config?.modeNamed) base.modeNamed = true;
   if (isHttpUrl(path)) return { path, backend: "rest", rest: {}, ...base };
   if (SCHEME.test(path)) {
     const where = config ? `an entry in ${config.file}` : "an entry in a configuration file";

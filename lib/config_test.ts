@@ -736,6 +736,7 @@ Deno.test("an entry's encryption sets only the mode, or only its own secrets", (
     "  passcommand: pass show top",
   ]);
   const [inherit, mode, own] = c.repositories;
+  deepStrictEqual(c.repositories.map((r) => r.modeNamed), [true, true, true]);
   deepStrictEqual(inherit.encryption, { mode: "aes256gcm" });
   deepStrictEqual(mode.encryption, { mode: "none" });
   deepStrictEqual(own.encryption, {
@@ -1004,6 +1005,7 @@ Deno.test("selectRepositories: an unmatched path is an ad-hoc repository with th
     path: "./elsewhere",
     backend: "local",
     encryption: { mode: "none" },
+    modeNamed: true,
     compression: { algorithm: "zstd", zstdLevel: 7 },
     retention: { keepLast: 2 },
     sourceDirectories: ["/home"],
@@ -1162,4 +1164,21 @@ Deno.test("editDistance counts insertions, deletions and substitutions", () => {
   equal(editDistance("mode", "mdoe"), 2);
   equal(editDistance("kitten", "sitting"), 3);
   equal(editDistance("", "abc"), 3);
+});
+
+Deno.test("modeNamed says whether the configuration names encryption.mode, at the top or in an entry", () => {
+  const none = parseConfig("repositories:\n  - path: /a\n", FILE);
+  equal(none.modeNamed, undefined);
+  equal(none.repositories[0].modeNamed, undefined);
+  equal(selectRepositories(none, "/elsewhere")[0].modeNamed, undefined);
+  equal(selectRepositories(null, "/elsewhere")[0].modeNamed, undefined);
+  const entry = parseConfig(
+    "repositories:\n  - path: /a\n    encryption: {mode: none}\n  - path: /b\n",
+    FILE,
+  );
+  deepStrictEqual(entry.repositories.map((r) => r.modeNamed), [true, undefined]);
+  equal(entry.modeNamed, undefined);
+  const top = parseConfig("repositories:\n  - path: /a\nencryption: {mode: aes256gcm}\n", FILE);
+  deepStrictEqual([top.modeNamed, top.repositories[0].modeNamed], [true, true]);
+  equal(selectRepositories(top, "/elsewhere")[0].modeNamed, true);
 });

@@ -2,7 +2,10 @@
  * The manifest: the list of archives, and the commit point of every backup. Stored sealed
  * (type manifest, identity "manifest") at the key `manifest`; its plaintext is msgpack:
  *   { v: 1, archives: [ { name, id: bin(32), time: ISO-8601 string, hostname, username,
- *                          stats: { files, original, compressed, deduplicated } } ] }
+ *                          stats: { files, original, compressed, deduplicated } } ],
+ *     counter: uint }
+ * `counter` grows by one with every write of the manifest (absent in older repositories: 0); a
+ * client that remembers the newest counter it saw can tell an old copy served again.
  *
  * @module
  */
@@ -43,11 +46,13 @@ export interface ManifestEntry {
 export interface Manifest {
   /** Archives, oldest first. */
   archives: ManifestEntry[];
+  /** How many times the manifest was written (see lib/known_repos.ts); absent: 0. */
+  counter?: number;
 }
 
 /** Encodes a manifest's plaintext. */
 export function encodeManifest(m: Manifest): Uint8Array {
-  return encode({ v: 1, archives: m.archives });
+  return encode({ v: 1, archives: m.archives, counter: m.counter ?? 0 });
 }
 
 /** A stored count: a non-negative integer (msgpack may give a bigint), else 0. */
@@ -67,9 +72,17 @@ export function decodeManifest(bytes: Uint8Array): Manifest {
   } catch (cause) {
     throw bad("not msgpack", cause);
   }
-  const m = o as { v?: unknown; archives?: unknown };
+  const m = o as { v?: unknown; archives?: unknown; counter?: unknown };
   if (typeof o !== "object" || o === null || m.v !== 1 || !Array.isArray(m.archives)) {
     throw bad("unexpected structure");
+  }
+  const counter = m.counter === undefined
+    ? 0
+    : typeof m.counter === "bigint"
+    ? Number(m.counter)
+    : m.counter;
+  if (!Number.isSafeInteger(counter) || (counter as number) < 0) {
+    throw bad("the counter is not a non-negative integer");
   }
   const names = new Set<string>();
   const archives = m.archives.map((a: Record<string, unknown>, i: number) => {
@@ -96,5 +109,5 @@ export function decodeManifest(bytes: Uint8Array): Manifest {
       },
     };
   });
-  return { archives };
+  return { archives, counter: counter as number };
 }

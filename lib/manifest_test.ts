@@ -32,7 +32,10 @@ function entry(next: () => number, name: string): ManifestEntry {
 
 function sampleManifest(): Manifest {
   const next = rng(1);
-  return { archives: [entry(next, "one"), entry(next, "two"), entry(next, "três ✓")] };
+  return {
+    archives: [entry(next, "one"), entry(next, "two"), entry(next, "três ✓")],
+    counter: 7,
+  };
 }
 
 function assertCorrupt(reason: RegExp): (err: unknown) => boolean {
@@ -47,14 +50,32 @@ function assertCorrupt(reason: RegExp): (err: unknown) => boolean {
 Deno.test("encodeManifest then decodeManifest gives back every archive in order", () => {
   const m = sampleManifest();
   deepStrictEqual(decodeManifest(encodeManifest(m)), m);
-  deepStrictEqual(decodeManifest(encodeManifest({ archives: [] })), { archives: [] });
+  deepStrictEqual(decodeManifest(encodeManifest({ archives: [] })), { archives: [], counter: 0 });
 });
 
-Deno.test("the manifest plaintext is a msgpack map {v: 1, archives: [...]}", () => {
+Deno.test("a manifest without a counter (older repositories) reads as counter 0", () => {
+  const m = sampleManifest();
+  const old = encode({ v: 1, archives: m.archives });
+  deepStrictEqual(decodeManifest(old), { ...m, counter: 0 });
+});
+
+Deno.test("a manifest counter that is not a non-negative integer is corrupt", () => {
+  for (const counter of [-1, 1.5, "3", null, 2 ** 53]) {
+    throws(
+      () => decodeManifest(encode({ v: 1, archives: [], counter })),
+      assertCorrupt(/counter/),
+      String(counter),
+    );
+  }
+  equal(decodeManifest(encode({ v: 1, archives: [], counter: 2 ** 40 })).counter, 2 ** 40);
+});
+
+Deno.test("the manifest plaintext is a msgpack map {v: 1, archives: [...], counter}", () => {
   const m = sampleManifest();
   const o = decode(encodeManifest(m)) as Record<string, unknown>;
-  deepStrictEqual(Object.keys(o), ["v", "archives"]);
+  deepStrictEqual(Object.keys(o), ["v", "archives", "counter"]);
   equal(o.v, 1);
+  equal(o.counter, 7);
   const first = (o.archives as Record<string, unknown>[])[0];
   deepStrictEqual(Object.keys(first), ["name", "id", "time", "hostname", "username", "stats"]);
   ok(first.id instanceof Uint8Array && first.id.length === 32);

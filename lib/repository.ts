@@ -97,10 +97,7 @@ export async function initRepository(backend: Backend, options: InitOptions): Pr
     await wrapKey(key.material, options.encryption, options.passphrase, options.kdf),
   );
   await backend.put("index", await key.seal(ObjectType.index, "index", new ChunkIndex().encode()));
-  await backend.put(
-    "manifest",
-    await key.seal(ObjectType.manifest, "manifest", encodeManifest({ archives: [] })),
-  );
+  await saveManifest({ backend, key }, { archives: [] });
   // The config goes last: a repository without one is not a repository.
   if (!(await backend.create("config", await encodeRepoConfig(config, key)))) {
     throw new AlreadyExistsError(
@@ -125,6 +122,7 @@ export class Repository<B extends ReadonlyBackend = ReadonlyBackend> {
   /** The unlocked key. */
   readonly key: RepoKey;
   #gear?: Promise<Uint32Array>;
+  #manifestCounter = -1;
 
   private constructor(backend: B, config: RepoConfig, key: RepoKey) {
     this.backend = backend;
@@ -196,9 +194,21 @@ export class Repository<B extends ReadonlyBackend = ReadonlyBackend> {
 
   /** The manifest. */
   async readManifest(): Promise<Manifest> {
-    return decodeManifest(
+    const m = decodeManifest(
       await this.#readObject("manifest", ObjectType.manifest, "manifest", "Manifest"),
     );
+    this.noteManifestCounter(m.counter ?? 0);
+    return m;
+  }
+
+  /** The newest manifest counter this object read or wrote; -1 before any. */
+  get manifestCounter(): number {
+    return this.#manifestCounter;
+  }
+
+  /** Raises {@linkcode manifestCounter} to `counter` (called by {@linkcode saveManifest}). */
+  noteManifestCounter(counter: number): void {
+    if (counter > this.#manifestCounter) this.#manifestCounter = counter;
   }
 
   /** The chunk index. */
@@ -263,6 +273,26 @@ export class Repository<B extends ReadonlyBackend = ReadonlyBackend> {
     }
     return plain;
   }
+}
+
+/** What {@linkcode saveManifest} needs of a repository. */
+export type ManifestWriter = Pick<Repository<Backend>, "backend" | "key"> & {
+  noteManifestCounter?(counter: number): void;
+};
+
+/**
+ * Writes the manifest (the commit point), its counter one above the given manifest's. The caller
+ * holds the commit lock and passes the manifest it read under it, so the counter only grows
+ * whoever writes; a client that remembers the newest counter it saw can tell an old copy served
+ * again (lib/known_repos.ts). Sets `manifest.counter` to the written value.
+ */
+export async function saveManifest(repo: ManifestWriter, manifest: Manifest): Promise<void> {
+  manifest.counter = (manifest.counter ?? 0) + 1;
+  await repo.backend.put(
+    "manifest",
+    await repo.key.seal(ObjectType.manifest, "manifest", encodeManifest(manifest)),
+  );
+  repo.noteManifestCounter?.(manifest.counter);
 }
 
 /** Offset of a record's prefix, from its object's offset. */

@@ -14,9 +14,9 @@ import { AlreadyExistsError } from "./errors.ts";
 import { packKey, toHex } from "./ids.ts";
 import { withCommitLock } from "./lock.ts";
 import { type ArchiveMeta, encodeArchiveMeta } from "./archive.ts";
-import { encodeManifest, type ManifestEntry } from "./manifest.ts";
+import type { ManifestEntry } from "./manifest.ts";
 import { type PackEntry, PackWriter } from "./pack.ts";
-import type { Repository } from "./repository.ts";
+import { type Repository, saveManifest } from "./repository.ts";
 
 /** Packs uploading at once; one more may be finished and waiting. */
 const MAX_UPLOADS = 1;
@@ -199,10 +199,7 @@ export class WriteSession {
       }
       await repo.backend.put(`archives/${toHex(archiveId)}`, sealedArchive);
       manifest.archives.push(entry);
-      await repo.backend.put(
-        "manifest",
-        await repo.key.seal(ObjectType.manifest, "manifest", encodeManifest(manifest)),
-      );
+      await saveManifest(repo, manifest);
     });
     return entry;
   }

@@ -17,7 +17,8 @@ import {
 import { packKey, toHex } from "../lib/ids.ts";
 import type { KdfParams } from "../lib/key_file.ts";
 import { COMMIT_LOCK } from "../lib/lock.ts";
-import { type InitOptions, initRepository, Repository } from "../lib/repository.ts";
+import { type InitOptions, initRepository, Repository, saveManifest } from "../lib/repository.ts";
+import { deleteArchives } from "../lib/archive_delete.ts";
 import { WriteSession } from "../lib/write_session.ts";
 
 await loadCodecs();
@@ -127,7 +128,7 @@ for (const encryption of ["aes256gcm", "none"] as const) {
     deepStrictEqual(repo.config.chunker, { ...DEFAULT_CHUNKER_PARAMS });
     deepStrictEqual([repo.config.minPackSize, repo.config.maxPackSize], [1 << 20, 4 << 20]);
     ok(/^[0-9a-f]{64}$/.test(repo.config.id));
-    deepStrictEqual(await repo.readManifest(), { archives: [] });
+    deepStrictEqual(await repo.readManifest(), { archives: [], counter: 1 });
     equal((await repo.readIndex()).size, 0);
     const config = JSON.parse(dec.decode((await backend.get("config"))!));
     equal(config.encryption, encryption);
@@ -363,4 +364,29 @@ Deno.test("two sessions started from the same index both land in the merged inde
   ok(index.has(id1) && index.has(id2));
   deepStrictEqual((await again.readManifest()).archives.map((a) => a.name).sort(), ["one", "two"]);
   deepStrictEqual(plain(await again.readBlob(index, id2, ObjectType.data)), randomData(3000, 6));
+});
+
+Deno.test("every manifest write (backup commit, delete) raises the manifest counter by one", async () => {
+  const backend = new MemoryBackend();
+  await initRepository(backend, { encryption: "none" });
+  const repo = await Repository.open(backend);
+  equal((await repo.readManifest()).counter, 1);
+  equal(repo.manifestCounter, 1);
+  const entry = {
+    name: "a",
+    id: new Uint8Array(32),
+    time: new Date(0).toISOString(),
+    hostname: "h",
+    username: "u",
+    stats: { files: 0, original: 0, compressed: 0, deduplicated: 0 },
+  };
+  const m = await repo.readManifest();
+  m.archives.push(entry);
+  await saveManifest(repo, m);
+  equal(m.counter, 2);
+  equal(repo.manifestCounter, 2);
+  await deleteArchives(repo, ["a"]);
+  equal(repo.manifestCounter, 3);
+  const again = await Repository.open(backend);
+  deepStrictEqual(await again.readManifest(), { archives: [], counter: 3 });
 });

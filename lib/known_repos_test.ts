@@ -1,0 +1,138 @@
+import { deepStrictEqual, equal, notEqual, ok, rejects, throws } from "node:assert/strict";
+import { RepoKey } from "./crypto.ts";
+import { IntegrityError } from "./errors.ts";
+import {
+  checkKnownRepository,
+  keyFingerprint,
+  knownRepoFile,
+  type KnownRepository,
+  loadKnownRepository,
+  saveKnownRepository,
+  type SeenRepository,
+} from "./known_repos.ts";
+
+const seen: SeenRepository = {
+  location: "/mnt/repo",
+  id: "a".repeat(64),
+  mode: "aes256gcm",
+  fingerprint: "f".repeat(32),
+  counter: 5,
+};
+
+function refused(pattern: RegExp): (err: unknown) => boolean {
+  return (err) => {
+    ok(err instanceof IntegrityError, `expected IntegrityError, got ${err}`);
+    ok(pattern.test(err.message), err.message);
+    ok(!err.message.includes("\n") && !err.message.endsWith("."), err.message);
+    return true;
+  };
+}
+
+Deno.test("a record is saved 0600 under a hashed name and loaded back", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    equal(await loadKnownRepository(dir, seen.location), null);
+    const record: KnownRepository = { ...seen, counter: 5 };
+    await saveKnownRepository(dir, record);
+    const file = await knownRepoFile(dir, seen.location);
+    ok(/known-repos\/[0-9a-f]{64}\.json$/.test(file), file);
+    equal((await Deno.stat(file)).mode! & 0o777, 0o600);
+    equal((await Deno.stat(`${dir}/known-repos`)).mode! & 0o777, 0o700);
+    deepStrictEqual(await loadKnownRepository(dir, seen.location), record);
+    await saveKnownRepository(dir, { ...record, counter: 9 });
+    equal((await loadKnownRepository(dir, seen.location))!.counter, 9);
+    deepStrictEqual([...Deno.readDirSync(`${dir}/known-repos`)].length, 1, "no temp file left");
+    equal(await loadKnownRepository(dir, "/mnt/other"), null);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a damaged record is an error naming the file, not taken for never seen", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await saveKnownRepository(dir, { ...seen, counter: 5 });
+    const file = await knownRepoFile(dir, seen.location);
+    await Deno.writeTextFile(file, "{not json");
+    await rejects(
+      loadKnownRepository(dir, seen.location),
+      refused(/in .*known-repos.* unreadable/),
+    );
+    await Deno.writeTextFile(file, JSON.stringify({ v: 1, location: "/elsewhere" }));
+    await rejects(loadKnownRepository(dir, seen.location), refused(/--trust-repository/));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the key fingerprint depends on the key and reveals none of it", async () => {
+  const a = await RepoKey.generate("aes256gcm");
+  const b = await RepoKey.generate("aes256gcm");
+  const fa = await keyFingerprint(a);
+  ok(/^[0-9a-f]{32}$/.test(fa));
+  equal(await keyFingerprint(await RepoKey.fromMaterial(a.material, "aes256gcm")), fa);
+  notEqual(await keyFingerprint(b), fa);
+  const hex = Array.from(a.material, (x) => x.toString(16).padStart(2, "0")).join("");
+  ok(!hex.includes(fa.slice(0, 8)));
+});
+
+Deno.test("an unknown encrypted repository is accepted and remembered as seen", () => {
+  deepStrictEqual(checkKnownRepository(null, seen), { ...seen, counter: 5 });
+  deepStrictEqual(checkKnownRepository(null, { ...seen, counter: null }), { ...seen, counter: 0 });
+});
+
+Deno.test("an unknown unencrypted repository is refused unless the configuration says none", () => {
+  const plain = { ...seen, mode: "none" as const };
+  throws(
+    () => checkKnownRepository(null, plain),
+    refused(/uses encryption "none", not "aes256gcm".*--trust-repository/),
+  );
+  equal(checkKnownRepository(null, plain, { configuredMode: "none" }).mode, "none");
+  equal(checkKnownRepository(null, plain, { trust: true }).mode, "none");
+});
+
+Deno.test("a mode other than the configured one is refused naming both modes", () => {
+  const plain = { ...seen, mode: "none" as const };
+  for (const known of [null, { ...seen, counter: 5 }]) {
+    throws(
+      () => checkKnownRepository(known, plain, { configuredMode: "aes256gcm", trust: true }),
+      refused(/uses encryption "none" but the configuration says "aes256gcm"/),
+    );
+  }
+  throws(
+    () => checkKnownRepository(null, seen, { configuredMode: "none" }),
+    refused(/uses encryption "aes256gcm" but the configuration says "none"/),
+  );
+});
+
+Deno.test("a changed mode, id or key at a known location is refused; the flag accepts it", () => {
+  const known: KnownRepository = { ...seen, counter: 5 };
+  const cases: [SeenRepository, RegExp][] = [
+    [{ ...seen, mode: "none" }, /uses encryption "none" but used "aes256gcm" when/],
+    [{ ...seen, id: "b".repeat(64) }, /another repository .*id is bbbb.*was aaaa/],
+    [{ ...seen, fingerprint: "0".repeat(32) }, /another key/],
+  ];
+  for (const [now, pattern] of cases) {
+    throws(() => checkKnownRepository(known, now), refused(pattern));
+    throws(() => checkKnownRepository(known, now), refused(/run with --trust-repository\)$/));
+    deepStrictEqual(checkKnownRepository(known, now, { trust: true }), { ...now, counter: 5 });
+  }
+  // the configured mode does not by itself accept a change from the remembered one
+  throws(
+    () => checkKnownRepository(known, { ...seen, mode: "none" }, { configuredMode: "none" }),
+    refused(/used "aes256gcm"/),
+  );
+});
+
+Deno.test("an older manifest is refused; a newer or equal one raises the record", () => {
+  const known: KnownRepository = { ...seen, counter: 5 };
+  throws(
+    () => checkKnownRepository(known, { ...seen, counter: 4 }),
+    refused(/serves manifest number 4, older than number 5.*--trust-repository/),
+  );
+  equal(checkKnownRepository(known, { ...seen, counter: 4 }, { trust: true }).counter, 4);
+  equal(checkKnownRepository(known, { ...seen, counter: 5 }).counter, 5);
+  equal(checkKnownRepository(known, { ...seen, counter: 8 }).counter, 8);
+  // an unreadable manifest is left to the command to report; the record keeps its counter
+  equal(checkKnownRepository(known, { ...seen, counter: null }).counter, 5);
+});
