@@ -107,9 +107,9 @@ async function trustRepository(
   location: string,
   show: () => Promise<SeenRepository>,
   options: TrustingOptions,
-): Promise<void> {
+): Promise<KnownRepository | null> {
   const k = options.knownRepos;
-  if (!k) return;
+  if (!k) return null;
   // the record before the repository's manifest: a record that another client saved meanwhile
   // holds a counter already written, so never one above the counter read next (no false alarm)
   const known = k.dir === undefined || k.trust ? null : await loadKnownRepository(k.dir, location);
@@ -119,6 +119,7 @@ async function trustRepository(
     trust: k.trust,
   });
   if (k.dir !== undefined && !sameRecord(known, record)) await saveRecord(k.dir, record, k);
+  return record;
 }
 
 function sameRecord(a: KnownRepository | null, b: KnownRepository): boolean {
@@ -144,7 +145,7 @@ async function openRepository<B extends ReadonlyBackend>(
   options: OpenOptions & TrustingOptions,
 ): Promise<Repository<B>> {
   const repo = await Repository.open(backend, options);
-  await trustRepository(repo.location, async () => {
+  const record = await trustRepository(repo.location, async () => {
     let counter: number | null = null;
     try {
       counter = (await repo.readManifest()).counter ?? 0;
@@ -160,6 +161,9 @@ async function openRepository<B extends ReadonlyBackend>(
       counter,
     };
   }, options);
+  // every later read of the manifest by this command must be at least as new (the storage could
+  // serve the current manifest to the check and an old one to the command)
+  if (record) repo.noteManifestCounter(record.counter);
   return repo;
 }
 

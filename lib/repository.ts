@@ -197,11 +197,21 @@ export class Repository<B extends ReadonlyBackend = ReadonlyBackend> {
     const m = decodeManifest(
       await this.#readObject("manifest", ObjectType.manifest, "manifest", "Manifest"),
     );
-    this.noteManifestCounter(m.counter ?? 0);
+    const counter = m.counter ?? 0;
+    if (counter < this.#manifestCounter) {
+      // the manifest only grows under the commit lock: an older one is a copy served again
+      throw new IntegrityError(
+        `Manifest of "${this.location}" is number ${counter}, older than number ${this.#manifestCounter} already seen: the storage served an old copy`,
+      );
+    }
+    this.noteManifestCounter(counter);
     return m;
   }
 
-  /** The newest manifest counter this object read or wrote; -1 before any. */
+  /**
+   * The newest manifest counter this object read or wrote, or was told of; -1 before any. A
+   * manifest read later with a lower counter is refused.
+   */
   get manifestCounter(): number {
     return this.#manifestCounter;
   }

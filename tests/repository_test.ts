@@ -390,3 +390,19 @@ Deno.test("every manifest write (backup commit, delete) raises the manifest coun
   const again = await Repository.open(backend);
   deepStrictEqual(await again.readManifest(), { archives: [], counter: 3 });
 });
+
+Deno.test("a manifest older than one already read by the same repository object is refused", async () => {
+  const backend = new MemoryBackend();
+  await initRepository(backend, { encryption: "none" });
+  const repo = await Repository.open(backend);
+  const old = await backend.get("manifest");
+  await saveManifest(repo, await repo.readManifest());
+  equal(repo.manifestCounter, 2);
+  // the storage serves the old copy to a later read of the same command
+  await backend.put("manifest", old!);
+  await rejects(() => repo.readManifest(), /number 1, older than number 2 already seen/);
+  // a repository object told of a newer counter (by the client's memory) refuses it likewise
+  const fresh = await Repository.open(backend);
+  fresh.noteManifestCounter(2);
+  await rejects(() => fresh.readManifest(), /served an old copy/);
+});
