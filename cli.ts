@@ -521,6 +521,7 @@ async function runRepair(run: Run): Promise<number> {
     ...run.locking,
     passphrase: run.passphrase,
     dryRun,
+    verifyData: bool(flags, "verify-data"),
     confirm: async (names) => {
       if (bool(flags, "yes")) return true;
       if (!Deno.stdin.isTerminal()) {
@@ -528,7 +529,9 @@ async function runRepair(run: Run): Promise<number> {
         return false;
       }
       const answer = await promptLine(
-        `Remove ${names.length} archives whose data is gone (${names.join(", ")})? [y/N] `,
+        `Remove ${names.length} archives whose file list is unreadable (${
+          names.join(", ")
+        })? [y/N] `,
       );
       return /^y(es)?$/i.test(answer.trim());
     },

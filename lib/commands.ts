@@ -308,11 +308,16 @@ export async function checkCommand(
   });
 }
 
-/** `vger check --repair`: rebuilds the index from the packs, drops archives whose data is gone. */
+/**
+ * `vger check --repair`: rebuilds the index from the packs, salvages damaged packs (with
+ * `verifyData`, also those with a blob that fails verification), drops archives whose file list
+ * is unreadable.
+ */
 export async function repairCommand(
   backend: Backend,
   options: OpenOptions & LockingOptions & {
     dryRun?: boolean;
+    verifyData?: boolean;
     confirm(archives: string[]): Promise<boolean>;
   },
 ): Promise<RepairResult> {
@@ -322,12 +327,22 @@ export async function repairCommand(
     "exclusive",
     "check --repair",
     options,
-    (lock) =>
-      repairRepository(repo, {
-        dryRun: options.dryRun,
-        confirm: options.confirm,
-        checkLock: () => lock.assertHeld(),
-      }),
+    async (lock) => {
+      const pool = options.verifyData
+        ? new CodecPool(repo.key.material, repo.config.encryption)
+        : undefined;
+      try {
+        return await repairRepository(repo, {
+          dryRun: options.dryRun,
+          verifyData: options.verifyData,
+          pool,
+          confirm: options.confirm,
+          checkLock: () => lock.assertHeld(),
+        });
+      } finally {
+        pool?.close();
+      }
+    },
   );
 }
 

@@ -57,8 +57,11 @@ interface Fixture<B extends MemoryBackend = MemoryBackend> {
   ids: Map<string, Uint8Array>;
   /** Item-stream blob id by archive name. */
   itemBlobs: Map<string, Uint8Array>;
-  /** Pack (hex) by label: P1 (A0 B0 A1 B1 A2 B2), P2 (A3..A7 B3), P3 (items of one), P4 (keep). */
-  packs: Record<"P1" | "P2" | "P3" | "P4", string>;
+  /**
+   * Pack (hex) by label: P1 (A0 B0 A1 B1 A2 B2), P2 (A3..A7 B3), P3 (items of one), P4 (C0 of
+   * keep), P5 (items of keep).
+   */
+  packs: Record<"P1" | "P2" | "P3" | "P4" | "P5", string>;
 }
 
 /** Stores blobs the way the archiver does; `forge` stores other contents under a chunk's id. */
@@ -134,7 +137,8 @@ const KEEP: Files = [
 
 /**
  * Archive "one" (packs P1: A0 B0 A1 B1 A2 B2, P2: A3..A7 B3, P3: its item blob) and archive
- * "keep" (A0..A7, deduplicated, and C0 with its item blob in P4). Deleting "one" leaves P1 half
+ * "keep" (A0..A7, deduplicated, and C0 in P4; its item blob in P5: item blobs and data never
+ * share a pack). Deleting "one" leaves P1 half
  * dead, P2 one sixth dead and P3 all dead.
  */
 async function fixture<B extends MemoryBackend>(
@@ -159,12 +163,12 @@ async function fixture<B extends MemoryBackend>(
     P2: packOf(f.ids.get("A3")!),
     P3: packOf(f.itemBlobs.get("one")!),
     P4: packOf(f.ids.get("C0")!),
+    P5: packOf(f.itemBlobs.get("keep")!),
   };
-  equal(new Set(Object.values(packs)).size, 4, "four distinct packs");
-  equal(index.packIds().length, 4);
+  equal(new Set(Object.values(packs)).size, 5, "five distinct packs");
+  equal(index.packIds().length, 5);
   for (const n of ["B0", "A1", "B1", "A2", "B2"]) equal(packOf(f.ids.get(n)!), packs.P1);
   equal(packOf(f.ids.get("B3")!), packs.P2);
-  equal(packOf(f.itemBlobs.get("keep")!), packs.P4);
   return { ...f, packs };
 }
 
@@ -236,7 +240,7 @@ Deno.test("plan lists the emptied and the sparse packs with their bytes; dry run
   const f = await fixture(new MemoryBackend());
   const before = await planCompaction(f.repo);
   assertNothingToDo(before);
-  equal(before.packs, 4);
+  equal(before.packs, 5);
 
   await deleteArchive(f.repo, "one");
   const plan = await planCompaction(f.repo);
@@ -292,7 +296,10 @@ Deno.test("compact reclaims the space, every remaining archive reads back, and a
   deepStrictEqual([...phases], ["scan", "copy", "index", "delete"]);
 
   const after = await storedPacks(f.backend);
-  deepStrictEqual([...after.keys()].sort(), [f.packs.P2, f.packs.P4, result.newPacks[0]].sort());
+  deepStrictEqual(
+    [...after.keys()].sort(),
+    [f.packs.P2, f.packs.P4, f.packs.P5, result.newPacks[0]].sort(),
+  );
   equal(sum(after.values()), storedBefore - result.bytesFreed);
   equal(result.bytesFreed, plan.bytesToFree, "one new pack: the estimate is exact");
   ok(result.bytesFreed > 3 * CHUNK);
