@@ -2,9 +2,9 @@
  * Writing new blobs and committing an archive. Blobs go into packs; a full pack is uploaded
  * while the next fills (at most two uploads in flight). Item-stream blobs (archive metadata) and
  * file data never share a pack: the session keeps one open pack per type, so a damaged data pack
- * costs file contents, never an archive's list of files (docs/FORMAT.md). The commit follows the crash-safe
- * order: every pack is durable, then the merged index, then the archive, then the manifest (the
- * commit point), the last two under the commit lock.
+ * costs file contents, never an archive's list of files (docs/FORMAT.md). The commit follows the
+ * crash-safe order: every pack is durable, then the merged index, then the archive, then the
+ * manifest (the commit point), the last two under the commit lock.
  *
  * @module
  */

@@ -42,7 +42,7 @@ async function packsBySize(repo: string): Promise<[string, number][]> {
   return out.sort((a, b) => b[1] - a[1]);
 }
 
-/** Every file of a repository directory and its bytes' SHA-256 (to prove a dry run wrote nothing). */
+/** Every file of a repository and the SHA-256 of its bytes (a dry run must change none). */
 async function repoState(repo: string): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
   const walk = async (dir: string): Promise<void> => {
