@@ -218,6 +218,8 @@ export interface RepairOptions {
   verifyData?: boolean;
   /** Bytes per range read when verifying data (default 4 MiB). */
   readRange?: number;
+  /** With `verifyData`: called as the packs are read through (phase "data"). */
+  onProgress?(progress: CheckProgress): void;
   /** Asked before broken archives are removed from the manifest (ask the user, or --yes). */
   confirm(archives: string[]): Promise<boolean>;
   /** Open and decompress item-stream blobs in these workers. */
@@ -445,15 +447,34 @@ export async function repairRepository(
   for (const u of built.unreadable) if (referenced.has(u.hex)) damaged.set(u.hex, u.error);
   if (options.verifyData) {
     const stats: CheckStats = { archives: 0, packs: 0, blobs: 0, bytesRead: 0 };
-    for (const hex of [...referenced.keys()].sort()) {
-      const size = listing.packs.get(hex);
-      if (size === undefined || damaged.has(hex)) continue;
+    const hexes = [...referenced.keys()].filter((hex) =>
+      listing.packs.has(hex) && !damaged.has(hex)
+    )
+      .sort();
+    let totalPackBytes = 0;
+    for (const hex of hexes) totalPackBytes += listing.packs.get(hex)!;
+    let done = 0;
+    let doneBytes = 0;
+    const progress = (packBytes: number) =>
+      options.onProgress?.({
+        phase: "data",
+        packs: done,
+        totalPacks: hexes.length,
+        bytes: stats.bytesRead,
+        packBytes,
+        totalPackBytes,
+      });
+    for (const hex of hexes) {
+      const size = listing.packs.get(hex)!;
       const report = new Report();
       await verifyPack(repo, built.index, hex, size, [], {
         report,
         stats,
         options: { pool: options.pool, readRange: options.readRange },
-      });
+      }, (pos) => progress(doneBytes + Math.min(pos, size)));
+      done++;
+      doneBytes += size;
+      progress(doneBytes);
       const errors = report.problems().filter((p) => p.severity === "error");
       if (errors.length > 0) {
         damaged.set(

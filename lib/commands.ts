@@ -318,6 +318,7 @@ export async function repairCommand(
   options: OpenOptions & LockingOptions & {
     dryRun?: boolean;
     verifyData?: boolean;
+    onProgress?: CheckOptions["onProgress"];
     confirm(archives: string[]): Promise<boolean>;
   },
 ): Promise<RepairResult> {
@@ -336,6 +337,7 @@ export async function repairCommand(
           dryRun: options.dryRun,
           verifyData: options.verifyData,
           pool,
+          onProgress: options.onProgress,
           confirm: options.confirm,
           checkLock: () => lock.assertHeld(),
         });

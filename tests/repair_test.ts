@@ -113,9 +113,18 @@ async function damageRepairHeal(
       dry = JSON.parse(r.stdout) as RepairJson;
       deepStrictEqual(await repoState(repo), state, "a dry run writes nothing");
       equal(dry.index_written, false);
-      const text = await runVgerOk(["-R", repo, "check", "--verify-data", "--repair", "--dry-run"]);
+      const text = await runVgerOk([
+        "-R",
+        repo,
+        "check",
+        "--verify-data",
+        "--repair",
+        "--dry-run",
+        "--progress",
+      ]);
       ok(/damaged pack .* would copy/.test(text.stdout), text.stdout);
       ok(/damaged file one:\/.*chunks lost/.test(text.stdout), text.stdout);
+      ok(/verify: .*packs/.test(text.stderr), `progress of reading the packs: ${text.stderr}`);
     }
 
     const r = await runVgerOk(repairArgs);
