@@ -216,6 +216,8 @@ export interface RepairOptions {
   dryRun?: boolean;
   /** Also read every pack through; packs with a blob that fails verification are salvaged. */
   verifyData?: boolean;
+  /** False: only rebuild the index, salvage nothing (a backup's rebuild of a lost index). */
+  salvage?: boolean;
   /** Bytes per range read when verifying data (default 4 MiB). */
   readRange?: number;
   /** With `verifyData`: called as the packs are read through (phase "data"). */
@@ -444,8 +446,14 @@ export async function repairRepository(
   // Damaged packs that the index has blobs in: salvage what verifies, drop the rest.
   const damaged = new Map<string, string>();
   const referenced = countEntriesPerPack(built.index);
-  for (const u of built.unreadable) if (referenced.has(u.hex)) damaged.set(u.hex, u.error);
-  if (options.verifyData) {
+  const salvaging = options.salvage ?? true;
+  /** Packs whose header is unreadable: salvaged by the index's entries and by a scan. */
+  const scan = new Set<string>();
+  for (const u of salvaging ? built.unreadable : []) {
+    scan.add(u.hex);
+    damaged.set(u.hex, u.error);
+  }
+  if (options.verifyData && salvaging) {
     const stats: CheckStats = { archives: 0, packs: 0, blobs: 0, bytesRead: 0 };
     const hexes = [...referenced.keys()].filter((hex) =>
       listing.packs.has(hex) && !damaged.has(hex)
@@ -484,7 +492,10 @@ export async function repairRepository(
       }
     }
   }
-  const salvage = await salvagePacks(repo, built.index, damaged, listing.packs, options);
+  const salvage = await salvagePacks(repo, built.index, damaged, listing.packs, {
+    ...options,
+    scan,
+  });
   // A lost blob may have another copy in a sound pack (the rebuild kept one location): use it.
   let copies: ChunkIndex | null = null;
   if (salvage.lost.size > 0) {
@@ -506,6 +517,7 @@ export async function repairRepository(
       if (copy) index.set(id, copy);
     }
     if (salvage.added) index.merge(salvage.added);
+    else index.merge(salvage.found); // a dry run: where the scan found them
   };
   applySalvage(built.index);
 
@@ -545,11 +557,12 @@ export async function repairRepository(
     }
   }
   const index = built.index;
+  const salvaged = new Set(salvage.packs.map((p) => p.key));
   const result: RepairResult = {
     entries: index.size,
     packs: index.packIds().length,
     unreadablePacks: [
-      ...built.unreadable.filter((u) => !damaged.has(u.hex)).map(({ key, error }) => ({
+      ...built.unreadable.filter((u) => !salvaged.has(u.key)).map(({ key, error }) => ({
         key,
         error,
       })),
@@ -607,21 +620,25 @@ interface Salvage {
   lost: Set<string>;
   /** Where the verified blobs now are (null on a dry run). */
   added: ChunkIndex | null;
+  /** Blobs found by scanning, at their place in the damaged pack (for a dry run's report). */
+  found: ChunkIndex;
 }
 
 /**
  * Reads every blob that the index places in a damaged pack, by the index's offset and length,
- * and copies those whose record, envelope and hash verify into new packs (through the same
- * packer as backups: data and item blobs in packs of their own). On a dry run only verifies.
+ * and, in the packs of `scan` (whose header is unreadable), every record from the start; copies
+ * those whose record, envelope and hash verify into new packs (through the same packer as
+ * backups: data and item blobs in packs of their own). On a dry run only verifies. A pack in
+ * which nothing could be identified is not in the result (it is left as it is).
  */
 async function salvagePacks(
   repo: RepairableRepository,
   index: ChunkIndex,
   damaged: Map<string, string>,
   sizes: Map<string, number>,
-  options: RepairOptions,
+  options: RepairOptions & { scan: Set<string> },
 ): Promise<Salvage> {
-  const out: Salvage = { packs: [], lost: new Set(), added: null };
+  const out: Salvage = { packs: [], lost: new Set(), added: null, found: new ChunkIndex() };
   if (damaged.size === 0) return out;
   const blobs = new Map<string, [Uint8Array, ChunkLocation][]>();
   for (const hex of damaged.keys()) blobs.set(hex, []);
@@ -639,6 +656,7 @@ async function salvagePacks(
         removed: false,
       };
       const list = blobs.get(hex)!.sort((a, b) => a[1].offset - b[1].offset);
+      const kept = new Set<string>();
       for (const [id, loc] of list) {
         const sealed = await readVerified(repo, key, size, id, loc, options.pool);
         if (sealed === null) {
@@ -647,12 +665,30 @@ async function salvagePacks(
           continue;
         }
         entry.kept++;
+        kept.add(toHex(id));
         if (session) {
           options.checkLock?.();
           await session.add(id, sealed[0] as ObjectTypeTag, sealed, loc.rawLength);
         }
       }
-      out.packs.push(entry);
+      // without a header, the records themselves say what they hold (the index may lack some)
+      if (options.scan.has(hex)) {
+        for await (const b of scanRecords(repo, key, size)) {
+          const idHex = toHex(b.id);
+          const loc = index.get(b.id);
+          if (kept.has(idHex) || (loc && !damaged.has(toHex(loc.pack)))) continue;
+          if (out.lost.delete(idHex)) entry.lost--; // the index's offset was wrong
+          entry.kept++;
+          kept.add(idHex);
+          const at = { pack: fromHex(hex), offset: b.offset, length: b.sealed.length };
+          out.found.set(b.id, { ...at, rawLength: b.rawLength });
+          if (session) {
+            options.checkLock?.();
+            await session.add(b.id, b.type, b.sealed, b.rawLength);
+          }
+        }
+      }
+      if (entry.kept + entry.lost > 0) out.packs.push(entry);
     }
     if (session) {
       await session.flush();
@@ -663,6 +699,64 @@ async function salvagePacks(
     throw err;
   }
   return out;
+}
+
+/** A blob found by {@linkcode scanRecords}. */
+interface ScannedBlob {
+  id: Uint8Array;
+  type: ObjectTypeTag;
+  sealed: Uint8Array;
+  /** Offset of the object in the pack. */
+  offset: number;
+  rawLength: number;
+}
+
+/**
+ * Walks the records of a pack whose header is unreadable from its first byte on, and yields each
+ * blob that authenticates under the id its plaintext hashes to. A record whose CRC-32 fails is
+ * skipped (its length still frames the next); a length that leaves the pack ends the walk.
+ */
+async function* scanRecords(
+  repo: RepairableRepository,
+  key: string,
+  size: number,
+): AsyncGenerator<ScannedBlob> {
+  const read = async (offset: number, length: number): Promise<Uint8Array | null> => {
+    try {
+      const bytes = await repo.backend.getRange(key, offset, length);
+      return bytes.length === length ? bytes : null;
+    } catch (err) {
+      if (isDamage(err)) return null;
+      throw err; // a failing backend is not a lost blob
+    }
+  };
+  let pos = PACK_PREAMBLE;
+  while (pos + RECORD_PREFIX < size) {
+    const prefix = await read(pos, RECORD_PREFIX);
+    if (!prefix) return;
+    const dv = new DataView(prefix.buffer, prefix.byteOffset, RECORD_PREFIX);
+    const length = dv.getUint32(0, true);
+    const start = pos + RECORD_PREFIX;
+    if (length < 1 || length > MAX_BLOB + 1024 || start + length > size) return;
+    const sealed = await read(start, length);
+    if (!sealed) return;
+    pos = start + length;
+    if (crc32(sealed) !== dv.getUint32(4, true)) continue;
+    const type = sealed[0];
+    if (type !== ObjectType.data && type !== ObjectType.items) continue;
+    const what = `${type === ObjectType.items ? "Metadata blob" : "Chunk"} at offset ${start} ` +
+      `of pack ${key}`;
+    try {
+      const blob = await repo.key.peek(sealed);
+      if (!blob) continue;
+      const plain = decompress(blob, MAX_BLOB, what);
+      const id = await repo.key.chunkId(plain);
+      await repo.key.open(type, id, sealed, what); // authenticates what peek read unchecked
+      yield { id, type, sealed, offset: start, rawLength: plain.length };
+    } catch (err) {
+      if (!(err instanceof VgerError)) throw err;
+    }
+  }
 }
 
 /** The sealed object of a blob at `loc` in a damaged pack if it verifies, else null. */

@@ -122,6 +122,7 @@ async function rebuildLostIndex(
   await withRepoLock(repo.backend, "exclusive", "index rebuild", options, async (lock) => {
     const r = await repairRepository(repo, {
       confirm: () => Promise.resolve(false),
+      salvage: false, // no index to salvage by: leave damaged packs to check --repair
       checkLock: () => lock.assertHeld(),
     });
     options.onIndexRebuilt?.(

@@ -353,6 +353,50 @@ Deno.test("repair with verifyData salvages the sound blobs of a pack with a flip
   deepStrictEqual(only(after, "missing-chunk").affects.paths, ["src/a1"]);
 });
 
+Deno.test("repair scans a pack whose header and index are both lost, and keeps every blob that authenticates", async () => {
+  const f = await fixture();
+  const key = await packOf(f, "c1");
+  await edit(f, key, (b) => {
+    b[b.length - 10] ^= 0x04; // in the header
+    return b;
+  });
+  await f.backend.put("index", randomData(64, 5));
+  const never = () => Promise.reject(new Error("no archive is broken"));
+
+  const dry = await repairRepository(f.repo, { dryRun: true, confirm: never });
+  deepStrictEqual(dry.damagedFiles, [], "the scan finds every blob, also on a dry run");
+  deepStrictEqual(dry.salvagedPacks.map((p) => [p.key, p.kept, p.lost, p.removed]), [
+    [key, 3, 0, false],
+  ]);
+  deepStrictEqual(dry.unreadablePacks, []);
+
+  const r = await repairRepository(f.repo, { confirm: never });
+  deepStrictEqual(r.salvagedPacks.map((p) => [p.key, p.kept, p.lost, p.removed]), [
+    [key, 3, 0, true],
+  ]);
+  deepStrictEqual(r.damagedFiles, []);
+  deepStrictEqual(r.brokenArchives, []);
+  deepStrictEqual((await checkRepository(f.repo, { verifyData: true })).problems, []);
+});
+
+Deno.test("a truncated pack without index entries: the scan keeps the records before the cut", async () => {
+  const f = await fixture();
+  const index = await f.repo.readIndex();
+  const key = await packOf(f, "c1");
+  const c3 = index.get(f.ids.c3)!;
+  const c2 = index.get(f.ids.c2)!;
+  ok(c2.offset < c3.offset, "c3 is the last record");
+  await edit(f, key, (b) => b.slice(0, c3.offset + 10)); // c3 is cut
+  await f.backend.delete("index");
+  const r = await repairRepository(f.repo, {
+    confirm: () => Promise.reject(new Error("no archive is broken")),
+  });
+  deepStrictEqual(r.salvagedPacks.map((p) => [p.kept, p.lost, p.removed]), [[2, 0, true]]);
+  deepStrictEqual(r.damagedFiles, [{ archive: "a", path: "src/a2", missingChunks: 1 }]);
+  const after = await f.repo.readIndex();
+  ok(after.has(f.ids.c1) && after.has(f.ids.c2) && !after.has(f.ids.c3));
+});
+
 Deno.test("repair points a blob lost in a damaged pack at a sound copy in another pack", async () => {
   const f = await fixture();
   const index = await f.repo.readIndex();
