@@ -536,25 +536,39 @@ async function runCheck(run: Run): Promise<number> {
 }
 
 async function runRepair(run: Run): Promise<number> {
-  const { flags, repo } = run;
+  const { flags, repo, meter } = run;
   const dryRun = !!bool(flags, "dry-run");
   const r = await repairCommand(openBackend(repo), {
     ...run.locking,
     ...run.trusting,
     passphrase: run.passphrase,
     dryRun,
+    verifyData: bool(flags, "verify-data"),
+    onProgress: meter && ((p) =>
+      meter.update({
+        phase: "verify",
+        files: p.packs,
+        totalFiles: p.totalPacks,
+        unit: "packs",
+        bytes: p.packBytes,
+        totalBytes: p.totalPackBytes,
+      })),
     confirm: async (names) => {
+      meter?.finish(); // verifying is over: the question needs the line
       if (bool(flags, "yes")) return true;
       if (!Deno.stdin.isTerminal()) {
         run.warn(`not removing ${names.length} archives without --yes: ${names.join(", ")}`);
         return false;
       }
       const answer = await promptLine(
-        `Remove ${names.length} archives whose data is gone (${names.join(", ")})? [y/N] `,
+        `Remove ${names.length} archives whose file list is unreadable (${
+          names.join(", ")
+        })? [y/N] `,
       );
       return /^y(es)?$/i.test(answer.trim());
     },
   });
+  meter?.finish();
   const kept = r.brokenArchives.filter((b) => !r.removedArchives.includes(b.name));
   emit(run, () => report.repairJson(repo.path, r, { dryRun }), () => report.repairLines(r));
   return kept.length > 0 || r.manifestError ? 1 : 0;

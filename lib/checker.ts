@@ -36,6 +36,7 @@ import { withCommitLock } from "./lock.ts";
 import type { Manifest, ManifestEntry } from "./manifest.ts";
 import { crc32, PACK_PREAMBLE, type PackEntry, readPackHeader, RECORD_PREFIX } from "./pack.ts";
 import { type Repository, saveManifest } from "./repository.ts";
+import { WriteSession } from "./write_session.ts";
 
 /** What a problem is about. */
 export type ProblemKind =
@@ -134,10 +135,17 @@ export type CheckableRepository = Pick<
   "backend" | "key" | "location" | "readManifest" | "readIndex" | "readArchive" | "readBlob"
 >;
 
-/** What repair needs of a repository: the same, over a writable backend. */
+/** What repair needs of a repository: the same, over a writable backend, and its config. */
 export type RepairableRepository = Pick<
   Repository<Backend>,
-  "backend" | "key" | "location" | "readManifest" | "readIndex" | "readArchive" | "readBlob"
+  | "backend"
+  | "key"
+  | "config"
+  | "location"
+  | "readManifest"
+  | "readIndex"
+  | "readArchive"
+  | "readBlob"
 >;
 
 /** A pack whose header could not be read during a rebuild. */
@@ -168,7 +176,7 @@ export interface LoadedIndex {
   unreadablePacks: UnreadablePack[];
 }
 
-/** An archive that references data the repository no longer has. */
+/** An archive whose file list (archive object or item stream) cannot be read. */
 export interface BrokenArchive {
   /** Its name. */
   name: string;
@@ -178,10 +186,42 @@ export interface BrokenArchive {
   reason: string;
 }
 
+/** A file of a kept archive that references chunks the repaired index no longer has. */
+export interface DamagedFile {
+  /** The archive's name. */
+  archive: string;
+  /** The stored path (without the leading "/"). */
+  path: string;
+  /** How many of its chunk references are lost. */
+  missingChunks: number;
+}
+
+/** A damaged pack whose blobs repair copied, as far as they verify, into new packs. */
+export interface SalvagedPack {
+  /** Its storage key. */
+  key: string;
+  /** What is wrong with it (one line). */
+  reason: string;
+  /** Blobs that verified and were copied into new packs (on a dry run: would be). */
+  kept: number;
+  /** Blobs that did not verify and left the index. */
+  lost: number;
+  /** Whether the damaged pack was deleted (after the index without it was written). */
+  removed: boolean;
+}
+
 /** Options of {@linkcode repairRepository}. */
 export interface RepairOptions {
   /** Only report: write no index, remove no archive. */
   dryRun?: boolean;
+  /** Also read every pack through; packs with a blob that fails verification are salvaged. */
+  verifyData?: boolean;
+  /** False: only rebuild the index, salvage nothing (a backup's rebuild of a lost index). */
+  salvage?: boolean;
+  /** Bytes per range read when verifying data (default 4 MiB). */
+  readRange?: number;
+  /** With `verifyData`: called as the packs are read through (phase "data"). */
+  onProgress?(progress: CheckProgress): void;
   /** Asked before broken archives are removed from the manifest (ask the user, or --yes). */
   confirm(archives: string[]): Promise<boolean>;
   /** Open and decompress item-stream blobs in these workers. */
@@ -202,10 +242,16 @@ export interface RepairResult {
   indexChanged: boolean;
   /** Whether the rebuilt index was written (not on a dry run, not when unchanged). */
   indexWritten: boolean;
-  /** Archives whose data is gone. */
+  /** Archives whose file list cannot be read: removed when confirmed. */
   brokenArchives: BrokenArchive[];
   /** Archives removed from the manifest. */
   removedArchives: string[];
+  /** Damaged packs whose verifying blobs were copied into new packs. */
+  salvagedPacks: SalvagedPack[];
+  /** Files of kept archives whose chunks are lost (at most 1000; a backup stores them again). */
+  damagedFiles: DamagedFile[];
+  /** Whether more files are damaged than `damagedFiles` lists. */
+  damagedFilesTruncated: boolean;
   /** Why archives could not be looked at (the manifest is unreadable). */
   manifestError?: string;
 }
@@ -372,9 +418,15 @@ export async function loadIndexOrRebuild(
 }
 
 /**
- * Rebuilds the index from the pack headers and writes it (under the commit lock), then finds the
- * archives whose data is gone and, when `confirm` agrees, removes them from the manifest (under
- * the commit lock, re-reading the manifest). A dry run writes nothing and does not ask.
+ * Rebuilds the index from the pack headers and salvages damaged packs: a pack whose header does
+ * not read (truncated, corrupt) and, with `verifyData`, a pack with a blob that fails
+ * verification. Every blob of such a pack that the old index places there and that still
+ * verifies is copied into a new pack; the rest leave the index. The new packs are stored first,
+ * then the index (under the commit lock), and only then are the damaged packs deleted. Archives
+ * whose file list reads are kept, their files with lost chunks reported as damaged (a backup of
+ * the same files stores the chunks again); archives whose file list is unreadable are removed
+ * from the manifest when `confirm` agrees (under the commit lock, re-reading the manifest). A
+ * dry run writes nothing, does not ask, and reports the same.
  */
 export async function repairRepository(
   repo: RepairableRepository,
@@ -390,6 +442,85 @@ export async function repairRepository(
   let listing = await listPacks(backend);
   let built = await buildIndex(repo, listing.packs, { prefer: current ?? undefined });
   keepUnreadable(built, current, listing.packs);
+
+  // Damaged packs that the index has blobs in: salvage what verifies, drop the rest.
+  const damaged = new Map<string, string>();
+  const referenced = countEntriesPerPack(built.index);
+  const salvaging = options.salvage ?? true;
+  /** Packs whose header is unreadable: salvaged by the index's entries and by a scan. */
+  const scan = new Set<string>();
+  for (const u of salvaging ? built.unreadable : []) {
+    scan.add(u.hex);
+    damaged.set(u.hex, u.error);
+  }
+  if (options.verifyData && salvaging) {
+    const stats: CheckStats = { archives: 0, packs: 0, blobs: 0, bytesRead: 0 };
+    const hexes = [...referenced.keys()].filter((hex) =>
+      listing.packs.has(hex) && !damaged.has(hex)
+    )
+      .sort();
+    let totalPackBytes = 0;
+    for (const hex of hexes) totalPackBytes += listing.packs.get(hex)!;
+    let done = 0;
+    let doneBytes = 0;
+    const progress = (packBytes: number) =>
+      options.onProgress?.({
+        phase: "data",
+        packs: done,
+        totalPacks: hexes.length,
+        bytes: stats.bytesRead,
+        packBytes,
+        totalPackBytes,
+      });
+    for (const hex of hexes) {
+      const size = listing.packs.get(hex)!;
+      const report = new Report();
+      await verifyPack(repo, built.index, hex, size, [], {
+        report,
+        stats,
+        options: { pool: options.pool, readRange: options.readRange },
+      }, (pos) => progress(doneBytes + Math.min(pos, size)));
+      done++;
+      doneBytes += size;
+      progress(doneBytes);
+      const errors = report.problems().filter((p) => p.severity === "error");
+      if (errors.length > 0) {
+        damaged.set(
+          hex,
+          errors[0].message + (errors.length > 1 ? ` (and ${errors.length - 1} more)` : ""),
+        );
+      }
+    }
+  }
+  const salvage = await salvagePacks(repo, built.index, damaged, listing.packs, {
+    ...options,
+    scan,
+  });
+  // A lost blob may have another copy in a sound pack (the rebuild kept one location): use it.
+  let copies: ChunkIndex | null = null;
+  if (salvage.lost.size > 0) {
+    const sound = new Map([...listing.packs].filter(([hex]) => !damaged.has(hex)));
+    copies = (await buildIndex(repo, sound)).index;
+  }
+  /** Points an index built from the headers at the salvaged copies; drops the lost blobs. */
+  const applySalvage = (index: ChunkIndex): void => {
+    const drop: Uint8Array[] = [];
+    for (const [id, loc] of index.entries()) {
+      const hex = toHex(loc.pack);
+      if (!damaged.has(hex)) continue;
+      // a dry run keeps the blobs that verify where they are
+      if (!options.dryRun || salvage.lost.has(toHex(id))) drop.push(id);
+    }
+    for (const id of drop) {
+      index.delete(id);
+      const copy = copies?.get(id);
+      if (copy) index.set(id, copy);
+    }
+    if (salvage.added) index.merge(salvage.added);
+    else index.merge(salvage.found); // a dry run: where the scan found them
+  };
+  applySalvage(built.index);
+
   const indexChanged = current === null ||
     !bytesEqual(current.encode(), built.index.encode());
   let indexWritten = false;
@@ -403,6 +534,7 @@ export async function repairRepository(
       if (gone) {
         built = await buildIndex(repo, now.packs, { prefer: current ?? undefined });
         keepUnreadable(built, current, now.packs);
+        applySalvage(built.index);
       } else {
         const fresh = new Map([...now.packs].filter(([hex]) => !listing.packs.has(hex)));
         const more = await buildIndex(repo, fresh, { into: built.index });
@@ -416,18 +548,33 @@ export async function repairRepository(
     });
     indexWritten = true;
   }
+  // The index that no longer references the damaged packs is durable: now they may go.
+  if (!options.dryRun && (indexWritten || !indexChanged)) {
+    for (const s of salvage.packs) {
+      options.checkLock?.();
+      await backend.delete(s.key);
+      s.removed = true;
+    }
+  }
   const index = built.index;
+  const salvaged = new Set(salvage.packs.map((p) => p.key));
   const result: RepairResult = {
     entries: index.size,
     packs: index.packIds().length,
     unreadablePacks: [
-      ...built.unreadable.map(({ key, error }) => ({ key, error })),
+      ...built.unreadable.filter((u) => !salvaged.has(u.key)).map(({ key, error }) => ({
+        key,
+        error,
+      })),
       ...listing.stray.map((key) => ({ key, error: `Object ${key} is not a pack` })),
     ],
     indexChanged,
     indexWritten,
     brokenArchives: [],
     removedArchives: [],
+    salvagedPacks: salvage.packs,
+    damagedFiles: [],
+    damagedFilesTruncated: false,
   };
 
   let manifest: Manifest;
@@ -440,7 +587,7 @@ export async function repairRepository(
   }
   const clean = new Set<string>();
   for (const entry of manifest.archives) {
-    const reason = await findDamage(repo, index, entry, { clean, pool: options.pool });
+    const reason = await findDamage(repo, index, entry, { clean, pool: options.pool, result });
     if (reason !== null) {
       result.brokenArchives.push({ name: entry.name, id: toHex(entry.id), reason });
     }
@@ -461,6 +608,199 @@ export async function repairRepository(
     await saveManifest(repo, { ...m, archives: keep });
   });
   return result;
+}
+
+/** What {@linkcode salvagePacks} did. */
+interface Salvage {
+  packs: SalvagedPack[];
+  /** Hex ids of the blobs that did not verify. */
+  lost: Set<string>;
+  /** Where the verified blobs now are (null on a dry run). */
+  added: ChunkIndex | null;
+  /** Blobs found by scanning, at their place in the damaged pack (for a dry run's report). */
+  found: ChunkIndex;
+}
+
+/**
+ * Reads every blob that the index places in a damaged pack, by the index's offset and length,
+ * and, in the packs of `scan` (whose header is unreadable), every record from the start; copies
+ * those whose record, envelope and hash verify into new packs (through the same packer as
+ * backups: data and item blobs in packs of their own). On a dry run only verifies. A pack in
+ * which nothing could be identified is not in the result (it is left as it is).
+ */
+async function salvagePacks(
+  repo: RepairableRepository,
+  index: ChunkIndex,
+  damaged: Map<string, string>,
+  sizes: Map<string, number>,
+  options: RepairOptions & { scan: Set<string> },
+): Promise<Salvage> {
+  const out: Salvage = { packs: [], lost: new Set(), added: null, found: new ChunkIndex() };
+  if (damaged.size === 0) return out;
+  const blobs = new Map<string, [Uint8Array, ChunkLocation][]>();
+  for (const hex of damaged.keys()) blobs.set(hex, []);
+  for (const [id, loc] of index.entries()) blobs.get(toHex(loc.pack))?.push([id, loc]);
+  const session = options.dryRun ? null : new WriteSession(repo, new ChunkIndex());
+  try {
+    for (const hex of [...damaged.keys()].sort()) {
+      const key = packKey(fromHex(hex));
+      const size = sizes.get(hex) ?? 0;
+      const entry: SalvagedPack = {
+        key,
+        reason: damaged.get(hex)!,
+        kept: 0,
+        lost: 0,
+        removed: false,
+      };
+      const list = blobs.get(hex)!.sort((a, b) => a[1].offset - b[1].offset);
+      const kept = new Set<string>();
+      for (const [id, loc] of list) {
+        const sealed = await readVerified(repo, key, size, id, loc, options.pool);
+        if (sealed === null) {
+          entry.lost++;
+          out.lost.add(toHex(id));
+          continue;
+        }
+        entry.kept++;
+        kept.add(toHex(id));
+        if (session) {
+          options.checkLock?.();
+          await session.add(id, sealed[0] as ObjectTypeTag, sealed, loc.rawLength);
+        }
+      }
+      // without a header, the records themselves say what they hold (the index may lack some)
+      if (options.scan.has(hex)) {
+        for await (const b of scanRecords(repo, key, size)) {
+          const idHex = toHex(b.id);
+          const loc = index.get(b.id);
+          if (kept.has(idHex) || (loc && !damaged.has(toHex(loc.pack)))) continue;
+          if (out.lost.delete(idHex)) entry.lost--; // the index's offset was wrong
+          entry.kept++;
+          kept.add(idHex);
+          const at = { pack: fromHex(hex), offset: b.offset, length: b.sealed.length };
+          out.found.set(b.id, { ...at, rawLength: b.rawLength });
+          if (session) {
+            options.checkLock?.();
+            await session.add(b.id, b.type, b.sealed, b.rawLength);
+          }
+        }
+      }
+      if (entry.kept + entry.lost > 0) out.packs.push(entry);
+    }
+    if (session) {
+      await session.flush();
+      out.added = session.added;
+    }
+  } catch (err) {
+    await session?.abort();
+    throw err;
+  }
+  return out;
+}
+
+/** A blob found by {@linkcode scanRecords}. */
+interface ScannedBlob {
+  id: Uint8Array;
+  type: ObjectTypeTag;
+  sealed: Uint8Array;
+  /** Offset of the object in the pack. */
+  offset: number;
+  rawLength: number;
+}
+
+/**
+ * Walks the records of a pack whose header is unreadable from its first byte on, and yields each
+ * blob that authenticates under the id its plaintext hashes to. A record whose CRC-32 fails is
+ * skipped (its length still frames the next); a length that leaves the pack ends the walk.
+ */
+async function* scanRecords(
+  repo: RepairableRepository,
+  key: string,
+  size: number,
+): AsyncGenerator<ScannedBlob> {
+  const read = async (offset: number, length: number): Promise<Uint8Array | null> => {
+    try {
+      const bytes = await repo.backend.getRange(key, offset, length);
+      return bytes.length === length ? bytes : null;
+    } catch (err) {
+      if (isDamage(err)) return null;
+      throw err; // a failing backend is not a lost blob
+    }
+  };
+  let pos = PACK_PREAMBLE;
+  while (pos + RECORD_PREFIX < size) {
+    const prefix = await read(pos, RECORD_PREFIX);
+    if (!prefix) return;
+    const dv = new DataView(prefix.buffer, prefix.byteOffset, RECORD_PREFIX);
+    const length = dv.getUint32(0, true);
+    const start = pos + RECORD_PREFIX;
+    if (length < 1 || length > MAX_BLOB + 1024 || start + length > size) return;
+    const sealed = await read(start, length);
+    if (!sealed) return;
+    pos = start + length;
+    if (crc32(sealed) !== dv.getUint32(4, true)) continue;
+    const type = sealed[0];
+    if (type !== ObjectType.data && type !== ObjectType.items) continue;
+    const what = `${type === ObjectType.items ? "Metadata blob" : "Chunk"} at offset ${start} ` +
+      `of pack ${key}`;
+    try {
+      const blob = await repo.key.peek(sealed);
+      if (!blob) continue;
+      const plain = decompress(blob, MAX_BLOB, what);
+      const id = await repo.key.chunkId(plain);
+      await repo.key.open(type, id, sealed, what); // authenticates what peek read unchecked
+      yield { id, type, sealed, offset: start, rawLength: plain.length };
+    } catch (err) {
+      if (!(err instanceof VgerError)) throw err;
+    }
+  }
+}
+
+/** The sealed object of a blob at `loc` in a damaged pack if it verifies, else null. */
+async function readVerified(
+  repo: RepairableRepository,
+  key: string,
+  size: number,
+  id: Uint8Array,
+  loc: ChunkLocation,
+  pool?: CodecPool,
+): Promise<Uint8Array | null> {
+  if (loc.offset < FIRST_OBJECT || loc.offset + loc.length > size) return null;
+  let record: Uint8Array;
+  try {
+    record = await repo.backend.getRange(
+      key,
+      loc.offset - RECORD_PREFIX,
+      RECORD_PREFIX + loc.length,
+    );
+  } catch (err) {
+    // a failing backend is not a lost blob
+    if (isDamage(err)) return null;
+    throw err;
+  }
+  if (record.length !== RECORD_PREFIX + loc.length) return null;
+  const dv = new DataView(record.buffer, record.byteOffset, RECORD_PREFIX);
+  const sealed = record.slice(RECORD_PREFIX);
+  if (dv.getUint32(0, true) !== loc.length || crc32(sealed) !== dv.getUint32(4, true)) {
+    return null;
+  }
+  const type = sealed[0];
+  if (type !== ObjectType.data && type !== ObjectType.items) return null;
+  const what = `${describeBlob(id, type)} in pack ${key}`;
+  try {
+    if (pool) {
+      await pool.verify(type, id, sealed.slice(), loc.rawLength, what);
+    } else {
+      const max = Math.min(MAX_BLOB, loc.rawLength);
+      const plain = decompress(await repo.key.open(type, id, sealed, what), max, what);
+      if (plain.length !== loc.rawLength) return null;
+      if (!bytesEqual(await repo.key.chunkId(plain), id)) return null;
+    }
+  } catch (err) {
+    if (!(err instanceof VgerError)) throw err;
+    return null;
+  }
+  return sealed;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -635,9 +975,8 @@ async function buildIndex(
 }
 
 /**
- * Keeps the stored index's entries for packs whose header is unreadable but whose records the
- * entries still fit: their data may well be intact, and dropping them would make their archives
- * look broken.
+ * Keeps the stored index's entries for packs whose header is unreadable: their data may well be
+ * intact, and repair salvages every one of them that verifies (and drops the rest).
  */
 function keepUnreadable(
   built: { index: ChunkIndex; unreadable: Unreadable[] },
@@ -646,18 +985,10 @@ function keepUnreadable(
 ): void {
   if (!current || built.unreadable.length === 0) return;
   const bad = new Set(built.unreadable.map((u) => u.hex));
-  const kept = new Map<string, number>();
   for (const [id, loc] of current.entries()) {
     const hex = toHex(loc.pack);
-    const size = packs.get(hex);
-    if (!bad.has(hex) || size === undefined || built.index.has(id)) continue;
-    if (loc.offset < FIRST_OBJECT || loc.offset + loc.length > size) continue;
+    if (!bad.has(hex) || !packs.has(hex) || built.index.has(id)) continue;
     built.index.set(id, loc);
-    kept.set(hex, (kept.get(hex) ?? 0) + 1);
-  }
-  for (const u of built.unreadable) {
-    const n = kept.get(u.hex);
-    if (n) u.error += `; kept the ${n} entries the old index had for it`;
   }
 }
 
@@ -1244,28 +1575,39 @@ function isDamage(err: unknown): boolean {
 }
 
 /**
- * The first thing an archive references that the index lacks or cannot be read, or null.
- * Item blobs found intact go into `clean`, so archives that share them do not read them again.
+ * Why an archive's file list cannot be read (the first missing or unreadable object), or null.
+ * Files whose chunks the index lacks are added to `opts.result.damagedFiles`. Item blobs whose
+ * files are all whole go into `clean`, so archives that share them do not read them again.
  */
 async function findDamage(
   repo: RepairableRepository,
   index: ChunkIndex,
   entry: ManifestEntry,
-  opts: { clean: Set<string>; pool?: CodecPool },
+  opts: { clean: Set<string>; pool?: CodecPool; result: RepairResult },
 ): Promise<string | null> {
+  const result = opts.result;
   try {
     const meta = await repo.readArchive(entry);
+    const damaged: DamagedFile[] = [];
     for (const blobId of meta.items) {
       const blobHex = toHex(blobId);
       if (opts.clean.has(blobHex)) continue;
       if (!index.has(blobId)) return `metadata blob ${blobHex} is missing`;
       const blob = await repo.readBlob(index, blobId, ObjectType.items, opts.pool);
+      let whole = true;
       for (const item of decodeItems(blob, `Metadata blob ${blobHex}`)) {
-        for (const c of item.chunks ?? []) {
-          if (!index.has(c)) return `chunk ${toHex(c)} of "${item.path}" is missing`;
-        }
+        let missing = 0;
+        for (const c of item.chunks ?? []) if (!index.has(c)) missing++;
+        if (missing === 0) continue;
+        whole = false;
+        damaged.push({ archive: entry.name, path: item.path, missingChunks: missing });
       }
-      opts.clean.add(blobHex);
+      if (whole) opts.clean.add(blobHex);
+    }
+    // only an archive that is kept has damaged files
+    for (const d of damaged) {
+      if (result.damagedFiles.length < MAX_PATHS) result.damagedFiles.push(d);
+      else result.damagedFilesTruncated = true;
     }
     return null;
   } catch (err) {

@@ -267,7 +267,7 @@ export const COMMANDS: readonly CommandSpec[] = [
       {
         name: "repair",
         type: "boolean",
-        help: "rebuild the index from the packs, offer to drop archives whose data is gone",
+        help: "rebuild the index, salvage damaged packs, offer to drop unreadable archives",
       },
       { name: "yes", type: "boolean", help: "with --repair: drop such archives without asking" },
       { ...DRY_RUN, help: "with --repair: only report" },

@@ -247,6 +247,7 @@ async function rebuildLostIndex(
   await withRepoLock(repo.backend, "exclusive", "index rebuild", options, async (lock) => {
     const r = await repairRepository(repo, {
       confirm: () => Promise.resolve(false),
+      salvage: false, // no index to salvage by: leave damaged packs to check --repair
       checkLock: () => lock.assertHeld(),
     });
     options.onIndexRebuilt?.(
@@ -444,11 +445,17 @@ export async function checkCommand(
   });
 }
 
-/** `vger check --repair`: rebuilds the index from the packs, drops archives whose data is gone. */
+/**
+ * `vger check --repair`: rebuilds the index from the packs, salvages damaged packs (with
+ * `verifyData`, also those with a blob that fails verification), drops archives whose file list
+ * is unreadable.
+ */
 export async function repairCommand(
   backend: Backend,
   options: OpenOptions & TrustingOptions & LockingOptions & {
     dryRun?: boolean;
+    verifyData?: boolean;
+    onProgress?: CheckOptions["onProgress"];
     confirm(archives: string[]): Promise<boolean>;
   },
 ): Promise<RepairResult> {
@@ -458,12 +465,23 @@ export async function repairCommand(
     "exclusive",
     "check --repair",
     options,
-    (lock) =>
-      repairRepository(repo, {
-        dryRun: options.dryRun,
-        confirm: options.confirm,
-        checkLock: () => lock.assertHeld(),
-      }),
+    async (lock) => {
+      const pool = options.verifyData
+        ? new CodecPool(repo.key.material, repo.config.encryption)
+        : undefined;
+      try {
+        return await repairRepository(repo, {
+          dryRun: options.dryRun,
+          verifyData: options.verifyData,
+          pool,
+          onProgress: options.onProgress,
+          confirm: options.confirm,
+          checkLock: () => lock.assertHeld(),
+        });
+      } finally {
+        pool?.close();
+      }
+    },
   );
   await rememberManifest(repo, options);
   return result;

@@ -525,12 +525,16 @@ async function scan(repo: Repository<ReadonlyBackend>, options: PlanOptions): Pr
 // ---------------------------------------------------------------------------------------------
 // Execute
 
-/** Copies verified records into new packs and remembers where they went. */
+/**
+ * Copies verified records into new packs and remembers where they went. Item-stream blobs and
+ * file data go into packs of their own, as backups write them.
+ */
 class Copier {
   readonly moved = new ChunkIndex();
   readonly newPacks: string[] = [];
   newBytes = 0;
-  #writer: PackWriter | null = null;
+  /** The open pack of each blob type. */
+  readonly #writers = new Map<ObjectTypeTag, PackWriter>();
   readonly #repo: Repository<Backend>;
   readonly #target: number;
 
@@ -542,18 +546,26 @@ class Copier {
   async add(id: Uint8Array, type: ObjectTypeTag, sealed: Uint8Array, raw: number): Promise<void> {
     const max = this.#repo.config.maxPackSize;
     // cut before a record that would pass the ceiling, as backups do
+    let writer = this.#writers.get(type);
     if (
-      this.#writer && this.#writer.count > 0 &&
-      this.#writer.finishedSizeWith(sealed.length, this.#repo.key) > max
-    ) await this.flush();
-    this.#writer ??= new PackWriter();
-    this.#writer.add(id, type, sealed, raw);
-    if (this.#writer.size >= this.#target) await this.flush();
+      writer && writer.count > 0 &&
+      writer.finishedSizeWith(sealed.length, this.#repo.key) > max
+    ) {
+      await this.#flushType(type);
+      writer = undefined;
+    }
+    if (!writer) this.#writers.set(type, writer = new PackWriter());
+    writer.add(id, type, sealed, raw);
+    if (writer.size >= this.#target) await this.#flushType(type);
   }
 
   async flush(): Promise<void> {
-    const writer = this.#writer;
-    this.#writer = null;
+    for (const type of [...this.#writers.keys()]) await this.#flushType(type);
+  }
+
+  async #flushType(type: ObjectTypeTag): Promise<void> {
+    const writer = this.#writers.get(type);
+    this.#writers.delete(type);
     if (!writer || writer.count === 0) return;
     const pack = await writer.finish(this.#repo.key);
     try {
@@ -574,8 +586,8 @@ class Copier {
   }
 
   abandon(): void {
-    this.#writer?.abandon();
-    this.#writer = null;
+    for (const writer of this.#writers.values()) writer.abandon();
+    this.#writers.clear();
   }
 }
 

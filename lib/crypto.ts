@@ -226,6 +226,37 @@ export class RepoKey {
       throw new IntegrityError(`${what} is corrupt: authentication failed`, { cause });
     }
   }
+
+  /**
+   * The plaintext of an envelope WITHOUT checking its tag or checksum, or null when it is too
+   * short: only to learn the id of a blob whose pack header and index entry are both lost (the
+   * scan of `check --repair`). The caller must then {@linkcode RepoKey.open} the envelope under
+   * that id, which authenticates it; nothing unauthenticated may be used otherwise.
+   */
+  async peek(sealed: Uint8Array): Promise<Uint8Array | null> {
+    if (!this.encrypted) {
+      return sealed.length < SEAL_OVERHEAD_NONE ? null : sealed.subarray(SEAL_OVERHEAD_NONE);
+    }
+    if (sealed.length < SEAL_OVERHEAD_AES) return null;
+    // GCM encrypts with AES-CTR from the counter block nonce || 00000002 (NIST SP 800-38D)
+    const counter = new Uint8Array(16);
+    counter.set(sealed.subarray(1, 13));
+    counter[15] = 2;
+    const key = await crypto.subtle.importKey(
+      "raw",
+      this.material.subarray(0, 32) as BufferSource,
+      { name: "AES-CTR" },
+      false,
+      ["decrypt"],
+    );
+    return new Uint8Array(
+      await crypto.subtle.decrypt(
+        { name: "AES-CTR", counter: counter as BufferSource, length: 32 },
+        key,
+        sealed.subarray(13, sealed.length - 16) as BufferSource,
+      ),
+    );
+  }
 }
 
 /** SHA-256 of the concatenation of parts. */

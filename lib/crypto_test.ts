@@ -39,6 +39,24 @@ for (const mode of MODES) {
     deepStrictEqual(await key.open(ObjectType.index, "index", word, "Index"), enc.encode("hello"));
   });
 
+  Deno.test(`peek reads an envelope's plaintext unchecked, to learn its id, in ${mode} mode`, async () => {
+    const key = await RepoKey.generate(mode);
+    const next = rng(12);
+    for (const size of [0, 1, 16, 17, 1000, 70_000]) {
+      const plain = randomBytes(next, size);
+      const id = await key.chunkId(plain);
+      const sealed = await key.seal(ObjectType.items, id, plain);
+      const peeked = (await key.peek(sealed))!;
+      deepStrictEqual(new Uint8Array(peeked), plain);
+      // the id it hashes to is the one the envelope authenticates under
+      deepStrictEqual(
+        await key.open(ObjectType.items, await key.chunkId(peeked), sealed, "b"),
+        plain,
+      );
+    }
+    equal(await key.peek(new Uint8Array(5)), null, "too short");
+  });
+
   Deno.test(`open names the object when the type tag is wrong in ${mode} mode`, async () => {
     const key = await RepoKey.generate(mode);
     const sealed = await key.seal(ObjectType.manifest, "manifest", enc.encode("m"));

@@ -39,8 +39,10 @@ import type {
   Affected,
   BrokenArchive,
   CheckResult,
+  DamagedFile,
   Problem,
   RepairResult,
+  SalvagedPack,
   Severity,
   UnreadablePack,
 } from "./checker.ts";
@@ -599,6 +601,16 @@ export function checkSummary(result: CheckResult, options: { verifyData: boolean
     `${errors} errors, ${result.problems.length - errors} warnings`;
 }
 
+/** A file with lost chunks in `vger check --repair --json`. */
+export interface DamagedFileJson {
+  /** The archive's name. */
+  archive: string;
+  /** The stored path. */
+  path: string;
+  /** How many of its chunk references are lost. */
+  missing_chunks: number;
+}
+
 /** `vger check --repair --json`. */
 export interface RepairJson {
   /** Repository path. */
@@ -615,10 +627,16 @@ export interface RepairJson {
   index_changed: boolean;
   /** Whether the rebuilt index was written. */
   index_written: boolean;
-  /** Archives whose data is gone. */
+  /** Archives whose file list cannot be read. */
   broken_archives: BrokenArchive[];
   /** Names of the archives removed from the manifest. */
   removed_archives: string[];
+  /** Damaged packs whose verifying blobs were copied into new packs. */
+  salvaged_packs: SalvagedPack[];
+  /** Files of kept archives whose chunks are lost (at most 1000). */
+  damaged_files: DamagedFileJson[];
+  /** Whether more files are damaged than `damaged_files` lists. */
+  damaged_files_truncated: boolean;
   /** Why archives could not be looked at, or null. */
   manifest_error: string | null;
 }
@@ -639,11 +657,21 @@ export function repairJson(
     index_written: result.indexWritten,
     broken_archives: result.brokenArchives,
     removed_archives: result.removedArchives,
+    salvaged_packs: result.salvagedPacks,
+    damaged_files: result.damagedFiles.map((f: DamagedFile) => ({
+      archive: f.archive,
+      path: f.path,
+      missing_chunks: f.missingChunks,
+    })),
+    damaged_files_truncated: result.damagedFilesTruncated,
     manifest_error: result.manifestError ?? null,
   };
 }
 
-/** The lines of `vger check --repair`: the index, unreadable packs, broken archives. */
+/**
+ * The lines of `vger check --repair`: the index, unreadable and salvaged packs, broken archives,
+ * damaged files.
+ */
 export function repairLines(result: RepairResult): string[] {
   const r = result;
   const index = r.indexWritten
@@ -654,9 +682,19 @@ export function repairLines(result: RepairResult): string[] {
   return [
     `Index: ${r.entries} blobs in ${r.packs} packs${index}`,
     ...r.unreadablePacks.map((p) => `unreadable pack ${p.key}: ${p.error}`),
+    ...r.salvagedPacks.map((p) =>
+      `damaged pack ${p.key}: ${p.reason}; ${
+        r.indexWritten || p.removed ? "copied" : "would copy"
+      } ${p.kept} blobs that verify into new packs, ${p.lost} lost${p.removed ? " (removed)" : ""}`
+    ),
     ...r.brokenArchives.map((b) =>
       `archive ${b.name}: ${b.reason}${r.removedArchives.includes(b.name) ? " (removed)" : ""}`
     ),
+    ...r.damagedFiles.map((f) =>
+      `damaged file ${f.archive}:/${f.path}: ${f.missingChunks} chunks lost ` +
+      `(a backup of the same file stores them again)`
+    ),
+    ...(r.damagedFilesTruncated ? ["(more damaged files not listed)"] : []),
   ];
 }
 

@@ -402,6 +402,9 @@ function repair(overrides: Partial<RepairResult>): RepairResult {
     indexWritten: false,
     brokenArchives: [],
     removedArchives: [],
+    salvagedPacks: [],
+    damagedFiles: [],
+    damagedFilesTruncated: false,
     ...overrides,
   };
 }
@@ -418,7 +421,8 @@ Deno.test("check --repair JSON gives manifest_error null when the manifest was r
     `{"repository":"/mnt/repo","dry_run":false,"entries":40,"packs":5,` +
       `"unreadable_packs":[{"key":"packs/ab/01","error":"bad magic"}],"index_changed":true,` +
       `"index_written":false,"broken_archives":[{"name":"x","id":"0a",` +
-      `"reason":"chunk 00ff is missing"}],"removed_archives":["x"],"manifest_error":null}`,
+      `"reason":"chunk 00ff is missing"}],"removed_archives":["x"],"salvaged_packs":[],` +
+      `"damaged_files":[],"damaged_files_truncated":false,"manifest_error":null}`,
   );
   equal(
     repairJson(REPO, repair({ manifestError: "manifest is corrupt" }), { dryRun: true })
@@ -452,6 +456,39 @@ Deno.test("check --repair lines say what became of the index, unreadable packs a
       "archive y: pack 02 is missing (removed)",
     ],
   );
+});
+
+Deno.test("check --repair reports salvaged packs and damaged files, in lines and JSON", () => {
+  const r = repair({
+    indexChanged: true,
+    indexWritten: true,
+    salvagedPacks: [
+      { key: "packs/ab/01", reason: "CRC-32 mismatch", kept: 7, lost: 1, removed: true },
+    ],
+    damagedFiles: [{ archive: "one", path: "home/a.bin", missingChunks: 1 }],
+    damagedFilesTruncated: true,
+  });
+  deepStrictEqual(repairLines(r), [
+    "Index: 40 blobs in 5 packs (rebuilt and written)",
+    "damaged pack packs/ab/01: CRC-32 mismatch; copied 7 blobs that verify into new packs, " +
+    "1 lost (removed)",
+    "damaged file one:/home/a.bin: 1 chunks lost (a backup of the same file stores them again)",
+    "(more damaged files not listed)",
+  ]);
+  const dry = repair({
+    ...r,
+    indexWritten: false,
+    salvagedPacks: [{ ...r.salvagedPacks[0], removed: false }],
+  });
+  equal(
+    repairLines(dry)[1],
+    "damaged pack packs/ab/01: CRC-32 mismatch; would copy 7 blobs that verify into new packs, " +
+      "1 lost",
+  );
+  const json = repairJson(REPO, r, { dryRun: false });
+  deepStrictEqual(json.salvaged_packs, r.salvagedPacks);
+  deepStrictEqual(json.damaged_files, [{ archive: "one", path: "home/a.bin", missing_chunks: 1 }]);
+  equal(json.damaged_files_truncated, true);
 });
 
 Deno.test("break-lock renders each removed lock with its content, or says there was none", () => {

@@ -1,8 +1,10 @@
 /**
  * Writing new blobs and committing an archive. Blobs go into packs; a full pack is uploaded
- * while the next fills (at most two uploads in flight). The commit follows the crash-safe
- * order: every pack is durable, then the merged index, then the archive, then the manifest (the
- * commit point), the last two under the commit lock.
+ * while the next fills (at most two uploads in flight). Item-stream blobs (archive metadata) and
+ * file data never share a pack: the session keeps one open pack per type, so a damaged data pack
+ * costs file contents, never an archive's list of files (docs/FORMAT.md). The commit follows the
+ * crash-safe order: every pack is durable, then the merged index, then the archive, then the
+ * manifest (the commit point), the last two under the commit lock.
  *
  * @module
  */
@@ -26,14 +28,21 @@ export function packTarget(packs: number, min: number, max: number): number {
   return Math.min(max, Math.max(min, Math.round((32 << 20) * Math.sqrt(packs / 100))));
 }
 
-/** Collects new blobs for one backup and commits them. */
+/** What a write session needs of a repository. */
+export type WritableRepository = Pick<
+  Repository<Backend>,
+  "backend" | "key" | "config" | "location" | "readManifest" | "readIndex"
+>;
+
+/** Collects new blobs for one backup (or a repair's salvage) and commits them. */
 export class WriteSession {
-  readonly #repo: Repository<Backend>;
+  readonly #repo: WritableRepository;
   readonly #index: ChunkIndex;
   readonly #added = new ChunkIndex();
   /** Ids claimed by this session -> sealed length (0 until sealed). */
   readonly #reserved = new Map<string, number>();
-  #pack: PackWriter | null = null;
+  /** The open pack of each blob type (data, items): types never share a pack. */
+  readonly #packs = new Map<ObjectTypeTag, PackWriter>();
   #uploads = new Set<Promise<void>>();
   #failure: unknown = null;
   #target: number;
@@ -41,7 +50,7 @@ export class WriteSession {
   addedBytes = 0;
 
   /** Starts a session over the repository's current index. */
-  constructor(repo: Repository<Backend>, index: ChunkIndex) {
+  constructor(repo: WritableRepository, index: ChunkIndex) {
     this.#repo = repo;
     this.#index = index;
     this.#target = packTarget(
@@ -49,6 +58,11 @@ export class WriteSession {
       repo.config.minPackSize,
       repo.config.maxPackSize,
     );
+  }
+
+  /** The blobs stored by this session so far, once their packs are uploaded (see flush). */
+  get added(): ChunkIndex {
+    return this.#added;
   }
 
   /** The index as loaded at the start (plus nothing new). */
@@ -92,23 +106,27 @@ export class WriteSession {
     if (this.#failure) throw this.#failure;
     const length = sealed.length; // the pack takes the buffer over
     // cut before a blob that would pass the ceiling; a blob larger than it gets a pack alone
+    let pack = this.#packs.get(type);
     if (
-      this.#pack && this.#pack.count > 0 &&
-      this.#pack.finishedSizeWith(length, this.#repo.key) > this.#repo.config.maxPackSize
-    ) this.#startUpload();
-    this.#pack ??= new PackWriter();
-    this.#pack.add(id, type, sealed, rawLength);
+      pack && pack.count > 0 &&
+      pack.finishedSizeWith(length, this.#repo.key) > this.#repo.config.maxPackSize
+    ) {
+      this.#startUpload(type);
+      pack = undefined;
+    }
+    if (!pack) this.#packs.set(type, pack = new PackWriter());
+    pack.add(id, type, sealed, rawLength);
     this.#reserved.set(toHex(id), length);
     this.addedBytes += length;
-    if (this.#pack.size >= this.#target) this.#startUpload();
+    if (pack.size >= this.#target) this.#startUpload(type);
     while (this.#uploads.size > MAX_UPLOADS) await Promise.race(this.#uploads);
     if (this.#failure) throw this.#failure;
   }
 
-  /** Finishes the open pack and starts its upload (tracked in #uploads). */
-  #startUpload(): void {
-    const pack = this.#pack;
-    this.#pack = null;
+  /** Finishes the open pack of a type and starts its upload (tracked in #uploads). */
+  #startUpload(type: ObjectTypeTag): void {
+    const pack = this.#packs.get(type);
+    this.#packs.delete(type);
     if (!pack || pack.count === 0) return;
     const done = pack.finish(this.#repo.key).then(async ({ id, body, entries, dispose }) => {
       try {
@@ -148,14 +166,14 @@ export class WriteSession {
    * uploads in flight, so none is cut off mid-write by the process exiting.
    */
   async abort(): Promise<void> {
-    this.#pack?.abandon();
-    this.#pack = null;
+    for (const pack of this.#packs.values()) pack.abandon();
+    this.#packs.clear();
     await Promise.allSettled(this.#uploads);
   }
 
-  /** Uploads the open pack and waits for every upload; throws the first upload failure. */
+  /** Uploads the open packs and waits for every upload; throws the first upload failure. */
   async flush(): Promise<void> {
-    this.#startUpload();
+    for (const type of [...this.#packs.keys()]) this.#startUpload(type);
     while (this.#uploads.size > 0) await Promise.race(this.#uploads);
     if (this.#failure) throw this.#failure;
   }

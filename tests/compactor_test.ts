@@ -25,7 +25,7 @@ import { IntegrityError, LockedError, UsageError } from "../lib/errors.ts";
 import { bytesEqual, fromHex, packKey, randomBytes, toHex } from "../lib/ids.ts";
 import { COMMIT_LOCK } from "../lib/lock.ts";
 import { encodeManifest } from "../lib/manifest.ts";
-import { crc32, readPackHeader } from "../lib/pack.ts";
+import { crc32, PackWriter, readPackHeader } from "../lib/pack.ts";
 import { initRepository, Repository } from "../lib/repository.ts";
 import { extract } from "../lib/restorer.ts";
 import { WriteSession } from "../lib/write_session.ts";
@@ -57,8 +57,11 @@ interface Fixture<B extends MemoryBackend = MemoryBackend> {
   ids: Map<string, Uint8Array>;
   /** Item-stream blob id by archive name. */
   itemBlobs: Map<string, Uint8Array>;
-  /** Pack (hex) by label: P1 (A0 B0 A1 B1 A2 B2), P2 (A3..A7 B3), P3 (items of one), P4 (keep). */
-  packs: Record<"P1" | "P2" | "P3" | "P4", string>;
+  /**
+   * Pack (hex) by label: P1 (A0 B0 A1 B1 A2 B2), P2 (A3..A7 B3), P3 (items of one), P4 (C0 of
+   * keep), P5 (items of keep).
+   */
+  packs: Record<"P1" | "P2" | "P3" | "P4" | "P5", string>;
 }
 
 /** Stores blobs the way the archiver does; `forge` stores other contents under a chunk's id. */
@@ -134,7 +137,8 @@ const KEEP: Files = [
 
 /**
  * Archive "one" (packs P1: A0 B0 A1 B1 A2 B2, P2: A3..A7 B3, P3: its item blob) and archive
- * "keep" (A0..A7, deduplicated, and C0 with its item blob in P4). Deleting "one" leaves P1 half
+ * "keep" (A0..A7, deduplicated, and C0 in P4; its item blob in P5: item blobs and data never
+ * share a pack). Deleting "one" leaves P1 half
  * dead, P2 one sixth dead and P3 all dead.
  */
 async function fixture<B extends MemoryBackend>(
@@ -159,12 +163,12 @@ async function fixture<B extends MemoryBackend>(
     P2: packOf(f.ids.get("A3")!),
     P3: packOf(f.itemBlobs.get("one")!),
     P4: packOf(f.ids.get("C0")!),
+    P5: packOf(f.itemBlobs.get("keep")!),
   };
-  equal(new Set(Object.values(packs)).size, 4, "four distinct packs");
-  equal(index.packIds().length, 4);
+  equal(new Set(Object.values(packs)).size, 5, "five distinct packs");
+  equal(index.packIds().length, 5);
   for (const n of ["B0", "A1", "B1", "A2", "B2"]) equal(packOf(f.ids.get(n)!), packs.P1);
   equal(packOf(f.ids.get("B3")!), packs.P2);
-  equal(packOf(f.itemBlobs.get("keep")!), packs.P4);
   return { ...f, packs };
 }
 
@@ -236,7 +240,7 @@ Deno.test("plan lists the emptied and the sparse packs with their bytes; dry run
   const f = await fixture(new MemoryBackend());
   const before = await planCompaction(f.repo);
   assertNothingToDo(before);
-  equal(before.packs, 4);
+  equal(before.packs, 5);
 
   await deleteArchive(f.repo, "one");
   const plan = await planCompaction(f.repo);
@@ -292,7 +296,10 @@ Deno.test("compact reclaims the space, every remaining archive reads back, and a
   deepStrictEqual([...phases], ["scan", "copy", "index", "delete"]);
 
   const after = await storedPacks(f.backend);
-  deepStrictEqual([...after.keys()].sort(), [f.packs.P2, f.packs.P4, result.newPacks[0]].sort());
+  deepStrictEqual(
+    [...after.keys()].sort(),
+    [f.packs.P2, f.packs.P4, f.packs.P5, result.newPacks[0]].sort(),
+  );
   equal(sum(after.values()), storedBefore - result.bytesFreed);
   equal(result.bytesFreed, plan.bytesToFree, "one new pack: the estimate is exact");
   ok(result.bytesFreed > 3 * CHUNK);
@@ -589,4 +596,73 @@ Deno.test("backup, delete an archive, compact with a codec pool: the other archi
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("compact splits a pack that mixes file data and item blobs (as older versions wrote) into packs of one type", async () => {
+  const backend = new MemoryBackend();
+  await initRepository(backend, {
+    encryption: "aes256gcm",
+    passphrase: PASS,
+    kdf: FAST,
+    minPackSize: 1 << 20,
+    maxPackSize: 2 << 20,
+  });
+  const repo = await Repository.open(backend, { passphrase: PASS });
+  // one pack as older versions wrote it: a file's chunk, the archive's item blob, a dead chunk
+  const w = new PackWriter();
+  const seal = async (type: ObjectTypeTag, data: Uint8Array): Promise<Uint8Array> => {
+    const id = await repo.key.chunkId(data);
+    w.add(
+      id,
+      type,
+      await repo.key.seal(type, id, compress(data, { algorithm: "lz4" })),
+      data.length,
+    );
+    return id;
+  };
+  const liveId = await seal(ObjectType.data, chunkData("L0"));
+  await seal(ObjectType.data, chunkData("D0"));
+  const buffer = new ItemStreamBuffer();
+  buffer.add(encodeItem(newItemEncoder(), {
+    path: "src/f",
+    type: "file",
+    mode: 0o644,
+    uid: 0,
+    gid: 0,
+    mtimeNs: 0n,
+    size: CHUNK,
+    chunks: [liveId],
+  }));
+  const itemBlob = buffer.flush()!;
+  const itemsId = await seal(ObjectType.items, itemBlob);
+  const mixed = await w.finish(repo.key);
+  await backend.put(packKey(mixed.id), mixed.body);
+  mixed.dispose();
+  const session = new WriteSession(repo, await repo.readIndex());
+  session.adopt(mixed.id, mixed.entries);
+  await session.commit({
+    name: "old",
+    hostname: "h",
+    username: "u",
+    time: "2024-01-01T00:00:00.000Z",
+    timeEnd: "2024-01-01T00:00:01.000Z",
+    sources: ["/src"],
+    items: [itemsId],
+    stats: { files: 1, original: 0, compressed: 0, deduplicated: 0 },
+  });
+
+  const result = await compactRepository(repo, { thresholdPercent: 0 });
+  deepStrictEqual(result.rewrittenPacks, [toHex(mixed.id)]);
+  equal(result.newPacks.length, 2, "one pack per type");
+  const types = [];
+  for (const hex of result.newPacks) {
+    const key = packKey(fromHex(hex));
+    const entries = await readPackHeader(backend, repo.key, key, (await backend.get(key))!.length);
+    deepStrictEqual(entries.length, 1);
+    types.push(entries[0].type);
+  }
+  deepStrictEqual(types.sort(), [ObjectType.data, ObjectType.items].sort());
+  const index = await repo.readIndex();
+  ok(bytesEqual(await repo.readBlob(index, itemsId, ObjectType.items), itemBlob));
+  ok(bytesEqual(await repo.readBlob(index, liveId, ObjectType.data), chunkData("L0")));
 });

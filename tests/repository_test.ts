@@ -269,20 +269,22 @@ Deno.test("blobs written through a WriteSession commit read back byte for byte",
   deepStrictEqual(entry.id, await again.key.chunkId(encodeArchiveMeta(meta("first", [itemsId]))));
   await rejects(again.findArchive("nope"), NotFoundError);
 
-  // One pack, stored under the SHA-256 of its bytes.
+  // Two packs, data and item blobs apart, each stored under the SHA-256 of its bytes.
   const packs = [];
   for await (const o of backend.list("packs/")) packs.push(o.key);
-  equal(packs.length, 1);
-  const packBytes = (await backend.get(packs[0]))!;
-  equal(packs[0], packKey(new Uint8Array(createHash("sha256").update(packBytes).digest())));
-  deepStrictEqual(
-    index.get(ids[0])?.pack,
-    new Uint8Array(createHash("sha256").update(packBytes).digest()),
-  );
+  equal(packs.length, 2);
+  for (const key of packs) {
+    const bytes = (await backend.get(key))!;
+    equal(key, packKey(new Uint8Array(createHash("sha256").update(bytes).digest())));
+  }
+  const dataPack = packKey(index.get(ids[0])!.pack);
+  const itemsPack = packKey(index.get(itemsId)!.pack);
+  deepStrictEqual([dataPack, itemsPack].sort(), packs.sort());
+  for (const id of ids) equal(packKey(index.get(id)!.pack), dataPack);
 
-  // Write order: pack, then (under the commit lock) index, archive, manifest.
-  deepStrictEqual(backend.log, [
-    `put ${packs[0]}`,
+  // Write order: packs, then (under the commit lock) index, archive, manifest.
+  deepStrictEqual(backend.log.slice(0, 2).sort(), packs.map((k) => `put ${k}`).sort());
+  deepStrictEqual(backend.log.slice(2), [
     `create ${COMMIT_LOCK}`,
     "put index",
     `put archives/${toHex(entry.id)}`,
