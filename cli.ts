@@ -46,6 +46,7 @@ import {
   intFlag,
   kdfFromFlags,
   list,
+  lockWaitSeconds,
   oneArchive,
   parseCommandLine,
   str,
@@ -275,7 +276,7 @@ async function runCommand(
       },
       passphrase: () => passphraseFor(repo, config, false),
       locking: {
-        lockWaitMs: intFlag(flags, "lock-wait", 0) * 1000,
+        lockWaitMs: lockWaitSeconds(flags) * 1000,
         onLock: (lock: RepoLock) => heldLocks.add(lock),
       },
     };
@@ -592,6 +593,7 @@ async function runKey(run: Run): Promise<number> {
       const newPassphrase = await resolvePassphrase({
         repository: repo.label ?? repo.path,
         env: Deno.env.get("VGER_NEW_PASSPHRASE"),
+        envName: "VGER_NEW_PASSPHRASE",
         confirm: true,
         promptText: `New passphrase for ${repo.label ?? repo.path}: `,
       }, defaultSecretIo());

@@ -318,9 +318,18 @@ export function parseCommandLine(argv: string[]): CommandLine {
       ...(o.multiple ? { multiple: true } : {}),
     };
   }
+  // `--lock-wait -1` is a bad value, not an ambiguous option: a value that looks like a negative
+  // number goes to the string option before it, so that the option's own check names it
+  const words: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const spec = argv[i].startsWith("--") ? all.get(argv[i].slice(2)) : undefined;
+    if (spec?.type === "string" && /^-\d/.test(argv[i + 1] ?? "")) {
+      words.push(`${argv[i]}=${argv[++i]}`);
+    } else words.push(argv[i]);
+  }
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: words, options, allowPositionals: true, strict: true });
   } catch (cause) {
     throw new UsageError(`${(cause as Error).message.split("\n")[0]} (see vger --help)`, {
       cause,
@@ -435,6 +444,17 @@ export function kdfFromFlags(flags: CommandLine["flags"]): KdfParams {
     iterations: intFlag(flags, "kdf-iterations", DEFAULT_KDF.iterations),
     parallelism: intFlag(flags, "kdf-parallelism", DEFAULT_KDF.parallelism),
   };
+}
+
+/** --lock-wait in seconds (0 when absent): a number >= 0, else a usage error naming it. */
+export function lockWaitSeconds(flags: CommandLine["flags"]): number {
+  const v = str(flags, "lock-wait");
+  if (v === undefined) return 0;
+  const n = Number(v);
+  if (!/^\d+(\.\d+)?$/.test(v) || !Number.isFinite(n)) {
+    throw new UsageError(`--lock-wait: expected seconds >= 0, got ${v}`);
+  }
+  return n;
 }
 
 /** --threshold as a percentage from 0 to 100, or undefined when absent. */
