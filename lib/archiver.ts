@@ -17,6 +17,7 @@ import {
   type Item,
   ItemStreamBuffer,
   newItemEncoder,
+  validateArchiveName,
 } from "./archive.ts";
 import type { Chunker } from "./chunker.ts";
 import type { ChunkIndex } from "./chunk_index.ts";
@@ -95,6 +96,7 @@ export async function backup(
   repo: Repository<Backend>,
   options: BackupOptions,
 ): Promise<BackupResult> {
+  validateArchiveName(options.name);
   const started = new Date();
   const manifest = await repo.readManifest();
   if (manifest.archives.some((a) => a.name === options.name)) {

@@ -20,7 +20,7 @@ import { type CompactionResult, type CompactOptions, compactRepository } from ".
 import { breakLocks, listLocks, type LockEntry, type LockMode, RepoLock } from "./repo_lock.ts";
 import { COMMIT_LOCK } from "./lock.ts";
 import { applyRetention, type RetentionDecision, type RetentionPolicy } from "./retention.ts";
-import { decodeItems, type Item } from "./archive.ts";
+import { decodeItems, type Item, validateArchiveName } from "./archive.ts";
 import { ObjectType, RepoKey } from "./crypto.ts";
 import {
   AlreadyExistsError,
@@ -85,6 +85,7 @@ export async function backupCommand(
     filesCacheDir?: string;
   },
 ): Promise<BackupResult> {
+  validateArchiveName(options.name); // before anything is read or written
   const repo = await Repository.open(backend, options);
   await rebuildLostIndex(repo, options);
   const filesCache = options.filesCacheDir === undefined

@@ -89,3 +89,90 @@ Deno.test("a passphrase given as a YAML number is refused without printing it, e
     ok(!r.stderr.includes("73519846") && !r.stdout.includes("73519846"), r.stderr);
   });
 });
+
+/** Relative path -> size of every file under `root`. */
+async function filesUnder(root: string, rel = ""): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for await (const e of Deno.readDir(rel ? `${root}/${rel}` : root)) {
+    const r = rel ? `${rel}/${e.name}` : e.name;
+    if (e.isDirectory) Object.assign(out, await filesUnder(root, r));
+    else out[r] = (await Deno.lstat(`${root}/${r}`)).size;
+  }
+  return out;
+}
+
+Deno.test("archive names: empty, with '/', '.', '..', control characters or past 255 bytes exit 2 before anything is written", async () => {
+  await withTempDir(async (dir) => {
+    const src = `${dir}/src`;
+    await Deno.mkdir(src);
+    await Deno.writeTextFile(`${src}/a.txt`, "data\n");
+    const repo = await initRepo(`${dir}/repo`);
+    const before = await filesUnder(repo);
+    const bad: [string, RegExp][] = [
+      ["", /^vger: Invalid archive name "": it is empty$/],
+      ["a/b", /^vger: Invalid archive name "a\/b": it contains "\/"$/],
+      ["../../etc", /^vger: Invalid archive name "\.\.\/\.\.\/etc": it contains "\/"$/],
+      [".", /: "\." and "\.\." are not archive names$/],
+      ["..", /: "\." and "\.\." are not archive names$/],
+      ["two\nlines", /^vger: Invalid archive name "two\\nlines": it contains control characters$/],
+      ["bell\x07\x1b[2J", /"bell\\x07\\x1b\[2J": it contains control characters$/],
+      ["é".repeat(128), /: 256 bytes long, at most 255 are allowed$/],
+      ["x".repeat(100_000), /: 100000 bytes long, at most 255 are allowed$/],
+    ];
+    for (const [name, line] of bad) {
+      const r = await runVger(["-R", repo, "backup", "--archive", name, src]);
+      assertOneLine(r, 2, line);
+      ok(!r.stderr.includes("\x1b") && !r.stderr.includes("\x07"), r.stderr);
+    }
+    equal(JSON.stringify(await filesUnder(repo)), JSON.stringify(before), "the repository changed");
+    const good = "host — 2026-12-04 10:00 ✓" + "x".repeat(255 - 29);
+    equal(new TextEncoder().encode(good).length, 255);
+    const r = await runVger(["-R", repo, "backup", "--archive", good, src]);
+    equal(r.code, 0, r.stderr);
+  });
+});
+
+Deno.test("names with control characters are escaped in list, warnings and errors; --json keeps them exact", async () => {
+  await withTempDir(async (dir) => {
+    const src = `${dir}/src`;
+    await Deno.mkdir(src);
+    const evil = "evil\x1b[2J\x1b]0;pwned\x07\nname\u202e.txt";
+    await Deno.writeTextFile(`${src}/${evil}`, "data\n");
+    const fifo = `${src}/fifo\x1b[31m`;
+    const mk = await new Deno.Command("mkfifo", { args: [fifo] }).output();
+    equal(mk.code, 0);
+    const repo = await initRepo(`${dir}/repo`);
+    const b = await runVger(["-R", repo, "backup", "--archive", "one", src]);
+    equal(b.code, 3, b.stderr);
+    const escapedFifo = `${src}/fifo\\x1b[31m`;
+    ok(b.stderr.includes(`warning: Skipped "${escapedFifo}"`), b.stderr);
+    ok(!b.stderr.includes("\x1b"), `raw escape in the warning: ${JSON.stringify(b.stderr)}`);
+
+    const l = await runVger(["-R", repo, "list", "--archive", "one"]);
+    equal(l.code, 0, l.stderr);
+    ok(
+      // deno-lint-ignore no-control-regex
+      !/[\x00-\x09\x0b-\x1f\x7f\u202e]/.test(l.stdout),
+      `raw control: ${JSON.stringify(l.stdout)}`,
+    );
+    ok(
+      l.stdout.includes("evil\\x1b[2J\\x1b]0;pwned\\x07\\nname\\u{202e}.txt"),
+      JSON.stringify(l.stdout),
+    );
+    const j = await runVger(["-R", repo, "list", "--archive", "one", "--json"]);
+    const paths = (JSON.parse(j.stdout) as { items: { path: string }[] }).items.map((i) => i.path);
+    ok(paths.includes(`${src.slice(1)}/${evil}`), JSON.stringify(paths));
+
+    const e = await runVger([
+      "-R",
+      repo,
+      "extract",
+      "--archive",
+      "no\x1b[2Jsuch",
+      "--dest",
+      `${dir}/o`,
+    ]);
+    equal(e.code, 1, e.stderr);
+    ok(e.stderr.includes("no\\x1b[2Jsuch") && !e.stderr.includes("\x1b"), e.stderr);
+  });
+});
