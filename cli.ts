@@ -283,10 +283,18 @@ async function runCommand(
       locking: {
         lockWaitMs: lockWaitSeconds(flags) * 1000,
         onLock: (lock: RepoLock) => heldLocks.add(lock),
+        noLock: bool(flags, "no-lock"),
       },
     };
     const handler = Object.hasOwn(COMMANDS, command) ? COMMANDS[command] : undefined;
     if (!handler) throw new UsageError(`Unknown command "${command}" (see vger --help)`);
+    const readOnly = command === "list" || command === "extract" ||
+      (command === "check" && !bool(flags, "repair"));
+    if (bool(flags, "no-lock") && !readOnly) {
+      throw new UsageError(
+        `--no-lock is only for list, extract and check without --repair, not ${command}`,
+      );
+    }
     return await handler(run);
   } finally {
     meter?.finish();

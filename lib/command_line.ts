@@ -112,6 +112,11 @@ export const GLOBAL_OPTIONS: readonly OptionSpec[] = [
     help: "machine-readable output: one JSON document per repository, one per line",
   },
   { name: "quiet", short: "q", type: "boolean", help: "no progress, no summary, no warnings" },
+  {
+    name: "no-lock",
+    type: "boolean",
+    help: "take no repository lock (list, extract and check only: a read-only repository)",
+  },
   { name: "progress", type: "boolean", help: "show progress even when not on a terminal" },
   { name: "verbose", short: "v", type: "boolean", help: "say which configuration file is used" },
   { name: "help", short: "h", type: "boolean", help: "show help" },

@@ -4,8 +4,25 @@
  * with control characters, extract destinations and read-only repositories.
  */
 
-import { equal, ok } from "node:assert/strict";
-import { initRepo, type RunResult, runVger, withTempDir } from "./_helpers.ts";
+import { deepStrictEqual, equal, ok } from "node:assert/strict";
+import {
+  initRepo,
+  makeUnprivilegedUser,
+  NOBODY_ID,
+  restoredPath,
+  type RunOptions,
+  type RunResult,
+  runVger,
+  runVgerOk,
+  type UnprivilegedUser,
+  withTempDir,
+} from "./_helpers.ts";
+
+const isRoot = Deno.uid() === 0;
+
+function asUser(user: UnprivilegedUser | undefined): RunOptions {
+  return user ? { user } : {};
+}
 
 /** Asserts the run failed with `code` and exactly one stderr line matching `line`. */
 function assertOneLine(r: RunResult, code: number, line: RegExp | string): void {
@@ -175,4 +192,124 @@ Deno.test("names with control characters are escaped in list, warnings and error
     equal(e.code, 1, e.stderr);
     ok(e.stderr.includes("no\\x1b[2Jsuch") && !e.stderr.includes("\x1b"), e.stderr);
   });
+});
+
+Deno.test("extract --dest under a regular file, on a file or unwritable: one line naming the path, exit 2", async () => {
+  // root writes everywhere: the unwritable case runs as nobody through setpriv
+  const user = isRoot ? await makeUnprivilegedUser(NOBODY_ID, NOBODY_ID) : undefined;
+  try {
+    await withTempDir(async (dir) => {
+      await Deno.chmod(dir, 0o755);
+      const src = `${dir}/src`;
+      await Deno.mkdir(src);
+      await Deno.writeTextFile(`${src}/a.txt`, "data\n");
+      const repo = await initRepo(`${dir}/repo`);
+      await runVgerOk(["-R", repo, "backup", "--archive", "one", src]);
+      await Deno.writeTextFile(`${dir}/file`, "a file\n");
+      const extract = (dest: string, options: RunOptions = {}) =>
+        runVger(["-R", repo, "extract", "--archive", "one", "--dest", dest], options);
+      assertOneLine(
+        await extract(`${dir}/file/sub`),
+        2,
+        `vger: Cannot extract to "${dir}/file/sub": a parent of it is not a directory`,
+      );
+      assertOneLine(
+        await extract(`${dir}/file`),
+        2,
+        `vger: Cannot extract to "${dir}/file": it exists and is not a directory`,
+      );
+      // readable for the other user, writable by nobody but root
+      const chmod = await new Deno.Command("chmod", { args: ["-R", "a+rX,go-w", dir] }).output();
+      equal(chmod.code, 0);
+      await Deno.mkdir(`${dir}/ro`, { mode: 0o555 });
+      await Deno.chmod(`${dir}/ro`, 0o555);
+      if (user) {
+        // the repository must be the user's to lock it; the destination stays root's
+        const chown = await new Deno.Command("chown", {
+          args: ["-R", `${user.uid}:${user.gid}`, repo],
+        }).output();
+        equal(chown.code, 0);
+      }
+      for (const dest of [`${dir}/ro`, `${dir}/ro/out`]) {
+        assertOneLine(
+          await extract(dest, asUser(user)),
+          2,
+          `vger: Cannot extract to "${dest}": permission denied`,
+        );
+      }
+    });
+  } finally {
+    await user?.cleanup();
+  }
+});
+
+Deno.test("a read-only repository: list, extract and check work with --no-lock; without it one clear line; writing commands refuse --no-lock", async () => {
+  const user = isRoot ? await makeUnprivilegedUser(NOBODY_ID, NOBODY_ID) : undefined;
+  try {
+    await withTempDir(async (dir) => {
+      await Deno.chmod(dir, 0o755);
+      const src = `${dir}/src`;
+      await Deno.mkdir(`${src}/sub`, { recursive: true });
+      await Deno.writeTextFile(`${src}/a.txt`, "data\n");
+      await Deno.writeTextFile(`${src}/sub/b.txt`, "more data\n");
+      const repo = await initRepo(`${dir}/repo`);
+      await runVgerOk(["-R", repo, "backup", "--archive", "one", src]);
+      // another user's repository: readable, not writable (as a read-only mount or snapshot)
+      const chmod = await new Deno.Command("chmod", { args: ["-R", "a+rX,a-w", repo] }).output();
+      equal(chmod.code, 0);
+      const before = await filesUnder(repo);
+      const as = asUser(user);
+      const dest = user ? `${user.home}/out` : `${dir}/out`;
+      const readOnly =
+        `vger: Cannot lock repository "${repo}": read-only (permission denied; use --no-lock for list, extract and check)`;
+      try {
+        const list = await runVger(["-R", repo, "list"], as);
+        equal(list.code, 0, list.stderr);
+        ok(list.stdout.startsWith("one "), list.stdout);
+        const items = await runVger(["-R", repo, "--no-lock", "list", "--archive", "one"], as);
+        equal(items.code, 0, items.stderr);
+        ok(items.stdout.includes("sub/b.txt"), items.stdout);
+
+        assertOneLine(
+          await runVger(["-R", repo, "extract", "--archive", "one", "--dest", dest], as),
+          1,
+          readOnly,
+        );
+        assertOneLine(await runVger(["-R", repo, "check"], as), 1, readOnly);
+
+        const x = await runVger(
+          ["-R", repo, "extract", "--no-lock", "--archive", "one", "--dest", dest],
+          as,
+        );
+        equal(x.code, 0, x.stderr);
+        const out = restoredPath(dest, src);
+        equal(await Deno.readTextFile(`${out}/a.txt`), "data\n");
+        equal(await Deno.readTextFile(`${out}/sub/b.txt`), "more data\n");
+        const c = await runVger(["-R", repo, "check", "--no-lock", "--verify-data"], as);
+        equal(c.code, 0, c.stdout + c.stderr);
+
+        for (
+          const args of [
+            ["backup", "--no-lock", "--archive", "two", src],
+            ["check", "--repair", "--no-lock"],
+            ["--no-lock", "prune"],
+          ]
+        ) {
+          const r = await runVger(["-R", repo, ...args], as);
+          assertOneLine(
+            r,
+            2,
+            `vger: --no-lock is only for list, extract and check without --repair, not ${
+              args.find((a) => !a.startsWith("-"))
+            }`,
+          );
+        }
+        deepStrictEqual(await filesUnder(repo), before, "the read-only repository changed");
+      } finally {
+        await new Deno.Command("chmod", { args: ["-R", "u+w", repo] }).output();
+      }
+    });
+  } finally {
+    await user?.cleanup();
+  }
 });
