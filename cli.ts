@@ -44,9 +44,9 @@ import {
   bool,
   type CommandLine,
   helpText,
-  intFlag,
   kdfFromFlags,
   list,
+  lockWaitSeconds,
   oneArchive,
   parseCommandLine,
   str,
@@ -61,6 +61,7 @@ import { tuneAllocator } from "./lib/allocator.ts";
 import { isEmptyPolicy } from "./lib/retention.ts";
 import type { RepoLock } from "./lib/repo_lock.ts";
 import * as report from "./lib/report.ts";
+import { escapeControl } from "./lib/printable.ts";
 
 /** Locks held by running commands, released when Ctrl-C ends the process. */
 const heldLocks = new Set<RepoLock>();
@@ -149,7 +150,12 @@ function exitCodeOf(err: unknown): number {
   return 1;
 }
 
+/** One line for an error: names in it may hold control characters, shown escaped. */
 function describeError(err: unknown, repo?: RepositoryConfig): string {
+  return describeErrorRaw(err, repo).split("\n").map(escapeControl).join("\n");
+}
+
+function describeErrorRaw(err: unknown, repo?: RepositoryConfig): string {
   // a missing permission may hide in the cause chain (lz4-napi wraps its loader's error)
   for (let e: unknown = err; e instanceof Error; e = e.cause) {
     if (e instanceof Deno.errors.NotCapable) {
@@ -274,12 +280,13 @@ async function runCommand(
       meter,
       warn: (m) => {
         meter?.clear();
-        if (!bool(flags, "quiet")) io.err(`vger: warning: ${m}\n`);
+        if (!bool(flags, "quiet")) io.err(`vger: warning: ${escapeControl(m)}\n`);
       },
       passphrase: () => passphraseFor(repo, config, false),
       locking: {
-        lockWaitMs: intFlag(flags, "lock-wait", 0) * 1000,
+        lockWaitMs: lockWaitSeconds(flags) * 1000,
         onLock: (lock: RepoLock) => heldLocks.add(lock),
+        noLock: bool(flags, "no-lock"),
       },
       trusting: {
         knownRepos: {
@@ -292,6 +299,13 @@ async function runCommand(
     };
     const handler = Object.hasOwn(COMMANDS, command) ? COMMANDS[command] : undefined;
     if (!handler) throw new UsageError(`Unknown command "${command}" (see vger --help)`);
+    const readOnly = command === "list" || command === "extract" ||
+      (command === "check" && !bool(flags, "repair"));
+    if (bool(flags, "no-lock") && !readOnly) {
+      throw new UsageError(
+        `--no-lock is only for list, extract and check without --repair, not ${command}`,
+      );
+    }
     return await handler(run);
   } finally {
     meter?.finish();
@@ -314,7 +328,10 @@ function printJson(io: CliIo, value: unknown): void {
 }
 
 function printLines(write: (text: string) => void, lines: string | string[]): void {
-  for (const line of typeof lines === "string" ? [lines] : lines) write(line + "\n");
+  // text output: names in it may hold control characters, shown escaped (--json keeps them)
+  for (const line of typeof lines === "string" ? [lines] : lines) {
+    write(escapeControl(line) + "\n");
+  }
 }
 
 async function runInit(run: Run): Promise<number> {
@@ -414,7 +431,7 @@ async function runList(run: Run): Promise<number> {
     printJson(io, report.itemsJson(repo.path, rows, { archive }));
   } else {
     // one line at a time: a long listing streams (and `vger list ... | head` stops it early)
-    for await (const i of items) io.out(report.itemLine(i) + "\n");
+    for await (const i of items) io.out(escapeControl(report.itemLine(i)) + "\n");
   }
   return 0;
 }
@@ -629,6 +646,7 @@ async function runKey(run: Run): Promise<number> {
       const newPassphrase = await resolvePassphrase({
         repository: repo.label ?? repo.path,
         env: Deno.env.get("VGER_NEW_PASSPHRASE"),
+        envName: "VGER_NEW_PASSPHRASE",
         confirm: true,
         promptText: `New passphrase for ${repo.label ?? repo.path}: `,
       }, defaultSecretIo());

@@ -22,9 +22,46 @@
 
 import { decode, Decoder, Encoder } from "@msgpack/msgpack";
 import { checkMsgpackClaims } from "./msgpack_guard.ts";
-import { IntegrityError } from "./errors.ts";
+import { IntegrityError, UsageError } from "./errors.ts";
 import type { ArchiveStats } from "./manifest.ts";
 import { crc32 } from "./pack.ts";
+import { escapeControl, hasControl } from "./printable.ts";
+
+/** The longest archive name, in bytes of UTF-8. */
+export const MAX_ARCHIVE_NAME_BYTES = 255;
+
+/**
+ * Checks a new archive's name: 1 to 255 bytes of printable UTF-8 without "/", not "." or "..",
+ * no control characters. Throws a UsageError naming the name (escaped) and the rule.
+ *
+ * @example
+ * ```ts
+ * import { throws } from "node:assert/strict";
+ * import { validateArchiveName } from "./archive.ts";
+ *
+ * validateArchiveName("host-2026-12-04T10:00:00");
+ * throws(() => validateArchiveName("../../etc"));
+ * ```
+ */
+export function validateArchiveName(name: string): void {
+  const why = archiveNameProblem(name);
+  if (why === undefined) return;
+  const shown = name.length > 64 ? `${name.slice(0, 64)}...` : name;
+  throw new UsageError(`Invalid archive name "${escapeControl(shown)}": ${why}`);
+}
+
+function archiveNameProblem(name: string): string | undefined {
+  if (name === "") return "it is empty";
+  const bytes = new TextEncoder().encode(name).length;
+  if (bytes > MAX_ARCHIVE_NAME_BYTES) {
+    return `${bytes} bytes long, at most ${MAX_ARCHIVE_NAME_BYTES} are allowed`;
+  }
+  if (name === "." || name === "..") return `"." and ".." are not archive names`;
+  if (name.includes("/")) return `it contains "/"`;
+  if (hasControl(name)) return "it contains control characters";
+  if (!name.isWellFormed()) return "it is not valid UTF-8";
+  return undefined;
+}
 
 /** Kinds of entries an archive holds. */
 export type ItemType = "file" | "dir" | "symlink";

@@ -10,8 +10,9 @@ import {
   type Item,
   ItemStreamBuffer,
   newItemEncoder,
+  validateArchiveName,
 } from "./archive.ts";
-import { IntegrityError } from "./errors.ts";
+import { IntegrityError, UsageError } from "./errors.ts";
 import {
   concat,
   footprint,
@@ -417,4 +418,29 @@ Deno.test("item numbers: mtime as uint64 (int64 when negative), values >= 2^32 a
   equal(marker(big, "s"), 0xcb);
   equal(decodeItems(big, "b")[0].size, 5 * 2 ** 30);
   equal(marker(encodeItem(enc, { ...base, uid: 2 ** 32 - 1 }), "u"), 0xce);
+});
+
+Deno.test("validateArchiveName takes 1 to 255 bytes of printable UTF-8 without '/', not '.' or '..'", () => {
+  for (const good of ["a", "host-2026-12-04T10:00:00", "日本語 ✓", "x".repeat(255), "..a", "a b"]) {
+    validateArchiveName(good);
+  }
+  const bad: [string, RegExp][] = [
+    ["", /^Invalid archive name "": it is empty$/],
+    ["a/b", /it contains "\/"$/],
+    [".", /"\." and "\.\." are not archive names$/],
+    ["..", /"\." and "\.\." are not archive names$/],
+    ["a\nb", /^Invalid archive name "a\\nb": it contains control characters$/],
+    ["a\u202eb", /it contains control characters$/],
+    ["x".repeat(256), /256 bytes long, at most 255 are allowed$/],
+    ["é".repeat(128), /256 bytes long/],
+    ["bad\ud800", /it is not valid UTF-8$/],
+  ];
+  for (const [name, message] of bad) {
+    throws(() => validateArchiveName(name), (err: unknown) => {
+      ok(err instanceof UsageError, `expected UsageError, got ${err}`);
+      ok(message.test(err.message), `${message} does not match ${err.message}`);
+      ok(err.message.length < 200, "a long name is shortened in the message");
+      return true;
+    }, JSON.stringify(name));
+  }
 });

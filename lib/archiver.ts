@@ -17,6 +17,7 @@ import {
   type Item,
   ItemStreamBuffer,
   newItemEncoder,
+  validateArchiveName,
 } from "./archive.ts";
 import type { Chunker } from "./chunker.ts";
 import type { ChunkIndex } from "./chunk_index.ts";
@@ -95,6 +96,7 @@ export async function backup(
   repo: Repository<Backend>,
   options: BackupOptions,
 ): Promise<BackupResult> {
+  validateArchiveName(options.name);
   const started = new Date();
   const manifest = await repo.readManifest();
   if (manifest.archives.some((a) => a.name === options.name)) {
@@ -187,6 +189,12 @@ async function reconcileWithPacks(
       // an unreadable leftover is not adopted; compact deletes it
     }
   }
+}
+
+/** Whether a file's stat after reading it differs from the one before (it changed meanwhile). */
+function statChanged(before: EntryStat, after: EntryStat): boolean {
+  return before.size !== after.size || before.mtimeNs !== after.mtimeNs ||
+    before.ctimeNs !== after.ctimeNs || before.ino !== after.ino || before.dev !== after.dev;
 }
 
 /** Plain words for a file-system error. */
@@ -346,10 +354,14 @@ class BackupRun {
       return;
     }
     if (kind === "file") {
-      const chunks = this.#fromCache(path, rel, st) ?? await this.#readFile(path);
+      const cached = this.#fromCache(path, rel, st);
+      const chunks = cached ?? await this.#readStable(path, st);
       if (chunks === null) return;
-      // a file that changed size while read is not trusted next time
-      if (chunks.size === st.size) this.#options.filesCache?.record(rel, st, chunks.ids);
+      // a file that changed while read is not trusted next time
+      if (!chunks.changed && chunks.size === chunks.st.size) {
+        this.#options.filesCache?.record(rel, chunks.st, chunks.ids);
+      }
+      item.mtimeNs = chunks.st.mtimeNs;
       item.chunks = chunks.ids;
       item.size = chunks.size;
       withXattrs();
@@ -390,14 +402,50 @@ class BackupRun {
     path: string,
     rel: string,
     st: EntryStat,
-  ): { ids: Uint8Array[]; size: number } | null {
+  ): { ids: Uint8Array[]; size: number; st: EntryStat; changed: boolean } | null {
     const ids = this.#options.filesCache?.lookup(rel, st);
     if (!ids || !ids.every((id) => this.#session.has(id))) return null;
     for (const id of ids) this.#compressed += this.#session.storedLength(id);
     this.#original += st.size;
     this.unchangedFiles++;
     this.#progress(path);
-    return { ids, size: st.size };
+    return { ids, size: st.size, st, changed: false };
+  }
+
+  /**
+   * Reads a file and checks by its stat before and after (size, mtime, ctime, inode) that it did
+   * not change meanwhile; a changed file is read once more, and when it changes again the second
+   * read is kept with a warning naming the file. The chunks of a discarded read may already be
+   * queued for storage: harmless, they are deduplicated or left unreferenced.
+   */
+  async #readStable(
+    path: string,
+    before: EntryStat,
+  ): Promise<{ ids: Uint8Array[]; size: number; st: EntryStat; changed: boolean } | null> {
+    let st = before;
+    for (let attempt = 0;; attempt++) {
+      const original = this.#original;
+      const read = await this.#readFile(path);
+      if (read === null) return null;
+      const after = this.#statAfterRead(path);
+      const changed = after !== null && (read.size !== st.size || statChanged(st, after));
+      if (!changed) return { ...read, st, changed: false };
+      if (attempt > 0) {
+        this.#warn(`File "${path}" changed while it was read: stored as read, may be inconsistent`);
+        return { ...read, st, changed: true };
+      }
+      this.#original = original; // the torn read's bytes do not count
+      st = after;
+    }
+  }
+
+  /** The stat of a file just read; null when it is gone (what was read stands). */
+  #statAfterRead(path: string): EntryStat | null {
+    try {
+      return lstatEntry(path);
+    } catch {
+      return null;
+    }
   }
 
   /** Reads a file up to its size at open; null when it could not be read (warned). */

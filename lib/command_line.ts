@@ -112,6 +112,11 @@ export const GLOBAL_OPTIONS: readonly OptionSpec[] = [
     help: "machine-readable output: one JSON document per repository, one per line",
   },
   { name: "quiet", short: "q", type: "boolean", help: "no progress, no summary, no warnings" },
+  {
+    name: "no-lock",
+    type: "boolean",
+    help: "take no repository lock (list, extract and check only: a read-only repository)",
+  },
   { name: "progress", type: "boolean", help: "show progress even when not on a terminal" },
   { name: "verbose", short: "v", type: "boolean", help: "say which configuration file is used" },
   {
@@ -324,9 +329,18 @@ export function parseCommandLine(argv: string[]): CommandLine {
       ...(o.multiple ? { multiple: true } : {}),
     };
   }
+  // `--lock-wait -1` is a bad value, not an ambiguous option: a value that looks like a negative
+  // number goes to the string option before it, so that the option's own check names it
+  const words: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const spec = argv[i].startsWith("--") ? all.get(argv[i].slice(2)) : undefined;
+    if (spec?.type === "string" && /^-\d/.test(argv[i + 1] ?? "")) {
+      words.push(`${argv[i]}=${argv[++i]}`);
+    } else words.push(argv[i]);
+  }
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: words, options, allowPositionals: true, strict: true });
   } catch (cause) {
     throw new UsageError(`${(cause as Error).message.split("\n")[0]} (see vger --help)`, {
       cause,
@@ -441,6 +455,17 @@ export function kdfFromFlags(flags: CommandLine["flags"]): KdfParams {
     iterations: intFlag(flags, "kdf-iterations", DEFAULT_KDF.iterations),
     parallelism: intFlag(flags, "kdf-parallelism", DEFAULT_KDF.parallelism),
   };
+}
+
+/** --lock-wait in seconds (0 when absent): a number >= 0, else a usage error naming it. */
+export function lockWaitSeconds(flags: CommandLine["flags"]): number {
+  const v = str(flags, "lock-wait");
+  if (v === undefined) return 0;
+  const n = Number(v);
+  if (!/^\d+(\.\d+)?$/.test(v) || !Number.isFinite(n)) {
+    throw new UsageError(`--lock-wait: expected seconds >= 0, got ${v}`);
+  }
+  return n;
 }
 
 /** --threshold as a percentage from 0 to 100, or undefined when absent. */

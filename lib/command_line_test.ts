@@ -4,6 +4,7 @@ import {
   helpText,
   intFlag,
   kdfFromFlags,
+  lockWaitSeconds,
   oneArchive,
   parseCommandLine,
   thresholdFlag,
@@ -28,13 +29,27 @@ Deno.test("options may come before or after the command; one the command does no
 });
 
 Deno.test("whole-number options refuse fractions, signs and words, naming the option", () => {
-  const flags = (v: string) => parseCommandLine(["backup", `--lock-wait=${v}`]).flags;
-  equal(intFlag(flags("30"), "lock-wait", 0), 30);
-  equal(intFlag(parseCommandLine(["backup"]).flags, "lock-wait", 7), 7);
+  const flags = (v: string) => parseCommandLine(["init", `--kdf-memory=${v}`]).flags;
+  equal(intFlag(flags("30"), "kdf-memory", 0), 30);
+  equal(intFlag(parseCommandLine(["init"]).flags, "kdf-memory", 7), 7);
   for (const bad of ["1.5", "-1", "abc", " ", "1e3"]) {
     throws(
-      () => intFlag(flags(bad), "lock-wait", 0),
-      usage(/--lock-wait takes a whole number/),
+      () => intFlag(flags(bad), "kdf-memory", 0),
+      usage(/--kdf-memory takes a whole number/),
+      bad,
+    );
+  }
+});
+
+Deno.test("--lock-wait takes seconds >= 0; a negative value is its error, not an ambiguous option", () => {
+  const wait = (...a: string[]) => lockWaitSeconds(parseCommandLine(["backup", ...a]).flags);
+  equal(wait(), 0);
+  equal(wait("--lock-wait", "30"), 30);
+  equal(wait("--lock-wait", "2.5"), 2.5);
+  for (const bad of ["-1", "abc", "", "1e3", "-0.5"]) {
+    throws(
+      () => wait("--lock-wait", bad),
+      usage(new RegExp(`^--lock-wait: expected seconds >= 0, got ${bad.replace(".", "\\.")}$`)),
       bad,
     );
   }

@@ -20,13 +20,15 @@ import { type CompactionResult, type CompactOptions, compactRepository } from ".
 import { breakLocks, listLocks, type LockEntry, type LockMode, RepoLock } from "./repo_lock.ts";
 import { COMMIT_LOCK } from "./lock.ts";
 import { applyRetention, type RetentionDecision, type RetentionPolicy } from "./retention.ts";
-import { decodeItems, type Item } from "./archive.ts";
+import { decodeItems, type Item, validateArchiveName } from "./archive.ts";
 import { type EncryptionMode, ObjectType, RepoKey } from "./crypto.ts";
 import {
   AlreadyExistsError,
+  BackendError,
   DecryptionError,
   errorMessage,
   IntegrityError,
+  LockedError,
   NotFoundError,
   UsageError,
 } from "./errors.ts";
@@ -61,6 +63,11 @@ export interface LockingOptions {
   lockWaitMs?: number;
   /** Told about the lock once held (the CLI releases it on Ctrl-C). */
   onLock?: (lock: RepoLock) => void;
+  /**
+   * Take no lock (`--no-lock`, for a read-only repository): only the commands that never write
+   * honour it (extract, check); the others refuse it.
+   */
+  noLock?: boolean;
 }
 
 /** Runs fn under a repository lock of the given mode, released afterwards. */
@@ -71,13 +78,45 @@ async function withRepoLock<T>(
   options: LockingOptions,
   fn: (lock: RepoLock) => Promise<T>,
 ): Promise<T> {
-  const lock = await RepoLock.acquire(backend, mode, { command, waitMs: options.lockWaitMs ?? 0 });
+  if (options.noLock) {
+    throw new UsageError(`${command} writes to the repository: it cannot run with --no-lock`);
+  }
+  let lock: RepoLock;
+  try {
+    lock = await RepoLock.acquire(backend, mode, { command, waitMs: options.lockWaitMs ?? 0 });
+  } catch (err) {
+    throw readOnlyLockError(backend, err) ?? err;
+  }
   options.onLock?.(lock);
   try {
     return await fn(lock);
   } finally {
     await lock.release();
   }
+}
+
+/** Runs a command that only reads under a shared lock, or with none when `noLock` is set. */
+function withReadLock<T>(
+  backend: Backend,
+  command: string,
+  options: LockingOptions,
+  fn: () => Promise<T>,
+): Promise<T> {
+  return options.noLock
+    ? fn()
+    : withRepoLock(backend, "shared", command, { ...options, noLock: false }, fn);
+}
+
+/** A clear error for a lock that cannot be written because the repository is read-only. */
+function readOnlyLockError(backend: Backend, err: unknown): LockedError | undefined {
+  if (!(err instanceof BackendError)) return undefined;
+  const why = /: (permission denied|read-only file system)$/.exec(err.message)?.[1];
+  if (why === undefined) return undefined;
+  return new LockedError(
+    `Cannot lock repository "${backend.location}": read-only (${why}; ` +
+      "use --no-lock for list, extract and check)",
+    { cause: err },
+  );
 }
 
 /**
@@ -209,6 +248,7 @@ export async function backupCommand(
     filesCacheDir?: string;
   },
 ): Promise<BackupResult> {
+  validateArchiveName(options.name); // before anything is read or written
   const repo = await openRepository(backend, options);
   await rebuildLostIndex(repo, options);
   const filesCache = options.filesCacheDir === undefined
@@ -397,7 +437,7 @@ export async function extractCommand(
 ): Promise<ExtractResult> {
   const repo = await openRepository(backend, options);
   // shared: compact (exclusive) must not delete packs this extract is reading
-  return await withRepoLock(backend, "shared", "extract", options, async () => {
+  return await withReadLock(backend, "extract", options, async () => {
     const loaded = await loadIndexOrRebuild(repo);
     if (loaded.rebuilt) {
       options.onIndexRebuilt?.(loaded.problem ?? "the index could not be read; rebuilt it");
@@ -415,7 +455,7 @@ export async function checkCommand(
   },
 ): Promise<CheckResult> {
   const repo = await openRepository(backend, options);
-  return await withRepoLock(backend, "shared", "check", options, async () => {
+  return await withReadLock(backend, "check", options, async () => {
     const pool = options.verifyData
       ? new CodecPool(repo.key.material, repo.config.encryption)
       : undefined;

@@ -294,6 +294,18 @@ class Reader {
     return v;
   }
 
+  /** A string that must never be echoed (a passphrase): a wrong type names only the type. */
+  secret(f: Field): string | undefined {
+    if (absent(f)) return undefined;
+    const v = scalarValue(f.node);
+    if (typeof v !== "string") {
+      const type = isMap(f.node) ? "a mapping" : isSeq(f.node) ? "a list" : `a ${typeof v}`;
+      this.fail(f, `expected a string (put it in quotes), got ${type}; the value is not shown`);
+    }
+    if (v.trim() === "") this.fail(f, "must not be empty");
+    return v;
+  }
+
   oneOf<T extends string>(f: Field, allowed: readonly T[]): T | undefined {
     const v = this.str(f);
     if (v === undefined) return undefined;
@@ -352,7 +364,7 @@ class Reader {
     const s = this.section(f, ENCRYPTION_KEYS);
     const out: { mode?: EncryptionMode; passphrase?: string; passcommand?: string } = {};
     const mode = this.oneOf(this.get(s, "mode", f), MODES);
-    const passphrase = this.str(this.get(s, "passphrase", f));
+    const passphrase = this.secret(this.get(s, "passphrase", f));
     const passcommand = this.command(this.get(s, "passcommand", f));
     if (mode !== undefined) out.mode = mode;
     if (passphrase !== undefined) out.passphrase = passphrase;
@@ -767,8 +779,9 @@ export async function loadConfigFile(
   for (const file of configCandidates({ explicit: opts.explicit, env, cwd: opts.cwd })) {
     let text: string;
     try {
-      text = await Deno.readTextFile(file);
+      text = await readCapped(file, MAX_CONFIG_BYTES);
     } catch (err) {
+      if (err instanceof UsageError) throw err;
       if (
         !explicit && (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.NotCapable)
       ) {
@@ -781,6 +794,27 @@ export async function loadConfigFile(
     return parseConfig(text, file);
   }
   return null;
+}
+
+/** The largest configuration file read (1 MiB): a bigger one, or /dev/zero, is refused. */
+export const MAX_CONFIG_BYTES = 1 << 20;
+
+/** A file's text, read up to `cap` bytes; a longer file is a UsageError naming it. */
+async function readCapped(file: string, cap: number): Promise<string> {
+  using f = await Deno.open(file, { read: true });
+  const buf = new Uint8Array(cap + 1);
+  let n = 0;
+  while (n < buf.length) {
+    const got = await f.read(buf.subarray(n));
+    if (got === null) break;
+    n += got;
+  }
+  if (n > cap) {
+    throw new UsageError(
+      `Cannot read configuration ${file}: larger than ${cap} bytes (the limit for a configuration)`,
+    );
+  }
+  return new TextDecoder().decode(buf.subarray(0, n));
 }
 
 const PLACEHOLDER = /\{(hostname|user|now(?::([^}]*))?)\}/g;

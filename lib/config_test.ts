@@ -8,6 +8,7 @@ import {
   ENCRYPTION_KEYS,
   formatArchiveName,
   loadConfigFile,
+  MAX_CONFIG_BYTES,
   parseConfig,
   REPOSITORY_KEYS,
   RETENTION_KEYS,
@@ -112,7 +113,7 @@ const KEY_CASES: KeyCase[] = [
         lines: [...REPO, "encryption:", "  passphrase: 1234"],
         line: 4,
         path: "encryption.passphrase",
-        reason: /expected a string, got 1234/,
+        reason: /expected a string \(put it in quotes\), got a number; the value is not shown$/,
       },
       {
         lines: [...REPO, "encryption:", '  passphrase: ""'],
@@ -1181,4 +1182,42 @@ Deno.test("modeNamed says whether the configuration names encryption.mode, at th
   const top = parseConfig("repositories:\n  - path: /a\nencryption: {mode: aes256gcm}\n", FILE);
   deepStrictEqual([top.modeNamed, top.repositories[0].modeNamed], [true, true]);
   equal(selectRepositories(top, "/elsewhere")[0].modeNamed, true);
+});
+
+Deno.test("a passphrase of the wrong YAML type is an error that names the type, never the value", () => {
+  for (const value of ["873465321", "true", "12.5e3", "[secret1]", "{ a: secret2 }"]) {
+    const text = [...REPO, "encryption:", `  passphrase: ${value}`].join("\n");
+    throws(() => parseConfig(text, FILE), (err: unknown) => {
+      ok(err instanceof UsageError, `expected UsageError, got ${err}`);
+      ok(err.message.includes("encryption.passphrase: expected a string"), err.message);
+      for (const secret of ["873465321", "12500", "12.5", "secret1", "secret2", "true"]) {
+        ok(!err.message.includes(secret), `the message shows the value: ${err.message}`);
+      }
+      return true;
+    }, value);
+  }
+});
+
+Deno.test("loadConfigFile refuses a configuration past the size cap, and /dev/zero, without reading it all", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const big = `${dir}/big.yaml`;
+    await Deno.writeTextFile(big, `# ${"x".repeat(MAX_CONFIG_BYTES)}\n`);
+    for (const file of [big, "/dev/zero"]) {
+      await rejects(loadConfigFile({ explicit: file }), (err: unknown) => {
+        ok(err instanceof UsageError, `expected UsageError, got ${err}`);
+        equal(
+          err.message,
+          `Cannot read configuration ${file}: larger than ${MAX_CONFIG_BYTES} bytes ` +
+            "(the limit for a configuration)",
+        );
+        return true;
+      });
+    }
+    const fits = `${dir}/fits.yaml`;
+    await Deno.writeTextFile(fits, `${REPO.join("\n")}\n# ${"x".repeat(MAX_CONFIG_BYTES - 40)}\n`);
+    equal((await loadConfigFile({ explicit: fits }))?.repositories[0].path, "/a");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -19,7 +19,7 @@ import { decodeItems } from "./archive.ts";
 import type { ChunkIndex, ChunkLocation } from "./chunk_index.ts";
 import { CodecPool } from "./codec_pool.ts";
 import { ObjectType } from "./crypto.ts";
-import { errorMessage, IntegrityError, VgerError } from "./errors.ts";
+import { errorMessage, IntegrityError, UsageError, VgerError } from "./errors.ts";
 import { describeFsError } from "./archiver.ts";
 import { nativeFs } from "./fs_native.ts";
 import { packKey, toHex } from "./ids.ts";
@@ -120,6 +120,28 @@ class Signal {
   }
 }
 
+/**
+ * Creates the destination directory and proves it writable (a probe file, removed at once); a
+ * destination that cannot be one is a UsageError naming it and the cause.
+ */
+async function prepareDest(dest: string): Promise<void> {
+  try {
+    await Deno.mkdir(dest, { recursive: true });
+    await Deno.remove(await Deno.makeTempFile({ dir: dest, prefix: ".vger-probe-" }));
+  } catch (err) {
+    if (err instanceof Deno.errors.NotCapable) throw err; // cli.ts names the missing flag
+    const code = (err as { code?: string }).code;
+    const why = err instanceof Deno.errors.AlreadyExists
+      ? "it exists and is not a directory"
+      : code === "ENOTDIR"
+      ? "a parent of it is not a directory"
+      : code === "EROFS"
+      ? "read-only file system"
+      : describeFsError(err).replace(/ \(os error \d+\).*$/, "");
+    throw new UsageError(`Cannot extract to "${dest}": ${why}`, { cause: err });
+  }
+}
+
 /** Restores an archive. */
 export async function extract(
   repo: Repository<ReadonlyBackend>,
@@ -130,7 +152,7 @@ export async function extract(
   const index = options.index ?? await repo.readIndex();
   const pool = new CodecPool(repo.key.material, repo.config.encryption);
   const dest = options.dest.replace(/\/+$/, "") || "/";
-  await Deno.mkdir(dest, { recursive: true });
+  await prepareDest(dest);
   const run = new ExtractRun(repo, index, pool, dest, options);
   const writer = run.writeLoop();
   try {

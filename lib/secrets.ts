@@ -297,6 +297,8 @@ export interface PassphraseSources {
   top?: PassphraseSettings;
   /** The value of VGER_PASSPHRASE, if set. */
   env?: string;
+  /** The variable `env` came from, for messages (default VGER_PASSPHRASE). */
+  envName?: string;
   /** Ask twice at the prompt and refuse an empty entry (a new passphrase). */
   confirm?: boolean;
   /** The prompt (default `Passphrase for repository "<repository>": `). */
@@ -306,7 +308,8 @@ export interface PassphraseSources {
 /**
  * The passphrase, most specific source first: the repository's own passcommand, its own
  * passphrase, VGER_PASSPHRASE, the top-level passcommand, the top-level passphrase, then the
- * prompt (twice when `confirm`; a mismatch is a UsageError). The first source that is set is
+ * prompt (twice when `confirm`; a mismatch is a UsageError). An empty passphrase from any source
+ * is a UsageError naming the source. The first source that is set is
  * used, and a failing command is an error, not a reason to try the next source. Undefined when
  * nothing is set and there is no terminal.
  */
@@ -317,22 +320,29 @@ export async function resolvePassphrase(
   const repo = sources.repository;
   const own = sources.own ?? {};
   const top = sources.top ?? {};
+  // an empty passphrase protects nothing (and the KDF refuses it): one line naming its source
+  const nonEmpty = (pass: string | undefined, from: string): string | undefined => {
+    if (pass === "") {
+      throw new UsageError(`Empty passphrase for repository "${repo}" (from ${from})`);
+    }
+    return pass;
+  };
   if (own.passcommand !== undefined) {
-    return await io.run(
-      own.passcommand,
-      `passcommand "${own.passcommand}" of repository "${repo}"`,
-    );
+    const what = `passcommand "${own.passcommand}" of repository "${repo}"`;
+    return nonEmpty(await io.run(own.passcommand, what), what);
   }
-  if (own.passphrase !== undefined) return own.passphrase;
-  if (sources.env !== undefined) return sources.env;
+  if (own.passphrase !== undefined) return nonEmpty(own.passphrase, "encryption.passphrase");
+  if (sources.env !== undefined) return nonEmpty(sources.env, sources.envName ?? "VGER_PASSPHRASE");
   if (top.passcommand !== undefined) {
-    return await io.run(top.passcommand, `passcommand "${top.passcommand}"`);
+    const what = `passcommand "${top.passcommand}"`;
+    return nonEmpty(await io.run(top.passcommand, what), what);
   }
-  if (top.passphrase !== undefined) return top.passphrase;
+  if (top.passphrase !== undefined) return nonEmpty(top.passphrase, "encryption.passphrase");
   const first = await io.prompt(sources.promptText ?? `Passphrase for repository "${repo}": `);
-  if (first === undefined || !sources.confirm) return first;
-  // a new passphrase: an empty one protects nothing, and a typo would lock the user out
-  if (first === "") throw new UsageError(`The passphrase for repository "${repo}" is empty`);
+  if (first === undefined) return first;
+  nonEmpty(first, "the prompt");
+  if (!sources.confirm) return first;
+  // a new passphrase: a typo would lock the user out
   const second = await io.prompt("Repeat the passphrase: ");
   if (first !== second) {
     throw new UsageError(`The passphrases entered for repository "${repo}" do not match`);

@@ -306,10 +306,20 @@ Deno.test("resolvePassphrase stops at a failing passcommand instead of trying th
   );
 });
 
-Deno.test("resolvePassphrase counts empty values as set", async () => {
+Deno.test("resolvePassphrase counts empty values as set, and refuses them naming the source", async () => {
   const { io } = recordingIo();
-  equal(await resolvePassphrase({ repository: "r", env: "", top: { passphrase: "x" } }, io), "");
-  equal(await resolvePassphrase({ repository: "r", own: { passphrase: "" }, env: "x" }, io), "");
+  await rejects(
+    resolvePassphrase({ repository: "r", env: "", top: { passphrase: "x" } }, io),
+    usageErrorMatching('Empty passphrase for repository "r" (from VGER_PASSPHRASE)'),
+  );
+  await rejects(
+    resolvePassphrase({ repository: "r", own: { passphrase: "" }, env: "x" }, io),
+    usageErrorMatching('Empty passphrase for repository "r" (from encryption.passphrase)'),
+  );
+  await rejects(
+    resolvePassphrase({ repository: "r", env: "", envName: "VGER_NEW_PASSPHRASE" }, io),
+    usageErrorMatching('Empty passphrase for repository "r" (from VGER_NEW_PASSPHRASE)'),
+  );
 });
 
 Deno.test("resolvePassphrase gives undefined when nothing is set and nobody can be asked", async () => {
@@ -334,7 +344,7 @@ Deno.test("resolvePassphrase asks twice when confirming and refuses a mismatch o
   const empty = recordingIo(["", ""]);
   await rejects(
     resolvePassphrase({ repository: "main", confirm: true }, empty.io),
-    usageErrorMatching('The passphrase for repository "main" is empty'),
+    usageErrorMatching('Empty passphrase for repository "main" (from the prompt)'),
   );
   equal(empty.prompts.length, 1);
 
