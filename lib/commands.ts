@@ -31,7 +31,14 @@ import {
   UsageError,
 } from "./errors.ts";
 import { bytesEqual, toHex } from "./ids.ts";
-import { type KdfParams, parseKeyFile, rewrapKeyFile, unwrapKey, validateKdf } from "./key_file.ts";
+import {
+  type KdfParams,
+  MAX_KEY_FILE_BYTES,
+  parseKeyFile,
+  rewrapKeyFile,
+  unwrapKey,
+  validateKdf,
+} from "./key_file.ts";
 import type { ManifestEntry } from "./manifest.ts";
 import { PathSelector } from "./patterns.ts";
 import { type InitOptions, initRepository, type OpenOptions, Repository } from "./repository.ts";
@@ -39,6 +46,7 @@ import { extract, type ExtractOptions, type ExtractResult } from "./restorer.ts"
 import { FilesCache } from "./files_cache.ts";
 import { join } from "node:path";
 import {
+  MAX_REPO_CONFIG_BYTES,
   parseRepoConfig,
   type RepoConfig,
   type UnverifiedConfig,
@@ -344,7 +352,7 @@ async function encryptedConfig(
   backend: ReadonlyBackend,
   action: string,
 ): Promise<UnverifiedConfig> {
-  const bytes = await backend.get("config");
+  const bytes = await backend.get("config", { maxBytes: MAX_REPO_CONFIG_BYTES });
   if (bytes === null) {
     throw new NotFoundError(`Cannot ${action}: config not found (is it a vger repository?)`);
   }
@@ -416,7 +424,7 @@ export async function keyChangePassphraseCommand(
     options,
     async (lock) => {
       const config = await encryptedConfig(backend, action);
-      const old = await backend.get(KEY_FILE);
+      const old = await backend.get(KEY_FILE, { maxBytes: MAX_KEY_FILE_BYTES });
       if (old === null) {
         throw new NotFoundError(
           `Cannot ${action}: ${KEY_FILE} not found (restore it with vger key import)`,
@@ -436,7 +444,7 @@ export async function keyChangePassphraseCommand(
       lock.assertHeld();
       await backend.put(KEY_FILE, next.bytes);
       try {
-        const back = await backend.get(KEY_FILE);
+        const back = await backend.get(KEY_FILE, { maxBytes: MAX_KEY_FILE_BYTES });
         if (back === null) throw new IntegrityError(`${KEY_FILE} is missing after writing it`);
         const material = await unlockKeyFile(back, options.newPassphrase, config, location);
         if (!bytesEqual(material, next.material)) {
@@ -493,7 +501,7 @@ export async function keyExportCommand(
   const location = backend.location;
   const action = `export the key of repository "${location}"`;
   const config = await encryptedConfig(backend, action);
-  const keyFile = await backend.get(KEY_FILE);
+  const keyFile = await backend.get(KEY_FILE, { maxBytes: MAX_KEY_FILE_BYTES });
   if (keyFile === null) throw new NotFoundError(`Cannot ${action}: ${KEY_FILE} not found`);
   await unlockKeyFile(keyFile, options.passphrase, config, location);
   return keyFile;
@@ -568,7 +576,7 @@ export async function keyImportCommand(
         { cause },
       );
     }
-    const current = await backend.get(KEY_FILE);
+    const current = await backend.get(KEY_FILE, { maxBytes: MAX_KEY_FILE_BYTES });
     const previous = await classifyKeyFile(current, options.keyFile);
     if (previous === "identical") return { previous };
     if (previous === "intact" && !options.force) {
@@ -579,7 +587,7 @@ export async function keyImportCommand(
     lock.assertHeld();
     await backend.put(KEY_FILE, options.keyFile);
     try {
-      const back = await backend.get(KEY_FILE);
+      const back = await backend.get(KEY_FILE, { maxBytes: MAX_KEY_FILE_BYTES });
       if (back === null || !bytesEqual(back, options.keyFile)) {
         throw new IntegrityError(`${KEY_FILE} does not hold the imported bytes after writing it`);
       }

@@ -8,7 +8,7 @@
  */
 
 import { decode, encode } from "@msgpack/msgpack";
-import { checkMsgpackClaims } from "./msgpack_guard.ts";
+import { checkMsgpack, type MsgpackLimits } from "./msgpack_guard.ts";
 import { IntegrityError } from "./errors.ts";
 
 /** Sizes of one backup. */
@@ -45,6 +45,25 @@ export interface Manifest {
   archives: ManifestEntry[];
 }
 
+/** The most archives a manifest may list. */
+export const MAX_ARCHIVES = 100_000;
+/**
+ * The most bytes one manifest entry takes: name, hostname and username of up to 255 bytes each,
+ * the id, time and stats take under 250 more.
+ */
+export const MAX_MANIFEST_ENTRY_BYTES = 1024;
+/** The most bytes of a manifest's plaintext a reader accepts (about 98 MiB). */
+export const MAX_MANIFEST_BYTES = 64 + MAX_ARCHIVES * MAX_MANIFEST_ENTRY_BYTES;
+/**
+ * The manifest's shape: map > archives array > entry map > stats map, 21 values an entry. One
+ * level of slack: an odd value where a stats count belongs still reads as 0.
+ */
+const MANIFEST_MSGPACK: MsgpackLimits = {
+  maxDepth: 5,
+  maxLength: MAX_ARCHIVES,
+  maxValues: 64 + 32 * MAX_ARCHIVES,
+};
+
 /** Encodes a manifest's plaintext. */
 export function encodeManifest(m: Manifest): Uint8Array {
   return encode({ v: 1, archives: m.archives });
@@ -61,8 +80,11 @@ export function decodeManifest(bytes: Uint8Array): Manifest {
   const bad = (why: string, cause?: unknown) =>
     new IntegrityError(`Manifest is corrupt: ${why}`, { cause });
   let o: unknown;
+  if (bytes.length > MAX_MANIFEST_BYTES) {
+    throw bad(`${bytes.length} bytes, the limit is ${MAX_MANIFEST_BYTES}`);
+  }
+  checkMsgpack(bytes, MANIFEST_MSGPACK, "Manifest");
   try {
-    checkMsgpackClaims(bytes);
     o = decode(bytes);
   } catch (cause) {
     throw bad("not msgpack", cause);
