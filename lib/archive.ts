@@ -142,14 +142,20 @@ function toItem(o: unknown, what: string): Item {
  * Items nest two levels (the item map holds the chunk list and the xattr map); one more is
  * slack, for an odd value to be rejected by its field's check, naming the item.
  */
-const ITEMS_MSGPACK: MsgpackLimits = { maxDepth: 3 };
+const ITEMS_MSGPACK = (blob: Uint8Array): MsgpackLimits => ({
+  maxDepth: 3,
+  // A 256 MiB blob holds at most 8 Mi chunk ids; an item takes at least 18 bytes for each of
+  // its (at most 3) arrays and maps (an empty file: 36 bytes, its map and chunk list).
+  maxLength: 1 << 23,
+  maxContainers: 3 + Math.floor(blob.length / 8),
+});
 
 /** Decodes every item of one item-stream blob; `what` names the blob in errors. */
 export function decodeItems(blob: Uint8Array, what: string): Item[] {
   const decoder = new Decoder({ useBigInt64: true, maxStrLength: 1 << 20, maxBinLength: 1 << 20 });
   const items: Item[] = [];
   try {
-    checkMsgpack(blob, ITEMS_MSGPACK, what);
+    checkMsgpack(blob, ITEMS_MSGPACK(blob), what);
     for (const o of decoder.decodeMulti(blob)) items.push(toItem(o, what));
   } catch (cause) {
     if (cause instanceof IntegrityError) throw cause;

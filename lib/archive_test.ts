@@ -17,6 +17,8 @@ import {
   footprint,
   fuzzCases,
   FuzzClock,
+  hostileMsgpack,
+  hostileMsgpackShapes,
   hugeMsgpackClaims,
   MSGPACK_MARKERS,
   mutate,
@@ -337,6 +339,18 @@ Deno.test({
   },
 });
 
+Deno.test("decodeItems and decodeArchiveMeta refuse 20 MiB hostile msgpack shapes without building them", async () => {
+  const shapes = hostileMsgpackShapes(20 << 20);
+  const fp = await footprint(() => {
+    for (const input of shapes) {
+      throws(() => decodeItems(input, "Metadata blob h"), assertCorrupt("Metadata blob h", /./));
+      throws(() => decodeArchiveMeta(input, "Archive h"), assertCorrupt("Archive h", /./));
+    }
+  }, 1);
+  ok(fp.ms < 5_000, `${fp.ms} ms`);
+  ok(fp.grownBytes < 16 << 20, `grew ${fp.grownBytes} bytes`);
+});
+
 Deno.test("decodeItems throws only IntegrityError on random and mutated inputs (fuzz)", () => {
   const items = sampleItems(rng(9));
   const enc = newItemEncoder();
@@ -347,7 +361,9 @@ Deno.test("decodeItems throws only IntegrityError on random and mutated inputs (
   let accepted = 0;
   for (let i = 0; i < cases; i++) {
     clock.lap(i);
-    const input = mutate(valid, next, { kind: i, specials: MSGPACK_MARKERS });
+    const input = i % 16 === 15
+      ? hostileMsgpack(next)
+      : mutate(valid, next, { kind: i, specials: MSGPACK_MARKERS });
     let got: Item[];
     try {
       got = decodeItems(input, "Metadata blob fuzz");
@@ -377,7 +393,9 @@ Deno.test("decodeArchiveMeta throws only IntegrityError on random and mutated in
   let accepted = 0;
   for (let i = 0; i < cases; i++) {
     clock.lap(i);
-    const input = mutate(valid, next, { kind: i, specials: MSGPACK_MARKERS });
+    const input = i % 16 === 15
+      ? hostileMsgpack(next)
+      : mutate(valid, next, { kind: i, specials: MSGPACK_MARKERS });
     let got: ArchiveMeta;
     try {
       got = decodeArchiveMeta(input, "Archive fuzz");

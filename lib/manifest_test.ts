@@ -7,6 +7,8 @@ import {
   footprint,
   fuzzCases,
   FuzzClock,
+  hostileMsgpack,
+  hostileMsgpackShapes,
   hugeMsgpackClaims,
   MSGPACK_MARKERS,
   mutate,
@@ -142,6 +144,17 @@ Deno.test({
   },
 });
 
+Deno.test("decodeManifest refuses 20 MiB of nested arrays and other hostile shapes without building them", async () => {
+  const shapes = hostileMsgpackShapes(20 << 20);
+  const fp = await footprint(() => {
+    for (const input of shapes) {
+      throws(() => decodeManifest(input), assertCorrupt(/msgpack|the limit is/));
+    }
+  }, 1);
+  ok(fp.ms < 5_000, `${fp.ms} ms`);
+  ok(fp.grownBytes < 16 << 20, `grew ${fp.grownBytes} bytes`);
+});
+
 Deno.test("decodeManifest throws only IntegrityError on random and mutated inputs (fuzz)", () => {
   const valid = encodeManifest(sampleManifest());
   const next = rng(5);
@@ -153,7 +166,9 @@ Deno.test("decodeManifest throws only IntegrityError on random and mutated input
   let accepted = 0;
   for (let i = 0; i < cases; i++) {
     clock.lap(i);
-    const input = mutate(valid, next, { kind: i, specials: MSGPACK_MARKERS });
+    const input = i % 16 === 15
+      ? hostileMsgpack(next)
+      : mutate(valid, next, { kind: i, specials: MSGPACK_MARKERS });
     let m: Manifest;
     try {
       m = decodeManifest(input);

@@ -17,6 +17,8 @@ export interface MsgpackLimits {
   maxLength?: number;
   /** Most values in all, map keys and containers included (default: as the bytes allow). */
   maxValues?: number;
+  /** Most arrays and maps in all, the costliest values to build (default: as maxValues). */
+  maxContainers?: number;
 }
 
 /**
@@ -41,6 +43,8 @@ export function checkMsgpack(bytes: Uint8Array, limits: MsgpackLimits, what: str
   const { maxDepth } = limits;
   const maxLength = limits.maxLength ?? Infinity;
   const maxValues = limits.maxValues ?? Infinity;
+  const maxContainers = limits.maxContainers ?? Infinity;
+  let containers = 0;
   const bad = (why: string) => new IntegrityError(`${what} is corrupt: msgpack ${why}`);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const end = bytes.length;
@@ -110,6 +114,9 @@ export function checkMsgpack(bytes: Uint8Array, limits: MsgpackLimits, what: str
       else count = kind === "map" ? 2 * (length = n) : (length = n);
     }
     if (count >= 0) {
+      if (++containers > maxContainers) {
+        throw bad(`holds more than ${maxContainers} arrays and maps`);
+      }
       if (open.length >= maxDepth) {
         throw bad(`nested deeper than ${maxDepth} level${maxDepth === 1 ? "" : "s"}`);
       }
