@@ -22,7 +22,7 @@
 
 import { decode, Decoder, Encoder } from "@msgpack/msgpack";
 import { checkMsgpack, type MsgpackLimits } from "./msgpack_guard.ts";
-import { IntegrityError } from "./errors.ts";
+import { IntegrityError, QuotaError } from "./errors.ts";
 import type { ArchiveStats } from "./manifest.ts";
 import { crc32 } from "./pack.ts";
 
@@ -226,9 +226,9 @@ const ARCHIVE_META_MSGPACK: MsgpackLimits = {
   maxValues: 64 + 2 * (MAX_ARCHIVE_META_BYTES / 32),
 };
 
-/** Encodes archive metadata. */
+/** Encodes archive metadata; throws QuotaError when readers would refuse it as too large. */
 export function encodeArchiveMeta(a: ArchiveMeta): Uint8Array {
-  return new Encoder().encode({
+  const bytes = new Encoder().encode({
     v: 1,
     name: a.name,
     hostname: a.hostname,
@@ -239,6 +239,12 @@ export function encodeArchiveMeta(a: ArchiveMeta): Uint8Array {
     items: a.items,
     stats: a.stats,
   });
+  if (bytes.length > MAX_ARCHIVE_META_BYTES) {
+    throw new QuotaError(
+      `Cannot write archive "${a.name}": its metadata takes ${bytes.length} bytes, the limit is ${MAX_ARCHIVE_META_BYTES}`,
+    );
+  }
+  return bytes;
 }
 
 /** Parses archive metadata; throws IntegrityError naming the archive on malformation. */

@@ -9,9 +9,10 @@ import {
   encodeItem,
   type Item,
   ItemStreamBuffer,
+  MAX_ARCHIVE_META_BYTES,
   newItemEncoder,
 } from "./archive.ts";
-import { IntegrityError } from "./errors.ts";
+import { IntegrityError, QuotaError } from "./errors.ts";
 import {
   concat,
   footprint,
@@ -410,6 +411,23 @@ Deno.test("decodeArchiveMeta throws only IntegrityError on random and mutated in
   }
   ok(accepted > 0);
   clock.done();
+});
+
+Deno.test("encodeArchiveMeta refuses metadata readers would refuse as too large, naming the archive", () => {
+  const meta = sampleMeta(rng(13));
+  const id = meta.items[0];
+  meta.items = new Array(Math.ceil(MAX_ARCHIVE_META_BYTES / 34) + 1).fill(id);
+  throws(() => encodeArchiveMeta(meta), (err: unknown) => {
+    ok(err instanceof QuotaError, String(err));
+    ok(
+      err.message.startsWith(`Cannot write archive "${meta.name}": its metadata takes `),
+      err.message,
+    );
+    ok(err.message.endsWith(`bytes, the limit is ${MAX_ARCHIVE_META_BYTES}`), err.message);
+    return true;
+  });
+  meta.items = new Array(Math.floor(MAX_ARCHIVE_META_BYTES / 34) - 100).fill(id);
+  equal(decodeArchiveMeta(encodeArchiveMeta(meta), "Archive x").items.length, meta.items.length);
 });
 
 Deno.test("the encoder for items writes bigint mtimes; a default encoder cannot", () => {

@@ -9,7 +9,7 @@
 
 import { decode, encode } from "@msgpack/msgpack";
 import { checkMsgpack, type MsgpackLimits } from "./msgpack_guard.ts";
-import { IntegrityError } from "./errors.ts";
+import { IntegrityError, QuotaError } from "./errors.ts";
 
 /** Sizes of one backup. */
 export interface ArchiveStats {
@@ -64,9 +64,24 @@ const MANIFEST_MSGPACK: MsgpackLimits = {
   maxValues: 64 + 32 * MAX_ARCHIVES,
 };
 
-/** Encodes a manifest's plaintext. */
+/**
+ * Encodes a manifest's plaintext; throws QuotaError when readers would refuse it (more than
+ * {@linkcode MAX_ARCHIVES} archives or {@linkcode MAX_MANIFEST_BYTES} bytes), before any commit.
+ */
 export function encodeManifest(m: Manifest): Uint8Array {
-  return encode({ v: 1, archives: m.archives });
+  const n = m.archives.length;
+  if (n > MAX_ARCHIVES) {
+    throw new QuotaError(
+      `Cannot list ${n} archives in the manifest: the limit is ${MAX_ARCHIVES} (delete or prune some)`,
+    );
+  }
+  const bytes = encode({ v: 1, archives: m.archives });
+  if (bytes.length > MAX_MANIFEST_BYTES) {
+    throw new QuotaError(
+      `Cannot write a manifest of ${bytes.length} bytes: the limit is ${MAX_MANIFEST_BYTES}`,
+    );
+  }
+  return bytes;
 }
 
 /** A stored count: a non-negative integer (msgpack may give a bigint), else 0. */
