@@ -97,3 +97,23 @@ Deno.test("list refuses a manifest of deeply nested msgpack arrays before decodi
     ok(r.peakRssBytes! < RSS_BOUND, `peak RSS ${r.peakRssBytes}`);
   });
 });
+
+Deno.test("key import refuses a 300 MB file without reading it all", async () => {
+  await withTempDir(async (dir) => {
+    const repo = await initRepo(`${dir}/repo`);
+    const before = await Deno.readFile(`${repo}/keys/repokey`);
+    await sparse(`${dir}/huge.key`, 300_000_000);
+    const r = await runVger(["-R", repo, "key", "import", `${dir}/huge.key`], {
+      measureRss: true,
+    });
+    equal(r.code, 2, r.stderr);
+    ok(
+      r.stderr.includes(
+        `Cannot import the key file "${dir}/huge.key": larger than ${MAX_KEY_FILE_BYTES} bytes, so not a vger key file`,
+      ),
+      r.stderr,
+    );
+    ok(r.peakRssBytes! < RSS_BOUND, `peak RSS ${r.peakRssBytes}`);
+    equal((await Deno.readFile(`${repo}/keys/repokey`)).length, before.length, "untouched");
+  });
+});
