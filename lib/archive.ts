@@ -218,7 +218,7 @@ export interface ArchiveMeta {
  * The most bytes of archive metadata a reader accepts: room for about 1.9 million item-stream
  * blob ids, so at least 60 GiB of item stream (hundreds of millions of files).
  */
-export const MAX_ARCHIVE_META_BYTES = 64 << 20;
+export const MAX_ARCHIVE_META_BYTES: number = 64 << 20;
 /** Archive metadata's shape: a map holding the sources and items arrays and the stats map. */
 const ARCHIVE_META_MSGPACK: MsgpackLimits = {
   maxDepth: 3, // one level of slack, as for items

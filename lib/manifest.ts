@@ -53,7 +53,7 @@ export const MAX_ARCHIVES = 100_000;
  */
 export const MAX_MANIFEST_ENTRY_BYTES = 1024;
 /** The most bytes of a manifest's plaintext a reader accepts (about 98 MiB). */
-export const MAX_MANIFEST_BYTES = 64 + MAX_ARCHIVES * MAX_MANIFEST_ENTRY_BYTES;
+export const MAX_MANIFEST_BYTES: number = 64 + MAX_ARCHIVES * MAX_MANIFEST_ENTRY_BYTES;
 /**
  * The manifest's shape: map > archives array > entry map > stats map, 21 values an entry. One
  * level of slack: an odd value where a stats count belongs still reads as 0.
