@@ -40,6 +40,7 @@ import { writeStarterConfig } from "./lib/starter_config.ts";
 import { defaultSecretIo, resolvePassphrase } from "./lib/secrets.ts";
 import { DEFAULT_CHUNKER_PARAMS } from "./lib/chunker.ts";
 import { errorMessage, UsageError, VgerError } from "./lib/errors.ts";
+import { MAX_KEY_FILE_BYTES } from "./lib/key_file.ts";
 import {
   bool,
   type CommandLine,
@@ -694,18 +695,30 @@ async function runKey(run: Run): Promise<number> {
     case "import": {
       const file = rest[0];
       if (!file) throw new UsageError("key import needs FILE (a file written by vger key export)");
-      let keyFile: Uint8Array;
+      // Read at most one byte past the largest key file: FILE may be huge or endless.
+      const keyFile = new Uint8Array(MAX_KEY_FILE_BYTES + 1);
+      let keyLength = 0;
       try {
-        keyFile = await Deno.readFile(file);
+        using f = await Deno.open(file);
+        while (keyLength < keyFile.length) {
+          const n = await f.read(keyFile.subarray(keyLength));
+          if (n === null) break;
+          keyLength += n;
+        }
       } catch (err) {
         throw new UsageError(`Cannot read the key file "${file}": ${errorMessage(err)}`, {
           cause: err,
         });
       }
+      if (keyLength > MAX_KEY_FILE_BYTES) {
+        throw new UsageError(
+          `Cannot import the key file "${file}": larger than ${MAX_KEY_FILE_BYTES} bytes, so not a vger key file`,
+        );
+      }
       const r = await keyImportCommand(backend, {
         ...run.locking,
         ...run.trusting,
-        keyFile,
+        keyFile: keyFile.subarray(0, keyLength),
         passphrase: await needPassphrase(repo, config),
         force: bool(flags, "force"),
         source: `"${file}"`,

@@ -6,6 +6,8 @@
  * @module
  */
 
+import { BackendError, IntegrityError } from "../lib/errors.ts";
+
 /**
  * A body too large to hold in memory (a pack staged in a temp file), read in pieces.
  * `pieces()` may be called more than once (a retried put reads it again).
@@ -32,6 +34,34 @@ export async function* bodyPieces(body: PutBody): AsyncGenerator<Uint8Array> {
   else yield* body;
 }
 
+/** Options of {@linkcode ReadonlyBackend.get}. */
+export interface GetOptions {
+  /**
+   * The most bytes the caller accepts. A larger object is refused with the IntegrityError of
+   * {@linkcode objectTooLarge} after reading at most `maxBytes + 1` of its bytes (a size check
+   * first, or a bounded read); nothing of its size is allocated. Without it, any size.
+   */
+  maxBytes?: number;
+}
+
+/**
+ * The error of an object larger than its reader accepts: names the object, its size (when only
+ * a bounded read tells, "more than" the limit) and the limit.
+ */
+export function objectTooLarge(key: string, maxBytes: number, size?: number): IntegrityError {
+  const got = size === undefined ? `more than ${maxBytes}` : `${size}`;
+  return new IntegrityError(`Object "${key}" is too large: ${got} bytes, the limit is ${maxBytes}`);
+}
+
+/** The limit `maxBytes` sets (Infinity when absent); throws BackendError unless a count. */
+export function checkMaxBytes(maxBytes: number | undefined): number {
+  if (maxBytes === undefined) return Infinity;
+  if (!Number.isSafeInteger(maxBytes) || maxBytes < 0) {
+    throw new BackendError(`Invalid size limit ${maxBytes}`);
+  }
+  return maxBytes;
+}
+
 /** One object in a listing. */
 export interface ObjectInfo {
   /** The object's full key. */
@@ -44,8 +74,11 @@ export interface ObjectInfo {
 export interface ReadonlyBackend {
   /** Where the storage is, for messages (a path or URL, never a secret). */
   readonly location: string;
-  /** The whole object, or null when it does not exist. */
-  get(key: string): Promise<Uint8Array | null>;
+  /**
+   * The whole object, or null when it does not exist. With `maxBytes`, an object larger than
+   * that throws the IntegrityError of {@linkcode objectTooLarge} without being read.
+   */
+  get(key: string, options?: GetOptions): Promise<Uint8Array | null>;
   /**
    * Exactly `length` bytes from `offset`. Throws NotFoundError when the object is absent and
    * IntegrityError when it is shorter than `offset + length`.

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { Backend, ObjectInfo, PutBody } from "./backend.ts";
+import type { Backend, GetOptions, ObjectInfo, PutBody } from "./backend.ts";
 
 /** Forwards every call to the inner backend. */
 export class BackendDecorator implements Backend {
@@ -24,8 +24,8 @@ export class BackendDecorator implements Backend {
   }
 
   /** As the inner backend. */
-  get(key: string): Promise<Uint8Array | null> {
-    return this.inner.get(key);
+  get(key: string, options?: GetOptions): Promise<Uint8Array | null> {
+    return this.inner.get(key, options);
   }
 
   /** As the inner backend. */

@@ -28,7 +28,16 @@
 
 import { dirname, join, resolve } from "node:path";
 import { BackendError, errorMessage, IntegrityError, NotFoundError } from "../lib/errors.ts";
-import { type Backend, bodyPieces, isValidKey, type ObjectInfo, type PutBody } from "./backend.ts";
+import {
+  type Backend,
+  bodyPieces,
+  checkMaxBytes,
+  type GetOptions,
+  isValidKey,
+  type ObjectInfo,
+  objectTooLarge,
+  type PutBody,
+} from "./backend.ts";
 
 /** Names of in-progress writes start with this; they are never objects. */
 const TEMP_PREFIX = ".tmp-";
@@ -60,14 +69,16 @@ export class LocalBackend implements Backend {
     this.location = resolve(root);
   }
 
-  /** The whole object, or null when it does not exist. */
-  async get(key: string): Promise<Uint8Array | null> {
+  /** The whole object, or null when it does not exist; see {@linkcode Backend.get}. */
+  async get(key: string, options: GetOptions = {}): Promise<Uint8Array | null> {
     const path = this.#path(key);
+    const max = checkMaxBytes(options.maxBytes);
     try {
-      return await Deno.readFile(path);
+      if (max === Infinity) return await Deno.readFile(path);
+      return await readBounded(key, path, max);
     } catch (err) {
       if (isAbsent(err) || err instanceof Deno.errors.IsADirectory) return null;
-      throw fail("read", path, err);
+      throw err instanceof IntegrityError ? err : fail("read", path, err);
     }
   }
 
@@ -350,6 +361,37 @@ async function openForRange(key: string, path: string): Promise<Handle> {
   } catch (err) {
     file.close();
     throw err instanceof NotFoundError ? err : fail("read", path, err);
+  }
+}
+
+/**
+ * The file at `path` if it holds at most `max` bytes: its size is checked before anything is
+ * read, and reading stops one byte past `max` in case the file grew since.
+ */
+async function readBounded(key: string, path: string, max: number): Promise<Uint8Array> {
+  // As size(): only a regular file is an object (opening a FIFO would block forever).
+  if (!(await Deno.stat(path)).isFile) throw new Deno.errors.IsADirectory(path);
+  using file = await Deno.open(path, { read: true });
+  const info = await file.stat();
+  if (!info.isFile) throw new Deno.errors.IsADirectory(path);
+  if (info.size > max) throw objectTooLarge(key, max, info.size);
+  let out = new Uint8Array(info.size);
+  let filled = 0;
+  const probe = new Uint8Array(1);
+  for (;;) {
+    if (filled === out.length) {
+      // Full: one more byte tells whether the file grew after the stat.
+      if (await file.read(probe) === null) return out;
+      if (filled >= max) throw objectTooLarge(key, max);
+      const grown = new Uint8Array(Math.min(Math.max(2 * filled, 4096), max));
+      grown.set(out);
+      grown[filled++] = probe[0];
+      out = grown;
+      continue;
+    }
+    const n = await file.read(out.subarray(filled));
+    if (n === null) return out.subarray(0, filled); // it shrank after the stat
+    filled += n;
   }
 }
 

@@ -19,8 +19,11 @@ import {
   type Backend,
   bodyPieces,
   bodySize,
+  checkMaxBytes,
+  type GetOptions,
   isValidKey,
   type ObjectInfo,
+  objectTooLarge,
   type PutBody,
 } from "./backend.ts";
 
@@ -35,12 +38,15 @@ export class MemoryBackend implements Backend {
     this.location = location;
   }
 
-  /** The whole object, or null when it does not exist. */
-  get(key: string): Promise<Uint8Array | null> {
+  /** The whole object, or null when it does not exist; see {@linkcode Backend.get}. */
+  get(key: string, options: GetOptions = {}): Promise<Uint8Array | null> {
     return settle(() => {
       checkKey(key);
       const data = this.#objects.get(key);
-      return data === undefined ? null : data.slice();
+      if (data === undefined) return null;
+      const max = checkMaxBytes(options.maxBytes);
+      if (data.length > max) throw objectTooLarge(key, max, data.length);
+      return data.slice();
     });
   }
 

@@ -116,6 +116,51 @@ export function hugeMsgpackClaims(): Uint8Array<ArrayBuffer>[] {
   return out;
 }
 
+/**
+ * msgpack of about `size` bytes whose decoding costs memory out of proportion to its size (a
+ * JS object or array, and the decoder's state, per byte): arrays and maps nested `size` levels
+ * deep, one array or map of `size` empty ones, and the manifest's shape with `size` empty
+ * entries. Every claim fits the bytes left, so only limits on depth, lengths and values stop
+ * them.
+ */
+export function hostileMsgpackShapes(size: number): Uint8Array<ArrayBuffer>[] {
+  const n = Math.max(1, size);
+  const head = (marker: number, count: number) => {
+    const b = new Uint8Array(5);
+    b[0] = marker;
+    new DataView(b.buffer).setUint32(1, count);
+    return b;
+  };
+  const repeat = (unit: readonly number[], times: number) => {
+    const out = new Uint8Array(unit.length * times);
+    for (let i = 0; i < out.length; i++) out[i] = unit[i % unit.length];
+    return out;
+  };
+  const key = (k: string) => concat(Uint8Array.of(0xa0 | k.length), new TextEncoder().encode(k));
+  return [
+    concat(repeat([0x91], n), Uint8Array.of(0xc0)), // [[[[...nil]]]]
+    concat(repeat([0x81, 0xa0], n), Uint8Array.of(0xc0)), // {"": {"": ...nil}}
+    concat(repeat([0xdd, 0, 0, 0, 1], n), Uint8Array.of(0xc0)), // the same in array32 heads
+    concat(head(0xdd, n), repeat([0x90], n)), // [[], [], [], ...]
+    concat(head(0xdf, n), repeat([0x00, 0x80], n)), // {0: {}, 0: {}, ...}
+    concat(
+      Uint8Array.of(0x82),
+      key("v"),
+      Uint8Array.of(1),
+      key("archives"),
+      head(0xdd, n),
+      repeat([0x80], n),
+    ),
+    repeat([0x80], n), // a stream of empty maps
+  ];
+}
+
+/** One of {@linkcode hostileMsgpackShapes}, of a size from 1 byte to 64 KiB, drawn from `next`. */
+export function hostileMsgpack(next: () => number): Uint8Array<ArrayBuffer> {
+  const shapes = hostileMsgpackShapes(1 + next() % (64 << 10));
+  return shapes[next() % shapes.length];
+}
+
 /** Options of {@linkcode mutate}. */
 export interface MutateOptions {
   /** Which mutation (taken modulo 7; 0 is a fresh random input). Default: drawn from `next`. */

@@ -21,8 +21,8 @@
  */
 
 import { decode, Decoder, Encoder } from "@msgpack/msgpack";
-import { checkMsgpackClaims } from "./msgpack_guard.ts";
-import { IntegrityError, UsageError } from "./errors.ts";
+import { checkMsgpack, type MsgpackLimits } from "./msgpack_guard.ts";
+import { IntegrityError, QuotaError, UsageError } from "./errors.ts";
 import type { ArchiveStats } from "./manifest.ts";
 import { crc32 } from "./pack.ts";
 import { escapeControl, hasControl } from "./printable.ts";
@@ -175,12 +175,24 @@ function toItem(o: unknown, what: string): Item {
   return item;
 }
 
+/**
+ * Items nest two levels (the item map holds the chunk list and the xattr map); one more is
+ * slack, for an odd value to be rejected by its field's check, naming the item.
+ */
+const ITEMS_MSGPACK = (blob: Uint8Array): MsgpackLimits => ({
+  maxDepth: 3,
+  // A 256 MiB blob holds at most 8 Mi chunk ids; an item takes at least 18 bytes for each of
+  // its (at most 3) arrays and maps (an empty file: 36 bytes, its map and chunk list).
+  maxLength: 1 << 23,
+  maxContainers: 3 + Math.floor(blob.length / 8),
+});
+
 /** Decodes every item of one item-stream blob; `what` names the blob in errors. */
 export function decodeItems(blob: Uint8Array, what: string): Item[] {
   const decoder = new Decoder({ useBigInt64: true, maxStrLength: 1 << 20, maxBinLength: 1 << 20 });
   const items: Item[] = [];
   try {
-    checkMsgpackClaims(blob);
+    checkMsgpack(blob, ITEMS_MSGPACK(blob), what);
     for (const o of decoder.decodeMulti(blob)) items.push(toItem(o, what));
   } catch (cause) {
     if (cause instanceof IntegrityError) throw cause;
@@ -239,9 +251,21 @@ export interface ArchiveMeta {
   stats: ArchiveStats;
 }
 
-/** Encodes archive metadata. */
+/**
+ * The most bytes of archive metadata a reader accepts: room for about 1.9 million item-stream
+ * blob ids, so at least 60 GiB of item stream (hundreds of millions of files).
+ */
+export const MAX_ARCHIVE_META_BYTES: number = 64 << 20;
+/** Archive metadata's shape: a map holding the sources and items arrays and the stats map. */
+const ARCHIVE_META_MSGPACK: MsgpackLimits = {
+  maxDepth: 3, // one level of slack, as for items
+  maxLength: MAX_ARCHIVE_META_BYTES / 32,
+  maxValues: 64 + 2 * (MAX_ARCHIVE_META_BYTES / 32),
+};
+
+/** Encodes archive metadata; throws QuotaError when readers would refuse it as too large. */
 export function encodeArchiveMeta(a: ArchiveMeta): Uint8Array {
-  return new Encoder().encode({
+  const bytes = new Encoder().encode({
     v: 1,
     name: a.name,
     hostname: a.hostname,
@@ -252,6 +276,12 @@ export function encodeArchiveMeta(a: ArchiveMeta): Uint8Array {
     items: a.items,
     stats: a.stats,
   });
+  if (bytes.length > MAX_ARCHIVE_META_BYTES) {
+    throw new QuotaError(
+      `Cannot write archive "${a.name}": its metadata takes ${bytes.length} bytes, the limit is ${MAX_ARCHIVE_META_BYTES}`,
+    );
+  }
+  return bytes;
 }
 
 /** Parses archive metadata; throws IntegrityError naming the archive on malformation. */
@@ -259,8 +289,11 @@ export function decodeArchiveMeta(bytes: Uint8Array, what: string): ArchiveMeta 
   const bad = (why: string, cause?: unknown) =>
     new IntegrityError(`${what} is corrupt: ${why}`, { cause });
   let o: Record<string, unknown>;
+  if (bytes.length > MAX_ARCHIVE_META_BYTES) {
+    throw bad(`${bytes.length} bytes, the limit is ${MAX_ARCHIVE_META_BYTES}`);
+  }
+  checkMsgpack(bytes, ARCHIVE_META_MSGPACK, what);
   try {
-    checkMsgpackClaims(bytes);
     o = decode(bytes) as Record<string, unknown>;
   } catch (cause) {
     throw bad("not msgpack", cause);

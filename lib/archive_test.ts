@@ -9,15 +9,18 @@ import {
   encodeItem,
   type Item,
   ItemStreamBuffer,
+  MAX_ARCHIVE_META_BYTES,
   newItemEncoder,
   validateArchiveName,
 } from "./archive.ts";
-import { IntegrityError, UsageError } from "./errors.ts";
+import { IntegrityError, QuotaError, UsageError } from "./errors.ts";
 import {
   concat,
   footprint,
   fuzzCases,
   FuzzClock,
+  hostileMsgpack,
+  hostileMsgpackShapes,
   hugeMsgpackClaims,
   MSGPACK_MARKERS,
   mutate,
@@ -222,7 +225,7 @@ Deno.test("decodeItems rejects items missing what their type needs, naming the b
   for (const [value, reason] of cases) {
     throws(() => decodeItems(encode(value), what), assertCorrupt(what, reason));
   }
-  throws(() => decodeItems(Uint8Array.of(0x85, 0xa1), what), assertCorrupt(what, /bad msgpack/));
+  throws(() => decodeItems(Uint8Array.of(0x85, 0xa1), what), assertCorrupt(what, /msgpack/));
 });
 
 Deno.test("decodeItems rejects type codes that are only names of Object.prototype members", () => {
@@ -338,6 +341,18 @@ Deno.test({
   },
 });
 
+Deno.test("decodeItems and decodeArchiveMeta refuse 20 MiB hostile msgpack shapes without building them", async () => {
+  const shapes = hostileMsgpackShapes(20 << 20);
+  const fp = await footprint(() => {
+    for (const input of shapes) {
+      throws(() => decodeItems(input, "Metadata blob h"), assertCorrupt("Metadata blob h", /./));
+      throws(() => decodeArchiveMeta(input, "Archive h"), assertCorrupt("Archive h", /./));
+    }
+  }, 1);
+  ok(fp.ms < 5_000, `${fp.ms} ms`);
+  ok(fp.grownBytes < 16 << 20, `grew ${fp.grownBytes} bytes`);
+});
+
 Deno.test("decodeItems throws only IntegrityError on random and mutated inputs (fuzz)", () => {
   const items = sampleItems(rng(9));
   const enc = newItemEncoder();
@@ -348,7 +363,9 @@ Deno.test("decodeItems throws only IntegrityError on random and mutated inputs (
   let accepted = 0;
   for (let i = 0; i < cases; i++) {
     clock.lap(i);
-    const input = mutate(valid, next, { kind: i, specials: MSGPACK_MARKERS });
+    const input = i % 16 === 15
+      ? hostileMsgpack(next)
+      : mutate(valid, next, { kind: i, specials: MSGPACK_MARKERS });
     let got: Item[];
     try {
       got = decodeItems(input, "Metadata blob fuzz");
@@ -378,7 +395,9 @@ Deno.test("decodeArchiveMeta throws only IntegrityError on random and mutated in
   let accepted = 0;
   for (let i = 0; i < cases; i++) {
     clock.lap(i);
-    const input = mutate(valid, next, { kind: i, specials: MSGPACK_MARKERS });
+    const input = i % 16 === 15
+      ? hostileMsgpack(next)
+      : mutate(valid, next, { kind: i, specials: MSGPACK_MARKERS });
     let got: ArchiveMeta;
     try {
       got = decodeArchiveMeta(input, "Archive fuzz");
@@ -393,6 +412,23 @@ Deno.test("decodeArchiveMeta throws only IntegrityError on random and mutated in
   }
   ok(accepted > 0);
   clock.done();
+});
+
+Deno.test("encodeArchiveMeta refuses metadata readers would refuse as too large, naming the archive", () => {
+  const meta = sampleMeta(rng(13));
+  const id = meta.items[0];
+  meta.items = new Array(Math.ceil(MAX_ARCHIVE_META_BYTES / 34) + 1).fill(id);
+  throws(() => encodeArchiveMeta(meta), (err: unknown) => {
+    ok(err instanceof QuotaError, String(err));
+    ok(
+      err.message.startsWith(`Cannot write archive "${meta.name}": its metadata takes `),
+      err.message,
+    );
+    ok(err.message.endsWith(`bytes, the limit is ${MAX_ARCHIVE_META_BYTES}`), err.message);
+    return true;
+  });
+  meta.items = new Array(Math.floor(MAX_ARCHIVE_META_BYTES / 34) - 100).fill(id);
+  equal(decodeArchiveMeta(encodeArchiveMeta(meta), "Archive x").items.length, meta.items.length);
 });
 
 Deno.test("the encoder for items writes bigint mtimes; a default encoder cannot", () => {

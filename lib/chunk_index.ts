@@ -75,6 +75,15 @@ const MAGIC = [0x56, 0x47, 0x49, 0x44, 0x58]; // "VGIDX"
 const VERSION = 1;
 const HEADER_BYTES = 10; // magic, version, pack count
 const ENTRY_BYTES = 48;
+/**
+ * The most entries an index may hold: 16 Mi blobs, 16 TiB of unique data at the default 1 MiB
+ * average chunk. Fixed rather than derived from the packs' total size, which would cost a
+ * listing of every pack that list and extract do not otherwise make.
+ */
+export const MAX_INDEX_ENTRIES: number = 1 << 24;
+/** The most bytes of an index plaintext a reader accepts (1.25 GiB: each pack has an entry). */
+export const MAX_INDEX_BYTES: number = HEADER_BYTES + 4 +
+  MAX_INDEX_ENTRIES * (ID_BYTES + ENTRY_BYTES);
 
 const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
 
@@ -374,6 +383,9 @@ export class ChunkIndex {
     if (expected !== len) {
       const why = expected > len ? "truncated" : "trailing bytes";
       throw corrupt(`entry count ${count} needs exactly ${expected} bytes, got ${len} (${why})`);
+    }
+    if (count > MAX_INDEX_ENTRIES) {
+      throw corrupt(`entry count ${count} is over the limit of ${MAX_INDEX_ENTRIES}`);
     }
 
     const index = new ChunkIndex(count);

@@ -33,7 +33,14 @@ import {
   UsageError,
 } from "./errors.ts";
 import { bytesEqual, toHex } from "./ids.ts";
-import { type KdfParams, parseKeyFile, rewrapKeyFile, unwrapKey, validateKdf } from "./key_file.ts";
+import {
+  type KdfParams,
+  MAX_KEY_FILE_BYTES,
+  parseKeyFile,
+  rewrapKeyFile,
+  unwrapKey,
+  validateKdf,
+} from "./key_file.ts";
 import type { ManifestEntry } from "./manifest.ts";
 import { PathSelector } from "./patterns.ts";
 import { type InitOptions, initRepository, type OpenOptions, Repository } from "./repository.ts";
@@ -49,6 +56,7 @@ import {
 } from "./known_repos.ts";
 import { join } from "node:path";
 import {
+  MAX_REPO_CONFIG_BYTES,
   parseRepoConfig,
   type RepoConfig,
   type UnverifiedConfig,
@@ -540,7 +548,7 @@ async function encryptedConfig(
   backend: ReadonlyBackend,
   action: string,
 ): Promise<UnverifiedConfig> {
-  const bytes = await backend.get("config");
+  const bytes = await backend.get("config", { maxBytes: MAX_REPO_CONFIG_BYTES });
   if (bytes === null) {
     throw new NotFoundError(`Cannot ${action}: config not found (is it a vger repository?)`);
   }
@@ -631,7 +639,7 @@ export async function keyChangePassphraseCommand(
     options,
     async (lock) => {
       const config = await encryptedConfig(backend, action);
-      const old = await backend.get(KEY_FILE);
+      const old = await backend.get(KEY_FILE, { maxBytes: MAX_KEY_FILE_BYTES });
       if (old === null) {
         throw new NotFoundError(
           `Cannot ${action}: ${KEY_FILE} not found (restore it with vger key import)`,
@@ -652,7 +660,7 @@ export async function keyChangePassphraseCommand(
       lock.assertHeld();
       await backend.put(KEY_FILE, next.bytes);
       try {
-        const back = await backend.get(KEY_FILE);
+        const back = await backend.get(KEY_FILE, { maxBytes: MAX_KEY_FILE_BYTES });
         if (back === null) throw new IntegrityError(`${KEY_FILE} is missing after writing it`);
         const material = await unlockKeyFile(back, options.newPassphrase, config, location);
         if (!bytesEqual(material, next.material)) {
@@ -709,7 +717,7 @@ export async function keyExportCommand(
   const location = backend.location;
   const action = `export the key of repository "${location}"`;
   const config = await encryptedConfig(backend, action);
-  const keyFile = await backend.get(KEY_FILE);
+  const keyFile = await backend.get(KEY_FILE, { maxBytes: MAX_KEY_FILE_BYTES });
   if (keyFile === null) throw new NotFoundError(`Cannot ${action}: ${KEY_FILE} not found`);
   const material = await unlockKeyFile(keyFile, options.passphrase, config, location);
   await trustKey(location, config.config, material, options);
@@ -786,8 +794,16 @@ export async function keyImportCommand(
       );
     }
     await trustKey(location, config.config, material, options);
-    const current = await backend.get(KEY_FILE);
-    const previous = await classifyKeyFile(current, options.keyFile);
+    // an oversized key file is damaged: the import replaces it (and a failed import deletes it)
+    let current: Uint8Array | null = null;
+    let oversized = false;
+    try {
+      current = await backend.get(KEY_FILE, { maxBytes: MAX_KEY_FILE_BYTES });
+    } catch (err) {
+      if (!(err instanceof IntegrityError)) throw err;
+      oversized = true;
+    }
+    const previous = oversized ? "damaged" : await classifyKeyFile(current, options.keyFile);
     if (previous === "identical") return { previous };
     if (previous === "intact" && !options.force) {
       throw new AlreadyExistsError(
@@ -797,7 +813,7 @@ export async function keyImportCommand(
     lock.assertHeld();
     await backend.put(KEY_FILE, options.keyFile);
     try {
-      const back = await backend.get(KEY_FILE);
+      const back = await backend.get(KEY_FILE, { maxBytes: MAX_KEY_FILE_BYTES });
       if (back === null || !bytesEqual(back, options.keyFile)) {
         throw new IntegrityError(`${KEY_FILE} does not hold the imported bytes after writing it`);
       }

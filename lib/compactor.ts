@@ -55,7 +55,7 @@
 
 import type { Backend, ReadonlyBackend } from "../backends/backend.ts";
 import { decodeItems } from "./archive.ts";
-import { ChunkIndex, type ChunkLocation } from "./chunk_index.ts";
+import { ChunkIndex, type ChunkLocation, MAX_INDEX_BYTES } from "./chunk_index.ts";
 import type { CodecPool } from "./codec_pool.ts";
 import { decompress } from "./compress.ts";
 import { ObjectType, type ObjectTypeTag, SEAL_OVERHEAD_AES, SEAL_OVERHEAD_NONE } from "./crypto.ts";
@@ -65,7 +65,7 @@ import { withCommitLock } from "./lock.ts";
 import type { ManifestEntry } from "./manifest.ts";
 import { crc32, PACK_PREAMBLE, PackWriter, RECORD_PREFIX } from "./pack.ts";
 import { release } from "./bytes.ts";
-import type { Repository } from "./repository.ts";
+import { type Repository, sealedLimit } from "./repository.ts";
 import { packTarget } from "./write_session.ts";
 
 /** Default unused share (percent) from which a pack is rewritten. */
@@ -359,7 +359,7 @@ function checkThreshold(t: number): number {
 async function readIndexPlain(
   repo: Repository<ReadonlyBackend>,
 ): Promise<{ plain: Uint8Array; index: ChunkIndex }> {
-  const sealed = await repo.backend.get("index");
+  const sealed = await repo.backend.get("index", { maxBytes: sealedLimit(MAX_INDEX_BYTES) });
   if (sealed === null) throw new NotFoundError(`Index not found in "${repo.location}"`);
   const plain = await repo.key.open(ObjectType.index, "index", sealed, "Index");
   return { plain, index: ChunkIndex.decode(plain) };

@@ -21,6 +21,7 @@
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { decode, Encoder } from "@msgpack/msgpack";
+import { checkMsgpack } from "./msgpack_guard.ts";
 import { errorMessage } from "./errors.ts";
 import { ID_LENGTH } from "./ids.ts";
 
@@ -138,6 +139,7 @@ function parse(bytes: Uint8Array): Row[] | null {
   const actual = createHash("sha256").update(payload).digest();
   for (let i = 0; i < 32; i++) if (actual[i] !== digest[i]) return null;
   try {
+    checkMsgpack(payload, { maxDepth: 2 }, "Files cache");
     const rows = decode(payload, { useBigInt64: true });
     if (!Array.isArray(rows)) return null;
     for (const r of rows) {

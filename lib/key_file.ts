@@ -16,7 +16,7 @@
  */
 
 import { decode, encode } from "@msgpack/msgpack";
-import { checkMsgpackClaims } from "./msgpack_guard.ts";
+import { checkMsgpack } from "./msgpack_guard.ts";
 import { argon2id } from "hash-wasm";
 import { aesGcmDecrypt, aesGcmEncrypt, type EncryptionMode, sha256Parts } from "./crypto.ts";
 import { KEY_MATERIAL_LENGTH } from "./crypto.ts";
@@ -35,6 +35,9 @@ export interface KdfParams {
 
 /** The defaults: t=3, m=64 MiB, p=4. */
 export const DEFAULT_KDF: Readonly<KdfParams> = { iterations: 3, memoryKiB: 65536, parallelism: 4 };
+
+/** The most bytes of a key file; read with this cap (a real one takes under 300). */
+export const MAX_KEY_FILE_BYTES = 4096;
 
 const MAX_T = 10;
 const MAX_M = 1024 * 1024;
@@ -146,14 +149,16 @@ export async function parseKeyFile(
 ): Promise<ParsedKeyFile> {
   const name = options.name ?? "keys/repokey";
   const bad = (why: string) => new IntegrityError(`Key file ${name} is corrupt: ${why}`);
-  if (bytes.length < 33 || bytes.length > 4096) throw bad(`unexpected size ${bytes.length}`);
+  if (bytes.length < 33 || bytes.length > MAX_KEY_FILE_BYTES) {
+    throw bad(`unexpected size ${bytes.length}`);
+  }
   const body = bytes.subarray(0, bytes.length - 32);
   if (!bytesEqual(await sha256Parts([body]), bytes.subarray(bytes.length - 32))) {
     throw bad("checksum mismatch");
   }
   let obj: unknown;
+  checkMsgpack(body, { maxDepth: 1, maxLength: 16 }, `Key file ${name}`);
   try {
-    checkMsgpackClaims(body);
     obj = decode(body);
   } catch (cause) {
     throw new IntegrityError(`Key file ${name} is corrupt: not msgpack`, { cause });

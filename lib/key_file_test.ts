@@ -9,6 +9,7 @@ import {
   footprint,
   fuzzCases,
   FuzzClock,
+  hostileMsgpackShapes,
   hugeMsgpackClaims,
   mutate,
   rng,
@@ -319,7 +320,11 @@ Deno.test("parseKeyFile throws only IntegrityError, and unwrapKey only Decryptio
     // Odd inputs mutate the msgpack body and recompute the trailer, so the parser behind the
     // checksum is reached; even inputs mutate the whole file.
     const options = { kind: i >> 1, specials: KEY_FILE_SPECIALS };
-    const input = i % 2 === 0 ? mutate(valid, next, options) : mutate(validBody, next, options);
+    const input = i % 16 === 15
+      ? hostileMsgpackShapes(1 + next() % 1000)[next() % 7]
+      : i % 2 === 0
+      ? mutate(valid, next, options)
+      : mutate(validBody, next, options);
     const bytes = i % 2 === 0 ? input : concat(input, await sha256Parts([input]));
     let parsed;
     try {

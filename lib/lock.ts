@@ -7,7 +7,7 @@
  */
 
 import type { Backend } from "../backends/backend.ts";
-import { LockedError } from "./errors.ts";
+import { IntegrityError, LockedError } from "./errors.ts";
 
 /** Who holds a lock. */
 export interface LockInfo {
@@ -21,6 +21,9 @@ export interface LockInfo {
 
 /** Key of the commit lock. */
 export const COMMIT_LOCK = "locks/commit";
+
+/** The most bytes of a lock object (`locks/*`); read with this cap (a real one takes ~150). */
+export const MAX_LOCK_BYTES = 4096;
 
 /** A commit lock older than this is stale (commits take seconds). */
 const STALE_MS = 10 * 60 * 1000;
@@ -36,6 +39,16 @@ function parseLock(bytes: Uint8Array | null): LockInfo | null {
     // a damaged lock file is treated as stale below
   }
   return null;
+}
+
+/** The commit lock's bytes; one too large to be a lock reads as a damaged (stale) one. */
+async function readLockBytes(backend: Backend): Promise<Uint8Array | null> {
+  try {
+    return await backend.get(COMMIT_LOCK, { maxBytes: MAX_LOCK_BYTES });
+  } catch (err) {
+    if (err instanceof IntegrityError) return new Uint8Array(0);
+    throw err;
+  }
 }
 
 function processAlive(pid: number): boolean {
@@ -58,7 +71,7 @@ export async function withCommitLock<T>(
   const deadline = Date.now() + waitMs;
   let delay = 20;
   while (!(await backend.create(COMMIT_LOCK, body))) {
-    const holder = parseLock(await backend.get(COMMIT_LOCK));
+    const holder = parseLock(await readLockBytes(backend));
     const taken = holder === null ? NaN : Date.parse(holder.time);
     const stale = holder === null || Number.isNaN(taken) || Date.now() - taken > STALE_MS ||
       (holder.host === me.host && !processAlive(holder.pid));

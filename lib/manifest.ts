@@ -11,8 +11,8 @@
  */
 
 import { decode, encode } from "@msgpack/msgpack";
-import { checkMsgpackClaims } from "./msgpack_guard.ts";
-import { IntegrityError } from "./errors.ts";
+import { checkMsgpack, type MsgpackLimits } from "./msgpack_guard.ts";
+import { IntegrityError, QuotaError } from "./errors.ts";
 
 /** Sizes of one backup. */
 export interface ArchiveStats {
@@ -50,9 +50,43 @@ export interface Manifest {
   counter?: number;
 }
 
-/** Encodes a manifest's plaintext. */
+/** The most archives a manifest may list. */
+export const MAX_ARCHIVES = 100_000;
+/**
+ * The most bytes one manifest entry takes: name, hostname and username of up to 255 bytes each,
+ * the id, time and stats take under 250 more.
+ */
+export const MAX_MANIFEST_ENTRY_BYTES = 1024;
+/** The most bytes of a manifest's plaintext a reader accepts (about 98 MiB). */
+export const MAX_MANIFEST_BYTES: number = 64 + MAX_ARCHIVES * MAX_MANIFEST_ENTRY_BYTES;
+/**
+ * The manifest's shape: map > archives array > entry map > stats map, 21 values an entry. One
+ * level of slack: an odd value where a stats count belongs still reads as 0.
+ */
+const MANIFEST_MSGPACK: MsgpackLimits = {
+  maxDepth: 5,
+  maxLength: MAX_ARCHIVES,
+  maxValues: 64 + 32 * MAX_ARCHIVES,
+};
+
+/**
+ * Encodes a manifest's plaintext; throws QuotaError when readers would refuse it (more than
+ * {@linkcode MAX_ARCHIVES} archives or {@linkcode MAX_MANIFEST_BYTES} bytes), before any commit.
+ */
 export function encodeManifest(m: Manifest): Uint8Array {
-  return encode({ v: 1, archives: m.archives, counter: m.counter ?? 0 });
+  const n = m.archives.length;
+  if (n > MAX_ARCHIVES) {
+    throw new QuotaError(
+      `Cannot list ${n} archives in the manifest: the limit is ${MAX_ARCHIVES} (delete or prune some)`,
+    );
+  }
+  const bytes = encode({ v: 1, archives: m.archives, counter: m.counter ?? 0 });
+  if (bytes.length > MAX_MANIFEST_BYTES) {
+    throw new QuotaError(
+      `Cannot write a manifest of ${bytes.length} bytes: the limit is ${MAX_MANIFEST_BYTES}`,
+    );
+  }
+  return bytes;
 }
 
 /** A stored count: a non-negative integer (msgpack may give a bigint), else 0. */
@@ -66,8 +100,11 @@ export function decodeManifest(bytes: Uint8Array): Manifest {
   const bad = (why: string, cause?: unknown) =>
     new IntegrityError(`Manifest is corrupt: ${why}`, { cause });
   let o: unknown;
+  if (bytes.length > MAX_MANIFEST_BYTES) {
+    throw bad(`${bytes.length} bytes, the limit is ${MAX_MANIFEST_BYTES}`);
+  }
+  checkMsgpack(bytes, MANIFEST_MSGPACK, "Manifest");
   try {
-    checkMsgpackClaims(bytes);
     o = decode(bytes);
   } catch (cause) {
     throw bad("not msgpack", cause);

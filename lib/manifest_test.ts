@@ -1,12 +1,21 @@
 import { deepStrictEqual, equal, ok, throws } from "node:assert/strict";
 import { decode, encode } from "@msgpack/msgpack";
-import { IntegrityError } from "./errors.ts";
-import { decodeManifest, encodeManifest, type Manifest, type ManifestEntry } from "./manifest.ts";
+import { IntegrityError, QuotaError } from "./errors.ts";
+import {
+  decodeManifest,
+  encodeManifest,
+  type Manifest,
+  type ManifestEntry,
+  MAX_ARCHIVES,
+  MAX_MANIFEST_BYTES,
+} from "./manifest.ts";
 import {
   concat,
   footprint,
   fuzzCases,
   FuzzClock,
+  hostileMsgpack,
+  hostileMsgpackShapes,
   hugeMsgpackClaims,
   MSGPACK_MARKERS,
   mutate,
@@ -163,6 +172,39 @@ Deno.test({
   },
 });
 
+Deno.test("decodeManifest refuses 20 MiB of nested arrays and other hostile shapes without building them", async () => {
+  const shapes = hostileMsgpackShapes(20 << 20);
+  const fp = await footprint(() => {
+    for (const input of shapes) {
+      throws(() => decodeManifest(input), assertCorrupt(/msgpack|the limit is/));
+    }
+  }, 1);
+  ok(fp.ms < 5_000, `${fp.ms} ms`);
+  ok(fp.grownBytes < 16 << 20, `grew ${fp.grownBytes} bytes`);
+});
+
+Deno.test("encodeManifest refuses what readers would refuse: too many archives or bytes", () => {
+  const e = entry(rng(8), "a");
+  const full = {
+    archives: Array.from({ length: MAX_ARCHIVES }, (_, i) => ({ ...e, name: `a${i}` })),
+  };
+  const bytes = encodeManifest(full);
+  equal(decodeManifest(bytes).archives.length, MAX_ARCHIVES, "the most archives still read");
+  full.archives.push({ ...e, name: "one more" });
+  throws(() => encodeManifest(full), (err: unknown) => {
+    ok(err instanceof QuotaError, String(err));
+    equal(
+      err.message,
+      `Cannot list ${
+        MAX_ARCHIVES + 1
+      } archives in the manifest: the limit is ${MAX_ARCHIVES} (delete or prune some)`,
+    );
+    return true;
+  });
+  const huge = { archives: [{ ...e, hostname: "h".repeat(MAX_MANIFEST_BYTES) }] };
+  throws(() => encodeManifest(huge), QuotaError);
+});
+
 Deno.test("decodeManifest throws only IntegrityError on random and mutated inputs (fuzz)", () => {
   const valid = encodeManifest(sampleManifest());
   const next = rng(5);
@@ -174,7 +216,9 @@ Deno.test("decodeManifest throws only IntegrityError on random and mutated input
   let accepted = 0;
   for (let i = 0; i < cases; i++) {
     clock.lap(i);
-    const input = mutate(valid, next, { kind: i, specials: MSGPACK_MARKERS });
+    const input = i % 16 === 15
+      ? hostileMsgpack(next)
+      : mutate(valid, next, { kind: i, specials: MSGPACK_MARKERS });
     let m: Manifest;
     try {
       m = decodeManifest(input);

@@ -1,16 +1,51 @@
 /**
- * Refuses msgpack that claims more array or map elements than it has bytes left to hold them.
+ * Bounds what msgpack from untrusted storage may cost before the decoder runs: the claimed sizes
+ * of arrays and maps against the bytes left, the nesting depth, the length of each array or map
+ * and the number of values. The decoder keeps one state object per open container and allocates a
+ * claimed array up front, so without these 20 MiB of nested arrays cost gigabytes.
  *
  * @module
  */
 
+import { IntegrityError } from "./errors.ts";
+
+/** What a format's msgpack may hold; the owner of each format names its own. */
+export interface MsgpackLimits {
+  /** Deepest nesting of arrays and maps: 1 for a map of scalars, 2 for a map holding an array. */
+  maxDepth: number;
+  /** Most elements of one array or entries of one map (default: as many as the bytes allow). */
+  maxLength?: number;
+  /** Most values in all, map keys and containers included (default: as the bytes allow). */
+  maxValues?: number;
+  /** Most arrays and maps in all, the costliest values to build (default: as maxValues). */
+  maxContainers?: number;
+}
+
 /**
- * Throws RangeError when the msgpack values in `bytes` declare more array or map elements than
- * bytes remain (each element takes at least one byte). Run it before decoding: the decoder
- * allocates a claimed array up front (8 bytes per element below 32 Mi elements), so 5 bytes of
- * input could otherwise cost 256 MiB, and nested claims multiply that. Linear, allocates nothing.
+ * Throws IntegrityError "`what` is corrupt: ..." when the msgpack values in `bytes` break
+ * `limits` or declare more array or map elements than bytes remain (each element takes at least
+ * one byte; the decoder would allocate 8 bytes per claimed element, so 5 bytes of input could
+ * otherwise cost 256 MiB). Run it before decoding. Linear; allocates at most `maxDepth` numbers.
+ *
+ * @example
+ * ```ts
+ * import { checkMsgpack } from "./msgpack_guard.ts";
+ *
+ * checkMsgpack(Uint8Array.of(0x91, 0x01), { maxDepth: 1 }, "Example"); // [1]: fine
+ * try {
+ *   checkMsgpack(Uint8Array.of(0x91, 0x91, 0x01), { maxDepth: 1 }, "Example"); // [[1]]
+ * } catch (err) {
+ *   console.log((err as Error).message); // Example is corrupt: msgpack nested deeper than 1 level
+ * }
+ * ```
  */
-export function checkMsgpackClaims(bytes: Uint8Array): void {
+export function checkMsgpack(bytes: Uint8Array, limits: MsgpackLimits, what: string): void {
+  const { maxDepth } = limits;
+  const maxLength = limits.maxLength ?? Infinity;
+  const maxValues = limits.maxValues ?? Infinity;
+  const maxContainers = limits.maxContainers ?? Infinity;
+  let containers = 0;
+  const bad = (why: string) => new IntegrityError(`${what} is corrupt: msgpack ${why}`);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const end = bytes.length;
   let pos = 0;
@@ -55,12 +90,20 @@ export function checkMsgpackClaims(bytes: Uint8Array): void {
     0xde: [2, 0, "map"],
     0xdf: [4, 0, "map"],
   };
+  /** Elements each open array or map still expects, outermost first. */
+  const open: number[] = [];
+  let values = 0;
   while (pos < end) {
-    if (pending > 0) pending--;
+    if (open.length > 0) {
+      open[open.length - 1]--;
+      pending--;
+    }
+    if (++values > maxValues) throw bad(`holds more than ${maxValues} values`);
     const b = bytes[pos++];
-    let count = 0;
-    if (b >= 0x80 && b <= 0x8f) count = 2 * (b & 0x0f);
-    else if (b >= 0x90 && b <= 0x9f) count = b & 0x0f;
+    let count = -1;
+    let length = 0;
+    if (b >= 0x80 && b <= 0x8f) count = 2 * (length = b & 0x0f);
+    else if (b >= 0x90 && b <= 0x9f) count = length = b & 0x0f;
     else if (b >= 0xa0 && b <= 0xbf) pos += b & 0x1f;
     else if (FIXED[b] !== undefined) pos += FIXED[b];
     else if (SIZED[b] !== undefined) {
@@ -68,11 +111,25 @@ export function checkMsgpackClaims(bytes: Uint8Array): void {
       const n = field(size);
       if (n < 0) return; // truncated: the decoder says so
       if (kind === "skip") pos += n + extra;
-      else count = kind === "map" ? 2 * n : n;
+      else count = kind === "map" ? 2 * (length = n) : (length = n);
     }
-    pending += count;
-    if (pending > end - pos) {
-      throw new RangeError(`claims ${pending} more elements than the ${end - pos} bytes left`);
+    if (count >= 0) {
+      if (++containers > maxContainers) {
+        throw bad(`holds more than ${maxContainers} arrays and maps`);
+      }
+      if (open.length >= maxDepth) {
+        throw bad(`nested deeper than ${maxDepth} level${maxDepth === 1 ? "" : "s"}`);
+      }
+      if (length > maxLength) {
+        const kind = b <= 0x8f || b >= 0xde ? "map" : "array";
+        throw bad(`${kind} of ${length} elements, the limit is ${maxLength}`);
+      }
+      pending += count;
+      if (pending > end - pos) {
+        throw bad(`claims ${pending} more elements than the ${end - pos} bytes left`);
+      }
+      open.push(count);
     }
+    while (open.length > 0 && open[open.length - 1] === 0) open.pop();
   }
 }

@@ -21,6 +21,9 @@ import { bytesEqual, fromHex, isHexId, toHex } from "./ids.ts";
 /** The current format version. */
 export const FORMAT_VERSION = 1;
 
+/** The most bytes of a config object; read with this cap (a real one takes under 400). */
+export const MAX_REPO_CONFIG_BYTES = 4096;
+
 /** Parsed repository configuration. */
 export interface RepoConfig {
   /** Format version. */

@@ -29,9 +29,9 @@
  */
 
 import type { Backend, ReadonlyBackend } from "../backends/backend.ts";
-import { errorMessage, LockedError } from "./errors.ts";
+import { errorMessage, IntegrityError, LockedError } from "./errors.ts";
 import { isHexId, randomBytes, toHex } from "./ids.ts";
-import { COMMIT_LOCK } from "./lock.ts";
+import { COMMIT_LOCK, MAX_LOCK_BYTES } from "./lock.ts";
 
 /** Shared locks coexist; an exclusive lock excludes every other lock. */
 export type LockMode = "shared" | "exclusive";
@@ -392,7 +392,14 @@ async function readEntry(
   judge: Judge,
   key: string,
 ): Promise<LockEntry | null> {
-  const bytes = await backend.get(key);
+  let bytes: Uint8Array | null;
+  try {
+    bytes = await backend.get(key, { maxBytes: MAX_LOCK_BYTES });
+  } catch (err) {
+    // Too large to be a lock: judged as any malformed lock (stale), without reading it.
+    if (!(err instanceof IntegrityError)) throw err;
+    bytes = new Uint8Array(0);
+  }
   if (bytes === null) return null;
   const info = parseLock(key, bytes);
   return { key, info, stale: info === null || await isStale(info, judge) };

@@ -6,7 +6,7 @@
  */
 
 import type { Backend, ReadonlyBackend } from "../backends/backend.ts";
-import { ChunkIndex, type ChunkLocation } from "./chunk_index.ts";
+import { ChunkIndex, type ChunkLocation, MAX_INDEX_BYTES } from "./chunk_index.ts";
 import {
   Chunker,
   type ChunkerParams,
@@ -14,10 +14,17 @@ import {
   deriveGearTable,
   validateChunkerParams,
 } from "./chunker.ts";
-import { type ArchiveMeta, decodeArchiveMeta } from "./archive.ts";
+import { type ArchiveMeta, decodeArchiveMeta, MAX_ARCHIVE_META_BYTES } from "./archive.ts";
 import type { CodecPool } from "./codec_pool.ts";
 import { decompress, loadCodecs } from "./compress.ts";
-import { type EncryptionMode, ObjectType, type ObjectTypeTag, RepoKey } from "./crypto.ts";
+import {
+  type EncryptionMode,
+  ObjectType,
+  type ObjectTypeTag,
+  RepoKey,
+  SEAL_OVERHEAD_AES,
+  SEAL_OVERHEAD_NONE,
+} from "./crypto.ts";
 import {
   AlreadyExistsError,
   IntegrityError,
@@ -26,12 +33,25 @@ import {
   VgerError,
 } from "./errors.ts";
 import { packKey, randomBytes, toHex } from "./ids.ts";
-import { type KdfParams, parseKeyFile, unwrapKey, wrapKey } from "./key_file.ts";
-import { decodeManifest, encodeManifest, type Manifest, type ManifestEntry } from "./manifest.ts";
+import {
+  type KdfParams,
+  MAX_KEY_FILE_BYTES,
+  parseKeyFile,
+  unwrapKey,
+  wrapKey,
+} from "./key_file.ts";
+import {
+  decodeManifest,
+  encodeManifest,
+  type Manifest,
+  type ManifestEntry,
+  MAX_MANIFEST_BYTES,
+} from "./manifest.ts";
 import { RECORD_PREFIX } from "./pack.ts";
 import {
   encodeRepoConfig,
   FORMAT_VERSION,
+  MAX_REPO_CONFIG_BYTES,
   parseRepoConfig,
   type RepoConfig,
   verifyRepoConfig,
@@ -137,14 +157,14 @@ export class Repository<B extends ReadonlyBackend = ReadonlyBackend> {
   ): Promise<Repository<B>> {
     await loadCodecs();
     const loc = backend.location;
-    const configBytes = await backend.get("config");
+    const configBytes = await backend.get("config", { maxBytes: MAX_REPO_CONFIG_BYTES });
     if (configBytes === null) {
       throw new NotFoundError(
         `Cannot open repository "${loc}": config not found (is it a vger repository? run vger init)`,
       );
     }
     const unverified = parseRepoConfig(configBytes);
-    const keyBytes = await backend.get("keys/repokey");
+    const keyBytes = await backend.get("keys/repokey", { maxBytes: MAX_KEY_FILE_BYTES });
     if (keyBytes === null) {
       throw new NotFoundError(`Cannot open repository "${loc}": keys/repokey not found`);
     }
@@ -180,14 +200,15 @@ export class Repository<B extends ReadonlyBackend = ReadonlyBackend> {
     return new Chunker(this.config.chunker, await this.#gear);
   }
 
-  /** Reads and opens a small whole object (index, manifest, archive). */
+  /** Reads and opens a whole object (index, manifest, archive) of at most `max` plain bytes. */
   async #readObject(
     key: string,
     type: ObjectTypeTag,
     identity: Uint8Array | string,
     what: string,
+    max: number,
   ): Promise<Uint8Array> {
-    const sealed = await this.backend.get(key);
+    const sealed = await this.backend.get(key, { maxBytes: sealedLimit(max) });
     if (sealed === null) throw new NotFoundError(`${what} not found in "${this.location}"`);
     return await this.key.open(type, identity, sealed, what);
   }
@@ -195,7 +216,13 @@ export class Repository<B extends ReadonlyBackend = ReadonlyBackend> {
   /** The manifest. */
   async readManifest(): Promise<Manifest> {
     const m = decodeManifest(
-      await this.#readObject("manifest", ObjectType.manifest, "manifest", "Manifest"),
+      await this.#readObject(
+        "manifest",
+        ObjectType.manifest,
+        "manifest",
+        "Manifest",
+        MAX_MANIFEST_BYTES,
+      ),
     );
     const counter = m.counter ?? 0;
     if (counter < this.#manifestCounter) {
@@ -223,7 +250,9 @@ export class Repository<B extends ReadonlyBackend = ReadonlyBackend> {
 
   /** The chunk index. */
   async readIndex(): Promise<ChunkIndex> {
-    return ChunkIndex.decode(await this.#readObject("index", ObjectType.index, "index", "Index"));
+    return ChunkIndex.decode(
+      await this.#readObject("index", ObjectType.index, "index", "Index", MAX_INDEX_BYTES),
+    );
   }
 
   /** The manifest entry of an archive by name; NotFoundError when absent. */
@@ -239,7 +268,13 @@ export class Repository<B extends ReadonlyBackend = ReadonlyBackend> {
     const hex = toHex(entry.id);
     const what = `Archive "${entry.name}" (archives/${hex})`;
     return decodeArchiveMeta(
-      await this.#readObject(`archives/${hex}`, ObjectType.archive, entry.id, what),
+      await this.#readObject(
+        `archives/${hex}`,
+        ObjectType.archive,
+        entry.id,
+        what,
+        MAX_ARCHIVE_META_BYTES,
+      ),
       what,
     );
   }
@@ -303,6 +338,11 @@ export async function saveManifest(repo: ManifestWriter, manifest: Manifest): Pr
     await repo.key.seal(ObjectType.manifest, "manifest", encodeManifest(manifest)),
   );
   repo.noteManifestCounter?.(manifest.counter);
+}
+
+/** The most bytes of a sealed object whose plaintext is at most `plainBytes` long. */
+export function sealedLimit(plainBytes: number): number {
+  return plainBytes + Math.max(SEAL_OVERHEAD_AES, SEAL_OVERHEAD_NONE);
 }
 
 /** Offset of a record's prefix, from its object's offset. */

@@ -66,6 +66,32 @@ export function backendConformance(name: string, make: () => Promise<BackendFixt
     }
   });
 
+  test("get with maxBytes returns objects up to the limit and refuses larger ones", async (backend) => {
+    const cases: [string, Uint8Array][] = [
+      ["empty", new Uint8Array(0)],
+      ["keys/repokey", randomBytes(4096)],
+      ["index", randomBytes(70_000)],
+    ];
+    for (const [key, data] of cases) await backend.put(key, data);
+    for (const [key, data] of cases) {
+      deepStrictEqual(await backend.get(key, { maxBytes: data.length }), data, key);
+      deepStrictEqual(await backend.get(key, { maxBytes: data.length + 1 }), data, key);
+      if (data.length === 0) continue;
+      await rejects(backend.get(key, { maxBytes: data.length - 1 }), (err: unknown) => {
+        ok(err instanceof IntegrityError, `${key}: ${err}`);
+        equal(
+          err.message,
+          `Object "${key}" is too large: ${data.length} bytes, the limit is ${data.length - 1}`,
+        );
+        return true;
+      });
+    }
+    equal(await backend.get("manifest", { maxBytes: 10 }), null, "absent is still null");
+    for (const maxBytes of [-1, 1.5, NaN]) {
+      await rejects(backend.get("index", { maxBytes }), VgerError, `maxBytes ${maxBytes}`);
+    }
+  });
+
   test("put replaces an existing object", async (backend) => {
     await backend.put("index", bytes("old contents that are longer"));
     await backend.put("index", bytes("new"));

@@ -1,6 +1,6 @@
 import { deepStrictEqual, equal, ok, rejects } from "node:assert/strict";
 import { join, relative } from "node:path";
-import { BackendError } from "../lib/errors.ts";
+import { BackendError, IntegrityError } from "../lib/errors.ts";
 import { LocalBackend } from "../backends/local.ts";
 import { backendConformance } from "./backend_conformance.ts";
 
@@ -111,6 +111,32 @@ Deno.test(
     for await (const info of backend.list("packs/ab/")) listed.push(info);
     deepStrictEqual(listed, [{ key: "packs/ab/ab01", size: 4 }]);
     await rejects(backend.put("packs/.tmp-x", new Uint8Array(1)), /reserved/);
+  }),
+);
+
+Deno.test(
+  "local backend: get with maxBytes refuses a 4 GiB object without reading or allocating it",
+  withBackend(async (backend, root) => {
+    await Deno.mkdir(join(root, "keys"));
+    const path = join(root, "keys", "repokey");
+    await Deno.writeFile(path, new Uint8Array(0));
+    await Deno.truncate(path, 4 * 2 ** 30); // sparse: costs no disk
+    const rssBefore = Deno.memoryUsage().rss;
+    const started = performance.now();
+    await rejects(backend.get("keys/repokey", { maxBytes: 4096 }), (err: unknown) => {
+      ok(err instanceof IntegrityError, String(err));
+      equal(
+        err.message,
+        `Object "keys/repokey" is too large: ${4 * 2 ** 30} bytes, the limit is 4096`,
+      );
+      return true;
+    });
+    ok(performance.now() - started < 2000, "refused at once");
+    ok(Deno.memoryUsage().rss - rssBefore < 64 << 20, "nothing of its size was allocated");
+    // Only regular files are objects, as for size(): a FIFO would block a read forever.
+    await Deno.mkdir(join(root, "locks"));
+    await new Deno.Command("mkfifo", { args: [join(root, "locks", "fifo")] }).output();
+    equal(await backend.get("locks/fifo", { maxBytes: 4096 }), null);
   }),
 );
 
