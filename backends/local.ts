@@ -54,6 +54,10 @@ export class LocalBackend implements Backend {
   readonly location: string;
   /** Least recently used first (Map keeps insertion order). */
   #handles = new Map<string, CachedHandle>();
+  /** Modes of new files and directories, from the root's group bits (see {@linkcode modesOf}). */
+  #modes: Promise<Modes> | null = null;
+  /** Temp files of writes in flight, removed by {@linkcode abandonWrites}. */
+  #temps = new Set<string>();
 
   /** Opens a backend rooted at `root`; nothing is touched until the first call. */
   constructor(root: string) {
@@ -118,13 +122,14 @@ export class LocalBackend implements Backend {
   async put(key: string, body: PutBody): Promise<void> {
     const path = this.#path(key);
     const dir = dirname(path);
-    const temp = await writeTemp(dir, path, body);
+    const temp = await this.#writeTemp(dir, path, body);
     try {
       await Deno.rename(temp, path);
     } catch (err) {
       await removeQuietly(temp);
       throw fail("write", path, err);
     } finally {
+      this.#temps.delete(temp);
       this.#drop(key);
     }
     await syncDir(dir, path);
@@ -136,7 +141,7 @@ export class LocalBackend implements Backend {
     // Cheap early answer; the link below is what makes it atomic.
     if (await this.size(key) !== null) return false;
     const dir = dirname(path);
-    const temp = await writeTemp(dir, path, body);
+    const temp = await this.#writeTemp(dir, path, body);
     let created = true;
     try {
       // link fails if the target exists, and the target appears with all its bytes at once.
@@ -152,6 +157,7 @@ export class LocalBackend implements Backend {
     }
     // The object is in place; a temp file left by a failed remove is skipped by list.
     await removeQuietly(temp);
+    this.#temps.delete(temp);
     if (created) await syncDir(dir, path);
     return created;
   }
@@ -196,9 +202,34 @@ export class LocalBackend implements Backend {
     }
   }
 
+  /**
+   * Removes the temp files of this backend's writes in flight, synchronously: for a process that
+   * is about to exit on a signal. A write whose temp file is gone fails; none becomes an object.
+   */
+  abandonWrites(): void {
+    for (const temp of this.#temps) {
+      try {
+        Deno.removeSync(temp);
+      } catch {
+        // Never written, or renamed into place already: nothing left behind.
+      }
+    }
+    this.#temps.clear();
+  }
+
   /** Closes the cached read handles; the backend stays usable. */
   async close(): Promise<void> {
     await Promise.all([...this.#handles.keys()].map((key) => this.#drop(key)));
+  }
+
+  /** {@linkcode writeTemp} with this repository's modes, tracking the temp file while it lives. */
+  async #writeTemp(dir: string, path: string, body: PutBody): Promise<string> {
+    this.#modes ??= modesOf(this.location).catch((err) => {
+      this.#modes = null;
+      throw fail("read", this.location, err);
+    });
+    const modes = await this.#modes;
+    return await writeTemp(dir, path, body, modes, this.#temps);
   }
 
   #path(key: string): string {
@@ -276,18 +307,51 @@ export class LocalBackend implements Backend {
   }
 }
 
-/** Writes `body` to a new fsynced temp file beside `path` and returns the temp file's path. */
-async function writeTemp(dir: string, path: string, body: PutBody): Promise<string> {
+/** Permission bits of the files and directories a backend creates. */
+interface Modes {
+  file: number;
+  dir: number;
+}
+
+/**
+ * Files 0600 in directories 0700, whatever the umask, as restic and borg make them; when the
+ * owner has given the root directory group bits, new files and directories get the same group
+ * bits (read and write for files, all three for directories). A missing root is created 0700.
+ */
+async function modesOf(root: string): Promise<Modes> {
+  let group = 0;
+  try {
+    group = ((await Deno.stat(root)).mode ?? 0) & 0o070;
+  } catch (err) {
+    if (!isAbsent(err)) throw err;
+  }
+  return { file: 0o600 | (group & 0o060), dir: 0o700 | group };
+}
+
+/**
+ * Writes `body` to a new fsynced temp file (mode `modes.file`) beside `path` and returns the
+ * temp file's path; `temps` holds it until it is renamed or removed.
+ */
+async function writeTemp(
+  dir: string,
+  path: string,
+  body: PutBody,
+  modes: Modes,
+  temps: Set<string>,
+): Promise<string> {
   const temp = join(dir, TEMP_PREFIX + randomHex(8));
   let file: Deno.FsFile | undefined;
+  temps.add(temp);
   try {
     try {
-      file = await Deno.open(temp, { write: true, createNew: true });
+      file = await Deno.open(temp, { write: true, createNew: true, mode: modes.file });
     } catch (err) {
       if (!(err instanceof Deno.errors.NotFound)) throw err;
-      await ensureDir(dir, path);
-      file = await Deno.open(temp, { write: true, createNew: true });
+      await ensureDir(dir, path, modes.dir);
+      file = await Deno.open(temp, { write: true, createNew: true, mode: modes.file });
     }
+    // the umask may have cleared bits of the mode asked for: set it exactly
+    if (Deno.build.os !== "windows") await Deno.chmod(temp, modes.file);
     for await (const part of bodyPieces(body)) {
       // synchronous: an async write costs a copy through a fresh buffer (measured 2x slower
       // and more memory); writing to the page cache blocks for milliseconds
@@ -301,20 +365,25 @@ async function writeTemp(dir: string, path: string, body: PutBody): Promise<stri
   } catch (err) {
     file?.close();
     await removeQuietly(temp);
+    temps.delete(temp);
     throw err instanceof BackendError ? err : fail("write", path, err);
   }
 }
 
-/** Creates `dir` and any missing parents, fsyncing each parent that gained an entry. */
-async function ensureDir(dir: string, path: string): Promise<void> {
+/**
+ * Creates `dir` (mode `mode`, whatever the umask) and any missing parents, fsyncing each parent
+ * that gained an entry.
+ */
+async function ensureDir(dir: string, path: string, mode: number): Promise<void> {
   try {
-    await Deno.mkdir(dir);
+    await Deno.mkdir(dir, { mode });
+    if (Deno.build.os !== "windows") await Deno.chmod(dir, mode);
   } catch (err) {
     if (err instanceof Deno.errors.AlreadyExists) return; // Maybe a concurrent writer made it.
     const parent = dirname(dir);
     if (!(err instanceof Deno.errors.NotFound) || parent === dir) throw fail("write", path, err);
-    await ensureDir(parent, path);
-    return await ensureDir(dir, path);
+    await ensureDir(parent, path, mode);
+    return await ensureDir(dir, path, mode);
   }
   await syncDir(dirname(dir), path);
 }
