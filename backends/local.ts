@@ -56,12 +56,17 @@ export class LocalBackend implements Backend {
   #handles = new Map<string, CachedHandle>();
   /** Modes of new files and directories, from the root's group bits (see {@linkcode modesOf}). */
   #modes: Promise<Modes> | null = null;
-  /** Temp files of writes in flight, removed by {@linkcode abandonWrites}. */
-  #temps = new Set<string>();
+  #atExit: (hook: () => void) => () => void;
 
-  /** Opens a backend rooted at `root`; nothing is touched until the first call. */
-  constructor(root: string) {
+  /**
+   * Opens a backend rooted at `root`; nothing is touched until the first call. `atExit`
+   * registers the removal of each temp file while its write is in flight, for a process that
+   * exits on a signal meanwhile (cli.ts passes lib/exit_hooks.ts's); it returns the function
+   * that forgets the hook.
+   */
+  constructor(root: string, options: { atExit?: (hook: () => void) => () => void } = {}) {
     this.location = resolve(root);
+    this.#atExit = options.atExit ?? (() => () => {});
   }
 
   /** The whole object, or null when it does not exist. */
@@ -122,14 +127,17 @@ export class LocalBackend implements Backend {
   async put(key: string, body: PutBody): Promise<void> {
     const path = this.#path(key);
     const dir = dirname(path);
-    const temp = await this.#writeTemp(dir, path, body);
+    const temp = join(dir, TEMP_PREFIX + randomHex(8));
+    // a signal that ends the process meanwhile removes the temp file
+    const forget = this.#atExit(() => Deno.removeSync(temp));
     try {
+      await this.#writeTemp(temp, path, body);
       await Deno.rename(temp, path);
     } catch (err) {
       await removeQuietly(temp);
-      throw fail("write", path, err);
+      throw err instanceof BackendError ? err : fail("write", path, err);
     } finally {
-      this.#temps.delete(temp);
+      forget();
       this.#drop(key);
     }
     await syncDir(dir, path);
@@ -141,15 +149,18 @@ export class LocalBackend implements Backend {
     // Cheap early answer; the link below is what makes it atomic.
     if (await this.size(key) !== null) return false;
     const dir = dirname(path);
-    const temp = await this.#writeTemp(dir, path, body);
+    const temp = join(dir, TEMP_PREFIX + randomHex(8));
+    const forget = this.#atExit(() => Deno.removeSync(temp));
     let created = true;
     try {
+      await this.#writeTemp(temp, path, body);
       // link fails if the target exists, and the target appears with all its bytes at once.
       await Deno.link(temp, path);
     } catch (err) {
       if (!(err instanceof Deno.errors.AlreadyExists)) {
         await removeQuietly(temp);
-        throw fail("write", path, err);
+        forget();
+        throw err instanceof BackendError ? err : fail("write", path, err);
       }
       created = false;
     } finally {
@@ -157,7 +168,7 @@ export class LocalBackend implements Backend {
     }
     // The object is in place; a temp file left by a failed remove is skipped by list.
     await removeQuietly(temp);
-    this.#temps.delete(temp);
+    forget();
     if (created) await syncDir(dir, path);
     return created;
   }
@@ -202,34 +213,19 @@ export class LocalBackend implements Backend {
     }
   }
 
-  /**
-   * Removes the temp files of this backend's writes in flight, synchronously: for a process that
-   * is about to exit on a signal. A write whose temp file is gone fails; none becomes an object.
-   */
-  abandonWrites(): void {
-    for (const temp of this.#temps) {
-      try {
-        Deno.removeSync(temp);
-      } catch {
-        // Never written, or renamed into place already: nothing left behind.
-      }
-    }
-    this.#temps.clear();
-  }
-
   /** Closes the cached read handles; the backend stays usable. */
   async close(): Promise<void> {
     await Promise.all([...this.#handles.keys()].map((key) => this.#drop(key)));
   }
 
-  /** {@linkcode writeTemp} with this repository's modes, tracking the temp file while it lives. */
-  async #writeTemp(dir: string, path: string, body: PutBody): Promise<string> {
+  /** {@linkcode writeTemp} with this repository's modes. */
+  async #writeTemp(temp: string, path: string, body: PutBody): Promise<void> {
     this.#modes ??= modesOf(this.location).catch((err) => {
       this.#modes = null;
       throw fail("read", this.location, err);
     });
     const modes = await this.#modes;
-    return await writeTemp(dir, path, body, modes, this.#temps);
+    await writeTemp(temp, path, body, modes);
   }
 
   #path(key: string): string {
@@ -328,20 +324,10 @@ async function modesOf(root: string): Promise<Modes> {
   return { file: 0o600 | (group & 0o060), dir: 0o700 | group };
 }
 
-/**
- * Writes `body` to a new fsynced temp file (mode `modes.file`) beside `path` and returns the
- * temp file's path; `temps` holds it until it is renamed or removed.
- */
-async function writeTemp(
-  dir: string,
-  path: string,
-  body: PutBody,
-  modes: Modes,
-  temps: Set<string>,
-): Promise<string> {
-  const temp = join(dir, TEMP_PREFIX + randomHex(8));
+/** Writes `body` to the new fsynced file `temp` (mode `modes.file`) beside `path`. */
+async function writeTemp(temp: string, path: string, body: PutBody, modes: Modes): Promise<void> {
+  const dir = dirname(temp);
   let file: Deno.FsFile | undefined;
-  temps.add(temp);
   try {
     try {
       file = await Deno.open(temp, { write: true, createNew: true, mode: modes.file });
@@ -361,11 +347,9 @@ async function writeTemp(
     const done = file;
     file = undefined;
     done.close();
-    return temp;
   } catch (err) {
     file?.close();
     await removeQuietly(temp);
-    temps.delete(temp);
     throw err instanceof BackendError ? err : fail("write", path, err);
   }
 }
