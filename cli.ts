@@ -1,7 +1,8 @@
 /**
  * The `vger` command line: parses arguments, loads the configuration, opens the backend, calls
  * lib/commands.ts and turns results and errors into output and exit codes
- * (0 ok, 1 error, 2 usage or configuration error, 3 done with warnings, 130 interrupted).
+ * (0 ok, 1 error, 2 usage or configuration error, 3 done with warnings, 130, 143 or 129 interrupted
+ * by SIGINT, SIGTERM or SIGHUP).
  *
  * @module
  */
