@@ -2,8 +2,8 @@
  * Signals and interruptions leave nothing behind and lose nothing: SIGINT, SIGTERM and SIGHUP
  * during a busy backup end it within seconds with 130, 143 and 129, with no lock, no `.tmp-` file
  * in the repository and no staged pack in the temp directory; the staged packs of a backup
- * killed with SIGKILL are removed by the next run; a killed extract leaves no partial file under
- * a real name and its re-run restores every byte.
+ * killed with SIGKILL are removed by the next run; an extract ended by a signal leaves no partial
+ * file under a real name and its re-run restores every byte.
  *
  * Real child processes, with their own TMPDIR so that their staging directories can be watched.
  *
@@ -171,44 +171,73 @@ Deno.test({
     }),
 });
 
+/** Starts an extract of `one` into `dest` and waits until its file is partly written. */
+async function busyExtract(ws: Workspace, dest: string) {
+  const parent = `${dest}${ws.src}`;
+  const child = spawnVger(["-R", ws.repo, "extract", "-a", "one", "--dest", dest], {
+    env: ws.env,
+  });
+  const stderr = child.stderr.pipeThrough(new TextDecoderStream());
+  const err = { text: "" };
+  const drained = Promise.all([
+    child.stdout.cancel(),
+    (async () => {
+      for await (const t of stderr) err.text += t;
+    })(),
+  ]);
+  let exited = false;
+  const status = child.status.finally(() => exited = true);
+  // busy once the file is partly written (under whatever name)
+  const writing = await until(async () => {
+    if (exited) return true;
+    for (const t of await namesBelow(parent, () => true)) {
+      if (((await Deno.stat(t).catch(() => null))?.size ?? 0) > 0) return true;
+    }
+    return false;
+  }, 120_000);
+  ok(writing && !exited, `the extract never wrote its file:\n${err.text}`);
+  return { child, status, drained, err, exited: () => exited };
+}
+
 Deno.test({
-  name: "a killed extract leaves no partial file under a real name and its re-run restores it",
+  name: "an extract ended by SIGTERM or SIGKILL leaves no partial file under a real name",
   ignore: Deno.build.os === "windows",
   fn: () =>
     withTempDir(async (dir) => {
       const ws = await workspace(dir);
       await runVgerOk(["-R", ws.repo, "backup", "-a", "one", ws.src], { env: ws.env });
+      const temps = (dest: string) =>
+        namesBelow(`${dest}${ws.src}`, (n) => n.startsWith(".vger-tmp-"));
+
+      // SIGTERM: 143 within 5 s, and the temp file is gone too
+      const termDest = `${dir}/term`;
+      const t = await busyExtract(ws, termDest);
+      t.child.kill("SIGTERM");
+      const stopped = await until(() => t.exited(), 5_000);
+      if (!stopped) t.child.kill("SIGKILL");
+      const { code } = await t.status;
+      await t.drained;
+      ok(stopped, "still running 5 s after SIGTERM");
+      equal(code, 143, t.err.text);
+      equal(await Deno.stat(`${termDest}${ws.src}/big.bin`).catch(() => null), null);
+      deepStrictEqual(await temps(termDest), [], "SIGTERM left the temp file");
+
+      // SIGKILL: the temp file stays, never the real name; the re-run restores every byte
       const dest = `${dir}/out`;
       const target = `${dest}${ws.src}/big.bin`;
-      const parent = `${dest}${ws.src}`;
-      const child = spawnVger(["-R", ws.repo, "extract", "-a", "one", "--dest", dest], {
-        env: ws.env,
-      });
-      const drained = Promise.all([child.stdout.cancel(), child.stderr.cancel()]);
-      let exited = false;
-      const status = child.status.finally(() => exited = true);
-      // kill it while the file is half written (under whatever name)
-      const temps = () => namesBelow(parent, (n) => n.startsWith(".vger-tmp-"));
-      const writing = await until(async () => {
-        if (exited) return true;
-        for (const t of await namesBelow(parent, () => true)) {
-          if (((await Deno.stat(t).catch(() => null))?.size ?? 0) > 0) return true;
-        }
-        return false;
-      }, 120_000);
-      ok(writing && !exited, "the extract never wrote its file");
-      child.kill("SIGKILL");
-      await status;
-      await drained;
+      const k = await busyExtract(ws, dest);
+      k.child.kill("SIGKILL");
+      await k.status;
+      await k.drained;
       const partial = await Deno.stat(target).catch(() => null);
       equal(partial, null, `a partial file of ${partial?.size} bytes is under the real name`);
-      ok((await temps()).length > 0, "SIGKILL left no temp file: the test did not bite");
+      ok((await temps(dest)).length > 0, "SIGKILL left no temp file: the test did not bite");
 
       const again = await runVger(["-R", ws.repo, "extract", "-a", "one", "--dest", dest], {
         env: ws.env,
       });
       equal(again.code, 0, again.stderr);
       equal(await sha256File(target), await sha256File(`${ws.src}/big.bin`));
-      deepStrictEqual(await temps(), [], "the re-run left the killed extract's temp file");
+      deepStrictEqual(await temps(dest), [], "the re-run left the killed extract's temp file");
     }),
 });
