@@ -689,10 +689,14 @@ export async function runCli(): Promise<never> {
       return defaultIo.isTerminal;
     },
   };
+  const hupIgnored = sighupIgnored();
   for (const [signal, code] of Object.entries(SIGNAL_EXIT_CODES)) {
     if (Deno.build.os === "windows" && signal !== "SIGINT") continue;
+    // `nohup vger ...` asked for SIGHUP to be ignored; Deno catches it all the same once any
+    // listener is added, so the listener must ignore it
+    const ignore = signal === "SIGHUP" && hupIgnored;
     Deno.addSignalListener(signal as Deno.Signal, () => {
-      interrupted ??= exitOnSignal(signal, code);
+      if (!ignore) interrupted ??= exitOnSignal(signal, code);
     });
   }
   // staged packs of vger processes on this host that were killed (SIGKILL, a crash)
@@ -701,6 +705,16 @@ export async function runCli(): Promise<never> {
   if (interrupted !== null) await interrupted;
   await runExitHooks();
   Deno.exit(code);
+}
+
+/** Whether this process was started with SIGHUP ignored (`nohup`); Linux only. */
+function sighupIgnored(): boolean {
+  try {
+    const mask = /^SigIgn:\s*([0-9a-f]+)$/m.exec(Deno.readTextFileSync("/proc/self/status"));
+    return mask !== null && (parseInt(mask[1].slice(-1), 16) & 1) === 1;
+  } catch {
+    return false; // not Linux, or no read access to /proc
+  }
 }
 
 /** Says what happened, runs the exit hooks (at most 3 s) and exits with `code`. */

@@ -12,7 +12,9 @@
 
 import { deepStrictEqual, equal, ok } from "node:assert/strict";
 import {
+  CLI_PATH,
   FAST_KDF_ARGS,
+  PASSPHRASE,
   runVger,
   runVgerOk,
   sha256File,
@@ -88,6 +90,16 @@ async function namesBelow(root: string, test: (name: string) => boolean): Promis
   return out;
 }
 
+/** Whether this (test) process ignores SIGHUP, which its children then inherit. */
+function sighupIgnoredHere(): boolean {
+  try {
+    const m = /^SigIgn:\s*([0-9a-f]+)$/m.exec(Deno.readTextFileSync("/proc/self/status"));
+    return m !== null && (parseInt(m[1].slice(-1), 16) & 1) === 1;
+  } catch {
+    return false; // not Linux
+  }
+}
+
 async function until(cond: () => Promise<boolean> | boolean, ms: number): Promise<boolean> {
   const end = Date.now() + ms;
   while (Date.now() < end) {
@@ -127,6 +139,8 @@ Deno.test({
         130,
       ]];
       for (const [signal, expected] of signals) {
+        // a test run under nohup passes SIGHUP's being ignored on to its children
+        if (signal === "SIGHUP" && sighupIgnoredHere()) continue;
         const b = await busyBackup(ws, `to-${signal}`);
         const sent = performance.now();
         b.child.kill(signal);
@@ -171,12 +185,22 @@ Deno.test({
     }),
 });
 
-/** Starts an extract of `one` into `dest` and waits until its file is partly written. */
-async function busyExtract(ws: Workspace, dest: string) {
+/**
+ * Starts an extract of `one` into `dest` (under `nohup` if told) and waits until its file is
+ * partly written.
+ */
+async function busyExtract(ws: Workspace, dest: string, options: { nohup?: boolean } = {}) {
   const parent = `${dest}${ws.src}`;
-  const child = spawnVger(["-R", ws.repo, "extract", "-a", "one", "--dest", dest], {
-    env: ws.env,
-  });
+  const args = ["-R", ws.repo, "extract", "-a", "one", "--dest", dest];
+  const child = options.nohup
+    ? new Deno.Command("nohup", {
+      args: [Deno.execPath(), "run", "-A", CLI_PATH, ...args],
+      env: { ...ws.env, VGER_PASSPHRASE: PASSPHRASE, XDG_CONFIG_HOME: "/nonexistent" },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn()
+    : spawnVger(args, { env: ws.env });
   const stderr = child.stderr.pipeThrough(new TextDecoderStream());
   const err = { text: "" };
   const drained = Promise.all([
@@ -200,7 +224,8 @@ async function busyExtract(ws: Workspace, dest: string) {
 }
 
 Deno.test({
-  name: "an extract ended by SIGTERM or SIGKILL leaves no partial file under a real name",
+  name:
+    "an extract ended by SIGTERM or SIGKILL leaves no partial file under a real name; under nohup it ignores SIGHUP",
   ignore: Deno.build.os === "windows",
   fn: () =>
     withTempDir(async (dir) => {
@@ -239,5 +264,17 @@ Deno.test({
       equal(again.code, 0, again.stderr);
       equal(await sha256File(target), await sha256File(`${ws.src}/big.bin`));
       deepStrictEqual(await temps(dest), [], "the re-run left the killed extract's temp file");
+
+      // under nohup, SIGHUP is ignored as asked: the extract goes on and completes
+      const hupDest = `${dir}/hup`;
+      const h = await busyExtract(ws, hupDest, { nohup: true });
+      h.child.kill("SIGHUP");
+      const hup = await h.status;
+      await h.drained;
+      equal(hup.code, 0, h.err.text);
+      equal(
+        await sha256File(`${hupDest}${ws.src}/big.bin`),
+        await sha256File(`${ws.src}/big.bin`),
+      );
     }),
 });
