@@ -1,7 +1,8 @@
 /**
  * The `vger` command line: parses arguments, loads the configuration, opens the backend, calls
  * lib/commands.ts and turns results and errors into output and exit codes
- * (0 ok, 1 error, 2 usage or configuration error, 3 done with warnings, 130 interrupted).
+ * (0 ok, 1 error, 2 usage or configuration error, 3 done with warnings, 130, 143 or 129 interrupted
+ * by SIGINT, SIGTERM or SIGHUP).
  *
  * @module
  */
@@ -63,9 +64,8 @@ import { isEmptyPolicy } from "./lib/retention.ts";
 import type { RepoLock } from "./lib/repo_lock.ts";
 import * as report from "./lib/report.ts";
 import { escapeControl } from "./lib/printable.ts";
-
-/** Locks held by running commands, released when Ctrl-C ends the process. */
-const heldLocks = new Set<RepoLock>();
+import { atExit, runExitHooks } from "./lib/exit_hooks.ts";
+import { removeDeadStaging } from "./lib/staging.ts";
 
 /** The version printed by `vger --version`. */
 export const VERSION: string = denoJson.version;
@@ -198,7 +198,8 @@ function openBackend(repo: RepositoryConfig): Backend {
       `The ${repo.backend} backend is not available yet (repository "${repo.path}")`,
     );
   }
-  const backend = new LocalBackend(repo.path);
+  // a signal that ends the process removes the temp files of writes in flight
+  const backend = new LocalBackend(repo.path, { atExit });
   // crash-safety tests stop vger after the N-th write (tests/crash_test.ts)
   const killAfter = Deno.env.get("VGER_TEST_KILL_AFTER_WRITES");
   return killAfter ? new KillSwitchBackend(backend, Number(killAfter)) : backend;
@@ -237,7 +238,7 @@ interface Run {
   warn(message: string): void;
   /** The repository's passphrase, resolved when the repository turns out to need one. */
   passphrase(): Promise<string | undefined>;
-  /** --lock-wait, and each lock taken is recorded for release on Ctrl-C. */
+  /** --lock-wait, and each lock taken is released (at the latest) before the process exits. */
   locking: Required<LockingOptions>;
   /** The configured mode, this client's memory of repositories and --trust-repository. */
   trusting: TrustingOptions;
@@ -286,7 +287,7 @@ async function runCommand(
       passphrase: () => passphraseFor(repo, config, false),
       locking: {
         lockWaitMs: lockWaitSeconds(flags) * 1000,
-        onLock: (lock: RepoLock) => heldLocks.add(lock),
+        onLock: (lock: RepoLock) => void atExit(() => lock.release()),
         noLock: bool(flags, "no-lock"),
       },
       trusting: {
@@ -738,20 +739,66 @@ async function runKey(run: Run): Promise<number> {
   }
 }
 
-/** Runs the CLI as a program: Ctrl-C handling, then exit with main's code. */
+/** Exit codes of the signals that end vger as Ctrl-C does: 128 + the signal's number. */
+const SIGNAL_EXIT_CODES = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 } as const;
+
+/**
+ * Runs the CLI as a program: signal handling, then exit with main's code. Every way out runs
+ * the exit hooks first (lib/exit_hooks.ts): temp files of writes in flight and staged packs are
+ * removed, locks released, codec workers joined (the process must not exit under a worker
+ * inside OpenSSL).
+ */
 export async function runCli(): Promise<never> {
   tuneAllocator();
-  Deno.addSignalListener("SIGINT", async () => {
-    writeAll(
-      Deno.stderr,
-      "\nvger: interrupted; nothing was committed, the repository is consistent\n",
-    );
-    // leave no lock behind (others on this host would see it as stale, other hosts only later)
-    const releases = [...heldLocks].map((l) => l.release().catch(() => {}));
-    await Promise.race([Promise.all(releases), new Promise((r) => setTimeout(r, 2000))]);
-    Deno.exit(130);
-  });
-  Deno.exit(await main(Deno.args));
+  let interrupted: Promise<never> | null = null;
+  // once a signal came, the work it stopped fails in its own ways: no message of that, and the
+  // exit code is the signal's
+  const io: CliIo = {
+    out: defaultIo.out,
+    err: (text) => interrupted === null && defaultIo.err(text),
+    get isTerminal() {
+      return defaultIo.isTerminal;
+    },
+  };
+  const hupIgnored = sighupIgnored();
+  for (const [signal, code] of Object.entries(SIGNAL_EXIT_CODES)) {
+    if (Deno.build.os === "windows" && signal !== "SIGINT") continue;
+    // `nohup vger ...` asked for SIGHUP to be ignored; Deno catches it all the same once any
+    // listener is added, so the listener must ignore it
+    const ignore = signal === "SIGHUP" && hupIgnored;
+    Deno.addSignalListener(signal as Deno.Signal, () => {
+      if (!ignore) interrupted ??= exitOnSignal(signal, code);
+    });
+  }
+  // staged packs of vger processes on this host that were killed (SIGKILL, a crash)
+  removeDeadStaging();
+  const code = await main(Deno.args, io);
+  if (interrupted !== null) await interrupted;
+  await runExitHooks();
+  Deno.exit(code);
+}
+
+/** Whether this process was started with SIGHUP ignored (`nohup`); Linux only. */
+function sighupIgnored(): boolean {
+  try {
+    const mask = /^SigIgn:\s*([0-9a-f]+)$/m.exec(Deno.readTextFileSync("/proc/self/status"));
+    return mask !== null && (parseInt(mask[1].slice(-1), 16) & 1) === 1;
+  } catch {
+    return false; // not Linux, or no read access to /proc
+  }
+}
+
+/** Says what happened, runs the exit hooks (at most 3 s) and exits with `code`. */
+async function exitOnSignal(signal: string, code: number): Promise<never> {
+  const how = signal === "SIGINT" ? "interrupted" : `interrupted by ${signal}`;
+  writeAll(
+    Deno.stderr,
+    `\nvger: ${how}; nothing was committed, the repository is consistent\n`,
+  );
+  // leave no lock (others on this host would see it as stale, other hosts only later), no
+  // temp file and no staged pack behind
+  await runExitHooks({ timeoutMs: 3000 });
+  Deno.exit(code);
 }
 
 if (import.meta.main) await runCli();

@@ -63,10 +63,19 @@ export class LocalBackend implements Backend {
   readonly location: string;
   /** Least recently used first (Map keeps insertion order). */
   #handles = new Map<string, CachedHandle>();
+  /** Modes of new files and directories, from the root's group bits (see {@linkcode modesOf}). */
+  #modes: Promise<Modes> | null = null;
+  #atExit: (hook: () => void) => () => void;
 
-  /** Opens a backend rooted at `root`; nothing is touched until the first call. */
-  constructor(root: string) {
+  /**
+   * Opens a backend rooted at `root`; nothing is touched until the first call. `atExit`
+   * registers the removal of each temp file while its write is in flight, for a process that
+   * exits on a signal meanwhile (cli.ts passes lib/exit_hooks.ts's); it returns the function
+   * that forgets the hook.
+   */
+  constructor(root: string, options: { atExit?: (hook: () => void) => () => void } = {}) {
     this.location = resolve(root);
+    this.#atExit = options.atExit ?? (() => () => {});
   }
 
   /** The whole object, or null when it does not exist; see {@linkcode Backend.get}. */
@@ -129,13 +138,17 @@ export class LocalBackend implements Backend {
   async put(key: string, body: PutBody): Promise<void> {
     const path = this.#path(key);
     const dir = dirname(path);
-    const temp = await writeTemp(dir, path, body);
+    const temp = join(dir, TEMP_PREFIX + randomHex(8));
+    // a signal that ends the process meanwhile removes the temp file
+    const forget = this.#atExit(() => Deno.removeSync(temp));
     try {
+      await this.#writeTemp(temp, path, body);
       await Deno.rename(temp, path);
     } catch (err) {
       await removeQuietly(temp);
-      throw fail("write", path, err);
+      throw err instanceof BackendError ? err : fail("write", path, err);
     } finally {
+      forget();
       this.#drop(key);
     }
     await syncDir(dir, path);
@@ -147,15 +160,18 @@ export class LocalBackend implements Backend {
     // Cheap early answer; the link below is what makes it atomic.
     if (await this.size(key) !== null) return false;
     const dir = dirname(path);
-    const temp = await writeTemp(dir, path, body);
+    const temp = join(dir, TEMP_PREFIX + randomHex(8));
+    const forget = this.#atExit(() => Deno.removeSync(temp));
     let created = true;
     try {
+      await this.#writeTemp(temp, path, body);
       // link fails if the target exists, and the target appears with all its bytes at once.
       await Deno.link(temp, path);
     } catch (err) {
       if (!(err instanceof Deno.errors.AlreadyExists)) {
         await removeQuietly(temp);
-        throw fail("write", path, err);
+        forget();
+        throw err instanceof BackendError ? err : fail("write", path, err);
       }
       created = false;
     } finally {
@@ -163,6 +179,7 @@ export class LocalBackend implements Backend {
     }
     // The object is in place; a temp file left by a failed remove is skipped by list.
     await removeQuietly(temp);
+    forget();
     if (created) await syncDir(dir, path);
     return created;
   }
@@ -210,6 +227,16 @@ export class LocalBackend implements Backend {
   /** Closes the cached read handles; the backend stays usable. */
   async close(): Promise<void> {
     await Promise.all([...this.#handles.keys()].map((key) => this.#drop(key)));
+  }
+
+  /** {@linkcode writeTemp} with this repository's modes. */
+  async #writeTemp(temp: string, path: string, body: PutBody): Promise<void> {
+    this.#modes ??= modesOf(this.location).catch((err) => {
+      this.#modes = null;
+      throw fail("read", this.location, err);
+    });
+    const modes = await this.#modes;
+    await writeTemp(temp, path, body, modes);
   }
 
   #path(key: string): string {
@@ -287,18 +314,41 @@ export class LocalBackend implements Backend {
   }
 }
 
-/** Writes `body` to a new fsynced temp file beside `path` and returns the temp file's path. */
-async function writeTemp(dir: string, path: string, body: PutBody): Promise<string> {
-  const temp = join(dir, TEMP_PREFIX + randomHex(8));
+/** Permission bits of the files and directories a backend creates. */
+interface Modes {
+  file: number;
+  dir: number;
+}
+
+/**
+ * Files 0600 in directories 0700, whatever the umask, as restic and borg make them; when the
+ * owner has given the root directory group bits, new files and directories get the same group
+ * bits (read and write for files, all three for directories). A missing root is created 0700.
+ */
+async function modesOf(root: string): Promise<Modes> {
+  let group = 0;
+  try {
+    group = ((await Deno.stat(root)).mode ?? 0) & 0o070;
+  } catch (err) {
+    if (!isAbsent(err)) throw err;
+  }
+  return { file: 0o600 | (group & 0o060), dir: 0o700 | group };
+}
+
+/** Writes `body` to the new fsynced file `temp` (mode `modes.file`) beside `path`. */
+async function writeTemp(temp: string, path: string, body: PutBody, modes: Modes): Promise<void> {
+  const dir = dirname(temp);
   let file: Deno.FsFile | undefined;
   try {
     try {
-      file = await Deno.open(temp, { write: true, createNew: true });
+      file = await Deno.open(temp, { write: true, createNew: true, mode: modes.file });
     } catch (err) {
       if (!(err instanceof Deno.errors.NotFound)) throw err;
-      await ensureDir(dir, path);
-      file = await Deno.open(temp, { write: true, createNew: true });
+      await ensureDir(dir, path, modes.dir);
+      file = await Deno.open(temp, { write: true, createNew: true, mode: modes.file });
     }
+    // the umask may have cleared bits of the mode asked for: set it exactly
+    if (Deno.build.os !== "windows") await Deno.chmod(temp, modes.file);
     for await (const part of bodyPieces(body)) {
       // synchronous: an async write costs a copy through a fresh buffer (measured 2x slower
       // and more memory); writing to the page cache blocks for milliseconds
@@ -308,7 +358,6 @@ async function writeTemp(dir: string, path: string, body: PutBody): Promise<stri
     const done = file;
     file = undefined;
     done.close();
-    return temp;
   } catch (err) {
     file?.close();
     await removeQuietly(temp);
@@ -316,16 +365,20 @@ async function writeTemp(dir: string, path: string, body: PutBody): Promise<stri
   }
 }
 
-/** Creates `dir` and any missing parents, fsyncing each parent that gained an entry. */
-async function ensureDir(dir: string, path: string): Promise<void> {
+/**
+ * Creates `dir` (mode `mode`, whatever the umask) and any missing parents, fsyncing each parent
+ * that gained an entry.
+ */
+async function ensureDir(dir: string, path: string, mode: number): Promise<void> {
   try {
-    await Deno.mkdir(dir);
+    await Deno.mkdir(dir, { mode });
+    if (Deno.build.os !== "windows") await Deno.chmod(dir, mode);
   } catch (err) {
     if (err instanceof Deno.errors.AlreadyExists) return; // Maybe a concurrent writer made it.
     const parent = dirname(dir);
     if (!(err instanceof Deno.errors.NotFound) || parent === dir) throw fail("write", path, err);
-    await ensureDir(parent, path);
-    return await ensureDir(dir, path);
+    await ensureDir(parent, path, mode);
+    return await ensureDir(dir, path, mode);
   }
   await syncDir(dirname(dir), path);
 }

@@ -9,6 +9,7 @@ import type { CompressionOptions } from "./compress.ts";
 import type { EncryptionMode, ObjectTypeTag } from "./crypto.ts";
 import { IntegrityError, VgerError } from "./errors.ts";
 import { ownsBuffer } from "./bytes.ts";
+import { atExit } from "./exit_hooks.ts";
 import type { BatchPart, BlockJob, CodecReply, CodecRequest, VerifyPart } from "./codec_worker.ts";
 
 export type { BlockJob, VerifyPart };
@@ -40,13 +41,23 @@ function errorOf(failure: { code: string; message: string }): Error {
     : new VgerError(failure.code, failure.message);
 }
 
-/** Owns the workers; call close() when done or the process will not exit. */
+/** How long close() waits for a worker to finish its request before terminating it. */
+const JOIN_TIMEOUT_MS = 5000;
+
+/**
+ * Owns the workers; call close() when done or the process will not exit. The process must not
+ * exit while a worker is inside a native call (OpenSSL cleaned up at exit under a worker crashes
+ * it): close() joins the workers, and until they are joined an exit hook (lib/exit_hooks.ts)
+ * makes cli.ts wait for them.
+ */
 export class CodecPool {
   #workers: Worker[];
   #load: number[];
   #pending = new Map<number, Pending>();
   #seq = 0;
   #ready: Promise<unknown>;
+  #closed: Promise<void> | null = null;
+  #forgetExitHook: () => void;
 
   /** Starts `size` workers holding the repository key. */
   constructor(material: Uint8Array, mode: EncryptionMode, size = navigator.hardwareConcurrency) {
@@ -69,6 +80,7 @@ export class CodecPool {
     // a pool closed before its workers started (a backup with nothing new) rejects this with
     // nobody waiting; users of the pool still see the failure through their own awaits
     this.#ready.catch(() => {});
+    this.#forgetExitHook = atExit(() => this.close());
   }
 
   /** Number of workers. */
@@ -228,11 +240,31 @@ export class CodecPool {
     );
   }
 
-  /** Stops the workers; pending requests are rejected. */
-  close(): void {
-    this.#workers.forEach((w, i) => {
-      w.terminate();
+  /**
+   * Stops the workers: pending requests are rejected at once; the promise resolves when every
+   * worker has finished the request it was doing (at most 5 s) and is terminated. Callers need
+   * not await it (the exit hook does); calling it again returns the same promise.
+   */
+  close(): Promise<void> {
+    if (this.#closed) return this.#closed;
+    const joins = this.#workers.map((w, i) => {
       this.#failWorker(i, new VgerError("internal", "Codec pool closed"));
+      return new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, JOIN_TIMEOUT_MS);
+        w.onmessage = (e: MessageEvent<CodecReply>) => {
+          if (e.data.seq !== -1) return; // a reply to a request already rejected
+          clearTimeout(timer);
+          resolve();
+        };
+        w.onerror = (e) => {
+          e.preventDefault();
+          clearTimeout(timer);
+          resolve();
+        };
+        w.postMessage({ op: "stop", seq: -1 } satisfies CodecRequest);
+      }).then(() => w.terminate());
     });
+    this.#closed = Promise.all(joins).then(() => this.#forgetExitHook());
+    return this.#closed;
   }
 }

@@ -14,6 +14,8 @@ import { ownsBuffer, release, releaseBacking } from "./bytes.ts";
 /** A request to a codec worker. */
 export type CodecRequest =
   | { op: "init"; seq: number; material: Uint8Array; mode: EncryptionMode }
+  /** Reply once every request before it is done; the pool sends nothing after it. */
+  | { op: "stop"; seq: number }
   | {
     op: "encode";
     seq: number;
@@ -127,7 +129,7 @@ const MAX_CHUNK = 256 << 20;
 
 let key: RepoKey | undefined;
 
-async function handle(req: CodecRequest): Promise<CodecReply> {
+async function handle(req: Exclude<CodecRequest, { op: "stop" }>): Promise<CodecReply> {
   if (req.op === "init") {
     await loadCodecs();
     key = await RepoKey.fromMaterial(req.material, req.mode);
@@ -252,12 +254,27 @@ const scope = self as unknown as {
   postMessage(message: unknown, transfer: Transferable[]): void;
 };
 
+/** Requests being handled (they await between native calls, so several may be under way). */
+const active = new Set<Promise<unknown>>();
+
 scope.onmessage = async (e: MessageEvent<CodecRequest>) => {
+  const req = e.data;
+  if (req.op === "stop") {
+    // no native call is under way once every earlier request is done: the pool may then
+    // terminate this worker and the process exit without OpenSSL being cleaned up under it
+    await Promise.allSettled([...active]);
+    scope.postMessage({ seq: req.seq, ok: true }, []);
+    return;
+  }
   let reply: CodecReply;
+  const work = handle(req);
+  active.add(work);
   try {
-    reply = await handle(e.data);
+    reply = await work;
   } catch (err) {
-    reply = { seq: e.data.seq, ...failureOf(err) };
+    reply = { seq: req.seq, ...failureOf(err) };
+  } finally {
+    active.delete(work);
   }
   const transfer: ArrayBuffer[] = [];
   if (reply.ok && reply.data) transfer.push(reply.data.buffer as ArrayBuffer);

@@ -23,6 +23,7 @@ import { ObjectType, type ObjectTypeTag, type RepoKey } from "./crypto.ts";
 import { IntegrityError } from "./errors.ts";
 import { ID_LENGTH, toHex } from "./ids.ts";
 import { release } from "./bytes.ts";
+import { stagingDir } from "./staging.ts";
 import type { StreamBody } from "../backends/backend.ts";
 
 /** The pack magic. */
@@ -161,7 +162,8 @@ export class PackWriter {
   }
 
   #stage(): void {
-    const path = Deno.makeTempFileSync({ prefix: "vger-pack-" });
+    // a directory of this process's own, which a later run removes if this one dies
+    const path = Deno.makeTempFileSync({ dir: stagingDir(), prefix: "vger-pack-" });
     const file = Deno.openSync(path, { write: true, truncate: true });
     this.#staged = { path, file };
     for (const p of this.#parts) {

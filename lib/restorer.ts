@@ -10,6 +10,15 @@
  * opened and decompressed in the codec workers, and kept ahead of the writer within a byte
  * budget. All-zero chunks are not written: the file gets a hole instead.
  *
+ * Each file is written under a temporary name in its directory (`.vger-tmp-` and 16 hex digits),
+ * gets its metadata and is then renamed into place: a file under its real name is always
+ * complete, so an interrupted extract never leaves a truncated file that a re-run (which keeps
+ * existing files) would take for restored. A signal removes the temp file in flight
+ * (lib/exit_hooks.ts); those a killed extract left are removed by the next extract from the
+ * directories it writes into. A file's content is its item's declared size: chunks that hold
+ * more or fewer bytes are an integrity error naming the file, and nothing past the size is
+ * written.
+ *
  * @module
  */
 
@@ -20,6 +29,7 @@ import type { ChunkIndex, ChunkLocation } from "./chunk_index.ts";
 import { CodecPool } from "./codec_pool.ts";
 import { ObjectType } from "./crypto.ts";
 import { errorMessage, IntegrityError, UsageError, VgerError } from "./errors.ts";
+import { atExit } from "./exit_hooks.ts";
 import { describeFsError } from "./archiver.ts";
 import { nativeFs } from "./fs_native.ts";
 import { packKey, toHex } from "./ids.ts";
@@ -79,6 +89,11 @@ export function isSafeRelativePath(p: string): boolean {
   if (p.length === 0 || p.startsWith("/") || p.includes("\0")) return false;
   return p.split("/").every((s) => s !== "" && s !== "." && s !== "..");
 }
+
+/** Names of files being written start with this; see the module doc. */
+const TEMP_PREFIX = ".vger-tmp-";
+/** The exact names extract gives its temp files: those a killed extract left are removed. */
+const TEMP_NAME = /^\.vger-tmp-[0-9a-f]{16}$/;
 
 const MAX_BATCH = 8 << 20;
 /** Items queued ahead of the writer at most. */
@@ -243,6 +258,20 @@ class ExtractRun {
     this.#owners = options.restoreOwners ?? Deno.uid() === 0;
     this.#budget = options.budgetBytes ?? 32 << 20;
     this.#checkedDirs.add(dest);
+    this.#removeLeftovers(dest);
+  }
+
+  /** Removes the temp files a killed extract left in `dir`, an existing directory. */
+  #removeLeftovers(dir: string): void {
+    try {
+      for (const e of Deno.readDirSync(dir)) {
+        if (e.isFile && TEMP_NAME.test(e.name)) Deno.removeSync(`${dir}/${e.name}`);
+      }
+    } catch (err) {
+      this.#warn(
+        `Cannot remove the temp files of an earlier extract in "${dir}": ${describeFsError(err)}`,
+      );
+    }
   }
 
   #warn(message: string): void {
@@ -433,16 +462,22 @@ class ExtractRun {
   async #writeFile(q: QueuedItem): Promise<void> {
     const { item, path } = q;
     let file: Deno.FsFile | null = null;
+    let temp: string | null = null;
+    let forget = () => {};
     let i = 0;
     try {
       if (!this.#prepareParent(path) || !this.#makeRoom(path, item)) {
         for (let c; (c = await this.#chunkAt(q, i)) !== null; i++) this.#release(c);
         return;
       }
-      file = Deno.openSync(path, { write: true, createNew: true, mode: 0o600 });
+      const name = temp = `${path.slice(0, path.lastIndexOf("/"))}/${TEMP_PREFIX}${randomHex(8)}`;
+      file = Deno.openSync(name, { write: true, createNew: true, mode: 0o600 });
+      // a signal that ends the process meanwhile removes the temp file
+      forget = atExit(() => Deno.removeSync(name));
       let pos = 0;
       let sparse = false;
       for (let c; (c = await this.#chunkAt(q, i)) !== null; i++) {
+        if (pos + c.raw > item.size) throw this.#sizeMismatch(item, "more");
         this.#flushBatch();
         const data = await c.data;
         this.#release(c);
@@ -455,6 +490,7 @@ class ExtractRun {
           this.#progress(path);
           continue;
         }
+        if (pos + data.length > item.size) throw this.#sizeMismatch(item, "more");
         for (let o = 0; o < data.length;) o += file.writeSync(data.subarray(o));
         pos += data.length;
         this.bytes += data.length;
@@ -462,28 +498,39 @@ class ExtractRun {
         releaseOwned(data);
         this.#progress(path);
       }
-      if (sparse || pos !== item.size) file.truncateSync(pos);
+      if (pos !== item.size) throw this.#sizeMismatch(item, "fewer");
+      if (sparse) file.truncateSync(pos);
       file.close();
       file = null;
-      this.#applyMeta(path, item);
+      this.#applyMeta(name, item, path);
+      Deno.renameSync(name, path);
+      temp = null;
       this.files++;
     } catch (err) {
       // release what this file still holds so the producer does not wait forever
       for (let c; (c = await this.#chunkAt(q, i)) !== null; i++) this.#release(c);
-      if (file) {
-        // do not leave a truncated file under the real name: it would look restored
-        file.close();
+      if (temp !== null) {
+        // a partial file never takes the real name: remove it
+        file?.close();
         file = null;
         try {
-          Deno.removeSync(path);
+          Deno.removeSync(temp);
         } catch { /* already gone */ }
       }
       if (err instanceof IntegrityError) this.#warn(`Cannot restore "${path}": ${err.message}`);
       else if (err instanceof VgerError) throw err;
       else this.#warn(`Cannot restore "${path}": ${describeFsError(err)}`);
     } finally {
+      forget();
       file?.close();
     }
+  }
+
+  /** The error for a file whose chunks hold more or fewer bytes than its item declares. */
+  #sizeMismatch(item: Item, what: "more" | "fewer"): IntegrityError {
+    return new IntegrityError(
+      `its chunks hold ${what} bytes than its declared size of ${item.size} bytes`,
+    );
   }
 
   #prepareParent(path: string): boolean {
@@ -507,7 +554,7 @@ class ExtractRun {
           `Refused "${path}": "${cur}" is not a directory (a symlink or file is in the way)`,
         );
         return false;
-      }
+      } else this.#removeLeftovers(cur);
       this.#checkedDirs.add(cur);
     }
     return true;
@@ -547,6 +594,7 @@ class ExtractRun {
           Deno.mkdirSync(path, { mode: 0o700 });
         } catch (err) {
           if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
+          this.#removeLeftovers(path);
         }
         this.#checkedDirs.add(path);
         this.#dirs.push({ path, item });
@@ -575,8 +623,11 @@ class ExtractRun {
     });
   }
 
-  /** Owner, mode, xattrs, then times (last, since the others change ctime/mtime). */
-  #applyMeta(path: string, item: Item): void {
+  /**
+   * Owner, mode, xattrs, then times (last, since the others change ctime/mtime) of `path`;
+   * warnings name `shown` (the real name of a file still under its temp name).
+   */
+  #applyMeta(path: string, item: Item, shown: string = path): void {
     const n = this.#native;
     const link = item.type === "symlink";
     try {
@@ -586,7 +637,7 @@ class ExtractRun {
       }
       if (!link) Deno.chmodSync(path, item.mode);
     } catch (err) {
-      this.#warn(`Cannot set owner or mode of "${path}": ${describeFsError(err)}`);
+      this.#warn(`Cannot set owner or mode of "${shown}": ${describeFsError(err)}`);
     }
     if (item.xattrs && n) {
       for (const [name, value] of Object.entries(item.xattrs)) {
@@ -594,11 +645,11 @@ class ExtractRun {
         try {
           n.setXattr(path, name, value);
         } catch (err) {
-          this.#warn(`Cannot set extended attribute "${name}" of "${path}": ${errorMessage(err)}`);
+          this.#warn(`Cannot set extended attribute "${name}" of "${shown}": ${errorMessage(err)}`);
         }
       }
     } else if (item.xattrs && Object.keys(item.xattrs).length > 0) {
-      this.#warn(`Extended attributes of "${path}" not restored: run with --allow-ffi`);
+      this.#warn(`Extended attributes of "${shown}" not restored: run with --allow-ffi`);
     }
     try {
       if (n) n.setTimes(path, item.mtimeNs, item.mtimeNs);
@@ -607,9 +658,14 @@ class ExtractRun {
         Deno.utimeSync(path, t, t);
       }
     } catch (err) {
-      this.#warn(`Cannot set the times of "${path}": ${describeFsError(err)}`);
+      this.#warn(`Cannot set the times of "${shown}": ${describeFsError(err)}`);
     }
   }
+}
+
+function randomHex(bytes: number): string {
+  const buf = crypto.getRandomValues(new Uint8Array(bytes));
+  return Array.from(buf, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /** Whether every byte is zero. */

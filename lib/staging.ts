@@ -1,0 +1,131 @@
+/**
+ * Where large packs are staged while they are filled: one directory per process,
+ * `<temp dir>/vger-staging-<uid>/<host>-<pid>-<start time>`, made 0700 on first use and removed
+ * when the process exits (also on a signal, through lib/exit_hooks.ts). A process killed with
+ * SIGKILL cannot remove its own: {@linkcode removeDeadStaging}, which every run calls at start-up,
+ * removes the directories of this host's processes that are no longer alive. The start time in
+ * the name tells a dead process from a new one that got its pid.
+ *
+ * @module
+ */
+
+import { tmpdir } from "node:os";
+import process from "node:process";
+import { join } from "node:path";
+import { BackendError, errorMessage } from "./errors.ts";
+import { atExit } from "./exit_hooks.ts";
+
+/** This process's directory once made (a process exits once: one per process). */
+let own: string | null = null;
+
+/** The directory that holds the staging directories of this user's processes. */
+export function stagingRoot(): string {
+  return join(tmpdir(), `vger-staging-${Deno.uid() ?? "user"}`);
+}
+
+/** This process's staging directory, made on first use; removed when the process exits. */
+export function stagingDir(): string {
+  if (own !== null) return own;
+  const root = stagingRoot();
+  ensureOwnDir(root);
+  const dir = join(root, processName(Deno.pid));
+  try {
+    Deno.mkdirSync(dir, { mode: 0o700 });
+  } catch (err) {
+    if (!(err instanceof Deno.errors.AlreadyExists)) throw failure(dir, err);
+  }
+  own = dir;
+  atExit(() => {
+    own = null;
+    Deno.removeSync(dir, { recursive: true });
+  });
+  return dir;
+}
+
+/**
+ * Removes the staging directories that processes on this host left when they died (SIGKILL, a
+ * crash, a power cut); returns how many. Best effort: a directory it cannot read is let be.
+ */
+export function removeDeadStaging(root?: string): number {
+  let host: string;
+  let entries: Deno.DirEntry[];
+  try {
+    root ??= stagingRoot();
+    host = hostname();
+    entries = [...Deno.readDirSync(root)];
+  } catch {
+    return 0; // none yet, not ours to read, or a permission this run was not given
+  }
+  let removed = 0;
+  for (const e of entries) {
+    const m = /^(.*)-(\d+)-(\d+)$/.exec(e.name);
+    if (!e.isDirectory || m === null || m[1] !== host) continue;
+    const pid = Number(m[2]);
+    if (pid === Deno.pid || processName(pid) === e.name) continue; // alive: its own
+    try {
+      Deno.removeSync(join(root, e.name), { recursive: true });
+      removed++;
+    } catch {
+      // another run removed it meanwhile, or it is not ours: let it be
+    }
+  }
+  return removed;
+}
+
+/**
+ * `<host>-<pid>-<start time>` of a living process; for a dead one, a name no directory has.
+ * The start time is the kernel's (Linux); elsewhere it is 0 and the pid alone tells.
+ */
+function processName(pid: number): string {
+  let start = "0";
+  if (Deno.build.os === "linux") {
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+      // the fields after the command name (which may hold spaces and parentheses)
+      start = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+    } catch {
+      return "";
+    }
+  } else if (!alive(pid)) return "";
+  return `${hostname()}-${pid}-${start}`;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as { code?: string }).code === "EPERM";
+  }
+}
+
+function hostname(): string {
+  try {
+    return Deno.hostname().replaceAll("/", "_");
+  } catch {
+    return "localhost";
+  }
+}
+
+/** Makes `root` 0700, or checks that it is a directory of this user (not a symlink). */
+function ensureOwnDir(root: string): void {
+  try {
+    Deno.mkdirSync(root, { mode: 0o700 });
+    return;
+  } catch (err) {
+    if (!(err instanceof Deno.errors.AlreadyExists)) throw failure(root, err);
+  }
+  const info = Deno.lstatSync(root);
+  const uid = Deno.uid();
+  if (!info.isDirectory || (uid !== null && info.uid !== uid)) {
+    throw new BackendError(
+      `Cannot stage packs in "${root}": it is not a directory of this user`,
+    );
+  }
+}
+
+function failure(path: string, err: unknown): BackendError {
+  return new BackendError(`Cannot stage packs in "${path}": ${errorMessage(err)}`, {
+    cause: err,
+  });
+}
