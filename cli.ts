@@ -521,6 +521,20 @@ async function runCompact(run: Run): Promise<number> {
   return r.corrupt.length > 0 ? 3 : 0;
 }
 
+/** The meter's view of packs being read and verified (check --verify-data, repair). */
+function packVerifyProgress(
+  p: { packs: number; totalPacks: number; packBytes: number; totalPackBytes: number },
+): Parameters<ProgressMeter["update"]>[0] {
+  return {
+    phase: "verify",
+    files: p.packs,
+    totalFiles: p.totalPacks,
+    unit: "packs",
+    bytes: p.packBytes,
+    totalBytes: p.totalPackBytes,
+  };
+}
+
 async function runCheck(run: Run): Promise<number> {
   const { flags, repo, io, meter } = run;
   const verifyData = bool(flags, "verify-data");
@@ -532,14 +546,7 @@ async function runCheck(run: Run): Promise<number> {
     onProgress: meter && ((p) =>
       meter.update(
         p.phase === "data"
-          ? {
-            phase: "verify",
-            files: p.packs,
-            totalFiles: p.totalPacks,
-            unit: "packs",
-            bytes: p.packBytes,
-            totalBytes: p.totalPackBytes,
-          }
+          ? packVerifyProgress(p)
           : { phase: "headers", files: p.packs, totalFiles: p.totalPacks, unit: "packs" },
       )),
   });
@@ -563,15 +570,7 @@ async function runRepair(run: Run): Promise<number> {
     passphrase: run.passphrase,
     dryRun,
     verifyData: bool(flags, "verify-data"),
-    onProgress: meter && ((p) =>
-      meter.update({
-        phase: "verify",
-        files: p.packs,
-        totalFiles: p.totalPacks,
-        unit: "packs",
-        bytes: p.packBytes,
-        totalBytes: p.totalPackBytes,
-      })),
+    onProgress: meter && ((p) => meter.update(packVerifyProgress(p))),
     confirm: async (names) => {
       meter?.finish(); // verifying is over: the question needs the line
       if (bool(flags, "yes")) return true;
