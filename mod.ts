@@ -17,6 +17,7 @@
 export * from "./lib/errors.ts";
 export type {
   Backend,
+  GetOptions,
   ObjectInfo,
   PutBody,
   ReadonlyBackend,
@@ -32,9 +33,11 @@ export type {
   CheckProgress,
   CheckResult,
   CheckStats,
+  DamagedFile,
   Problem,
   ProblemKind,
   RepairResult,
+  SalvagedPack,
   Severity,
   UnreadablePack,
 } from "./lib/checker.ts";
