@@ -523,6 +523,18 @@ export async function repairRepository(
 
   const indexChanged = current === null ||
     !bytesEqual(current.encode(), built.index.encode());
+  // The damaged packs go before the index that drops them is written: their sound blobs are
+  // durable in new packs by now. A crash in between leaves an index naming a missing pack (check
+  // finds it, the next backup stores its chunks again), never an unreferenced damaged pack that
+  // the next backup would adopt from its header, corrupt blobs and all.
+  if (!options.dryRun) {
+    for (const s of salvage.packs) {
+      options.checkLock?.();
+      await backend.delete(s.key);
+      listing.packs.delete(s.key.slice(s.key.lastIndexOf("/") + 1));
+      s.removed = true;
+    }
+  }
   let indexWritten = false;
   if (indexChanged && !options.dryRun) {
     options.checkLock?.();
@@ -547,14 +559,6 @@ export async function repairRepository(
       );
     });
     indexWritten = true;
-  }
-  // The index that no longer references the damaged packs is durable: now they may go.
-  if (!options.dryRun && (indexWritten || !indexChanged)) {
-    for (const s of salvage.packs) {
-      options.checkLock?.();
-      await backend.delete(s.key);
-      s.removed = true;
-    }
   }
   const index = built.index;
   const salvaged = new Set(salvage.packs.map((p) => p.key));

@@ -353,6 +353,34 @@ Deno.test("repair with verifyData salvages the sound blobs of a pack with a flip
   deepStrictEqual(only(after, "missing-chunk").affects.paths, ["src/a1"]);
 });
 
+Deno.test("a repair that fails before its index is written leaves no damaged pack for a backup to adopt", async () => {
+  const f = await fixture();
+  const key = await packOf(f, "c1");
+  const loc = (await f.repo.readIndex()).get(f.ids.c2)!;
+  await edit(f, key, (b) => {
+    b[loc.offset + 100] ^= 0x80;
+    return b;
+  });
+  // the index write fails (a crash at that moment): the salvaged packs are stored by then
+  const put = f.backend.put.bind(f.backend);
+  f.backend.put = (k, body) =>
+    k === "index" ? Promise.reject(new BackendError("index write failed")) : put(k, body);
+  await rejects(
+    repairRepository(f.repo, { verifyData: true, confirm: () => Promise.resolve(false) }),
+    /index write failed/,
+  );
+  f.backend.put = put;
+  // the damaged pack is gone, so no backup can take in its corrupt chunk from the header again
+  equal(await f.backend.size(key), null);
+  const again = await repairRepository(f.repo, { confirm: () => Promise.resolve(false) });
+  deepStrictEqual(again.damagedFiles, [{ archive: "a", path: "src/a1", missingChunks: 1 }]);
+  const index = await f.repo.readIndex();
+  equal(index.has(f.ids.c2), false);
+  for (const n of ["c1", "c3"]) {
+    ok(bytesEqual(await f.repo.readBlob(index, f.ids[n], ObjectType.data), f.data[n]), n);
+  }
+});
+
 Deno.test("repair scans a pack whose header and index are both lost, and keeps every blob that authenticates", async () => {
   const f = await fixture();
   const key = await packOf(f, "c1");
