@@ -17,6 +17,7 @@
 export * from "./lib/errors.ts";
 export type {
   Backend,
+  BackendCapabilities,
   GetOptions,
   ObjectInfo,
   PutBody,

@@ -70,10 +70,21 @@ export interface ObjectInfo {
   size: number;
 }
 
+/** What a backend declares about itself. */
+export interface BackendCapabilities {
+  /**
+   * How many requests are worth running at once: 1-2 for a local disk, 16 or more for object
+   * storage. Engines take their concurrency from it, never from a constant of their own.
+   */
+  readonly connections: number;
+}
+
 /** The read side of a backend: all that list, extract and check need. */
 export interface ReadonlyBackend {
   /** Where the storage is, for messages (a path or URL, never a secret). */
   readonly location: string;
+  /** What this backend can do; decorators pass on exactly what the wrapped backend declares. */
+  readonly capabilities: BackendCapabilities;
   /**
    * The whole object, or null when it does not exist. With `maxBytes`, an object larger than
    * that throws the IntegrityError of {@linkcode objectTooLarge} without being read.

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { Backend, GetOptions, ObjectInfo, PutBody } from "./backend.ts";
+import type { Backend, BackendCapabilities, GetOptions, ObjectInfo, PutBody } from "./backend.ts";
 
 /** Forwards every call to the inner backend. */
 export class BackendDecorator implements Backend {
@@ -21,6 +21,11 @@ export class BackendDecorator implements Backend {
   /** Where the inner backend is. */
   get location(): string {
     return this.inner.location;
+  }
+
+  /** What the inner backend can do. */
+  get capabilities(): BackendCapabilities {
+    return this.inner.capabilities;
   }
 
   /** As the inner backend. */

@@ -30,6 +30,7 @@ import { dirname, join, resolve } from "node:path";
 import { BackendError, errorMessage, IntegrityError, NotFoundError } from "../lib/errors.ts";
 import {
   type Backend,
+  type BackendCapabilities,
   bodyPieces,
   checkMaxBytes,
   type GetOptions,
@@ -61,6 +62,8 @@ interface CachedHandle {
 export class LocalBackend implements Backend {
   /** The absolute path of the root directory. */
   readonly location: string;
+  /** A local disk serves a request or two at a time well; more only adds seeks. */
+  readonly capabilities: BackendCapabilities = { connections: 2 };
   /** Least recently used first (Map keeps insertion order). */
   #handles = new Map<string, CachedHandle>();
   /** Modes of new files and directories, from the root's group bits (see {@linkcode modesOf}). */

@@ -17,6 +17,7 @@
 import { BackendError, IntegrityError, NotFoundError } from "../lib/errors.ts";
 import {
   type Backend,
+  type BackendCapabilities,
   bodyPieces,
   bodySize,
   checkMaxBytes,
@@ -31,6 +32,8 @@ import {
 export class MemoryBackend implements Backend {
   /** Where the storage is, for messages. */
   readonly location: string;
+  /** Requests complete at once; a few in flight exercise the callers' concurrency. */
+  readonly capabilities: BackendCapabilities = { connections: 4 };
   #objects = new Map<string, Uint8Array>();
 
   /** Creates an empty backend; `location` only labels it in messages. */
