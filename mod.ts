@@ -24,7 +24,7 @@ export type {
   ReadonlyBackend,
   StreamBody,
 } from "./backends/backend.ts";
-export type { CliIo } from "./cli.ts";
+export type { CliIo, MainOptions } from "./cli.ts";
 export type { ArchiveMeta, Item, ItemType } from "./lib/archive.ts";
 export type { BackupProgress } from "./lib/archiver.ts";
 export type {
