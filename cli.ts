@@ -8,8 +8,7 @@
  */
 
 import denoJson from "./deno.json" with { type: "json" };
-import { LocalBackend } from "./backends/local.ts";
-import { KillSwitchBackend } from "./backends/kill_switch.ts";
+import { openBackend } from "./backends/mod.ts";
 import type { Backend } from "./backends/backend.ts";
 import {
   backupCommand,
@@ -97,8 +96,21 @@ function writeAll(f: { writeSync(b: Uint8Array): number }, text: string): void {
   for (let o = 0; o < b.length;) o += f.writeSync(b.subarray(o));
 }
 
+/** Options of {@linkcode main} and {@linkcode runCli}. */
+export interface MainOptions {
+  /**
+   * Wraps each backend the CLI opens, before any command uses it: tests inject faults or count
+   * requests this way (tests/kill_switch.ts). Default: the backend as opened.
+   */
+  wrapBackend?: (backend: Backend) => Backend;
+}
+
 /** Runs the CLI; returns the exit code. */
-export async function main(argv: string[], io: CliIo = defaultIo): Promise<number> {
+export async function main(
+  argv: string[],
+  io: CliIo = defaultIo,
+  options: MainOptions = {},
+): Promise<number> {
   let line: CommandLine;
   try {
     line = parseCommandLine(argv);
@@ -123,7 +135,7 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
     for (const repo of repos) {
       let code: number;
       try {
-        code = await runCommand(command.name, args, flags, config, repo, io);
+        code = await runCommand(command.name, args, flags, config, repo, io, options);
       } catch (err) {
         // the reader of our output went away (`vger list | head`): not an error of ours
         if (err instanceof Deno.errors.BrokenPipe) return 0;
@@ -192,19 +204,6 @@ async function configCommand(flags: Flags, io: CliIo): Promise<number> {
   return 0;
 }
 
-function openBackend(repo: RepositoryConfig): Backend {
-  if (repo.backend !== "local") {
-    throw new UsageError(
-      `The ${repo.backend} backend is not available yet (repository "${repo.path}")`,
-    );
-  }
-  // a signal that ends the process removes the temp files of writes in flight
-  const backend = new LocalBackend(repo.path, { atExit });
-  // crash-safety tests stop vger after the N-th write (tests/crash_test.ts)
-  const killAfter = Deno.env.get("VGER_TEST_KILL_AFTER_WRITES");
-  return killAfter ? new KillSwitchBackend(backend, Number(killAfter)) : backend;
-}
-
 async function promptLine(prompt: string): Promise<string> {
   writeAll(Deno.stderr, prompt);
   const buf = new Uint8Array(256);
@@ -238,6 +237,8 @@ interface Run {
   warn(message: string): void;
   /** The repository's passphrase, resolved when the repository turns out to need one. */
   passphrase(): Promise<string | undefined>;
+  /** Opens the repository's backend (wrapped by the caller's `wrapBackend`, if any). */
+  backend(): Backend;
   /** --lock-wait, and each lock taken is released (at the latest) before the process exits. */
   locking: Required<LockingOptions>;
   /** The configured mode, this client's memory of repositories and --trust-repository. */
@@ -264,6 +265,7 @@ async function runCommand(
   config: VgerConfig | null,
   repo: RepositoryConfig,
   io: CliIo,
+  options: MainOptions,
 ): Promise<number> {
   const show = progressEnabled({
     quiet: bool(flags, "quiet"),
@@ -285,6 +287,11 @@ async function runCommand(
         if (!bool(flags, "quiet")) io.err(`vger: warning: ${escapeControl(m)}\n`);
       },
       passphrase: () => passphraseFor(repo, config, false),
+      backend: () => {
+        // a signal that ends the process removes the temp files of writes in flight
+        const backend = openBackend(repo, { atExit });
+        return options.wrapBackend ? options.wrapBackend(backend) : backend;
+      },
       locking: {
         lockWaitMs: lockWaitSeconds(flags) * 1000,
         onLock: (lock: RepoLock) => void atExit(() => lock.release()),
@@ -346,7 +353,7 @@ async function runInit(run: Run): Promise<number> {
   if (mode !== "none" && pass === undefined) {
     throw new UsageError("A passphrase is needed: set VGER_PASSPHRASE or encryption.passphrase");
   }
-  const cfg = await initCommand(openBackend(repo), {
+  const cfg = await initCommand(run.backend(), {
     ...run.trusting,
     encryption: mode,
     passphrase: pass,
@@ -385,7 +392,7 @@ async function runBackup(run: Run): Promise<number> {
     scanSources(sources, { isExcluded, excludeDirs: [repo.path], signal: scan.signal })
       .then((t) => meter.setTotals(t), () => {});
   }
-  const result = await backupCommand(openBackend(repo), {
+  const result = await backupCommand(run.backend(), {
     ...run.locking,
     ...run.trusting,
     onIndexRebuilt: warn,
@@ -408,7 +415,7 @@ async function runBackup(run: Run): Promise<number> {
 
 async function runList(run: Run): Promise<number> {
   const { args, flags, repo, io } = run;
-  const backend = openBackend(repo);
+  const backend = run.backend();
   const archive = oneArchive(flags, "list");
   if (!archive) {
     const archives = await listArchivesCommand(backend, {
@@ -444,7 +451,7 @@ async function runExtract(run: Run): Promise<number> {
   if (!archive) throw new UsageError("extract needs --archive NAME");
   const dest = str(flags, "dest");
   if (!dest) throw new UsageError("extract needs --dest DIR");
-  const result = await extractCommand(openBackend(repo), {
+  const result = await extractCommand(run.backend(), {
     ...run.locking,
     ...run.trusting,
     onIndexRebuilt: run.warn,
@@ -472,7 +479,7 @@ async function runPrune(run: Run): Promise<number> {
     run.warn(`the retention policy of ${repo.path} is empty: nothing is pruned`);
   }
   const dryRun = !!bool(flags, "dry-run");
-  const result = await pruneCommand(openBackend(repo), {
+  const result = await pruneCommand(run.backend(), {
     ...run.locking,
     ...run.trusting,
     passphrase: run.passphrase,
@@ -495,7 +502,7 @@ async function runCompact(run: Run): Promise<number> {
   const { flags, repo, meter } = run;
   const threshold = thresholdFlag(flags);
   const dryRun = !!bool(flags, "dry-run");
-  const r = await compactCommand(openBackend(repo), {
+  const r = await compactCommand(run.backend(), {
     ...run.locking,
     ...run.trusting,
     passphrase: run.passphrase,
@@ -538,7 +545,7 @@ function packVerifyProgress(
 async function runCheck(run: Run): Promise<number> {
   const { flags, repo, io, meter } = run;
   const verifyData = bool(flags, "verify-data");
-  const r = await checkCommand(openBackend(repo), {
+  const r = await checkCommand(run.backend(), {
     ...run.locking,
     ...run.trusting,
     passphrase: run.passphrase,
@@ -564,7 +571,7 @@ async function runCheck(run: Run): Promise<number> {
 async function runRepair(run: Run): Promise<number> {
   const { flags, repo, meter } = run;
   const dryRun = !!bool(flags, "dry-run");
-  const r = await repairCommand(openBackend(repo), {
+  const r = await repairCommand(run.backend(), {
     ...run.locking,
     ...run.trusting,
     passphrase: run.passphrase,
@@ -595,7 +602,7 @@ async function runRepair(run: Run): Promise<number> {
 async function runBreakLock(run: Run): Promise<number> {
   const { flags, repo } = run;
   const all = bool(flags, "all");
-  const removed = await breakLockCommand(openBackend(repo), { all });
+  const removed = await breakLockCommand(run.backend(), { all });
   emit(
     run,
     () => report.breakLockJson(repo.path, removed),
@@ -609,7 +616,7 @@ async function runDelete(run: Run): Promise<number> {
   const names = list(flags, "archive");
   if (names.length === 0) throw new UsageError("delete needs --archive NAME (one or more)");
   const dryRun = bool(flags, "dry-run");
-  const deleted = await deleteCommand(openBackend(repo), {
+  const deleted = await deleteCommand(run.backend(), {
     ...run.locking,
     ...run.trusting,
     passphrase: run.passphrase,
@@ -639,7 +646,7 @@ async function needPassphrase(repo: RepositoryConfig, config: VgerConfig | null)
 async function runKey(run: Run): Promise<number> {
   const { flags, config, repo } = run;
   const [sub, ...rest] = run.args;
-  const backend = openBackend(repo);
+  const backend = run.backend();
   const say = (json: () => unknown, text: () => string) => emit(run, json, text, "err");
   switch (sub) {
     case "change-passphrase": {
@@ -747,7 +754,7 @@ const SIGNAL_EXIT_CODES = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 } as const;
  * removed, locks released, codec workers joined (the process must not exit under a worker
  * inside OpenSSL).
  */
-export async function runCli(): Promise<never> {
+export async function runCli(options: MainOptions = {}): Promise<never> {
   tuneAllocator();
   let interrupted: Promise<never> | null = null;
   // once a signal came, the work it stopped fails in its own ways: no message of that, and the
@@ -771,7 +778,7 @@ export async function runCli(): Promise<never> {
   }
   // staged packs of vger processes on this host that were killed (SIGKILL, a crash)
   removeDeadStaging();
-  const code = await main(Deno.args, io);
+  const code = await main(Deno.args, io, options);
   if (interrupted !== null) await interrupted;
   await runExitHooks();
   Deno.exit(code);

@@ -24,7 +24,7 @@ export type {
   ReadonlyBackend,
   StreamBody,
 } from "./backends/backend.ts";
-export type { CliIo } from "./cli.ts";
+export type { CliIo, MainOptions } from "./cli.ts";
 export type { ArchiveMeta, Item, ItemType } from "./lib/archive.ts";
 export type { BackupProgress } from "./lib/archiver.ts";
 export type {
@@ -83,6 +83,7 @@ export type { RetentionDecision, RetentionPolicy } from "./lib/retention.ts";
 export type { PassphraseSettings, PassphraseSources, SecretIo } from "./lib/secrets.ts";
 export { LocalBackend } from "./backends/local.ts";
 export { MemoryBackend } from "./backends/memory.ts";
+export { type BackendConfig, openBackend, type OpenBackendOptions } from "./backends/mod.ts";
 export { initRepository, Repository } from "./lib/repository.ts";
 export {
   backupCommand,

@@ -70,7 +70,11 @@ export interface ObjectInfo {
   size: number;
 }
 
-/** What a backend declares about itself. */
+/**
+ * What a backend declares about itself. Optional operations (such as
+ * {@linkcode Backend.removeLeftovers}) are optional methods: a backend without one does not
+ * define it, and a decorator defines it exactly when the backend it wraps does.
+ */
 export interface BackendCapabilities {
   /**
    * How many requests are worth running at once: 1-2 for a local disk, 16 or more for object
@@ -119,7 +123,8 @@ export interface Backend extends ReadonlyBackend {
   delete(key: string): Promise<void>;
   /**
    * Optional: removes what interrupted writes left behind (temporary files), returning how
-   * many. Only call it while no other process writes data (an exclusive lock).
+   * many. Only call it while no other process writes data (an exclusive lock). Absent on a
+   * backend whose writes leave nothing behind.
    */
   removeLeftovers?(): Promise<number>;
 }

@@ -1,20 +1,31 @@
 /**
- * The base of backend decorators (cross-cutting concerns wrapped around any backend, as restic
- * and kopia do: fault injection in tests now; retry, limits, verify-after-write later): every
- * method forwards to the inner backend, a subclass overrides what it changes.
+ * The bases of backend decorators (cross-cutting concerns wrapped around any backend, as restic
+ * and kopia do: fault injection and request counting in tests now; retry, limits,
+ * verify-after-write later): every method forwards to the inner backend, a subclass overrides
+ * what it changes. A decorator has exactly the optional operations of the backend it wraps, no
+ * more: {@linkcode ReadonlyBackendDecorator} wraps a backend that only reads,
+ * {@linkcode BackendDecorator} one that also writes.
  *
  * @module
  */
 
-import type { Backend, BackendCapabilities, GetOptions, ObjectInfo, PutBody } from "./backend.ts";
+import type {
+  Backend,
+  BackendCapabilities,
+  GetOptions,
+  ObjectInfo,
+  PutBody,
+  ReadonlyBackend,
+} from "./backend.ts";
 
-/** Forwards every call to the inner backend. */
-export class BackendDecorator implements Backend {
+/** Forwards every read to the inner backend. */
+export class ReadonlyBackendDecorator<B extends ReadonlyBackend = ReadonlyBackend>
+  implements ReadonlyBackend {
   /** The wrapped backend. */
-  protected readonly inner: Backend;
+  protected readonly inner: B;
 
   /** Wraps `inner`. */
-  constructor(inner: Backend) {
+  constructor(inner: B) {
     this.inner = inner;
   }
 
@@ -52,10 +63,24 @@ export class BackendDecorator implements Backend {
   close(): Promise<void> {
     return this.inner.close();
   }
+}
 
-  /** As the inner backend. */
-  removeLeftovers(): Promise<number> {
-    return this.inner.removeLeftovers?.() ?? Promise.resolve(0);
+/**
+ * Forwards every call to the inner backend. Optional operations are present exactly when the
+ * inner backend has them (`"removeLeftovers" in decorator` tells the truth).
+ */
+export class BackendDecorator extends ReadonlyBackendDecorator<Backend> implements Backend {
+  /** As the inner backend; absent when the inner backend has no such operation. */
+  declare readonly removeLeftovers?: () => Promise<number>;
+
+  /** Wraps `inner`, taking on its optional operations. */
+  constructor(inner: Backend) {
+    super(inner);
+    if (inner.removeLeftovers) {
+      Object.defineProperty(this, "removeLeftovers", {
+        value: () => this.inner.removeLeftovers!(),
+      });
+    }
   }
 
   /** As the inner backend. */

@@ -122,6 +122,11 @@ export interface RunOptions {
   cwd?: string;
   /** Run as this user through `setpriv` (the caller must be root). */
   user?: UnprivilegedUser;
+  /**
+   * The program to run instead of cli.ts (one that runs the CLI with wrapped backends, such as
+   * tests/kill_switch.ts); not with `user`.
+   */
+  program?: string;
   /** Kill the process (SIGKILL) after this many ms; default 120 000. */
   timeoutMs?: number;
   /** Sample the peak RSS with {@linkcode peakRssOf}. */
@@ -180,7 +185,7 @@ export function spawnVger(args: readonly string[], options: RunOptions = {}): De
   // --cached-only: an unprivileged user's empty DENO_DIR must not make deno go to the network
   const denoArgs = user
     ? ["run", "-A", "--cached-only", user.cli, ...args]
-    : ["run", "-A", CLI_PATH, ...args];
+    : ["run", "-A", options.program ?? CLI_PATH, ...args];
   const [command, commandArgs] = user
     ? [
       "setpriv",

@@ -81,3 +81,26 @@ Deno.test("the project's modules import each other without cycles", async () => 
   for (const m of graph.keys()) visit(m, []);
   deepStrictEqual(cycles, []);
 });
+
+Deno.test("only backends/mod.ts chooses a backend class for the entry points, and no production module reads a test-only variable", async () => {
+  const graph = await moduleGraph();
+  const bad: string[] = [];
+  for (const from of ["cli.ts", "server.ts"]) {
+    for (const to of graph.get(from) ?? []) {
+      if (to.startsWith("backends/") && !["backends/backend.ts", "backends/mod.ts"].includes(to)) {
+        bad.push(`${from} -> ${to}`);
+      }
+    }
+  }
+  // fault injection and request counting wrap backends from tests/ (main's wrapBackend)
+  const production = [...graph.keys()].filter((m) =>
+    !m.startsWith("tests/") && !m.endsWith("_test.ts")
+  );
+  ok(production.includes("cli.ts") && production.includes("backends/mod.ts"));
+  for (const m of production) {
+    if (/VGER_TEST_/.test(await Deno.readTextFile(`${root}/${m}`))) {
+      bad.push(`${m} reads VGER_TEST_*`);
+    }
+  }
+  deepStrictEqual(bad, []);
+});

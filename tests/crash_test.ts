@@ -1,6 +1,6 @@
 /**
  * Crash safety proven with real processes. vger is SIGKILLed right after each of its backend
- * writes (cli.ts's VGER_TEST_KILL_AFTER_WRITES hook, backends/kill_switch.ts) and at
+ * writes (tests/kill_switch.ts runs the CLI with a decorator that counts them) and at
  * seeded-random moments, during a first backup, an incremental backup, delete, prune and
  * compact --threshold 0. After every kill:
  *
@@ -26,6 +26,7 @@ import {
   pseudoRandomBytes,
   removeTree,
   restoredPath,
+  type RunOptions,
   type RunResult,
   runVger,
   spawnVger,
@@ -33,6 +34,7 @@ import {
   treeSnapshot,
   withTempDir,
 } from "./_helpers.ts";
+import { KILL_SWITCH_CLI } from "./kill_switch.ts";
 
 /** Seed of the random kill delays; change it to explore other moments. */
 const SEED = 0x5eed_c0de;
@@ -86,8 +88,8 @@ async function writeConfig(dir: string): Promise<Workspace> {
   return { dir, repo, config };
 }
 
-function vger(ws: Workspace, args: readonly string[], env?: Record<string, string>) {
-  return runVger(["--config", ws.config, ...args], { env });
+function vger(ws: Workspace, args: readonly string[], options?: RunOptions) {
+  return runVger(["--config", ws.config, ...args], options);
 }
 
 async function vgerOk(ws: Workspace, args: readonly string[]): Promise<RunResult> {
@@ -355,7 +357,10 @@ async function runKilledAfterWrites(
   args: readonly string[],
   writes: number,
 ): Promise<boolean> {
-  const r = await vger(ws, args, { VGER_TEST_KILL_AFTER_WRITES: String(writes) });
+  const r = await vger(ws, args, {
+    program: KILL_SWITCH_CLI,
+    env: { VGER_TEST_KILL_AFTER_WRITES: String(writes) },
+  });
   if (r.code === 0) return false;
   equal(r.code, KILLED, `${args.join(" ")} with a kill after ${writes} writes: ${r.stderr}`);
   return true;
