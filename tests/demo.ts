@@ -23,6 +23,8 @@ if (!source) {
   await Deno.symlink("hello.txt", `${source}/docs/link`);
 }
 Deno.env.set("VGER_PASSPHRASE", Deno.env.get("VGER_PASSPHRASE") ?? "demo-passphrase");
+// the files cache and the memory of repositories of a throw-away repository go with it
+Deno.env.set("VGER_CACHE_DIR", `${work}/cache`);
 
 async function step(args: string[]): Promise<void> {
   console.log(`$ vger ${args.join(" ")}`);
