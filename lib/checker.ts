@@ -31,11 +31,19 @@ import type { CodecPool } from "./codec_pool.ts";
 import { decompress } from "./compress.ts";
 import { ObjectType, type ObjectTypeTag } from "./crypto.ts";
 import { errorMessage, IntegrityError, NotFoundError, VgerError } from "./errors.ts";
-import { bytesEqual, fromHex, packKey, toHex } from "./ids.ts";
+import { bytesEqual, fromHex, toHex } from "./ids.ts";
 import { withCommitLock } from "./lock.ts";
 import type { Manifest, ManifestEntry } from "./manifest.ts";
 import { crc32, PACK_PREAMBLE, type PackEntry, readPackHeader, RECORD_PREFIX } from "./pack.ts";
 import { type Repository, saveManifest } from "./repository.ts";
+import {
+  ARCHIVES_PREFIX,
+  INDEX_KEY,
+  packKey,
+  PACKS_PREFIX,
+  parseArchiveKey,
+  parsePackKey,
+} from "./storage_keys.ts";
 import { WriteSession } from "./write_session.ts";
 
 /** What a problem is about. */
@@ -256,8 +264,6 @@ export interface RepairResult {
   manifestError?: string;
 }
 
-const PACK_KEY = /^packs\/([0-9a-f]{2})\/([0-9a-f]{64})$/;
-const ARCHIVE_KEY = /^archives\/([0-9a-f]{64})$/;
 /** Bytes per range read when reading a pack through. */
 const DEFAULT_READ_RANGE = 4 << 20;
 /** Sealed bytes handed to the codec pool and not yet verified, at most. */
@@ -554,7 +560,7 @@ export async function repairRepository(
       }
       listing = now;
       await backend.put(
-        "index",
+        INDEX_KEY,
         await repo.key.seal(ObjectType.index, "index", built.index.encode()),
       );
     });
@@ -902,9 +908,9 @@ interface PackListing {
 async function listPacks(backend: ReadonlyBackend): Promise<PackListing> {
   const packs = new Map<string, number>();
   const stray: string[] = [];
-  for await (const { key, size } of backend.list("packs/")) {
-    const m = PACK_KEY.exec(key);
-    if (m && m[2].startsWith(m[1])) packs.set(m[2], size);
+  for await (const { key, size } of backend.list(PACKS_PREFIX)) {
+    const hex = parsePackKey(key);
+    if (hex !== null) packs.set(hex, size);
     else stray.push(key);
   }
   return { packs, stray };
@@ -1555,11 +1561,11 @@ async function findUnreferencedArchives(
   report: Report,
 ): Promise<void> {
   const known = new Set(manifest.archives.map((a) => toHex(a.id)));
-  for await (const { key } of backend.list("archives/")) {
-    const m = ARCHIVE_KEY.exec(key);
-    if (!m) {
+  for await (const { key } of backend.list(ARCHIVES_PREFIX)) {
+    const hex = parseArchiveKey(key);
+    if (hex === null) {
       report.add("unknown-object", `Object ${key} is not an archive`, "warning");
-    } else if (!known.has(m[1])) {
+    } else if (!known.has(hex)) {
       report.add(
         "unreferenced-archive",
         `Archive object ${key} is not in the manifest (left by an interrupted or removed backup)`,

@@ -60,12 +60,13 @@ import type { CodecPool } from "./codec_pool.ts";
 import { decompress } from "./compress.ts";
 import { ObjectType, type ObjectTypeTag, SEAL_OVERHEAD_AES, SEAL_OVERHEAD_NONE } from "./crypto.ts";
 import { IntegrityError, LockedError, NotFoundError, UsageError, VgerError } from "./errors.ts";
-import { bytesEqual, packKey, toHex } from "./ids.ts";
+import { bytesEqual, toHex } from "./ids.ts";
 import { withCommitLock } from "./lock.ts";
 import type { ManifestEntry } from "./manifest.ts";
 import { crc32, PACK_PREAMBLE, PackWriter, RECORD_PREFIX } from "./pack.ts";
 import { release } from "./bytes.ts";
 import { type Repository, sealedLimit } from "./repository.ts";
+import { INDEX_KEY, packKey, packKeyHex, PACKS_PREFIX, parsePackKey } from "./storage_keys.ts";
 import { packTarget } from "./write_session.ts";
 
 /** Default unused share (percent) from which a pack is rewritten. */
@@ -79,7 +80,6 @@ const MAX_RANGE = 8 << 20;
 const MAX_GAP = 256 << 10;
 /** Largest blob plaintext (as lib/repository.ts). */
 const MAX_BLOB = 256 << 20;
-const PACK_KEY = /^packs\/([0-9a-f]{2})\/([0-9a-f]{64})$/;
 
 /** Where compaction is and how far. */
 export interface CompactProgress {
@@ -359,7 +359,7 @@ function checkThreshold(t: number): number {
 async function readIndexPlain(
   repo: Repository<ReadonlyBackend>,
 ): Promise<{ plain: Uint8Array; index: ChunkIndex }> {
-  const sealed = await repo.backend.get("index", { maxBytes: sealedLimit(MAX_INDEX_BYTES) });
+  const sealed = await repo.backend.get(INDEX_KEY, { maxBytes: sealedLimit(MAX_INDEX_BYTES) });
   if (sealed === null) throw new NotFoundError(`Index not found in "${repo.location}"`);
   const plain = await repo.key.open(ObjectType.index, "index", sealed, "Index");
   return { plain, index: ChunkIndex.decode(plain) };
@@ -383,9 +383,9 @@ async function scan(repo: Repository<ReadonlyBackend>, options: PlanOptions): Pr
   // List before reading the index: a pack committed in between is then indexed, never taken
   // for an unreferenced one.
   const stored = new Map<string, number>();
-  for await (const o of repo.backend.list("packs/")) {
-    const m = PACK_KEY.exec(o.key);
-    if (m && m[2].startsWith(m[1])) stored.set(m[2], o.size);
+  for await (const o of repo.backend.list(PACKS_PREFIX)) {
+    const hex = parsePackKey(o.key);
+    if (hex !== null) stored.set(hex, o.size);
   }
   const manifest = await repo.readManifest();
   const { plain, index } = await readIndexPlain(repo);
@@ -759,7 +759,10 @@ async function commitIndex(repo: Repository<Backend>, s: Scan, moved: ChunkIndex
     }
   }
   if (changed) {
-    await repo.backend.put("index", await repo.key.seal(ObjectType.index, "index", index.encode()));
+    await repo.backend.put(
+      INDEX_KEY,
+      await repo.key.seal(ObjectType.index, "index", index.encode()),
+    );
   }
   return new Set(index.packIds().map(toHex));
 }
@@ -802,7 +805,7 @@ async function execute(
   options.checkLock?.();
   for (const [n, p] of doomed.entries()) {
     options.onProgress?.({ phase: "delete", done: n, total: doomed.length });
-    await repo.backend.delete(`packs/${p.id.slice(0, 2)}/${p.id}`);
+    await repo.backend.delete(packKeyHex(p.id));
     result.deletedPacks.push(p.id);
     result.bytesFreed += p.size;
   }

@@ -3,7 +3,8 @@ import { deepStrictEqual, equal, ok, rejects, throws } from "node:assert/strict"
 import { MemoryBackend } from "../backends/memory.ts";
 import { ObjectType, type ObjectTypeTag, RepoKey } from "../lib/crypto.ts";
 import { IntegrityError } from "../lib/errors.ts";
-import { packKey, toHex } from "../lib/ids.ts";
+import { toHex } from "../lib/ids.ts";
+import { packKey } from "../lib/storage_keys.ts";
 import {
   crc32,
   decodePackHeader,
