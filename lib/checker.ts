@@ -34,7 +34,18 @@ import { errorMessage, IntegrityError, NotFoundError, VgerError } from "./errors
 import { bytesEqual, fromHex, toHex } from "./ids.ts";
 import { withCommitLock } from "./lock.ts";
 import type { Manifest, ManifestEntry } from "./manifest.ts";
-import { crc32, PACK_PREAMBLE, type PackEntry, readPackHeader, RECORD_PREFIX } from "./pack.ts";
+import {
+  FIRST_OBJECT_OFFSET,
+  MAX_BLOB,
+  PACK_PREAMBLE,
+  type PackEntry,
+  parseRecordPrefix,
+  readPackHeader,
+  RECORD_PREFIX,
+  recordFault,
+  recordSize,
+  recordStart,
+} from "./pack.ts";
 import { type Repository, saveManifest } from "./repository.ts";
 import {
   ARCHIVES_PREFIX,
@@ -274,10 +285,6 @@ const HEADER_CONCURRENCY = 8;
 const MAX_PATHS = 1000;
 /** Distinct missing chunks reported one by one; the rest share one problem. */
 const MAX_MISSING = 1000;
-/** Largest plaintext of any blob. */
-const MAX_BLOB = 256 << 20;
-/** Offset of the first object in a pack. */
-const FIRST_OBJECT = PACK_PREAMBLE + RECORD_PREFIX;
 
 /** Whether a check found any error (the CLI exits 1 then). */
 export function hasErrors(result: CheckResult): boolean {
@@ -741,14 +748,14 @@ async function* scanRecords(
   while (pos + RECORD_PREFIX < size) {
     const prefix = await read(pos, RECORD_PREFIX);
     if (!prefix) return;
-    const dv = new DataView(prefix.buffer, prefix.byteOffset, RECORD_PREFIX);
-    const length = dv.getUint32(0, true);
+    const stored = parseRecordPrefix(prefix);
+    const length = stored.length;
     const start = pos + RECORD_PREFIX;
     if (length < 1 || length > MAX_BLOB + 1024 || start + length > size) return;
     const sealed = await read(start, length);
     if (!sealed) return;
     pos = start + length;
-    if (crc32(sealed) !== dv.getUint32(4, true)) continue;
+    if (recordFault(stored, sealed) !== null) continue;
     const type = sealed[0];
     if (type !== ObjectType.data && type !== ObjectType.items) continue;
     const what = `${type === ObjectType.items ? "Metadata blob" : "Chunk"} at offset ${start} ` +
@@ -775,25 +782,18 @@ async function readVerified(
   loc: ChunkLocation,
   pool?: CodecPool,
 ): Promise<Uint8Array | null> {
-  if (loc.offset < FIRST_OBJECT || loc.offset + loc.length > size) return null;
+  if (loc.offset < FIRST_OBJECT_OFFSET || loc.offset + loc.length > size) return null;
   let record: Uint8Array;
   try {
-    record = await repo.backend.getRange(
-      key,
-      loc.offset - RECORD_PREFIX,
-      RECORD_PREFIX + loc.length,
-    );
+    record = await repo.backend.getRange(key, recordStart(loc.offset), recordSize(loc.length));
   } catch (err) {
     // a failing backend is not a lost blob
     if (isDamage(err)) return null;
     throw err;
   }
-  if (record.length !== RECORD_PREFIX + loc.length) return null;
-  const dv = new DataView(record.buffer, record.byteOffset, RECORD_PREFIX);
+  if (record.length !== recordSize(loc.length)) return null;
   const sealed = record.slice(RECORD_PREFIX);
-  if (dv.getUint32(0, true) !== loc.length || crc32(sealed) !== dv.getUint32(4, true)) {
-    return null;
-  }
+  if (recordFault(parseRecordPrefix(record), sealed, loc.length) !== null) return null;
   const type = sealed[0];
   if (type !== ObjectType.data && type !== ObjectType.items) return null;
   const what = `${describeBlob(id, type)} in pack ${key}`;
@@ -1149,7 +1149,7 @@ async function checkPackHeaders(
       b.example ??= `chunk ${hex} at offset ${loc.offset}`;
     }
     report.link(hex, b.found);
-    if (b.size !== null && (loc.offset < FIRST_OBJECT || loc.offset + loc.length > b.size)) {
+    if (b.size !== null && (loc.offset < FIRST_OBJECT_OFFSET || loc.offset + loc.length > b.size)) {
       b.beyondEnd++;
     }
     if (options.verifyData && b.size !== null) {
@@ -1421,25 +1421,26 @@ async function verifyPack(
       const loc = r.type === undefined ? undefined : index.get(r.id);
       const used = r.type === undefined ||
         (loc !== undefined && bytesEqual(loc.pack, pack) && loc.offset === r.offset);
-      if (r.offset < FIRST_OBJECT || r.offset + r.length > size) {
+      if (r.offset < FIRST_OBJECT_OFFSET || r.offset + r.length > size) {
         fail(r, `it lies past the end of the pack (${size} bytes)`, used);
         continue;
       }
-      const start = r.offset - RECORD_PREFIX;
+      const start = recordStart(r.offset);
       let record: Uint8Array;
       if (start >= reader.pos) {
         await reader.skipTo(start);
-        record = await reader.read(RECORD_PREFIX + r.length);
+        record = await reader.read(recordSize(r.length));
       } else {
         // overlapping index entries (damaged index): read this one on its own
-        record = await counted(repo.backend, stats).getRange(key, start, RECORD_PREFIX + r.length);
+        record = await counted(repo.backend, stats).getRange(key, start, recordSize(r.length));
       }
-      const dv = new DataView(record.buffer, record.byteOffset, RECORD_PREFIX);
+      const stored = parseRecordPrefix(record);
       const sealed = record.subarray(RECORD_PREFIX);
       const type = r.type ?? sealed[0];
-      if (dv.getUint32(0, true) !== r.length) {
-        fail(r, `its record says ${dv.getUint32(0, true)} bytes, expected ${r.length}`, used);
-      } else if (crc32(sealed) !== dv.getUint32(4, true)) {
+      const fault = recordFault(stored, sealed, r.length);
+      if (fault === "length") {
+        fail(r, `its record says ${stored.length} bytes, expected ${r.length}`, used);
+      } else if (fault === "crc") {
         fail(r, "CRC-32 mismatch", used);
       } else if (type !== ObjectType.data && type !== ObjectType.items) {
         fail(r, `type tag ${type}`, used);

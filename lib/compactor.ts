@@ -63,7 +63,16 @@ import { IntegrityError, LockedError, NotFoundError, UsageError, VgerError } fro
 import { bytesEqual, toHex } from "./ids.ts";
 import { withCommitLock } from "./lock.ts";
 import type { ManifestEntry } from "./manifest.ts";
-import { crc32, PACK_PREAMBLE, PackWriter, RECORD_PREFIX } from "./pack.ts";
+import {
+  HEADER_ENTRY_SIZE,
+  MAX_BLOB,
+  packSizeBesidesRecords,
+  PackWriter,
+  parseRecordPrefix,
+  recordFault,
+  recordSize,
+  recordStart,
+} from "./pack.ts";
 import { release } from "./bytes.ts";
 import { type Repository, sealedLimit } from "./repository.ts";
 import { INDEX_KEY, packKey, packKeyHex, PACKS_PREFIX, parsePackKey } from "./storage_keys.ts";
@@ -72,14 +81,10 @@ import { packTarget } from "./write_session.ts";
 /** Default unused share (percent) from which a pack is rewritten. */
 export const DEFAULT_THRESHOLD_PERCENT = 20;
 
-/** Bytes of one pack header entry (FORMAT.md: id, type, offset, length, raw length). */
-const HEADER_ENTRY = 45;
 /** Largest range read at once when copying records. */
 const MAX_RANGE = 8 << 20;
 /** Dead bytes between two live records that are still read in one range. */
 const MAX_GAP = 256 << 10;
-/** Largest blob plaintext (as lib/repository.ts). */
-const MAX_BLOB = 256 << 20;
 
 /** Where compaction is and how far. */
 export interface CompactProgress {
@@ -345,7 +350,7 @@ interface Scan {
 /** Bytes a pack of `n` blobs takes besides their records. */
 function packOverhead(repo: Repository<ReadonlyBackend>, n: number): number {
   const seal = repo.key.encrypted ? SEAL_OVERHEAD_AES : SEAL_OVERHEAD_NONE;
-  return PACK_PREAMBLE + 4 + seal + HEADER_ENTRY * n + 4;
+  return packSizeBesidesRecords(n, seal);
 }
 
 function checkThreshold(t: number): number {
@@ -438,7 +443,7 @@ async function scan(repo: Repository<ReadonlyBackend>, options: PlanOptions): Pr
     blobs[pn]++;
     if (table.isLive(i)) {
       liveBlobs[pn]++;
-      liveBytes[pn] += table.lengthOf(i) + RECORD_PREFIX;
+      liveBytes[pn] += recordSize(table.lengthOf(i));
     } else deadBlobs++;
   }
 
@@ -511,7 +516,7 @@ async function scan(repo: Repository<ReadonlyBackend>, options: PlanOptions): Pr
   const target = packTarget(P, repo.config.minPackSize, repo.config.maxPackSize);
   const newPacks = plan.copyBlobs === 0 ? 0 : Math.max(1, Math.ceil(plan.copyBytes / target));
   const newBytes = plan.copyBytes + newPacks * packOverhead(repo, 0) +
-    HEADER_ENTRY * plan.copyBlobs;
+    HEADER_ENTRY_SIZE * plan.copyBlobs;
   let freed = -newBytes;
   for (const p of [...plan.deletePacks, ...plan.rewritePacks, ...plan.unreferencedPacks]) {
     freed += p.size;
@@ -639,7 +644,7 @@ function ranges(table: IndexTable, entries: number[]): number[][] {
   let start = 0;
   let end = 0;
   for (const i of entries) {
-    const s = table.offsetOf(i) - RECORD_PREFIX;
+    const s = recordStart(table.offsetOf(i));
     const e = table.offsetOf(i) + table.lengthOf(i);
     if (cur.length > 0 && (s - end > MAX_GAP || e - start > MAX_RANGE || s < end)) {
       out.push(cur);
@@ -671,7 +676,7 @@ async function copyLive(
   /** Counts a live blob as done, copied or not. */
   const blobDone = (i: number) => {
     done++;
-    bytesDone += table.lengthOf(i) + RECORD_PREFIX;
+    bytesDone += recordSize(table.lengthOf(i));
     progress();
   };
   progress();
@@ -679,7 +684,7 @@ async function copyLive(
     const packHex = toHex(table.packId(pn));
     const key = packKey(table.packId(pn));
     for (const group of ranges(table, entries)) {
-      const start = table.offsetOf(group[0]) - RECORD_PREFIX;
+      const start = recordStart(table.offsetOf(group[0]));
       const last = group[group.length - 1];
       const end = table.offsetOf(last) + table.lengthOf(last);
       let bytes: Uint8Array;
@@ -698,13 +703,14 @@ async function copyLive(
         const what = `Blob ${toHex(id)} in pack ${packHex}`;
         const at = table.offsetOf(i) - start;
         const length = table.lengthOf(i);
-        const dv = new DataView(bytes.buffer, bytes.byteOffset + at - RECORD_PREFIX, 8);
+        const stored = parseRecordPrefix(bytes, recordStart(at));
         const sealed = bytes.slice(at, at + length);
         try {
-          if (dv.getUint32(0, true) !== length) {
+          const fault = recordFault(stored, sealed, length);
+          if (fault === "length") {
             throw new IntegrityError(`${what} is corrupt: record length differs from the index`);
           }
-          if (dv.getUint32(4, true) !== crc32(sealed)) {
+          if (fault === "crc") {
             throw new IntegrityError(`${what} is corrupt: CRC-32 mismatch`);
           }
           const type = await verifyBlob(repo, options.pool, id, sealed, table.rawOf(i), what);

@@ -47,7 +47,7 @@ import {
   type ManifestEntry,
   MAX_MANIFEST_BYTES,
 } from "./manifest.ts";
-import { RECORD_PREFIX } from "./pack.ts";
+import { MAX_BLOB } from "./pack.ts";
 import {
   encodeRepoConfig,
   FORMAT_VERSION,
@@ -69,8 +69,6 @@ import {
 export const DEFAULT_MIN_PACK_SIZE = 32 << 20;
 /** Default pack size ceiling: 512 MiB. */
 export const DEFAULT_MAX_PACK_SIZE = 512 << 20;
-/** Largest plaintext of any blob (chunker maximum is at most 256 MiB; item blobs are smaller). */
-const MAX_BLOB = 256 << 20;
 
 /** Options of {@linkcode initRepository}. */
 export interface InitOptions {
@@ -354,9 +352,4 @@ export async function saveManifest(repo: ManifestWriter, manifest: Manifest): Pr
 /** The most bytes of a sealed object whose plaintext is at most `plainBytes` long. */
 export function sealedLimit(plainBytes: number): number {
   return plainBytes + Math.max(SEAL_OVERHEAD_AES, SEAL_OVERHEAD_NONE);
-}
-
-/** Offset of a record's prefix, from its object's offset. */
-export function recordStart(loc: ChunkLocation): number {
-  return loc.offset - RECORD_PREFIX;
 }
