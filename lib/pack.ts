@@ -36,11 +36,11 @@ export const PACK_PREAMBLE = 9;
 /** Bytes of a record's prefix (length and CRC). */
 export const RECORD_PREFIX = 8;
 /** Offset of the first object in a pack (after the preamble and the first record's prefix). */
-export const FIRST_OBJECT_OFFSET = PACK_PREAMBLE + RECORD_PREFIX;
+export const FIRST_OBJECT_OFFSET: number = PACK_PREAMBLE + RECORD_PREFIX;
 /** Bytes of one header entry: id, type, object offset, object length, raw length. */
-export const HEADER_ENTRY_SIZE = ID_LENGTH + 1 + 12;
+export const HEADER_ENTRY_SIZE: number = ID_LENGTH + 1 + 12;
 /** Largest plaintext of any blob: the chunker's largest chunk (item blobs are smaller). */
-export const MAX_BLOB = MAX_CHUNK_LIMIT;
+export const MAX_BLOB: number = MAX_CHUNK_LIMIT;
 /** Largest header we accept (a pack of 512 MiB of 512-byte blobs would need ~46 MiB). */
 const MAX_HEADER = 64 << 20;
 
