@@ -55,7 +55,7 @@
 
 import type { Backend, ReadonlyBackend } from "../backends/backend.ts";
 import { decodeItems } from "./archive.ts";
-import { ChunkIndex, type ChunkLocation, MAX_INDEX_BYTES } from "./chunk_index.ts";
+import { ChunkIndex, type ChunkLocation, EncodedIndex, MAX_INDEX_BYTES } from "./chunk_index.ts";
 import type { CodecPool } from "./codec_pool.ts";
 import { decompress } from "./compress.ts";
 import { ObjectType, type ObjectTypeTag, SEAL_OVERHEAD_AES, SEAL_OVERHEAD_NONE } from "./crypto.ts";
@@ -232,58 +232,16 @@ export async function compactRepository(
 // ---------------------------------------------------------------------------------------------
 // The index table: the sorted index plaintext, with one live bit per entry
 
-/**
- * The index plaintext as a sorted table. Entries are 48 bytes, ascending by id (the canonical
- * encoding that ChunkIndex.decode has validated), so lookups need no hashing.
- */
-class IndexTable {
-  readonly count: number;
-  readonly #bytes: Uint8Array;
-  readonly #view: DataView;
-  readonly #entriesAt: number;
-  /** First entry number whose id starts with each 16-bit prefix; [65536] = count. */
-  readonly #buckets = new Uint32Array(65537);
+/** The index plaintext read in place (lib/chunk_index.ts), with a live and a walked bit per entry. */
+class IndexTable extends EncodedIndex {
   readonly #live: Uint8Array;
   /** Item-stream blobs whose items were already walked. */
   readonly #walked: Uint8Array;
 
   constructor(plain: Uint8Array) {
-    this.#bytes = plain;
-    this.#view = new DataView(plain.buffer, plain.byteOffset, plain.byteLength);
-    const packs = this.#view.getUint32(6, true);
-    this.#entriesAt = 14 + 32 * packs;
-    this.count = this.#view.getUint32(this.#entriesAt - 4, true);
+    super(plain);
     this.#live = new Uint8Array(Math.ceil(this.count / 8));
     this.#walked = new Uint8Array(Math.ceil(this.count / 8));
-    let b = 0;
-    for (let i = 0; i < this.count; i++) {
-      const at = this.#entriesAt + 48 * i;
-      const prefix = (plain[at] << 8) | plain[at + 1];
-      while (b <= prefix) this.#buckets[b++] = i;
-    }
-    while (b <= 65536) this.#buckets[b++] = this.count;
-  }
-
-  get packCount(): number {
-    return (this.#entriesAt - 14) / 32;
-  }
-
-  /** Entry number of `id`, or -1. */
-  find(id: Uint8Array): number {
-    const bytes = this.#bytes;
-    const prefix = (id[0] << 8) | id[1];
-    let lo = this.#buckets[prefix];
-    let hi = this.#buckets[prefix + 1];
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      const at = this.#entriesAt + 48 * mid;
-      let d = 0;
-      for (let k = 2; k < 32 && d === 0; k++) d = bytes[at + k] - id[k];
-      if (d === 0) return mid;
-      if (d < 0) lo = mid + 1;
-      else hi = mid;
-    }
-    return -1;
   }
 
   isLive(i: number): boolean {
@@ -299,32 +257,6 @@ class IndexTable {
     const was = (this.#walked[i >>> 3] & (1 << (i & 7))) !== 0;
     this.#walked[i >>> 3] |= 1 << (i & 7);
     return was;
-  }
-
-  /** A view of entry i's id (valid as long as the table). */
-  idAt(i: number): Uint8Array {
-    const at = this.#entriesAt + 48 * i;
-    return this.#bytes.subarray(at, at + 32);
-  }
-
-  packOf(i: number): number {
-    return this.#view.getUint32(this.#entriesAt + 48 * i + 32, true);
-  }
-
-  offsetOf(i: number): number {
-    return this.#view.getUint32(this.#entriesAt + 48 * i + 36, true);
-  }
-
-  lengthOf(i: number): number {
-    return this.#view.getUint32(this.#entriesAt + 48 * i + 40, true);
-  }
-
-  rawOf(i: number): number {
-    return this.#view.getUint32(this.#entriesAt + 48 * i + 44, true);
-  }
-
-  packId(pn: number): Uint8Array {
-    return this.#bytes.subarray(10 + 32 * pn, 42 + 32 * pn);
   }
 
   /** Whether `loc` is where entry i says the blob is. */
