@@ -37,12 +37,14 @@ import type { Manifest, ManifestEntry } from "./manifest.ts";
 import {
   FIRST_OBJECT_OFFSET,
   MAX_BLOB,
+  MAX_BLOB_OBJECT,
   PACK_PREAMBLE,
   type PackEntry,
   parseRecordPrefix,
   readPackHeader,
   RECORD_PREFIX,
   recordFault,
+  recordObject,
   recordSize,
   recordStart,
 } from "./pack.ts";
@@ -751,7 +753,7 @@ async function* scanRecords(
     const stored = parseRecordPrefix(prefix);
     const length = stored.length;
     const start = pos + RECORD_PREFIX;
-    if (length < 1 || length > MAX_BLOB + 1024 || start + length > size) return;
+    if (length < 1 || length > MAX_BLOB_OBJECT || start + length > size) return;
     const sealed = await read(start, length);
     if (!sealed) return;
     pos = start + length;
@@ -792,7 +794,7 @@ async function readVerified(
     throw err;
   }
   if (record.length !== recordSize(loc.length)) return null;
-  const sealed = record.slice(RECORD_PREFIX);
+  const sealed = recordObject(record).slice();
   if (recordFault(parseRecordPrefix(record), sealed, loc.length) !== null) return null;
   const type = sealed[0];
   if (type !== ObjectType.data && type !== ObjectType.items) return null;
@@ -1435,7 +1437,7 @@ async function verifyPack(
         record = await counted(repo.backend, stats).getRange(key, start, recordSize(r.length));
       }
       const stored = parseRecordPrefix(record);
-      const sealed = record.subarray(RECORD_PREFIX);
+      const sealed = recordObject(record);
       const type = r.type ?? sealed[0];
       const fault = recordFault(stored, sealed, r.length);
       if (fault === "length") {

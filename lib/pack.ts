@@ -41,6 +41,8 @@ export const FIRST_OBJECT_OFFSET: number = PACK_PREAMBLE + RECORD_PREFIX;
 export const HEADER_ENTRY_SIZE: number = ID_LENGTH + 1 + 12;
 /** Largest plaintext of any blob: the chunker's largest chunk (item blobs are smaller). */
 export const MAX_BLOB: number = MAX_CHUNK_LIMIT;
+/** Largest object a record of a blob is taken to hold when records are walked without a header. */
+export const MAX_BLOB_OBJECT: number = MAX_BLOB + 1024;
 /** Largest header we accept (a pack of 512 MiB of 512-byte blobs would need ~46 MiB). */
 const MAX_HEADER = 64 << 20;
 
@@ -93,6 +95,11 @@ export interface RecordPrefix {
 export function parseRecordPrefix(bytes: Uint8Array, offset = 0): RecordPrefix {
   const dv = new DataView(bytes.buffer, bytes.byteOffset + offset, RECORD_PREFIX);
   return { length: dv.getUint32(0, true), crc: dv.getUint32(4, true) };
+}
+
+/** A view of the object of `record` (a record's bytes: prefix, then object). */
+export function recordObject(record: Uint8Array): Uint8Array {
+  return record.subarray(RECORD_PREFIX);
 }
 
 /**

@@ -14,6 +14,7 @@ import {
   HEADER_ENTRY_SIZE,
   headerLocation,
   MAX_BLOB,
+  MAX_BLOB_OBJECT,
   PACK_MAGIC,
   PACK_PREAMBLE,
   PACK_VERSION,
@@ -24,6 +25,7 @@ import {
   readPackHeader,
   RECORD_PREFIX,
   recordFault,
+  recordObject,
   recordSize,
   recordStart,
 } from "../lib/pack.ts";
@@ -242,6 +244,7 @@ Deno.test("the record helpers read each record's length and CRC and name its fau
   equal(HEADER_ENTRY_SIZE, 45);
   equal(MAX_BLOB, 256 << 20);
   equal(MAX_BLOB, MAX_CHUNK_LIMIT);
+  equal(MAX_BLOB_OBJECT, MAX_BLOB + 1024);
   let records = 0;
   for (const e of entries) {
     equal(recordStart(e.offset), e.offset - 8);
@@ -255,6 +258,7 @@ Deno.test("the record helpers read each record's length and CRC and name its fau
     deepStrictEqual(parseRecordPrefix(bytes, recordStart(e.offset)), prefix);
     const object = bytes.subarray(e.offset, e.offset + e.length);
     deepStrictEqual(prefix, { length: e.length, crc: crc32(object) });
+    deepStrictEqual(recordObject(record), object);
     equal(recordFault(prefix, object), null);
     equal(recordFault(prefix, object, e.length), null);
     equal(recordFault(prefix, object, e.length + 1), "length");
