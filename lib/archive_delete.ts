@@ -15,6 +15,7 @@ import { toHex } from "./ids.ts";
 import { withCommitLock } from "./lock.ts";
 import type { ManifestEntry } from "./manifest.ts";
 import { type Repository, saveManifest } from "./repository.ts";
+import { archiveKey, ARCHIVES_PREFIX, parseArchiveKey } from "./storage_keys.ts";
 
 /**
  * Removes archive objects that the manifest does not list (written by a backup killed before its
@@ -24,8 +25,8 @@ import { type Repository, saveManifest } from "./repository.ts";
 export async function removeUnlistedArchives(repo: Repository<Backend>): Promise<number> {
   const listed = new Set((await repo.readManifest()).archives.map((a) => toHex(a.id)));
   let removed = 0;
-  for await (const o of repo.backend.list("archives/")) {
-    if (!listed.has(o.key.slice("archives/".length))) {
+  for await (const o of repo.backend.list(ARCHIVES_PREFIX)) {
+    if (!listed.has(parseArchiveKey(o.key) ?? "")) {
       await repo.backend.delete(o.key);
       removed++;
     }
@@ -68,6 +69,6 @@ export async function deleteArchives(
     await saveManifest(repo, manifest);
     return gone;
   });
-  for (const a of deleted) await repo.backend.delete(`archives/${toHex(a.id)}`);
+  for (const a of deleted) await repo.backend.delete(archiveKey(a.id));
   return deleted;
 }

@@ -30,7 +30,8 @@ import { nativeFs } from "./fs_native.ts";
 import type { ArchiveStats, ManifestEntry } from "./manifest.ts";
 import { Owners } from "./owners.ts";
 import type { FilesCache } from "./files_cache.ts";
-import { fromHex, isHexId, packKey } from "./ids.ts";
+import { fromHex, isHexId } from "./ids.ts";
+import { packKey, PACKS_PREFIX } from "./storage_keys.ts";
 import { readPackHeader } from "./pack.ts";
 import type { Repository } from "./repository.ts";
 import { WriteSession } from "./write_session.ts";
@@ -167,7 +168,7 @@ async function reconcileWithPacks(
   onWarning?: (message: string) => void,
 ): Promise<void> {
   const present = new Map<string, number>();
-  for await (const o of repo.backend.list("packs/")) present.set(o.key, o.size);
+  for await (const o of repo.backend.list(PACKS_PREFIX)) present.set(o.key, o.size);
   const indexed = new Set(index.packIds().map((id) => packKey(id)));
   const missing = new Set([...indexed].filter((key) => !present.has(key)));
   if (missing.size > 0) {

@@ -31,11 +31,32 @@ import type { CodecPool } from "./codec_pool.ts";
 import { decompress } from "./compress.ts";
 import { ObjectType, type ObjectTypeTag } from "./crypto.ts";
 import { errorMessage, IntegrityError, NotFoundError, VgerError } from "./errors.ts";
-import { bytesEqual, fromHex, packKey, toHex } from "./ids.ts";
+import { bytesEqual, fromHex, toHex } from "./ids.ts";
 import { withCommitLock } from "./lock.ts";
 import type { Manifest, ManifestEntry } from "./manifest.ts";
-import { crc32, PACK_PREAMBLE, type PackEntry, readPackHeader, RECORD_PREFIX } from "./pack.ts";
+import {
+  FIRST_OBJECT_OFFSET,
+  MAX_BLOB,
+  MAX_BLOB_OBJECT,
+  PACK_PREAMBLE,
+  type PackEntry,
+  parseRecordPrefix,
+  readPackHeader,
+  RECORD_PREFIX,
+  recordFault,
+  recordObject,
+  recordSize,
+  recordStart,
+} from "./pack.ts";
 import { type Repository, saveManifest } from "./repository.ts";
+import {
+  ARCHIVES_PREFIX,
+  INDEX_KEY,
+  packKey,
+  PACKS_PREFIX,
+  parseArchiveKey,
+  parsePackKey,
+} from "./storage_keys.ts";
 import { WriteSession } from "./write_session.ts";
 
 /** What a problem is about. */
@@ -256,8 +277,6 @@ export interface RepairResult {
   manifestError?: string;
 }
 
-const PACK_KEY = /^packs\/([0-9a-f]{2})\/([0-9a-f]{64})$/;
-const ARCHIVE_KEY = /^archives\/([0-9a-f]{64})$/;
 /** Bytes per range read when reading a pack through. */
 const DEFAULT_READ_RANGE = 4 << 20;
 /** Sealed bytes handed to the codec pool and not yet verified, at most. */
@@ -268,10 +287,6 @@ const HEADER_CONCURRENCY = 8;
 const MAX_PATHS = 1000;
 /** Distinct missing chunks reported one by one; the rest share one problem. */
 const MAX_MISSING = 1000;
-/** Largest plaintext of any blob. */
-const MAX_BLOB = 256 << 20;
-/** Offset of the first object in a pack. */
-const FIRST_OBJECT = PACK_PREAMBLE + RECORD_PREFIX;
 
 /** Whether a check found any error (the CLI exits 1 then). */
 export function hasErrors(result: CheckResult): boolean {
@@ -554,7 +569,7 @@ export async function repairRepository(
       }
       listing = now;
       await backend.put(
-        "index",
+        INDEX_KEY,
         await repo.key.seal(ObjectType.index, "index", built.index.encode()),
       );
     });
@@ -735,14 +750,14 @@ async function* scanRecords(
   while (pos + RECORD_PREFIX < size) {
     const prefix = await read(pos, RECORD_PREFIX);
     if (!prefix) return;
-    const dv = new DataView(prefix.buffer, prefix.byteOffset, RECORD_PREFIX);
-    const length = dv.getUint32(0, true);
+    const stored = parseRecordPrefix(prefix);
+    const length = stored.length;
     const start = pos + RECORD_PREFIX;
-    if (length < 1 || length > MAX_BLOB + 1024 || start + length > size) return;
+    if (length < 1 || length > MAX_BLOB_OBJECT || start + length > size) return;
     const sealed = await read(start, length);
     if (!sealed) return;
     pos = start + length;
-    if (crc32(sealed) !== dv.getUint32(4, true)) continue;
+    if (recordFault(stored, sealed) !== null) continue;
     const type = sealed[0];
     if (type !== ObjectType.data && type !== ObjectType.items) continue;
     const what = `${type === ObjectType.items ? "Metadata blob" : "Chunk"} at offset ${start} ` +
@@ -769,25 +784,18 @@ async function readVerified(
   loc: ChunkLocation,
   pool?: CodecPool,
 ): Promise<Uint8Array | null> {
-  if (loc.offset < FIRST_OBJECT || loc.offset + loc.length > size) return null;
+  if (loc.offset < FIRST_OBJECT_OFFSET || loc.offset + loc.length > size) return null;
   let record: Uint8Array;
   try {
-    record = await repo.backend.getRange(
-      key,
-      loc.offset - RECORD_PREFIX,
-      RECORD_PREFIX + loc.length,
-    );
+    record = await repo.backend.getRange(key, recordStart(loc.offset), recordSize(loc.length));
   } catch (err) {
     // a failing backend is not a lost blob
     if (isDamage(err)) return null;
     throw err;
   }
-  if (record.length !== RECORD_PREFIX + loc.length) return null;
-  const dv = new DataView(record.buffer, record.byteOffset, RECORD_PREFIX);
-  const sealed = record.slice(RECORD_PREFIX);
-  if (dv.getUint32(0, true) !== loc.length || crc32(sealed) !== dv.getUint32(4, true)) {
-    return null;
-  }
+  if (record.length !== recordSize(loc.length)) return null;
+  const sealed = recordObject(record).slice();
+  if (recordFault(parseRecordPrefix(record), sealed, loc.length) !== null) return null;
   const type = sealed[0];
   if (type !== ObjectType.data && type !== ObjectType.items) return null;
   const what = `${describeBlob(id, type)} in pack ${key}`;
@@ -902,9 +910,9 @@ interface PackListing {
 async function listPacks(backend: ReadonlyBackend): Promise<PackListing> {
   const packs = new Map<string, number>();
   const stray: string[] = [];
-  for await (const { key, size } of backend.list("packs/")) {
-    const m = PACK_KEY.exec(key);
-    if (m && m[2].startsWith(m[1])) packs.set(m[2], size);
+  for await (const { key, size } of backend.list(PACKS_PREFIX)) {
+    const hex = parsePackKey(key);
+    if (hex !== null) packs.set(hex, size);
     else stray.push(key);
   }
   return { packs, stray };
@@ -1143,7 +1151,7 @@ async function checkPackHeaders(
       b.example ??= `chunk ${hex} at offset ${loc.offset}`;
     }
     report.link(hex, b.found);
-    if (b.size !== null && (loc.offset < FIRST_OBJECT || loc.offset + loc.length > b.size)) {
+    if (b.size !== null && (loc.offset < FIRST_OBJECT_OFFSET || loc.offset + loc.length > b.size)) {
       b.beyondEnd++;
     }
     if (options.verifyData && b.size !== null) {
@@ -1415,25 +1423,26 @@ async function verifyPack(
       const loc = r.type === undefined ? undefined : index.get(r.id);
       const used = r.type === undefined ||
         (loc !== undefined && bytesEqual(loc.pack, pack) && loc.offset === r.offset);
-      if (r.offset < FIRST_OBJECT || r.offset + r.length > size) {
+      if (r.offset < FIRST_OBJECT_OFFSET || r.offset + r.length > size) {
         fail(r, `it lies past the end of the pack (${size} bytes)`, used);
         continue;
       }
-      const start = r.offset - RECORD_PREFIX;
+      const start = recordStart(r.offset);
       let record: Uint8Array;
       if (start >= reader.pos) {
         await reader.skipTo(start);
-        record = await reader.read(RECORD_PREFIX + r.length);
+        record = await reader.read(recordSize(r.length));
       } else {
         // overlapping index entries (damaged index): read this one on its own
-        record = await counted(repo.backend, stats).getRange(key, start, RECORD_PREFIX + r.length);
+        record = await counted(repo.backend, stats).getRange(key, start, recordSize(r.length));
       }
-      const dv = new DataView(record.buffer, record.byteOffset, RECORD_PREFIX);
-      const sealed = record.subarray(RECORD_PREFIX);
+      const stored = parseRecordPrefix(record);
+      const sealed = recordObject(record);
       const type = r.type ?? sealed[0];
-      if (dv.getUint32(0, true) !== r.length) {
-        fail(r, `its record says ${dv.getUint32(0, true)} bytes, expected ${r.length}`, used);
-      } else if (crc32(sealed) !== dv.getUint32(4, true)) {
+      const fault = recordFault(stored, sealed, r.length);
+      if (fault === "length") {
+        fail(r, `its record says ${stored.length} bytes, expected ${r.length}`, used);
+      } else if (fault === "crc") {
         fail(r, "CRC-32 mismatch", used);
       } else if (type !== ObjectType.data && type !== ObjectType.items) {
         fail(r, `type tag ${type}`, used);
@@ -1555,11 +1564,11 @@ async function findUnreferencedArchives(
   report: Report,
 ): Promise<void> {
   const known = new Set(manifest.archives.map((a) => toHex(a.id)));
-  for await (const { key } of backend.list("archives/")) {
-    const m = ARCHIVE_KEY.exec(key);
-    if (!m) {
+  for await (const { key } of backend.list(ARCHIVES_PREFIX)) {
+    const hex = parseArchiveKey(key);
+    if (hex === null) {
       report.add("unknown-object", `Object ${key} is not an archive`, "warning");
-    } else if (!known.has(m[1])) {
+    } else if (!known.has(hex)) {
       report.add(
         "unreferenced-archive",
         `Archive object ${key} is not in the manifest (left by an interrupted or removed backup)`,

@@ -1,5 +1,5 @@
 import { deepStrictEqual, equal, notDeepStrictEqual, ok, throws } from "node:assert/strict";
-import { ChunkIndex, type ChunkLocation } from "./chunk_index.ts";
+import { ChunkIndex, type ChunkLocation, EncodedIndex } from "./chunk_index.ts";
 import { IntegrityError } from "./errors.ts";
 import { fuzzCases, FuzzClock, randomBytes, rng } from "./_fuzz.ts";
 
@@ -479,4 +479,46 @@ Deno.test("decode stays linear when every id shares its first 4 bytes", () => {
   const probe = bytes.slice(46 + 777 * 48, 46 + 777 * 48 + 32);
   equal(index.get(probe)?.pack[0], 9);
   deepStrictEqual(index.encode(), bytes);
+});
+
+Deno.test("EncodedIndex reads every entry of an encoded index in place, in ascending id order", () => {
+  const next = rng(91);
+  const packs = Array.from({ length: 7 }, () => randomBytes(next, 32));
+  const index = new ChunkIndex();
+  const ids: Uint8Array[] = [];
+  for (let i = 0; i < 3000; i++) {
+    const id = randomBytes(next, 32);
+    if (i % 500 === 0) id.fill(0, 0, 2); // several ids in the lowest 16-bit bucket
+    ids.push(id);
+    index.set(id, randomLocation(next, packs));
+  }
+  const plain = index.encode();
+  ChunkIndex.decode(plain);
+  const view = new EncodedIndex(plain);
+  equal(view.count, index.size);
+  equal(view.packCount, index.packIds().length);
+  let previous = "";
+  for (let i = 0; i < view.count; i++) {
+    const id = hex(view.idAt(i));
+    ok(id > previous, "ascending by id");
+    previous = id;
+  }
+  for (const id of ids) {
+    const i = view.find(id);
+    ok(i >= 0);
+    deepStrictEqual(view.idAt(i), id);
+    const loc = {
+      pack: view.packId(view.packOf(i)),
+      offset: view.offsetOf(i),
+      length: view.lengthOf(i),
+      rawLength: view.rawOf(i),
+    };
+    ok(sameLocation(index.get(id), loc));
+  }
+  equal(view.find(randomBytes(next, 32)), -1);
+  equal(view.find(new Uint8Array(32).fill(0xff)), -1);
+  const empty = new EncodedIndex(new ChunkIndex().encode());
+  equal(empty.count, 0);
+  equal(empty.packCount, 0);
+  equal(empty.find(ids[0]), -1);
 });

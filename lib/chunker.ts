@@ -67,8 +67,10 @@ export const DEFAULT_CHUNKER_PARAMS: Readonly<ChunkerParams> = Object.freeze({
   maxSize: 8 * 1024 * 1024,
 });
 
-const MIN_CHUNK_LIMIT = 64;
-const MAX_CHUNK_LIMIT = 256 * 1024 * 1024;
+/** The smallest `minSize` any chunker setting allows. */
+export const MIN_CHUNK_LIMIT = 64;
+/** The largest chunk any chunker setting allows (256 MiB), so the largest plaintext of any blob. */
+export const MAX_CHUNK_LIMIT: number = 256 << 20;
 const GEAR_LABEL = "vger-gear-table";
 const MIN_SECRET_LENGTH = 16;
 

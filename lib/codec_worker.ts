@@ -5,6 +5,7 @@
  * @module
  */
 
+import { MAX_CHUNK_LIMIT } from "./chunker.ts";
 import { compressFramed, type CompressionOptions, decompress, loadCodecs } from "./compress.ts";
 import { type EncryptionMode, type ObjectTypeTag, RepoKey } from "./crypto.ts";
 import { IntegrityError, VgerError } from "./errors.ts";
@@ -124,9 +125,6 @@ export type CodecReply =
   }
   | { seq: number; ok: false; code: string; message: string };
 
-/** The largest chunk any chunker setting allows (lib/chunker.ts). */
-const MAX_CHUNK = 256 << 20;
-
 let key: RepoKey | undefined;
 
 async function handle(req: Exclude<CodecRequest, { op: "stop" }>): Promise<CodecReply> {
@@ -188,7 +186,7 @@ async function handle(req: Exclude<CodecRequest, { op: "stop" }>): Promise<Codec
 async function verifyOne(key: RepoKey, part: VerifyPart): Promise<void> {
   const plain = await key.open(part.type, part.id, part.sealed, part.what);
   // a damaged index may claim any length: never inflate past the largest possible chunk
-  const data = decompress(plain, Math.min(part.rawLength, MAX_CHUNK), part.what);
+  const data = decompress(plain, Math.min(part.rawLength, MAX_CHUNK_LIMIT), part.what);
   try {
     if (data.length !== part.rawLength) {
       throw new IntegrityError(

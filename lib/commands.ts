@@ -18,7 +18,6 @@ import {
 } from "./checker.ts";
 import { type CompactionResult, type CompactOptions, compactRepository } from "./compactor.ts";
 import { breakLocks, listLocks, type LockEntry, type LockMode, RepoLock } from "./repo_lock.ts";
-import { COMMIT_LOCK } from "./lock.ts";
 import { applyRetention, type RetentionDecision, type RetentionPolicy } from "./retention.ts";
 import { decodeItems, type Item, validateArchiveName } from "./archive.ts";
 import { type EncryptionMode, ObjectType, RepoKey } from "./crypto.ts";
@@ -45,6 +44,7 @@ import type { ManifestEntry } from "./manifest.ts";
 import { PathSelector } from "./patterns.ts";
 import { type InitOptions, initRepository, type OpenOptions, Repository } from "./repository.ts";
 import { extract, type ExtractOptions, type ExtractResult } from "./restorer.ts";
+import { COMMIT_LOCK_KEY, CONFIG_KEY, KEY_FILE_KEY } from "./storage_keys.ts";
 import { FilesCache } from "./files_cache.ts";
 import {
   checkKnownRepository,
@@ -475,7 +475,7 @@ export async function checkCommand(
       });
       // a lock left by a killed process blocks nobody but is worth a word (restic says so too)
       for (const lock of await listLocks(backend)) {
-        if (!lock.stale || lock.key === COMMIT_LOCK) continue;
+        if (!lock.stale || lock.key === COMMIT_LOCK_KEY) continue;
         const who = lock.info
           ? `${lock.info.command} on ${lock.info.host} (pid ${lock.info.pid}) since ${lock.info.time}`
           : "unreadable";
@@ -538,8 +538,6 @@ export async function repairCommand(
 // ---------------------------------------------------------------------------------------------
 // Key management: `vger key change-passphrase | export | import`
 
-const KEY_FILE = "keys/repokey";
-
 /**
  * The repository's config, parsed but not yet authenticated. `action` completes "Cannot ..." in
  * messages. Key commands only make sense for an encrypted repository.
@@ -548,7 +546,7 @@ async function encryptedConfig(
   backend: ReadonlyBackend,
   action: string,
 ): Promise<UnverifiedConfig> {
-  const bytes = await backend.get("config", { maxBytes: MAX_REPO_CONFIG_BYTES });
+  const bytes = await backend.get(CONFIG_KEY, { maxBytes: MAX_REPO_CONFIG_BYTES });
   if (bytes === null) {
     throw new NotFoundError(`Cannot ${action}: config not found (is it a vger repository?)`);
   }
@@ -639,10 +637,10 @@ export async function keyChangePassphraseCommand(
     options,
     async (lock) => {
       const config = await encryptedConfig(backend, action);
-      const old = await backend.get(KEY_FILE, { maxBytes: MAX_KEY_FILE_BYTES });
+      const old = await backend.get(KEY_FILE_KEY, { maxBytes: MAX_KEY_FILE_BYTES });
       if (old === null) {
         throw new NotFoundError(
-          `Cannot ${action}: ${KEY_FILE} not found (restore it with vger key import)`,
+          `Cannot ${action}: ${KEY_FILE_KEY} not found (restore it with vger key import)`,
         );
       }
       const next = await rewrapKeyFile(old, {
@@ -658,13 +656,13 @@ export async function keyChangePassphraseCommand(
       );
       await trustKey(location, config.config, next.material, options);
       lock.assertHeld();
-      await backend.put(KEY_FILE, next.bytes);
+      await backend.put(KEY_FILE_KEY, next.bytes);
       try {
-        const back = await backend.get(KEY_FILE, { maxBytes: MAX_KEY_FILE_BYTES });
-        if (back === null) throw new IntegrityError(`${KEY_FILE} is missing after writing it`);
+        const back = await backend.get(KEY_FILE_KEY, { maxBytes: MAX_KEY_FILE_BYTES });
+        if (back === null) throw new IntegrityError(`${KEY_FILE_KEY} is missing after writing it`);
         const material = await unlockKeyFile(back, options.newPassphrase, config, location);
         if (!bytesEqual(material, next.material)) {
-          throw new IntegrityError(`${KEY_FILE} holds a different key after writing it`);
+          throw new IntegrityError(`${KEY_FILE_KEY} holds a different key after writing it`);
         }
       } catch (cause) {
         await restoreKeyFile(backend, old, `Cannot ${action}`, cause);
@@ -683,8 +681,8 @@ async function restoreKeyFile(
 ): Promise<never> {
   const why = errorMessage(cause);
   try {
-    if (previous === null) await backend.delete(KEY_FILE);
-    else await backend.put(KEY_FILE, previous);
+    if (previous === null) await backend.delete(KEY_FILE_KEY);
+    else await backend.put(KEY_FILE_KEY, previous);
   } catch (err) {
     throw new IntegrityError(
       `${failure}: the written key file did not read back correctly (${why}), and restoring the previous one failed too (${
@@ -717,8 +715,8 @@ export async function keyExportCommand(
   const location = backend.location;
   const action = `export the key of repository "${location}"`;
   const config = await encryptedConfig(backend, action);
-  const keyFile = await backend.get(KEY_FILE, { maxBytes: MAX_KEY_FILE_BYTES });
-  if (keyFile === null) throw new NotFoundError(`Cannot ${action}: ${KEY_FILE} not found`);
+  const keyFile = await backend.get(KEY_FILE_KEY, { maxBytes: MAX_KEY_FILE_BYTES });
+  if (keyFile === null) throw new NotFoundError(`Cannot ${action}: ${KEY_FILE_KEY} not found`);
   const material = await unlockKeyFile(keyFile, options.passphrase, config, location);
   await trustKey(location, config.config, material, options);
   return keyFile;
@@ -798,7 +796,7 @@ export async function keyImportCommand(
     let current: Uint8Array | null = null;
     let oversized = false;
     try {
-      current = await backend.get(KEY_FILE, { maxBytes: MAX_KEY_FILE_BYTES });
+      current = await backend.get(KEY_FILE_KEY, { maxBytes: MAX_KEY_FILE_BYTES });
     } catch (err) {
       if (!(err instanceof IntegrityError)) throw err;
       oversized = true;
@@ -807,15 +805,17 @@ export async function keyImportCommand(
     if (previous === "identical") return { previous };
     if (previous === "intact" && !options.force) {
       throw new AlreadyExistsError(
-        `Cannot ${action}: it has an intact ${KEY_FILE} (replace it with --force)`,
+        `Cannot ${action}: it has an intact ${KEY_FILE_KEY} (replace it with --force)`,
       );
     }
     lock.assertHeld();
-    await backend.put(KEY_FILE, options.keyFile);
+    await backend.put(KEY_FILE_KEY, options.keyFile);
     try {
-      const back = await backend.get(KEY_FILE, { maxBytes: MAX_KEY_FILE_BYTES });
+      const back = await backend.get(KEY_FILE_KEY, { maxBytes: MAX_KEY_FILE_BYTES });
       if (back === null || !bytesEqual(back, options.keyFile)) {
-        throw new IntegrityError(`${KEY_FILE} does not hold the imported bytes after writing it`);
+        throw new IntegrityError(
+          `${KEY_FILE_KEY} does not hold the imported bytes after writing it`,
+        );
       }
     } catch (cause) {
       await restoreKeyFile(backend, current, `Cannot ${action}`, cause);

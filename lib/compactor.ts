@@ -55,31 +55,36 @@
 
 import type { Backend, ReadonlyBackend } from "../backends/backend.ts";
 import { decodeItems } from "./archive.ts";
-import { ChunkIndex, type ChunkLocation, MAX_INDEX_BYTES } from "./chunk_index.ts";
+import { ChunkIndex, type ChunkLocation, EncodedIndex, MAX_INDEX_BYTES } from "./chunk_index.ts";
 import type { CodecPool } from "./codec_pool.ts";
 import { decompress } from "./compress.ts";
 import { ObjectType, type ObjectTypeTag, SEAL_OVERHEAD_AES, SEAL_OVERHEAD_NONE } from "./crypto.ts";
 import { IntegrityError, LockedError, NotFoundError, UsageError, VgerError } from "./errors.ts";
-import { bytesEqual, packKey, toHex } from "./ids.ts";
+import { bytesEqual, toHex } from "./ids.ts";
 import { withCommitLock } from "./lock.ts";
 import type { ManifestEntry } from "./manifest.ts";
-import { crc32, PACK_PREAMBLE, PackWriter, RECORD_PREFIX } from "./pack.ts";
+import {
+  HEADER_ENTRY_SIZE,
+  MAX_BLOB,
+  packSizeBesidesRecords,
+  PackWriter,
+  parseRecordPrefix,
+  recordFault,
+  recordSize,
+  recordStart,
+} from "./pack.ts";
 import { release } from "./bytes.ts";
 import { type Repository, sealedLimit } from "./repository.ts";
+import { INDEX_KEY, packKey, packKeyHex, PACKS_PREFIX, parsePackKey } from "./storage_keys.ts";
 import { packTarget } from "./write_session.ts";
 
 /** Default unused share (percent) from which a pack is rewritten. */
 export const DEFAULT_THRESHOLD_PERCENT = 20;
 
-/** Bytes of one pack header entry (FORMAT.md: id, type, offset, length, raw length). */
-const HEADER_ENTRY = 45;
 /** Largest range read at once when copying records. */
 const MAX_RANGE = 8 << 20;
 /** Dead bytes between two live records that are still read in one range. */
 const MAX_GAP = 256 << 10;
-/** Largest blob plaintext (as lib/repository.ts). */
-const MAX_BLOB = 256 << 20;
-const PACK_KEY = /^packs\/([0-9a-f]{2})\/([0-9a-f]{64})$/;
 
 /** Where compaction is and how far. */
 export interface CompactProgress {
@@ -227,58 +232,16 @@ export async function compactRepository(
 // ---------------------------------------------------------------------------------------------
 // The index table: the sorted index plaintext, with one live bit per entry
 
-/**
- * The index plaintext as a sorted table. Entries are 48 bytes, ascending by id (the canonical
- * encoding that ChunkIndex.decode has validated), so lookups need no hashing.
- */
-class IndexTable {
-  readonly count: number;
-  readonly #bytes: Uint8Array;
-  readonly #view: DataView;
-  readonly #entriesAt: number;
-  /** First entry number whose id starts with each 16-bit prefix; [65536] = count. */
-  readonly #buckets = new Uint32Array(65537);
+/** The index plaintext read in place (lib/chunk_index.ts), with a live and a walked bit per entry. */
+class IndexTable extends EncodedIndex {
   readonly #live: Uint8Array;
   /** Item-stream blobs whose items were already walked. */
   readonly #walked: Uint8Array;
 
   constructor(plain: Uint8Array) {
-    this.#bytes = plain;
-    this.#view = new DataView(plain.buffer, plain.byteOffset, plain.byteLength);
-    const packs = this.#view.getUint32(6, true);
-    this.#entriesAt = 14 + 32 * packs;
-    this.count = this.#view.getUint32(this.#entriesAt - 4, true);
+    super(plain);
     this.#live = new Uint8Array(Math.ceil(this.count / 8));
     this.#walked = new Uint8Array(Math.ceil(this.count / 8));
-    let b = 0;
-    for (let i = 0; i < this.count; i++) {
-      const at = this.#entriesAt + 48 * i;
-      const prefix = (plain[at] << 8) | plain[at + 1];
-      while (b <= prefix) this.#buckets[b++] = i;
-    }
-    while (b <= 65536) this.#buckets[b++] = this.count;
-  }
-
-  get packCount(): number {
-    return (this.#entriesAt - 14) / 32;
-  }
-
-  /** Entry number of `id`, or -1. */
-  find(id: Uint8Array): number {
-    const bytes = this.#bytes;
-    const prefix = (id[0] << 8) | id[1];
-    let lo = this.#buckets[prefix];
-    let hi = this.#buckets[prefix + 1];
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      const at = this.#entriesAt + 48 * mid;
-      let d = 0;
-      for (let k = 2; k < 32 && d === 0; k++) d = bytes[at + k] - id[k];
-      if (d === 0) return mid;
-      if (d < 0) lo = mid + 1;
-      else hi = mid;
-    }
-    return -1;
   }
 
   isLive(i: number): boolean {
@@ -294,32 +257,6 @@ class IndexTable {
     const was = (this.#walked[i >>> 3] & (1 << (i & 7))) !== 0;
     this.#walked[i >>> 3] |= 1 << (i & 7);
     return was;
-  }
-
-  /** A view of entry i's id (valid as long as the table). */
-  idAt(i: number): Uint8Array {
-    const at = this.#entriesAt + 48 * i;
-    return this.#bytes.subarray(at, at + 32);
-  }
-
-  packOf(i: number): number {
-    return this.#view.getUint32(this.#entriesAt + 48 * i + 32, true);
-  }
-
-  offsetOf(i: number): number {
-    return this.#view.getUint32(this.#entriesAt + 48 * i + 36, true);
-  }
-
-  lengthOf(i: number): number {
-    return this.#view.getUint32(this.#entriesAt + 48 * i + 40, true);
-  }
-
-  rawOf(i: number): number {
-    return this.#view.getUint32(this.#entriesAt + 48 * i + 44, true);
-  }
-
-  packId(pn: number): Uint8Array {
-    return this.#bytes.subarray(10 + 32 * pn, 42 + 32 * pn);
   }
 
   /** Whether `loc` is where entry i says the blob is. */
@@ -345,7 +282,7 @@ interface Scan {
 /** Bytes a pack of `n` blobs takes besides their records. */
 function packOverhead(repo: Repository<ReadonlyBackend>, n: number): number {
   const seal = repo.key.encrypted ? SEAL_OVERHEAD_AES : SEAL_OVERHEAD_NONE;
-  return PACK_PREAMBLE + 4 + seal + HEADER_ENTRY * n + 4;
+  return packSizeBesidesRecords(n, seal);
 }
 
 function checkThreshold(t: number): number {
@@ -359,7 +296,7 @@ function checkThreshold(t: number): number {
 async function readIndexPlain(
   repo: Repository<ReadonlyBackend>,
 ): Promise<{ plain: Uint8Array; index: ChunkIndex }> {
-  const sealed = await repo.backend.get("index", { maxBytes: sealedLimit(MAX_INDEX_BYTES) });
+  const sealed = await repo.backend.get(INDEX_KEY, { maxBytes: sealedLimit(MAX_INDEX_BYTES) });
   if (sealed === null) throw new NotFoundError(`Index not found in "${repo.location}"`);
   const plain = await repo.key.open(ObjectType.index, "index", sealed, "Index");
   return { plain, index: ChunkIndex.decode(plain) };
@@ -383,9 +320,9 @@ async function scan(repo: Repository<ReadonlyBackend>, options: PlanOptions): Pr
   // List before reading the index: a pack committed in between is then indexed, never taken
   // for an unreferenced one.
   const stored = new Map<string, number>();
-  for await (const o of repo.backend.list("packs/")) {
-    const m = PACK_KEY.exec(o.key);
-    if (m && m[2].startsWith(m[1])) stored.set(m[2], o.size);
+  for await (const o of repo.backend.list(PACKS_PREFIX)) {
+    const hex = parsePackKey(o.key);
+    if (hex !== null) stored.set(hex, o.size);
   }
   const manifest = await repo.readManifest();
   const { plain, index } = await readIndexPlain(repo);
@@ -438,7 +375,7 @@ async function scan(repo: Repository<ReadonlyBackend>, options: PlanOptions): Pr
     blobs[pn]++;
     if (table.isLive(i)) {
       liveBlobs[pn]++;
-      liveBytes[pn] += table.lengthOf(i) + RECORD_PREFIX;
+      liveBytes[pn] += recordSize(table.lengthOf(i));
     } else deadBlobs++;
   }
 
@@ -511,7 +448,7 @@ async function scan(repo: Repository<ReadonlyBackend>, options: PlanOptions): Pr
   const target = packTarget(P, repo.config.minPackSize, repo.config.maxPackSize);
   const newPacks = plan.copyBlobs === 0 ? 0 : Math.max(1, Math.ceil(plan.copyBytes / target));
   const newBytes = plan.copyBytes + newPacks * packOverhead(repo, 0) +
-    HEADER_ENTRY * plan.copyBlobs;
+    HEADER_ENTRY_SIZE * plan.copyBlobs;
   let freed = -newBytes;
   for (const p of [...plan.deletePacks, ...plan.rewritePacks, ...plan.unreferencedPacks]) {
     freed += p.size;
@@ -639,7 +576,7 @@ function ranges(table: IndexTable, entries: number[]): number[][] {
   let start = 0;
   let end = 0;
   for (const i of entries) {
-    const s = table.offsetOf(i) - RECORD_PREFIX;
+    const s = recordStart(table.offsetOf(i));
     const e = table.offsetOf(i) + table.lengthOf(i);
     if (cur.length > 0 && (s - end > MAX_GAP || e - start > MAX_RANGE || s < end)) {
       out.push(cur);
@@ -671,7 +608,7 @@ async function copyLive(
   /** Counts a live blob as done, copied or not. */
   const blobDone = (i: number) => {
     done++;
-    bytesDone += table.lengthOf(i) + RECORD_PREFIX;
+    bytesDone += recordSize(table.lengthOf(i));
     progress();
   };
   progress();
@@ -679,7 +616,7 @@ async function copyLive(
     const packHex = toHex(table.packId(pn));
     const key = packKey(table.packId(pn));
     for (const group of ranges(table, entries)) {
-      const start = table.offsetOf(group[0]) - RECORD_PREFIX;
+      const start = recordStart(table.offsetOf(group[0]));
       const last = group[group.length - 1];
       const end = table.offsetOf(last) + table.lengthOf(last);
       let bytes: Uint8Array;
@@ -698,13 +635,14 @@ async function copyLive(
         const what = `Blob ${toHex(id)} in pack ${packHex}`;
         const at = table.offsetOf(i) - start;
         const length = table.lengthOf(i);
-        const dv = new DataView(bytes.buffer, bytes.byteOffset + at - RECORD_PREFIX, 8);
+        const stored = parseRecordPrefix(bytes, recordStart(at));
         const sealed = bytes.slice(at, at + length);
         try {
-          if (dv.getUint32(0, true) !== length) {
+          const fault = recordFault(stored, sealed, length);
+          if (fault === "length") {
             throw new IntegrityError(`${what} is corrupt: record length differs from the index`);
           }
-          if (dv.getUint32(4, true) !== crc32(sealed)) {
+          if (fault === "crc") {
             throw new IntegrityError(`${what} is corrupt: CRC-32 mismatch`);
           }
           const type = await verifyBlob(repo, options.pool, id, sealed, table.rawOf(i), what);
@@ -759,7 +697,10 @@ async function commitIndex(repo: Repository<Backend>, s: Scan, moved: ChunkIndex
     }
   }
   if (changed) {
-    await repo.backend.put("index", await repo.key.seal(ObjectType.index, "index", index.encode()));
+    await repo.backend.put(
+      INDEX_KEY,
+      await repo.key.seal(ObjectType.index, "index", index.encode()),
+    );
   }
   return new Set(index.packIds().map(toHex));
 }
@@ -802,7 +743,7 @@ async function execute(
   options.checkLock?.();
   for (const [n, p] of doomed.entries()) {
     options.onProgress?.({ phase: "delete", done: n, total: doomed.length });
-    await repo.backend.delete(`packs/${p.id.slice(0, 2)}/${p.id}`);
+    await repo.backend.delete(packKeyHex(p.id));
     result.deletedPacks.push(p.id);
     result.bytesFreed += p.size;
   }

@@ -45,7 +45,13 @@
 
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
 import type { Document } from "yaml";
-import { type ChunkerParams, DEFAULT_CHUNKER_PARAMS, validateChunkerParams } from "./chunker.ts";
+import {
+  type ChunkerParams,
+  DEFAULT_CHUNKER_PARAMS,
+  MAX_CHUNK_LIMIT,
+  MIN_CHUNK_LIMIT,
+  validateChunkerParams,
+} from "./chunker.ts";
 import { type CompressionOptions, DEFAULT_COMPRESSION } from "./compress.ts";
 import type { EncryptionMode } from "./crypto.ts";
 import { errorMessage, UsageError } from "./errors.ts";
@@ -211,9 +217,6 @@ const MODES: readonly EncryptionMode[] = ["aes256gcm", "none"];
 /** Bounds of validatePackSizes in lib/repository.ts (config_test.ts checks they agree). */
 const MIN_PACK_LIMIT = 1 << 20;
 const MAX_PACK_LIMIT = 2 ** 32 - 1;
-/** Bounds of validateChunkerParams in lib/chunker.ts (config_test.ts checks they agree). */
-const MIN_CHUNK_LIMIT = 64;
-const MAX_CHUNK_LIMIT = 256 << 20;
 
 /** A value in the document: its node (aliases resolved), key path and line. */
 interface Field {

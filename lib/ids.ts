@@ -61,9 +61,3 @@ export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
   }
   return out;
 }
-
-/** The storage key of a pack: `packs/<first two hex digits>/<hex id>`. */
-export function packKey(packId: Uint8Array): string {
-  const hex = toHex(packId);
-  return `packs/${hex.slice(0, 2)}/${hex}`;
-}

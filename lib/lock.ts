@@ -8,6 +8,7 @@
 
 import type { Backend } from "../backends/backend.ts";
 import { IntegrityError, LockedError } from "./errors.ts";
+import { COMMIT_LOCK_KEY } from "./storage_keys.ts";
 
 /** Who holds a lock. */
 export interface LockInfo {
@@ -20,7 +21,7 @@ export interface LockInfo {
 }
 
 /** Key of the commit lock. */
-export const COMMIT_LOCK = "locks/commit";
+export const COMMIT_LOCK = COMMIT_LOCK_KEY;
 
 /** The most bytes of a lock object (`locks/*`); read with this cap (a real one takes ~150). */
 export const MAX_LOCK_BYTES = 4096;

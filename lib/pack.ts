@@ -19,6 +19,7 @@
 
 import { createHash } from "node:crypto";
 import zlib from "node:zlib";
+import { MAX_CHUNK_LIMIT } from "./chunker.ts";
 import { ObjectType, type ObjectTypeTag, type RepoKey } from "./crypto.ts";
 import { IntegrityError } from "./errors.ts";
 import { ID_LENGTH, toHex } from "./ids.ts";
@@ -34,7 +35,14 @@ export const PACK_VERSION = 1;
 export const PACK_PREAMBLE = 9;
 /** Bytes of a record's prefix (length and CRC). */
 export const RECORD_PREFIX = 8;
-const ENTRY_SIZE = ID_LENGTH + 1 + 12;
+/** Offset of the first object in a pack (after the preamble and the first record's prefix). */
+export const FIRST_OBJECT_OFFSET: number = PACK_PREAMBLE + RECORD_PREFIX;
+/** Bytes of one header entry: id, type, object offset, object length, raw length. */
+export const HEADER_ENTRY_SIZE: number = ID_LENGTH + 1 + 12;
+/** Largest plaintext of any blob: the chunker's largest chunk (item blobs are smaller). */
+export const MAX_BLOB: number = MAX_CHUNK_LIMIT;
+/** Largest object a record of a blob is taken to hold when records are walked without a header. */
+export const MAX_BLOB_OBJECT: number = MAX_BLOB + 1024;
 /** Largest header we accept (a pack of 512 MiB of 512-byte blobs would need ~46 MiB). */
 const MAX_HEADER = 64 << 20;
 
@@ -57,9 +65,60 @@ export function crc32(data: Uint8Array): number {
   return zlib.crc32(data) >>> 0;
 }
 
+/**
+ * Bytes a pack of `count` blobs takes besides their records: preamble, header (sealed with
+ * `sealOverhead` bytes of envelope) and trailer.
+ */
+export function packSizeBesidesRecords(count: number, sealOverhead: number): number {
+  return PACK_PREAMBLE + 4 + sealOverhead + HEADER_ENTRY_SIZE * count + 4;
+}
+
+/** Where the record of the object at `objectOffset` starts (its prefix comes first). */
+export function recordStart(objectOffset: number): number {
+  return objectOffset - RECORD_PREFIX;
+}
+
+/** Bytes of the record of an object of `objectLength` bytes (prefix and object). */
+export function recordSize(objectLength: number): number {
+  return RECORD_PREFIX + objectLength;
+}
+
+/** What a record's prefix stores: the object's length and its CRC-32. */
+export interface RecordPrefix {
+  /** Length of the object the record holds. */
+  length: number;
+  /** CRC-32 of that object. */
+  crc: number;
+}
+
+/** Reads the prefix of the record at `offset` of `bytes` (RangeError when it does not fit). */
+export function parseRecordPrefix(bytes: Uint8Array, offset = 0): RecordPrefix {
+  const dv = new DataView(bytes.buffer, bytes.byteOffset + offset, RECORD_PREFIX);
+  return { length: dv.getUint32(0, true), crc: dv.getUint32(4, true) };
+}
+
+/** A view of the object of `record` (a record's bytes: prefix, then object). */
+export function recordObject(record: Uint8Array): Uint8Array {
+  return record.subarray(RECORD_PREFIX);
+}
+
+/**
+ * Why a record does not hold the intact object `object` of `length` bytes: `"length"` when its
+ * prefix gives another length, `"crc"` when the object does not match the stored CRC-32 (checked
+ * only when the length agrees); null when it does.
+ */
+export function recordFault(
+  prefix: RecordPrefix,
+  object: Uint8Array,
+  length: number = object.length,
+): "length" | "crc" | null {
+  if (prefix.length !== length) return "length";
+  return crc32(object) === prefix.crc ? null : "crc";
+}
+
 /** Encodes a header's plaintext. */
 export function encodePackHeader(entries: readonly PackEntry[]): Uint8Array {
-  const out = new Uint8Array(4 + entries.length * ENTRY_SIZE);
+  const out = new Uint8Array(4 + entries.length * HEADER_ENTRY_SIZE);
   const dv = new DataView(out.buffer);
   dv.setUint32(0, entries.length, true);
   let o = 4;
@@ -69,7 +128,7 @@ export function encodePackHeader(entries: readonly PackEntry[]): Uint8Array {
     dv.setUint32(o + 33, e.offset, true);
     dv.setUint32(o + 37, e.length, true);
     dv.setUint32(o + 41, e.rawLength, true);
-    o += ENTRY_SIZE;
+    o += HEADER_ENTRY_SIZE;
   }
   return out;
 }
@@ -84,10 +143,12 @@ export function decodePackHeader(
   if (bytes.length < 4) throw bad("header too short");
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const n = dv.getUint32(0, true);
-  if (bytes.length !== 4 + n * ENTRY_SIZE) throw bad(`header length does not fit ${n} entries`);
+  if (bytes.length !== 4 + n * HEADER_ENTRY_SIZE) {
+    throw bad(`header length does not fit ${n} entries`);
+  }
   const entries: PackEntry[] = [];
-  let expect = PACK_PREAMBLE + RECORD_PREFIX;
-  for (let i = 0, o = 4; i < n; i++, o += ENTRY_SIZE) {
+  let expect = FIRST_OBJECT_OFFSET;
+  for (let i = 0, o = 4; i < n; i++, o += HEADER_ENTRY_SIZE) {
     const type = bytes[o + 32];
     const offset = dv.getUint32(o + 33, true);
     const length = dv.getUint32(o + 37, true);
@@ -188,7 +249,7 @@ export class PackWriter {
    * sealed header and trailer. Writers cut before a blob that would pass `max_pack_size`.
    */
   finishedSizeWith(sealedLength: number, key: RepoKey): number {
-    const header = 4 + (this.#entries.length + 1) * ENTRY_SIZE + key.sealHead + key.sealTail;
+    const header = 4 + (this.#entries.length + 1) * HEADER_ENTRY_SIZE + key.sealHead + key.sealTail;
     return this.#size + RECORD_PREFIX + sealedLength + header + 4;
   }
 

@@ -30,8 +30,9 @@
 
 import type { Backend, ReadonlyBackend } from "../backends/backend.ts";
 import { errorMessage, IntegrityError, LockedError } from "./errors.ts";
-import { isHexId, randomBytes, toHex } from "./ids.ts";
+import { randomBytes, toHex } from "./ids.ts";
 import { COMMIT_LOCK, MAX_LOCK_BYTES } from "./lock.ts";
+import { lockKey, LOCKS_PREFIX, parseLockKey } from "./storage_keys.ts";
 
 /** Shared locks coexist; an exclusive lock excludes every other lock. */
 export type LockMode = "shared" | "exclusive";
@@ -87,7 +88,6 @@ export interface LockEntry {
 /** Default time after which an unrefreshed lock is stale. */
 export const DEFAULT_LOCK_TTL_MS = 30 * 60 * 1000;
 
-const LOCK_PREFIX = "locks/";
 /** First and largest pause between attempts while waiting; each pause is randomized. */
 const BACKOFF_START_MS = 25;
 const BACKOFF_MAX_MS = 2000;
@@ -169,7 +169,7 @@ export class RepoLock {
     for (;;) {
       signal?.throwIfAborted();
       const id = toHex(randomBytes(32));
-      const key = LOCK_PREFIX + id;
+      const key = lockKey(id);
       let writtenAt = judge.now();
       const body = lockBody(judge, writtenAt, exclusive, options.command);
       if (!(await backend.create(key, body))) continue; // a 256-bit id collided: draw again
@@ -199,7 +199,7 @@ export class RepoLock {
           // locks cannot starve it, unless a lower-id exclusive lock is there: then it yields.
           // Proceeding at once on the lower id would be unsafe (the other may already hold).
           const keep = exclusive &&
-            blockers.every((b) => !b.info!.exclusive || b.key.slice(LOCK_PREFIX.length) > id);
+            blockers.every((b) => !b.info!.exclusive || parseLockKey(b.key)! > id);
           if (!keep || performance.now() >= deadline) break;
           if (judge.now() - writtenAt >= judge.ttlMs / 3) {
             // a long wait must not let our waiting lock look stale
@@ -378,7 +378,7 @@ async function readLocks(
 ): Promise<{ own: boolean; others: LockEntry[] }> {
   const keys: string[] = [];
   let own = false;
-  for await (const { key } of backend.list(LOCK_PREFIX)) {
+  for await (const { key } of backend.list(LOCKS_PREFIX)) {
     if (key === ownKey) own = true;
     else if (withCommit || key !== COMMIT_LOCK) keys.push(key);
   }
@@ -408,7 +408,7 @@ async function readEntry(
 /** The lock's content, or null when it is not a well-formed lock. */
 function parseLock(key: string, bytes: Uint8Array): LockInfo | null {
   const commit = key === COMMIT_LOCK;
-  if (!commit && !isHexId(key.slice(LOCK_PREFIX.length))) return null;
+  if (!commit && parseLockKey(key) === null) return null;
   let o: Record<string, unknown>;
   try {
     o = JSON.parse(decoder.decode(bytes));

@@ -32,7 +32,7 @@ import {
   UsageError,
   VgerError,
 } from "./errors.ts";
-import { packKey, randomBytes, toHex } from "./ids.ts";
+import { randomBytes, toHex } from "./ids.ts";
 import {
   type KdfParams,
   MAX_KEY_FILE_BYTES,
@@ -47,7 +47,7 @@ import {
   type ManifestEntry,
   MAX_MANIFEST_BYTES,
 } from "./manifest.ts";
-import { RECORD_PREFIX } from "./pack.ts";
+import { MAX_BLOB } from "./pack.ts";
 import {
   encodeRepoConfig,
   FORMAT_VERSION,
@@ -56,13 +56,19 @@ import {
   type RepoConfig,
   verifyRepoConfig,
 } from "./repo_config.ts";
+import {
+  archiveKey,
+  CONFIG_KEY,
+  INDEX_KEY,
+  KEY_FILE_KEY,
+  MANIFEST_KEY,
+  packKey,
+} from "./storage_keys.ts";
 
 /** Default pack size floor: 32 MiB. */
 export const DEFAULT_MIN_PACK_SIZE = 32 << 20;
 /** Default pack size ceiling: 512 MiB. */
 export const DEFAULT_MAX_PACK_SIZE = 512 << 20;
-/** Largest plaintext of any blob (chunker maximum is at most 256 MiB; item blobs are smaller). */
-const MAX_BLOB = 256 << 20;
 
 /** Options of {@linkcode initRepository}. */
 export interface InitOptions {
@@ -96,7 +102,7 @@ export async function initRepository(backend: Backend, options: InitOptions): Pr
   const minPackSize = options.minPackSize ?? DEFAULT_MIN_PACK_SIZE;
   const maxPackSize = options.maxPackSize ?? DEFAULT_MAX_PACK_SIZE;
   validatePackSizes(minPackSize, maxPackSize);
-  for (const k of ["config", "keys/repokey", "manifest", "index"]) {
+  for (const k of [CONFIG_KEY, KEY_FILE_KEY, MANIFEST_KEY, INDEX_KEY]) {
     if ((await backend.size(k)) !== null) {
       throw new AlreadyExistsError(
         `Cannot create repository "${backend.location}": it already exists (${k} is present)`,
@@ -113,13 +119,16 @@ export async function initRepository(backend: Backend, options: InitOptions): Pr
     maxPackSize,
   };
   await backend.put(
-    "keys/repokey",
+    KEY_FILE_KEY,
     await wrapKey(key.material, options.encryption, options.passphrase, options.kdf),
   );
-  await backend.put("index", await key.seal(ObjectType.index, "index", new ChunkIndex().encode()));
+  await backend.put(
+    INDEX_KEY,
+    await key.seal(ObjectType.index, "index", new ChunkIndex().encode()),
+  );
   await saveManifest({ backend, key }, { archives: [] });
   // The config goes last: a repository without one is not a repository.
-  if (!(await backend.create("config", await encodeRepoConfig(config, key)))) {
+  if (!(await backend.create(CONFIG_KEY, await encodeRepoConfig(config, key)))) {
     throw new AlreadyExistsError(
       `Cannot create repository "${backend.location}": it already exists`,
     );
@@ -157,16 +166,16 @@ export class Repository<B extends ReadonlyBackend = ReadonlyBackend> {
   ): Promise<Repository<B>> {
     await loadCodecs();
     const loc = backend.location;
-    const configBytes = await backend.get("config", { maxBytes: MAX_REPO_CONFIG_BYTES });
+    const configBytes = await backend.get(CONFIG_KEY, { maxBytes: MAX_REPO_CONFIG_BYTES });
     if (configBytes === null) {
       throw new NotFoundError(
         `Cannot open repository "${loc}": config not found (is it a vger repository? run vger init)`,
       );
     }
     const unverified = parseRepoConfig(configBytes);
-    const keyBytes = await backend.get("keys/repokey", { maxBytes: MAX_KEY_FILE_BYTES });
+    const keyBytes = await backend.get(KEY_FILE_KEY, { maxBytes: MAX_KEY_FILE_BYTES });
     if (keyBytes === null) {
-      throw new NotFoundError(`Cannot open repository "${loc}": keys/repokey not found`);
+      throw new NotFoundError(`Cannot open repository "${loc}": ${KEY_FILE_KEY} not found`);
     }
     const parsed = await parseKeyFile(keyBytes);
     const wantKdf = unverified.config.encryption === "none" ? "none" : "argon2id";
@@ -217,7 +226,7 @@ export class Repository<B extends ReadonlyBackend = ReadonlyBackend> {
   async readManifest(): Promise<Manifest> {
     const m = decodeManifest(
       await this.#readObject(
-        "manifest",
+        MANIFEST_KEY,
         ObjectType.manifest,
         "manifest",
         "Manifest",
@@ -251,7 +260,7 @@ export class Repository<B extends ReadonlyBackend = ReadonlyBackend> {
   /** The chunk index. */
   async readIndex(): Promise<ChunkIndex> {
     return ChunkIndex.decode(
-      await this.#readObject("index", ObjectType.index, "index", "Index", MAX_INDEX_BYTES),
+      await this.#readObject(INDEX_KEY, ObjectType.index, "index", "Index", MAX_INDEX_BYTES),
     );
   }
 
@@ -265,11 +274,11 @@ export class Repository<B extends ReadonlyBackend = ReadonlyBackend> {
 
   /** An archive's metadata. */
   async readArchive(entry: ManifestEntry): Promise<ArchiveMeta> {
-    const hex = toHex(entry.id);
-    const what = `Archive "${entry.name}" (archives/${hex})`;
+    const key = archiveKey(entry.id);
+    const what = `Archive "${entry.name}" (${key})`;
     return decodeArchiveMeta(
       await this.#readObject(
-        `archives/${hex}`,
+        key,
         ObjectType.archive,
         entry.id,
         what,
@@ -334,7 +343,7 @@ export type ManifestWriter = Pick<Repository<Backend>, "backend" | "key"> & {
 export async function saveManifest(repo: ManifestWriter, manifest: Manifest): Promise<void> {
   manifest.counter = (manifest.counter ?? 0) + 1;
   await repo.backend.put(
-    "manifest",
+    MANIFEST_KEY,
     await repo.key.seal(ObjectType.manifest, "manifest", encodeManifest(manifest)),
   );
   repo.noteManifestCounter?.(manifest.counter);
@@ -343,9 +352,4 @@ export async function saveManifest(repo: ManifestWriter, manifest: Manifest): Pr
 /** The most bytes of a sealed object whose plaintext is at most `plainBytes` long. */
 export function sealedLimit(plainBytes: number): number {
   return plainBytes + Math.max(SEAL_OVERHEAD_AES, SEAL_OVERHEAD_NONE);
-}
-
-/** Offset of a record's prefix, from its object's offset. */
-export function recordStart(loc: ChunkLocation): number {
-  return loc.offset - RECORD_PREFIX;
 }

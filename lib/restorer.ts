@@ -32,7 +32,8 @@ import { errorMessage, IntegrityError, UsageError, VgerError } from "./errors.ts
 import { atExit } from "./exit_hooks.ts";
 import { describeFsError } from "./archiver.ts";
 import { nativeFs } from "./fs_native.ts";
-import { packKey, toHex } from "./ids.ts";
+import { toHex } from "./ids.ts";
+import { packKey } from "./storage_keys.ts";
 import { PathSelector } from "./patterns.ts";
 import { releaseOwned } from "./bytes.ts";
 import { RECORD_PREFIX } from "./pack.ts";

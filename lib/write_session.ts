@@ -13,7 +13,8 @@ import type { Backend } from "../backends/backend.ts";
 import { ChunkIndex } from "./chunk_index.ts";
 import { ObjectType, type ObjectTypeTag } from "./crypto.ts";
 import { AlreadyExistsError } from "./errors.ts";
-import { packKey, toHex } from "./ids.ts";
+import { toHex } from "./ids.ts";
+import { archiveKey, INDEX_KEY, packKey } from "./storage_keys.ts";
 import { withCommitLock } from "./lock.ts";
 import { type ArchiveMeta, encodeArchiveMeta } from "./archive.ts";
 import type { ManifestEntry } from "./manifest.ts";
@@ -211,11 +212,11 @@ export class WriteSession {
         const index = await repo.readIndex();
         index.merge(this.#added);
         await repo.backend.put(
-          "index",
+          INDEX_KEY,
           await repo.key.seal(ObjectType.index, "index", index.encode()),
         );
       }
-      await repo.backend.put(`archives/${toHex(archiveId)}`, sealedArchive);
+      await repo.backend.put(archiveKey(archiveId), sealedArchive);
       manifest.archives.push(entry);
       await saveManifest(repo, manifest);
     });

@@ -22,7 +22,8 @@ import {
 import { compress, loadCodecs } from "../lib/compress.ts";
 import { ObjectType, type ObjectTypeTag } from "../lib/crypto.ts";
 import { IntegrityError, LockedError, UsageError } from "../lib/errors.ts";
-import { bytesEqual, fromHex, packKey, randomBytes, toHex } from "../lib/ids.ts";
+import { bytesEqual, fromHex, randomBytes, toHex } from "../lib/ids.ts";
+import { packKey } from "../lib/storage_keys.ts";
 import { COMMIT_LOCK } from "../lib/lock.ts";
 import { encodeManifest } from "../lib/manifest.ts";
 import { crc32, PackWriter, readPackHeader } from "../lib/pack.ts";

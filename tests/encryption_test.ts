@@ -11,7 +11,8 @@ import type { Item } from "../lib/archive.ts";
 import { listItemsCommand } from "../lib/commands.ts";
 import { IntegrityError } from "../lib/errors.ts";
 import { nativeFs } from "../lib/fs_native.ts";
-import { packKey, toHex } from "../lib/ids.ts";
+import { toHex } from "../lib/ids.ts";
+import { packKey } from "../lib/storage_keys.ts";
 import { Repository } from "../lib/repository.ts";
 
 const CLI = new URL("../cli.ts", import.meta.url).pathname;

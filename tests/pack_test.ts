@@ -1,23 +1,35 @@
 import { createHash } from "node:crypto";
 import { deepStrictEqual, equal, ok, rejects, throws } from "node:assert/strict";
 import { MemoryBackend } from "../backends/memory.ts";
-import { ObjectType, type ObjectTypeTag, RepoKey } from "../lib/crypto.ts";
+import { ObjectType, type ObjectTypeTag, RepoKey, SEAL_OVERHEAD_AES } from "../lib/crypto.ts";
 import { IntegrityError } from "../lib/errors.ts";
-import { packKey, toHex } from "../lib/ids.ts";
+import { toHex } from "../lib/ids.ts";
+import { packKey } from "../lib/storage_keys.ts";
 import {
   crc32,
   decodePackHeader,
   encodePackHeader,
   entryName,
+  FIRST_OBJECT_OFFSET,
+  HEADER_ENTRY_SIZE,
   headerLocation,
+  MAX_BLOB,
+  MAX_BLOB_OBJECT,
   PACK_MAGIC,
   PACK_PREAMBLE,
   PACK_VERSION,
   type PackEntry,
+  packSizeBesidesRecords,
   PackWriter,
+  parseRecordPrefix,
   readPackHeader,
   RECORD_PREFIX,
+  recordFault,
+  recordObject,
+  recordSize,
+  recordStart,
 } from "../lib/pack.ts";
+import { MAX_CHUNK_LIMIT } from "../lib/chunker.ts";
 import { concat, footprint, fuzzCases, FuzzClock, mutate, randomBytes, rng } from "../lib/_fuzz.ts";
 
 /** Bytes a pack parser reads as types, counts and lengths. */
@@ -223,6 +235,39 @@ Deno.test("a key-less server can walk and CRC-check every record up to the heade
   const damaged = bytes.slice();
   damaged[entries[4].offset + 3] ^= 0x10;
   throws(() => walkRecords(damaged), /bad record at/);
+});
+
+Deno.test("the record helpers read each record's length and CRC and name its faults", async () => {
+  const key = await RepoKey.generate("aes256gcm");
+  const { bytes, entries, size } = await makePack(key, rng(7), 4);
+  equal(entries[0].offset, FIRST_OBJECT_OFFSET);
+  equal(HEADER_ENTRY_SIZE, 45);
+  equal(MAX_BLOB, 256 << 20);
+  equal(MAX_BLOB, MAX_CHUNK_LIMIT);
+  equal(MAX_BLOB_OBJECT, MAX_BLOB + 1024);
+  let records = 0;
+  for (const e of entries) {
+    equal(recordStart(e.offset), e.offset - 8);
+    equal(recordSize(e.length), e.length + 8);
+    records += recordSize(e.length);
+    const record = bytes.subarray(
+      recordStart(e.offset),
+      recordStart(e.offset) + recordSize(e.length),
+    );
+    const prefix = parseRecordPrefix(record);
+    deepStrictEqual(parseRecordPrefix(bytes, recordStart(e.offset)), prefix);
+    const object = bytes.subarray(e.offset, e.offset + e.length);
+    deepStrictEqual(prefix, { length: e.length, crc: crc32(object) });
+    deepStrictEqual(recordObject(record), object);
+    equal(recordFault(prefix, object), null);
+    equal(recordFault(prefix, object, e.length), null);
+    equal(recordFault(prefix, object, e.length + 1), "length");
+    const flipped = object.slice();
+    flipped[flipped.length >> 1] ^= 1;
+    equal(recordFault(prefix, flipped), "crc");
+  }
+  equal(size, records + packSizeBesidesRecords(entries.length, SEAL_OVERHEAD_AES));
+  throws(() => parseRecordPrefix(bytes, bytes.length - 4), RangeError);
 });
 
 Deno.test("records copied verbatim into a new pack with a client-sealed header stay readable", async () => {

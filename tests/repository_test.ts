@@ -14,7 +14,8 @@ import {
   NotFoundError,
   UsageError,
 } from "../lib/errors.ts";
-import { packKey, toHex } from "../lib/ids.ts";
+import { toHex } from "../lib/ids.ts";
+import { packKey } from "../lib/storage_keys.ts";
 import type { KdfParams } from "../lib/key_file.ts";
 import { COMMIT_LOCK } from "../lib/lock.ts";
 import { type InitOptions, initRepository, Repository, saveManifest } from "../lib/repository.ts";
