@@ -28,6 +28,7 @@ import type { Backend, ReadonlyBackend } from "../backends/backend.ts";
 import { decodeItems } from "./archive.ts";
 import { ChunkIndex, type ChunkLocation } from "./chunk_index.ts";
 import type { CodecPool } from "./codec_pool.ts";
+import { Limiter } from "./concurrency.ts";
 import { decompress } from "./compress.ts";
 import { ObjectType, type ObjectTypeTag } from "./crypto.ts";
 import { errorMessage, IntegrityError, NotFoundError, VgerError } from "./errors.ts";
@@ -262,8 +263,17 @@ const ARCHIVE_KEY = /^archives\/([0-9a-f]{64})$/;
 const DEFAULT_READ_RANGE = 4 << 20;
 /** Sealed bytes handed to the codec pool and not yet verified, at most. */
 const DECODE_BUDGET = 64 << 20;
-/** Pack headers read at once (each is three small range reads). */
-const HEADER_CONCURRENCY = 8;
+/**
+ * Pack headers read at once per backend connection. A header read is three small range reads,
+ * bound by latency rather than bandwidth, so a connection keeps several in flight; the local
+ * backend's 2 connections give the 8 at once that were a fixed constant before.
+ */
+const HEADER_READS_PER_CONNECTION = 4;
+
+/** A limiter for reading pack headers from this backend. */
+function headerReads(backend: ReadonlyBackend): Limiter {
+  return new Limiter(backend.capabilities.connections * HEADER_READS_PER_CONNECTION);
+}
 /** Paths listed per problem at most (a shared chunk can be in millions of files). */
 const MAX_PATHS = 1000;
 /** Distinct missing chunks reported one by one; the rest share one problem. */
@@ -924,19 +934,6 @@ function counted(
   };
 }
 
-/** Runs `fn` over the items, `limit` at a time; `fn` must not throw. */
-async function forEachLimit<T>(
-  items: Iterable<T>,
-  limit: number,
-  fn: (item: T) => Promise<void>,
-): Promise<void> {
-  const it = items[Symbol.iterator]();
-  const worker = async () => {
-    for (let n = it.next(); !n.done; n = it.next()) await fn(n.value);
-  };
-  await Promise.all(Array.from({ length: limit }, worker));
-}
-
 interface Unreadable {
   key: string;
   hex: string;
@@ -955,7 +952,7 @@ async function buildIndex(
   const index = opts.into ?? new ChunkIndex();
   const unreadable: Unreadable[] = [];
   const reader = counted(repo.backend, opts.stats);
-  await forEachLimit(packs, HEADER_CONCURRENCY, async ([hex, size]) => {
+  await headerReads(repo.backend).forEach(packs, async ([hex, size]) => {
     const key = packKey(fromHex(hex));
     let entries: PackEntry[];
     try {
@@ -1118,7 +1115,7 @@ async function checkPackHeaders(
       found.message = `${prefix}: ${differ} blobs lie elsewhere (first: ${example})`;
     }
   };
-  await forEachLimit(referenced, HEADER_CONCURRENCY, async ([hex, count]) => {
+  await headerReads(repo.backend).forEach(referenced, async ([hex, count]) => {
     await checkOne(hex, count);
     done++;
     options.onProgress?.({
