@@ -28,7 +28,7 @@ import type { Backend, ReadonlyBackend } from "../backends/backend.ts";
 import { decodeItems } from "./archive.ts";
 import { ChunkIndex, type ChunkLocation } from "./chunk_index.ts";
 import type { CodecPool } from "./codec_pool.ts";
-import { Limiter } from "./concurrency.ts";
+import { ByteBudget, Limiter } from "./concurrency.ts";
 import { decompress } from "./compress.ts";
 import { ObjectType, type ObjectTypeTag } from "./crypto.ts";
 import { errorMessage, IntegrityError, NotFoundError, VgerError } from "./errors.ts";
@@ -1251,29 +1251,6 @@ class PackReader {
 const BATCH_BYTES = 2 << 20;
 const BATCH_BLOBS = 256;
 
-/** Sealed blobs being verified in the codec pool, bounded by their bytes. */
-class InFlight {
-  readonly #pending = new Set<Promise<void>>();
-  #bytes = 0;
-
-  /** Starts `fn` (which must not throw) once fewer than the budget's bytes are in flight. */
-  async add(bytes: number, fn: () => Promise<void>): Promise<void> {
-    while (this.#bytes > DECODE_BUDGET && this.#pending.size > 0) {
-      await Promise.race(this.#pending);
-    }
-    this.#bytes += bytes;
-    const p: Promise<void> = fn().finally(() => {
-      this.#pending.delete(p);
-      this.#bytes -= bytes;
-    });
-    this.#pending.add(p);
-  }
-
-  async drain(): Promise<void> {
-    await Promise.all(this.#pending);
-  }
-}
-
 /** One record to verify: from the pack header, or from the index when the header is bad. */
 interface Expected {
   id: Uint8Array;
@@ -1341,7 +1318,9 @@ async function verifyPack(
     range: ctx.options.readRange ?? DEFAULT_READ_RANGE,
     onRead,
   });
-  const inFlight = new InFlight();
+  // sealed blobs being verified in the codec pool, bounded by their bytes
+  const decoding = new Limiter(Infinity);
+  const decodeBudget = new ByteBudget(DECODE_BUDGET);
 
   const fail = (r: Expected, why: string, used: boolean): void => {
     const what = `${describeBlob(r.id, r.type)} in pack ${key}`;
@@ -1385,7 +1364,7 @@ async function verifyPack(
     const bytes = batchBytes;
     batch = [];
     batchBytes = 0;
-    await inFlight.add(bytes, async () => {
+    const verifyParts = async (): Promise<void> => {
       let results: (Error | null)[];
       try {
         results = await pool!.verifyBatch(parts.map(({ r, type, sealed }) => ({
@@ -1402,7 +1381,9 @@ async function verifyPack(
       results.forEach((err, i) => {
         if (err) fail({ ...parts[i].r, type: parts[i].type }, errorMessage(err), true);
       });
-    });
+    };
+    await decodeBudget.reserve(bytes);
+    await decoding.spawn(() => verifyParts().finally(() => decodeBudget.release(bytes)));
   };
 
   try {
@@ -1455,7 +1436,7 @@ async function verifyPack(
     try {
       await sendBatch(); // the blobs read before a failure are still verified
     } finally {
-      await inFlight.drain();
+      await decoding.drain();
     }
   }
 }

@@ -35,9 +35,12 @@ export class Limiter {
   #failed = false;
   #failure: unknown = undefined;
 
-  /** A limiter of `limit` (a positive integer) slots. */
+  /**
+   * A limiter of `limit` (a positive integer) slots. `Infinity` limits nothing: a group of
+   * background tasks whose first failure `drain` throws (pair it with a ByteBudget).
+   */
   constructor(limit: number) {
-    if (!Number.isInteger(limit) || limit < 1) {
+    if (limit !== Infinity && (!Number.isInteger(limit) || limit < 1)) {
       throw new RangeError(`Concurrency limit must be a positive integer, got ${limit}`);
     }
     this.#limit = limit;

@@ -128,10 +128,22 @@ Deno.test("limiter ready waits for a free slot without taking it", async () => {
   await limiter.drain();
 });
 
+Deno.test("an unlimited limiter runs every task at once and still keeps the first failure", async () => {
+  const limiter = new Limiter(Infinity);
+  const gate = deferred();
+  for (let i = 0; i < 100; i++) await limiter.spawn(() => gate.promise);
+  deepStrictEqual(limiter.active, 100);
+  await limiter.spawn(() => Promise.reject(new Error("task failed")));
+  gate.resolve();
+  await rejects(() => limiter.drain(), /task failed/);
+  deepStrictEqual(limiter.active, 0);
+});
+
 Deno.test("limiter refuses a limit that is not a positive integer", () => {
   throws(() => new Limiter(0), RangeError);
   throws(() => new Limiter(1.5), RangeError);
   throws(() => new Limiter(NaN), RangeError);
+  throws(() => new Limiter(-Infinity), RangeError);
 });
 
 Deno.test("byte budget holds at most its limit and serves waiters in order", async () => {
