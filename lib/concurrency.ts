@@ -190,6 +190,13 @@ export class ByteBudget {
     return this.#waiters.length === 0 && this.#admits(bytes);
   }
 
+  /** Reserves `bytes` if that needs no waiting (and the budget is not aborted). */
+  tryReserve(bytes: number): boolean {
+    if (this.#aborted || !this.fits(bytes)) return false;
+    this.#used += bytes;
+    return true;
+  }
+
   /** Reserves `bytes`, waiting while they would pass the budget; throws once aborted. */
   async reserve(bytes: number): Promise<void> {
     if (this.#aborted) throw this.#reason;

@@ -165,6 +165,9 @@ Deno.test("byte budget holds at most its limit and serves waiters in order", asy
   deepStrictEqual(budget.used, 80);
   deepStrictEqual(budget.fits(20), true);
   deepStrictEqual(budget.fits(21), false);
+  deepStrictEqual(budget.tryReserve(21), false);
+  deepStrictEqual(budget.tryReserve(20), true);
+  deepStrictEqual(budget.used, 100);
 });
 
 Deno.test("byte budget lets a reservation larger than the budget through when empty", async () => {
