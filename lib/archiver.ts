@@ -22,6 +22,7 @@ import {
 import type { Chunker } from "./chunker.ts";
 import type { ChunkIndex } from "./chunk_index.ts";
 import { type BlockJob, CodecPool } from "./codec_pool.ts";
+import { ByteBudget, Limiter } from "./concurrency.ts";
 import type { CompressionOptions } from "./compress.ts";
 import { ObjectType, type ObjectTypeTag } from "./crypto.ts";
 import { AlreadyExistsError, errorMessage, NotFoundError, VgerError } from "./errors.ts";
@@ -222,10 +223,11 @@ class BackupRun {
   readonly #itemBuffer = new ItemStreamBuffer();
   readonly #itemIds: Uint8Array[] = [];
   readonly #excluded = new Set<string>();
-  readonly #inflight = new Set<Promise<void>>();
-  readonly #budget: number;
+  /** Item blobs being sealed and packed (their failures go to #failure). */
+  readonly #itemJobs = new Limiter(Infinity);
+  /** Bytes of those item blobs, within the backup's byte budget. */
+  readonly #itemBytes: ByteBudget;
   readonly #native = nativeFs();
-  #inflightBytes = 0;
   #failure: unknown = null;
   /** The read block being filled: chunks are cut and hashed in place, never copied. */
   #block: Uint8Array;
@@ -236,10 +238,11 @@ class BackupRun {
   #jobs: BlockJob[] = [];
   /** Blocks back from the workers, for reuse. */
   readonly #spareBlocks: Uint8Array[] = [];
-  /** Blocks at the workers; at most #maxBlocksOut. */
-  #blocksOut = 0;
-  readonly #maxBlocksOut: number;
-  readonly #blockFreed = new Set<() => void>();
+  /**
+   * Blocks at the workers (and their chunks on the way into packs), as many as the byte budget
+   * holds, at least 2. A CPU stage: the count does not depend on the backend.
+   */
+  readonly #blocksOut: Limiter;
   #files = 0;
   #original = 0;
   #compressed = 0;
@@ -260,9 +263,10 @@ class BackupRun {
     this.#chunker = chunker;
     this.#owners = owners;
     this.#options = options;
-    this.#budget = options.budgetBytes ?? 32 << 20;
+    const budget = options.budgetBytes ?? 32 << 20;
+    this.#itemBytes = new ByteBudget(budget);
     this.#block = new Uint8Array(repo.config.chunker.maxSize + READ_BLOCK);
-    this.#maxBlocksOut = Math.max(2, Math.ceil(this.#budget / this.#block.length));
+    this.#blocksOut = new Limiter(Math.max(2, Math.ceil(budget / this.#block.length)));
     for (const d of options.excludeDirs ?? []) {
       try {
         const s = lstatEntry(d);
@@ -523,10 +527,8 @@ class BackupRun {
     if (this.#jobs.length === 0) {
       old.copyWithin(0, start, end);
     } else {
-      while (this.#blocksOut >= this.#maxBlocksOut) {
-        await new Promise<void>((resolve) => this.#blockFreed.add(resolve));
-        if (this.#failure) throw this.#failure;
-      }
+      await this.#blocksOut.ready(); // a free slot: #ship below takes it at once
+      if (this.#failure) throw this.#failure;
       const next = this.#spareBlocks.pop() ?? new Uint8Array(old.length);
       next.set(old.subarray(start, end));
       this.#block = next;
@@ -540,25 +542,17 @@ class BackupRun {
   #ship(block: Uint8Array): void {
     const jobs = this.#jobs;
     this.#jobs = [];
-    this.#blocksOut++;
-    const done = this.#pool.encodeBlock(block, jobs, this.#options.compression)
-      .then(async (r) => {
+    void this.#blocksOut.spawn(() =>
+      this.#pool.encodeBlock(block, jobs, this.#options.compression).then(async (r) => {
         this.#spareBlocks.push(r.block);
         for (let i = 0; i < jobs.length; i++) {
           this.#compressed += r.sealed[i].length;
           await this.#session.add(jobs[i].id, jobs[i].type, r.sealed[i], jobs[i].length);
         }
-      })
-      .catch((err) => {
+      }).catch((err) => {
         this.#failure ??= err;
       })
-      .finally(() => {
-        this.#blocksOut--;
-        this.#inflight.delete(done);
-        for (const wake of this.#blockFreed) wake();
-        this.#blockFreed.clear();
-      });
-    this.#inflight.add(done);
+    );
   }
 
   /** Hashes a blob and, when new, sends it to be sealed and packed. Returns its id. */
@@ -569,25 +563,20 @@ class BackupRun {
       this.#compressed += this.#session.storedLength(id);
       return id;
     }
-    while (this.#inflightBytes > this.#budget && this.#inflight.size > 0) {
-      await Promise.race(this.#inflight);
-    }
-    if (this.#failure) throw this.#failure;
     const len = data.length;
-    this.#inflightBytes += len;
-    const job = this.#pool.encode(type, id, data, this.#options.compression)
-      .then((sealed) => {
-        this.#compressed += sealed.length;
-        return this.#session.add(id, type, sealed, len);
-      })
-      .catch((err) => {
-        this.#failure ??= err;
-      })
-      .finally(() => {
-        this.#inflightBytes -= len;
-        this.#inflight.delete(job);
-      });
-    this.#inflight.add(job);
+    await this.#itemBytes.reserve(len);
+    if (this.#failure) throw this.#failure;
+    void this.#itemJobs.spawn(() =>
+      this.#pool.encode(type, id, data, this.#options.compression)
+        .then((sealed) => {
+          this.#compressed += sealed.length;
+          return this.#session.add(id, type, sealed, len);
+        })
+        .catch((err) => {
+          this.#failure ??= err;
+        })
+        .finally(() => this.#itemBytes.release(len))
+    );
     return id;
   }
 
@@ -605,7 +594,7 @@ class BackupRun {
     }
     const blob = this.#itemBuffer.flush();
     if (blob) this.#itemIds.push(await this.#store(ObjectType.items, blob));
-    while (this.#inflight.size > 0) await Promise.race(this.#inflight);
+    await Promise.all([this.#blocksOut.settle(), this.#itemJobs.settle()]);
     if (this.#failure) throw this.#failure;
     return this.#itemIds;
   }

@@ -28,6 +28,7 @@ import type { Backend, ReadonlyBackend } from "../backends/backend.ts";
 import { decodeItems } from "./archive.ts";
 import { ChunkIndex, type ChunkLocation } from "./chunk_index.ts";
 import type { CodecPool } from "./codec_pool.ts";
+import { ByteBudget, Limiter } from "./concurrency.ts";
 import { decompress } from "./compress.ts";
 import { ObjectType, type ObjectTypeTag } from "./crypto.ts";
 import { errorMessage, IntegrityError, NotFoundError, VgerError } from "./errors.ts";
@@ -281,8 +282,17 @@ export interface RepairResult {
 const DEFAULT_READ_RANGE = 4 << 20;
 /** Sealed bytes handed to the codec pool and not yet verified, at most. */
 const DECODE_BUDGET = 64 << 20;
-/** Pack headers read at once (each is three small range reads). */
-const HEADER_CONCURRENCY = 8;
+/**
+ * Pack headers read at once per backend connection. A header read is three small range reads,
+ * bound by latency rather than bandwidth, so a connection keeps several in flight; the local
+ * backend's 2 connections give the 8 at once that were a fixed constant before.
+ */
+const HEADER_READS_PER_CONNECTION = 4;
+
+/** A limiter for reading pack headers from this backend. */
+function headerReads(backend: ReadonlyBackend): Limiter {
+  return new Limiter(backend.capabilities.connections * HEADER_READS_PER_CONNECTION);
+}
 /** Paths listed per problem at most (a shared chunk can be in millions of files). */
 const MAX_PATHS = 1000;
 /** Distinct missing chunks reported one by one; the rest share one problem. */
@@ -932,19 +942,6 @@ function counted(
   };
 }
 
-/** Runs `fn` over the items, `limit` at a time; `fn` must not throw. */
-async function forEachLimit<T>(
-  items: Iterable<T>,
-  limit: number,
-  fn: (item: T) => Promise<void>,
-): Promise<void> {
-  const it = items[Symbol.iterator]();
-  const worker = async () => {
-    for (let n = it.next(); !n.done; n = it.next()) await fn(n.value);
-  };
-  await Promise.all(Array.from({ length: limit }, worker));
-}
-
 interface Unreadable {
   key: string;
   hex: string;
@@ -963,7 +960,7 @@ async function buildIndex(
   const index = opts.into ?? new ChunkIndex();
   const unreadable: Unreadable[] = [];
   const reader = counted(repo.backend, opts.stats);
-  await forEachLimit(packs, HEADER_CONCURRENCY, async ([hex, size]) => {
+  await headerReads(repo.backend).forEach(packs, async ([hex, size]) => {
     const key = packKey(fromHex(hex));
     let entries: PackEntry[];
     try {
@@ -1126,7 +1123,7 @@ async function checkPackHeaders(
       found.message = `${prefix}: ${differ} blobs lie elsewhere (first: ${example})`;
     }
   };
-  await forEachLimit(referenced, HEADER_CONCURRENCY, async ([hex, count]) => {
+  await headerReads(repo.backend).forEach(referenced, async ([hex, count]) => {
     await checkOne(hex, count);
     done++;
     options.onProgress?.({
@@ -1262,29 +1259,6 @@ class PackReader {
 const BATCH_BYTES = 2 << 20;
 const BATCH_BLOBS = 256;
 
-/** Sealed blobs being verified in the codec pool, bounded by their bytes. */
-class InFlight {
-  readonly #pending = new Set<Promise<void>>();
-  #bytes = 0;
-
-  /** Starts `fn` (which must not throw) once fewer than the budget's bytes are in flight. */
-  async add(bytes: number, fn: () => Promise<void>): Promise<void> {
-    while (this.#bytes > DECODE_BUDGET && this.#pending.size > 0) {
-      await Promise.race(this.#pending);
-    }
-    this.#bytes += bytes;
-    const p: Promise<void> = fn().finally(() => {
-      this.#pending.delete(p);
-      this.#bytes -= bytes;
-    });
-    this.#pending.add(p);
-  }
-
-  async drain(): Promise<void> {
-    await Promise.all(this.#pending);
-  }
-}
-
 /** One record to verify: from the pack header, or from the index when the header is bad. */
 interface Expected {
   id: Uint8Array;
@@ -1352,7 +1326,9 @@ async function verifyPack(
     range: ctx.options.readRange ?? DEFAULT_READ_RANGE,
     onRead,
   });
-  const inFlight = new InFlight();
+  // sealed blobs being verified in the codec pool, bounded by their bytes
+  const decoding = new Limiter(Infinity);
+  const decodeBudget = new ByteBudget(DECODE_BUDGET);
 
   const fail = (r: Expected, why: string, used: boolean): void => {
     const what = `${describeBlob(r.id, r.type)} in pack ${key}`;
@@ -1396,7 +1372,7 @@ async function verifyPack(
     const bytes = batchBytes;
     batch = [];
     batchBytes = 0;
-    await inFlight.add(bytes, async () => {
+    const verifyParts = async (): Promise<void> => {
       let results: (Error | null)[];
       try {
         results = await pool!.verifyBatch(parts.map(({ r, type, sealed }) => ({
@@ -1413,7 +1389,9 @@ async function verifyPack(
       results.forEach((err, i) => {
         if (err) fail({ ...parts[i].r, type: parts[i].type }, errorMessage(err), true);
       });
-    });
+    };
+    await decodeBudget.reserve(bytes);
+    await decoding.spawn(() => verifyParts().finally(() => decodeBudget.release(bytes)));
   };
 
   try {
@@ -1467,7 +1445,7 @@ async function verifyPack(
     try {
       await sendBatch(); // the blobs read before a failure are still verified
     } finally {
-      await inFlight.drain();
+      await decoding.drain();
     }
   }
 }

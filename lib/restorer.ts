@@ -27,6 +27,7 @@ import type { Item } from "./archive.ts";
 import { decodeItems } from "./archive.ts";
 import type { ChunkIndex, ChunkLocation } from "./chunk_index.ts";
 import { CodecPool } from "./codec_pool.ts";
+import { ByteBudget } from "./concurrency.ts";
 import { ObjectType } from "./crypto.ts";
 import { errorMessage, IntegrityError, UsageError, VgerError } from "./errors.ts";
 import { atExit } from "./exit_hooks.ts";
@@ -123,7 +124,7 @@ interface BatchPart {
   reject: (e: unknown) => void;
 }
 
-/** Wakes whoever waits for it. */
+/** Wakes whoever waits for it (new work for the writer, a written item for the producer). */
 class Signal {
   #waiters: (() => void)[] = [];
   wait(): Promise<void> {
@@ -226,11 +227,11 @@ class ExtractRun {
   readonly #checkedDirs = new Set<string>();
   readonly #dirs: { path: string; item: Item }[] = [];
   readonly #zeroIds = new Set<string>();
-  readonly #budget: number;
+  /** Bytes of chunks requested and not yet written. */
+  readonly #budget: ByteBudget;
   readonly #queue: QueuedItem[] = [];
   readonly #added = new Signal();
   readonly #freed = new Signal();
-  #inflight = 0;
   #batch:
     | { pack: Uint8Array; packHex: string; start: number; end: number; parts: BatchPart[] }
     | null = null;
@@ -257,7 +258,7 @@ class ExtractRun {
     this.#options = options;
     this.#selector = new PathSelector(options.patterns ?? []);
     this.#owners = options.restoreOwners ?? Deno.uid() === 0;
-    this.#budget = options.budgetBytes ?? 32 << 20;
+    this.#budget = new ByteBudget(options.budgetBytes ?? 32 << 20);
     this.#checkedDirs.add(dest);
     this.#removeLeftovers(dest);
   }
@@ -360,10 +361,9 @@ class ExtractRun {
     if (this.#zeroIds.size > 0 && this.#zeroIds.has(toHex(id))) {
       return { raw: loc.rawLength, held: 0, data: Promise.resolve(null) };
     }
-    while (this.#inflight > 0 && this.#inflight + loc.rawLength > this.#budget) {
-      this.#flushBatch();
-      await this.#freed.wait();
-      if (this.#failure) throw this.#failure;
+    if (!this.#budget.tryReserve(loc.rawLength)) {
+      this.#flushBatch(); // the writer frees bytes only once the pending reads are sent
+      await this.#budget.reserve(loc.rawLength); // throws the writer's failure
     }
     const packHex = toHex(loc.pack);
     const b = this.#batch;
@@ -376,7 +376,6 @@ class ExtractRun {
     }
     const batch = this.#batch!;
     batch.end = loc.offset + loc.length;
-    this.#inflight += loc.rawLength;
     const data = new Promise<Uint8Array | null>((resolve, reject) => {
       batch.parts.push({ loc, id, resolve, reject });
     });
@@ -416,7 +415,7 @@ class ExtractRun {
   }
 
   #release(p: Pending): void {
-    this.#inflight -= p.held;
+    this.#budget.release(p.held);
     p.held = 0;
     this.#freed.notify();
   }
@@ -445,6 +444,7 @@ class ExtractRun {
     } catch (err) {
       this.#failure ??= err;
       this.#freed.notify();
+      this.#budget.abort(this.#failure);
       throw err;
     }
   }

@@ -1,16 +1,18 @@
 /**
  * Writing new blobs and committing an archive. Blobs go into packs; a full pack is uploaded
- * while the next fills (at most two uploads in flight). Item-stream blobs (archive metadata) and
- * file data never share a pack: the session keeps one open pack per type, so a damaged data pack
- * costs file contents, never an archive's list of files (docs/FORMAT.md). The commit follows the
- * crash-safe order: every pack is durable, then the merged index, then the archive, then the
- * manifest (the commit point), the last two under the commit lock.
+ * while the next fills (as many uploads in flight as the backend has connections). Item-stream
+ * blobs (archive metadata) and file data never share a pack: the session keeps one open pack
+ * per type, so a damaged data pack costs file contents, never an archive's list of files
+ * (docs/FORMAT.md). The commit follows the crash-safe order: every pack is durable, then the
+ * merged index, then the archive, then the manifest (the commit point), the last two under the
+ * commit lock.
  *
  * @module
  */
 
 import type { Backend } from "../backends/backend.ts";
 import { ChunkIndex } from "./chunk_index.ts";
+import { Limiter } from "./concurrency.ts";
 import { ObjectType, type ObjectTypeTag } from "./crypto.ts";
 import { AlreadyExistsError } from "./errors.ts";
 import { toHex } from "./ids.ts";
@@ -20,9 +22,6 @@ import { type ArchiveMeta, encodeArchiveMeta } from "./archive.ts";
 import type { ManifestEntry } from "./manifest.ts";
 import { type PackEntry, PackWriter } from "./pack.ts";
 import { type Repository, saveManifest } from "./repository.ts";
-
-/** Packs uploading at once; one more may be finished and waiting. */
-const MAX_UPLOADS = 1;
 
 /** Pack size target for a repository that has `packs` packs: 32 MiB x sqrt(packs / 100), clamped. */
 export function packTarget(packs: number, min: number, max: number): number {
@@ -44,8 +43,14 @@ export class WriteSession {
   readonly #reserved = new Map<string, number>();
   /** The open pack of each blob type (data, items): types never share a pack. */
   readonly #packs = new Map<ObjectTypeTag, PackWriter>();
-  #uploads = new Set<Promise<void>>();
-  #failure: unknown = null;
+  /**
+   * Pack uploads (finish, then put) in flight: one per backend connection. `add` returns only
+   * with a slot free, so at most `connections` packs are uploading while the next one fills.
+   * For the local backend (2 connections) that is exactly what the former fixed
+   * `MAX_UPLOADS = 1` did: `add` returned with at most one upload in flight, so the next full
+   * pack started a second one while a third pack filled.
+   */
+  readonly #uploads: Limiter;
   #target: number;
   /** Bytes of sealed new blobs written (what this backup adds to the repository). */
   addedBytes = 0;
@@ -54,6 +59,7 @@ export class WriteSession {
   constructor(repo: WritableRepository, index: ChunkIndex) {
     this.#repo = repo;
     this.#index = index;
+    this.#uploads = new Limiter(repo.backend.capabilities.connections);
     this.#target = packTarget(
       index.packIds().length,
       repo.config.minPackSize,
@@ -95,8 +101,8 @@ export class WriteSession {
 
   /**
    * Adds a sealed blob to the current pack and uploads the pack once it reaches the target.
-   * Every caller waits while more than two packs are uploading, so full packs never pile up
-   * in memory however fast blobs arrive.
+   * Every caller waits until an upload slot is free, so full packs never pile up in memory
+   * however fast blobs arrive.
    */
   async add(
     id: Uint8Array,
@@ -104,7 +110,7 @@ export class WriteSession {
     sealed: Uint8Array,
     rawLength: number,
   ): Promise<void> {
-    if (this.#failure) throw this.#failure;
+    if (this.#uploads.failed) throw this.#uploads.failure;
     const length = sealed.length; // the pack takes the buffer over
     // cut before a blob that would pass the ceiling; a blob larger than it gets a pack alone
     let pack = this.#packs.get(type);
@@ -120,16 +126,19 @@ export class WriteSession {
     this.#reserved.set(toHex(id), length);
     this.addedBytes += length;
     if (pack.size >= this.#target) this.#startUpload(type);
-    while (this.#uploads.size > MAX_UPLOADS) await Promise.race(this.#uploads);
-    if (this.#failure) throw this.#failure;
+    await this.#uploads.ready(); // throws the first upload failure
   }
 
-  /** Finishes the open pack of a type and starts its upload (tracked in #uploads). */
+  /**
+   * Takes the open pack of a type out (synchronously: concurrent `add`s never see it half
+   * gone) and queues its upload for the next free slot of #uploads.
+   */
   #startUpload(type: ObjectTypeTag): void {
     const pack = this.#packs.get(type);
     this.#packs.delete(type);
     if (!pack || pack.count === 0) return;
-    const done = pack.finish(this.#repo.key).then(async ({ id, body, entries, dispose }) => {
+    const upload = async (): Promise<void> => {
+      const { id, body, entries, dispose } = await pack.finish(this.#repo.key);
       try {
         await this.#repo.backend.put(packKey(id), body);
       } finally {
@@ -143,11 +152,9 @@ export class WriteSession {
           rawLength: e.rawLength,
         });
       }
-    }).catch((err) => {
-      this.#failure ??= err;
-    });
-    const tracked: Promise<void> = done.finally(() => this.#uploads.delete(tracked));
-    this.#uploads.add(tracked);
+    };
+    // refused after an earlier upload failed (which add, flush and commit throw): drop the pack
+    this.#uploads.spawn(upload).catch(() => pack.abandon());
   }
 
   /**
@@ -169,14 +176,13 @@ export class WriteSession {
   async abort(): Promise<void> {
     for (const pack of this.#packs.values()) pack.abandon();
     this.#packs.clear();
-    await Promise.allSettled(this.#uploads);
+    await this.#uploads.settle();
   }
 
   /** Uploads the open packs and waits for every upload; throws the first upload failure. */
   async flush(): Promise<void> {
     for (const type of [...this.#packs.keys()]) this.#startUpload(type);
-    while (this.#uploads.size > 0) await Promise.race(this.#uploads);
-    if (this.#failure) throw this.#failure;
+    await this.#uploads.drain();
   }
 
   /**

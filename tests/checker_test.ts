@@ -1,6 +1,7 @@
 import { deepStrictEqual, equal, ok, rejects } from "node:assert/strict";
 import { LocalBackend } from "../backends/local.ts";
 import { MemoryBackend } from "../backends/memory.ts";
+import type { BackendCapabilities } from "../backends/backend.ts";
 import { encodeItem, type Item, ItemStreamBuffer, newItemEncoder } from "../lib/archive.ts";
 import { backup } from "../lib/archiver.ts";
 import {
@@ -103,6 +104,64 @@ async function commit(
     stats: { files: encoded.length, original: 0, compressed: 0, deduplicated: 0 },
   });
 }
+
+/** A MemoryBackend of `connections` connections whose range reads take a few milliseconds. */
+class SlowRangeBackend extends MemoryBackend {
+  override readonly capabilities: BackendCapabilities;
+  reads = 0;
+  peakReads = 0;
+
+  constructor(connections: number) {
+    super("memory:slow");
+    this.capabilities = { connections };
+  }
+
+  override async getRange(key: string, offset: number, length: number): Promise<Uint8Array> {
+    this.peakReads = Math.max(this.peakReads, ++this.reads);
+    try {
+      await new Promise((r) => setTimeout(r, 2));
+      return await super.getRange(key, offset, length);
+    } finally {
+      this.reads--;
+    }
+  }
+}
+
+Deno.test("check reads pack headers four at a time per backend connection", async () => {
+  for (const connections of [1, 2]) {
+    const backend = new SlowRangeBackend(connections);
+    await initRepository(backend, {
+      encryption: "none",
+      minPackSize: 1 << 20,
+      maxPackSize: 4 << 20,
+    });
+    const repo = await Repository.open(backend);
+    const session = new WriteSession(repo, await repo.readIndex());
+    for (let i = 0; i < 40; i++) {
+      const data = randomData(300_000, 200 + i);
+      const id = await repo.key.chunkId(data);
+      if (session.reserve(id)) {
+        const sealed = await repo.key.seal(ObjectType.data, id, data);
+        await session.add(id, ObjectType.data, sealed, data.length);
+      }
+    }
+    await session.flush();
+    await session.commit({
+      name: "a",
+      hostname: "host",
+      username: "user",
+      time: "2024-05-06T07:08:09.000Z",
+      timeEnd: "2024-05-06T07:08:10.000Z",
+      sources: ["/src"],
+      items: [],
+      stats: { files: 0, original: 0, compressed: 0, deduplicated: 0 },
+    });
+    backend.peakReads = 0;
+    const result = await checkRepository(repo);
+    ok(result.stats.packs >= 8, `${result.stats.packs} packs`);
+    equal(backend.peakReads, 4 * connections);
+  }
+});
 
 /**
  * Two archives. "a": src/a1 = [c1, c2], src/a2 = [c3], all in one data pack, its item blob in

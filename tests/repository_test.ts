@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { seededBytes } from "../lib/_fuzz.ts";
 import { deepStrictEqual, equal, notEqual, ok, rejects } from "node:assert/strict";
 import { MemoryBackend } from "../backends/memory.ts";
-import type { PutBody } from "../backends/backend.ts";
+import type { BackendCapabilities, PutBody } from "../backends/backend.ts";
 import { type ArchiveMeta, encodeArchiveMeta } from "../lib/archive.ts";
 import { DEFAULT_CHUNKER_PARAMS } from "../lib/chunker.ts";
 import { compress, loadCodecs } from "../lib/compress.ts";
@@ -292,6 +292,52 @@ Deno.test("blobs written through a WriteSession commit read back byte for byte",
     "put manifest",
     `delete ${COMMIT_LOCK}`,
   ]);
+});
+
+/** A RecordingBackend of `connections` connections whose pack puts take a few milliseconds. */
+class SlowPackBackend extends RecordingBackend {
+  override readonly capabilities: BackendCapabilities;
+  packPuts = 0;
+  peakPackPuts = 0;
+
+  constructor(connections: number) {
+    super("memory:slow");
+    this.capabilities = { connections };
+  }
+
+  override async put(key: string, body: PutBody): Promise<void> {
+    if (!key.startsWith("packs/")) return super.put(key, body);
+    this.peakPackPuts = Math.max(this.peakPackPuts, ++this.packPuts);
+    try {
+      await new Promise((r) => setTimeout(r, 5));
+      await super.put(key, body);
+    } finally {
+      this.packPuts--;
+    }
+  }
+}
+
+Deno.test("a WriteSession uploads as many packs at once as the backend has connections", async () => {
+  for (const connections of [1, 3]) {
+    const backend = new SlowPackBackend(connections);
+    await initRepository(backend, {
+      encryption: "none",
+      minPackSize: 1 << 20,
+      maxPackSize: 4 << 20,
+    });
+    const repo = await Repository.open(backend);
+    const session = new WriteSession(repo, await repo.readIndex());
+    for (let i = 0; i < 40; i++) {
+      await addBlob(repo, session, ObjectType.data, randomData(300_000, 100 + i));
+      // add returns with a slot free: the next full pack starts its upload at once
+      ok(backend.packPuts < connections, `${backend.packPuts} uploads after add`);
+    }
+    await session.commit(meta("a", []));
+    let packs = 0;
+    for await (const _ of backend.list("packs/")) packs++;
+    ok(packs >= 8, `${packs} packs`);
+    equal(backend.peakPackPuts, connections);
+  }
 });
 
 Deno.test("readBlob names the blob and its pack when the pack is damaged or the blob unknown", async () => {
