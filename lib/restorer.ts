@@ -30,7 +30,7 @@ import { CodecPool } from "./codec_pool.ts";
 import { ObjectType } from "./crypto.ts";
 import { errorMessage, IntegrityError, UsageError, VgerError } from "./errors.ts";
 import { atExit } from "./exit_hooks.ts";
-import { describeFsError } from "./archiver.ts";
+import { describeFsError } from "./fs_meta.ts";
 import { nativeFs } from "./fs_native.ts";
 import { packKey, toHex } from "./ids.ts";
 import { PathSelector } from "./patterns.ts";
