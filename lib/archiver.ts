@@ -300,7 +300,7 @@ class BackupRun {
       await this.#breathe();
       const next = entries.next();
       if (next.done) return;
-      await this.#storeEntry(next.value);
+      if (next.value) await this.#storeEntry(next.value);
     }
   }
 

@@ -66,6 +66,7 @@ export async function scanSources(
     }
     const next = entries.next();
     if (next.done) return totals;
+    if (!next.value) continue; // skipped: backup stores nothing of it
     totals.files++;
     if (next.value.kind === "file") totals.bytes += next.value.st.size;
   }

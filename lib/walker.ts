@@ -10,14 +10,15 @@
  * units, each directory before what it holds.
  *
  * The walk is synchronous and only lstats and lists directories; the caller decides when to
- * yield the event loop between entries (backup reads files between them, the scan counts).
+ * yield the event loop between entries (backup reads files between them, the scan counts). So
+ * that it can do so between any two lstats, a path looked at and skipped yields `undefined`.
  *
  * @example Count the regular files below a directory
  * ```ts ignore
  * import { walkSources } from "./walker.ts";
  *
  * let files = 0;
- * for (const entry of walkSources(["/home/me"])) if (entry.kind === "file") files++;
+ * for (const entry of walkSources(["/home/me"])) if (entry?.kind === "file") files++;
  * ```
  *
  * @module
@@ -50,13 +51,13 @@ export interface WalkEntry {
 
 /**
  * Walks `sources` in order (a source given twice is walked twice) and yields what backup
- * stores. A directory's names are listed before it is yielded, so an unreadable directory is
- * never yielded.
+ * stores, or `undefined` for a path it skipped. A directory's names are listed before it is
+ * yielded, so an unreadable directory is never yielded.
  */
 export function* walkSources(
   sources: string[],
   options: WalkOptions = {},
-): Generator<WalkEntry, void, undefined> {
+): Generator<WalkEntry | undefined, void, undefined> {
   const { isExcluded, onWarning } = options;
   const excluded = excludedDirs(options.excludeDirs ?? []);
   // depth first: the next path to look at is on top
@@ -68,25 +69,34 @@ export function* walkSources(
       st = lstatEntry(path);
     } catch (err) {
       onWarning?.(`Skipped "${path}": ${describeFsError(err)}`);
+      yield undefined;
       continue;
     }
     const kind = entryKind(st.mode);
     const rel = path.replace(/^\/+/, "");
-    if (isExcluded?.(rel, kind === "dir")) continue;
+    if (isExcluded?.(rel, kind === "dir")) {
+      yield undefined;
+      continue;
+    }
     if (kind === "special") {
       onWarning?.(`Skipped "${path}": not a regular file, directory or symlink`);
+      yield undefined;
       continue;
     }
     if (kind !== "dir") {
       yield { path, rel, kind, st };
       continue;
     }
-    if (excluded.has(`${st.dev}:${st.ino}`)) continue;
+    if (excluded.has(`${st.dev}:${st.ino}`)) {
+      yield undefined;
+      continue;
+    }
     const names: string[] = [];
     try {
       for (const e of Deno.readDirSync(path)) names.push(e.name);
     } catch (err) {
       onWarning?.(`Skipped directory "${path}": ${describeFsError(err)}`);
+      yield undefined;
       continue;
     }
     yield { path, rel, kind, st };
