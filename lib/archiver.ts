@@ -26,7 +26,7 @@ import { ByteBudget, Limiter } from "./concurrency.ts";
 import type { CompressionOptions } from "./compress.ts";
 import { ObjectType, type ObjectTypeTag } from "./crypto.ts";
 import { AlreadyExistsError, errorMessage, NotFoundError, VgerError } from "./errors.ts";
-import { entryKind, type EntryStat, lstatEntry } from "./fs_meta.ts";
+import { describeFsError, type EntryStat, lstatEntry } from "./fs_meta.ts";
 import { nativeFs } from "./fs_native.ts";
 import type { ArchiveStats, ManifestEntry } from "./manifest.ts";
 import { Owners } from "./owners.ts";
@@ -35,6 +35,7 @@ import { fromHex, isHexId } from "./ids.ts";
 import { packKey, PACKS_PREFIX } from "./storage_keys.ts";
 import { readPackHeader } from "./pack.ts";
 import type { Repository } from "./repository.ts";
+import { type WalkEntry, walkSources } from "./walker.ts";
 import { WriteSession } from "./write_session.ts";
 
 /** Options of {@linkcode backup}. */
@@ -126,7 +127,7 @@ export async function backup(
       await Owners.load(),
       options,
     );
-    for (const s of sources) await run.walk(s);
+    await run.walk(sources);
     const items = await run.finish();
     const stats = run.stats();
     const meta: ArchiveMeta = {
@@ -199,17 +200,6 @@ function statChanged(before: EntryStat, after: EntryStat): boolean {
     before.ctimeNs !== after.ctimeNs || before.ino !== after.ino || before.dev !== after.dev;
 }
 
-/** Plain words for a file-system error. */
-export function describeFsError(err: unknown): string {
-  if (err instanceof Deno.errors.NotFound) return "no such file or directory";
-  if (err instanceof Deno.errors.PermissionDenied) return "permission denied";
-  if (err instanceof Deno.errors.NotCapable) return `${errorMessage(err)}`;
-  const errno = (err as { errno?: number }).errno;
-  if (errno === 2) return "no such file or directory";
-  if (errno === 13) return "permission denied";
-  return errorMessage(err);
-}
-
 class BackupRun {
   readonly warnings: string[] = [];
   unchangedFiles = 0;
@@ -222,7 +212,6 @@ class BackupRun {
   readonly #encoder = newItemEncoder();
   readonly #itemBuffer = new ItemStreamBuffer();
   readonly #itemIds: Uint8Array[] = [];
-  readonly #excluded = new Set<string>();
   /** Item blobs being sealed and packed (their failures go to #failure). */
   readonly #itemJobs = new Limiter(Infinity);
   /** Bytes of those item blobs, within the backup's byte budget. */
@@ -267,14 +256,6 @@ class BackupRun {
     this.#itemBytes = new ByteBudget(budget);
     this.#block = new Uint8Array(repo.config.chunker.maxSize + READ_BLOCK);
     this.#blocksOut = new Limiter(Math.max(2, Math.ceil(budget / this.#block.length)));
-    for (const d of options.excludeDirs ?? []) {
-      try {
-        const s = lstatEntry(d);
-        this.#excluded.add(`${s.dev}:${s.ino}`);
-      } catch {
-        // a directory that does not exist cannot be inside a source
-      }
-    }
   }
 
   username(): string {
@@ -313,24 +294,23 @@ class BackupRun {
     await new Promise((resolve) => setTimeout(resolve, 0));
   }
 
-  /** Backs up one path (pre-order, names sorted). */
-  async walk(path: string): Promise<void> {
-    await this.#breathe();
-    let st: EntryStat;
-    try {
-      st = lstatEntry(path);
-    } catch (err) {
-      this.#warn(`Skipped "${path}": ${describeFsError(err)}`);
-      return;
+  /** Backs up the sources, entry by entry as lib/walker.ts finds them. */
+  async walk(sources: string[]): Promise<void> {
+    const entries = walkSources(sources, {
+      isExcluded: this.#options.isExcluded,
+      excludeDirs: this.#options.excludeDirs,
+      onWarning: (message) => this.#warn(message),
+    });
+    for (;;) {
+      await this.#breathe();
+      const next = entries.next();
+      if (next.done) return;
+      if (next.value) await this.#storeEntry(next.value);
     }
-    const kind = entryKind(st.mode);
-    const rel = path.replace(/^\/+/, "");
-    if (this.#options.isExcluded?.(rel, kind === "dir")) return;
-    if (kind === "special") {
-      this.#warn(`Skipped "${path}": not a regular file, directory or symlink`);
-      return;
-    }
-    if (kind === "dir" && this.#excluded.has(`${st.dev}:${st.ino}`)) return;
+  }
+
+  /** Backs up one entry of the walk. */
+  async #storeEntry({ path, rel, kind, st }: WalkEntry): Promise<void> {
     const item: Item = {
       path: rel,
       type: kind,
@@ -373,19 +353,8 @@ class BackupRun {
       await this.#emit(item);
       return;
     }
-    let names: string[];
-    try {
-      names = [];
-      for (const e of Deno.readDirSync(path)) names.push(e.name);
-    } catch (err) {
-      this.#warn(`Skipped directory "${path}": ${describeFsError(err)}`);
-      return;
-    }
     withXattrs();
     await this.#emit(item);
-    names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-    const base = path === "/" ? "" : path;
-    for (const name of names) await this.walk(`${base}/${name}`);
   }
 
   #readXattrs(path: string): Record<string, Uint8Array> | undefined {

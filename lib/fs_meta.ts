@@ -5,6 +5,7 @@
  * @module
  */
 
+import { errorMessage } from "./errors.ts";
 import { nativeFs } from "./fs_native.ts";
 
 /** What backup records of an entry. */
@@ -77,4 +78,15 @@ export function entryKind(mode: number): "file" | "dir" | "symlink" | "special" 
     default:
       return "special";
   }
+}
+
+/** Plain words for a file-system error. */
+export function describeFsError(err: unknown): string {
+  if (err instanceof Deno.errors.NotFound) return "no such file or directory";
+  if (err instanceof Deno.errors.PermissionDenied) return "permission denied";
+  if (err instanceof Deno.errors.NotCapable) return `${errorMessage(err)}`;
+  const errno = (err as { errno?: number }).errno;
+  if (errno === 2) return "no such file or directory";
+  if (errno === 13) return "permission denied";
+  return errorMessage(err);
 }

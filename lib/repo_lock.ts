@@ -29,39 +29,25 @@
  */
 
 import type { Backend, ReadonlyBackend } from "../backends/backend.ts";
-import { errorMessage, IntegrityError, LockedError } from "./errors.ts";
+import { errorMessage, LockedError } from "./errors.ts";
 import { randomBytes, toHex } from "./ids.ts";
-import { COMMIT_LOCK, MAX_LOCK_BYTES } from "./lock.ts";
+import {
+  COMMIT_LOCK,
+  decodeLock,
+  encodeLock,
+  isStale,
+  type LockInfo,
+  type LockJudge as Judge,
+  lockJudge,
+  readLockBytes,
+  type StaleOptions,
+} from "./lock.ts";
 import { lockKey, LOCKS_PREFIX, parseLockKey } from "./storage_keys.ts";
+
+export type { LockInfo, StaleOptions };
 
 /** Shared locks coexist; an exclusive lock excludes every other lock. */
 export type LockMode = "shared" | "exclusive";
-
-/** The content of a lock object. */
-export interface LockInfo {
-  /** Host name of the holder. */
-  host: string;
-  /** Process id of the holder. */
-  pid: number;
-  /** When the lock was written or last refreshed (ISO 8601). */
-  time: string;
-  /** Whether the lock is exclusive. */
-  exclusive: boolean;
-  /** The command that holds it, for messages (`backup`, `prune`...). */
-  command: string;
-}
-
-/** Who "we" are and what time it is, when judging whether a lock is stale. */
-export interface StaleOptions {
-  /** A lock not refreshed for this long is stale (default 30 minutes). */
-  ttlMs?: number;
-  /** The clock, in ms since the epoch (default Date.now); for tests. */
-  now?: () => number;
-  /** This host's name (default Deno.hostname()). */
-  host?: string;
-  /** This process's id (default Deno.pid); a lock with it is never judged dead. */
-  pid?: number;
-}
 
 /** Options of {@linkcode RepoLock.acquire}. */
 export interface LockOptions extends StaleOptions {
@@ -91,16 +77,6 @@ export const DEFAULT_LOCK_TTL_MS = 30 * 60 * 1000;
 /** First and largest pause between attempts while waiting; each pause is randomized. */
 const BACKOFF_START_MS = 25;
 const BACKOFF_MAX_MS = 2000;
-
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-
-interface Judge {
-  ttlMs: number;
-  now: () => number;
-  host: string;
-  pid: number;
-}
 
 /** A held repository lock; release it (or `await using` it) when the command ends. */
 export class RepoLock {
@@ -347,12 +323,7 @@ export async function breakLocks(
 }
 
 function judgeOf(options: StaleOptions): Judge {
-  return {
-    ttlMs: options.ttlMs ?? DEFAULT_LOCK_TTL_MS,
-    now: options.now ?? Date.now,
-    host: options.host ?? Deno.hostname(),
-    pid: options.pid ?? Deno.pid,
-  };
+  return lockJudge(options, DEFAULT_LOCK_TTL_MS);
 }
 
 function lockBody(judge: Judge, time: number, exclusive: boolean, command: string): Uint8Array {
@@ -363,7 +334,7 @@ function lockBody(judge: Judge, time: number, exclusive: boolean, command: strin
     exclusive,
     command,
   };
-  return encoder.encode(JSON.stringify(info));
+  return encodeLock(info);
 }
 
 /**
@@ -392,14 +363,8 @@ async function readEntry(
   judge: Judge,
   key: string,
 ): Promise<LockEntry | null> {
-  let bytes: Uint8Array | null;
-  try {
-    bytes = await backend.get(key, { maxBytes: MAX_LOCK_BYTES });
-  } catch (err) {
-    // Too large to be a lock: judged as any malformed lock (stale), without reading it.
-    if (!(err instanceof IntegrityError)) throw err;
-    bytes = new Uint8Array(0);
-  }
+  // too large to be a lock: judged as any malformed lock (stale), without reading it
+  const bytes = await readLockBytes(backend, key);
   if (bytes === null) return null;
   const info = parseLock(key, bytes);
   return { key, info, stale: info === null || await isStale(info, judge) };
@@ -409,47 +374,8 @@ async function readEntry(
 function parseLock(key: string, bytes: Uint8Array): LockInfo | null {
   const commit = key === COMMIT_LOCK;
   if (!commit && parseLockKey(key) === null) return null;
-  let o: Record<string, unknown>;
-  try {
-    o = JSON.parse(decoder.decode(bytes));
-  } catch {
-    return null;
-  }
-  if (typeof o !== "object" || o === null) return null;
-  // the commit lock (lib/lock.ts) has neither field: it is exclusive, held by a commit
-  const exclusive = commit ? true : o.exclusive;
-  const command = commit ? "commit" : o.command;
-  if (
-    typeof o.host !== "string" || !Number.isSafeInteger(o.pid) || typeof o.time !== "string" ||
-    Number.isNaN(Date.parse(o.time)) || typeof exclusive !== "boolean" ||
-    typeof command !== "string"
-  ) {
-    return null;
-  }
-  return { host: o.host, pid: o.pid as number, time: o.time, exclusive, command };
-}
-
-async function isStale(info: LockInfo, judge: Judge): Promise<boolean> {
-  if (judge.now() - Date.parse(info.time) > judge.ttlMs) return true;
-  if (info.host !== judge.host || info.pid === judge.pid) return false;
-  return (await processExists(info.pid)) === false;
-}
-
-/** Whether a process with this id runs on this host; null when it cannot be told (no /proc). */
-async function processExists(pid: number): Promise<boolean | null> {
-  if (pid <= 0) return false;
-  try {
-    await Deno.stat(`/proc/${pid}`);
-    return true;
-  } catch (err) {
-    if (!(err instanceof Deno.errors.NotFound)) return null; // no permission: assume alive
-  }
-  try {
-    await Deno.stat("/proc/self");
-    return false;
-  } catch {
-    return null; // no /proc (not Linux): a missing entry proves nothing
-  }
+  // the commit lock (lib/lock.ts) has no mode or command: it is exclusive, held by a commit
+  return decodeLock(bytes, commit);
 }
 
 function lockedBy(location: string, blockers: LockEntry[]): LockedError {

@@ -31,7 +31,7 @@ import { ByteBudget } from "./concurrency.ts";
 import { ObjectType } from "./crypto.ts";
 import { errorMessage, IntegrityError, UsageError, VgerError } from "./errors.ts";
 import { atExit } from "./exit_hooks.ts";
-import { describeFsError } from "./archiver.ts";
+import { describeFsError } from "./fs_meta.ts";
 import { nativeFs } from "./fs_native.ts";
 import { toHex } from "./ids.ts";
 import { packKey } from "./storage_keys.ts";

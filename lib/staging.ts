@@ -1,7 +1,8 @@
 /**
  * Where large packs are staged while they are filled: one directory per process,
  * `<temp dir>/vger-staging-<uid>/<host>-<pid>-<start time>`, made 0700 on first use and removed
- * when the process exits (also on a signal, through lib/exit_hooks.ts). A process killed with
+ * when the process exits (also on a signal, through lib/exit_hooks.ts), with `vger-staging-<uid>`
+ * when no other process's directory is left in it. A process killed with
  * SIGKILL cannot remove its own: {@linkcode removeDeadStaging}, which every run calls at start-up,
  * removes the directories of this host's processes that are no longer alive. The start time in
  * the name tells a dead process from a new one that got its pid.
@@ -27,17 +28,28 @@ export function stagingRoot(): string {
 export function stagingDir(): string {
   if (own !== null) return own;
   const root = stagingRoot();
-  ensureOwnDir(root);
   const dir = join(root, processName(Deno.pid));
-  try {
-    Deno.mkdirSync(dir, { mode: 0o700 });
-  } catch (err) {
-    if (!(err instanceof Deno.errors.AlreadyExists)) throw failure(dir, err);
+  for (let attempt = 0;; attempt++) {
+    ensureOwnDir(root);
+    try {
+      Deno.mkdirSync(dir, { mode: 0o700 });
+      break;
+    } catch (err) {
+      if (err instanceof Deno.errors.AlreadyExists) break;
+      // another process that exited removed the (then empty) root meanwhile: make it again
+      if (err instanceof Deno.errors.NotFound && attempt < 3) continue;
+      throw failure(dir, err);
+    }
   }
   own = dir;
   atExit(() => {
     own = null;
     Deno.removeSync(dir, { recursive: true });
+    try {
+      Deno.removeSync(root); // only when empty: other processes' directories keep it
+    } catch {
+      // not empty, or gone
+    }
   });
   return dir;
 }

@@ -26,3 +26,38 @@ Deno.test("removeDeadStaging removes the staging dirs of dead processes of this 
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("a process's staging directory goes when it exits, and the root with it when no other is left", async () => {
+  const tmp = await Deno.makeTempDir({ prefix: "vger-staging-test-" });
+  try {
+    // as the CLI does: stage, then run the exit hooks
+    const script = `
+      import { stagingDir } from ${JSON.stringify(import.meta.resolve("./staging.ts"))};
+      import { runExitHooks } from ${JSON.stringify(import.meta.resolve("./exit_hooks.ts"))};
+      Deno.writeFileSync(stagingDir() + "/vger-pack-x", new Uint8Array(8));
+      await runExitHooks();
+    `;
+    const run = async () => {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["eval", script],
+        env: { TMPDIR: tmp },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    };
+    await run();
+    deepStrictEqual(await Array.fromAsync(Deno.readDir(tmp)), []);
+    // another process's directory keeps the root
+    const other = `${tmp}/vger-staging-${Deno.uid()}/other-host-1-1`;
+    await Deno.mkdir(other, { recursive: true, mode: 0o700 });
+    await Deno.chmod(`${tmp}/vger-staging-${Deno.uid()}`, 0o700);
+    await run();
+    deepStrictEqual(
+      (await Array.fromAsync(Deno.readDir(`${tmp}/vger-staging-${Deno.uid()}`))).map((e) => e.name),
+      ["other-host-1-1"],
+    );
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});

@@ -149,9 +149,22 @@ export interface RunResult {
 
 let cacheDir: string | undefined;
 
-/** A temp directory for the files caches of this test process's CLI runs. */
+/**
+ * A temp directory for the files caches of this test process's CLI runs, removed when the test
+ * module ends (its unload event), so that a test run leaves nothing behind.
+ */
 function testCacheDir(): string {
-  cacheDir ??= Deno.makeTempDirSync({ prefix: "vger-test-cache-" });
+  if (cacheDir === undefined) {
+    const dir = Deno.makeTempDirSync({ prefix: "vger-test-cache-" });
+    globalThis.addEventListener("unload", () => {
+      try {
+        Deno.removeSync(dir, { recursive: true });
+      } catch {
+        // gone already
+      }
+    });
+    cacheDir = dir;
+  }
   return cacheDir;
 }
 

@@ -3,6 +3,7 @@ import { deepStrictEqual, equal, ok, rejects, throws } from "node:assert/strict"
 import { MemoryBackend } from "../backends/memory.ts";
 import { ObjectType, type ObjectTypeTag, RepoKey, SEAL_OVERHEAD_AES } from "../lib/crypto.ts";
 import { IntegrityError } from "../lib/errors.ts";
+import { runExitHooks } from "../lib/exit_hooks.ts";
 import { toHex } from "../lib/ids.ts";
 import { packKey } from "../lib/storage_keys.ts";
 import {
@@ -423,6 +424,10 @@ Deno.test("huge header lengths and entry counts in tiny packs are refused withou
   // 2^32 entries would take 180 GiB; a few MiB of drift is test noise.
   ok(fp.grownBytes < 16 << 20, `grew ${fp.grownBytes} bytes`);
 });
+
+// the spill test stages in this process's staging directory: remove it at the end, as the CLI
+// does when it exits
+globalThis.addEventListener("unload", () => void runExitHooks());
 
 Deno.test("a pack larger than spillAbove is staged in a temp file and reads back the same", async () => {
   const key = await RepoKey.generate("aes256gcm");

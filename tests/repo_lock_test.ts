@@ -553,7 +553,7 @@ Deno.test("lock objects of random and mutated bytes are judged, taken over or re
     const removed = await breakLocks(backend, judge);
     deepStrictEqual(removed.map((r) => r.key), blocks || key === COMMIT_LOCK ? [] : [key]);
     if (key === COMMIT_LOCK) {
-      // lib/lock.ts reads the commit lock with its own rules: it waits (here not at all) or
+      // lib/lock.ts reads the commit lock with its own TTL: it waits (here not at all) or
       // takes over, and nothing else
       try {
         equal(await withCommitLock(backend, () => Promise.resolve(i), -1), i);
@@ -565,4 +565,37 @@ Deno.test("lock objects of random and mutated bytes are judged, taken over or re
   }
   clock.done();
   ok(stale > 0 && live > 0, `${stale} stale, ${live} live`);
+});
+
+Deno.test("the commit lock stores only host, pid and time, and is stale by the repository locks' rule with a 10-minute TTL", async () => {
+  const backend = new MemoryBackend();
+  let held = "";
+  await withCommitLock(backend, async () => {
+    held = dec.decode((await backend.get(COMMIT_LOCK))!);
+  });
+  match(held, /^\{"host":"[^"]*","pid":\d+,"time":"[^"]+"\}$/);
+  deepStrictEqual(Object.keys(JSON.parse(held)), ["host", "pid", "time"]);
+  equal(await backend.get(COMMIT_LOCK), null);
+
+  const ago = (minutes: number) => new Date(Date.now() - minutes * 60_000).toISOString();
+  const cases: [unknown, boolean][] = [
+    [{ host: HOST, pid: await impossiblePid(), time: ago(0) }, true], // its process is gone
+    [{ host: "other-host", pid: 1, time: ago(11) }, true], // older than 10 minutes
+    [{ host: "other-host", pid: 1, time: "yesterday-ish" }, true], // not a date
+    ["garbage", true],
+    [{ host: "other-host", pid: 1, time: ago(9) }, false],
+    [{ host: HOST, pid: Deno.pid, time: ago(0) }, false], // this process: never judged dead
+  ];
+  for (const [info, stale] of cases) {
+    await backend.put(COMMIT_LOCK, enc.encode(JSON.stringify(info)));
+    const [listed] = await listLocks(backend, { ttlMs: 10 * 60_000 });
+    equal(listed.stale, stale, `listed: ${JSON.stringify(info)}`);
+    if (stale) {
+      equal(await withCommitLock(backend, () => Promise.resolve(7), -1), 7);
+      equal(await backend.get(COMMIT_LOCK), null);
+    } else {
+      await rejects(withCommitLock(backend, () => Promise.resolve(7), -1), LockedError);
+      await backend.delete(COMMIT_LOCK);
+    }
+  }
 });

@@ -1,0 +1,85 @@
+import { deepStrictEqual } from "node:assert/strict";
+import { walkSources } from "./walker.ts";
+
+async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "vger-walker-test-" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** Whether a FIFO could be made (mkfifo may be missing). */
+async function mkfifo(path: string): Promise<boolean> {
+  try {
+    const { success } = await new Deno.Command("mkfifo", { args: [path] }).output();
+    return success;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test("walkSources yields pre-order with sorted names, skips excluded paths, the repository, special files and unreadable directories", async () => {
+  await withTempDir(async (dir) => {
+    const src = `${dir}/src`;
+    for (const d of ["b", "B/x", "a/deep", "repo", "cache", "locked"]) {
+      await Deno.mkdir(`${src}/${d}`, { recursive: true });
+    }
+    for (const f of ["b/2", "b/1", "B/x/f", "a/deep/g", "repo/pack", "cache/c", "z.log", "é"]) {
+      await Deno.writeFile(`${src}/${f}`, new Uint8Array(3));
+    }
+    await Deno.symlink("/", `${src}/link`);
+    const fifo = await mkfifo(`${src}/fifo`);
+    await Deno.chmod(`${src}/locked`, 0o000);
+    const root = Deno.uid() === 0;
+    try {
+      const warnings: string[] = [];
+      const looked: [string, boolean][] = [];
+      const all = [
+        ...walkSources([src, `${dir}/missing`, `${src}/b/1`], {
+          isExcluded: (p, isDir) => {
+            looked.push([p, isDir]);
+            return p.endsWith(".log") || (isDir && p.endsWith("/cache"));
+          },
+          excludeDirs: [`${src}/repo/`, `${dir}/does-not-exist`],
+          onWarning: (w) => warnings.push(w),
+        }),
+      ];
+      const seen = all.filter((e) => e !== undefined)
+        .map((e) => [e.rel, e.kind, e.st.size === 3 || e.kind !== "file"]);
+      // one undefined for each path looked at and skipped, so the caller may pause there:
+      // cache, repo, z.log, the missing source, the FIFO and the unreadable directory
+      const skipped = 4 + (fifo ? 1 : 0) + (root ? 0 : 1);
+      deepStrictEqual(all.filter((e) => e === undefined).length, skipped);
+      const rel = src.slice(1);
+      deepStrictEqual(seen, [
+        [rel, "dir", true],
+        [`${rel}/B`, "dir", true],
+        [`${rel}/B/x`, "dir", true],
+        [`${rel}/B/x/f`, "file", true],
+        [`${rel}/a`, "dir", true],
+        [`${rel}/a/deep`, "dir", true],
+        [`${rel}/a/deep/g`, "file", true],
+        [`${rel}/b`, "dir", true],
+        [`${rel}/b/1`, "file", true],
+        [`${rel}/b/2`, "file", true],
+        [`${rel}/link`, "symlink", true],
+        ...(root ? [[`${rel}/locked`, "dir", true]] : []),
+        [`${rel}/é`, "file", true],
+        [`${rel}/b/1`, "file", true],
+      ]);
+      deepStrictEqual(warnings, [
+        ...(fifo ? [`Skipped "${src}/fifo": not a regular file, directory or symlink`] : []),
+        ...(root ? [] : [`Skipped directory "${src}/locked": permission denied`]),
+        `Skipped "${dir}/missing": no such file or directory`,
+      ]);
+      // the patterns see every path looked at, without its leading "/", with whether it is a dir
+      deepStrictEqual(looked.find(([p]) => p === `${rel}/cache`), [`${rel}/cache`, true]);
+      deepStrictEqual(looked.find(([p]) => p === `${rel}/z.log`), [`${rel}/z.log`, false]);
+      deepStrictEqual(looked.some(([p]) => p.startsWith(`${rel}/cache/`)), false);
+    } finally {
+      await Deno.chmod(`${src}/locked`, 0o700);
+    }
+  });
+});
