@@ -294,22 +294,28 @@ Deno.test("blobs written through a WriteSession commit read back byte for byte",
   ]);
 });
 
-/** A RecordingBackend of `connections` connections whose pack puts take a few milliseconds. */
-class SlowPackBackend extends RecordingBackend {
+/** A RecordingBackend of `connections` connections whose pack puts wait until `open()` is called. */
+class GatedPackBackend extends RecordingBackend {
   override readonly capabilities: BackendCapabilities;
   packPuts = 0;
   peakPackPuts = 0;
+  #gate = Promise.withResolvers<void>();
 
   constructor(connections: number) {
-    super("memory:slow");
+    super("memory:gated");
     this.capabilities = { connections };
+  }
+
+  /** Lets every held and later pack put complete. */
+  open(): void {
+    this.#gate.resolve();
   }
 
   override async put(key: string, body: PutBody): Promise<void> {
     if (!key.startsWith("packs/")) return super.put(key, body);
     this.peakPackPuts = Math.max(this.peakPackPuts, ++this.packPuts);
     try {
-      await new Promise((r) => setTimeout(r, 5));
+      await this.#gate.promise;
       await super.put(key, body);
     } finally {
       this.packPuts--;
@@ -318,8 +324,9 @@ class SlowPackBackend extends RecordingBackend {
 }
 
 Deno.test("a WriteSession uploads as many packs at once as the backend has connections", async () => {
+  const tick = () => new Promise((r) => setTimeout(r, 1));
   for (const connections of [1, 3]) {
-    const backend = new SlowPackBackend(connections);
+    const backend = new GatedPackBackend(connections);
     await initRepository(backend, {
       encryption: "none",
       minPackSize: 1 << 20,
@@ -327,11 +334,22 @@ Deno.test("a WriteSession uploads as many packs at once as the backend has conne
     });
     const repo = await Repository.open(backend);
     const session = new WriteSession(repo, await repo.readIndex());
-    for (let i = 0; i < 40; i++) {
-      await addBlob(repo, session, ObjectType.data, randomData(300_000, 100 + i));
-      // add returns with a slot free: the next full pack starts its upload at once
-      ok(backend.packPuts < connections, `${backend.packPuts} uploads after add`);
+    const adding = (async () => {
+      for (let i = 0; i < 40; i++) {
+        await addBlob(repo, session, ObjectType.data, randomData(300_000, 100 + i));
+        // add returns with a slot free: the next full pack starts its upload at once
+        ok(backend.packPuts < connections, `${backend.packPuts} uploads after add`);
+      }
+    })();
+    // the puts hang until opened: uploads pile up to the limit, and no further
+    for (let i = 0; backend.packPuts < connections; i++) {
+      ok(i < 5000, `only ${backend.packPuts} of ${connections} uploads ever started`);
+      await tick();
     }
+    for (let i = 0; i < 20; i++) await tick();
+    equal(backend.packPuts, connections);
+    backend.open();
+    await adding;
     await session.commit(meta("a", []));
     let packs = 0;
     for await (const _ of backend.list("packs/")) packs++;
