@@ -104,3 +104,19 @@ Deno.test("only backends/mod.ts chooses a backend class for the entry points, an
   }
   deepStrictEqual(bad, []);
 });
+
+Deno.test("docs/ARCHITECTURE.md lists every module of lib/ and backends/", async () => {
+  const doc = await Deno.readTextFile(`${root}docs/ARCHITECTURE.md`);
+  const unlisted: string[] = [];
+  let seen = 0;
+  for (const dir of ["lib", "backends"]) {
+    for await (const e of Deno.readDir(`${root}${dir}`)) {
+      if (!e.isFile || !e.name.endsWith(".ts") || e.name.endsWith("_test.ts")) continue;
+      if (e.name.startsWith("_")) continue; // private to the folder's tests
+      seen++;
+      if (!doc.includes(`\`${dir}/${e.name}\``)) unlisted.push(`${dir}/${e.name}`);
+    }
+  }
+  ok(seen > 40, `only ${seen} modules found`);
+  deepStrictEqual(unlisted, []);
+});
