@@ -2,7 +2,8 @@
  * vger: fast, encrypted, deduplicated backups for Deno.
  *
  * Library entry. Running this module as a program starts the command line
- * (`deno run -A jsr:@vger/cli backup ...`); importing it has no side effects.
+ * (`deno run -A jsr:@vger/cli backup ...`); importing it loads no CLI code (the command line's
+ * `main` is the `@vger/cli/cli` export).
  *
  * @example
  * ```ts ignore
@@ -24,7 +25,6 @@ export type {
   ReadonlyBackend,
   StreamBody,
 } from "./backends/backend.ts";
-export type { CliIo, MainOptions } from "./cli.ts";
 export type { ArchiveMeta, Item, ItemType } from "./lib/archive.ts";
 export type { BackupProgress } from "./lib/archiver.ts";
 export type {
@@ -117,7 +117,7 @@ export type {
   TrustingOptions,
 } from "./lib/commands.ts";
 export { ObjectType } from "./lib/crypto.ts";
-export { main, runCli } from "./cli.ts";
-import { runCli } from "./cli.ts";
 
-if (import.meta.main) await runCli();
+// Run as a program, this module starts the command line; imported, it loads none of it (the CLI's
+// own API is the package's `./cli` export).
+if (import.meta.main) await (await import("./cli.ts")).runCli();
