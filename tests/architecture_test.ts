@@ -120,3 +120,19 @@ Deno.test("docs/ARCHITECTURE.md lists every module of lib/ and backends/", async
   ok(seen > 40, `only ${seen} modules found`);
   deepStrictEqual(unlisted, []);
 });
+
+Deno.test("importing mod.ts loads no CLI code: cli.ts is only a dynamic import, for running it", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json", "mod.ts"],
+    cwd: root,
+    stdout: "piped",
+  }).output();
+  const info = JSON.parse(new TextDecoder().decode(out.stdout)) as {
+    modules: { specifier: string; dependencies?: { specifier: string; isDynamic?: boolean }[] }[];
+  };
+  const entry = new URL("../mod.ts", import.meta.url).href;
+  const mod = info.modules.find((m) => m.specifier === entry);
+  ok(mod?.dependencies?.length, "mod.ts's imports were not found");
+  const cli = mod.dependencies.filter((d) => d.specifier === "./cli.ts");
+  deepStrictEqual(cli.map((d) => d.isDynamic === true), [true]);
+});
