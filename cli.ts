@@ -36,7 +36,7 @@ import {
   selectRepositories,
   type VgerConfig,
 } from "./lib/config.ts";
-import { writeStarterConfig } from "./lib/starter_config.ts";
+import { writeStarterConfig } from "./lib/cli_starter_config.ts";
 import { defaultSecretIo, resolvePassphrase } from "./lib/secrets.ts";
 import { DEFAULT_CHUNKER_PARAMS } from "./lib/chunker.ts";
 import { errorMessage, UsageError, VgerError } from "./lib/errors.ts";
@@ -52,16 +52,16 @@ import {
   parseCommandLine,
   str,
   thresholdFlag,
-} from "./lib/command_line.ts";
+} from "./lib/cli_command_line.ts";
 import { ExcludeMatcher } from "./lib/patterns.ts";
-import { progressEnabled, ProgressMeter } from "./lib/progress.ts";
+import { progressEnabled, ProgressMeter } from "./lib/cli_progress.ts";
 import { scanSources } from "./lib/scanner.ts";
 import { filesCacheDir } from "./lib/files_cache.ts";
 import { type CompressionAlgorithm, validateCompression } from "./lib/compress.ts";
-import { tuneAllocator } from "./lib/allocator.ts";
+import { tuneAllocator } from "./lib/cli_allocator.ts";
 import { isEmptyPolicy } from "./lib/retention.ts";
 import type { RepoLock } from "./lib/repo_lock.ts";
-import * as report from "./lib/report.ts";
+import * as report from "./lib/cli_report.ts";
 import { escapeControl } from "./lib/printable.ts";
 import { atExit, runExitHooks } from "./lib/exit_hooks.ts";
 import { removeDeadStaging } from "./lib/staging.ts";
@@ -69,7 +69,7 @@ import { removeDeadStaging } from "./lib/staging.ts";
 /** The version printed by `vger --version`. */
 export const VERSION: string = denoJson.version;
 
-/** Option values as parsed (see lib/command_line.ts). */
+/** Option values as parsed (see lib/cli_command_line.ts). */
 type Flags = CommandLine["flags"];
 
 /** Where output goes; tests pass their own. */

@@ -4,7 +4,7 @@
  * a real pseudo-terminal), the backup summary, the README's --json field table, the exit codes
  * (130 on Ctrl-C during a busy backup) and missing Deno permissions.
  *
- * Expectations are derived from their sources (lib/command_line.ts's COMMANDS, deno.json's
+ * Expectations are derived from their sources (lib/cli_command_line.ts's COMMANDS, deno.json's
  * version, the README's table), so a new option or field cannot go undocumented.
  */
 
@@ -25,8 +25,8 @@ import {
   treeSnapshot,
   withTempDir,
 } from "./_helpers.ts";
-import { COMMANDS, GLOBAL_OPTIONS, type OptionSpec } from "../lib/command_line.ts";
-import { formatBytes } from "../lib/progress.ts";
+import { COMMANDS, GLOBAL_OPTIONS, type OptionSpec } from "../lib/cli_command_line.ts";
+import { formatBytes } from "../lib/cli_progress.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Small helpers

@@ -15,7 +15,7 @@ import {
   progressEnabled,
   ProgressMeter,
   progressPercent,
-} from "../lib/progress.ts";
+} from "../lib/cli_progress.ts";
 import { initRepository, Repository } from "../lib/repository.ts";
 import { extract, type ExtractProgress } from "../lib/restorer.ts";
 import { seededBytes } from "../lib/_fuzz.ts";

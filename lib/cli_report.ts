@@ -7,7 +7,7 @@
  * @example Render a finished backup both ways
  * ```ts
  * import { equal } from "node:assert/strict";
- * import { backupJson, backupSummary } from "./report.ts";
+ * import { backupJson, backupSummary } from "./cli_report.ts";
  *
  * const result = {
  *   archive: {
@@ -50,7 +50,7 @@ import type { KeyChangePassphraseResult, KeyImportResult, PruneResult } from "./
 import type { CompactionResult, CorruptBlob } from "./compactor.ts";
 import { toHex } from "./ids.ts";
 import type { ManifestEntry } from "./manifest.ts";
-import { formatBytes } from "./progress.ts";
+import { formatBytes } from "./cli_progress.ts";
 import type { RepoConfig } from "./repo_config.ts";
 import type { LockEntry, LockInfo } from "./repo_lock.ts";
 import type { ExtractResult } from "./restorer.ts";

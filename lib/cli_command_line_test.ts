@@ -8,7 +8,7 @@ import {
   oneArchive,
   parseCommandLine,
   thresholdFlag,
-} from "./command_line.ts";
+} from "./cli_command_line.ts";
 import { UsageError } from "./errors.ts";
 import { DEFAULT_KDF } from "./key_file.ts";
 

@@ -2,12 +2,12 @@
  * The commented starter `vger.yaml` that `vger config` writes: every option of the configuration
  * reference, with its default and a one-line explanation. Optional settings are commented out
  * (`# key: value`); removing the `# ` of a setting line gives a valid file, also for the example
- * S3 and REST repositories. starter_config_test.ts checks that every key lib/config.ts accepts
+ * S3 and REST repositories. cli_starter_config_test.ts checks that every key lib/config.ts accepts
  * appears here, so a new key cannot go undocumented.
  *
  * @example
  * ```ts
- * import { starterConfig } from "./starter_config.ts";
+ * import { starterConfig } from "./cli_starter_config.ts";
  * import { parseConfig } from "./config.ts";
  * import { equal } from "node:assert/strict";
  *

@@ -11,7 +11,7 @@ import {
 } from "./config.ts";
 import { DEFAULT_CHUNKER_PARAMS } from "./chunker.ts";
 import { UsageError } from "./errors.ts";
-import { starterConfig, writeStarterConfig } from "./starter_config.ts";
+import { starterConfig, writeStarterConfig } from "./cli_starter_config.ts";
 
 /** A commented-out setting: `# key: ...`, `# - key: ...` or a list item `# - "..."`. */
 const SETTING = /^(\s*)# (\s*(?:- )?[a-z0-9_]+:(?:\s|$)|\s*- ")/;

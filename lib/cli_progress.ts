@@ -8,7 +8,7 @@
  *
  * @example Draw progress on stderr while a backup runs
  * ```ts ignore
- * import { ProgressMeter, progressEnabled } from "./progress.ts";
+ * import { ProgressMeter, progressEnabled } from "./cli_progress.ts";
  *
  * const isTerminal = Deno.stderr.isTerminal();
  * if (progressEnabled({ quiet: false, json: false, progress: false, isTerminal })) {

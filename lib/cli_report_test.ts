@@ -45,7 +45,7 @@ import {
   pruneSummary,
   repairJson,
   repairLines,
-} from "./report.ts";
+} from "./cli_report.ts";
 
 const REPO = "/mnt/repo";
 
