@@ -73,8 +73,14 @@ import {
   recordStart,
 } from "./pack.ts";
 import { release } from "./bytes.ts";
-import { commitChanges, type CommitTx, type Repository } from "./repository.ts";
-import { packKey, packKeyHex, PACKS_PREFIX, parsePackKey } from "./storage_keys.ts";
+import {
+  commitChanges,
+  type CommitTx,
+  deletePack,
+  type Repository,
+  savePack,
+} from "./repository.ts";
+import { packKey, PACKS_PREFIX, parsePackKey } from "./storage_keys.ts";
 import { packTarget } from "./write_session.ts";
 
 /** Default unused share (percent) from which a pack is rewritten. */
@@ -495,7 +501,7 @@ class Copier {
     if (!writer || writer.count === 0) return;
     const pack = await writer.finish(this.#repo.key);
     try {
-      await this.#repo.backend.put(packKey(pack.id), pack.body);
+      await savePack(this.#repo, pack.id, pack.body);
     } finally {
       pack.dispose();
     }
@@ -731,7 +737,7 @@ async function execute(
   options.checkLock?.();
   for (const [n, p] of doomed.entries()) {
     options.onProgress?.({ phase: "delete", done: n, total: doomed.length });
-    await repo.backend.delete(packKeyHex(p.id));
+    await deletePack(repo, p.id);
     result.deletedPacks.push(p.id);
     result.bytesFreed += p.size;
   }

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { Backend, ReadonlyBackend } from "../backends/backend.ts";
+import type { Backend, PutBody, ReadonlyBackend } from "../backends/backend.ts";
 import { ChunkIndex, type ChunkLocation, MAX_INDEX_BYTES } from "./chunk_index.ts";
 import {
   Chunker,
@@ -70,6 +70,7 @@ import {
   KEY_FILE_KEY,
   MANIFEST_KEY,
   packKey,
+  packKeyHex,
 } from "./storage_keys.ts";
 
 /** Default pack size floor: 32 MiB. */
@@ -388,6 +389,23 @@ export async function deleteArchive(
   id: Uint8Array,
 ): Promise<void> {
   await repo.backend.delete(archiveKey(id));
+}
+
+/** Writes a finished pack under its id (written once, never modified). */
+export async function savePack(
+  repo: Pick<Repository<Backend>, "backend">,
+  id: Uint8Array,
+  body: PutBody,
+): Promise<void> {
+  await repo.backend.put(packKey(id), body);
+}
+
+/** Removes a pack, by id or hex id (once no index that is written references it). */
+export async function deletePack(
+  repo: Pick<Repository<Backend>, "backend">,
+  id: Uint8Array | string,
+): Promise<void> {
+  await repo.backend.delete(typeof id === "string" ? packKeyHex(id) : packKey(id));
 }
 
 /**

@@ -16,11 +16,10 @@ import { Limiter } from "./concurrency.ts";
 import type { ObjectTypeTag } from "./crypto.ts";
 import { AlreadyExistsError } from "./errors.ts";
 import { toHex } from "./ids.ts";
-import { packKey } from "./storage_keys.ts";
 import type { ArchiveMeta } from "./archive.ts";
 import type { ManifestEntry } from "./manifest.ts";
 import { type PackEntry, PackWriter } from "./pack.ts";
-import { commitChanges, type Repository, sealArchive } from "./repository.ts";
+import { commitChanges, type Repository, savePack, sealArchive } from "./repository.ts";
 
 /** Pack size target for a repository that has `packs` packs: 32 MiB x sqrt(packs / 100), clamped. */
 export function packTarget(packs: number, min: number, max: number): number {
@@ -139,7 +138,7 @@ export class WriteSession {
     const upload = async (): Promise<void> => {
       const { id, body, entries, dispose } = await pack.finish(this.#repo.key);
       try {
-        await this.#repo.backend.put(packKey(id), body);
+        await savePack(this.#repo, id, body);
       } finally {
         dispose();
       }

@@ -21,10 +21,12 @@ import { COMMIT_LOCK } from "../lib/lock.ts";
 import {
   commitChanges,
   deleteArchive,
+  deletePack,
   type InitOptions,
   initRepository,
   Repository,
   saveManifest,
+  savePack,
   sealArchive,
 } from "../lib/repository.ts";
 import { deleteArchives } from "../lib/archive_delete.ts";
@@ -532,4 +534,18 @@ Deno.test("commitChanges writes index, archive, manifest in that order under the
   equal((await repo.readManifest()).counter, 3);
   await deleteArchive(repo, archive.id);
   deepStrictEqual(backend.log, ["put manifest", `delete archives/${toHex(archive.id)}`]);
+});
+
+Deno.test("savePack and deletePack write and remove a pack under its key, by id or hex id", async () => {
+  const { backend } = await newRepo();
+  const id = new Uint8Array(32).fill(0xab);
+  backend.log = [];
+  await savePack({ backend }, id, [enc.encode("pa"), enc.encode("ck")]);
+  equal(dec.decode((await backend.get(packKey(id)))!), "pack");
+  await deletePack({ backend }, id);
+  await savePack({ backend }, id, enc.encode("again"));
+  await deletePack({ backend }, toHex(id));
+  equal(await backend.get(packKey(id)), null);
+  const key = packKey(id);
+  deepStrictEqual(backend.log, [`put ${key}`, `delete ${key}`, `put ${key}`, `delete ${key}`]);
 });
