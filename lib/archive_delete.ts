@@ -12,10 +12,9 @@
 import type { Backend } from "../backends/backend.ts";
 import { NotFoundError } from "./errors.ts";
 import { toHex } from "./ids.ts";
-import { withCommitLock } from "./lock.ts";
 import type { ManifestEntry } from "./manifest.ts";
-import { type Repository, saveManifest } from "./repository.ts";
-import { archiveKey, ARCHIVES_PREFIX, parseArchiveKey } from "./storage_keys.ts";
+import { commitChanges, deleteArchive, type Repository } from "./repository.ts";
+import { ARCHIVES_PREFIX, parseArchiveKey } from "./storage_keys.ts";
 
 /**
  * Removes archive objects that the manifest does not list (written by a backup killed before its
@@ -62,13 +61,13 @@ export async function deleteArchives(
     return archives.filter((a) => wanted.has(a.name));
   };
   if (options.dryRun) return check((await repo.readManifest()).archives);
-  const deleted = await withCommitLock(repo.backend, async () => {
-    const manifest = await repo.readManifest();
+  const deleted = await commitChanges(repo, async (tx) => {
+    const manifest = await tx.manifest();
     const gone = check(manifest.archives);
     manifest.archives = manifest.archives.filter((a) => !wanted.has(a.name));
-    await saveManifest(repo, manifest);
+    tx.saveManifest(manifest);
     return gone;
   });
-  for (const a of deleted) await repo.backend.delete(archiveKey(a.id));
+  for (const a of deleted) await deleteArchive(repo, a.id);
   return deleted;
 }

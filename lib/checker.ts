@@ -33,7 +33,6 @@ import { decompress } from "./compress.ts";
 import { ObjectType, type ObjectTypeTag } from "./crypto.ts";
 import { errorMessage, IntegrityError, NotFoundError, VgerError } from "./errors.ts";
 import { bytesEqual, fromHex, toHex } from "./ids.ts";
-import { withCommitLock } from "./lock.ts";
 import type { Manifest, ManifestEntry } from "./manifest.ts";
 import {
   FIRST_OBJECT_OFFSET,
@@ -49,10 +48,9 @@ import {
   recordSize,
   recordStart,
 } from "./pack.ts";
-import { type Repository, saveManifest } from "./repository.ts";
+import { commitChanges, type Repository } from "./repository.ts";
 import {
   ARCHIVES_PREFIX,
-  INDEX_KEY,
   packKey,
   PACKS_PREFIX,
   parseArchiveKey,
@@ -563,7 +561,7 @@ export async function repairRepository(
   let indexWritten = false;
   if (indexChanged && !options.dryRun) {
     options.checkLock?.();
-    await withCommitLock(backend, async () => {
+    await commitChanges(repo, async (tx) => {
       // A backup may have stored packs, or committed, since the listing: catch up under the
       // lock so that the written index does not drop their entries.
       const now = await listPacks(backend);
@@ -578,10 +576,7 @@ export async function repairRepository(
         built.unreadable.push(...more.unreadable);
       }
       listing = now;
-      await backend.put(
-        INDEX_KEY,
-        await repo.key.seal(ObjectType.index, "index", built.index.encode()),
-      );
+      tx.saveIndex(built.index);
     });
     indexWritten = true;
   }
@@ -627,14 +622,14 @@ export async function repairRepository(
   ) return result;
   const drop = new Set(result.brokenArchives.map((b) => b.id));
   options.checkLock?.();
-  await withCommitLock(backend, async () => {
+  await commitChanges(repo, async (tx) => {
     // Re-read: another process may have committed since; remove by id, not by name, so a new
     // archive that took a broken one's name stays.
-    const m = await repo.readManifest();
+    const m = await tx.manifest();
     const keep = m.archives.filter((a) => !drop.has(toHex(a.id)));
     if (keep.length === m.archives.length) return;
     result.removedArchives = m.archives.filter((a) => drop.has(toHex(a.id))).map((a) => a.name);
-    await saveManifest(repo, { ...m, archives: keep });
+    tx.saveManifest({ ...m, archives: keep });
   });
   return result;
 }

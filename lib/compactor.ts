@@ -55,13 +55,12 @@
 
 import type { Backend, ReadonlyBackend } from "../backends/backend.ts";
 import { decodeItems } from "./archive.ts";
-import { ChunkIndex, type ChunkLocation, EncodedIndex, MAX_INDEX_BYTES } from "./chunk_index.ts";
+import { ChunkIndex, type ChunkLocation, EncodedIndex } from "./chunk_index.ts";
 import type { CodecPool } from "./codec_pool.ts";
 import { decompress } from "./compress.ts";
 import { ObjectType, type ObjectTypeTag, SEAL_OVERHEAD_AES, SEAL_OVERHEAD_NONE } from "./crypto.ts";
 import { IntegrityError, LockedError, NotFoundError, UsageError, VgerError } from "./errors.ts";
 import { bytesEqual, toHex } from "./ids.ts";
-import { withCommitLock } from "./lock.ts";
 import type { ManifestEntry } from "./manifest.ts";
 import {
   HEADER_ENTRY_SIZE,
@@ -74,8 +73,14 @@ import {
   recordStart,
 } from "./pack.ts";
 import { release } from "./bytes.ts";
-import { type Repository, sealedLimit } from "./repository.ts";
-import { INDEX_KEY, packKey, packKeyHex, PACKS_PREFIX, parsePackKey } from "./storage_keys.ts";
+import {
+  commitChanges,
+  type CommitTx,
+  deletePack,
+  type Repository,
+  savePack,
+} from "./repository.ts";
+import { packKey, PACKS_PREFIX, parsePackKey } from "./storage_keys.ts";
 import { packTarget } from "./write_session.ts";
 
 /** Default unused share (percent) from which a pack is rewritten. */
@@ -292,16 +297,6 @@ function checkThreshold(t: number): number {
   return t;
 }
 
-/** The index plaintext (the canonical, sorted encoding), validated by ChunkIndex.decode. */
-async function readIndexPlain(
-  repo: Repository<ReadonlyBackend>,
-): Promise<{ plain: Uint8Array; index: ChunkIndex }> {
-  const sealed = await repo.backend.get(INDEX_KEY, { maxBytes: sealedLimit(MAX_INDEX_BYTES) });
-  if (sealed === null) throw new NotFoundError(`Index not found in "${repo.location}"`);
-  const plain = await repo.key.open(ObjectType.index, "index", sealed, "Index");
-  return { plain, index: ChunkIndex.decode(plain) };
-}
-
 /** An archive whose items cannot be read leaves the live set unknown: refuse to compact. */
 function incomplete(
   repo: Repository<ReadonlyBackend>,
@@ -325,7 +320,7 @@ async function scan(repo: Repository<ReadonlyBackend>, options: PlanOptions): Pr
     if (hex !== null) stored.set(hex, o.size);
   }
   const manifest = await repo.readManifest();
-  const { plain, index } = await readIndexPlain(repo);
+  const { plain, index } = await repo.readIndexPlain();
   const table = new IndexTable(plain);
 
   const archiveIds = new Set<string>();
@@ -506,7 +501,7 @@ class Copier {
     if (!writer || writer.count === 0) return;
     const pack = await writer.finish(this.#repo.key);
     try {
-      await this.#repo.backend.put(packKey(pack.id), pack.body);
+      await savePack(this.#repo, pack.id, pack.body);
     } finally {
       pack.dispose();
     }
@@ -668,18 +663,21 @@ async function copyLive(
  * Step 3: re-reads the manifest and the index, drops dead entries, points copied blobs to their
  * new packs and stores the index. Returns the packs the stored index references.
  */
-async function commitIndex(repo: Repository<Backend>, s: Scan, moved: ChunkIndex): Promise<
-  Set<string>
-> {
+async function commitIndex(
+  repo: Repository<Backend>,
+  tx: CommitTx,
+  s: Scan,
+  moved: ChunkIndex,
+): Promise<Set<string>> {
   const { table } = s;
-  const manifest = await repo.readManifest();
+  const manifest = await tx.manifest();
   const added = manifest.archives.find((a) => !s.archiveIds.has(toHex(a.id)));
   if (added) {
     throw new LockedError(
       `Cannot compact "${repo.location}": archive "${added.name}" was added while compacting; run compact again while no backup runs`,
     );
   }
-  const { index } = await readIndexPlain(repo);
+  const index = await tx.index();
   let changed = false;
   for (let i = 0; i < table.count; i++) {
     if (table.isLive(i)) continue;
@@ -696,12 +694,7 @@ async function commitIndex(repo: Repository<Backend>, s: Scan, moved: ChunkIndex
       changed = true;
     }
   }
-  if (changed) {
-    await repo.backend.put(
-      INDEX_KEY,
-      await repo.key.seal(ObjectType.index, "index", index.encode()),
-    );
-  }
+  if (changed) tx.saveIndex(index);
   return new Set(index.packIds().map(toHex));
 }
 
@@ -732,8 +725,9 @@ async function execute(
 
   options.onProgress?.({ phase: "index", done: 0, total: 1 });
   options.checkLock?.();
-  const commit = () => commitIndex(repo, s, copier.moved);
-  const referenced = options.lockHeld ? await commit() : await withCommitLock(repo.backend, commit);
+  const referenced = await commitChanges(repo, (tx) => commitIndex(repo, tx, s, copier.moved), {
+    lockHeld: options.lockHeld,
+  });
   options.onProgress?.({ phase: "index", done: 1, total: 1 });
   if (options.stopAfter === "index") return result;
 
@@ -743,7 +737,7 @@ async function execute(
   options.checkLock?.();
   for (const [n, p] of doomed.entries()) {
     options.onProgress?.({ phase: "delete", done: n, total: doomed.length });
-    await repo.backend.delete(packKeyHex(p.id));
+    await deletePack(repo, p.id);
     result.deletedPacks.push(p.id);
     result.bytesFreed += p.size;
   }

@@ -1,11 +1,12 @@
 /**
- * Opening, creating and reading a repository: config, key, manifest, index, archives, blobs.
- * Writing new data goes through lib/write_session.ts.
+ * Opening, creating, reading and writing a repository: config, key, manifest, index, archives,
+ * blobs, and the one commit protocol ({@linkcode commitChanges}). New packs are written by
+ * lib/write_session.ts.
  *
  * @module
  */
 
-import type { Backend, ReadonlyBackend } from "../backends/backend.ts";
+import type { Backend, PutBody, ReadonlyBackend } from "../backends/backend.ts";
 import { ChunkIndex, type ChunkLocation, MAX_INDEX_BYTES } from "./chunk_index.ts";
 import {
   Chunker,
@@ -14,7 +15,12 @@ import {
   deriveGearTable,
   validateChunkerParams,
 } from "./chunker.ts";
-import { type ArchiveMeta, decodeArchiveMeta, MAX_ARCHIVE_META_BYTES } from "./archive.ts";
+import {
+  type ArchiveMeta,
+  decodeArchiveMeta,
+  encodeArchiveMeta,
+  MAX_ARCHIVE_META_BYTES,
+} from "./archive.ts";
 import type { CodecPool } from "./codec_pool.ts";
 import { decompress, loadCodecs } from "./compress.ts";
 import {
@@ -33,6 +39,7 @@ import {
   VgerError,
 } from "./errors.ts";
 import { randomBytes, toHex } from "./ids.ts";
+import { withCommitLock } from "./lock.ts";
 import {
   type KdfParams,
   MAX_KEY_FILE_BYTES,
@@ -63,6 +70,7 @@ import {
   KEY_FILE_KEY,
   MANIFEST_KEY,
   packKey,
+  packKeyHex,
 } from "./storage_keys.ts";
 
 /** Default pack size floor: 32 MiB. */
@@ -122,10 +130,7 @@ export async function initRepository(backend: Backend, options: InitOptions): Pr
     KEY_FILE_KEY,
     await wrapKey(key.material, options.encryption, options.passphrase, options.kdf),
   );
-  await backend.put(
-    INDEX_KEY,
-    await key.seal(ObjectType.index, "index", new ChunkIndex().encode()),
-  );
+  await saveIndex({ backend, key }, new ChunkIndex());
   await saveManifest({ backend, key }, { archives: [] });
   // The config goes last: a repository without one is not a repository.
   if (!(await backend.create(CONFIG_KEY, await encodeRepoConfig(config, key)))) {
@@ -264,6 +269,18 @@ export class Repository<B extends ReadonlyBackend = ReadonlyBackend> {
     );
   }
 
+  /** The chunk index with the plaintext it was decoded from (its canonical, sorted encoding). */
+  async readIndexPlain(): Promise<{ plain: Uint8Array; index: ChunkIndex }> {
+    const plain = await this.#readObject(
+      INDEX_KEY,
+      ObjectType.index,
+      "index",
+      "Index",
+      MAX_INDEX_BYTES,
+    );
+    return { plain, index: ChunkIndex.decode(plain) };
+  }
+
   /** The manifest entry of an archive by name; NotFoundError when absent. */
   async findArchive(name: string, manifest?: Manifest): Promise<ManifestEntry> {
     const m = manifest ?? await this.readManifest();
@@ -329,7 +346,7 @@ export class Repository<B extends ReadonlyBackend = ReadonlyBackend> {
   }
 }
 
-/** What {@linkcode saveManifest} needs of a repository. */
+/** What {@linkcode saveManifest} and the other typed saves need of a repository. */
 export type ManifestWriter = Pick<Repository<Backend>, "backend" | "key"> & {
   noteManifestCounter?(counter: number): void;
 };
@@ -347,6 +364,121 @@ export async function saveManifest(repo: ManifestWriter, manifest: Manifest): Pr
     await repo.key.seal(ObjectType.manifest, "manifest", encodeManifest(manifest)),
   );
   repo.noteManifestCounter?.(manifest.counter);
+}
+
+/** Seals and writes the chunk index (replacing it); the caller holds the commit lock. */
+export async function saveIndex(repo: ManifestWriter, index: ChunkIndex): Promise<void> {
+  await repo.backend.put(
+    INDEX_KEY,
+    await repo.key.seal(ObjectType.index, "index", index.encode()),
+  );
+}
+
+/** Writes an archive object, sealed under its id (written once, never modified). */
+export async function saveArchive(
+  repo: ManifestWriter,
+  id: Uint8Array,
+  sealed: Uint8Array,
+): Promise<void> {
+  await repo.backend.put(archiveKey(id), sealed);
+}
+
+/** Removes an archive object (after the manifest that listed it has been written without it). */
+export async function deleteArchive(
+  repo: Pick<Repository<Backend>, "backend">,
+  id: Uint8Array,
+): Promise<void> {
+  await repo.backend.delete(archiveKey(id));
+}
+
+/** Writes a finished pack under its id (written once, never modified). */
+export async function savePack(
+  repo: Pick<Repository<Backend>, "backend">,
+  id: Uint8Array,
+  body: PutBody,
+): Promise<void> {
+  await repo.backend.put(packKey(id), body);
+}
+
+/** Removes a pack, by id or hex id (once no index that is written references it). */
+export async function deletePack(
+  repo: Pick<Repository<Backend>, "backend">,
+  id: Uint8Array | string,
+): Promise<void> {
+  await repo.backend.delete(typeof id === "string" ? packKeyHex(id) : packKey(id));
+}
+
+/**
+ * Seals an archive's metadata under the id of its plaintext; returns both, for
+ * {@linkcode CommitTx.saveArchive}.
+ */
+export async function sealArchive(
+  repo: Pick<Repository<Backend>, "key">,
+  meta: ArchiveMeta,
+): Promise<{ id: Uint8Array; sealed: Uint8Array }> {
+  const plain = encodeArchiveMeta(meta);
+  const id = await repo.key.chunkId(plain);
+  return { id, sealed: await repo.key.seal(ObjectType.archive, id, plain) };
+}
+
+/** What {@linkcode commitChanges} needs of a repository. */
+export type CommitTarget =
+  & Pick<Repository<Backend>, "backend" | "key" | "readManifest" | "readIndex">
+  & ManifestWriter;
+
+/**
+ * A change under the commit lock: what it re-reads and what it writes. The writes are made when
+ * the change returns, in the crash-safe order: index, then archive objects, then manifest.
+ */
+export interface CommitTx {
+  /** The manifest, read under the lock on the first call. */
+  manifest(): Promise<Manifest>;
+  /** The chunk index, read under the lock on the first call. */
+  index(): Promise<ChunkIndex>;
+  /** Writes this index. */
+  saveIndex(index: ChunkIndex): void;
+  /** Writes this sealed archive object (from {@linkcode sealArchive}). */
+  saveArchive(id: Uint8Array, sealed: Uint8Array): void;
+  /** Writes this manifest, its counter one above the given manifest's ({@linkcode saveManifest}). */
+  saveManifest(manifest: Manifest): void;
+}
+
+/** Options of {@linkcode commitChanges}. */
+export interface CommitOptions {
+  /** The caller holds the commit lock already: do not take it. */
+  lockHeld?: boolean;
+}
+
+/**
+ * The one commit protocol: takes the commit lock (lib/lock.ts), lets `change` re-read what it
+ * needs (manifest, index) and merge, then writes index, archive objects and manifest (the commit
+ * point) in that order and releases the lock. Returns what `change` returned; writes nothing when
+ * it throws.
+ */
+export async function commitChanges<T>(
+  repo: CommitTarget,
+  change: (tx: CommitTx) => Promise<T>,
+  options: CommitOptions = {},
+): Promise<T> {
+  const run = async (): Promise<T> => {
+    let manifest: Promise<Manifest> | undefined;
+    let index: Promise<ChunkIndex> | undefined;
+    let newIndex: ChunkIndex | undefined;
+    const archives: { id: Uint8Array; sealed: Uint8Array }[] = [];
+    let newManifest: Manifest | undefined;
+    const result = await change({
+      manifest: () => manifest ??= repo.readManifest(),
+      index: () => index ??= repo.readIndex(),
+      saveIndex: (i) => void (newIndex = i),
+      saveArchive: (id, sealed) => void archives.push({ id, sealed }),
+      saveManifest: (m) => void (newManifest = m),
+    });
+    if (newIndex) await saveIndex(repo, newIndex);
+    for (const a of archives) await saveArchive(repo, a.id, a.sealed);
+    if (newManifest) await saveManifest(repo, newManifest);
+    return result;
+  };
+  return options.lockHeld ? await run() : await withCommitLock(repo.backend, run);
 }
 
 /** The most bytes of a sealed object whose plaintext is at most `plainBytes` long. */

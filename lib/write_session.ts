@@ -13,15 +13,13 @@
 import type { Backend } from "../backends/backend.ts";
 import { ChunkIndex } from "./chunk_index.ts";
 import { Limiter } from "./concurrency.ts";
-import { ObjectType, type ObjectTypeTag } from "./crypto.ts";
+import type { ObjectTypeTag } from "./crypto.ts";
 import { AlreadyExistsError } from "./errors.ts";
 import { toHex } from "./ids.ts";
-import { archiveKey, INDEX_KEY, packKey } from "./storage_keys.ts";
-import { withCommitLock } from "./lock.ts";
-import { type ArchiveMeta, encodeArchiveMeta } from "./archive.ts";
+import type { ArchiveMeta } from "./archive.ts";
 import type { ManifestEntry } from "./manifest.ts";
 import { type PackEntry, PackWriter } from "./pack.ts";
-import { type Repository, saveManifest } from "./repository.ts";
+import { commitChanges, type Repository, savePack, sealArchive } from "./repository.ts";
 
 /** Pack size target for a repository that has `packs` packs: 32 MiB x sqrt(packs / 100), clamped. */
 export function packTarget(packs: number, min: number, max: number): number {
@@ -140,7 +138,7 @@ export class WriteSession {
     const upload = async (): Promise<void> => {
       const { id, body, entries, dispose } = await pack.finish(this.#repo.key);
       try {
-        await this.#repo.backend.put(packKey(id), body);
+        await savePack(this.#repo, id, body);
       } finally {
         dispose();
       }
@@ -198,33 +196,28 @@ export class WriteSession {
     // the repository may be out of date: do not commit on top of it
     options.checkLock?.();
     const repo = this.#repo;
-    const plain = encodeArchiveMeta(meta);
-    const archiveId = await repo.key.chunkId(plain);
-    const sealedArchive = await repo.key.seal(ObjectType.archive, archiveId, plain);
+    const archive = await sealArchive(repo, meta);
     const entry: ManifestEntry = {
       name: meta.name,
-      id: archiveId,
+      id: archive.id,
       time: meta.time,
       hostname: meta.hostname,
       username: meta.username,
       stats: meta.stats,
     };
-    await withCommitLock(repo.backend, async () => {
-      const manifest = await repo.readManifest();
+    await commitChanges(repo, async (tx) => {
+      const manifest = await tx.manifest();
       if (manifest.archives.some((a) => a.name === meta.name)) {
         throw new AlreadyExistsError(`Archive "${meta.name}" already exists in "${repo.location}"`);
       }
       if (this.#added.size > 0) {
-        const index = await repo.readIndex();
+        const index = await tx.index();
         index.merge(this.#added);
-        await repo.backend.put(
-          INDEX_KEY,
-          await repo.key.seal(ObjectType.index, "index", index.encode()),
-        );
+        tx.saveIndex(index);
       }
-      await repo.backend.put(archiveKey(archiveId), sealedArchive);
+      tx.saveArchive(archive.id, archive.sealed);
       manifest.archives.push(entry);
-      await saveManifest(repo, manifest);
+      tx.saveManifest(manifest);
     });
     return entry;
   }

@@ -18,7 +18,17 @@ import { toHex } from "../lib/ids.ts";
 import { packKey } from "../lib/storage_keys.ts";
 import type { KdfParams } from "../lib/key_file.ts";
 import { COMMIT_LOCK } from "../lib/lock.ts";
-import { type InitOptions, initRepository, Repository, saveManifest } from "../lib/repository.ts";
+import {
+  commitChanges,
+  deleteArchive,
+  deletePack,
+  type InitOptions,
+  initRepository,
+  Repository,
+  saveManifest,
+  savePack,
+  sealArchive,
+} from "../lib/repository.ts";
 import { deleteArchives } from "../lib/archive_delete.ts";
 import { WriteSession } from "../lib/write_session.ts";
 
@@ -472,4 +482,70 @@ Deno.test("a manifest older than one already read by the same repository object 
   const fresh = await Repository.open(backend);
   fresh.noteManifestCounter(2);
   await rejects(() => fresh.readManifest(), /served an old copy/);
+});
+
+Deno.test("commitChanges writes index, archive, manifest in that order under the commit lock, and nothing when the change throws", async () => {
+  const { backend, repo } = await newRepo();
+  const meta: ArchiveMeta = {
+    name: "a",
+    time: new Date(0).toISOString(),
+    timeEnd: new Date(0).toISOString(),
+    hostname: "h",
+    username: "u",
+    sources: [],
+    items: [],
+    stats: { files: 0, original: 0, compressed: 0, deduplicated: 0 },
+  };
+  const archive = await sealArchive(repo, meta);
+  backend.log = [];
+  await rejects(
+    commitChanges(repo, async (tx) => {
+      tx.saveIndex(await tx.index());
+      throw new UsageError("changed my mind");
+    }),
+    UsageError,
+  );
+  deepStrictEqual(backend.log, [`create ${COMMIT_LOCK}`, `delete ${COMMIT_LOCK}`]);
+  backend.log = [];
+  const got = await commitChanges(repo, async (tx) => {
+    const m = await tx.manifest();
+    equal(await tx.manifest(), m, "read once");
+    const { name, time, hostname, username, stats } = meta;
+    m.archives.push({ name, id: archive.id, time, hostname, username, stats });
+    // asked in any order, written in the crash-safe one
+    tx.saveManifest(m);
+    tx.saveArchive(archive.id, archive.sealed);
+    tx.saveIndex(await tx.index());
+    return 7;
+  });
+  equal(got, 7);
+  deepStrictEqual(backend.log, [
+    `create ${COMMIT_LOCK}`,
+    "put index",
+    `put archives/${toHex(archive.id)}`,
+    "put manifest",
+    `delete ${COMMIT_LOCK}`,
+  ]);
+  equal(repo.manifestCounter, 2);
+  equal((await repo.readArchive(await repo.findArchive("a"))).name, "a");
+  backend.log = [];
+  await commitChanges(repo, async (tx) => tx.saveManifest(await tx.manifest()), { lockHeld: true });
+  deepStrictEqual(backend.log, ["put manifest"]);
+  equal((await repo.readManifest()).counter, 3);
+  await deleteArchive(repo, archive.id);
+  deepStrictEqual(backend.log, ["put manifest", `delete archives/${toHex(archive.id)}`]);
+});
+
+Deno.test("savePack and deletePack write and remove a pack under its key, by id or hex id", async () => {
+  const { backend } = await newRepo();
+  const id = new Uint8Array(32).fill(0xab);
+  backend.log = [];
+  await savePack({ backend }, id, [enc.encode("pa"), enc.encode("ck")]);
+  equal(dec.decode((await backend.get(packKey(id)))!), "pack");
+  await deletePack({ backend }, id);
+  await savePack({ backend }, id, enc.encode("again"));
+  await deletePack({ backend }, toHex(id));
+  equal(await backend.get(packKey(id)), null);
+  const key = packKey(id);
+  deepStrictEqual(backend.log, [`put ${key}`, `delete ${key}`, `put ${key}`, `delete ${key}`]);
 });
