@@ -350,24 +350,95 @@ export function headerLocation(
   return { offset, length };
 }
 
-/** Reads and authenticates a pack's header from storage. */
+/** Bytes read from a pack's end when nothing tells how large its header is. */
+export const DEFAULT_TAIL_GUESS = 64 << 10;
+
+/**
+ * How many bytes from the end of a pack of `packSize` bytes to read so that, in one request, they
+ * hold the trailer and the header, never more than the pack: when the pack is expected to hold
+ * `entries` blobs (the index says so), exactly the trailer and a header of that many entries
+ * sealed with `sealOverhead` bytes of envelope (so nothing is read twice); else
+ * {@linkcode DEFAULT_TAIL_GUESS}, which holds the header of a pack of up to ~1,400 blobs.
+ */
+export function packTailLength(
+  packSize: number,
+  options: { entries?: number; sealOverhead?: number } = {},
+): number {
+  const want = options.entries === undefined
+    ? DEFAULT_TAIL_GUESS
+    : 4 + HEADER_ENTRY_SIZE * options.entries + (options.sealOverhead ?? 0) + 4;
+  return Math.max(0, Math.min(packSize, want));
+}
+
+/** Checks a pack's first {@linkcode PACK_PREAMBLE} bytes: the magic and the version. */
+export function checkPackPreamble(preamble: Uint8Array, what: string): void {
+  for (let i = 0; i < 8; i++) {
+    if (preamble[i] !== PACK_MAGIC[i]) throw new IntegrityError(`${what} is corrupt: bad magic`);
+  }
+  if (preamble[8] !== PACK_VERSION) {
+    throw new IntegrityError(`${what} has unknown version ${preamble[8]}`);
+  }
+}
+
+/**
+ * Finds a pack's sealed header in `tail`, the pack's last `tail.length` bytes (at least 4): the
+ * header when the tail holds it whole, else where it lies and how many bytes before the tail it
+ * starts (`missing`, to be read and put in front of the tail's part).
+ */
+export function headerInTail(
+  tail: Uint8Array,
+  packSize: number,
+  what: string,
+): { offset: number; length: number; sealed: Uint8Array | null; missing: number } {
+  if (tail.length < 4) throw new IntegrityError(`${what} is corrupt: too short`);
+  const loc = headerLocation(tail.subarray(tail.length - 4), packSize, what);
+  const tailOffset = packSize - tail.length;
+  const missing = Math.max(0, tailOffset - loc.offset);
+  const start = loc.offset + missing - tailOffset;
+  const part = tail.subarray(start, start + loc.length - missing);
+  return { ...loc, sealed: missing === 0 ? part : null, missing };
+}
+
+/** Options of {@linkcode readPackHeader}. */
+export interface ReadPackHeaderOptions {
+  /** How many blobs the pack is expected to hold (from the index), to size the tail read. */
+  entries?: number;
+}
+
+/**
+ * Reads and authenticates a pack's header from storage with one range request for the pack's
+ * tail ({@linkcode packTailLength}), which holds the preamble too when it is the whole pack. A
+ * larger pack takes a second request for its 9-byte preamble (the magic and version are checked
+ * whatever the pack's size), and a header larger than the tail one more for its start. Requests
+ * run one after the other, so a caller's limit on packs read at once bounds the requests too.
+ */
 export async function readPackHeader(
   backend: { getRange(key: string, offset: number, length: number): Promise<Uint8Array> },
   key: RepoKey,
   packKeyName: string,
   packSize: number,
+  options: ReadPackHeaderOptions = {},
 ): Promise<PackEntry[]> {
   const what = `Pack ${packKeyName}`;
   if (packSize < PACK_PREAMBLE + 4) throw new IntegrityError(`${what} is corrupt: too short`);
-  const pre = await backend.getRange(packKeyName, 0, PACK_PREAMBLE);
-  for (let i = 0; i < 8; i++) {
-    if (pre[i] !== PACK_MAGIC[i]) throw new IntegrityError(`${what} is corrupt: bad magic`);
+  const tailLength = packTailLength(packSize, {
+    entries: options.entries,
+    sealOverhead: key.sealHead + key.sealTail,
+  });
+  const tailOffset = packSize - tailLength;
+  const tail = await backend.getRange(packKeyName, tailOffset, tailLength);
+  const preamble = tailOffset > 0 ? await backend.getRange(packKeyName, 0, PACK_PREAMBLE) : null;
+  checkPackPreamble(preamble ?? tail, what);
+  const found = headerInTail(tail, packSize, what);
+  let sealed = found.sealed;
+  if (!sealed) {
+    const head = await backend.getRange(packKeyName, found.offset, found.missing);
+    sealed = new Uint8Array(found.length);
+    sealed.set(head);
+    sealed.set(tail.subarray(0, found.length - found.missing), found.missing);
   }
-  if (pre[8] !== PACK_VERSION) throw new IntegrityError(`${what} has unknown version ${pre[8]}`);
-  const loc = headerLocation(await backend.getRange(packKeyName, packSize - 4, 4), packSize, what);
-  const sealed = await backend.getRange(packKeyName, loc.offset, loc.length);
   const plain = await key.open(ObjectType.packHeader, "pack-header", sealed, `${what} header`);
-  return decodePackHeader(plain, loc.offset, what);
+  return decodePackHeader(plain, found.offset, what);
 }
 
 /** Hex spelling of an entry's id, for messages. */
