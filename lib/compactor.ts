@@ -73,6 +73,7 @@ import {
   recordSize,
   recordStart,
 } from "./pack.ts";
+import { SpillingSink } from "./staging.ts";
 import { release } from "./bytes.ts";
 import { type Repository, sealedLimit } from "./repository.ts";
 import { INDEX_KEY, packKey, packKeyHex, PACKS_PREFIX, parsePackKey } from "./storage_keys.ts";
@@ -491,7 +492,7 @@ class Copier {
       await this.#flushType(type);
       writer = undefined;
     }
-    if (!writer) this.#writers.set(type, writer = new PackWriter());
+    if (!writer) this.#writers.set(type, writer = new PackWriter({ sink: new SpillingSink() }));
     writer.add(id, type, sealed, raw);
     if (writer.size >= this.#target) await this.#flushType(type);
   }

@@ -24,7 +24,6 @@ import { ObjectType, type ObjectTypeTag, type RepoKey } from "./crypto.ts";
 import { IntegrityError } from "./errors.ts";
 import { ID_LENGTH, toHex } from "./ids.ts";
 import { release } from "./bytes.ts";
-import { stagingDir } from "./staging.ts";
 import type { StreamBody } from "../backends/backend.ts";
 
 /** The pack magic. */
@@ -171,9 +170,6 @@ export function decodePackHeader(
   return entries;
 }
 
-/** Bytes of a pack held in memory before it is staged in a temporary file. */
-export const DEFAULT_SPILL_ABOVE = 64 << 20;
-
 /** A finished pack: its id, its bytes (in memory or staged in a file) and its blobs. */
 export interface FinishedPack {
   /** SHA-256 of the pack's bytes. */
@@ -189,21 +185,51 @@ export interface FinishedPack {
 }
 
 /**
- * A pack being filled. Its bytes stay in memory up to `spillAbove` (64 MiB); a larger pack (the
- * target grows with the repository, up to max_pack_size) is staged in a temporary file so that
- * memory stays bounded whatever the pack size.
+ * Where a pack's bytes go while it is filled: memory ({@linkcode MemorySink}, the default), or
+ * a staging file for large packs (`SpillingSink` of lib/staging.ts, which writers use).
+ */
+export interface PackSink {
+  /** Takes `bytes` over (it may release them); `size` is the pack's size with them. */
+  write(bytes: Uint8Array, size: number): void;
+  /** The pack's `size` bytes, ready to put, and how to free them; once, after the last write. */
+  finish(size: number): Pick<FinishedPack, "body" | "dispose">;
+  /** Frees what the sink holds of a pack that will not be finished. */
+  abandon(): void;
+}
+
+/** A sink that keeps a pack's bytes in memory. */
+export class MemorySink implements PackSink {
+  #parts: Uint8Array[] = [];
+
+  /** Keeps `bytes`. */
+  write(bytes: Uint8Array): void {
+    this.#parts.push(bytes);
+  }
+
+  /** The bytes kept, freed by `dispose`. */
+  finish(): Pick<FinishedPack, "body" | "dispose"> {
+    const parts = this.#parts;
+    return { body: parts, dispose: () => parts.forEach(release) };
+  }
+
+  /** Nothing to free: the bytes go with the writer. */
+  abandon(): void {}
+}
+
+/**
+ * A pack being filled. Its bytes go to a {@linkcode PackSink}: memory unless the caller passes
+ * another (the packers stage large packs in a temporary file, so that memory stays bounded
+ * whatever the pack size).
  */
 export class PackWriter {
-  #parts: Uint8Array[] = [];
+  #sink: PackSink;
   #entries: PackEntry[] = [];
   #size = 0;
   #hash = createHash("sha256");
-  #spillAbove: number;
-  #staged: { path: string; file: Deno.FsFile } | null = null;
 
   /** Starts a pack. */
-  constructor(options: { spillAbove?: number } = {}) {
-    this.#spillAbove = options.spillAbove ?? DEFAULT_SPILL_ABOVE;
+  constructor(options: { sink?: PackSink } = {}) {
+    this.#sink = options.sink ?? new MemorySink();
     const pre = new Uint8Array(PACK_PREAMBLE);
     pre.set(PACK_MAGIC);
     pre[8] = PACK_VERSION;
@@ -213,25 +239,7 @@ export class PackWriter {
   #push(b: Uint8Array): void {
     this.#hash.update(b);
     this.#size += b.length;
-    if (this.#staged) {
-      writeAllSync(this.#staged.file, b);
-      release(b);
-      return;
-    }
-    this.#parts.push(b);
-    if (this.#size > this.#spillAbove) this.#stage();
-  }
-
-  #stage(): void {
-    // a directory of this process's own, which a later run removes if this one dies
-    const path = Deno.makeTempFileSync({ dir: stagingDir(), prefix: "vger-pack-" });
-    const file = Deno.openSync(path, { write: true, truncate: true });
-    this.#staged = { path, file };
-    for (const p of this.#parts) {
-      writeAllSync(file, p);
-      release(p);
-    }
-    this.#parts = [];
+    this.#sink.write(b, this.#size);
   }
 
   /** Bytes so far. */
@@ -279,60 +287,12 @@ export class PackWriter {
     this.#push(trailer);
     const id = new Uint8Array(this.#hash.digest());
     const size = this.#size;
-    const staged = this.#staged;
-    if (!staged) {
-      const parts = this.#parts;
-      return {
-        id,
-        body: parts,
-        entries: this.#entries,
-        size,
-        dispose: () => parts.forEach(release),
-      };
-    }
-    staged.file.close();
-    return {
-      id,
-      body: { size, pieces: () => readPieces(staged.path) },
-      entries: this.#entries,
-      size,
-      dispose: () => {
-        try {
-          Deno.removeSync(staged.path);
-        } catch { /* already gone */ }
-      },
-    };
+    return { id, ...this.#sink.finish(size), entries: this.#entries, size };
   }
 
   /** Drops a pack that will not be finished (removes its staging file). */
   abandon(): void {
-    if (!this.#staged) return;
-    try {
-      this.#staged.file.close();
-    } catch { /* closed */ }
-    try {
-      Deno.removeSync(this.#staged.path);
-    } catch { /* gone */ }
-  }
-}
-
-function writeAllSync(file: Deno.FsFile, b: Uint8Array): void {
-  for (let o = 0; o < b.length;) o += file.writeSync(b.subarray(o));
-}
-
-async function* readPieces(path: string): AsyncGenerator<Uint8Array> {
-  using file = await Deno.open(path, { read: true });
-  for (;;) {
-    const buf = new Uint8Array(8 << 20);
-    let n = 0;
-    while (n < buf.length) {
-      const r = file.readSync(buf.subarray(n));
-      if (r === null) break;
-      n += r;
-    }
-    if (n === 0) return;
-    yield n === buf.length ? buf : buf.slice(0, n);
-    if (n < buf.length) return;
+    this.#sink.abandon();
   }
 }
 

@@ -4,6 +4,7 @@ import { MemoryBackend } from "../backends/memory.ts";
 import { ObjectType, type ObjectTypeTag, RepoKey, SEAL_OVERHEAD_AES } from "../lib/crypto.ts";
 import { IntegrityError } from "../lib/errors.ts";
 import { runExitHooks } from "../lib/exit_hooks.ts";
+import { SpillingSink } from "../lib/staging.ts";
 import { toHex } from "../lib/ids.ts";
 import { packKey } from "../lib/storage_keys.ts";
 import {
@@ -515,7 +516,7 @@ globalThis.addEventListener("unload", () => void runExitHooks());
 
 Deno.test("a pack larger than spillAbove is staged in a temp file and reads back the same", async () => {
   const key = await RepoKey.generate("aes256gcm");
-  const writer = new PackWriter({ spillAbove: 4096 });
+  const writer = new PackWriter({ sink: new SpillingSink({ spillAbove: 4096 }) });
   const kept: { id: Uint8Array; sealed: Uint8Array; plain: Uint8Array }[] = [];
   let seed = 7;
   const next = () => (seed = (seed * 1103515245 + 12345) >>> 0);
