@@ -1072,7 +1072,7 @@ async function checkPackHeaders(
     if (ctx.skipHeaders) return;
     let entries: PackEntry[];
     try {
-      entries = await readPackHeader(reader, repo.key, key, size);
+      entries = await readPackHeader(reader, repo.key, key, size, { entries: count });
     } catch (err) {
       if (!(err instanceof VgerError)) throw err;
       const msg = errorMessage(err);
@@ -1311,7 +1311,9 @@ async function verifyPack(
   const key = packKey(pack);
   let records: Expected[];
   try {
-    records = await readPackHeader(counted(repo.backend, stats), repo.key, key, size);
+    records = await readPackHeader(counted(repo.backend, stats), repo.key, key, size, {
+      entries: fromIndex.length,
+    });
   } catch (err) {
     if (!(err instanceof VgerError)) throw err;
     records = fromIndex; // already reported; still verify what the index points at

@@ -72,6 +72,7 @@ import {
   recordSize,
   recordStart,
 } from "./pack.ts";
+import { SpillingSink } from "./staging.ts";
 import { release } from "./bytes.ts";
 import {
   commitChanges,
@@ -486,7 +487,7 @@ class Copier {
       await this.#flushType(type);
       writer = undefined;
     }
-    if (!writer) this.#writers.set(type, writer = new PackWriter());
+    if (!writer) this.#writers.set(type, writer = new PackWriter({ sink: new SpillingSink() }));
     writer.add(id, type, sealed, raw);
     if (writer.size >= this.#target) await this.#flushType(type);
   }

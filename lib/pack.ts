@@ -24,7 +24,6 @@ import { ObjectType, type ObjectTypeTag, type RepoKey } from "./crypto.ts";
 import { IntegrityError } from "./errors.ts";
 import { ID_LENGTH, toHex } from "./ids.ts";
 import { release } from "./bytes.ts";
-import { stagingDir } from "./staging.ts";
 import type { StreamBody } from "../backends/backend.ts";
 
 /** The pack magic. */
@@ -171,9 +170,6 @@ export function decodePackHeader(
   return entries;
 }
 
-/** Bytes of a pack held in memory before it is staged in a temporary file. */
-export const DEFAULT_SPILL_ABOVE = 64 << 20;
-
 /** A finished pack: its id, its bytes (in memory or staged in a file) and its blobs. */
 export interface FinishedPack {
   /** SHA-256 of the pack's bytes. */
@@ -189,21 +185,51 @@ export interface FinishedPack {
 }
 
 /**
- * A pack being filled. Its bytes stay in memory up to `spillAbove` (64 MiB); a larger pack (the
- * target grows with the repository, up to max_pack_size) is staged in a temporary file so that
- * memory stays bounded whatever the pack size.
+ * Where a pack's bytes go while it is filled: memory ({@linkcode MemorySink}, the default), or
+ * a staging file for large packs (`SpillingSink` of lib/staging.ts, which writers use).
+ */
+export interface PackSink {
+  /** Takes `bytes` over (it may release them); `size` is the pack's size with them. */
+  write(bytes: Uint8Array, size: number): void;
+  /** The pack's `size` bytes, ready to put, and how to free them; once, after the last write. */
+  finish(size: number): Pick<FinishedPack, "body" | "dispose">;
+  /** Frees what the sink holds of a pack that will not be finished. */
+  abandon(): void;
+}
+
+/** A sink that keeps a pack's bytes in memory. */
+export class MemorySink implements PackSink {
+  #parts: Uint8Array[] = [];
+
+  /** Keeps `bytes`. */
+  write(bytes: Uint8Array): void {
+    this.#parts.push(bytes);
+  }
+
+  /** The bytes kept, freed by `dispose`. */
+  finish(): Pick<FinishedPack, "body" | "dispose"> {
+    const parts = this.#parts;
+    return { body: parts, dispose: () => parts.forEach(release) };
+  }
+
+  /** Nothing to free: the bytes go with the writer. */
+  abandon(): void {}
+}
+
+/**
+ * A pack being filled. Its bytes go to a {@linkcode PackSink}: memory unless the caller passes
+ * another (the packers stage large packs in a temporary file, so that memory stays bounded
+ * whatever the pack size).
  */
 export class PackWriter {
-  #parts: Uint8Array[] = [];
+  #sink: PackSink;
   #entries: PackEntry[] = [];
   #size = 0;
   #hash = createHash("sha256");
-  #spillAbove: number;
-  #staged: { path: string; file: Deno.FsFile } | null = null;
 
   /** Starts a pack. */
-  constructor(options: { spillAbove?: number } = {}) {
-    this.#spillAbove = options.spillAbove ?? DEFAULT_SPILL_ABOVE;
+  constructor(options: { sink?: PackSink } = {}) {
+    this.#sink = options.sink ?? new MemorySink();
     const pre = new Uint8Array(PACK_PREAMBLE);
     pre.set(PACK_MAGIC);
     pre[8] = PACK_VERSION;
@@ -213,25 +239,7 @@ export class PackWriter {
   #push(b: Uint8Array): void {
     this.#hash.update(b);
     this.#size += b.length;
-    if (this.#staged) {
-      writeAllSync(this.#staged.file, b);
-      release(b);
-      return;
-    }
-    this.#parts.push(b);
-    if (this.#size > this.#spillAbove) this.#stage();
-  }
-
-  #stage(): void {
-    // a directory of this process's own, which a later run removes if this one dies
-    const path = Deno.makeTempFileSync({ dir: stagingDir(), prefix: "vger-pack-" });
-    const file = Deno.openSync(path, { write: true, truncate: true });
-    this.#staged = { path, file };
-    for (const p of this.#parts) {
-      writeAllSync(file, p);
-      release(p);
-    }
-    this.#parts = [];
+    this.#sink.write(b, this.#size);
   }
 
   /** Bytes so far. */
@@ -279,60 +287,12 @@ export class PackWriter {
     this.#push(trailer);
     const id = new Uint8Array(this.#hash.digest());
     const size = this.#size;
-    const staged = this.#staged;
-    if (!staged) {
-      const parts = this.#parts;
-      return {
-        id,
-        body: parts,
-        entries: this.#entries,
-        size,
-        dispose: () => parts.forEach(release),
-      };
-    }
-    staged.file.close();
-    return {
-      id,
-      body: { size, pieces: () => readPieces(staged.path) },
-      entries: this.#entries,
-      size,
-      dispose: () => {
-        try {
-          Deno.removeSync(staged.path);
-        } catch { /* already gone */ }
-      },
-    };
+    return { id, ...this.#sink.finish(size), entries: this.#entries, size };
   }
 
   /** Drops a pack that will not be finished (removes its staging file). */
   abandon(): void {
-    if (!this.#staged) return;
-    try {
-      this.#staged.file.close();
-    } catch { /* closed */ }
-    try {
-      Deno.removeSync(this.#staged.path);
-    } catch { /* gone */ }
-  }
-}
-
-function writeAllSync(file: Deno.FsFile, b: Uint8Array): void {
-  for (let o = 0; o < b.length;) o += file.writeSync(b.subarray(o));
-}
-
-async function* readPieces(path: string): AsyncGenerator<Uint8Array> {
-  using file = await Deno.open(path, { read: true });
-  for (;;) {
-    const buf = new Uint8Array(8 << 20);
-    let n = 0;
-    while (n < buf.length) {
-      const r = file.readSync(buf.subarray(n));
-      if (r === null) break;
-      n += r;
-    }
-    if (n === 0) return;
-    yield n === buf.length ? buf : buf.slice(0, n);
-    if (n < buf.length) return;
+    this.#sink.abandon();
   }
 }
 
@@ -350,24 +310,95 @@ export function headerLocation(
   return { offset, length };
 }
 
-/** Reads and authenticates a pack's header from storage. */
+/** Bytes read from a pack's end when nothing tells how large its header is. */
+export const DEFAULT_TAIL_GUESS = 64 << 10;
+
+/**
+ * How many bytes from the end of a pack of `packSize` bytes to read so that, in one request, they
+ * hold the trailer and the header, never more than the pack: when the pack is expected to hold
+ * `entries` blobs (the index says so), exactly the trailer and a header of that many entries
+ * sealed with `sealOverhead` bytes of envelope (so nothing is read twice); else
+ * {@linkcode DEFAULT_TAIL_GUESS}, which holds the header of a pack of up to ~1,400 blobs.
+ */
+export function packTailLength(
+  packSize: number,
+  options: { entries?: number; sealOverhead?: number } = {},
+): number {
+  const want = options.entries === undefined
+    ? DEFAULT_TAIL_GUESS
+    : 4 + HEADER_ENTRY_SIZE * options.entries + (options.sealOverhead ?? 0) + 4;
+  return Math.max(0, Math.min(packSize, want));
+}
+
+/** Checks a pack's first {@linkcode PACK_PREAMBLE} bytes: the magic and the version. */
+export function checkPackPreamble(preamble: Uint8Array, what: string): void {
+  for (let i = 0; i < 8; i++) {
+    if (preamble[i] !== PACK_MAGIC[i]) throw new IntegrityError(`${what} is corrupt: bad magic`);
+  }
+  if (preamble[8] !== PACK_VERSION) {
+    throw new IntegrityError(`${what} has unknown version ${preamble[8]}`);
+  }
+}
+
+/**
+ * Finds a pack's sealed header in `tail`, the pack's last `tail.length` bytes (at least 4): the
+ * header when the tail holds it whole, else where it lies and how many bytes before the tail it
+ * starts (`missing`, to be read and put in front of the tail's part).
+ */
+export function headerInTail(
+  tail: Uint8Array,
+  packSize: number,
+  what: string,
+): { offset: number; length: number; sealed: Uint8Array | null; missing: number } {
+  if (tail.length < 4) throw new IntegrityError(`${what} is corrupt: too short`);
+  const loc = headerLocation(tail.subarray(tail.length - 4), packSize, what);
+  const tailOffset = packSize - tail.length;
+  const missing = Math.max(0, tailOffset - loc.offset);
+  const start = loc.offset + missing - tailOffset;
+  const part = tail.subarray(start, start + loc.length - missing);
+  return { ...loc, sealed: missing === 0 ? part : null, missing };
+}
+
+/** Options of {@linkcode readPackHeader}. */
+export interface ReadPackHeaderOptions {
+  /** How many blobs the pack is expected to hold (from the index), to size the tail read. */
+  entries?: number;
+}
+
+/**
+ * Reads and authenticates a pack's header from storage with one range request for the pack's
+ * tail ({@linkcode packTailLength}), which holds the preamble too when it is the whole pack. A
+ * larger pack takes a second request for its 9-byte preamble (the magic and version are checked
+ * whatever the pack's size), and a header larger than the tail one more for its start. Requests
+ * run one after the other, so a caller's limit on packs read at once bounds the requests too.
+ */
 export async function readPackHeader(
   backend: { getRange(key: string, offset: number, length: number): Promise<Uint8Array> },
   key: RepoKey,
   packKeyName: string,
   packSize: number,
+  options: ReadPackHeaderOptions = {},
 ): Promise<PackEntry[]> {
   const what = `Pack ${packKeyName}`;
   if (packSize < PACK_PREAMBLE + 4) throw new IntegrityError(`${what} is corrupt: too short`);
-  const pre = await backend.getRange(packKeyName, 0, PACK_PREAMBLE);
-  for (let i = 0; i < 8; i++) {
-    if (pre[i] !== PACK_MAGIC[i]) throw new IntegrityError(`${what} is corrupt: bad magic`);
+  const tailLength = packTailLength(packSize, {
+    entries: options.entries,
+    sealOverhead: key.sealHead + key.sealTail,
+  });
+  const tailOffset = packSize - tailLength;
+  const tail = await backend.getRange(packKeyName, tailOffset, tailLength);
+  const preamble = tailOffset > 0 ? await backend.getRange(packKeyName, 0, PACK_PREAMBLE) : null;
+  checkPackPreamble(preamble ?? tail, what);
+  const found = headerInTail(tail, packSize, what);
+  let sealed = found.sealed;
+  if (!sealed) {
+    const head = await backend.getRange(packKeyName, found.offset, found.missing);
+    sealed = new Uint8Array(found.length);
+    sealed.set(head);
+    sealed.set(tail.subarray(0, found.length - found.missing), found.missing);
   }
-  if (pre[8] !== PACK_VERSION) throw new IntegrityError(`${what} has unknown version ${pre[8]}`);
-  const loc = headerLocation(await backend.getRange(packKeyName, packSize - 4, 4), packSize, what);
-  const sealed = await backend.getRange(packKeyName, loc.offset, loc.length);
   const plain = await key.open(ObjectType.packHeader, "pack-header", sealed, `${what} header`);
-  return decodePackHeader(plain, loc.offset, what);
+  return decodePackHeader(plain, found.offset, what);
 }
 
 /** Hex spelling of an entry's id, for messages. */

@@ -15,6 +15,8 @@ import process from "node:process";
 import { join } from "node:path";
 import { BackendError, errorMessage } from "./errors.ts";
 import { atExit } from "./exit_hooks.ts";
+import { release } from "./bytes.ts";
+import type { StreamBody } from "../backends/backend.ts";
 
 /** This process's directory once made (a process exits once: one per process). */
 let own: string | null = null;
@@ -140,4 +142,96 @@ function failure(path: string, err: unknown): BackendError {
   return new BackendError(`Cannot stage packs in "${path}": ${errorMessage(err)}`, {
     cause: err,
   });
+}
+
+/** Bytes of a pack held in memory before it is staged in a temporary file. */
+export const DEFAULT_SPILL_ABOVE = 64 << 20;
+
+/**
+ * Where a pack's bytes go while it is filled (a `PackSink` of lib/pack.ts): memory up to
+ * `spillAbove` (64 MiB); past that (the pack target grows with the repository, up to
+ * max_pack_size) a temporary file in this process's staging directory, so that memory stays
+ * bounded whatever the pack size.
+ */
+export class SpillingSink {
+  #parts: Uint8Array[] = [];
+  #spillAbove: number;
+  #staged: { path: string; file: Deno.FsFile } | null = null;
+
+  /** A sink that stages past `spillAbove` bytes. */
+  constructor(options: { spillAbove?: number } = {}) {
+    this.#spillAbove = options.spillAbove ?? DEFAULT_SPILL_ABOVE;
+  }
+
+  /** Takes `bytes` over; `size` is the pack's size with them. */
+  write(bytes: Uint8Array, size: number): void {
+    if (this.#staged) {
+      writeAllSync(this.#staged.file, bytes);
+      release(bytes);
+      return;
+    }
+    this.#parts.push(bytes);
+    if (size > this.#spillAbove) this.#stage();
+  }
+
+  #stage(): void {
+    // a directory of this process's own, which a later run removes if this one dies
+    const path = Deno.makeTempFileSync({ dir: stagingDir(), prefix: "vger-pack-" });
+    const file = Deno.openSync(path, { write: true, truncate: true });
+    this.#staged = { path, file };
+    for (const p of this.#parts) {
+      writeAllSync(file, p);
+      release(p);
+    }
+    this.#parts = [];
+  }
+
+  /** The pack's `size` bytes, in memory or streamed from the staging file, and how to free them. */
+  finish(size: number): { body: readonly Uint8Array[] | StreamBody; dispose(): void } {
+    const staged = this.#staged;
+    if (!staged) {
+      const parts = this.#parts;
+      return { body: parts, dispose: () => parts.forEach(release) };
+    }
+    staged.file.close();
+    return {
+      body: { size, pieces: () => readPieces(staged.path) },
+      dispose: () => {
+        try {
+          Deno.removeSync(staged.path);
+        } catch { /* already gone */ }
+      },
+    };
+  }
+
+  /** Removes the staging file of a pack that will not be finished. */
+  abandon(): void {
+    if (!this.#staged) return;
+    try {
+      this.#staged.file.close();
+    } catch { /* closed */ }
+    try {
+      Deno.removeSync(this.#staged.path);
+    } catch { /* gone */ }
+  }
+}
+
+function writeAllSync(file: Deno.FsFile, b: Uint8Array): void {
+  for (let o = 0; o < b.length;) o += file.writeSync(b.subarray(o));
+}
+
+async function* readPieces(path: string): AsyncGenerator<Uint8Array> {
+  using file = await Deno.open(path, { read: true });
+  for (;;) {
+    const buf = new Uint8Array(8 << 20);
+    let n = 0;
+    while (n < buf.length) {
+      const r = file.readSync(buf.subarray(n));
+      if (r === null) break;
+      n += r;
+    }
+    if (n === 0) return;
+    yield n === buf.length ? buf : buf.slice(0, n);
+    if (n < buf.length) return;
+  }
 }

@@ -20,6 +20,7 @@ import type { ArchiveMeta } from "./archive.ts";
 import type { ManifestEntry } from "./manifest.ts";
 import { type PackEntry, PackWriter } from "./pack.ts";
 import { commitChanges, type Repository, savePack, sealArchive } from "./repository.ts";
+import { SpillingSink } from "./staging.ts";
 
 /** Pack size target for a repository that has `packs` packs: 32 MiB x sqrt(packs / 100), clamped. */
 export function packTarget(packs: number, min: number, max: number): number {
@@ -119,7 +120,7 @@ export class WriteSession {
       this.#startUpload(type);
       pack = undefined;
     }
-    if (!pack) this.#packs.set(type, pack = new PackWriter());
+    if (!pack) this.#packs.set(type, pack = new PackWriter({ sink: new SpillingSink() }));
     pack.add(id, type, sealed, rawLength);
     this.#reserved.set(toHex(id), length);
     this.addedBytes += length;

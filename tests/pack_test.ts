@@ -4,11 +4,13 @@ import { MemoryBackend } from "../backends/memory.ts";
 import { ObjectType, type ObjectTypeTag, RepoKey, SEAL_OVERHEAD_AES } from "../lib/crypto.ts";
 import { IntegrityError } from "../lib/errors.ts";
 import { runExitHooks } from "../lib/exit_hooks.ts";
+import { SpillingSink } from "../lib/staging.ts";
 import { toHex } from "../lib/ids.ts";
 import { packKey } from "../lib/storage_keys.ts";
 import {
   crc32,
   decodePackHeader,
+  DEFAULT_TAIL_GUESS,
   encodePackHeader,
   entryName,
   FIRST_OBJECT_OFFSET,
@@ -21,6 +23,7 @@ import {
   PACK_VERSION,
   type PackEntry,
   packSizeBesidesRecords,
+  packTailLength,
   PackWriter,
   parseRecordPrefix,
   readPackHeader,
@@ -156,6 +159,88 @@ Deno.test("readPackHeader returns the entries, and each object opens under its i
     ok(entryName(read[2]).startsWith("metadata blob "));
     ok(entryName(read[0]).startsWith("chunk "));
   }
+});
+
+/** A memory backend that records each range request and how many were in flight at its start
+ * (readPackHeader makes them one at a time, so a limit on packs read at once bounds them). */
+function rangeLog(backend: MemoryBackend) {
+  const requests: { offset: number; length: number; inFlight: number }[] = [];
+  let inFlight = 0;
+  return {
+    requests,
+    async getRange(key: string, offset: number, length: number): Promise<Uint8Array> {
+      requests.push({ offset, length, inFlight: ++inFlight });
+      try {
+        await new Promise((resolve) => setTimeout(resolve, 1));
+        return await backend.getRange(key, offset, length);
+      } finally {
+        inFlight--;
+      }
+    },
+  };
+}
+
+Deno.test("readPackHeader reads a pack that fits the tail guess with exactly one range request", async () => {
+  const key = await RepoKey.generate("aes256gcm");
+  const { id, bytes, entries } = await makePack(key, rng(11), 40);
+  ok(bytes.length < DEFAULT_TAIL_GUESS);
+  const backend = new MemoryBackend();
+  await backend.put(packKey(id), bytes);
+  const log = rangeLog(backend);
+  deepStrictEqual(await readPackHeader(log, key, packKey(id), bytes.length), entries);
+  deepStrictEqual(log.requests, [{ offset: 0, length: bytes.length, inFlight: 1 }]);
+});
+
+Deno.test("readPackHeader reads a larger pack's tail, then its preamble", async () => {
+  const key = await RepoKey.generate("aes256gcm");
+  const writer = new PackWriter();
+  const next = rng(12);
+  for (let i = 0; i < 3; i++) {
+    const plain = randomBytes(next, 40_000);
+    const id = await key.chunkId(plain);
+    writer.add(id, ObjectType.data, await key.seal(ObjectType.data, id, plain), plain.length);
+  }
+  const done = await writer.finish(key);
+  const bytes = concat(...(done.body as Uint8Array[]));
+  ok(bytes.length > DEFAULT_TAIL_GUESS);
+  const backend = new MemoryBackend();
+  await backend.put("packs/x", bytes);
+  const log = rangeLog(backend);
+  deepStrictEqual(await readPackHeader(log, key, "packs/x", bytes.length), done.entries);
+  deepStrictEqual(log.requests, [
+    { offset: bytes.length - DEFAULT_TAIL_GUESS, length: DEFAULT_TAIL_GUESS, inFlight: 1 },
+    { offset: 0, length: PACK_PREAMBLE, inFlight: 1 },
+  ]);
+});
+
+Deno.test("readPackHeader reads a header larger than the tail guess with one more request, and none when told the entry count", async () => {
+  const key = await RepoKey.generate("aes256gcm");
+  const count = Math.ceil(DEFAULT_TAIL_GUESS / HEADER_ENTRY_SIZE) + 200;
+  const { id, bytes, entries } = await makePack(key, rng(13), count);
+  const headerLength = u32(bytes, bytes.length - 4);
+  ok(headerLength + 4 > DEFAULT_TAIL_GUESS, `header of ${headerLength} bytes`);
+  const backend = new MemoryBackend();
+  await backend.put(packKey(id), bytes);
+  const tailOffset = bytes.length - DEFAULT_TAIL_GUESS;
+  const headerOffset = bytes.length - 4 - headerLength;
+
+  const log = rangeLog(backend);
+  deepStrictEqual(await readPackHeader(log, key, packKey(id), bytes.length), entries);
+  deepStrictEqual(log.requests, [
+    { offset: tailOffset, length: DEFAULT_TAIL_GUESS, inFlight: 1 },
+    { offset: 0, length: PACK_PREAMBLE, inFlight: 1 },
+    { offset: headerOffset, length: tailOffset - headerOffset, inFlight: 1 },
+  ]);
+
+  const told = rangeLog(backend);
+  const opts = { entries: count };
+  deepStrictEqual(await readPackHeader(told, key, packKey(id), bytes.length, opts), entries);
+  const tail = packTailLength(bytes.length, { ...opts, sealOverhead: key.sealHead + key.sealTail });
+  equal(tail, headerLength + 4);
+  deepStrictEqual(told.requests, [
+    { offset: bytes.length - tail, length: tail, inFlight: 1 },
+    { offset: 0, length: PACK_PREAMBLE, inFlight: 1 },
+  ]);
 });
 
 Deno.test("decodePackHeader rejects bad types, gaps, overlaps and records that stop short", () => {
@@ -431,7 +516,7 @@ globalThis.addEventListener("unload", () => void runExitHooks());
 
 Deno.test("a pack larger than spillAbove is staged in a temp file and reads back the same", async () => {
   const key = await RepoKey.generate("aes256gcm");
-  const writer = new PackWriter({ spillAbove: 4096 });
+  const writer = new PackWriter({ sink: new SpillingSink({ spillAbove: 4096 }) });
   const kept: { id: Uint8Array; sealed: Uint8Array; plain: Uint8Array }[] = [];
   let seed = 7;
   const next = () => (seed = (seed * 1103515245 + 12345) >>> 0);
