@@ -1,14 +1,46 @@
 /**
- * Keeps the dependency direction of ../shared/STYLE.md honest: lib/ never imports a concrete
- * backend or an entrypoint, backends/ never import lib/ beyond errors, and there are no import
- * cycles among the project's modules.
+ * Keeps the dependency direction of ../shared/STYLE.md honest, from the module graphs of every
+ * entry point and every test file (one `deno info --json` of a root that imports them all):
+ * imports go down the layers of docs/ARCHITECTURE.md's module map (entry points -> commands ->
+ * engines -> repository / file system -> format -> codec -> leaves), engines do not import each
+ * other, `cli_*` modules serve cli.ts only, lib/ imports no concrete backend and no entrypoint,
+ * backends/ import only errors from lib/, and there are no import cycles among the project's
+ * modules. A new module needs only its line in the right table of the map.
  */
 
 import { deepStrictEqual, ok } from "node:assert/strict";
 import { relative } from "node:path";
-import { fileURLToPath as fromFileUrl } from "node:url";
+import { fileURLToPath as fromFileUrl, pathToFileURL } from "node:url";
 
 const root = fromFileUrl(new URL("..", import.meta.url));
+
+/** The tables of docs/ARCHITECTURE.md's module map, top to bottom: a module may import its own
+ * layer and the ones below. Backends are outside the order: their own rules apply. */
+const LAYERS = [
+  "Entry points",
+  "CLI support",
+  "Shared by the CLI and the library",
+  "Commands",
+  "Engines",
+  "Repository layer",
+  "File system",
+  "Format",
+  "Codec",
+  "Leaves",
+  "Backends",
+];
+
+/** Import edges the layering check lets through, each with the reason it is unavoidable. */
+const ALLOWED: Record<string, string> = {};
+
+/** One import of a module: the imported module, and whether only its types are imported. */
+interface Edge {
+  to: string;
+  typeOnly: boolean;
+}
+
+/** The project's modules (paths relative to the checkout) and their imports of project modules. */
+type Graph = Map<string, Edge[]>;
 
 interface Module {
   specifier: string;
@@ -19,49 +51,253 @@ interface Module {
   }[];
 }
 
-async function moduleGraph(): Promise<Map<string, string[]>> {
+/** Every entry point, every test file, and every module of lib/ and backends/ (so a worker's
+ * module, which no import reaches, is seen too). */
+async function roots(): Promise<string[]> {
+  const found = ["cli.ts", "mod.ts", "server.ts"];
+  const walk = async (dir: string) => {
+    for await (const e of Deno.readDir(`${root}${dir}`)) {
+      const path = dir ? `${dir}/${e.name}` : e.name;
+      if (e.isDirectory && !e.name.startsWith(".") && !["node_modules", "bench"].includes(e.name)) {
+        await walk(path);
+      } else if (e.isFile && e.name.endsWith("_test.ts")) found.push(path);
+      else if (e.isFile && e.name.endsWith(".ts") && /^(lib|backends)\/[^/]+$/.test(path)) {
+        found.push(path);
+      }
+    }
+  };
+  await walk("");
+  return found.sort();
+}
+
+async function loadGraph(): Promise<Graph> {
+  const source = (await roots()).map((m) => `import "${pathToFileURL(root + m).href}";\n`).join("");
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["info", "--json", "mod.ts"],
+    args: [
+      "info",
+      "--json",
+      "--config",
+      "deno.json",
+      `data:application/typescript;base64,${btoa(source)}`,
+    ],
     cwd: root,
     stdout: "piped",
     stderr: "piped",
   }).output();
   if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
   const info = JSON.parse(new TextDecoder().decode(out.stdout)) as { modules: Module[] };
-  const graph = new Map<string, string[]>();
+  const graph: Graph = new Map();
   const local = (s: string) => s.startsWith("file://") ? relative(root, fromFileUrl(s)) : null;
   for (const m of info.modules) {
     const from = local(m.specifier);
-    if (!from) continue;
-    const deps: string[] = [];
+    if (!from || !from.endsWith(".ts")) continue;
+    const edges: Edge[] = [];
     for (const d of m.dependencies ?? []) {
       const to = local(d.code?.specifier ?? d.type?.specifier ?? "");
-      if (to) deps.push(to);
+      if (to?.endsWith(".ts")) edges.push({ to, typeOnly: !d.code });
     }
-    graph.set(from, deps);
+    graph.set(from, edges);
   }
   return graph;
 }
 
-Deno.test("lib/ imports no concrete backend and no entrypoint; backends/ import only errors from lib/", async () => {
-  const graph = await moduleGraph();
-  // the graph must really hold the project, or the checks below would pass on nothing
-  ok(graph.has("lib/archiver.ts") && graph.has("backends/local.ts") && graph.size > 20);
+let cached: Promise<Graph> | undefined;
+/** The graph, computed once per run of this file. */
+function moduleGraph(): Promise<Graph> {
+  return cached ??= loadGraph();
+}
+
+/** Test code: tests/, `*_test.ts`, and helpers private to a folder's tests (`lib/_fuzz.ts`). */
+function isTestCode(m: string): boolean {
+  return m.startsWith("tests/") || m.endsWith("_test.ts") || /(^|\/)_[^/]*$/.test(m);
+}
+
+/** docs/ARCHITECTURE.md's module map: each module and the layer whose table lists it. */
+function parseModuleMap(doc: string): Map<string, string> {
+  const start = doc.indexOf("\n## Module map, by layer\n");
+  if (start < 0) throw new Error(`docs/ARCHITECTURE.md has no "## Module map, by layer"`);
+  const end = doc.indexOf("\n## ", start + 1);
+  const layerOf = new Map<string, string>();
+  let layer: string | undefined;
+  for (const line of doc.slice(start, end < 0 ? undefined : end).split("\n")) {
+    const heading = /^\*\*(.+?)\*\*/.exec(line);
+    if (heading) {
+      layer = heading[1];
+      if (!LAYERS.includes(layer)) {
+        throw new Error(`the module map's table "${layer}" is not a layer of ${LAYERS.join(", ")}`);
+      }
+      continue;
+    }
+    const row = /^\| `([^`]+)`/.exec(line);
+    if (!row) continue;
+    if (!layer) throw new Error(`the module map lists ${row[1]} before any layer's heading`);
+    const before = layerOf.get(row[1]);
+    if (before) throw new Error(`the module map lists ${row[1]} twice: ${before}, ${layer}`);
+    layerOf.set(row[1], layer);
+  }
+  return layerOf;
+}
+
+/** Every import that breaks the layering, as a message naming the edge and both layers. */
+function layeringViolations(graph: Graph, layerOf: Map<string, string>): string[] {
   const bad: string[] = [];
-  for (const [from, deps] of graph) {
-    for (const to of deps) {
-      if (from.startsWith("lib/") && to.startsWith("backends/") && to !== "backends/backend.ts") {
-        bad.push(`${from} -> ${to}`);
-      }
-      if (from.startsWith("lib/") && ["cli.ts", "server.ts", "mod.ts"].includes(to)) {
-        bad.push(`${from} -> ${to}`);
-      }
-      if (from.startsWith("backends/") && to.startsWith("lib/") && to !== "lib/errors.ts") {
-        bad.push(`${from} -> ${to}`);
-      }
+  const rank = (m: string) => LAYERS.indexOf(layerOf.get(m)!);
+  const named = (m: string) => `${m} (${layerOf.get(m) ?? "not in the module map"})`;
+  for (const m of graph.keys()) {
+    if (!isTestCode(m) && !layerOf.has(m)) {
+      bad.push(
+        `${m} is not in docs/ARCHITECTURE.md's module map: add its line to its layer's table`,
+      );
     }
   }
-  deepStrictEqual(bad, []);
+  for (const [from, edges] of graph) {
+    if (isTestCode(from) || !layerOf.has(from)) continue;
+    for (const { to, typeOnly } of edges) {
+      const edge = `${named(from)} -> ${named(to)}${typeOnly ? " (type-only import)" : ""}`;
+      const why: string[] = [];
+      if (isTestCode(to)) why.push("production code imports test code");
+      else if (!layerOf.has(to)) continue; // reported above
+      else if (from.startsWith("backends/")) {
+        if (!to.startsWith("backends/") && to !== "lib/errors.ts") {
+          why.push("backends/ import nothing from lib/ but errors.ts");
+        }
+      } else if (to.startsWith("backends/")) {
+        if (from.startsWith("lib/") && to !== "backends/backend.ts") {
+          why.push("lib/ imports no concrete backend, only the interface backends/backend.ts");
+        }
+      } else {
+        if (rank(to) < rank(from)) why.push("imports a higher layer");
+        if (layerOf.get(from) === "Engines" && layerOf.get(to) === "Engines" && from !== to) {
+          why.push("engines do not import each other");
+        }
+      }
+      if (/^lib\/cli_/.test(to) && from !== "cli.ts" && !/^lib\/cli_/.test(from)) {
+        why.push("cli_* modules are imported only by cli.ts and other cli_* modules");
+      }
+      if (why.length === 0) continue;
+      const key = `${from} -> ${to}`;
+      if (key in ALLOWED) continue;
+      bad.push(`${edge}: ${why.join("; ")}`);
+    }
+  }
+  return bad;
+}
+
+async function moduleMap(): Promise<Map<string, string>> {
+  return parseModuleMap(await Deno.readTextFile(`${root}docs/ARCHITECTURE.md`));
+}
+
+Deno.test("imports go down the layers of docs/ARCHITECTURE.md's module map, from every entry point and test file", async () => {
+  const graph = await moduleGraph();
+  // the graph must really hold the project and its tests, or the checks would pass on nothing
+  ok(graph.has("lib/archiver.ts") && graph.has("backends/local.ts") && graph.has("cli.ts"));
+  ok(graph.has("lib/codec_worker.ts") && graph.has("tests/architecture_test.ts"));
+  ok([...graph.keys()].filter((m) => m.endsWith("_test.ts")).length > 40);
+  deepStrictEqual(layeringViolations(graph, await moduleMap()), []);
+});
+
+Deno.test("every allowed exception to the layering is still an import of the code", async () => {
+  const graph = await moduleGraph();
+  const edges = new Set(
+    [...graph].flatMap(([from, deps]) => deps.map(({ to }) => `${from} -> ${to}`)),
+  );
+  deepStrictEqual(Object.keys(ALLOWED).filter((e) => !edges.has(e)), []);
+});
+
+Deno.test("the module map gives each module one layer, and the CLI support table holds exactly the cli_* modules", async () => {
+  const layerOf = await moduleMap();
+  ok(layerOf.size > 40, `only ${layerOf.size} modules in the map`);
+  deepStrictEqual(
+    new Set(LAYERS.filter((l) => [...layerOf.values()].includes(l))),
+    new Set(LAYERS),
+    "every layer has a table",
+  );
+  const mismatched = [...layerOf].filter(([m, layer]) =>
+    (layer === "CLI support") !== /^lib\/cli_/.test(m)
+  );
+  deepStrictEqual(mismatched, []);
+  const missing: string[] = [];
+  for (const m of layerOf.keys()) {
+    try {
+      await Deno.stat(`${root}${m}`);
+    } catch {
+      missing.push(m);
+    }
+  }
+  deepStrictEqual(missing, [], "the map lists modules that do not exist");
+});
+
+Deno.test("the layering check names each planted violation with its edge and both layers", () => {
+  const doc = [
+    "# map",
+    "## Module map, by layer",
+    "**Entry points** (in)",
+    "| `cli.ts` | x |",
+    "| `mod.ts` | x |",
+    "**CLI support**",
+    "| `lib/cli_report.ts` | x |",
+    "**Commands**",
+    "| `lib/commands.ts` | x |",
+    "**Engines**",
+    "| `lib/archiver.ts` | x |",
+    "| `lib/checker.ts` | x |",
+    "**Repository layer**",
+    "| `lib/repository.ts` | x |",
+    "**Format**",
+    "| `lib/pack.ts` | x |",
+    "**Leaves**",
+    "| `lib/errors.ts` | x |",
+    "**Backends**",
+    "| `backends/backend.ts` | x |",
+    "| `backends/memory.ts` | x |",
+    "## Elsewhere",
+    "| `lib/elsewhere.ts` | not in the map |",
+  ].join("\n");
+  const layerOf = parseModuleMap(doc);
+  deepStrictEqual(layerOf.get("lib/pack.ts"), "Format");
+  ok(!layerOf.has("lib/elsewhere.ts"));
+  const graph: Graph = new Map();
+  const add = (from: string, ...to: string[]) =>
+    graph.set(
+      from,
+      to.map((t) => ({ to: t.replace(/^type /, ""), typeOnly: t.startsWith("type ") })),
+    );
+  // allowed: downward, same layer, the backend interface, cli.ts's CLI modules, tests anywhere
+  add("cli.ts", "lib/cli_report.ts", "lib/commands.ts", "backends/memory.ts");
+  add("mod.ts", "lib/commands.ts", "backends/memory.ts");
+  add("lib/cli_report.ts", "type lib/commands.ts", "lib/checker.ts");
+  add("lib/commands.ts", "lib/archiver.ts", "lib/checker.ts", "lib/errors.ts");
+  add("lib/repository.ts", "lib/pack.ts", "type backends/backend.ts");
+  add("backends/memory.ts", "backends/backend.ts", "lib/errors.ts");
+  add("lib/errors.ts");
+  add("tests/x_test.ts", "lib/cli_report.ts", "backends/memory.ts", "lib/checker.ts");
+  add("lib/pack_test.ts", "backends/memory.ts", "lib/pack.ts");
+  deepStrictEqual(layeringViolations(graph, layerOf), []);
+  // planted: one of each kind
+  add("lib/pack.ts", "type lib/repository.ts", "lib/errors.ts");
+  add("lib/archiver.ts", "lib/checker.ts", "backends/memory.ts");
+  add("lib/checker.ts", "lib/cli_report.ts");
+  add("backends/backend.ts", "lib/pack.ts");
+  add("lib/repository.ts", "lib/pack.ts", "tests/x_test.ts", "mod.ts");
+  add("lib/new_module.ts", "lib/errors.ts");
+  deepStrictEqual(layeringViolations(graph, layerOf), [
+    "lib/new_module.ts is not in docs/ARCHITECTURE.md's module map: add its line to its layer's table",
+    "lib/repository.ts (Repository layer) -> tests/x_test.ts (not in the module map): production code imports test code",
+    "lib/repository.ts (Repository layer) -> mod.ts (Entry points): imports a higher layer",
+    "lib/pack.ts (Format) -> lib/repository.ts (Repository layer) (type-only import): imports a higher layer",
+    "lib/archiver.ts (Engines) -> lib/checker.ts (Engines): engines do not import each other",
+    "lib/archiver.ts (Engines) -> backends/memory.ts (Backends): lib/ imports no concrete backend, only the interface backends/backend.ts",
+    "lib/checker.ts (Engines) -> lib/cli_report.ts (CLI support): imports a higher layer; cli_* modules are imported only by cli.ts and other cli_* modules",
+    "backends/backend.ts (Backends) -> lib/pack.ts (Format): backends/ import nothing from lib/ but errors.ts",
+  ]);
+  // an unknown table name is an error, not a silently unranked layer
+  let error = "";
+  try {
+    parseModuleMap(doc.replace("**Format**", "**Formats**"));
+  } catch (e) {
+    error = (e as Error).message;
+  }
+  ok(error.includes(`"Formats" is not a layer`), error);
 });
 
 Deno.test("the project's modules import each other without cycles", async () => {
@@ -75,7 +311,7 @@ Deno.test("the project's modules import each other without cycles", async () => 
       return;
     }
     state.set(m, "visiting");
-    for (const d of graph.get(m) ?? []) visit(d, [...path, m]);
+    for (const { to } of graph.get(m) ?? []) visit(to, [...path, m]);
     state.set(m, "done");
   };
   for (const m of graph.keys()) visit(m, []);
@@ -86,16 +322,14 @@ Deno.test("only backends/mod.ts chooses a backend class for the entry points, an
   const graph = await moduleGraph();
   const bad: string[] = [];
   for (const from of ["cli.ts", "server.ts"]) {
-    for (const to of graph.get(from) ?? []) {
+    for (const { to } of graph.get(from) ?? []) {
       if (to.startsWith("backends/") && !["backends/backend.ts", "backends/mod.ts"].includes(to)) {
         bad.push(`${from} -> ${to}`);
       }
     }
   }
   // fault injection and request counting wrap backends from tests/ (main's wrapBackend)
-  const production = [...graph.keys()].filter((m) =>
-    !m.startsWith("tests/") && !m.endsWith("_test.ts")
-  );
+  const production = [...graph.keys()].filter((m) => !isTestCode(m));
   ok(production.includes("cli.ts") && production.includes("backends/mod.ts"));
   for (const m of production) {
     if (/VGER_TEST_/.test(await Deno.readTextFile(`${root}/${m}`))) {
