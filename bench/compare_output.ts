@@ -393,7 +393,7 @@ async function runAll(
   return outcomes;
 }
 
-/** The lines of `a` and `b` that differ, with a few lines of context (a plain LCS diff). */
+/** The lines of `a` (-) and `b` (+) that differ, with two lines of context (a plain LCS diff). */
 function diffLines(a: string, b: string): string {
   const x = a.split("\n");
   const y = b.split("\n");
@@ -411,9 +411,9 @@ function diffLines(a: string, b: string): string {
       out.push(`  ${x[i]}`);
       i++;
       j++;
-    } else if (j < y.length && (i === x.length || lcs[i][j + 1] >= lcs[i + 1][j])) {
-      out.push(`+ ${y[j++]}`);
-    } else out.push(`- ${x[i++]}`);
+    } else if (i < x.length && (j === y.length || lcs[i + 1][j] >= lcs[i][j + 1])) {
+      out.push(`- ${x[i++]}`);
+    } else out.push(`+ ${y[j++]}`);
   }
   // keep changed lines and two lines of context around them
   const keep = out.map((l, k) =>
@@ -488,7 +488,7 @@ if (import.meta.main) {
   console.log(
     differ === 0
       ? `All ${before.length} runs identical (exit code, stdout, stderr, files written).`
-      : `${differ} of ${before.length} runs differ.`,
+      : `${differ} of ${before.length} runs differ (- before, + after).`,
   );
   Deno.exit(differ === 0 ? 0 : 1);
 }
