@@ -14,12 +14,16 @@ import { fileURLToPath as fromFileUrl, pathToFileURL } from "node:url";
 
 const root = fromFileUrl(new URL("..", import.meta.url));
 
-/** The tables of docs/ARCHITECTURE.md's module map, top to bottom: a module may import its own
- * layer and the ones below. Backends are outside the order: their own rules apply. */
-const LAYERS = [
+/**
+ * The layers docs/ARCHITECTURE.md's module map must have, in this order (../shared/STYLE.md).
+ * The map's tables are the layers, top to bottom in the order they appear, so a table may sit
+ * between two of these (for example modules that two engines share, below the engines). A module
+ * may import its own layer (but an engine no other engine) and the layers below. Backends come
+ * last and follow rules of their own.
+ */
+const REQUIRED_LAYERS = [
   "Entry points",
   "CLI support",
-  "Shared by the CLI and the library",
   "Commands",
   "Engines",
   "Repository layer",
@@ -112,20 +116,26 @@ function isTestCode(m: string): boolean {
   return m.startsWith("tests/") || m.endsWith("_test.ts") || /(^|\/)_[^/]*$/.test(m);
 }
 
-/** docs/ARCHITECTURE.md's module map: each module and the layer whose table lists it. */
-function parseModuleMap(doc: string): Map<string, string> {
+/** docs/ARCHITECTURE.md's module map: its layers top to bottom, and the layer of each module. */
+interface ModuleMap {
+  layers: string[];
+  layerOf: Map<string, string>;
+}
+
+/** Reads the module map: each bold heading opens a layer, each table row under it a module. */
+function parseModuleMap(doc: string): ModuleMap {
   const start = doc.indexOf("\n## Module map, by layer\n");
   if (start < 0) throw new Error(`docs/ARCHITECTURE.md has no "## Module map, by layer"`);
   const end = doc.indexOf("\n## ", start + 1);
+  const layers: string[] = [];
   const layerOf = new Map<string, string>();
   let layer: string | undefined;
   for (const line of doc.slice(start, end < 0 ? undefined : end).split("\n")) {
     const heading = /^\*\*(.+?)\*\*/.exec(line);
     if (heading) {
       layer = heading[1];
-      if (!LAYERS.includes(layer)) {
-        throw new Error(`the module map's table "${layer}" is not a layer of ${LAYERS.join(", ")}`);
-      }
+      if (layers.includes(layer)) throw new Error(`the module map has two tables "${layer}"`);
+      layers.push(layer);
       continue;
     }
     const row = /^\| `([^`]+)`/.exec(line);
@@ -135,13 +145,21 @@ function parseModuleMap(doc: string): Map<string, string> {
     if (before) throw new Error(`the module map lists ${row[1]} twice: ${before}, ${layer}`);
     layerOf.set(row[1], layer);
   }
-  return layerOf;
+  const order = layers.filter((l) => REQUIRED_LAYERS.includes(l));
+  if (order.join() !== REQUIRED_LAYERS.join() || layers.at(-1) !== "Backends") {
+    throw new Error(
+      `the module map's tables are ${layers.join(", ")}: it needs ${
+        REQUIRED_LAYERS.join(", ")
+      }, in this order, Backends last`,
+    );
+  }
+  return { layers, layerOf };
 }
 
 /** Every import that breaks the layering, as a message naming the edge and both layers. */
-function layeringViolations(graph: Graph, layerOf: Map<string, string>): string[] {
+function layeringViolations(graph: Graph, { layers, layerOf }: ModuleMap): string[] {
   const bad: string[] = [];
-  const rank = (m: string) => LAYERS.indexOf(layerOf.get(m)!);
+  const rank = (m: string) => layers.indexOf(layerOf.get(m)!);
   const named = (m: string) => `${m} (${layerOf.get(m) ?? "not in the module map"})`;
   for (const m of graph.keys()) {
     if (!isTestCode(m) && !layerOf.has(m)) {
@@ -183,7 +201,7 @@ function layeringViolations(graph: Graph, layerOf: Map<string, string>): string[
   return bad;
 }
 
-async function moduleMap(): Promise<Map<string, string>> {
+async function moduleMap(): Promise<ModuleMap> {
   return parseModuleMap(await Deno.readTextFile(`${root}docs/ARCHITECTURE.md`));
 }
 
@@ -205,13 +223,10 @@ Deno.test("every allowed exception to the layering is still an import of the cod
 });
 
 Deno.test("the module map gives each module one layer, and the CLI support table holds exactly the cli_* modules", async () => {
-  const layerOf = await moduleMap();
+  const { layers, layerOf } = await moduleMap();
   ok(layerOf.size > 40, `only ${layerOf.size} modules in the map`);
-  deepStrictEqual(
-    new Set(LAYERS.filter((l) => [...layerOf.values()].includes(l))),
-    new Set(LAYERS),
-    "every layer has a table",
-  );
+  const empty = layers.filter((l) => ![...layerOf.values()].includes(l));
+  deepStrictEqual(empty, [], "every layer's table lists modules");
   const mismatched = [...layerOf].filter(([m, layer]) =>
     (layer === "CLI support") !== /^lib\/cli_/.test(m)
   );
@@ -241,10 +256,14 @@ Deno.test("the layering check names each planted violation with its edge and bot
     "**Engines**",
     "| `lib/archiver.ts` | x |",
     "| `lib/checker.ts` | x |",
+    "**Engine support** (a table of the doc's own, ranked where it stands)",
+    "| `lib/verifier.ts` | x |",
     "**Repository layer**",
     "| `lib/repository.ts` | x |",
+    "**File system**",
     "**Format**",
     "| `lib/pack.ts` | x |",
+    "**Codec**",
     "**Leaves**",
     "| `lib/errors.ts` | x |",
     "**Backends**",
@@ -253,9 +272,9 @@ Deno.test("the layering check names each planted violation with its edge and bot
     "## Elsewhere",
     "| `lib/elsewhere.ts` | not in the map |",
   ].join("\n");
-  const layerOf = parseModuleMap(doc);
-  deepStrictEqual(layerOf.get("lib/pack.ts"), "Format");
-  ok(!layerOf.has("lib/elsewhere.ts"));
+  const map = parseModuleMap(doc);
+  deepStrictEqual(map.layerOf.get("lib/pack.ts"), "Format");
+  ok(!map.layerOf.has("lib/elsewhere.ts"));
   const graph: Graph = new Map();
   const add = (from: string, ...to: string[]) =>
     graph.set(
@@ -267,37 +286,51 @@ Deno.test("the layering check names each planted violation with its edge and bot
   add("mod.ts", "lib/commands.ts", "backends/memory.ts");
   add("lib/cli_report.ts", "type lib/commands.ts", "lib/checker.ts");
   add("lib/commands.ts", "lib/archiver.ts", "lib/checker.ts", "lib/errors.ts");
+  add("lib/checker.ts", "lib/verifier.ts");
+  add("lib/verifier.ts", "lib/repository.ts");
   add("lib/repository.ts", "lib/pack.ts", "type backends/backend.ts");
   add("backends/memory.ts", "backends/backend.ts", "lib/errors.ts");
   add("lib/errors.ts");
   add("tests/x_test.ts", "lib/cli_report.ts", "backends/memory.ts", "lib/checker.ts");
   add("lib/pack_test.ts", "backends/memory.ts", "lib/pack.ts");
-  deepStrictEqual(layeringViolations(graph, layerOf), []);
+  deepStrictEqual(layeringViolations(graph, map), []);
   // planted: one of each kind
   add("lib/pack.ts", "type lib/repository.ts", "lib/errors.ts");
   add("lib/archiver.ts", "lib/checker.ts", "backends/memory.ts");
-  add("lib/checker.ts", "lib/cli_report.ts");
+  add("lib/checker.ts", "lib/verifier.ts", "lib/cli_report.ts");
+  add("lib/verifier.ts", "lib/repository.ts", "lib/checker.ts");
   add("backends/backend.ts", "lib/pack.ts");
   add("lib/repository.ts", "lib/pack.ts", "tests/x_test.ts", "mod.ts");
   add("lib/new_module.ts", "lib/errors.ts");
-  deepStrictEqual(layeringViolations(graph, layerOf), [
-    "lib/new_module.ts is not in docs/ARCHITECTURE.md's module map: add its line to its layer's table",
-    "lib/repository.ts (Repository layer) -> tests/x_test.ts (not in the module map): production code imports test code",
-    "lib/repository.ts (Repository layer) -> mod.ts (Entry points): imports a higher layer",
-    "lib/pack.ts (Format) -> lib/repository.ts (Repository layer) (type-only import): imports a higher layer",
-    "lib/archiver.ts (Engines) -> lib/checker.ts (Engines): engines do not import each other",
-    "lib/archiver.ts (Engines) -> backends/memory.ts (Backends): lib/ imports no concrete backend, only the interface backends/backend.ts",
-    "lib/checker.ts (Engines) -> lib/cli_report.ts (CLI support): imports a higher layer; cli_* modules are imported only by cli.ts and other cli_* modules",
-    "backends/backend.ts (Backends) -> lib/pack.ts (Format): backends/ import nothing from lib/ but errors.ts",
-  ]);
-  // an unknown table name is an error, not a silently unranked layer
-  let error = "";
-  try {
-    parseModuleMap(doc.replace("**Format**", "**Formats**"));
-  } catch (e) {
-    error = (e as Error).message;
-  }
-  ok(error.includes(`"Formats" is not a layer`), error);
+  deepStrictEqual(
+    layeringViolations(graph, map).sort(),
+    [
+      "lib/new_module.ts is not in docs/ARCHITECTURE.md's module map: add its line to its layer's table",
+      "lib/repository.ts (Repository layer) -> tests/x_test.ts (not in the module map): production code imports test code",
+      "lib/repository.ts (Repository layer) -> mod.ts (Entry points): imports a higher layer",
+      "lib/pack.ts (Format) -> lib/repository.ts (Repository layer) (type-only import): imports a higher layer",
+      "lib/archiver.ts (Engines) -> lib/checker.ts (Engines): engines do not import each other",
+      "lib/archiver.ts (Engines) -> backends/memory.ts (Backends): lib/ imports no concrete backend, only the interface backends/backend.ts",
+      "lib/checker.ts (Engines) -> lib/cli_report.ts (CLI support): imports a higher layer; cli_* modules are imported only by cli.ts and other cli_* modules",
+      "backends/backend.ts (Backends) -> lib/pack.ts (Format): backends/ import nothing from lib/ but errors.ts",
+      "lib/verifier.ts (Engine support) -> lib/checker.ts (Engines): imports a higher layer",
+    ].sort(),
+  );
+  // the layers STYLE.md names must all be there, in their order; a table name is used once
+  const refused = (text: string) => {
+    try {
+      parseModuleMap(text);
+      return "";
+    } catch (e) {
+      return (e as Error).message;
+    }
+  };
+  const swapped = doc.replace("**Format**", "**@**").replace("**Codec**", "**Format**")
+    .replace("**@**", "**Codec**");
+  ok(refused(swapped).includes("it needs Entry points, CLI support, Commands"), refused(swapped));
+  ok(refused(doc.replace("**Codec**", "**Formats**")).includes("it needs"));
+  const twice = doc.replace("**Codec**", "**Format**");
+  deepStrictEqual(refused(twice), `the module map has two tables "Format"`);
 });
 
 Deno.test("the project's modules import each other without cycles", async () => {
