@@ -30,12 +30,12 @@ import {
 } from "./lib/commands.ts";
 import {
   DEFAULT_ARCHIVE_NAME_FORMAT,
-  formatArchiveName,
-  loadConfigFile,
   type RepositoryConfig,
   selectRepositories,
   type VgerConfig,
 } from "./lib/config.ts";
+import { loadConfigFile } from "./lib/config_file.ts";
+import { formatArchiveName } from "./lib/archive_name_format.ts";
 import { writeStarterConfig } from "./lib/cli_starter_config.ts";
 import { defaultSecretIo, resolvePassphrase } from "./lib/secrets.ts";
 import { DEFAULT_CHUNKER_PARAMS } from "./lib/chunker.ts";

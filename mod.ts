@@ -101,7 +101,8 @@ export {
   pruneCommand,
   repairCommand,
 } from "./lib/commands.ts";
-export { loadConfigFile, parseConfig, selectRepositories } from "./lib/config.ts";
+export { parseConfig, selectRepositories } from "./lib/config.ts";
+export { loadConfigFile } from "./lib/config_file.ts";
 export { resolvePassphrase } from "./lib/secrets.ts";
 
 // types the public API refers to (deno doc --lint: no private types in the public API)
