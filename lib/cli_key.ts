@@ -11,7 +11,7 @@ import {
   keyExportCommand,
   keyImportCommand,
   type KeyImportResult,
-} from "./commands.ts";
+} from "./key_commands.ts";
 import { bool, kdfFromFlags, str } from "./cli_command_line.ts";
 import { emit, needPassphrase, type Run } from "./cli_run.ts";
 import { errorMessage, UsageError } from "./errors.ts";

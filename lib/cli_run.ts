@@ -9,7 +9,7 @@
  */
 
 import type { Backend } from "../backends/backend.ts";
-import type { LockingOptions, TrustingOptions } from "./commands.ts";
+import type { LockingOptions, TrustingOptions } from "./open_repository.ts";
 import type { RepositoryConfig, VgerConfig } from "./config.ts";
 import { bool, type CommandLine } from "./cli_command_line.ts";
 import type { ProgressMeter } from "./cli_progress.ts";
