@@ -15,7 +15,6 @@ import {
 import { UsageError } from "./errors.ts";
 import { resolvePassphrase } from "./secrets.ts";
 import { validatePackSizes } from "./repository.ts";
-import { editDistance } from "./suggest.ts";
 
 const FILE = "/etc/vger/config.yaml";
 const REPO = ["repositories:", "  - path: /a"];
@@ -1035,15 +1034,6 @@ Deno.test("selectRepositories without a configuration: a selector is ad hoc, non
     );
     return true;
   });
-});
-
-Deno.test("editDistance counts insertions, deletions and substitutions", () => {
-  equal(editDistance("", ""), 0);
-  equal(editDistance("abc", "abc"), 0);
-  equal(editDistance("repositories", "repositorys"), 2);
-  equal(editDistance("mode", "mdoe"), 2);
-  equal(editDistance("kitten", "sitting"), 3);
-  equal(editDistance("", "abc"), 3);
 });
 
 Deno.test("modeNamed says whether the configuration names encryption.mode, at the top or in an entry", () => {
