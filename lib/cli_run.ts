@@ -72,11 +72,17 @@ export function passphraseFor(
 
 /** One command run against one repository, with the glue every command shares. */
 export interface Run {
+  /** The command's arguments (after the options). */
   args: string[];
+  /** The options given. */
   flags: Flags;
+  /** The configuration file read, if any. */
   config: VgerConfig | null;
+  /** The repository this run is for. */
   repo: RepositoryConfig;
+  /** Where output goes. */
   io: CliIo;
+  /** The progress line, when shown. */
   meter: ProgressMeter | undefined;
   /** Prints a warning (clearing the progress line first) unless --quiet. */
   warn(message: string): void;
