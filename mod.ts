@@ -46,13 +46,8 @@ export type { ChunkIndex, ChunkLocation } from "./lib/chunk_index.ts";
 export type { Chunker, ChunkerParams } from "./lib/chunker.ts";
 export type { CodecPool } from "./lib/codec_pool.ts";
 export type { BatchPart, BlockJob, VerifyPart } from "./lib/codec_worker.ts";
-export type {
-  BackupOptions,
-  BackupResult,
-  ExtractOptions,
-  ExtractResult,
-  PreviousKeyFile,
-} from "./lib/commands.ts";
+export type { BackupOptions, BackupResult, ExtractOptions, ExtractResult } from "./lib/commands.ts";
+export type { PreviousKeyFile } from "./lib/key_commands.ts";
 export type {
   CompactionPlan,
   CompactionResult,
@@ -93,29 +88,30 @@ export {
   deleteCommand,
   extractCommand,
   initCommand,
-  keyChangePassphraseCommand,
-  keyExportCommand,
-  keyImportCommand,
   listArchivesCommand,
   listItemsCommand,
   pruneCommand,
   repairCommand,
 } from "./lib/commands.ts";
-export { loadConfigFile, parseConfig, selectRepositories } from "./lib/config.ts";
+export {
+  keyChangePassphraseCommand,
+  keyExportCommand,
+  keyImportCommand,
+} from "./lib/key_commands.ts";
+export { parseConfig, selectRepositories } from "./lib/config.ts";
+export { loadConfigFile } from "./lib/config_file.ts";
 export { resolvePassphrase } from "./lib/secrets.ts";
 
 // types the public API refers to (deno doc --lint: no private types in the public API)
+export type { IndexRebuildNotice, PruneResult } from "./lib/commands.ts";
 export type {
-  IndexRebuildNotice,
   KeyChangePassphraseOptions,
   KeyChangePassphraseResult,
   KeyExportOptions,
   KeyImportOptions,
   KeyImportResult,
-  LockingOptions,
-  PruneResult,
-  TrustingOptions,
-} from "./lib/commands.ts";
+} from "./lib/key_commands.ts";
+export type { LockingOptions, TrustingOptions } from "./lib/open_repository.ts";
 export { ObjectType } from "./lib/crypto.ts";
 
 // Run as a program, this module starts the command line; imported, it loads none of it (the CLI's

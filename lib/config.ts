@@ -1,8 +1,9 @@
 /**
- * The YAML configuration (borgmatic style): where it is found, how it is read and validated, and
- * how a `--repo` selector picks repositories from it. {@linkcode parseConfig} and
- * {@linkcode selectRepositories} are pure; {@linkcode configCandidates} takes the environment as a
- * function; only {@linkcode loadConfigFile} reads a file.
+ * The YAML configuration (borgmatic style): its schema, validation and defaults, and how a
+ * `--repo` selector picks repositories from it. {@linkcode parseConfig} and
+ * {@linkcode selectRepositories} are pure; where the file is found and how it is read is
+ * lib/config_file.ts, the position-tracking YAML reader lib/yaml_reader.ts and the archive name
+ * template lib/archive_name_format.ts.
  *
  * Every configuration error is one line naming the file, the line and the key path, e.g.
  * `Invalid configuration /etc/vger/config.yaml line 7: repositories[1].compression.algorithm:
@@ -43,8 +44,8 @@
  * @module
  */
 
-import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
-import type { Document } from "yaml";
+import { isSeq, LineCounter, parseDocument } from "yaml";
+import { archiveNameFormatProblem } from "./archive_name_format.ts";
 import {
   type ChunkerParams,
   DEFAULT_CHUNKER_PARAMS,
@@ -60,6 +61,7 @@ import { DEFAULT_MAX_PACK_SIZE, DEFAULT_MIN_PACK_SIZE } from "./repository.ts";
 import { parseRetention, type RetentionPolicy } from "./retention.ts";
 import { splitCommandLine } from "./secrets.ts";
 import { closest } from "./suggest.ts";
+import { absent, describe, type Field, plain, YamlReader } from "./yaml_reader.ts";
 
 /** The storage backends a repository entry can name. */
 export type BackendKind = "local" | "s3" | "rest";
@@ -218,122 +220,8 @@ const MODES: readonly EncryptionMode[] = ["aes256gcm", "none"];
 const MIN_PACK_LIMIT = 1 << 20;
 const MAX_PACK_LIMIT = 2 ** 32 - 1;
 
-/** A value in the document: its node (aliases resolved), key path and line. */
-interface Field {
-  node: unknown;
-  path: string;
-  line: number;
-}
-
-/** A validated mapping: the key and value fields of the keys present. */
-interface Section {
-  keys: Map<string, { key: Field; value: Field }>;
-}
-
-class Reader {
-  readonly #file: string;
-  readonly #doc: Document.Parsed;
-  readonly #lines: LineCounter;
-
-  constructor(file: string, doc: Document.Parsed, lines: LineCounter) {
-    this.#file = file;
-    this.#doc = doc;
-    this.#lines = lines;
-  }
-
-  fail(at: Field, why: string): never {
-    throw new UsageError(
-      `Invalid configuration ${this.#file} line ${at.line}: ${at.path ? `${at.path}: ` : ""}${why}`,
-    );
-  }
-
-  field(node: unknown, path: string, fallbackLine: number): Field {
-    const resolved = isAlias(node) ? node.resolve(this.#doc) : node;
-    // An alias reports the line where it is used, not where its anchor is.
-    const range = (node as { range?: [number, number, number] } | null | undefined)?.range ??
-      (resolved as { range?: [number, number, number] } | null | undefined)?.range;
-    const line = range ? this.#lines.linePos(range[0]).line : fallbackLine;
-    return { node: resolved, path, line };
-  }
-
-  /** The mapping at `f` with every key checked against `allowed`; undefined when absent/null. */
-  section(f: Field, allowed: readonly string[], what = "a mapping"): Section | undefined {
-    if (absent(f)) return undefined;
-    if (!isMap(f.node)) this.fail(f, `expected ${what}, got ${describe(f.node)}`);
-    const keys = new Map<string, { key: Field; value: Field }>();
-    for (const pair of f.node.items) {
-      const keyNode = this.field(pair.key, f.path, f.line);
-      const name = isScalar(keyNode.node) ? String(keyNode.node.value) : describe(keyNode.node);
-      const path = f.path ? `${f.path}.${name}` : name;
-      const key = { ...keyNode, path };
-      if (!allowed.includes(name)) {
-        const near = closest(name, allowed);
-        this.fail(key, `unknown key${near ? ` (did you mean "${near}"?)` : ""}`);
-      }
-      keys.set(name, { key, value: this.field(pair.value, path, key.line) });
-    }
-    return { keys };
-  }
-
-  /** The value of `name` in `s`, or an absent field on the line of the mapping. */
-  get(s: Section | undefined, name: string, parent: Field): Field {
-    const hit = s?.keys.get(name);
-    if (hit) return hit.value;
-    return {
-      node: undefined,
-      path: parent.path ? `${parent.path}.${name}` : name,
-      line: parent.line,
-    };
-  }
-
-  str(f: Field, opts: { required?: boolean } = {}): string | undefined {
-    if (absent(f)) {
-      if (opts.required) this.fail(f, "missing (required)");
-      return undefined;
-    }
-    const v = scalarValue(f.node);
-    if (typeof v !== "string") this.fail(f, `expected a string, got ${describe(f.node)}`);
-    if (v.trim() === "") this.fail(f, "must not be empty");
-    return v;
-  }
-
-  /** A string that must never be echoed (a passphrase): a wrong type names only the type. */
-  secret(f: Field): string | undefined {
-    if (absent(f)) return undefined;
-    const v = scalarValue(f.node);
-    if (typeof v !== "string") {
-      const type = isMap(f.node) ? "a mapping" : isSeq(f.node) ? "a list" : `a ${typeof v}`;
-      this.fail(f, `expected a string (put it in quotes), got ${type}; the value is not shown`);
-    }
-    if (v.trim() === "") this.fail(f, "must not be empty");
-    return v;
-  }
-
-  oneOf<T extends string>(f: Field, allowed: readonly T[]): T | undefined {
-    const v = this.str(f);
-    if (v === undefined) return undefined;
-    if (!allowed.includes(v as T)) {
-      const near = closest(v.toLowerCase(), allowed);
-      this.fail(
-        f,
-        `${JSON.stringify(v)} is not ${orList(allowed.map((a) => `"${a}"`))}${
-          near ? ` (did you mean "${near}"?)` : ""
-        }`,
-      );
-    }
-    return v as T;
-  }
-
-  int(f: Field, min: number, max: number, unit: string): number | undefined {
-    if (absent(f)) return undefined;
-    const v = scalarValue(f.node);
-    if (typeof v !== "number" || !Number.isSafeInteger(v)) {
-      this.fail(f, `expected a whole number${unit}, got ${describe(f.node)}`);
-    }
-    if (v < min || v > max) this.fail(f, `${v} is out of range: use ${min} to ${max}`);
-    return v;
-  }
-
+/** The configuration's own blocks and values, read on top of the generic YAML reader. */
+class ConfigReader extends YamlReader {
   url(f: Field): string | undefined {
     const v = this.str(f);
     if (v === undefined) return undefined;
@@ -352,15 +240,6 @@ class Reader {
     }
     if (words.length === 0) this.fail(f, "the command is empty");
     return v;
-  }
-
-  strList(f: Field): string[] | undefined {
-    if (absent(f)) return undefined;
-    if (!isSeq(f.node)) this.fail(f, `expected a list of strings, got ${describe(f.node)}`);
-    return f.node.items.map((item, i) => {
-      const entry = this.field(item, `${f.path}[${i}]`, f.line);
-      return this.str(entry) ?? this.fail(entry, "empty entry");
-    });
   }
 
   encryption(f: Field): { mode?: EncryptionMode; passphrase?: string; passcommand?: string } {
@@ -440,7 +319,7 @@ class Reader {
   archiveNameFormat(f: Field): string | undefined {
     const v = this.str(f);
     if (v === undefined) return undefined;
-    const problem = archiveFormatProblem(v);
+    const problem = archiveNameFormatProblem(v);
     if (problem) this.fail(f, problem);
     return v;
   }
@@ -460,36 +339,6 @@ class Reader {
   }
 }
 
-function absent(f: Field): boolean {
-  return f.node === undefined || f.node === null ||
-    (isScalar(f.node) && (f.node.value === null || f.node.value === undefined));
-}
-
-function scalarValue(node: unknown): unknown {
-  return isScalar(node) ? node.value : node;
-}
-
-/** The JavaScript value of a node, for validators outside this module. */
-function plain(node: unknown): unknown {
-  return isMap(node) || isSeq(node) ? node.toJSON() : scalarValue(node);
-}
-
-function describe(node: unknown): string {
-  if (isMap(node)) return "a mapping";
-  if (isSeq(node)) return node.items.length === 0 ? "an empty list" : "a list";
-  const v = scalarValue(node);
-  if (v === null || v === undefined) return "nothing";
-  if (typeof v === "string") return `the string ${JSON.stringify(v)}`;
-  if (typeof v === "number" || typeof v === "boolean") return String(v);
-  return `a ${typeof v === "object" ? v.constructor?.name ?? "value" : typeof v}`;
-}
-
-function orList(items: readonly string[]): string {
-  return items.length <= 1
-    ? items.join("")
-    : `${items.slice(0, -1).join(", ")} or ${items[items.length - 1]}`;
-}
-
 function isHttpUrl(v: string): boolean {
   try {
     const u = new URL(v);
@@ -507,7 +356,7 @@ function samePath(p: string): string {
 }
 
 function parseRepository(
-  r: Reader,
+  r: ConfigReader,
   f: Field,
   defaults: {
     mode: EncryptionMode;
@@ -623,7 +472,7 @@ export function parseConfig(text: string, file: string): VgerConfig {
     const why = e.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "");
     throw new UsageError(`Invalid configuration ${file} line ${line}: ${why}`, { cause: e });
   }
-  const r: Reader = new Reader(file, doc, lines);
+  const r: ConfigReader = new ConfigReader(file, doc, lines);
   const root = r.field(doc.contents, "", 1);
   const top = r.section(root, TOP_LEVEL_KEYS, "a mapping of settings");
   const get = (name: string) => r.get(top, name, root);
@@ -745,204 +594,4 @@ function adHocRepository(path: string, config: VgerConfig | null): RepositoryCon
     );
   }
   return { path, backend: "local", ...base };
-}
-
-/**
- * The configuration files to try, in the README's order: `--config` (explicit) alone if given,
- * else `VGER_CONFIG` alone if set, else `./vger.yaml`, `$XDG_CONFIG_HOME/vger/config.yaml` (or
- * `~/.config/vger/config.yaml`) and `/etc/vger/config.yaml`.
- */
-export function configCandidates(
-  opts: { explicit?: string; env: (name: string) => string | undefined; cwd?: string },
-): string[] {
-  if (opts.explicit) return [opts.explicit];
-  const fromEnv = opts.env("VGER_CONFIG");
-  if (fromEnv) return [fromEnv];
-  const join = (dir: string, rest: string) => `${dir.replace(/\/+$/, "")}/${rest}`;
-  const out = [opts.cwd ? join(opts.cwd, "vger.yaml") : "./vger.yaml"];
-  // The XDG spec says to ignore a relative XDG_CONFIG_HOME.
-  const xdg = opts.env("XDG_CONFIG_HOME");
-  const home = opts.env("HOME");
-  if (xdg && xdg.startsWith("/")) out.push(join(xdg, "vger/config.yaml"));
-  else if (home) out.push(join(home, ".config/vger/config.yaml"));
-  out.push("/etc/vger/config.yaml");
-  return out;
-}
-
-/**
- * Finds, reads and parses the configuration (see {@linkcode configCandidates}); null when no
- * candidate exists. A file given by `--config` or `VGER_CONFIG` that cannot be read is an error;
- * missing (or unreadable for lack of permission) default locations are skipped.
- */
-export async function loadConfigFile(
-  opts: { explicit?: string; env?: (name: string) => string | undefined; cwd?: string } = {},
-): Promise<VgerConfig | null> {
-  const env = opts.env ?? ((name: string) => Deno.env.get(name));
-  const explicit = Boolean(opts.explicit || env("VGER_CONFIG"));
-  for (const file of configCandidates({ explicit: opts.explicit, env, cwd: opts.cwd })) {
-    let text: string;
-    try {
-      text = await readCapped(file, MAX_CONFIG_BYTES);
-    } catch (err) {
-      if (err instanceof UsageError) throw err;
-      if (
-        !explicit && (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.NotCapable)
-      ) {
-        continue;
-      }
-      if (err instanceof Deno.errors.NotCapable) throw err; // cli.ts names the missing flag
-      const why = err instanceof Deno.errors.NotFound ? "no such file" : errorMessage(err);
-      throw new UsageError(`Cannot read configuration ${file}: ${why}`, { cause: err });
-    }
-    return parseConfig(text, file);
-  }
-  return null;
-}
-
-/** The largest configuration file read (1 MiB): a bigger one, or /dev/zero, is refused. */
-export const MAX_CONFIG_BYTES = 1 << 20;
-
-/** A file's text, read up to `cap` bytes; a longer file is a UsageError naming it. */
-async function readCapped(file: string, cap: number): Promise<string> {
-  using f = await Deno.open(file, { read: true });
-  const buf = new Uint8Array(cap + 1);
-  let n = 0;
-  while (n < buf.length) {
-    const got = await f.read(buf.subarray(n));
-    if (got === null) break;
-    n += got;
-  }
-  if (n > cap) {
-    throw new UsageError(
-      `Cannot read configuration ${file}: larger than ${cap} bytes (the limit for a configuration)`,
-    );
-  }
-  return new TextDecoder().decode(buf.subarray(0, n));
-}
-
-const PLACEHOLDER = /\{(hostname|user|now(?::([^}]*))?)\}/g;
-const STRFTIME = /%(.)/gs;
-const STRFTIME_FIELDS = "YymdHMSIpjfzZaAbBesu%";
-
-/** Why an archive name template is wrong, or undefined when it is fine. */
-function archiveFormatProblem(template: string): string | undefined {
-  for (const m of template.matchAll(/\{([^}]*)\}?/g)) {
-    const inner = m[1];
-    if (!m[0].endsWith("}")) return `unclosed "{" in ${JSON.stringify(template)}`;
-    if (inner === "hostname" || inner === "user" || inner === "now") continue;
-    if (inner.startsWith("now:")) {
-      for (const d of inner.slice(4).matchAll(STRFTIME)) {
-        if (!STRFTIME_FIELDS.includes(d[1])) {
-          return `unknown strftime field %${d[1]} in {${inner}} (known: ${
-            [...STRFTIME_FIELDS].map((c) => `%${c}`).join(" ")
-          })`;
-        }
-      }
-      if (/%$/.test(inner.slice(4).replace(/%%/g, ""))) return `lone % at the end of {${inner}}`;
-      continue;
-    }
-    const near = closest(inner, ["hostname", "user", "now"]);
-    return `unknown placeholder {${inner}}${
-      near ? ` (did you mean {${near}}?)` : " (known: {hostname}, {user}, {now:FORMAT})"
-    }`;
-  }
-  return undefined;
-}
-
-/**
- * Expands `{hostname}`, `{user}` and `{now:<strftime>}` (default `%Y-%m-%dT%H:%M:%S`, local time)
- * in an archive name template. Fields: %Y %y %m %d %e %H %I %M %S %p %j %f %z %Z %a %A %b %B %s
- * %u %%; unknown placeholders and fields are left as they are.
- */
-export function formatArchiveName(
-  template: string,
-  ctx: { hostname: string; user: string; now: Date },
-): string {
-  return template.replace(PLACEHOLDER, (_m, key: string, fmt?: string) => {
-    if (key === "hostname") return ctx.hostname;
-    if (key === "user") return ctx.user;
-    return strftime(ctx.now, fmt ?? "%Y-%m-%dT%H:%M:%S");
-  });
-}
-
-const DAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
-const MONTHS = [
-  "January",
-  "February",
-  "March",
-  "April",
-  "May",
-  "June",
-  "July",
-  "August",
-  "September",
-  "October",
-  "November",
-  "December",
-];
-
-/** strftime in the C locale (English names), local time. */
-function strftime(d: Date, fmt: string): string {
-  const p = (n: number, w = 2, fill = "0") => String(n).padStart(w, fill);
-  return fmt.replace(STRFTIME, (m, c: string) => {
-    switch (c) {
-      case "Y":
-        return String(d.getFullYear());
-      case "y":
-        return p(d.getFullYear() % 100);
-      case "m":
-        return p(d.getMonth() + 1);
-      case "d":
-        return p(d.getDate());
-      case "e":
-        return p(d.getDate(), 2, " ");
-      case "H":
-        return p(d.getHours());
-      case "I":
-        return p((d.getHours() + 11) % 12 + 1);
-      case "p":
-        return d.getHours() < 12 ? "AM" : "PM";
-      case "M":
-        return p(d.getMinutes());
-      case "S":
-        return p(d.getSeconds());
-      case "f":
-        return p(d.getMilliseconds() * 1000, 6);
-      case "j": {
-        const start = new Date(d.getFullYear(), 0, 1);
-        const days = Math.round((startOfDay(d) - start.getTime()) / 86400000);
-        return p(days + 1, 3);
-      }
-      case "z": {
-        const off = -d.getTimezoneOffset();
-        return `${off >= 0 ? "+" : "-"}${p(Math.floor(Math.abs(off) / 60))}${
-          p(Math.abs(off) % 60)
-        }`;
-      }
-      case "Z":
-        return new Intl.DateTimeFormat("en-US", { timeZoneName: "short" })
-          .formatToParts(d).find((part) => part.type === "timeZoneName")?.value ?? "";
-      case "a":
-        return DAYS[d.getDay()].slice(0, 3);
-      case "A":
-        return DAYS[d.getDay()];
-      case "b":
-        return MONTHS[d.getMonth()].slice(0, 3);
-      case "B":
-        return MONTHS[d.getMonth()];
-      case "s":
-        return String(Math.floor(d.getTime() / 1000));
-      case "u":
-        return String(d.getDay() === 0 ? 7 : d.getDay());
-      case "%":
-        return "%";
-      default:
-        return m;
-    }
-  });
-}
-
-/** Local midnight of `d`, so %j does not depend on the time of day or DST shifts. */
-function startOfDay(d: Date): number {
-  return new Date(d.getFullYear(), d.getMonth(), d.getDate()).getTime();
 }

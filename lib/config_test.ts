@@ -1,14 +1,10 @@
-import { deepStrictEqual, equal, notEqual, ok, rejects, throws } from "node:assert/strict";
+import { deepStrictEqual, equal, ok, throws } from "node:assert/strict";
 import { DEFAULT_CHUNKER_PARAMS, validateChunkerParams } from "./chunker.ts";
 import {
   CHUNKER_KEYS,
   COMPRESSION_KEYS,
-  configCandidates,
   DEFAULT_ARCHIVE_NAME_FORMAT,
   ENCRYPTION_KEYS,
-  formatArchiveName,
-  loadConfigFile,
-  MAX_CONFIG_BYTES,
   parseConfig,
   REPOSITORY_KEYS,
   RETENTION_KEYS,
@@ -19,7 +15,6 @@ import {
 import { UsageError } from "./errors.ts";
 import { resolvePassphrase } from "./secrets.ts";
 import { validatePackSizes } from "./repository.ts";
-import { editDistance } from "./suggest.ts";
 
 const FILE = "/etc/vger/config.yaml";
 const REPO = ["repositories:", "  - path: /a"];
@@ -1041,132 +1036,6 @@ Deno.test("selectRepositories without a configuration: a selector is ad hoc, non
   });
 });
 
-Deno.test("configCandidates follows the README's order", () => {
-  const env = (vars: Record<string, string>) => (name: string) => vars[name];
-  deepStrictEqual(configCandidates({ explicit: "/x.yaml", env: env({ VGER_CONFIG: "/e.yaml" }) }), [
-    "/x.yaml",
-  ]);
-  deepStrictEqual(configCandidates({ env: env({ VGER_CONFIG: "/e.yaml", HOME: "/h" }) }), [
-    "/e.yaml",
-  ]);
-  deepStrictEqual(configCandidates({ env: env({ HOME: "/h", XDG_CONFIG_HOME: "/xdg/" }) }), [
-    "./vger.yaml",
-    "/xdg/vger/config.yaml",
-    "/etc/vger/config.yaml",
-  ]);
-  deepStrictEqual(configCandidates({ env: env({ HOME: "/h", VGER_CONFIG: "" }) }), [
-    "./vger.yaml",
-    "/h/.config/vger/config.yaml",
-    "/etc/vger/config.yaml",
-  ]);
-  // A relative XDG_CONFIG_HOME is ignored, as the XDG spec says.
-  deepStrictEqual(configCandidates({ env: env({ HOME: "/h", XDG_CONFIG_HOME: "rel" }) }), [
-    "./vger.yaml",
-    "/h/.config/vger/config.yaml",
-    "/etc/vger/config.yaml",
-  ]);
-  deepStrictEqual(configCandidates({ env: env({}), cwd: "/work" }), [
-    "/work/vger.yaml",
-    "/etc/vger/config.yaml",
-  ]);
-});
-
-Deno.test("loadConfigFile reads the first existing candidate and says which", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const home = `${dir}/home`;
-    const cwd = `${dir}/cwd`;
-    await Deno.mkdir(`${home}/.config/vger`, { recursive: true });
-    await Deno.mkdir(cwd);
-    const vars: Record<string, string> = { HOME: home };
-    const env = (name: string) => vars[name];
-    const etcExists = await Deno.stat("/etc/vger/config.yaml").then(() => true, () => false);
-    const none = await loadConfigFile({ env, cwd });
-    if (!etcExists) equal(none, null);
-
-    await Deno.writeTextFile(`${home}/.config/vger/config.yaml`, "repositories: [{path: /u}]\n");
-    const user = await loadConfigFile({ env, cwd });
-    equal(user?.file, `${home}/.config/vger/config.yaml`);
-    equal(user?.repositories[0].path, "/u");
-
-    await Deno.writeTextFile(`${cwd}/vger.yaml`, "repositories: [{path: /p}]\n");
-    equal((await loadConfigFile({ env, cwd }))?.file, `${cwd}/vger.yaml`);
-
-    await Deno.writeTextFile(`${dir}/env.yaml`, "repositories: [{path: /e}]\n");
-    vars.VGER_CONFIG = `${dir}/env.yaml`;
-    equal((await loadConfigFile({ env, cwd }))?.repositories[0].path, "/e");
-    const explicit = await loadConfigFile({ explicit: `${cwd}/vger.yaml`, env, cwd });
-    equal(explicit?.repositories[0].path, "/p");
-
-    // An explicit file that is missing or broken is an error, never a fallback.
-    await rejects(
-      loadConfigFile({ explicit: `${dir}/missing.yaml`, env, cwd }),
-      (err: unknown) =>
-        err instanceof UsageError &&
-        err.message === `Cannot read configuration ${dir}/missing.yaml: no such file`,
-    );
-    vars.VGER_CONFIG = `${dir}/missing.yaml`;
-    await rejects(loadConfigFile({ env, cwd }), UsageError);
-    await Deno.writeTextFile(`${dir}/bad.yaml`, "repositories:\n  - path: /a\n    lable: x\n");
-    await rejects(
-      loadConfigFile({ explicit: `${dir}/bad.yaml`, env, cwd }),
-      (err: Error) =>
-        err.message.startsWith(
-          `Invalid configuration ${dir}/bad.yaml line 3: repositories[0].lable: unknown key`,
-        ),
-    );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
-
-Deno.test("formatArchiveName expands {hostname}, {user} and {now:...} strftime fields", () => {
-  const am = new Date(2024, 0, 2, 3, 4, 5, 678); // local time, a Tuesday
-  const pm = new Date(2023, 11, 31, 23, 59, 7, 0); // a Sunday
-  const ctx = (now: Date) => ({ hostname: "box", user: "alice", now });
-  const table: [string, Date, string][] = [
-    ["{hostname}-{now:%Y-%m-%dT%H:%M:%S}", am, "box-2024-01-02T03:04:05"],
-    [DEFAULT_ARCHIVE_NAME_FORMAT, am, "box-2024-01-02T03:04:05"],
-    ["{user}@{hostname}", am, "alice@box"],
-    ["{now}", am, "2024-01-02T03:04:05"],
-    ["{now:%y%j %f %%}", am, "24002 678000 %"],
-    ["{now:%j}", pm, "365"],
-    ["{now:%Y}-{now:%Y}", am, "2024-2024"],
-    ["{now:%a %A %b %B}", am, "Tue Tuesday Jan January"],
-    ["{now:%a %A %b %B}", pm, "Sun Sunday Dec December"],
-    ["{now:[%e] [%d]}", am, "[ 2] [02]"],
-    ["{now:%I%p}", am, "03AM"],
-    ["{now:%I%p %H}", pm, "11PM 23"],
-    ["{now:%I%p}", new Date(2024, 0, 1, 0, 30), "12AM"],
-    ["{now:%I%p}", new Date(2024, 0, 1, 12, 30), "12PM"],
-    ["{now:%u}", pm, "7"],
-    ["{now:%s}", am, String(Math.floor(am.getTime() / 1000))],
-    // Unknown placeholders and fields are left alone.
-    ["{other}-{now:%Q}", am, "{other}-%Q"],
-  ];
-  for (const [template, now, want] of table) {
-    equal(formatArchiveName(template, ctx(now)), want, template);
-  }
-  const off = -am.getTimezoneOffset();
-  const pad = (n: number) => String(n).padStart(2, "0");
-  const zone = `${off >= 0 ? "+" : "-"}${pad(Math.floor(Math.abs(off) / 60))}${
-    pad(Math.abs(off) % 60)
-  }`;
-  equal(formatArchiveName("{now:%z}", ctx(am)), zone);
-  const name = formatArchiveName("{now:%Z}", ctx(am));
-  notEqual(name, "%Z");
-  ok(/^[A-Za-z0-9+:-]+$/.test(name), name);
-});
-
-Deno.test("editDistance counts insertions, deletions and substitutions", () => {
-  equal(editDistance("", ""), 0);
-  equal(editDistance("abc", "abc"), 0);
-  equal(editDistance("repositories", "repositorys"), 2);
-  equal(editDistance("mode", "mdoe"), 2);
-  equal(editDistance("kitten", "sitting"), 3);
-  equal(editDistance("", "abc"), 3);
-});
-
 Deno.test("modeNamed says whether the configuration names encryption.mode, at the top or in an entry", () => {
   const none = parseConfig("repositories:\n  - path: /a\n", FILE);
   equal(none.modeNamed, undefined);
@@ -1195,29 +1064,5 @@ Deno.test("a passphrase of the wrong YAML type is an error that names the type, 
       }
       return true;
     }, value);
-  }
-});
-
-Deno.test("loadConfigFile refuses a configuration past the size cap, and /dev/zero, without reading it all", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const big = `${dir}/big.yaml`;
-    await Deno.writeTextFile(big, `# ${"x".repeat(MAX_CONFIG_BYTES)}\n`);
-    for (const file of [big, "/dev/zero"]) {
-      await rejects(loadConfigFile({ explicit: file }), (err: unknown) => {
-        ok(err instanceof UsageError, `expected UsageError, got ${err}`);
-        equal(
-          err.message,
-          `Cannot read configuration ${file}: larger than ${MAX_CONFIG_BYTES} bytes ` +
-            "(the limit for a configuration)",
-        );
-        return true;
-      });
-    }
-    const fits = `${dir}/fits.yaml`;
-    await Deno.writeTextFile(fits, `${REPO.join("\n")}\n# ${"x".repeat(MAX_CONFIG_BYTES - 40)}\n`);
-    equal((await loadConfigFile({ explicit: fits }))?.repositories[0].path, "/a");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
   }
 });

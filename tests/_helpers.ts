@@ -26,7 +26,7 @@
  * @module
  */
 
-import type { ItemJson } from "../lib/cli_report.ts";
+import type { ItemJson } from "../lib/cli_list.ts";
 import { createHash } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { nativeFs } from "../lib/fs_native.ts";
@@ -559,7 +559,7 @@ export function restoredPath(dest: string, absolutePath: string): string {
   return `${dest}/${storedPath(absolutePath)}`;
 }
 
-/** An item of `vger list --archive NAME --json` (the schema lib/cli_report.ts renders). */
+/** An item of `vger list --archive NAME --json` (the schema lib/cli_list.ts renders). */
 export type ListedItem = ItemJson;
 
 /** The items of an archive, through `vger list --archive NAME --json`. */

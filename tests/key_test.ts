@@ -9,13 +9,12 @@ import { deepStrictEqual, equal, ok, rejects } from "node:assert/strict";
 import type { Backend, PutBody } from "../backends/backend.ts";
 import { BackendDecorator } from "../backends/decorator.ts";
 import { LocalBackend } from "../backends/local.ts";
+import { backupCommand, extractCommand } from "../lib/commands.ts";
 import {
-  backupCommand,
-  extractCommand,
   keyChangePassphraseCommand,
   keyExportCommand,
   keyImportCommand,
-} from "../lib/commands.ts";
+} from "../lib/key_commands.ts";
 import {
   AlreadyExistsError,
   DecryptionError,

@@ -1,0 +1,76 @@
+import { deepStrictEqual, equal } from "node:assert/strict";
+import type { CompactionPlan, CompactionResult } from "./compactor.ts";
+import { compactJson, compactSummary, compactWarnings } from "./cli_compact.ts";
+
+const REPO = "/mnt/repo";
+
+/** JSON text, so that field names and their order are compared, not just the values. */
+const text = (value: unknown): string => JSON.stringify(value);
+
+function pack(id: string) {
+  return { id, size: 100, blobs: 1, liveBlobs: 0, liveBytes: 0, unusedBytes: 100 };
+}
+
+function compaction(plan: Partial<CompactionPlan>, done: Partial<CompactionResult> = {}) {
+  const full: CompactionPlan = {
+    thresholdPercent: 10,
+    archives: 2,
+    packs: 5,
+    storedBytes: 5000,
+    deletePacks: [pack("d1")],
+    rewritePacks: [pack("r1"), pack("r2")],
+    unreferencedPacks: [pack("u1")],
+    missingPacks: [],
+    deadBlobs: 4,
+    copyBlobs: 3,
+    copyBytes: 2048,
+    bytesToFree: 3 * 1024 * 1024,
+    missingChunks: 0,
+    nothingToDo: false,
+    ...plan,
+  };
+  return {
+    plan: full,
+    deletedPacks: [],
+    rewrittenPacks: [],
+    newPacks: [],
+    bytesFreed: 0,
+    corrupt: [],
+    ...done,
+  } satisfies CompactionResult;
+}
+
+Deno.test("compact JSON lists pack ids by fate, bytes to free and freed, and corrupt blobs", () => {
+  const corrupt = [{ id: "b1", pack: "r1", reason: "hash mismatch" }];
+  equal(
+    text(compactJson(REPO, compaction({}, { bytesFreed: 999, corrupt }), { dryRun: false })),
+    `{"repository":"/mnt/repo","dry_run":false,"threshold_percent":10,"packs":5,` +
+      `"delete_packs":["d1"],"rewrite_packs":["r1","r2"],"unreferenced_packs":["u1"],` +
+      `"bytes_to_free":3145728,"bytes_freed":999,` +
+      `"corrupt":[{"id":"b1","pack":"r1","reason":"hash mismatch"}]}`,
+  );
+});
+
+Deno.test("compact text is a plan on a dry run, Nothing to do when idle, and Compacted with freed bytes", () => {
+  const plan = "2 packs to delete, 2 to rewrite (3 blobs, 2.00 KiB to copy), 3.00 MiB to free";
+  equal(compactSummary(compaction({}), { dryRun: true }), `Plan: ${plan}`);
+  equal(
+    compactSummary(compaction({}, { bytesFreed: 1024 }), { dryRun: false }),
+    `Compacted: ${plan}; freed 1.00 KiB`,
+  );
+  const idle = compaction({
+    deletePacks: [],
+    rewritePacks: [],
+    unreferencedPacks: [],
+    copyBlobs: 0,
+    copyBytes: 0,
+    bytesToFree: 0,
+    nothingToDo: true,
+  });
+  const none = "0 packs to delete, 0 to rewrite (0 blobs, 0 B to copy), 0 B to free";
+  equal(compactSummary(idle, { dryRun: false }), `Nothing to do: ${none}`);
+  equal(compactSummary(idle, { dryRun: true }), `Nothing to do: ${none}`);
+  deepStrictEqual(compactWarnings([{ id: "b1", pack: "p1", reason: "hash mismatch" }]), [
+    "blob b1 in pack p1 is corrupt and was left in place: hash mismatch",
+  ]);
+});

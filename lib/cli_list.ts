@@ -1,0 +1,185 @@
+/**
+ * `vger list` on the command line: archives, or the items of one archive (streamed line by line),
+ * as `--json` and as text.
+ *
+ * @module
+ */
+
+import type { Item } from "./archive.ts";
+import { listArchivesCommand, listItemsCommand } from "./commands.ts";
+import { bool, oneArchive } from "./cli_command_line.ts";
+import { formatBytes } from "./cli_progress.ts";
+import { printJson, printLines, type Run } from "./cli_run.ts";
+import { toHex } from "./ids.ts";
+import type { ManifestEntry } from "./manifest.ts";
+import { escapeControl } from "./printable.ts";
+
+/** One archive in `vger list --json`. */
+export interface ArchiveJson {
+  /** Archive name. */
+  name: string;
+  /** Archive id (hex). */
+  id: string;
+  /** When the backup started (ISO 8601). */
+  time: string;
+  /** Host that made it. */
+  hostname: string;
+  /** User that made it. */
+  username: string;
+  /** Items in it. */
+  files: number;
+  /** Bytes of file contents. */
+  original_size: number;
+  /** Bytes after compression. */
+  compressed_size: number;
+  /** Bytes it added to the repository. */
+  deduplicated_size: number;
+}
+
+/** `vger list --json` without an archive. */
+export interface ArchivesJson {
+  /** Repository path. */
+  repository: string;
+  /** The manifest's archives, in its order. */
+  archives: ArchiveJson[];
+}
+
+/** The `--json` object of `vger list` without an archive. */
+export function archivesJson(repository: string, archives: readonly ManifestEntry[]): ArchivesJson {
+  return {
+    repository,
+    archives: archives.map((a) => ({
+      name: a.name,
+      id: toHex(a.id),
+      time: a.time,
+      hostname: a.hostname,
+      username: a.username,
+      files: a.stats.files,
+      original_size: a.stats.original,
+      compressed_size: a.stats.compressed,
+      deduplicated_size: a.stats.deduplicated,
+    })),
+  };
+}
+
+/** One line of `vger list`: name (padded to 32), time, host, files and original size. */
+export function archiveLine(archive: ManifestEntry): string {
+  const a = archive;
+  return `${a.name.padEnd(32)} ${a.time}  ${a.hostname}  ${a.stats.files} files  ${
+    formatBytes(a.stats.original)
+  }`;
+}
+
+/** One item in `vger list --archive NAME --json`. */
+export interface ItemJson {
+  /** Stored path, without the leading "/". */
+  path: string;
+  /** file, dir or symlink. */
+  type: string;
+  /** Permission bits. */
+  mode: number;
+  /** Owner uid. */
+  uid: number;
+  /** Owner gid. */
+  gid: number;
+  /** Owner user name, or null when unknown. */
+  user: string | null;
+  /** Owner group name, or null when unknown. */
+  group: string | null;
+  /** Size in bytes. */
+  size: number;
+  /** Modification time in nanoseconds since the epoch, as a decimal string (exceeds 2^53). */
+  mtime_ns: string;
+  /** Link target, or null when not a symlink. */
+  target: string | null;
+}
+
+/** `vger list --archive NAME --json`. */
+export interface ItemsJson {
+  /** Repository path. */
+  repository: string;
+  /** Archive name. */
+  archive: string;
+  /** The selected items, in archive order. */
+  items: ItemJson[];
+}
+
+/** One item of `vger list --archive NAME --json`. */
+export function itemJson(item: Item): ItemJson {
+  return {
+    path: item.path,
+    type: item.type,
+    mode: item.mode,
+    uid: item.uid,
+    gid: item.gid,
+    user: item.user ?? null,
+    group: item.group ?? null,
+    size: item.size,
+    mtime_ns: item.mtimeNs.toString(),
+    target: item.target ?? null,
+  };
+}
+
+/** The `--json` object of `vger list --archive NAME`, from rows made by {@linkcode itemJson}. */
+export function itemsJson(
+  repository: string,
+  items: ItemJson[],
+  options: { archive: string },
+): ItemsJson {
+  return { repository, archive: options.archive, items };
+}
+
+/** An item's type and permission bits as `ls -l` shows them, e.g. `drwxr-x---`. */
+export function modeString(item: Pick<Item, "type" | "mode">): string {
+  const t = item.type === "dir" ? "d" : item.type === "symlink" ? "l" : "-";
+  const rwx = "rwxrwxrwx";
+  let s = "";
+  for (let i = 0; i < 9; i++) s += item.mode & (1 << (8 - i)) ? rwx[i] : "-";
+  return t + s;
+}
+
+/** The time column of `vger list --archive NAME`: UTC to the second, `2024-05-01 10:00:00`. */
+export function itemTime(mtimeNs: bigint): string {
+  return new Date(Number(mtimeNs / 1_000_000n)).toISOString().slice(0, 19).replace("T", " ");
+}
+
+/** One line of `vger list --archive NAME`: mode, owner, size, time, path (and link target). */
+export function itemLine(item: Item): string {
+  const owner = `${item.user ?? item.uid} ${item.group ?? item.gid}`;
+  return `${modeString(item)} ${owner.padEnd(17)} ${String(item.size).padStart(12)} ${
+    itemTime(item.mtimeNs)
+  } ${item.path}${item.target !== undefined ? ` -> ${item.target}` : ""}`;
+}
+
+/** `vger list [--archive NAME [PATTERNS]]`. */
+export async function runList(run: Run): Promise<number> {
+  const { args, flags, repo, io } = run;
+  const backend = run.backend();
+  const archive = oneArchive(flags, "list");
+  if (!archive) {
+    const archives = await listArchivesCommand(backend, {
+      ...run.trusting,
+      passphrase: run.passphrase,
+    });
+    if (bool(flags, "json")) {
+      printJson(io, archivesJson(repo.path, archives));
+    } else printLines(io.out, archives.map(archiveLine));
+    return 0;
+  }
+  const items = listItemsCommand(backend, {
+    ...run.trusting,
+    onIndexRebuilt: run.warn,
+    passphrase: run.passphrase,
+    archive,
+    patterns: args,
+  });
+  if (bool(flags, "json")) {
+    const rows: ItemJson[] = [];
+    for await (const i of items) rows.push(itemJson(i));
+    printJson(io, itemsJson(repo.path, rows, { archive }));
+  } else {
+    // one line at a time: a long listing streams (and `vger list ... | head` stops it early)
+    for await (const i of items) io.out(escapeControl(itemLine(i)) + "\n");
+  }
+  return 0;
+}

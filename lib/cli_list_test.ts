@@ -1,0 +1,98 @@
+import { deepStrictEqual, equal } from "node:assert/strict";
+import type { Item } from "./archive.ts";
+import type { ManifestEntry } from "./manifest.ts";
+import {
+  archiveLine,
+  archivesJson,
+  itemJson,
+  itemLine,
+  itemsJson,
+  itemTime,
+  modeString,
+} from "./cli_list.ts";
+
+const REPO = "/mnt/repo";
+
+/** JSON text, so that field names and their order are compared, not just the values. */
+const text = (value: unknown): string => JSON.stringify(value);
+
+function entry(name: string, time: string, idByte = 0xab): ManifestEntry {
+  return {
+    name,
+    id: new Uint8Array(32).fill(idByte),
+    time,
+    hostname: "host1",
+    username: "alice",
+    stats: { files: 12, original: 3 * 1024 * 1024, compressed: 1536, deduplicated: 100 },
+  };
+}
+
+function item(overrides: Partial<Item>): Item {
+  return {
+    path: "home/alice/notes.txt",
+    type: "file",
+    mode: 0o644,
+    uid: 1000,
+    gid: 100,
+    mtimeNs: 1_714_557_600_123_456_789n,
+    size: 4096,
+    ...overrides,
+  };
+}
+
+Deno.test("list renders archives as JSON rows and as lines with the name padded to 32", () => {
+  const a = entry("docs-2024-05-01", "2024-05-01T10:00:00.000Z");
+  equal(
+    text(archivesJson(REPO, [a])),
+    `{"repository":"/mnt/repo","archives":[{"name":"docs-2024-05-01","id":"${"ab".repeat(32)}",` +
+      `"time":"2024-05-01T10:00:00.000Z","hostname":"host1","username":"alice","files":12,` +
+      `"original_size":3145728,"compressed_size":1536,"deduplicated_size":100}]}`,
+  );
+  equal(
+    archiveLine(a),
+    "docs-2024-05-01                  2024-05-01T10:00:00.000Z  host1  12 files  3.00 MiB",
+  );
+  equal(text(archivesJson(REPO, [])), `{"repository":"/mnt/repo","archives":[]}`);
+});
+
+Deno.test("item JSON gives mtime_ns as an exact decimal string and null for unknown names and targets", () => {
+  const row = itemJson(item({}));
+  equal(
+    text(row),
+    `{"path":"home/alice/notes.txt","type":"file","mode":420,"uid":1000,"gid":100,"user":null,` +
+      `"group":null,"size":4096,"mtime_ns":"1714557600123456789","target":null}`,
+  );
+  // beyond 2^53: a JSON number would lose the nanoseconds
+  equal(row.mtime_ns, (1_714_557_600_123_456_789n).toString());
+  const link = itemJson(item({ type: "symlink", user: "alice", group: "users", target: "../x" }));
+  deepStrictEqual([link.user, link.group, link.target], ["alice", "users", "../x"]);
+  equal(
+    text(itemsJson(REPO, [row], { archive: "docs" })),
+    `{"repository":"/mnt/repo","archive":"docs","items":[${text(row)}]}`,
+  );
+});
+
+Deno.test("modeString shows the type and the nine permission bits as ls -l does", () => {
+  equal(modeString({ type: "dir", mode: 0o750 }), "drwxr-x---");
+  equal(modeString({ type: "symlink", mode: 0o777 }), "lrwxrwxrwx");
+  equal(modeString({ type: "file", mode: 0o644 }), "-rw-r--r--");
+  // setuid, setgid and sticky are not among the nine columns
+  equal(modeString({ type: "file", mode: 0o7000 }), "----------");
+});
+
+Deno.test("the item time column is UTC to the second, and item lines pad owner to 17 and size to 12", () => {
+  equal(itemTime(1_714_557_600_999_999_999n), "2024-05-01 10:00:00");
+  equal(itemTime(0n), "1970-01-01 00:00:00");
+  equal(
+    itemLine(item({})),
+    "-rw-r--r-- 1000 100                  4096 2024-05-01 10:00:00 home/alice/notes.txt",
+  );
+  equal(
+    itemLine(item({ type: "symlink", mode: 0o777, user: "alice", group: "users", size: 4 })),
+    "lrwxrwxrwx alice users                  4 2024-05-01 10:00:00 home/alice/notes.txt",
+  );
+  equal(
+    itemLine(item({ type: "symlink", mode: 0o777, target: "../x", size: 4 })),
+    "lrwxrwxrwx 1000 100                     4 2024-05-01 10:00:00 home/alice/notes.txt -> ../x",
+  );
+});
