@@ -45,7 +45,7 @@ import type {
   SalvagedPack,
   Severity,
   UnreadablePack,
-} from "./checker.ts";
+} from "./check_report.ts";
 import type { KeyChangePassphraseResult, KeyImportResult, PruneResult } from "./commands.ts";
 import type { CompactionResult, CorruptBlob } from "./compactor.ts";
 import { toHex } from "./ids.ts";

@@ -2,7 +2,7 @@ import { deepStrictEqual, equal } from "node:assert/strict";
 import type { Item } from "./archive.ts";
 import type { BackupResult } from "./archiver.ts";
 import { DEFAULT_CHUNKER_PARAMS } from "./chunker.ts";
-import type { CheckResult, Problem, RepairResult } from "./checker.ts";
+import type { CheckResult, Problem, RepairResult } from "./check_report.ts";
 import type { PruneResult } from "./commands.ts";
 import type { CompactionPlan, CompactionResult } from "./compactor.ts";
 import type { ManifestEntry } from "./manifest.ts";
