@@ -27,7 +27,7 @@ import type { Item } from "./archive.ts";
 import { decodeItems } from "./archive.ts";
 import type { ChunkIndex, ChunkLocation } from "./chunk_index.ts";
 import { CodecPool } from "./codec_pool.ts";
-import { ByteBudget } from "./concurrency.ts";
+import { ByteBudget, Signal } from "./concurrency.ts";
 import { ObjectType } from "./crypto.ts";
 import { errorMessage, IntegrityError, UsageError, VgerError } from "./errors.ts";
 import { atExit } from "./exit_hooks.ts";
@@ -124,19 +124,6 @@ interface BatchPart {
   reject: (e: unknown) => void;
 }
 
-/** Wakes whoever waits for it (new work for the writer, a written item for the producer). */
-class Signal {
-  #waiters: (() => void)[] = [];
-  wait(): Promise<void> {
-    return new Promise((r) => this.#waiters.push(r));
-  }
-  notify(): void {
-    const w = this.#waiters;
-    this.#waiters = [];
-    for (const f of w) f();
-  }
-}
-
 /**
  * Creates the destination directory and proves it writable (a probe file, removed at once); a
  * destination that cannot be one is a UsageError naming it and the cause.
@@ -230,7 +217,9 @@ class ExtractRun {
   /** Bytes of chunks requested and not yet written. */
   readonly #budget: ByteBudget;
   readonly #queue: QueuedItem[] = [];
+  /** New work for the writer. */
   readonly #added = new Signal();
+  /** A written item or released bytes, for the producer. */
   readonly #freed = new Signal();
   #batch:
     | { pack: Uint8Array; packHex: string; start: number; end: number; parts: BatchPart[] }
