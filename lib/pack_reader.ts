@@ -7,6 +7,8 @@
  * - {@linkcode PackStream} reads a pack front to back in ranges and hashes it (verify-data).
  * - {@linkcode readVerifiedRecord} reads one record where the index places it and verifies it;
  *   {@linkcode scanRecords} walks the records of a pack whose header is lost (repair's salvage).
+ * - {@linkcode RecordBatcher} gathers reads of adjacent records of one pack into one range
+ *   request whose blobs one codec worker opens (restore's hot path).
  *
  * @example Read and verify one blob where the index places it
  * ```ts ignore
@@ -41,6 +43,7 @@ import {
   recordStart,
 } from "./pack.ts";
 import type { Repository } from "./repository.ts";
+import { packKey } from "./storage_keys.ts";
 
 /** What reading verified records needs of a repository: its backend and its key. */
 export type PackSource = Pick<Repository<ReadonlyBackend>, "backend" | "key">;
@@ -332,5 +335,91 @@ export async function* scanRecords(
     } catch (err) {
       if (!(err instanceof VgerError)) throw err;
     }
+  }
+}
+
+/** A read waiting in a {@linkcode RecordBatcher}. */
+interface BatchedRead {
+  id: Uint8Array;
+  loc: ChunkLocation;
+  resolve: (plain: Uint8Array) => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * Gathers reads of blobs whose records follow each other in one pack into one range request (of
+ * at most `maxBytes`), which one codec worker opens and decompresses as a whole: no copies on
+ * this thread. A read that does not continue the open batch sends it first; the caller sends the
+ * open batch with {@linkcode RecordBatcher.flush} before it waits for its reads. A failing read
+ * of the range fails each of its blobs with an IntegrityError naming the pack.
+ */
+export class RecordBatcher {
+  readonly #repo: Pick<Repository<ReadonlyBackend>, "backend">;
+  readonly #pool: CodecPool;
+  readonly #type: ObjectTypeTag;
+  readonly #maxBytes: number;
+  #batch:
+    | { pack: Uint8Array; packHex: string; start: number; end: number; parts: BatchedRead[] }
+    | null = null;
+
+  /** Reads blobs of `type` (default data) from `repo`'s packs, opening them in `pool`. */
+  constructor(
+    repo: Pick<Repository<ReadonlyBackend>, "backend">,
+    pool: CodecPool,
+    opts: { maxBytes: number; type?: ObjectTypeTag },
+  ) {
+    this.#repo = repo;
+    this.#pool = pool;
+    this.#maxBytes = opts.maxBytes;
+    this.#type = opts.type ?? ObjectType.data;
+  }
+
+  /**
+   * The plaintext of the blob `id` at `loc`, once its batch is sent and opened. Its failure (an
+   * IntegrityError naming the blob or the pack) is handled by the returned promise's catchers.
+   */
+  read(id: Uint8Array, loc: ChunkLocation): Promise<Uint8Array> {
+    const packHex = toHex(loc.pack);
+    const b = this.#batch;
+    if (
+      !b || b.packHex !== packHex || b.end + RECORD_PREFIX !== loc.offset ||
+      loc.offset + loc.length - b.start > this.#maxBytes
+    ) {
+      this.flush();
+      this.#batch = { pack: loc.pack, packHex, start: loc.offset, end: loc.offset, parts: [] };
+    }
+    const batch = this.#batch!;
+    batch.end = loc.offset + loc.length;
+    return new Promise<Uint8Array>((resolve, reject) => {
+      batch.parts.push({ id, loc, resolve, reject });
+    });
+  }
+
+  /** Sends the open batch, if any: one range request, then one worker opens its blobs. */
+  flush(): void {
+    const b = this.#batch;
+    this.#batch = null;
+    if (!b) return;
+    this.#repo.backend.getRange(packKey(b.pack), b.start, b.end - b.start).then((bytes) => {
+      const parts = b.parts.map((p) => ({
+        id: p.id,
+        offset: p.loc.offset - b.start,
+        length: p.loc.length,
+        rawLength: p.loc.rawLength,
+      }));
+      // one worker opens the whole range: no copies on this thread
+      return this.#pool.decodeBatch(this.#type, b.packHex, bytes, parts);
+    }).then((results) => {
+      results.forEach((r, i) => {
+        const p = b.parts[i];
+        if (r instanceof Error) p.reject(r);
+        else p.resolve(r);
+      });
+    }, (err) => {
+      const e = err instanceof VgerError && !(err instanceof IntegrityError)
+        ? new IntegrityError(`Pack ${b.packHex} cannot be read: ${err.message}`, { cause: err })
+        : err;
+      for (const p of b.parts) p.reject(e);
+    });
   }
 }
