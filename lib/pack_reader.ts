@@ -7,6 +7,8 @@
  * - {@linkcode PackStream} reads a pack front to back in ranges and hashes it (verify-data).
  * - {@linkcode readVerifiedRecord} reads one record where the index places it and verifies it;
  *   {@linkcode scanRecords} walks the records of a pack whose header is lost (repair's salvage).
+ * - {@linkcode readLiveRecords} reads given records of one pack in few range requests and
+ *   verifies each: a copy of a pack's live blobs (compact).
  * - {@linkcode RecordBatcher} gathers reads of adjacent records of one pack into one range
  *   request whose blobs one codec worker opens (restore's hot path).
  *
@@ -23,12 +25,13 @@
 
 import { createHash } from "node:crypto";
 import type { ReadonlyBackend } from "../backends/backend.ts";
+import { release } from "./bytes.ts";
 import type { ChunkLocation } from "./chunk_index.ts";
 import type { CodecPool } from "./codec_pool.ts";
 import { Limiter } from "./concurrency.ts";
 import { decompress } from "./compress.ts";
 import { ObjectType, type ObjectTypeTag } from "./crypto.ts";
-import { IntegrityError, isDamage, VgerError } from "./errors.ts";
+import { IntegrityError, isDamage, NotFoundError, VgerError } from "./errors.ts";
 import { bytesEqual, toHex } from "./ids.ts";
 import {
   FIRST_OBJECT_OFFSET,
@@ -181,6 +184,9 @@ export class PackStream {
   }
 }
 
+/** What is wrong with a record: its length, its CRC-32, or its type tag. */
+export type RecordFaultKind = "length" | "crc" | "type";
+
 /** A record read from a pack, taken apart and checked. */
 export interface CheckedRecord {
   /** The sealed object (a view into the record). */
@@ -189,6 +195,8 @@ export interface CheckedRecord {
   type: number;
   /** Why the record does not hold an intact data or item blob; null when it does. */
   fault: string | null;
+  /** What the fault is about (null when none). */
+  faultKind: RecordFaultKind | null;
 }
 
 /**
@@ -200,14 +208,16 @@ export function checkRecord(record: Uint8Array, length: number, type?: number): 
   const sealed = recordObject(record);
   const t = type ?? sealed[0];
   const fault = recordFault(stored, sealed, length);
+  const badType = t !== ObjectType.data && t !== ObjectType.items;
   return {
     sealed,
     type: t,
+    faultKind: fault ?? (badType ? "type" : null),
     fault: fault === "length"
       ? `its record says ${stored.length} bytes, expected ${length}`
       : fault === "crc"
       ? "CRC-32 mismatch"
-      : t !== ObjectType.data && t !== ObjectType.items
+      : badType
       ? `type tag ${t}`
       : null,
   };
@@ -231,11 +241,14 @@ export async function verifySealed(
   }
   const max = Math.min(MAX_BLOB, rawLength);
   const plain = decompress(await repo.key.open(type, id, sealed, what), max, what);
+  // the codec worker's words, so the messages do not depend on whether a pool is used
   if (plain.length !== rawLength) {
-    throw new IntegrityError(`${plain.length} bytes, the index says ${rawLength}`);
+    throw new IntegrityError(
+      `${what} is corrupt: ${plain.length} bytes, the index says ${rawLength}`,
+    );
   }
   if (!bytesEqual(await repo.key.chunkId(plain), id)) {
-    throw new IntegrityError("its plaintext does not hash to its id");
+    throw new IntegrityError(`${what} is corrupt: its contents do not match its id`);
   }
 }
 
@@ -422,4 +435,145 @@ export class RecordBatcher {
       for (const p of b.parts) p.reject(e);
     });
   }
+}
+
+/** A record wanted from a pack: where the index places its object. */
+export interface WantedRecord {
+  /** The blob's id. */
+  id: Uint8Array;
+  /** Offset of its object in the pack. */
+  offset: number;
+  /** Length of its object. */
+  length: number;
+  /** Its plaintext length. */
+  rawLength: number;
+}
+
+/** What {@linkcode readLiveRecords} found of one wanted record. */
+export type LiveRecord =
+  | {
+    /** The record asked for. */
+    wanted: WantedRecord;
+    /** Its verified sealed object (a copy of its own). */
+    sealed: Uint8Array;
+    /** Data or items. */
+    type: ObjectTypeTag;
+    /** Absent: it verified. */
+    error?: undefined;
+    /** Absent: it verified. */
+    fault?: undefined;
+  }
+  | {
+    /** The record asked for. */
+    wanted: WantedRecord;
+    /** Absent: it did not verify. */
+    sealed?: undefined;
+    /** Absent: it did not verify. */
+    type?: undefined;
+    /** Why, naming the blob (or the pack, when its range could not be read). */
+    error: VgerError;
+    /** What failed: the range read, the record (length, CRC-32, type tag), or the blob. */
+    fault: "unreadable" | RecordFaultKind | "blob";
+  };
+
+/** Options of {@linkcode readLiveRecords}. */
+export interface ReadLiveRecordsOptions {
+  /** Open, decompress and re-hash the blobs in these workers. */
+  pool?: CodecPool;
+  /** Bytes per range request at most (default 8 MiB; a larger record gets a range of its own). */
+  maxRange?: number;
+  /** Bytes between two records that one range request reads over (default 256 KiB). */
+  maxGap?: number;
+  /** How messages name a blob (default: `Blob <id> in pack <pack id>`). */
+  describe?(record: WantedRecord): string;
+}
+
+/**
+ * Reads the given records of the pack `pack` (sorted by offset; those of a pack's live blobs) in
+ * few range requests (adjacent records, and gaps up to `maxGap`, in ranges of at most
+ * `maxRange`), checks each record's length, CRC-32 and type tag and verifies its blob (opened,
+ * decompressed, re-hashed against its id), the blobs of one range at once. Yields one result per
+ * wanted record, in order. A range that cannot be read because it is damaged or missing fails
+ * its records (fault "unreadable"); a failing backend throws.
+ */
+export async function* readLiveRecords(
+  repo: PackSource,
+  pack: Uint8Array,
+  wanted: WantedRecord[],
+  options: ReadLiveRecordsOptions = {},
+): AsyncGenerator<LiveRecord> {
+  const maxRange = options.maxRange ?? 8 << 20;
+  const maxGap = options.maxGap ?? 256 << 10;
+  const packHex = toHex(pack);
+  const key = packKey(pack);
+  const describe = options.describe ??
+    ((w: WantedRecord) => `Blob ${toHex(w.id)} in pack ${packHex}`);
+  for (const group of recordRanges(wanted, maxRange, maxGap)) {
+    const start = recordStart(group[0].offset);
+    const last = group[group.length - 1];
+    const end = last.offset + last.length;
+    let bytes: Uint8Array;
+    try {
+      bytes = await repo.backend.getRange(key, start, end - start);
+    } catch (err) {
+      if (!(err instanceof IntegrityError || err instanceof NotFoundError)) throw err;
+      for (const w of group) yield { wanted: w, error: err, fault: "unreadable" };
+      continue;
+    }
+    const results = await Promise.all(group.map(async (w): Promise<LiveRecord> => {
+      const what = describe(w);
+      const at = recordStart(w.offset) - start;
+      const record = bytes.subarray(at, at + recordSize(w.length));
+      if (record.length !== recordSize(w.length)) {
+        const error = new IntegrityError(`${what} is corrupt: it lies past the end of the pack`);
+        return { wanted: w, error, fault: "length" };
+      }
+      const checked = checkRecord(record, w.length);
+      if (checked.faultKind !== null) {
+        const error = new IntegrityError(`${what} is corrupt: ${checked.fault}`);
+        return { wanted: w, error, fault: checked.faultKind };
+      }
+      const type = checked.type as ObjectTypeTag;
+      const sealed = checked.sealed.slice();
+      try {
+        await verifySealed(
+          repo,
+          options.pool,
+          { type, id: w.id, sealed, rawLength: w.rawLength },
+          what,
+        );
+      } catch (err) {
+        if (!(err instanceof VgerError && err.code === "integrity")) throw err;
+        return { wanted: w, error: err, fault: "blob" };
+      }
+      return { wanted: w, sealed, type };
+    }));
+    release(bytes); // every blob was copied out of it
+    yield* results;
+  }
+}
+
+/** Groups records (sorted by offset) into ranges of at most `maxRange` with gaps up to `maxGap`. */
+function recordRanges(
+  wanted: WantedRecord[],
+  maxRange: number,
+  maxGap: number,
+): WantedRecord[][] {
+  const out: WantedRecord[][] = [];
+  let cur: WantedRecord[] = [];
+  let start = 0;
+  let end = 0;
+  for (const w of wanted) {
+    const s = recordStart(w.offset);
+    const e = w.offset + w.length;
+    if (cur.length > 0 && (s - end > maxGap || e - start > maxRange || s < end)) {
+      out.push(cur);
+      cur = [];
+    }
+    if (cur.length === 0) start = s;
+    cur.push(w);
+    end = e;
+  }
+  if (cur.length > 0) out.push(cur);
+  return out;
 }
