@@ -31,8 +31,8 @@ import {
 } from "./index_recovery.ts";
 import type { Manifest, ManifestEntry } from "./manifest.ts";
 import { readVerifiedRecord, scanRecords } from "./pack_reader.ts";
-import { commitChanges, type Repository } from "./repository.ts";
-import { packKey } from "./storage_keys.ts";
+import { commitChanges, deletePack, type Repository } from "./repository.ts";
+import { packKey, parsePackKey } from "./storage_keys.ts";
 import { verifyPack } from "./verifier.ts";
 import { WriteSession } from "./write_session.ts";
 import {
@@ -93,7 +93,6 @@ export async function repairRepository(
   repo: RepairableRepository,
   options: RepairOptions,
 ): Promise<RepairResult> {
-  const backend = repo.backend;
   const current = await readIndexIfSound(repo);
   const built = await rebuildFromPacks(repo, current);
   const listing = built.listing;
@@ -185,8 +184,9 @@ export async function repairRepository(
   if (!options.dryRun) {
     for (const s of salvage.packs) {
       options.checkLock?.();
-      await backend.delete(s.key);
-      built.listing.packs.delete(s.key.slice(s.key.lastIndexOf("/") + 1));
+      const hex = parsePackKey(s.key)!;
+      await deletePack(repo, hex);
+      built.listing.packs.delete(hex);
       s.removed = true;
     }
   }
