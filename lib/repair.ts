@@ -64,8 +64,6 @@ export interface RepairOptions {
   dryRun?: boolean;
   /** Also read every pack through; packs with a blob that fails verification are salvaged. */
   verifyData?: boolean;
-  /** False: only rebuild the index, salvage nothing (a backup's rebuild of a lost index). */
-  salvage?: boolean;
   /** Bytes per range read when verifying data (default 4 MiB). */
   readRange?: number;
   /** With `verifyData`: called as the packs are read through (phase "data"). */
@@ -100,14 +98,13 @@ export async function repairRepository(
   // Damaged packs that the index has blobs in: salvage what verifies, drop the rest.
   const damaged = new Map<string, string>();
   const referenced = countEntriesPerPack(built.index);
-  const salvaging = options.salvage ?? true;
   /** Packs whose header is unreadable: salvaged by the index's entries and by a scan. */
   const scan = new Set<string>();
-  for (const u of salvaging ? built.unreadable : []) {
+  for (const u of built.unreadable) {
     scan.add(u.hex);
     damaged.set(u.hex, u.error);
   }
-  if (options.verifyData && salvaging) {
+  if (options.verifyData) {
     const stats: CheckStats = { archives: 0, packs: 0, blobs: 0, bytesRead: 0 };
     const hexes = [...referenced.keys()].filter((hex) =>
       listing.packs.has(hex) && !damaged.has(hex)
