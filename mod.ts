@@ -30,7 +30,6 @@ export type { BackupProgress } from "./lib/archiver.ts";
 export type {
   Affected,
   BrokenArchive,
-  CheckOptions,
   CheckProgress,
   CheckResult,
   CheckStats,
@@ -41,7 +40,8 @@ export type {
   SalvagedPack,
   Severity,
   UnreadablePack,
-} from "./lib/checker.ts";
+} from "./lib/check_report.ts";
+export type { CheckOptions } from "./lib/checker.ts";
 export type { ChunkIndex, ChunkLocation } from "./lib/chunk_index.ts";
 export type { Chunker, ChunkerParams } from "./lib/chunker.ts";
 export type { CodecPool } from "./lib/codec_pool.ts";

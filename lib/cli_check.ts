@@ -15,7 +15,7 @@ import type {
   SalvagedPack,
   Severity,
   UnreadablePack,
-} from "./checker.ts";
+} from "./check_report.ts";
 import { checkCommand, repairCommand } from "./commands.ts";
 import { bool } from "./cli_command_line.ts";
 import { formatBytes, type ProgressMeter } from "./cli_progress.ts";
@@ -36,7 +36,7 @@ export interface AffectedJson {
 
 /** One problem in `vger check --json`. */
 export interface ProblemJson {
-  /** What it is about (lib/checker.ts ProblemKind). */
+  /** What it is about (lib/check_report.ts ProblemKind). */
   kind: string;
   /** error or warning. */
   severity: Severity;

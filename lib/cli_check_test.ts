@@ -1,5 +1,5 @@
 import { deepStrictEqual, equal } from "node:assert/strict";
-import type { CheckResult, Problem, RepairResult } from "./checker.ts";
+import type { CheckResult, Problem, RepairResult } from "./check_report.ts";
 import { checkJson, checkSummary, problemLine, repairJson, repairLines } from "./cli_check.ts";
 
 const REPO = "/mnt/repo";

@@ -10,14 +10,10 @@ import type { Backend, ReadonlyBackend } from "../backends/backend.ts";
 import { backup, type BackupOptions, type BackupResult } from "./archiver.ts";
 import { deleteArchives, removeUnlistedArchives } from "./archive_delete.ts";
 import { CodecPool } from "./codec_pool.ts";
-import {
-  type CheckOptions,
-  checkRepository,
-  type CheckResult,
-  loadIndexOrRebuild,
-  repairRepository,
-  type RepairResult,
-} from "./checker.ts";
+import type { CheckResult, RepairResult } from "./check_report.ts";
+import { type CheckOptions, checkRepository } from "./checker.ts";
+import { loadIndexOrRebuild, writeRebuiltIndex } from "./index_recovery.ts";
+import { repairRepository } from "./repair.ts";
 import { type CompactionResult, type CompactOptions, compactRepository } from "./compactor.ts";
 import { breakLocks, listLocks, type LockEntry } from "./repo_lock.ts";
 import { applyRetention, type RetentionDecision, type RetentionPolicy } from "./retention.ts";
@@ -111,11 +107,8 @@ async function rebuildLostIndex(
   const loaded = await loadIndexOrRebuild(repo);
   if (!loaded.rebuilt) return;
   await withRepoLock(repo.backend, "exclusive", "index rebuild", options, async (lock) => {
-    const r = await repairRepository(repo, {
-      confirm: () => Promise.resolve(false),
-      salvage: false, // no index to salvage by: leave damaged packs to check --repair
-      checkLock: () => lock.assertHeld(),
-    });
+    // no index to salvage by: damaged packs are left to check --repair
+    const r = await writeRebuiltIndex(repo, { checkLock: () => lock.assertHeld() });
     options.onIndexRebuilt?.(
       `${
         loaded.problem ?? "the index could not be read"

@@ -1,6 +1,7 @@
 /**
  * Concurrency primitives shared by every stage: a {@linkcode Limiter} (at most N async tasks at
- * once) and a {@linkcode ByteBudget} (at most N bytes held at once). How many storage requests
+ * once), a {@linkcode ByteBudget} (at most N bytes held at once) and a {@linkcode Signal} (wakes
+ * whoever waits for a change: a producer and a consumer of a queue). How many storage requests
  * run at once is the backend's to say (`capabilities.connections`), never a constant in an
  * engine; the engines pass that number in. A leaf: it imports nothing.
  *
@@ -229,5 +230,26 @@ export class ByteBudget {
 
   #admits(bytes: number): boolean {
     return this.#used === 0 || this.#used + bytes <= this.#limit;
+  }
+}
+
+/**
+ * Wakes everyone waiting for it: `wait` resolves at the next `notify`, never at an earlier one,
+ * so a waiter re-checks its condition after each wake-up (a condition variable without a lock,
+ * for a single-threaded event loop). A queue's producer and consumer each wait on one.
+ */
+export class Signal {
+  #waiters: (() => void)[] = [];
+
+  /** Resolves at the next {@linkcode Signal.notify}. */
+  wait(): Promise<void> {
+    return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+
+  /** Wakes every current waiter (later waiters wait for the next notify). */
+  notify(): void {
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const wake of waiters) wake();
   }
 }

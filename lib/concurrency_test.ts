@@ -1,5 +1,5 @@
 import { deepStrictEqual, rejects, throws } from "node:assert/strict";
-import { ByteBudget, Limiter } from "./concurrency.ts";
+import { ByteBudget, Limiter, Signal } from "./concurrency.ts";
 
 /** A promise with its resolve and reject. */
 function deferred<T = void>() {
@@ -195,4 +195,25 @@ Deno.test("byte budget abort fails waiting and later reservations", async () => 
   await rejects(() => waiting, /writer failed/);
   await rejects(() => budget.reserve(1), /writer failed/);
   throws(() => new ByteBudget(0), RangeError);
+});
+
+Deno.test("signal wakes every waiter at the next notify, and none at an earlier one", async () => {
+  const signal = new Signal();
+  signal.notify(); // nobody waits: nothing is remembered
+  const woken: number[] = [];
+  const a = signal.wait().then(() => woken.push(1));
+  const b = signal.wait().then(() => woken.push(2));
+  await tick();
+  deepStrictEqual(woken, []);
+  signal.notify();
+  await Promise.all([a, b]);
+  deepStrictEqual(woken, [1, 2]);
+  // a waiter that comes after a notify waits for the next one
+  let late = false;
+  const c = signal.wait().then(() => late = true);
+  await tick();
+  deepStrictEqual(late, false);
+  signal.notify();
+  await c;
+  deepStrictEqual(late, true);
 });

@@ -96,3 +96,15 @@ export class InterruptedError extends VgerError {
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+/**
+ * Whether an error means stored data is gone or damaged, not a failing backend or network: an
+ * IntegrityError or NotFoundError whose cause (readBlob wraps any backend failure in an
+ * IntegrityError) is not another kind of VgerError.
+ */
+export function isDamage(err: unknown): boolean {
+  if (!(err instanceof IntegrityError || err instanceof NotFoundError)) return false;
+  const cause = err.cause;
+  return !(cause instanceof VgerError) || cause instanceof IntegrityError ||
+    cause instanceof NotFoundError;
+}

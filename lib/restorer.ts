@@ -25,19 +25,18 @@
 import type { ReadonlyBackend } from "../backends/backend.ts";
 import type { Item } from "./archive.ts";
 import { decodeItems } from "./archive.ts";
-import type { ChunkIndex, ChunkLocation } from "./chunk_index.ts";
+import type { ChunkIndex } from "./chunk_index.ts";
 import { CodecPool } from "./codec_pool.ts";
-import { ByteBudget } from "./concurrency.ts";
+import { ByteBudget, Signal } from "./concurrency.ts";
 import { ObjectType } from "./crypto.ts";
 import { errorMessage, IntegrityError, UsageError, VgerError } from "./errors.ts";
 import { atExit } from "./exit_hooks.ts";
 import { describeFsError } from "./fs_meta.ts";
 import { nativeFs } from "./fs_native.ts";
 import { toHex } from "./ids.ts";
-import { packKey } from "./storage_keys.ts";
 import { PathSelector } from "./patterns.ts";
 import { releaseOwned } from "./bytes.ts";
-import { RECORD_PREFIX } from "./pack.ts";
+import { RecordBatcher } from "./pack_reader.ts";
 import type { Repository } from "./repository.ts";
 
 /** Options of {@linkcode extract}. */
@@ -115,26 +114,6 @@ interface QueuedItem {
   path: string;
   chunks: Pending[];
   complete: boolean;
-}
-
-interface BatchPart {
-  loc: ChunkLocation;
-  id: Uint8Array;
-  resolve: (d: Uint8Array | null) => void;
-  reject: (e: unknown) => void;
-}
-
-/** Wakes whoever waits for it (new work for the writer, a written item for the producer). */
-class Signal {
-  #waiters: (() => void)[] = [];
-  wait(): Promise<void> {
-    return new Promise((r) => this.#waiters.push(r));
-  }
-  notify(): void {
-    const w = this.#waiters;
-    this.#waiters = [];
-    for (const f of w) f();
-  }
 }
 
 /**
@@ -216,9 +195,7 @@ class ExtractRun {
   readonly warnings: string[] = [];
   files = 0;
   bytes = 0;
-  readonly #repo: Repository<ReadonlyBackend>;
   readonly #index: ChunkIndex;
-  readonly #pool: CodecPool;
   readonly #dest: string;
   readonly #options: ExtractOptions;
   readonly #selector: PathSelector;
@@ -230,11 +207,12 @@ class ExtractRun {
   /** Bytes of chunks requested and not yet written. */
   readonly #budget: ByteBudget;
   readonly #queue: QueuedItem[] = [];
+  /** New work for the writer. */
   readonly #added = new Signal();
+  /** A written item or released bytes, for the producer. */
   readonly #freed = new Signal();
-  #batch:
-    | { pack: Uint8Array; packHex: string; start: number; end: number; parts: BatchPart[] }
-    | null = null;
+  /** Reads of adjacent records of one pack, gathered into one range request. */
+  readonly #reader: RecordBatcher;
   #closed = false;
   #failure: unknown = null;
   #lastProgress = 0;
@@ -251,14 +229,13 @@ class ExtractRun {
     dest: string,
     options: ExtractOptions,
   ) {
-    this.#repo = repo;
     this.#index = index;
-    this.#pool = pool;
     this.#dest = dest;
     this.#options = options;
     this.#selector = new PathSelector(options.patterns ?? []);
     this.#owners = options.restoreOwners ?? Deno.uid() === 0;
     this.#budget = new ByteBudget(options.budgetBytes ?? 32 << 20);
+    this.#reader = new RecordBatcher(repo, pool, { maxBytes: MAX_BATCH });
     this.#checkedDirs.add(dest);
     this.#removeLeftovers(dest);
   }
@@ -365,53 +342,18 @@ class ExtractRun {
       this.#flushBatch(); // the writer frees bytes only once the pending reads are sent
       await this.#budget.reserve(loc.rawLength); // throws the writer's failure
     }
-    const packHex = toHex(loc.pack);
-    const b = this.#batch;
-    if (
-      !b || b.packHex !== packHex || b.end + RECORD_PREFIX !== loc.offset ||
-      loc.offset + loc.length - b.start > MAX_BATCH
-    ) {
-      this.#flushBatch();
-      this.#batch = { pack: loc.pack, packHex, start: loc.offset, end: loc.offset, parts: [] };
-    }
-    const batch = this.#batch!;
-    batch.end = loc.offset + loc.length;
-    const data = new Promise<Uint8Array | null>((resolve, reject) => {
-      batch.parts.push({ loc, id, resolve, reject });
+    const data = this.#reader.read(id, loc).then((plain): Uint8Array | null => {
+      if (!isAllZero(plain)) return plain;
+      this.#zeroIds.add(toHex(id));
+      releaseOwned(plain);
+      return null;
     });
     data.catch(() => {}); // awaited by the writer
     return { raw: loc.rawLength, held: loc.rawLength, data };
   }
 
   #flushBatch(): void {
-    const b = this.#batch;
-    this.#batch = null;
-    if (!b) return;
-    this.#repo.backend.getRange(packKey(b.pack), b.start, b.end - b.start).then((bytes) => {
-      const parts = b.parts.map((p) => ({
-        id: p.id,
-        offset: p.loc.offset - b.start,
-        length: p.loc.length,
-        rawLength: p.loc.rawLength,
-      }));
-      // one worker opens the whole range: no copies on this thread
-      return this.#pool.decodeBatch(ObjectType.data, b.packHex, bytes, parts);
-    }).then((results) => {
-      results.forEach((r, i) => {
-        const p = b.parts[i];
-        if (r instanceof Error) p.reject(r);
-        else if (isAllZero(r)) {
-          this.#zeroIds.add(toHex(p.id));
-          releaseOwned(r);
-          p.resolve(null);
-        } else p.resolve(r);
-      });
-    }, (err) => {
-      const e = err instanceof VgerError && !(err instanceof IntegrityError)
-        ? new IntegrityError(`Pack ${b.packHex} cannot be read: ${err.message}`, { cause: err })
-        : err;
-      for (const p of b.parts) p.reject(e);
-    });
+    this.#reader.flush();
   }
 
   #release(p: Pending): void {

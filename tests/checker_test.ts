@@ -5,15 +5,14 @@ import type { BackendCapabilities } from "../backends/backend.ts";
 import { encodeItem, type Item, ItemStreamBuffer, newItemEncoder } from "../lib/archive.ts";
 import { backup } from "../lib/archiver.ts";
 import {
-  checkRepository,
   type CheckResult,
   hasErrors,
-  loadIndexOrRebuild,
   type Problem,
   type ProblemKind,
-  rebuildIndex,
-  repairRepository,
-} from "../lib/checker.ts";
+} from "../lib/check_report.ts";
+import { checkRepository } from "../lib/checker.ts";
+import { loadIndexOrRebuild, rebuildIndex } from "../lib/index_recovery.ts";
+import { repairRepository } from "../lib/repair.ts";
 import { CodecPool } from "../lib/codec_pool.ts";
 import { compress, loadCodecs } from "../lib/compress.ts";
 import { type EncryptionMode, ObjectType, type ObjectTypeTag } from "../lib/crypto.ts";

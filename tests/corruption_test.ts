@@ -12,7 +12,7 @@
 
 import { deepStrictEqual, equal, notEqual, ok } from "node:assert/strict";
 import { createHash } from "node:crypto";
-import type { Problem, ProblemKind } from "../lib/checker.ts";
+import type { Problem, ProblemKind } from "../lib/check_report.ts";
 import {
   FAST_KDF_ARGS,
   listItems,

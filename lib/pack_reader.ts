@@ -1,0 +1,579 @@
+/**
+ * The one reader of records from stored packs: every check of a record read from storage (its
+ * prefix, CRC-32 and type tag, through pack.ts's functions) and of the blob it holds (opened,
+ * decompressed and re-hashed against its id, in the codec pool when one is given) is made here.
+ * Part of the repository layer: it calls the backend for pack objects.
+ *
+ * - {@linkcode PackStream} reads a pack front to back in ranges and hashes it (verify-data).
+ * - {@linkcode readVerifiedRecord} reads one record where the index places it and verifies it;
+ *   {@linkcode scanRecords} walks the records of a pack whose header is lost (repair's salvage).
+ * - {@linkcode readLiveRecords} reads given records of one pack in few range requests and
+ *   verifies each: a copy of a pack's live blobs (compact).
+ * - {@linkcode RecordBatcher} gathers reads of adjacent records of one pack into one range
+ *   request whose blobs one codec worker opens (restore's hot path).
+ *
+ * @example Read and verify one blob where the index places it
+ * ```ts ignore
+ * import { readVerifiedRecord } from "./pack_reader.ts";
+ *
+ * const sealed = await readVerifiedRecord(repo, packKey(loc.pack), packSize, id, loc, pool);
+ * if (sealed === null) console.log("the blob is lost");
+ * ```
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import type { ReadonlyBackend } from "../backends/backend.ts";
+import { release } from "./bytes.ts";
+import type { ChunkLocation } from "./chunk_index.ts";
+import type { CodecPool } from "./codec_pool.ts";
+import { Limiter } from "./concurrency.ts";
+import { decompress } from "./compress.ts";
+import { ObjectType, type ObjectTypeTag } from "./crypto.ts";
+import { IntegrityError, isDamage, NotFoundError, VgerError } from "./errors.ts";
+import { bytesEqual, toHex } from "./ids.ts";
+import {
+  FIRST_OBJECT_OFFSET,
+  MAX_BLOB,
+  MAX_BLOB_OBJECT,
+  PACK_PREAMBLE,
+  parseRecordPrefix,
+  RECORD_PREFIX,
+  recordFault,
+  recordObject,
+  recordSize,
+  recordStart,
+} from "./pack.ts";
+import type { Repository } from "./repository.ts";
+import { packKey } from "./storage_keys.ts";
+
+/** What reading verified records needs of a repository: its backend and its key. */
+export type PackSource = Pick<Repository<ReadonlyBackend>, "backend" | "key">;
+
+/** Something that reads byte ranges of stored objects (a backend, or a counting wrapper). */
+export interface RangeReader {
+  /** Reads `length` bytes of `key` from `offset` (fewer at the object's end). */
+  getRange(key: string, offset: number, length: number): Promise<Uint8Array>;
+}
+
+/** "Chunk", "Metadata blob" or (type unknown) "Blob", and the id in hex: a blob in messages. */
+export function describeBlob(id: Uint8Array, type?: ObjectTypeTag | number): string {
+  return `${type === ObjectType.items ? "Metadata blob" : type === undefined ? "Blob" : "Chunk"} ${
+    toHex(id)
+  }`;
+}
+
+/** A range reader over `backend` that reports the bytes it reads to `onBytes`. */
+export function countingReader(
+  backend: ReadonlyBackend,
+  onBytes?: (bytes: number) => void,
+): RangeReader {
+  return {
+    getRange: async (key, offset, length) => {
+      const bytes = await backend.getRange(key, offset, length);
+      onBytes?.(bytes.length);
+      return bytes;
+    },
+  };
+}
+
+/**
+ * Pack headers read at once per backend connection. A header read is one to three small range
+ * reads, bound by latency rather than bandwidth, so a connection keeps several in flight; the
+ * local backend's 2 connections give the 8 at once that were a fixed constant before.
+ */
+const HEADER_READS_PER_CONNECTION = 4;
+
+/** A limiter for reading pack headers from this backend. */
+export function headerReadLimiter(backend: ReadonlyBackend): Limiter {
+  return new Limiter(backend.capabilities.connections * HEADER_READS_PER_CONNECTION);
+}
+
+/**
+ * Reads a pack front to back in ranges, hashing every byte once in order; one range is fetched
+ * ahead. Memory: two ranges plus the record being read.
+ */
+export class PackStream {
+  readonly #backend: ReadonlyBackend;
+  readonly #key: string;
+  readonly #size: number;
+  readonly #range: number;
+  readonly #hash = createHash("sha256");
+  #buf: Uint8Array = new Uint8Array(0);
+  /** Pack offset of #buf[0]. */
+  #bufStart = 0;
+  /** Bytes requested from storage so far. */
+  #requested = 0;
+  #ahead: Promise<Uint8Array> | null = null;
+  /** Bytes consumed. */
+  pos = 0;
+
+  readonly #onBytes?: (bytes: number) => void;
+  readonly #onRead?: (pos: number) => void;
+
+  /**
+   * Reads the pack `key` of `size` bytes in ranges of `range` bytes; `onBytes` is told the bytes
+   * of each range as it arrives, then `onRead` the pack offset read up to.
+   */
+  constructor(
+    backend: ReadonlyBackend,
+    key: string,
+    size: number,
+    opts: { range: number; onBytes?: (bytes: number) => void; onRead?: (pos: number) => void },
+  ) {
+    this.#backend = backend;
+    this.#key = key;
+    this.#size = size;
+    this.#range = Math.max(1, opts.range);
+    this.#onBytes = opts.onBytes;
+    this.#onRead = opts.onRead;
+  }
+
+  #request(): Promise<Uint8Array> {
+    const offset = this.#requested;
+    const length = Math.min(this.#range, this.#size - offset);
+    this.#requested += length;
+    const p = this.#backend.getRange(this.#key, offset, length);
+    p.catch(() => {}); // a read-ahead nobody awaits (the pack failed) must not go unhandled
+    return p;
+  }
+
+  /** The next range, in order; starts fetching the one after it. */
+  async #fetch(): Promise<void> {
+    const start = this.#bufStart + this.#buf.length;
+    const bytes = await (this.#ahead ?? this.#request());
+    this.#ahead = this.#requested < this.#size ? this.#request() : null;
+    this.#hash.update(bytes);
+    this.#onBytes?.(bytes.length);
+    this.#buf = bytes;
+    this.#bufStart = start;
+    this.#onRead?.(start + bytes.length);
+  }
+
+  /** Exactly `n` bytes from `pos` (the caller keeps `pos + n` within the pack). */
+  async read(n: number): Promise<Uint8Array> {
+    let at = this.pos - this.#bufStart;
+    if (at + n <= this.#buf.length) {
+      this.pos += n;
+      return this.#buf.subarray(at, at + n);
+    }
+    const out = new Uint8Array(n);
+    let filled = 0;
+    for (;;) {
+      const take = Math.min(n - filled, this.#buf.length - at);
+      if (take > 0) out.set(this.#buf.subarray(at, at + take), filled);
+      filled += take;
+      if (filled === n) break;
+      await this.#fetch();
+      at = 0;
+    }
+    this.pos += n;
+    return out;
+  }
+
+  /** Consumes (and hashes) bytes up to `offset`. */
+  async skipTo(offset: number): Promise<void> {
+    while (this.pos < offset) await this.read(Math.min(offset - this.pos, this.#range));
+  }
+
+  /** Reads the rest and returns the SHA-256 of the whole pack, in hex. */
+  async digest(): Promise<string> {
+    await this.skipTo(this.#size);
+    return this.#hash.digest("hex");
+  }
+}
+
+/** What is wrong with a record: its length, its CRC-32, or its type tag. */
+export type RecordFaultKind = "length" | "crc" | "type";
+
+/** A record read from a pack, taken apart and checked. */
+export interface CheckedRecord {
+  /** The sealed object (a view into the record). */
+  sealed: Uint8Array;
+  /** Its type: the expected one, else the envelope's tag. */
+  type: number;
+  /** Why the record does not hold an intact data or item blob; null when it does. */
+  fault: string | null;
+  /** What the fault is about (null when none). */
+  faultKind: RecordFaultKind | null;
+}
+
+/**
+ * Takes a record (prefix and object) of an object expected to be `length` bytes apart and checks
+ * its prefix, CRC-32 and type tag (`type` when known, else the envelope's first byte).
+ */
+export function checkRecord(record: Uint8Array, length: number, type?: number): CheckedRecord {
+  const stored = parseRecordPrefix(record);
+  const sealed = recordObject(record);
+  const t = type ?? sealed[0];
+  const fault = recordFault(stored, sealed, length);
+  const badType = t !== ObjectType.data && t !== ObjectType.items;
+  return {
+    sealed,
+    type: t,
+    faultKind: fault ?? (badType ? "type" : null),
+    fault: fault === "length"
+      ? `its record says ${stored.length} bytes, expected ${length}`
+      : fault === "crc"
+      ? "CRC-32 mismatch"
+      : badType
+      ? `type tag ${t}`
+      : null,
+  };
+}
+
+/**
+ * Opens a sealed blob, decompresses it and re-hashes its plaintext (in a worker when `pool` is
+ * given: no plaintext comes back); throws an IntegrityError unless it has `rawLength` bytes and
+ * hashes to `id`. `sealed` itself is not handed over (the pool gets a copy).
+ */
+export async function verifySealed(
+  repo: Pick<Repository<ReadonlyBackend>, "key">,
+  pool: CodecPool | undefined,
+  blob: { type: ObjectTypeTag; id: Uint8Array; sealed: Uint8Array; rawLength: number },
+  what: string,
+): Promise<void> {
+  const { type, id, sealed, rawLength } = blob;
+  if (pool) {
+    await pool.verify(type, id, sealed.slice(), rawLength, what);
+    return;
+  }
+  const max = Math.min(MAX_BLOB, rawLength);
+  const plain = decompress(await repo.key.open(type, id, sealed, what), max, what);
+  // the codec worker's words, so the messages do not depend on whether a pool is used
+  if (plain.length !== rawLength) {
+    throw new IntegrityError(
+      `${what} is corrupt: ${plain.length} bytes, the index says ${rawLength}`,
+    );
+  }
+  if (!bytesEqual(await repo.key.chunkId(plain), id)) {
+    throw new IntegrityError(`${what} is corrupt: its contents do not match its id`);
+  }
+}
+
+/**
+ * The sealed object of the blob `id` at `loc` in the pack `key` of `size` bytes, read on its own
+ * and verified (record, envelope, length and hash), or null when it does not verify or cannot be
+ * read because the data is damaged. A failing backend throws (it is not a lost blob).
+ */
+export async function readVerifiedRecord(
+  repo: PackSource,
+  key: string,
+  size: number,
+  id: Uint8Array,
+  loc: ChunkLocation,
+  pool?: CodecPool,
+): Promise<Uint8Array | null> {
+  if (loc.offset < FIRST_OBJECT_OFFSET || loc.offset + loc.length > size) return null;
+  let record: Uint8Array;
+  try {
+    record = await repo.backend.getRange(key, recordStart(loc.offset), recordSize(loc.length));
+  } catch (err) {
+    // a failing backend is not a lost blob
+    if (isDamage(err)) return null;
+    throw err;
+  }
+  if (record.length !== recordSize(loc.length)) return null;
+  const checked = checkRecord(record, loc.length);
+  if (checked.fault !== null) return null;
+  const type = checked.type as ObjectTypeTag;
+  const sealed = checked.sealed.slice();
+  const what = `${describeBlob(id, type)} in pack ${key}`;
+  try {
+    await verifySealed(repo, pool, { type, id, sealed, rawLength: loc.rawLength }, what);
+  } catch (err) {
+    if (!(err instanceof VgerError)) throw err;
+    return null;
+  }
+  return sealed;
+}
+
+/** A blob found by {@linkcode scanRecords}. */
+export interface ScannedBlob {
+  /** Its id (the hash of its plaintext). */
+  id: Uint8Array;
+  /** Data or items. */
+  type: ObjectTypeTag;
+  /** The sealed object. */
+  sealed: Uint8Array;
+  /** Offset of the object in the pack. */
+  offset: number;
+  /** Plaintext length. */
+  rawLength: number;
+}
+
+/**
+ * Walks the records of a pack whose header is unreadable from its first byte on, and yields each
+ * blob that authenticates under the id its plaintext hashes to. A record whose CRC-32 fails is
+ * skipped (its length still frames the next); a length that leaves the pack ends the walk.
+ */
+export async function* scanRecords(
+  repo: PackSource,
+  key: string,
+  size: number,
+): AsyncGenerator<ScannedBlob> {
+  const read = async (offset: number, length: number): Promise<Uint8Array | null> => {
+    try {
+      const bytes = await repo.backend.getRange(key, offset, length);
+      return bytes.length === length ? bytes : null;
+    } catch (err) {
+      if (isDamage(err)) return null;
+      throw err; // a failing backend is not a lost blob
+    }
+  };
+  let pos = PACK_PREAMBLE;
+  while (pos + RECORD_PREFIX < size) {
+    const prefix = await read(pos, RECORD_PREFIX);
+    if (!prefix) return;
+    const stored = parseRecordPrefix(prefix);
+    const length = stored.length;
+    const start = pos + RECORD_PREFIX;
+    if (length < 1 || length > MAX_BLOB_OBJECT || start + length > size) return;
+    const sealed = await read(start, length);
+    if (!sealed) return;
+    pos = start + length;
+    if (recordFault(stored, sealed) !== null) continue;
+    const type = sealed[0];
+    if (type !== ObjectType.data && type !== ObjectType.items) continue;
+    const what = `${type === ObjectType.items ? "Metadata blob" : "Chunk"} at offset ${start} ` +
+      `of pack ${key}`;
+    try {
+      const blob = await repo.key.peek(sealed);
+      if (!blob) continue;
+      const plain = decompress(blob, MAX_BLOB, what);
+      const id = await repo.key.chunkId(plain);
+      await repo.key.open(type, id, sealed, what); // authenticates what peek read unchecked
+      yield { id, type, sealed, offset: start, rawLength: plain.length };
+    } catch (err) {
+      if (!(err instanceof VgerError)) throw err;
+    }
+  }
+}
+
+/** A read waiting in a {@linkcode RecordBatcher}. */
+interface BatchedRead {
+  id: Uint8Array;
+  loc: ChunkLocation;
+  resolve: (plain: Uint8Array) => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * Gathers reads of blobs whose records follow each other in one pack into one range request (of
+ * at most `maxBytes`), which one codec worker opens and decompresses as a whole: no copies on
+ * this thread. A read that does not continue the open batch sends it first; the caller sends the
+ * open batch with {@linkcode RecordBatcher.flush} before it waits for its reads. A failing read
+ * of the range fails each of its blobs with an IntegrityError naming the pack.
+ */
+export class RecordBatcher {
+  readonly #repo: Pick<Repository<ReadonlyBackend>, "backend">;
+  readonly #pool: CodecPool;
+  readonly #type: ObjectTypeTag;
+  readonly #maxBytes: number;
+  #batch:
+    | { pack: Uint8Array; packHex: string; start: number; end: number; parts: BatchedRead[] }
+    | null = null;
+
+  /** Reads blobs of `type` (default data) from `repo`'s packs, opening them in `pool`. */
+  constructor(
+    repo: Pick<Repository<ReadonlyBackend>, "backend">,
+    pool: CodecPool,
+    opts: { maxBytes: number; type?: ObjectTypeTag },
+  ) {
+    this.#repo = repo;
+    this.#pool = pool;
+    this.#maxBytes = opts.maxBytes;
+    this.#type = opts.type ?? ObjectType.data;
+  }
+
+  /**
+   * The plaintext of the blob `id` at `loc`, once its batch is sent and opened. Its failure (an
+   * IntegrityError naming the blob or the pack) is handled by the returned promise's catchers.
+   */
+  read(id: Uint8Array, loc: ChunkLocation): Promise<Uint8Array> {
+    const packHex = toHex(loc.pack);
+    const b = this.#batch;
+    if (
+      !b || b.packHex !== packHex || b.end + RECORD_PREFIX !== loc.offset ||
+      loc.offset + loc.length - b.start > this.#maxBytes
+    ) {
+      this.flush();
+      this.#batch = { pack: loc.pack, packHex, start: loc.offset, end: loc.offset, parts: [] };
+    }
+    const batch = this.#batch!;
+    batch.end = loc.offset + loc.length;
+    return new Promise<Uint8Array>((resolve, reject) => {
+      batch.parts.push({ id, loc, resolve, reject });
+    });
+  }
+
+  /** Sends the open batch, if any: one range request, then one worker opens its blobs. */
+  flush(): void {
+    const b = this.#batch;
+    this.#batch = null;
+    if (!b) return;
+    this.#repo.backend.getRange(packKey(b.pack), b.start, b.end - b.start).then((bytes) => {
+      const parts = b.parts.map((p) => ({
+        id: p.id,
+        offset: p.loc.offset - b.start,
+        length: p.loc.length,
+        rawLength: p.loc.rawLength,
+      }));
+      // one worker opens the whole range: no copies on this thread
+      return this.#pool.decodeBatch(this.#type, b.packHex, bytes, parts);
+    }).then((results) => {
+      results.forEach((r, i) => {
+        const p = b.parts[i];
+        if (r instanceof Error) p.reject(r);
+        else p.resolve(r);
+      });
+    }, (err) => {
+      const e = err instanceof VgerError && !(err instanceof IntegrityError)
+        ? new IntegrityError(`Pack ${b.packHex} cannot be read: ${err.message}`, { cause: err })
+        : err;
+      for (const p of b.parts) p.reject(e);
+    });
+  }
+}
+
+/** A record wanted from a pack: where the index places its object. */
+export interface WantedRecord {
+  /** The blob's id. */
+  id: Uint8Array;
+  /** Offset of its object in the pack. */
+  offset: number;
+  /** Length of its object. */
+  length: number;
+  /** Its plaintext length. */
+  rawLength: number;
+}
+
+/** What {@linkcode readLiveRecords} found of one wanted record. */
+export type LiveRecord =
+  | {
+    /** The record asked for. */
+    wanted: WantedRecord;
+    /** Its verified sealed object (a copy of its own). */
+    sealed: Uint8Array;
+    /** Data or items. */
+    type: ObjectTypeTag;
+    /** Absent: it verified. */
+    error?: undefined;
+    /** Absent: it verified. */
+    fault?: undefined;
+  }
+  | {
+    /** The record asked for. */
+    wanted: WantedRecord;
+    /** Absent: it did not verify. */
+    sealed?: undefined;
+    /** Absent: it did not verify. */
+    type?: undefined;
+    /** Why, naming the blob (or the pack, when its range could not be read). */
+    error: VgerError;
+    /** What failed: the range read, the record (length, CRC-32, type tag), or the blob. */
+    fault: "unreadable" | RecordFaultKind | "blob";
+  };
+
+/** Options of {@linkcode readLiveRecords}. */
+export interface ReadLiveRecordsOptions {
+  /** Open, decompress and re-hash the blobs in these workers. */
+  pool?: CodecPool;
+  /** Bytes per range request at most (default 8 MiB; a larger record gets a range of its own). */
+  maxRange?: number;
+  /** Bytes between two records that one range request reads over (default 256 KiB). */
+  maxGap?: number;
+  /** How messages name a blob (default: `Blob <id> in pack <pack id>`). */
+  describe?(record: WantedRecord): string;
+}
+
+/**
+ * Reads the given records of the pack `pack` (sorted by offset; those of a pack's live blobs) in
+ * few range requests (adjacent records, and gaps up to `maxGap`, in ranges of at most
+ * `maxRange`), checks each record's length, CRC-32 and type tag and verifies its blob (opened,
+ * decompressed, re-hashed against its id), the blobs of one range at once. Yields one result per
+ * wanted record, in order. A range that cannot be read because it is damaged or missing fails
+ * its records (fault "unreadable"); a failing backend throws.
+ */
+export async function* readLiveRecords(
+  repo: PackSource,
+  pack: Uint8Array,
+  wanted: WantedRecord[],
+  options: ReadLiveRecordsOptions = {},
+): AsyncGenerator<LiveRecord> {
+  const maxRange = options.maxRange ?? 8 << 20;
+  const maxGap = options.maxGap ?? 256 << 10;
+  const packHex = toHex(pack);
+  const key = packKey(pack);
+  const describe = options.describe ??
+    ((w: WantedRecord) => `Blob ${toHex(w.id)} in pack ${packHex}`);
+  for (const group of recordRanges(wanted, maxRange, maxGap)) {
+    const start = recordStart(group[0].offset);
+    const last = group[group.length - 1];
+    const end = last.offset + last.length;
+    let bytes: Uint8Array;
+    try {
+      bytes = await repo.backend.getRange(key, start, end - start);
+    } catch (err) {
+      if (!(err instanceof IntegrityError || err instanceof NotFoundError)) throw err;
+      for (const w of group) yield { wanted: w, error: err, fault: "unreadable" };
+      continue;
+    }
+    const results = await Promise.all(group.map(async (w): Promise<LiveRecord> => {
+      const what = describe(w);
+      const at = recordStart(w.offset) - start;
+      const record = bytes.subarray(at, at + recordSize(w.length));
+      if (record.length !== recordSize(w.length)) {
+        const error = new IntegrityError(`${what} is corrupt: it lies past the end of the pack`);
+        return { wanted: w, error, fault: "length" };
+      }
+      const checked = checkRecord(record, w.length);
+      if (checked.faultKind !== null) {
+        const error = new IntegrityError(`${what} is corrupt: ${checked.fault}`);
+        return { wanted: w, error, fault: checked.faultKind };
+      }
+      const type = checked.type as ObjectTypeTag;
+      const sealed = checked.sealed.slice();
+      try {
+        await verifySealed(
+          repo,
+          options.pool,
+          { type, id: w.id, sealed, rawLength: w.rawLength },
+          what,
+        );
+      } catch (err) {
+        if (!(err instanceof VgerError && err.code === "integrity")) throw err;
+        return { wanted: w, error: err, fault: "blob" };
+      }
+      return { wanted: w, sealed, type };
+    }));
+    release(bytes); // every blob was copied out of it
+    yield* results;
+  }
+}
+
+/** Groups records (sorted by offset) into ranges of at most `maxRange` with gaps up to `maxGap`. */
+function recordRanges(
+  wanted: WantedRecord[],
+  maxRange: number,
+  maxGap: number,
+): WantedRecord[][] {
+  const out: WantedRecord[][] = [];
+  let cur: WantedRecord[] = [];
+  let start = 0;
+  let end = 0;
+  for (const w of wanted) {
+    const s = recordStart(w.offset);
+    const e = w.offset + w.length;
+    if (cur.length > 0 && (s - end > maxGap || e - start > maxRange || s < end)) {
+      out.push(cur);
+      cur = [];
+    }
+    if (cur.length === 0) start = s;
+    cur.push(w);
+    end = e;
+  }
+  if (cur.length > 0) out.push(cur);
+  return out;
+}

@@ -1,0 +1,260 @@
+/**
+ * Data verification (`check --verify-data`, and repair's search for damaged packs): reads every
+ * referenced pack from start to end in ranges of a few MiB through lib/pack_reader.ts, checks
+ * each record's CRC-32, opens and decompresses each blob, re-hashes its plaintext against its id
+ * and checks that the SHA-256 of the pack is its name. Problems go to a
+ * {@linkcode Report} (lib/check_report.ts), never thrown.
+ *
+ * Below the check engines: lib/checker.ts and lib/repair.ts call it; it imports neither.
+ *
+ * @module
+ */
+
+import type { ChunkIndex } from "./chunk_index.ts";
+import type { CodecPool } from "./codec_pool.ts";
+import { ByteBudget, Limiter } from "./concurrency.ts";
+import type { ObjectTypeTag } from "./crypto.ts";
+import { errorMessage, VgerError } from "./errors.ts";
+import { bytesEqual, fromHex, toHex } from "./ids.ts";
+import { FIRST_OBJECT_OFFSET, readPackHeader, recordSize, recordStart } from "./pack.ts";
+import {
+  checkRecord,
+  countingReader,
+  describeBlob,
+  PackStream,
+  verifySealed,
+} from "./pack_reader.ts";
+import { packKey } from "./storage_keys.ts";
+import type { CheckableRepository, CheckProgress, CheckStats, Report } from "./check_report.ts";
+
+/** Bytes per range read when reading a pack through. */
+const DEFAULT_READ_RANGE = 4 << 20;
+/** Sealed bytes handed to the codec pool and not yet verified, at most. */
+const DECODE_BUDGET = 64 << 20;
+
+/** An index entry of a pack whose header cannot be trusted (kept only for such packs). */
+export interface IndexedBlob {
+  /** The blob's id. */
+  id: Uint8Array;
+  /** Offset of its object in the pack. */
+  offset: number;
+  /** Length of its object. */
+  length: number;
+  /** Its plaintext length. */
+  rawLength: number;
+}
+
+/** Where {@linkcode verifyPack} reports, and how it reads. */
+export interface VerifyContext {
+  /** Problems found go here. */
+  report: Report;
+  /** Blobs verified and bytes read are counted here. */
+  stats: CheckStats;
+  /** How to read and verify. */
+  options: {
+    /** Open and decompress blobs in these workers. */
+    pool?: CodecPool;
+    /** Bytes per range read (default 4 MiB). */
+    readRange?: number;
+    /** Called as the packs are read through (phase "data"). */
+    onProgress?(progress: CheckProgress): void;
+  };
+}
+
+/** Blobs are verified in batches of about this many bytes, or this many blobs. */
+const BATCH_BYTES = 2 << 20;
+const BATCH_BLOBS = 256;
+
+/** One record to verify: from the pack header, or from the index when the header is bad. */
+interface Expected {
+  id: Uint8Array;
+  /** Unknown (taken from the envelope) when the record comes from the index. */
+  type?: ObjectTypeTag;
+  offset: number;
+  length: number;
+  rawLength: number;
+}
+
+/**
+ * Reads every referenced pack in storage through, in the order of their ids, and verifies its
+ * records, blobs and hash (see {@linkcode verifyPack}); reports progress (phase "data") as the
+ * ranges arrive. `fromIndex` holds, for packs whose header cannot be trusted, the index's entries
+ * in them, sorted by offset.
+ */
+export async function verifyPacks(
+  repo: CheckableRepository,
+  index: ChunkIndex,
+  referenced: Map<string, number>,
+  stored: Map<string, number>,
+  fromIndex: Map<string, IndexedBlob[]>,
+  ctx: VerifyContext & { totalPackBytes: number },
+): Promise<void> {
+  const hexes = [...referenced.keys()].filter((hex) => stored.has(hex)).sort(); // else missing
+  let done = 0;
+  let doneBytes = 0;
+  const progress = (packBytes: number) =>
+    ctx.options.onProgress?.({
+      phase: "data",
+      packs: done,
+      totalPacks: hexes.length,
+      bytes: ctx.stats.bytesRead,
+      packBytes,
+      totalPackBytes: ctx.totalPackBytes,
+    });
+  for (const hex of hexes) {
+    const size = stored.get(hex)!;
+    // packs are large: report within each one as its ranges arrive
+    const onRead = (pos: number) => progress(doneBytes + Math.min(pos, size));
+    await verifyPack(repo, index, hex, size, fromIndex.get(hex) ?? [], ctx, onRead);
+    done++;
+    doneBytes += size;
+    progress(doneBytes);
+  }
+}
+
+/**
+ * Reads one pack through and verifies its records, blobs and hash; what is wrong goes to
+ * `ctx.report` (blobs the index uses are linked to their problems), what was read to
+ * `ctx.stats`. The records are those of the pack's header, or `fromIndex` when the header does
+ * not read.
+ */
+export async function verifyPack(
+  repo: CheckableRepository,
+  index: ChunkIndex,
+  hex: string,
+  size: number,
+  fromIndex: IndexedBlob[],
+  ctx: VerifyContext,
+  onRead?: (pos: number) => void,
+): Promise<void> {
+  const { report, stats } = ctx;
+  const pool = ctx.options.pool;
+  const onBytes = (bytes: number) => {
+    stats.bytesRead += bytes;
+  };
+  const pack = fromHex(hex);
+  const key = packKey(pack);
+  let records: Expected[];
+  try {
+    records = await readPackHeader(countingReader(repo.backend, onBytes), repo.key, key, size, {
+      entries: fromIndex.length,
+    });
+  } catch (err) {
+    if (!(err instanceof VgerError)) throw err;
+    records = fromIndex; // already reported; still verify what the index points at
+  }
+  const reader = new PackStream(repo.backend, key, size, {
+    range: ctx.options.readRange ?? DEFAULT_READ_RANGE,
+    onBytes,
+    onRead,
+  });
+  // sealed blobs being verified in the codec pool, bounded by their bytes
+  const decoding = new Limiter(Infinity);
+  const decodeBudget = new ByteBudget(DECODE_BUDGET);
+
+  const fail = (r: Expected, why: string, used: boolean): void => {
+    const what = `${describeBlob(r.id, r.type)} in pack ${key}`;
+    const f = report.add(
+      "corrupt-blob",
+      `${why.startsWith(what) ? why : `${what} is corrupt: ${why}`}` +
+        (used ? "" : " (an unused copy)"),
+      used ? "error" : "warning",
+    );
+    if (used) report.link(toHex(r.id), f);
+  };
+
+  const verify = async (r: Expected, type: ObjectTypeTag, sealed: Uint8Array): Promise<void> => {
+    const what = `${describeBlob(r.id, type)} in pack ${key}`;
+    try {
+      // with a pool, the worker re-hashes: no plaintext comes back to this thread
+      await verifySealed(repo, pool, { type, id: r.id, sealed, rawLength: r.rawLength }, what);
+    } catch (err) {
+      if (!(err instanceof VgerError)) throw err;
+      fail({ ...r, type }, errorMessage(err), true);
+    }
+  };
+
+  // blobs go to the workers in batches: one message per blob cost more than the work
+  let batch: { r: Expected; type: ObjectTypeTag; sealed: Uint8Array }[] = [];
+  let batchBytes = 0;
+  const sendBatch = async (): Promise<void> => {
+    if (batch.length === 0) return;
+    const parts = batch;
+    const bytes = batchBytes;
+    batch = [];
+    batchBytes = 0;
+    const verifyParts = async (): Promise<void> => {
+      let results: (Error | null)[];
+      try {
+        results = await pool!.verifyBatch(parts.map(({ r, type, sealed }) => ({
+          type,
+          id: r.id,
+          sealed,
+          rawLength: r.rawLength,
+          what: `${describeBlob(r.id, type)} in pack ${key}`,
+        })));
+      } catch (err) {
+        if (!(err instanceof VgerError)) throw err;
+        results = parts.map(() => err);
+      }
+      results.forEach((err, i) => {
+        if (err) fail({ ...parts[i].r, type: parts[i].type }, errorMessage(err), true);
+      });
+    };
+    await decodeBudget.reserve(bytes);
+    await decoding.spawn(() => verifyParts().finally(() => decodeBudget.release(bytes)));
+  };
+
+  try {
+    for (const r of records) {
+      stats.blobs++;
+      // Header entries the index places elsewhere are unused copies: only their CRC matters.
+      const loc = r.type === undefined ? undefined : index.get(r.id);
+      const used = r.type === undefined ||
+        (loc !== undefined && bytesEqual(loc.pack, pack) && loc.offset === r.offset);
+      if (r.offset < FIRST_OBJECT_OFFSET || r.offset + r.length > size) {
+        fail(r, `it lies past the end of the pack (${size} bytes)`, used);
+        continue;
+      }
+      const start = recordStart(r.offset);
+      let record: Uint8Array;
+      if (start >= reader.pos) {
+        await reader.skipTo(start);
+        record = await reader.read(recordSize(r.length));
+      } else {
+        // overlapping index entries (damaged index): read this one on its own
+        record = await countingReader(repo.backend, onBytes).getRange(
+          key,
+          start,
+          recordSize(r.length),
+        );
+      }
+      const { sealed, type: t, fault } = checkRecord(record, r.length, r.type);
+      const type = t as ObjectTypeTag;
+      if (fault !== null) {
+        fail(r, fault, used);
+      } else if (used) {
+        if (!pool) await verify(r, type, sealed);
+        else {
+          batch.push({ r, type, sealed: sealed.slice() });
+          batchBytes += r.length;
+          if (batchBytes >= BATCH_BYTES || batch.length >= BATCH_BLOBS) await sendBatch();
+        }
+      }
+    }
+    await sendBatch();
+    const digest = await reader.digest();
+    if (digest !== hex) {
+      report.add("pack-hash-mismatch", `Pack ${key} is corrupt: its SHA-256 is ${digest}`);
+    }
+  } catch (err) {
+    if (!(err instanceof VgerError)) throw err;
+    report.add("corrupt-pack", `Pack ${key} cannot be read: ${errorMessage(err)}`);
+  } finally {
+    try {
+      await sendBatch(); // the blobs read before a failure are still verified
+    } finally {
+      await decoding.drain();
+    }
+  }
+}
