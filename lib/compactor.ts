@@ -82,7 +82,7 @@ import {
   savePack,
 } from "./repository.ts";
 import { packKey, PACKS_PREFIX, parsePackKey } from "./storage_keys.ts";
-import { packTarget } from "./write_session.ts";
+import { packTarget } from "./packer.ts";
 
 /** Default unused share (percent) from which a pack is rewritten. */
 export const DEFAULT_THRESHOLD_PERCENT = 20;
