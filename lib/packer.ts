@@ -127,8 +127,8 @@ export class Packer {
   }
 
   /** Waits until an upload slot is free (the producer's back-pressure); throws the first failure. */
-  async ready(): Promise<void> {
-    await this.#uploads.ready();
+  ready(): Promise<void> {
+    return this.#uploads.ready();
   }
 
   /**
