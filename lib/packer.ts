@@ -1,0 +1,180 @@
+/**
+ * The one packer, shared by backup (and repair's salvage, through lib/write_session.ts) and
+ * compact: takes sealed blobs by type, fills one open pack per type through pack.ts's
+ * {@linkcode PackWriter} into a staging sink (lib/staging.ts), and uploads each full pack while
+ * the next fills, as many at once as the backend has `connections`. Item-stream blobs (archive
+ * metadata) and file data never share a pack, so a damaged data pack costs file contents, never
+ * an archive's list of files (docs/FORMAT.md). The packer only writes packs: the caller commits
+ * the index entries of the durable ones ({@linkcode Packer.stored}).
+ *
+ * @example Pack two blobs, then read where they went
+ * ```ts ignore
+ * import { Packer, packTarget } from "./packer.ts";
+ *
+ * const packer = new Packer(repo, { target: packTarget(0, 1 << 20, 64 << 20) });
+ * await packer.add(id1, ObjectType.data, sealed1, raw1);
+ * await packer.add(id2, ObjectType.items, sealed2, raw2);
+ * await packer.flush(); // every pack durable; throws the first upload failure
+ * console.log(packer.packs.length, packer.stored.get(id1)?.pack);
+ * ```
+ *
+ * @module
+ */
+
+import type { Backend } from "../backends/backend.ts";
+import { ChunkIndex } from "./chunk_index.ts";
+import { Limiter } from "./concurrency.ts";
+import type { ObjectTypeTag } from "./crypto.ts";
+import { PackWriter } from "./pack.ts";
+import { type Repository, savePack } from "./repository.ts";
+import { SpillingSink } from "./staging.ts";
+
+/** Pack size target for a repository that has `packs` packs: 32 MiB x sqrt(packs / 100), clamped. */
+export function packTarget(packs: number, min: number, max: number): number {
+  return Math.min(max, Math.max(min, Math.round((32 << 20) * Math.sqrt(packs / 100))));
+}
+
+/** What the packer needs of a repository. */
+export type PackerRepository = Pick<Repository<Backend>, "backend" | "key" | "config">;
+
+/** A pack the packer stored. */
+export interface StoredPack {
+  /** Pack id. */
+  id: Uint8Array;
+  /** Its size in bytes. */
+  size: number;
+}
+
+/** Options of {@linkcode Packer}. */
+export interface PackerOptions {
+  /** Size from which a pack is uploaded (see {@linkcode packTarget}). */
+  target: number;
+}
+
+/** Fills packs per blob type and uploads them; see the module doc. */
+export class Packer {
+  readonly #repo: PackerRepository;
+  readonly #target: number;
+  /** The open pack of each blob type (data, items): types never share a pack. */
+  readonly #open = new Map<ObjectTypeTag, PackWriter>();
+  /**
+   * Pack uploads (finish, then put) in flight: one per backend connection. `ready` returns only
+   * with a slot free, so at most `connections` packs are uploading while the next one fills.
+   * For the local backend (2 connections) that is exactly what the former fixed
+   * `MAX_UPLOADS = 1` did: `add` returned with at most one upload in flight, so the next full
+   * pack started a second one while a third pack filled.
+   */
+  readonly #uploads: Limiter;
+  /** The index entries of every blob in a durable pack. */
+  readonly #stored = new ChunkIndex();
+  /** The durable packs, in the order they were cut (a slot stays empty until stored). */
+  readonly #packs: (StoredPack | undefined)[] = [];
+
+  /** A packer writing to `repo`'s backend. */
+  constructor(repo: PackerRepository, options: PackerOptions) {
+    this.#repo = repo;
+    this.#target = options.target;
+    this.#uploads = new Limiter(repo.backend.capabilities.connections);
+  }
+
+  /**
+   * Where the blobs of every durable pack are (filled as uploads complete; after a successful
+   * {@linkcode flush}, every blob given).
+   */
+  get stored(): ChunkIndex {
+    return this.#stored;
+  }
+
+  /** The durable packs, in the order they were cut. */
+  get packs(): StoredPack[] {
+    return this.#packs.filter((p): p is StoredPack => p !== undefined);
+  }
+
+  /**
+   * Adds a sealed blob (the pack takes `sealed` over) and waits until an upload slot is free, so
+   * full packs never pile up in memory however fast blobs arrive. Throws the first upload
+   * failure.
+   */
+  async add(
+    id: Uint8Array,
+    type: ObjectTypeTag,
+    sealed: Uint8Array,
+    rawLength: number,
+  ): Promise<void> {
+    this.put(id, type, sealed, rawLength);
+    await this.ready();
+  }
+
+  /**
+   * The synchronous part of {@linkcode add}: throws the first upload failure, puts the blob into
+   * the open pack of its type (cutting before a blob that would pass `max_pack_size`; a blob
+   * larger than that gets a pack alone) and starts the pack's upload once it reaches the
+   * target. Follow it with {@linkcode ready}.
+   */
+  put(id: Uint8Array, type: ObjectTypeTag, sealed: Uint8Array, rawLength: number): void {
+    if (this.#uploads.failed) throw this.#uploads.failure;
+    let pack = this.#open.get(type);
+    if (
+      pack && pack.count > 0 &&
+      pack.finishedSizeWith(sealed.length, this.#repo.key) > this.#repo.config.maxPackSize
+    ) {
+      this.#startUpload(type);
+      pack = undefined;
+    }
+    if (!pack) this.#open.set(type, pack = new PackWriter({ sink: new SpillingSink() }));
+    pack.add(id, type, sealed, rawLength);
+    if (pack.size >= this.#target) this.#startUpload(type);
+  }
+
+  /** Waits until an upload slot is free (the producer's back-pressure); throws the first failure. */
+  ready(): Promise<void> {
+    return this.#uploads.ready();
+  }
+
+  /**
+   * Takes the open pack of a type out (synchronously: concurrent `add`s never see it half
+   * gone) and queues its upload for the next free slot of #uploads.
+   */
+  #startUpload(type: ObjectTypeTag): void {
+    const pack = this.#open.get(type);
+    this.#open.delete(type);
+    if (!pack || pack.count === 0) return;
+    const slot = this.#packs.length;
+    this.#packs.push(undefined);
+    const upload = async (): Promise<void> => {
+      const { id, body, entries, size, dispose } = await pack.finish(this.#repo.key);
+      try {
+        await savePack(this.#repo, id, body);
+      } finally {
+        dispose();
+      }
+      for (const e of entries) {
+        this.#stored.set(e.id, {
+          pack: id,
+          offset: e.offset,
+          length: e.length,
+          rawLength: e.rawLength,
+        });
+      }
+      this.#packs[slot] = { id, size };
+    };
+    // refused after an earlier upload failed (which add, flush and commit throw): drop the pack
+    this.#uploads.spawn(upload).catch(() => pack.abandon());
+  }
+
+  /** Uploads the open packs and waits for every upload; throws the first upload failure. */
+  async flush(): Promise<void> {
+    for (const type of [...this.#open.keys()]) this.#startUpload(type);
+    await this.#uploads.drain();
+  }
+
+  /**
+   * Drops the open packs after a failure (removes their staging files, if any) and waits for
+   * the uploads in flight, so none is cut off mid-write by the process exiting.
+   */
+  async abort(): Promise<void> {
+    for (const pack of this.#open.values()) pack.abandon();
+    this.#open.clear();
+    await this.#uploads.settle();
+  }
+}

@@ -1,0 +1,166 @@
+/**
+ * Unit tests of lib/packer.ts, the one packer of backup, repair and compact (in tests/ because
+ * they use the memory backend).
+ */
+
+import { deepStrictEqual, equal, ok, rejects } from "node:assert/strict";
+import { seededBytes } from "../lib/_fuzz.ts";
+import { MemoryBackend } from "../backends/memory.ts";
+import type { BackendCapabilities, PutBody } from "../backends/backend.ts";
+import { compress } from "../lib/compress.ts";
+import { ObjectType, type ObjectTypeTag } from "../lib/crypto.ts";
+import { bytesEqual, toHex } from "../lib/ids.ts";
+import { readPackHeader } from "../lib/pack.ts";
+import { Packer, packTarget } from "../lib/packer.ts";
+import { initRepository, Repository } from "../lib/repository.ts";
+import { packKey } from "../lib/storage_keys.ts";
+
+/** A memory backend of `connections` connections whose pack puts wait until `open()`. */
+class GatedBackend extends MemoryBackend {
+  override readonly capabilities: BackendCapabilities;
+  packPuts = 0;
+  peakPackPuts = 0;
+  /** Pack puts to fail (by order of arrival, from 1). */
+  failPut = 0;
+  #puts = 0;
+  #gate = Promise.withResolvers<void>();
+
+  constructor(connections: number, open = false) {
+    super("memory:gated");
+    this.capabilities = { connections };
+    if (open) this.open();
+  }
+
+  /** Lets every held and later pack put complete. */
+  open(): void {
+    this.#gate.resolve();
+  }
+
+  override async put(key: string, body: PutBody): Promise<void> {
+    if (!key.startsWith("packs/")) return await super.put(key, body);
+    const n = ++this.#puts;
+    this.peakPackPuts = Math.max(this.peakPackPuts, ++this.packPuts);
+    try {
+      await this.#gate.promise;
+      if (n === this.failPut) throw new Error("disk on fire");
+      await super.put(key, body);
+    } finally {
+      this.packPuts--;
+    }
+  }
+}
+
+async function newRepo(backend: GatedBackend): Promise<Repository<GatedBackend>> {
+  await initRepository(backend, { encryption: "none", minPackSize: 1 << 20, maxPackSize: 4 << 20 });
+  return await Repository.open(backend);
+}
+
+/** A sealed blob of `n` random bytes (stored uncompressed). */
+async function blob(
+  repo: Repository<GatedBackend>,
+  type: ObjectTypeTag,
+  n: number,
+  seed: number,
+): Promise<{ id: Uint8Array; sealed: Uint8Array; raw: number }> {
+  const data = seededBytes(n, seed);
+  const id = await repo.key.chunkId(data);
+  const sealed = await repo.key.seal(type, id, compress(data, { algorithm: "none" }));
+  return { id, sealed, raw: n };
+}
+
+Deno.test("the packer keeps file data and item blobs apart, cuts packs at the target, and reports where every blob went", async () => {
+  const backend = new GatedBackend(2, true);
+  const repo = await newRepo(backend);
+  const target = packTarget(0, repo.config.minPackSize, repo.config.maxPackSize);
+  equal(target, 1 << 20);
+  const packer = new Packer(repo, { target });
+  const added: { id: Uint8Array; type: ObjectTypeTag }[] = [];
+  for (let i = 0; i < 12; i++) {
+    const type = i % 3 === 2 ? ObjectType.items : ObjectType.data;
+    const b = await blob(repo, type, 300_000, i + 1);
+    await packer.add(b.id, type, b.sealed, b.raw);
+    added.push({ id: b.id, type });
+  }
+  await packer.flush();
+  // 8 data blobs of ~300 kB: 4 per 1 MiB pack; 4 item blobs: 4 in one pack
+  const packs = packer.packs;
+  equal(packs.length, 3);
+  equal(packer.stored.size, 12);
+  const stored = new Map<string, number>();
+  for await (const o of backend.list("packs/")) stored.set(o.key, o.size);
+  deepStrictEqual([...stored.keys()].sort(), packs.map((p) => packKey(p.id)).sort());
+  for (const p of packs) {
+    equal(stored.get(packKey(p.id)), p.size);
+    const entries = await readPackHeader(backend, repo.key, packKey(p.id), p.size);
+    equal(new Set(entries.map((e) => e.type)).size, 1, "one type per pack");
+    for (const e of entries) {
+      const loc = packer.stored.get(e.id)!;
+      ok(bytesEqual(loc.pack, p.id));
+      deepStrictEqual([loc.offset, loc.length, loc.rawLength], [e.offset, e.length, e.rawLength]);
+    }
+  }
+  for (const a of added) {
+    const loc = packer.stored.get(a.id)!;
+    const entries = await readPackHeader(
+      backend,
+      repo.key,
+      packKey(loc.pack),
+      stored.get(packKey(loc.pack))!,
+    );
+    equal(entries.find((e) => toHex(e.id) === toHex(a.id))!.type, a.type);
+  }
+});
+
+Deno.test("the packer uploads as many packs at once as the backend has connections, and no more", async () => {
+  const tick = () => new Promise((r) => setTimeout(r, 1));
+  for (const connections of [1, 3]) {
+    const backend = new GatedBackend(connections);
+    const repo = await newRepo(backend);
+    const packer = new Packer(repo, { target: 1 << 20 });
+    const adding = (async () => {
+      for (let i = 0; i < 40; i++) {
+        const b = await blob(repo, ObjectType.data, 300_000, 100 + i);
+        await packer.add(b.id, ObjectType.data, b.sealed, b.raw);
+        // add returns with a slot free: the next full pack starts its upload at once
+        ok(backend.packPuts < connections, `${backend.packPuts} uploads after add`);
+      }
+      await packer.flush();
+    })();
+    for (let i = 0; backend.packPuts < connections; i++) {
+      ok(i < 5000, `only ${backend.packPuts} of ${connections} uploads ever started`);
+      await tick();
+    }
+    for (let i = 0; i < 20; i++) await tick();
+    equal(backend.packPuts, connections);
+    equal(packer.packs.length, 0, "no pack is durable before its put returns");
+    backend.open();
+    await adding;
+    equal(backend.peakPackPuts, connections);
+    equal(packer.packs.length, 10);
+    equal(packer.stored.size, 40);
+  }
+});
+
+Deno.test("a failed upload is thrown by the next add and by flush; abort drops the open pack and waits for uploads in flight", async () => {
+  const backend = new GatedBackend(2, true);
+  backend.failPut = 1;
+  const repo = await newRepo(backend);
+  const packer = new Packer(repo, { target: 1 << 20 });
+  const failed = rejects(
+    (async () => {
+      for (let i = 0; i < 40; i++) {
+        const b = await blob(repo, ObjectType.data, 300_000, 200 + i);
+        await packer.add(b.id, ObjectType.data, b.sealed, b.raw);
+      }
+    })(),
+    /disk on fire/,
+  );
+  await failed;
+  await rejects(packer.flush(), /disk on fire/);
+  await packer.abort();
+  equal(backend.packPuts, 0);
+  // what is durable is listed, and only that
+  const stored: string[] = [];
+  for await (const o of backend.list("packs/")) stored.push(o.key);
+  deepStrictEqual(stored.sort(), packer.packs.map((p) => packKey(p.id)).sort());
+});
