@@ -37,18 +37,13 @@ import { ObjectType, SEAL_OVERHEAD_AES, SEAL_OVERHEAD_NONE } from "./crypto.ts";
 import { IntegrityError, NotFoundError, UsageError } from "./errors.ts";
 import { bytesEqual, toHex } from "./ids.ts";
 import type { ManifestEntry } from "./manifest.ts";
-import { HEADER_ENTRY_SIZE, packSizeBesidesRecords, recordSize, recordStart } from "./pack.ts";
+import { HEADER_ENTRY_SIZE, packSizeBesidesRecords, recordSize } from "./pack.ts";
 import { packTarget } from "./packer.ts";
 import type { Repository } from "./repository.ts";
 import { PACKS_PREFIX, parsePackKey } from "./storage_keys.ts";
 
 /** Default unused share (percent) from which a pack is rewritten. */
 export const DEFAULT_THRESHOLD_PERCENT = 20;
-
-/** Largest range read at once when copying records. */
-const MAX_RANGE = 8 << 20;
-/** Dead bytes between two live records that are still read in one range. */
-const MAX_GAP = 256 << 10;
 
 /** Where compaction is and how far. */
 export interface CompactProgress {
@@ -393,25 +388,4 @@ export function liveEntriesByPack(table: IndexTable, rewrite: number[]): Map<num
   }
   for (const list of byPack.values()) list.sort((a, b) => table.offsetOf(a) - table.offsetOf(b));
   return byPack;
-}
-
-/** Groups entries (in record order) into ranges of at most MAX_RANGE with small gaps. */
-export function ranges(table: IndexTable, entries: number[]): number[][] {
-  const out: number[][] = [];
-  let cur: number[] = [];
-  let start = 0;
-  let end = 0;
-  for (const i of entries) {
-    const s = recordStart(table.offsetOf(i));
-    const e = table.offsetOf(i) + table.lengthOf(i);
-    if (cur.length > 0 && (s - end > MAX_GAP || e - start > MAX_RANGE || s < end)) {
-      out.push(cur);
-      cur = [];
-    }
-    if (cur.length === 0) start = s;
-    cur.push(i);
-    end = e;
-  }
-  if (cur.length > 0) out.push(cur);
-  return out;
 }

@@ -4,9 +4,10 @@
  * set, how each pack is used, which packs are deleted or rewritten); this module executes it.
  *
  * **Execute**, in this crash-safe order:
- * 1. read the live records of each pack to rewrite (coalesced ranges, never whole packs) and
- *    verify each one before copying it: record length and CRC-32, open (authenticated) and
- *    decompress, plaintext length, and chunk id = HMAC(plaintext). A blob that fails is reported
+ * 1. read the live records of each pack to rewrite through the shared reader (lib/pack_reader.ts:
+ *    coalesced ranges, never whole packs) and verify each one before copying it: record length
+ *    and CRC-32, open (authenticated) and decompress, plaintext length, and chunk id =
+ *    HMAC(plaintext). A blob that fails is reported
  *    in `corrupt` and left where it is, so its pack stays; corrupt data is never laundered into a
  *    fresh pack with a valid CRC and header;
  * 2. write the new packs (the sealed objects copied verbatim; no re-encryption) through the one
@@ -40,27 +41,21 @@
  * @module
  */
 
-import type { Backend, ReadonlyBackend } from "../backends/backend.ts";
+import type { Backend } from "../backends/backend.ts";
 import type { ChunkIndex } from "./chunk_index.ts";
-import type { CodecPool } from "./codec_pool.ts";
 import {
   type CompactionPlan,
-  type IndexTable,
   liveEntriesByPack,
   type PlanOptions,
-  ranges,
   type Scan,
   scanCompaction,
 } from "./compact_plan.ts";
-import { decompress } from "./compress.ts";
-import { ObjectType, type ObjectTypeTag } from "./crypto.ts";
-import { IntegrityError, LockedError, NotFoundError, VgerError } from "./errors.ts";
-import { bytesEqual, toHex } from "./ids.ts";
-import { MAX_BLOB, parseRecordPrefix, recordFault, recordSize, recordStart } from "./pack.ts";
-import { release } from "./bytes.ts";
+import { LockedError } from "./errors.ts";
+import { toHex } from "./ids.ts";
+import { recordSize } from "./pack.ts";
+import { readLiveRecords, type WantedRecord } from "./pack_reader.ts";
 import { Packer } from "./packer.ts";
 import { commitChanges, type CommitTx, deletePack, type Repository } from "./repository.ts";
-import { packKey } from "./storage_keys.ts";
 
 export {
   type CompactionPlan,
@@ -137,92 +132,6 @@ export async function compactRepository(
 // ---------------------------------------------------------------------------------------------
 // Execute
 
-/** Checks a sealed object against its id; throws IntegrityError. */
-async function verifyBlob(
-  repo: Repository<ReadonlyBackend>,
-  pool: CodecPool | undefined,
-  id: Uint8Array,
-  sealed: Uint8Array,
-  rawLength: number,
-  what: string,
-): Promise<ObjectTypeTag> {
-  const type = sealed[0];
-  if (type !== ObjectType.data && type !== ObjectType.items) {
-    throw new IntegrityError(`${what} is corrupt: type tag ${type}`);
-  }
-  if (pool) {
-    // the pool takes its copy over (`sealed` itself goes into the new pack) and re-hashes there
-    await pool.verify(type, id, sealed.slice(), rawLength, what);
-    return type;
-  }
-  const max = Math.min(MAX_BLOB, rawLength);
-  const plain = decompress(await repo.key.open(type, id, sealed, what), max, what);
-  if (plain.length !== rawLength) {
-    throw new IntegrityError(
-      `${what} is corrupt: ${plain.length} bytes, the index says ${rawLength}`,
-    );
-  }
-  if (!bytesEqual(await repo.key.chunkId(plain), id)) {
-    throw new IntegrityError(`${what} is corrupt: its contents do not match its id`);
-  }
-  return type;
-}
-
-/** A live blob read for copying: verified (its type and sealed object), or why it is corrupt. */
-type LiveRecord =
-  | { i: number; id: Uint8Array; type: ObjectTypeTag; sealed: Uint8Array; reason?: undefined }
-  | { i: number; id: Uint8Array; reason: string };
-
-/**
- * Reads one range of live records (entry numbers `group`, in record order) of pack number `pn`
- * and verifies each: record length and CRC-32, then {@linkcode verifyBlob}. The one place compact
- * reads pack records. Returns them in `group`'s order; a range that cannot be read makes each of
- * its blobs corrupt.
- */
-async function readLiveRecords(
-  repo: Repository<ReadonlyBackend>,
-  pool: CodecPool | undefined,
-  table: IndexTable,
-  pn: number,
-  group: number[],
-): Promise<LiveRecord[]> {
-  const packHex = toHex(table.packId(pn));
-  const start = recordStart(table.offsetOf(group[0]));
-  const last = group[group.length - 1];
-  const end = table.offsetOf(last) + table.lengthOf(last);
-  let bytes: Uint8Array;
-  try {
-    bytes = await repo.backend.getRange(packKey(table.packId(pn)), start, end - start);
-  } catch (err) {
-    if (!(err instanceof IntegrityError || err instanceof NotFoundError)) throw err;
-    return group.map((i) => ({ i, id: table.idAt(i), reason: err.message }));
-  }
-  const checked = await Promise.all(group.map(async (i): Promise<LiveRecord> => {
-    const id = table.idAt(i);
-    const what = `Blob ${toHex(id)} in pack ${packHex}`;
-    const at = table.offsetOf(i) - start;
-    const length = table.lengthOf(i);
-    const stored = parseRecordPrefix(bytes, recordStart(at));
-    const sealed = bytes.slice(at, at + length);
-    try {
-      const fault = recordFault(stored, sealed, length);
-      if (fault === "length") {
-        throw new IntegrityError(`${what} is corrupt: record length differs from the index`);
-      }
-      if (fault === "crc") {
-        throw new IntegrityError(`${what} is corrupt: CRC-32 mismatch`);
-      }
-      const type = await verifyBlob(repo, pool, id, sealed, table.rawOf(i), what);
-      return { i, id, type, sealed };
-    } catch (err) {
-      if (!(err instanceof VgerError && err.code === "integrity")) throw err;
-      return { i, id, reason: err.message };
-    }
-  }));
-  release(bytes); // every blob was sliced out of it
-  return checked;
-}
-
 /** Steps 1 and 2: verify and copy the live blobs of the packs to rewrite. */
 async function copyLive(
   repo: Repository<Backend>,
@@ -241,16 +150,26 @@ async function copyLive(
   progress();
   for (const [pn, entries] of liveEntriesByPack(table, s.rewrite)) {
     const pack = toHex(table.packId(pn));
-    for (const group of ranges(table, entries)) {
-      // add in record order, so new packs keep the old order
-      for (const r of await readLiveRecords(repo, options.pool, table, pn, group)) {
-        if (r.reason !== undefined) corrupt.push({ id: toHex(r.id), pack, reason: r.reason });
-        else await packer.add(r.id.slice(), r.type, r.sealed, table.rawOf(r.i));
-        // a live blob is done, copied or not
-        done++;
-        bytesDone += recordSize(table.lengthOf(r.i));
-        progress();
-      }
+    const wanted = entries.map((i): WantedRecord => ({
+      id: table.idAt(i),
+      offset: table.offsetOf(i),
+      length: table.lengthOf(i),
+      rawLength: table.rawOf(i),
+    }));
+    // the shared reader yields in record order, so new packs keep the old order
+    for await (const r of readLiveRecords(repo, table.packId(pn), wanted, { pool: options.pool })) {
+      const { id, length, rawLength } = r.wanted;
+      if (r.error !== undefined) {
+        // compact's own words for a record whose length is not the index's
+        const reason = r.fault === "length"
+          ? `Blob ${toHex(id)} in pack ${pack} is corrupt: record length differs from the index`
+          : r.error.message;
+        corrupt.push({ id: toHex(id), pack, reason });
+      } else await packer.add(id.slice(), r.type, r.sealed, rawLength);
+      // a live blob is done, copied or not
+      done++;
+      bytesDone += recordSize(length);
+      progress();
     }
   }
   await packer.flush();
