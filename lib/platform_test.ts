@@ -1,7 +1,10 @@
-import { deepStrictEqual, equal, throws } from "node:assert/strict";
+import { deepStrictEqual, equal, ok, throws } from "node:assert/strict";
 import { createHash } from "node:crypto";
 import zlib from "node:zlib";
 import * as lz4napi from "lz4-napi";
+import { fuzzCases, FuzzClock, mutate, rng } from "./_fuzz.ts";
+import { decompress } from "./compress.ts";
+import { IntegrityError } from "./errors.ts";
 import { crc32Portable, lz4DecompressBlock, platform, Sha256Portable } from "./platform.ts";
 
 function randomish(n: number, seed: number, text: boolean): Uint8Array {
@@ -69,4 +72,29 @@ Deno.test("without lib/platform_deno.ts there is no lz4 compression and no zstd"
   throws(() => platform().lz4.compressSync(new Uint8Array(10)), /not available here/);
   equal(platform().zstd, null);
   equal(platform().fastCrypto(), null);
+});
+
+Deno.test("decompress with the portable lz4 decoder throws only IntegrityError on random and mutated blobs (fuzz)", () => {
+  const next = rng(41);
+  const data = randomish(3000, 5, true);
+  const valid = new Uint8Array([1, ...(lz4napi.compressSync(data as never) as Uint8Array)]);
+  deepStrictEqual(decompress(valid, data.length, "Chunk fuzz"), data);
+  const cases = fuzzCases();
+  const clock = new FuzzClock({ meanCaseMs: 7.5 });
+  for (let i = 0; i < cases; i++) {
+    clock.lap(i);
+    const input = mutate(valid, next, { kind: i, specials: [0x00, 0xff, 0x0f, 0xf0, 0x01] });
+    input[0] = 1; // keep it an lz4 blob
+    const max = i % 5 === 0 ? 1 << 20 : data.length;
+    let out: Uint8Array;
+    try {
+      out = decompress(input, max, "Chunk fuzz");
+    } catch (err) {
+      ok(err instanceof IntegrityError, `input ${i}: ${err}`);
+      ok(err.message.startsWith("Chunk fuzz is corrupt: "), err.message);
+      continue;
+    }
+    ok(out.length <= max, `input ${i}: ${out.length} bytes > ${max}`);
+  }
+  clock.done();
 });
