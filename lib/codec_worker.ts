@@ -5,6 +5,7 @@
  * @module
  */
 
+import "./platform_deno.ts"; // the native codecs and hashes (lib/platform.ts)
 import { MAX_CHUNK_LIMIT } from "./chunker.ts";
 import { compressFramed, type CompressionOptions, decompress, loadCodecs } from "./compress.ts";
 import { type EncryptionMode, type ObjectTypeTag, RepoKey } from "./crypto.ts";

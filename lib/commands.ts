@@ -7,6 +7,7 @@
  */
 
 import type { Backend, ReadonlyBackend } from "../backends/backend.ts";
+import "./platform_deno.ts"; // the native codecs and hashes (lib/platform.ts)
 import { backup, type BackupOptions, type BackupResult } from "./archiver.ts";
 import { deleteArchives, removeUnlistedArchives } from "./archive_delete.ts";
 import { CodecPool } from "./codec_pool.ts";

@@ -3,7 +3,7 @@
  *   0 none: payload is the data
  *   1 lz4:  payload is an LZ4 block with its uncompressed size prepended (u32 LE), as lz4_flex's
  *           `compress_prepend_size` writes it (lz4-napi)
- *   2 zstd: payload is a zstd frame (node:zlib)
+ *   2 zstd: payload is a zstd frame
  * Data that does not get smaller is stored with codec 0, so incompressible chunks cost nothing
  * to read back.
  *
@@ -15,9 +15,9 @@
  * @module
  */
 
-import zlib from "node:zlib";
 import { IntegrityError, UsageError, VgerError } from "./errors.ts";
 import { ownsBuffer, release, releaseBacking } from "./bytes.ts";
+import { loadPlatform, platform, type ZstdCodec } from "./platform.ts";
 
 /** Compression algorithms. */
 export type CompressionAlgorithm = "lz4" | "zstd" | "none";
@@ -50,26 +50,22 @@ export function validateCompression(c: CompressionOptions): void {
   }
 }
 
-/** The lz4-napi functions vger uses. */
-interface Lz4Codec {
-  compressSync(data: Buffer): Buffer;
-  uncompressSync(data: Buffer): Buffer;
-}
-
-let lz4: Lz4Codec | undefined;
-
 /**
- * Loads the native lz4 codec. Loaded on demand rather than imported, so that a missing Deno
- * permission (lz4-napi needs --allow-ffi and --allow-env) is an error the CLI can name instead
- * of a crash while modules load. Repository.open, initRepository and the codec workers call it.
+ * Loads the native codecs that load asynchronously (lz4-napi, when lib/platform_deno.ts is
+ * installed). Loaded on demand rather than imported, so that a missing Deno permission (lz4-napi
+ * needs --allow-ffi and --allow-env) is an error the CLI can name instead of a crash while modules
+ * load. Repository.open, initRepository and the codec workers call it.
  */
 export async function loadCodecs(): Promise<void> {
-  lz4 ??= await import("lz4-napi");
+  await loadPlatform();
 }
 
-function lz4Codec(): Lz4Codec {
-  if (!lz4) throw new VgerError("internal", "The lz4 codec was used before loadCodecs()");
-  return lz4;
+function zstdCodec(): ZstdCodec {
+  const zstd = platform().zstd;
+  if (!zstd) {
+    throw new VgerError("unsupported", "zstd is not available here: no zstd codec is installed");
+  }
+  return zstd;
 }
 
 /** Compresses data into `codec || payload`, falling back to codec none when it does not shrink. */
@@ -96,12 +92,10 @@ export function compressFramed(
   let payload: Uint8Array | undefined;
   let codec = CODEC_NONE;
   if (options.algorithm === "lz4" && data.length > 0) {
-    payload = lz4Codec().compressSync(data as Buffer);
+    payload = platform().lz4.compressSync(data);
     codec = CODEC_LZ4;
   } else if (options.algorithm === "zstd" && data.length > 0) {
-    payload = zlib.zstdCompressSync(data, {
-      params: { [zlib.constants.ZSTD_c_compressionLevel]: options.zstdLevel ?? 3 },
-    });
+    payload = zstdCodec().compress(data, options.zstdLevel ?? 3);
     codec = CODEC_ZSTD;
   }
   // the library's output is copied behind the codec byte and freed at once (see lib/bytes.ts)
@@ -132,21 +126,23 @@ export function decompress(blob: Uint8Array, maxLength: number, what: string): U
       if (size > maxLength) {
         throw new IntegrityError(`${what} is corrupt: lz4 size ${size} exceeds the limit`);
       }
-      const codec = lz4Codec();
+      const codec = platform().lz4;
       try {
-        const out = codec.uncompressSync(payload as Buffer);
+        const out = codec.uncompressSync(payload);
         if (out.length !== size) throw new Error(`got ${out.length} bytes, header says ${size}`);
         return out;
       } catch (cause) {
         throw new IntegrityError(`${what} is corrupt: bad lz4 data`, { cause });
       }
     }
-    case CODEC_ZSTD:
+    case CODEC_ZSTD: {
+      const codec = zstdCodec();
       try {
-        return zlib.zstdDecompressSync(payload, { maxOutputLength: Math.max(1, maxLength) });
+        return codec.decompress(payload, Math.max(1, maxLength));
       } catch (cause) {
         throw new IntegrityError(`${what} is corrupt: bad zstd data`, { cause });
       }
+    }
     default:
       throw new IntegrityError(`${what} is corrupt: unknown codec ${blob[0]}`);
   }

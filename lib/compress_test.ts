@@ -1,5 +1,6 @@
 import { deepStrictEqual, equal, ok, throws } from "node:assert/strict";
 import zlib from "node:zlib";
+import "./platform_deno.ts"; // the native codecs, as the CLI has them
 import {
   compress,
   type CompressionAlgorithm,

@@ -15,7 +15,7 @@
 
 import { IntegrityError } from "./errors.ts";
 import { randomBytes } from "./ids.ts";
-import { nativeCrypto } from "./native_crypto.ts";
+import { platform } from "./platform.ts";
 
 /** Type tags of sealed objects. */
 export const ObjectType = {
@@ -58,9 +58,10 @@ function aadFor(type: number, identity: Uint8Array | string): Uint8Array {
 }
 
 /**
- * The unlocked key of a repository: seals and opens objects, computes chunk ids. Uses OpenSSL
- * through FFI when it can (lib/native_crypto.ts: ~4 GB/s AES-GCM here, and no fresh buffer per
- * call) and Web Crypto otherwise; both produce the same bytes.
+ * The unlocked key of a repository: seals and opens objects, computes chunk ids. Uses the
+ * platform's fast crypto when there is one (under Deno OpenSSL through FFI, lib/native_crypto.ts:
+ * ~4 GB/s AES-GCM here, and no fresh buffer per call; see lib/platform.ts) and Web Crypto
+ * otherwise; both produce the same bytes.
  */
 export class RepoKey {
   /** The raw key material (64 bytes), for handing to workers and wrapping in the key file. */
@@ -104,7 +105,7 @@ export class RepoKey {
 
   /** The id of a chunk: HMAC-SHA-256 of its plaintext under the chunk-id key. */
   async chunkId(data: Uint8Array): Promise<Uint8Array> {
-    const native = nativeCrypto();
+    const native = platform().fastCrypto();
     if (native) return native.hmacSha256(this.material.subarray(32, 64), data);
     return new Uint8Array(await crypto.subtle.sign("HMAC", this.#idMac, data as BufferSource));
   }
@@ -153,7 +154,7 @@ export class RepoKey {
     }
     const nonce = randomBytes(12);
     framed.set(nonce, 1);
-    const native = nativeCrypto();
+    const native = platform().fastCrypto();
     if (native) {
       native.aesGcmSeal(this.material.subarray(0, 32), nonce, aad, plaintext, framed.subarray(13));
       return framed;
@@ -197,7 +198,7 @@ export class RepoKey {
       }
       return body;
     }
-    const native = nativeCrypto();
+    const native = platform().fastCrypto();
     if (native) {
       const out = new Uint8Array(sealed.length - SEAL_OVERHEAD_AES);
       const n = native.aesGcmOpen(

@@ -1,4 +1,5 @@
 import { deepStrictEqual, equal, notDeepStrictEqual, ok, rejects } from "node:assert/strict";
+import "./platform_deno.ts"; // the native codecs, as the CLI has them
 import {
   type EncryptionMode,
   ObjectType,

@@ -17,13 +17,12 @@
  * @module
  */
 
-import { createHash } from "node:crypto";
-import zlib from "node:zlib";
 import { MAX_CHUNK_LIMIT } from "./chunker.ts";
 import { ObjectType, type ObjectTypeTag, type RepoKey } from "./crypto.ts";
 import { IntegrityError } from "./errors.ts";
 import { ID_LENGTH, toHex } from "./ids.ts";
 import { release } from "./bytes.ts";
+import { platform } from "./platform.ts";
 import type { StreamBody } from "../backends/backend.ts";
 
 /** The pack magic. */
@@ -59,9 +58,9 @@ export interface PackEntry {
   rawLength: number;
 }
 
-/** CRC-32 of bytes (zlib's, hardware accelerated). */
+/** CRC-32 of bytes (zlib's polynomial; native under Deno: lib/platform.ts). */
 export function crc32(data: Uint8Array): number {
-  return zlib.crc32(data) >>> 0;
+  return platform().crc32(data);
 }
 
 /**
@@ -225,7 +224,7 @@ export class PackWriter {
   #sink: PackSink;
   #entries: PackEntry[] = [];
   #size = 0;
-  #hash = createHash("sha256");
+  #hash = platform().sha256();
 
   /** Starts a pack. */
   constructor(options: { sink?: PackSink } = {}) {
@@ -285,7 +284,7 @@ export class PackWriter {
     new DataView(trailer.buffer).setUint32(0, header.length, true);
     this.#push(header); // pushing hands the buffer over: read its length first
     this.#push(trailer);
-    const id = new Uint8Array(this.#hash.digest());
+    const id = this.#hash.digest();
     const size = this.#size;
     return { id, ...this.#sink.finish(size), entries: this.#entries, size };
   }

@@ -1,4 +1,5 @@
 import { deepStrictEqual, equal, ok, rejects } from "node:assert/strict";
+import "../lib/platform_deno.ts"; // the native codecs, as the CLI has them
 import { LocalBackend } from "../backends/local.ts";
 import { MemoryBackend } from "../backends/memory.ts";
 import type { BackendCapabilities } from "../backends/backend.ts";

@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import "../lib/platform_deno.ts"; // the native codecs, as the CLI has them
 import { seededBytes } from "../lib/_fuzz.ts";
 import { deepStrictEqual, equal, notEqual, ok, rejects } from "node:assert/strict";
 import { MemoryBackend } from "../backends/memory.ts";
