@@ -1,4 +1,5 @@
 import { deepStrictEqual, equal, ok } from "node:assert/strict";
+import "../lib/platform_deno.ts"; // the native codecs, as the CLI has them
 import { MemoryBackend } from "../backends/memory.ts";
 import { ChunkIndex } from "../lib/chunk_index.ts";
 import { compress, loadCodecs } from "../lib/compress.ts";
