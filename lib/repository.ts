@@ -65,12 +65,14 @@ import {
 } from "./repo_config.ts";
 import {
   archiveKey,
+  ARCHIVES_PREFIX,
   CONFIG_KEY,
   INDEX_KEY,
   KEY_FILE_KEY,
   MANIFEST_KEY,
   packKey,
   packKeyHex,
+  parseArchiveKey,
 } from "./storage_keys.ts";
 
 /** Default pack size floor: 32 MiB. */
@@ -389,6 +391,34 @@ export async function deleteArchive(
   id: Uint8Array,
 ): Promise<void> {
   await repo.backend.delete(archiveKey(id));
+}
+
+/** An object stored under `archives/`, as {@linkcode listArchiveObjects} lists it. */
+export interface ArchiveObject {
+  /** Its storage key. */
+  key: string;
+  /** The archive id it is stored under, in hex; null when the key is not an archive key. */
+  hex: string | null;
+}
+
+/** The objects under `archives/`, in the order the backend lists them. */
+export async function* listArchiveObjects(
+  repo: Pick<Repository, "backend">,
+): AsyncGenerator<ArchiveObject> {
+  for await (const { key } of repo.backend.list(ARCHIVES_PREFIX)) {
+    yield { key, hex: parseArchiveKey(key) };
+  }
+}
+
+/**
+ * Removes an object listed under `archives/` (one the manifest does not list, or one that is not
+ * an archive object at all).
+ */
+export async function deleteArchiveObject(
+  repo: Pick<Repository<Backend>, "backend">,
+  object: ArchiveObject,
+): Promise<void> {
+  await repo.backend.delete(object.key);
 }
 
 /** Writes a finished pack under its id (written once, never modified). */

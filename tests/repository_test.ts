@@ -21,9 +21,11 @@ import { COMMIT_LOCK } from "../lib/lock.ts";
 import {
   commitChanges,
   deleteArchive,
+  deleteArchiveObject,
   deletePack,
   type InitOptions,
   initRepository,
+  listArchiveObjects,
   Repository,
   saveManifest,
   savePack,
@@ -548,4 +550,20 @@ Deno.test("savePack and deletePack write and remove a pack under its key, by id 
   equal(await backend.get(packKey(id)), null);
   const key = packKey(id);
   deepStrictEqual(backend.log, [`put ${key}`, `delete ${key}`, `put ${key}`, `delete ${key}`]);
+});
+
+Deno.test("listArchiveObjects names each object under archives/ with its id, or null for a stray one, and deleteArchiveObject removes it", async () => {
+  const { backend } = await newRepo();
+  const hex = "cd".repeat(32);
+  await backend.put(`archives/${hex}`, enc.encode("archive"));
+  await backend.put("archives/stray", enc.encode("x"));
+  const listed = [];
+  for await (const o of listArchiveObjects({ backend })) listed.push(o);
+  deepStrictEqual(
+    listed.sort((a, b) => a.key < b.key ? -1 : 1),
+    [{ key: `archives/${hex}`, hex }, { key: "archives/stray", hex: null }],
+  );
+  for (const o of listed) await deleteArchiveObject({ backend }, o);
+  equal(await backend.get(`archives/${hex}`), null);
+  equal(await backend.get("archives/stray"), null);
 });
