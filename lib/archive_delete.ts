@@ -13,8 +13,13 @@ import type { Backend } from "../backends/backend.ts";
 import { NotFoundError } from "./errors.ts";
 import { toHex } from "./ids.ts";
 import type { ManifestEntry } from "./manifest.ts";
-import { commitChanges, deleteArchive, type Repository } from "./repository.ts";
-import { ARCHIVES_PREFIX, parseArchiveKey } from "./storage_keys.ts";
+import {
+  commitChanges,
+  deleteArchive,
+  deleteArchiveObject,
+  listArchiveObjects,
+  type Repository,
+} from "./repository.ts";
 
 /**
  * Removes archive objects that the manifest does not list (written by a backup killed before its
@@ -24,9 +29,9 @@ import { ARCHIVES_PREFIX, parseArchiveKey } from "./storage_keys.ts";
 export async function removeUnlistedArchives(repo: Repository<Backend>): Promise<number> {
   const listed = new Set((await repo.readManifest()).archives.map((a) => toHex(a.id)));
   let removed = 0;
-  for await (const o of repo.backend.list(ARCHIVES_PREFIX)) {
-    if (!listed.has(parseArchiveKey(o.key) ?? "")) {
-      await repo.backend.delete(o.key);
+  for await (const o of listArchiveObjects(repo)) {
+    if (!listed.has(o.hex ?? "")) {
+      await deleteArchiveObject(repo, o);
       removed++;
     }
   }

@@ -31,9 +31,7 @@ import { nativeFs } from "./fs_native.ts";
 import type { ArchiveStats, ManifestEntry } from "./manifest.ts";
 import { Owners } from "./owners.ts";
 import type { FilesCache } from "./files_cache.ts";
-import { fromHex, isHexId } from "./ids.ts";
-import { packKey, PACKS_PREFIX } from "./storage_keys.ts";
-import { readPackHeader } from "./pack.ts";
+import { reconcileWithPacks } from "./index_recovery.ts";
 import type { Repository } from "./repository.ts";
 import { type WalkEntry, walkSources } from "./walker.ts";
 import { WriteSession } from "./write_session.ts";
@@ -116,7 +114,7 @@ export async function backup(
   }
   const index = options.index ?? await repo.readIndex();
   const session = new WriteSession(repo, index);
-  await reconcileWithPacks(repo, session, index, options.onWarning);
+  await reconcileWithPacks(repo, session, { onWarning: options.onWarning });
   const pool = new CodecPool(repo.key.material, repo.config.encryption);
   try {
     const run = new BackupRun(
@@ -153,44 +151,6 @@ export async function backup(
     throw err;
   } finally {
     pool.close();
-  }
-}
-
-/**
- * Brings the index loaded at the start in line with the packs in storage:
- * - chunks of packs that are gone are dropped, so this backup stores them again instead of
- *   referencing lost data (the commit's merge then points the stored index at the new copies);
- * - packs in storage that the index does not know (uploaded by a backup killed before its
- *   commit) are read by their headers and adopted, so their chunks are not uploaded twice.
- */
-async function reconcileWithPacks(
-  repo: Repository<Backend>,
-  session: WriteSession,
-  index: ChunkIndex,
-  onWarning?: (message: string) => void,
-): Promise<void> {
-  const present = new Map<string, number>();
-  for await (const o of repo.backend.list(PACKS_PREFIX)) present.set(o.key, o.size);
-  const indexed = new Set(index.packIds().map((id) => packKey(id)));
-  const missing = new Set([...indexed].filter((key) => !present.has(key)));
-  if (missing.size > 0) {
-    const lost: Uint8Array[] = [];
-    for (const [id, loc] of index.entries()) if (missing.has(packKey(loc.pack))) lost.push(id);
-    for (const id of lost) index.delete(id);
-    onWarning?.(
-      `${missing.size} pack${missing.size > 1 ? "s are" : " is"} missing from "${repo.location}" ` +
-        `(${lost.length} blobs): their data is stored again; run vger check --repair`,
-    );
-  }
-  for (const [key, size] of present) {
-    if (indexed.has(key)) continue;
-    const hex = key.slice(key.lastIndexOf("/") + 1);
-    if (!isHexId(hex)) continue;
-    try {
-      session.adopt(fromHex(hex), await readPackHeader(repo.backend, repo.key, key, size));
-    } catch {
-      // an unreadable leftover is not adopted; compact deletes it
-    }
   }
 }
 

@@ -24,7 +24,6 @@
  * @module
  */
 
-import type { ReadonlyBackend } from "../backends/backend.ts";
 import { decodeItems } from "./archive.ts";
 import type { ChunkIndex } from "./chunk_index.ts";
 import type { CodecPool } from "./codec_pool.ts";
@@ -35,7 +34,8 @@ import { buildIndex, countEntriesPerPack, listPacks } from "./index_recovery.ts"
 import type { Manifest } from "./manifest.ts";
 import { FIRST_OBJECT_OFFSET, type PackEntry, readPackHeader } from "./pack.ts";
 import { countingReader, describeBlob, headerReadLimiter } from "./pack_reader.ts";
-import { ARCHIVES_PREFIX, packKey, parseArchiveKey } from "./storage_keys.ts";
+import { listArchiveObjects, type Repository } from "./repository.ts";
+import { packKey } from "./storage_keys.ts";
 import { type IndexedBlob, verifyPacks } from "./verifier.ts";
 import {
   type CheckableRepository,
@@ -157,7 +157,7 @@ export async function checkRepository(
       "warning",
     );
   }
-  if (manifest) await findUnreferencedArchives(repo.backend, manifest, report);
+  if (manifest) await findUnreferencedArchives(repo, manifest, report);
   return { problems: report.problems(), stats, indexRebuilt };
 }
 
@@ -381,13 +381,12 @@ async function walkArchives(
 }
 
 async function findUnreferencedArchives(
-  backend: ReadonlyBackend,
+  repo: Pick<Repository, "backend">,
   manifest: Manifest,
   report: Report,
 ): Promise<void> {
   const known = new Set(manifest.archives.map((a) => toHex(a.id)));
-  for await (const { key } of backend.list(ARCHIVES_PREFIX)) {
-    const hex = parseArchiveKey(key);
+  for await (const { key, hex } of listArchiveObjects(repo)) {
     if (hex === null) {
       report.add("unknown-object", `Object ${key} is not an archive`, "warning");
     } else if (!known.has(hex)) {

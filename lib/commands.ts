@@ -23,7 +23,13 @@ import { ObjectType } from "./crypto.ts";
 import { toHex } from "./ids.ts";
 import type { ManifestEntry } from "./manifest.ts";
 import { PathSelector } from "./patterns.ts";
-import { type InitOptions, initRepository, type OpenOptions, Repository } from "./repository.ts";
+import {
+  type InitOptions,
+  initRepository,
+  type OpenOptions,
+  removeStorageLeftovers,
+  Repository,
+} from "./repository.ts";
 import { extract, type ExtractOptions, type ExtractResult } from "./restorer.ts";
 import { COMMIT_LOCK_KEY } from "./storage_keys.ts";
 import { FilesCache } from "./files_cache.ts";
@@ -228,7 +234,7 @@ export async function compactCommand(
         // leftovers of killed processes: archive objects never committed, temp files of puts
         lock.assertHeld();
         await removeUnlistedArchives(repo);
-        await backend.removeLeftovers?.();
+        await removeStorageLeftovers(repo);
       }
       return result;
     } finally {

@@ -36,11 +36,11 @@ import type { CodecPool } from "./codec_pool.ts";
 import { ObjectType, SEAL_OVERHEAD_AES, SEAL_OVERHEAD_NONE } from "./crypto.ts";
 import { IntegrityError, NotFoundError, UsageError } from "./errors.ts";
 import { bytesEqual, toHex } from "./ids.ts";
+import { listPacks } from "./index_recovery.ts";
 import type { ManifestEntry } from "./manifest.ts";
 import { HEADER_ENTRY_SIZE, packSizeBesidesRecords, recordSize } from "./pack.ts";
 import { packTarget } from "./packer.ts";
 import type { Repository } from "./repository.ts";
-import { PACKS_PREFIX, parsePackKey } from "./storage_keys.ts";
 
 /** Default unused share (percent) from which a pack is rewritten. */
 export const DEFAULT_THRESHOLD_PERCENT = 20;
@@ -215,11 +215,7 @@ export async function scanCompaction(
   const thresholdPercent = checkThreshold(options.thresholdPercent ?? DEFAULT_THRESHOLD_PERCENT);
   // List before reading the index: a pack committed in between is then indexed, never taken
   // for an unreferenced one.
-  const stored = new Map<string, number>();
-  for await (const o of repo.backend.list(PACKS_PREFIX)) {
-    const hex = parsePackKey(o.key);
-    if (hex !== null) stored.set(hex, o.size);
-  }
+  const stored = (await listPacks(repo.backend)).packs;
   const manifest = await repo.readManifest();
   const { plain, index } = await repo.readIndexPlain();
   const table = new IndexTable(plain);

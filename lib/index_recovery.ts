@@ -27,6 +27,7 @@ import { type PackEntry, readPackHeader } from "./pack.ts";
 import { countingReader, headerReadLimiter } from "./pack_reader.ts";
 import { commitChanges, type CommitTarget, type Repository } from "./repository.ts";
 import { packKey, PACKS_PREFIX, parsePackKey } from "./storage_keys.ts";
+import type { WriteSession } from "./write_session.ts";
 
 /** A pack whose header could not be read during a rebuild. */
 export interface UnreadablePack {
@@ -311,4 +312,48 @@ export async function writeRebuiltIndex(
     await saveRebuiltIndex(repo, rebuild, current);
   }
   return { entries: rebuild.index.size, packs: rebuild.index.packIds().length, written };
+}
+
+/** Options of {@linkcode reconcileWithPacks}. */
+export interface ReconcileOptions {
+  /** Called with a warning when packs the index names are missing. */
+  onWarning?: (message: string) => void;
+}
+
+/**
+ * Brings the index a backup loaded at its start (the session's) in line with the packs in
+ * storage:
+ * - chunks of packs that are gone are dropped, so the backup stores them again instead of
+ *   referencing lost data (the commit's merge then points the stored index at the new copies);
+ * - packs in storage that the index does not know (uploaded by a backup killed before its
+ *   commit) are read by their headers and adopted, so their chunks are not uploaded twice; an
+ *   unreadable one is not adopted (compact deletes it).
+ */
+export async function reconcileWithPacks(
+  repo: Pick<Repository<ReadonlyBackend>, "backend" | "key" | "location">,
+  session: Pick<WriteSession, "index" | "adopt">,
+  options: ReconcileOptions = {},
+): Promise<void> {
+  const index = session.index;
+  const present = (await listPacks(repo.backend)).packs;
+  const indexed = new Set(index.packIds().map(toHex));
+  const missing = new Set([...indexed].filter((hex) => !present.has(hex)));
+  if (missing.size > 0) {
+    const lost: Uint8Array[] = [];
+    for (const [id, loc] of index.entries()) if (missing.has(toHex(loc.pack))) lost.push(id);
+    for (const id of lost) index.delete(id);
+    options.onWarning?.(
+      `${missing.size} pack${missing.size > 1 ? "s are" : " is"} missing from "${repo.location}" ` +
+        `(${lost.length} blobs): their data is stored again; run vger check --repair`,
+    );
+  }
+  for (const [hex, size] of present) {
+    if (indexed.has(hex)) continue;
+    const id = fromHex(hex);
+    try {
+      session.adopt(id, await readPackHeader(repo.backend, repo.key, packKey(id), size));
+    } catch {
+      // an unreadable leftover is not adopted; compact deletes it
+    }
+  }
 }

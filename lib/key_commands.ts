@@ -10,20 +10,12 @@ import { RepoKey } from "./crypto.ts";
 import {
   AlreadyExistsError,
   DecryptionError,
-  errorMessage,
   IntegrityError,
   NotFoundError,
   UsageError,
 } from "./errors.ts";
 import { bytesEqual } from "./ids.ts";
-import {
-  type KdfParams,
-  MAX_KEY_FILE_BYTES,
-  parseKeyFile,
-  rewrapKeyFile,
-  unwrapKey,
-  validateKdf,
-} from "./key_file.ts";
+import { type KdfParams, parseKeyFile, rewrapKeyFile, unwrapKey, validateKdf } from "./key_file.ts";
 import { keyFingerprint } from "./known_repos.ts";
 import {
   type LockingOptions,
@@ -31,14 +23,9 @@ import {
   trustRepository,
   withRepoLock,
 } from "./open_repository.ts";
-import {
-  MAX_REPO_CONFIG_BYTES,
-  parseRepoConfig,
-  type RepoConfig,
-  type UnverifiedConfig,
-  verifyRepoConfig,
-} from "./repo_config.ts";
-import { CONFIG_KEY, KEY_FILE_KEY } from "./storage_keys.ts";
+import { type RepoConfig, type UnverifiedConfig, verifyRepoConfig } from "./repo_config.ts";
+import { loadKeyFile, loadRepoConfig, saveKeyFile, unlockKeyFile } from "./repository.ts";
+import { KEY_FILE_KEY } from "./storage_keys.ts";
 
 /**
  * The repository's config, parsed but not yet authenticated. `action` completes "Cannot ..." in
@@ -48,36 +35,14 @@ async function encryptedConfig(
   backend: ReadonlyBackend,
   action: string,
 ): Promise<UnverifiedConfig> {
-  const bytes = await backend.get(CONFIG_KEY, { maxBytes: MAX_REPO_CONFIG_BYTES });
-  if (bytes === null) {
+  const unverified = await loadRepoConfig(backend);
+  if (unverified === null) {
     throw new NotFoundError(`Cannot ${action}: config not found (is it a vger repository?)`);
   }
-  const unverified = parseRepoConfig(bytes);
   if (unverified.config.encryption === "none") {
     throw new UsageError(`Cannot ${action}: the repository is not encrypted`);
   }
   return unverified;
-}
-
-/**
- * Unwraps key file bytes with a passphrase and authenticates the repository's config with the
- * key; returns the key material. Proves the file is this repository's key, not just a key.
- */
-async function unlockKeyFile(
-  keyFile: Uint8Array,
-  passphrase: string,
-  config: UnverifiedConfig,
-  location: string,
-): Promise<Uint8Array> {
-  const parsed = await parseKeyFile(keyFile);
-  if (parsed.kdf !== "argon2id") {
-    throw new IntegrityError(
-      `Repository "${location}" is inconsistent: config says encryption "${config.config.encryption}" but the key file is not encrypted`,
-    );
-  }
-  const material = await unwrapKey(parsed, passphrase, location);
-  await verifyRepoConfig(config, await RepoKey.fromMaterial(material, config.config.encryption));
-  return material;
 }
 
 /**
@@ -139,7 +104,7 @@ export async function keyChangePassphraseCommand(
     options,
     async (lock) => {
       const config = await encryptedConfig(backend, action);
-      const old = await backend.get(KEY_FILE_KEY, { maxBytes: MAX_KEY_FILE_BYTES });
+      const old = await loadKeyFile(backend);
       if (old === null) {
         throw new NotFoundError(
           `Cannot ${action}: ${KEY_FILE_KEY} not found (restore it with vger key import)`,
@@ -158,44 +123,24 @@ export async function keyChangePassphraseCommand(
       );
       await trustKey(location, config.config, next.material, options);
       lock.assertHeld();
-      await backend.put(KEY_FILE_KEY, next.bytes);
-      try {
-        const back = await backend.get(KEY_FILE_KEY, { maxBytes: MAX_KEY_FILE_BYTES });
-        if (back === null) throw new IntegrityError(`${KEY_FILE_KEY} is missing after writing it`);
-        const material = await unlockKeyFile(back, options.newPassphrase, config, location);
-        if (!bytesEqual(material, next.material)) {
-          throw new IntegrityError(`${KEY_FILE_KEY} holds a different key after writing it`);
-        }
-      } catch (cause) {
-        await restoreKeyFile(backend, old, `Cannot ${action}`, cause);
-      }
+      await saveKeyFile(backend, next.bytes, {
+        previous: old,
+        failure: `Cannot ${action}`,
+        check: async (back) => {
+          if (back === null) {
+            throw new IntegrityError(`${KEY_FILE_KEY} is missing after writing it`);
+          }
+          const { key } = await unlockKeyFile(back, config, {
+            passphrase: options.newPassphrase,
+            location,
+          });
+          if (!bytesEqual(key.material, next.material)) {
+            throw new IntegrityError(`${KEY_FILE_KEY} holds a different key after writing it`);
+          }
+        },
+      });
       return { kdf: next.kdf };
     },
-  );
-}
-
-/** Puts a previous key file back after a failed write, and throws saying what happened. */
-async function restoreKeyFile(
-  backend: Backend,
-  previous: Uint8Array | null,
-  failure: string,
-  cause: unknown,
-): Promise<never> {
-  const why = errorMessage(cause);
-  try {
-    if (previous === null) await backend.delete(KEY_FILE_KEY);
-    else await backend.put(KEY_FILE_KEY, previous);
-  } catch (err) {
-    throw new IntegrityError(
-      `${failure}: the written key file did not read back correctly (${why}), and restoring the previous one failed too (${
-        errorMessage(err)
-      }); import a key export with vger key import`,
-      { cause },
-    );
-  }
-  throw new IntegrityError(
-    `${failure}: the written key file did not read back correctly (${why}); the previous one was put back`,
-    { cause },
   );
 }
 
@@ -217,10 +162,13 @@ export async function keyExportCommand(
   const location = backend.location;
   const action = `export the key of repository "${location}"`;
   const config = await encryptedConfig(backend, action);
-  const keyFile = await backend.get(KEY_FILE_KEY, { maxBytes: MAX_KEY_FILE_BYTES });
+  const keyFile = await loadKeyFile(backend);
   if (keyFile === null) throw new NotFoundError(`Cannot ${action}: ${KEY_FILE_KEY} not found`);
-  const material = await unlockKeyFile(keyFile, options.passphrase, config, location);
-  await trustKey(location, config.config, material, options);
+  const { key } = await unlockKeyFile(keyFile, config, {
+    passphrase: options.passphrase,
+    location,
+  });
+  await trustKey(location, config.config, key.material, options);
   return keyFile;
 }
 
@@ -298,7 +246,7 @@ export async function keyImportCommand(
     let current: Uint8Array | null = null;
     let oversized = false;
     try {
-      current = await backend.get(KEY_FILE_KEY, { maxBytes: MAX_KEY_FILE_BYTES });
+      current = await loadKeyFile(backend);
     } catch (err) {
       if (!(err instanceof IntegrityError)) throw err;
       oversized = true;
@@ -311,17 +259,18 @@ export async function keyImportCommand(
       );
     }
     lock.assertHeld();
-    await backend.put(KEY_FILE_KEY, options.keyFile);
-    try {
-      const back = await backend.get(KEY_FILE_KEY, { maxBytes: MAX_KEY_FILE_BYTES });
-      if (back === null || !bytesEqual(back, options.keyFile)) {
-        throw new IntegrityError(
-          `${KEY_FILE_KEY} does not hold the imported bytes after writing it`,
-        );
-      }
-    } catch (cause) {
-      await restoreKeyFile(backend, current, `Cannot ${action}`, cause);
-    }
+    await saveKeyFile(backend, options.keyFile, {
+      previous: current,
+      failure: `Cannot ${action}`,
+      check: (back) => {
+        if (back === null || !bytesEqual(back, options.keyFile)) {
+          throw new IntegrityError(
+            `${KEY_FILE_KEY} does not hold the imported bytes after writing it`,
+          );
+        }
+        return Promise.resolve();
+      },
+    });
     return { previous };
   });
 }

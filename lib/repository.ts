@@ -33,6 +33,7 @@ import {
 } from "./crypto.ts";
 import {
   AlreadyExistsError,
+  errorMessage,
   IntegrityError,
   NotFoundError,
   UsageError,
@@ -61,16 +62,19 @@ import {
   MAX_REPO_CONFIG_BYTES,
   parseRepoConfig,
   type RepoConfig,
+  type UnverifiedConfig,
   verifyRepoConfig,
 } from "./repo_config.ts";
 import {
   archiveKey,
+  ARCHIVES_PREFIX,
   CONFIG_KEY,
   INDEX_KEY,
   KEY_FILE_KEY,
   MANIFEST_KEY,
   packKey,
   packKeyHex,
+  parseArchiveKey,
 } from "./storage_keys.ts";
 
 /** Default pack size floor: 32 MiB. */
@@ -147,6 +151,114 @@ export interface OpenOptions {
   passphrase?: string | (() => Promise<string | undefined>);
 }
 
+/** The repository's config, parsed but not yet authenticated; null when there is none. */
+export async function loadRepoConfig(backend: ReadonlyBackend): Promise<UnverifiedConfig | null> {
+  const bytes = await backend.get(CONFIG_KEY, { maxBytes: MAX_REPO_CONFIG_BYTES });
+  return bytes === null ? null : parseRepoConfig(bytes);
+}
+
+/**
+ * The bytes of the key file, null when there is none; a key file larger than
+ * `MAX_KEY_FILE_BYTES` is refused with IntegrityError.
+ */
+export async function loadKeyFile(backend: ReadonlyBackend): Promise<Uint8Array | null> {
+  return await backend.get(KEY_FILE_KEY, { maxBytes: MAX_KEY_FILE_BYTES });
+}
+
+/** Options of {@linkcode unlockKeyFile}. */
+export interface UnlockOptions extends OpenOptions {
+  /** Where the repository is, for messages. */
+  location: string;
+}
+
+/**
+ * Unwraps key file bytes with the passphrase and authenticates the repository's config with the
+ * key, which proves the file is this repository's key, not just a key. Returns the key and the
+ * authenticated config.
+ */
+export async function unlockKeyFile(
+  keyFile: Uint8Array,
+  unverified: UnverifiedConfig,
+  options: UnlockOptions,
+): Promise<{ key: RepoKey; config: RepoConfig }> {
+  const loc = options.location;
+  const parsed = await parseKeyFile(keyFile);
+  const wantKdf = unverified.config.encryption === "none" ? "none" : "argon2id";
+  if (parsed.kdf !== wantKdf) {
+    throw new IntegrityError(
+      `Repository "${loc}" is inconsistent: config says encryption "${unverified.config.encryption}" but the key file is ${
+        parsed.kdf === "none" ? "not encrypted" : "encrypted"
+      }`,
+    );
+  }
+  const pass = typeof options.passphrase === "function" && parsed.kdf !== "none"
+    ? await options.passphrase()
+    : typeof options.passphrase === "string"
+    ? options.passphrase
+    : undefined;
+  const material = await unwrapKey(parsed, pass, loc);
+  const key = await RepoKey.fromMaterial(material, unverified.config.encryption);
+  return { key, config: await verifyRepoConfig(unverified, key) };
+}
+
+/** Options of {@linkcode saveKeyFile}. */
+export interface SaveKeyFileOptions {
+  /** The key file it replaces (null: there was none), put back when the new one fails its check. */
+  previous: Uint8Array | null;
+  /** Checks the key file as it reads back after the write (null: missing); throws when wrong. */
+  check(written: Uint8Array | null): Promise<void>;
+  /** How a failure's message starts, such as `Cannot import a key into repository "/r"`. */
+  failure: string;
+}
+
+/**
+ * Replaces the key file in one put (atomic by the backend contract), reads it back (with the
+ * size cap of {@linkcode loadKeyFile}) and checks it. When the check fails, the previous key
+ * file is put back (or the new one deleted when there was none) and IntegrityError says so.
+ */
+export async function saveKeyFile(
+  backend: Backend,
+  keyFile: Uint8Array,
+  options: SaveKeyFileOptions,
+): Promise<void> {
+  await backend.put(KEY_FILE_KEY, keyFile);
+  try {
+    await options.check(await loadKeyFile(backend));
+  } catch (cause) {
+    await restoreKeyFile(backend, options.previous, options.failure, cause);
+  }
+}
+
+/** Removes the key file. */
+export async function deleteKeyFile(backend: Backend): Promise<void> {
+  await backend.delete(KEY_FILE_KEY);
+}
+
+/** Puts a previous key file back after a failed write, and throws saying what happened. */
+async function restoreKeyFile(
+  backend: Backend,
+  previous: Uint8Array | null,
+  failure: string,
+  cause: unknown,
+): Promise<never> {
+  const why = errorMessage(cause);
+  try {
+    if (previous === null) await deleteKeyFile(backend);
+    else await backend.put(KEY_FILE_KEY, previous);
+  } catch (err) {
+    throw new IntegrityError(
+      `${failure}: the written key file did not read back correctly (${why}), and restoring the previous one failed too (${
+        errorMessage(err)
+      }); import a key export with vger key import`,
+      { cause },
+    );
+  }
+  throw new IntegrityError(
+    `${failure}: the written key file did not read back correctly (${why}); the previous one was put back`,
+    { cause },
+  );
+}
+
 /** An opened, unlocked repository. */
 export class Repository<B extends ReadonlyBackend = ReadonlyBackend> {
   /** The storage. */
@@ -171,34 +283,20 @@ export class Repository<B extends ReadonlyBackend = ReadonlyBackend> {
   ): Promise<Repository<B>> {
     await loadCodecs();
     const loc = backend.location;
-    const configBytes = await backend.get(CONFIG_KEY, { maxBytes: MAX_REPO_CONFIG_BYTES });
-    if (configBytes === null) {
+    const unverified = await loadRepoConfig(backend);
+    if (unverified === null) {
       throw new NotFoundError(
         `Cannot open repository "${loc}": config not found (is it a vger repository? run vger init)`,
       );
     }
-    const unverified = parseRepoConfig(configBytes);
-    const keyBytes = await backend.get(KEY_FILE_KEY, { maxBytes: MAX_KEY_FILE_BYTES });
+    const keyBytes = await loadKeyFile(backend);
     if (keyBytes === null) {
       throw new NotFoundError(`Cannot open repository "${loc}": ${KEY_FILE_KEY} not found`);
     }
-    const parsed = await parseKeyFile(keyBytes);
-    const wantKdf = unverified.config.encryption === "none" ? "none" : "argon2id";
-    if (parsed.kdf !== wantKdf) {
-      throw new IntegrityError(
-        `Repository "${loc}" is inconsistent: config says encryption "${unverified.config.encryption}" but the key file is ${
-          parsed.kdf === "none" ? "not encrypted" : "encrypted"
-        }`,
-      );
-    }
-    const pass = typeof options.passphrase === "function" && parsed.kdf !== "none"
-      ? await options.passphrase()
-      : typeof options.passphrase === "string"
-      ? options.passphrase
-      : undefined;
-    const material = await unwrapKey(parsed, pass, loc);
-    const key = await RepoKey.fromMaterial(material, unverified.config.encryption);
-    const config = await verifyRepoConfig(unverified, key);
+    const { key, config } = await unlockKeyFile(keyBytes, unverified, {
+      passphrase: options.passphrase,
+      location: loc,
+    });
     validateChunkerParams(config.chunker);
     return new Repository(backend, config, key);
   }
@@ -389,6 +487,44 @@ export async function deleteArchive(
   id: Uint8Array,
 ): Promise<void> {
   await repo.backend.delete(archiveKey(id));
+}
+
+/** An object stored under `archives/`, as {@linkcode listArchiveObjects} lists it. */
+export interface ArchiveObject {
+  /** Its storage key. */
+  key: string;
+  /** The archive id it is stored under, in hex; null when the key is not an archive key. */
+  hex: string | null;
+}
+
+/** The objects under `archives/`, in the order the backend lists them. */
+export async function* listArchiveObjects(
+  repo: Pick<Repository, "backend">,
+): AsyncGenerator<ArchiveObject> {
+  for await (const { key } of repo.backend.list(ARCHIVES_PREFIX)) {
+    yield { key, hex: parseArchiveKey(key) };
+  }
+}
+
+/**
+ * Removes an object listed under `archives/` (one the manifest does not list, or one that is not
+ * an archive object at all).
+ */
+export async function deleteArchiveObject(
+  repo: Pick<Repository<Backend>, "backend">,
+  object: ArchiveObject,
+): Promise<void> {
+  await repo.backend.delete(object.key);
+}
+
+/**
+ * Removes what killed processes left in storage besides objects (temp files of interrupted puts),
+ * when the backend can (`removeLeftovers`); returns how many, 0 when it cannot.
+ */
+export async function removeStorageLeftovers(
+  repo: Pick<Repository<Backend>, "backend">,
+): Promise<number> {
+  return await repo.backend.removeLeftovers?.() ?? 0;
 }
 
 /** Writes a finished pack under its id (written once, never modified). */

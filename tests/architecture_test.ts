@@ -333,6 +333,85 @@ Deno.test("the layering check names each planted violation with its edge and bot
   deepStrictEqual(refused(twice), `the module map has two tables "Format"`);
 });
 
+/** The methods of backends/backend.ts that read or change stored objects. */
+const STORAGE_METHODS = [
+  "get",
+  "getRange",
+  "put",
+  "list",
+  "delete",
+  "create",
+  "size",
+  "removeLeftovers",
+];
+
+/** A storage method called on a name ending in "backend": `repo.backend.list(`, `backend.size(`. */
+const BACKEND_CALL = new RegExp(
+  `backend\\??\\.(${STORAGE_METHODS.join("|")})\\s*(\\?\\.)?\\(`,
+  "i",
+);
+
+/**
+ * Every call of a backend's storage methods in the source of a module above the repository layer
+ * (entry points, CLI, commands, engines and what they share), as "file:line" messages; comments
+ * are not read. Passing a backend into a repository-layer function is not a call.
+ */
+function backendCallsAbove(
+  { layers, layerOf }: ModuleMap,
+  source: (m: string) => string,
+): string[] {
+  const storage = layers.indexOf("Repository layer");
+  const bad: string[] = [];
+  for (const [m, layer] of layerOf) {
+    if (isTestCode(m) || layers.indexOf(layer) >= storage) continue;
+    for (const [i, line] of source(m).split("\n").entries()) {
+      const code = line.trimStart();
+      if (code.startsWith("*") || code.startsWith("/*")) continue;
+      const call = BACKEND_CALL.exec(code.replace(/\/\/.*$/, ""));
+      if (!call) continue;
+      bad.push(
+        `${m}:${i + 1} (${layer}) calls a backend's ${call[1]}: only the repository layer ` +
+          `calls a Backend for repository objects (use a typed function of lib/repository.ts ` +
+          `or another module of that layer): ${code}`,
+      );
+    }
+  }
+  return bad;
+}
+
+Deno.test("no module above the repository layer calls a backend's get, put, list, delete, create, getRange, size or removeLeftovers", async () => {
+  const map = await moduleMap();
+  const sources = new Map<string, string>();
+  for (const m of map.layerOf.keys()) sources.set(m, await Deno.readTextFile(`${root}${m}`));
+  const scanned = [...map.layerOf].filter(([, l]) =>
+    map.layers.indexOf(l) < map.layers.indexOf("Repository layer")
+  );
+  ok(scanned.length > 30, `only ${scanned.length} modules above the repository layer`);
+  ok(scanned.some(([m]) => m === "lib/archiver.ts") && scanned.some(([m]) => m === "cli.ts"));
+  deepStrictEqual(backendCallsAbove(map, (m) => sources.get(m)!), []);
+});
+
+Deno.test("the storage-call check names each planted call with its file, line and layer", async () => {
+  const map = await moduleMap();
+  const planted = [
+    "// repo.backend.list() in a comment is not a call",
+    " * nor is backend.get() in a doc comment",
+    'await withRepoLock(repo.backend, "exclusive", "x", {}, fn); // passing it down is fine',
+    "const where = repo.backend.location;",
+    "for await (const o of repo.backend.list(PACKS_PREFIX)) n++;",
+    "await backend.removeLeftovers?.();",
+    "const bytes = await this.#backend.getRange(key, 0, 8);",
+  ].join("\n");
+  const source = (m: string) =>
+    ["lib/archiver.ts", "lib/repository.ts", "lib/pack.ts"].includes(m) ? planted : "";
+  const found = backendCallsAbove(map, source).map((m) => m.slice(0, m.indexOf(": only")));
+  deepStrictEqual(found, [
+    "lib/archiver.ts:5 (Engines) calls a backend's list",
+    "lib/archiver.ts:6 (Engines) calls a backend's removeLeftovers",
+    "lib/archiver.ts:7 (Engines) calls a backend's getRange",
+  ]);
+});
+
 Deno.test("the project's modules import each other without cycles", async () => {
   const graph = await moduleGraph();
   const state = new Map<string, "visiting" | "done">();

@@ -9,11 +9,12 @@ import {
   loadIndexOrRebuild,
   readIndexIfSound,
   rebuildFromPacks,
+  reconcileWithPacks,
   saveRebuiltIndex,
   writeRebuiltIndex,
 } from "../lib/index_recovery.ts";
 import { initRepository, Repository } from "../lib/repository.ts";
-import { INDEX_KEY } from "../lib/storage_keys.ts";
+import { INDEX_KEY, packKey, packKeyHex } from "../lib/storage_keys.ts";
 import { WriteSession } from "../lib/write_session.ts";
 import { seededBytes } from "../lib/_fuzz.ts";
 
@@ -97,4 +98,34 @@ Deno.test("saveRebuiltIndex catches up under the commit lock with a pack stored 
   equal(written.size, 5);
   ok(written.has(id));
   equal(rebuild.listing.packs.size, 2);
+});
+
+Deno.test("reconcileWithPacks drops the chunks of lost packs with a warning and adopts readable unindexed packs", async () => {
+  const repo = await repository();
+  await store(repo, 3, 1);
+  const [lost] = (await repo.readIndex()).packIds();
+  // a backup killed after its upload: its pack is stored but not indexed
+  const killed = new WriteSession(repo, await repo.readIndex());
+  const ids: Uint8Array[] = [];
+  for (let i = 0; i < 2; i++) {
+    const plain = seededBytes(10_000, 50 + i);
+    const id = await repo.key.chunkId(plain);
+    killed.reserve(id);
+    const sealed = await repo.key.seal(ObjectType.data, id, compress(plain, { algorithm: "lz4" }));
+    await killed.add(id, ObjectType.data, sealed, plain.length);
+    ids.push(id);
+  }
+  await killed.flush();
+  await repo.backend.put(packKeyHex("ab".repeat(32)), new Uint8Array(100)); // unreadable
+  await repo.backend.delete(packKey(lost));
+
+  const session = new WriteSession(repo, await repo.readIndex());
+  const warnings: string[] = [];
+  await reconcileWithPacks(repo, session, { onWarning: (w) => warnings.push(w) });
+  deepStrictEqual(warnings, [
+    `1 pack is missing from "memory:recovery" (3 blobs): their data is stored again; run vger check --repair`,
+  ]);
+  equal(session.index.size, 2);
+  ok(ids.every((id) => session.has(id) && session.added.has(id)));
+  ok(session.index.packIds().every((p) => !bytesEqual(p, lost)));
 });

@@ -22,13 +22,19 @@ import { COMMIT_LOCK } from "../lib/lock.ts";
 import {
   commitChanges,
   deleteArchive,
+  deleteArchiveObject,
   deletePack,
   type InitOptions,
   initRepository,
+  listArchiveObjects,
+  loadKeyFile,
+  loadRepoConfig,
   Repository,
+  saveKeyFile,
   saveManifest,
   savePack,
   sealArchive,
+  unlockKeyFile,
 } from "../lib/repository.ts";
 import { deleteArchives } from "../lib/archive_delete.ts";
 import { WriteSession } from "../lib/write_session.ts";
@@ -549,4 +555,62 @@ Deno.test("savePack and deletePack write and remove a pack under its key, by id 
   equal(await backend.get(packKey(id)), null);
   const key = packKey(id);
   deepStrictEqual(backend.log, [`put ${key}`, `delete ${key}`, `put ${key}`, `delete ${key}`]);
+});
+
+Deno.test("listArchiveObjects names each object under archives/ with its id, or null for a stray one, and deleteArchiveObject removes it", async () => {
+  const { backend } = await newRepo();
+  const hex = "cd".repeat(32);
+  await backend.put(`archives/${hex}`, enc.encode("archive"));
+  await backend.put("archives/stray", enc.encode("x"));
+  const listed = [];
+  for await (const o of listArchiveObjects({ backend })) listed.push(o);
+  deepStrictEqual(
+    listed.sort((a, b) => a.key < b.key ? -1 : 1),
+    [{ key: `archives/${hex}`, hex }, { key: "archives/stray", hex: null }],
+  );
+  for (const o of listed) await deleteArchiveObject({ backend }, o);
+  equal(await backend.get(`archives/${hex}`), null);
+  equal(await backend.get("archives/stray"), null);
+});
+
+Deno.test("saveKeyFile reads the written key file back, and puts the previous one back (or none) when its check fails", async () => {
+  const { backend, repo } = await newRepo();
+  const original = (await loadKeyFile(backend))!;
+  equal((await loadRepoConfig(backend))!.config.id, repo.config.id);
+  const { key } = await unlockKeyFile(original, (await loadRepoConfig(backend))!, {
+    passphrase: PASS,
+    location: backend.location,
+  });
+  deepStrictEqual(key.material, repo.key.material);
+  const seen: (Uint8Array | null)[] = [];
+  await saveKeyFile(backend, enc.encode("new"), {
+    previous: original,
+    failure: "Cannot test",
+    check: (back) => Promise.resolve(void seen.push(back)),
+  });
+  deepStrictEqual(seen, [enc.encode("new")]);
+  const refuse = () => Promise.reject(new IntegrityError("wrong"));
+  await rejects(
+    saveKeyFile(backend, enc.encode("bad"), {
+      previous: original,
+      failure: "Cannot test",
+      check: refuse,
+    }),
+    (e) =>
+      e instanceof IntegrityError &&
+      e.message ===
+        "Cannot test: the written key file did not read back correctly (wrong); the previous one was put back",
+  );
+  deepStrictEqual(await loadKeyFile(backend), original);
+  await rejects(
+    saveKeyFile(backend, enc.encode("bad"), {
+      previous: null,
+      failure: "Cannot test",
+      check: refuse,
+    }),
+    IntegrityError,
+  );
+  equal(await loadKeyFile(backend), null);
+  await backend.delete("config");
+  equal(await loadRepoConfig(backend), null);
 });
