@@ -1,24 +1,24 @@
 import { createHash } from "node:crypto";
-import "../lib/platform_deno.ts"; // the native codecs, as the CLI has them
-import { seededBytes } from "../lib/_fuzz.ts";
+import "./platform_deno.ts"; // the native codecs, as the CLI has them
+import { seededBytes } from "./_fuzz.ts";
 import { deepStrictEqual, equal, notEqual, ok, rejects } from "node:assert/strict";
 import { MemoryBackend } from "../backends/memory.ts";
 import type { BackendCapabilities, PutBody } from "../backends/backend.ts";
-import { type ArchiveMeta, encodeArchiveMeta } from "../lib/archive.ts";
-import { DEFAULT_CHUNKER_PARAMS } from "../lib/chunker.ts";
-import { compress, loadCodecs } from "../lib/compress.ts";
-import { ObjectType, type ObjectTypeTag } from "../lib/crypto.ts";
+import { type ArchiveMeta, encodeArchiveMeta } from "./archive.ts";
+import { DEFAULT_CHUNKER_PARAMS } from "./chunker.ts";
+import { compress, loadCodecs } from "./compress.ts";
+import { ObjectType, type ObjectTypeTag } from "./crypto.ts";
 import {
   AlreadyExistsError,
   DecryptionError,
   IntegrityError,
   NotFoundError,
   UsageError,
-} from "../lib/errors.ts";
-import { toHex } from "../lib/ids.ts";
-import { packKey } from "../lib/storage_keys.ts";
-import type { KdfParams } from "../lib/key_file.ts";
-import { COMMIT_LOCK } from "../lib/lock.ts";
+} from "./errors.ts";
+import { toHex } from "./ids.ts";
+import { packKey } from "./storage_keys.ts";
+import type { KdfParams } from "./key_file.ts";
+import { COMMIT_LOCK } from "./lock.ts";
 import {
   commitChanges,
   deleteArchive,
@@ -35,9 +35,9 @@ import {
   savePack,
   sealArchive,
   unlockKeyFile,
-} from "../lib/repository.ts";
-import { deleteArchives } from "../lib/archive_delete.ts";
-import { WriteSession } from "../lib/write_session.ts";
+} from "./repository.ts";
+import { deleteArchives } from "./archive_delete.ts";
+import { WriteSession } from "./write_session.ts";
 
 await loadCodecs();
 

@@ -1,19 +1,18 @@
 /**
- * Unit tests of lib/packer.ts, the one packer of backup, repair and compact (in tests/ because
- * they use the memory backend).
+ * Unit tests of lib/packer.ts, the one packer of backup, repair and compact.
  */
 
 import { deepStrictEqual, equal, ok, rejects } from "node:assert/strict";
-import { seededBytes } from "../lib/_fuzz.ts";
+import { seededBytes } from "./_fuzz.ts";
 import { MemoryBackend } from "../backends/memory.ts";
 import type { BackendCapabilities, PutBody } from "../backends/backend.ts";
-import { compress } from "../lib/compress.ts";
-import { ObjectType, type ObjectTypeTag } from "../lib/crypto.ts";
-import { bytesEqual, toHex } from "../lib/ids.ts";
-import { readPackHeader } from "../lib/pack.ts";
-import { Packer, packTarget } from "../lib/packer.ts";
-import { initRepository, Repository } from "../lib/repository.ts";
-import { packKey } from "../lib/storage_keys.ts";
+import { compress } from "./compress.ts";
+import { ObjectType, type ObjectTypeTag } from "./crypto.ts";
+import { bytesEqual, toHex } from "./ids.ts";
+import { readPackHeader } from "./pack.ts";
+import { Packer, packTarget } from "./packer.ts";
+import { initRepository, Repository } from "./repository.ts";
+import { packKey } from "./storage_keys.ts";
 
 /** A memory backend of `connections` connections whose pack puts wait until `open()`. */
 class GatedBackend extends MemoryBackend {

@@ -1,21 +1,21 @@
 import { deepStrictEqual, equal, ok } from "node:assert/strict";
-import "../lib/platform_deno.ts"; // the native codecs, as the CLI has them
+import "./platform_deno.ts"; // the native codecs, as the CLI has them
 import { MemoryBackend } from "../backends/memory.ts";
-import { ChunkIndex } from "../lib/chunk_index.ts";
-import { CodecPool } from "../lib/codec_pool.ts";
-import { compress, loadCodecs } from "../lib/compress.ts";
-import { ObjectType } from "../lib/crypto.ts";
-import { bytesEqual, toHex } from "../lib/ids.ts";
+import { ChunkIndex } from "./chunk_index.ts";
+import { CodecPool } from "./codec_pool.ts";
+import { compress, loadCodecs } from "./compress.ts";
+import { ObjectType } from "./crypto.ts";
+import { bytesEqual, toHex } from "./ids.ts";
 import {
   readLiveRecords,
   readVerifiedRecord,
   RecordBatcher,
   type WantedRecord,
-} from "../lib/pack_reader.ts";
-import { initRepository, Repository } from "../lib/repository.ts";
-import { packKey } from "../lib/storage_keys.ts";
-import { WriteSession } from "../lib/write_session.ts";
-import { seededBytes } from "../lib/_fuzz.ts";
+} from "./pack_reader.ts";
+import { initRepository, Repository } from "./repository.ts";
+import { packKey } from "./storage_keys.ts";
+import { WriteSession } from "./write_session.ts";
+import { seededBytes } from "./_fuzz.ts";
 
 await loadCodecs();
 

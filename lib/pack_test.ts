@@ -1,12 +1,12 @@
 import { createHash } from "node:crypto";
 import { deepStrictEqual, equal, ok, rejects, throws } from "node:assert/strict";
 import { MemoryBackend } from "../backends/memory.ts";
-import { ObjectType, type ObjectTypeTag, RepoKey, SEAL_OVERHEAD_AES } from "../lib/crypto.ts";
-import { IntegrityError } from "../lib/errors.ts";
-import { runExitHooks } from "../lib/exit_hooks.ts";
-import { SpillingSink } from "../lib/staging.ts";
-import { toHex } from "../lib/ids.ts";
-import { packKey } from "../lib/storage_keys.ts";
+import { ObjectType, type ObjectTypeTag, RepoKey, SEAL_OVERHEAD_AES } from "./crypto.ts";
+import { IntegrityError } from "./errors.ts";
+import { runExitHooks } from "./exit_hooks.ts";
+import { SpillingSink } from "./staging.ts";
+import { toHex } from "./ids.ts";
+import { packKey } from "./storage_keys.ts";
 import {
   crc32,
   decodePackHeader,
@@ -32,9 +32,9 @@ import {
   recordObject,
   recordSize,
   recordStart,
-} from "../lib/pack.ts";
-import { MAX_CHUNK_LIMIT } from "../lib/chunker.ts";
-import { concat, footprint, fuzzCases, FuzzClock, mutate, randomBytes, rng } from "../lib/_fuzz.ts";
+} from "./pack.ts";
+import { MAX_CHUNK_LIMIT } from "./chunker.ts";
+import { concat, footprint, fuzzCases, FuzzClock, mutate, randomBytes, rng } from "./_fuzz.ts";
 
 /** Bytes a pack parser reads as types, counts and lengths. */
 const PACK_SPECIALS = [0x00, 0xff, 0x7f, 0x80, 0x01, 0x02, 0x06];

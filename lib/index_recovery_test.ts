@@ -1,10 +1,10 @@
 import { deepStrictEqual, equal, ok } from "node:assert/strict";
-import "../lib/platform_deno.ts"; // the native codecs, as the CLI has them
+import "./platform_deno.ts"; // the native codecs, as the CLI has them
 import { MemoryBackend } from "../backends/memory.ts";
-import { ChunkIndex } from "../lib/chunk_index.ts";
-import { compress, loadCodecs } from "../lib/compress.ts";
-import { ObjectType } from "../lib/crypto.ts";
-import { bytesEqual } from "../lib/ids.ts";
+import { ChunkIndex } from "./chunk_index.ts";
+import { compress, loadCodecs } from "./compress.ts";
+import { ObjectType } from "./crypto.ts";
+import { bytesEqual } from "./ids.ts";
 import {
   loadIndexOrRebuild,
   readIndexIfSound,
@@ -12,11 +12,11 @@ import {
   reconcileWithPacks,
   saveRebuiltIndex,
   writeRebuiltIndex,
-} from "../lib/index_recovery.ts";
-import { initRepository, Repository } from "../lib/repository.ts";
-import { INDEX_KEY, packKey, packKeyHex } from "../lib/storage_keys.ts";
-import { WriteSession } from "../lib/write_session.ts";
-import { seededBytes } from "../lib/_fuzz.ts";
+} from "./index_recovery.ts";
+import { initRepository, Repository } from "./repository.ts";
+import { INDEX_KEY, packKey, packKeyHex } from "./storage_keys.ts";
+import { WriteSession } from "./write_session.ts";
+import { seededBytes } from "./_fuzz.ts";
 
 await loadCodecs();
 

@@ -3,8 +3,8 @@ import { fileURLToPath } from "node:url";
 import type { Backend } from "../backends/backend.ts";
 import { LocalBackend } from "../backends/local.ts";
 import { MemoryBackend } from "../backends/memory.ts";
-import { LockedError } from "../lib/errors.ts";
-import { COMMIT_LOCK, withCommitLock } from "../lib/lock.ts";
+import { LockedError } from "./errors.ts";
+import { COMMIT_LOCK, withCommitLock } from "./lock.ts";
 import {
   breakLocks,
   DEFAULT_LOCK_TTL_MS,
@@ -12,8 +12,8 @@ import {
   type LockEntry,
   type LockInfo,
   RepoLock,
-} from "../lib/repo_lock.ts";
-import { fuzzCases, FuzzClock, mutate, rng } from "../lib/_fuzz.ts";
+} from "./repo_lock.ts";
+import { fuzzCases, FuzzClock, mutate, rng } from "./_fuzz.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -468,7 +468,7 @@ Deno.test("a process that holds a lock and never releases it still exits promptl
   try {
     const script = `
       import { LocalBackend } from ${JSON.stringify(import.meta.resolve("../backends/local.ts"))};
-      import { RepoLock } from ${JSON.stringify(import.meta.resolve("../lib/repo_lock.ts"))};
+      import { RepoLock } from ${JSON.stringify(import.meta.resolve("./repo_lock.ts"))};
       const lock = await RepoLock.acquire(new LocalBackend(${JSON.stringify(root)}), "exclusive",
         { command: "prune" });
       console.log(lock.key);

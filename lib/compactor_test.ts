@@ -1,36 +1,30 @@
 import { createHash } from "node:crypto";
-import "../lib/platform_deno.ts"; // the native codecs, as the CLI has them
-import { seededBytes } from "../lib/_fuzz.ts";
+import "./platform_deno.ts"; // the native codecs, as the CLI has them
+import { seededBytes } from "./_fuzz.ts";
 import { deepStrictEqual, equal, ok, rejects } from "node:assert/strict";
 import { MemoryBackend } from "../backends/memory.ts";
 import { LocalBackend } from "../backends/local.ts";
 import type { PutBody } from "../backends/backend.ts";
-import {
-  decodeItems,
-  encodeItem,
-  type Item,
-  ItemStreamBuffer,
-  newItemEncoder,
-} from "../lib/archive.ts";
-import { backup } from "../lib/archiver.ts";
-import { CodecPool } from "../lib/codec_pool.ts";
+import { decodeItems, encodeItem, type Item, ItemStreamBuffer, newItemEncoder } from "./archive.ts";
+import { backup } from "./archiver.ts";
+import { CodecPool } from "./codec_pool.ts";
 import {
   type CompactionPlan,
   compactRepository,
   DEFAULT_THRESHOLD_PERCENT,
   planCompaction,
-} from "../lib/compactor.ts";
-import { compress, loadCodecs } from "../lib/compress.ts";
-import { ObjectType, type ObjectTypeTag } from "../lib/crypto.ts";
-import { IntegrityError, LockedError, UsageError } from "../lib/errors.ts";
-import { bytesEqual, fromHex, randomBytes, toHex } from "../lib/ids.ts";
-import { packKey } from "../lib/storage_keys.ts";
-import { COMMIT_LOCK } from "../lib/lock.ts";
-import { encodeManifest } from "../lib/manifest.ts";
-import { crc32, PackWriter, readPackHeader } from "../lib/pack.ts";
-import { initRepository, Repository } from "../lib/repository.ts";
-import { extract } from "../lib/restorer.ts";
-import { WriteSession } from "../lib/write_session.ts";
+} from "./compactor.ts";
+import { compress, loadCodecs } from "./compress.ts";
+import { ObjectType, type ObjectTypeTag } from "./crypto.ts";
+import { IntegrityError, LockedError, UsageError } from "./errors.ts";
+import { bytesEqual, fromHex, randomBytes, toHex } from "./ids.ts";
+import { packKey } from "./storage_keys.ts";
+import { COMMIT_LOCK } from "./lock.ts";
+import { encodeManifest } from "./manifest.ts";
+import { crc32, PackWriter, readPackHeader } from "./pack.ts";
+import { initRepository, Repository } from "./repository.ts";
+import { extract } from "./restorer.ts";
+import { WriteSession } from "./write_session.ts";
 
 await loadCodecs();
 

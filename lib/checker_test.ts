@@ -1,31 +1,26 @@
 import { deepStrictEqual, equal, ok, rejects } from "node:assert/strict";
-import "../lib/platform_deno.ts"; // the native codecs, as the CLI has them
+import "./platform_deno.ts"; // the native codecs, as the CLI has them
 import { LocalBackend } from "../backends/local.ts";
 import { MemoryBackend } from "../backends/memory.ts";
 import type { BackendCapabilities } from "../backends/backend.ts";
-import { encodeItem, type Item, ItemStreamBuffer, newItemEncoder } from "../lib/archive.ts";
-import { backup } from "../lib/archiver.ts";
-import {
-  type CheckResult,
-  hasErrors,
-  type Problem,
-  type ProblemKind,
-} from "../lib/check_report.ts";
-import { checkRepository } from "../lib/checker.ts";
-import { loadIndexOrRebuild, rebuildIndex } from "../lib/index_recovery.ts";
-import { repairRepository } from "../lib/repair.ts";
-import { CodecPool } from "../lib/codec_pool.ts";
-import { compress, loadCodecs } from "../lib/compress.ts";
-import { type EncryptionMode, ObjectType, type ObjectTypeTag } from "../lib/crypto.ts";
-import { BackendError } from "../lib/errors.ts";
-import { bytesEqual, toHex } from "../lib/ids.ts";
-import { packKey } from "../lib/storage_keys.ts";
-import type { KdfParams } from "../lib/key_file.ts";
-import { crc32, PACK_PREAMBLE, PackWriter, readPackHeader } from "../lib/pack.ts";
-import { initRepository, Repository } from "../lib/repository.ts";
-import { extract } from "../lib/restorer.ts";
-import { WriteSession } from "../lib/write_session.ts";
-import { concat, fuzzCases, FuzzClock, mutate, rng, seededBytes } from "../lib/_fuzz.ts";
+import { encodeItem, type Item, ItemStreamBuffer, newItemEncoder } from "./archive.ts";
+import { backup } from "./archiver.ts";
+import { type CheckResult, hasErrors, type Problem, type ProblemKind } from "./check_report.ts";
+import { checkRepository } from "./checker.ts";
+import { loadIndexOrRebuild, rebuildIndex } from "./index_recovery.ts";
+import { repairRepository } from "./repair.ts";
+import { CodecPool } from "./codec_pool.ts";
+import { compress, loadCodecs } from "./compress.ts";
+import { type EncryptionMode, ObjectType, type ObjectTypeTag } from "./crypto.ts";
+import { BackendError } from "./errors.ts";
+import { bytesEqual, toHex } from "./ids.ts";
+import { packKey } from "./storage_keys.ts";
+import type { KdfParams } from "./key_file.ts";
+import { crc32, PACK_PREAMBLE, PackWriter, readPackHeader } from "./pack.ts";
+import { initRepository, Repository } from "./repository.ts";
+import { extract } from "./restorer.ts";
+import { WriteSession } from "./write_session.ts";
+import { concat, fuzzCases, FuzzClock, mutate, rng, seededBytes } from "./_fuzz.ts";
 
 await loadCodecs();
 

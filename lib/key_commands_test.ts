@@ -9,12 +9,8 @@ import { deepStrictEqual, equal, ok, rejects } from "node:assert/strict";
 import type { Backend, PutBody } from "../backends/backend.ts";
 import { BackendDecorator } from "../backends/decorator.ts";
 import { LocalBackend } from "../backends/local.ts";
-import { backupCommand, extractCommand } from "../lib/commands.ts";
-import {
-  keyChangePassphraseCommand,
-  keyExportCommand,
-  keyImportCommand,
-} from "../lib/key_commands.ts";
+import { backupCommand, extractCommand } from "./commands.ts";
+import { keyChangePassphraseCommand, keyExportCommand, keyImportCommand } from "./key_commands.ts";
 import {
   AlreadyExistsError,
   DecryptionError,
@@ -22,11 +18,11 @@ import {
   LockedError,
   NotFoundError,
   UsageError,
-} from "../lib/errors.ts";
-import type { KdfParams } from "../lib/key_file.ts";
-import { RepoLock } from "../lib/repo_lock.ts";
-import { initRepository, Repository } from "../lib/repository.ts";
-import { pseudoRandomBytes, restoredPath, withTempDir } from "./_helpers.ts";
+} from "./errors.ts";
+import type { KdfParams } from "./key_file.ts";
+import { RepoLock } from "./repo_lock.ts";
+import { initRepository, Repository } from "./repository.ts";
+import { pseudoRandomBytes, restoredPath, withTempDir } from "../tests/_helpers.ts";
 
 const FAST: KdfParams = { iterations: 1, memoryKiB: 1024, parallelism: 1 };
 const PASS = "correct horse battery staple";
