@@ -26,13 +26,13 @@ import {
   packTailLength,
   PackWriter,
   parseRecordPrefix,
-  readPackHeader,
   RECORD_PREFIX,
   recordFault,
   recordObject,
   recordSize,
   recordStart,
 } from "./pack.ts";
+import { readPackHeader } from "./pack_reader.ts";
 import { MAX_CHUNK_LIMIT } from "./chunker.ts";
 import { concat, footprint, fuzzCases, FuzzClock, mutate, randomBytes, rng } from "./_fuzz.ts";
 

@@ -9,7 +9,7 @@ import type { BackendCapabilities, PutBody } from "../backends/backend.ts";
 import { compress } from "./compress.ts";
 import { ObjectType, type ObjectTypeTag } from "./crypto.ts";
 import { bytesEqual, toHex } from "./ids.ts";
-import { readPackHeader } from "./pack.ts";
+import { readPackHeader } from "./pack_reader.ts";
 import { Packer, packTarget } from "./packer.ts";
 import { initRepository, Repository } from "./repository.ts";
 import { packKey } from "./storage_keys.ts";
