@@ -5,7 +5,13 @@ import { MemoryBackend } from "../backends/memory.ts";
 import type { BackendCapabilities } from "../backends/backend.ts";
 import { encodeItem, type Item, ItemStreamBuffer, newItemEncoder } from "./archive.ts";
 import { backup } from "./archiver.ts";
-import { type CheckResult, hasErrors, type Problem, type ProblemKind } from "./check_report.ts";
+import {
+  type CheckProgress,
+  type CheckResult,
+  hasErrors,
+  type Problem,
+  type ProblemKind,
+} from "./check_report.ts";
 import { checkRepository } from "./checker.ts";
 import { loadIndexOrRebuild, rebuildIndex } from "./index_recovery.ts";
 import { repairRepository } from "./repair.ts";
@@ -22,6 +28,7 @@ import { initRepository, Repository } from "./repository.ts";
 import { extract } from "./restorer.ts";
 import { WriteSession } from "./write_session.ts";
 import { concat, fuzzCases, FuzzClock, mutate, rng, seededBytes } from "./_fuzz.ts";
+import { KiB, MiB, withRepo, writeTree } from "./_test_repos.ts";
 
 await loadCodecs();
 
@@ -891,4 +898,40 @@ Deno.test("checking a pack of random or mutated bytes after its preamble reports
   ok(unreadable > 0 && unreadable < cases, `${unreadable} of ${cases} headers unreadable`);
   await backend.put(key, original);
   deepStrictEqual((await checkRepository(repo, { verifyData: true })).problems, []);
+});
+
+Deno.test("check reports packs and, with verifyData, pack bytes up to the totals in storage", async () => {
+  await withRepo(async (dir, repo) => {
+    await writeTree(`${dir}/src`, [1500 * KiB, 2 * MiB, 900 * KiB]);
+    await backup(repo, { name: "a", sources: [`${dir}/src`], compression: { algorithm: "lz4" } });
+    let packs = 0;
+    let packBytes = 0;
+    for await (const o of repo.backend.list("packs/")) {
+      packs++;
+      packBytes += o.size;
+    }
+    ok(packs >= 3, `${packs} packs`);
+    const updates: CheckProgress[] = [];
+    const result = await checkRepository(repo, {
+      verifyData: true,
+      readRange: 32 * KiB,
+      onProgress: (p) => updates.push({ ...p }),
+    });
+    deepStrictEqual(result.problems, []);
+    const headers = updates.filter((u) => u.phase === "headers");
+    const data = updates.filter((u) => u.phase === "data");
+    equal(updates.indexOf(data[0]), headers.length, "headers first, then data");
+    deepStrictEqual(
+      [headers.at(-1)!.packs, headers.at(-1)!.totalPacks, headers.at(-1)!.totalPackBytes],
+      [packs, packs, packBytes],
+    );
+    const end = data.at(-1)!;
+    deepStrictEqual(
+      [end.packs, end.totalPacks, end.packBytes, end.totalPackBytes],
+      [packs, packs, packBytes, packBytes],
+    );
+    equal(end.bytes, result.stats.bytesRead);
+    ok(data.length > 2 * packs, `${data.length} updates: also within each pack`);
+    for (let i = 1; i < data.length; i++) ok(data[i].packBytes >= data[i - 1].packBytes);
+  });
 });
