@@ -1,22 +1,25 @@
 /**
- * Repositories and source trees shared by the lib/ tests of several engines (test code only): the
- * two-archive {@linkcode fixture} of the check, verify, repair and index recovery tests, and
- * {@linkcode withRepo} with {@linkcode writeTree} for the progress tests.
+ * Repositories, packs and source trees shared by the lib/ tests of several modules (test code
+ * only): the two-archive {@linkcode fixture} of the check, verify, repair and index recovery
+ * tests; the packs ({@linkcode makePack}) of the pack and pack reader tests; {@linkcode withRepo}
+ * and {@linkcode writeTree} for the progress tests.
  *
  * @module
  */
 
-import { equal } from "node:assert/strict";
+import { equal, ok } from "node:assert/strict";
 import { MemoryBackend } from "../backends/memory.ts";
 import { encodeItem, type Item, ItemStreamBuffer, newItemEncoder } from "./archive.ts";
 import type { CheckResult, Problem, ProblemKind } from "./check_report.ts";
 import { compress } from "./compress.ts";
-import { type EncryptionMode, ObjectType, type ObjectTypeTag } from "./crypto.ts";
+import { type EncryptionMode, ObjectType, type ObjectTypeTag, RepoKey } from "./crypto.ts";
 import { packKey } from "./storage_keys.ts";
 import type { KdfParams } from "./key_file.ts";
 import { initRepository, Repository } from "./repository.ts";
 import { WriteSession } from "./write_session.ts";
-import { seededBytes } from "./_fuzz.ts";
+import { concat, randomBytes, seededBytes } from "./_fuzz.ts";
+import { IntegrityError } from "./errors.ts";
+import { PackWriter } from "./pack.ts";
 
 const randomData = seededBytes;
 
@@ -209,4 +212,45 @@ export async function writeTree(src: string, sizes: number[]): Promise<number> {
   }
   await Deno.symlink("f0.bin", `${src}/link`);
   return sum;
+}
+
+/** Bytes a pack parser reads as types, counts and lengths. */
+export const PACK_SPECIALS = [0x00, 0xff, 0x7f, 0x80, 0x01, 0x02, 0x06];
+
+/** The u32le at `at` in `b`. */
+export const u32 = (b: Uint8Array, at: number) =>
+  new DataView(b.buffer, b.byteOffset).getUint32(at, true);
+
+/** A blob of a pack made by {@linkcode makePack}. */
+export interface Blob {
+  id: Uint8Array;
+  type: ObjectTypeTag;
+  plain: Uint8Array;
+  sealed: Uint8Array;
+}
+
+/** A finished pack of `count` sealed blobs (every third an items blob), with its bytes. */
+export async function makePack(key: RepoKey, next: () => number, count: number) {
+  const writer = new PackWriter();
+  const blobs: Blob[] = [];
+  for (let i = 0; i < count; i++) {
+    const plain = randomBytes(next, 1 + (next() % 300));
+    const id = await key.chunkId(plain);
+    const type = i % 3 === 2 ? ObjectType.items : ObjectType.data;
+    const sealed = await key.seal(type, id, plain);
+    writer.add(id, type, sealed, plain.length);
+    blobs.push({ id, type, plain, sealed });
+  }
+  const done = await writer.finish(key);
+  return { ...done, bytes: concat(...(done.body as Uint8Array[])), blobs };
+}
+
+/** An error check for `rejects`/`throws`: an IntegrityError about `what`, for `reason`. */
+export function assertCorrupt(what: string, reason: RegExp): (err: unknown) => boolean {
+  return (err: unknown) => {
+    ok(err instanceof IntegrityError, `expected IntegrityError, got ${err}`);
+    ok(err.message.startsWith(what), err.message);
+    ok(reason.test(err.message), err.message);
+    return true;
+  };
 }
