@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import "./platform_deno.ts"; // the native codecs, as the CLI has them
 import { seededBytes } from "./_fuzz.ts";
+import { KiB, withRepo } from "./_test_repos.ts";
 import { deepStrictEqual, equal, ok, rejects } from "node:assert/strict";
 import { MemoryBackend } from "../backends/memory.ts";
 import { LocalBackend } from "../backends/local.ts";
@@ -10,6 +11,7 @@ import { backup } from "./archiver.ts";
 import { CodecPool } from "./codec_pool.ts";
 import {
   type CompactionPlan,
+  type CompactProgress,
   compactRepository,
   DEFAULT_THRESHOLD_PERCENT,
   planCompaction,
@@ -21,7 +23,8 @@ import { bytesEqual, fromHex, randomBytes, toHex } from "./ids.ts";
 import { packKey } from "./storage_keys.ts";
 import { COMMIT_LOCK } from "./lock.ts";
 import { encodeManifest } from "./manifest.ts";
-import { crc32, PackWriter, readPackHeader } from "./pack.ts";
+import { crc32, PackWriter } from "./pack.ts";
+import { readPackHeader } from "./pack_reader.ts";
 import { initRepository, Repository } from "./repository.ts";
 import { extract } from "./restorer.ts";
 import { WriteSession } from "./write_session.ts";
@@ -661,4 +664,49 @@ Deno.test("compact splits a pack that mixes file data and item blobs (as older v
   const index = await repo.readIndex();
   ok(bytesEqual(await repo.readBlob(index, itemsId, ObjectType.items), itemBlob));
   ok(bytesEqual(await repo.readBlob(index, liveId, ObjectType.data), chunkData("L0")));
+});
+
+Deno.test("compact reports the bytes copied up to the plan's copyBytes", async () => {
+  await withRepo(async (dir, repo) => {
+    // "all" stores files in turn dropped and kept, so most packs hold both and get rewritten
+    await Deno.mkdir(`${dir}/all`);
+    await Deno.mkdir(`${dir}/keep`);
+    for (let i = 0; i < 24; i++) {
+      const data = seededBytes(200 * KiB, 100 + i);
+      await Deno.writeFile(`${dir}/all/f${String(i).padStart(2, "0")}`, data);
+      if (i % 2) await Deno.writeFile(`${dir}/keep/f${i}`, data);
+    }
+    const compression = { algorithm: "lz4" as const };
+    await backup(repo, { name: "both", sources: [`${dir}/all`], compression });
+    await backup(repo, { name: "keep", sources: [`${dir}/keep`], compression });
+    const manifest = await repo.readManifest();
+    manifest.archives = manifest.archives.filter((a) => a.name !== "both");
+    await repo.backend.put(
+      "manifest",
+      await repo.key.seal(ObjectType.manifest, "manifest", encodeManifest(manifest)),
+    );
+    const plan = await planCompaction(repo, { thresholdPercent: 1 });
+    ok(plan.copyBlobs > 0, "some live blobs must move");
+    const updates: CompactProgress[] = [];
+    const result = await compactRepository(repo, {
+      thresholdPercent: 1,
+      onProgress: (p) => updates.push({ ...p }),
+    });
+    deepStrictEqual(result.corrupt, []);
+    const copy = updates.filter((u) => u.phase === "copy");
+    deepStrictEqual(copy[0], {
+      phase: "copy",
+      done: 0,
+      total: plan.copyBlobs,
+      bytes: 0,
+      totalBytes: plan.copyBytes,
+    });
+    const end = copy.at(-1)!;
+    deepStrictEqual(
+      [end.done, end.total, end.bytes, end.totalBytes],
+      [plan.copyBlobs, plan.copyBlobs, plan.copyBytes, plan.copyBytes],
+    );
+    for (let i = 1; i < copy.length; i++) ok(copy[i].bytes! > copy[i - 1].bytes!);
+    deepStrictEqual([...new Set(updates.map((u) => u.phase))], ["scan", "copy", "index", "delete"]);
+  });
 });

@@ -17,8 +17,12 @@ import { initRepository, Repository } from "./repository.ts";
 import { INDEX_KEY, packKey, packKeyHex } from "./storage_keys.ts";
 import { WriteSession } from "./write_session.ts";
 import { seededBytes } from "./_fuzz.ts";
+import { checkRepository } from "./checker.ts";
+import { edit, fixture, kinds } from "./_test_repos.ts";
 
 await loadCodecs();
+
+const randomData = seededBytes;
 
 /** A MemoryBackend that counts puts. */
 class CountingBackend extends MemoryBackend {
@@ -128,4 +132,38 @@ Deno.test("reconcileWithPacks drops the chunks of lost packs with a warning and 
   equal(session.index.size, 2);
   ok(ids.every((id) => session.has(id) && session.added.has(id)));
   ok(session.index.packIds().every((p) => !bytesEqual(p, lost)));
+});
+
+Deno.test("a corrupt or lost index is reported and rebuilt equal to the original", async () => {
+  const f = await fixture();
+  const original = await f.repo.readIndex();
+  for (const damage of ["garbage", "flip", "delete"]) {
+    if (damage === "garbage") await f.backend.put("index", randomData(100, 9));
+    if (damage === "flip") {
+      await f.backend.put(
+        "index",
+        await f.repo.key.seal(ObjectType.index, "index", original.encode()),
+      );
+      await edit(f, "index", (b) => {
+        b[20] ^= 1;
+        return b;
+      });
+    }
+    if (damage === "delete") await f.backend.delete("index");
+
+    const r = await checkRepository(f.repo, { verifyData: true });
+    deepStrictEqual(kinds(r), ["error corrupt-index"], damage);
+    equal(r.indexRebuilt, true);
+    ok(r.problems[0].message.includes("rebuilt"), r.problems[0].message);
+
+    const loaded = await loadIndexOrRebuild(f.repo);
+    equal(loaded.rebuilt, true);
+    ok(loaded.problem && /Index/.test(loaded.problem), loaded.problem);
+    deepStrictEqual(loaded.index.encode(), original.encode());
+    deepStrictEqual(loaded.unreadablePacks, []);
+  }
+  await f.backend.put("index", await f.repo.key.seal(ObjectType.index, "index", original.encode()));
+  const fine = await loadIndexOrRebuild(f.repo);
+  equal(fine.rebuilt, false);
+  equal(fine.problem, undefined);
 });

@@ -358,48 +358,6 @@ export function headerInTail(
   return { ...loc, sealed: missing === 0 ? part : null, missing };
 }
 
-/** Options of {@linkcode readPackHeader}. */
-export interface ReadPackHeaderOptions {
-  /** How many blobs the pack is expected to hold (from the index), to size the tail read. */
-  entries?: number;
-}
-
-/**
- * Reads and authenticates a pack's header from storage with one range request for the pack's
- * tail ({@linkcode packTailLength}), which holds the preamble too when it is the whole pack. A
- * larger pack takes a second request for its 9-byte preamble (the magic and version are checked
- * whatever the pack's size), and a header larger than the tail one more for its start. Requests
- * run one after the other, so a caller's limit on packs read at once bounds the requests too.
- */
-export async function readPackHeader(
-  backend: { getRange(key: string, offset: number, length: number): Promise<Uint8Array> },
-  key: RepoKey,
-  packKeyName: string,
-  packSize: number,
-  options: ReadPackHeaderOptions = {},
-): Promise<PackEntry[]> {
-  const what = `Pack ${packKeyName}`;
-  if (packSize < PACK_PREAMBLE + 4) throw new IntegrityError(`${what} is corrupt: too short`);
-  const tailLength = packTailLength(packSize, {
-    entries: options.entries,
-    sealOverhead: key.sealHead + key.sealTail,
-  });
-  const tailOffset = packSize - tailLength;
-  const tail = await backend.getRange(packKeyName, tailOffset, tailLength);
-  const preamble = tailOffset > 0 ? await backend.getRange(packKeyName, 0, PACK_PREAMBLE) : null;
-  checkPackPreamble(preamble ?? tail, what);
-  const found = headerInTail(tail, packSize, what);
-  let sealed = found.sealed;
-  if (!sealed) {
-    const head = await backend.getRange(packKeyName, found.offset, found.missing);
-    sealed = new Uint8Array(found.length);
-    sealed.set(head);
-    sealed.set(tail.subarray(0, found.length - found.missing), found.missing);
-  }
-  const plain = await key.open(ObjectType.packHeader, "pack-header", sealed, `${what} header`);
-  return decodePackHeader(plain, found.offset, what);
-}
-
 /** Hex spelling of an entry's id, for messages. */
 export function entryName(e: PackEntry): string {
   return `${e.type === ObjectType.items ? "metadata blob" : "chunk"} ${toHex(e.id)}`;

@@ -4,6 +4,8 @@
  * decompressed and re-hashed against its id, in the codec pool when one is given) is made here.
  * Part of the repository layer: it calls the backend for pack objects.
  *
+ * - {@linkcode readPackHeader} reads and authenticates a pack's header (one range request for its
+ *   tail in the common case).
  * - {@linkcode PackStream} reads a pack front to back in ranges and hashes it (verify-data).
  * - {@linkcode readVerifiedRecord} reads one record where the index places it and verifies it;
  *   {@linkcode scanRecords} walks the records of a pack whose header is lost (repair's salvage).
@@ -30,14 +32,19 @@ import type { ChunkLocation } from "./chunk_index.ts";
 import type { CodecPool } from "./codec_pool.ts";
 import { Limiter } from "./concurrency.ts";
 import { decompress } from "./compress.ts";
-import { ObjectType, type ObjectTypeTag } from "./crypto.ts";
+import { ObjectType, type ObjectTypeTag, type RepoKey } from "./crypto.ts";
 import { IntegrityError, isDamage, NotFoundError, VgerError } from "./errors.ts";
 import { bytesEqual, toHex } from "./ids.ts";
 import {
+  checkPackPreamble,
+  decodePackHeader,
   FIRST_OBJECT_OFFSET,
+  headerInTail,
   MAX_BLOB,
   MAX_BLOB_OBJECT,
   PACK_PREAMBLE,
+  type PackEntry,
+  packTailLength,
   parseRecordPrefix,
   RECORD_PREFIX,
   recordFault,
@@ -55,6 +62,62 @@ export type PackSource = Pick<Repository<ReadonlyBackend>, "backend" | "key">;
 export interface RangeReader {
   /** Reads `length` bytes of `key` from `offset` (fewer at the object's end). */
   getRange(key: string, offset: number, length: number): Promise<Uint8Array>;
+}
+
+/** Options of {@linkcode readPackHeader}. */
+export interface ReadPackHeaderOptions {
+  /** How many blobs the pack is expected to hold (from the index), to size the tail read. */
+  entries?: number;
+}
+
+/**
+ * Reads and authenticates a pack's header from storage with one range request for the pack's
+ * tail (pack.ts's `packTailLength`), which holds the preamble too when it is the whole pack. A
+ * larger pack takes a second request for its 9-byte preamble (the magic and version are checked
+ * whatever the pack's size), and a header larger than the tail one more for its start. Requests
+ * run one after the other, so a caller's limit on packs read at once bounds the requests too.
+ */
+export async function readPackHeader(
+  backend: RangeReader,
+  key: RepoKey,
+  packKeyName: string,
+  packSize: number,
+  options: ReadPackHeaderOptions = {},
+): Promise<PackEntry[]> {
+  const what = `Pack ${packKeyName}`;
+  if (packSize < PACK_PREAMBLE + 4) throw new IntegrityError(`${what} is corrupt: too short`);
+  const tailLength = packTailLength(packSize, {
+    entries: options.entries,
+    sealOverhead: key.sealHead + key.sealTail,
+  });
+  const tailOffset = packSize - tailLength;
+  const tail = await backend.getRange(packKeyName, tailOffset, tailLength);
+  const preamble = tailOffset > 0 ? await backend.getRange(packKeyName, 0, PACK_PREAMBLE) : null;
+  checkPackPreamble(preamble ?? tail, what);
+  const found = headerInTail(tail, packSize, what);
+  let sealed = found.sealed;
+  if (!sealed) {
+    const head = await backend.getRange(packKeyName, found.offset, found.missing);
+    sealed = new Uint8Array(found.length);
+    sealed.set(head);
+    sealed.set(tail.subarray(0, found.length - found.missing), found.missing);
+  }
+  const plain = await key.open(ObjectType.packHeader, "pack-header", sealed, `${what} header`);
+  return decodePackHeader(plain, found.offset, what);
+}
+
+/**
+ * Reads the record of the object at `objectOffset`, `objectLength` bytes long, of the pack stored
+ * as `packKeyName`, as it is stored (prefix and object, unchecked: {@linkcode checkRecord} checks
+ * it), in one range request.
+ */
+export function readRawRecord(
+  reader: RangeReader,
+  packKeyName: string,
+  objectOffset: number,
+  objectLength: number,
+): Promise<Uint8Array> {
+  return reader.getRange(packKeyName, recordStart(objectOffset), recordSize(objectLength));
 }
 
 /** "Chunk", "Metadata blob" or (type unknown) "Blob", and the id in hex: a blob in messages. */

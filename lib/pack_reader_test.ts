@@ -1,13 +1,14 @@
-import { deepStrictEqual, equal, ok } from "node:assert/strict";
+import { deepStrictEqual, equal, ok, rejects, throws } from "node:assert/strict";
 import "./platform_deno.ts"; // the native codecs, as the CLI has them
 import { MemoryBackend } from "../backends/memory.ts";
 import { ChunkIndex } from "./chunk_index.ts";
 import { CodecPool } from "./codec_pool.ts";
 import { compress, loadCodecs } from "./compress.ts";
-import { ObjectType } from "./crypto.ts";
+import { ObjectType, RepoKey } from "./crypto.ts";
 import { bytesEqual, toHex } from "./ids.ts";
 import {
   readLiveRecords,
+  readPackHeader,
   readVerifiedRecord,
   RecordBatcher,
   type WantedRecord,
@@ -15,7 +16,33 @@ import {
 import { initRepository, Repository } from "./repository.ts";
 import { packKey } from "./storage_keys.ts";
 import { WriteSession } from "./write_session.ts";
-import { seededBytes } from "./_fuzz.ts";
+import {
+  concat,
+  footprint,
+  fuzzCases,
+  FuzzClock,
+  mutate,
+  randomBytes,
+  rng,
+  seededBytes,
+} from "./_fuzz.ts";
+import { IntegrityError } from "./errors.ts";
+import {
+  decodePackHeader,
+  DEFAULT_TAIL_GUESS,
+  encodePackHeader,
+  entryName,
+  HEADER_ENTRY_SIZE,
+  headerLocation,
+  PACK_MAGIC,
+  PACK_PREAMBLE,
+  PACK_VERSION,
+  type PackEntry,
+  packTailLength,
+  PackWriter,
+  RECORD_PREFIX,
+} from "./pack.ts";
+import { assertCorrupt, makePack, PACK_SPECIALS, u32 } from "./_test_repos.ts";
 
 await loadCodecs();
 
@@ -112,4 +139,223 @@ Deno.test("RecordBatcher reads adjacent records of one pack in one request and o
   } finally {
     await pool.close();
   }
+});
+
+Deno.test("readPackHeader returns the entries, and each object opens under its id", async () => {
+  for (const mode of ["aes256gcm", "none"] as const) {
+    const key = await RepoKey.generate(mode);
+    const { id, bytes, entries, blobs } = await makePack(key, rng(3), 7);
+    const backend = new MemoryBackend();
+    await backend.put(packKey(id), bytes);
+    const read = await readPackHeader(backend, key, packKey(id), bytes.length);
+    deepStrictEqual(read, entries);
+    for (const [i, e] of read.entries()) {
+      const sealed = await backend.getRange(packKey(id), e.offset, e.length);
+      deepStrictEqual(await key.open(e.type, e.id, sealed, entryName(e)), blobs[i].plain);
+    }
+    ok(entryName(read[2]).startsWith("metadata blob "));
+    ok(entryName(read[0]).startsWith("chunk "));
+  }
+});
+
+/** A memory backend that records each range request and how many were in flight at its start
+ * (readPackHeader makes them one at a time, so a limit on packs read at once bounds them). */
+function rangeLog(backend: MemoryBackend) {
+  const requests: { offset: number; length: number; inFlight: number }[] = [];
+  let inFlight = 0;
+  return {
+    requests,
+    async getRange(key: string, offset: number, length: number): Promise<Uint8Array> {
+      requests.push({ offset, length, inFlight: ++inFlight });
+      try {
+        await new Promise((resolve) => setTimeout(resolve, 1));
+        return await backend.getRange(key, offset, length);
+      } finally {
+        inFlight--;
+      }
+    },
+  };
+}
+
+Deno.test("readPackHeader reads a pack that fits the tail guess with exactly one range request", async () => {
+  const key = await RepoKey.generate("aes256gcm");
+  const { id, bytes, entries } = await makePack(key, rng(11), 40);
+  ok(bytes.length < DEFAULT_TAIL_GUESS);
+  const backend = new MemoryBackend();
+  await backend.put(packKey(id), bytes);
+  const log = rangeLog(backend);
+  deepStrictEqual(await readPackHeader(log, key, packKey(id), bytes.length), entries);
+  deepStrictEqual(log.requests, [{ offset: 0, length: bytes.length, inFlight: 1 }]);
+});
+
+Deno.test("readPackHeader reads a larger pack's tail, then its preamble", async () => {
+  const key = await RepoKey.generate("aes256gcm");
+  const writer = new PackWriter();
+  const next = rng(12);
+  for (let i = 0; i < 3; i++) {
+    const plain = randomBytes(next, 40_000);
+    const id = await key.chunkId(plain);
+    writer.add(id, ObjectType.data, await key.seal(ObjectType.data, id, plain), plain.length);
+  }
+  const done = await writer.finish(key);
+  const bytes = concat(...(done.body as Uint8Array[]));
+  ok(bytes.length > DEFAULT_TAIL_GUESS);
+  const backend = new MemoryBackend();
+  await backend.put("packs/x", bytes);
+  const log = rangeLog(backend);
+  deepStrictEqual(await readPackHeader(log, key, "packs/x", bytes.length), done.entries);
+  deepStrictEqual(log.requests, [
+    { offset: bytes.length - DEFAULT_TAIL_GUESS, length: DEFAULT_TAIL_GUESS, inFlight: 1 },
+    { offset: 0, length: PACK_PREAMBLE, inFlight: 1 },
+  ]);
+});
+
+Deno.test("readPackHeader reads a header larger than the tail guess with one more request, and none when told the entry count", async () => {
+  const key = await RepoKey.generate("aes256gcm");
+  const count = Math.ceil(DEFAULT_TAIL_GUESS / HEADER_ENTRY_SIZE) + 200;
+  const { id, bytes, entries } = await makePack(key, rng(13), count);
+  const headerLength = u32(bytes, bytes.length - 4);
+  ok(headerLength + 4 > DEFAULT_TAIL_GUESS, `header of ${headerLength} bytes`);
+  const backend = new MemoryBackend();
+  await backend.put(packKey(id), bytes);
+  const tailOffset = bytes.length - DEFAULT_TAIL_GUESS;
+  const headerOffset = bytes.length - 4 - headerLength;
+
+  const log = rangeLog(backend);
+  deepStrictEqual(await readPackHeader(log, key, packKey(id), bytes.length), entries);
+  deepStrictEqual(log.requests, [
+    { offset: tailOffset, length: DEFAULT_TAIL_GUESS, inFlight: 1 },
+    { offset: 0, length: PACK_PREAMBLE, inFlight: 1 },
+    { offset: headerOffset, length: tailOffset - headerOffset, inFlight: 1 },
+  ]);
+
+  const told = rangeLog(backend);
+  const opts = { entries: count };
+  deepStrictEqual(await readPackHeader(told, key, packKey(id), bytes.length, opts), entries);
+  const tail = packTailLength(bytes.length, { ...opts, sealOverhead: key.sealHead + key.sealTail });
+  equal(tail, headerLength + 4);
+  deepStrictEqual(told.requests, [
+    { offset: bytes.length - tail, length: tail, inFlight: 1 },
+    { offset: 0, length: PACK_PREAMBLE, inFlight: 1 },
+  ]);
+});
+
+Deno.test("readPackHeader rejects short packs, bad magic, unknown version and bad trailers", async () => {
+  const key = await RepoKey.generate("aes256gcm");
+  const { bytes } = await makePack(key, rng(5), 3);
+  const backend = new MemoryBackend();
+  const name = "packs/00/x";
+  const read = async (b: Uint8Array) => {
+    await backend.put(name, b);
+    return await readPackHeader(backend, key, name, b.length);
+  };
+  const what = `Pack ${name}`;
+  await rejects(read(bytes.subarray(0, 12)), assertCorrupt(what, /too short/));
+  const magic = bytes.slice();
+  magic[3] ^= 1;
+  await rejects(read(magic), assertCorrupt(what, /bad magic/));
+  const version = bytes.slice();
+  version[8] = 2;
+  await rejects(read(version), assertCorrupt(what, /unknown version 2/));
+  for (const trailer of [0, bytes.length, 0xffffffff]) {
+    const bad = bytes.slice();
+    new DataView(bad.buffer).setUint32(bad.length - 4, trailer, true);
+    await rejects(
+      read(bad),
+      assertCorrupt(what, new RegExp(`header length ${trailer} does not fit`)),
+    );
+  }
+  const otherKey = await RepoKey.generate("aes256gcm");
+  await backend.put(name, bytes);
+  await rejects(
+    readPackHeader(backend, otherKey, name, bytes.length),
+    assertCorrupt(`${what} header is corrupt`, /authentication failed/),
+  );
+  throws(() => headerLocation(Uint8Array.of(5, 0, 0, 0), 17, "P"), IntegrityError);
+  deepStrictEqual(headerLocation(Uint8Array.of(4, 0, 0, 0), 17, "P"), { offset: 9, length: 4 });
+});
+
+Deno.test("readPackHeader throws only IntegrityError on random and mutated packs (fuzz)", async () => {
+  const key = await RepoKey.generate("aes256gcm");
+  const { bytes, entries } = await makePack(key, rng(10), 4);
+  const recordsEnd = bytes.length - 4 - u32(bytes, bytes.length - 4);
+  const plainHeader = encodePackHeader(entries);
+  const backend = new MemoryBackend();
+  const name = "packs/ff/fuzz";
+  const next = rng(11);
+  const cases = fuzzCases();
+  const clock = new FuzzClock();
+  let accepted = 0;
+  for (let i = 0; i < cases; i++) {
+    clock.lap(i);
+    let input: Uint8Array;
+    if (i % 3 === 2) {
+      // An authentic header over a mutated plaintext, so decodePackHeader sees hostile entries.
+      const sealed = await key.seal(
+        ObjectType.packHeader,
+        "pack-header",
+        mutate(plainHeader, next, { kind: i, specials: PACK_SPECIALS }),
+      );
+      const trailer = new Uint8Array(4);
+      new DataView(trailer.buffer).setUint32(0, sealed.length, true);
+      input = concat(bytes.subarray(0, recordsEnd), sealed, trailer);
+    } else {
+      input = mutate(bytes, next, { kind: i, specials: PACK_SPECIALS });
+    }
+    await backend.put(name, input);
+    let got: PackEntry[];
+    try {
+      got = await readPackHeader(backend, key, name, input.length);
+    } catch (err) {
+      ok(err instanceof IntegrityError, `input ${i}: ${err}`);
+      ok(err.message.startsWith(`Pack ${name}`), err.message);
+      continue;
+    }
+    accepted++;
+    const end = input.length - 4 - u32(input, input.length - 4);
+    for (const e of got) {
+      ok(e.offset >= PACK_PREAMBLE + RECORD_PREFIX && e.offset + e.length <= end);
+    }
+  }
+  ok(accepted > 0, "flips inside records leave the header intact");
+  clock.done();
+});
+
+Deno.test("huge header lengths and entry counts in tiny packs are refused without allocating", async () => {
+  const key = await RepoKey.generate("aes256gcm");
+  const backend = new MemoryBackend();
+  const trailer = (n: number) => {
+    const b = new Uint8Array(4);
+    new DataView(b.buffer).setUint32(0, n, true);
+    return b;
+  };
+  const preamble = concat(PACK_MAGIC, Uint8Array.of(PACK_VERSION));
+  // The trailer may claim up to 4 GiB; only a header that fits the pack is ever read.
+  const packs = [0xffffffff, 64 << 20, (64 << 20) + 1, 1 << 30, 20].map((claim) =>
+    concat(preamble, new Uint8Array(7), trailer(claim))
+  );
+  for (const [n, pack] of packs.entries()) await backend.put(`packs/huge/${n}`, pack);
+  // An authentic header claiming 2^32 - 1 entries in 4 bytes.
+  const sealed = await key.seal(ObjectType.packHeader, "pack-header", trailer(0xffffffff));
+  const lying = concat(preamble, sealed, trailer(sealed.length));
+  await backend.put("packs/huge/lying", lying);
+  const fp = await footprint(async () => {
+    for (const [n, pack] of packs.entries()) {
+      await rejects(
+        readPackHeader(backend, key, `packs/huge/${n}`, pack.length),
+        assertCorrupt(`Pack packs/huge/${n}`, /header length \d+ does not fit the pack/),
+      );
+    }
+    await rejects(
+      readPackHeader(backend, key, "packs/huge/lying", lying.length),
+      assertCorrupt("Pack packs/huge/lying", /header length does not fit 4294967295 entries/),
+    );
+    throws(
+      () => decodePackHeader(trailer(0x7fffffff), 1 << 30, "Pack x"),
+      assertCorrupt("Pack x", /does not fit 2147483647 entries/),
+    );
+  });
+  ok(fp.ms < 2_000, `${fp.ms} ms`);
+  // 2^32 entries would take 180 GiB; a few MiB of drift is test noise.
+  ok(fp.grownBytes < 16 << 20, `grew ${fp.grownBytes} bytes`);
 });

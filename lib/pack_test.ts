@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { deepStrictEqual, equal, ok, rejects, throws } from "node:assert/strict";
+import { deepStrictEqual, equal, ok, throws } from "node:assert/strict";
 import { MemoryBackend } from "../backends/memory.ts";
 import { ObjectType, type ObjectTypeTag, RepoKey, SEAL_OVERHEAD_AES } from "./crypto.ts";
 import { IntegrityError } from "./errors.ts";
@@ -10,12 +10,10 @@ import { packKey } from "./storage_keys.ts";
 import {
   crc32,
   decodePackHeader,
-  DEFAULT_TAIL_GUESS,
   encodePackHeader,
   entryName,
   FIRST_OBJECT_OFFSET,
   HEADER_ENTRY_SIZE,
-  headerLocation,
   MAX_BLOB,
   MAX_BLOB_OBJECT,
   PACK_MAGIC,
@@ -23,55 +21,18 @@ import {
   PACK_VERSION,
   type PackEntry,
   packSizeBesidesRecords,
-  packTailLength,
   PackWriter,
   parseRecordPrefix,
-  readPackHeader,
   RECORD_PREFIX,
   recordFault,
   recordObject,
   recordSize,
   recordStart,
 } from "./pack.ts";
+import { readPackHeader } from "./pack_reader.ts";
 import { MAX_CHUNK_LIMIT } from "./chunker.ts";
-import { concat, footprint, fuzzCases, FuzzClock, mutate, randomBytes, rng } from "./_fuzz.ts";
-
-/** Bytes a pack parser reads as types, counts and lengths. */
-const PACK_SPECIALS = [0x00, 0xff, 0x7f, 0x80, 0x01, 0x02, 0x06];
-
-const u32 = (b: Uint8Array, at: number) => new DataView(b.buffer, b.byteOffset).getUint32(at, true);
-
-interface Blob {
-  id: Uint8Array;
-  type: ObjectTypeTag;
-  plain: Uint8Array;
-  sealed: Uint8Array;
-}
-
-/** A finished pack of `count` sealed blobs (every third an items blob), with its bytes. */
-async function makePack(key: RepoKey, next: () => number, count: number) {
-  const writer = new PackWriter();
-  const blobs: Blob[] = [];
-  for (let i = 0; i < count; i++) {
-    const plain = randomBytes(next, 1 + (next() % 300));
-    const id = await key.chunkId(plain);
-    const type = i % 3 === 2 ? ObjectType.items : ObjectType.data;
-    const sealed = await key.seal(type, id, plain);
-    writer.add(id, type, sealed, plain.length);
-    blobs.push({ id, type, plain, sealed });
-  }
-  const done = await writer.finish(key);
-  return { ...done, bytes: concat(...(done.body as Uint8Array[])), blobs };
-}
-
-function assertCorrupt(what: string, reason: RegExp): (err: unknown) => boolean {
-  return (err: unknown) => {
-    ok(err instanceof IntegrityError, `expected IntegrityError, got ${err}`);
-    ok(err.message.startsWith(what), err.message);
-    ok(reason.test(err.message), err.message);
-    return true;
-  };
-}
+import { concat, fuzzCases, FuzzClock, mutate, randomBytes, rng } from "./_fuzz.ts";
+import { assertCorrupt, makePack, PACK_SPECIALS, u32 } from "./_test_repos.ts";
 
 /**
  * What a key-less server does: walk the records from offset 9 up to the header (located by the
@@ -144,105 +105,6 @@ Deno.test("the header plaintext is u32 count then 45-byte entries", () => {
   deepStrictEqual(decodePackHeader(encodePackHeader([]), 9, "Pack p"), []);
 });
 
-Deno.test("readPackHeader returns the entries, and each object opens under its id", async () => {
-  for (const mode of ["aes256gcm", "none"] as const) {
-    const key = await RepoKey.generate(mode);
-    const { id, bytes, entries, blobs } = await makePack(key, rng(3), 7);
-    const backend = new MemoryBackend();
-    await backend.put(packKey(id), bytes);
-    const read = await readPackHeader(backend, key, packKey(id), bytes.length);
-    deepStrictEqual(read, entries);
-    for (const [i, e] of read.entries()) {
-      const sealed = await backend.getRange(packKey(id), e.offset, e.length);
-      deepStrictEqual(await key.open(e.type, e.id, sealed, entryName(e)), blobs[i].plain);
-    }
-    ok(entryName(read[2]).startsWith("metadata blob "));
-    ok(entryName(read[0]).startsWith("chunk "));
-  }
-});
-
-/** A memory backend that records each range request and how many were in flight at its start
- * (readPackHeader makes them one at a time, so a limit on packs read at once bounds them). */
-function rangeLog(backend: MemoryBackend) {
-  const requests: { offset: number; length: number; inFlight: number }[] = [];
-  let inFlight = 0;
-  return {
-    requests,
-    async getRange(key: string, offset: number, length: number): Promise<Uint8Array> {
-      requests.push({ offset, length, inFlight: ++inFlight });
-      try {
-        await new Promise((resolve) => setTimeout(resolve, 1));
-        return await backend.getRange(key, offset, length);
-      } finally {
-        inFlight--;
-      }
-    },
-  };
-}
-
-Deno.test("readPackHeader reads a pack that fits the tail guess with exactly one range request", async () => {
-  const key = await RepoKey.generate("aes256gcm");
-  const { id, bytes, entries } = await makePack(key, rng(11), 40);
-  ok(bytes.length < DEFAULT_TAIL_GUESS);
-  const backend = new MemoryBackend();
-  await backend.put(packKey(id), bytes);
-  const log = rangeLog(backend);
-  deepStrictEqual(await readPackHeader(log, key, packKey(id), bytes.length), entries);
-  deepStrictEqual(log.requests, [{ offset: 0, length: bytes.length, inFlight: 1 }]);
-});
-
-Deno.test("readPackHeader reads a larger pack's tail, then its preamble", async () => {
-  const key = await RepoKey.generate("aes256gcm");
-  const writer = new PackWriter();
-  const next = rng(12);
-  for (let i = 0; i < 3; i++) {
-    const plain = randomBytes(next, 40_000);
-    const id = await key.chunkId(plain);
-    writer.add(id, ObjectType.data, await key.seal(ObjectType.data, id, plain), plain.length);
-  }
-  const done = await writer.finish(key);
-  const bytes = concat(...(done.body as Uint8Array[]));
-  ok(bytes.length > DEFAULT_TAIL_GUESS);
-  const backend = new MemoryBackend();
-  await backend.put("packs/x", bytes);
-  const log = rangeLog(backend);
-  deepStrictEqual(await readPackHeader(log, key, "packs/x", bytes.length), done.entries);
-  deepStrictEqual(log.requests, [
-    { offset: bytes.length - DEFAULT_TAIL_GUESS, length: DEFAULT_TAIL_GUESS, inFlight: 1 },
-    { offset: 0, length: PACK_PREAMBLE, inFlight: 1 },
-  ]);
-});
-
-Deno.test("readPackHeader reads a header larger than the tail guess with one more request, and none when told the entry count", async () => {
-  const key = await RepoKey.generate("aes256gcm");
-  const count = Math.ceil(DEFAULT_TAIL_GUESS / HEADER_ENTRY_SIZE) + 200;
-  const { id, bytes, entries } = await makePack(key, rng(13), count);
-  const headerLength = u32(bytes, bytes.length - 4);
-  ok(headerLength + 4 > DEFAULT_TAIL_GUESS, `header of ${headerLength} bytes`);
-  const backend = new MemoryBackend();
-  await backend.put(packKey(id), bytes);
-  const tailOffset = bytes.length - DEFAULT_TAIL_GUESS;
-  const headerOffset = bytes.length - 4 - headerLength;
-
-  const log = rangeLog(backend);
-  deepStrictEqual(await readPackHeader(log, key, packKey(id), bytes.length), entries);
-  deepStrictEqual(log.requests, [
-    { offset: tailOffset, length: DEFAULT_TAIL_GUESS, inFlight: 1 },
-    { offset: 0, length: PACK_PREAMBLE, inFlight: 1 },
-    { offset: headerOffset, length: tailOffset - headerOffset, inFlight: 1 },
-  ]);
-
-  const told = rangeLog(backend);
-  const opts = { entries: count };
-  deepStrictEqual(await readPackHeader(told, key, packKey(id), bytes.length, opts), entries);
-  const tail = packTailLength(bytes.length, { ...opts, sealOverhead: key.sealHead + key.sealTail });
-  equal(tail, headerLength + 4);
-  deepStrictEqual(told.requests, [
-    { offset: bytes.length - tail, length: tail, inFlight: 1 },
-    { offset: 0, length: PACK_PREAMBLE, inFlight: 1 },
-  ]);
-});
-
 Deno.test("decodePackHeader rejects bad types, gaps, overlaps and records that stop short", () => {
   const next = rng(4);
   const e = (offset: number, length: number, type: ObjectTypeTag = ObjectType.data) => ({
@@ -272,41 +134,6 @@ Deno.test("decodePackHeader rejects bad types, gaps, overlaps and records that s
   const huge = new Uint8Array(4);
   new DataView(huge.buffer).setUint32(0, 0xffffffff, true);
   throws(() => decodePackHeader(huge, 9, "Pack x"), assertCorrupt("Pack x", /does not fit/));
-});
-
-Deno.test("readPackHeader rejects short packs, bad magic, unknown version and bad trailers", async () => {
-  const key = await RepoKey.generate("aes256gcm");
-  const { bytes } = await makePack(key, rng(5), 3);
-  const backend = new MemoryBackend();
-  const name = "packs/00/x";
-  const read = async (b: Uint8Array) => {
-    await backend.put(name, b);
-    return await readPackHeader(backend, key, name, b.length);
-  };
-  const what = `Pack ${name}`;
-  await rejects(read(bytes.subarray(0, 12)), assertCorrupt(what, /too short/));
-  const magic = bytes.slice();
-  magic[3] ^= 1;
-  await rejects(read(magic), assertCorrupt(what, /bad magic/));
-  const version = bytes.slice();
-  version[8] = 2;
-  await rejects(read(version), assertCorrupt(what, /unknown version 2/));
-  for (const trailer of [0, bytes.length, 0xffffffff]) {
-    const bad = bytes.slice();
-    new DataView(bad.buffer).setUint32(bad.length - 4, trailer, true);
-    await rejects(
-      read(bad),
-      assertCorrupt(what, new RegExp(`header length ${trailer} does not fit`)),
-    );
-  }
-  const otherKey = await RepoKey.generate("aes256gcm");
-  await backend.put(name, bytes);
-  await rejects(
-    readPackHeader(backend, otherKey, name, bytes.length),
-    assertCorrupt(`${what} header is corrupt`, /authentication failed/),
-  );
-  throws(() => headerLocation(Uint8Array.of(5, 0, 0, 0), 17, "P"), IntegrityError);
-  deepStrictEqual(headerLocation(Uint8Array.of(4, 0, 0, 0), 17, "P"), { offset: 9, length: 4 });
 });
 
 Deno.test("a key-less server can walk and CRC-check every record up to the header", async () => {
@@ -423,91 +250,6 @@ Deno.test("decodePackHeader throws only IntegrityError on random and mutated inp
   }
   ok(accepted > 0, "flips in ids and raw lengths keep a valid header");
   clock.done();
-});
-
-Deno.test("readPackHeader throws only IntegrityError on random and mutated packs (fuzz)", async () => {
-  const key = await RepoKey.generate("aes256gcm");
-  const { bytes, entries } = await makePack(key, rng(10), 4);
-  const recordsEnd = bytes.length - 4 - u32(bytes, bytes.length - 4);
-  const plainHeader = encodePackHeader(entries);
-  const backend = new MemoryBackend();
-  const name = "packs/ff/fuzz";
-  const next = rng(11);
-  const cases = fuzzCases();
-  const clock = new FuzzClock();
-  let accepted = 0;
-  for (let i = 0; i < cases; i++) {
-    clock.lap(i);
-    let input: Uint8Array;
-    if (i % 3 === 2) {
-      // An authentic header over a mutated plaintext, so decodePackHeader sees hostile entries.
-      const sealed = await key.seal(
-        ObjectType.packHeader,
-        "pack-header",
-        mutate(plainHeader, next, { kind: i, specials: PACK_SPECIALS }),
-      );
-      const trailer = new Uint8Array(4);
-      new DataView(trailer.buffer).setUint32(0, sealed.length, true);
-      input = concat(bytes.subarray(0, recordsEnd), sealed, trailer);
-    } else {
-      input = mutate(bytes, next, { kind: i, specials: PACK_SPECIALS });
-    }
-    await backend.put(name, input);
-    let got: PackEntry[];
-    try {
-      got = await readPackHeader(backend, key, name, input.length);
-    } catch (err) {
-      ok(err instanceof IntegrityError, `input ${i}: ${err}`);
-      ok(err.message.startsWith(`Pack ${name}`), err.message);
-      continue;
-    }
-    accepted++;
-    const end = input.length - 4 - u32(input, input.length - 4);
-    for (const e of got) {
-      ok(e.offset >= PACK_PREAMBLE + RECORD_PREFIX && e.offset + e.length <= end);
-    }
-  }
-  ok(accepted > 0, "flips inside records leave the header intact");
-  clock.done();
-});
-
-Deno.test("huge header lengths and entry counts in tiny packs are refused without allocating", async () => {
-  const key = await RepoKey.generate("aes256gcm");
-  const backend = new MemoryBackend();
-  const trailer = (n: number) => {
-    const b = new Uint8Array(4);
-    new DataView(b.buffer).setUint32(0, n, true);
-    return b;
-  };
-  const preamble = concat(PACK_MAGIC, Uint8Array.of(PACK_VERSION));
-  // The trailer may claim up to 4 GiB; only a header that fits the pack is ever read.
-  const packs = [0xffffffff, 64 << 20, (64 << 20) + 1, 1 << 30, 20].map((claim) =>
-    concat(preamble, new Uint8Array(7), trailer(claim))
-  );
-  for (const [n, pack] of packs.entries()) await backend.put(`packs/huge/${n}`, pack);
-  // An authentic header claiming 2^32 - 1 entries in 4 bytes.
-  const sealed = await key.seal(ObjectType.packHeader, "pack-header", trailer(0xffffffff));
-  const lying = concat(preamble, sealed, trailer(sealed.length));
-  await backend.put("packs/huge/lying", lying);
-  const fp = await footprint(async () => {
-    for (const [n, pack] of packs.entries()) {
-      await rejects(
-        readPackHeader(backend, key, `packs/huge/${n}`, pack.length),
-        assertCorrupt(`Pack packs/huge/${n}`, /header length \d+ does not fit the pack/),
-      );
-    }
-    await rejects(
-      readPackHeader(backend, key, "packs/huge/lying", lying.length),
-      assertCorrupt("Pack packs/huge/lying", /header length does not fit 4294967295 entries/),
-    );
-    throws(
-      () => decodePackHeader(trailer(0x7fffffff), 1 << 30, "Pack x"),
-      assertCorrupt("Pack x", /does not fit 2147483647 entries/),
-    );
-  });
-  ok(fp.ms < 2_000, `${fp.ms} ms`);
-  // 2^32 entries would take 180 GiB; a few MiB of drift is test noise.
-  ok(fp.grownBytes < 16 << 20, `grew ${fp.grownBytes} bytes`);
 });
 
 // the spill test stages in this process's staging directory: remove it at the end, as the CLI

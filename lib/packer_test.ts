@@ -3,16 +3,20 @@
  */
 
 import { deepStrictEqual, equal, ok, rejects } from "node:assert/strict";
+import "./platform_deno.ts"; // the native codecs, as the CLI has them
 import { seededBytes } from "./_fuzz.ts";
 import { MemoryBackend } from "../backends/memory.ts";
 import type { BackendCapabilities, PutBody } from "../backends/backend.ts";
-import { compress } from "./compress.ts";
+import { compress, loadCodecs } from "./compress.ts";
 import { ObjectType, type ObjectTypeTag } from "./crypto.ts";
 import { bytesEqual, toHex } from "./ids.ts";
-import { readPackHeader } from "./pack.ts";
+import { readPackHeader } from "./pack_reader.ts";
 import { Packer, packTarget } from "./packer.ts";
 import { initRepository, Repository } from "./repository.ts";
 import { packKey } from "./storage_keys.ts";
+import { fixture, packKeys } from "./_test_repos.ts";
+
+await loadCodecs();
 
 /** A memory backend of `connections` connections whose pack puts wait until `open()`. */
 class GatedBackend extends MemoryBackend {
@@ -162,4 +166,17 @@ Deno.test("a failed upload is thrown by the next add and by flush; abort drops t
   const stored: string[] = [];
   for await (const o of backend.list("packs/")) stored.push(o.key);
   deepStrictEqual(stored.sort(), packer.packs.map((p) => packKey(p.id)).sort());
+});
+
+Deno.test("item blobs and file data never share a pack", async () => {
+  const f = await fixture();
+  const types = new Map<string, Set<number>>();
+  for (const key of await packKeys(f.backend)) {
+    const size = (await f.backend.get(key))!.length;
+    const entries = await readPackHeader(f.backend, f.repo.key, key, size);
+    types.set(key, new Set(entries.map((e) => e.type)));
+  }
+  const sorted = [...types.values()].map((t) => [...t].sort());
+  for (const t of sorted) equal(t.length, 1, `one type per pack: ${JSON.stringify(sorted)}`);
+  equal(sorted.filter((t) => t[0] === ObjectType.items).length, 2, "a pack of items per archive");
 });

@@ -16,12 +16,14 @@ import { ByteBudget, Limiter } from "./concurrency.ts";
 import type { ObjectTypeTag } from "./crypto.ts";
 import { errorMessage, VgerError } from "./errors.ts";
 import { bytesEqual, fromHex, toHex } from "./ids.ts";
-import { FIRST_OBJECT_OFFSET, readPackHeader, recordSize, recordStart } from "./pack.ts";
+import { FIRST_OBJECT_OFFSET, recordSize, recordStart } from "./pack.ts";
 import {
   checkRecord,
   countingReader,
   describeBlob,
   PackStream,
+  readPackHeader,
+  readRawRecord,
   verifySealed,
 } from "./pack_reader.ts";
 import { packKey } from "./storage_keys.ts";
@@ -223,10 +225,11 @@ export async function verifyPack(
         record = await reader.read(recordSize(r.length));
       } else {
         // overlapping index entries (damaged index): read this one on its own
-        record = await countingReader(repo.backend, onBytes).getRange(
+        record = await readRawRecord(
+          countingReader(repo.backend, onBytes),
           key,
-          start,
-          recordSize(r.length),
+          r.offset,
+          r.length,
         );
       }
       const { sealed, type: t, fault } = checkRecord(record, r.length, r.type);

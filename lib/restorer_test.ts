@@ -1,0 +1,54 @@
+import { deepStrictEqual, equal, ok } from "node:assert/strict";
+import { backup } from "./archiver.ts";
+import { extract, type ExtractProgress } from "./restorer.ts";
+import { KiB, MiB, withRepo, writeTree } from "./_test_repos.ts";
+
+// What extract reports
+
+Deno.test("extract reports bytes and items up to the archive's totals, also for a selected part", async () => {
+  await withRepo(async (dir, repo) => {
+    const sizes = [0, 1, 300 * KiB, 700 * KiB, 5 * KiB, 1 * MiB, 200 * KiB, 40 * KiB];
+    const sum = await writeTree(`${dir}/src`, sizes);
+    const r = await backup(repo, {
+      name: "a",
+      sources: [`${dir}/src`],
+      compression: { algorithm: "lz4" },
+    });
+    const updates: ExtractProgress[] = [];
+    const result = await extract(repo, {
+      archive: "a",
+      dest: `${dir}/out`,
+      budgetBytes: 64 * KiB,
+      onProgress: (p) => updates.push({ ...p }),
+    });
+    const items = r.stats.files;
+    equal(result.files, items);
+    const last = updates.at(-1)!;
+    deepStrictEqual(
+      [last.files, last.totalFiles, last.bytes, last.totalBytes],
+      [items, items, sum, sum],
+    );
+    for (const u of updates) {
+      deepStrictEqual([u.totalFiles, u.totalBytes], [items, sum], "the totals never change");
+    }
+    for (let i = 1; i < updates.length; i++) ok(updates[i].bytes >= updates[i - 1].bytes);
+
+    // only sub/: the totals are counted from the selected items before extracting
+    const part: ExtractProgress[] = [];
+    const base = `${dir}/src`.replace(/^\/+/, "");
+    await extract(repo, {
+      archive: "a",
+      dest: `${dir}/part`,
+      patterns: [`${base}/sub`],
+      onProgress: (p) => part.push({ ...p }),
+    });
+    const subBytes = sizes.filter((_, i) => i % 2).reduce((a, b) => a + b, 0);
+    const subItems = 1 + sizes.filter((_, i) => i % 2).length;
+    const end = part.at(-1)!;
+    deepStrictEqual(
+      [end.files, end.totalFiles, end.bytes, end.totalBytes],
+      [subItems, subItems, subBytes, subBytes],
+    );
+    for (const u of part) deepStrictEqual([u.totalFiles, u.totalBytes], [subItems, subBytes]);
+  });
+});
