@@ -1,23 +1,7 @@
 import { equal } from "node:assert/strict";
 import type { BackupResult } from "./archiver.ts";
-import type { ManifestEntry } from "./manifest.ts";
 import { backupJson, backupSummary, extractJson, extractSummary } from "./cli_backup.ts";
-
-const REPO = "/mnt/repo";
-
-/** JSON text, so that field names and their order are compared, not just the values. */
-const text = (value: unknown): string => JSON.stringify(value);
-
-function entry(name: string, time: string, idByte = 0xab): ManifestEntry {
-  return {
-    name,
-    id: new Uint8Array(32).fill(idByte),
-    time,
-    hostname: "host1",
-    username: "alice",
-    stats: { files: 12, original: 3 * 1024 * 1024, compressed: 1536, deduplicated: 100 },
-  };
-}
+import { entry, REPO, text } from "./_test_cli.ts";
 
 Deno.test("backup JSON has snake_case sizes, hex id and warnings; the summary formats bytes and seconds", () => {
   const result: BackupResult = {

@@ -1,11 +1,7 @@
 import { deepStrictEqual, equal } from "node:assert/strict";
 import type { LockEntry } from "./repo_lock.ts";
 import { breakLockJson, breakLockLines } from "./cli_break_lock.ts";
-
-const REPO = "/mnt/repo";
-
-/** JSON text, so that field names and their order are compared, not just the values. */
-const text = (value: unknown): string => JSON.stringify(value);
+import { REPO, text } from "./_test_cli.ts";
 
 Deno.test("break-lock renders each removed lock with its content, or says there was none", () => {
   const locks: LockEntry[] = [

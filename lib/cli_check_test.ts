@@ -1,11 +1,7 @@
 import { deepStrictEqual, equal } from "node:assert/strict";
 import type { CheckResult, Problem, RepairResult } from "./check_report.ts";
 import { checkJson, checkSummary, problemLine, repairJson, repairLines } from "./cli_check.ts";
-
-const REPO = "/mnt/repo";
-
-/** JSON text, so that field names and their order are compared, not just the values. */
-const text = (value: unknown): string => JSON.stringify(value);
+import { REPO, text } from "./_test_cli.ts";
 
 function problem(overrides: Partial<Problem>): Problem {
   return {

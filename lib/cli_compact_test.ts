@@ -1,11 +1,7 @@
 import { deepStrictEqual, equal } from "node:assert/strict";
 import type { CompactionPlan, CompactionResult } from "./compactor.ts";
 import { compactJson, compactSummary, compactWarnings } from "./cli_compact.ts";
-
-const REPO = "/mnt/repo";
-
-/** JSON text, so that field names and their order are compared, not just the values. */
-const text = (value: unknown): string => JSON.stringify(value);
+import { REPO, text } from "./_test_cli.ts";
 
 function pack(id: string) {
   return { id, size: 100, blobs: 1, liveBlobs: 0, liveBytes: 0, unusedBytes: 100 };

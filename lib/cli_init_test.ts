@@ -2,11 +2,7 @@ import { equal } from "node:assert/strict";
 import { DEFAULT_CHUNKER_PARAMS } from "./chunker.ts";
 import type { RepoConfig } from "./repo_config.ts";
 import { configJson, configSummary, initJson, initSummary } from "./cli_init.ts";
-
-const REPO = "/mnt/repo";
-
-/** JSON text, so that field names and their order are compared, not just the values. */
-const text = (value: unknown): string => JSON.stringify(value);
+import { REPO, text } from "./_test_cli.ts";
 
 Deno.test("config and init render the written file, the repository id and encryption", () => {
   equal(text(configJson("vger.yaml")), `{"written":"vger.yaml"}`);

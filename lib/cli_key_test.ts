@@ -7,11 +7,7 @@ import {
   keyImportJson,
   keyImportSummary,
 } from "./cli_key.ts";
-
-const REPO = "/mnt/repo";
-
-/** JSON text, so that field names and their order are compared, not just the values. */
-const text = (value: unknown): string => JSON.stringify(value);
+import { REPO, text } from "./_test_cli.ts";
 
 Deno.test("key subcommands render what changed, with the repository first in JSON", () => {
   equal(

@@ -1,6 +1,5 @@
 import { deepStrictEqual, equal } from "node:assert/strict";
 import type { PruneResult } from "./commands.ts";
-import type { ManifestEntry } from "./manifest.ts";
 import {
   deleteJson,
   deleteLines,
@@ -8,22 +7,7 @@ import {
   pruneJson,
   pruneSummary,
 } from "./cli_prune.ts";
-
-const REPO = "/mnt/repo";
-
-/** JSON text, so that field names and their order are compared, not just the values. */
-const text = (value: unknown): string => JSON.stringify(value);
-
-function entry(name: string, time: string, idByte = 0xab): ManifestEntry {
-  return {
-    name,
-    id: new Uint8Array(32).fill(idByte),
-    time,
-    hostname: "host1",
-    username: "alice",
-    stats: { files: 12, original: 3 * 1024 * 1024, compressed: 1536, deduplicated: 100 },
-  };
-}
+import { entry, REPO, text } from "./_test_cli.ts";
 
 const PRUNE: PruneResult = {
   decisions: [
