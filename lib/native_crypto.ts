@@ -28,38 +28,10 @@
  */
 
 import { VgerError } from "./errors.ts";
+import type { FastCrypto } from "./platform.ts";
 
 /** OpenSSL's AES-256-GCM, HMAC-SHA-256 and SHA-256, working on caller-owned buffers. */
-export interface NativeCrypto {
-  /**
-   * AES-256-GCM encrypt: writes ciphertext (same length as plaintext) then the 16-byte tag into
-   * `out` (out.length must be >= plaintext.length + 16; out may be the same memory as plaintext:
-   * in-place), returns plaintext.length + 16. Key 32 bytes, nonce 12 bytes; throws a VgerError
-   * (code "internal") on misuse: wrong lengths, short `out`, lengths above 2^31-1, or `out`
-   * overlapping the input at a different offset.
-   */
-  aesGcmSeal(
-    key: Uint8Array,
-    nonce: Uint8Array,
-    aad: Uint8Array,
-    plaintext: Uint8Array,
-    out: Uint8Array,
-  ): number;
-  /**
-   * Decrypts ciphertext||tag (input.length >= 16) into `out` (>= input.length - 16; may alias
-   * input); returns the plaintext length, or -1 when authentication fails (never throws for bad
-   * data). On failure the first input.length - 16 bytes of `out` are zeroed, so no
-   * unauthenticated plaintext escapes (in place, that destroys the ciphertext).
-   */
-  aesGcmOpen(
-    key: Uint8Array,
-    nonce: Uint8Array,
-    aad: Uint8Array,
-    input: Uint8Array,
-    out: Uint8Array,
-  ): number;
-  /** HMAC-SHA-256 (one shot). */
-  hmacSha256(key: Uint8Array, data: Uint8Array): Uint8Array;
+export interface NativeCrypto extends FastCrypto {
   /** SHA-256 (one shot). */
   sha256(data: Uint8Array): Uint8Array;
 }

@@ -36,9 +36,15 @@ export interface Sha256Hasher {
   digest(): Uint8Array;
 }
 
-/** AES-256-GCM and HMAC-SHA-256 on caller-owned buffers (lib/native_crypto.ts has the contract). */
+/** AES-256-GCM and HMAC-SHA-256 on caller-owned buffers (OpenSSL's: lib/native_crypto.ts). */
 export interface FastCrypto {
-  /** Encrypts `plaintext` into `out` (ciphertext, then the 16-byte tag); may work in place. */
+  /**
+   * AES-256-GCM encrypt: writes ciphertext (same length as plaintext) then the 16-byte tag into
+   * `out` (out.length must be >= plaintext.length + 16; out may be the same memory as plaintext:
+   * in-place), returns plaintext.length + 16. Key 32 bytes, nonce 12 bytes; throws a VgerError
+   * (code "internal") on misuse: wrong lengths, short `out`, lengths above 2^31-1, or `out`
+   * overlapping the input at a different offset.
+   */
   aesGcmSeal(
     key: Uint8Array,
     nonce: Uint8Array,
@@ -46,7 +52,12 @@ export interface FastCrypto {
     plaintext: Uint8Array,
     out: Uint8Array,
   ): number;
-  /** Decrypts ciphertext||tag into `out`; the plaintext length, or -1 when authentication fails. */
+  /**
+   * Decrypts ciphertext||tag (input.length >= 16) into `out` (>= input.length - 16; may alias
+   * input); returns the plaintext length, or -1 when authentication fails (never throws for bad
+   * data). On failure the first input.length - 16 bytes of `out` are zeroed, so no
+   * unauthenticated plaintext escapes (in place, that destroys the ciphertext).
+   */
   aesGcmOpen(
     key: Uint8Array,
     nonce: Uint8Array,
