@@ -39,10 +39,7 @@ usage() {
   exit 2
 }
 
-absolute() {
-  mkdir -p "$1"
-  (cd "$1" && pwd)
-}
+absolute() { realpath -m -- "$1"; }
 
 # The pid in DIR/run/NAME.pid when that process is still the daemon we started, else nothing.
 live_pid() {
@@ -176,18 +173,17 @@ start() {
   if [[ -f $dir/$MARKER ]]; then
     echo "s3_server.sh: stopping the server already in $dir" >&2
     stop "$dir"
-    mkdir -p "$dir"
   fi
   local p
   for p in "$port" $((port + 10000)); do
-    if ss -Htln "sport = :$p" | grep -q .; then
+    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
       die "something already listens on port $p; stop it or give another PORT (the gateway uses PORT, the monitor PORT + 10000)"
     fi
   done
   local t0
   t0=$(now)
-  touch "$dir/$MARKER"
   mkdir -p "$dir"/{log,mon,osd,run,rgw}
+  touch "$dir/$MARKER"
   echo "$port" >"$dir/port"
   local fsid
   fsid=$(cat /proc/sys/kernel/random/uuid)
