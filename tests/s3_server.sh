@@ -4,7 +4,7 @@
 #
 #   bash tests/s3_server.sh start DIR [PORT]   install the packages when missing, start the daemons in
 #                                              DIR (stopping those already running there), create the
-#                                              test user, wait until it answers it (~18 s)
+#                                              test user, wait for signed requests to work (~18 s)
 #   eval "$(bash tests/s3_server.sh env DIR)"  export VGER_TEST_S3_ENDPOINT, _ACCESS_KEY_ID,
 #                                              _SECRET_ACCESS_KEY and _REGION for the S3 tests
 #   bash tests/s3_server.sh check DIR          signed requests with curl: bucket, put, conditional put
@@ -206,16 +206,15 @@ start() {
     --access-key="$ACCESS_KEY" --secret-key="$SECRET_KEY" >/dev/null
   bounded "$dir" radosgw 30 radosgw -n client.rgw.r -k "$dir/rgw/keyring" \
     --pid-file "$dir/run/radosgw.pid" >/dev/null
-  local i up=
-  for i in $(seq 1 120); do
-    if curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$port/"; then
-      up=1
-      break
+  local launched=$SECONDS deadline=$((SECONDS + 60))
+  until curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$port/"; do
+    # its pid file appears at once and goes when it exits
+    if ((SECONDS - launched >= 3)) && [[ -z $(live_pid "$dir" radosgw) ]]; then
+      fail "$dir" radosgw "radosgw exited before answering on 127.0.0.1:$port"
     fi
-    [[ -n $(live_pid "$dir" radosgw) ]] || sleep 0.5 # the pid file may not be written yet
+    ((SECONDS < deadline)) || fail "$dir" radosgw "the gateway did not answer on 127.0.0.1:$port within 60 s"
     sleep 0.5
   done
-  [[ -n $up ]] || fail "$dir" radosgw "the gateway did not answer on 127.0.0.1:$port within 60 s"
   # Signed requests prove the test user, and radosgw creates its pools now, not in the first test
   # (the first bucket and the first object take about 4 s)
   url=http://127.0.0.1:$port body=/dev/null
