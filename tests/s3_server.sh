@@ -4,7 +4,7 @@
 #
 #   bash tests/s3_server.sh start DIR [PORT]   install the packages when missing, start the daemons in
 #                                              DIR (stopping those already running there), create the
-#                                              test user, wait for signed requests to work (~18 s)
+#                                              test user, wait for signed requests to work (~4 s)
 #   eval "$(bash tests/s3_server.sh env DIR)"  export VGER_TEST_S3_ENDPOINT, _ACCESS_KEY_ID,
 #                                              _SECRET_ACCESS_KEY and _REGION for the S3 tests
 #   bash tests/s3_server.sh check DIR          signed requests with curl: bucket, put, conditional put
@@ -65,7 +65,7 @@ fail() {
 
 kill_daemons() {
   local dir=$1 name pid i
-  for name in "${DAEMONS[@]}"; do
+  for name in "${DAEMONS[@]}"; do # one by one, radosgw first: all at once took 7 s, not 2
     pid=$(live_pid "$dir" "$name")
     [[ -n $pid ]] || continue
     kill -TERM "$pid" 2>/dev/null || true
@@ -123,6 +123,7 @@ osd pool default pg autoscale mode = off
 mon max pg per osd = 1000
 mon allow pool size one = true
 mon warn on pool no redundancy = false
+paxos propose interval = 0.05
 [mon.a]
 mon data = $dir/mon
 mon data avail crit = 0
