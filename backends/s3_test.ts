@@ -1,0 +1,123 @@
+import { equal, ok } from "node:assert/strict";
+import { BackendError, NotFoundError, VgerError } from "../lib/errors.ts";
+import { s3Error, type S3ErrorContext } from "./s3.ts";
+
+const CTX: S3ErrorContext = {
+  bucket: "backups",
+  region: "us-east-1",
+  location: "s3://backups/host1 at http://127.0.0.1:7480",
+  endpoint: "http://127.0.0.1:7480",
+};
+
+/** An error shaped like the SDK's: name, $metadata, and the message it gives unmodeled codes. */
+function sdkError(name: string, httpStatusCode: number, extra: Record<string, unknown> = {}) {
+  return Object.assign(new Error("UnknownError"), {
+    name,
+    $fault: "client",
+    $metadata: { httpStatusCode, requestId: "tx1" },
+    AWSAccessKeyId: "AKIASECRETID",
+    ...extra,
+  });
+}
+
+/** A network error as node:http reports it under the SDK. */
+function netError(code: string) {
+  return Object.assign(new Error(`connect ${code} 127.0.0.1:7480`), { code, $metadata: {} });
+}
+
+function check(err: unknown, type: new (message: string) => VgerError, message: string): void {
+  const got = s3Error(err, { what: "read", key: "config" }, CTX);
+  ok(got instanceof type, `${got.constructor.name}: ${got.message}`);
+  equal(got.message, message);
+  equal(got.cause, err);
+  ok(!got.message.includes("AKIA"), got.message);
+  ok(!got.message.includes("UnknownError"), got.message);
+}
+
+const AT = 'Cannot read "config" in s3://backups/host1 at http://127.0.0.1:7480';
+
+Deno.test("s3Error says in words that the bucket is missing", () => {
+  check(
+    sdkError("NoSuchBucket", 404),
+    NotFoundError,
+    `${AT}: bucket "backups" does not exist on http://127.0.0.1:7480`,
+  );
+});
+
+Deno.test("s3Error says access denied and names wrong credentials without showing them", () => {
+  check(
+    sdkError("AccessDenied", 403),
+    BackendError,
+    `${AT}: access denied (the credentials lack permission for bucket "backups")`,
+  );
+  check(
+    sdkError("InvalidAccessKeyId", 403),
+    BackendError,
+    `${AT}: http://127.0.0.1:7480 does not know the access key id (check the credentials)`,
+  );
+  check(
+    sdkError("SignatureDoesNotMatch", 403),
+    BackendError,
+    `${AT}: http://127.0.0.1:7480 rejected the signature (check the secret access key)`,
+  );
+  check(sdkError("Forbidden", 403), BackendError, `${AT}: access denied (HTTP 403)`);
+});
+
+Deno.test("s3Error says the region is wrong and names the bucket's region when S3 tells", () => {
+  check(
+    sdkError("AuthorizationHeaderMalformed", 400, { Region: "eu-west-1" }),
+    BackendError,
+    `${AT}: bucket "backups" is not in region "us-east-1": it is in "eu-west-1" (set s3_region)`,
+  );
+  check(
+    sdkError("PermanentRedirect", 301),
+    BackendError,
+    `${AT}: bucket "backups" is not in region "us-east-1" (set s3_region)`,
+  );
+  check(
+    sdkError("Unknown", 301),
+    BackendError,
+    `${AT}: bucket "backups" is not in region "us-east-1" (set s3_region)`,
+  );
+});
+
+Deno.test("s3Error says the endpoint is unreachable, in the cause chain too", () => {
+  check(
+    netError("ECONNREFUSED"),
+    BackendError,
+    `${AT}: cannot reach http://127.0.0.1:7480 (connection refused)`,
+  );
+  check(
+    new Error("fetch failed", { cause: netError("ENOTFOUND") }),
+    BackendError,
+    `${AT}: cannot reach http://127.0.0.1:7480 (host not found)`,
+  );
+  check(
+    Object.assign(new Error("AggregateError"), { errors: [netError("ECONNREFUSED")] }),
+    BackendError,
+    `${AT}: cannot reach http://127.0.0.1:7480 (connection refused)`,
+  );
+});
+
+Deno.test("s3Error says the clock is off", () => {
+  check(
+    sdkError("RequestTimeTooSkewed", 403),
+    BackendError,
+    `${AT}: this computer's clock is too far from http://127.0.0.1:7480's (set the clock)`,
+  );
+});
+
+Deno.test("s3Error never answers a bare UnknownError: it names the S3 code and HTTP status", () => {
+  check(sdkError("InternalError", 500), BackendError, `${AT}: S3 error (InternalError, HTTP 500)`);
+  check(sdkError("UnknownError", 502), BackendError, `${AT}: S3 error (HTTP 502)`);
+  check(
+    new Error("UnknownError"),
+    BackendError,
+    `${AT}: unexpected error from http://127.0.0.1:7480`,
+  );
+});
+
+Deno.test("s3Error passes vger's own errors through", () => {
+  const err = new NotFoundError("x");
+  equal(s3Error(err, { what: "read" }, CTX), err);
+});
