@@ -25,6 +25,7 @@
  */
 
 import type * as Sdk from "@aws-sdk/client-s3";
+import type * as Ini from "@aws-sdk/credential-provider-ini";
 import {
   AlreadyExistsError,
   BackendError,
@@ -81,6 +82,12 @@ interface Operation {
 }
 
 type SdkModule = typeof Sdk;
+
+// The SDK's names are values, not literals, so that Deno resolves the packages when an S3
+// repository is opened, not when the program starts (a literal `import("...")` makes it read
+// the registry metadata of the package, 2 MB of JSON, on every start of vger).
+const SDK = "@aws-sdk/client-s3";
+const INI = "@aws-sdk/credential-provider-ini";
 
 /** What the SDK signs with. */
 interface Credentials {
@@ -351,7 +358,7 @@ export class S3Backend implements Backend {
   }
 
   async #load(): Promise<Client> {
-    const sdk = await import("@aws-sdk/client-s3");
+    const sdk: SdkModule = await import(SDK);
     const o = this.#options;
     const s3 = new sdk.S3Client({
       region: this.#region,
@@ -697,7 +704,7 @@ async function credentialsFromEnvOrFiles(): Promise<Credentials> {
     const token = Deno.env.get("AWS_SESSION_TOKEN");
     return { accessKeyId: id, secretAccessKey: secret, ...(token ? { sessionToken: token } : {}) };
   }
-  const { fromIni } = await import("@aws-sdk/credential-provider-ini");
+  const { fromIni }: typeof Ini = await import(INI);
   try {
     return await fromIni()();
   } catch (err) {
