@@ -3,9 +3,9 @@
  * `@aws-sdk/client-s3`. The SDK is loaded on the backend's first request, so commands on local
  * repositories never load it.
  *
- * Objects live under an optional prefix of one bucket. Buffers of up to {@linkcode PART_SIZE}
- * go up in one PUT with their Content-Length; larger bodies (staged packs) in a multipart upload
- * of {@linkcode PART_SIZE} parts, aborted when anything fails, so an interrupted upload never
+ * Objects live under an optional prefix of one bucket. A buffer, and any body of up to
+ * {@linkcode PART_SIZE}, goes up in one PUT with its Content-Length; larger bodies (staged packs,
+ * lists of parts) in a multipart upload of {@linkcode PART_SIZE} parts, aborted when anything fails, so an interrupted upload never
  * leaves an object under its final key. `create` is one PUT with `If-None-Match: *`, whatever
  * the size. Credentials come from the options, the environment (`AWS_ACCESS_KEY_ID`,
  * `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`) or the shared files (`~/.aws/credentials`,
@@ -388,7 +388,7 @@ export class S3Backend implements Backend {
     // A create is one conditional PUT whatever its size: Ceph RGW 16 ignores If-None-Match on
     // CompleteMultipartUpload (tests/backend_s3_test.ts saw a second create win), and vger
     // creates only small objects (locks, the repository config).
-    if (size <= PART_SIZE || ifAbsent) {
+    if (body instanceof Uint8Array || size <= PART_SIZE || ifAbsent) {
       const data = body instanceof Uint8Array ? body : await collect(body, size);
       await this.#putOnce(key, data, ifAbsent);
     } else {

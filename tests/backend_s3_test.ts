@@ -14,6 +14,7 @@ import {
   CreateMultipartUploadCommand,
   DeleteBucketCommand,
   DeleteObjectCommand,
+  HeadObjectCommand,
   ListMultipartUploadsCommand,
   ListObjectsV2Command,
   S3Client,
@@ -121,6 +122,13 @@ function patternBody(size: number, piece: number, failAfter = Infinity): StreamB
   };
 }
 
+/** How many parts the object was uploaded in (the "-N" of a multipart ETag), 0 for one PUT. */
+async function etagParts(admin: S3Client, bucket: string, key: string): Promise<number> {
+  const head = await admin.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+  const m = head.ETag?.match(/-(\d+)"?$/);
+  return m ? Number(m[1]) : 0;
+}
+
 function pattern(size: number): Uint8Array {
   return Uint8Array.from({ length: size }, (_, i) => i % 251);
 }
@@ -162,8 +170,22 @@ s3Test(
       await backend.getRange("packs/ab/big", PART_SIZE - 5, 10),
       pattern(size).slice(PART_SIZE - 5, PART_SIZE + 5),
     );
+    equal(await etagParts(admin, bucket, "repo/packs/ab/big"), 3, "a multipart upload of 3 parts");
     const uploads = await admin.send(new ListMultipartUploadsCommand({ Bucket: bucket }));
     equal(uploads.Uploads?.length ?? 0, 0, "no upload left open");
+  },
+);
+
+s3Test(
+  "a buffer goes up in one PUT whatever its size, small bodies too",
+  async (backend, bucket, admin) => {
+    await backend.put("packs/ab/buffer", pattern(2 * PART_SIZE));
+    await backend.put("packs/ab/parts", [pattern(1000), pattern(2000)]);
+    await backend.put("packs/ab/stream", patternBody(PART_SIZE, 1 << 20));
+    for (const key of ["buffer", "parts", "stream"]) {
+      equal(await etagParts(admin, bucket, `repo/packs/ab/${key}`), 0, key);
+    }
+    deepStrictEqual(await backend.get("packs/ab/buffer"), pattern(2 * PART_SIZE));
   },
 );
 
