@@ -562,7 +562,13 @@ export function s3Error(err: unknown, op: Operation, ctx: S3ErrorContext): VgerE
       cause,
     );
   }
-  if (code === 403) return new BackendError(`${doing}: access denied (HTTP 403)`, cause);
+  if (code === 403) {
+    // a HEAD request's 403 has no body to say why
+    return new BackendError(
+      `${doing}: access denied (HTTP 403: wrong credentials, or no permission for bucket "${ctx.bucket}")`,
+      cause,
+    );
+  }
   if (code === 404 && name === "NotFound") {
     return new NotFoundError(`${doing}: not found (HTTP 404)`, cause);
   }

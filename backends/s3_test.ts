@@ -60,7 +60,11 @@ Deno.test("s3Error says access denied and names wrong credentials without showin
     BackendError,
     `${AT}: http://127.0.0.1:7480 rejected the signature (check the secret access key)`,
   );
-  check(sdkError("Forbidden", 403), BackendError, `${AT}: access denied (HTTP 403)`);
+  check(
+    sdkError("Forbidden", 403),
+    BackendError,
+    `${AT}: access denied (HTTP 403: wrong credentials, or no permission for bucket "backups")`,
+  );
 });
 
 Deno.test("s3Error says the region is wrong and names the bucket's region when S3 tells", () => {
