@@ -135,7 +135,7 @@ export class S3Backend implements Backend {
     try {
       out = await s3.send(new sdk.GetObjectCommand({ Bucket: this.#bucket, Key: this.#key(key) }));
     } catch (err) {
-      if (isNotFound(err)) return null;
+      if (errorName(err) === "NoSuchKey") return null;
       throw this.#error(err, { what: "read", key });
     }
     const size = out.ContentLength;
@@ -181,7 +181,9 @@ export class S3Backend implements Backend {
         }),
       );
     } catch (err) {
-      if (isNotFound(err)) throw new NotFoundError(`Object "${key}" not found`, { cause: err });
+      if (errorName(err) === "NoSuchKey") {
+        throw new NotFoundError(`Object "${key}" not found`, { cause: err });
+      }
       if (status(err) === 416) {
         const size = await this.size(key);
         if (size === null) throw new NotFoundError(`Object "${key}" not found`, { cause: err });
@@ -216,7 +218,7 @@ export class S3Backend implements Backend {
       );
       return out.ContentLength ?? 0;
     } catch (err) {
-      if (isNotFound(err)) return null;
+      if (isHeadNotFound(err)) return null;
       throw this.#error(err, { what: "read", key });
     }
   }
@@ -275,7 +277,7 @@ export class S3Backend implements Backend {
     try {
       await s3.send(new sdk.DeleteObjectCommand({ Bucket: this.#bucket, Key: this.#key(key) }));
     } catch (err) {
-      if (isNotFound(err) && !isNoSuchBucket(err)) return;
+      if (errorName(err) === "NoSuchKey") return;
       throw this.#error(err, { what: "delete", key });
     }
   }
@@ -313,7 +315,7 @@ export class S3Backend implements Backend {
           );
           removed++;
         } catch (err) {
-          if (!isNotFound(err)) {
+          if (errorName(err) !== "NoSuchUpload") {
             throw this.#error(err, {
               what: "abort an upload of",
               key: upload.Key.slice(base.length),
@@ -569,8 +571,12 @@ export function s3Error(err: unknown, op: Operation, ctx: S3ErrorContext): VgerE
       cause,
     );
   }
-  if (code === 404 && name === "NotFound") {
-    return new NotFoundError(`${doing}: not found (HTTP 404)`, cause);
+  if (code === 404) {
+    // S3 names every 404 of a GET or PUT (NoSuchKey, NoSuchBucket, NoSuchUpload)
+    return new BackendError(
+      `${doing}: ${where} answered HTTP 404 without an S3 error code (is it an S3 endpoint?)`,
+      cause,
+    );
   }
   const label = name !== undefined && name !== "Error" && name !== "UnknownError" ? name : "";
   const http = code === undefined ? "" : `HTTP ${code}`;
@@ -629,15 +635,12 @@ function bucketRegion(err: unknown): string | undefined {
   return typeof region === "string" && /^[a-z0-9-]{1,40}$/.test(region) ? region : undefined;
 }
 
-function isNoSuchBucket(err: unknown): boolean {
-  return errorName(err) === "NoSuchBucket";
-}
-
-/** A missing object (GET's NoSuchKey, HEAD's bare 404), not a missing bucket. */
-function isNotFound(err: unknown): boolean {
-  const name = errorName(err);
-  if (name === "NoSuchKey" || name === "NotFound" || name === "NoSuchUpload") return true;
-  return status(err) === 404 && name !== "NoSuchBucket";
+/**
+ * A HEAD request's 404: no body says whether the key or the bucket is missing, so the key is
+ * taken to be (a missing bucket shows in the next GET or PUT, which name it).
+ */
+function isHeadNotFound(err: unknown): boolean {
+  return status(err) === 404;
 }
 
 function truncated(key: string, offset: number, length: number, size: number): IntegrityError {

@@ -121,6 +121,14 @@ Deno.test("s3Error never answers a bare UnknownError: it names the S3 code and H
   );
 });
 
+Deno.test("s3Error says a 404 without an S3 code may not come from an S3 endpoint", () => {
+  check(
+    sdkError("NotFound", 404),
+    BackendError,
+    `${AT}: http://127.0.0.1:7480 answered HTTP 404 without an S3 error code (is it an S3 endpoint?)`,
+  );
+});
+
 Deno.test("s3Error passes vger's own errors through", () => {
   const err = new NotFoundError("x");
   equal(s3Error(err, { what: "read" }, CTX), err);
