@@ -73,7 +73,15 @@ export interface S3BackendOptions {
   secretAccessKey?: string;
   /** Requests worth running at once; {@linkcode DEFAULT_S3_CONNECTIONS} when absent. */
   connections?: number;
+  /**
+   * How long a connection may take to open, and a request may go without a byte either way,
+   * before it fails, in milliseconds; {@linkcode DEFAULT_S3_TIMEOUT_MS} when absent.
+   */
+  timeoutMs?: number;
 }
+
+/** Milliseconds a connection may take to open or a request may stay silent (2 minutes). */
+export const DEFAULT_S3_TIMEOUT_MS = 120_000;
 
 /** What a request was doing, for error messages. */
 interface Operation {
@@ -373,6 +381,15 @@ export class S3Backend implements Backend {
         : credentialsFromEnvOrFiles,
       // Retries belong to vger's retry decorator (issue 10): one attempt here.
       maxAttempts: 1,
+      // Without these a server that accepts and never answers hangs vger forever. The request
+      // timeout is the socket's idle time, so long transfers that progress are not cut.
+      requestHandler: {
+        connectionTimeout: o.timeoutMs ?? DEFAULT_S3_TIMEOUT_MS,
+        requestTimeout: o.timeoutMs ?? DEFAULT_S3_TIMEOUT_MS,
+        throwOnRequestTimeout: true,
+      },
+      // The SDK's own warnings and errors would go to the console; vger reports its errors.
+      logger: SILENT,
     });
     return { sdk, s3 };
   }
@@ -552,6 +569,8 @@ export function s3Error(err: unknown, op: Operation, ctx: S3ErrorContext): VgerE
         `${doing}: this computer's clock is too far from ${where}'s (set the clock)`,
         cause,
       );
+    case "TimeoutError":
+      return new BackendError(`${doing}: ${where} did not answer in time`, cause);
     case "InvalidBucketName":
       return new BackendError(`${doing}: "${ctx.bucket}" is not a valid bucket name`, cause);
   }
@@ -587,6 +606,15 @@ export function s3Error(err: unknown, op: Operation, ctx: S3ErrorContext): VgerE
   const message = err instanceof Error && err.message !== "UnknownError" ? err.message : "";
   return new BackendError(`${doing}: ${message || "unexpected error from " + where}`, cause);
 }
+
+/** A logger that drops the SDK's messages. */
+const SILENT = {
+  trace() {},
+  debug() {},
+  info() {},
+  warn() {},
+  error() {},
+};
 
 const NETWORK_WORDS: Record<string, string> = {
   ECONNREFUSED: "connection refused",

@@ -1,6 +1,6 @@
-import { equal, ok } from "node:assert/strict";
+import { equal, ok, rejects } from "node:assert/strict";
 import { BackendError, NotFoundError, VgerError } from "../lib/errors.ts";
-import { s3Error, type S3ErrorContext } from "./s3.ts";
+import { S3Backend, s3Error, type S3ErrorContext } from "./s3.ts";
 
 const CTX: S3ErrorContext = {
   bucket: "backups",
@@ -87,6 +87,11 @@ Deno.test("s3Error says the region is wrong and names the bucket's region when S
 
 Deno.test("s3Error says the endpoint is unreachable, in the cause chain too", () => {
   check(
+    Object.assign(new Error("timed out"), { name: "TimeoutError", code: "ETIMEDOUT" }),
+    BackendError,
+    `${AT}: http://127.0.0.1:7480 did not answer in time`,
+  );
+  check(
     netError("ECONNREFUSED"),
     BackendError,
     `${AT}: cannot reach http://127.0.0.1:7480 (connection refused)`,
@@ -127,6 +132,38 @@ Deno.test("s3Error says a 404 without an S3 code may not come from an S3 endpoin
     BackendError,
     `${AT}: http://127.0.0.1:7480 answered HTTP 404 without an S3 error code (is it an S3 endpoint?)`,
   );
+});
+
+Deno.test("an S3 server that accepts and never answers fails the request after the timeout", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for await (const conn of listener) conns.push(conn);
+  })();
+  const { port } = listener.addr as Deno.NetAddr;
+  const endpoint = `http://127.0.0.1:${port}`;
+  const backend = new S3Backend({
+    bucket: "b",
+    endpoint,
+    accessKeyId: "id",
+    secretAccessKey: "secret",
+    timeoutMs: 300,
+  });
+  try {
+    await rejects(backend.get("config"), (err: unknown) => {
+      ok(err instanceof BackendError, String(err));
+      equal(
+        err.message,
+        `Cannot read "config" in s3://b at ${endpoint}: ${endpoint} did not answer in time`,
+      );
+      return true;
+    });
+  } finally {
+    await backend.close();
+    listener.close();
+    await accepting.catch(() => {});
+    for (const conn of conns) conn.close();
+  }
 });
 
 Deno.test("s3Error passes vger's own errors through", () => {
