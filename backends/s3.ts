@@ -93,11 +93,13 @@ interface Operation {
 
 type SdkModule = typeof Sdk;
 
-// The SDK's names are values, not literals, so that Deno resolves the packages when an S3
+// The SDK's specifiers are values, not literals, so that Deno resolves the packages when an S3
 // repository is opened, not when the program starts (a literal `import("...")` makes it read
-// the registry metadata of the package, 2 MB of JSON, on every start of vger).
-const SDK = "@aws-sdk/client-s3";
-const INI = "@aws-sdk/credential-provider-ini";
+// the registry metadata of the package, 2 MB of JSON, on every start of vger). They are full
+// `npm:` specifiers, as deno.json's imports map spells them, so that they resolve without the
+// map too (in the published package).
+const SDK = "npm:@aws-sdk/client-s3@3";
+const INI = "npm:@aws-sdk/credential-provider-ini@3";
 
 /** What the SDK signs with. */
 interface Credentials {
