@@ -170,3 +170,26 @@ Deno.test("s3Error passes vger's own errors through", () => {
   const err = new NotFoundError("x");
   equal(s3Error(err, { what: "read" }, CTX), err);
 });
+
+Deno.test("the S3 SDK is no code dependency of the CLI: local commands never load it", async () => {
+  const cli = new URL("../cli.ts", import.meta.url).pathname;
+  const { stdout, success } = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json", cli],
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  ok(success, "deno info failed");
+  const graph = JSON.parse(new TextDecoder().decode(stdout)) as {
+    modules: { specifier: string; dependencies?: { specifier: string; code?: unknown }[] }[];
+  };
+  const s3 = graph.modules.find((m) => m.specifier.endsWith("/backends/s3.ts"));
+  ok(s3 !== undefined, "cli.ts reaches backends/s3.ts");
+  for (const m of graph.modules) {
+    for (const dep of m.dependencies ?? []) {
+      ok(
+        !(dep.specifier.includes("@aws-sdk/") && dep.code !== undefined),
+        `${m.specifier} imports ${dep.specifier} as code`,
+      );
+    }
+  }
+});
