@@ -20,13 +20,25 @@
 import { UsageError } from "../lib/errors.ts";
 import type { Backend } from "./backend.ts";
 import { LocalBackend } from "./local.ts";
+import { S3Backend } from "./s3.ts";
 
 /** Where a repository is stored (lib/config.ts's `RepositoryConfig` is one). */
 export interface BackendConfig {
-  /** The kind of storage: `local` (a directory); `s3` and `rest` are not built yet. */
+  /** The kind of storage: `local` (a directory) or `s3`; `rest` is not built yet. */
   readonly backend: string;
-  /** The directory, or the bucket path or URL of remote storage. */
+  /**
+   * The directory; for `s3`, `s3://BUCKET[/PREFIX]` or a bare PREFIX in the bucket of
+   * `s3.bucket`; or the URL of remote storage.
+   */
   readonly path: string;
+  /** The S3 settings (lib/config.ts's `S3Config`); for `s3`. */
+  readonly s3?: {
+    readonly bucket?: string;
+    readonly region?: string;
+    readonly endpoint?: string;
+    readonly accessKeyId?: string;
+    readonly secretAccessKey?: string;
+  };
 }
 
 /** Options of {@linkcode openBackend}. */
@@ -40,14 +52,16 @@ export interface OpenBackendOptions {
 }
 
 /**
- * The backend of a configured repository. Throws UsageError for a kind not built yet and for
- * an unknown kind. Nothing is touched until the backend's first call.
+ * The backend of a configured repository. Throws UsageError for a kind not built yet, for an
+ * unknown kind and for an S3 path that names no bucket or two. Nothing is touched (and the S3
+ * SDK is not loaded) until the backend's first call.
  */
 export function openBackend(config: BackendConfig, options: OpenBackendOptions = {}): Backend {
   switch (config.backend) {
     case "local":
       return new LocalBackend(config.path, { atExit: options.atExit });
     case "s3":
+      return new S3Backend(s3Options(config));
     case "rest":
       throw new UsageError(
         `The ${config.backend} backend is not available yet (repository "${config.path}")`,
@@ -59,4 +73,41 @@ export function openBackend(config: BackendConfig, options: OpenBackendOptions =
         } (repository "${config.path}"): the kinds are local, s3 and rest`,
       );
   }
+}
+
+/** Bucket and prefix of an `s3` repository from its path and `s3_bucket`. */
+function s3Options(config: BackendConfig): ConstructorParameters<typeof S3Backend>[0] {
+  const { path, s3 = {} } = config;
+  let bucket = s3.bucket;
+  let prefix = path;
+  const url = /^s3:\/\/([^/]*)(?:\/(.*))?$/.exec(path);
+  if (url) {
+    if (url[1] === "") throw new UsageError(`Repository "${path}" names no bucket`);
+    if (bucket !== undefined && bucket !== url[1]) {
+      throw new UsageError(
+        `Repository "${path}" names bucket "${url[1]}" but s3_bucket is "${bucket}"`,
+      );
+    }
+    bucket = url[1];
+    prefix = url[2] ?? "";
+  } else if (/^[a-z][a-z0-9+.-]*:\/\//i.test(path)) {
+    throw new UsageError(`Repository "${path}" is not an s3:// URL or a key prefix`);
+  }
+  if (bucket === undefined) {
+    throw new UsageError(
+      `Repository "${path}" names no bucket: use s3://BUCKET/PREFIX or s3_bucket`,
+    );
+  }
+  prefix = prefix.replace(/^\/+|\/+$/g, "");
+  if (prefix.split("/").some((s) => s === "." || s === ".." || (s === "" && prefix !== ""))) {
+    throw new UsageError(`Repository "${path}" has an invalid key prefix "${prefix}"`);
+  }
+  return {
+    bucket,
+    prefix,
+    region: s3.region,
+    endpoint: s3.endpoint,
+    accessKeyId: s3.accessKeyId,
+    secretAccessKey: s3.secretAccessKey,
+  };
 }

@@ -3,6 +3,7 @@ import { resolve } from "node:path";
 import { UsageError } from "../lib/errors.ts";
 import { LocalBackend } from "./local.ts";
 import { openBackend } from "./mod.ts";
+import { S3Backend } from "./s3.ts";
 
 Deno.test("openBackend opens a local repository as a LocalBackend at its resolved path", async () => {
   const backend = openBackend({ backend: "local", path: "some/repo" });
@@ -12,7 +13,7 @@ Deno.test("openBackend opens a local repository as a LocalBackend at its resolve
 });
 
 Deno.test("openBackend refuses the kinds not built yet with a one-line error", () => {
-  for (const kind of ["s3", "rest"]) {
+  for (const kind of ["rest"]) {
     throws(
       () => openBackend({ backend: kind, path: "https://example.com/repo" }),
       (err: unknown) =>
@@ -31,4 +32,53 @@ Deno.test("openBackend refuses an unknown kind and names it", () => {
       err.message ===
         'Unknown backend "ftp" (repository "/srv/repo"): the kinds are local, s3 and rest',
   );
+});
+
+Deno.test("openBackend opens an s3 repository from an s3:// URL or a bare prefix with s3_bucket", async () => {
+  const cases: [string, string | undefined, string][] = [
+    ["s3://bucket", undefined, "s3://bucket"],
+    ["s3://bucket/", "bucket", "s3://bucket"],
+    ["s3://bucket/host1/repo/", undefined, "s3://bucket/host1/repo"],
+    ["host1/repo", "bucket", "s3://bucket/host1/repo"],
+    ["/host1/", "bucket", "s3://bucket/host1"],
+  ];
+  for (const [path, bucket, location] of cases) {
+    const backend = openBackend({ backend: "s3", path, s3: { bucket, region: "us-east-1" } });
+    ok(backend instanceof S3Backend, path);
+    equal(backend.location, location, path);
+    await backend.close();
+  }
+  const backend = openBackend({
+    backend: "s3",
+    path: "s3://b/p",
+    s3: { endpoint: "http://user:pw@127.0.0.1:7480/", accessKeyId: "AKID", secretAccessKey: "SEC" },
+  });
+  equal(backend.location, "s3://b/p at http://127.0.0.1:7480");
+  await backend.close();
+});
+
+Deno.test("openBackend refuses an s3 path with no bucket, two buckets or a bad prefix", () => {
+  const cases: [string, string | undefined, string][] = [
+    [
+      "host1/repo",
+      undefined,
+      'Repository "host1/repo" names no bucket: use s3://BUCKET/PREFIX or s3_bucket',
+    ],
+    ["s3:///repo", undefined, 'Repository "s3:///repo" names no bucket'],
+    [
+      "s3://one/repo",
+      "two",
+      'Repository "s3://one/repo" names bucket "one" but s3_bucket is "two"',
+    ],
+    ["s3://b/a//c", undefined, 'Repository "s3://b/a//c" has an invalid key prefix "a//c"'],
+    ["s3://b/../c", undefined, 'Repository "s3://b/../c" has an invalid key prefix "../c"'],
+    ["https://x/b", "b", 'Repository "https://x/b" is not an s3:// URL or a key prefix'],
+  ];
+  for (const [path, bucket, message] of cases) {
+    throws(
+      () => openBackend({ backend: "s3", path, s3: { bucket } }),
+      (err: unknown) => err instanceof UsageError && err.message === message,
+      path,
+    );
+  }
 });

@@ -32,10 +32,20 @@ export interface BackendFixture {
 /** Keys that no backend may accept. */
 const INVALID_KEYS = ["", "/abs", "a/../b", "a//b", ".", "a/./b", "..", "a/", "a\0b"];
 
+/** Options of {@linkcode backendConformance}. */
+export interface ConformanceOptions {
+  /** Registers the tests as ignored (a backend whose server the environment does not name). */
+  ignore?: boolean;
+}
+
 /** Registers one Deno.test per behaviour, named "<name> backend: <behaviour>". */
-export function backendConformance(name: string, make: () => Promise<BackendFixture>): void {
+export function backendConformance(
+  name: string,
+  make: () => Promise<BackendFixture>,
+  options: ConformanceOptions = {},
+): void {
   const test = (behaviour: string, fn: (backend: Backend) => Promise<void>): void => {
-    Deno.test(`${name} backend: ${behaviour}`, async () => {
+    Deno.test(`${name} backend: ${behaviour}`, { ignore: options.ignore ?? false }, async () => {
       const fixture = await make();
       try {
         await fn(fixture.backend);

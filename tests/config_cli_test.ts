@@ -266,7 +266,7 @@ source_directories:
   });
 });
 
-Deno.test("repositories: backend s3 and rest are refused by name until built, the local one still runs", async () => {
+Deno.test("repositories: an s3 repository it cannot open (no credentials, no server) and the rest backend (not built) fail by name, the local one still runs", async () => {
   await withTempDir(async (dir) => {
     const local = `${dir}/repo`;
     const cfg = await writeConfig(
