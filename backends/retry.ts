@@ -40,15 +40,18 @@ import { BackendDecorator } from "./decorator.ts";
 /** Options of {@linkcode RetryBackend}; every field has a default. */
 export interface RetryOptions {
   /**
-   * Most attempts of one request, the first included. Default 8: with the delays below, 7
-   * waits add up to about 25 s on average (at most about 50 s), enough to ride out a gateway
-   * restart or a throttling episode, while a backup that cannot go on fails within a minute.
+   * Most attempts of one request, the first included. Default 10: with the default delays the
+   * 9 waits are drawn below 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 20 and 20 s, 33 s in all on
+   * average (65 s at most): longer than a Ceph gateway takes to restart (about 15 s) or a
+   * throttling episode lasts, while a backup that cannot go on fails within about a minute.
    */
   maxAttempts?: number;
   /**
-   * Most milliseconds from a request's first attempt after which no new attempt starts.
-   * Default 60 000: a request stuck longer than a minute is an outage, better reported than
-   * hidden (and the AWS SDK's own retry budget is of the same order).
+   * Most milliseconds from a request's first attempt after which no new attempt starts (no
+   * wait is begun that would end later). Default 300 000: more than twice the S3 backend's
+   * request timeout (`DEFAULT_S3_TIMEOUT_MS`, 120 s), so a request that timed out is sent at
+   * least once more, while a gateway that stays down for five minutes is an outage, better
+   * reported than hidden. Quick failures (5xx, throttling) run out of attempts long before.
    */
   maxTotalMs?: number;
   /**
@@ -85,8 +88,8 @@ export class RetryBackend extends BackendDecorator {
   /** Wraps `inner`; see {@linkcode RetryOptions} for the defaults. */
   constructor(inner: Backend, options: RetryOptions = {}) {
     super(inner);
-    this.#maxAttempts = Math.max(1, options.maxAttempts ?? 8);
-    this.#maxTotalMs = options.maxTotalMs ?? 60_000;
+    this.#maxAttempts = Math.max(1, options.maxAttempts ?? 10);
+    this.#maxTotalMs = options.maxTotalMs ?? 300_000;
     this.#baseDelayMs = options.baseDelayMs ?? 200;
     this.#maxDelayMs = options.maxDelayMs ?? 20_000;
     this.#now = options.now ?? Date.now;

@@ -12,6 +12,8 @@ interface Fault {
   error: Error;
   /** The request reaches the inner backend and only its answer is lost. */
   landed?: boolean;
+  /** Called before the request fails (a test advances its clock: a slow failure). */
+  before?: () => void;
   /** Before failing, another writer stores these bytes under the key. */
   theirs?: Uint8Array;
 }
@@ -33,6 +35,7 @@ class FaultyBackend extends BackendDecorator {
     this.calls.set(op, this.count(op) + 1);
     const fault = this.faults.get(op)?.shift();
     if (fault === undefined) return await request();
+    fault.before?.();
     if (fault.theirs) await this.inner.put(key, fault.theirs);
     if (fault.landed) await request();
     throw fault.error;
@@ -72,11 +75,13 @@ class FaultyBackend extends BackendDecorator {
 /** A fake clock: sleeping advances it at once and is recorded. */
 function fakeTime(random = 0.5): Required<Pick<RetryOptions, "now" | "sleep" | "random">> & {
   sleeps: number[];
+  advance: (ms: number) => void;
 } {
   let t = 1_000_000;
   const sleeps: number[] = [];
   return {
     sleeps,
+    advance: (ms) => t += ms,
     now: () => t,
     sleep: (ms) => {
       sleeps.push(ms);
@@ -159,6 +164,33 @@ Deno.test("retry gives up before a wait would pass maxTotalMs, and caps each wai
   deepStrictEqual(sleeps, [999, 1998, 2997, 2997]);
   ok(sleeps.reduce((a, b) => a + b) < 10_000);
   equal(faulty.count("get"), 5);
+});
+
+Deno.test("the defaults: 10 attempts within 65 s for quick failures, timed-out requests sent again within 300 s", async () => {
+  const memory = new MemoryBackend("memory:test");
+  const faulty = new FaultyBackend(memory);
+  const time = fakeTime(0.999);
+  const backend = new RetryBackend(faulty, time);
+  faulty.plan("get", ...Array.from({ length: 20 }, () => flaky()));
+  await rejects(backend.get("index"), /gave up after 10 attempts in 65\.3 s/);
+  equal(faulty.count("get"), 10);
+  equal(time.sleeps.at(-1), 19980);
+
+  // each attempt times out after the S3 backend's 120 s: the third starts at 240.6 s, within
+  // the 300 s in which a new attempt may start, and none starts after it
+  time.sleeps.length = 0;
+  faulty.faults.clear();
+  const timeout = () => ({
+    error: new TransientError('Cannot read "index": did not answer in time'),
+    before: () => time.advance(120_000),
+  });
+  faulty.plan("get", timeout(), timeout(), timeout());
+  await rejects(backend.get("index"), /gave up after 3 attempts in 360\.6 s/);
+  deepStrictEqual(time.sleeps, [199, 399]);
+  faulty.faults.clear();
+  faulty.plan("get", timeout());
+  await memory.put("index", enc("i"));
+  deepStrictEqual(await backend.get("index"), enc("i"));
 });
 
 Deno.test("retry of a create whose earlier attempt landed: our own bytes are success", async () => {
