@@ -20,6 +20,7 @@
 import { UsageError } from "../lib/errors.ts";
 import type { Backend } from "./backend.ts";
 import { LocalBackend } from "./local.ts";
+import { RetryBackend } from "./retry.ts";
 import { S3Backend } from "./s3.ts";
 
 /** Where a repository is stored (lib/config.ts's `RepositoryConfig` is one). */
@@ -61,7 +62,8 @@ export function openBackend(config: BackendConfig, options: OpenBackendOptions =
     case "local":
       return new LocalBackend(config.path, { atExit: options.atExit });
     case "s3":
-      return new S3Backend(s3Options(config));
+      // the SDK's own retries are off (maxAttempts: 1): this decorator is the one retry policy
+      return new RetryBackend(new S3Backend(s3Options(config)));
     case "rest":
       throw new UsageError(
         `The ${config.backend} backend is not available yet (repository "${config.path}")`,

@@ -3,7 +3,7 @@ import { resolve } from "node:path";
 import { UsageError } from "../lib/errors.ts";
 import { LocalBackend } from "./local.ts";
 import { openBackend } from "./mod.ts";
-import { S3Backend } from "./s3.ts";
+import { RetryBackend } from "./retry.ts";
 
 Deno.test("openBackend opens a local repository as a LocalBackend at its resolved path", async () => {
   const backend = openBackend({ backend: "local", path: "some/repo" });
@@ -34,7 +34,7 @@ Deno.test("openBackend refuses an unknown kind and names it", () => {
   );
 });
 
-Deno.test("openBackend opens an s3 repository from an s3:// URL or a bare prefix with s3_bucket", async () => {
+Deno.test("openBackend opens an s3 repository, behind the retry decorator, from an s3:// URL or a bare prefix with s3_bucket", async () => {
   const cases: [string, string | undefined, string][] = [
     ["s3://bucket", undefined, "s3://bucket"],
     ["s3://bucket/", "bucket", "s3://bucket"],
@@ -44,7 +44,7 @@ Deno.test("openBackend opens an s3 repository from an s3:// URL or a bare prefix
   ];
   for (const [path, bucket, location] of cases) {
     const backend = openBackend({ backend: "s3", path, s3: { bucket, region: "us-east-1" } });
-    ok(backend instanceof S3Backend, path);
+    ok(backend instanceof RetryBackend, path);
     equal(backend.location, location, path);
     await backend.close();
   }

@@ -31,6 +31,7 @@ import {
   BackendError,
   IntegrityError,
   NotFoundError,
+  TransientError,
   VgerError,
 } from "../lib/errors.ts";
 import {
@@ -572,14 +573,15 @@ export function s3Error(err: unknown, op: Operation, ctx: S3ErrorContext): VgerE
         cause,
       );
     case "TimeoutError":
-      return new BackendError(`${doing}: ${where} did not answer in time`, cause);
+      return new TransientError(`${doing}: ${where} did not answer in time`, cause);
     case "InvalidBucketName":
       return new BackendError(`${doing}: "${ctx.bucket}" is not a valid bucket name`, cause);
   }
   const net = networkCode(err);
   if (net !== undefined) {
     const why = NETWORK_WORDS[net] ?? net;
-    return new BackendError(`${doing}: cannot reach ${where} (${why})`, cause);
+    const Class = TRANSIENT_NETWORK.has(net) ? TransientError : BackendError;
+    return new Class(`${doing}: cannot reach ${where} (${why})`, cause);
   }
   if (code === 301) {
     return new BackendError(
@@ -604,7 +606,12 @@ export function s3Error(err: unknown, op: Operation, ctx: S3ErrorContext): VgerE
   const label = name !== undefined && name !== "Error" && name !== "UnknownError" ? name : "";
   const http = code === undefined ? "" : `HTTP ${code}`;
   const detail = [label, http].filter((s) => s !== "").join(", ");
-  if (detail !== "") return new BackendError(`${doing}: S3 error (${detail})`, cause);
+  if (detail !== "") {
+    const transient = (name !== undefined && TRANSIENT_NAMES.has(name)) ||
+      (code !== undefined && (code >= 500 || code === 429));
+    const Class = transient ? TransientError : BackendError;
+    return new Class(`${doing}: S3 error (${detail})`, cause);
+  }
   const message = err instanceof Error && err.message !== "UnknownError" ? err.message : "";
   return new BackendError(`${doing}: ${message || "unexpected error from " + where}`, cause);
 }
@@ -630,6 +637,20 @@ const NETWORK_WORDS: Record<string, string> = {
   ConnectionReset: "connection reset",
   TimedOut: "timed out",
 };
+
+/** Network failures that a new request may not meet (a refused connection or unknown host is not). */
+const TRANSIENT_NETWORK = new Set(["ECONNRESET", "ETIMEDOUT", "ConnectionReset", "TimedOut"]);
+
+/** S3 error codes of throttling and server trouble (sent with a 5xx, 429 or 400 status). */
+const TRANSIENT_NAMES = new Set([
+  "SlowDown",
+  "Throttling",
+  "ThrottlingException",
+  "TooManyRequestsException",
+  "RequestTimeout",
+  "InternalError",
+  "ServiceUnavailable",
+]);
 
 /** The network error code somewhere in the cause chain (Node's `code` or Deno's error name). */
 function networkCode(err: unknown): string | undefined {

@@ -1,5 +1,5 @@
 import { equal, ok, rejects } from "node:assert/strict";
-import { BackendError, NotFoundError, VgerError } from "../lib/errors.ts";
+import { BackendError, NotFoundError, TransientError, VgerError } from "../lib/errors.ts";
 import { S3Backend, s3Error, type S3ErrorContext } from "./s3.ts";
 
 const CTX: S3ErrorContext = {
@@ -124,6 +124,38 @@ Deno.test("s3Error never answers a bare UnknownError: it names the S3 code and H
     BackendError,
     `${AT}: unexpected error from http://127.0.0.1:7480`,
   );
+});
+
+Deno.test("s3Error marks 5xx, throttling, reset connections and timeouts transient, nothing else", () => {
+  const transient = [
+    sdkError("InternalError", 500),
+    sdkError("UnknownError", 502),
+    sdkError("SlowDown", 503),
+    sdkError("ServiceUnavailable", 503),
+    sdkError("TooManyRequests", 429),
+    sdkError("RequestTimeout", 400),
+    Object.assign(new Error("timed out"), { name: "TimeoutError" }),
+    netError("ECONNRESET"),
+    new Error("fetch failed", { cause: netError("ETIMEDOUT") }),
+  ];
+  const permanent = [
+    sdkError("AccessDenied", 403),
+    sdkError("NoSuchBucket", 404),
+    sdkError("InvalidArgument", 400),
+    sdkError("NotFound", 404),
+    sdkError("RequestTimeTooSkewed", 403),
+    netError("ECONNREFUSED"),
+    netError("ENOTFOUND"),
+    new Error("UnknownError"),
+  ];
+  for (const err of transient) {
+    const got = s3Error(err, { what: "read", key: "config" }, CTX);
+    ok(got instanceof TransientError, got.message);
+  }
+  for (const err of permanent) {
+    const got = s3Error(err, { what: "read", key: "config" }, CTX);
+    ok(!(got instanceof TransientError), got.message);
+  }
 });
 
 Deno.test("s3Error says a 404 without an S3 code may not come from an S3 endpoint", () => {

@@ -84,6 +84,18 @@ export class BackendError extends VgerError {
   }
 }
 
+/**
+ * A backend failure that may pass if the request is sent again: an HTTP 5xx, throttling (503
+ * SlowDown, 429), a dropped or reset connection, a timeout. Backends throw it for exactly these;
+ * backends/retry.ts retries only it. Its `code` is `backend`, like any backend failure.
+ */
+export class TransientError extends BackendError {
+  /** Creates a transient backend error. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+  }
+}
+
 /** The operation was interrupted by a signal (exit code 130). */
 export class InterruptedError extends VgerError {
   /** Creates an interrupted error. */
