@@ -384,11 +384,23 @@ export function repositoryIdentity(
   repo: Pick<RepositoryConfig, "backend" | "path" | "s3">,
 ): string {
   if (repo.backend === "s3" && repo.s3) {
-    const endpoint = repo.s3.endpoint?.replace(/\/+$/, "") ?? "";
+    const endpoint = repo.s3.endpoint === undefined ? "" : sameEndpoint(repo.s3.endpoint);
     return `s3 ${endpoint} ${repo.s3.bucket}/${repo.s3.prefix}`;
   }
   const p = repo.path;
   return `${repo.backend} ${p.length > 1 ? p.replace(/\/+$/, "") : p}`;
+}
+
+/** An endpoint as backends/s3.ts names it in its location: no credentials, no trailing `/`. */
+function sameEndpoint(endpoint: string): string {
+  try {
+    const url = new URL(endpoint);
+    url.username = "";
+    url.password = "";
+    return url.href.replace(/\/+$/, "");
+  } catch {
+    return endpoint;
+  }
 }
 
 /**
@@ -610,7 +622,7 @@ export function parseConfig(text: string, file: string): VgerConfig {
     if (other) {
       const what = repo.s3
         ? `bucket "${repo.s3.bucket}" prefix ${JSON.stringify(repo.s3.prefix)}${
-          repo.s3.endpoint ? ` at ${repo.s3.endpoint}` : ""
+          repo.s3.endpoint ? ` at ${sameEndpoint(repo.s3.endpoint)}` : ""
         }`
         : `path ${JSON.stringify(repo.path)}`;
       r.fail(at("path"), `${what} is also used by ${other}`);

@@ -1176,12 +1176,12 @@ Deno.test("two s3 entries are the same repository only when endpoint, bucket and
   assertConfigError(
     two(
       e("s3://b/vger", "s3_endpoint: http://h:9000"),
-      e("vger", "s3_bucket: b", "s3_endpoint: http://h:9000/"),
+      e("vger", "s3_bucket: b", "s3_endpoint: http://key:secret@h:9000/"),
     ),
     {
       line: 5,
       path: "repositories[1].path",
-      reason: /: bucket "b" prefix "vger" at http:\/\/h:9000\/ is also used by repositories\[0\]$/,
+      reason: /: bucket "b" prefix "vger" at http:\/\/h:9000 is also used by repositories\[0\]$/,
     },
   );
   // Another endpoint, bucket or prefix is another repository; so is a local path of the same text.
@@ -1195,4 +1195,14 @@ Deno.test("two s3 entries are the same repository only when endpoint, bucket and
   const [a, b] = parse(["repositories:", ...e("s3://b/vger/"), "  - path: /vger/"]).repositories;
   equal(repositoryIdentity(a), "s3  b/vger");
   equal(repositoryIdentity(b), "local /vger");
+});
+
+Deno.test("repositoryIdentity names an s3 endpoint as the backend's location does", () => {
+  const [a] = parse([
+    "repositories:",
+    "  - path: s3://b/x",
+    "    backend: s3",
+    "    s3_endpoint: HTTP://U:P@Host:9000/",
+  ]).repositories;
+  equal(repositoryIdentity(a), "s3 http://host:9000 b/x");
 });
