@@ -361,8 +361,10 @@ export const MAX_CONNECTIONS = 256;
 
 /**
  * What makes two repository entries the same repository: for S3 the endpoint (none = AWS), the
- * bucket and the normalised prefix, however the path was written; else the path without
- * trailing slashes. The duplicate check of {@linkcode parseConfig} compares these.
+ * bucket and the normalised prefix, however the path was written, spelled exactly as the S3
+ * backend's `location` (`s3://BUCKET/PREFIX at ENDPOINT`), which keys lib/known_repos.ts's
+ * records; else the backend and the path without trailing slashes. The duplicate check of
+ * {@linkcode parseConfig} compares these.
  *
  * @example
  * ```ts
@@ -384,8 +386,9 @@ export function repositoryIdentity(
   repo: Pick<RepositoryConfig, "backend" | "path" | "s3">,
 ): string {
   if (repo.backend === "s3" && repo.s3) {
-    const endpoint = repo.s3.endpoint === undefined ? "" : sameEndpoint(repo.s3.endpoint);
-    return `s3 ${endpoint} ${repo.s3.bucket}/${repo.s3.prefix}`;
+    const { bucket, prefix, endpoint } = repo.s3;
+    const url = `s3://${bucket}${prefix === "" ? "" : "/" + prefix}`;
+    return endpoint === undefined ? url : `${url} at ${sameEndpoint(endpoint)}`;
   }
   const p = repo.path;
   return `${repo.backend} ${p.length > 1 ? p.replace(/\/+$/, "") : p}`;

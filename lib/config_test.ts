@@ -13,6 +13,7 @@ import {
   TOP_LEVEL_KEYS,
   type VgerConfig,
 } from "./config.ts";
+import { openBackend } from "../backends/mod.ts";
 import { UsageError } from "./errors.ts";
 import { resolvePassphrase } from "./secrets.ts";
 import { validatePackSizes } from "./repository.ts";
@@ -1193,7 +1194,7 @@ Deno.test("two s3 entries are the same repository only when endpoint, bucket and
   ok2(e("s3://b/vger"), e("s3://b"));
   ok2(e("vger", "s3_bucket: b"), ["  - path: vger"]);
   const [a, b] = parse(["repositories:", ...e("s3://b/vger/"), "  - path: /vger/"]).repositories;
-  equal(repositoryIdentity(a), "s3  b/vger");
+  equal(repositoryIdentity(a), "s3://b/vger");
   equal(repositoryIdentity(b), "local /vger");
 });
 
@@ -1204,5 +1205,19 @@ Deno.test("repositoryIdentity names an s3 endpoint as the backend's location doe
     "    backend: s3",
     "    s3_endpoint: HTTP://U:P@Host:9000/",
   ]).repositories;
-  equal(repositoryIdentity(a), "s3 http://host:9000 b/x");
+  equal(repositoryIdentity(a), "s3://b/x at http://host:9000");
+});
+
+Deno.test("an s3 entry's identity is its backend's location, which keys the known-repos record", async () => {
+  const entries = [
+    ["  - path: s3://b", "    backend: s3"],
+    ["  - path: s3://b//x/y/", "    backend: s3", "    s3_endpoint: http://k:s@h:7480/"],
+    ["  - path: /x/", "    backend: s3", "    s3_bucket: b", "    s3_region: eu-west-1"],
+  ];
+  for (const entry of entries) {
+    const [repo] = parse(["repositories:", ...entry]).repositories;
+    const backend = openBackend(repo);
+    equal(repositoryIdentity(repo), backend.location, entry.join("\n"));
+    await backend.close();
+  }
 });
