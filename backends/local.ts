@@ -46,6 +46,8 @@ const TEMP_PREFIX = ".tmp-";
 const HANDLE_CACHE_SIZE = 32;
 /** How many files list stats at once. */
 const STAT_BATCH = 64;
+/** A local disk serves a request or two at a time well; more only adds seeks. */
+const DEFAULT_LOCAL_CONNECTIONS = 2;
 
 interface Handle {
   file: Deno.FsFile;
@@ -62,8 +64,8 @@ interface CachedHandle {
 export class LocalBackend implements Backend {
   /** The absolute path of the root directory. */
   readonly location: string;
-  /** A local disk serves a request or two at a time well; more only adds seeks. */
-  readonly capabilities: BackendCapabilities = { connections: 2 };
+  /** `connections`: the `connections` option, else 2 (a disk serves one or two requests well). */
+  readonly capabilities: BackendCapabilities;
   /** Least recently used first (Map keeps insertion order). */
   #handles = new Map<string, CachedHandle>();
   /** Modes of new files and directories, from the root's group bits (see {@linkcode modesOf}). */
@@ -74,10 +76,14 @@ export class LocalBackend implements Backend {
    * Opens a backend rooted at `root`; nothing is touched until the first call. `atExit`
    * registers the removal of each temp file while its write is in flight, for a process that
    * exits on a signal meanwhile (cli.ts passes lib/exit_hooks.ts's); it returns the function
-   * that forgets the hook.
+   * that forgets the hook. `connections` overrides the default of 2 parallel requests.
    */
-  constructor(root: string, options: { atExit?: (hook: () => void) => () => void } = {}) {
+  constructor(
+    root: string,
+    options: { atExit?: (hook: () => void) => () => void; connections?: number } = {},
+  ) {
     this.location = resolve(root);
+    this.capabilities = { connections: options.connections ?? DEFAULT_LOCAL_CONNECTIONS };
     this.#atExit = options.atExit ?? (() => () => {});
   }
 

@@ -32,9 +32,13 @@ export interface BackendConfig {
    * `s3.bucket`; or the URL of remote storage.
    */
   readonly path: string;
+  /** Parallel requests (the `connections` key); unset: the backend's own default. */
+  readonly connections?: number;
   /** The S3 settings (lib/config.ts's `S3Config`); for `s3`. */
   readonly s3?: {
     readonly bucket?: string;
+    /** The normalised prefix lib/config.ts found in `path`; with it, `path` is not parsed again. */
+    readonly prefix?: string;
     readonly region?: string;
     readonly endpoint?: string;
     readonly accessKeyId?: string;
@@ -60,7 +64,10 @@ export interface OpenBackendOptions {
 export function openBackend(config: BackendConfig, options: OpenBackendOptions = {}): Backend {
   switch (config.backend) {
     case "local":
-      return new LocalBackend(config.path, { atExit: options.atExit });
+      return new LocalBackend(config.path, {
+        atExit: options.atExit,
+        connections: config.connections,
+      });
     case "s3":
       // the SDK's own retries are off (maxAttempts: 1): this decorator is the one retry policy
       return new RetryBackend(new S3Backend(s3Options(config)));
@@ -80,6 +87,16 @@ export function openBackend(config: BackendConfig, options: OpenBackendOptions =
 /** Bucket and prefix of an `s3` repository from its path and `s3_bucket`. */
 function s3Options(config: BackendConfig): ConstructorParameters<typeof S3Backend>[0] {
   const { path, s3 = {} } = config;
+  const rest = {
+    region: s3.region,
+    endpoint: s3.endpoint,
+    accessKeyId: s3.accessKeyId,
+    secretAccessKey: s3.secretAccessKey,
+    connections: config.connections,
+  };
+  if (s3.bucket !== undefined && s3.prefix !== undefined) {
+    return { bucket: s3.bucket, prefix: s3.prefix, ...rest };
+  }
   let bucket = s3.bucket;
   let prefix = path;
   const url = /^s3:\/\/([^/]*)(?:\/(.*))?$/.exec(path);
@@ -104,12 +121,5 @@ function s3Options(config: BackendConfig): ConstructorParameters<typeof S3Backen
   if (prefix.split("/").some((s) => s === "." || s === ".." || (s === "" && prefix !== ""))) {
     throw new UsageError(`Repository "${path}" has an invalid key prefix "${prefix}"`);
   }
-  return {
-    bucket,
-    prefix,
-    region: s3.region,
-    endpoint: s3.endpoint,
-    accessKeyId: s3.accessKeyId,
-    secretAccessKey: s3.secretAccessKey,
-  };
+  return { bucket, prefix, ...rest };
 }

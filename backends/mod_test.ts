@@ -82,3 +82,21 @@ Deno.test("openBackend refuses an s3 path with no bucket, two buckets or a bad p
     );
   }
 });
+
+Deno.test("openBackend passes a repository's connections to its backend's capabilities", async () => {
+  const local = openBackend({ backend: "local", path: "some/repo" });
+  equal(local.capabilities.connections, 2);
+  await local.close();
+  const fewer = openBackend({ backend: "local", path: "some/repo", connections: 1 });
+  equal(fewer.capabilities.connections, 1);
+  await fewer.close();
+  const s3 = openBackend({
+    backend: "s3",
+    path: "s3://b/p",
+    connections: 32,
+    s3: { bucket: "b", prefix: "p", region: "us-east-1" },
+  });
+  equal(s3.capabilities.connections, 32);
+  equal(s3.location, "s3://b/p");
+  await s3.close();
+});

@@ -73,17 +73,34 @@ repositories:
     # source_directories:             # Replaces the top-level list
     #   - "/srv"
 
-  # A repository on S3 or an S3-compatible service (MinIO etc.):
-  # - path: "vger/main"@@# Key prefix inside the bucket
+  # A repository on S3 or an S3-compatible service. path is s3://BUCKET/PREFIX, or a bare
+  # PREFIX with s3_bucket; the prefix loses leading and trailing "/" and an empty one is the
+  # bucket root. Writing both s3://BUCKET/... and s3_bucket is allowed only when they name the
+  # same bucket. Two entries are the same repository when endpoint, bucket and prefix match.
+  # AWS S3:
+  # - path: "s3://my-backups/vger/main"@@# Bucket and key prefix
   #   label: "offsite"
   #   backend: "s3"
-  #   s3_bucket: "my-backups"@@# Bucket name (required with backend "s3")
-  #   s3_region: "us-east-1"@@# Region (optional)
-  #   s3_endpoint: "http://localhost:9000"@@# Endpoint URL for MinIO etc. (optional)
-  #   s3_access_key_id: "my-key-id"@@# Credentials (optional; give both or neither)
-  #   s3_secret_access_key: "my-secret-key"@@# The secret of that key id
+  #   s3_region: "eu-west-1"@@# The bucket's region (default: $AWS_REGION, else us-east-1)
+  #   s3_access_key_id: "my-key-id"@@# Credentials (optional; give both or neither; default:
+  #   s3_secret_access_key: "my-secret-key"@@# the AWS_* variables, then ~/.aws/ files)
+  #   connections: 8@@# Parallel requests (any backend; default: the backend's)
   #   compression:
   #     algorithm: "zstd"@@# Better ratio for a remote repository
+  # Ceph RADOS Gateway (an endpoint means path-style addressing):
+  # - path: "vger/main"@@# A bare key prefix, with s3_bucket
+  #   backend: "s3"
+  #   s3_bucket: "backups"@@# Bucket name (required unless path is s3://BUCKET/...)
+  #   s3_endpoint: "http://rgw.example.com:7480"@@# Endpoint URL of an S3-compatible service
+  # MinIO:
+  # - path: "s3://backups/vger"
+  #   backend: "s3"
+  #   s3_endpoint: "http://localhost:9000"
+  # Backblaze B2 (its S3-compatible API; the region is the one in the endpoint):
+  # - path: "s3://my-b2-bucket/vger"
+  #   backend: "s3"
+  #   s3_endpoint: "https://s3.us-west-004.backblazeb2.com"
+  #   s3_region: "us-west-004"
 
   # A repository on a vger-server (REST backend):
   # - path: "https://backup.example.com/myrepo"@@# http:// or https:// URL of the repository

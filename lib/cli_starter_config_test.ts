@@ -82,20 +82,37 @@ Deno.test("every key of the starter configuration has a one-line explanation", (
   deepStrictEqual(unexplained, []);
 });
 
-Deno.test("uncommenting the S3 example gives a valid S3 repository", () => {
+Deno.test("uncommenting the S3 examples gives valid AWS, Ceph, MinIO and B2 repositories", () => {
   const c = parseConfig(uncommentBlock(starterConfig(), "A repository on S3"), "vger.yaml");
-  equal(c.repositories.length, 2);
-  const s3 = c.repositories[1];
-  equal(s3.backend, "s3");
-  equal(s3.label, "offsite");
-  deepStrictEqual(s3.s3, {
+  equal(c.repositories.length, 5);
+  const [aws, ceph, minio, b2] = c.repositories.slice(1);
+  ok([aws, ceph, minio, b2].every((r) => r.backend === "s3"));
+  equal(aws.label, "offsite");
+  equal(aws.connections, 8);
+  deepStrictEqual(aws.s3, {
     bucket: "my-backups",
-    region: "us-east-1",
-    endpoint: "http://localhost:9000",
+    prefix: "vger/main",
+    region: "eu-west-1",
     accessKeyId: "my-key-id",
     secretAccessKey: "my-secret-key",
   });
-  equal(s3.compression.algorithm, "zstd");
+  equal(aws.compression.algorithm, "zstd");
+  deepStrictEqual(ceph.s3, {
+    bucket: "backups",
+    prefix: "vger/main",
+    endpoint: "http://rgw.example.com:7480",
+  });
+  deepStrictEqual(minio.s3, {
+    bucket: "backups",
+    prefix: "vger",
+    endpoint: "http://localhost:9000",
+  });
+  deepStrictEqual(b2.s3, {
+    bucket: "my-b2-bucket",
+    prefix: "vger",
+    endpoint: "https://s3.us-west-004.backblazeb2.com",
+    region: "us-west-004",
+  });
 });
 
 Deno.test("uncommenting the REST example gives a valid REST repository", () => {
@@ -117,7 +134,14 @@ Deno.test("uncommenting the REST example gives a valid REST repository", () => {
 Deno.test("uncommenting every optional setting at once gives a valid configuration", () => {
   const text = uncomment(starterConfig().split("\n")).join("\n");
   const c = parseConfig(text, "vger.yaml");
-  deepStrictEqual(c.repositories.map((r) => r.backend), ["local", "s3", "rest"]);
+  deepStrictEqual(c.repositories.map((r) => r.backend), [
+    "local",
+    "s3",
+    "s3",
+    "s3",
+    "s3",
+    "rest",
+  ]);
   const [main] = c.repositories;
   deepStrictEqual(main.encryption, { mode: "aes256gcm", passcommand: "pass show vger-main" });
   deepStrictEqual(main.sourceDirectories, ["/srv"]);

@@ -55,6 +55,7 @@ import {
 } from "./chunker.ts";
 import { type CompressionOptions, DEFAULT_COMPRESSION } from "./compress.ts";
 import type { EncryptionMode } from "./crypto.ts";
+import { isValidKey } from "../backends/backend.ts";
 import { errorMessage, UsageError } from "./errors.ts";
 import { ExcludeMatcher } from "./patterns.ts";
 import { DEFAULT_MAX_PACK_SIZE, DEFAULT_MIN_PACK_SIZE } from "./repository.ts";
@@ -81,8 +82,10 @@ export interface EncryptionConfig {
 
 /** The S3 settings of a repository entry with `backend: s3`. */
 export interface S3Config {
-  /** Bucket name. */
+  /** Bucket name: the bucket of an `s3://BUCKET[/PREFIX]` path, else `s3_bucket`. */
   bucket: string;
+  /** Key prefix in the bucket: no leading or trailing `/`, valid segments; empty = the root. */
+  prefix: string;
   /** Region, e.g. `us-east-1`. */
   region?: string;
   /** Endpoint URL of an S3-compatible service (MinIO etc.). */
@@ -113,6 +116,8 @@ export interface RepositoryConfig {
   minPackSize?: number;
   /** Pack size ceiling in bytes (unset: the repository default). */
   maxPackSize?: number;
+  /** Parallel requests to the storage (unset: the backend's own default). */
+  connections?: number;
   /** S3 settings; present exactly when `backend` is `s3`. */
   s3?: S3Config;
   /** REST settings; present exactly when `backend` is `rest`. */
@@ -184,6 +189,7 @@ export const REPOSITORY_KEYS: readonly string[] = [
   "backend",
   "min_pack_size",
   "max_pack_size",
+  "connections",
   ...S3_KEYS,
   ...REST_KEYS,
   "encryption",
@@ -350,9 +356,106 @@ function isHttpUrl(v: string): boolean {
 
 const SCHEME = /^[a-z][a-z0-9+.-]*:\/\//i;
 
-/** Trailing slashes do not make another repository. */
-function samePath(p: string): string {
-  return p.length > 1 ? p.replace(/\/+$/, "") : p;
+/** The most parallel requests `connections` may ask for. */
+export const MAX_CONNECTIONS = 256;
+
+/**
+ * What makes two repository entries the same repository: for S3 the endpoint (none = AWS), the
+ * bucket and the normalised prefix, however the path was written, spelled exactly as the S3
+ * backend's `location` (`s3://BUCKET/PREFIX at ENDPOINT`), which keys lib/known_repos.ts's
+ * records; else the backend and the path without trailing slashes. The duplicate check of
+ * {@linkcode parseConfig} compares these.
+ *
+ * @example
+ * ```ts
+ * import { parseConfig, repositoryIdentity } from "./config.ts";
+ * import { equal } from "node:assert/strict";
+ *
+ * const [a] = parseConfig(
+ *   "repositories:\n  - {path: s3://b/vger/, backend: s3}\n",
+ *   "a.yaml",
+ * ).repositories;
+ * const [b] = parseConfig(
+ *   "repositories:\n  - {path: /vger, backend: s3, s3_bucket: b}\n",
+ *   "b.yaml",
+ * ).repositories;
+ * equal(repositoryIdentity(a), repositoryIdentity(b));
+ * ```
+ */
+export function repositoryIdentity(
+  repo: Pick<RepositoryConfig, "backend" | "path" | "s3">,
+): string {
+  if (repo.backend === "s3" && repo.s3) {
+    const { bucket, prefix, endpoint } = repo.s3;
+    const url = `s3://${bucket}${prefix === "" ? "" : "/" + prefix}`;
+    return endpoint === undefined ? url : `${url} at ${sameEndpoint(endpoint)}`;
+  }
+  const p = repo.path;
+  return `${repo.backend} ${p.length > 1 ? p.replace(/\/+$/, "") : p}`;
+}
+
+/** An endpoint as backends/s3.ts names it in its location: no credentials, no trailing `/`. */
+function sameEndpoint(endpoint: string): string {
+  try {
+    const url = new URL(endpoint);
+    url.username = "";
+    url.password = "";
+    return url.href.replace(/\/+$/, "");
+  } catch {
+    return endpoint;
+  }
+}
+
+/**
+ * The bucket and normalised prefix of an S3 entry's `path` (`s3://BUCKET[/PREFIX]` or a bare
+ * PREFIX) and `s3_bucket`; fails at the line of the key in the wrong.
+ */
+function s3Location(
+  r: ConfigReader,
+  path: string,
+  pathField: Field,
+  bucketField: Field,
+): { bucket: string; prefix: string } {
+  const given = r.str(bucketField);
+  let bucket = given;
+  let prefix = path;
+  const url = /^s3:\/\/([^/]*)(?:\/(.*))?$/i.exec(path);
+  if (url) {
+    if (url[1] === "") r.fail(pathField, `${JSON.stringify(path)} names no bucket`);
+    if (given !== undefined && given !== url[1]) {
+      r.fail(
+        bucketField,
+        `${JSON.stringify(given)} is not the bucket "${url[1]}" of path ${
+          JSON.stringify(path)
+        } (give one, or the same in both)`,
+      );
+    }
+    bucket = url[1];
+    prefix = url[2] ?? "";
+  } else if (SCHEME.test(path)) {
+    r.fail(pathField, `${JSON.stringify(path)} is not an s3:// URL or a key prefix (backend: s3)`);
+  }
+  if (bucket === undefined) {
+    r.fail(
+      pathField,
+      `${JSON.stringify(path)} names no bucket: write s3://BUCKET/${
+        prefix.replace(/^\/+/, "")
+      } or add s3_bucket`,
+    );
+  }
+  if (!/^[a-z0-9][a-z0-9._-]*$/i.test(bucket)) {
+    r.fail(url ? pathField : bucketField, `${JSON.stringify(bucket)} is not a bucket name`);
+  }
+  prefix = prefix.replace(/^\/+|\/+$/g, "");
+  if (prefix !== "" && !isValidKey(prefix)) {
+    r.fail(
+      pathField,
+      `${JSON.stringify(path)} has an invalid key prefix ${
+        JSON.stringify(prefix)
+      } (an empty, "." or ".." segment)`,
+    );
+  }
+  return { bucket, prefix };
 }
 
 function parseRepository(
@@ -420,12 +523,11 @@ function parseRepository(
   }
   if (min !== undefined) repo.minPackSize = min;
   if (max !== undefined) repo.maxPackSize = max;
+  const connections = r.int(get("connections"), 1, MAX_CONNECTIONS, " of parallel requests");
+  if (connections !== undefined) repo.connections = connections;
 
   if (backend === "s3") {
-    const s3: S3Config = { bucket: r.str(get("s3_bucket"), { required: true })! };
-    if (/[/\s]/.test(s3.bucket)) {
-      r.fail(get("s3_bucket"), `${JSON.stringify(s3.bucket)} is not a bucket name`);
-    }
+    const s3: S3Config = s3Location(r, path, pathField, get("s3_bucket"));
     const region = r.str(get("s3_region"));
     const endpoint = r.url(get("s3_endpoint"));
     const id = r.str(get("s3_access_key_id"));
@@ -506,7 +608,7 @@ export function parseConfig(text: string, file: string): VgerConfig {
     sources: sourceDirectories,
   };
   const labels = new Map<string, string>();
-  const paths = new Map<string, string>();
+  const identities = new Map<string, string>();
   const repositories = reposField.node.items.map((item, i) => {
     const f = r.field(item, `repositories[${i}]`, reposField.line);
     const repo = parseRepository(r, f, defaults);
@@ -518,9 +620,17 @@ export function parseConfig(text: string, file: string): VgerConfig {
       }
       labels.set(repo.label, f.path);
     }
-    const other = paths.get(samePath(repo.path));
-    if (other) r.fail(at("path"), `path ${JSON.stringify(repo.path)} is also used by ${other}`);
-    paths.set(samePath(repo.path), f.path);
+    const identity = repositoryIdentity(repo);
+    const other = identities.get(identity);
+    if (other) {
+      const what = repo.s3
+        ? `bucket "${repo.s3.bucket}" prefix ${JSON.stringify(repo.s3.prefix)}${
+          repo.s3.endpoint ? ` at ${sameEndpoint(repo.s3.endpoint)}` : ""
+        }`
+        : `path ${JSON.stringify(repo.path)}`;
+      r.fail(at("path"), `${what} is also used by ${other}`);
+    }
+    identities.set(identity, f.path);
     return repo;
   });
   return {

@@ -7,11 +7,13 @@ import {
   ENCRYPTION_KEYS,
   parseConfig,
   REPOSITORY_KEYS,
+  repositoryIdentity,
   RETENTION_KEYS,
   selectRepositories,
   TOP_LEVEL_KEYS,
   type VgerConfig,
 } from "./config.ts";
+import { openBackend } from "../backends/mod.ts";
 import { UsageError } from "./errors.ts";
 import { resolvePassphrase } from "./secrets.ts";
 import { validatePackSizes } from "./repository.ts";
@@ -466,19 +468,45 @@ const KEY_CASES: KeyCase[] = [
     ],
   },
   {
+    key: "repositories[].connections",
+    good: ["repositories:", ...S3, "    connections: 16"],
+    check: (c) => equal(c.repositories[0].connections, 16),
+    bad: [
+      {
+        lines: [...REPO, "    connections: 0"],
+        line: 3,
+        path: "repositories[0].connections",
+        reason: /: 0 is out of range: use 1 to 256$/,
+      },
+      {
+        lines: [...REPO, "    connections: 2.5"],
+        line: 3,
+        path: "repositories[0].connections",
+        reason: /: expected a whole number of parallel requests, got/,
+      },
+    ],
+  },
+  {
     key: "repositories[].s3_bucket",
     good: ["repositories:", ...S3],
     check: (c) => {
       equal(c.repositories[0].backend, "s3");
-      deepStrictEqual(c.repositories[0].s3, { bucket: "my-bucket" });
+      deepStrictEqual(c.repositories[0].s3, { bucket: "my-bucket", prefix: "vger/x" });
       equal(c.repositories[0].rest, undefined);
     },
     bad: [
       {
         lines: ["repositories:", "  - path: vger/x", "    backend: s3"],
         line: 2,
+        path: "repositories[0].path",
+        reason: /: "vger\/x" names no bucket: write s3:\/\/BUCKET\/vger\/x or add s3_bucket$/,
+      },
+      {
+        lines: ["repositories:", "  - path: s3://a/x", "    backend: s3", "    s3_bucket: b"],
+        line: 4,
         path: "repositories[0].s3_bucket",
-        reason: /missing \(required\)/,
+        reason:
+          /: "b" is not the bucket "a" of path "s3:\/\/a\/x" \(give one, or the same in both\)$/,
       },
       {
         lines: [...REPO, "    s3_bucket: b"],
@@ -530,6 +558,7 @@ const KEY_CASES: KeyCase[] = [
     check: (c) =>
       deepStrictEqual(c.repositories[0].s3, {
         bucket: "my-bucket",
+        prefix: "vger/x",
         accessKeyId: "id",
         secretAccessKey: "sec",
       }),
@@ -1064,5 +1093,131 @@ Deno.test("a passphrase of the wrong YAML type is an error that names the type, 
       }
       return true;
     }, value);
+  }
+});
+
+Deno.test("an s3 path is s3://BUCKET[/PREFIX] or a bare prefix, and the prefix is normalised", () => {
+  const s3Of = (entry: string[]) =>
+    parse([
+      "repositories:",
+      ...entry.map((l) => "    " + l).map((l, i) => i ? l : "  - " + l.trim()),
+    ])
+      .repositories[0].s3;
+  deepStrictEqual(s3Of(["path: s3://b/vger/main", "backend: s3"]), {
+    bucket: "b",
+    prefix: "vger/main",
+  });
+  deepStrictEqual(s3Of(["path: s3://b", "backend: s3"]), { bucket: "b", prefix: "" });
+  deepStrictEqual(s3Of(["path: s3://b/", "backend: s3"]), { bucket: "b", prefix: "" });
+  deepStrictEqual(s3Of(["path: s3://b//x/y//", "backend: s3"]), { bucket: "b", prefix: "x/y" });
+  deepStrictEqual(s3Of(["path: /x/", "backend: s3", "s3_bucket: b"]), { bucket: "b", prefix: "x" });
+  deepStrictEqual(s3Of(["path: /", "backend: s3", "s3_bucket: b"]), { bucket: "b", prefix: "" });
+  // The specification's example: a URL bucket and s3_bucket side by side, naming the same bucket.
+  deepStrictEqual(
+    s3Of(["path: s3://my-backups/vger", "backend: s3", "s3_bucket: my-backups"]),
+    { bucket: "my-backups", prefix: "vger" },
+  );
+});
+
+Deno.test("a bad s3 path is a config error at its line", () => {
+  const entry = (path: string, ...more: string[]) =>
+    ["repositories:", "  - path: /a", `  - path: "${path}"`, "    backend: s3", ...more].join(
+      "\n",
+    ) + "\n";
+  const at = { line: 3, path: "repositories[1].path" };
+  assertConfigError(entry("s3:///x"), { ...at, reason: /: "s3:\/\/\/x" names no bucket$/ });
+  assertConfigError(entry("gs://b/x"), {
+    ...at,
+    reason: /: "gs:\/\/b\/x" is not an s3:\/\/ URL or a key prefix \(backend: s3\)$/,
+  });
+  assertConfigError(entry("s3://b/x/../y"), {
+    ...at,
+    reason:
+      /: "s3:\/\/b\/x\/..\/y" has an invalid key prefix "x\/..\/y" \(an empty, "." or ".." segment\)$/,
+  });
+  assertConfigError(entry("x//y", "    s3_bucket: b"), {
+    ...at,
+    reason: /: "x\/\/y" has an invalid key prefix "x\/\/y"/,
+  });
+  assertConfigError(entry("./x", "    s3_bucket: b"), {
+    ...at,
+    reason: /invalid key prefix "\.\/x"/,
+  });
+  assertConfigError(entry("s3://my bucket/x"), {
+    ...at,
+    reason: /: "my bucket" is not a bucket name$/,
+  });
+  assertConfigError(entry("/x"), {
+    ...at,
+    reason: /: "\/x" names no bucket: write s3:\/\/BUCKET\/x or add s3_bucket$/,
+  });
+});
+
+Deno.test("two s3 entries are the same repository only when endpoint, bucket and prefix match", () => {
+  const two = (a: string[], b: string[]) => ["repositories:", ...a, ...b].join("\n") + "\n";
+  const e = (path: string, ...more: string[]) => [
+    `  - path: "${path}"`,
+    "    backend: s3",
+    ...more.map((l) => "    " + l),
+  ];
+  // The same bucket and prefix, written three ways: an error at the second entry's path line.
+  for (
+    const second of [
+      e("/vger/", "s3_bucket: b"),
+      e("s3://b/vger", "s3_bucket: b"),
+      e("s3://b//vger/"),
+    ]
+  ) {
+    assertConfigError(two(e("s3://b/vger"), second), {
+      line: 4,
+      path: "repositories[1].path",
+      reason: /: bucket "b" prefix "vger" is also used by repositories\[0\]$/,
+    });
+  }
+  assertConfigError(
+    two(
+      e("s3://b/vger", "s3_endpoint: http://h:9000"),
+      e("vger", "s3_bucket: b", "s3_endpoint: http://key:secret@h:9000/"),
+    ),
+    {
+      line: 5,
+      path: "repositories[1].path",
+      reason: /: bucket "b" prefix "vger" at http:\/\/h:9000 is also used by repositories\[0\]$/,
+    },
+  );
+  // Another endpoint, bucket or prefix is another repository; so is a local path of the same text.
+  const ok2 = (a: string[], b: string[]) =>
+    equal(parse([...two(a, b).split("\n")]).repositories.length, 2);
+  ok2(e("s3://b/vger"), e("s3://b/vger", "s3_endpoint: http://h:9000"));
+  ok2(e("s3://b/vger"), e("s3://c/vger"));
+  ok2(e("s3://b/vger"), e("s3://b/vger2"));
+  ok2(e("s3://b/vger"), e("s3://b"));
+  ok2(e("vger", "s3_bucket: b"), ["  - path: vger"]);
+  const [a, b] = parse(["repositories:", ...e("s3://b/vger/"), "  - path: /vger/"]).repositories;
+  equal(repositoryIdentity(a), "s3://b/vger");
+  equal(repositoryIdentity(b), "local /vger");
+});
+
+Deno.test("repositoryIdentity names an s3 endpoint as the backend's location does", () => {
+  const [a] = parse([
+    "repositories:",
+    "  - path: s3://b/x",
+    "    backend: s3",
+    "    s3_endpoint: HTTP://U:P@Host:9000/",
+  ]).repositories;
+  equal(repositoryIdentity(a), "s3://b/x at http://host:9000");
+});
+
+Deno.test("an s3 entry's identity is its backend's location, which keys the known-repos record", async () => {
+  const entries = [
+    ["  - path: s3://b", "    backend: s3"],
+    ["  - path: s3://b//x/y/", "    backend: s3", "    s3_endpoint: http://k:s@h:7480/"],
+    ["  - path: /x/", "    backend: s3", "    s3_bucket: b", "    s3_region: eu-west-1"],
+  ];
+  for (const entry of entries) {
+    const [repo] = parse(["repositories:", ...entry]).repositories;
+    const backend = openBackend(repo);
+    equal(repositoryIdentity(repo), backend.location, entry.join("\n"));
+    await backend.close();
   }
 });

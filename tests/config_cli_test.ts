@@ -917,6 +917,15 @@ Deno.test("a bad configuration is one line naming file, line and key path, exit 
         keyPath: "repositories[1].path",
         detail: /missing/,
       },
+      {
+        name: "an s3 entry whose s3_bucket is not the bucket of its s3:// path",
+        text: `repositories:\n  - path: ${
+          q(repo)
+        }\n  - path: s3://a/vger\n    backend: s3\n    s3_bucket: b\n`,
+        line: 5,
+        keyPath: "repositories[1].s3_bucket",
+        detail: /"b" is not the bucket "a" of path "s3:\/\/a\/vger"/,
+      },
     ];
     for (const [i, c] of cases.entries()) {
       await t.step(c.name, async () => {
