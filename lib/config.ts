@@ -531,7 +531,7 @@ function parseRepository(
     const region = r.str(get("s3_region"));
     const endpoint = r.url(get("s3_endpoint"));
     const id = r.str(get("s3_access_key_id"));
-    const secret = r.str(get("s3_secret_access_key"));
+    const secret = r.secret(get("s3_secret_access_key"));
     if ((id === undefined) !== (secret === undefined)) {
       const [given, missing] = id === undefined
         ? ["s3_secret_access_key", "s3_access_key_id"]
@@ -546,7 +546,7 @@ function parseRepository(
   }
   if (backend === "rest") {
     const rest: RestConfig = {};
-    const token = r.str(get("rest_token"));
+    const token = r.secret(get("rest_token"));
     const tokenCommand = r.command(get("rest_token_command"));
     if (token !== undefined && tokenCommand !== undefined) {
       r.fail(

@@ -578,6 +578,17 @@ const KEY_CASES: KeyCase[] = [
       line: 5,
       path: "repositories[0].s3_secret_access_key",
       reason: /needs s3_access_key_id too/,
+    }, {
+      // a secret of the wrong type is named by its type only
+      lines: [
+        "repositories:",
+        ...S3,
+        "    s3_access_key_id: id",
+        "    s3_secret_access_key: 98765",
+      ],
+      line: 6,
+      path: "repositories[0].s3_secret_access_key",
+      reason: /expected a string \(put it in quotes\), got a number; the value is not shown$/,
     }],
   },
   {
@@ -595,7 +606,13 @@ const KEY_CASES: KeyCase[] = [
         lines: ["repositories:", ...REST, "    rest_token: [a]"],
         line: 4,
         path: "repositories[0].rest_token",
-        reason: /expected a string, got a list/,
+        reason: /expected a string \(put it in quotes\), got a list; the value is not shown$/,
+      },
+      {
+        lines: ["repositories:", ...REST, "    rest_token: 4242"],
+        line: 4,
+        path: "repositories[0].rest_token",
+        reason: /expected a string \(put it in quotes\), got a number; the value is not shown$/,
       },
     ],
   },
