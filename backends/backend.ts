@@ -81,6 +81,12 @@ export interface BackendCapabilities {
    * storage. Engines take their concurrency from it, never from a constant of their own.
    */
   readonly connections: number;
+  /**
+   * Present when `create` relies on a server honouring a condition (`If-None-Match: *` on S3):
+   * the server and bucket the verdict of {@linkcode Backend.probeCreate} holds for (never a
+   * secret). Write commands probe once per scope and remember the verdict (lib/known_repos.ts).
+   */
+  readonly createProbeScope?: string;
 }
 
 /** The read side of a backend: all that list, extract and check need. */
@@ -127,6 +133,13 @@ export interface Backend extends ReadonlyBackend {
    * backend whose writes leave nothing behind.
    */
   removeLeftovers?(): Promise<number>;
+  /**
+   * Optional, present exactly when `capabilities.createProbeScope` is: checks that the server
+   * honours `create`'s condition by creating a fresh key twice (the second must be refused) and
+   * deleting it; resolves to whether it did. Absent on a backend whose `create` is atomic by
+   * construction (a local disk, memory).
+   */
+  probeCreate?(): Promise<boolean>;
 }
 
 /** The total length of a body. */
@@ -136,6 +149,28 @@ export function bodySize(body: PutBody): number {
   let n = 0;
   for (const part of body) n += part.length;
   return n;
+}
+
+/**
+ * Whether `backend.create` refuses an existing key: creates `locks/probe-<random>`, creates it
+ * again with other bytes (other bytes, so that a retried create cannot take the second for its
+ * own) and deletes it; resolves to whether the second create was refused. A probe key left by
+ * a killed process is a malformed lock, which lock takers judge stale and break-lock removes.
+ */
+export async function probeConditionalCreate(
+  backend: Pick<Backend, "location" | "create" | "delete">,
+): Promise<boolean> {
+  const random = crypto.getRandomValues(new Uint8Array(12));
+  const key = `locks/probe-${Array.from(random, (b) => b.toString(16).padStart(2, "0")).join("")}`;
+  const text = new TextEncoder();
+  if (!(await backend.create(key, text.encode("vger create probe 1\n")))) {
+    throw new BackendError(`Cannot probe "${backend.location}": the fresh key "${key}" exists`);
+  }
+  try {
+    return !(await backend.create(key, text.encode("vger create probe 2\n")));
+  } finally {
+    await backend.delete(key);
+  }
 }
 
 /** Checks that a key is well formed: relative, `/`-separated, no empty, `.` or `..` segment. */

@@ -72,6 +72,8 @@ export class ReadonlyBackendDecorator<B extends ReadonlyBackend = ReadonlyBacken
 export class BackendDecorator extends ReadonlyBackendDecorator<Backend> implements Backend {
   /** As the inner backend; absent when the inner backend has no such operation. */
   declare readonly removeLeftovers?: () => Promise<number>;
+  /** As the inner backend; absent when the inner backend has no such operation. */
+  declare readonly probeCreate?: () => Promise<boolean>;
 
   /** Wraps `inner`, taking on its optional operations. */
   constructor(inner: Backend) {
@@ -80,6 +82,9 @@ export class BackendDecorator extends ReadonlyBackendDecorator<Backend> implemen
       Object.defineProperty(this, "removeLeftovers", {
         value: () => this.inner.removeLeftovers!(),
       });
+    }
+    if (inner.probeCreate) {
+      Object.defineProperty(this, "probeCreate", { value: () => this.inner.probeCreate!() });
     }
   }
 

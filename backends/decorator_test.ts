@@ -47,3 +47,12 @@ Deno.test("decorators forward location, capabilities and every operation", async
   deepStrictEqual(keys, ["a/1"]);
   await readonly.close();
 });
+
+Deno.test("a decorator has probeCreate exactly when the backend it wraps has it", async () => {
+  const overMemory: Backend = new BackendDecorator(new MemoryBackend());
+  ok(!("probeCreate" in overMemory));
+  const probing = Object.assign(new MemoryBackend(), { probeCreate: () => Promise.resolve(true) });
+  const over: Backend = new BackendDecorator(new BackendDecorator(probing));
+  ok("probeCreate" in over);
+  equal(await over.probeCreate?.(), true);
+});

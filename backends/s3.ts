@@ -44,6 +44,7 @@ import {
   isValidKey,
   type ObjectInfo,
   objectTooLarge,
+  probeConditionalCreate,
   type PutBody,
 } from "./backend.ts";
 
@@ -136,7 +137,13 @@ export class S3Backend implements Backend {
     this.#region = options.region ?? envRegion() ?? "us-east-1";
     const path = `s3://${this.#bucket}${this.#prefix === "" ? "" : "/" + this.#prefix}`;
     this.location = this.#endpoint === undefined ? path : `${path} at ${this.#endpoint}`;
-    this.capabilities = { connections: options.connections ?? DEFAULT_S3_CONNECTIONS };
+    this.capabilities = {
+      connections: options.connections ?? DEFAULT_S3_CONNECTIONS,
+      // the verdict is the server's (and its bucket's), whatever the prefix
+      createProbeScope: this.#endpoint === undefined
+        ? `s3://${this.#bucket} in ${this.#region}`
+        : `s3://${this.#bucket} at ${this.#endpoint}`,
+    };
   }
 
   /** The whole object, or null when absent; see {@linkcode Backend.get}. */
@@ -281,6 +288,14 @@ export class S3Backend implements Backend {
       if (err instanceof AlreadyExistsError) return false;
       throw err;
     }
+  }
+
+  /**
+   * Whether the server honours `If-None-Match: *` (a refused second create is its 412); see
+   * {@linkcode probeConditionalCreate}.
+   */
+  probeCreate(): Promise<boolean> {
+    return probeConditionalCreate(this);
   }
 
   /** Removes an object; removing an absent object is not an error. */

@@ -33,7 +33,7 @@ import {
 import { extract, type ExtractOptions, type ExtractResult } from "./restorer.ts";
 import { COMMIT_LOCK_KEY } from "./storage_keys.ts";
 import { FilesCache } from "./files_cache.ts";
-import { keyFingerprint } from "./known_repos.ts";
+import { ensureCreateHonoured, keyFingerprint } from "./known_repos.ts";
 import { join } from "node:path";
 import type { RepoConfig } from "./repo_config.ts";
 import {
@@ -53,8 +53,9 @@ export async function initCommand(
   backend: Backend,
   options: InitOptions & TrustingOptions,
 ): Promise<RepoConfig> {
-  const config = await initRepository(backend, options);
   const dir = options.knownRepos?.dir;
+  await ensureCreateHonoured(backend, { dir, onWarning: options.knownRepos?.onWarning });
+  const config = await initRepository(backend, options);
   if (dir !== undefined) {
     // replaces any record of an earlier repository at this location
     const repo = await Repository.open(backend, { passphrase: options.passphrase });

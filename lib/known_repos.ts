@@ -11,12 +11,17 @@
  * nothing of it); `manifest_counter` is the newest manifest counter seen (lib/manifest.ts).
  * {@linkcode checkKnownRepository} compares what a repository shows with the record.
  *
+ * Also the client's memory of S3 servers that honour conditional creates (the locks depend on
+ * them): {@linkcode ensureCreateHonoured} probes a server once per endpoint and bucket and keeps
+ * the verdict in `<cache dir>/create-probes/`, written the same way.
+ *
  * @module
  */
 
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import type { Backend } from "../backends/backend.ts";
 import { type EncryptionMode, type RepoKey, sha256Parts } from "./crypto.ts";
-import { errorMessage, IntegrityError, VgerError } from "./errors.ts";
+import { BackendError, errorMessage, IntegrityError, VgerError } from "./errors.ts";
 import { toHex } from "./ids.ts";
 
 /** The flag that accepts a deliberate change of a repository (named in every refusal). */
@@ -116,18 +121,75 @@ export async function saveKnownRepository(dir: string, record: KnownRepository):
     manifest_counter: record.counter,
     updated: new Date().toISOString(),
   }) + "\n";
+  await writeCacheFile(file, body, `the record of repository "${record.location}"`);
+}
+
+/** Writes `body` to `file` (mode 0600, its directory 0700), atomically replacing the old one. */
+async function writeCacheFile(file: string, body: string, what: string): Promise<void> {
   const temp = `${file}.${Deno.pid}.${toHex(crypto.getRandomValues(new Uint8Array(6)))}.tmp`;
   try {
-    await Deno.mkdir(join(dir, "known-repos"), { recursive: true, mode: 0o700 });
+    await Deno.mkdir(dirname(file), { recursive: true, mode: 0o700 });
     await Deno.writeTextFile(temp, body, { mode: 0o600, createNew: true });
     await Deno.rename(temp, file);
   } catch (err) {
     await Deno.remove(temp).catch(() => {});
-    throw new VgerError(
-      "io",
-      `Cannot save the record of repository "${record.location}" in ${file}: ${errorMessage(err)}`,
-      { cause: err },
+    throw new VgerError("io", `Cannot save ${what} in ${file}: ${errorMessage(err)}`, {
+      cause: err,
+    });
+  }
+}
+
+/**
+ * The file remembering whether the server of `scope` (a backend's `createProbeScope`) honours
+ * conditional creates: `<cache dir>/create-probes/<sha256 of the scope>.json`, JSON
+ * `{ "v": 1, "scope": "...", "honoured": true, "probed": "<ISO time>" }`.
+ */
+async function createProbeFile(dir: string, scope: string): Promise<string> {
+  const hash = toHex(await sha256Parts([new TextEncoder().encode(scope)]));
+  return join(dir, "create-probes", `${hash}.json`);
+}
+
+/** Options of {@linkcode ensureCreateHonoured}. */
+export interface CreateProbeOptions {
+  /** Cache directory remembering the verdict; none: probe every time. */
+  dir?: string;
+  /** Told when the verdict cannot be saved (the command goes on). */
+  onWarning?: (message: string) => void;
+}
+
+/**
+ * Before a write command's first `create`: on a backend that declares a
+ * `capabilities.createProbeScope`, checks once per scope (then remembers it under `dir`) that
+ * the server honours conditional creates, and refuses with a BackendError when it does not.
+ * Nothing is done on a backend without the probe (local, memory). Only a positive verdict is
+ * remembered: a refused server is probed again next time (it may have been upgraded).
+ */
+export async function ensureCreateHonoured(
+  backend: Pick<Backend, "capabilities" | "probeCreate">,
+  options: CreateProbeOptions = {},
+): Promise<void> {
+  const scope = backend.capabilities.createProbeScope;
+  if (scope === undefined || !backend.probeCreate) return;
+  const file = options.dir === undefined ? undefined : await createProbeFile(options.dir, scope);
+  if (file !== undefined) {
+    try {
+      const o = JSON.parse(await Deno.readTextFile(file));
+      if (o?.v === 1 && o.scope === scope && o.honoured === true) return;
+    } catch {
+      // absent or damaged: probe again, and rewrite it
+    }
+  }
+  if (!(await backend.probeCreate())) {
+    throw new BackendError(
+      `S3 server of ${scope} does not honour conditional writes (If-None-Match); vger needs them for its locks`,
     );
+  }
+  if (file === undefined) return;
+  const body = JSON.stringify({ v: 1, scope, honoured: true, probed: new Date().toISOString() });
+  try {
+    await writeCacheFile(file, body + "\n", `the create probe of ${scope}`);
+  } catch (err) {
+    options.onWarning?.(errorMessage(err));
   }
 }
 

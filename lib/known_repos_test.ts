@@ -1,8 +1,12 @@
 import { deepStrictEqual, equal, notEqual, ok, rejects, throws } from "node:assert/strict";
 import { RepoKey } from "./crypto.ts";
-import { IntegrityError } from "./errors.ts";
+import { BackendError, IntegrityError } from "./errors.ts";
+import { probeConditionalCreate } from "../backends/backend.ts";
+import { BackendDecorator } from "../backends/decorator.ts";
+import { MemoryBackend } from "../backends/memory.ts";
 import {
   checkKnownRepository,
+  ensureCreateHonoured,
   keyFingerprint,
   knownRepoFile,
   type KnownRepository,
@@ -135,4 +139,92 @@ Deno.test("an older manifest is refused; a newer or equal one raises the record"
   equal(checkKnownRepository(known, { ...seen, counter: 8 }).counter, 8);
   // an unreadable manifest is left to the command to report; the record keeps its counter
   equal(checkKnownRepository(known, { ...seen, counter: null }).counter, 5);
+});
+
+/** A memory backend whose `create` overwrites (a server that ignores `If-None-Match`). */
+class CreateIgnoringBackend extends BackendDecorator {
+  probes = 0;
+  readonly #honour: boolean;
+  constructor(honour: boolean, scope = "s3://b at http://127.0.0.1:1") {
+    super(new MemoryBackend());
+    this.#honour = honour;
+    Object.defineProperty(this, "capabilities", {
+      value: { connections: 1, createProbeScope: scope },
+    });
+    Object.defineProperty(this, "probeCreate", {
+      value: () => {
+        this.probes++;
+        return probeConditionalCreate(this);
+      },
+    });
+  }
+  override async create(key: string, body: Uint8Array): Promise<boolean> {
+    if (this.#honour) return await super.create(key, body);
+    await this.inner.put(key, body);
+    return true;
+  }
+}
+
+Deno.test("ensureCreateHonoured refuses a server that ignores If-None-Match, and never caches it", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "vger-probe-" });
+  try {
+    const backend = new CreateIgnoringBackend(false);
+    for (let i = 1; i <= 2; i++) {
+      await rejects(ensureCreateHonoured(backend, { dir }), (err) => {
+        ok(err instanceof BackendError, `expected BackendError, got ${err}`);
+        equal(
+          err.message,
+          "S3 server of s3://b at http://127.0.0.1:1 does not honour conditional writes " +
+            "(If-None-Match); vger needs them for its locks",
+        );
+        return true;
+      });
+      equal(backend.probes, i);
+    }
+    // the probe key is gone, and no verdict was written
+    deepStrictEqual(await Array.fromAsync(backend.list("")), []);
+    await rejects(Deno.stat(`${dir}/create-probes`), Deno.errors.NotFound);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("ensureCreateHonoured probes once per scope and remembers it (0600)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "vger-probe-" });
+  try {
+    const backend = new CreateIgnoringBackend(true);
+    await ensureCreateHonoured(backend, { dir });
+    await ensureCreateHonoured(backend, { dir });
+    equal(backend.probes, 1);
+    deepStrictEqual(await Array.fromAsync(backend.list("")), []);
+    const files = await Array.fromAsync(Deno.readDir(`${dir}/create-probes`));
+    equal(files.length, 1);
+    const file = `${dir}/create-probes/${files[0].name}`;
+    equal((await Deno.stat(file)).mode! & 0o777, 0o600);
+    const o = JSON.parse(await Deno.readTextFile(file));
+    equal(o.scope, "s3://b at http://127.0.0.1:1");
+    equal(o.honoured, true);
+    ok(!Number.isNaN(Date.parse(o.probed)));
+    // another process with the same scope trusts the verdict; another bucket is probed
+    const same = new CreateIgnoringBackend(true);
+    await ensureCreateHonoured(same, { dir });
+    equal(same.probes, 0);
+    const other = new CreateIgnoringBackend(true, "s3://c at http://127.0.0.1:1");
+    await ensureCreateHonoured(other, { dir });
+    equal(other.probes, 1);
+    // a damaged verdict is probed again and rewritten
+    await Deno.writeTextFile(file, "{");
+    await ensureCreateHonoured(same, { dir });
+    equal(same.probes, 1);
+    equal(JSON.parse(await Deno.readTextFile(file)).honoured, true);
+    // without a cache directory, every call probes
+    await ensureCreateHonoured(same);
+    equal(same.probes, 2);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("ensureCreateHonoured does nothing on a backend without the probe", async () => {
+  await ensureCreateHonoured(new MemoryBackend(), { dir: "/nonexistent/vger" });
 });

@@ -18,6 +18,7 @@ import {
 } from "./errors.ts";
 import {
   checkKnownRepository,
+  ensureCreateHonoured,
   keyFingerprint,
   type KnownRepository,
   loadKnownRepository,
@@ -40,17 +41,35 @@ export interface LockingOptions {
   noLock?: boolean;
 }
 
-/** Runs fn under a repository lock of the given mode, released afterwards. */
+/**
+ * Runs fn of a command that writes under a repository lock of the given mode, released
+ * afterwards. First checks that the storage honours conditional creates
+ * ({@linkcode ensureCreateHonoured}, remembered under `knownRepos.dir`).
+ */
 export async function withRepoLock<T>(
+  backend: Backend,
+  mode: LockMode,
+  command: string,
+  options: LockingOptions & TrustingOptions,
+  fn: (lock: RepoLock) => Promise<T>,
+): Promise<T> {
+  if (options.noLock) {
+    throw new UsageError(`${command} writes to the repository: it cannot run with --no-lock`);
+  }
+  await ensureCreateHonoured(backend, {
+    dir: options.knownRepos?.dir,
+    onWarning: options.knownRepos?.onWarning,
+  });
+  return await lockAndRun(backend, mode, command, options, fn);
+}
+
+async function lockAndRun<T>(
   backend: Backend,
   mode: LockMode,
   command: string,
   options: LockingOptions,
   fn: (lock: RepoLock) => Promise<T>,
 ): Promise<T> {
-  if (options.noLock) {
-    throw new UsageError(`${command} writes to the repository: it cannot run with --no-lock`);
-  }
   let lock: RepoLock;
   try {
     lock = await RepoLock.acquire(backend, mode, { command, waitMs: options.lockWaitMs ?? 0 });
@@ -65,16 +84,17 @@ export async function withRepoLock<T>(
   }
 }
 
-/** Runs a command that only reads under a shared lock, or with none when `noLock` is set. */
+/**
+ * Runs a command that only reads under a shared lock, or with none when `noLock` is set. Its
+ * data is never written, so the storage's conditional creates are not probed.
+ */
 export function withReadLock<T>(
   backend: Backend,
   command: string,
   options: LockingOptions,
   fn: () => Promise<T>,
 ): Promise<T> {
-  return options.noLock
-    ? fn()
-    : withRepoLock(backend, "shared", command, { ...options, noLock: false }, fn);
+  return options.noLock ? fn() : lockAndRun(backend, "shared", command, options, fn);
 }
 
 /** A clear error for a lock that cannot be written because the repository is read-only. */

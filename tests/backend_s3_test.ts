@@ -22,6 +22,8 @@ import {
 import { BackendError, IntegrityError, NotFoundError } from "../lib/errors.ts";
 import type { ObjectInfo, StreamBody } from "../backends/backend.ts";
 import { PART_SIZE, S3Backend, type S3BackendOptions } from "../backends/s3.ts";
+import { RetryBackend } from "../backends/retry.ts";
+import { ensureCreateHonoured } from "../lib/known_repos.ts";
 import { backendConformance } from "./backend_conformance.ts";
 
 const ENDPOINT = Deno.env.get("VGER_TEST_S3_ENDPOINT") ?? "";
@@ -308,5 +310,24 @@ Deno.test(
     } finally {
       await drop();
     }
+  },
+);
+
+s3Test(
+  "the server honours conditional creates; the probe leaves nothing behind",
+  async (backend, bucket) => {
+    equal(backend.capabilities.createProbeScope, `s3://${bucket} at ${new URL(ENDPOINT).origin}`);
+    equal(await backend.probeCreate(), true);
+    deepStrictEqual(await listAll(backend, ""), []);
+    // through the retry decorator openBackend puts around it, with a verdict remembered
+    const retrying = new RetryBackend(backend);
+    const dir = await Deno.makeTempDir({ prefix: "vger-probe-" });
+    try {
+      await ensureCreateHonoured(retrying, { dir });
+      equal((await Array.fromAsync(Deno.readDir(`${dir}/create-probes`))).length, 1);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+    deepStrictEqual(await listAll(backend, ""), []);
   },
 );
