@@ -1,0 +1,52 @@
+import { deepStrictEqual, equal, rejects } from "node:assert/strict";
+import type { BackendCapabilities } from "../backends/backend.ts";
+import { BackendDecorator } from "../backends/decorator.ts";
+import { MemoryBackend } from "../backends/memory.ts";
+import { checkCommand, deleteCommand, initCommand, listArchivesCommand } from "./commands.ts";
+import { BackendError } from "./errors.ts";
+
+const FAST = { iterations: 1, memoryKiB: 1024, parallelism: 1 };
+
+/** A memory backend that declares a create probe, answering `honoured`, and counts its calls. */
+class ProbedBackend extends BackendDecorator {
+  probes = 0;
+  constructor(public honoured: boolean) {
+    super(new MemoryBackend("memory:probed"));
+    Object.defineProperty(this, "probeCreate", {
+      value: () => {
+        this.probes++;
+        return Promise.resolve(this.honoured);
+      },
+    });
+  }
+  override get capabilities(): BackendCapabilities {
+    return { connections: 1, createProbeScope: "s3://b at http://127.0.0.1:1" };
+  }
+}
+
+Deno.test("init and write commands probe conditional creates; read commands do not", async () => {
+  const backend = new ProbedBackend(true);
+  const passphrase = "pw";
+  await initCommand(backend, { encryption: "aes256gcm", passphrase, kdf: FAST });
+  equal(backend.probes, 1);
+  await listArchivesCommand(backend, { passphrase });
+  await checkCommand(backend, { passphrase });
+  equal(backend.probes, 1);
+  deepStrictEqual(await deleteCommand(backend, { passphrase, names: [] }), []);
+  equal(backend.probes, 2);
+
+  // a server found not to honour them: the write command stops before its lock
+  backend.honoured = false;
+  await rejects(deleteCommand(backend, { passphrase, names: [] }), BackendError);
+  deepStrictEqual(await Array.fromAsync(backend.list("locks/")), []);
+  await checkCommand(backend, { passphrase });
+});
+
+Deno.test("init on a server that ignores If-None-Match writes nothing", async () => {
+  const backend = new ProbedBackend(false);
+  await rejects(
+    initCommand(backend, { encryption: "aes256gcm", passphrase: "pw", kdf: FAST }),
+    /does not honour conditional writes \(If-None-Match\); vger needs them for its locks/,
+  );
+  deepStrictEqual(await Array.fromAsync(backend.list("")), []);
+});
