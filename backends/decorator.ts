@@ -84,7 +84,11 @@ export class BackendDecorator extends ReadonlyBackendDecorator<Backend> implemen
       });
     }
     if (inner.probeCreate) {
-      Object.defineProperty(this, "probeCreate", { value: () => this.inner.probeCreate!() });
+      // configurable: a decorator that changes how creates are sent may probe through itself
+      Object.defineProperty(this, "probeCreate", {
+        value: () => this.inner.probeCreate!(),
+        configurable: true,
+      });
     }
   }
 

@@ -12,6 +12,7 @@
  *   next attempt then finds the key taken. After a transient failure, an "exists" answer reads
  *   the stored bytes: equal to ours, the create is ours and succeeded; different, the key is
  *   someone else's and the answer is false, as if there had been no retry.
+ * - `probeCreate` (when the inner backend has it) runs the probe through these retries.
  *
  * @example
  * ```ts
@@ -33,6 +34,7 @@ import {
   bodySize,
   type GetOptions,
   type ObjectInfo,
+  probeConditionalCreate,
   type PutBody,
 } from "./backend.ts";
 import { BackendDecorator } from "./decorator.ts";
@@ -95,6 +97,14 @@ export class RetryBackend extends BackendDecorator {
     this.#now = options.now ?? Date.now;
     this.#sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
     this.#random = options.random ?? Math.random;
+    if (inner.probeCreate) {
+      // the probe's creates and delete go through the retries too (its two creates carry other
+      // bytes, so a retried create never takes the other's object for its own)
+      Object.defineProperty(this, "probeCreate", {
+        value: () => probeConditionalCreate(this),
+        configurable: true,
+      });
+    }
   }
 
   /** As the inner backend, retried. */

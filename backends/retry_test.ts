@@ -258,3 +258,17 @@ Deno.test("the retry decorator passes on location, capabilities and optional ope
   equal(backend.capabilities, memory.capabilities);
   ok(!("removeLeftovers" in backend));
 });
+
+Deno.test("the create probe runs through the retries: creates that landed and failed still tell", async () => {
+  const memory = Object.assign(new MemoryBackend("memory:probe"), {
+    probeCreate: () => Promise.resolve(false), // never asked: the decorator probes itself
+  });
+  const faulty = new FaultyBackend(memory);
+  const backend: Backend = new RetryBackend(faulty, fakeTime());
+  faulty.plan("create", { ...flaky(), landed: true }, { ...flaky(), landed: true });
+  faulty.plan("delete", flaky());
+  equal(await backend.probeCreate?.(), true);
+  equal(faulty.count("create"), 4);
+  equal(faulty.count("delete"), 2);
+  deepStrictEqual(await Array.fromAsync(memory.list("")), []);
+});
