@@ -228,3 +228,18 @@ Deno.test("ensureCreateHonoured probes once per scope and remembers it (0600)", 
 Deno.test("ensureCreateHonoured does nothing on a backend without the probe", async () => {
   await ensureCreateHonoured(new MemoryBackend(), { dir: "/nonexistent/vger" });
 });
+
+Deno.test("ensureCreateHonoured goes on with a warning when the verdict cannot be saved", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "vger-probe-" });
+  try {
+    await Deno.writeTextFile(`${dir}/create-probes`, "a file where the directory goes");
+    const warnings: string[] = [];
+    const backend = new CreateIgnoringBackend(true);
+    await ensureCreateHonoured(backend, { dir, onWarning: (m) => warnings.push(m) });
+    equal(backend.probes, 1);
+    equal(warnings.length, 1);
+    ok(warnings[0].startsWith("Cannot save the create probe of s3://b at http://127.0.0.1:1 in "));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
