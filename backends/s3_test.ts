@@ -1,6 +1,7 @@
 import { equal, ok, rejects } from "node:assert/strict";
 import { BackendError, NotFoundError, TransientError, VgerError } from "../lib/errors.ts";
-import { S3Backend, s3Error, type S3ErrorContext } from "./s3.ts";
+import { S3Backend } from "./s3.ts";
+import { s3Error, type S3ErrorContext } from "./s3_errors.ts";
 
 const CTX: S3ErrorContext = {
   bucket: "backups",
