@@ -59,6 +59,7 @@ import { isValidKey } from "../backends/backend.ts";
 import { errorMessage, UsageError } from "./errors.ts";
 import { ExcludeMatcher } from "./patterns.ts";
 import { DEFAULT_MAX_PACK_SIZE, DEFAULT_MIN_PACK_SIZE } from "./repository.ts";
+import { repositoryIdentity, sameEndpoint } from "./repository_identity.ts";
 import { parseRetention, type RetentionPolicy } from "./retention.ts";
 import { splitCommandLine } from "./secrets.ts";
 import { closest } from "./suggest.ts";
@@ -358,53 +359,6 @@ const SCHEME = /^[a-z][a-z0-9+.-]*:\/\//i;
 
 /** The most parallel requests `connections` may ask for. */
 export const MAX_CONNECTIONS = 256;
-
-/**
- * What makes two repository entries the same repository: for S3 the endpoint (none = AWS), the
- * bucket and the normalised prefix, however the path was written, spelled exactly as the S3
- * backend's `location` (`s3://BUCKET/PREFIX at ENDPOINT`), which keys lib/known_repos.ts's
- * records; else the backend and the path without trailing slashes. The duplicate check of
- * {@linkcode parseConfig} compares these.
- *
- * @example
- * ```ts
- * import { parseConfig, repositoryIdentity } from "./config.ts";
- * import { equal } from "node:assert/strict";
- *
- * const [a] = parseConfig(
- *   "repositories:\n  - {path: s3://b/vger/, backend: s3}\n",
- *   "a.yaml",
- * ).repositories;
- * const [b] = parseConfig(
- *   "repositories:\n  - {path: /vger, backend: s3, s3_bucket: b}\n",
- *   "b.yaml",
- * ).repositories;
- * equal(repositoryIdentity(a), repositoryIdentity(b));
- * ```
- */
-export function repositoryIdentity(
-  repo: Pick<RepositoryConfig, "backend" | "path" | "s3">,
-): string {
-  if (repo.backend === "s3" && repo.s3) {
-    const { bucket, prefix, endpoint } = repo.s3;
-    const url = `s3://${bucket}${prefix === "" ? "" : "/" + prefix}`;
-    return endpoint === undefined ? url : `${url} at ${sameEndpoint(endpoint)}`;
-  }
-  const p = repo.path;
-  return `${repo.backend} ${p.length > 1 ? p.replace(/\/+$/, "") : p}`;
-}
-
-/** An endpoint as backends/s3.ts names it in its location: no credentials, no trailing `/`. */
-function sameEndpoint(endpoint: string): string {
-  try {
-    const url = new URL(endpoint);
-    url.username = "";
-    url.password = "";
-    return url.href.replace(/\/+$/, "");
-  } catch {
-    return endpoint;
-  }
-}
 
 /**
  * The bucket and normalised prefix of an S3 entry's `path` (`s3://BUCKET[/PREFIX]` or a bare

@@ -7,7 +7,6 @@ import {
   ENCRYPTION_KEYS,
   parseConfig,
   REPOSITORY_KEYS,
-  repositoryIdentity,
   RETENTION_KEYS,
   selectRepositories,
   TOP_LEVEL_KEYS,
@@ -17,6 +16,7 @@ import { openBackend } from "../backends/mod.ts";
 import { UsageError } from "./errors.ts";
 import { resolvePassphrase } from "./secrets.ts";
 import { validatePackSizes } from "./repository.ts";
+import { repositoryIdentity } from "./repository_identity.ts";
 
 const FILE = "/etc/vger/config.yaml";
 const REPO = ["repositories:", "  - path: /a"];
