@@ -38,9 +38,9 @@ export interface Fixture {
   ids: Record<string, Uint8Array>;
 }
 
-/** Adds a blob (compressed, sealed) to the session unless the repository has it. */
+/** Compresses and seals a blob the way the archiver does, and adds it to the session unless it has it. */
 export async function addBlob(
-  repo: Repository<MemoryBackend>,
+  repo: Pick<Repository, "key">,
   session: WriteSession,
   type: ObjectTypeTag,
   data: Uint8Array,

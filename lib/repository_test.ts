@@ -1,13 +1,14 @@
 import { createHash } from "node:crypto";
 import "./platform_deno.ts"; // the native codecs, as the CLI has them
 import { seededBytes } from "./_fuzz.ts";
+import { addBlob } from "./_test_repos.ts";
 import { deepStrictEqual, equal, notEqual, ok, rejects } from "node:assert/strict";
 import { MemoryBackend } from "../backends/memory.ts";
 import type { BackendCapabilities, PutBody } from "../backends/backend.ts";
 import { type ArchiveMeta, encodeArchiveMeta } from "./archive.ts";
 import { DEFAULT_CHUNKER_PARAMS } from "./chunker.ts";
-import { compress, loadCodecs } from "./compress.ts";
-import { ObjectType, type ObjectTypeTag } from "./crypto.ts";
+import { loadCodecs } from "./compress.ts";
+import { ObjectType } from "./crypto.ts";
 import {
   AlreadyExistsError,
   DecryptionError,
@@ -83,21 +84,6 @@ async function newRepo(
 }
 
 const randomData = seededBytes;
-
-/** Compresses and seals a blob the way the archiver does, and adds it to the session. */
-async function addBlob(
-  repo: Repository<RecordingBackend>,
-  session: WriteSession,
-  type: ObjectTypeTag,
-  data: Uint8Array,
-): Promise<Uint8Array> {
-  const id = await repo.key.chunkId(data);
-  if (session.reserve(id)) {
-    const sealed = await repo.key.seal(type, id, compress(data, { algorithm: "lz4" }));
-    await session.add(id, type, sealed, data.length);
-  }
-  return id;
-}
 
 function meta(name: string, items: Uint8Array[]): ArchiveMeta {
   return {
