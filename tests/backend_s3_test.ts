@@ -1,23 +1,16 @@
 /**
  * The S3 backend against a real S3 server: the conformance suite and the S3-only cases
  * (pagination past 1,000 keys, conditional and multipart uploads, aborted uploads, ranges,
- * errors). The server comes from the environment: `VGER_TEST_S3_ENDPOINT`,
- * `VGER_TEST_S3_ACCESS_KEY_ID`, `VGER_TEST_S3_SECRET_ACCESS_KEY`, `VGER_TEST_S3_REGION`
- * (`eval "$(bash tests/s3_server.sh env DIR)"` after `bash tests/s3_server.sh start DIR`). Each
- * test works in a bucket of its own, created and deleted around it.
+ * errors). The server comes from the environment (tests/_s3.ts says how). Each test works in a
+ * bucket of its own, created and deleted around it.
  */
 
 import { deepStrictEqual, equal, ok, rejects } from "node:assert/strict";
 import {
-  AbortMultipartUploadCommand,
-  CreateBucketCommand,
   CreateMultipartUploadCommand,
-  DeleteBucketCommand,
-  DeleteObjectCommand,
   HeadObjectCommand,
   ListMultipartUploadsCommand,
-  ListObjectsV2Command,
-  S3Client,
+  type S3Client,
 } from "@aws-sdk/client-s3";
 import { BackendError, IntegrityError, NotFoundError } from "../lib/errors.ts";
 import type { ObjectInfo, StreamBody } from "../backends/backend.ts";
@@ -25,61 +18,10 @@ import { PART_SIZE, S3Backend, type S3BackendOptions } from "../backends/s3.ts";
 import { RetryBackend } from "../backends/retry.ts";
 import { ensureCreateHonoured } from "../lib/known_repos.ts";
 import { backendConformance } from "./backend_conformance.ts";
-
-const ENDPOINT = Deno.env.get("VGER_TEST_S3_ENDPOINT") ?? "";
-const SERVER = {
-  endpoint: ENDPOINT,
-  region: Deno.env.get("VGER_TEST_S3_REGION") ?? "us-east-1",
-  accessKeyId: Deno.env.get("VGER_TEST_S3_ACCESS_KEY_ID") ?? "",
-  secretAccessKey: Deno.env.get("VGER_TEST_S3_SECRET_ACCESS_KEY") ?? "",
-};
-// Skipped unless the environment names a server: .ci/run will start one and set these.
-const ignore = ENDPOINT === "";
-
-let buckets = 0;
-
-/** A fresh bucket, an admin client on it, and its removal with everything in it. */
-async function makeBucket(): Promise<{ bucket: string; admin: S3Client; drop(): Promise<void> }> {
-  const admin = new S3Client({
-    endpoint: SERVER.endpoint,
-    region: SERVER.region,
-    forcePathStyle: true,
-    credentials: { accessKeyId: SERVER.accessKeyId, secretAccessKey: SERVER.secretAccessKey },
-  });
-  const bucket = `vger-test-${Date.now().toString(36)}-${
-    crypto.randomUUID().slice(0, 8)
-  }-${buckets++}`;
-  await admin.send(new CreateBucketCommand({ Bucket: bucket }));
-  const drop = async () => {
-    try {
-      for (;;) {
-        const uploads = await admin.send(new ListMultipartUploadsCommand({ Bucket: bucket }));
-        for (const u of uploads.Uploads ?? []) {
-          await admin.send(
-            new AbortMultipartUploadCommand({ Bucket: bucket, Key: u.Key, UploadId: u.UploadId }),
-          );
-        }
-        if (!uploads.IsTruncated) break;
-      }
-      for (;;) {
-        const page = await admin.send(new ListObjectsV2Command({ Bucket: bucket }));
-        await Promise.all(
-          (page.Contents ?? []).map((o) =>
-            admin.send(new DeleteObjectCommand({ Bucket: bucket, Key: o.Key }))
-          ),
-        );
-        if (!page.IsTruncated) break;
-      }
-      await admin.send(new DeleteBucketCommand({ Bucket: bucket }));
-    } finally {
-      admin.destroy();
-    }
-  };
-  return { bucket, admin, drop };
-}
+import { ignoreS3 as ignore, makeBucket, requireS3Server } from "./_s3.ts";
 
 function backendOn(bucket: string, options: Partial<S3BackendOptions> = {}): S3Backend {
-  return new S3Backend({ ...SERVER, bucket, ...options });
+  return new S3Backend({ ...requireS3Server(), bucket, ...options });
 }
 
 backendConformance("s3", async () => {
@@ -292,8 +234,8 @@ Deno.test(
             ok(err.message.includes(words), err.message);
             for (
               const secret of [
-                SERVER.secretAccessKey,
-                SERVER.accessKeyId,
+                requireS3Server().secretAccessKey,
+                requireS3Server().accessKeyId,
                 "wrong-secret-value",
                 "NOSUCHKEYID",
               ]
@@ -316,7 +258,7 @@ Deno.test(
 s3Test(
   "the server honours conditional creates; the probe leaves nothing behind",
   async (backend, bucket) => {
-    equal(backend.capabilities.createProbeScope, `s3://${bucket} at ${new URL(ENDPOINT).origin}`);
+    equal(backend.capabilities.createProbeScope, `s3://${bucket} at ${new URL(requireS3Server().endpoint).origin}`);
     equal(await backend.probeCreate(), true);
     deepStrictEqual(await listAll(backend, ""), []);
     // through the retry decorator openBackend puts around it, with a verdict remembered

@@ -10,7 +10,11 @@
 #   bash tests/s3_server.sh check DIR          signed requests with curl: bucket, put, conditional put
 #                                              (412 on the second), ranged get, list, delete
 #   bash tests/s3_server.sh stop DIR           kill exactly the daemons started in DIR, remove DIR
-# PORT is 7480 unless given; the monitor listens on PORT + 10000, so servers on two ports coexist.
+#   bash tests/s3_server.sh run -- CMD [ARG...] start a server in a temporary DIR, run CMD with the
+#                                              environment of `env` and VGER_TEST_S3_REQUIRED=1
+#                                              (the S3 tests then fail, never skip, if the server
+#                                              did not start), stop it; exit with CMD's status
+# PORT is 7480 unless given (for `run`: VGER_TEST_S3_PORT, else 7480); the monitor listens on PORT + 10000, so servers on two ports coexist.
 #
 # The recipe and its pitfalls: ../shared/research/feasibility.md, section 7. Without the
 # `ms * mode = crc` lines radosgw insists on msgr2 secure mode, which `auth none` cannot give, and
@@ -38,7 +42,7 @@ now() { date +%s.%N; }
 since() { awk -v s="$1" -v e="$(now)" 'BEGIN { printf "%.1f", e - s }'; }
 
 usage() {
-  sed -n '2,14p' "$0" >&2
+  sed -n '2,18p' "$0" >&2
   exit 2
 }
 
@@ -309,7 +313,31 @@ check() {
   expect "delete bucket" 204 "$(s3 DELETE "/$bucket")"
 }
 
+run() {
+  [[ ${1:-} == -- ]] && shift
+  [[ $# -ge 1 ]] || usage
+  local rc=0
+  run_dir=$(mktemp -d /tmp/vger-s3-server.XXXXXX) # global: the EXIT trap runs after we return
+  rmdir "$run_dir"                                # start makes it, with its marker
+  # separate processes: errexit holds inside them, and their failures cannot change our status
+  trap 'bash "$0" stop "$run_dir" || true' EXIT
+  trap 'exit 130' INT TERM
+  export VGER_TEST_S3_REQUIRED=1
+  # A server that does not start is reported here and by every S3 test; the other tests still run
+  if bash "$0" start "$run_dir" "${VGER_TEST_S3_PORT:-7480}"; then
+    eval "$(env_ "$run_dir")"
+  else
+    echo "s3_server.sh: the S3 server did not start; the S3 tests will fail" >&2
+  fi
+  "$@" || rc=$?
+  return "$rc"
+}
+
 case ${1:-} in
+run)
+  shift
+  run "$@"
+  ;;
 start | stop | check)
   cmd=$1
   shift

@@ -1,15 +1,11 @@
 // The S3 server that tests/s3_server.sh starts honours what vger's S3 backend relies on, checked
 // with raw SigV4-signed requests (no SDK): conditional create with one winner among concurrent
-// writers, ranged reads, paginated listing, delete. It runs only when the environment names a
-// server (`eval "$(bash tests/s3_server.sh env DIR)"`); .ci/run will start one and set it.
+// writers, ranged reads, paginated listing, delete. The server comes from the environment
+// (tests/_s3.ts says how).
 import { deepStrictEqual, equal, ok } from "node:assert/strict";
+import { ignoreS3 as ignore, requireS3Server, S3_SERVER } from "./_s3.ts";
 
-const endpoint = Deno.env.get("VGER_TEST_S3_ENDPOINT");
-const accessKeyId = Deno.env.get("VGER_TEST_S3_ACCESS_KEY_ID") ?? "";
-const secretAccessKey = Deno.env.get("VGER_TEST_S3_SECRET_ACCESS_KEY") ?? "";
-const region = Deno.env.get("VGER_TEST_S3_REGION") ?? "us-east-1";
-// Skipped without a server; .ci/run will set VGER_TEST_S3_ENDPOINT once it starts one
-const ignore = !endpoint;
+const { accessKeyId, secretAccessKey, region } = S3_SERVER;
 
 const encoder = new TextEncoder();
 
@@ -46,7 +42,7 @@ async function s3(
     headers?: Record<string, string>;
   } = {},
 ): Promise<Response> {
-  const url = new URL(endpoint!);
+  const url = new URL(requireS3Server().endpoint);
   const body = options.body ?? new Uint8Array();
   const now = new Date().toISOString().replace(/[-:]|\.\d{3}/g, "");
   const day = now.slice(0, 8);
