@@ -258,7 +258,10 @@ Deno.test(
 s3Test(
   "the server honours conditional creates; the probe leaves nothing behind",
   async (backend, bucket) => {
-    equal(backend.capabilities.createProbeScope, `s3://${bucket} at ${new URL(requireS3Server().endpoint).origin}`);
+    equal(
+      backend.capabilities.createProbeScope,
+      `s3://${bucket} at ${new URL(requireS3Server().endpoint).origin}`,
+    );
     equal(await backend.probeCreate(), true);
     deepStrictEqual(await listAll(backend, ""), []);
     // through the retry decorator openBackend puts around it, with a verdict remembered
