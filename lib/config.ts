@@ -603,7 +603,8 @@ export function parseConfig(text: string, file: string): VgerConfig {
 
 /**
  * Picks the repositories a command runs on: all of them, in order, without a selector; else
- * those whose label or path is exactly `selector`. An unmatched selector that looks like a label
+ * those whose label or path is exactly `selector`, else those at the place it names however
+ * spelled (`s3://b/p/` names `path: p` with `s3_bucket: b`; `/r/` names `/r`). An unmatched selector that looks like a label
  * (no "/" or ":") is a UsageError; an unmatched path is an ad-hoc repository that takes the
  * top-level defaults (a local directory, or a REST server for an http(s) URL).
  */
@@ -625,6 +626,8 @@ export function selectRepositories(
     if (byLabel.length > 0) return byLabel;
     const byPath = config.repositories.filter((r) => r.path === selector);
     if (byPath.length > 0) return byPath;
+    const byLocation = config.repositories.filter((r) => sameLocation(r, selector));
+    if (byLocation.length > 0) return byLocation;
     if (!/[/:\\]/.test(selector) && selector !== "." && selector !== "..") {
       const labels = config.repositories.flatMap((r) => (r.label ? [r.label] : []));
       const near = closest(selector, labels);
@@ -640,6 +643,21 @@ export function selectRepositories(
     }
   }
   return [adHocRepository(selector, config)];
+}
+
+/**
+ * Whether `selector` names entry `r` however either is spelled: an `s3://BUCKET[/PREFIX]` URL
+ * the bucket and normalised prefix of an S3 entry (any endpoint, as a path never names one), a
+ * local path the entry's path without trailing slashes.
+ */
+function sameLocation(r: RepositoryConfig, selector: string): boolean {
+  const url = /^s3:\/\/([^/]+)(?:\/(.*))?$/i.exec(selector);
+  if (url) {
+    const prefix = (url[2] ?? "").replace(/^\/+|\/+$/g, "");
+    return r.backend === "s3" && r.s3?.bucket === url[1] && r.s3.prefix === prefix;
+  }
+  const trim = (p: string) => p.replace(/(.)\/+$/, "$1");
+  return r.backend === "local" && trim(r.path) === trim(selector);
 }
 
 function adHocRepository(path: string, config: VgerConfig | null): RepositoryConfig {

@@ -1013,6 +1013,28 @@ Deno.test("selectRepositories: all in order, or the one whose label or path matc
   equal(selectRepositories(c, "https://h/r")[0], c.repositories[2]);
 });
 
+Deno.test("selectRepositories: an S3 URL or a local path selects its entry however either is spelled", () => {
+  const c = config([
+    "repositories:",
+    "  - path: /backups/local/",
+    "  - path: vger/main",
+    "    backend: s3",
+    "    s3_bucket: bkt",
+    "  - path: s3://bkt/",
+    "    backend: s3",
+    "    s3_endpoint: http://127.0.0.1:7480",
+  ]);
+  for (const selector of ["s3://bkt/vger/main", "s3://bkt/vger/main/", "S3://bkt//vger/main"]) {
+    deepStrictEqual(selectRepositories(c, selector), [c.repositories[1]], selector);
+  }
+  deepStrictEqual(selectRepositories(c, "s3://bkt"), [c.repositories[2]]);
+  deepStrictEqual(selectRepositories(c, "/backups/local"), [c.repositories[0]]);
+  deepStrictEqual(selectRepositories(c, "/backups/local//"), [c.repositories[0]]);
+  // another prefix or bucket is not in the file: S3 needs an entry
+  throws(() => selectRepositories(c, "s3://bkt/vger"), /needs an entry in/);
+  throws(() => selectRepositories(c, "s3://other/vger/main"), /needs an entry in/);
+});
+
 Deno.test("selectRepositories: an unknown label is a usage error naming file, label and a suggestion", () => {
   const c = config([
     "repositories:",
