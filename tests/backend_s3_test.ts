@@ -18,7 +18,8 @@ import { PART_SIZE, S3Backend, type S3BackendOptions } from "../backends/s3.ts";
 import { RetryBackend } from "../backends/retry.ts";
 import { ensureCreateHonoured } from "../lib/known_repos.ts";
 import { backendConformance } from "./backend_conformance.ts";
-import { ignoreS3 as ignore, makeBucket, requireS3Server } from "./_s3.ts";
+import { adminClient, ignoreS3 as ignore, makeBucket, requireS3Server } from "./_s3.ts";
+import { type Fault, startFaultProxy } from "./_fault_proxy.ts";
 
 function backendOn(bucket: string, options: Partial<S3BackendOptions> = {}): S3Backend {
   return new S3Backend({ ...requireS3Server(), bucket, ...options });
@@ -60,7 +61,7 @@ function patternBody(size: number, piece: number, failAfter = Infinity): StreamB
       for (let at = 0; at < size; at += piece) {
         if (at >= failAfter) throw new Error("the staged file went away");
         const n = Math.min(piece, size - at);
-        yield Uint8Array.from({ length: n }, (_, i) => (at + i) % 251);
+        yield pattern(n + (at % 251)).slice(at % 251);
       }
     },
   };
@@ -73,8 +74,12 @@ async function etagParts(admin: S3Client, bucket: string, key: string): Promise<
   return m ? Number(m[1]) : 0;
 }
 
+/** `size` bytes of 0, 1, ..., 250, 0, 1, ... (built by doubling: 16 MiB in milliseconds). */
 function pattern(size: number): Uint8Array {
-  return Uint8Array.from({ length: size }, (_, i) => i % 251);
+  const out = new Uint8Array(size);
+  for (let i = 0; i < Math.min(251, size); i++) out[i] = i;
+  for (let have = 251; have < size; have *= 2) out.copyWithin(have, 0, have);
+  return out;
 }
 
 s3Test("list pages through more than 1,000 keys", async (backend) => {
@@ -274,5 +279,73 @@ s3Test(
       await Deno.remove(dir, { recursive: true });
     }
     deepStrictEqual(await listAll(backend, ""), []);
+  },
+);
+
+Deno.test(
+  "s3 backend: retries ride out throttling, dropped connections and a create whose answer was lost, on the real server",
+  { ignore },
+  async () => {
+    const server = requireS3Server();
+    const { bucket, drop } = await makeBucket();
+    // One proxy per case: the SDK keeps connections alive, so a fault must be on a fresh one
+    const through = (plan: Fault[]) => {
+      const proxy = startFaultProxy(server.endpoint, plan);
+      const inner = backendOn(bucket, { prefix: "repo", endpoint: proxy.endpoint });
+      return { proxy, backend: new RetryBackend(inner, { baseDelayMs: 20 }), inner };
+    };
+    const cases: { plan: Fault[]; run(b: RetryBackend): Promise<void> }[] = [
+      {
+        plan: ["slowdown", "reset", "slowdown"],
+        async run(b) {
+          await b.put("data/small", pattern(100_000));
+          deepStrictEqual(await b.get("data/small"), pattern(100_000));
+        },
+      },
+      {
+        // a multipart upload: its parts and its completion meet the faults
+        plan: ["pass", "reset", "slowdown", "reset"],
+        async run(b) {
+          await b.put("data/large", patternBody(2 * PART_SIZE + 12345, 1 << 20));
+          deepStrictEqual(
+            await b.getRange("data/large", PART_SIZE - 5, 10),
+            pattern(
+              2 * PART_SIZE + 12345,
+            ).subarray(PART_SIZE - 5, PART_SIZE + 5),
+          );
+        },
+      },
+      {
+        // the create lands, its answer is lost; the retry finds our own bytes and succeeds
+        plan: ["lose-response"],
+        async run(b) {
+          equal(await b.create("locks/ours", pattern(300)), true);
+          equal(await b.create("locks/ours", pattern(301)), false);
+          deepStrictEqual(await b.get("locks/ours"), pattern(300));
+        },
+      },
+    ];
+    try {
+      for (const { plan, run } of cases) {
+        const { proxy, backend, inner } = through(plan);
+        try {
+          await run(backend);
+          deepStrictEqual(proxy.dealt, plan.filter((f) => f !== "pass"), plan.join(","));
+        } finally {
+          await inner.close();
+          await proxy.close();
+        }
+      }
+      // nothing half-written: no multipart upload is left open
+      const admin = adminClient();
+      try {
+        const uploads = await admin.send(new ListMultipartUploadsCommand({ Bucket: bucket }));
+        deepStrictEqual(uploads.Uploads ?? [], []);
+      } finally {
+        admin.destroy();
+      }
+    } finally {
+      await drop();
+    }
   },
 );
