@@ -349,3 +349,77 @@ Deno.test(
     }
   },
 );
+
+Deno.test(
+  "s3 backend: credentials come from the environment or a shared credentials file, never from instance metadata",
+  { ignore },
+  async () => {
+    const server = requireS3Server();
+    const { bucket, drop } = await makeBucket();
+    const dir = await Deno.makeTempDir({ prefix: "vger-s3-creds-" });
+    // instance metadata, were it asked, would be here: a listener that counts its connections
+    const metadata = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    let asked = 0;
+    const counting = (async () => {
+      for await (const conn of metadata) {
+        asked++;
+        conn.close();
+      }
+    })().catch(() => {});
+    const names = [
+      "AWS_ACCESS_KEY_ID",
+      "AWS_SECRET_ACCESS_KEY",
+      "AWS_SESSION_TOKEN",
+      "AWS_PROFILE",
+      "AWS_SHARED_CREDENTIALS_FILE",
+      "AWS_CONFIG_FILE",
+      "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+      "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ];
+    const saved = new Map(names.map((n) => [n, Deno.env.get(n)]));
+    const setEnv = (values: Record<string, string>) => {
+      for (const n of names) Deno.env.delete(n);
+      Deno.env.set("AWS_SHARED_CREDENTIALS_FILE", `${dir}/none`);
+      Deno.env.set("AWS_CONFIG_FILE", `${dir}/none`);
+      Deno.env.set("AWS_EC2_METADATA_SERVICE_ENDPOINT", `http://127.0.0.1:${metadata.addr.port}`);
+      Deno.env.set("AWS_CONTAINER_CREDENTIALS_FULL_URI", `http://127.0.0.1:${metadata.addr.port}/`);
+      for (const [n, v] of Object.entries(values)) Deno.env.set(n, v);
+    };
+    const roundTrip = async (key: string) => {
+      const backend = new S3Backend({ endpoint: server.endpoint, region: server.region, bucket });
+      try {
+        await backend.put(key, pattern(10));
+        deepStrictEqual(await backend.get(key), pattern(10));
+      } finally {
+        await backend.close();
+      }
+    };
+    try {
+      setEnv({
+        AWS_ACCESS_KEY_ID: server.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: server.secretAccessKey,
+      });
+      await roundTrip("from-env");
+      await Deno.writeTextFile(
+        `${dir}/credentials`,
+        `[vger]\naws_access_key_id = ${server.accessKeyId}\n` +
+          `aws_secret_access_key = ${server.secretAccessKey}\n`,
+      );
+      setEnv({ AWS_SHARED_CREDENTIALS_FILE: `${dir}/credentials`, AWS_PROFILE: "vger" });
+      await roundTrip("from-file");
+      setEnv({});
+      await rejects(roundTrip("from-nowhere"), (err: unknown) => {
+        ok(err instanceof BackendError, String(err));
+        ok(err.message.startsWith("No S3 credentials: set s3_access_key_id"), err.message);
+        return true;
+      });
+      equal(asked, 0, "instance metadata or a container endpoint was asked for credentials");
+    } finally {
+      for (const [n, v] of saved) v === undefined ? Deno.env.delete(n) : Deno.env.set(n, v);
+      metadata.close();
+      await counting;
+      await Deno.remove(dir, { recursive: true });
+      await drop();
+    }
+  },
+);
