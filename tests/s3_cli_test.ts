@@ -823,3 +823,74 @@ Deno.test(
     }
   },
 );
+
+/** An S3 error document as AWS sends it. */
+function errorXml(code: string, extra: string): string {
+  return `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>m</Message>` +
+    `${extra}<RequestId>R</RequestId><HostId>H</HostId></Error>`;
+}
+
+Deno.test("a wrong region (AWS's 301 PermanentRedirect and 400 AuthorizationHeaderMalformed, replayed): one line naming the bucket's region, exit 1, no secret", async () => {
+  // Ceph's gateway accepts requests signed for any region, so the test server cannot refuse
+  // one: a loopback server answers every request as AWS does for a bucket in eu-west-1 asked
+  // with us-east-1 (HEAD answers have no body, only the status and x-amz-bucket-region)
+  const headers = { "x-amz-bucket-region": "eu-west-1", "content-type": "application/xml" };
+  const answers: Record<string, (req: Request) => Response> = {
+    "301 PermanentRedirect": (req) =>
+      new Response(
+        req.method === "HEAD" ? null : errorXml("PermanentRedirect", "<Bucket>backups</Bucket>"),
+        { status: 301, headers },
+      ),
+    "400 AuthorizationHeaderMalformed": (req) =>
+      new Response(
+        req.method === "HEAD"
+          ? null
+          : errorXml("AuthorizationHeaderMalformed", "<Region>eu-west-1</Region>"),
+        { status: 400, headers },
+      ),
+  };
+  await withTempDir(async (dir) => {
+    await Deno.mkdir(`${dir}/src`);
+    const secret = "regionsecret0123456789";
+    for (const [what, answer] of Object.entries(answers)) {
+      const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, answer);
+      try {
+        const endpoint = `http://127.0.0.1:${server.addr.port}`;
+        const config = `${dir}/vger.yaml`;
+        await Deno.writeTextFile(
+          config,
+          [
+            "repositories:",
+            "  - path: s3://backups/host1",
+            "    backend: s3",
+            `    s3_endpoint: ${endpoint}`,
+            "    s3_region: us-east-1",
+            "    s3_access_key_id: VGERREGIONID",
+            `    s3_secret_access_key: ${secret}`,
+            "",
+          ].join("\n"),
+        );
+        await assertBadCases(
+          [{
+            what,
+            config,
+            env: NO_ENV_CREDENTIALS,
+            line: new RegExp(
+              `^vger: Cannot \\w+ .*${literal(`s3://backups/host1 at ${endpoint}`)}: ` +
+                literal(
+                  'bucket "backups" is not in region "us-east-1": it is in "eu-west-1" ' +
+                    "(set s3_region)",
+                ) + "$",
+            ),
+          }],
+          [["init", ...FAST_KDF_ARGS], ["list"], ["backup", "--archive", "x", `${dir}/src`], [
+            "check",
+          ]],
+          ["VGERREGIONID", secret],
+        );
+      } finally {
+        await server.shutdown();
+      }
+    }
+  });
+});
