@@ -527,6 +527,12 @@ Deno.test(
           });
           equal(killed.code, KILLED, `${what}: it was not killed: ${killed.stderr}`);
 
+          // the probe's verdict was remembered: the first write is the repository lock
+          const locks = Object.keys(await objectsUnder(admin, bucket, `${prefix}/locks`));
+          ok(
+            locks.length >= 1 && locks.every((k) => !k.includes("/locks/probe-")),
+            `${what}: locks left ${locks}`,
+          );
           const uploads = await openUploads(admin, bucket, prefix);
           if (point.openUpload) {
             equal(uploads.length, 1, `${what}: open uploads ${uploads}`);
