@@ -46,7 +46,14 @@ import {
   probeConditionalCreate,
   type PutBody,
 } from "./backend.ts";
-import { errorName, isHeadNotFound, type Operation, s3Error, status } from "./s3_errors.ts";
+import {
+  errorName,
+  hasErrorCode,
+  isHeadNotFound,
+  type Operation,
+  s3Error,
+  status,
+} from "./s3_errors.ts";
 
 /** The size of a multipart upload's parts (S3 requires at least 5 MiB for all but the last). */
 export const PART_SIZE = 8 * 1024 * 1024;
@@ -231,8 +238,29 @@ export class S3Backend implements Backend {
       return out.ContentLength ?? 0;
     } catch (err) {
       if (isHeadNotFound(err)) return null;
-      throw this.#error(err, { what: "read", key });
+      throw this.#error(await this.#explainHead(err, key), { what: "read", key });
     }
+  }
+
+  /**
+   * The answer to a HEAD request has no body, so its error has no S3 error code: a 403 may be
+   * a wrong secret, an unknown access key id or a missing permission. For such a client error
+   * this asks again with a one-byte GET, whose error names the code, and returns that error
+   * (else the HEAD's own).
+   */
+  async #explainHead(err: unknown, key: string): Promise<unknown> {
+    const code = status(err);
+    if (code === undefined || code < 400 || code >= 500 || hasErrorCode(err)) return err;
+    const { sdk, s3 } = await this.#connect();
+    try {
+      const out = await s3.send(
+        new sdk.GetObjectCommand({ Bucket: this.#bucket, Key: this.#key(key), Range: "bytes=0-0" }),
+      );
+      await discard(out.Body);
+    } catch (second) {
+      if (hasErrorCode(second) && status(second) !== 416) return second;
+    }
+    return err;
   }
 
   /** Every object whose key starts with `prefix`, page by page (ListObjectsV2). */

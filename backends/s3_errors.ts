@@ -68,14 +68,8 @@ export function s3Error(err: unknown, op: Operation, ctx: S3ErrorContext): VgerE
     case "PermanentRedirect":
     case "AuthorizationHeaderMalformed":
     case "IncorrectEndpoint":
-    case "IllegalLocationConstraintException": {
-      const actual = bucketRegion(err);
-      const hint = actual === undefined || actual === ctx.region ? "" : `: it is in "${actual}"`;
-      return new BackendError(
-        `${doing}: bucket "${ctx.bucket}" is not in region "${ctx.region}"${hint} (set s3_region)`,
-        cause,
-      );
-    }
+    case "IllegalLocationConstraintException":
+      return wrongRegion(doing, err, ctx);
     case "RequestTimeTooSkewed":
       return new BackendError(
         `${doing}: this computer's clock is too far from ${where}'s (set the clock)`,
@@ -92,11 +86,11 @@ export function s3Error(err: unknown, op: Operation, ctx: S3ErrorContext): VgerE
     const Class = TRANSIENT_NETWORK.has(net) ? TransientError : BackendError;
     return new Class(`${doing}: cannot reach ${where} (${why})`, cause);
   }
-  if (code === 301) {
-    return new BackendError(
-      `${doing}: bucket "${ctx.bucket}" is not in region "${ctx.region}" (set s3_region)`,
-      cause,
-    );
+  // the answer to a HEAD request has no body: a redirect, or a 400 naming another region in its
+  // x-amz-bucket-region header, is all that tells a wrong region
+  const actual = bucketRegion(err);
+  if (code === 301 || (code === 400 && actual !== undefined && actual !== ctx.region)) {
+    return wrongRegion(doing, err, ctx);
   }
   if (code === 403) {
     // a HEAD request's 403 has no body to say why
@@ -112,7 +106,7 @@ export function s3Error(err: unknown, op: Operation, ctx: S3ErrorContext): VgerE
       cause,
     );
   }
-  const label = name !== undefined && name !== "Error" && name !== "UnknownError" ? name : "";
+  const label = name !== undefined && !VAGUE_NAMES.has(name) && !/^\d+$/.test(name) ? name : "";
   const http = code === undefined ? "" : `HTTP ${code}`;
   const detail = [label, http].filter((s) => s !== "").join(", ");
   if (detail !== "") {
@@ -123,6 +117,19 @@ export function s3Error(err: unknown, op: Operation, ctx: S3ErrorContext): VgerE
   }
   const message = err instanceof Error && err.message !== "UnknownError" ? err.message : "";
   return new BackendError(`${doing}: ${message || "unexpected error from " + where}`, cause);
+}
+
+/** The error names the SDK gives an answer without an S3 error code: no word of the cause. */
+const VAGUE_NAMES = new Set(["Error", "Unknown", "UnknownError"]);
+
+/** The wrong-region error, naming the bucket's region when S3 told it. */
+function wrongRegion(doing: string, err: unknown, ctx: S3ErrorContext): BackendError {
+  const actual = bucketRegion(err);
+  const hint = actual === undefined || actual === ctx.region ? "" : `: it is in "${actual}"`;
+  return new BackendError(
+    `${doing}: bucket "${ctx.bucket}" is not in region "${ctx.region}"${hint} (set s3_region)`,
+    { cause: err },
+  );
 }
 
 const NETWORK_WORDS: Record<string, string> = {
@@ -173,6 +180,11 @@ export function errorName(err: unknown): string | undefined {
   const o = err as { name?: unknown; Code?: unknown };
   if (typeof o.Code === "string") return o.Code;
   return typeof o.name === "string" ? o.name : undefined;
+}
+
+/** Whether an SDK error carries the S3 error code of a response body (`Code`). */
+export function hasErrorCode(err: unknown): boolean {
+  return !!err && typeof err === "object" && typeof (err as { Code?: unknown }).Code === "string";
 }
 
 /** The HTTP status of an SDK error, if it has one. */

@@ -1,4 +1,4 @@
-import { equal, ok, rejects } from "node:assert/strict";
+import { deepStrictEqual, equal, ok, rejects } from "node:assert/strict";
 import { BackendError, NotFoundError, TransientError, VgerError } from "../lib/errors.ts";
 import { S3Backend } from "./s3.ts";
 import { s3Error, type S3ErrorContext } from "./s3_errors.ts";
@@ -84,6 +84,21 @@ Deno.test("s3Error says the region is wrong and names the bucket's region when S
     BackendError,
     `${AT}: bucket "backups" is not in region "us-east-1" (set s3_region)`,
   );
+});
+
+Deno.test("s3Error tells a wrong region from a HEAD answer's status and x-amz-bucket-region alone", () => {
+  // the answer to a HEAD request has no body: the SDK names its error "Unknown"
+  const head = (status: number, region?: string) =>
+    sdkError("Unknown", status, {
+      $response: { statusCode: status, headers: region ? { "x-amz-bucket-region": region } : {} },
+    });
+  const wrong = `${AT}: bucket "backups" is not in region "us-east-1"`;
+  check(head(301, "eu-west-1"), BackendError, `${wrong}: it is in "eu-west-1" (set s3_region)`);
+  check(head(400, "eu-west-1"), BackendError, `${wrong}: it is in "eu-west-1" (set s3_region)`);
+  check(head(301), BackendError, `${wrong} (set s3_region)`);
+  // a 400 naming the region signed for is something else, and "Unknown" says nothing
+  check(head(400, "us-east-1"), BackendError, `${AT}: S3 error (HTTP 400)`);
+  check(head(400), BackendError, `${AT}: S3 error (HTTP 400)`);
 });
 
 Deno.test("s3Error says the endpoint is unreachable, in the cause chain too", () => {
@@ -224,5 +239,105 @@ Deno.test("the S3 SDK is no code dependency of the CLI: local commands never loa
         `${m.specifier} imports ${dep.specifier} as code`,
       );
     }
+  }
+});
+
+/**
+ * A loopback HTTP server that answers every request as `answer` says (real S3 answers, replayed
+ * byte for byte), for cases the test server cannot produce; calls `fn` with a backend on it.
+ */
+async function withReplayServer(
+  answer: (req: Request) => Response,
+  fn: (backend: S3Backend, endpoint: string) => Promise<void>,
+): Promise<void> {
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, answer);
+  const endpoint = `http://127.0.0.1:${server.addr.port}`;
+  const backend = new S3Backend({
+    bucket: "backups",
+    prefix: "host1",
+    endpoint,
+    region: "us-east-1",
+    accessKeyId: "AKIAREPLAYID",
+    secretAccessKey: "replaysecret",
+  });
+  try {
+    await fn(backend, endpoint);
+  } finally {
+    await backend.close();
+    await server.shutdown();
+  }
+}
+
+/** An S3 error document as AWS sends it. */
+function errorXml(code: string, extra = ""): string {
+  return `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>m</Message>` +
+    `${extra}<RequestId>R</RequestId><HostId>H</HostId></Error>`;
+}
+
+Deno.test("size() of a HEAD refused without a body asks a one-byte GET why: a wrong secret is named", async () => {
+  const methods: string[] = [];
+  await withReplayServer((req) => {
+    methods.push(`${req.method} ${req.headers.get("range") ?? ""}`.trim());
+    return req.method === "HEAD" ? new Response(null, { status: 403 }) : new Response(
+      errorXml("SignatureDoesNotMatch", "<AWSAccessKeyId>AKIAREPLAYID</AWSAccessKeyId>"),
+      {
+        status: 403,
+        headers: { "content-type": "application/xml" },
+      },
+    );
+  }, async (backend, endpoint) => {
+    await rejects(backend.size("config"), (err: unknown) => {
+      ok(err instanceof BackendError, String(err));
+      equal(
+        err.message,
+        `Cannot read "config" in s3://backups/host1 at ${endpoint}: ${endpoint} rejected the ` +
+          "signature (check the secret access key)",
+      );
+      return true;
+    });
+  });
+  deepStrictEqual(methods, ["HEAD", "GET bytes=0-0"]);
+});
+
+Deno.test("a wrong region as AWS answers it (301 PermanentRedirect, 400 AuthorizationHeaderMalformed; HEAD without a body) names the bucket's region", async () => {
+  const answers = {
+    redirect: (req: Request) =>
+      new Response(
+        req.method === "HEAD" ? null : errorXml("PermanentRedirect", "<Bucket>backups</Bucket>"),
+        {
+          status: 301,
+          headers: { "x-amz-bucket-region": "eu-west-1", "content-type": "application/xml" },
+        },
+      ),
+    malformed: (req: Request) =>
+      new Response(
+        req.method === "HEAD"
+          ? null
+          : errorXml("AuthorizationHeaderMalformed", "<Region>eu-west-1</Region>"),
+        {
+          status: 400,
+          headers: { "x-amz-bucket-region": "eu-west-1", "content-type": "application/xml" },
+        },
+      ),
+  };
+  for (const [name, answer] of Object.entries(answers)) {
+    await withReplayServer(answer, async (backend, endpoint) => {
+      const expected = (what: string) =>
+        `Cannot ${what} s3://backups/host1 at ${endpoint}: bucket "backups" is not in region ` +
+        `"us-east-1": it is in "eu-west-1" (set s3_region)`;
+      for (
+        const [what, call] of [
+          ['read "config" in', () => backend.size("config")],
+          ['read "config" in', () => backend.get("config")],
+          ['write "config" in', () => backend.put("config", new Uint8Array(1))],
+        ] as const
+      ) {
+        await rejects(call(), (err: unknown) => {
+          ok(err instanceof BackendError, `${name}: ${err}`);
+          equal(err.message, expected(what), name);
+          return true;
+        });
+      }
+    });
   }
 });
