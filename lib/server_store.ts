@@ -18,10 +18,13 @@
  * @module
  */
 
+import { createHash } from "node:crypto";
 import type { Backend, ObjectInfo, ObjectStream, StreamBody } from "../backends/backend.ts";
 import { errorMessage } from "./errors.ts";
 import { findHttpError, HttpError, type ListQuery } from "./server_request.ts";
-import { CONFIG_KEY, PACKS_PREFIX } from "./storage_keys.ts";
+import { appendOnlyAllows, keyClass } from "./server_policy.ts";
+import { KeptVersions } from "./server_versions.ts";
+import { CONFIG_KEY, PACKS_PREFIX, parsePackKey } from "./storage_keys.ts";
 
 /** The prefix of the server's own state in the backend: no repository name starts with `.`. */
 export const STATE_PREFIX = ".vger-server/";
@@ -64,11 +67,13 @@ export interface RepoStats {
 export class ServerStore {
   readonly #backend: Backend;
   readonly #settings: StoreSettings;
+  readonly #versions: KeptVersions;
 
   /** A store over `backend` (nothing is touched until the first call). */
   constructor(backend: Backend, settings: StoreSettings) {
     this.#backend = backend;
     this.#settings = settings;
+    this.#versions = new KeptVersions(backend, (repo, key, fn) => this.#call(repo, key, fn));
   }
 
   /** The backend's location (the data directory), for logs. */
@@ -142,7 +147,9 @@ export class ServerStore {
 
   /**
    * Stores `body` under `key` of `repo`; resolves to 201 (a new object) or 200 (replaced). An
-   * unknown repository is 404, except for the create of its `config`, which creates it.
+   * unknown repository is 404, except for the create of its `config`, which creates it. A pack's
+   * bytes must hash to its name (400); append-only mode refuses what docs/SERVER.md's table
+   * refuses (403) and keeps each replaced `manifest` and `index`.
    */
   async put(repo: string, key: string, body: StreamBody, options: PutOptions): Promise<number> {
     if (body.size > this.#settings.maxObjectBytes) {
@@ -160,20 +167,46 @@ export class ServerStore {
       // the marker first: a crash after it leaves a marker without config, which is not listed
       await this.#call(repo, key, () => this.#backend.put(REPOS_PREFIX + repo, new Uint8Array()));
     }
+    const cls = keyClass(key);
+    const packId = parsePackKey(key);
+    const checked = packId === null ? body : hashChecked(body, packId, repo, key);
     if (options.create) {
-      const created = await this.#call(repo, key, () => this.#backend.create(full, body));
+      const created = await this.#call(repo, key, () => this.#backend.create(full, checked));
       if (!created) throw new HttpError(412, `Object "${key}" of repository "${repo}" exists`);
       return 201;
     }
+    if (this.#settings.appendOnly && cls !== "locks") {
+      if (cls === "versioned") return await this.#versions.replace(repo, key, checked);
+      // a create, so that a concurrent writer cannot turn it into a replace
+      if (await this.#call(repo, key, () => this.#backend.create(full, checked))) return 201;
+      if (packId !== null) {
+        // the same bytes are fine (a retried upload); other bytes are an overwrite
+        try {
+          await this.#call(repo, key, () => drain(checked));
+        } catch (err) {
+          if (err instanceof PackHashError) {
+            throw refused(repo, key, "replaced with other bytes");
+          }
+          throw err;
+        }
+        return 200;
+      }
+      throw refused(repo, key, "replaced");
+    }
     const existed = (await this.#call(repo, key, () => this.#backend.size(full))) !== null;
-    await this.#call(repo, key, () => this.#backend.put(full, body));
+    await this.#call(repo, key, () => this.#backend.put(full, checked));
+    if (cls === "versioned") await this.#versions.forget(repo, key);
     return existed ? 200 : 201;
   }
 
-  /** Removes object `key` of `repo` (absent is fine). */
+  /** Removes object `key` of `repo` (absent is fine); append-only mode refuses all but locks. */
   async delete(repo: string, key: string): Promise<void> {
     await this.requireRepo(repo);
+    if (this.#settings.appendOnly && !appendOnlyAllows(keyClass(key), "delete")) {
+      throw refused(repo, key, "deleted");
+    }
     await this.#call(repo, key, () => this.#backend.delete(`${repo}/${key}`));
+    if (keyClass(key) === "versioned") await this.#versions.forget(repo, key);
   }
 
   /** One page of the listing of `repo`'s objects (docs/SERVER.md). */
@@ -224,6 +257,43 @@ function count(stats: RepoStats, info: ObjectInfo, repo: string): void {
   stats.usedBytes += info.size;
   stats.objects++;
   if (info.key.startsWith(`${repo}/${PACKS_PREFIX}`)) stats.packs++;
+}
+
+function refused(repo: string, key: string, what: string): HttpError {
+  return new HttpError(
+    403,
+    `Repository "${repo}" is append-only: "${key}" cannot be ${what}`,
+  );
+}
+
+/** A pack whose bytes do not hash to its name. */
+class PackHashError extends HttpError {}
+
+/** `body` with its SHA-256 checked against `hexId` as it is read (HttpError 400 at the end). */
+function hashChecked(body: StreamBody, hexId: string, repo: string, key: string): StreamBody {
+  return {
+    size: body.size,
+    async *pieces() {
+      const hash = createHash("sha256");
+      for await (const piece of body.pieces()) {
+        hash.update(piece);
+        yield piece;
+      }
+      const got = hash.digest("hex");
+      if (got !== hexId) {
+        throw new PackHashError(
+          400,
+          `Pack "${key}" of repository "${repo}" does not hash to its name (SHA-256 ${got})`,
+        );
+      }
+    },
+  };
+}
+
+async function drain(body: StreamBody): Promise<void> {
+  for await (const _ of body.pieces()) {
+    // read through: the check runs at the end
+  }
 }
 
 function notFound(repo: string, key: string): HttpError {
