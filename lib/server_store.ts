@@ -10,7 +10,7 @@
  * import { MemoryBackend } from "../backends/memory.ts";
  * import { ServerStore } from "./server_store.ts";
  *
- * const store = new ServerStore(new MemoryBackend(), { appendOnly: false, maxObjectBytes: 1 << 20 });
+ * const store = new ServerStore(new MemoryBackend(), { appendOnly: false, maxObjectBytes: 1 << 20, quotaBytes: 0 });
  * const body = { size: 2, async *pieces() { yield new Uint8Array([1, 2]); } };
  * console.log(await store.put("laptop", "config", body, { create: true })); // 201
  * ```
@@ -19,12 +19,13 @@
  */
 
 import { createHash } from "node:crypto";
-import type { Backend, ObjectInfo, ObjectStream, StreamBody } from "../backends/backend.ts";
+import type { Backend, ObjectStream, StreamBody } from "../backends/backend.ts";
 import { errorMessage } from "./errors.ts";
 import { findHttpError, HttpError, type ListQuery } from "./server_request.ts";
 import { appendOnlyAllows, keyClass } from "./server_policy.ts";
 import { KeptVersions } from "./server_versions.ts";
-import { CONFIG_KEY, PACKS_PREFIX, parsePackKey } from "./storage_keys.ts";
+import { Quota, type Usage } from "./server_quota.ts";
+import { CONFIG_KEY, parsePackKey } from "./storage_keys.ts";
 
 /** The prefix of the server's own state in the backend: no repository name starts with `.`. */
 export const STATE_PREFIX = ".vger-server/";
@@ -37,6 +38,8 @@ export interface StoreSettings {
   readonly appendOnly: boolean;
   /** The largest object a client may store. */
   readonly maxObjectBytes: number;
+  /** The most bytes a repository may hold, 0 for no limit. */
+  readonly quotaBytes: number;
 }
 
 /** Options of {@linkcode ServerStore.put}. */
@@ -53,27 +56,25 @@ export interface ListPage {
   next: string | null;
 }
 
-/** Figures of one repository (docs/SERVER.md, "repository info"). */
-export interface RepoStats {
-  /** Bytes of every object. */
-  usedBytes: number;
-  /** How many objects. */
-  objects: number;
-  /** How many of them are packs. */
-  packs: number;
-}
-
 /** The repositories of a server, on one backend. */
 export class ServerStore {
   readonly #backend: Backend;
   readonly #settings: StoreSettings;
   readonly #versions: KeptVersions;
+  readonly #quota: Quota;
 
   /** A store over `backend` (nothing is touched until the first call). */
   constructor(backend: Backend, settings: StoreSettings) {
     this.#backend = backend;
     this.#settings = settings;
-    this.#versions = new KeptVersions(backend, (repo, key, fn) => this.#call(repo, key, fn));
+    const call = <T>(repo: string, key: string, fn: () => Promise<T>) => this.#call(repo, key, fn);
+    this.#versions = new KeptVersions(backend, call);
+    this.#quota = new Quota(backend, settings.quotaBytes, call);
+  }
+
+  /** The quota of every repository in bytes, 0 for none. */
+  get quotaBytes(): number {
+    return this.#quota.bytes;
   }
 
   /** The backend's location (the data directory), for logs. */
@@ -168,6 +169,25 @@ export class ServerStore {
       await this.#call(repo, key, () => this.#backend.put(REPOS_PREFIX + repo, new Uint8Array()));
     }
     const cls = keyClass(key);
+    const appendOnly = this.#settings.appendOnly && cls !== "locks";
+    // what the upload adds and frees: a replace frees the old bytes, unless they are kept
+    let frees = 0;
+    if (this.#quota.bytes > 0 && !options.create && !appendOnly) {
+      frees = (await this.#call(repo, key, () => this.#backend.size(full))) ?? 0;
+    }
+    const adds = appendOnly && cls === "versioned" ? 2 * body.size : body.size;
+    const reservation = await this.#quota.reserve(repo, key, adds, frees);
+    try {
+      return await this.#store(repo, key, body, options);
+    } finally {
+      await reservation?.release();
+    }
+  }
+
+  /** The storing part of {@linkcode put}, under its reservation. */
+  async #store(repo: string, key: string, body: StreamBody, options: PutOptions): Promise<number> {
+    const full = `${repo}/${key}`;
+    const cls = keyClass(key);
     const packId = parsePackKey(key);
     const checked = packId === null ? body : hashChecked(body, packId, repo, key);
     if (options.create) {
@@ -226,14 +246,10 @@ export class ServerStore {
     return { objects, next };
   }
 
-  /** How much `repo` holds. */
-  async stats(repo: string): Promise<RepoStats> {
+  /** How much `repo` holds: objects, packs, and bytes with its kept versions. */
+  async stats(repo: string): Promise<Usage> {
     await this.requireRepo(repo);
-    const stats: RepoStats = { usedBytes: 0, objects: 0, packs: 0 };
-    await this.#call(repo, "", async () => {
-      for await (const info of this.#backend.list(`${repo}/`)) count(stats, info, repo);
-    });
-    return stats;
+    return await this.#quota.usage(repo);
   }
 
   /**
@@ -251,12 +267,6 @@ export class ServerStore {
       throw new HttpError(500, `Storage failed on ${what}: ${why}`, { cause: err });
     }
   }
-}
-
-function count(stats: RepoStats, info: ObjectInfo, repo: string): void {
-  stats.usedBytes += info.size;
-  stats.objects++;
-  if (info.key.startsWith(`${repo}/${PACKS_PREFIX}`)) stats.packs++;
 }
 
 function refused(repo: string, key: string, what: string): HttpError {

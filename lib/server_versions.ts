@@ -17,6 +17,8 @@ import { HttpError } from "./server_request.ts";
 
 /** Where the server keeps versions: `.vger-server/versions/`. */
 export const VERSIONS_PREFIX = ".vger-server/versions/";
+/** Which kept version each key holds: `.vger-server/current/<repo>/<key>` names it. */
+const CURRENT_PREFIX = ".vger-server/current/";
 
 /** Runs a storage call, turning failures into HttpErrors (ServerStore's). */
 type Call = <T>(repo: string, key: string, fn: () => Promise<T>) => Promise<T>;
@@ -46,7 +48,7 @@ export class KeptVersions {
   async replace(repo: string, key: string, body: StreamBody): Promise<number> {
     const full = `${repo}/${key}`;
     const dir = `${VERSIONS_PREFIX}${repo}/${key}/`;
-    const marker = `${VERSIONS_PREFIX}${repo}/${key}.current`;
+    const marker = `${CURRENT_PREFIX}${repo}/${key}`;
     const id = newId();
     await this.#call(repo, key, () => this.#backend.put(dir + id, body));
     const existed = await this.#call(repo, key, async () => {
@@ -70,7 +72,7 @@ export class KeptVersions {
     await this.#call(
       repo,
       key,
-      () => this.#backend.delete(`${VERSIONS_PREFIX}${repo}/${key}.current`),
+      () => this.#backend.delete(`${CURRENT_PREFIX}${repo}/${key}`),
     );
   }
 
