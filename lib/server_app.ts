@@ -10,7 +10,7 @@
  * import { ServerStore } from "./server_store.ts";
  *
  * const store = new ServerStore(new MemoryBackend(), { appendOnly: false, maxObjectBytes: 1 << 20, quotaBytes: 0 });
- * const app = createApp(store, { token: "t0ken", bodyTimeoutSeconds: 5, appendOnly: false,
+ * const app = createApp(store, { token: "t0ken", bodyTimeoutSeconds: 5, appendOnly: false, lockTtlSeconds: 3600,
  *   logFormat: "json", log: () => {} });
  * const res = await app.fetch(new Request("http://h/health"));
  * console.log(res.status); // 200
@@ -44,6 +44,8 @@ export interface AppOptions {
   bodyTimeoutSeconds: number;
   /** Sent as `X-Vger-Append-Only`. */
   appendOnly: boolean;
+  /** The lock TTL the repository info reports. */
+  lockTtlSeconds: number;
   /** The request log's format. */
   logFormat: "pretty" | "json";
   /** Receives each log line (stdout in production). */
@@ -148,7 +150,11 @@ async function route(
       const repositories = [];
       for (const name of names) {
         const stats = await store.stats(name);
-        repositories.push({ name, used_bytes: stats.usedBytes, last_backup_at: null });
+        repositories.push({
+          name,
+          used_bytes: stats.usedBytes,
+          last_backup_at: await store.lastBackupAt(name),
+        });
       }
       return json({ repositories });
     }
@@ -162,8 +168,8 @@ async function route(
         used_bytes: stats.usedBytes,
         objects: stats.objects,
         packs: stats.packs,
-        last_backup_at: null,
-        lock_ttl_seconds: 0,
+        last_backup_at: await store.lastBackupAt(target.repo),
+        lock_ttl_seconds: options.lockTtlSeconds,
       });
     }
     case "list": {
