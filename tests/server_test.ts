@@ -410,3 +410,76 @@ Deno.test("server (run): bad requests are each a clean 4xx, nothing is stored, a
     await server.stop();
   }
 });
+
+Deno.test("server: a bad configuration is one line and exit code 2, under deno serve and deno run", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "vger-server-badconf-" });
+  try {
+    const file = `${dir}/vger-server.toml`;
+    await Deno.writeTextFile(
+      file,
+      `[server]\ndata_dir = "${dir}/data"\ntoken = "${"t".repeat(20)}"\nquota_bytes = "lots"\n`,
+    );
+    const root = new URL("../", import.meta.url).pathname;
+    const perms = ["--allow-read", "--allow-write", "--allow-env", "--allow-sys"];
+    const runs = [
+      ["serve", ...perms, "--host", "127.0.0.1", "--port", "0", `${root}server.ts`],
+      ["run", "--allow-net=127.0.0.1", ...perms, `${root}server.ts`, "--config", file],
+    ];
+    for (const args of runs) {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args,
+        cwd: root,
+        env: { VGER_SERVER_CONFIG: file, NO_COLOR: "1" },
+        stdin: "null",
+        signal: AbortSignal.timeout(30_000),
+      }).output();
+      equal(out.code, 2, args[0]);
+      const lines = new TextDecoder().decode(out.stderr).split("\n")
+        .filter((l) => l.startsWith("vger-server:"));
+      deepStrictEqual(lines, [
+        `vger-server: Invalid configuration ${file} line 4: server.quota_bytes: must be a whole ` +
+        `number of bytes, 0 or more (got "lots")`,
+      ]);
+    }
+    // and without --config, deno run starts no listener: it just ends
+    const bare = await new Deno.Command(Deno.execPath(), {
+      args: ["run", ...perms, `${root}server.ts`],
+      cwd: root,
+      stdin: "null",
+      signal: AbortSignal.timeout(30_000),
+    }).output();
+    equal(bare.code, 0);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("server (run): killed in the middle of an upload, it leaves no object, and the next one works", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "vger-server-kill-" });
+  try {
+    let server = await startServer("run", { dataDir });
+    equal((await put(server, "/r/config", "c", true)).status, 201);
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+    await conn.write(bytes(
+      `PUT /r/data/cut HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${server.token}\r\n` +
+        `Content-Length: 1000000\r\n\r\n`,
+    ));
+    await conn.write(new Uint8Array(300_000));
+    await new Promise((r) => setTimeout(r, 300));
+    Deno.kill(server.pid, "SIGKILL");
+    await server.stop();
+    conn.close();
+    server = await startServer("run", { dataDir });
+    try {
+      equal((await server.fetch("/r/data/cut")).status, 404);
+      const listing = await (await server.fetch("/r/")).json();
+      deepStrictEqual(listing.objects.map((o: { key: string }) => o.key), ["config"]);
+      equal((await put(server, "/r/data/cut", "whole")).status, 201);
+      equal(await (await server.fetch("/r/data/cut")).text(), "whole");
+    } finally {
+      await server.stop();
+    }
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
