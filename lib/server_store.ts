@@ -195,6 +195,14 @@ export class ServerStore {
     return status;
   }
 
+  /**
+   * Removes the temporary files of uploads a killed server left behind; resolves to how many.
+   * Only while nothing else writes to the data directory (before the server listens).
+   */
+  async removeLeftovers(): Promise<number> {
+    return await this.#call(".", "", async () => (await this.#backend.removeLeftovers?.()) ?? 0);
+  }
+
   /** When `repo`'s last backup finished (RFC 3339 UTC), or null before the first. */
   async lastBackupAt(repo: string): Promise<string | null> {
     return await this.#call(repo, "", () => this.#freshness.lastBackupAt(repo));

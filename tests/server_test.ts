@@ -469,8 +469,16 @@ Deno.test("server (run): killed in the middle of an upload, it leaves no object,
     Deno.kill(server.pid, "SIGKILL");
     await server.stop();
     conn.close();
+    const temps = async () => {
+      let n = 0;
+      for await (const e of Deno.readDir(`${dataDir}/r/data`)) if (e.name.startsWith(".tmp-")) n++;
+      return n;
+    };
+    equal(await temps(), 1); // the killed upload's temp file
     server = await startServer("run", { dataDir });
     try {
+      equal(await temps(), 0); // removed before the restarted server listened
+      ok(server.stderr().includes("removed 1 unfinished upload"), server.stderr());
       equal((await server.fetch("/r/data/cut")).status, 404);
       const listing = await (await server.fetch("/r/")).json();
       deepStrictEqual(listing.objects.map((o: { key: string }) => o.key), ["config"]);
