@@ -42,6 +42,7 @@ import { formatEvent } from "./lib/server_log.ts";
 import { ServerStore } from "./lib/server_store.ts";
 
 export type { ServerConfig } from "./lib/server_config.ts";
+export type { ServeInfo } from "./lib/server_app.ts";
 
 /** A server built by {@linkcode createServer}: its request handler and its shutdown. */
 export interface VgerServer {

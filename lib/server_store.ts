@@ -229,7 +229,9 @@ export class ServerStore {
       // a create, so that a concurrent writer cannot turn it into a replace
       if (await this.#call(repo, key, () => this.#backend.create(full, checked))) return 201;
       if (packId !== null) {
-        // the same bytes are fine (a retried upload); other bytes are an overwrite
+        // the same bytes are fine (a retried upload); other bytes are an overwrite. A create
+        // that lost a race has read and checked the body already.
+        if ((checked as CheckedBody).verified) return 200;
         try {
           await this.#call(repo, key, () => drain(checked));
         } catch (err) {
@@ -308,10 +310,16 @@ function refused(repo: string, key: string, what: string): HttpError {
 /** A pack whose bytes do not hash to its name. */
 class PackHashError extends HttpError {}
 
+/** A body whose hash is checked as it is read; `verified` once it was read whole and matched. */
+interface CheckedBody extends StreamBody {
+  verified: boolean;
+}
+
 /** `body` with its SHA-256 checked against `hexId` as it is read (HttpError 400 at the end). */
-function hashChecked(body: StreamBody, hexId: string, repo: string, key: string): StreamBody {
+function hashChecked(body: StreamBody, hexId: string, repo: string, key: string): CheckedBody {
   return {
     size: body.size,
+    verified: false,
     async *pieces() {
       const hash = createHash("sha256");
       for await (const piece of body.pieces()) {
@@ -325,6 +333,7 @@ function hashChecked(body: StreamBody, hexId: string, repo: string, key: string)
           `Pack "${key}" of repository "${repo}" does not hash to its name (SHA-256 ${got})`,
         );
       }
+      this.verified = true;
     },
   };
 }
