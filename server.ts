@@ -31,8 +31,6 @@
  * @module
  */
 
-import { statfs } from "node:fs/promises";
-import { dirname } from "node:path";
 import { openBackend } from "./backends/mod.ts";
 import { errorMessage } from "./lib/errors.ts";
 import { createApp, type ServeInfo } from "./lib/server_app.ts";
@@ -77,7 +75,7 @@ export function createServer(config: ServerConfig, options: CreateServerOptions 
     lockTtlSeconds: config.lockTtlSeconds,
     logFormat: config.logFormat,
     log,
-    diskFree: () => diskFree(config.dataDir),
+    diskFree: async () => (await backend.freeBytes?.()) ?? null,
   });
   // the lock sweep: in the background, never keeping the process alive on its own
   let sweeping: Promise<unknown> = Promise.resolve();
@@ -99,20 +97,6 @@ export function createServer(config: ServerConfig, options: CreateServerOptions 
       await backend.close();
     },
   };
-}
-
-/** Free bytes of the file system of `dir`, or null where it cannot be told. */
-async function diskFree(dir: string): Promise<number | null> {
-  // before the first repository, the data directory may not exist yet: its parent tells
-  for (const path of [dir, dirname(dir)]) {
-    try {
-      const fs = await statfs(path);
-      return fs.bavail * fs.bsize;
-    } catch {
-      // next
-    }
-  }
-  return null;
 }
 
 function showAddr(addr: Deno.Addr): string {

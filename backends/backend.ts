@@ -140,6 +140,11 @@ export interface ReadonlyBackend {
   getStream?(key: string, options?: StreamOptions): Promise<ObjectStream | null>;
   /** Every object whose key starts with `prefix`, in no particular order. */
   list(prefix: string): AsyncIterable<ObjectInfo>;
+  /**
+   * Optional: the bytes still free where the objects are stored (a server's health report), or
+   * null where it cannot be told (a missing permission).
+   */
+  freeBytes?(): Promise<number | null>;
   /** Releases handles and connections. */
   close(): Promise<void>;
 }

@@ -32,9 +32,15 @@ export class ReadonlyBackendDecorator<B extends ReadonlyBackend = ReadonlyBacken
     options?: StreamOptions,
   ) => Promise<ObjectStream | null>;
 
+  /** As the inner backend; absent when the inner backend has no such operation. */
+  declare readonly freeBytes?: () => Promise<number | null>;
+
   /** Wraps `inner`, taking on its optional read operations. */
   constructor(inner: B) {
     this.inner = inner;
+    if (inner.freeBytes) {
+      Object.defineProperty(this, "freeBytes", { value: () => this.inner.freeBytes!() });
+    }
     if (inner.getStream) {
       Object.defineProperty(this, "getStream", {
         value: (key: string, options?: StreamOptions) => this.inner.getStream!(key, options),

@@ -26,6 +26,7 @@
  * @module
  */
 
+import { statfs } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { BackendError, errorMessage, IntegrityError, NotFoundError } from "../lib/errors.ts";
 import {
@@ -261,6 +262,24 @@ export class LocalBackend implements Backend {
       if (!isAbsent(err)) throw fail("delete", path, err);
     } finally {
       this.#drop(key);
+    }
+  }
+
+  /**
+   * The bytes free for an unprivileged user on the root's file system (of its nearest existing
+   * parent before the first write), or null where it cannot be told (no `--allow-sys`).
+   */
+  async freeBytes(): Promise<number | null> {
+    for (let dir = this.location;; dir = dirname(dir)) {
+      try {
+        const fs = await statfs(dir);
+        return fs.bavail * fs.bsize;
+      } catch (err) {
+        // node:fs errors carry the errno name instead of Deno's classes
+        const code = errorCode(err);
+        const absent = isAbsent(err) || code === "ENOENT" || code === "ENOTDIR";
+        if (!absent || dirname(dir) === dir) return null;
+      }
     }
   }
 

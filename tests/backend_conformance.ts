@@ -300,6 +300,15 @@ export function backendConformance(
     ok((await rejectsWith(backend.getStream("a/../b"))) instanceof VgerError);
   });
 
+  test("freeBytes, where offered, is a count of bytes or null", async (backend) => {
+    if (backend.freeBytes === undefined) return;
+    const free = await backend.freeBytes();
+    ok(free === null || (Number.isSafeInteger(free) && free >= 0), String(free));
+    await backend.put("config", bytes("x"));
+    const after = await backend.freeBytes();
+    ok(after === null || (Number.isSafeInteger(after) && after >= 0), String(after));
+  });
+
   test("list of empty storage yields nothing", async (backend) => {
     deepStrictEqual(await listAll(backend, ""), []);
     deepStrictEqual(await listAll(backend, "packs/"), []);

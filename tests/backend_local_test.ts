@@ -287,3 +287,15 @@ Deno.test(
     await nested.close();
   }),
 );
+
+Deno.test("local backend: freeBytes tells the free space of its file system, before its root exists too", async () => {
+  const parent = await Deno.makeTempDir({ prefix: "vger-local-" });
+  try {
+    const backend = new LocalBackend(join(parent, "not", "yet"));
+    const free = await backend.freeBytes();
+    ok(free !== null && free > 0, String(free));
+    await backend.close();
+  } finally {
+    await Deno.remove(parent, { recursive: true });
+  }
+});
