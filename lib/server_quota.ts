@@ -58,6 +58,8 @@ export class Quota {
   readonly #backend: Backend;
   readonly #quotaBytes: number;
   readonly #call: Call;
+  /** This process's queue per repository: one request at a time asks for the disk mutex. */
+  readonly #queues = new Map<string, Promise<unknown>>();
 
   /** The quota `quotaBytes` (0: none) on `backend`; `call` wraps each storage call. */
   constructor(backend: Backend, quotaBytes: number, call: Call) {
@@ -151,8 +153,23 @@ export class Quota {
     return total;
   }
 
-  /** Runs `fn` holding `repo`'s mutex (waits at most 30 s, then 503). */
-  async #withMutex<T>(repo: string, key: string, fn: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` holding `repo`'s mutex: first its turn in this process's queue (no polling), then
+   * the mutex on disk shared with other workers and processes (waits at most 30 s, then 503).
+   */
+  #withMutex<T>(repo: string, key: string, fn: () => Promise<T>): Promise<T> {
+    const before = this.#queues.get(repo) ?? Promise.resolve();
+    const run = before.catch(() => {}).then(() => this.#withDiskMutex(repo, key, fn));
+    const tail = run.catch(() => {});
+    this.#queues.set(repo, tail);
+    tail.then(() => {
+      if (this.#queues.get(repo) === tail) this.#queues.delete(repo);
+    });
+    return run;
+  }
+
+  /** Runs `fn` holding `repo`'s mutex on disk. */
+  async #withDiskMutex<T>(repo: string, key: string, fn: () => Promise<T>): Promise<T> {
     const name = `${MUTEX_PREFIX}${repo}`;
     const mine = new TextEncoder().encode(JSON.stringify({ time: Date.now(), id: randomHex(8) }));
     const deadline = Date.now() + MUTEX_WAIT_MS;
