@@ -14,8 +14,10 @@ import type {
   BackendCapabilities,
   GetOptions,
   ObjectInfo,
+  ObjectStream,
   PutBody,
   ReadonlyBackend,
+  StreamOptions,
 } from "./backend.ts";
 
 /** Forwards every read to the inner backend. */
@@ -24,9 +26,26 @@ export class ReadonlyBackendDecorator<B extends ReadonlyBackend = ReadonlyBacken
   /** The wrapped backend. */
   protected readonly inner: B;
 
-  /** Wraps `inner`. */
+  /** As the inner backend; absent when the inner backend has no such operation. */
+  declare readonly getStream?: (
+    key: string,
+    options?: StreamOptions,
+  ) => Promise<ObjectStream | null>;
+
+  /** As the inner backend; absent when the inner backend has no such operation. */
+  declare readonly freeBytes?: () => Promise<number | null>;
+
+  /** Wraps `inner`, taking on its optional read operations. */
   constructor(inner: B) {
     this.inner = inner;
+    if (inner.freeBytes) {
+      Object.defineProperty(this, "freeBytes", { value: () => this.inner.freeBytes!() });
+    }
+    if (inner.getStream) {
+      Object.defineProperty(this, "getStream", {
+        value: (key: string, options?: StreamOptions) => this.inner.getStream!(key, options),
+      });
+    }
   }
 
   /** Where the inner backend is. */
