@@ -24,7 +24,13 @@ import {
   withRepoLock,
 } from "./open_repository.ts";
 import { type RepoConfig, type UnverifiedConfig, verifyRepoConfig } from "./repo_config.ts";
-import { loadKeyFile, loadRepoConfig, saveKeyFile, unlockKeyFile } from "./repository.ts";
+import {
+  loadKeyFile,
+  loadRepoConfig,
+  refuseIfAppendOnly,
+  saveKeyFile,
+  unlockKeyFile,
+} from "./repository.ts";
 import { KEY_FILE_KEY } from "./storage_keys.ts";
 
 /**
@@ -97,6 +103,7 @@ export async function keyChangePassphraseCommand(
   const location = backend.location;
   const action = `change the passphrase of repository "${location}"`;
   if (options.kdf) validateKdf(options.kdf);
+  await refuseIfAppendOnly(backend, "change the passphrase");
   return await withRepoLock(
     backend,
     "exclusive",
@@ -211,6 +218,7 @@ export async function keyImportCommand(
   const action = `import a key into repository "${location}"`;
   const source = options.source === undefined ? "to import" : `"${options.source}"`;
   const parsed = await parseKeyFile(options.keyFile, { name: source });
+  await refuseIfAppendOnly(backend, "import a key");
   return await withRepoLock(backend, "exclusive", "key import", options, async (lock) => {
     const config = await encryptedConfig(backend, action);
     if (parsed.kdf !== "argon2id") {
