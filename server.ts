@@ -1,15 +1,150 @@
 /**
- * `vger-server`: the REST backend server (a later issue). For now it answers the health check
- * only, so that `deno serve server.ts` starts.
+ * `vger-server`: stores many vger repositories for their clients over HTTP (docs/SERVER.md), with
+ * append-only mode, quotas, lock expiry and backup freshness, and never an encryption key.
+ *
+ * Two ways to run it (docs/SERVER.md, "Running the server"):
+ *
+ * - `VGER_SERVER_CONFIG=vger-server.toml deno serve --allow-read --allow-write --allow-env
+ *   --allow-sys server.ts` (host, port and `--parallel` from deno serve's own flags);
+ * - `deno run --allow-net --allow-read --allow-write --allow-env --allow-sys server.ts --config
+ *   vger-server.toml`, which listens on the file's `listen`.
+ *
+ * Importing this module starts nothing: {@linkcode createServer} builds a server from a
+ * configuration, and the default export (for `deno serve`) loads its configuration on start.
+ *
+ * @example
+ * ```ts
+ * import { createServer } from "./server.ts";
+ *
+ * const dataDir = await Deno.makeTempDir();
+ * const server = createServer({
+ *   source: "example", listen: "127.0.0.1:0", dataDir, token: "a-long-secret-token",
+ *   appendOnly: false, logFormat: "json", quotaBytes: 0, lockTtlSeconds: 3600,
+ *   bodyTimeoutSeconds: 60, maxObjectBytes: 2 ** 32,
+ * }, { log: () => {} });
+ * const res = await server.fetch(new Request("http://h/health"));
+ * console.log(res.status); // 200
+ * await server.close();
+ * await Deno.remove(dataDir, { recursive: true });
+ * ```
  *
  * @module
  */
 
-import { Hono } from "hono";
+import { statfs } from "node:fs/promises";
+import { dirname } from "node:path";
+import { openBackend } from "./backends/mod.ts";
+import { errorMessage } from "./lib/errors.ts";
+import { createApp, type ServeInfo } from "./lib/server_app.ts";
+import { loadServerConfig, parseListen, type ServerConfig } from "./lib/server_config.ts";
+import { ServerStore } from "./lib/server_store.ts";
 
-/** The server's Hono app. */
-export const app: Hono = new Hono();
-const started = Date.now();
-app.get("/health", (c) => c.json({ status: "ok", uptime_seconds: (Date.now() - started) / 1000 }));
+export type { ServerConfig } from "./lib/server_config.ts";
 
-export default { fetch: app.fetch } satisfies Deno.ServeDefaultExport;
+/** A server built by {@linkcode createServer}: its request handler and its shutdown. */
+export interface VgerServer {
+  /** Answers one request (the handler for Deno.serve or deno serve). */
+  fetch(request: Request, info?: ServeInfo): Promise<Response>;
+  /** Stops background work and releases storage handles. */
+  close(): Promise<void>;
+}
+
+/** Options of {@linkcode createServer}. */
+export interface CreateServerOptions {
+  /** Receives each request log line; stdout when absent. */
+  log?: (line: string) => void;
+}
+
+/** A server over `config.dataDir` (nothing is touched until the first request). */
+export function createServer(config: ServerConfig, options: CreateServerOptions = {}): VgerServer {
+  const backend = openBackend({ backend: "local", path: config.dataDir });
+  const store = new ServerStore(backend, config);
+  const app = createApp(store, {
+    token: config.token,
+    bodyTimeoutSeconds: config.bodyTimeoutSeconds,
+    appendOnly: config.appendOnly,
+    logFormat: config.logFormat,
+    log: options.log ?? ((line) => console.log(line)),
+    diskFree: () => diskFree(config.dataDir),
+  });
+  return {
+    fetch: async (request, info) => await app.fetch(request, info),
+    close: () => backend.close(),
+  };
+}
+
+/** Free bytes of the file system of `dir`, or null where it cannot be told. */
+async function diskFree(dir: string): Promise<number | null> {
+  // before the first repository, the data directory may not exist yet: its parent tells
+  for (const path of [dir, dirname(dir)]) {
+    try {
+      const fs = await statfs(path);
+      return fs.bavail * fs.bsize;
+    } catch {
+      // next
+    }
+  }
+  return null;
+}
+
+function showAddr(addr: Deno.Addr): string {
+  return "hostname" in addr ? `${addr.hostname}:${addr.port}` : JSON.stringify(addr);
+}
+
+/** The server of `deno serve`, built once from `VGER_SERVER_CONFIG` and the environment. */
+let served: Promise<VgerServer> | undefined;
+
+function servedServer(): Promise<VgerServer> {
+  served ??= loadServerConfig(Deno.env.get("VGER_SERVER_CONFIG"), Deno.env.toObject())
+    .then((config) => createServer(config));
+  return served;
+}
+
+/** For `deno serve server.ts`: the configuration is read when it starts listening. */
+export default {
+  fetch: async (request: Request, info: Deno.ServeHandlerInfo) =>
+    await (await servedServer()).fetch(request, info),
+  onListen: (addr: Deno.Addr) => {
+    console.error(`vger-server listening on ${showAddr(addr)}`);
+    servedServer().catch((err) => {
+      console.error(`vger-server: ${errorMessage(err)}`);
+      Deno.exit(2);
+    });
+  },
+} satisfies Deno.ServeDefaultExport;
+
+/** `deno run ... server.ts --config FILE`: listens on the file's `listen`. */
+async function main(args: string[]): Promise<number> {
+  const at = args.indexOf("--config");
+  if (at < 0) return 0; // under deno serve (or without --config): deno serve's listener only
+  const file = args[at + 1];
+  if (file === undefined || args.length !== 2 || at !== 0) {
+    console.error("Usage: server.ts --config FILE");
+    return 2;
+  }
+  let config: ServerConfig;
+  try {
+    config = await loadServerConfig(file, Deno.env.toObject());
+  } catch (err) {
+    console.error(`vger-server: ${errorMessage(err)}`);
+    return 2;
+  }
+  const server = createServer(config);
+  const { hostname, port } = parseListen(config.listen);
+  const http = Deno.serve({
+    hostname,
+    port,
+    onListen: (addr) => console.error(`vger-server listening on ${showAddr(addr)}`),
+  }, (request, info) => server.fetch(request, info));
+  const stop = () => http.shutdown();
+  Deno.addSignalListener("SIGTERM", stop);
+  Deno.addSignalListener("SIGINT", stop);
+  await http.finished;
+  await server.close();
+  return 0;
+}
+
+if (import.meta.main) {
+  const code = await main(Deno.args);
+  if (code !== 0) Deno.exit(code);
+}

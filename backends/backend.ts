@@ -68,6 +68,31 @@ export interface ObjectInfo {
   key: string;
   /** Its size in bytes. */
   size: number;
+  /**
+   * When it was last written (put, create), in milliseconds since the epoch, by the storage's
+   * own clock; absent where a backend's listing does not tell.
+   */
+  modified?: number;
+}
+
+/** Options of {@linkcode ReadonlyBackend.getStream}: the part of the object to read. */
+export interface StreamOptions {
+  /** The first byte; 0 when absent. */
+  offset?: number;
+  /** How many bytes at most (clipped at the end of the object); to the end when absent. */
+  length?: number;
+}
+
+/** Part of an object as a stream, with the object's size (see {@linkcode ReadonlyBackend.getStream}). */
+export interface ObjectStream {
+  /** The whole object's size in bytes. */
+  readonly size: number;
+  /** The first byte the stream yields. */
+  readonly offset: number;
+  /** How many bytes the stream yields: the asked length clipped at the end (0 from past it). */
+  readonly length: number;
+  /** The bytes; cancel it to release the object early. */
+  readonly stream: ReadableStream<Uint8Array>;
 }
 
 /**
@@ -125,6 +150,12 @@ export interface ReadonlyBackend {
   getRange(key: string, offset: number, length: number): Promise<Uint8Array>;
   /** The object's size, or null when it does not exist. */
   size(key: string): Promise<number | null>;
+  /**
+   * Optional: part or all of an object as a stream, never held whole in memory (a server sending
+   * a large pack), or null when it does not exist. The bytes are those of one version of the
+   * object, also when it is replaced meanwhile. An `offset` past the end yields nothing.
+   */
+  getStream?(key: string, options?: StreamOptions): Promise<ObjectStream | null>;
   /** Every object whose key starts with `prefix`, in no particular order. */
   list(prefix: string): AsyncIterable<ObjectInfo>;
   /** Releases handles and connections. */
@@ -194,6 +225,22 @@ export async function probeConditionalCreate(
   } finally {
     await backend.delete(key);
   }
+}
+
+/** The offset and length {@linkcode StreamOptions} ask of an object of `size` bytes. */
+export function streamRange(
+  key: string,
+  size: number,
+  options: StreamOptions,
+): { offset: number; length: number } {
+  const { offset = 0, length } = options;
+  if (
+    !Number.isSafeInteger(offset) || offset < 0 ||
+    (length !== undefined && (!Number.isSafeInteger(length) || length < 0))
+  ) {
+    throw new BackendError(`Invalid range of object "${key}": offset ${offset}, length ${length}`);
+  }
+  return { offset, length: Math.max(0, Math.min(length ?? Infinity, size - offset)) };
 }
 
 /** Checks that a key is well formed: relative, `/`-separated, no empty, `.` or `..` segment. */

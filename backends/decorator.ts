@@ -14,9 +14,11 @@ import type {
   BackendCapabilities,
   GetOptions,
   ObjectInfo,
+  ObjectStream,
   PutBody,
   ReadonlyBackend,
   StoragePolicy,
+  StreamOptions,
 } from "./backend.ts";
 
 /** Forwards every read to the inner backend. */
@@ -25,9 +27,20 @@ export class ReadonlyBackendDecorator<B extends ReadonlyBackend = ReadonlyBacken
   /** The wrapped backend. */
   protected readonly inner: B;
 
-  /** Wraps `inner`. */
+  /** As the inner backend; absent when the inner backend has no such operation. */
+  declare readonly getStream?: (
+    key: string,
+    options?: StreamOptions,
+  ) => Promise<ObjectStream | null>;
+
+  /** Wraps `inner`, taking on its optional read operations. */
   constructor(inner: B) {
     this.inner = inner;
+    if (inner.getStream) {
+      Object.defineProperty(this, "getStream", {
+        value: (key: string, options?: StreamOptions) => this.inner.getStream!(key, options),
+      });
+    }
   }
 
   /** Where the inner backend is. */

@@ -36,8 +36,11 @@ import {
   type GetOptions,
   isValidKey,
   type ObjectInfo,
+  type ObjectStream,
   objectTooLarge,
   type PutBody,
+  type StreamOptions,
+  streamRange,
 } from "./backend.ts";
 
 /** Names of in-progress writes start with this; they are never objects. */
@@ -130,6 +133,34 @@ export class LocalBackend implements Backend {
     } catch (err) {
       if (isAbsent(err)) return null;
       throw fail("read", path, err);
+    }
+  }
+
+  /**
+   * Part or all of an object as a stream read from one open file (a replacement meanwhile is
+   * not seen), in pieces of at most 256 KiB; see {@linkcode Backend.getStream}.
+   */
+  async getStream(key: string, options: StreamOptions = {}): Promise<ObjectStream | null> {
+    const path = this.#path(key);
+    let file: Deno.FsFile;
+    try {
+      // As size(): only a regular file is an object (opening a FIFO would block forever).
+      if (!(await Deno.stat(path)).isFile) return null;
+      file = await Deno.open(path, { read: true });
+    } catch (err) {
+      if (isAbsent(err)) return null;
+      throw fail("read", path, err);
+    }
+    try {
+      const info = await file.stat();
+      if (!info.isFile) throw new Deno.errors.NotFound(path);
+      const { offset, length } = streamRange(key, info.size, options);
+      if (length > 0 && offset > 0) await file.seek(offset, Deno.SeekMode.Start);
+      return { size: info.size, offset, length, stream: fileStream(file, key, path, length) };
+    } catch (err) {
+      file.close();
+      if (isAbsent(err)) return null;
+      throw err instanceof BackendError ? err : fail("read", path, err);
     }
   }
 
@@ -316,7 +347,9 @@ export class LocalBackend implements Backend {
       for (let j = 0; j < batch.length; j++) {
         const info = infos[j];
         // A file removed since readDir is simply no longer listed.
-        if (info?.isFile) yield { key: dirKey + batch[j], size: info.size };
+        if (info?.isFile) {
+          yield { key: dirKey + batch[j], size: info.size, modified: info.mtime?.getTime() };
+        }
       }
     }
     for (const name of subdirs) yield* this.#walk(`${dirKey}${name}/`, "");
@@ -455,6 +488,48 @@ async function readBounded(key: string, path: string, max: number): Promise<Uint
     if (n === null) return out.subarray(0, filled); // it shrank after the stat
     filled += n;
   }
+}
+
+/** How many bytes a piece of {@linkcode fileStream} holds at most. */
+const STREAM_PIECE = 256 << 10;
+
+/** `length` bytes of `file` from where it stands, as a stream that closes the file when done. */
+function fileStream(
+  file: Deno.FsFile,
+  key: string,
+  path: string,
+  length: number,
+): ReadableStream<Uint8Array> {
+  let left = length;
+  let closed = false;
+  const close = () => {
+    if (closed) return;
+    closed = true;
+    file.close();
+  };
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        if (left === 0) {
+          close();
+          controller.close();
+          return;
+        }
+        const piece = new Uint8Array(Math.min(left, STREAM_PIECE));
+        const n = await file.read(piece);
+        // Only if the file shrank after it was opened, which no put does (it replaces the file).
+        if (n === null) throw new IntegrityError(`Object "${key}" shrank while it was read`);
+        left -= n;
+        controller.enqueue(n === piece.length ? piece : piece.subarray(0, n));
+      } catch (err) {
+        close();
+        controller.error(err instanceof IntegrityError ? err : fail("read", path, err));
+      }
+    },
+    cancel() {
+      close();
+    },
+  }, { highWaterMark: 0 });
 }
 
 // deno-lint-ignore require-await

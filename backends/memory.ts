@@ -24,8 +24,11 @@ import {
   type GetOptions,
   isValidKey,
   type ObjectInfo,
+  type ObjectStream,
   objectTooLarge,
   type PutBody,
+  type StreamOptions,
+  streamRange,
 } from "./backend.ts";
 
 /** A {@linkcode Backend} held in memory; every operation completes without I/O. */
@@ -35,6 +38,8 @@ export class MemoryBackend implements Backend {
   /** Requests complete at once; a few in flight exercise the callers' concurrency. */
   readonly capabilities: BackendCapabilities = { connections: 4 };
   #objects = new Map<string, Uint8Array>();
+  /** When each object was last written (milliseconds since the epoch). */
+  #modified = new Map<string, number>();
 
   /** Creates an empty backend; `location` only labels it in messages. */
   constructor(location = "memory:") {
@@ -78,6 +83,24 @@ export class MemoryBackend implements Backend {
     });
   }
 
+  /** Part or all of an object as a stream; see {@linkcode Backend.getStream}. */
+  getStream(key: string, options: StreamOptions = {}): Promise<ObjectStream | null> {
+    return settle(() => {
+      checkKey(key);
+      const data = this.#objects.get(key);
+      if (data === undefined) return null;
+      const { offset, length } = streamRange(key, data.length, options);
+      const bytes = data.slice(offset, offset + length);
+      const stream = new ReadableStream<Uint8Array>({
+        start(controller) {
+          if (bytes.length > 0) controller.enqueue(bytes);
+          controller.close();
+        },
+      });
+      return { size: data.length, offset, length, stream };
+    });
+  }
+
   /** Every object whose key starts with `prefix`. */
   async *list(prefix: string): AsyncIterable<ObjectInfo> {
     // A valid prefix is one that some valid key starts with.
@@ -87,7 +110,9 @@ export class MemoryBackend implements Backend {
     // Snapshot first so that writes during iteration do not disturb it.
     const found: ObjectInfo[] = [];
     for (const [key, data] of this.#objects) {
-      if (key.startsWith(prefix)) found.push({ key, size: data.length });
+      if (key.startsWith(prefix)) {
+        found.push({ key, size: data.length, modified: this.#modified.get(key) });
+      }
     }
     yield* found;
   }
@@ -96,6 +121,7 @@ export class MemoryBackend implements Backend {
   async put(key: string, body: PutBody): Promise<void> {
     checkKey(key);
     this.#objects.set(key, await collect(body));
+    this.#modified.set(key, Date.now());
   }
 
   /** Stores a copy of the body only if the key is absent; returns whether it did. */
@@ -106,6 +132,7 @@ export class MemoryBackend implements Backend {
     // checked again after the await: another create may have landed meanwhile
     if (this.#objects.has(key)) return false;
     this.#objects.set(key, bytes);
+    this.#modified.set(key, Date.now());
     return true;
   }
 
@@ -114,6 +141,7 @@ export class MemoryBackend implements Backend {
     return settle(() => {
       checkKey(key);
       this.#objects.delete(key);
+      this.#modified.delete(key);
     });
   }
 

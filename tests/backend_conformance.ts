@@ -249,6 +249,57 @@ export function backendConformance(
     }
   });
 
+  test("list tells when each object was last written, where it tells at all", async (backend) => {
+    const before = Date.now() - 2000; // file systems keep coarse times
+    await backend.put("locks/a", bytes("a"));
+    await backend.create("locks/b", bytes("b"));
+    const infos = await Array.fromAsync(backend.list("locks/"));
+    equal(infos.length, 2);
+    for (const info of infos) {
+      if (info.modified === undefined) continue;
+      ok(info.modified >= before && info.modified <= Date.now() + 2000, `${info.key} time`);
+    }
+  });
+
+  test("getStream streams all or part of an object, null when absent", async (backend) => {
+    if (backend.getStream === undefined) return;
+    const data = randomBytes(700_000); // more than one piece of any sensible size
+    await backend.put("packs/ab/ab01", data);
+    equal(await backend.getStream("packs/ab/absent"), null);
+    const read = async (options?: { offset?: number; length?: number }) => {
+      const got = (await backend.getStream!("packs/ab/ab01", options))!;
+      const body = new Uint8Array(await new Response(got.stream).arrayBuffer());
+      equal(body.length, got.length);
+      return { ...got, body };
+    };
+    const whole = await read();
+    deepStrictEqual([whole.size, whole.offset, whole.length], [data.length, 0, data.length]);
+    deepStrictEqual(whole.body, data);
+    const part = await read({ offset: 300_001, length: 5 });
+    deepStrictEqual(part.body, data.subarray(300_001, 300_006));
+    const tail = await read({ offset: data.length - 3, length: 100 });
+    deepStrictEqual([tail.length, tail.body], [3, data.subarray(data.length - 3)]);
+    const past = await read({ offset: data.length + 10 });
+    deepStrictEqual([past.size, past.length, past.body.length], [data.length, 0, 0]);
+    // a replacement while a stream is open: the stream keeps the bytes it started with
+    const open = (await backend.getStream("packs/ab/ab01"))!;
+    await backend.put("packs/ab/ab01", bytes("new"));
+    const old = new Uint8Array(await new Response(open.stream).arrayBuffer());
+    deepStrictEqual(old, data);
+    ok(
+      (await rejectsWith(backend.getStream("packs/ab/ab01", { offset: -1 }))) instanceof VgerError,
+    );
+    ok(
+      (await rejectsWith(backend.getStream("packs/ab/ab01", { length: 0.5 }))) instanceof VgerError,
+    );
+    // a stream given up early releases the object; it can be deleted and read no more
+    const dropped = (await backend.getStream("packs/ab/ab01"))!;
+    await dropped.stream.cancel();
+    await backend.delete("packs/ab/ab01");
+    equal(await backend.getStream("packs/ab/ab01"), null);
+    ok((await rejectsWith(backend.getStream("a/../b"))) instanceof VgerError);
+  });
+
   test("list of empty storage yields nothing", async (backend) => {
     deepStrictEqual(await listAll(backend, ""), []);
     deepStrictEqual(await listAll(backend, "packs/"), []);

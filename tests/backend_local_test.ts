@@ -108,7 +108,7 @@ Deno.test(
     await Deno.symlink(join(root, "packs/ab/ab01"), join(root, "packs/ab/ab02"));
     await Deno.mkdir(join(root, "packs/ab/ab03"));
     const listed = [];
-    for await (const info of backend.list("packs/ab/")) listed.push(info);
+    for await (const { key, size } of backend.list("packs/ab/")) listed.push({ key, size });
     deepStrictEqual(listed, [{ key: "packs/ab/ab01", size: 4 }]);
     await rejects(backend.put("packs/.tmp-x", new Uint8Array(1)), /reserved/);
   }),

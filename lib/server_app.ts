@@ -1,0 +1,261 @@
+/**
+ * vger-server's HTTP layer (Hono): the request log, bearer-token authentication (constant time),
+ * the routes of docs/SERVER.md turned into calls of {@linkcode ServerStore}, and errors as
+ * `{"error": "..."}` with their status codes. It does no storage of its own.
+ *
+ * @example
+ * ```ts
+ * import { MemoryBackend } from "../backends/memory.ts";
+ * import { createApp } from "./server_app.ts";
+ * import { ServerStore } from "./server_store.ts";
+ *
+ * const store = new ServerStore(new MemoryBackend(), { appendOnly: false, maxObjectBytes: 1 << 20 });
+ * const app = createApp(store, { token: "t0ken", bodyTimeoutSeconds: 5, appendOnly: false,
+ *   logFormat: "json", log: () => {} });
+ * const res = await app.fetch(new Request("http://h/health"));
+ * console.log(res.status); // 200
+ * ```
+ *
+ * @module
+ */
+
+import { Hono } from "hono";
+import { createHash, timingSafeEqual } from "node:crypto";
+import { errorMessage } from "./errors.ts";
+import { formatRequestLog, maskSecret } from "./server_log.ts";
+import {
+  HttpError,
+  parseListQuery,
+  parseRange,
+  parseTarget,
+  requestBody,
+  type Target,
+} from "./server_request.ts";
+import type { ServerStore } from "./server_store.ts";
+
+/** The version `/health` reports (deno.json's). */
+export const SERVER_VERSION = "0.1.0";
+
+/** What the HTTP layer needs besides the store. */
+export interface AppOptions {
+  /** The bearer token of every client request. */
+  token: string;
+  /** How long a request body may stall before 408. */
+  bodyTimeoutSeconds: number;
+  /** Sent as `X-Vger-Append-Only`. */
+  appendOnly: boolean;
+  /** The request log's format. */
+  logFormat: "pretty" | "json";
+  /** Receives each log line (stdout in production). */
+  log: (line: string) => void;
+  /** The free space of the data directory, for `/health`; null where it cannot be told. */
+  diskFree?: () => Promise<number | null>;
+}
+
+/** What Deno.serve passes a handler besides the request. */
+export type ServeInfo = { remoteAddr?: Deno.Addr } | undefined;
+
+type Env = { Bindings: ServeInfo };
+
+/** The Hono app of a server over `store`. */
+export function createApp(store: ServerStore, options: AppOptions): Hono<Env> {
+  const app = new Hono<Env>();
+  const started = performance.now();
+  const expected = digest(options.token);
+
+  app.use("*", async (c, next) => {
+    const time = new Date();
+    const t0 = performance.now();
+    let error: string | undefined;
+    try {
+      await next();
+    } finally {
+      error = c.get("error" as never) as string | undefined;
+      const url = c.req.raw.url;
+      const slash = url.indexOf("/", url.indexOf("://") + 3);
+      const remote = c.env?.remoteAddr;
+      const line = formatRequestLog({
+        time,
+        remote: remote && "hostname" in remote ? remote.hostname : "-",
+        method: c.req.method,
+        path: slash < 0 ? "/" : url.slice(slash),
+        status: c.res.status,
+        bytesIn: Number(c.req.header("content-length") ?? 0) || 0,
+        durationMs: performance.now() - t0,
+        error,
+      }, options.logFormat);
+      options.log(maskSecret(line, options.token));
+    }
+  });
+
+  app.onError((err, c) => {
+    const http = err instanceof HttpError
+      ? err
+      : new HttpError(500, `The server failed: ${errorMessage(err)}`, { cause: err });
+    const message = maskSecret(http.message, options.token);
+    c.set("error" as never, message as never);
+    const headers: Record<string, string> = {};
+    if (http.status === 401) headers["WWW-Authenticate"] = "Bearer";
+    if (http.status === 408) headers["Connection"] = "close";
+    return c.json({ error: message }, http.status as 400, headers);
+  });
+
+  app.all("*", async (c) => {
+    const req = c.req.raw;
+    // /health first: it needs no token, and nothing else is answered before the token is checked
+    if (rawIsHealth(req.url)) {
+      if (req.method !== "GET" && req.method !== "HEAD") throw notAllowed("/health");
+      const repositories = (await store.repositories()).length;
+      return c.json({
+        status: "ok",
+        version: SERVER_VERSION,
+        uptime_seconds: Math.round(performance.now() - started) / 1000,
+        disk_free_bytes: (await options.diskFree?.()) ?? null,
+        repositories,
+      });
+    }
+    if (!authorized(req.headers.get("authorization"), expected)) {
+      throw new HttpError(401, "Missing or wrong token");
+    }
+    const target: Target = parseTarget(req.url);
+    if (target.kind === "health") throw notAllowed("/health");
+    if (target.kind !== "root") c.header("X-Vger-Append-Only", String(options.appendOnly));
+    return await route(c.req.raw, target, store, options);
+  });
+  return app;
+}
+
+/** Answers one authenticated request. */
+async function route(
+  req: Request,
+  target: Target,
+  store: ServerStore,
+  options: AppOptions,
+): Promise<Response> {
+  const method = req.method;
+  const json = (body: unknown, status = 200) =>
+    new Response(JSON.stringify(body), {
+      status,
+      headers: {
+        "Content-Type": "application/json",
+        "X-Vger-Append-Only": String(options.appendOnly),
+      },
+    });
+  switch (target.kind) {
+    case "root": {
+      if (method !== "GET") throw notAllowed("/");
+      const names = await store.repositories();
+      const repositories = [];
+      for (const name of names) {
+        const stats = await store.stats(name);
+        repositories.push({ name, used_bytes: stats.usedBytes, last_backup_at: null });
+      }
+      return json({ repositories });
+    }
+    case "repo": {
+      if (method !== "GET") throw notAllowed(`/${target.repo}`);
+      const stats = await store.stats(target.repo);
+      return json({
+        name: target.repo,
+        append_only: options.appendOnly,
+        quota_bytes: 0,
+        used_bytes: stats.usedBytes,
+        objects: stats.objects,
+        packs: stats.packs,
+        last_backup_at: null,
+        lock_ttl_seconds: 0,
+      });
+    }
+    case "list": {
+      if (method !== "GET") throw notAllowed(`/${target.repo}/`);
+      const page = await store.list(target.repo, parseListQuery(target.repo, req.url));
+      return json(page);
+    }
+    case "object":
+      return await objectRoute(req, target, store, options);
+    default:
+      throw notAllowed("this path");
+  }
+}
+
+/** GET, HEAD, PUT and DELETE of one object. */
+async function objectRoute(
+  req: Request,
+  target: { repo: string; key: string },
+  store: ServerStore,
+  options: AppOptions,
+): Promise<Response> {
+  const { repo, key } = target;
+  const where = `"${key}" of repository "${repo}"`;
+  const headers: Record<string, string> = { "X-Vger-Append-Only": String(options.appendOnly) };
+  switch (req.method) {
+    case "GET": {
+      const rangeHeader = req.headers.get("range");
+      const got = await store.get(repo, key, (size) => parseRange(rangeHeader, size, where));
+      headers["Content-Length"] = String(got.length);
+      headers["Content-Type"] = "application/octet-stream";
+      headers["Accept-Ranges"] = "bytes";
+      if (rangeHeader === null) return new Response(got.stream, { status: 200, headers });
+      headers["Content-Range"] = `bytes ${got.offset}-${got.offset + got.length - 1}/${got.size}`;
+      return new Response(got.stream, { status: 206, headers });
+    }
+    case "HEAD": {
+      const size = await store.size(repo, key);
+      headers["Content-Length"] = String(size);
+      return new Response(null, { status: 200, headers });
+    }
+    case "PUT": {
+      if (req.headers.get("transfer-encoding") !== null) {
+        throw new HttpError(411, `PUT of ${where} without Content-Length (chunked is refused)`);
+      }
+      const lengthHeader = req.headers.get("content-length");
+      if (lengthHeader === null) {
+        throw new HttpError(411, `PUT of ${where} without Content-Length`);
+      }
+      if (!/^\d{1,16}$/.test(lengthHeader) || !Number.isSafeInteger(Number(lengthHeader))) {
+        throw new HttpError(400, `Invalid Content-Length "${lengthHeader}" of ${where}`);
+      }
+      const inm = req.headers.get("if-none-match");
+      if (inm !== null && inm.trim() !== "*") {
+        throw new HttpError(400, `Unsupported If-None-Match "${inm}" on ${where}: only *`);
+      }
+      const body = requestBody(req.body, {
+        size: Number(lengthHeader),
+        timeoutMs: options.bodyTimeoutSeconds * 1000,
+        where,
+      });
+      const status = await store.put(repo, key, body, { create: inm !== null });
+      return new Response(null, { status, headers });
+    }
+    case "DELETE": {
+      await store.delete(repo, key);
+      return new Response(null, { status: 204, headers });
+    }
+    default:
+      throw notAllowed(`/${repo}/${key}`);
+  }
+}
+
+function notAllowed(path: string): HttpError {
+  return new HttpError(405, `Method not allowed on ${path}`);
+}
+
+/** Whether the URL's path, as sent, is exactly `/health`. */
+function rawIsHealth(url: string): boolean {
+  const slash = url.indexOf("/", url.indexOf("://") + 3);
+  if (slash < 0) return false;
+  const path = url.slice(slash).replace(/[?#].*$/s, "");
+  return path === "/health";
+}
+
+function digest(text: string): Uint8Array {
+  return createHash("sha256").update(text).digest();
+}
+
+/** Whether an Authorization header carries the token; the comparison takes the same time always. */
+function authorized(header: string | null, expected: Uint8Array): boolean {
+  const m = /^Bearer ([^\s]+)\s*$/i.exec(header ?? "");
+  // hashes of equal length, compared in constant time: neither the token nor its length leaks
+  const given = digest(m ? m[1] : "\0no token");
+  return timingSafeEqual(given, expected) && m !== null;
+}

@@ -1,0 +1,320 @@
+/**
+ * The configuration of `vger-server`: the `[server]` table of a TOML file (`vger-server.toml`),
+ * then `VGER_SERVER_*` environment variables over it (for containers). Every error is one line
+ * naming the file, the line and the key, or the variable, and why:
+ * `Invalid configuration /etc/vger-server.toml line 4: server.quota_bytes: must be a whole number
+ * of bytes, 0 or more (got -1)`. Unknown keys are errors, with a "did you mean" suggestion.
+ *
+ * @example
+ * ```ts
+ * import { parseServerConfig } from "./server_config.ts";
+ *
+ * const config = parseServerConfig(
+ *   '[server]\ndata_dir = "/var/lib/vger"\ntoken = "a-long-secret-token"\n',
+ *   { file: "/etc/vger-server.toml", env: {} },
+ * );
+ * console.log(config.listen); // "127.0.0.1:8484"
+ * ```
+ *
+ * @module
+ */
+
+import { dirname, resolve } from "node:path";
+import { parse, TomlError } from "smol-toml";
+import { UsageError } from "./errors.ts";
+import { closest } from "./suggest.ts";
+
+/** The validated settings of a server. */
+export interface ServerConfig {
+  /** Where the settings came from (a file path, or "the environment"), for messages. */
+  readonly source: string;
+  /** `host:port` to listen on (`deno run ... --config`; `deno serve` takes its own flags). */
+  readonly listen: string;
+  /** The absolute directory of the repositories and of the server's state. */
+  readonly dataDir: string;
+  /** The bearer token every client request carries (never printed). */
+  readonly token: string;
+  /** Whether clients may only add: no delete, no overwrite of anything but manifest, index, locks. */
+  readonly appendOnly: boolean;
+  /** Request logs as text lines or JSON lines. */
+  readonly logFormat: "pretty" | "json";
+  /** The most bytes a repository may hold; 0 for no limit. */
+  readonly quotaBytes: number;
+  /** How long a lock nobody rewrites lives before the server removes it, in seconds. */
+  readonly lockTtlSeconds: number;
+  /** How long a request body may send nothing before the request fails with 408, in seconds. */
+  readonly bodyTimeoutSeconds: number;
+  /** The largest object a client may store, in bytes (larger is 413). */
+  readonly maxObjectBytes: number;
+}
+
+/** The shortest lock TTL accepted: the client refreshes its locks every 10 minutes. */
+export const MIN_LOCK_TTL_SECONDS = 600;
+/** The default address to listen on. */
+export const DEFAULT_LISTEN = "127.0.0.1:8484";
+/** The default largest object: 4 GiB, above the largest pack a client writes (4 GiB - 1). */
+export const DEFAULT_MAX_OBJECT_BYTES = 2 ** 32;
+
+/** One setting: its key in `[server]`, its environment variable, and how a value is read. */
+interface Setting {
+  key: string;
+  env: string;
+  kind: "string" | "boolean" | "count" | "seconds";
+}
+
+const SETTINGS: readonly Setting[] = [
+  { key: "listen", env: "VGER_SERVER_LISTEN", kind: "string" },
+  { key: "data_dir", env: "VGER_SERVER_DATA_DIR", kind: "string" },
+  { key: "token", env: "VGER_SERVER_TOKEN", kind: "string" },
+  { key: "append_only", env: "VGER_SERVER_APPEND_ONLY", kind: "boolean" },
+  { key: "log_format", env: "VGER_SERVER_LOG_FORMAT", kind: "string" },
+  { key: "quota_bytes", env: "VGER_SERVER_QUOTA_BYTES", kind: "count" },
+  { key: "lock_ttl_seconds", env: "VGER_SERVER_LOCK_TTL_SECONDS", kind: "seconds" },
+  { key: "body_timeout_seconds", env: "VGER_SERVER_BODY_TIMEOUT_SECONDS", kind: "seconds" },
+  { key: "max_object_bytes", env: "VGER_SERVER_MAX_OBJECT_BYTES", kind: "count" },
+];
+
+/** The environment variables that override settings, by key (for documentation and tests). */
+export const SERVER_ENV_VARIABLES: Readonly<Record<string, string>> = Object.fromEntries(
+  SETTINGS.map((s) => [s.key, s.env]),
+);
+
+/** Options of {@linkcode parseServerConfig}. */
+export interface ParseServerConfigOptions {
+  /** The file the text came from, for messages and to resolve a relative `data_dir`. */
+  file?: string;
+  /** The environment whose `VGER_SERVER_*` variables override the file. */
+  env?: Readonly<Record<string, string | undefined>>;
+}
+
+/**
+ * Parses and validates a server configuration (`text` may be empty when the environment gives
+ * every setting). Throws a one-line UsageError naming the file, line and key, or the variable.
+ */
+export function parseServerConfig(
+  text: string,
+  options: ParseServerConfigOptions = {},
+): ServerConfig {
+  const file = options.file;
+  const env = options.env ?? {};
+  const where = file ?? "the environment";
+  let doc: Record<string, unknown>;
+  try {
+    doc = parse(text);
+  } catch (err) {
+    const line = err instanceof TomlError ? err.line : 1;
+    const why = (err as Error).message.split("\n")[0].replace(/^Invalid TOML document: /, "");
+    throw new UsageError(`Invalid configuration ${where} line ${line}: ${why}`, { cause: err });
+  }
+  const lines = keyLines(text);
+  const fail = (path: string, why: string): never => {
+    const line = lines.get(path);
+    throw new UsageError(
+      `Invalid configuration ${where}${line === undefined ? "" : ` line ${line}`}: ${path}: ${why}`,
+    );
+  };
+  for (const key of Object.keys(doc)) {
+    if (key !== "server") fail(key, unknownKey(key, ["server"]));
+  }
+  const table = doc.server ?? {};
+  if (typeof table !== "object" || table === null || Array.isArray(table)) {
+    fail("server", "must be a table ([server])");
+  }
+  const server = table as Record<string, unknown>;
+  const keys = SETTINGS.map((s) => s.key);
+  for (const key of Object.keys(server)) {
+    if (!keys.includes(key)) fail(`server.${key}`, unknownKey(key, keys));
+  }
+  const values = new Map<string, { value: unknown; fail: (why: string) => never }>();
+  for (const s of SETTINGS) {
+    const raw = env[s.env];
+    if (raw !== undefined) {
+      const envFail = (why: string): never => {
+        throw new UsageError(`Invalid environment variable ${s.env}: ${why}`);
+      };
+      values.set(s.key, { value: fromEnv(s, raw, envFail), fail: envFail });
+    } else if (s.key in server) {
+      values.set(s.key, {
+        value: server[s.key],
+        fail: (why: string) => fail(`server.${s.key}`, why),
+      });
+    }
+  }
+  const get = <T>(key: string, check: (value: unknown, fail: (why: string) => never) => T) => {
+    const found = values.get(key);
+    return found === undefined ? undefined : check(found.value, found.fail);
+  };
+
+  const listen = get("listen", listenAddress) ?? DEFAULT_LISTEN;
+  const dataDir = get("data_dir", nonEmptyString);
+  if (dataDir === undefined) {
+    throw new UsageError(
+      `Invalid configuration ${where}: server.data_dir is required (or VGER_SERVER_DATA_DIR)`,
+    );
+  }
+  const token = get("token", (v, f) => {
+    const t = nonEmptyString(v, f);
+    // deno-lint-ignore no-control-regex
+    if (/[\s\x00-\x1f\x7f]/.test(t)) f("must not contain spaces or control characters");
+    return t;
+  });
+  if (token === undefined) {
+    throw new UsageError(
+      `Invalid configuration ${where}: server.token is required (or VGER_SERVER_TOKEN)`,
+    );
+  }
+  const logFormat = get("log_format", (v, f) => {
+    if (v !== "pretty" && v !== "json") f(`must be "pretty" or "json" (got ${show(v)})`);
+    return v as "pretty" | "json";
+  }) ?? "pretty";
+  const lockTtlSeconds = get("lock_ttl_seconds", (v, f) => {
+    const n = seconds(v, f);
+    if (n < MIN_LOCK_TTL_SECONDS) {
+      f(
+        `must be at least ${MIN_LOCK_TTL_SECONDS} (clients refresh their locks every 10 ` +
+          `minutes) (got ${n})`,
+      );
+    }
+    return n;
+  }) ?? 3600;
+  const bodyTimeoutSeconds = get("body_timeout_seconds", seconds) ?? 60;
+  const maxObjectBytes = get("max_object_bytes", (v, f) => {
+    const n = count(v, f);
+    if (n === 0) f("must be more than 0");
+    return n;
+  }) ?? DEFAULT_MAX_OBJECT_BYTES;
+  return {
+    source: where,
+    listen,
+    dataDir: resolveDir(dataDir, file),
+    token,
+    appendOnly: get("append_only", boolean) ?? false,
+    logFormat,
+    quotaBytes: get("quota_bytes", count) ?? 0,
+    lockTtlSeconds,
+    bodyTimeoutSeconds,
+    maxObjectBytes,
+  };
+}
+
+/**
+ * Reads and validates the configuration file `file` (when given) with the environment's
+ * `VGER_SERVER_*` overrides; a missing or unreadable file is a one-line UsageError.
+ */
+export async function loadServerConfig(
+  file: string | undefined,
+  env: Readonly<Record<string, string | undefined>>,
+): Promise<ServerConfig> {
+  if (file === undefined) return parseServerConfig("", { env });
+  let text: string;
+  try {
+    const info = await Deno.stat(file);
+    if (!info.isFile) throw new UsageError(`Cannot read configuration ${file}: not a file`);
+    if (info.size > 1 << 20) {
+      throw new UsageError(`Cannot read configuration ${file}: larger than 1 MiB`);
+    }
+    text = await Deno.readTextFile(file);
+  } catch (err) {
+    if (err instanceof UsageError) throw err;
+    const why = err instanceof Deno.errors.NotFound
+      ? "no such file"
+      : (err as Error).message.replace(/\s*\(os error \d+\).*$/s, "");
+    throw new UsageError(`Cannot read configuration ${file}: ${why}`, { cause: err });
+  }
+  return parseServerConfig(text, { file, env });
+}
+
+/** The value of an environment variable as the TOML value it stands for. */
+function fromEnv(s: Setting, raw: string, fail: (why: string) => never): unknown {
+  if (s.kind === "string") return raw;
+  if (s.kind === "boolean") {
+    if (raw === "true" || raw === "1") return true;
+    if (raw === "false" || raw === "0") return false;
+    return fail(`must be true or false (got ${show(raw)})`);
+  }
+  if (!/^\d+(\.\d+)?$/.test(raw.trim())) {
+    return fail(`must be a number (got ${show(raw)})`);
+  }
+  return Number(raw.trim());
+}
+
+/** The line of each `table.key` (and of each table) in TOML text, for messages. */
+function keyLines(text: string): Map<string, number> {
+  const lines = new Map<string, number>();
+  let table = "";
+  for (const [i, line] of text.split("\n").entries()) {
+    const header = /^\s*\[\s*([A-Za-z0-9_.-]+)\s*\]/.exec(line);
+    if (header) {
+      table = header[1];
+      if (!lines.has(table)) lines.set(table, i + 1);
+      continue;
+    }
+    const key = /^\s*(?:"([^"]*)"|([A-Za-z0-9_-]+))\s*=/.exec(line);
+    if (key) {
+      const path = table === "" ? key[1] ?? key[2] : `${table}.${key[1] ?? key[2]}`;
+      if (!lines.has(path)) lines.set(path, i + 1);
+    }
+  }
+  return lines;
+}
+
+function unknownKey(key: string, known: readonly string[]): string {
+  const near = closest(key, known);
+  return `unknown key${near ? ` (did you mean "${near}"?)` : ""}`;
+}
+
+function show(value: unknown): string {
+  return typeof value === "string" ? JSON.stringify(value) : String(value);
+}
+
+function nonEmptyString(value: unknown, fail: (why: string) => never): string {
+  if (typeof value !== "string" || value === "") {
+    return fail(`must be a non-empty string (got ${show(value)})`);
+  }
+  return value;
+}
+
+function boolean(value: unknown, fail: (why: string) => never): boolean {
+  if (typeof value !== "boolean") return fail(`must be true or false (got ${show(value)})`);
+  return value;
+}
+
+/** A whole number of bytes, 0 or more (TOML integers are bigints past 2^53). */
+function count(value: unknown, fail: (why: string) => never): number {
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
+    return fail(`must be a whole number of bytes, 0 or more (got ${show(value)})`);
+  }
+  return value;
+}
+
+/** A positive number of seconds, at most a year. */
+function seconds(value: unknown, fail: (why: string) => never): number {
+  if (typeof value !== "number" || !Number.isFinite(value) || value <= 0 || value > 31_536_000) {
+    return fail(`must be a number of seconds above 0, at most a year (got ${show(value)})`);
+  }
+  return value;
+}
+
+/** `host:port` or `[v6]:port`, the port 0 to 65535. */
+function listenAddress(value: unknown, fail: (why: string) => never): string {
+  const text = nonEmptyString(value, fail);
+  const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(text);
+  if (!m || Number(m[2]) > 65535) {
+    return fail(`must be "host:port", such as "127.0.0.1:8484" (got ${show(value)})`);
+  }
+  return text;
+}
+
+/** The address and port of a `listen` value, for Deno.serve. */
+export function parseListen(listen: string): { hostname: string; port: number } {
+  const cut = listen.lastIndexOf(":");
+  return {
+    hostname: listen.slice(0, cut).replace(/^\[|\]$/g, ""),
+    port: Number(listen.slice(cut + 1)),
+  };
+}
+
+/** `dir` made absolute: relative to the configuration file's directory, else to the cwd. */
+function resolveDir(dir: string, file: string | undefined): string {
+  return file === undefined ? resolve(dir) : resolve(dirname(resolve(file)), dir);
+}

@@ -1,0 +1,375 @@
+/**
+ * vger-server as a real process on 127.0.0.1, under `deno serve` and under `deno run ... --config`,
+ * driven with plain `fetch` (and raw TCP for what fetch cannot send): the object and repository
+ * routes of docs/SERVER.md, authentication on every route, and bad requests, each a clean 4xx
+ * while the server keeps serving the others.
+ */
+
+import { deepStrictEqual, equal, ok } from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { rawRequest, type ServerMode, startServer, statusOf, type TestServer } from "./_server.ts";
+
+const MODES: ServerMode[] = ["serve", "run"];
+
+function bytes(text: string): Uint8Array {
+  return new TextEncoder().encode(text);
+}
+
+async function put(
+  server: TestServer,
+  path: string,
+  body: Uint8Array | string,
+  create = false,
+): Promise<Response> {
+  const res = await server.fetch(path, {
+    method: "PUT",
+    body: (typeof body === "string" ? bytes(body) : body) as BodyInit,
+    headers: create ? { "If-None-Match": "*" } : {},
+  });
+  await res.body?.cancel();
+  return res;
+}
+
+async function text(res: Response): Promise<string> {
+  return await res.text();
+}
+
+for (const mode of MODES) {
+  Deno.test(`server (${mode}): objects are stored, read, ranged, listed, replaced and deleted`, async () => {
+    const server = await startServer(mode);
+    try {
+      const health = await fetch(`${server.url}/health`);
+      equal(health.status, 200);
+      const h = await health.json();
+      equal(h.status, "ok");
+      equal(h.repositories, 0);
+      ok(typeof h.disk_free_bytes === "number" && h.disk_free_bytes > 0, JSON.stringify(h));
+
+      // an unknown repository: 404 for everything but the create of its config
+      equal((await put(server, "/laptop/index", "x")).status, 404);
+      const unknown = await server.fetch("/laptop/config");
+      equal(unknown.status, 404);
+      deepStrictEqual(await unknown.json(), { error: 'Unknown repository "laptop"' });
+      equal((await put(server, "/laptop/config", "cfg")).status, 404);
+      const created = await put(server, "/laptop/config", "cfg", true);
+      equal(created.status, 201);
+      equal(created.headers.get("x-vger-append-only"), "false");
+      equal((await put(server, "/laptop/config", "other", true)).status, 412);
+      equal(await text(await server.fetch("/laptop/config")), "cfg");
+
+      // objects: new 201, replaced 200, HEAD, ranges
+      const pack = crypto.getRandomValues(new Uint8Array(50_000));
+      equal((await put(server, "/laptop/data/one", pack)).status, 201);
+      equal((await put(server, "/laptop/index", "v1")).status, 201);
+      equal((await put(server, "/laptop/index", "v2")).status, 200);
+      equal(await text(await server.fetch("/laptop/index")), "v2");
+      const head = await server.fetch("/laptop/data/one", { method: "HEAD" });
+      equal(head.status, 200);
+      equal(head.headers.get("content-length"), "50000");
+      const whole = new Uint8Array(await (await server.fetch("/laptop/data/one")).arrayBuffer());
+      deepStrictEqual(whole, pack);
+      const ranged = await server.fetch("/laptop/data/one", {
+        headers: { Range: "bytes=100-199" },
+      });
+      equal(ranged.status, 206);
+      equal(ranged.headers.get("content-range"), "bytes 100-199/50000");
+      deepStrictEqual(new Uint8Array(await ranged.arrayBuffer()), pack.subarray(100, 200));
+      const clipped = await server.fetch("/laptop/data/one", {
+        headers: { Range: "bytes=49990-60000" },
+      });
+      equal(clipped.status, 206);
+      deepStrictEqual(new Uint8Array(await clipped.arrayBuffer()), pack.subarray(49990));
+      const past = await server.fetch("/laptop/data/one", { headers: { Range: "bytes=50000-" } });
+      equal(past.status, 416);
+      await past.body?.cancel();
+      const badRange = await server.fetch("/laptop/data/one", { headers: { Range: "bytes=5-1" } });
+      equal(badRange.status, 400);
+      await badRange.body?.cancel();
+      const absent = await server.fetch("/laptop/data/absent");
+      equal(absent.status, 404);
+      deepStrictEqual(await absent.json(), {
+        error: 'No object "data/absent" in repository "laptop"',
+      });
+
+      // listing: byte order, prefix, pages
+      for (const k of ["locks/b", "locks/a", "locks/c", "keys/repokey"]) {
+        equal((await put(server, `/laptop/${k}`, k)).status, 201);
+      }
+      const all = await (await server.fetch("/laptop/")).json();
+      deepStrictEqual(all.objects.map((o: { key: string }) => o.key), [
+        "config",
+        "data/one",
+        "index",
+        "keys/repokey",
+        "locks/a",
+        "locks/b",
+        "locks/c",
+      ]);
+      equal(all.next, null);
+      const page1 = await (await server.fetch("/laptop/?prefix=locks/&limit=2")).json();
+      deepStrictEqual(page1, {
+        objects: [{ key: "locks/a", size: 7 }, { key: "locks/b", size: 7 }],
+        next: "locks/b",
+      });
+      const page2 = await (await server.fetch("/laptop/?prefix=locks/&limit=2&after=locks/b"))
+        .json();
+      deepStrictEqual(page2, { objects: [{ key: "locks/c", size: 7 }], next: null });
+      const badQuery = await server.fetch("/laptop/?limit=0");
+      equal(badQuery.status, 400);
+      await badQuery.body?.cancel();
+
+      // delete: 204, also when absent
+      equal((await server.fetch("/laptop/locks/a", { method: "DELETE" })).status, 204);
+      equal((await server.fetch("/laptop/locks/a", { method: "DELETE" })).status, 204);
+      equal((await server.fetch("/laptop/locks/a")).status, 404);
+
+      // repository info and the list of repositories
+      equal((await put(server, "/desktop/config", "c2", true)).status, 201);
+      const info = await (await server.fetch("/laptop")).json();
+      equal(info.name, "laptop");
+      equal(info.objects, 6);
+      equal(info.used_bytes, 3 + 50_000 + 2 + 12 + 7 + 7);
+      const repos = await (await server.fetch("/")).json();
+      deepStrictEqual(repos.repositories.map((r: { name: string }) => r.name), [
+        "desktop",
+        "laptop",
+      ]);
+      equal((await (await fetch(`${server.url}/health`)).json()).repositories, 2);
+
+      // request logs: one line per request, never the token
+      ok(server.stdout().includes("PUT /laptop/data/one 201"), server.stdout());
+      ok(!server.stdout().includes(server.token));
+      ok(!server.stderr().includes(server.token));
+    } finally {
+      await server.stop();
+    }
+  });
+}
+
+Deno.test("server (run): a 48 MiB object is streamed in and out, byte for byte", async () => {
+  const server = await startServer("run");
+  try {
+    equal((await put(server, "/big/config", "c", true)).status, 201);
+    const size = 48 << 20;
+    const piece = crypto.getRandomValues(new Uint8Array(65536));
+    const sent = createHash("sha256");
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        for (let at = 0; at < size; at += piece.length) {
+          controller.enqueue(piece);
+          sent.update(piece);
+        }
+        controller.close();
+      },
+    });
+    // a stream body with its length announced: fetch sends Content-Length for a Blob, so use one
+    const blob = await new Response(body).blob();
+    const res = await server.fetch("/big/packs/00/big", { method: "PUT", body: blob });
+    equal(res.status, 201);
+    const got = await server.fetch("/big/packs/00/big");
+    equal(got.headers.get("content-length"), String(size));
+    const hash = createHash("sha256");
+    for await (const chunk of got.body!) hash.update(chunk);
+    equal(hash.digest("hex"), sent.digest("hex"));
+  } finally {
+    await server.stop();
+  }
+});
+
+Deno.test("server (serve): 401 on every route without the token or with a wrong one", async () => {
+  const server = await startServer("serve");
+  try {
+    equal((await put(server, "/laptop/config", "c", true)).status, 201);
+    const routes: [string, string][] = [
+      ["GET", "/"],
+      ["GET", "/laptop"],
+      ["GET", "/laptop/"],
+      ["GET", "/laptop/config"],
+      ["HEAD", "/laptop/config"],
+      ["PUT", "/laptop/config"],
+      ["PUT", "/unknown/config"],
+      ["DELETE", "/laptop/config"],
+      ["GET", "/unknown/x"],
+      ["GET", "/../etc/passwd"],
+      ["POST", "/laptop/config"],
+    ];
+    for (const auth of [undefined, "Bearer wrong-token", `Bearer ${server.token}x`, server.token]) {
+      for (const [method, path] of routes) {
+        const res = await fetch(server.url + path, {
+          method,
+          headers: auth === undefined ? {} : { Authorization: auth },
+          body: method === "PUT" ? "x" : undefined,
+        });
+        equal(res.status, 401, `${method} ${path} with ${auth}`);
+        equal(res.headers.get("www-authenticate"), "Bearer");
+        equal(res.headers.get("x-vger-append-only"), null);
+        if (method !== "HEAD") {
+          deepStrictEqual(await res.json(), { error: "Missing or wrong token" });
+        }
+      }
+    }
+    equal(await text(await server.fetch("/laptop/config")), "c");
+  } finally {
+    await server.stop();
+  }
+});
+
+Deno.test("server (run): exactly one of 16 concurrent creates of a key wins, the others get 412", async () => {
+  const server = await startServer("run");
+  try {
+    equal((await put(server, "/r/config", "c", true)).status, 201);
+    const results = await Promise.all(
+      Array.from({ length: 16 }, (_, i) => put(server, "/r/locks/commit", `holder ${i}`, true)),
+    );
+    const statuses = results.map((r) => r.status).sort();
+    deepStrictEqual(statuses, [201, ...Array(15).fill(412)]);
+    const winner = results.findIndex((r) => r.status === 201);
+    equal(await text(await server.fetch("/r/locks/commit")), `holder ${winner}`);
+    // concurrent creates of a repository: one config
+    const repos = await Promise.all(
+      Array.from({ length: 8 }, (_, i) => put(server, "/fresh/config", `c${i}`, true)),
+    );
+    deepStrictEqual(repos.map((r) => r.status).sort(), [201, ...Array(7).fill(412)]);
+  } finally {
+    await server.stop();
+  }
+});
+
+Deno.test("server (run): bad requests are each a clean 4xx, nothing is stored, and the server keeps serving", async () => {
+  const server = await startServer("run", {
+    toml: "body_timeout_seconds = 1\nmax_object_bytes = 1073741824\n",
+  });
+  const auth = `Authorization: Bearer ${server.token}\r\n`;
+  const alive = async () => {
+    const res = await server.fetch("/r/config");
+    equal(res.status, 200);
+    equal(await res.text(), "c");
+  };
+  try {
+    equal((await put(server, "/r/config", "c", true)).status, 201);
+
+    // path traversal in repository names and keys, plain and percent-encoded
+    const traversals = [
+      "/../x",
+      "/r/../../etc/passwd",
+      "/r/%2e%2e/%2e%2e/etc",
+      "/%2e%2e/config",
+      "/r/a/%2e%2e/%2e%2e/b",
+      "/r/..%2f..%2fconfig",
+      "/r%2f..%2fx/config",
+      "/.vger-server/repos/r",
+      "/r/a//b",
+      "/r/%00",
+      "/r/.tmp-1234",
+      "/r/%zz",
+      `/r/${"a".repeat(300)}`,
+      "/health/x",
+      "/ui/config",
+    ];
+    for (const path of traversals) {
+      for (const method of ["GET", "PUT", "DELETE"]) {
+        const body = method === "PUT" ? "evil" : "";
+        const head =
+          `${method} ${path} HTTP/1.1\r\nHost: x\r\n${auth}Content-Length: ${body.length}\r\n` +
+          `Connection: close\r\n\r\n${body}`;
+        const response = await rawRequest(server.port, head);
+        equal(statusOf(response), 400, `${method} ${path}: ${response}`);
+        ok(response.includes('{"error":'), response);
+      }
+    }
+    await alive();
+
+    // a body shorter than its Content-Length, the client then done: 400, nothing stored
+    const short = await rawRequest(
+      server.port,
+      `PUT /r/data/short HTTP/1.1\r\nHost: x\r\n${auth}Content-Length: 100\r\n\r\n`,
+      { body: new Uint8Array(50), closeWrite: true },
+    );
+    equal(statusOf(short), 400, short);
+    equal((await server.fetch("/r/data/short")).status, 404);
+
+    // a body longer than its Content-Length: the extra bytes are a malformed next request (400);
+    // the object is the announced bytes, and a pack so cut does not hash to its name (400)
+    const long = await rawRequest(
+      server.port,
+      `PUT /r/data/long HTTP/1.1\r\nHost: x\r\n${auth}Content-Length: 5\r\n\r\n`,
+      { body: bytes("hellogarbage garbage\r\n\r\n"), timeoutMs: 3000 },
+    );
+    equal(statusOf(long), 201, long);
+    equal(await (await server.fetch("/r/data/long")).text(), "hello");
+
+    // a stalled body: 408 after body_timeout_seconds, nothing stored
+    const started = Date.now();
+    const stalled = await rawRequest(
+      server.port,
+      `PUT /r/data/stalled HTTP/1.1\r\nHost: x\r\n${auth}Content-Length: 1000\r\n\r\n`,
+      { body: new Uint8Array(10), timeoutMs: 10_000 },
+    );
+    equal(statusOf(stalled), 408, stalled);
+    ok(Date.now() - started < 8000);
+    equal((await server.fetch("/r/data/stalled")).status, 404);
+
+    // a 10 GB claim: 413 at once, nothing read or stored
+    const huge = await rawRequest(
+      server.port,
+      `PUT /r/data/huge HTTP/1.1\r\nHost: x\r\n${auth}Content-Length: 10000000000\r\n\r\n`,
+      { body: new Uint8Array(1000), timeoutMs: 5000 },
+    );
+    equal(statusOf(huge), 413, huge);
+    ok(huge.includes("too large"), huge);
+    equal((await server.fetch("/r/data/huge")).status, 404);
+
+    // bad Content-Length values and chunked uploads
+    for (const header of ["Content-Length: -1", "Content-Length: 1e3", "Content-Length: abc"]) {
+      const res = await rawRequest(
+        server.port,
+        `PUT /r/data/x HTTP/1.1\r\nHost: x\r\n${auth}${header}\r\nConnection: close\r\n\r\n`,
+        { closeWrite: true },
+      );
+      ok(statusOf(res) === 400, `${header}: ${res}`);
+    }
+    const chunked = await rawRequest(
+      server.port,
+      `PUT /r/data/chunked HTTP/1.1\r\nHost: x\r\n${auth}Transfer-Encoding: chunked\r\n\r\n` +
+        `5\r\nhello\r\n0\r\n\r\n`,
+    );
+    equal(statusOf(chunked), 411, chunked);
+
+    // huge headers: refused, the connection dropped or answered 431/400
+    const big = await rawRequest(
+      server.port,
+      `GET /r/config HTTP/1.1\r\nHost: x\r\n${auth}X-Big: ${"a".repeat(1 << 20)}\r\n\r\n`,
+      { timeoutMs: 5000 },
+    );
+    ok([0, 400, 431].includes(statusOf(big)), big.slice(0, 200));
+    const many = await rawRequest(
+      server.port,
+      `GET /r/config HTTP/1.1\r\nHost: x\r\n${auth}${"X-H: v\r\n".repeat(5000)}\r\n`,
+      { timeoutMs: 5000 },
+    );
+    ok([0, 400, 431].includes(statusOf(many)), many.slice(0, 200));
+
+    // malformed requests and methods
+    equal(statusOf(await rawRequest(server.port, "GARBAGE\r\n\r\n")), 400);
+    const post = await server.fetch("/r/config", { method: "POST", body: "x" });
+    equal(post.status, 405);
+    await post.body?.cancel();
+
+    await alive();
+    // nothing of the refused uploads is left in the data directory
+    const names: string[] = [];
+    const walk = async (dir: string) => {
+      for await (const e of Deno.readDir(dir)) {
+        if (e.isDirectory) await walk(`${dir}/${e.name}`);
+        else names.push(`${dir}/${e.name}`.slice(server.dataDir.length + 1));
+      }
+    };
+    await walk(server.dataDir);
+    deepStrictEqual(names.filter((n) => !n.startsWith(".vger-server/")).sort(), [
+      "r/config",
+      "r/data/long",
+    ]);
+  } finally {
+    await server.stop();
+  }
+});
