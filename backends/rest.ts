@@ -369,11 +369,13 @@ export class RestBackend implements Backend {
       if (typeof size !== "number" || !Number.isSafeInteger(size) || size < 0) {
         throw this.#badListing(prefix, `an invalid size of "${key}"`);
       }
-      if (key <= last) throw this.#badListing(prefix, "keys out of order or repeated");
+      if (compareBytes(key, last) <= 0) {
+        throw this.#badListing(prefix, "keys out of order or repeated");
+      }
       last = key;
       objects.push({ key, size });
     }
-    if (p.next !== null && (p.next <= after || objects.length === 0)) {
+    if (p.next !== null && (compareBytes(p.next, after) <= 0 || objects.length === 0)) {
       // a next page that does not move on would never end
       throw this.#badListing(prefix, "a next page that does not move on");
     }
@@ -427,6 +429,17 @@ export function parseRepositoryUrl(text: string): URL {
   }
   return url;
 }
+
+/** Byte order of the UTF-8 of two strings (the server's listing order). */
+function compareBytes(a: string, b: string): number {
+  const x = encoder.encode(a);
+  const y = encoder.encode(b);
+  const n = Math.min(x.length, y.length);
+  for (let i = 0; i < n; i++) if (x[i] !== y[i]) return x[i] - y[i];
+  return x.length - y.length;
+}
+
+const encoder = new TextEncoder();
 
 function checkKey(key: string): void {
   if (!isValidKey(key)) throw new BackendError(`Invalid object key "${key}"`);
