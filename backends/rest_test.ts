@@ -51,8 +51,11 @@ function answer(status: number, body: string | Uint8Array = "", headers = ""): U
 const json = (status: number, value: unknown, headers = "") =>
   answer(status, JSON.stringify(value), `content-type: application/json\r\n${headers}`);
 
-/** Reads one request (head and Content-Length body) from `conn`; null at end of stream. */
-async function readRequest(conn: Deno.Conn): Promise<Seen | null> {
+/**
+ * Reads one request (head, and unless `headOnly` its Content-Length body, after a `100 Continue`
+ * when asked) from `conn`; null at end of stream.
+ */
+async function readRequest(conn: Deno.Conn, headOnly = false): Promise<Seen | null> {
   let buf = new Uint8Array(0);
   const chunk = new Uint8Array(1 << 16);
   const more = async () => {
@@ -75,6 +78,7 @@ async function readRequest(conn: Deno.Conn): Promise<Seen | null> {
     const i = h.indexOf(":");
     headers[h.slice(0, i).toLowerCase()] = h.slice(i + 1).trim();
   }
+  if (headOnly) return { method, path, headers, body: new Uint8Array(0) };
   if (headers.expect?.toLowerCase() === "100-continue") {
     await conn.write(enc.encode("HTTP/1.1 100 Continue\r\n\r\n"));
   }
@@ -92,6 +96,7 @@ async function readRequest(conn: Deno.Conn): Promise<Seen | null> {
 async function withReplay(
   reply: (req: Seen, n: number) => Reply | Promise<Reply>,
   fn: (url: string, seen: Seen[]) => Promise<void>,
+  options: { headOnly?: boolean } = {},
 ): Promise<void> {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const url = `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}/r`;
@@ -102,7 +107,7 @@ async function withReplay(
       conns.add(conn);
       (async () => {
         try {
-          const req = await readRequest(conn);
+          const req = await readRequest(conn, options.headOnly);
           if (req === null) return;
           seen.push(req);
           const r = await reply(req, seen.length);
@@ -517,4 +522,43 @@ Deno.test("a token a header cannot carry is refused without being repeated", asy
     }
     equal(seen.length, 0);
   });
+});
+
+Deno.test("a refusal that comes before the body is read is reported as the refusal, not as a dropped connection", async () => {
+  await withReplay(() => json(413, { error: "quota of 1000 bytes" }), async (url, seen) => {
+    const backend = backendAt(url);
+    try {
+      for (const size of [3 << 20, 900 << 10]) {
+        // 3 MiB waits for 100 Continue and is never sent; 900 KiB goes at once, and meets the
+        // answer (and a closed connection) half way
+        const started = Date.now();
+        await rejects(backend.put("packs/ab/ab01", streamBody(size, 64 << 10)), (e: unknown) => {
+          ok(e instanceof QuotaError, `${size}: ${e}`);
+          ok(/over the repository's quota \(HTTP 413: quota of 1000 bytes\)/.test(e.message));
+          return true;
+        });
+        ok(Date.now() - started < 900, `${size}: refused without waiting for a 100 Continue`);
+      }
+      equal(seen[0].headers.expect, "100-continue");
+      equal(seen[1].headers.expect, undefined);
+    } finally {
+      await backend.close();
+    }
+  }, { headOnly: true });
+});
+
+Deno.test("a refused connection is transient once the server has answered before (a restart)", async () => {
+  let backend: RestBackend | undefined;
+  await withReplay(() => answer(200, "x"), async (url) => {
+    backend = backendAt(url);
+    deepStrictEqual(await backend.get("config"), enc.encode("x"));
+  });
+  try {
+    await rejects(
+      backend!.get("config"),
+      (e: unknown) => e instanceof TransientError && /connection refused/.test(e.message),
+    );
+  } finally {
+    await backend!.close();
+  }
 });
