@@ -9,7 +9,7 @@
  * import { createApp } from "./server_app.ts";
  * import { ServerStore } from "./server_store.ts";
  *
- * const store = new ServerStore(new MemoryBackend(), { appendOnly: false, maxObjectBytes: 1 << 20 });
+ * const store = new ServerStore(new MemoryBackend(), { appendOnly: false, maxObjectBytes: 1 << 20, quotaBytes: 0 });
  * const app = createApp(store, { token: "t0ken", bodyTimeoutSeconds: 5, appendOnly: false,
  *   logFormat: "json", log: () => {} });
  * const res = await app.fetch(new Request("http://h/health"));
@@ -158,7 +158,7 @@ async function route(
       return json({
         name: target.repo,
         append_only: options.appendOnly,
-        quota_bytes: 0,
+        quota_bytes: store.quotaBytes,
         used_bytes: stats.usedBytes,
         objects: stats.objects,
         packs: stats.packs,

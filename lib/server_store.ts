@@ -10,7 +10,7 @@
  * import { MemoryBackend } from "../backends/memory.ts";
  * import { ServerStore } from "./server_store.ts";
  *
- * const store = new ServerStore(new MemoryBackend(), { appendOnly: false, maxObjectBytes: 1 << 20 });
+ * const store = new ServerStore(new MemoryBackend(), { appendOnly: false, maxObjectBytes: 1 << 20, quotaBytes: 0 });
  * const body = { size: 2, async *pieces() { yield new Uint8Array([1, 2]); } };
  * console.log(await store.put("laptop", "config", body, { create: true })); // 201
  * ```
@@ -18,10 +18,14 @@
  * @module
  */
 
-import type { Backend, ObjectInfo, ObjectStream, StreamBody } from "../backends/backend.ts";
+import { createHash } from "node:crypto";
+import type { Backend, ObjectStream, StreamBody } from "../backends/backend.ts";
 import { errorMessage } from "./errors.ts";
 import { findHttpError, HttpError, type ListQuery } from "./server_request.ts";
-import { CONFIG_KEY, PACKS_PREFIX } from "./storage_keys.ts";
+import { appendOnlyAllows, keyClass } from "./server_policy.ts";
+import { KeptVersions } from "./server_versions.ts";
+import { Quota, type Usage } from "./server_quota.ts";
+import { CONFIG_KEY, parsePackKey } from "./storage_keys.ts";
 
 /** The prefix of the server's own state in the backend: no repository name starts with `.`. */
 export const STATE_PREFIX = ".vger-server/";
@@ -34,6 +38,8 @@ export interface StoreSettings {
   readonly appendOnly: boolean;
   /** The largest object a client may store. */
   readonly maxObjectBytes: number;
+  /** The most bytes a repository may hold, 0 for no limit. */
+  readonly quotaBytes: number;
 }
 
 /** Options of {@linkcode ServerStore.put}. */
@@ -50,25 +56,25 @@ export interface ListPage {
   next: string | null;
 }
 
-/** Figures of one repository (docs/SERVER.md, "repository info"). */
-export interface RepoStats {
-  /** Bytes of every object. */
-  usedBytes: number;
-  /** How many objects. */
-  objects: number;
-  /** How many of them are packs. */
-  packs: number;
-}
-
 /** The repositories of a server, on one backend. */
 export class ServerStore {
   readonly #backend: Backend;
   readonly #settings: StoreSettings;
+  readonly #versions: KeptVersions;
+  readonly #quota: Quota;
 
   /** A store over `backend` (nothing is touched until the first call). */
   constructor(backend: Backend, settings: StoreSettings) {
     this.#backend = backend;
     this.#settings = settings;
+    const call = <T>(repo: string, key: string, fn: () => Promise<T>) => this.#call(repo, key, fn);
+    this.#versions = new KeptVersions(backend, call);
+    this.#quota = new Quota(backend, settings.quotaBytes, call);
+  }
+
+  /** The quota of every repository in bytes, 0 for none. */
+  get quotaBytes(): number {
+    return this.#quota.bytes;
   }
 
   /** The backend's location (the data directory), for logs. */
@@ -142,7 +148,9 @@ export class ServerStore {
 
   /**
    * Stores `body` under `key` of `repo`; resolves to 201 (a new object) or 200 (replaced). An
-   * unknown repository is 404, except for the create of its `config`, which creates it.
+   * unknown repository is 404, except for the create of its `config`, which creates it. A pack's
+   * bytes must hash to its name (400); append-only mode refuses what docs/SERVER.md's table
+   * refuses (403) and keeps each replaced `manifest` and `index`.
    */
   async put(repo: string, key: string, body: StreamBody, options: PutOptions): Promise<number> {
     if (body.size > this.#settings.maxObjectBytes) {
@@ -160,20 +168,65 @@ export class ServerStore {
       // the marker first: a crash after it leaves a marker without config, which is not listed
       await this.#call(repo, key, () => this.#backend.put(REPOS_PREFIX + repo, new Uint8Array()));
     }
+    const cls = keyClass(key);
+    const appendOnly = this.#settings.appendOnly && cls !== "locks";
+    // what the upload adds and frees: a replace frees the old bytes, unless they are kept
+    let frees = 0;
+    if (this.#quota.bytes > 0 && !options.create && !appendOnly) {
+      frees = (await this.#call(repo, key, () => this.#backend.size(full))) ?? 0;
+    }
+    const adds = appendOnly && cls === "versioned" ? 2 * body.size : body.size;
+    const reservation = await this.#quota.reserve(repo, key, adds, frees);
+    try {
+      return await this.#store(repo, key, body, options);
+    } finally {
+      await reservation?.release();
+    }
+  }
+
+  /** The storing part of {@linkcode put}, under its reservation. */
+  async #store(repo: string, key: string, body: StreamBody, options: PutOptions): Promise<number> {
+    const full = `${repo}/${key}`;
+    const cls = keyClass(key);
+    const packId = parsePackKey(key);
+    const checked = packId === null ? body : hashChecked(body, packId, repo, key);
     if (options.create) {
-      const created = await this.#call(repo, key, () => this.#backend.create(full, body));
+      const created = await this.#call(repo, key, () => this.#backend.create(full, checked));
       if (!created) throw new HttpError(412, `Object "${key}" of repository "${repo}" exists`);
       return 201;
     }
+    if (this.#settings.appendOnly && cls !== "locks") {
+      if (cls === "versioned") return await this.#versions.replace(repo, key, checked);
+      // a create, so that a concurrent writer cannot turn it into a replace
+      if (await this.#call(repo, key, () => this.#backend.create(full, checked))) return 201;
+      if (packId !== null) {
+        // the same bytes are fine (a retried upload); other bytes are an overwrite
+        try {
+          await this.#call(repo, key, () => drain(checked));
+        } catch (err) {
+          if (err instanceof PackHashError) {
+            throw refused(repo, key, "replaced with other bytes");
+          }
+          throw err;
+        }
+        return 200;
+      }
+      throw refused(repo, key, "replaced");
+    }
     const existed = (await this.#call(repo, key, () => this.#backend.size(full))) !== null;
-    await this.#call(repo, key, () => this.#backend.put(full, body));
+    await this.#call(repo, key, () => this.#backend.put(full, checked));
+    if (cls === "versioned") await this.#versions.forget(repo, key);
     return existed ? 200 : 201;
   }
 
-  /** Removes object `key` of `repo` (absent is fine). */
+  /** Removes object `key` of `repo` (absent is fine); append-only mode refuses all but locks. */
   async delete(repo: string, key: string): Promise<void> {
     await this.requireRepo(repo);
+    if (this.#settings.appendOnly && !appendOnlyAllows(keyClass(key), "delete")) {
+      throw refused(repo, key, "deleted");
+    }
     await this.#call(repo, key, () => this.#backend.delete(`${repo}/${key}`));
+    if (keyClass(key) === "versioned") await this.#versions.forget(repo, key);
   }
 
   /** One page of the listing of `repo`'s objects (docs/SERVER.md). */
@@ -193,14 +246,10 @@ export class ServerStore {
     return { objects, next };
   }
 
-  /** How much `repo` holds. */
-  async stats(repo: string): Promise<RepoStats> {
+  /** How much `repo` holds: objects, packs, and bytes with its kept versions. */
+  async stats(repo: string): Promise<Usage> {
     await this.requireRepo(repo);
-    const stats: RepoStats = { usedBytes: 0, objects: 0, packs: 0 };
-    await this.#call(repo, "", async () => {
-      for await (const info of this.#backend.list(`${repo}/`)) count(stats, info, repo);
-    });
-    return stats;
+    return await this.#quota.usage(repo);
   }
 
   /**
@@ -220,10 +269,41 @@ export class ServerStore {
   }
 }
 
-function count(stats: RepoStats, info: ObjectInfo, repo: string): void {
-  stats.usedBytes += info.size;
-  stats.objects++;
-  if (info.key.startsWith(`${repo}/${PACKS_PREFIX}`)) stats.packs++;
+function refused(repo: string, key: string, what: string): HttpError {
+  return new HttpError(
+    403,
+    `Repository "${repo}" is append-only: "${key}" cannot be ${what}`,
+  );
+}
+
+/** A pack whose bytes do not hash to its name. */
+class PackHashError extends HttpError {}
+
+/** `body` with its SHA-256 checked against `hexId` as it is read (HttpError 400 at the end). */
+function hashChecked(body: StreamBody, hexId: string, repo: string, key: string): StreamBody {
+  return {
+    size: body.size,
+    async *pieces() {
+      const hash = createHash("sha256");
+      for await (const piece of body.pieces()) {
+        hash.update(piece);
+        yield piece;
+      }
+      const got = hash.digest("hex");
+      if (got !== hexId) {
+        throw new PackHashError(
+          400,
+          `Pack "${key}" of repository "${repo}" does not hash to its name (SHA-256 ${got})`,
+        );
+      }
+    },
+  };
+}
+
+async function drain(body: StreamBody): Promise<void> {
+  for await (const _ of body.pieces()) {
+    // read through: the check runs at the end
+  }
 }
 
 function notFound(repo: string, key: string): HttpError {
