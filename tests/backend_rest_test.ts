@@ -23,7 +23,7 @@ import type {
 } from "../backends/backend.ts";
 import { BackendDecorator } from "../backends/decorator.ts";
 import { openBackend } from "../backends/mod.ts";
-import { BackendError, IntegrityError, NotFoundError } from "../lib/errors.ts";
+import { BackendError, ForbiddenError, IntegrityError, NotFoundError } from "../lib/errors.ts";
 import { backendConformance } from "./backend_conformance.ts";
 import { startServer, type TestServer } from "./_server.ts";
 
@@ -126,6 +126,37 @@ Deno.test("rest backend: an unknown repository reads as empty and refuses writes
       });
     } finally {
       await wrong.close();
+    }
+  } finally {
+    await server.stop();
+  }
+});
+Deno.test("rest backend: an append-only server declares its mode and refuses deletes and overwrites with its reason", async () => {
+  const server = await startServer("run", { toml: "append_only = true\n" });
+  try {
+    const backend = await newRepository(server, "kept");
+    try {
+      deepStrictEqual(await backend.policy!(), { appendOnly: true });
+      await backend.put("keys/repokey", bytes("key"));
+      const refused = (err: unknown) => {
+        ok(err instanceof ForbiddenError, String(err));
+        ok(
+          /^Cannot (delete|write) "keys\/repokey" in .*: refused by the server: .*append-only/.test(
+            err.message,
+          ),
+          err.message,
+        );
+        return true;
+      };
+      await rejects(backend.delete("keys/repokey"), refused);
+      await rejects(backend.put("keys/repokey", bytes("other")), refused);
+      deepStrictEqual(await backend.get("keys/repokey"), bytes("key"));
+      // locks may come and go
+      ok(await backend.create("locks/l1", bytes("lock")));
+      await backend.delete("locks/l1");
+      equal(await backend.size("locks/l1"), null);
+    } finally {
+      await backend.close();
     }
   } finally {
     await server.stop();

@@ -3,7 +3,8 @@
  * process on 127.0.0.1 (tests/_server.ts), under `deno run ... --config` and under `deno serve`.
  * The command cycle (init, backups, list, extract byte for byte, check --verify-data, delete,
  * prune, compact, check again); an append-only server, on which backups go on and every command
- * that would delete or overwrite refuses up front in one line; and bad input (a wrong token, an
+ * that would delete or overwrite refuses up front in one line; a quota a backup would exceed; and
+ * bad input (a wrong token, an
  * unknown repository, a server that is not there), each one line, never the token.
  *
  * @module
@@ -300,5 +301,31 @@ Deno.test("over REST a wrong token, an unknown repository and an absent server a
       "absent server",
     );
     ok(!r.stderr.includes(absent.token));
+  });
+});
+
+Deno.test("over REST a backup that would exceed the quota fails in one line, and the repository stays whole", async () => {
+  await withServer("run", `quota_bytes = ${3 << 20}\n`, async (server) => {
+    await withTempDir(async (dir) => {
+      const repo = await restRepo(dir, server, "small");
+      const src = `${dir}/src`;
+      await Deno.mkdir(src);
+      await Deno.writeTextFile(`${src}/a.txt`, "fits\n".repeat(1000));
+      await run(repo, ["init", ...FAST_KDF_ARGS]);
+      await run(repo, ["backup", "--archive", "one", src]);
+      const v1 = await treeSnapshot(src);
+      await Deno.writeFile(`${src}/big.bin`, pseudoRandomBytes(6 << 20, 4));
+      assertOneLine(
+        await vger(repo, ["backup", "--archive", "two", src]),
+        /over the repository's quota \(HTTP 413/,
+        "backup over quota",
+      );
+      deepStrictEqual(await archiveNames(repo), ["one"]);
+      await Deno.remove(`${src}/big.bin`);
+      await assertRestores(repo, "one", src, v1, "extract after the refused backup");
+      await assertCheckClean(repo, "check after the refused backup");
+      await run(repo, ["backup", "--archive", "three", src]);
+      deepStrictEqual(await archiveNames(repo), ["one", "three"]);
+    });
   });
 });
