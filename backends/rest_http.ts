@@ -181,6 +181,8 @@ export class RestHttp {
         }
         const chunks: Uint8Array[] = [];
         let got = 0;
+        // a declared length is filled in place: one copy of a large body, not two
+        const whole = ok && declared !== undefined ? new Uint8Array(declared) : undefined;
         const finish = (cut: boolean) => {
           if (settled) return;
           if (ok && !cut && declared !== undefined && got !== declared) {
@@ -196,7 +198,7 @@ export class RestHttp {
           settled = true;
           // an answer before the whole body went (a refusal): the connection cannot be reused
           if (cut || !sent) req.destroy();
-          resolve({ status, headers: res.headers, body: concat(chunks, got) });
+          resolve({ status, headers: res.headers, body: whole ?? concat(chunks, got) });
         };
         res.on("data", (chunk: Uint8Array) => {
           if (settled) return;
@@ -210,7 +212,19 @@ export class RestHttp {
             finish(true);
             return;
           }
-          chunks.push(chunk);
+          if (whole !== undefined) {
+            if (got + chunk.length > whole.length) {
+              fail(
+                new IntegrityError(
+                  `${doing(spec.op, this.location)}: the answer ran past its length`,
+                ),
+              );
+              return;
+            }
+            whole.set(chunk, got);
+          } else {
+            chunks.push(chunk);
+          }
           got += chunk.length;
         });
         res.on("end", () => finish(false));
