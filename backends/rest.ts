@@ -70,7 +70,7 @@ export const LIST_PAGE_SIZE = 1000;
  * The most bytes of one listing page: a key of at most 1,024 characters, each at most 6 when
  * JSON-escaped, its size and the punctuation, per object, and room for the rest.
  */
-export const MAX_LIST_PAGE_BYTES = LIST_PAGE_SIZE * (1024 * 6 + 64) + 64 * 1024;
+export const MAX_LIST_PAGE_BYTES: number = LIST_PAGE_SIZE * (1024 * 6 + 64) + 64 * 1024;
 
 /** The most bytes of the repository info (`GET /<repo>`). */
 const MAX_INFO_BYTES = 64 * 1024;
