@@ -18,6 +18,7 @@ import {
   restoredPath,
   type RunResult,
   runVger,
+  spawnVger,
   type TreeSnapshot,
   treeSnapshot,
   withTempDir,
@@ -327,5 +328,107 @@ Deno.test("over REST a backup that would exceed the quota fails in one line, and
       await run(repo, ["backup", "--archive", "three", src]);
       deepStrictEqual(await archiveNames(repo), ["one", "three"]);
     });
+  });
+});
+
+/**
+ * vger-server under `deno run ... --config` on a fixed port and data directory, which the test
+ * can SIGKILL (tests/_server.ts's `stop` is SIGTERM); resolves once it listens.
+ */
+async function killableServer(configFile: string): Promise<{
+  kill(): Promise<void>;
+  stdout(): string;
+}> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net=127.0.0.1",
+      "--allow-read",
+      "--allow-write",
+      "--allow-env",
+      "--allow-sys",
+      new URL("../server.ts", import.meta.url).pathname,
+      "--config",
+      configFile,
+    ],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  let out = "";
+  let err = "";
+  const pumps = [
+    child.stdout.pipeThrough(new TextDecoderStream()).pipeTo(
+      new WritableStream({ write: (t) => void (out += t) }),
+    ),
+    child.stderr.pipeThrough(new TextDecoderStream()).pipeTo(
+      new WritableStream({ write: (t) => void (err += t) }),
+    ),
+  ];
+  const kill = async () => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* exited */ }
+    await child.status;
+    await Promise.all(pumps).catch(() => {});
+  };
+  const deadline = Date.now() + 30_000;
+  while (!/listening on/.test(err)) {
+    if (Date.now() > deadline) {
+      await kill();
+      throw new Error(`vger-server did not start: ${err}`);
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return { kill, stdout: () => out };
+}
+
+Deno.test("a backup goes on over a server killed (SIGKILL) and restarted half way: its requests are sent again, and the repository is whole", async () => {
+  await withTempDir(async (dir) => {
+    const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (probe.addr as Deno.NetAddr).port;
+    probe.close();
+    const token = "restart-token-0123456789";
+    const configFile = `${dir}/vger-server.toml`;
+    await Deno.writeTextFile(
+      configFile,
+      `[server]\nlisten = "127.0.0.1:${port}"\ndata_dir = "${dir}/data"\ntoken = "${token}"\n`,
+    );
+    let server = await killableServer(configFile);
+    try {
+      const at = { url: `http://127.0.0.1:${port}`, token } as TestServer;
+      const repo = await restRepo(dir, at, "laptop");
+      const src = `${dir}/src`;
+      await Deno.mkdir(src);
+      for (let i = 0; i < 6; i++) {
+        await Deno.writeFile(`${src}/f${i}.bin`, pseudoRandomBytes(4 << 20, 10 + i));
+      }
+      const v1 = await treeSnapshot(src);
+      await run(repo, ["init", ...FAST_KDF_ARGS]);
+      const backup = spawnVger(["--config", repo.config, "backup", "--archive", "one", src]);
+      const output = backup.output();
+      // once the first pack is stored, the server is killed; a second later it is back
+      const deadline = Date.now() + 60_000;
+      while (!/PUT \/laptop\/packs\//.test(server.stdout()) && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      ok(/PUT \/laptop\/packs\//.test(server.stdout()), `no pack stored: ${server.stdout()}`);
+      await server.kill();
+      await new Promise((r) => setTimeout(r, 1000));
+      server = await killableServer(configFile);
+      const r = await output;
+      const stderr = new TextDecoder().decode(r.stderr);
+      equal(r.code, 0, `the backup failed: ${stderr}`);
+      ok(
+        /PUT \/laptop\/manifest/.test(server.stdout()),
+        `the backup committed on the restarted server: ${server.stdout()}`,
+      );
+      deepStrictEqual(await archiveNames(repo), ["one"]);
+      await assertRestores(repo, "one", src, v1, "after the restart");
+      await assertCheckClean(repo, "after the restart");
+    } finally {
+      await server.kill();
+    }
   });
 });
