@@ -37,6 +37,8 @@ import { openBackend } from "./backends/mod.ts";
 import { errorMessage } from "./lib/errors.ts";
 import { createApp, type ServeInfo } from "./lib/server_app.ts";
 import { loadServerConfig, parseListen, type ServerConfig } from "./lib/server_config.ts";
+import { sweepIntervalMs } from "./lib/server_locks.ts";
+import { formatEvent } from "./lib/server_log.ts";
 import { ServerStore } from "./lib/server_store.ts";
 
 export type { ServerConfig } from "./lib/server_config.ts";
@@ -53,23 +55,42 @@ export interface VgerServer {
 export interface CreateServerOptions {
   /** Receives each request log line; stdout when absent. */
   log?: (line: string) => void;
+  /** How often the lock sweep runs; from the TTL when absent (a tenth, 1 s to 60 s). */
+  sweepIntervalMs?: number;
 }
 
 /** A server over `config.dataDir` (nothing is touched until the first request). */
 export function createServer(config: ServerConfig, options: CreateServerOptions = {}): VgerServer {
   const backend = openBackend({ backend: "local", path: config.dataDir });
   const store = new ServerStore(backend, config);
+  const log = options.log ?? ((line) => console.log(line));
   const app = createApp(store, {
     token: config.token,
     bodyTimeoutSeconds: config.bodyTimeoutSeconds,
     appendOnly: config.appendOnly,
+    lockTtlSeconds: config.lockTtlSeconds,
     logFormat: config.logFormat,
-    log: options.log ?? ((line) => console.log(line)),
+    log,
     diskFree: () => diskFree(config.dataDir),
   });
+  // the lock sweep: in the background, never keeping the process alive on its own
+  let sweeping: Promise<unknown> = Promise.resolve();
+  const sweep = setInterval(() => {
+    sweeping = store.sweepLocks(config.lockTtlSeconds * 1000).then(
+      (removed) => {
+        for (const key of removed) log(formatEvent(config.logFormat, "lock_expired", key));
+      },
+      (err) => log(formatEvent(config.logFormat, "sweep_failed", errorMessage(err))),
+    );
+  }, options.sweepIntervalMs ?? sweepIntervalMs(config.lockTtlSeconds));
+  Deno.unrefTimer(sweep);
   return {
     fetch: async (request, info) => await app.fetch(request, info),
-    close: () => backend.close(),
+    close: async () => {
+      clearInterval(sweep);
+      await sweeping;
+      await backend.close();
+    },
   };
 }
 

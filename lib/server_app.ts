@@ -10,7 +10,7 @@
  * import { ServerStore } from "./server_store.ts";
  *
  * const store = new ServerStore(new MemoryBackend(), { appendOnly: false, maxObjectBytes: 1 << 20, quotaBytes: 0 });
- * const app = createApp(store, { token: "t0ken", bodyTimeoutSeconds: 5, appendOnly: false,
+ * const app = createApp(store, { token: "t0ken", bodyTimeoutSeconds: 5, appendOnly: false, lockTtlSeconds: 3600,
  *   logFormat: "json", log: () => {} });
  * const res = await app.fetch(new Request("http://h/health"));
  * console.log(res.status); // 200
@@ -44,6 +44,8 @@ export interface AppOptions {
   bodyTimeoutSeconds: number;
   /** Sent as `X-Vger-Append-Only`. */
   appendOnly: boolean;
+  /** The lock TTL the repository info reports. */
+  lockTtlSeconds: number;
   /** The request log's format. */
   logFormat: "pretty" | "json";
   /** Receives each log line (stdout in production). */
@@ -148,7 +150,11 @@ async function route(
       const repositories = [];
       for (const name of names) {
         const stats = await store.stats(name);
-        repositories.push({ name, used_bytes: stats.usedBytes, last_backup_at: null });
+        repositories.push({
+          name,
+          used_bytes: stats.usedBytes,
+          last_backup_at: await store.lastBackupAt(name),
+        });
       }
       return json({ repositories });
     }
@@ -162,8 +168,8 @@ async function route(
         used_bytes: stats.usedBytes,
         objects: stats.objects,
         packs: stats.packs,
-        last_backup_at: null,
-        lock_ttl_seconds: 0,
+        last_backup_at: await store.lastBackupAt(target.repo),
+        lock_ttl_seconds: options.lockTtlSeconds,
       });
     }
     case "list": {
@@ -205,22 +211,13 @@ async function objectRoute(
       return new Response(null, { status: 200, headers });
     }
     case "PUT": {
-      if (req.headers.get("transfer-encoding") !== null) {
-        throw new HttpError(411, `PUT of ${where} without Content-Length (chunked is refused)`);
-      }
-      const lengthHeader = req.headers.get("content-length");
-      if (lengthHeader === null) {
-        throw new HttpError(411, `PUT of ${where} without Content-Length`);
-      }
-      if (!/^\d{1,16}$/.test(lengthHeader) || !Number.isSafeInteger(Number(lengthHeader))) {
-        throw new HttpError(400, `Invalid Content-Length "${lengthHeader}" of ${where}`);
-      }
+      const size = announcedSize(req.headers, where);
       const inm = req.headers.get("if-none-match");
       if (inm !== null && inm.trim() !== "*") {
         throw new HttpError(400, `Unsupported If-None-Match "${inm}" on ${where}: only *`);
       }
       const body = requestBody(req.body, {
-        size: Number(lengthHeader),
+        size,
         timeoutMs: options.bodyTimeoutSeconds * 1000,
         where,
       });
@@ -234,6 +231,36 @@ async function objectRoute(
     default:
       throw notAllowed(`/${repo}/${key}`);
   }
+}
+
+/**
+ * The size a PUT announces: `Content-Length`, or `X-Vger-Length` for a streamed (chunked) body,
+ * which `fetch` sends without a Content-Length. Neither is 411; two that differ, or a malformed
+ * one, 400.
+ */
+function announcedSize(headers: Headers, where: string): number {
+  const parse = (name: string, text: string) => {
+    if (!/^\d{1,16}$/.test(text) || !Number.isSafeInteger(Number(text))) {
+      throw new HttpError(400, `Invalid ${name} "${text}" of ${where}`);
+    }
+    return Number(text);
+  };
+  const contentLength = headers.get("content-length");
+  const vgerLength = headers.get("x-vger-length");
+  if (vgerLength !== null) {
+    const size = parse("X-Vger-Length", vgerLength);
+    if (contentLength !== null && parse("Content-Length", contentLength) !== size) {
+      throw new HttpError(400, `Content-Length and X-Vger-Length of ${where} differ`);
+    }
+    return size;
+  }
+  if (headers.get("transfer-encoding") !== null || contentLength === null) {
+    throw new HttpError(
+      411,
+      `PUT of ${where} without Content-Length (a chunked body needs X-Vger-Length)`,
+    );
+  }
+  return parse("Content-Length", contentLength);
 }
 
 function notAllowed(path: string): HttpError {

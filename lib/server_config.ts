@@ -48,8 +48,11 @@ export interface ServerConfig {
   readonly maxObjectBytes: number;
 }
 
-/** The shortest lock TTL accepted: the client refreshes its locks every 10 minutes. */
-export const MIN_LOCK_TTL_SECONDS = 600;
+/**
+ * The shortest lock TTL accepted: the client refreshes its locks every 10 minutes, so a TTL of
+ * two refresh periods leaves a late refresh (a busy machine, a retried request) a whole period.
+ */
+export const MIN_LOCK_TTL_SECONDS = 1200;
 /** The default address to listen on. */
 export const DEFAULT_LISTEN = "127.0.0.1:8484";
 /** The default largest object: 4 GiB, above the largest pack a client writes (4 GiB - 1). */
@@ -171,8 +174,8 @@ export function parseServerConfig(
     const n = seconds(v, f);
     if (n < MIN_LOCK_TTL_SECONDS) {
       f(
-        `must be at least ${MIN_LOCK_TTL_SECONDS} (clients refresh their locks every 10 ` +
-          `minutes) (got ${n})`,
+        `must be at least ${MIN_LOCK_TTL_SECONDS}, two of the clients' 10-minute lock ` +
+          `refresh periods (got ${n})`,
       );
     }
     return n;

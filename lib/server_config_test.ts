@@ -55,7 +55,7 @@ Deno.test("server config: errors name the file, the line, the key and why", () =
   );
   equal(
     refused(BASE + "lock_ttl_seconds = 60\n"),
-    `Invalid configuration ${FILE} line 4: server.lock_ttl_seconds: must be at least 600 (clients refresh their locks every 10 minutes) (got 60)`,
+    `Invalid configuration ${FILE} line 4: server.lock_ttl_seconds: must be at least 1200, two of the clients' 10-minute lock refresh periods (got 60)`,
   );
   equal(
     refused(BASE + 'listen = "8484"\n'),
@@ -100,7 +100,7 @@ Deno.test("server config: VGER_SERVER_* variables override the file, with errors
   );
   equal(
     refused(BASE, { VGER_SERVER_LOCK_TTL_SECONDS: "5" }),
-    "Invalid environment variable VGER_SERVER_LOCK_TTL_SECONDS: must be at least 600 (clients refresh their locks every 10 minutes) (got 5)",
+    "Invalid environment variable VGER_SERVER_LOCK_TTL_SECONDS: must be at least 1200, two of the clients' 10-minute lock refresh periods (got 5)",
   );
   // no file at all: the environment alone
   const envOnly = parseServerConfig("", {

@@ -67,3 +67,10 @@ export function formatRequestLog(entry: RequestLog, format: "pretty" | "json"): 
 export function maskSecret(line: string, secret: string): string {
   return secret === "" ? line : line.replaceAll(secret, "***");
 }
+
+/** A log line of a server event (`lock_expired`, with the lock's `repo/locks/...` key). */
+export function formatEvent(format: "pretty" | "json", event: string, detail: string): string {
+  const time = new Date().toISOString();
+  if (format === "json") return JSON.stringify({ time, event, detail });
+  return escapeControl(`${time} ${event} ${detail}`);
+}

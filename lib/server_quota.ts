@@ -111,8 +111,9 @@ export class Quota {
       if (after > this.#quotaBytes) {
         throw new HttpError(
           413,
-          `Repository "${repo}" is over its quota with "${key}": ${adds} more bytes on ` +
-            `${usedBytes} stored and ${reserved} being uploaded, the quota is ${this.#quotaBytes}`,
+          `Repository "${repo}" is over its quota with "${key}": ${adds} more bytes` +
+            `${frees > 0 ? ` (${frees} freed)` : ""} on ${usedBytes} stored and ${reserved} ` +
+            `being uploaded, the quota is ${this.#quotaBytes}`,
         );
       }
       await this.#backend.put(name, record());

@@ -25,7 +25,9 @@ import { findHttpError, HttpError, type ListQuery } from "./server_request.ts";
 import { appendOnlyAllows, keyClass } from "./server_policy.ts";
 import { KeptVersions } from "./server_versions.ts";
 import { Quota, type Usage } from "./server_quota.ts";
-import { CONFIG_KEY, parsePackKey } from "./storage_keys.ts";
+import { Freshness } from "./server_freshness.ts";
+import { sweepLocks } from "./server_locks.ts";
+import { CONFIG_KEY, MANIFEST_KEY, parsePackKey } from "./storage_keys.ts";
 
 /** The prefix of the server's own state in the backend: no repository name starts with `.`. */
 export const STATE_PREFIX = ".vger-server/";
@@ -62,6 +64,7 @@ export class ServerStore {
   readonly #settings: StoreSettings;
   readonly #versions: KeptVersions;
   readonly #quota: Quota;
+  readonly #freshness: Freshness;
 
   /** A store over `backend` (nothing is touched until the first call). */
   constructor(backend: Backend, settings: StoreSettings) {
@@ -70,6 +73,7 @@ export class ServerStore {
     const call = <T>(repo: string, key: string, fn: () => Promise<T>) => this.#call(repo, key, fn);
     this.#versions = new KeptVersions(backend, call);
     this.#quota = new Quota(backend, settings.quotaBytes, call);
+    this.#freshness = new Freshness(backend);
   }
 
   /** The quota of every repository in bytes, 0 for none. */
@@ -177,11 +181,28 @@ export class ServerStore {
     }
     const adds = appendOnly && cls === "versioned" ? 2 * body.size : body.size;
     const reservation = await this.#quota.reserve(repo, key, adds, frees);
+    let status: number;
     try {
-      return await this.#store(repo, key, body, options);
+      status = await this.#store(repo, key, body, options);
     } finally {
       await reservation?.release();
     }
+    if (cls === "archives" && status === 201) {
+      await this.#call(repo, key, () => this.#freshness.archiveCreated(repo));
+    } else if (key === MANIFEST_KEY) {
+      await this.#call(repo, key, () => this.#freshness.manifestWritten(repo));
+    }
+    return status;
+  }
+
+  /** When `repo`'s last backup finished (RFC 3339 UTC), or null before the first. */
+  async lastBackupAt(repo: string): Promise<string | null> {
+    return await this.#call(repo, "", () => this.#freshness.lastBackupAt(repo));
+  }
+
+  /** Removes every lock not written for `ttlMs`; resolves to the keys removed (`repo/locks/x`). */
+  async sweepLocks(ttlMs: number): Promise<string[]> {
+    return await sweepLocks(this.#backend, await this.repositories(), { ttlMs });
   }
 
   /** The storing part of {@linkcode put}, under its reservation. */

@@ -18,6 +18,8 @@ export interface TestServer {
   url: string;
   /** Its port. */
   port: number;
+  /** Its process id. */
+  pid: number;
   /** The token its clients must send. */
   token: string;
   /** Its data directory. */
@@ -117,6 +119,7 @@ export async function startServer(
   return {
     url,
     port,
+    pid: child.pid,
     token: TEST_TOKEN,
     dataDir,
     configFile,
@@ -204,4 +207,15 @@ async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
 export function statusOf(response: string): number {
   const m = /^HTTP\/1\.1 (\d{3})/.exec(response);
   return m ? Number(m[1]) : 0;
+}
+
+/** The peak resident memory of a process in bytes (Linux: VmHWM), or null where not told. */
+export async function peakRss(pid: number): Promise<number | null> {
+  try {
+    const status = await Deno.readTextFile(`/proc/${pid}/status`);
+    const m = /^VmHWM:\s+(\d+) kB/m.exec(status);
+    return m ? Number(m[1]) * 1024 : null;
+  } catch {
+    return null;
+  }
 }

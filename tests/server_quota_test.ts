@@ -79,6 +79,7 @@ Deno.test("quota under deno serve --parallel: concurrent uploads stop exactly at
       Array.from({ length: 8 }, (_, i) => slowPut(server, `/r/data/${i}`, 30_000, 300)),
     );
     deepStrictEqual([...statuses].sort(), [201, 201, 201, 413, 413, 413, 413, 413]);
+    const won = statuses.flatMap((s, i) => (s === 201 ? [i] : []));
     const info = await (await server.fetch("/r")).json();
     equal(info.quota_bytes, 100_000);
     equal(info.used_bytes, 90_010);
@@ -101,19 +102,22 @@ Deno.test("quota under deno serve --parallel: concurrent uploads stop exactly at
     );
     equal(statusOf(huge), 413, huge);
 
-    // a replace counts its new size only: 30,000 over 30,000 fits, 30,001 does not...
-    // (90,010 - 30,000 + 39,990 = 100,000)
-    const replace = await server.fetch("/r/data/0", {
+    // a replace counts its new size only: 39,990 over 30,000 fits (90,010 - 30,000 + 39,990 =
+    // 100,000), then 30,001 over 30,000 does not
+    const replace = await server.fetch(`/r/data/${won[0]}`, {
       method: "PUT",
       body: new Uint8Array(39_990),
     });
-    equal(replace.status, 200);
-    const over = await server.fetch("/r/data/1", { method: "PUT", body: new Uint8Array(30_001) });
+    equal(replace.status, 200, await replace.text());
+    const over = await server.fetch(`/r/data/${won[1]}`, {
+      method: "PUT",
+      body: new Uint8Array(30_001),
+    });
     equal(over.status, 413);
     await over.body?.cancel();
 
     // a stalled upload gives its reservation back: after its 408, the bytes are free again
-    equal((await server.fetch("/r/data/0", { method: "DELETE" })).status, 204);
+    equal((await server.fetch(`/r/data/${won[0]}`, { method: "DELETE" })).status, 204);
     const stalled = await rawRequest(
       server.port,
       `PUT /r/data/stalled HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${server.token}\r\n` +
