@@ -195,6 +195,17 @@ export class RestHttp {
             );
             return;
           }
+          if (ok && !sent) {
+            // a success before the whole body went would be a write that never happened
+            fail(
+              new BackendError(
+                `${
+                  doing(spec.op, this.location)
+                }: the server answered before the whole body was sent`,
+              ),
+            );
+            return;
+          }
           settled = true;
           // an answer before the whole body went (a refusal): the connection cannot be reused
           if (cut || !sent) req.destroy();

@@ -562,3 +562,18 @@ Deno.test("a refused connection is transient once the server has answered before
     await backend!.close();
   }
 });
+
+Deno.test("a success answered before the whole body was sent is not taken for a write", async () => {
+  await withReplay(() => answer(201), async (url) => {
+    const backend = backendAt(url);
+    try {
+      await rejects(
+        backend.put("packs/ab/ab01", streamBody(3 << 20, 64 << 10)),
+        (e: unknown) =>
+          e instanceof BackendError && /answered before the whole body was sent/.test(e.message),
+      );
+    } finally {
+      await backend.close();
+    }
+  }, { headOnly: true });
+});
