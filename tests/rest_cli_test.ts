@@ -3,8 +3,9 @@
  * process on 127.0.0.1 (tests/_server.ts), under `deno run ... --config` and under `deno serve`.
  * The command cycle (init, backups, list, extract byte for byte, check --verify-data, delete,
  * prune, compact, check again); an append-only server, on which backups go on and every command
- * that would delete or overwrite refuses up front in one line; a quota a backup would exceed; and
- * bad input (a wrong token, an
+ * that would delete or overwrite refuses up front in one line; a quota a backup would exceed;
+ * clients backing up at once, one SIGKILLed mid-upload; a server SIGKILLed and restarted under a
+ * backup; and bad input (a wrong token, an
  * unknown repository, a server that is not there), each one line, never the token.
  *
  * @module
@@ -430,5 +431,61 @@ Deno.test("a backup goes on over a server killed (SIGKILL) and restarted half wa
     } finally {
       await server.kill();
     }
+  });
+});
+
+Deno.test("over REST several clients back up at once, to one repository and to another, and a client killed mid-upload leaves nothing the next backup trips on", async () => {
+  await withServer("run", "", async (server) => {
+    await withTempDir(async (dir) => {
+      const shared = await restRepo(dir, server, "shared");
+      const other = await restRepo(dir, server, "other");
+      await Promise.all([
+        run(shared, ["init", ...FAST_KDF_ARGS]),
+        run(other, ["init", ...FAST_KDF_ARGS]),
+      ]);
+      const trees: Record<string, TreeSnapshot> = {};
+      for (let i = 0; i < 4; i++) {
+        const src = `${dir}/src${i}`;
+        await Deno.mkdir(src);
+        await Deno.writeFile(`${src}/data.bin`, pseudoRandomBytes(3 << 20, 20 + i));
+        await Deno.writeTextFile(`${src}/note.txt`, `client ${i}\n`);
+        trees[src] = await treeSnapshot(src);
+      }
+      // three clients on "shared", one on "other", all at once
+      await Promise.all([
+        run(shared, ["backup", "--archive", "c0", `${dir}/src0`]),
+        run(shared, ["backup", "--archive", "c1", `${dir}/src1`]),
+        run(shared, ["backup", "--archive", "c2", `${dir}/src2`]),
+        run(other, ["backup", "--archive", "c3", `${dir}/src3`]),
+      ]);
+      deepStrictEqual((await archiveNames(shared)).sort(), ["c0", "c1", "c2"]);
+      deepStrictEqual(await archiveNames(other), ["c3"]);
+      for (let i = 0; i < 3; i++) {
+        await assertRestores(shared, `c${i}`, `${dir}/src${i}`, trees[`${dir}/src${i}`], "shared");
+      }
+      await assertRestores(other, "c3", `${dir}/src3`, trees[`${dir}/src3`], "other");
+      await assertCheckClean(shared, "shared after concurrent backups");
+
+      // a client SIGKILLed once its first pack is stored
+      const src = `${dir}/killed`;
+      await Deno.mkdir(src);
+      for (let i = 0; i < 4; i++) {
+        await Deno.writeFile(`${src}/f${i}.bin`, pseudoRandomBytes(4 << 20, 40 + i));
+      }
+      const before = server.stdout().length;
+      const child = spawnVger(["--config", shared.config, "backup", "--archive", "k", src]);
+      const output = child.output();
+      const deadline = Date.now() + 60_000;
+      const stored = () => /PUT \/shared\/packs\//.test(server.stdout().slice(before));
+      while (!stored() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      ok(stored(), "the killed backup stored a pack first");
+      child.kill("SIGKILL");
+      equal((await output).code, 137);
+      deepStrictEqual((await archiveNames(shared)).sort(), ["c0", "c1", "c2"]);
+      const v = await treeSnapshot(src);
+      await run(shared, ["backup", "--archive", "k", src]);
+      await assertRestores(shared, "k", src, v, "after a killed client");
+      await assertCheckClean(shared, "after a killed client");
+    });
   });
 });
