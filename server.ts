@@ -42,6 +42,7 @@ import { formatEvent } from "./lib/server_log.ts";
 import { ServerStore } from "./lib/server_store.ts";
 
 export type { ServerConfig } from "./lib/server_config.ts";
+export type { ServeInfo } from "./lib/server_app.ts";
 
 /** A server built by {@linkcode createServer}: its request handler and its shutdown. */
 export interface VgerServer {
@@ -49,6 +50,11 @@ export interface VgerServer {
   fetch(request: Request, info?: ServeInfo): Promise<Response>;
   /** Stops background work and releases storage handles. */
   close(): Promise<void>;
+  /**
+   * Removes the temporary files of uploads a killed server left in the data directory; call it
+   * only before listening, while nothing else writes there. Resolves to how many.
+   */
+  removeLeftovers(): Promise<number>;
 }
 
 /** Options of {@linkcode createServer}. */
@@ -86,6 +92,7 @@ export function createServer(config: ServerConfig, options: CreateServerOptions 
   Deno.unrefTimer(sweep);
   return {
     fetch: async (request, info) => await app.fetch(request, info),
+    removeLeftovers: () => store.removeLeftovers(),
     close: async () => {
       clearInterval(sweep);
       await sweeping;
@@ -151,6 +158,14 @@ async function main(args: string[]): Promise<number> {
     return 2;
   }
   const server = createServer(config);
+  // one `deno run` server per data directory: before it listens, nothing else writes there
+  try {
+    const removed = await server.removeLeftovers();
+    if (removed > 0) console.error(`vger-server removed ${removed} unfinished upload(s)`);
+  } catch (err) {
+    console.error(`vger-server: ${errorMessage(err)}`);
+    return 1;
+  }
   const { hostname, port } = parseListen(config.listen);
   const http = Deno.serve({
     hostname,

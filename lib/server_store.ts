@@ -195,6 +195,14 @@ export class ServerStore {
     return status;
   }
 
+  /**
+   * Removes the temporary files of uploads a killed server left behind; resolves to how many.
+   * Only while nothing else writes to the data directory (before the server listens).
+   */
+  async removeLeftovers(): Promise<number> {
+    return await this.#call(".", "", async () => (await this.#backend.removeLeftovers?.()) ?? 0);
+  }
+
   /** When `repo`'s last backup finished (RFC 3339 UTC), or null before the first. */
   async lastBackupAt(repo: string): Promise<string | null> {
     return await this.#call(repo, "", () => this.#freshness.lastBackupAt(repo));
@@ -221,7 +229,9 @@ export class ServerStore {
       // a create, so that a concurrent writer cannot turn it into a replace
       if (await this.#call(repo, key, () => this.#backend.create(full, checked))) return 201;
       if (packId !== null) {
-        // the same bytes are fine (a retried upload); other bytes are an overwrite
+        // the same bytes are fine (a retried upload); other bytes are an overwrite. A create
+        // that lost a race has read and checked the body already.
+        if ((checked as CheckedBody).verified) return 200;
         try {
           await this.#call(repo, key, () => drain(checked));
         } catch (err) {
@@ -300,10 +310,16 @@ function refused(repo: string, key: string, what: string): HttpError {
 /** A pack whose bytes do not hash to its name. */
 class PackHashError extends HttpError {}
 
+/** A body whose hash is checked as it is read; `verified` once it was read whole and matched. */
+interface CheckedBody extends StreamBody {
+  verified: boolean;
+}
+
 /** `body` with its SHA-256 checked against `hexId` as it is read (HttpError 400 at the end). */
-function hashChecked(body: StreamBody, hexId: string, repo: string, key: string): StreamBody {
+function hashChecked(body: StreamBody, hexId: string, repo: string, key: string): CheckedBody {
   return {
     size: body.size,
+    verified: false,
     async *pieces() {
       const hash = createHash("sha256");
       for await (const piece of body.pieces()) {
@@ -317,6 +333,7 @@ function hashChecked(body: StreamBody, hexId: string, repo: string, key: string)
           `Pack "${key}" of repository "${repo}" does not hash to its name (SHA-256 ${got})`,
         );
       }
+      this.verified = true;
     },
   };
 }

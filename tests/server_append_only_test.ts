@@ -81,6 +81,12 @@ Deno.test("append-only: every way to destroy history is refused with 403, adding
       new Uint8Array(await (await server.fetch(`${r}/${p.key}`)).arrayBuffer()),
       p.bytes,
     );
+    // the same new pack uploaded 8 times at once (retries racing): one 201, the others 200
+    const raced = pack("raced");
+    const results = await Promise.all(
+      Array.from({ length: 8 }, () => send(server, "PUT", `${r}/${raced.key}`, raced.bytes)),
+    );
+    deepStrictEqual(results.sort(), [200, 200, 200, 200, 200, 200, 200, 201]);
     // a new pack whose bytes do not hash to its name: 400, nothing stored
     const wrong = pack("three").key;
     equal(await send(server, "PUT", `${r}/${wrong}`, other), 400);

@@ -252,161 +252,244 @@ Deno.test("server (run): exactly one of 16 concurrent creates of a key wins, the
   }
 });
 
-Deno.test("server (run): bad requests are each a clean 4xx, nothing is stored, and the server keeps serving", async () => {
-  const server = await startServer("run", {
-    toml: "body_timeout_seconds = 1\nmax_object_bytes = 1073741824\n",
-  });
-  const auth = `Authorization: Bearer ${server.token}\r\n`;
-  const alive = async () => {
-    const res = await server.fetch("/r/config");
-    equal(res.status, 200);
-    equal(await res.text(), "c");
-  };
-  try {
-    equal((await put(server, "/r/config", "c", true)).status, 201);
-
-    // path traversal in repository names and keys, plain and percent-encoded
-    const traversals = [
-      "/../x",
-      "/r/../../etc/passwd",
-      "/r/%2e%2e/%2e%2e/etc",
-      "/%2e%2e/config",
-      "/r/a/%2e%2e/%2e%2e/b",
-      "/r/..%2f..%2fconfig",
-      "/r%2f..%2fx/config",
-      "/.vger-server/repos/r",
-      "/r/a//b",
-      "/r/%00",
-      "/r/.tmp-1234",
-      "/r/%zz",
-      `/r/${"a".repeat(300)}`,
-      "/health/x",
-      "/ui/config",
-    ];
-    for (const path of traversals) {
-      for (const method of ["GET", "PUT", "DELETE"]) {
-        const body = method === "PUT" ? "evil" : "";
-        const head =
-          `${method} ${path} HTTP/1.1\r\nHost: x\r\n${auth}Content-Length: ${body.length}\r\n` +
-          `Connection: close\r\n\r\n${body}`;
-        const response = await rawRequest(server.port, head);
-        equal(statusOf(response), 400, `${method} ${path}: ${response}`);
-        ok(response.includes('{"error":'), response);
-      }
-    }
-    await alive();
-
-    // a body shorter than its Content-Length, the client then done: 400, nothing stored
-    const short = await rawRequest(
-      server.port,
-      `PUT /r/data/short HTTP/1.1\r\nHost: x\r\n${auth}Content-Length: 100\r\n\r\n`,
-      { body: new Uint8Array(50), closeWrite: true },
-    );
-    equal(statusOf(short), 400, short);
-    equal((await server.fetch("/r/data/short")).status, 404);
-
-    // a body longer than its Content-Length: the extra bytes are a malformed next request (400);
-    // the object is the announced bytes, and a pack so cut does not hash to its name (400)
-    const long = await rawRequest(
-      server.port,
-      `PUT /r/data/long HTTP/1.1\r\nHost: x\r\n${auth}Content-Length: 5\r\n\r\n`,
-      { body: bytes("hellogarbage garbage\r\n\r\n"), timeoutMs: 3000 },
-    );
-    equal(statusOf(long), 201, long);
-    equal(await (await server.fetch("/r/data/long")).text(), "hello");
-
-    // a stalled body: 408 after body_timeout_seconds, nothing stored
-    const started = Date.now();
-    const stalled = await rawRequest(
-      server.port,
-      `PUT /r/data/stalled HTTP/1.1\r\nHost: x\r\n${auth}Content-Length: 1000\r\n\r\n`,
-      { body: new Uint8Array(10), timeoutMs: 10_000 },
-    );
-    equal(statusOf(stalled), 408, stalled);
-    ok(Date.now() - started < 8000);
-    equal((await server.fetch("/r/data/stalled")).status, 404);
-
-    // a 10 GB claim: 413 at once, nothing read or stored
-    const huge = await rawRequest(
-      server.port,
-      `PUT /r/data/huge HTTP/1.1\r\nHost: x\r\n${auth}Content-Length: 10000000000\r\n\r\n`,
-      { body: new Uint8Array(1000), timeoutMs: 5000 },
-    );
-    equal(statusOf(huge), 413, huge);
-    ok(huge.includes("too large"), huge);
-    equal((await server.fetch("/r/data/huge")).status, 404);
-
-    // bad Content-Length values and chunked uploads
-    for (const header of ["Content-Length: -1", "Content-Length: 1e3", "Content-Length: abc"]) {
-      const res = await rawRequest(
-        server.port,
-        `PUT /r/data/x HTTP/1.1\r\nHost: x\r\n${auth}${header}\r\nConnection: close\r\n\r\n`,
-        { closeWrite: true },
-      );
-      ok(statusOf(res) === 400, `${header}: ${res}`);
-    }
-    const chunked = await rawRequest(
-      server.port,
-      `PUT /r/data/chunked HTTP/1.1\r\nHost: x\r\n${auth}Transfer-Encoding: chunked\r\n\r\n` +
-        `5\r\nhello\r\n0\r\n\r\n`,
-    );
-    equal(statusOf(chunked), 411, chunked);
-    const chunkedPut = (length: string, body: string) =>
-      rawRequest(
-        server.port,
-        `PUT /r/data/chunked HTTP/1.1\r\nHost: x\r\n${auth}Transfer-Encoding: chunked\r\n` +
-          `X-Vger-Length: ${length}\r\nConnection: close\r\n\r\n` +
-          `${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`,
-      );
-    equal(statusOf(await chunkedPut("6", "hello")), 400); // shorter than announced
-    equal(statusOf(await chunkedPut("4", "hello")), 400); // longer than announced
-    equal(statusOf(await chunkedPut("x", "hello")), 400);
-    equal((await server.fetch("/r/data/chunked")).status, 404);
-    const both = await rawRequest(
-      server.port,
-      `PUT /r/data/both HTTP/1.1\r\nHost: x\r\n${auth}Content-Length: 5\r\nX-Vger-Length: 6\r\n` +
-        `Connection: close\r\n\r\nhello`,
-    );
-    equal(statusOf(both), 400, both);
-    equal(statusOf(await chunkedPut("5", "hello")), 201);
-    equal(await (await server.fetch("/r/data/chunked")).text(), "hello");
-
-    // huge headers: refused by the HTTP layer (Deno's says 400, others 431)
-    const big = await rawRequest(
-      server.port,
-      `GET /r/config HTTP/1.1\r\nHost: x\r\n${auth}X-Big: ${"a".repeat(1 << 20)}\r\n\r\n`,
-      { timeoutMs: 5000 },
-    );
-    ok([400, 431].includes(statusOf(big)), big.slice(0, 200));
-    const many = await rawRequest(
-      server.port,
-      `GET /r/config HTTP/1.1\r\nHost: x\r\n${auth}${"X-H: v\r\n".repeat(5000)}\r\n`,
-      { timeoutMs: 5000 },
-    );
-    ok([400, 431].includes(statusOf(many)), many.slice(0, 200));
-
-    // malformed requests and methods
-    equal(statusOf(await rawRequest(server.port, "GARBAGE\r\n\r\n")), 400);
-    const post = await server.fetch("/r/config", { method: "POST", body: "x" });
-    equal(post.status, 405);
-    await post.body?.cancel();
-
-    await alive();
-    // nothing of the refused uploads is left in the data directory
-    const names: string[] = [];
-    const walk = async (dir: string) => {
-      for await (const e of Deno.readDir(dir)) {
-        if (e.isDirectory) await walk(`${dir}/${e.name}`);
-        else names.push(`${dir}/${e.name}`.slice(server.dataDir.length + 1));
-      }
+for (const mode of MODES) {
+  Deno.test(`server (${mode}): bad requests are each a clean 4xx, nothing is stored, and the server keeps serving`, async () => {
+    const server = await startServer(mode, {
+      toml: "body_timeout_seconds = 1\nmax_object_bytes = 1073741824\n",
+    });
+    const auth = `Authorization: Bearer ${server.token}\r\n`;
+    const alive = async () => {
+      const res = await server.fetch("/r/config");
+      equal(res.status, 200);
+      equal(await res.text(), "c");
     };
-    await walk(server.dataDir);
-    deepStrictEqual(names.filter((n) => !n.startsWith(".vger-server/")).sort(), [
-      "r/config",
-      "r/data/chunked",
-      "r/data/long",
-    ]);
+    try {
+      equal((await put(server, "/r/config", "c", true)).status, 201);
+
+      // path traversal in repository names and keys, plain and percent-encoded
+      const traversals = [
+        "/../x",
+        "/r/../../etc/passwd",
+        "/r/%2e%2e/%2e%2e/etc",
+        "/%2e%2e/config",
+        "/r/a/%2e%2e/%2e%2e/b",
+        "/r/..%2f..%2fconfig",
+        "/r%2f..%2fx/config",
+        "/.vger-server/repos/r",
+        "/r/a//b",
+        "/r/%00",
+        "/r/.tmp-1234",
+        "/r/%zz",
+        `/r/${"a".repeat(300)}`,
+        "/health/x",
+        "/ui/config",
+      ];
+      for (const path of traversals) {
+        for (const method of ["GET", "PUT", "DELETE"]) {
+          const body = method === "PUT" ? "evil" : "";
+          const head =
+            `${method} ${path} HTTP/1.1\r\nHost: x\r\n${auth}Content-Length: ${body.length}\r\n` +
+            `Connection: close\r\n\r\n${body}`;
+          const response = await rawRequest(server.port, head);
+          equal(statusOf(response), 400, `${method} ${path}: ${response}`);
+          ok(response.includes('{"error":'), response);
+        }
+      }
+      await alive();
+
+      // a body shorter than its Content-Length, the client then done: 400, nothing stored
+      const short = await rawRequest(
+        server.port,
+        `PUT /r/data/short HTTP/1.1\r\nHost: x\r\n${auth}Content-Length: 100\r\n\r\n`,
+        { body: new Uint8Array(50), closeWrite: true },
+      );
+      equal(statusOf(short), 400, short);
+      equal((await server.fetch("/r/data/short")).status, 404);
+
+      // a body longer than its Content-Length: the extra bytes are a malformed next request (400);
+      // the object is the announced bytes, and a pack so cut does not hash to its name (400)
+      const long = await rawRequest(
+        server.port,
+        `PUT /r/data/long HTTP/1.1\r\nHost: x\r\n${auth}Content-Length: 5\r\n\r\n`,
+        { body: bytes("hellogarbage garbage\r\n\r\n"), timeoutMs: 3000 },
+      );
+      equal(statusOf(long), 201, long);
+      equal(await (await server.fetch("/r/data/long")).text(), "hello");
+
+      // a stalled body: 408 after body_timeout_seconds, nothing stored
+      const started = Date.now();
+      const stalled = await rawRequest(
+        server.port,
+        `PUT /r/data/stalled HTTP/1.1\r\nHost: x\r\n${auth}Content-Length: 1000\r\n\r\n`,
+        { body: new Uint8Array(10), timeoutMs: 10_000 },
+      );
+      equal(statusOf(stalled), 408, stalled);
+      ok(Date.now() - started < 8000);
+      equal((await server.fetch("/r/data/stalled")).status, 404);
+
+      // a 10 GB claim: 413 at once, nothing read or stored
+      const huge = await rawRequest(
+        server.port,
+        `PUT /r/data/huge HTTP/1.1\r\nHost: x\r\n${auth}Content-Length: 10000000000\r\n\r\n`,
+        { body: new Uint8Array(1000), timeoutMs: 5000 },
+      );
+      equal(statusOf(huge), 413, huge);
+      ok(huge.includes("too large"), huge);
+      equal((await server.fetch("/r/data/huge")).status, 404);
+
+      // bad Content-Length values and chunked uploads
+      for (const header of ["Content-Length: -1", "Content-Length: 1e3", "Content-Length: abc"]) {
+        const res = await rawRequest(
+          server.port,
+          `PUT /r/data/x HTTP/1.1\r\nHost: x\r\n${auth}${header}\r\nConnection: close\r\n\r\n`,
+          { closeWrite: true },
+        );
+        ok(statusOf(res) === 400, `${header}: ${res}`);
+      }
+      const chunked = await rawRequest(
+        server.port,
+        `PUT /r/data/chunked HTTP/1.1\r\nHost: x\r\n${auth}Transfer-Encoding: chunked\r\n\r\n` +
+          `5\r\nhello\r\n0\r\n\r\n`,
+      );
+      equal(statusOf(chunked), 411, chunked);
+      const chunkedPut = (length: string, body: string) =>
+        rawRequest(
+          server.port,
+          `PUT /r/data/chunked HTTP/1.1\r\nHost: x\r\n${auth}Transfer-Encoding: chunked\r\n` +
+            `X-Vger-Length: ${length}\r\nConnection: close\r\n\r\n` +
+            `${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`,
+        );
+      equal(statusOf(await chunkedPut("6", "hello")), 400); // shorter than announced
+      equal(statusOf(await chunkedPut("4", "hello")), 400); // longer than announced
+      equal(statusOf(await chunkedPut("x", "hello")), 400);
+      equal((await server.fetch("/r/data/chunked")).status, 404);
+      const both = await rawRequest(
+        server.port,
+        `PUT /r/data/both HTTP/1.1\r\nHost: x\r\n${auth}Content-Length: 5\r\nX-Vger-Length: 6\r\n` +
+          `Connection: close\r\n\r\nhello`,
+      );
+      equal(statusOf(both), 400, both);
+      equal(statusOf(await chunkedPut("5", "hello")), 201);
+      equal(await (await server.fetch("/r/data/chunked")).text(), "hello");
+
+      // huge headers: refused by the HTTP layer (Deno's says 400, others 431)
+      const big = await rawRequest(
+        server.port,
+        `GET /r/config HTTP/1.1\r\nHost: x\r\n${auth}X-Big: ${"a".repeat(1 << 20)}\r\n\r\n`,
+        { timeoutMs: 5000 },
+      );
+      ok([400, 431].includes(statusOf(big)), big.slice(0, 200));
+      const many = await rawRequest(
+        server.port,
+        `GET /r/config HTTP/1.1\r\nHost: x\r\n${auth}${"X-H: v\r\n".repeat(5000)}\r\n`,
+        { timeoutMs: 5000 },
+      );
+      ok([400, 431].includes(statusOf(many)), many.slice(0, 200));
+
+      // malformed requests and methods
+      equal(statusOf(await rawRequest(server.port, "GARBAGE\r\n\r\n")), 400);
+      const post = await server.fetch("/r/config", { method: "POST", body: "x" });
+      equal(post.status, 405);
+      await post.body?.cancel();
+
+      await alive();
+      // nothing of the refused uploads is left in the data directory
+      const names: string[] = [];
+      const walk = async (dir: string) => {
+        for await (const e of Deno.readDir(dir)) {
+          if (e.isDirectory) await walk(`${dir}/${e.name}`);
+          else names.push(`${dir}/${e.name}`.slice(server.dataDir.length + 1));
+        }
+      };
+      await walk(server.dataDir);
+      deepStrictEqual(names.filter((n) => !n.startsWith(".vger-server/")).sort(), [
+        "r/config",
+        "r/data/chunked",
+        "r/data/long",
+      ]);
+    } finally {
+      await server.stop();
+    }
+  });
+}
+
+Deno.test("server: a bad configuration is one line and exit code 2, under deno serve and deno run", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "vger-server-badconf-" });
+  try {
+    const file = `${dir}/vger-server.toml`;
+    await Deno.writeTextFile(
+      file,
+      `[server]\ndata_dir = "${dir}/data"\ntoken = "${"t".repeat(20)}"\nquota_bytes = "lots"\n`,
+    );
+    const root = new URL("../", import.meta.url).pathname;
+    const perms = ["--allow-read", "--allow-write", "--allow-env", "--allow-sys"];
+    const runs = [
+      ["serve", ...perms, "--host", "127.0.0.1", "--port", "0", `${root}server.ts`],
+      ["run", "--allow-net=127.0.0.1", ...perms, `${root}server.ts`, "--config", file],
+    ];
+    for (const args of runs) {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args,
+        cwd: root,
+        env: { VGER_SERVER_CONFIG: file, NO_COLOR: "1" },
+        stdin: "null",
+        signal: AbortSignal.timeout(30_000),
+      }).output();
+      equal(out.code, 2, args[0]);
+      const lines = new TextDecoder().decode(out.stderr).split("\n")
+        .filter((l) => l.startsWith("vger-server:"));
+      deepStrictEqual(lines, [
+        `vger-server: Invalid configuration ${file} line 4: server.quota_bytes: must be a whole ` +
+        `number of bytes, 0 or more (got "lots")`,
+      ]);
+    }
+    // and without --config, deno run starts no listener: it just ends
+    const bare = await new Deno.Command(Deno.execPath(), {
+      args: ["run", ...perms, `${root}server.ts`],
+      cwd: root,
+      stdin: "null",
+      signal: AbortSignal.timeout(30_000),
+    }).output();
+    equal(bare.code, 0);
   } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("server (run): killed in the middle of an upload, it leaves no object, and the next one works", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "vger-server-kill-" });
+  try {
+    let server = await startServer("run", { dataDir });
+    equal((await put(server, "/r/config", "c", true)).status, 201);
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+    await conn.write(bytes(
+      `PUT /r/data/cut HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${server.token}\r\n` +
+        `Content-Length: 1000000\r\n\r\n`,
+    ));
+    await conn.write(new Uint8Array(300_000));
+    await new Promise((r) => setTimeout(r, 300));
+    Deno.kill(server.pid, "SIGKILL");
     await server.stop();
+    conn.close();
+    const temps = async () => {
+      let n = 0;
+      for await (const e of Deno.readDir(`${dataDir}/r/data`)) if (e.name.startsWith(".tmp-")) n++;
+      return n;
+    };
+    equal(await temps(), 1); // the killed upload's temp file
+    server = await startServer("run", { dataDir });
+    try {
+      equal(await temps(), 0); // removed before the restarted server listened
+      ok(server.stderr().includes("removed 1 unfinished upload"), server.stderr());
+      equal((await server.fetch("/r/data/cut")).status, 404);
+      const listing = await (await server.fetch("/r/")).json();
+      deepStrictEqual(listing.objects.map((o: { key: string }) => o.key), ["config"]);
+      equal((await put(server, "/r/data/cut", "whole")).status, 201);
+      equal(await (await server.fetch("/r/data/cut")).text(), "whole");
+    } finally {
+      await server.stop();
+    }
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
   }
 });
