@@ -33,6 +33,7 @@ import {
   defaultIo,
   type Flags,
   passphraseFor,
+  restTokenFor,
   type Run,
   writeAll,
 } from "./lib/cli_run.ts";
@@ -193,7 +194,7 @@ async function runCommand(
       passphrase: () => passphraseFor(repo, config, false),
       backend: () => {
         // a signal that ends the process removes the temp files of writes in flight
-        const backend = openBackend(repo, { atExit });
+        const backend = openBackend(repo, { atExit, restToken: restTokenFor(repo) });
         return options.wrapBackend ? options.wrapBackend(backend) : backend;
       },
       locking: {

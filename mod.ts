@@ -23,6 +23,7 @@ export type {
   ObjectInfo,
   PutBody,
   ReadonlyBackend,
+  StoragePolicy,
   StreamBody,
 } from "./backends/backend.ts";
 export type { ArchiveMeta, Item, ItemType } from "./lib/archive.ts";

@@ -112,6 +112,24 @@ export interface BackendCapabilities {
    * secret). Write commands probe once per scope and remember the verdict (lib/known_repos.ts).
    */
   readonly createProbeScope?: string;
+  /**
+   * True when the storage accepts writes to a new repository only once its `config` exists
+   * (vger-server creates a repository with the `create` of its config): `init` then creates
+   * `config` first, as its claim on the location, and writes the rest after it.
+   */
+  readonly configFirst?: boolean;
+}
+
+/**
+ * What the storage allows this client, beyond what it can do: vger-server's policy for the
+ * client's token and repository (the next issue adds roles here).
+ */
+export interface StoragePolicy {
+  /**
+   * Append-only: deletes and overwrites are refused (HTTP 403), but for `manifest`, `index` and
+   * `locks/*`, which may be replaced, and locks, which may be deleted.
+   */
+  readonly appendOnly: boolean;
 }
 
 /** The read side of a backend: all that list, extract and check need. */
@@ -176,6 +194,11 @@ export interface Backend extends ReadonlyBackend {
    * construction (a local disk, memory).
    */
   probeCreate?(): Promise<boolean>;
+  /**
+   * Optional: the storage's policy for this client, asked of the server the first time (then
+   * as the server's answers tell it). Absent on a backend without one: everything is allowed.
+   */
+  policy?(): Promise<StoragePolicy>;
 }
 
 /** The total length of a body. */

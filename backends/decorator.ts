@@ -17,6 +17,7 @@ import type {
   ObjectStream,
   PutBody,
   ReadonlyBackend,
+  StoragePolicy,
   StreamOptions,
 } from "./backend.ts";
 
@@ -93,6 +94,8 @@ export class BackendDecorator extends ReadonlyBackendDecorator<Backend> implemen
   declare readonly removeLeftovers?: () => Promise<number>;
   /** As the inner backend; absent when the inner backend has no such operation. */
   declare readonly probeCreate?: () => Promise<boolean>;
+  /** As the inner backend; absent when the inner backend has no such operation. */
+  declare readonly policy?: () => Promise<StoragePolicy>;
 
   /** Wraps `inner`, taking on its optional operations. */
   constructor(inner: Backend) {
@@ -106,6 +109,13 @@ export class BackendDecorator extends ReadonlyBackendDecorator<Backend> implemen
       // configurable: a decorator that changes how creates are sent may probe through itself
       Object.defineProperty(this, "probeCreate", {
         value: () => this.inner.probeCreate!(),
+        configurable: true,
+      });
+    }
+    if (inner.policy) {
+      // configurable: a decorator that sends requests its own way may ask through itself
+      Object.defineProperty(this, "policy", {
+        value: () => this.inner.policy!(),
         configurable: true,
       });
     }

@@ -20,16 +20,17 @@
 import { UsageError } from "../lib/errors.ts";
 import type { Backend } from "./backend.ts";
 import { LocalBackend } from "./local.ts";
+import { RestBackend } from "./rest.ts";
 import { RetryBackend } from "./retry.ts";
 import { S3Backend } from "./s3.ts";
 
 /** Where a repository is stored (lib/config.ts's `RepositoryConfig` is one). */
 export interface BackendConfig {
-  /** The kind of storage: `local` (a directory) or `s3`; `rest` is not built yet. */
+  /** The kind of storage: `local` (a directory), `s3` or `rest` (a vger-server). */
   readonly backend: string;
   /**
    * The directory; for `s3`, `s3://BUCKET[/PREFIX]` or a bare PREFIX in the bucket of
-   * `s3.bucket`; or the URL of remote storage.
+   * `s3.bucket`; for `rest`, the repository's URL (`https://host/<repo>`).
    */
   readonly path: string;
   /** Parallel requests (the `connections` key); unset: the backend's own default. */
@@ -44,6 +45,13 @@ export interface BackendConfig {
     readonly accessKeyId?: string;
     readonly secretAccessKey?: string;
   };
+  /** The REST settings (lib/config.ts's `RestConfig`); for `rest`. */
+  readonly rest?: {
+    /** `rest_token`. */
+    readonly token?: string;
+    /** `rest_token_command`: run by {@linkcode OpenBackendOptions.restToken}'s resolver. */
+    readonly tokenCommand?: string;
+  };
 }
 
 /** Options of {@linkcode openBackend}. */
@@ -54,12 +62,18 @@ export interface OpenBackendOptions {
    * files of writes in flight with it.
    */
   atExit?: (hook: () => void) => () => void;
+  /**
+   * Resolves a `rest` repository's bearer token (cli.ts passes lib/secrets.ts's `resolveToken`
+   * of `rest_token` and `rest_token_command`), called on the backend's first request. Without
+   * it, `rest_token` is used as it is, and `rest_token_command` is refused.
+   */
+  restToken?: () => Promise<string | undefined>;
 }
 
 /**
- * The backend of a configured repository. Throws UsageError for a kind not built yet, for an
- * unknown kind and for an S3 path that names no bucket or two. Nothing is touched (and the S3
- * SDK is not loaded) until the backend's first call.
+ * The backend of a configured repository. Throws UsageError for an unknown kind, for an S3 path
+ * that names no bucket or two, and for a REST URL that names no repository. Nothing is touched (and the S3
+ * SDK is not loaded, no token is resolved) until the backend's first call.
  */
 export function openBackend(config: BackendConfig, options: OpenBackendOptions = {}): Backend {
   switch (config.backend) {
@@ -72,8 +86,13 @@ export function openBackend(config: BackendConfig, options: OpenBackendOptions =
       // the SDK's own retries are off (maxAttempts: 1): this decorator is the one retry policy
       return new RetryBackend(new S3Backend(s3Options(config)));
     case "rest":
-      throw new UsageError(
-        `The ${config.backend} backend is not available yet (repository "${config.path}")`,
+      // no client retries under this decorator: it is the one retry policy
+      return new RetryBackend(
+        new RestBackend({
+          url: config.path,
+          token: restToken(config, options),
+          connections: config.connections,
+        }),
       );
     default:
       throw new UsageError(
@@ -82,6 +101,21 @@ export function openBackend(config: BackendConfig, options: OpenBackendOptions =
         } (repository "${config.path}"): the kinds are local, s3 and rest`,
       );
   }
+}
+
+/** Where a `rest` repository's token comes from. */
+function restToken(
+  config: BackendConfig,
+  options: OpenBackendOptions,
+): (() => Promise<string | undefined>) | undefined {
+  if (options.restToken) return options.restToken;
+  if (config.rest?.tokenCommand !== undefined) {
+    throw new UsageError(
+      `Repository "${config.path}" has rest_token_command, which needs openBackend's restToken option`,
+    );
+  }
+  const token = config.rest?.token;
+  return token === undefined ? undefined : () => Promise.resolve(token);
 }
 
 /** Bucket and prefix of an `s3` repository from its path and `s3_bucket`. */

@@ -3,6 +3,7 @@ import { resolve } from "node:path";
 import { UsageError } from "../lib/errors.ts";
 import { LocalBackend } from "./local.ts";
 import { openBackend } from "./mod.ts";
+import { DEFAULT_REST_CONNECTIONS } from "./rest.ts";
 import { RetryBackend } from "./retry.ts";
 
 Deno.test("openBackend opens a local repository as a LocalBackend at its resolved path", async () => {
@@ -12,16 +13,54 @@ Deno.test("openBackend opens a local repository as a LocalBackend at its resolve
   await backend.close();
 });
 
-Deno.test("openBackend refuses the kinds not built yet with a one-line error", () => {
-  for (const kind of ["rest"]) {
+Deno.test("openBackend opens a rest repository behind the retry decorator, its URL as location and its connections declared", async () => {
+  const cases: [string, string][] = [
+    ["https://backup.example.com/laptop", "https://backup.example.com/laptop"],
+    ["http://127.0.0.1:8585/laptop/", "http://127.0.0.1:8585/laptop"],
+    ["https://example.com/vger/nas-1", "https://example.com/vger/nas-1"],
+  ];
+  for (const [path, location] of cases) {
+    const backend = openBackend({ backend: "rest", path });
+    ok(backend instanceof RetryBackend, path);
+    equal(backend.location, location);
+    equal(backend.capabilities.connections, DEFAULT_REST_CONNECTIONS);
+    equal(backend.capabilities.configFirst, true);
+    equal(typeof backend.policy, "function");
+    equal(backend.probeCreate, undefined);
+    await backend.close();
+  }
+  const four = openBackend({ backend: "rest", path: "https://x/r", connections: 4 });
+  equal(four.capabilities.connections, 4);
+  await four.close();
+});
+
+Deno.test("openBackend refuses a rest URL that names no repository or carries credentials, without repeating a password", () => {
+  const cases: [string, RegExp][] = [
+    ["https://x/", /names no repository/],
+    ["https://x/health", /names no repository/],
+    ["https://x/.hidden", /names no repository/],
+    ["https://x/a%2Fb", /names no repository/],
+    ["https://user:hunter2@x/r", /user name or password in its URL: put the token in rest_token/],
+    ["https://x/r?token=abc", /has a query or fragment/],
+    ["ftp://x/r", /is not an http:\/\/ or https:\/\/ URL/],
+    ["not a url", /is not a URL/],
+  ];
+  for (const [path, message] of cases) {
     throws(
-      () => openBackend({ backend: kind, path: "https://example.com/repo" }),
+      () => openBackend({ backend: "rest", path }),
       (err: unknown) =>
-        err instanceof UsageError &&
-        err.message ===
-          `The ${kind} backend is not available yet (repository "https://example.com/repo")`,
+        err instanceof UsageError && message.test(err.message) &&
+        !err.message.includes("hunter2") && !err.message.includes("abc"),
+      path,
     );
   }
+});
+
+Deno.test("openBackend refuses rest_token_command without a resolver", () => {
+  throws(
+    () => openBackend({ backend: "rest", path: "https://x/r", rest: { tokenCommand: "pass x" } }),
+    (err: unknown) => err instanceof UsageError && /rest_token_command/.test(err.message),
+  );
 });
 
 Deno.test("openBackend refuses an unknown kind and names it", () => {

@@ -2,8 +2,8 @@
  * A backend decorator that sends a request again when it failed transiently (a
  * {@linkcode TransientError}: HTTP 5xx, throttling, a dropped or reset connection, a timeout),
  * with exponential backoff and full jitter, a bounded number of attempts and a bounded total
- * time. Every other error passes through at once. Shared by the network backends (S3 now, REST
- * to come); a local disk does not fail this way and is not wrapped.
+ * time. Every other error passes through at once. Shared by the network backends (S3 and
+ * REST); a local disk does not fail this way and is not wrapped.
  *
  * - `get`, `getRange`, `size`, `put` and `delete` are idempotent and are simply sent again.
  * - `list` restarts from the start after a failure and skips the keys it has already yielded
@@ -13,6 +13,7 @@
  *   the stored bytes: equal to ours, the create is ours and succeeded; different, the key is
  *   someone else's and the answer is false, as if there had been no retry.
  * - `probeCreate` (when the inner backend has it) runs the probe through these retries.
+ * - `policy` (when the inner backend has it) is asked again like a read.
  *
  * @example
  * ```ts
@@ -102,6 +103,12 @@ export class RetryBackend extends BackendDecorator {
       // bytes, so a retried create never takes the other's object for its own)
       Object.defineProperty(this, "probeCreate", {
         value: () => probeConditionalCreate(this),
+        configurable: true,
+      });
+    }
+    if (inner.policy) {
+      Object.defineProperty(this, "policy", {
+        value: () => this.#retry("ask the policy of", "", () => this.inner.policy!()),
         configurable: true,
       });
     }
@@ -220,7 +227,11 @@ export class RetryBackend extends BackendDecorator {
       const seconds = (elapsed / 1000).toFixed(1);
       const times = attempt === 1 ? "1 attempt" : `${attempt} attempts`;
       const message = (err as Error).message;
-      const named = message.includes(`"${key}"`)
+      const named = key === ""
+        ? (message.includes(this.location)
+          ? message
+          : `Cannot ${what} ${this.location}: ${message}`)
+        : message.includes(`"${key}"`)
         ? message
         : `Cannot ${what} "${key}" in ${this.location}: ${message}`;
       throw new BackendError(`${named} (gave up after ${times} in ${seconds} s)`, { cause: err });

@@ -105,19 +105,23 @@ export async function runKey(run: Run): Promise<number> {
   const say = (json: () => unknown, text: () => string) => emit(run, json, text, "err");
   switch (sub) {
     case "change-passphrase": {
-      const passphrase = await needPassphrase(repo, config);
-      const newPassphrase = await resolvePassphrase({
-        repository: repo.label ?? repo.path,
-        env: Deno.env.get("VGER_NEW_PASSPHRASE"),
-        envName: "VGER_NEW_PASSPHRASE",
-        confirm: true,
-        promptText: `New passphrase for ${repo.label ?? repo.path}: `,
-      }, defaultSecretIo());
-      if (newPassphrase === undefined) {
-        throw new UsageError(
-          "A new passphrase is needed: set VGER_NEW_PASSPHRASE or run on a terminal",
-        );
-      }
+      // asked for by the command, after it checked that the repository may change
+      const passphrase = () => needPassphrase(repo, config);
+      const newPassphrase = async () => {
+        const p = await resolvePassphrase({
+          repository: repo.label ?? repo.path,
+          env: Deno.env.get("VGER_NEW_PASSPHRASE"),
+          envName: "VGER_NEW_PASSPHRASE",
+          confirm: true,
+          promptText: `New passphrase for ${repo.label ?? repo.path}: `,
+        }, defaultSecretIo());
+        if (p === undefined) {
+          throw new UsageError(
+            "A new passphrase is needed: set VGER_NEW_PASSPHRASE or run on a terminal",
+          );
+        }
+        return p;
+      };
       const kdfGiven = ["kdf-memory", "kdf-iterations", "kdf-parallelism"].some((k) =>
         str(flags, k) !== undefined
       );
@@ -181,7 +185,7 @@ export async function runKey(run: Run): Promise<number> {
         ...run.locking,
         ...run.trusting,
         keyFile: keyFile.subarray(0, keyLength),
-        passphrase: await needPassphrase(repo, config),
+        passphrase: () => needPassphrase(repo, config),
         force: bool(flags, "force"),
         source: `"${file}"`,
       });

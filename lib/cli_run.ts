@@ -15,7 +15,7 @@ import { bool, type CommandLine } from "./cli_command_line.ts";
 import type { ProgressMeter } from "./cli_progress.ts";
 import { UsageError } from "./errors.ts";
 import { escapeControl } from "./printable.ts";
-import { defaultSecretIo, resolvePassphrase } from "./secrets.ts";
+import { defaultSecretIo, resolvePassphrase, resolveToken } from "./secrets.ts";
 
 /** Option values as parsed (see lib/cli_command_line.ts). */
 export type Flags = CommandLine["flags"];
@@ -68,6 +68,15 @@ export function passphraseFor(
     env: Deno.env.get("VGER_PASSPHRASE"),
     confirm,
   }, defaultSecretIo());
+}
+
+/**
+ * The bearer token of a `rest` repository: `rest_token_command`'s output, else `rest_token`
+ * (lib/secrets.ts); the REST backend asks for it on its first request.
+ */
+export function restTokenFor(repo: RepositoryConfig): () => Promise<string | undefined> {
+  return () =>
+    resolveToken({ ...repo.rest, repository: repo.label ?? repo.path }, defaultSecretIo());
 }
 
 /** One command run against one repository, with the glue every command shares. */

@@ -27,6 +27,7 @@ import {
   type InitOptions,
   initRepository,
   type OpenOptions,
+  refuseIfAppendOnly,
   removeStorageLeftovers,
   Repository,
 } from "./repository.ts";
@@ -168,6 +169,7 @@ export async function deleteCommand(
     dryRun?: boolean;
   },
 ): Promise<ManifestEntry[]> {
+  if (!options.dryRun) await refuseIfAppendOnly(backend, "delete archives");
   const repo = await openRepository(backend, options);
   if (options.dryRun) return await deleteArchives(repo, options.names, { dryRun: true });
   const deleted = await withRepoLock(backend, "exclusive", "delete", options, (lock) => {
@@ -195,6 +197,7 @@ export async function pruneCommand(
     now?: Date;
   },
 ): Promise<PruneResult> {
+  if (!options.dryRun) await refuseIfAppendOnly(backend, "prune archives");
   const repo = await openRepository(backend, options);
   const decide = async () =>
     applyRetention((await repo.readManifest()).archives, options.policy, {
@@ -220,6 +223,7 @@ export async function compactCommand(
     onProgress?: CompactOptions["onProgress"];
   },
 ): Promise<CompactionResult> {
+  if (!options.dryRun) await refuseIfAppendOnly(backend, "compact");
   const repo = await openRepository(backend, options);
   return await withRepoLock(backend, "exclusive", "compact", options, async (lock) => {
     const pool = new CodecPool(repo.key.material, repo.config.encryption);
@@ -326,6 +330,7 @@ export async function repairCommand(
     confirm(archives: string[]): Promise<boolean>;
   },
 ): Promise<RepairResult> {
+  if (!options.dryRun) await refuseIfAppendOnly(backend, "repair it (check --repair)");
   const repo = await openRepository(backend, options);
   const result = await withRepoLock(
     backend,

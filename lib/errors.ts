@@ -76,6 +76,17 @@ export class QuotaError extends VgerError {
   }
 }
 
+/**
+ * The storage refused an operation by policy: a vger-server in append-only mode refuses deletes
+ * and overwrites (HTTP 403), and the commands that would need them refuse up front with it.
+ */
+export class ForbiddenError extends VgerError {
+  /** Creates a forbidden error. */
+  constructor(message: string, options?: ErrorOptions) {
+    super("forbidden", message, options);
+  }
+}
+
 /** A storage backend failed (I/O error, disk full, network). */
 export class BackendError extends VgerError {
   /** Creates a backend error. */

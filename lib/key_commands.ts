@@ -24,7 +24,13 @@ import {
   withRepoLock,
 } from "./open_repository.ts";
 import { type RepoConfig, type UnverifiedConfig, verifyRepoConfig } from "./repo_config.ts";
-import { loadKeyFile, loadRepoConfig, saveKeyFile, unlockKeyFile } from "./repository.ts";
+import {
+  loadKeyFile,
+  loadRepoConfig,
+  refuseIfAppendOnly,
+  saveKeyFile,
+  unlockKeyFile,
+} from "./repository.ts";
 import { KEY_FILE_KEY } from "./storage_keys.ts";
 
 /**
@@ -66,10 +72,10 @@ async function trustKey(
 
 /** Options of {@linkcode keyChangePassphraseCommand}. */
 export interface KeyChangePassphraseOptions extends LockingOptions, TrustingOptions {
-  /** The current passphrase. */
-  passphrase: string;
-  /** The new passphrase. */
-  newPassphrase: string;
+  /** The current passphrase, or a function that asks for it (after the append-only check). */
+  passphrase: string | (() => Promise<string>);
+  /** The new passphrase, or a function that asks for it (after the current one). */
+  newPassphrase: string | (() => Promise<string>);
   /** Argon2id costs of the new wrapping (default: those of the current key file). */
   kdf?: KdfParams;
 }
@@ -97,6 +103,10 @@ export async function keyChangePassphraseCommand(
   const location = backend.location;
   const action = `change the passphrase of repository "${location}"`;
   if (options.kdf) validateKdf(options.kdf);
+  await refuseIfAppendOnly(backend, "change the passphrase");
+  const ask = (p: string | (() => Promise<string>)) => typeof p === "string" ? p : p();
+  const passphrase = await ask(options.passphrase);
+  const newPassphrase = await ask(options.newPassphrase);
   return await withRepoLock(
     backend,
     "exclusive",
@@ -111,8 +121,8 @@ export async function keyChangePassphraseCommand(
         );
       }
       const next = await rewrapKeyFile(old, {
-        passphrase: options.passphrase,
-        newPassphrase: options.newPassphrase,
+        passphrase,
+        newPassphrase,
         kdf: options.kdf,
         location,
       });
@@ -131,7 +141,7 @@ export async function keyChangePassphraseCommand(
             throw new IntegrityError(`${KEY_FILE_KEY} is missing after writing it`);
           }
           const { key } = await unlockKeyFile(back, config, {
-            passphrase: options.newPassphrase,
+            passphrase: newPassphrase,
             location,
           });
           if (!bytesEqual(key.material, next.material)) {
@@ -176,8 +186,11 @@ export async function keyExportCommand(
 export interface KeyImportOptions extends LockingOptions, TrustingOptions {
   /** The key file to import (what `vger key export` wrote). */
   keyFile: Uint8Array;
-  /** The passphrase the imported key file is wrapped under. */
-  passphrase: string;
+  /**
+   * The passphrase the imported key file is wrapped under, or a function that asks for it
+   * (after the append-only check).
+   */
+  passphrase: string | (() => Promise<string>);
   /** Replace an intact `keys/repokey` with different bytes (default: refuse). */
   force?: boolean;
   /** Name of the imported file in messages (default "to import"). */
@@ -211,6 +224,10 @@ export async function keyImportCommand(
   const action = `import a key into repository "${location}"`;
   const source = options.source === undefined ? "to import" : `"${options.source}"`;
   const parsed = await parseKeyFile(options.keyFile, { name: source });
+  await refuseIfAppendOnly(backend, "import a key");
+  const passphrase = typeof options.passphrase === "string"
+    ? options.passphrase
+    : await options.passphrase();
   return await withRepoLock(backend, "exclusive", "key import", options, async (lock) => {
     const config = await encryptedConfig(backend, action);
     if (parsed.kdf !== "argon2id") {
@@ -220,7 +237,7 @@ export async function keyImportCommand(
     }
     let material: Uint8Array;
     try {
-      material = await unwrapKey(parsed, options.passphrase, location);
+      material = await unwrapKey(parsed, passphrase, location);
     } catch (cause) {
       if (!(cause instanceof DecryptionError)) throw cause;
       throw new DecryptionError(`Cannot ${action}: wrong passphrase for key file ${source}`, {

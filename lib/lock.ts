@@ -174,9 +174,14 @@ export async function withCommitLock<T>(
     await new Promise((r) => setTimeout(r, delay));
     delay = Math.min(delay * 2, 1000);
   }
+  let result: T;
   try {
-    return await fn();
-  } finally {
-    await backend.delete(COMMIT_LOCK);
+    result = await fn();
+  } catch (err) {
+    // the writer's failure is the news, not a release failing the same way (storage gone)
+    await backend.delete(COMMIT_LOCK).catch(() => {});
+    throw err;
   }
+  await backend.delete(COMMIT_LOCK);
+  return result;
 }

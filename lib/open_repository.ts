@@ -77,11 +77,17 @@ async function lockAndRun<T>(
     throw readOnlyLockError(backend, err) ?? err;
   }
   options.onLock?.(lock);
+  let result: T;
   try {
-    return await fn(lock);
-  } finally {
-    await lock.release();
+    result = await fn(lock);
+  } catch (err) {
+    // the command's failure is the news: a release failing the same way (storage gone) would
+    // hide it, and leaves a lock that turns stale (break-lock)
+    await lock.release().catch(() => {});
+    throw err;
   }
+  await lock.release();
+  return result;
 }
 
 /**

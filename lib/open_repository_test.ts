@@ -1,9 +1,9 @@
-import { deepStrictEqual, equal, rejects } from "node:assert/strict";
+import { deepStrictEqual, equal, ok, rejects } from "node:assert/strict";
 import type { BackendCapabilities } from "../backends/backend.ts";
 import { BackendDecorator } from "../backends/decorator.ts";
 import { MemoryBackend } from "../backends/memory.ts";
 import { checkCommand, deleteCommand, initCommand, listArchivesCommand } from "./commands.ts";
-import { BackendError } from "./errors.ts";
+import { BackendError, NotFoundError } from "./errors.ts";
 
 const FAST = { iterations: 1, memoryKiB: 1024, parallelism: 1 };
 
@@ -49,4 +49,26 @@ Deno.test("init on a server that ignores If-None-Match writes nothing", async ()
     /does not honour conditional writes \(If-None-Match\); vger needs them for its locks/,
   );
   deepStrictEqual(await Array.fromAsync(backend.list("")), []);
+});
+
+Deno.test("a command that fails under the lock reports its own failure, not that of releasing the lock", async () => {
+  // storage that went away once the lock was taken: the release of the lock fails too
+  class Failing extends BackendDecorator {
+    broken = false;
+    override delete(key: string): Promise<void> {
+      if (this.broken) return Promise.reject(new BackendError(`Cannot delete "${key}": gone`));
+      return super.delete(key);
+    }
+  }
+  const memory = new MemoryBackend();
+  await initCommand(memory, { encryption: "none" });
+  const backend = new Failing(memory);
+  await rejects(
+    deleteCommand(backend, { names: ["none-such"], onLock: () => void (backend.broken = true) }),
+    (err: unknown) => {
+      ok(backend.broken, "the lock was taken");
+      ok(err instanceof NotFoundError && /"none-such" not found/.test(err.message), String(err));
+      return true;
+    },
+  );
 });

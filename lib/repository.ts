@@ -34,6 +34,7 @@ import {
 import {
   AlreadyExistsError,
   errorMessage,
+  ForbiddenError,
   IntegrityError,
   NotFoundError,
   UsageError,
@@ -130,19 +131,43 @@ export async function initRepository(backend: Backend, options: InitOptions): Pr
     minPackSize,
     maxPackSize,
   };
+  const claim = async () => {
+    if (!(await backend.create(CONFIG_KEY, await encodeRepoConfig(config, key)))) {
+      throw new AlreadyExistsError(
+        `Cannot create repository "${backend.location}": it already exists`,
+      );
+    }
+  };
+  // a storage that takes writes only once the config exists (vger-server) gets it first, as the
+  // claim on the location; elsewhere it goes last: a repository without one is not a repository
+  if (backend.capabilities.configFirst) await claim();
   await backend.put(
     KEY_FILE_KEY,
     await wrapKey(key.material, options.encryption, options.passphrase, options.kdf),
   );
   await saveIndex({ backend, key }, new ChunkIndex());
   await saveManifest({ backend, key }, { archives: [] });
-  // The config goes last: a repository without one is not a repository.
-  if (!(await backend.create(CONFIG_KEY, await encodeRepoConfig(config, key)))) {
-    throw new AlreadyExistsError(
-      `Cannot create repository "${backend.location}": it already exists`,
+  if (!backend.capabilities.configFirst) await claim();
+  return config;
+}
+
+/**
+ * Refuses up front a command that deletes or overwrites what an append-only storage keeps
+ * (delete, prune, compact, check --repair, key change-passphrase and import), with a
+ * ForbiddenError in one line, before anything is read, locked or written: the server would
+ * refuse it half way. A backend without a policy (`Backend.policy`) allows everything.
+ */
+export async function refuseIfAppendOnly(
+  backend: Pick<Backend, "location" | "policy">,
+  command: string,
+): Promise<void> {
+  const policy = await backend.policy?.();
+  if (policy?.appendOnly) {
+    throw new ForbiddenError(
+      `Cannot ${command}: repository "${backend.location}" is append-only ` +
+        "(its server refuses deletes and overwrites)",
     );
   }
-  return config;
 }
 
 /** Options of {@linkcode Repository.open}. */

@@ -600,3 +600,38 @@ Deno.test("saveKeyFile reads the written key file back, and puts the previous on
   await backend.delete("config");
   equal(await loadRepoConfig(backend), null);
 });
+
+Deno.test("init creates the config first on a storage that takes writes only once it exists, and last elsewhere", async () => {
+  for (const configFirst of [true, false]) {
+    const order: string[] = [];
+    // vger-server's rule for a new repository: nothing but the create of its config
+    class Server extends MemoryBackend {
+      override readonly capabilities: BackendCapabilities = { connections: 1, configFirst };
+      override async put(key: string, body: PutBody): Promise<void> {
+        if (configFirst && (await this.size("config")) === null) {
+          throw new Error(`unknown repository: put of ${key}`);
+        }
+        order.push(key);
+        return await super.put(key, body);
+      }
+      override async create(key: string, body: PutBody): Promise<boolean> {
+        order.push(key);
+        return await super.create(key, body);
+      }
+    }
+    const backend = new Server();
+    await initRepository(backend, { encryption: "aes256gcm", passphrase: "p", kdf: FAST });
+    deepStrictEqual(
+      order,
+      configFirst
+        ? ["config", "keys/repokey", "index", "manifest"]
+        : ["keys/repokey", "index", "manifest", "config"],
+    );
+    const repo = await Repository.open(backend, { passphrase: "p" });
+    deepStrictEqual((await repo.readManifest()).archives, []);
+    await rejects(
+      initRepository(backend, { encryption: "aes256gcm", passphrase: "p", kdf: FAST }),
+      /already exists/,
+    );
+  }
+});

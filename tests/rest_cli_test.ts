@@ -1,0 +1,491 @@
+/**
+ * The whole program over REST: the real `vger` CLI in subprocesses against a real vger-server
+ * process on 127.0.0.1 (tests/_server.ts), under `deno run ... --config` and under `deno serve`.
+ * The command cycle (init, backups, list, extract byte for byte, check --verify-data, delete,
+ * prune, compact, check again); an append-only server, on which backups go on and every command
+ * that would delete or overwrite refuses up front in one line; a quota a backup would exceed;
+ * clients backing up at once, one SIGKILLed mid-upload; a server SIGKILLed and restarted under a
+ * backup; and bad input (a wrong token, an
+ * unknown repository, a server that is not there), each one line, never the token.
+ *
+ * @module
+ */
+
+import { deepStrictEqual, equal, match, ok } from "node:assert/strict";
+import {
+  FAST_KDF_ARGS,
+  pseudoRandomBytes,
+  removeTree,
+  restoredPath,
+  type RunResult,
+  runVger,
+  spawnVger,
+  type TreeSnapshot,
+  treeSnapshot,
+  withTempDir,
+} from "./_helpers.ts";
+import { type ServerMode, startServer, type TestServer } from "./_server.ts";
+
+/** A repository on a test server and the configuration file that names it. */
+interface RestRepo {
+  url: string;
+  config: string;
+  token: string;
+}
+
+/** A configuration with one `rest` entry for `name` on `server`, its token from a command. */
+async function restRepo(
+  dir: string,
+  server: TestServer,
+  name: string,
+  options: { token?: string; topLevel?: string[] } = {},
+): Promise<RestRepo> {
+  const token = options.token ?? server.token;
+  const tokenFile = `${dir}/${name}.token`;
+  await Deno.writeTextFile(tokenFile, token + "\n");
+  const config = `${dir}/${name}.yaml`;
+  const url = `${server.url}/${name}`;
+  await Deno.writeTextFile(
+    config,
+    [
+      "repositories:",
+      `  - path: ${url}`,
+      "    backend: rest",
+      `    rest_token_command: "cat ${tokenFile}"`,
+      // small packs: several of them, and compact has packs to free
+      "    min_pack_size: 1048576",
+      "    max_pack_size: 4194304",
+      ...options.topLevel ?? [],
+      "",
+    ].join("\n"),
+  );
+  return { url, config, token };
+}
+
+function vger(repo: RestRepo, args: readonly string[]): Promise<RunResult> {
+  return runVger(["--config", repo.config, ...args], { timeoutMs: 120_000 });
+}
+
+/** Runs `vger ARGS`, expecting `code`, and never the token in its output. */
+async function run(repo: RestRepo, args: readonly string[], code = 0): Promise<RunResult> {
+  const r = await vger(repo, args);
+  equal(r.code, code, `vger ${args.join(" ")}: ${r.stderr}${r.stdout}`);
+  ok(!r.stdout.includes(repo.token) && !r.stderr.includes(repo.token), "the token shows");
+  return r;
+}
+
+/** Asserts a failed run: exit 1, one line on stderr matching `line`, no stack trace. */
+function assertOneLine(r: RunResult, line: RegExp, what: string): void {
+  equal(r.code, 1, `${what}: exit code ${r.code}, stderr: ${r.stderr}`);
+  const lines = r.stderr.split("\n").filter((l) => l !== "");
+  equal(lines.length, 1, `${what}: not one line: ${r.stderr}`);
+  ok(!/\bat .*:\d+:\d+/.test(r.stderr), `${what}: a stack trace: ${r.stderr}`);
+  ok(line.test(lines[0]), `${what}: ${line} does not match: ${lines[0]}`);
+}
+
+function json<T = Record<string, unknown>>(r: RunResult): T {
+  const lines = r.stdout.split("\n").filter((l) => l.trim() !== "");
+  equal(lines.length, 1, `expected one JSON line on stdout, got:\n${r.stdout}`);
+  return JSON.parse(lines[0]) as T;
+}
+
+async function archiveNames(repo: RestRepo): Promise<string[]> {
+  const listed = json<{ archives: { name: string }[] }>(await run(repo, ["list", "--json"]));
+  return listed.archives.map((a) => a.name);
+}
+
+/** Extracts `archive` into a fresh directory and compares it with `snapshot` of `source`. */
+async function assertRestores(
+  repo: RestRepo,
+  archive: string,
+  source: string,
+  snapshot: TreeSnapshot,
+  what: string,
+): Promise<void> {
+  const dest = await Deno.makeTempDir({ prefix: "vger-rest-out-" });
+  try {
+    await run(repo, ["extract", "--archive", archive, "--dest", dest]);
+    deepStrictEqual(
+      await treeSnapshot(restoredPath(dest, source)),
+      snapshot,
+      `${what}: archive "${archive}" does not restore what was backed up`,
+    );
+  } finally {
+    await removeTree(dest);
+  }
+}
+
+async function assertCheckClean(repo: RestRepo, what: string): Promise<void> {
+  const r = await run(repo, ["check", "--verify-data", "--json"]);
+  const report = JSON.parse(r.stdout) as { errors: number; problems: { severity: string }[] };
+  deepStrictEqual(report.problems.filter((p) => p.severity !== "warning"), [], what);
+  equal(report.errors, 0, what);
+}
+
+/** A source tree of a few MiB: text, a symlink, an empty file, random data over a pack. */
+async function makeTree(root: string, seed: number): Promise<void> {
+  await Deno.mkdir(`${root}/sub`, { recursive: true });
+  await Deno.writeTextFile(`${root}/a.txt`, `alpha ${seed}\n`.repeat(200));
+  await Deno.writeTextFile(`${root}/sub/empty`, "");
+  await Deno.writeFile(`${root}/sub/mid.bin`, pseudoRandomBytes(512 << 10, seed));
+  await Deno.writeFile(`${root}/big.bin`, pseudoRandomBytes(6 << 20, seed + 1));
+  await Deno.symlink("a.txt", `${root}/link`);
+}
+
+/** Bytes the server holds for repository `name` (its data directory, as `du` counts files). */
+async function storedBytes(server: TestServer, name: string): Promise<number> {
+  let total = 0;
+  const walk = async (dir: string) => {
+    for await (const e of Deno.readDir(dir)) {
+      const path = `${dir}/${e.name}`;
+      if (e.isDirectory) await walk(path);
+      else if (e.isFile) total += (await Deno.stat(path)).size;
+    }
+  };
+  await walk(`${server.dataDir}/${name}`);
+  return total;
+}
+
+async function withServer(
+  mode: ServerMode,
+  toml: string,
+  fn: (server: TestServer) => Promise<void>,
+): Promise<void> {
+  const server = await startServer(mode, { toml });
+  try {
+    await fn(server);
+  } finally {
+    await server.stop();
+  }
+}
+
+Deno.test("the CLI cycle over REST (deno run --config): init, backups, list, extract byte for byte, check --verify-data, delete, prune, compact", async () => {
+  await withServer("run", "", async (server) => {
+    await withTempDir(async (dir) => {
+      const repo = await restRepo(dir, server, "laptop", {
+        topLevel: ["retention:", "  keep_last: 1"],
+      });
+      const src = `${dir}/src`;
+      await makeTree(src, 1);
+      const v1 = await treeSnapshot(src);
+
+      const init = await run(repo, ["init", ...FAST_KDF_ARGS]);
+      match(init.stdout + init.stderr, new RegExp(`Created repository ${repo.url}`));
+      await run(repo, ["backup", "--archive", "one", src]);
+
+      // version 2: the big file gone, one file changed, one added
+      await Deno.remove(`${src}/big.bin`);
+      await Deno.writeTextFile(`${src}/a.txt`, "changed\n".repeat(100));
+      await Deno.writeFile(`${src}/sub/new.bin`, pseudoRandomBytes(1 << 20, 9));
+      const v2 = await treeSnapshot(src);
+      const second = json<{ deduplicated_size: number }>(
+        await run(repo, ["backup", "--archive", "two", "--json", src]),
+      );
+      ok(second.deduplicated_size < (1 << 20) + (64 << 10), JSON.stringify(second));
+
+      const listed = json<{ repository: string; archives: { name: string }[] }>(
+        await run(repo, ["list", "--json"]),
+      );
+      equal(listed.repository, repo.url);
+      deepStrictEqual(listed.archives.map((a) => a.name), ["one", "two"]);
+      await assertRestores(repo, "one", src, v1, "extract");
+      await assertRestores(repo, "two", src, v2, "extract");
+      await assertCheckClean(repo, "check");
+
+      await run(repo, ["backup", "--archive", "three", src]);
+      await run(repo, ["delete", "--archive", "two"]);
+      deepStrictEqual(await archiveNames(repo), ["one", "three"]);
+      await run(repo, ["prune"]);
+      deepStrictEqual(await archiveNames(repo), ["three"]);
+
+      // the big file's packs hold only dead chunks now: compact frees them on the server
+      const before = await storedBytes(server, "laptop");
+      await run(repo, ["compact", "--threshold", "0"]);
+      const after = await storedBytes(server, "laptop");
+      ok(
+        before - after >= 5 << 20,
+        `compact freed ${before - after} bytes (${before} -> ${after})`,
+      );
+      await assertRestores(repo, "three", src, v2, "after compact");
+      await assertCheckClean(repo, "after compact");
+    });
+  });
+});
+
+Deno.test("over REST under deno serve: init, backup, extract byte for byte, check", async () => {
+  await withServer("serve", "", async (server) => {
+    await withTempDir(async (dir) => {
+      const repo = await restRepo(dir, server, "served");
+      const src = `${dir}/src`;
+      await makeTree(src, 2);
+      const v1 = await treeSnapshot(src);
+      await run(repo, ["init", ...FAST_KDF_ARGS]);
+      await run(repo, ["backup", "--archive", "one", src]);
+      await assertRestores(repo, "one", src, v1, "extract");
+      await assertCheckClean(repo, "check");
+    });
+  });
+});
+
+Deno.test("on an append-only server backups go on, and delete, prune, compact, check --repair and key changes refuse up front in one line", async () => {
+  await withServer("run", "append_only = true\n", async (server) => {
+    await withTempDir(async (dir) => {
+      const repo = await restRepo(dir, server, "kept", {
+        topLevel: ["retention:", "  keep_last: 1"],
+      });
+      const src = `${dir}/src`;
+      await makeTree(src, 3);
+      await run(repo, ["init", ...FAST_KDF_ARGS]);
+      for (const name of ["one", "two", "three"]) {
+        await Deno.writeTextFile(`${src}/a.txt`, `version ${name}\n`);
+        await run(repo, ["backup", "--archive", name, src]);
+      }
+      const v3 = await treeSnapshot(src);
+      const exported = `${dir}/key.export`;
+      await run(repo, ["key", "export", "--dest", exported]);
+      const refused: string[][] = [
+        ["delete", "--archive", "one"],
+        ["prune"],
+        ["compact"],
+        ["check", "--repair"],
+        ["key", "change-passphrase"],
+        ["key", "import", "--force", exported],
+      ];
+      for (const args of refused) {
+        assertOneLine(
+          await vger(repo, args),
+          new RegExp(`repository "${repo.url}" is append-only`),
+          args.join(" "),
+        );
+      }
+      deepStrictEqual(await archiveNames(repo), ["one", "two", "three"]);
+      // dry runs and reads still work
+      await run(repo, ["delete", "--archive", "one", "--dry-run"]);
+      await run(repo, ["prune", "--dry-run"]);
+      await assertRestores(repo, "three", src, v3, "extract");
+      await assertCheckClean(repo, "check");
+    });
+  });
+});
+
+Deno.test("over REST a wrong token, an unknown repository and an absent server are one line each, naming the URL, never the token", async () => {
+  await withServer("run", "", async (server) => {
+    await withTempDir(async (dir) => {
+      const good = await restRepo(dir, server, "laptop");
+      await run(good, ["init", ...FAST_KDF_ARGS]);
+      const wrong = await restRepo(dir, server, "laptop", { token: "wrong-token-456" });
+      const r = await vger(wrong, ["list"]);
+      assertOneLine(r, /wrong or missing token \(HTTP 401/, "wrong token");
+      ok(!r.stderr.includes("wrong-token-456") && !r.stderr.includes(server.token));
+
+      const unknown = await restRepo(dir, server, "nothing-here");
+      assertOneLine(
+        await vger(unknown, ["list"]),
+        /config not found \(is it a vger repository\? run vger init\)/,
+        "unknown repository",
+      );
+    });
+  });
+  await withTempDir(async (dir) => {
+    const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (probe.addr as Deno.NetAddr).port;
+    probe.close();
+    const absent = { url: `http://127.0.0.1:${port}/laptop`, token: "t0ken-absent" } as const;
+    const config = `${dir}/absent.yaml`;
+    await Deno.writeTextFile(
+      config,
+      `repositories:\n  - path: ${absent.url}\n    backend: rest\n    rest_token: ${absent.token}\n`,
+    );
+    const r = await runVger(["--config", config, "list"]);
+    assertOneLine(
+      r,
+      new RegExp(`"config" in ${absent.url}: cannot reach the server \\(connection refused\\)`),
+      "absent server",
+    );
+    ok(!r.stderr.includes(absent.token));
+  });
+});
+
+Deno.test("over REST a backup that would exceed the quota fails in one line, and the repository stays whole", async () => {
+  await withServer("run", `quota_bytes = ${3 << 20}\n`, async (server) => {
+    await withTempDir(async (dir) => {
+      const repo = await restRepo(dir, server, "small");
+      const src = `${dir}/src`;
+      await Deno.mkdir(src);
+      await Deno.writeTextFile(`${src}/a.txt`, "fits\n".repeat(1000));
+      await run(repo, ["init", ...FAST_KDF_ARGS]);
+      await run(repo, ["backup", "--archive", "one", src]);
+      const v1 = await treeSnapshot(src);
+      await Deno.writeFile(`${src}/big.bin`, pseudoRandomBytes(6 << 20, 4));
+      assertOneLine(
+        await vger(repo, ["backup", "--archive", "two", src]),
+        /over the repository's quota \(HTTP 413/,
+        "backup over quota",
+      );
+      deepStrictEqual(await archiveNames(repo), ["one"]);
+      await Deno.remove(`${src}/big.bin`);
+      await assertRestores(repo, "one", src, v1, "extract after the refused backup");
+      await assertCheckClean(repo, "check after the refused backup");
+      await run(repo, ["backup", "--archive", "three", src]);
+      deepStrictEqual(await archiveNames(repo), ["one", "three"]);
+    });
+  });
+});
+
+/**
+ * vger-server under `deno run ... --config` on a fixed port and data directory, which the test
+ * can SIGKILL (tests/_server.ts's `stop` is SIGTERM); resolves once it listens.
+ */
+async function killableServer(configFile: string): Promise<{
+  kill(): Promise<void>;
+  stdout(): string;
+}> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net=127.0.0.1",
+      "--allow-read",
+      "--allow-write",
+      "--allow-env",
+      "--allow-sys",
+      new URL("../server.ts", import.meta.url).pathname,
+      "--config",
+      configFile,
+    ],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  let out = "";
+  let err = "";
+  const pumps = [
+    child.stdout.pipeThrough(new TextDecoderStream()).pipeTo(
+      new WritableStream({ write: (t) => void (out += t) }),
+    ),
+    child.stderr.pipeThrough(new TextDecoderStream()).pipeTo(
+      new WritableStream({ write: (t) => void (err += t) }),
+    ),
+  ];
+  const kill = async () => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* exited */ }
+    await child.status;
+    await Promise.all(pumps).catch(() => {});
+  };
+  const deadline = Date.now() + 30_000;
+  while (!/listening on/.test(err)) {
+    if (Date.now() > deadline) {
+      await kill();
+      throw new Error(`vger-server did not start: ${err}`);
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return { kill, stdout: () => out };
+}
+
+Deno.test("a backup goes on over a server killed (SIGKILL) and restarted half way: its requests are sent again, and the repository is whole", async () => {
+  await withTempDir(async (dir) => {
+    const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (probe.addr as Deno.NetAddr).port;
+    probe.close();
+    const token = "restart-token-0123456789";
+    const configFile = `${dir}/vger-server.toml`;
+    await Deno.writeTextFile(
+      configFile,
+      `[server]\nlisten = "127.0.0.1:${port}"\ndata_dir = "${dir}/data"\ntoken = "${token}"\n`,
+    );
+    let server = await killableServer(configFile);
+    try {
+      const at = { url: `http://127.0.0.1:${port}`, token } as TestServer;
+      const repo = await restRepo(dir, at, "laptop");
+      const src = `${dir}/src`;
+      await Deno.mkdir(src);
+      for (let i = 0; i < 6; i++) {
+        await Deno.writeFile(`${src}/f${i}.bin`, pseudoRandomBytes(4 << 20, 10 + i));
+      }
+      const v1 = await treeSnapshot(src);
+      await run(repo, ["init", ...FAST_KDF_ARGS]);
+      const backup = spawnVger(["--config", repo.config, "backup", "--archive", "one", src]);
+      const output = backup.output();
+      // once the first pack is stored, the server is killed; a second later it is back
+      const deadline = Date.now() + 60_000;
+      while (!/PUT \/laptop\/packs\//.test(server.stdout()) && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      ok(/PUT \/laptop\/packs\//.test(server.stdout()), `no pack stored: ${server.stdout()}`);
+      await server.kill();
+      await new Promise((r) => setTimeout(r, 1000));
+      server = await killableServer(configFile);
+      const r = await output;
+      const stderr = new TextDecoder().decode(r.stderr);
+      equal(r.code, 0, `the backup failed: ${stderr}`);
+      ok(
+        /PUT \/laptop\/manifest/.test(server.stdout()),
+        `the backup committed on the restarted server: ${server.stdout()}`,
+      );
+      deepStrictEqual(await archiveNames(repo), ["one"]);
+      await assertRestores(repo, "one", src, v1, "after the restart");
+      await assertCheckClean(repo, "after the restart");
+    } finally {
+      await server.kill();
+    }
+  });
+});
+
+Deno.test("over REST several clients back up at once, to one repository and to another, and a client killed mid-upload leaves nothing the next backup trips on", async () => {
+  await withServer("run", "", async (server) => {
+    await withTempDir(async (dir) => {
+      const shared = await restRepo(dir, server, "shared");
+      const other = await restRepo(dir, server, "other");
+      await Promise.all([
+        run(shared, ["init", ...FAST_KDF_ARGS]),
+        run(other, ["init", ...FAST_KDF_ARGS]),
+      ]);
+      const trees: Record<string, TreeSnapshot> = {};
+      for (let i = 0; i < 4; i++) {
+        const src = `${dir}/src${i}`;
+        await Deno.mkdir(src);
+        await Deno.writeFile(`${src}/data.bin`, pseudoRandomBytes(3 << 20, 20 + i));
+        await Deno.writeTextFile(`${src}/note.txt`, `client ${i}\n`);
+        trees[src] = await treeSnapshot(src);
+      }
+      // three clients on "shared", one on "other", all at once
+      await Promise.all([
+        run(shared, ["backup", "--archive", "c0", `${dir}/src0`]),
+        run(shared, ["backup", "--archive", "c1", `${dir}/src1`]),
+        run(shared, ["backup", "--archive", "c2", `${dir}/src2`]),
+        run(other, ["backup", "--archive", "c3", `${dir}/src3`]),
+      ]);
+      deepStrictEqual((await archiveNames(shared)).sort(), ["c0", "c1", "c2"]);
+      deepStrictEqual(await archiveNames(other), ["c3"]);
+      for (let i = 0; i < 3; i++) {
+        await assertRestores(shared, `c${i}`, `${dir}/src${i}`, trees[`${dir}/src${i}`], "shared");
+      }
+      await assertRestores(other, "c3", `${dir}/src3`, trees[`${dir}/src3`], "other");
+      await assertCheckClean(shared, "shared after concurrent backups");
+
+      // a client SIGKILLed once its first pack is stored
+      const src = `${dir}/killed`;
+      await Deno.mkdir(src);
+      for (let i = 0; i < 4; i++) {
+        await Deno.writeFile(`${src}/f${i}.bin`, pseudoRandomBytes(4 << 20, 40 + i));
+      }
+      const before = server.stdout().length;
+      const child = spawnVger(["--config", shared.config, "backup", "--archive", "k", src]);
+      const output = child.output();
+      const deadline = Date.now() + 60_000;
+      const stored = () => /PUT \/shared\/packs\//.test(server.stdout().slice(before));
+      while (!stored() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      ok(stored(), "the killed backup stored a pack first");
+      child.kill("SIGKILL");
+      equal((await output).code, 137);
+      deepStrictEqual((await archiveNames(shared)).sort(), ["c0", "c1", "c2"]);
+      const v = await treeSnapshot(src);
+      await run(shared, ["backup", "--archive", "k", src]);
+      await assertRestores(shared, "k", src, v, "after a killed client");
+      await assertCheckClean(shared, "after a killed client");
+    });
+  });
+});
