@@ -21,10 +21,12 @@ export type {
   BackendCapabilities,
   GetOptions,
   ObjectInfo,
+  ObjectStream,
   PutBody,
   ReadonlyBackend,
   StoragePolicy,
   StreamBody,
+  StreamOptions,
 } from "./backends/backend.ts";
 export type { ArchiveMeta, Item, ItemType } from "./lib/archive.ts";
 export type { BackupProgress } from "./lib/archiver.ts";

@@ -114,9 +114,9 @@ function servedServer(): Promise<VgerServer> {
 
 /** For `deno serve server.ts`: the configuration is read when it starts listening. */
 export default {
-  fetch: async (request: Request, info: Deno.ServeHandlerInfo) =>
+  fetch: async (request: Request, info: Deno.ServeHandlerInfo): Promise<Response> =>
     await (await servedServer()).fetch(request, info),
-  onListen: (addr: Deno.Addr) => {
+  onListen: (addr: Deno.Addr): void => {
     console.error(`vger-server listening on ${showAddr(addr)}`);
     servedServer().catch((err) => {
       console.error(`vger-server: ${errorMessage(err)}`);
