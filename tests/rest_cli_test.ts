@@ -19,12 +19,14 @@ import {
   restoredPath,
   type RunResult,
   runVger,
+  sha256File,
   spawnVger,
   type TreeSnapshot,
   treeSnapshot,
   withTempDir,
 } from "./_helpers.ts";
 import { type ServerMode, startServer, type TestServer } from "./_server.ts";
+import { fileURLToPath } from "node:url";
 
 /** A repository on a test server and the configuration file that names it. */
 interface RestRepo {
@@ -488,4 +490,153 @@ Deno.test("over REST several clients back up at once, to one repository and to a
       await assertCheckClean(shared, "after a killed client");
     });
   });
+});
+
+/** Every file the server holds for repository `name`, by key, as SHA-256 (locks left out). */
+async function storedFiles(server: TestServer, name: string): Promise<Map<string, string>> {
+  const files = new Map<string, string>();
+  const root = `${server.dataDir}/${name}`;
+  const walk = async (dir: string) => {
+    for await (const e of Deno.readDir(dir)) {
+      const path = `${dir}/${e.name}`;
+      if (e.isDirectory) await walk(path);
+      else if (e.isFile) files.set(path.slice(root.length + 1), await sha256File(path));
+    }
+  };
+  await walk(root);
+  for (const key of files.keys()) if (key.startsWith("locks/")) files.delete(key);
+  return files;
+}
+
+/** The keys of repository `name` as the server lists them to a client (every page). */
+async function listedKeys(server: TestServer, name: string, prefix = ""): Promise<string[]> {
+  const keys: string[] = [];
+  let after = "";
+  for (let page = 0; page < 100; page++) {
+    const query = new URLSearchParams({ prefix, after });
+    const res = await server.fetch(`/${name}/?${query}`);
+    equal(res.status, 200);
+    const body = await res.json() as { objects: { key: string }[]; next: string | null };
+    keys.push(...body.objects.map((o) => o.key));
+    if (body.next === null) return keys;
+    after = body.next;
+  }
+  throw new Error("more than 100 pages");
+}
+
+/** Sends one request as the attacker (the append-only token) and returns its status. */
+async function attack(
+  server: TestServer,
+  method: string,
+  path: string,
+  body?: string,
+  headers: Record<string, string> = {},
+): Promise<number> {
+  const res = await server.fetch(path, { method, body, headers });
+  await res.body?.cancel();
+  return res.status;
+}
+
+Deno.test("a compromised client holding the append-only token cannot destroy history: deletes and overwrites are refused, a replaced manifest and index come back from the kept versions, a forged lock expires, and every archive restores", async () => {
+  const server = await startServer("run", {
+    entry: fileURLToPath(new URL("./_server_short_ttl.ts", import.meta.url)),
+    env: { VGER_TEST_LOCK_TTL_SECONDS: "2" },
+    toml: "append_only = true\n",
+  });
+  try {
+    await withTempDir(async (dir) => {
+      const name = "victim";
+      const repo = await restRepo(dir, server, name);
+      const src = `${dir}/src`;
+      await makeTree(src, 5);
+      await run(repo, ["init", ...FAST_KDF_ARGS]);
+      const trees = new Map<string, TreeSnapshot>();
+      for (const archive of ["one", "two"]) {
+        await Deno.writeTextFile(`${src}/a.txt`, `version ${archive}\n`.repeat(300));
+        await run(repo, ["backup", "--archive", archive, src]);
+        trees.set(archive, await treeSnapshot(src));
+      }
+
+      // 1. stale-lock games: a forged exclusive lock blocks writers only until the server's TTL
+      const forged = `locks/${"e".repeat(64)}`;
+      const lock = JSON.stringify({
+        host: "attacker",
+        pid: 1,
+        time: new Date(Date.now() + 3600_000).toISOString(),
+        exclusive: true,
+        command: "prune",
+      });
+      equal(await attack(server, "PUT", `/${name}/${forged}`, lock, { "If-None-Match": "*" }), 201);
+      const blocked = await vger(repo, ["backup", "--archive", "blocked", src]);
+      ok(blocked.code !== 0, `a backup went on under an exclusive lock: ${blocked.stdout}`);
+      const until = Date.now() + 15_000;
+      while ((await attack(server, "HEAD", `/${name}/${forged}`)) !== 404) {
+        ok(Date.now() < until, "the forged lock was not swept within 15 s");
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      await Deno.writeTextFile(`${src}/a.txt`, "version three\n".repeat(300));
+      await run(repo, ["backup", "--archive", "three", src]);
+      trees.set("three", await treeSnapshot(src));
+
+      // 2. every delete and every overwrite of history
+      const before = await storedFiles(server, name);
+      const keys = await listedKeys(server, name);
+      deepStrictEqual(
+        [...keys].filter((k) => !k.startsWith("locks/")).sort(),
+        [...before.keys()].sort(),
+      );
+      ok(keys.some((k) => k.startsWith("packs/")) && keys.includes("keys/repokey"), keys.join());
+      for (const key of keys.filter((k) => !k.startsWith("locks/"))) {
+        equal(await attack(server, "DELETE", `/${name}/${key}`), 403, `DELETE ${key}`);
+        if (key === "manifest" || key === "index") continue;
+        const status = await attack(server, "PUT", `/${name}/${key}`, "overwritten by an attacker");
+        ok(
+          status === 403 || (key.startsWith("packs/") && status === 400),
+          `PUT ${key} with other bytes: ${status}`,
+        );
+      }
+      // a pack under a new name that is not its hash is refused too
+      equal(
+        await attack(server, "PUT", `/${name}/packs/00/${"0".repeat(64)}`, "junk"),
+        400,
+      );
+      deepStrictEqual(await storedFiles(server, name), before, "history changed");
+
+      // 3. what append-only allows: replacing the manifest (emptied) and the index (garbage)
+      const manifestBefore = await Deno.readFile(`${server.dataDir}/${name}/manifest`);
+      const indexBefore = await Deno.readFile(`${server.dataDir}/${name}/index`);
+      equal(await attack(server, "PUT", `/${name}/manifest`, ""), 200);
+      equal(await attack(server, "PUT", `/${name}/index`, "garbage"), 200);
+      const broken = await vger(repo, ["list"]);
+      equal(broken.code, 1, `list of an emptied manifest: ${broken.stdout}${broken.stderr}`);
+      match(broken.stderr, /^vger: Manifest is corrupt/);
+
+      // the operator puts the kept versions back (a later issue gives users `vger rollback`)
+      const versions = `${server.dataDir}/.vger-server/versions/${name}`;
+      for (const [key, bytes] of [["manifest", manifestBefore], ["index", indexBefore]] as const) {
+        let restored = false;
+        for await (const e of Deno.readDir(`${versions}/${key}`)) {
+          const kept = await Deno.readFile(`${versions}/${key}/${e.name}`);
+          if (kept.length === bytes.length && kept.every((b, i) => b === bytes[i])) {
+            await Deno.writeFile(`${server.dataDir}/${name}/${key}`, kept);
+            restored = true;
+            break;
+          }
+        }
+        ok(restored, `no kept version of ${key} holds its bytes before the attack`);
+      }
+
+      // 4. nothing is lost: check is clean, every archive restores, backups go on, no lock stays
+      await assertCheckClean(repo, "after the attack");
+      deepStrictEqual(await archiveNames(repo), ["one", "two", "three"]);
+      for (const [archive, tree] of trees) {
+        await assertRestores(repo, archive, src, tree, `after the attack, ${archive}`);
+      }
+      await run(repo, ["backup", "--archive", "four", src]);
+      await run(repo, ["backup", "--archive", "five", src]);
+      deepStrictEqual(await listedKeys(server, name, "locks/"), []);
+    });
+  } finally {
+    await server.stop();
+  }
 });
