@@ -49,6 +49,12 @@ export interface VgerServer {
   /** Stops background work and releases storage handles. */
   close(): Promise<void>;
   /**
+   * Starts shutting down: from now on every new request is answered 503 (clients retry it, on
+   * this server's successor), while the requests in flight run to their end; resolves when none
+   * is left, or after `timeoutMs`.
+   */
+  drain(timeoutMs: number): Promise<void>;
+  /**
    * Removes the temporary files of uploads a killed server left in the data directory; call it
    * only before listening, while nothing else writes there. Resolves to how many.
    */
@@ -88,8 +94,29 @@ export function createServer(config: ServerConfig, options: CreateServerOptions 
     );
   }, options.sweepIntervalMs ?? sweepIntervalMs(config.lockTtlSeconds));
   Deno.unrefTimer(sweep);
+  let inFlight = 0;
+  let draining = false;
+  let idle: (() => void) | undefined;
   return {
-    fetch: async (request, info) => await app.fetch(request, info),
+    fetch: async (request, info) => {
+      if (draining) return shuttingDown();
+      inFlight++;
+      try {
+        return await app.fetch(request, info);
+      } finally {
+        if (--inFlight === 0) idle?.();
+      }
+    },
+    drain: async (timeoutMs) => {
+      draining = true;
+      if (inFlight === 0) return;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        new Promise<void>((resolve) => (idle = resolve)),
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs))),
+      ]);
+      clearTimeout(timer);
+    },
     removeLeftovers: () => store.removeLeftovers(),
     close: async () => {
       clearInterval(sweep);
@@ -98,6 +125,17 @@ export function createServer(config: ServerConfig, options: CreateServerOptions 
     },
   };
 }
+
+/** The answer to a request that arrives while the server shuts down. */
+function shuttingDown(): Response {
+  return Response.json({ error: "vger-server is shutting down; try again" }, {
+    status: 503,
+    headers: { "Retry-After": "1", "Connection": "close" },
+  });
+}
+
+/** How long a stopping server lets the requests in flight run before it closes anyway. */
+const DRAIN_MS = 30_000;
 
 function showAddr(addr: Deno.Addr): string {
   return "hostname" in addr ? `${addr.hostname}:${addr.port}` : JSON.stringify(addr);
@@ -156,7 +194,12 @@ async function main(args: string[]): Promise<number> {
     port,
     onListen: (addr) => console.error(`vger-server listening on ${showAddr(addr)}`),
   }, (request, info) => server.fetch(request, info));
-  const stop = () => http.shutdown();
+  // Deno's own shutdown cuts request bodies still arriving (the upload then fails with 400):
+  // let the requests in flight finish first
+  let stopping: Promise<void> | undefined;
+  const stop = () => {
+    stopping ??= server.drain(DRAIN_MS).then(() => http.shutdown());
+  };
   Deno.addSignalListener("SIGTERM", stop);
   Deno.addSignalListener("SIGINT", stop);
   await http.finished;

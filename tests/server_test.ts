@@ -5,7 +5,7 @@
  * while the server keeps serving the others.
  */
 
-import { deepStrictEqual, equal, ok } from "node:assert/strict";
+import { deepStrictEqual, equal, match, ok } from "node:assert/strict";
 import { createHash } from "node:crypto";
 import {
   peakRss,
@@ -491,5 +491,52 @@ Deno.test("server (run): killed in the middle of an upload, it leaves no object,
     }
   } finally {
     await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("server (run): SIGTERM lets an upload in flight finish, answers new requests 503, then exits", async () => {
+  const server = await startServer("run");
+  try {
+    equal((await put(server, "/r/config", "c", true)).status, 201);
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+    try {
+      await conn.write(bytes(
+        `PUT /r/data/slow HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${server.token}\r\n` +
+          `Content-Length: 600000\r\nConnection: close\r\n\r\n`,
+      ));
+      await conn.write(new Uint8Array(300_000).fill(7));
+      await new Promise((r) => setTimeout(r, 300));
+      Deno.kill(server.pid, "SIGTERM");
+      await new Promise((r) => setTimeout(r, 300));
+      // a new request while the upload is in flight: refused for now, to be sent again
+      const late = await server.fetch("/r/config");
+      equal(late.status, 503);
+      equal(late.headers.get("retry-after"), "1");
+      await late.body?.cancel();
+      await conn.write(new Uint8Array(300_000).fill(7));
+      const answer = new Uint8Array(4096);
+      const n = await conn.read(answer);
+      ok(n !== null, "no answer to the upload in flight");
+      match(new TextDecoder().decode(answer.subarray(0, n)), /^HTTP\/1\.1 201 /);
+    } finally {
+      conn.close();
+    }
+    // the server exits once the upload is done; what it stored is whole
+    const until = Date.now() + 10_000;
+    for (;;) {
+      try {
+        const res = await fetch(`${server.url}/health`);
+        await res.body?.cancel();
+      } catch {
+        break; // gone
+      }
+      ok(Date.now() < until, "the server did not exit within 10 s of SIGTERM");
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const stored = await Deno.readFile(`${server.dataDir}/r/data/slow`);
+    equal(stored.length, 600_000);
+    ok(stored.every((b) => b === 7));
+  } finally {
+    await server.stop();
   }
 });
