@@ -44,6 +44,7 @@ import { runDelete, runPrune } from "./lib/cli_prune.ts";
 import { runCompact } from "./lib/cli_compact.ts";
 import { runCheck, runRepair } from "./lib/cli_check.ts";
 import { runBreakLock } from "./lib/cli_break_lock.ts";
+import { runRollback, runVersions } from "./lib/cli_versions.ts";
 import { runKey } from "./lib/cli_key.ts";
 
 export type { CliIo };
@@ -159,6 +160,8 @@ const COMMANDS: Record<string, (run: Run) => Promise<number>> = {
   compact: runCompact,
   check: (run) => bool(run.flags, "repair") ? runRepair(run) : runCheck(run),
   "break-lock": runBreakLock,
+  versions: runVersions,
+  rollback: runRollback,
   key: runKey,
   delete: runDelete,
 };

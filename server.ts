@@ -20,7 +20,7 @@
  * const server = createServer({
  *   source: "example", listen: "127.0.0.1:0", dataDir, token: "a-long-secret-token",
  *   appendOnly: false, logFormat: "json", quotaBytes: 0, lockTtlSeconds: 3600,
- *   bodyTimeoutSeconds: 60, maxObjectBytes: 2 ** 32,
+ *   bodyTimeoutSeconds: 60, maxObjectBytes: 2 ** 32, versionKeepDays: 0, versionKeepMin: 10,
  * }, { log: () => {} });
  * const res = await server.fetch(new Request("http://h/health"));
  * console.log(res.status); // 200

@@ -132,6 +132,38 @@ export interface StoragePolicy {
   readonly appendOnly: boolean;
 }
 
+/** One kept version of a repository on vger-server: a manifest and the index it went with. */
+export interface StoredVersion {
+  /** The version's id (the server's name of the kept manifest). */
+  readonly id: string;
+  /** When the server kept it, RFC 3339 UTC. */
+  readonly time: string;
+  /** The kept manifest's size in bytes. */
+  readonly manifestBytes: number;
+  /** The kept index's size in bytes, or null when no index is kept with it. */
+  readonly indexBytes: number | null;
+}
+
+/** One finding of a storage's own structure check (vger-server's key-less check). */
+export interface StructureProblem {
+  /** What it is about (lib/check_report.ts's kinds). */
+  readonly kind: string;
+  /** Errors make a check fail; warnings are leftovers. */
+  readonly severity: "error" | "warning";
+  /** One line naming the object and the reason. */
+  readonly message: string;
+}
+
+/** What a storage's own structure check found and looked at. */
+export interface StructureReport {
+  /** Every finding, errors and warnings. */
+  readonly problems: readonly StructureProblem[];
+  /** Packs looked at. */
+  readonly packs: number;
+  /** Bytes of packs read. */
+  readonly bytesRead: number;
+}
+
 /** The read side of a backend: all that list, extract and check need. */
 export interface ReadonlyBackend {
   /** Where the storage is, for messages (a path or URL, never a secret). */
@@ -199,6 +231,25 @@ export interface Backend extends ReadonlyBackend {
    * as the server's answers tell it). Absent on a backend without one: everything is allowed.
    */
   policy?(): Promise<StoragePolicy>;
+  /**
+   * Optional: the versions of `manifest` and `index` the storage keeps (vger-server), newest
+   * first. Absent on a backend that keeps none (local, S3).
+   */
+  listVersions?(): Promise<StoredVersion[]>;
+  /**
+   * Optional, present with {@linkcode listVersions}: the kept `manifest` or `index` of version
+   * `id`, or null when there is none; `maxBytes` caps it as {@linkcode ReadonlyBackend.get}'s.
+   */
+  getVersion?(
+    id: string,
+    key: "manifest" | "index",
+    options?: GetOptions,
+  ): Promise<Uint8Array | null>;
+  /**
+   * Optional: the storage checks the repository's structure itself, without the key
+   * (vger-server's key-less check: required objects, pack framing and hashes, names, locks).
+   */
+  checkStructure?(): Promise<StructureReport>;
 }
 
 /** The total length of a body. */

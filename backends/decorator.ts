@@ -18,7 +18,9 @@ import type {
   PutBody,
   ReadonlyBackend,
   StoragePolicy,
+  StoredVersion,
   StreamOptions,
+  StructureReport,
 } from "./backend.ts";
 
 /** Forwards every read to the inner backend. */
@@ -96,6 +98,16 @@ export class BackendDecorator extends ReadonlyBackendDecorator<Backend> implemen
   declare readonly probeCreate?: () => Promise<boolean>;
   /** As the inner backend; absent when the inner backend has no such operation. */
   declare readonly policy?: () => Promise<StoragePolicy>;
+  /** As the inner backend; absent when the inner backend has no such operation. */
+  declare readonly listVersions?: () => Promise<StoredVersion[]>;
+  /** As the inner backend; absent when the inner backend has no such operation. */
+  declare readonly getVersion?: (
+    id: string,
+    key: "manifest" | "index",
+    options?: GetOptions,
+  ) => Promise<Uint8Array | null>;
+  /** As the inner backend; absent when the inner backend has no such operation. */
+  declare readonly checkStructure?: () => Promise<StructureReport>;
 
   /** Wraps `inner`, taking on its optional operations. */
   constructor(inner: Backend) {
@@ -116,6 +128,26 @@ export class BackendDecorator extends ReadonlyBackendDecorator<Backend> implemen
       // configurable: a decorator that sends requests its own way may ask through itself
       Object.defineProperty(this, "policy", {
         value: () => this.inner.policy!(),
+        configurable: true,
+      });
+    }
+    // the server's versions and structure check (configurable: the retry decorator retries them)
+    if (inner.listVersions) {
+      Object.defineProperty(this, "listVersions", {
+        value: () => this.inner.listVersions!(),
+        configurable: true,
+      });
+    }
+    if (inner.getVersion) {
+      Object.defineProperty(this, "getVersion", {
+        value: (id: string, key: "manifest" | "index", options?: GetOptions) =>
+          this.inner.getVersion!(id, key, options),
+        configurable: true,
+      });
+    }
+    if (inner.checkStructure) {
+      Object.defineProperty(this, "checkStructure", {
+        value: () => this.inner.checkStructure!(),
         configurable: true,
       });
     }

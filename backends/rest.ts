@@ -42,8 +42,16 @@ import {
   objectTooLarge,
   type PutBody,
   type StoragePolicy,
+  type StoredVersion,
+  type StructureProblem,
+  type StructureReport,
 } from "./backend.ts";
-import { MAX_ERROR_BODY_BYTES, restError, type RestOperation } from "./rest_errors.ts";
+import {
+  escapeReason,
+  MAX_ERROR_BODY_BYTES,
+  restError,
+  type RestOperation,
+} from "./rest_errors.ts";
 import { type Answer, contentLength, header, parseContentRange, RestHttp } from "./rest_http.ts";
 
 /**
@@ -74,6 +82,17 @@ export const MAX_LIST_PAGE_BYTES: number = LIST_PAGE_SIZE * (1024 * 6 + 64) + 64
 
 /** The most bytes of the repository info (`GET /<repo>`). */
 const MAX_INFO_BYTES = 64 * 1024;
+
+/** The most bytes of the versions listing (`GET /<repo>?versions`): 100,000 versions. */
+const MAX_VERSIONS_BYTES = 16 << 20;
+/** The most versions a listing may hold. */
+const MAX_VERSIONS = 100_000;
+/** The most bytes of a structure check's report (`GET /<repo>?check`). */
+const MAX_CHECK_BYTES = 32 << 20;
+/** The most findings a structure check's report may hold. */
+const MAX_CHECK_PROBLEMS = 100_000;
+/** A version id as the server spells it. */
+const VERSION_ID = /^\d{15}-[0-9a-f]{8}$/;
 
 /** Repository names vger-server accepts (docs/SERVER.md, "Conventions"). */
 const REPO_NAME = /^(?!\.)[A-Za-z0-9._-]{1,64}$/;
@@ -319,6 +338,99 @@ export class RestBackend implements Backend {
     return { appendOnly: this.#appendOnly };
   }
 
+  /** The server's kept versions of `manifest` and `index`, newest first (`GET /<repo>?versions`). */
+  async listVersions(): Promise<StoredVersion[]> {
+    const body = await this.#getJson("?versions", "list the versions of", MAX_VERSIONS_BYTES);
+    const bad = (why: string) =>
+      new IntegrityError(`The versions listing of ${this.location} is malformed: ${why}`);
+    const list = (body as { versions?: unknown } | null)?.versions;
+    if (!Array.isArray(list) || list.length > MAX_VERSIONS) throw bad("no versions array");
+    const out: StoredVersion[] = [];
+    for (const v of list as unknown[]) {
+      const { id, time, manifest_bytes, index_bytes } = (v ?? {}) as Record<string, unknown>;
+      if (typeof id !== "string" || !VERSION_ID.test(id)) throw bad("an invalid id");
+      if (typeof time !== "string" || Number.isNaN(Date.parse(time)) || time.length > 40) {
+        throw bad(`an invalid time of version ${id}`);
+      }
+      if (!isCount(manifest_bytes) || !(index_bytes === null || isCount(index_bytes))) {
+        throw bad(`an invalid size of version ${id}`);
+      }
+      out.push({
+        id,
+        time: new Date(time).toISOString(),
+        manifestBytes: manifest_bytes,
+        indexBytes: index_bytes,
+      });
+    }
+    return out;
+  }
+
+  /** The kept `manifest` or `index` of version `id`, or null when the server has none. */
+  async getVersion(
+    id: string,
+    key: "manifest" | "index",
+    options: GetOptions = {},
+  ): Promise<Uint8Array | null> {
+    if (!VERSION_ID.test(id)) throw new UsageError(`Invalid version id "${escapeReason(id)}"`);
+    const max = checkMaxBytes(options.maxBytes);
+    const what = `${key} of version ${id}`;
+    const op = { what: "read", key: what };
+    const a = await this.#http.send({
+      method: "GET",
+      path: `${this.#base}?versions&id=${id}&key=${key}`,
+      op,
+      limit: max,
+      tooLarge: (size) => objectTooLarge(what, max, size),
+    });
+    if (a.status === 404) return null;
+    if (a.status !== 200) throw this.#error(a, op);
+    return a.body;
+  }
+
+  /** The server's key-less check of this repository's structure (`GET /<repo>?check`). */
+  async checkStructure(): Promise<StructureReport> {
+    const body = await this.#getJson("?check", "check", MAX_CHECK_BYTES);
+    const bad = (why: string) =>
+      new IntegrityError(`The server's check report of ${this.location} is malformed: ${why}`);
+    const r = (body ?? {}) as { problems?: unknown; packs?: unknown; bytes_read?: unknown };
+    if (!Array.isArray(r.problems) || r.problems.length > MAX_CHECK_PROBLEMS) {
+      throw bad("no problems array");
+    }
+    if (!isCount(r.packs) || !isCount(r.bytes_read)) throw bad("invalid counts");
+    const problems: StructureProblem[] = [];
+    for (const p of r.problems as unknown[]) {
+      const { kind, severity, message } = (p ?? {}) as Record<string, unknown>;
+      if (typeof kind !== "string" || !/^[a-z-]{1,40}$/.test(kind)) throw bad("an invalid kind");
+      if (severity !== "error" && severity !== "warning") throw bad("an invalid severity");
+      if (typeof message !== "string") throw bad("a finding without a message");
+      problems.push({ kind, severity, message: escapeReason(message) });
+    }
+    return { problems, packs: r.packs, bytesRead: r.bytes_read };
+  }
+
+  /** The JSON of `GET /<repo><query>`, at most `limit` bytes. */
+  async #getJson(query: string, what: string, limit: number): Promise<unknown> {
+    const op = { what };
+    const a = await this.#http.send({
+      method: "GET",
+      path: this.#base + query,
+      op,
+      limit,
+      tooLarge: () =>
+        new IntegrityError(
+          `The server's answer to ${what} ${this.location} is over ${limit} bytes`,
+        ),
+    });
+    if (a.status !== 200) throw this.#error(a, op);
+    try {
+      return JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(a.body));
+    } catch (err) {
+      throw new IntegrityError(`The server's answer to ${what} ${this.location} is not JSON`, {
+        cause: err,
+      });
+    }
+  }
+
   /** Releases the connections kept open. */
   close(): Promise<void> {
     this.#http.close();
@@ -444,6 +556,10 @@ function compareBytes(a: string, b: string): number {
 }
 
 const encoder = new TextEncoder();
+
+function isCount(n: unknown): n is number {
+  return typeof n === "number" && Number.isSafeInteger(n) && n >= 0;
+}
 
 function checkKey(key: string): void {
   if (!isValidKey(key)) throw new BackendError(`Invalid object key "${key}"`);

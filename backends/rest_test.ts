@@ -577,3 +577,69 @@ Deno.test("a success answered before the whole body was sent is not taken for a 
     }
   }, { headOnly: true });
 });
+
+Deno.test("the versions listing, a version's bytes and the server's check report are checked: malformed ones refused, hostile text escaped", async () => {
+  const good = {
+    id: "001796404800000-3fa2c91e",
+    time: "2026-12-04T17:00:00.000Z",
+    manifest_bytes: 10,
+    index_id: null,
+    index_bytes: null,
+  };
+  const listings: unknown[] = [
+    { versions: [good] },
+    { versions: "no" },
+    { versions: [{ ...good, id: "../x" }] },
+    { versions: [{ ...good, time: "yesterday" }] },
+    { versions: [{ ...good, manifest_bytes: -1 }] },
+  ];
+  const reports: unknown[] = [
+    {
+      problems: [{ kind: "corrupt-pack", severity: "error", message: "bad\u001b[2Jpack" }],
+      packs: 1,
+      bytes_read: 9,
+    },
+    {
+      problems: [{ kind: "Corrupt Pack!", severity: "error", message: "m" }],
+      packs: 1,
+      bytes_read: 9,
+    },
+    {
+      problems: [{ kind: "corrupt-pack", severity: "fatal", message: "m" }],
+      packs: 1,
+      bytes_read: 9,
+    },
+    { problems: [], packs: "many", bytes_read: 9 },
+  ];
+  await withReplay((req, n) => {
+    if (req.path.startsWith("/r?versions&id=")) return answer(200, "x".repeat(100));
+    if (req.path === "/r?versions") return json(200, listings[(n - 1) % listings.length]);
+    return json(200, reports[(n - 1 - listings.length) % reports.length]);
+  }, async (url, seen) => {
+    const backend = backendAt(url);
+    try {
+      deepStrictEqual(await backend.listVersions(), [{
+        id: good.id,
+        time: good.time,
+        manifestBytes: 10,
+        indexBytes: null,
+      }]);
+      for (let i = 1; i < listings.length; i++) {
+        await rejects(backend.listVersions(), /versions listing of .* is malformed/);
+      }
+      const report = await backend.checkStructure();
+      equal(report.problems[0].message, "bad\\u001b[2Jpack");
+      for (let i = 1; i < reports.length; i++) {
+        await rejects(backend.checkStructure(), /check report of .* is malformed/);
+      }
+      equal(seen.at(-1)!.path, "/r?check");
+      // a version is read capped, and an id is never sent unchecked
+      await rejects(backend.getVersion(good.id, "manifest", { maxBytes: 10 }), /too large/);
+      equal((await backend.getVersion(good.id, "index"))!.length, 100);
+      equal(seen.at(-1)!.path, `/r?versions&id=${good.id}&key=index`);
+      await rejects(backend.getVersion("../../etc", "index"), /Invalid version id/);
+    } finally {
+      await backend.close();
+    }
+  });
+});

@@ -13,7 +13,8 @@
  *   the stored bytes: equal to ours, the create is ours and succeeded; different, the key is
  *   someone else's and the answer is false, as if there had been no retry.
  * - `probeCreate` (when the inner backend has it) runs the probe through these retries.
- * - `policy` (when the inner backend has it) is asked again like a read.
+ * - `policy`, `listVersions`, `getVersion` and `checkStructure` (when the inner backend has
+ *   them) are asked again like reads.
  *
  * @example
  * ```ts
@@ -109,6 +110,25 @@ export class RetryBackend extends BackendDecorator {
     if (inner.policy) {
       Object.defineProperty(this, "policy", {
         value: () => this.#retry("ask the policy of", "", () => this.inner.policy!()),
+        configurable: true,
+      });
+    }
+    if (inner.listVersions) {
+      Object.defineProperty(this, "listVersions", {
+        value: () => this.#retry("list the versions of", "", () => this.inner.listVersions!()),
+        configurable: true,
+      });
+    }
+    if (inner.getVersion) {
+      Object.defineProperty(this, "getVersion", {
+        value: (id: string, key: "manifest" | "index", options?: GetOptions) =>
+          this.#retry("read", key, () => this.inner.getVersion!(id, key, options)),
+        configurable: true,
+      });
+    }
+    if (inner.checkStructure) {
+      Object.defineProperty(this, "checkStructure", {
+        value: () => this.#retry("check", "", () => this.inner.checkStructure!()),
         configurable: true,
       });
     }

@@ -288,6 +288,22 @@ export const COMMANDS: readonly CommandSpec[] = [
     options: [{ name: "all", type: "boolean", help: "remove every lock, stale or not" }],
   },
   {
+    name: "versions",
+    args: "",
+    summary: "list the versions of manifest and index a vger-server keeps, newest first",
+    description: "Each version is a manifest the server kept, with the index it was committed\n" +
+      "with; vger rollback ID makes one current again. Needs a vger-server (backend: rest).",
+    options: [],
+  },
+  {
+    name: "rollback",
+    args: "ID",
+    summary: "make a kept version of manifest and index current again",
+    description: "Writes the version's manifest and index as a new commit (also in append-only\n" +
+      "mode), with a fresh counter that other clients accept. Needs a vger-server.",
+    options: [LOCK_WAIT],
+  },
+  {
     name: "key",
     args: "change-passphrase | export | import FILE",
     summary: "manage the repository key: change-passphrase, export, import",

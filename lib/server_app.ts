@@ -28,6 +28,7 @@ import {
   parseListQuery,
   parseRange,
   parseTarget,
+  rawQuery,
   requestBody,
   type Target,
 } from "./server_request.ts";
@@ -160,6 +161,8 @@ async function route(
     }
     case "repo": {
       if (method !== "GET") throw notAllowed(`/${target.repo}`);
+      const query = rawQuery(req.url);
+      if (query.has("versions")) return await versionsRoute(target.repo, query, store, json);
       const stats = await store.stats(target.repo);
       return json({
         name: target.repo,
@@ -182,6 +185,46 @@ async function route(
     default:
       throw notAllowed("this path");
   }
+}
+
+/**
+ * `GET /<repo>?versions`: the repository's versions, newest first; with `&id=ID&key=manifest`
+ * or `&key=index`, the bytes of that version's manifest or index.
+ */
+async function versionsRoute(
+  repo: string,
+  query: URLSearchParams,
+  store: ServerStore,
+  json: (body: unknown) => Response,
+): Promise<Response> {
+  const id = query.get("id");
+  const key = query.get("key");
+  if (id === null && key === null) {
+    const versions = await store.versions(repo);
+    return json({
+      versions: versions.map((v) => ({
+        id: v.id,
+        time: v.time.toISOString(),
+        manifest_bytes: v.manifestBytes,
+        index_id: v.indexId,
+        index_bytes: v.indexBytes,
+      })),
+    });
+  }
+  if (id === null || (key !== "manifest" && key !== "index")) {
+    throw new HttpError(
+      400,
+      `Invalid versions query of repository "${repo}": give id and key (manifest or index)`,
+    );
+  }
+  const got = await store.version(repo, id, key);
+  return new Response(got.stream, {
+    status: 200,
+    headers: {
+      "Content-Length": String(got.length),
+      "Content-Type": "application/octet-stream",
+    },
+  });
 }
 
 /** GET, HEAD, PUT and DELETE of one object. */

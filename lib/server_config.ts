@@ -46,6 +46,14 @@ export interface ServerConfig {
   readonly bodyTimeoutSeconds: number;
   /** The largest object a client may store, in bytes (larger is 413). */
   readonly maxObjectBytes: number;
+  /**
+   * Days every kept version of `manifest` and `index` is kept; 0: versions are kept in
+   * append-only mode only, and forever. Above 0, versions are kept in every mode, and the sweep
+   * removes those older than this that are not among the newest {@linkcode versionKeepMin}.
+   */
+  readonly versionKeepDays: number;
+  /** With {@linkcode versionKeepDays}: the newest versions of each key kept whatever their age. */
+  readonly versionKeepMin: number;
 }
 
 /**
@@ -57,12 +65,14 @@ export const MIN_LOCK_TTL_SECONDS = 1200;
 export const DEFAULT_LISTEN = "127.0.0.1:8484";
 /** The default largest object: 4 GiB, above the largest pack a client writes (4 GiB - 1). */
 export const DEFAULT_MAX_OBJECT_BYTES = 2 ** 32;
+/** The default number of newest versions of each key kept whatever their age. */
+export const DEFAULT_VERSION_KEEP_MIN = 10;
 
 /** One setting: its key in `[server]`, its environment variable, and how a value is read. */
 interface Setting {
   key: string;
   env: string;
-  kind: "string" | "boolean" | "count" | "seconds";
+  kind: "string" | "boolean" | "count" | "seconds" | "days";
 }
 
 const SETTINGS: readonly Setting[] = [
@@ -75,6 +85,8 @@ const SETTINGS: readonly Setting[] = [
   { key: "lock_ttl_seconds", env: "VGER_SERVER_LOCK_TTL_SECONDS", kind: "seconds" },
   { key: "body_timeout_seconds", env: "VGER_SERVER_BODY_TIMEOUT_SECONDS", kind: "seconds" },
   { key: "max_object_bytes", env: "VGER_SERVER_MAX_OBJECT_BYTES", kind: "count" },
+  { key: "version_keep_days", env: "VGER_SERVER_VERSION_KEEP_DAYS", kind: "days" },
+  { key: "version_keep_min", env: "VGER_SERVER_VERSION_KEEP_MIN", kind: "count" },
 ];
 
 /** The environment variables that override settings, by key (for documentation and tests). */
@@ -186,6 +198,20 @@ export function parseServerConfig(
     if (n === 0) f("must be more than 0");
     return n;
   }) ?? DEFAULT_MAX_OBJECT_BYTES;
+  const versionKeepDays = get("version_keep_days", (v, f) => {
+    if (typeof v !== "number" || !Number.isFinite(v) || v < 0 || v > 36_500) {
+      f(`must be a number of days, 0 (keep in append-only mode, forever) to 36500 (got ${
+        show(v)
+      })`);
+    }
+    return v as number;
+  }) ?? 0;
+  const versionKeepMin = get("version_keep_min", (v, f) => {
+    if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) {
+      f(`must be a whole number of versions, 0 or more (got ${show(v)})`);
+    }
+    return v as number;
+  }) ?? DEFAULT_VERSION_KEEP_MIN;
   return {
     source: where,
     listen,
@@ -197,6 +223,8 @@ export function parseServerConfig(
     lockTtlSeconds,
     bodyTimeoutSeconds,
     maxObjectBytes,
+    versionKeepDays,
+    versionKeepMin,
   };
 }
 

@@ -37,6 +37,8 @@ Deno.test("server config: the specification's example with defaults", () => {
     lockTtlSeconds: 3600,
     bodyTimeoutSeconds: 60,
     maxObjectBytes: 2 ** 32,
+    versionKeepDays: 0,
+    versionKeepMin: 10,
   });
 });
 
@@ -107,7 +109,24 @@ Deno.test("server config: VGER_SERVER_* variables override the file, with errors
     env: { VGER_SERVER_DATA_DIR: "/d", VGER_SERVER_TOKEN: "t" },
   });
   deepStrictEqual([envOnly.dataDir, envOnly.token, envOnly.source], ["/d", "t", "the environment"]);
-  equal(Object.keys(SERVER_ENV_VARIABLES).length, 9);
+  equal(Object.keys(SERVER_ENV_VARIABLES).length, 11);
+});
+
+Deno.test("server config: version retention in days and a count, from the file or the environment", () => {
+  const config = parseServerConfig(BASE + "version_keep_days = 30\nversion_keep_min = 3\n", {
+    env: {},
+  });
+  deepStrictEqual([config.versionKeepDays, config.versionKeepMin], [30, 3]);
+  const env = parseServerConfig(BASE, { env: { VGER_SERVER_VERSION_KEEP_DAYS: "0.5" } });
+  deepStrictEqual([env.versionKeepDays, env.versionKeepMin], [0.5, 10]);
+  equal(
+    refused(BASE + "version_keep_days = -1\n"),
+    `Invalid configuration ${FILE} line 4: server.version_keep_days: must be a number of days, 0 (keep in append-only mode, forever) to 36500 (got -1)`,
+  );
+  equal(
+    refused(BASE + "version_keep_min = 1.5\n"),
+    `Invalid configuration ${FILE} line 4: server.version_keep_min: must be a whole number of versions, 0 or more (got 1.5)`,
+  );
 });
 
 Deno.test("server config: a relative data_dir is relative to the file; a missing file is one line", async () => {

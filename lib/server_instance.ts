@@ -14,6 +14,9 @@ import { sweepIntervalMs } from "./server_locks.ts";
 import { formatEvent } from "./server_log.ts";
 import { ServerStore } from "./server_store.ts";
 
+/** How often the version retention runs (docs/SERVER.md, "Versions"). */
+const VERSION_SWEEP_MS = 600_000;
+
 /** A server built by {@linkcode createServerOn}: its request handler and its shutdown. */
 export interface VgerServer {
   /** Answers one request (the handler for Deno.serve or deno serve). */
@@ -63,13 +66,20 @@ export function createServerOn(
   });
   // the lock sweep: in the background, never keeping the process alive on its own
   let sweeping: Promise<unknown> = Promise.resolve();
+  // the version retention runs with the first sweep, then at most every VERSION_SWEEP_MS
+  let versionsSwept = -Infinity;
   const sweep = setInterval(() => {
+    const sweepVersions = Date.now() - versionsSwept >= VERSION_SWEEP_MS;
+    if (sweepVersions) versionsSwept = Date.now();
     sweeping = store.sweepLocks(config.lockTtlSeconds * 1000).then(
-      (removed) => {
+      async (removed) => {
         for (const key of removed) log(formatEvent(config.logFormat, "lock_expired", key));
+        if (!sweepVersions) return;
+        for (const key of await store.sweepVersions()) {
+          log(formatEvent(config.logFormat, "version_expired", key));
+        }
       },
-      (err) => log(formatEvent(config.logFormat, "sweep_failed", errorMessage(err))),
-    );
+    ).catch((err) => log(formatEvent(config.logFormat, "sweep_failed", errorMessage(err))));
   }, options.sweepIntervalMs ?? sweepIntervalMs(config.lockTtlSeconds));
   Deno.unrefTimer(sweep);
   let inFlight = 0;

@@ -23,7 +23,7 @@ import type { Backend, ObjectStream, StreamBody } from "../backends/backend.ts";
 import { errorMessage } from "./errors.ts";
 import { findHttpError, HttpError, type ListQuery } from "./server_request.ts";
 import { appendOnlyAllows, keyClass } from "./server_policy.ts";
-import { KeptVersions } from "./server_versions.ts";
+import { KeptVersions, type RepoVersion, type VersionedKey } from "./server_versions.ts";
 import { Quota, type Usage } from "./server_quota.ts";
 import { Freshness } from "./server_freshness.ts";
 import { sweepLocks } from "./server_locks.ts";
@@ -42,6 +42,10 @@ export interface StoreSettings {
   readonly maxObjectBytes: number;
   /** The most bytes a repository may hold, 0 for no limit. */
   readonly quotaBytes: number;
+  /** Days versions of `manifest` and `index` are kept; above 0 they are kept in every mode. */
+  readonly versionKeepDays?: number;
+  /** The newest versions of each key kept whatever their age (default 10). */
+  readonly versionKeepMin?: number;
 }
 
 /** Options of {@linkcode ServerStore.put}. */
@@ -174,12 +178,13 @@ export class ServerStore {
     }
     const cls = keyClass(key);
     const appendOnly = this.#settings.appendOnly && cls !== "locks";
+    const keeps = cls === "versioned" && this.#keepsVersions;
     // what the upload adds and frees: a replace frees the old bytes, unless they are kept
     let frees = 0;
-    if (this.#quota.bytes > 0 && !options.create && !appendOnly) {
+    if (this.#quota.bytes > 0 && !options.create && !appendOnly && !keeps) {
       frees = (await this.#call(repo, key, () => this.#backend.size(full))) ?? 0;
     }
-    const adds = appendOnly && cls === "versioned" ? 2 * body.size : body.size;
+    const adds = keeps ? 2 * body.size : body.size;
     const reservation = await this.#quota.reserve(repo, key, adds, frees);
     let status: number;
     try {
@@ -224,8 +229,10 @@ export class ServerStore {
       if (!created) throw new HttpError(412, `Object "${key}" of repository "${repo}" exists`);
       return 201;
     }
+    if (cls === "versioned" && this.#keepsVersions) {
+      return await this.#versions.replace(repo, key, checked);
+    }
     if (this.#settings.appendOnly && cls !== "locks") {
-      if (cls === "versioned") return await this.#versions.replace(repo, key, checked);
       // a create, so that a concurrent writer cannot turn it into a replace
       if (await this.#call(repo, key, () => this.#backend.create(full, checked))) return 201;
       if (packId !== null) {
@@ -275,6 +282,43 @@ export class ServerStore {
     const objects = found.slice(0, query.limit);
     const next = found.length > query.limit ? objects[objects.length - 1].key : null;
     return { objects, next };
+  }
+
+  /** Whether replaced manifests and indexes are kept: in append-only mode, or with a retention. */
+  get #keepsVersions(): boolean {
+    return this.#settings.appendOnly || (this.#settings.versionKeepDays ?? 0) > 0;
+  }
+
+  /** The versions of `repo` (docs/SERVER.md, "Versions"), newest first. */
+  async versions(repo: string): Promise<RepoVersion[]> {
+    await this.requireRepo(repo);
+    return await this.#versions.versions(repo);
+  }
+
+  /** The kept `key` of version `id` of `repo` as a stream, or 404. */
+  async version(repo: string, id: string, key: VersionedKey): Promise<ObjectStream> {
+    await this.requireRepo(repo);
+    return await this.#versions.open(repo, id, key);
+  }
+
+  /**
+   * Applies the version retention (`version_keep_days`, `version_keep_min`) to every
+   * repository; resolves to the keys removed. Nothing is removed without `version_keep_days`.
+   */
+  async sweepVersions(now?: () => number): Promise<string[]> {
+    const keepDays = this.#settings.versionKeepDays ?? 0;
+    if (keepDays <= 0) return [];
+    const removed: string[] = [];
+    for (const repo of await this.repositories()) {
+      removed.push(
+        ...await this.#versions.sweep(repo, {
+          keepDays,
+          keepMin: this.#settings.versionKeepMin ?? 10,
+          now,
+        }),
+      );
+    }
+    return removed;
   }
 
   /** How much `repo` holds: objects, packs, and bytes with its kept versions. */

@@ -97,3 +97,29 @@ Deno.test("store: append-only refuses deletes and overwrites, keeps versions, le
   await s.delete("r", "locks/x");
   equal(await status(s.size("r", "locks/x")), 404);
 });
+
+Deno.test("store: versions are kept in full mode only with a retention; they count towards the quota and the sweep applies it", async () => {
+  const { store: plain } = store();
+  await plain.put("r", "config", body("c"), { create: true });
+  await plain.put("r", "manifest", body("m1"), { create: false });
+  await plain.put("r", "manifest", body("m2"), { create: false });
+  deepStrictEqual(await plain.versions("r"), []);
+
+  const { store: s } = store({ versionKeepDays: 1, versionKeepMin: 1, quotaBytes: 1000 });
+  await s.put("r", "config", body("c"), { create: true });
+  await s.put("r", "index", body("i1"), { create: false });
+  await s.put("r", "manifest", body("m1"), { create: false });
+  await s.put("r", "manifest", body("m22"), { create: false });
+  const versions = await s.versions("r");
+  deepStrictEqual(versions.map((v) => v.manifestBytes), [3, 2]);
+  const kept = await s.version("r", versions[1].id, "manifest");
+  equal(await new Response(kept.stream).text(), "m1");
+  equal(await status(s.versions("nope")), 404);
+  // the kept bytes count: objects (c, i1, m22), versions (i1, m1, m22) and two pairs of 24
+  const stats = await s.stats("r");
+  deepStrictEqual([stats.keptBytes, stats.usedBytes], [2 + 2 + 3 + 48, 6 + 55]);
+  // two days on, all but the newest manifest version go
+  const removed = await s.sweepVersions(() => Date.now() + 2 * 86_400_000);
+  equal(removed.filter((k) => k.includes("/manifest/")).length, 1);
+  deepStrictEqual((await s.versions("r")).map((v) => v.manifestBytes), [3]);
+});

@@ -1,0 +1,195 @@
+/**
+ * `vger versions` and `vger rollback` through the real CLI against a real vger-server process
+ * on 127.0.0.1 (tests/_server.ts): a manifest replaced by garbage is rolled back and the
+ * repository is whole again, a second client's rollback protection accepts the rolled-back
+ * manifest, `--json`'s shape; a backend without versions fails in one line.
+ *
+ * @module
+ */
+
+import { deepStrictEqual, equal, match, ok } from "node:assert/strict";
+import {
+  FAST_KDF_ARGS,
+  initRepo,
+  pseudoRandomBytes,
+  removeTree,
+  restoredPath,
+  type RunResult,
+  runVger,
+  type TreeSnapshot,
+  treeSnapshot,
+  withTempDir,
+} from "./_helpers.ts";
+import { startServer, type TestServer } from "./_server.ts";
+
+/** One client of a repository on a server: its configuration file and its own cache. */
+interface Client {
+  config: string;
+  cache: string;
+}
+
+async function client(dir: string, server: TestServer, name: string, who: string) {
+  const tokenFile = `${dir}/${who}.token`;
+  await Deno.writeTextFile(tokenFile, server.token + "\n");
+  const config = `${dir}/${who}.yaml`;
+  await Deno.writeTextFile(
+    config,
+    [
+      "repositories:",
+      `  - path: ${server.url}/${name}`,
+      "    backend: rest",
+      `    rest_token_command: "cat ${tokenFile}"`,
+      "    min_pack_size: 1048576",
+      "    max_pack_size: 4194304",
+      "",
+    ].join("\n"),
+  );
+  const cache = `${dir}/${who}-cache`;
+  await Deno.mkdir(cache);
+  return { config, cache } satisfies Client;
+}
+
+async function run(c: Client, args: readonly string[], code = 0): Promise<RunResult> {
+  const r = await runVger(["--config", c.config, ...args], {
+    env: { VGER_CACHE_DIR: c.cache },
+    timeoutMs: 120_000,
+  });
+  equal(r.code, code, `vger ${args.join(" ")}: ${r.stderr}${r.stdout}`);
+  ok(!r.stdout.includes("test-token") && !r.stderr.includes("test-token"), "the token shows");
+  return r;
+}
+
+function json<T>(r: RunResult): T {
+  return JSON.parse(r.stdout.trim()) as T;
+}
+
+interface VersionsJson {
+  repository: string;
+  versions: { id: string; time: string; manifest_bytes: number; index_bytes: number | null }[];
+}
+
+async function assertWhole(
+  c: Client,
+  src: string,
+  trees: Map<string, TreeSnapshot>,
+  what: string,
+): Promise<void> {
+  const check = json<{ errors: number; problems: { severity: string; message: string }[] }>(
+    await run(c, ["check", "--verify-data", "--json"]),
+  );
+  deepStrictEqual(check.problems.filter((p) => p.severity === "error"), [], what);
+  equal(check.errors, 0, what);
+  const listed = json<{ archives: { name: string }[] }>(await run(c, ["list", "--json"]));
+  deepStrictEqual(listed.archives.map((a) => a.name), [...trees.keys()], what);
+  for (const [archive, tree] of trees) {
+    const dest = await Deno.makeTempDir({ prefix: "vger-versions-out-" });
+    try {
+      await run(c, ["extract", "--archive", archive, "--dest", dest]);
+      deepStrictEqual(await treeSnapshot(restoredPath(dest, src)), tree, `${what}: ${archive}`);
+    } finally {
+      await removeTree(dest);
+    }
+  }
+}
+
+Deno.test("a manifest replaced by garbage is rolled back with vger rollback: whole again, and a second client's rollback protection accepts it", async () => {
+  // a full-access server with a retention: versions are kept in every mode then
+  const server = await startServer("run", { toml: "version_keep_days = 30\n" });
+  try {
+    await withTempDir(async (dir) => {
+      const name = "laptop";
+      const a = await client(dir, server, name, "a");
+      const b = await client(dir, server, name, "b");
+      const src = `${dir}/src`;
+      await Deno.mkdir(src);
+      await Deno.writeFile(`${src}/data.bin`, pseudoRandomBytes(2 << 20, 7));
+      await run(a, ["init", ...FAST_KDF_ARGS]);
+      const trees = new Map<string, TreeSnapshot>();
+      for (const archive of ["one", "two"]) {
+        await Deno.writeTextFile(`${src}/a.txt`, `version ${archive}\n`.repeat(300));
+        await run(a, ["backup", "--archive", archive, src]);
+        trees.set(archive, await treeSnapshot(src));
+      }
+      // the second client sees the newest manifest (and remembers its counter)
+      await run(b, ["list"]);
+
+      const before = json<VersionsJson>(await run(a, ["versions", "--json"]));
+      equal(before.repository, `${server.url}/${name}`);
+      // init's manifest, then one per backup
+      equal(before.versions.length, 3, JSON.stringify(before));
+      for (const v of before.versions) {
+        match(v.id, /^\d{15}-[0-9a-f]{8}$/);
+        match(v.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/);
+        equal(new Date(v.time).toISOString(), v.time);
+        ok(v.manifest_bytes > 0 && v.index_bytes !== null && v.index_bytes > 0);
+      }
+      const ids = before.versions.map((v) => v.id);
+      deepStrictEqual(ids, [...ids].sort().reverse(), "not newest first");
+
+      // an attacker with the token replaces the manifest (and the index) with garbage
+      for (const key of ["manifest", "index"]) {
+        const res = await server.fetch(`/${name}/${key}`, {
+          method: "PUT",
+          body: new TextEncoder().encode(`garbage ${key} `.repeat(20)),
+        });
+        equal(res.status, 200);
+        await res.body?.cancel();
+      }
+      const broken = await run(a, ["list"], 1);
+      match(broken.stderr, /Manifest/);
+
+      const after = json<VersionsJson>(await run(a, ["versions", "--json"]));
+      equal(after.versions.length, 4);
+      equal(after.versions[1].id, before.versions[0].id, "the garbage is not the newest");
+      const text = await run(a, ["versions"]);
+      equal(text.stdout.trim().split("\n").length, 4);
+      ok(text.stdout.startsWith(after.versions[0].id), text.stdout);
+
+      const rolled = json<{
+        rolled_back_to: { id: string };
+        archives: number;
+        index_restored: boolean;
+        manifest_counter: number;
+      }>(await run(a, ["rollback", before.versions[0].id, "--json"]));
+      equal(rolled.rolled_back_to.id, before.versions[0].id);
+      equal(rolled.archives, 2);
+      equal(rolled.index_restored, true);
+
+      // whole again, for both clients: the second one remembered the manifest before the attack
+      await assertWhole(a, src, trees, "after the rollback");
+      const listed = json<{ archives: { name: string }[] }>(await run(b, ["list", "--json"]));
+      deepStrictEqual(listed.archives.map((x) => x.name), ["one", "two"]);
+      // further back, to the version with "one" only: its counter was lower than the one the
+      // second client saw since, and the rollback wrote it above
+      await run(a, ["rollback", before.versions[1].id]);
+      const older = json<{ archives: { name: string }[] }>(await run(b, ["list", "--json"]));
+      deepStrictEqual(older.archives.map((x) => x.name), ["one"]);
+      await run(b, ["rollback", before.versions[0].id]);
+      // the rollback is a version of its own, and backups go on
+      equal(json<VersionsJson>(await run(a, ["versions", "--json"])).versions.length, 7);
+      await Deno.writeTextFile(`${src}/a.txt`, "version three\n".repeat(300));
+      await run(b, ["backup", "--archive", "three", src]);
+      trees.set("three", await treeSnapshot(src));
+      await assertWhole(a, src, trees, "after a backup");
+
+      // an unknown version is one line
+      const unknown = await run(a, ["rollback", "000000000000000-00000000"], 1);
+      match(unknown.stderr, /^vger: No version "000000000000000-00000000" in repository/);
+    });
+  } finally {
+    await server.stop();
+  }
+});
+
+Deno.test("versions and rollback on a backend without versions fail in one line: they need a vger-server", async () => {
+  await withTempDir(async (dir) => {
+    const repo = await initRepo(`${dir}/repo`);
+    for (const args of [["versions"], ["rollback", "000000000000001-0123abcd"]]) {
+      const r = await runVger(["-R", repo, ...args]);
+      equal(r.code, 2, r.stderr);
+      const lines = r.stderr.trim().split("\n");
+      equal(lines.length, 1, r.stderr);
+      match(lines[0], /keeps no versions: versions and rollback need a vger-server/);
+    }
+  });
+});
