@@ -392,11 +392,17 @@ export class RestBackend implements Backend {
     const body = await this.#getJson("?check", "check", MAX_CHECK_BYTES);
     const bad = (why: string) =>
       new IntegrityError(`The server's check report of ${this.location} is malformed: ${why}`);
-    const r = (body ?? {}) as { problems?: unknown; packs?: unknown; bytes_read?: unknown };
+    const r = (body ?? {}) as { problems?: unknown; stats?: unknown; error?: unknown };
+    if (typeof r.error === "string") {
+      throw new BackendError(
+        `Cannot check ${this.location}: the server's check failed: ${escapeReason(r.error)}`,
+      );
+    }
     if (!Array.isArray(r.problems) || r.problems.length > MAX_CHECK_PROBLEMS) {
       throw bad("no problems array");
     }
-    if (!isCount(r.packs) || !isCount(r.bytes_read)) throw bad("invalid counts");
+    const stats = (r.stats ?? {}) as { packs?: unknown; bytes_read?: unknown };
+    if (!isCount(stats.packs) || !isCount(stats.bytes_read)) throw bad("invalid counts");
     const problems: StructureProblem[] = [];
     for (const p of r.problems as unknown[]) {
       const { kind, severity, message } = (p ?? {}) as Record<string, unknown>;
@@ -405,7 +411,7 @@ export class RestBackend implements Backend {
       if (typeof message !== "string") throw bad("a finding without a message");
       problems.push({ kind, severity, message: escapeReason(message) });
     }
-    return { problems, packs: r.packs, bytesRead: r.bytes_read };
+    return { problems, packs: stats.packs, bytesRead: stats.bytes_read };
   }
 
   /** The JSON of `GET /<repo><query>`, at most `limit` bytes. */

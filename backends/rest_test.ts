@@ -596,20 +596,18 @@ Deno.test("the versions listing, a version's bytes and the server's check report
   const reports: unknown[] = [
     {
       problems: [{ kind: "corrupt-pack", severity: "error", message: "bad\u001b[2Jpack" }],
-      packs: 1,
-      bytes_read: 9,
+      stats: { packs: 1, bytes_read: 9 },
     },
     {
       problems: [{ kind: "Corrupt Pack!", severity: "error", message: "m" }],
-      packs: 1,
-      bytes_read: 9,
+      stats: { packs: 1, bytes_read: 9 },
     },
     {
       problems: [{ kind: "corrupt-pack", severity: "fatal", message: "m" }],
-      packs: 1,
-      bytes_read: 9,
+      stats: { packs: 1, bytes_read: 9 },
     },
-    { problems: [], packs: "many", bytes_read: 9 },
+    { problems: [], stats: { packs: "many", bytes_read: 9 } },
+    { error: "disk on fire" },
   ];
   await withReplay((req, n) => {
     if (req.path.startsWith("/r?versions&id=")) return answer(200, "x".repeat(100));
@@ -629,9 +627,10 @@ Deno.test("the versions listing, a version's bytes and the server's check report
       }
       const report = await backend.checkStructure();
       equal(report.problems[0].message, "bad\\u001b[2Jpack");
-      for (let i = 1; i < reports.length; i++) {
+      for (let i = 1; i < reports.length - 1; i++) {
         await rejects(backend.checkStructure(), /check report of .* is malformed/);
       }
+      await rejects(backend.checkStructure(), /the server's check failed: disk on fire/);
       equal(seen.at(-1)!.path, "/r?check");
       // a version is read capped, and an id is never sent unchecked
       await rejects(backend.getVersion(good.id, "manifest", { maxBytes: 10 }), /too large/);

@@ -7,27 +7,37 @@
  * @module
  */
 
-import type { ReadonlyBackend } from "../backends/backend.ts";
+import type { ReadonlyBackend, StructureReport } from "../backends/backend.ts";
 import type { UnreadablePack } from "./index_recovery.ts";
 import type { Repository } from "./repository.ts";
 
 export type { UnreadablePack } from "./index_recovery.ts";
 
+/**
+ * What a problem can be about. The last three only vger-server's key-less structure check
+ * (lib/server_check.ts) reports: the client's check cannot open a repository without them.
+ */
+export const PROBLEM_KINDS = [
+  "corrupt-manifest",
+  "corrupt-index",
+  "corrupt-archive",
+  "missing-chunk",
+  "missing-pack",
+  "corrupt-pack",
+  "pack-header-mismatch",
+  "corrupt-blob",
+  "pack-hash-mismatch",
+  "unreferenced-pack",
+  "unreferenced-archive",
+  "unknown-object",
+  "stale-lock",
+  "corrupt-config",
+  "corrupt-key-file",
+  "misplaced-pack",
+] as const;
+
 /** What a problem is about. */
-export type ProblemKind =
-  | "corrupt-manifest"
-  | "corrupt-index"
-  | "corrupt-archive"
-  | "missing-chunk"
-  | "missing-pack"
-  | "corrupt-pack"
-  | "pack-header-mismatch"
-  | "corrupt-blob"
-  | "pack-hash-mismatch"
-  | "unreferenced-pack"
-  | "unreferenced-archive"
-  | "unknown-object"
-  | "stale-lock";
+export type ProblemKind = typeof PROBLEM_KINDS[number];
 
 /** Errors make `vger check` fail; warnings are leftovers that compact removes. */
 export type Severity = "error" | "warning";
@@ -156,6 +166,21 @@ export interface RepairResult {
   damagedFilesTruncated: boolean;
   /** Why archives could not be looked at (the manifest is unreadable). */
   manifestError?: string;
+}
+
+/**
+ * The findings of a storage's own key-less structure check (vger-server's) as problems of the
+ * client's check, each message starting with "Server check: "; a kind the client does not know
+ * counts as an unknown object.
+ */
+export function structureProblems(report: StructureReport): Problem[] {
+  const known = new Set<string>(PROBLEM_KINDS);
+  return report.problems.map((p) => ({
+    kind: known.has(p.kind) ? p.kind as ProblemKind : "unknown-object",
+    severity: p.severity,
+    message: `Server check: ${p.message}`,
+    affects: { archives: [], paths: [], pathsTruncated: false },
+  }));
 }
 
 /** Paths listed per problem at most (a shared chunk can be in millions of files). */

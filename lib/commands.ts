@@ -11,7 +11,7 @@ import "./platform_deno.ts"; // the native codecs and hashes (lib/platform.ts)
 import { backup, type BackupOptions, type BackupResult } from "./archiver.ts";
 import { deleteArchives, removeUnlistedArchives } from "./archive_delete.ts";
 import { CodecPool } from "./codec_pool.ts";
-import type { CheckResult, RepairResult } from "./check_report.ts";
+import { type CheckResult, type RepairResult, structureProblems } from "./check_report.ts";
 import { type CheckOptions, checkRepository } from "./checker.ts";
 import { loadIndexOrRebuild, writeRebuiltIndex } from "./index_recovery.ts";
 import { repairRepository } from "./repair.ts";
@@ -291,11 +291,14 @@ export async function checkCommand(
       ? new CodecPool(repo.key.material, repo.config.encryption)
       : undefined;
     try {
+      // a storage that checks the structure itself without the key (vger-server) goes first
+      const server = await backend.checkStructure?.();
       const result = await checkRepository(repo, {
         verifyData: options.verifyData,
         pool,
         onProgress: options.onProgress,
       });
+      if (server) result.problems.unshift(...structureProblems(server));
       // a lock left by a killed process blocks nobody but is worth a word (restic says so too)
       for (const lock of await listLocks(backend)) {
         if (!lock.stale || lock.key === COMMIT_LOCK_KEY) continue;

@@ -33,6 +33,7 @@ import {
   type Target,
 } from "./server_request.ts";
 import type { ServerStore } from "./server_store.ts";
+import { structureCheckJson } from "./server_check.ts";
 
 /** The version `/health` reports (deno.json's). */
 export const SERVER_VERSION = "0.1.0";
@@ -163,6 +164,7 @@ async function route(
       if (method !== "GET") throw notAllowed(`/${target.repo}`);
       const query = rawQuery(req.url);
       if (query.has("versions")) return await versionsRoute(target.repo, query, store, json);
+      if (query.has("check")) return await checkRoute(target.repo, store, options);
       const stats = await store.stats(target.repo);
       return json({
         name: target.repo,
@@ -223,6 +225,55 @@ async function versionsRoute(
     headers: {
       "Content-Length": String(got.length),
       "Content-Type": "application/octet-stream",
+    },
+  });
+}
+
+/** How often a structure check in progress sends a space, so that no client times out. */
+const CHECK_KEEPALIVE_MS = 10_000;
+
+/**
+ * `GET /<repo>?check`: the key-less structure check, as `vger check --json`'s object. The check
+ * reads every pack, which takes long on a large repository: the answer starts at once and sends
+ * a space every {@linkcode CHECK_KEEPALIVE_MS} (JSON allows leading white space) until the report.
+ */
+async function checkRoute(
+  repo: string,
+  store: ServerStore,
+  options: AppOptions,
+): Promise<Response> {
+  await store.requireRepo(repo);
+  const encoder = new TextEncoder();
+  let timer: ReturnType<typeof setInterval> | undefined;
+  const body = new ReadableStream<Uint8Array>({
+    start: (controller) => {
+      const send = (text: string) => {
+        try {
+          controller.enqueue(encoder.encode(text));
+        } catch {
+          // the client went away
+        }
+      };
+      timer = setInterval(() => send(" "), CHECK_KEEPALIVE_MS);
+      store.checkStructure(repo, options.lockTtlSeconds * 1000).then(
+        (result) => send(JSON.stringify(structureCheckJson(repo, result))),
+        (err) => send(JSON.stringify({ error: maskSecret(errorMessage(err), options.token) })),
+      ).finally(() => {
+        clearInterval(timer);
+        try {
+          controller.close();
+        } catch {
+          // cancelled
+        }
+      });
+    },
+    cancel: () => clearInterval(timer),
+  });
+  return new Response(body, {
+    status: 200,
+    headers: {
+      "Content-Type": "application/json",
+      "X-Vger-Append-Only": String(options.appendOnly),
     },
   });
 }

@@ -27,6 +27,7 @@ import { KeptVersions, type RepoVersion, type VersionedKey } from "./server_vers
 import { Quota, type Usage } from "./server_quota.ts";
 import { Freshness } from "./server_freshness.ts";
 import { sweepLocks } from "./server_locks.ts";
+import { checkStructure, type StructureCheckResult } from "./server_check.ts";
 import { CONFIG_KEY, MANIFEST_KEY, parsePackKey } from "./storage_keys.ts";
 
 /** The prefix of the server's own state in the backend: no repository name starts with `.`. */
@@ -319,6 +320,12 @@ export class ServerStore {
       );
     }
     return removed;
+  }
+
+  /** The key-less structure check of `repo` (lib/server_check.ts); 404 for an unknown one. */
+  async checkStructure(repo: string, lockTtlMs: number): Promise<StructureCheckResult> {
+    await this.requireRepo(repo);
+    return await this.#call(repo, "", () => checkStructure(this.#backend, repo, { lockTtlMs }));
   }
 
   /** How much `repo` holds: objects, packs, and bytes with its kept versions. */
