@@ -75,3 +75,36 @@ Deno.test("app: /health needs no token, everything else does; errors are JSON on
   equal(lines.length, 8);
   ok(lines.every((l) => JSON.parse(l).status > 0 && !l.includes(TOKEN)));
 });
+
+Deno.test("app: ?versions lists and serves kept versions, ?check answers the structure check; both need a known repository", async () => {
+  const { call } = app();
+  equal((await call("GET", "/r?versions")).status, 404);
+  equal((await call("GET", "/r?check")).status, 404);
+  equal(
+    (await call("PUT", "/r/config", { body: "c", headers: { "If-None-Match": "*" } })).status,
+    201,
+  );
+  // full mode without a retention keeps none
+  equal((await call("PUT", "/r/manifest", { body: "m1" })).status, 201);
+  deepStrictEqual(await (await call("GET", "/r?versions")).json(), { versions: [] });
+  for (
+    const bad of [
+      "/r?versions&id=x&key=manifest",
+      "/r?versions&id=000000000000001-00000000",
+      "/r?versions&key=index",
+    ]
+  ) {
+    equal((await call("GET", bad)).status, 400, bad);
+  }
+  equal((await call("GET", "/r?versions&id=000000000000001-00000000&key=manifest")).status, 404);
+  const res = await call("GET", "/r?check");
+  equal(res.status, 200);
+  const text = await res.text();
+  const report = JSON.parse(text);
+  deepStrictEqual(
+    report.problems.map((p: { kind: string }) => p.kind),
+    ["corrupt-config", "corrupt-key-file", "corrupt-manifest", "corrupt-index"],
+  );
+  equal(report.repository, "r");
+  equal(report.verify_data, false);
+});

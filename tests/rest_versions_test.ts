@@ -193,3 +193,31 @@ Deno.test("versions and rollback on a backend without versions fail in one line:
     }
   });
 });
+
+Deno.test("on an append-only server, which refuses deletes and overwrites, vger rollback undoes a garbage manifest", async () => {
+  const server = await startServer("serve", { toml: "append_only = true\n" });
+  try {
+    await withTempDir(async (dir) => {
+      const a = await client(dir, server, "nas", "a");
+      const src = `${dir}/src`;
+      await Deno.mkdir(src);
+      await Deno.writeTextFile(`${src}/a.txt`, "append only\n".repeat(500));
+      await run(a, ["init", ...FAST_KDF_ARGS]);
+      await run(a, ["backup", "--archive", "one", src]);
+      const trees = new Map([["one", await treeSnapshot(src)]]);
+      const good = json<VersionsJson>(await run(a, ["versions", "--json"])).versions[0];
+      const res = await server.fetch("/nas/manifest", {
+        method: "PUT",
+        body: new TextEncoder().encode("garbage"),
+      });
+      equal(res.status, 200);
+      await res.body?.cancel();
+      await run(a, ["list"], 1);
+      const r = await run(a, ["rollback", good.id]);
+      match(r.stdout, new RegExp(`^Rolled .*/nas back to version ${good.id} of ${good.time}`));
+      await assertWhole(a, src, trees, "after the rollback on an append-only server");
+    });
+  } finally {
+    await server.stop();
+  }
+});
