@@ -25,8 +25,11 @@ export type {
   PutBody,
   ReadonlyBackend,
   StoragePolicy,
+  StoredVersion,
   StreamBody,
   StreamOptions,
+  StructureProblem,
+  StructureReport,
 } from "./backends/backend.ts";
 export type { ArchiveMeta, Item, ItemType } from "./lib/archive.ts";
 export type { BackupProgress } from "./lib/archiver.ts";
@@ -44,6 +47,7 @@ export type {
   Severity,
   UnreadablePack,
 } from "./lib/check_report.ts";
+export { PROBLEM_KINDS } from "./lib/check_report.ts";
 export type { CheckOptions } from "./lib/checker.ts";
 export type { ChunkIndex, ChunkLocation } from "./lib/chunk_index.ts";
 export type { Chunker, ChunkerParams } from "./lib/chunker.ts";
@@ -101,6 +105,7 @@ export {
   keyExportCommand,
   keyImportCommand,
 } from "./lib/key_commands.ts";
+export { rollbackCommand, versionsCommand } from "./lib/version_commands.ts";
 export { parseConfig, selectRepositories } from "./lib/config.ts";
 export { loadConfigFile } from "./lib/config_file.ts";
 export { resolvePassphrase } from "./lib/secrets.ts";
@@ -115,6 +120,7 @@ export type {
   KeyImportResult,
 } from "./lib/key_commands.ts";
 export type { LockingOptions, TrustingOptions } from "./lib/open_repository.ts";
+export type { RollbackResult } from "./lib/version_commands.ts";
 export { ObjectType } from "./lib/crypto.ts";
 
 // Run as a program, this module starts the command line; imported, it loads none of it (the CLI's
