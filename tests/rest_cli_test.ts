@@ -537,7 +537,7 @@ async function attack(
   return res.status;
 }
 
-Deno.test("a compromised client holding the append-only token cannot destroy history: deletes and overwrites are refused, a replaced manifest and index come back from the kept versions, a forged lock expires, and every archive restores", async () => {
+Deno.test("a compromised client holding the append-only token cannot destroy history: deletes and overwrites are refused, a replaced manifest and index come back with vger rollback, a forged lock expires, and every archive restores", async () => {
   const server = await startServer("run", {
     entry: fileURLToPath(new URL("./_server_short_ttl.ts", import.meta.url)),
     env: { VGER_TEST_LOCK_TTL_SECONDS: "2" },
@@ -611,20 +611,16 @@ Deno.test("a compromised client holding the append-only token cannot destroy his
       equal(broken.code, 1, `list of an emptied manifest: ${broken.stdout}${broken.stderr}`);
       match(broken.stderr, /^vger: Manifest is corrupt/);
 
-      // the operator puts the kept versions back (a later issue gives users `vger rollback`)
-      const versions = `${server.dataDir}/.vger-server/versions/${name}`;
-      for (const [key, bytes] of [["manifest", manifestBefore], ["index", indexBefore]] as const) {
-        let restored = false;
-        for await (const e of Deno.readDir(`${versions}/${key}`)) {
-          const kept = await Deno.readFile(`${versions}/${key}/${e.name}`);
-          if (kept.length === bytes.length && kept.every((b, i) => b === bytes[i])) {
-            await Deno.writeFile(`${server.dataDir}/${name}/${key}`, kept);
-            restored = true;
-            break;
-          }
-        }
-        ok(restored, `no kept version of ${key} holds its bytes before the attack`);
-      }
+      // the user rolls back to the newest version before the attack: the manifest of the last
+      // backup, with the index it was committed with
+      const versions = json<{ versions: { id: string; manifest_bytes: number }[] }>(
+        await run(repo, ["versions", "--json"]),
+      ).versions;
+      equal(versions[0].manifest_bytes, 0, "the emptied manifest is the newest version");
+      const good = versions.find((v) => v.manifest_bytes === manifestBefore.length)!;
+      await run(repo, ["rollback", good.id]);
+      // sealed again (a fresh nonce): the same plaintext, so the same size
+      equal((await Deno.readFile(`${server.dataDir}/${name}/index`)).length, indexBefore.length);
 
       // 4. nothing is lost: check is clean, every archive restores, backups go on, no lock stays
       await assertCheckClean(repo, "after the attack");
