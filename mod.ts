@@ -120,7 +120,7 @@ export type {
   KeyImportResult,
 } from "./lib/key_commands.ts";
 export type { LockingOptions, TrustingOptions } from "./lib/open_repository.ts";
-export type { RollbackResult } from "./lib/version_commands.ts";
+export type { RollbackOptions, RollbackResult } from "./lib/version_commands.ts";
 export { ObjectType } from "./lib/crypto.ts";
 
 // Run as a program, this module starts the command line; imported, it loads none of it (the CLI's

@@ -301,7 +301,14 @@ export const COMMANDS: readonly CommandSpec[] = [
     summary: "make a kept version of manifest and index current again",
     description: "Writes the version's manifest and index as a new commit (also in append-only\n" +
       "mode), with a fresh counter that other clients accept. Needs a vger-server.",
-    options: [LOCK_WAIT],
+    options: [
+      {
+        name: "force",
+        type: "boolean",
+        help: "roll back even when packs or archives the version names are gone",
+      },
+      LOCK_WAIT,
+    ],
   },
   {
     name: "key",

@@ -8,6 +8,7 @@
 import { rollbackCommand, type RollbackResult, versionsCommand } from "./version_commands.ts";
 import type { StoredVersion } from "./repo_versions.ts";
 import { emit, type Run } from "./cli_run.ts";
+import { bool } from "./cli_command_line.ts";
 import { UsageError } from "./errors.ts";
 
 /** One version in `vger versions --json`. */
@@ -64,6 +65,10 @@ export interface RollbackJson {
   manifest_counter: number;
   /** Whether its index was written too. */
   index_restored: boolean;
+  /** Packs its index names that are gone (non-zero only with --force). */
+  missing_packs: number;
+  /** Archive objects its manifest lists that are gone (non-zero only with --force). */
+  missing_archives: number;
 }
 
 /** The `--json` object of `vger rollback`. */
@@ -74,6 +79,8 @@ export function rollbackJson(repository: string, r: RollbackResult): RollbackJso
     archives: r.archives,
     manifest_counter: r.counter,
     index_restored: r.indexRestored,
+    missing_packs: r.missingPacks,
+    missing_archives: r.missingArchives,
   };
 }
 
@@ -82,8 +89,12 @@ export function rollbackLine(repository: string, r: RollbackResult): string {
   const index = r.indexRestored
     ? "and its index"
     : "(no index was kept with it: the current stays)";
+  const missing = r.missingPacks + r.missingArchives === 0
+    ? ""
+    : `; ${r.missingPacks} packs and ${r.missingArchives} archive objects it names are gone ` +
+      "(vger check tells what is lost)";
   return `Rolled ${repository} back to version ${r.version.id} of ${r.version.time}: its ` +
-    `manifest (${r.archives} archives) ${index}, written as manifest number ${r.counter}`;
+    `manifest (${r.archives} archives) ${index}, written as manifest number ${r.counter}${missing}`;
 }
 
 /** `vger versions`. */
@@ -108,6 +119,7 @@ export async function runRollback(run: Run): Promise<number> {
     ...run.locking,
     ...run.trusting,
     passphrase: run.passphrase,
+    force: bool(run.flags, "force"),
   });
   emit(run, () => rollbackJson(run.repo.path, r), () => rollbackLine(run.repo.path, r));
   return 0;

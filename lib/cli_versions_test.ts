@@ -25,17 +25,32 @@ Deno.test("versions --json: newest first, id, time, sizes in snake_case; text on
 });
 
 Deno.test("rollback --json and its line name the version, the archives and the counter written", () => {
-  const r = { version: V1, archives: 3, counter: 17, indexRestored: true };
+  const r = {
+    version: V1,
+    archives: 3,
+    counter: 17,
+    indexRestored: true,
+    missingPacks: 0,
+    missingArchives: 0,
+  };
   deepStrictEqual(rollbackJson("http://h/r", r), {
     repository: "http://h/r",
     rolled_back_to: { id: V1.id, time: V1.time, manifest_bytes: 120, index_bytes: 4000 },
     archives: 3,
     manifest_counter: 17,
     index_restored: true,
+    missing_packs: 0,
+    missing_archives: 0,
   });
   equal(
     rollbackLine("http://h/r", r),
     `Rolled http://h/r back to version ${V1.id} of ${V1.time}: its manifest (3 archives) and ` +
       "its index, written as manifest number 17",
+  );
+  equal(
+    rollbackLine("http://h/r", { ...r, missingPacks: 2, missingArchives: 1 }).endsWith(
+      "; 2 packs and 1 archive objects it names are gone (vger check tells what is lost)",
+    ),
+    true,
   );
 });

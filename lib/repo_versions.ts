@@ -12,7 +12,9 @@ import { ChunkIndex, MAX_INDEX_BYTES } from "./chunk_index.ts";
 import { ObjectType } from "./crypto.ts";
 import { isDamage, NotFoundError, UsageError } from "./errors.ts";
 import { decodeManifest, type Manifest, MAX_MANIFEST_BYTES } from "./manifest.ts";
-import { type Repository, sealedLimit } from "./repository.ts";
+import { listArchiveObjects, type Repository, sealedLimit } from "./repository.ts";
+import { listPacks } from "./index_recovery.ts";
+import { toHex } from "./ids.ts";
 
 export type { StoredVersion } from "../backends/backend.ts";
 
@@ -106,4 +108,31 @@ async function readManifestVersion(
   if (sealed === null) return null;
   const what = `Manifest of version ${id}`;
   return decodeManifest(await repo.key.open(ObjectType.manifest, "manifest", sealed, what));
+}
+
+/** What a version names that the storage no longer holds. */
+export interface MissingFromVersion {
+  /** Packs its index names that are gone. */
+  packs: number;
+  /** Archive objects its manifest lists that are gone. */
+  archives: number;
+}
+
+/**
+ * Counts the packs of `opened`'s index and the archive objects of its manifest that storage no
+ * longer holds (deleted since: compact, delete or prune with a full-access token).
+ */
+export async function missingFromVersion(
+  repo: Pick<Repository<Backend>, "backend">,
+  opened: Pick<OpenedVersion, "manifest" | "index">,
+): Promise<MissingFromVersion> {
+  let packs = 0;
+  if (opened.index !== null) {
+    const stored = (await listPacks(repo.backend)).packs;
+    for (const id of opened.index.packIds()) if (!stored.has(toHex(id))) packs++;
+  }
+  const archives = new Set<string>();
+  for await (const { hex } of listArchiveObjects(repo)) if (hex !== null) archives.add(hex);
+  const gone = opened.manifest.archives.filter((a) => !archives.has(toHex(a.id))).length;
+  return { packs, archives: gone };
 }

@@ -10,7 +10,7 @@
 
 import type { Backend } from "../backends/backend.ts";
 import "./platform_deno.ts"; // the native codecs and hashes (lib/platform.ts)
-import { isDamage } from "./errors.ts";
+import { isDamage, NotFoundError } from "./errors.ts";
 import {
   type LockingOptions,
   openRepository,
@@ -20,6 +20,7 @@ import {
 } from "./open_repository.ts";
 import {
   listRepoVersions,
+  missingFromVersion,
   openVersion,
   type StoredVersion,
   versionedBackend,
@@ -43,22 +44,41 @@ export interface RollbackResult {
   counter: number;
   /** Whether its index was written too (false: none was kept with it; the current one stays). */
   indexRestored: boolean;
+  /** Packs its index names that are gone (only with `force`, else the rollback refuses). */
+  missingPacks: number;
+  /** Archive objects its manifest lists that are gone (only with `force`). */
+  missingArchives: number;
+}
+
+/** Options of {@linkcode rollbackCommand}. */
+export interface RollbackOptions extends OpenOptions, TrustingOptions, LockingOptions {
+  /** Roll back even when packs or archive objects the version names are gone. */
+  force?: boolean;
 }
 
 /**
  * `vger rollback ID`: makes version `id`'s manifest and index current again, as a new commit
  * (a replace, which an append-only server allows). Fails in one line on a backend that keeps no
- * versions, and on an unknown id.
+ * versions, on an unknown id, and (unless `force`) when packs or archive objects the version
+ * names are gone, which the rollback cannot bring back.
  */
 export async function rollbackCommand(
   backend: Backend,
   id: string,
-  options: OpenOptions & TrustingOptions & LockingOptions,
+  options: RollbackOptions,
 ): Promise<RollbackResult> {
   versionedBackend(backend);
   const repo = await openRepository(backend, options);
   const result = await withRepoLock(backend, "exclusive", "rollback", options, async () => {
     const old = await openVersion(repo, id);
+    const missing = await missingFromVersion(repo, old);
+    if ((missing.packs > 0 || missing.archives > 0) && !options.force) {
+      throw new NotFoundError(
+        `Cannot roll back "${repo.location}" to version ${id}: ${missing.packs} packs of its ` +
+          `index and ${missing.archives} archive objects of its manifest are gone (deleted ` +
+          "since; held deletes may bring them back); --force rolls back anyway",
+      );
+    }
     // the newest counter seen: newer versions, this client's memory, the current manifest
     let newest = Math.max(old.newestCounter, repo.manifestCounter);
     try {
@@ -76,6 +96,8 @@ export async function rollbackCommand(
         archives: manifest.archives.length,
         counter: newest + 1,
         indexRestored: old.index !== null,
+        missingPacks: missing.packs,
+        missingArchives: missing.archives,
       });
     });
   });

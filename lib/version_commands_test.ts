@@ -2,7 +2,7 @@ import { deepStrictEqual, equal, match, rejects } from "node:assert/strict";
 import "./platform_deno.ts";
 import { MemoryBackend } from "../backends/memory.ts";
 import { RestBackend } from "../backends/rest.ts";
-import { FAST, PASS } from "./_test_repos.ts";
+import { commit, FAST, type Fixture, PASS } from "./_test_repos.ts";
 import { openVersion } from "./repo_versions.ts";
 import { initRepository, Repository, saveManifest } from "./repository.ts";
 import { createApp } from "./server_app.ts";
@@ -12,16 +12,20 @@ import { rollbackCommand, versionsCommand } from "./version_commands.ts";
 const TOKEN = "version-commands-test-token";
 
 /** A real vger-server app over memory, listening on a free loopback port, and a client of it. */
-async function withServer(fn: (backend: RestBackend) => Promise<void>): Promise<void> {
+async function withServer(
+  fn: (backend: RestBackend) => Promise<void>,
+  appendOnly = true,
+): Promise<void> {
   const store = new ServerStore(new MemoryBackend(), {
-    appendOnly: true,
+    appendOnly,
     maxObjectBytes: 1 << 24,
     quotaBytes: 0,
+    versionKeepDays: 30,
   });
   const app = createApp(store, {
     token: TOKEN,
     bodyTimeoutSeconds: 5,
-    appendOnly: true,
+    appendOnly,
     lockTtlSeconds: 3600,
     logFormat: "json",
     log: () => {},
@@ -58,7 +62,7 @@ Deno.test("rollback writes the old manifest with a counter above every newer ver
     equal(opened.manifest.counter, 1);
     equal(opened.newestCounter, 4, "the newest counter that opens");
     const r = await rollbackCommand(backend, oldest.id, { passphrase: PASS });
-    deepStrictEqual([r.counter, r.archives, r.indexRestored], [5, 0, true]);
+    deepStrictEqual([r.counter, r.archives, r.indexRestored, r.missingPacks], [5, 0, true, 0]);
     equal((await repo.readManifest()).counter, 5);
     await rejects(
       rollbackCommand(backend, "000000000000001-00000000", { passphrase: PASS }),
@@ -78,4 +82,27 @@ Deno.test("versions and rollback refuse a backend that keeps no versions, in one
     return true;
   });
   await rejects(rollbackCommand(backend, "x", {}), /keeps no versions/);
+});
+
+Deno.test("rollback refuses a version whose packs or archive objects are gone, unless forced", async () => {
+  await withServer(async (backend) => {
+    await initRepository(backend, { encryption: "aes256gcm", passphrase: PASS, kdf: FAST });
+    const repo = await Repository.open(backend, { passphrase: PASS });
+    const f = { backend, repo, data: { c1: new Uint8Array(5000).fill(7) }, ids: {} };
+    await commit(f as unknown as Fixture, "a", { x: ["c1"] });
+    const [newest] = await versionsCommand(backend);
+    // a full-access client deletes what the version names
+    for (const prefix of ["packs/", "archives/"]) {
+      for await (const { key } of backend.list(prefix)) await backend.delete(key);
+    }
+    await rejects(
+      rollbackCommand(backend, newest.id, { passphrase: PASS }),
+      new RegExp(
+        `Cannot roll back ".*/r" to version ${newest.id}: 2 packs of its index and 1 archive ` +
+          "objects of its manifest are gone",
+      ),
+    );
+    const r = await rollbackCommand(backend, newest.id, { passphrase: PASS, force: true });
+    deepStrictEqual([r.missingPacks, r.missingArchives, r.archives], [2, 1, 1]);
+  }, false);
 });
