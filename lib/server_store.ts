@@ -70,6 +70,8 @@ export class ServerStore {
   readonly #versions: KeptVersions;
   readonly #quota: Quota;
   readonly #freshness: Freshness;
+  /** The structure checks running, by repository. */
+  readonly #checks = new Map<string, Promise<StructureCheckResult>>();
 
   /** A store over `backend` (nothing is touched until the first call). */
   constructor(backend: Backend, settings: StoreSettings) {
@@ -322,10 +324,19 @@ export class ServerStore {
     return removed;
   }
 
-  /** The key-less structure check of `repo` (lib/server_check.ts); 404 for an unknown one. */
+  /**
+   * The key-less structure check of `repo` (lib/server_check.ts); 404 for an unknown one. It
+   * reads every pack: requests for a repository whose check is running share its result.
+   */
   async checkStructure(repo: string, lockTtlMs: number): Promise<StructureCheckResult> {
     await this.requireRepo(repo);
-    return await this.#call(repo, "", () => checkStructure(this.#backend, repo, { lockTtlMs }));
+    let running = this.#checks.get(repo);
+    if (running === undefined) {
+      running = this.#call(repo, "", () => checkStructure(this.#backend, repo, { lockTtlMs }))
+        .finally(() => this.#checks.delete(repo));
+      this.#checks.set(repo, running);
+    }
+    return await running;
   }
 
   /** How much `repo` holds: objects, packs, and bytes with its kept versions. */

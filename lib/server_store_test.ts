@@ -123,3 +123,20 @@ Deno.test("store: versions are kept in full mode only with a retention; they cou
   equal(removed.filter((k) => k.includes("/manifest/")).length, 1);
   deepStrictEqual((await s.versions("r")).map((v) => v.manifestBytes), [3]);
 });
+
+Deno.test("store: requests for a structure check of a repository whose check runs share it", async () => {
+  const { store: s, backend } = store();
+  await s.put("r", "config", body("c"), { create: true });
+  let lists = 0;
+  const list = backend.list.bind(backend);
+  backend.list = (prefix: string) => {
+    if (prefix === "r/") lists++;
+    return list(prefix);
+  };
+  const [a, b] = await Promise.all([s.checkStructure("r", 1000), s.checkStructure("r", 1000)]);
+  equal(a, b);
+  equal(lists, 1);
+  await s.checkStructure("r", 1000);
+  equal(lists, 2, "a later request checks again");
+  equal(await status(s.checkStructure("nope", 1000)), 404);
+});
