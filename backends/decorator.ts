@@ -12,6 +12,8 @@
 import type {
   Backend,
   BackendCapabilities,
+  ComposePlan,
+  ComposeResult,
   GetOptions,
   ObjectInfo,
   ObjectStream,
@@ -96,6 +98,8 @@ export class BackendDecorator extends ReadonlyBackendDecorator<Backend> implemen
   declare readonly probeCreate?: () => Promise<boolean>;
   /** As the inner backend; absent when the inner backend has no such operation. */
   declare readonly policy?: () => Promise<StoragePolicy>;
+  /** As the inner backend; absent when the inner backend has no such operation. */
+  declare readonly compose?: (plan: ComposePlan) => Promise<ComposeResult>;
 
   /** Wraps `inner`, taking on its optional operations. */
   constructor(inner: Backend) {
@@ -116,6 +120,13 @@ export class BackendDecorator extends ReadonlyBackendDecorator<Backend> implemen
       // configurable: a decorator that sends requests its own way may ask through itself
       Object.defineProperty(this, "policy", {
         value: () => this.inner.policy!(),
+        configurable: true,
+      });
+    }
+    if (inner.compose) {
+      // configurable: a decorator that sends requests its own way may compose through itself
+      Object.defineProperty(this, "compose", {
+        value: (plan: ComposePlan) => this.inner.compose!(plan),
         configurable: true,
       });
     }
