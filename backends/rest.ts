@@ -36,6 +36,10 @@ import {
   type Backend,
   type BackendCapabilities,
   checkMaxBytes,
+  composedSize,
+  type ComposePlan,
+  ComposeRefusedError,
+  type ComposeResult,
   type GetOptions,
   isValidKey,
   type ObjectInfo,
@@ -43,7 +47,14 @@ import {
   type PutBody,
   type StoragePolicy,
 } from "./backend.ts";
-import { MAX_ERROR_BODY_BYTES, restError, type RestOperation } from "./rest_errors.ts";
+import { Buffer } from "node:buffer";
+import {
+  doing,
+  escapeReason,
+  MAX_ERROR_BODY_BYTES,
+  restError,
+  type RestOperation,
+} from "./rest_errors.ts";
 import { type Answer, contentLength, header, parseContentRange, RestHttp } from "./rest_http.ts";
 
 /**
@@ -71,6 +82,9 @@ export const LIST_PAGE_SIZE = 1000;
  * JSON-escaped, its size and the punctuation, per object, and room for the rest.
  */
 export const MAX_LIST_PAGE_BYTES: number = LIST_PAGE_SIZE * (1024 * 6 + 64) + 64 * 1024;
+
+/** The most bytes of the answer to a compose (a key, a hash and a size). */
+const MAX_COMPOSE_ANSWER_BYTES = 4096;
 
 /** The most bytes of the repository info (`GET /<repo>`). */
 const MAX_INFO_BYTES = 64 * 1024;
@@ -124,7 +138,8 @@ export class RestBackend implements Backend {
     });
     // the server's create is atomic (no probe needed), and a new repository takes writes only
     // once its config is created
-    this.capabilities = { connections, configFirst: true };
+    // and it checks every record of a compose (docs/SERVER.md, "Compose a pack")
+    this.capabilities = { connections, configFirst: true, composeChecksRecords: true };
   }
 
   /** The whole object, or null when absent; see {@linkcode Backend.get}. */
@@ -281,6 +296,84 @@ export class RestBackend implements Backend {
     });
     if (a.status === 200 || a.status === 204 || a.status === 404) return;
     throw this.#error(a, op);
+  }
+
+  /**
+   * Has the server compose a pack (`POST /<repo>?compose`, docs/SERVER.md): the plan goes as
+   * JSON (every range a pack record with its `type`), the server checks each record and stores
+   * the pack under the name of its SHA-256. The answer is checked: its key must be
+   * `plan.name(sha256)` and its size the plan's. Records the server refuses are a
+   * {@linkcode ComposeRefusedError} naming them (nothing was stored).
+   */
+  async compose(plan: ComposePlan): Promise<ComposeResult> {
+    const size = composedSize(plan);
+    const sources: string[] = [];
+    const numbers = new Map<string, number>();
+    const records = plan.ranges.map((r) => {
+      if (r.type === undefined) {
+        throw new BackendError(`Cannot compose in ${this.location}: "${r.key}" has no record type`);
+      }
+      let n = numbers.get(r.key);
+      if (n === undefined) numbers.set(r.key, n = sources.push(r.key) - 1);
+      return [n, r.offset, r.length, r.type];
+    });
+    const body = encoder.encode(JSON.stringify({
+      prefix: Buffer.from(plan.prefix).toString("base64"),
+      sources,
+      records,
+      suffix: Buffer.from(plan.suffix).toString("base64"),
+    }));
+    const op = { what: "compose a pack in" };
+    const a = await this.#http.send({
+      method: "POST",
+      path: this.#base + "?compose",
+      op,
+      body,
+      limit: MAX_COMPOSE_ANSWER_BYTES,
+      tooLarge: () =>
+        new IntegrityError(`The server answered a compose in ${this.location} at length`),
+    });
+    if (a.status === 422) throw this.#refused(a.body, plan, op);
+    if (a.status !== 201) throw this.#error(a, op);
+    let answer: { key?: unknown; sha256?: unknown; size?: unknown } | null = null;
+    try {
+      answer = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(a.body));
+    } catch {
+      // answered below
+    }
+    const sha256 = answer?.sha256;
+    if (
+      typeof sha256 !== "string" || !/^[0-9a-f]{64}$/.test(sha256) ||
+      answer?.key !== plan.name(sha256) || answer?.size !== size
+    ) {
+      throw new IntegrityError(
+        `${doing(op, this.location)}: the server's answer does not name the pack by its ` +
+          `SHA-256 with the ${size} bytes planned`,
+      );
+    }
+    return { key: answer.key, sha256, size, sentBytes: body.length };
+  }
+
+  /** The error of a compose the server refused (422): the records it names, checked. */
+  #refused(body: Uint8Array, plan: ComposePlan, op: RestOperation): VgerError {
+    let refused: { range: number; reason: string }[] = [];
+    try {
+      const list = JSON.parse(new TextDecoder().decode(body))?.refused;
+      refused = (Array.isArray(list) ? list : []).filter((r: unknown) =>
+        Array.isArray(r) && Number.isSafeInteger(r[0]) && r[0] >= 0 &&
+        r[0] < plan.ranges.length && typeof r[1] === "string"
+      ).map((r: [number, string]) => ({ range: r[0], reason: escapeReason(r[1]) }));
+    } catch {
+      // no list: a proxy's answer, or a cut one
+    }
+    if (refused.length === 0) return this.#error({ status: 422, headers: {}, body }, op);
+    const first = refused[0];
+    return new ComposeRefusedError(
+      `${
+        doing(op, this.location)
+      }: the server refused records of the plan (record ${first.range}: ${first.reason})`,
+      refused,
+    );
   }
 
   /**

@@ -28,10 +28,12 @@ import {
   parseListQuery,
   parseRange,
   parseTarget,
+  rawQuery,
   requestBody,
   type Target,
 } from "./server_request.ts";
 import type { ServerStore } from "./server_store.ts";
+import { ComposeRefused, MAX_COMPOSE_PLAN_BYTES, parseComposePlan } from "./server_compose.ts";
 
 /** The version `/health` reports (deno.json's). */
 export const SERVER_VERSION = "0.1.0";
@@ -99,7 +101,8 @@ export function createApp(store: ServerStore, options: AppOptions): Hono<Env> {
     const headers: Record<string, string> = {};
     if (http.status === 401) headers["WWW-Authenticate"] = "Bearer";
     if (http.status === 408) headers["Connection"] = "close";
-    return c.json({ error: message }, http.status as 400, headers);
+    const body = http instanceof ComposeRefused ? http.body(message) : { error: message };
+    return c.json(body, http.status as 400, headers);
   });
 
   app.all("*", async (c) => {
@@ -159,6 +162,9 @@ async function route(
       return json({ repositories });
     }
     case "repo": {
+      if (method === "POST" && rawQuery(req.url).has("compose")) {
+        return json(await composeRoute(req, target.repo, store, options), 201);
+      }
       if (method !== "GET") throw notAllowed(`/${target.repo}`);
       const stats = await store.stats(target.repo);
       return json({
@@ -231,6 +237,34 @@ async function objectRoute(
     default:
       throw notAllowed(`/${repo}/${key}`);
   }
+}
+
+/** `POST /<repo>?compose`: the plan read (at most its cap), checked, and the pack composed. */
+async function composeRoute(
+  req: Request,
+  repo: string,
+  store: ServerStore,
+  options: AppOptions,
+): Promise<{ key: string; sha256: string; size: number }> {
+  const where = `the compose plan of repository "${repo}"`;
+  const size = announcedSize(req.headers, where);
+  if (size > MAX_COMPOSE_PLAN_BYTES) {
+    throw new HttpError(
+      413,
+      `The compose plan of repository "${repo}" is too large: ${size} bytes, the limit is ${MAX_COMPOSE_PLAN_BYTES}`,
+    );
+  }
+  await store.requireRepo(repo);
+  const body = requestBody(req.body, { size, timeoutMs: options.bodyTimeoutSeconds * 1000, where });
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for await (const piece of body.pieces()) {
+    if (at + piece.length > size) throw new HttpError(400, `${where} is longer than announced`);
+    bytes.set(piece, at);
+    at += piece.length;
+  }
+  const done = await store.compose(repo, parseComposePlan(repo, bytes));
+  return { key: done.key, sha256: done.sha256, size: done.size };
 }
 
 /**

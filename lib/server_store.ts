@@ -19,7 +19,7 @@
  */
 
 import { createHash } from "node:crypto";
-import type { Backend, ObjectStream, StreamBody } from "../backends/backend.ts";
+import type { Backend, ComposeResult, ObjectStream, StreamBody } from "../backends/backend.ts";
 import { errorMessage } from "./errors.ts";
 import { findHttpError, HttpError, type ListQuery } from "./server_request.ts";
 import { appendOnlyAllows, keyClass } from "./server_policy.ts";
@@ -27,6 +27,7 @@ import { KeptVersions } from "./server_versions.ts";
 import { Quota, type Usage } from "./server_quota.ts";
 import { Freshness } from "./server_freshness.ts";
 import { sweepLocks } from "./server_locks.ts";
+import { composePack, type ServerComposePlan } from "./server_compose.ts";
 import { CONFIG_KEY, MANIFEST_KEY, parsePackKey } from "./storage_keys.ts";
 
 /** The prefix of the server's own state in the backend: no repository name starts with `.`. */
@@ -258,6 +259,25 @@ export class ServerStore {
     }
     await this.#call(repo, key, () => this.#backend.delete(`${repo}/${key}`));
     if (keyClass(key) === "versioned") await this.#versions.forget(repo, key);
+  }
+
+  /**
+   * Composes a new pack of `repo` from ranges of its packs (lib/server_compose.ts checks every
+   * record first); append-only mode refuses it (403), as compaction deletes what it replaces.
+   */
+  async compose(repo: string, plan: ServerComposePlan): Promise<ComposeResult> {
+    await this.requireRepo(repo);
+    if (this.#settings.appendOnly) {
+      throw new HttpError(
+        403,
+        `Repository "${repo}" is append-only: packs cannot be composed (compaction deletes)`,
+      );
+    }
+    return await this.#call(repo, "", () =>
+      composePack(this.#backend, repo, plan, {
+        maxObjectBytes: this.#settings.maxObjectBytes,
+        reserve: (bytes) => this.#quota.reserve(repo, "packs/ (composed)", bytes, 0),
+      }));
   }
 
   /** One page of the listing of `repo`'s objects (docs/SERVER.md). */
