@@ -220,6 +220,7 @@ export async function compactCommand(
   options: OpenOptions & TrustingOptions & LockingOptions & {
     thresholdPercent?: number;
     dryRun?: boolean;
+    serverSide?: boolean;
     onProgress?: CompactOptions["onProgress"];
   },
 ): Promise<CompactionResult> {
@@ -231,6 +232,7 @@ export async function compactCommand(
       const result = await compactRepository(repo, {
         thresholdPercent: options.thresholdPercent,
         dryRun: options.dryRun,
+        serverSide: options.serverSide,
         onProgress: options.onProgress,
         pool,
         checkLock: () => lock.assertHeld(),
