@@ -17,7 +17,7 @@ import {
   TransientError,
   UsageError,
 } from "../lib/errors.ts";
-import type { StreamBody } from "./backend.ts";
+import { ComposeRefusedError, type StreamBody } from "./backend.ts";
 import { MAX_REASON_CHARS } from "./rest_errors.ts";
 import { RestBackend } from "./rest.ts";
 import { RetryBackend } from "./retry.ts";
@@ -576,4 +576,69 @@ Deno.test("a success answered before the whole body was sent is not taken for a 
       await backend.close();
     }
   }, { headOnly: true });
+});
+
+Deno.test("compose sends the plan as JSON with its Content-Length, and trusts no answer: a pack not named by its SHA-256 or of another size is refused, a 422 becomes the refused records, escaped", async () => {
+  const sha = "ab".repeat(32);
+  const plan = {
+    prefix: enc.encode("VGERPACK\x01"),
+    ranges: [
+      { key: "packs/cd/" + "cd".repeat(32), offset: 9, length: 100, type: 1 },
+      { key: "packs/cd/" + "cd".repeat(32), offset: 109, length: 50, type: 2 },
+    ],
+    suffix: new Uint8Array([6, 1, 2, 3, 0, 0, 0, 0]),
+    name: (h: string) => `packs/${h.slice(0, 2)}/${h}`,
+  };
+  const size = 9 + 150 + 8;
+  const answers: Uint8Array[] = [
+    json(201, { key: `packs/ab/${sha}`, sha256: sha, size }),
+    json(201, { key: `packs/ab/${"ef".repeat(32)}`, sha256: sha, size }),
+    json(201, { key: `packs/ab/${sha}`, sha256: sha, size: size + 1 }),
+    json(201, { key: "../x", sha256: "../x", size }),
+    json(422, { error: "refused", refused: [[1, "CRC-32 mismatch\u001b[2J"], [7, "out of plan"]] }),
+    json(422, { error: "no list" }),
+  ];
+  await withReplay((_req, n) => answers[n - 1], async (url, seen) => {
+    const backend = backendAt(url);
+    try {
+      const r = await backend.compose(plan);
+      deepStrictEqual(r, {
+        key: `packs/ab/${sha}`,
+        sha256: sha,
+        size,
+        sentBytes: seen[0].body.length,
+      });
+      equal(seen[0].method, "POST");
+      equal(seen[0].path, "/r?compose");
+      equal(seen[0].headers["content-length"], String(seen[0].body.length));
+      deepStrictEqual(JSON.parse(new TextDecoder().decode(seen[0].body)), {
+        prefix: "VkdFUlBBQ0sB",
+        sources: ["packs/cd/" + "cd".repeat(32)],
+        records: [[0, 9, 100, 1], [0, 109, 50, 2]],
+        suffix: "BgECAwAAAAA=",
+      });
+      for (const what of ["another name", "another size", "no hash"]) {
+        await rejects(
+          backend.compose(plan),
+          (e: unknown) =>
+            e instanceof IntegrityError &&
+            /does not name the pack by its SHA-256/.test((e as Error).message),
+          what,
+        );
+      }
+      await rejects(backend.compose(plan), (e: unknown) => {
+        ok(e instanceof ComposeRefusedError, String(e));
+        deepStrictEqual(e.refused, [{ range: 1, reason: "CRC-32 mismatch\\u001b[2J" }]);
+        ok(e.message.includes(url) && !e.message.includes(TOKEN), e.message);
+        return true;
+      });
+      await rejects(
+        backend.compose(plan),
+        (e: unknown) =>
+          !(e instanceof ComposeRefusedError) && /HTTP 422/.test((e as Error).message),
+      );
+    } finally {
+      await backend.close();
+    }
+  });
 });
