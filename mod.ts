@@ -19,6 +19,9 @@ export * from "./lib/errors.ts";
 export type {
   Backend,
   BackendCapabilities,
+  ComposePlan,
+  ComposeRange,
+  ComposeResult,
   GetOptions,
   ObjectInfo,
   ObjectStream,
