@@ -604,73 +604,82 @@ Deno.test("backup, delete an archive, compact with a codec pool: the other archi
   }
 });
 
-Deno.test("compact splits a pack that mixes file data and item blobs (as older versions wrote) into packs of one type", async () => {
-  const backend = new MemoryBackend();
-  await initRepository(backend, {
-    encryption: "aes256gcm",
-    passphrase: PASS,
-    kdf: FAST,
-    minPackSize: 1 << 20,
-    maxPackSize: 2 << 20,
-  });
-  const repo = await Repository.open(backend, { passphrase: PASS });
-  // one pack as older versions wrote it: a file's chunk, the archive's item blob, a dead chunk
-  const w = new PackWriter();
-  const seal = async (type: ObjectTypeTag, data: Uint8Array): Promise<Uint8Array> => {
-    const id = await repo.key.chunkId(data);
-    w.add(
-      id,
-      type,
-      await repo.key.seal(type, id, compress(data, { algorithm: "lz4" })),
-      data.length,
-    );
-    return id;
-  };
-  const liveId = await seal(ObjectType.data, chunkData("L0"));
-  await seal(ObjectType.data, chunkData("D0"));
-  const buffer = new ItemStreamBuffer();
-  buffer.add(encodeItem(newItemEncoder(), {
-    path: "src/f",
-    type: "file",
-    mode: 0o644,
-    uid: 0,
-    gid: 0,
-    mtimeNs: 0n,
-    size: CHUNK,
-    chunks: [liveId],
-  }));
-  const itemBlob = buffer.flush()!;
-  const itemsId = await seal(ObjectType.items, itemBlob);
-  const mixed = await w.finish(repo.key);
-  await backend.put(packKey(mixed.id), mixed.body);
-  mixed.dispose();
-  const session = new WriteSession(repo, await repo.readIndex());
-  session.adopt(mixed.id, mixed.entries);
-  await session.commit({
-    name: "old",
-    hostname: "h",
-    username: "u",
-    time: "2024-01-01T00:00:00.000Z",
-    timeEnd: "2024-01-01T00:00:01.000Z",
-    sources: ["/src"],
-    items: [itemsId],
-    stats: { files: 1, original: 0, compressed: 0, deduplicated: 0 },
-  });
+Deno.test("compact splits a pack that mixes file data and item blobs (as older versions wrote) into packs of one type, through the client and server-side", async () => {
+  // through the client, and composed in storage
+  for (const backend of [new MemoryBackend(), new ComposingBackend()]) {
+    await initRepository(backend, {
+      encryption: "aes256gcm",
+      passphrase: PASS,
+      kdf: FAST,
+      minPackSize: 1 << 20,
+      maxPackSize: 2 << 20,
+    });
+    const repo = await Repository.open(backend, { passphrase: PASS });
+    // one pack as older versions wrote it: a file's chunk, the archive's item blob, a dead chunk
+    const w = new PackWriter();
+    const seal = async (type: ObjectTypeTag, data: Uint8Array): Promise<Uint8Array> => {
+      const id = await repo.key.chunkId(data);
+      w.add(
+        id,
+        type,
+        await repo.key.seal(type, id, compress(data, { algorithm: "lz4" })),
+        data.length,
+      );
+      return id;
+    };
+    const liveId = await seal(ObjectType.data, chunkData("L0"));
+    await seal(ObjectType.data, chunkData("D0"));
+    const buffer = new ItemStreamBuffer();
+    buffer.add(encodeItem(newItemEncoder(), {
+      path: "src/f",
+      type: "file",
+      mode: 0o644,
+      uid: 0,
+      gid: 0,
+      mtimeNs: 0n,
+      size: CHUNK,
+      chunks: [liveId],
+    }));
+    const itemBlob = buffer.flush()!;
+    const itemsId = await seal(ObjectType.items, itemBlob);
+    const mixed = await w.finish(repo.key);
+    await backend.put(packKey(mixed.id), mixed.body);
+    mixed.dispose();
+    const session = new WriteSession(repo, await repo.readIndex());
+    session.adopt(mixed.id, mixed.entries);
+    await session.commit({
+      name: "old",
+      hostname: "h",
+      username: "u",
+      time: "2024-01-01T00:00:00.000Z",
+      timeEnd: "2024-01-01T00:00:01.000Z",
+      sources: ["/src"],
+      items: [itemsId],
+      stats: { files: 1, original: 0, compressed: 0, deduplicated: 0 },
+    });
 
-  const result = await compactRepository(repo, { thresholdPercent: 0 });
-  deepStrictEqual(result.rewrittenPacks, [toHex(mixed.id)]);
-  equal(result.newPacks.length, 2, "one pack per type");
-  const types = [];
-  for (const hex of result.newPacks) {
-    const key = packKey(fromHex(hex));
-    const entries = await readPackHeader(backend, repo.key, key, (await backend.get(key))!.length);
-    deepStrictEqual(entries.length, 1);
-    types.push(entries[0].type);
+    const result = await compactRepository(repo, { thresholdPercent: 0 });
+    deepStrictEqual(result.rewrittenPacks, [toHex(mixed.id)]);
+    equal(result.newPacks.length, 2, "one pack per type");
+    equal(result.serverSide, backend instanceof ComposingBackend);
+    if (backend instanceof ComposingBackend) equal(backend.plans.length, 2, "one compose per type");
+    const types = [];
+    for (const hex of result.newPacks) {
+      const key = packKey(fromHex(hex));
+      const entries = await readPackHeader(
+        backend,
+        repo.key,
+        key,
+        (await backend.get(key))!.length,
+      );
+      deepStrictEqual(entries.length, 1);
+      types.push(entries[0].type);
+    }
+    deepStrictEqual(types.sort(), [ObjectType.data, ObjectType.items].sort());
+    const index = await repo.readIndex();
+    ok(bytesEqual(await repo.readBlob(index, itemsId, ObjectType.items), itemBlob));
+    ok(bytesEqual(await repo.readBlob(index, liveId, ObjectType.data), chunkData("L0")));
   }
-  deepStrictEqual(types.sort(), [ObjectType.data, ObjectType.items].sort());
-  const index = await repo.readIndex();
-  ok(bytesEqual(await repo.readBlob(index, itemsId, ObjectType.items), itemBlob));
-  ok(bytesEqual(await repo.readBlob(index, liveId, ObjectType.data), chunkData("L0")));
 });
 
 Deno.test("compact reports the bytes copied up to the plan's copyBytes", async () => {
