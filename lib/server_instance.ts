@@ -54,6 +54,7 @@ export function createServerOn(
   const log = options.log ?? ((line) => console.log(line));
   const app = createApp(store, {
     token: config.token,
+    tokens: config.tokens,
     bodyTimeoutSeconds: config.bodyTimeoutSeconds,
     appendOnly: config.appendOnly,
     lockTtlSeconds: config.lockTtlSeconds,
@@ -69,6 +70,13 @@ export function createServerOn(
         for (const key of removed) log(formatEvent(config.logFormat, "lock_expired", key));
       },
       (err) => log(formatEvent(config.logFormat, "sweep_failed", errorMessage(err))),
+    ).then(() => store.purgeHeld()).then(
+      (purged) => {
+        for (const h of purged) {
+          log(formatEvent(config.logFormat, "held_purged", `${h.repo}/${h.key}`));
+        }
+      },
+      (err) => log(formatEvent(config.logFormat, "purge_failed", errorMessage(err))),
     );
   }, options.sweepIntervalMs ?? sweepIntervalMs(config.lockTtlSeconds));
   Deno.unrefTimer(sweep);
