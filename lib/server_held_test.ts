@@ -94,6 +94,19 @@ Deno.test("held: with delete_hold_days, the store holds deletes and replaces (no
     'Cannot undelete "keys/repokey" of repository "r": it exists again; remove it first to put this one back',
   ]);
   deepStrictEqual(await backend.get("r/keys/repokey"), bytes("key-2"), "never overwritten");
+  // the sweep purges after the days, and never with held deletes off
+  deepStrictEqual(await store.purgeHeld(Date.now() + 29 * DAY), []);
+  const off = new ServerStore(backend, {
+    appendOnly: false,
+    maxObjectBytes: 1 << 20,
+    quotaBytes: 0,
+  });
+  deepStrictEqual(await off.purgeHeld(Date.now() + 1000 * DAY), []);
+  deepStrictEqual(
+    (await store.purgeHeld(Date.now() + 31 * DAY)).map((h) => h.key),
+    ["keys/repokey"],
+  );
+  equal((await store.stats("r")).heldBytes, 0);
   equal(await undeleteCommand(config, backend, ["r"], io), 2, "usage");
   equal(await heldCommand(config, backend, ["../x"], io), 2, "usage");
 });

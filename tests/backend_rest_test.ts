@@ -109,7 +109,10 @@ Deno.test("rest backend: an unknown repository reads as empty and refuses writes
     await fresh.close();
 
     const repo = await newRepository(server, "laptop");
-    deepStrictEqual(await repo.policy!(), { appendOnly: false, role: "full" } satisfies StoragePolicy);
+    deepStrictEqual(
+      await repo.policy!(),
+      { appendOnly: false, role: "full" } satisfies StoragePolicy,
+    );
     await repo.close();
 
     const wrong = openBackend({
