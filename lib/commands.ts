@@ -224,7 +224,9 @@ export async function compactCommand(
     onProgress?: CompactOptions["onProgress"];
   },
 ): Promise<CompactionResult> {
-  if (!options.dryRun) await requireRole(backend, "full", "compact");
+  // a dry run writes nothing but its exclusive lock, which a read-only token may not take
+  if (options.dryRun) await requireRole(backend, "append-only", "compact --dry-run");
+  else await requireRole(backend, "full", "compact");
   const repo = await openRepository(backend, options);
   return await withRepoLock(backend, "exclusive", "compact", options, async (lock) => {
     const pool = new CodecPool(repo.key.material, repo.config.encryption);

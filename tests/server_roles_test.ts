@@ -237,6 +237,7 @@ Deno.test("every command under every role over REST: allowed, or refused up fron
         [["delete", "--archive", "one"], `Cannot delete archives: .*${roFull}`],
         [["prune"], `Cannot prune archives: .*${roFull}`],
         [["compact"], `Cannot compact: .*${roFull}`],
+        [["compact", "--dry-run"], `Cannot compact --dry-run: .*${ro}`],
         [["check", "--repair", "--yes"], `Cannot repair it \\(check --repair\\): .*${roFull}`],
         [["key", "change-passphrase"], `Cannot change the passphrase: .*${roFull}`],
         [["key", "import", "--force", exported], `Cannot import a key: .*${roFull}`],
@@ -261,6 +262,7 @@ Deno.test("every command under every role over REST: allowed, or refused up fron
       await assertRestores(appendOnly, "two", src, v2, "append-only extract");
       await assertCheckClean(appendOnly, "append-only check");
       await run(appendOnly, ["break-lock"]);
+      await run(appendOnly, ["compact", "--dry-run"]);
       const aoNew = await restRepo(dir, server, "team-b", APPEND_ONLY, "append-only-b");
       await run(aoNew, ["init", ...FAST_KDF_ARGS]);
       const ao = "needs role full; this token is append-only$";
