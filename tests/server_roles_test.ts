@@ -263,6 +263,8 @@ Deno.test("every command under every role over REST: allowed, or refused up fron
       await assertCheckClean(appendOnly, "append-only check");
       await run(appendOnly, ["break-lock"]);
       await run(appendOnly, ["compact", "--dry-run"]);
+      deepStrictEqual(await archiveNames(appendOnly), ["one", "two"]);
+      await run(appendOnly, ["key", "export", "--dest", `${dir}/append-only.export`]);
       const aoNew = await restRepo(dir, server, "team-b", APPEND_ONLY, "append-only-b");
       await run(aoNew, ["init", ...FAST_KDF_ARGS]);
       const ao = "needs role full; this token is append-only$";
