@@ -28,6 +28,7 @@ export type {
   PutBody,
   ReadonlyBackend,
   StoragePolicy,
+  StorageRole,
   StreamBody,
   StreamOptions,
 } from "./backends/backend.ts";

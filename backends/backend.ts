@@ -270,15 +270,24 @@ export function composedBody(
 }
 
 /**
+ * What a token may do on a vger-server repository, weakest first: read-only (list, extract,
+ * check), append-only (and back up), full (and delete, prune, compact, repair, key changes).
+ */
+export type StorageRole = "read-only" | "append-only" | "full";
+
+/**
  * What the storage allows this client, beyond what it can do: vger-server's policy for the
- * client's token and repository (the next issue adds roles here).
+ * client's token and repository.
  */
 export interface StoragePolicy {
   /**
    * Append-only: deletes and overwrites are refused (HTTP 403), but for `manifest`, `index` and
-   * `locks/*`, which may be replaced, and locks, which may be deleted.
+   * `locks/*`, which may be replaced, and locks, which may be deleted. True for the server's
+   * mode and for a role below full.
    */
   readonly appendOnly: boolean;
+  /** The token's role on the repository; absent: full (a server that knows no roles). */
+  readonly role?: StorageRole;
 }
 
 /** The read side of a backend: all that list, extract and check need. */

@@ -46,6 +46,7 @@ import {
   objectTooLarge,
   type PutBody,
   type StoragePolicy,
+  type StorageRole,
 } from "./backend.ts";
 import { Buffer } from "node:buffer";
 import {
@@ -117,6 +118,8 @@ export class RestBackend implements Backend {
   readonly #http: RestHttp;
   /** The mode the server's last answer declared (`X-Vger-Append-Only`), if any. */
   #appendOnly: boolean | undefined;
+  /** The role the server's last answer declared (`X-Vger-Role`), if any. */
+  #role: StorageRole | undefined;
 
   /** A backend for the repository at `options.url`; nothing is contacted until the first call. */
   constructor(options: RestBackendOptions) {
@@ -134,6 +137,8 @@ export class RestBackend implements Backend {
         const mode = header(headers, "x-vger-append-only");
         if (mode === "true") this.#appendOnly = true;
         else if (mode === "false") this.#appendOnly = false;
+        const role = header(headers, "x-vger-role");
+        if (isRole(role)) this.#role = role;
       },
     });
     // the server's create is atomic (no probe needed), and a new repository takes writes only
@@ -377,11 +382,14 @@ export class RestBackend implements Backend {
   }
 
   /**
-   * The server's policy for this token and repository: the mode its last answer declared
-   * (`X-Vger-Append-Only`), else the repository info's (`GET /<repo>`).
+   * The server's policy for this token and repository: the mode and role its last answer
+   * declared (`X-Vger-Append-Only`, `X-Vger-Role`), else the repository info's (`GET /<repo>`).
+   * A server that names no role grants full (append-only mode aside).
    */
   async policy(): Promise<StoragePolicy> {
-    if (this.#appendOnly !== undefined) return { appendOnly: this.#appendOnly };
+    if (this.#appendOnly !== undefined) {
+      return { appendOnly: this.#appendOnly, role: this.#role ?? "full" };
+    }
     const op = { what: "read the settings of" };
     const a = await this.#http.send({
       method: "GET",
@@ -408,8 +416,17 @@ export class RestBackend implements Backend {
         `The repository info of ${this.location} does not say whether it is append-only`,
       );
     }
+    const role = (info as { role?: unknown }).role;
+    if (role !== undefined && !isRole(role)) {
+      throw new IntegrityError(
+        `The repository info of ${this.location} names an unknown role "${
+          String(role).slice(0, 40).replace(/[^\x20-\x7e]/g, "?")
+        }"`,
+      );
+    }
     this.#appendOnly ??= mode;
-    return { appendOnly: this.#appendOnly };
+    this.#role ??= role;
+    return { appendOnly: this.#appendOnly, role: this.#role ?? "full" };
   }
 
   /** Releases the connections kept open. */
@@ -546,4 +563,9 @@ function truncated(key: string, offset: number, length: number, size: number): I
   return new IntegrityError(
     `Object "${key}" is truncated: wanted bytes ${offset}..${offset + length}, size is ${size}`,
   );
+}
+
+/** Whether `value` is a role vger-server names. */
+function isRole(value: unknown): value is StorageRole {
+  return value === "read-only" || value === "append-only" || value === "full";
 }

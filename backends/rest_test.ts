@@ -480,14 +480,38 @@ Deno.test("network failures name the URL: a refused connection at once, a droppe
   );
 });
 
-Deno.test("the REST backend learns append-only mode from any answer's header, else from the repository info", async () => {
+Deno.test("the REST backend learns append-only mode and role from any answer's headers, else from the repository info", async () => {
   await withReplay((req) => {
     if (req.path === "/r") return json(200, { name: "r", append_only: true });
+    if (req.path === "/ro") return json(200, { name: "ro", append_only: true, role: "read-only" });
+    if (req.path === "/bad") return json(200, { name: "bad", append_only: true, role: "root\n" });
+    if (req.path === "/ro/config") {
+      return answer(200, "x", "x-vger-append-only: true\r\nx-vger-role: read-only\r\n");
+    }
     return answer(200, "x", "x-vger-append-only: false\r\n");
   }, async (url, seen) => {
+    const ro = backendAt(url.replace(/\/r$/, "/ro"));
+    const bad = backendAt(url.replace(/\/r$/, "/bad"));
+    try {
+      deepStrictEqual(await ro.policy(), { appendOnly: true, role: "read-only" });
+      await rejects(bad.policy(), /names an unknown role "root\?"$/);
+    } finally {
+      await ro.close();
+      await bad.close();
+    }
+    const roTold = backendAt(url.replace(/\/r$/, "/ro"));
+    try {
+      await roTold.get("config");
+      const count = seen.length;
+      deepStrictEqual(await roTold.policy(), { appendOnly: true, role: "read-only" });
+      equal(seen.length, count, "no request: the headers told");
+    } finally {
+      await roTold.close();
+    }
     const asked = backendAt(url);
     try {
-      deepStrictEqual(await asked.policy(), { appendOnly: true });
+      // a server that names no role grants full
+      deepStrictEqual(await asked.policy(), { appendOnly: true, role: "full" });
       equal(seen.at(-1)!.path, "/r");
       equal(seen.at(-1)!.headers.authorization, `Bearer ${TOKEN}`);
     } finally {
@@ -497,7 +521,7 @@ Deno.test("the REST backend learns append-only mode from any answer's header, el
     try {
       await told.get("config");
       const count = seen.length;
-      deepStrictEqual(await told.policy(), { appendOnly: false });
+      deepStrictEqual(await told.policy(), { appendOnly: false, role: "full" });
       equal(seen.length, count, "no request: the header told");
     } finally {
       await told.close();

@@ -20,7 +20,6 @@
  */
 
 import { Hono } from "hono";
-import { createHash, timingSafeEqual } from "node:crypto";
 import { errorMessage } from "./errors.ts";
 import { formatRequestLog, maskSecret } from "./server_log.ts";
 import {
@@ -34,17 +33,20 @@ import {
 } from "./server_request.ts";
 import type { ServerStore } from "./server_store.ts";
 import { ComposeRefused, MAX_COMPOSE_PLAN_BYTES, parseComposePlan } from "./server_compose.ts";
+import { type Access, type TokenGrant, TokenTable } from "./server_roles.ts";
 
 /** The version `/health` reports (deno.json's). */
 export const SERVER_VERSION = "0.1.0";
 
 /** What the HTTP layer needs besides the store. */
 export interface AppOptions {
-  /** The bearer token of every client request. */
-  token: string;
+  /** The `[server]` token: role full on every repository. */
+  token?: string;
+  /** The `[[tokens]]` entries, their commands run (docs/SERVER.md, "Tokens and roles"). */
+  tokens?: readonly TokenGrant[];
   /** How long a request body may stall before 408. */
   bodyTimeoutSeconds: number;
-  /** Sent as `X-Vger-Append-Only`. */
+  /** The server's mode (every token's): `X-Vger-Append-Only` is true for every token then. */
   appendOnly: boolean;
   /** The lock TTL the repository info reports. */
   lockTtlSeconds: number;
@@ -65,7 +67,8 @@ type Env = { Bindings: ServeInfo };
 export function createApp(store: ServerStore, options: AppOptions): Hono<Env> {
   const app = new Hono<Env>();
   const started = performance.now();
-  const expected = digest(options.token);
+  const table = new TokenTable(options.token, options.tokens ?? []);
+  const mask = (line: string) => table.tokens.reduce((l, t) => maskSecret(l, t), line);
 
   app.use("*", async (c, next) => {
     const time = new Date();
@@ -88,7 +91,7 @@ export function createApp(store: ServerStore, options: AppOptions): Hono<Env> {
         durationMs: performance.now() - t0,
         error,
       }, options.logFormat);
-      options.log(maskSecret(line, options.token));
+      options.log(mask(line));
     }
   });
 
@@ -96,7 +99,7 @@ export function createApp(store: ServerStore, options: AppOptions): Hono<Env> {
     const http = err instanceof HttpError
       ? err
       : new HttpError(500, `The server failed: ${errorMessage(err)}`, { cause: err });
-    const message = maskSecret(http.message, options.token);
+    const message = mask(http.message);
     c.set("error" as never, message as never);
     const headers: Record<string, string> = {};
     if (http.status === 401) headers["WWW-Authenticate"] = "Bearer";
@@ -119,13 +122,20 @@ export function createApp(store: ServerStore, options: AppOptions): Hono<Env> {
         repositories,
       });
     }
-    if (!authorized(req.headers.get("authorization"), expected)) {
-      throw new HttpError(401, "Missing or wrong token");
-    }
+    const access = table.lookup(req.headers.get("authorization"));
+    if (access === null) throw new HttpError(401, "Missing or wrong token");
     const target: Target = parseTarget(req.url);
     if (target.kind === "health") throw notAllowed("/health");
-    if (target.kind !== "root") c.header("X-Vger-Append-Only", String(options.appendOnly));
-    return await route(c.req.raw, target, store, options);
+    if (target.kind !== "root") {
+      // another token's repository is unknown to this one: its name does not leak
+      if (!access.sees(target.repo)) {
+        throw new HttpError(404, `Unknown repository "${target.repo}"`);
+      }
+      for (const [name, value] of Object.entries(modeHeaders(access, options))) {
+        c.header(name, value);
+      }
+    }
+    return await route(c.req.raw, target, store, options, access);
   });
   return app;
 }
@@ -136,6 +146,7 @@ async function route(
   target: Target,
   store: ServerStore,
   options: AppOptions,
+  access: Access,
 ): Promise<Response> {
   const method = req.method;
   const json = (body: unknown, status = 200) =>
@@ -143,13 +154,13 @@ async function route(
       status,
       headers: {
         "Content-Type": "application/json",
-        "X-Vger-Append-Only": String(options.appendOnly),
+        ...(target.kind === "root" ? {} : modeHeaders(access, options)),
       },
     });
   switch (target.kind) {
     case "root": {
       if (method !== "GET") throw notAllowed("/");
-      const names = await store.repositories();
+      const names = (await store.repositories()).filter((name) => access.sees(name));
       const repositories = [];
       for (const name of names) {
         const stats = await store.stats(name);
@@ -163,13 +174,14 @@ async function route(
     }
     case "repo": {
       if (method === "POST" && rawQuery(req.url).has("compose")) {
-        return json(await composeRoute(req, target.repo, store, options), 201);
+        return json(await composeRoute(req, target.repo, store, options, access), 201);
       }
       if (method !== "GET") throw notAllowed(`/${target.repo}`);
       const stats = await store.stats(target.repo);
       return json({
         name: target.repo,
-        append_only: options.appendOnly,
+        append_only: options.appendOnly || access.role !== "full",
+        role: access.role,
         quota_bytes: store.quotaBytes,
         used_bytes: stats.usedBytes,
         objects: stats.objects,
@@ -184,7 +196,7 @@ async function route(
       return json(page);
     }
     case "object":
-      return await objectRoute(req, target, store, options);
+      return await objectRoute(req, target, store, options, access);
     default:
       throw notAllowed("this path");
   }
@@ -196,10 +208,11 @@ async function objectRoute(
   target: { repo: string; key: string },
   store: ServerStore,
   options: AppOptions,
+  access: Access,
 ): Promise<Response> {
   const { repo, key } = target;
   const where = `"${key}" of repository "${repo}"`;
-  const headers: Record<string, string> = { "X-Vger-Append-Only": String(options.appendOnly) };
+  const headers: Record<string, string> = modeHeaders(access, options);
   switch (req.method) {
     case "GET": {
       const rangeHeader = req.headers.get("range");
@@ -227,11 +240,11 @@ async function objectRoute(
         timeoutMs: options.bodyTimeoutSeconds * 1000,
         where,
       });
-      const status = await store.put(repo, key, body, { create: inm !== null });
+      const status = await store.put(repo, key, body, { create: inm !== null, access });
       return new Response(null, { status, headers });
     }
     case "DELETE": {
-      await store.delete(repo, key);
+      await store.delete(repo, key, { access });
       return new Response(null, { status: 204, headers });
     }
     default:
@@ -245,7 +258,9 @@ async function composeRoute(
   repo: string,
   store: ServerStore,
   options: AppOptions,
+  access: Access,
 ): Promise<{ key: string; sha256: string; size: number }> {
+  await store.requireComposeAllowed(repo, access);
   const where = `the compose plan of repository "${repo}"`;
   const size = announcedSize(req.headers, where);
   if (size > MAX_COMPOSE_PLAN_BYTES) {
@@ -254,7 +269,6 @@ async function composeRoute(
       `The compose plan of repository "${repo}" is too large: ${size} bytes, the limit is ${MAX_COMPOSE_PLAN_BYTES}`,
     );
   }
-  await store.requireRepo(repo);
   const body = requestBody(req.body, { size, timeoutMs: options.bodyTimeoutSeconds * 1000, where });
   const bytes = new Uint8Array(size);
   let at = 0;
@@ -263,7 +277,7 @@ async function composeRoute(
     bytes.set(piece, at);
     at += piece.length;
   }
-  const done = await store.compose(repo, parseComposePlan(repo, bytes));
+  const done = await store.compose(repo, parseComposePlan(repo, bytes), { access });
   return { key: done.key, sha256: done.sha256, size: done.size };
 }
 
@@ -309,14 +323,14 @@ function rawIsHealth(url: string): boolean {
   return path === "/health";
 }
 
-function digest(text: string): Uint8Array {
-  return createHash("sha256").update(text).digest();
-}
-
-/** Whether an Authorization header carries the token; the comparison takes the same time always. */
-function authorized(header: string | null, expected: Uint8Array): boolean {
-  const m = /^Bearer ([^\s]+)\s*$/i.exec(header ?? "");
-  // hashes of equal length, compared in constant time: neither the token nor its length leaks
-  const given = digest(m ? m[1] : "\0no token");
-  return timingSafeEqual(given, expected) && m !== null;
+/**
+ * What every answer on a repository tells the client of its token there: `X-Vger-Role`, and
+ * `X-Vger-Append-Only`, true when deletes and overwrites are refused (the server's mode, or a
+ * role below full), for clients that know no roles.
+ */
+function modeHeaders(access: Access, options: AppOptions): Record<string, string> {
+  return {
+    "X-Vger-Append-Only": String(options.appendOnly || access.role !== "full"),
+    "X-Vger-Role": access.role,
+  };
 }

@@ -10,6 +10,7 @@ import { errorMessage } from "./errors.ts";
 import { loadServerConfig, parseListen, type ServerConfig } from "./server_config.ts";
 import type { Backend } from "../backends/backend.ts";
 import { createServerOn } from "./server_instance.ts";
+import { heldCommand, undeleteCommand } from "./server_held_commands.ts";
 
 /**
  * An operator command: runs on `storage`, the backend of `config`'s data directory, with its
@@ -22,7 +23,10 @@ export type ServerCommand = (
 ) => Promise<number>;
 
 /** The operator commands, by name (`vger-server --config FILE NAME ARGS...`). */
-export const SERVER_COMMANDS: Record<string, ServerCommand> = {};
+export const SERVER_COMMANDS: Record<string, ServerCommand> = {
+  held: heldCommand,
+  undelete: undeleteCommand,
+};
 
 const USAGE = "Usage: server.ts --config FILE [COMMAND ARGS...]";
 

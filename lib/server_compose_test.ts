@@ -20,6 +20,8 @@ import { toHex } from "./ids.ts";
 const TOKEN = "compose-test-token";
 const PREAMBLE = new Uint8Array([...PACK_MAGIC, PACK_VERSION]);
 
+const APPEND_TOKEN = "compose-test-append-only-token";
+
 async function setup(options: { appendOnly?: boolean; quotaBytes?: number } = {}) {
   const memory = new MemoryBackend();
   const appendOnly = options.appendOnly ?? false;
@@ -30,6 +32,7 @@ async function setup(options: { appendOnly?: boolean; quotaBytes?: number } = {}
   });
   const app = createApp(store, {
     token: TOKEN,
+    tokens: [{ name: "tokens[0]", token: APPEND_TOKEN, repos: ["*"], role: "append-only" }],
     bodyTimeoutSeconds: 5,
     appendOnly,
     lockTtlSeconds: 3600,
@@ -48,13 +51,13 @@ async function setup(options: { appendOnly?: boolean; quotaBytes?: number } = {}
   const pack = await makePack(key, () => (seed = (seed * 1103515245 + 12345) >>> 0), 6);
   const source = packKeyHex(toHex(pack.id));
   await memory.put(`laptop/${source}`, pack.bytes);
-  const post = (plan: unknown) => {
+  const post = (plan: unknown, token = TOKEN) => {
     const body = JSON.stringify(plan);
     return app.fetch(
       new Request("http://h/laptop?compose", {
         method: "POST",
         body,
-        headers: { Authorization: `Bearer ${TOKEN}`, "Content-Length": String(body.length) },
+        headers: { Authorization: `Bearer ${token}`, "Content-Length": String(body.length) },
       }),
     );
   };
@@ -152,7 +155,7 @@ Deno.test("the server refuses records that fail pack.ts's checks (CRC, type byte
   equal(await packs(), 1, "nothing stored");
 });
 
-Deno.test("a compose plan that is not a pack's is 400, one over the quota 413, and append-only mode refuses composing (403)", async () => {
+Deno.test("a compose plan that is not a pack's is 400, one over the quota 413, and append-only mode and an append-only token refuse composing (403)", async () => {
   const { key, pack, source, post } = await setup();
   const { plan } = await planOf(key, pack.entries, pack.bytes, [0]);
   const cases: [string, (p: ReturnType<typeof plan>) => unknown][] = [
@@ -193,4 +196,12 @@ Deno.test("a compose plan that is not a pack's is 400, one over the quota 413, a
   );
   equal(refused.status, 403);
   match((await refused.json()).error, /append-only: packs cannot be composed/);
+
+  // a token below full may not compose either, whatever the server's mode
+  const byRole = await post(plan(source), APPEND_TOKEN);
+  equal(byRole.status, 403);
+  match(
+    (await byRole.json()).error,
+    /packs cannot be composed \(compaction deletes\): needs role full; this token is append-only/,
+  );
 });

@@ -54,6 +54,7 @@ export function createServerOn(
   const log = options.log ?? ((line) => console.log(line));
   const app = createApp(store, {
     token: config.token,
+    tokens: config.tokens,
     bodyTimeoutSeconds: config.bodyTimeoutSeconds,
     appendOnly: config.appendOnly,
     lockTtlSeconds: config.lockTtlSeconds,
@@ -63,12 +64,26 @@ export function createServerOn(
   });
   // the lock sweep: in the background, never keeping the process alive on its own
   let sweeping: Promise<unknown> = Promise.resolve();
+  // held deletes are kept for days: purging them once an hour is enough (a listing of all)
+  let purgedAt = -Infinity;
+  const purge = async () => {
+    if (Date.now() - purgedAt < PURGE_INTERVAL_MS) return [];
+    purgedAt = Date.now();
+    return await store.purgeHeld();
+  };
   const sweep = setInterval(() => {
     sweeping = store.sweepLocks(config.lockTtlSeconds * 1000).then(
       (removed) => {
         for (const key of removed) log(formatEvent(config.logFormat, "lock_expired", key));
       },
       (err) => log(formatEvent(config.logFormat, "sweep_failed", errorMessage(err))),
+    ).then(purge).then(
+      (purged) => {
+        for (const h of purged) {
+          log(formatEvent(config.logFormat, "held_purged", `${h.repo}/${h.key}`));
+        }
+      },
+      (err) => log(formatEvent(config.logFormat, "purge_failed", errorMessage(err))),
     );
   }, options.sweepIntervalMs ?? sweepIntervalMs(config.lockTtlSeconds));
   Deno.unrefTimer(sweep);
@@ -103,6 +118,9 @@ export function createServerOn(
     },
   };
 }
+
+/** How often held deletes are purged (docs/SERVER.md, "Held deletes"). */
+const PURGE_INTERVAL_MS = 3_600_000;
 
 /** The answer to a request that arrives while the server shuts down. */
 function shuttingDown(): Response {
