@@ -43,6 +43,7 @@ import {
 } from "./lib/server_instance.ts";
 
 export type { ServerConfig } from "./lib/server_config.ts";
+export type { Role, TokenGrant } from "./lib/server_roles.ts";
 export type { ServeInfo } from "./lib/server_app.ts";
 export type { CreateServerOptions, VgerServer } from "./lib/server_instance.ts";
 

@@ -118,18 +118,176 @@ export interface BackendCapabilities {
    * `config` first, as its claim on the location, and writes the rest after it.
    */
   readonly configFirst?: boolean;
+  /**
+   * True when {@linkcode Backend.compose} checks every range as a pack record before composing
+   * (vger-server: length prefix, CRC-32 and type byte, lib/pack.ts) and refuses the bad ones with
+   * a {@linkcode ComposeRefusedError}. Compaction composes packs in storage only then: on a
+   * storage that does not check, reading the records through the client (authenticated and
+   * re-hashed) is as fast and stronger.
+   */
+  readonly composeChecksRecords?: boolean;
+}
+
+/** One piece of a composed object: a range of an existing object (see {@linkcode Backend.compose}). */
+export interface ComposeRange {
+  /** The existing object's key. */
+  readonly key: string;
+  /** The range's first byte. */
+  readonly offset: number;
+  /** Its length; the object must hold all of it. */
+  readonly length: number;
+  /**
+   * The type byte of the pack record the range holds (lib/crypto.ts's `ObjectType`), for a
+   * storage that checks records (`composeChecksRecords`); other storage ignores it.
+   */
+  readonly type?: number;
+}
+
+/** What {@linkcode Backend.compose} writes: `prefix`, then each range in order, then `suffix`. */
+export interface ComposePlan {
+  /** Bytes before the first range. */
+  readonly prefix: Uint8Array;
+  /** The ranges, in order. */
+  readonly ranges: readonly ComposeRange[];
+  /** Bytes after the last range. */
+  readonly suffix: Uint8Array;
+  /** The key of the new object, from the SHA-256 (lower-case hex) of all its bytes. */
+  readonly name: (sha256: string) => string;
+}
+
+/** What {@linkcode Backend.compose} wrote. */
+export interface ComposeResult {
+  /** The new object's key: `plan.name(sha256)`. */
+  key: string;
+  /** The SHA-256 of its bytes, lower-case hex. */
+  sha256: string;
+  /** Its size in bytes. */
+  size: number;
+  /** Bytes sent over the network to have it composed (the request), 0 for a local storage. */
+  sentBytes: number;
+}
+
+/** The most ranges one {@linkcode Backend.compose} takes (vger-server's limit too). */
+export const MAX_COMPOSE_RANGES = 100_000;
+
+/** Why a storage that checks records refused some ranges of a compose (nothing was written). */
+export interface RefusedRange {
+  /** The range's position in the plan. */
+  range: number;
+  /** Why, in words (untrusted text from a server: cut and escaped). */
+  reason: string;
 }
 
 /**
+ * A compose refused because some of its ranges do not hold intact pack records
+ * (`composeChecksRecords`); nothing was written. `refused` names at least one of them.
+ */
+export class ComposeRefusedError extends IntegrityError {
+  /** The ranges refused (at least one; a server may name only the first few). */
+  readonly refused: readonly RefusedRange[];
+  /** Creates the error of a compose whose `refused` ranges failed the checks. */
+  constructor(message: string, refused: readonly RefusedRange[], options?: ErrorOptions) {
+    super(message, options);
+    this.refused = refused;
+  }
+}
+
+/** Total size of what `plan` composes; throws BackendError for a malformed plan. */
+export function composedSize(plan: ComposePlan): number {
+  if (plan.ranges.length > MAX_COMPOSE_RANGES) {
+    throw new BackendError(
+      `Cannot compose ${plan.ranges.length} ranges: the limit is ${MAX_COMPOSE_RANGES}`,
+    );
+  }
+  let size = plan.prefix.length + plan.suffix.length;
+  for (const r of plan.ranges) {
+    if (
+      !isValidKey(r.key) || !Number.isSafeInteger(r.offset) || r.offset < 0 ||
+      !Number.isSafeInteger(r.length) || r.length < 0
+    ) {
+      throw new BackendError(
+        `Invalid range to compose: "${r.key}" offset ${r.offset}, length ${r.length}`,
+      );
+    }
+    size += r.length;
+  }
+  return size;
+}
+
+/** Largest single read of a range while composing. */
+const COMPOSE_READ_BYTES = 4 << 20;
+
+/**
+ * The bytes of `plan` in order, each range read from `source` in pieces of at most 4 MiB
+ * (a missing object throws NotFoundError, a short one IntegrityError, as `getRange` does).
+ */
+export async function* composedPieces(
+  source: Pick<ReadonlyBackend, "getRange">,
+  plan: ComposePlan,
+): AsyncGenerator<Uint8Array> {
+  if (plan.prefix.length > 0) yield plan.prefix;
+  for (const r of plan.ranges) {
+    for (let at = 0; at < r.length; at += COMPOSE_READ_BYTES) {
+      yield await source.getRange(
+        r.key,
+        r.offset + at,
+        Math.min(COMPOSE_READ_BYTES, r.length - at),
+      );
+    }
+  }
+  if (plan.suffix.length > 0) yield plan.suffix;
+}
+
+/** A body of composed bytes that remembers why reading a source failed (see {@linkcode composedBody}). */
+export interface ComposedBody extends StreamBody {
+  /** The error of the source read that failed (NotFoundError, IntegrityError...), if one did. */
+  sourceError?: unknown;
+}
+
+/**
+ * The bytes of `plan` (read from `source` by {@linkcode composedPieces}) as a body whose every
+ * piece also goes to `update` (a hash), for a backend's `compose`.
+ */
+export function composedBody(
+  source: Pick<ReadonlyBackend, "getRange">,
+  plan: ComposePlan,
+  update: (piece: Uint8Array) => void,
+): ComposedBody {
+  const body: ComposedBody = {
+    size: composedSize(plan),
+    async *pieces() {
+      try {
+        for await (const piece of composedPieces(source, plan)) {
+          update(piece);
+          yield piece;
+        }
+      } catch (err) {
+        throw (body.sourceError = err);
+      }
+    },
+  };
+  return body;
+}
+
+/**
+ * What a token may do on a vger-server repository, weakest first: read-only (list, extract,
+ * check), append-only (and back up), full (and delete, prune, compact, repair, key changes).
+ */
+export type StorageRole = "read-only" | "append-only" | "full";
+
+/**
  * What the storage allows this client, beyond what it can do: vger-server's policy for the
- * client's token and repository (the next issue adds roles here).
+ * client's token and repository.
  */
 export interface StoragePolicy {
   /**
    * Append-only: deletes and overwrites are refused (HTTP 403), but for `manifest`, `index` and
-   * `locks/*`, which may be replaced, and locks, which may be deleted.
+   * `locks/*`, which may be replaced, and locks, which may be deleted. True for the server's
+   * mode and for a role below full.
    */
   readonly appendOnly: boolean;
+  /** The token's role on the repository; absent: full (a server that knows no roles). */
+  readonly role?: StorageRole;
 }
 
 /** One kept version of a repository on vger-server: a manifest and the index it went with. */
@@ -250,6 +408,16 @@ export interface Backend extends ReadonlyBackend {
    * (vger-server's key-less check: required objects, pack framing and hashes, names, locks).
    */
   checkStructure?(): Promise<StructureReport>;
+  /**
+   * Optional: stores a new object made of `plan.prefix`, the `plan.ranges` of existing objects
+   * and `plan.suffix`, under `plan.name(sha256)` of its bytes, all or nothing (a temporary object
+   * renamed into place, as put does); resolves to its key, SHA-256 and size. Idempotent: the
+   * same plan over the same objects writes the same bytes under the same key. A missing object is
+   * NotFoundError, a range past an object's end IntegrityError; a storage that checks records
+   * (`composeChecksRecords`) refuses bad ones with {@linkcode ComposeRefusedError}. At most
+   * {@linkcode MAX_COMPOSE_RANGES} ranges.
+   */
+  compose?(plan: ComposePlan): Promise<ComposeResult>;
 }
 
 /** The total length of a body. */

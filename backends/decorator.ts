@@ -12,6 +12,8 @@
 import type {
   Backend,
   BackendCapabilities,
+  ComposePlan,
+  ComposeResult,
   GetOptions,
   ObjectInfo,
   ObjectStream,
@@ -108,6 +110,7 @@ export class BackendDecorator extends ReadonlyBackendDecorator<Backend> implemen
   ) => Promise<Uint8Array | null>;
   /** As the inner backend; absent when the inner backend has no such operation. */
   declare readonly checkStructure?: () => Promise<StructureReport>;
+  declare readonly compose?: (plan: ComposePlan) => Promise<ComposeResult>;
 
   /** Wraps `inner`, taking on its optional operations. */
   constructor(inner: Backend) {
@@ -148,6 +151,13 @@ export class BackendDecorator extends ReadonlyBackendDecorator<Backend> implemen
     if (inner.checkStructure) {
       Object.defineProperty(this, "checkStructure", {
         value: () => this.inner.checkStructure!(),
+        configurable: true,
+      });
+    }
+    if (inner.compose) {
+      // configurable: a decorator that sends requests its own way may compose through itself
+      Object.defineProperty(this, "compose", {
+        value: (plan: ComposePlan) => this.inner.compose!(plan),
         configurable: true,
       });
     }

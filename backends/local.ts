@@ -26,6 +26,7 @@
  * @module
  */
 
+import { createHash } from "node:crypto";
 import { statfs } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { BackendError, errorMessage, IntegrityError, NotFoundError } from "../lib/errors.ts";
@@ -34,6 +35,9 @@ import {
   type BackendCapabilities,
   bodyPieces,
   checkMaxBytes,
+  composedBody,
+  type ComposePlan,
+  type ComposeResult,
   type GetOptions,
   isValidKey,
   type ObjectInfo,
@@ -223,6 +227,34 @@ export class LocalBackend implements Backend {
     forget();
     if (created) await syncDir(dir, path);
     return created;
+  }
+
+  /**
+   * Composes a new object (see {@linkcode Backend.compose}): its bytes go to a `.tmp-` file in
+   * the root, hashed as they are written, which is fsynced and renamed to the key of its hash.
+   */
+  async compose(plan: ComposePlan): Promise<ComposeResult> {
+    const hash = createHash("sha256");
+    const body = composedBody(this, plan, (piece) => hash.update(piece));
+    const temp = join(this.location, TEMP_PREFIX + randomHex(8));
+    const forget = this.#atExit(() => Deno.removeSync(temp));
+    let path = temp;
+    try {
+      await this.#writeTemp(temp, temp, body);
+      const sha256 = hash.digest("hex");
+      const key = plan.name(sha256);
+      path = this.#path(key);
+      await ensureDir(dirname(path), path, (await this.#modes!).dir);
+      await Deno.rename(temp, path);
+      this.#drop(key);
+      await syncDir(dirname(path), path);
+      return { key, sha256, size: body.size, sentBytes: 0 };
+    } catch (err) {
+      await removeQuietly(temp);
+      throw body.sourceError ?? (err instanceof BackendError ? err : fail("write", path, err));
+    } finally {
+      forget();
+    }
   }
 
   /**

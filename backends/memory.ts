@@ -21,6 +21,9 @@ import {
   bodyPieces,
   bodySize,
   checkMaxBytes,
+  composedBody,
+  type ComposePlan,
+  type ComposeResult,
   type GetOptions,
   isValidKey,
   type ObjectInfo,
@@ -134,6 +137,16 @@ export class MemoryBackend implements Backend {
     this.#objects.set(key, bytes);
     this.#modified.set(key, Date.now());
     return true;
+  }
+
+  /** Composes a new object (see {@linkcode Backend.compose}), stored once whole. */
+  async compose(plan: ComposePlan): Promise<ComposeResult> {
+    const bytes = await collect(composedBody(this, plan, () => {}));
+    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as BufferSource));
+    const sha256 = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+    const key = plan.name(sha256);
+    await this.put(key, bytes);
+    return { key, sha256, size: bytes.length, sentBytes: 0 };
   }
 
   /** Removes an object; removing an absent object is not an error. */

@@ -36,17 +36,24 @@ import {
   type Backend,
   type BackendCapabilities,
   checkMaxBytes,
+  composedSize,
+  type ComposePlan,
+  ComposeRefusedError,
+  type ComposeResult,
   type GetOptions,
   isValidKey,
   type ObjectInfo,
   objectTooLarge,
   type PutBody,
   type StoragePolicy,
+  type StorageRole,
   type StoredVersion,
   type StructureProblem,
   type StructureReport,
 } from "./backend.ts";
+import { Buffer } from "node:buffer";
 import {
+  doing,
   escapeReason,
   MAX_ERROR_BODY_BYTES,
   restError,
@@ -79,6 +86,9 @@ export const LIST_PAGE_SIZE = 1000;
  * JSON-escaped, its size and the punctuation, per object, and room for the rest.
  */
 export const MAX_LIST_PAGE_BYTES: number = LIST_PAGE_SIZE * (1024 * 6 + 64) + 64 * 1024;
+
+/** The most bytes of the answer to a compose (a key, a hash and a size). */
+const MAX_COMPOSE_ANSWER_BYTES = 4096;
 
 /** The most bytes of the repository info (`GET /<repo>`). */
 const MAX_INFO_BYTES = 64 * 1024;
@@ -122,6 +132,8 @@ export class RestBackend implements Backend {
   readonly #http: RestHttp;
   /** The mode the server's last answer declared (`X-Vger-Append-Only`), if any. */
   #appendOnly: boolean | undefined;
+  /** The role the server's last answer declared (`X-Vger-Role`), if any. */
+  #role: StorageRole | undefined;
 
   /** A backend for the repository at `options.url`; nothing is contacted until the first call. */
   constructor(options: RestBackendOptions) {
@@ -139,11 +151,14 @@ export class RestBackend implements Backend {
         const mode = header(headers, "x-vger-append-only");
         if (mode === "true") this.#appendOnly = true;
         else if (mode === "false") this.#appendOnly = false;
+        const role = header(headers, "x-vger-role");
+        if (isRole(role)) this.#role = role;
       },
     });
     // the server's create is atomic (no probe needed), and a new repository takes writes only
     // once its config is created
-    this.capabilities = { connections, configFirst: true };
+    // and it checks every record of a compose (docs/SERVER.md, "Compose a pack")
+    this.capabilities = { connections, configFirst: true, composeChecksRecords: true };
   }
 
   /** The whole object, or null when absent; see {@linkcode Backend.get}. */
@@ -303,11 +318,92 @@ export class RestBackend implements Backend {
   }
 
   /**
-   * The server's policy for this token and repository: the mode its last answer declared
-   * (`X-Vger-Append-Only`), else the repository info's (`GET /<repo>`).
+   * Has the server compose a pack (`POST /<repo>?compose`, docs/SERVER.md): the plan goes as
+   * JSON (every range a pack record with its `type`), the server checks each record and stores
+   * the pack under the name of its SHA-256. The answer is checked: its key must be
+   * `plan.name(sha256)` and its size the plan's. Records the server refuses are a
+   * {@linkcode ComposeRefusedError} naming them (nothing was stored).
+   */
+  async compose(plan: ComposePlan): Promise<ComposeResult> {
+    const size = composedSize(plan);
+    const sources: string[] = [];
+    const numbers = new Map<string, number>();
+    const records = plan.ranges.map((r) => {
+      if (r.type === undefined) {
+        throw new BackendError(`Cannot compose in ${this.location}: "${r.key}" has no record type`);
+      }
+      let n = numbers.get(r.key);
+      if (n === undefined) numbers.set(r.key, n = sources.push(r.key) - 1);
+      return [n, r.offset, r.length, r.type];
+    });
+    const body = encoder.encode(JSON.stringify({
+      prefix: Buffer.from(plan.prefix).toString("base64"),
+      sources,
+      records,
+      suffix: Buffer.from(plan.suffix).toString("base64"),
+    }));
+    const op = { what: "compose a pack in" };
+    const a = await this.#http.send({
+      method: "POST",
+      path: this.#base + "?compose",
+      op,
+      body,
+      limit: MAX_COMPOSE_ANSWER_BYTES,
+      tooLarge: () =>
+        new IntegrityError(`The server answered a compose in ${this.location} at length`),
+    });
+    if (a.status === 422) throw this.#refused(a.body, plan, op);
+    if (a.status !== 201) throw this.#error(a, op);
+    let answer: { key?: unknown; sha256?: unknown; size?: unknown } | null = null;
+    try {
+      answer = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(a.body));
+    } catch {
+      // answered below
+    }
+    const sha256 = answer?.sha256;
+    if (
+      typeof sha256 !== "string" || !/^[0-9a-f]{64}$/.test(sha256) ||
+      answer?.key !== plan.name(sha256) || answer?.size !== size
+    ) {
+      throw new IntegrityError(
+        `${doing(op, this.location)}: the server's answer does not name the pack by its ` +
+          `SHA-256 with the ${size} bytes planned`,
+      );
+    }
+    return { key: answer.key, sha256, size, sentBytes: body.length };
+  }
+
+  /** The error of a compose the server refused (422): the records it names, checked. */
+  #refused(body: Uint8Array, plan: ComposePlan, op: RestOperation): VgerError {
+    let refused: { range: number; reason: string }[] = [];
+    try {
+      const list = JSON.parse(new TextDecoder().decode(body))?.refused;
+      refused = (Array.isArray(list) ? list : []).filter((r: unknown) =>
+        Array.isArray(r) && Number.isSafeInteger(r[0]) && r[0] >= 0 &&
+        r[0] < plan.ranges.length && typeof r[1] === "string"
+      ).map((r: [number, string]) => ({ range: r[0], reason: escapeReason(r[1]) }));
+    } catch {
+      // no list: a proxy's answer, or a cut one
+    }
+    if (refused.length === 0) return this.#error({ status: 422, headers: {}, body }, op);
+    const first = refused[0];
+    return new ComposeRefusedError(
+      `${
+        doing(op, this.location)
+      }: the server refused records of the plan (record ${first.range}: ${first.reason})`,
+      refused,
+    );
+  }
+
+  /**
+   * The server's policy for this token and repository: the mode and role its last answer
+   * declared (`X-Vger-Append-Only`, `X-Vger-Role`), else the repository info's (`GET /<repo>`).
+   * A server that names no role grants full (append-only mode aside).
    */
   async policy(): Promise<StoragePolicy> {
-    if (this.#appendOnly !== undefined) return { appendOnly: this.#appendOnly };
+    if (this.#appendOnly !== undefined) {
+      return { appendOnly: this.#appendOnly, role: this.#role ?? "full" };
+    }
     const op = { what: "read the settings of" };
     const a = await this.#http.send({
       method: "GET",
@@ -334,8 +430,17 @@ export class RestBackend implements Backend {
         `The repository info of ${this.location} does not say whether it is append-only`,
       );
     }
+    const role = (info as { role?: unknown }).role;
+    if (role !== undefined && !isRole(role)) {
+      throw new IntegrityError(
+        `The repository info of ${this.location} names an unknown role "${
+          String(role).slice(0, 40).replace(/[^\x20-\x7e]/g, "?")
+        }"`,
+      );
+    }
     this.#appendOnly ??= mode;
-    return { appendOnly: this.#appendOnly };
+    this.#role ??= role;
+    return { appendOnly: this.#appendOnly, role: this.#role ?? "full" };
   }
 
   /** The server's kept versions of `manifest` and `index`, newest first (`GET /<repo>?versions`). */
@@ -575,4 +680,9 @@ function truncated(key: string, offset: number, length: number, size: number): I
   return new IntegrityError(
     `Object "${key}" is truncated: wanted bytes ${offset}..${offset + length}, size is ${size}`,
   );
+}
+
+/** Whether `value` is a role vger-server names. */
+function isRole(value: unknown): value is StorageRole {
+  return value === "read-only" || value === "append-only" || value === "full";
 }

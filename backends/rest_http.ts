@@ -37,7 +37,7 @@ export interface Answer {
 /** One request. */
 export interface RequestSpec {
   /** The method. */
-  method: "GET" | "HEAD" | "PUT" | "DELETE";
+  method: "GET" | "HEAD" | "PUT" | "POST" | "DELETE";
   /** Path and query, encoded, from `/`. */
   path: string;
   /** What the request does, for messages. */
@@ -129,7 +129,7 @@ export class RestHttp {
     const headers: Record<string, string> = { ...spec.headers };
     if (token !== undefined) headers.authorization = `Bearer ${token}`;
     const size = spec.body === undefined ? 0 : bodySize(spec.body);
-    if (spec.method === "PUT") headers["content-length"] = String(size);
+    if (spec.method === "PUT" || spec.method === "POST") headers["content-length"] = String(size);
     const expect = size >= EXPECT_CONTINUE_BYTES;
     if (expect) headers.expect = "100-continue";
     const url = this.#url;

@@ -17,7 +17,7 @@ import {
   TransientError,
   UsageError,
 } from "../lib/errors.ts";
-import type { StreamBody } from "./backend.ts";
+import { ComposeRefusedError, type StreamBody } from "./backend.ts";
 import { MAX_REASON_CHARS } from "./rest_errors.ts";
 import { RestBackend } from "./rest.ts";
 import { RetryBackend } from "./retry.ts";
@@ -480,14 +480,38 @@ Deno.test("network failures name the URL: a refused connection at once, a droppe
   );
 });
 
-Deno.test("the REST backend learns append-only mode from any answer's header, else from the repository info", async () => {
+Deno.test("the REST backend learns append-only mode and role from any answer's headers, else from the repository info", async () => {
   await withReplay((req) => {
     if (req.path === "/r") return json(200, { name: "r", append_only: true });
+    if (req.path === "/ro") return json(200, { name: "ro", append_only: true, role: "read-only" });
+    if (req.path === "/bad") return json(200, { name: "bad", append_only: true, role: "root\n" });
+    if (req.path === "/ro/config") {
+      return answer(200, "x", "x-vger-append-only: true\r\nx-vger-role: read-only\r\n");
+    }
     return answer(200, "x", "x-vger-append-only: false\r\n");
   }, async (url, seen) => {
+    const ro = backendAt(url.replace(/\/r$/, "/ro"));
+    const bad = backendAt(url.replace(/\/r$/, "/bad"));
+    try {
+      deepStrictEqual(await ro.policy(), { appendOnly: true, role: "read-only" });
+      await rejects(bad.policy(), /names an unknown role "root\?"$/);
+    } finally {
+      await ro.close();
+      await bad.close();
+    }
+    const roTold = backendAt(url.replace(/\/r$/, "/ro"));
+    try {
+      await roTold.get("config");
+      const count = seen.length;
+      deepStrictEqual(await roTold.policy(), { appendOnly: true, role: "read-only" });
+      equal(seen.length, count, "no request: the headers told");
+    } finally {
+      await roTold.close();
+    }
     const asked = backendAt(url);
     try {
-      deepStrictEqual(await asked.policy(), { appendOnly: true });
+      // a server that names no role grants full
+      deepStrictEqual(await asked.policy(), { appendOnly: true, role: "full" });
       equal(seen.at(-1)!.path, "/r");
       equal(seen.at(-1)!.headers.authorization, `Bearer ${TOKEN}`);
     } finally {
@@ -497,7 +521,7 @@ Deno.test("the REST backend learns append-only mode from any answer's header, el
     try {
       await told.get("config");
       const count = seen.length;
-      deepStrictEqual(await told.policy(), { appendOnly: false });
+      deepStrictEqual(await told.policy(), { appendOnly: false, role: "full" });
       equal(seen.length, count, "no request: the header told");
     } finally {
       await told.close();
@@ -637,6 +661,71 @@ Deno.test("the versions listing, a version's bytes and the server's check report
       equal((await backend.getVersion(good.id, "index"))!.length, 100);
       equal(seen.at(-1)!.path, `/r?versions&id=${good.id}&key=index`);
       await rejects(backend.getVersion("../../etc", "index"), /Invalid version id/);
+    } finally {
+      await backend.close();
+    }
+  });
+});
+
+Deno.test("compose sends the plan as JSON with its Content-Length, and trusts no answer: a pack not named by its SHA-256 or of another size is refused, a 422 becomes the refused records, escaped", async () => {
+  const sha = "ab".repeat(32);
+  const plan = {
+    prefix: enc.encode("VGERPACK\x01"),
+    ranges: [
+      { key: "packs/cd/" + "cd".repeat(32), offset: 9, length: 100, type: 1 },
+      { key: "packs/cd/" + "cd".repeat(32), offset: 109, length: 50, type: 2 },
+    ],
+    suffix: new Uint8Array([6, 1, 2, 3, 0, 0, 0, 0]),
+    name: (h: string) => `packs/${h.slice(0, 2)}/${h}`,
+  };
+  const size = 9 + 150 + 8;
+  const answers: Uint8Array[] = [
+    json(201, { key: `packs/ab/${sha}`, sha256: sha, size }),
+    json(201, { key: `packs/ab/${"ef".repeat(32)}`, sha256: sha, size }),
+    json(201, { key: `packs/ab/${sha}`, sha256: sha, size: size + 1 }),
+    json(201, { key: "../x", sha256: "../x", size }),
+    json(422, { error: "refused", refused: [[1, "CRC-32 mismatch\u001b[2J"], [7, "out of plan"]] }),
+    json(422, { error: "no list" }),
+  ];
+  await withReplay((_req, n) => answers[n - 1], async (url, seen) => {
+    const backend = backendAt(url);
+    try {
+      const r = await backend.compose(plan);
+      deepStrictEqual(r, {
+        key: `packs/ab/${sha}`,
+        sha256: sha,
+        size,
+        sentBytes: seen[0].body.length,
+      });
+      equal(seen[0].method, "POST");
+      equal(seen[0].path, "/r?compose");
+      equal(seen[0].headers["content-length"], String(seen[0].body.length));
+      deepStrictEqual(JSON.parse(new TextDecoder().decode(seen[0].body)), {
+        prefix: "VkdFUlBBQ0sB",
+        sources: ["packs/cd/" + "cd".repeat(32)],
+        records: [[0, 9, 100, 1], [0, 109, 50, 2]],
+        suffix: "BgECAwAAAAA=",
+      });
+      for (const what of ["another name", "another size", "no hash"]) {
+        await rejects(
+          backend.compose(plan),
+          (e: unknown) =>
+            e instanceof IntegrityError &&
+            /does not name the pack by its SHA-256/.test((e as Error).message),
+          what,
+        );
+      }
+      await rejects(backend.compose(plan), (e: unknown) => {
+        ok(e instanceof ComposeRefusedError, String(e));
+        deepStrictEqual(e.refused, [{ range: 1, reason: "CRC-32 mismatch\\u001b[2J" }]);
+        ok(e.message.includes(url) && !e.message.includes(TOKEN), e.message);
+        return true;
+      });
+      await rejects(
+        backend.compose(plan),
+        (e: unknown) =>
+          !(e instanceof ComposeRefusedError) && /HTTP 422/.test((e as Error).message),
+      );
     } finally {
       await backend.close();
     }

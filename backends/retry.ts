@@ -15,6 +15,12 @@
  * - `probeCreate` (when the inner backend has it) runs the probe through these retries.
  * - `policy`, `listVersions`, `getVersion` and `checkStructure` (when the inner backend has
  *   them) are asked again like reads.
+ * - `compose` (when the inner backend has it) is idempotent and is simply sent again: the new
+ *   object's key is the SHA-256 of its bytes, which the plan fixes (its prefix, its suffix and
+ *   ranges of objects that are written once), so an attempt that landed and a later one write the
+ *   same bytes under the same key, and the object is whole either way (all or nothing). Its
+ *   sources are deleted only after the index naming the new object is committed, so a retry
+ *   always finds them.
  *
  * @example
  * ```ts
@@ -34,6 +40,7 @@ import {
   type Backend,
   bodyPieces,
   bodySize,
+  type ComposePlan,
   type GetOptions,
   type ObjectInfo,
   probeConditionalCreate,
@@ -129,6 +136,13 @@ export class RetryBackend extends BackendDecorator {
     if (inner.checkStructure) {
       Object.defineProperty(this, "checkStructure", {
         value: () => this.#retry("check", "", () => this.inner.checkStructure!()),
+        configurable: true,
+      });
+    }
+    if (inner.compose) {
+      Object.defineProperty(this, "compose", {
+        value: (plan: ComposePlan) =>
+          this.#retry("compose an object in", "", () => this.inner.compose!(plan)),
         configurable: true,
       });
     }

@@ -1,6 +1,13 @@
 import { deepStrictEqual, equal, ok, rejects } from "node:assert/strict";
 import { BackendError, NotFoundError, TransientError } from "../lib/errors.ts";
-import type { Backend, GetOptions, ObjectInfo, PutBody, StreamBody } from "./backend.ts";
+import type {
+  Backend,
+  ComposePlan,
+  GetOptions,
+  ObjectInfo,
+  PutBody,
+  StreamBody,
+} from "./backend.ts";
 import { BackendDecorator } from "./decorator.ts";
 import { MemoryBackend } from "./memory.ts";
 import { RetryBackend, type RetryOptions } from "./retry.ts";
@@ -271,4 +278,35 @@ Deno.test("the create probe runs through the retries: creates that landed and fa
   equal(faulty.count("create"), 4);
   equal(faulty.count("delete"), 2);
   deepStrictEqual(await Array.fromAsync(memory.list("")), []);
+});
+
+Deno.test("retry sends a compose again after a transient failure, one that landed too: the same bytes under the same key; a decorator has compose exactly when its inner backend has", async () => {
+  const memory = new MemoryBackend("memory:test");
+  await memory.put("src", enc("hello world"));
+  let calls = 0;
+  const inner = new BackendDecorator(memory);
+  ok("compose" in inner);
+  Object.defineProperty(inner, "compose", {
+    value: async (plan: ComposePlan) => {
+      calls++;
+      const landed = await memory.compose(plan);
+      if (calls < 3) throw new TransientError("Cannot compose: connection reset");
+      return landed;
+    },
+  });
+  const backend = new RetryBackend(inner, fakeTime());
+  const r = await backend.compose!({
+    prefix: enc("<"),
+    ranges: [{ key: "src", offset: 6, length: 5 }],
+    suffix: enc(">"),
+    name: (sha) => `packs/${sha}`,
+  });
+  equal(calls, 3);
+  deepStrictEqual(await memory.get(r.key), enc("<world>"));
+  deepStrictEqual((await Array.fromAsync(memory.list("packs/"))).length, 1);
+
+  const without = new BackendDecorator(memory);
+  Object.defineProperty(without, "compose", { value: undefined });
+  ok(!("compose" in new RetryBackend(without)));
+  ok(!("compose" in new BackendDecorator(without)));
 });

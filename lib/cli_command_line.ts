@@ -258,6 +258,11 @@ export const COMMANDS: readonly CommandSpec[] = [
         default: "20",
       },
       { ...DRY_RUN, help: "only show the plan" },
+      {
+        name: "no-server-side",
+        type: "boolean",
+        help: "copy live data through this client even where the server can compose packs",
+      },
       LOCK_WAIT,
     ],
   },

@@ -32,6 +32,12 @@ export interface CompactJson {
   bytes_freed: number;
   /** Live blobs that failed verification and were left in place. */
   corrupt: CorruptBlob[];
+  /** Whether the new packs were composed on the server (no record travelled). */
+  server_side: boolean;
+  /** Bytes sent for the new packs: whole packs, or the server's compose plans. */
+  bytes_uploaded: number;
+  /** Bytes read for the rewrite: the live records, or (server-side) pack headers. */
+  bytes_downloaded: number;
 }
 
 /** The `--json` object of `vger compact`. */
@@ -52,6 +58,9 @@ export function compactJson(
     bytes_to_free: p.bytesToFree,
     bytes_freed: result.bytesFreed,
     corrupt: result.corrupt,
+    server_side: result.serverSide,
+    bytes_uploaded: result.bytesUploaded,
+    bytes_downloaded: result.bytesDownloaded,
   };
 }
 
@@ -64,7 +73,9 @@ export function compactSummary(result: CompactionResult, options: { dryRun: bool
   if (options.dryRun || p.nothingToDo) {
     return `${p.nothingToDo ? "Nothing to do: " : "Plan: "}${plan}`;
   }
-  return `Compacted: ${plan}; freed ${formatBytes(result.bytesFreed)}`;
+  const where = result.serverSide ? " on the server" : "";
+  return `Compacted${where}: ${plan}; freed ${formatBytes(result.bytesFreed)} ` +
+    `(${formatBytes(result.bytesUploaded)} up, ${formatBytes(result.bytesDownloaded)} down)`;
 }
 
 /** The warnings of `vger compact`: one per corrupt blob left in place. */
@@ -74,7 +85,7 @@ export function compactWarnings(corrupt: readonly CorruptBlob[]): string[] {
   );
 }
 
-/** `vger compact [--threshold PERCENT] [--dry-run]`. */
+/** `vger compact [--threshold PERCENT] [--dry-run] [--no-server-side]`. */
 export async function runCompact(run: Run): Promise<number> {
   const { flags, repo, meter } = run;
   const threshold = thresholdFlag(flags);
@@ -85,6 +96,7 @@ export async function runCompact(run: Run): Promise<number> {
     passphrase: run.passphrase,
     thresholdPercent: threshold,
     dryRun,
+    serverSide: !bool(flags, "no-server-side"),
     onProgress: meter && ((p) =>
       meter.update({
         phase: p.phase,

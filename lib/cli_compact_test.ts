@@ -32,18 +32,29 @@ function compaction(plan: Partial<CompactionPlan>, done: Partial<CompactionResul
     newPacks: [],
     bytesFreed: 0,
     corrupt: [],
+    serverSide: false,
+    bytesUploaded: 0,
+    bytesDownloaded: 0,
     ...done,
   } satisfies CompactionResult;
 }
 
-Deno.test("compact JSON lists pack ids by fate, bytes to free and freed, and corrupt blobs", () => {
+Deno.test("compact JSON lists pack ids by fate, bytes to free and freed, corrupt blobs, and what travelled", () => {
   const corrupt = [{ id: "b1", pack: "r1", reason: "hash mismatch" }];
+  const done = {
+    bytesFreed: 999,
+    corrupt,
+    serverSide: true,
+    bytesUploaded: 12,
+    bytesDownloaded: 34,
+  };
   equal(
-    text(compactJson(REPO, compaction({}, { bytesFreed: 999, corrupt }), { dryRun: false })),
+    text(compactJson(REPO, compaction({}, done), { dryRun: false })),
     `{"repository":"/mnt/repo","dry_run":false,"threshold_percent":10,"packs":5,` +
       `"delete_packs":["d1"],"rewrite_packs":["r1","r2"],"unreferenced_packs":["u1"],` +
       `"bytes_to_free":3145728,"bytes_freed":999,` +
-      `"corrupt":[{"id":"b1","pack":"r1","reason":"hash mismatch"}]}`,
+      `"corrupt":[{"id":"b1","pack":"r1","reason":"hash mismatch"}],` +
+      `"server_side":true,"bytes_uploaded":12,"bytes_downloaded":34}`,
   );
 });
 
@@ -51,8 +62,12 @@ Deno.test("compact text is a plan on a dry run, Nothing to do when idle, and Com
   const plan = "2 packs to delete, 2 to rewrite (3 blobs, 2.00 KiB to copy), 3.00 MiB to free";
   equal(compactSummary(compaction({}), { dryRun: true }), `Plan: ${plan}`);
   equal(
-    compactSummary(compaction({}, { bytesFreed: 1024 }), { dryRun: false }),
-    `Compacted: ${plan}; freed 1.00 KiB`,
+    compactSummary(compaction({}, { bytesFreed: 1024, bytesUploaded: 2048 }), { dryRun: false }),
+    `Compacted: ${plan}; freed 1.00 KiB (2.00 KiB up, 0 B down)`,
+  );
+  equal(
+    compactSummary(compaction({}, { bytesFreed: 1024, serverSide: true }), { dryRun: false }),
+    `Compacted on the server: ${plan}; freed 1.00 KiB (0 B up, 0 B down)`,
   );
   const idle = compaction({
     deletePacks: [],

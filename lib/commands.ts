@@ -27,9 +27,9 @@ import {
   type InitOptions,
   initRepository,
   type OpenOptions,
-  refuseIfAppendOnly,
   removeStorageLeftovers,
   Repository,
+  requireRole,
 } from "./repository.ts";
 import { extract, type ExtractOptions, type ExtractResult } from "./restorer.ts";
 import { COMMIT_LOCK_KEY } from "./storage_keys.ts";
@@ -80,6 +80,7 @@ export async function backupCommand(
   },
 ): Promise<BackupResult> {
   validateArchiveName(options.name); // before anything is read or written
+  await requireRole(backend, "append-only", "back up");
   const repo = await openRepository(backend, options);
   await rebuildLostIndex(repo, options);
   const filesCache = options.filesCacheDir === undefined
@@ -169,7 +170,7 @@ export async function deleteCommand(
     dryRun?: boolean;
   },
 ): Promise<ManifestEntry[]> {
-  if (!options.dryRun) await refuseIfAppendOnly(backend, "delete archives");
+  if (!options.dryRun) await requireRole(backend, "full", "delete archives");
   const repo = await openRepository(backend, options);
   if (options.dryRun) return await deleteArchives(repo, options.names, { dryRun: true });
   const deleted = await withRepoLock(backend, "exclusive", "delete", options, (lock) => {
@@ -197,7 +198,7 @@ export async function pruneCommand(
     now?: Date;
   },
 ): Promise<PruneResult> {
-  if (!options.dryRun) await refuseIfAppendOnly(backend, "prune archives");
+  if (!options.dryRun) await requireRole(backend, "full", "prune archives");
   const repo = await openRepository(backend, options);
   const decide = async () =>
     applyRetention((await repo.readManifest()).archives, options.policy, {
@@ -220,10 +221,13 @@ export async function compactCommand(
   options: OpenOptions & TrustingOptions & LockingOptions & {
     thresholdPercent?: number;
     dryRun?: boolean;
+    serverSide?: boolean;
     onProgress?: CompactOptions["onProgress"];
   },
 ): Promise<CompactionResult> {
-  if (!options.dryRun) await refuseIfAppendOnly(backend, "compact");
+  // a dry run writes nothing but its exclusive lock, which a read-only token may not take
+  if (options.dryRun) await requireRole(backend, "append-only", "compact --dry-run");
+  else await requireRole(backend, "full", "compact");
   const repo = await openRepository(backend, options);
   return await withRepoLock(backend, "exclusive", "compact", options, async (lock) => {
     const pool = new CodecPool(repo.key.material, repo.config.encryption);
@@ -231,6 +235,7 @@ export async function compactCommand(
       const result = await compactRepository(repo, {
         thresholdPercent: options.thresholdPercent,
         dryRun: options.dryRun,
+        serverSide: options.serverSide,
         onProgress: options.onProgress,
         pool,
         checkLock: () => lock.assertHeld(),
@@ -249,11 +254,13 @@ export async function compactCommand(
 }
 
 /** `vger break-lock`: removes stale locks, or every lock with `all`. */
-export function breakLockCommand(
+export async function breakLockCommand(
   backend: Backend,
   options: { all?: boolean } = {},
 ): Promise<LockEntry[]> {
-  return breakLocks(backend, { all: options.all });
+  // other clients' locks: a read-only token may remove only its own
+  await requireRole(backend, "append-only", "break locks");
+  return await breakLocks(backend, { all: options.all });
 }
 
 /** `vger extract`. */
@@ -333,7 +340,7 @@ export async function repairCommand(
     confirm(archives: string[]): Promise<boolean>;
   },
 ): Promise<RepairResult> {
-  if (!options.dryRun) await refuseIfAppendOnly(backend, "repair it (check --repair)");
+  if (!options.dryRun) await requireRole(backend, "full", "repair it (check --repair)");
   const repo = await openRepository(backend, options);
   const result = await withRepoLock(
     backend,

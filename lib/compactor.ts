@@ -12,6 +12,13 @@
  *    fresh pack with a valid CRC and header;
  * 2. write the new packs (the sealed objects copied verbatim; no re-encryption) through the one
  *    packer (lib/packer.ts, as backups write them) and put them;
+ *    **server-side** (steps 1 and 2 in storage, when the backend composes and checks records:
+ *    vger-server): each rewritten pack's header is read (authenticated) for its blobs' types,
+ *    and lib/pack_compose.ts has the storage compose each new pack from the kept records and a
+ *    header the client seals; the server checks every record (length, CRC-32, type byte) but
+ *    cannot authenticate it, a weaker check than the client's (docs/FORMAT.md). Records it
+ *    refuses are reported in `corrupt` and left in place; a pack whose header cannot be read is
+ *    copied through the client as above;
  * 3. under the commit lock: re-read the manifest (abort when an archive appeared that the live
  *    set did not include) and the index, drop the entries of dead blobs, point the copied blobs
  *    to their new packs, put `index`;
@@ -54,7 +61,14 @@ import { LockedError } from "./errors.ts";
 import { toHex } from "./ids.ts";
 import { recordSize } from "./pack.ts";
 import { readLiveRecords, type WantedRecord } from "./pack_reader.ts";
-import { Packer } from "./packer.ts";
+import {
+  canCompose,
+  countingBackend,
+  keptRecords,
+  PackComposer,
+  type Traffic,
+} from "./pack_compose.ts";
+import { Packer, type StoredPack } from "./packer.ts";
 import { commitChanges, type CommitTx, deletePack, type Repository } from "./repository.ts";
 
 export {
@@ -80,6 +94,11 @@ export interface CompactOptions extends PlanOptions {
    * e.g. `() => lock.assertHeld()` when the exclusive lock was lost.
    */
   checkLock?: () => void;
+  /**
+   * Compose the new packs in storage when the backend can (vger-server); default true. False
+   * copies every live blob through the client (`--no-server-side`).
+   */
+  serverSide?: boolean;
   /** Tests only: stop after writing the new packs or the new index, as a crash would. */
   stopAfter?: "packs" | "index";
 }
@@ -108,6 +127,12 @@ export interface CompactionResult {
   bytesFreed: number;
   /** Live blobs that failed verification (left in place, their packs kept). */
   corrupt: CorruptBlob[];
+  /** Whether the new packs were composed in storage (server-side). */
+  serverSide: boolean;
+  /** Bytes sent to the storage for the new packs (whole packs, or compose plans). */
+  bytesUploaded: number;
+  /** Bytes read from the storage for the rewrite (live records, or pack headers). */
+  bytesDownloaded: number;
 }
 
 /** Compacts the repository (or only plans, with `dryRun`). Hold an exclusive lock around it. */
@@ -124,6 +149,9 @@ export async function compactRepository(
       newPacks: [],
       bytesFreed: 0,
       corrupt: [],
+      serverSide: false,
+      bytesUploaded: 0,
+      bytesDownloaded: 0,
     };
   }
   return await execute(repo, s, options);
@@ -132,32 +160,58 @@ export async function compactRepository(
 // ---------------------------------------------------------------------------------------------
 // Execute
 
-/** Steps 1 and 2: verify and copy the live blobs of the packs to rewrite. */
+/** How far the copy phase is: live blobs done (copied, composed, or left as corrupt). */
+interface CopyProgress {
+  done: number;
+  bytes: number;
+  report(): void;
+}
+
+function copyProgress(s: Scan, options: CompactOptions): CopyProgress {
+  const p: CopyProgress = {
+    done: 0,
+    bytes: 0,
+    report: () =>
+      options.onProgress?.({
+        phase: "copy",
+        done: p.done,
+        total: s.plan.copyBlobs,
+        bytes: p.bytes,
+        totalBytes: s.plan.copyBytes,
+      }),
+  };
+  return p;
+}
+
+/** The index entries of `entries` as records to read. */
+function wantedOf(s: Scan, entries: number[]): WantedRecord[] {
+  return entries.map((i): WantedRecord => ({
+    id: s.table.idAt(i),
+    offset: s.table.offsetOf(i),
+    length: s.table.lengthOf(i),
+    rawLength: s.table.rawOf(i),
+  }));
+}
+
+/** Steps 1 and 2: verify and copy the live blobs of the packs `packs` (numbers) to rewrite. */
 async function copyLive(
   repo: Repository<Backend>,
   s: Scan,
+  packs: Map<number, number[]>,
   packer: Packer,
   corrupt: CorruptBlob[],
-  options: CompactOptions,
+  progress: CopyProgress,
+  options: CompactOptions & { traffic: Traffic },
 ): Promise<void> {
   const { table } = s;
-  let done = 0;
-  let bytesDone = 0;
-  const total = s.plan.copyBlobs;
-  const totalBytes = s.plan.copyBytes;
-  const progress = () =>
-    options.onProgress?.({ phase: "copy", done, total, bytes: bytesDone, totalBytes });
-  progress();
-  for (const [pn, entries] of liveEntriesByPack(table, s.rewrite)) {
+  const reader = { backend: countingBackend(repo.backend, options.traffic), key: repo.key };
+  for (const [pn, entries] of packs) {
     const pack = toHex(table.packId(pn));
-    const wanted = entries.map((i): WantedRecord => ({
-      id: table.idAt(i),
-      offset: table.offsetOf(i),
-      length: table.lengthOf(i),
-      rawLength: table.rawOf(i),
-    }));
+    const wanted = wantedOf(s, entries);
     // the shared reader yields in record order, so new packs keep the old order
-    for await (const r of readLiveRecords(repo, table.packId(pn), wanted, { pool: options.pool })) {
+    for await (
+      const r of readLiveRecords(reader, table.packId(pn), wanted, { pool: options.pool })
+    ) {
       const { id, length, rawLength } = r.wanted;
       if (r.error !== undefined) {
         // compact's own words for a record whose length is not the index's
@@ -167,12 +221,58 @@ async function copyLive(
         corrupt.push({ id: toHex(id), pack, reason });
       } else await packer.add(id.slice(), r.type, r.sealed, rawLength);
       // a live blob is done, copied or not
-      done++;
-      bytesDone += recordSize(length);
-      progress();
+      progress.done++;
+      progress.bytes += recordSize(length);
+      progress.report();
     }
   }
   await packer.flush();
+}
+
+/**
+ * Steps 1 and 2 server-side: the kept records of each pack to rewrite (typed by its header) are
+ * composed into new packs in storage. Resolves to the packs whose header could not be read,
+ * which the caller copies through the client.
+ */
+async function composeLive(
+  repo: Repository<Backend>,
+  s: Scan,
+  composer: PackComposer,
+  corrupt: CorruptBlob[],
+  progress: CopyProgress,
+  traffic: Traffic,
+): Promise<Map<number, number[]>> {
+  const { table } = s;
+  const reader = { backend: countingBackend(repo.backend, traffic), key: repo.key };
+  const usage = new Map(s.plan.rewritePacks.map((p) => [p.id, p]));
+  const unreadable = new Map<number, number[]>();
+  for (const [pn, entries] of liveEntriesByPack(table, s.rewrite)) {
+    const id = table.packId(pn);
+    const u = usage.get(toHex(id))!;
+    const got = await keptRecords(
+      reader,
+      { id, size: u.size, entries: u.blobs },
+      wantedOf(s, entries),
+    );
+    if (got === null) {
+      unreadable.set(pn, entries);
+      continue;
+    }
+    for (const l of got.lost) {
+      corrupt.push({ id: toHex(l.id), pack: toHex(l.pack), reason: l.reason });
+    }
+    for (const k of got.kept) await composer.add({ ...k, id: k.id.slice(), pack: k.pack.slice() });
+    for (const i of entries) {
+      progress.done++;
+      progress.bytes += recordSize(table.lengthOf(i));
+    }
+    progress.report();
+  }
+  await composer.flush();
+  for (const r of composer.refused) {
+    corrupt.push({ id: toHex(r.id), pack: toHex(r.pack), reason: r.reason });
+  }
+  return unreadable;
 }
 
 /**
@@ -222,14 +322,26 @@ async function execute(
   const { plan } = s;
   const corrupt: CorruptBlob[] = [];
   const packer = new Packer(repo, { target: s.target });
+  const traffic: Traffic = { sent: 0, read: 0 };
+  const serverSide = (options.serverSide ?? true) && canCompose(repo.backend) &&
+    s.rewrite.length > 0;
+  const composer = new PackComposer(repo, { target: s.target, traffic });
+  const progress = copyProgress(s, options);
   options.checkLock?.();
   try {
-    await copyLive(repo, s, packer, corrupt, options);
+    progress.report();
+    const rest = serverSide
+      ? await composeLive(repo, s, composer, corrupt, progress, traffic)
+      : liveEntriesByPack(s.table, s.rewrite);
+    await copyLive(repo, s, rest, packer, corrupt, progress, { ...options, traffic });
   } catch (err) {
     await packer.abort();
     throw err;
   }
-  const newPacks = packer.packs;
+  const newPacks: StoredPack[] = [...composer.packs, ...packer.packs];
+  const moved = composer.stored;
+  moved.merge(packer.stored);
+  const packed = packer.packs.reduce((sum, p) => sum + p.size, 0);
   const result: CompactionResult = {
     plan,
     deletedPacks: [],
@@ -237,12 +349,15 @@ async function execute(
     newPacks: newPacks.map((p) => toHex(p.id)),
     bytesFreed: -newPacks.reduce((sum, p) => sum + p.size, 0),
     corrupt,
+    serverSide,
+    bytesUploaded: traffic.sent + packed,
+    bytesDownloaded: traffic.read,
   };
   if (options.stopAfter === "packs") return result;
 
   options.onProgress?.({ phase: "index", done: 0, total: 1 });
   options.checkLock?.();
-  const referenced = await commitChanges(repo, (tx) => commitIndex(repo, tx, s, packer.stored), {
+  const referenced = await commitChanges(repo, (tx) => commitIndex(repo, tx, s, moved), {
     lockHeld: options.lockHeld,
   });
   options.onProgress?.({ phase: "index", done: 1, total: 1 });

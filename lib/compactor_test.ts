@@ -5,7 +5,14 @@ import { KiB, withRepo } from "./_test_repos.ts";
 import { deepStrictEqual, equal, ok, rejects } from "node:assert/strict";
 import { MemoryBackend } from "../backends/memory.ts";
 import { LocalBackend } from "../backends/local.ts";
-import type { PutBody } from "../backends/backend.ts";
+import {
+  type ComposePlan,
+  ComposeRefusedError,
+  type ComposeResult,
+  type PutBody,
+  type RefusedRange,
+} from "../backends/backend.ts";
+import { recordProblem } from "./server_compose.ts";
 import { decodeItems, encodeItem, type Item, ItemStreamBuffer, newItemEncoder } from "./archive.ts";
 import { backup } from "./archiver.ts";
 import { CodecPool } from "./codec_pool.ts";
@@ -597,73 +604,82 @@ Deno.test("backup, delete an archive, compact with a codec pool: the other archi
   }
 });
 
-Deno.test("compact splits a pack that mixes file data and item blobs (as older versions wrote) into packs of one type", async () => {
-  const backend = new MemoryBackend();
-  await initRepository(backend, {
-    encryption: "aes256gcm",
-    passphrase: PASS,
-    kdf: FAST,
-    minPackSize: 1 << 20,
-    maxPackSize: 2 << 20,
-  });
-  const repo = await Repository.open(backend, { passphrase: PASS });
-  // one pack as older versions wrote it: a file's chunk, the archive's item blob, a dead chunk
-  const w = new PackWriter();
-  const seal = async (type: ObjectTypeTag, data: Uint8Array): Promise<Uint8Array> => {
-    const id = await repo.key.chunkId(data);
-    w.add(
-      id,
-      type,
-      await repo.key.seal(type, id, compress(data, { algorithm: "lz4" })),
-      data.length,
-    );
-    return id;
-  };
-  const liveId = await seal(ObjectType.data, chunkData("L0"));
-  await seal(ObjectType.data, chunkData("D0"));
-  const buffer = new ItemStreamBuffer();
-  buffer.add(encodeItem(newItemEncoder(), {
-    path: "src/f",
-    type: "file",
-    mode: 0o644,
-    uid: 0,
-    gid: 0,
-    mtimeNs: 0n,
-    size: CHUNK,
-    chunks: [liveId],
-  }));
-  const itemBlob = buffer.flush()!;
-  const itemsId = await seal(ObjectType.items, itemBlob);
-  const mixed = await w.finish(repo.key);
-  await backend.put(packKey(mixed.id), mixed.body);
-  mixed.dispose();
-  const session = new WriteSession(repo, await repo.readIndex());
-  session.adopt(mixed.id, mixed.entries);
-  await session.commit({
-    name: "old",
-    hostname: "h",
-    username: "u",
-    time: "2024-01-01T00:00:00.000Z",
-    timeEnd: "2024-01-01T00:00:01.000Z",
-    sources: ["/src"],
-    items: [itemsId],
-    stats: { files: 1, original: 0, compressed: 0, deduplicated: 0 },
-  });
+Deno.test("compact splits a pack that mixes file data and item blobs (as older versions wrote) into packs of one type, through the client and server-side", async () => {
+  // through the client, and composed in storage
+  for (const backend of [new MemoryBackend(), new ComposingBackend()]) {
+    await initRepository(backend, {
+      encryption: "aes256gcm",
+      passphrase: PASS,
+      kdf: FAST,
+      minPackSize: 1 << 20,
+      maxPackSize: 2 << 20,
+    });
+    const repo = await Repository.open(backend, { passphrase: PASS });
+    // one pack as older versions wrote it: a file's chunk, the archive's item blob, a dead chunk
+    const w = new PackWriter();
+    const seal = async (type: ObjectTypeTag, data: Uint8Array): Promise<Uint8Array> => {
+      const id = await repo.key.chunkId(data);
+      w.add(
+        id,
+        type,
+        await repo.key.seal(type, id, compress(data, { algorithm: "lz4" })),
+        data.length,
+      );
+      return id;
+    };
+    const liveId = await seal(ObjectType.data, chunkData("L0"));
+    await seal(ObjectType.data, chunkData("D0"));
+    const buffer = new ItemStreamBuffer();
+    buffer.add(encodeItem(newItemEncoder(), {
+      path: "src/f",
+      type: "file",
+      mode: 0o644,
+      uid: 0,
+      gid: 0,
+      mtimeNs: 0n,
+      size: CHUNK,
+      chunks: [liveId],
+    }));
+    const itemBlob = buffer.flush()!;
+    const itemsId = await seal(ObjectType.items, itemBlob);
+    const mixed = await w.finish(repo.key);
+    await backend.put(packKey(mixed.id), mixed.body);
+    mixed.dispose();
+    const session = new WriteSession(repo, await repo.readIndex());
+    session.adopt(mixed.id, mixed.entries);
+    await session.commit({
+      name: "old",
+      hostname: "h",
+      username: "u",
+      time: "2024-01-01T00:00:00.000Z",
+      timeEnd: "2024-01-01T00:00:01.000Z",
+      sources: ["/src"],
+      items: [itemsId],
+      stats: { files: 1, original: 0, compressed: 0, deduplicated: 0 },
+    });
 
-  const result = await compactRepository(repo, { thresholdPercent: 0 });
-  deepStrictEqual(result.rewrittenPacks, [toHex(mixed.id)]);
-  equal(result.newPacks.length, 2, "one pack per type");
-  const types = [];
-  for (const hex of result.newPacks) {
-    const key = packKey(fromHex(hex));
-    const entries = await readPackHeader(backend, repo.key, key, (await backend.get(key))!.length);
-    deepStrictEqual(entries.length, 1);
-    types.push(entries[0].type);
+    const result = await compactRepository(repo, { thresholdPercent: 0 });
+    deepStrictEqual(result.rewrittenPacks, [toHex(mixed.id)]);
+    equal(result.newPacks.length, 2, "one pack per type");
+    equal(result.serverSide, backend instanceof ComposingBackend);
+    if (backend instanceof ComposingBackend) equal(backend.plans.length, 2, "one compose per type");
+    const types = [];
+    for (const hex of result.newPacks) {
+      const key = packKey(fromHex(hex));
+      const entries = await readPackHeader(
+        backend,
+        repo.key,
+        key,
+        (await backend.get(key))!.length,
+      );
+      deepStrictEqual(entries.length, 1);
+      types.push(entries[0].type);
+    }
+    deepStrictEqual(types.sort(), [ObjectType.data, ObjectType.items].sort());
+    const index = await repo.readIndex();
+    ok(bytesEqual(await repo.readBlob(index, itemsId, ObjectType.items), itemBlob));
+    ok(bytesEqual(await repo.readBlob(index, liveId, ObjectType.data), chunkData("L0")));
   }
-  deepStrictEqual(types.sort(), [ObjectType.data, ObjectType.items].sort());
-  const index = await repo.readIndex();
-  ok(bytesEqual(await repo.readBlob(index, itemsId, ObjectType.items), itemBlob));
-  ok(bytesEqual(await repo.readBlob(index, liveId, ObjectType.data), chunkData("L0")));
 });
 
 Deno.test("compact reports the bytes copied up to the plan's copyBytes", async () => {
@@ -709,4 +725,127 @@ Deno.test("compact reports the bytes copied up to the plan's copyBytes", async (
     for (let i = 1; i < copy.length; i++) ok(copy[i].bytes! > copy[i - 1].bytes!);
     deepStrictEqual([...new Set(updates.map((u) => u.phase))], ["scan", "copy", "index", "delete"]);
   });
+});
+
+/**
+ * A memory backend that composes as vger-server does: it declares that it checks records, runs
+ * the server's record check (lib/server_compose.ts) on every range, refuses the bad ones, and
+ * keeps every plan it was sent.
+ */
+class ComposingBackend extends MemoryBackend {
+  override readonly capabilities = { connections: 4, composeChecksRecords: true };
+  readonly plans: ComposePlan[] = [];
+
+  override async compose(plan: ComposePlan): Promise<ComposeResult> {
+    this.plans.push(plan);
+    const refused: RefusedRange[] = [];
+    for (const [i, r] of plan.ranges.entries()) {
+      const why = recordProblem(await this.getRange(r.key, r.offset, r.length), r.type!);
+      if (why !== null) refused.push({ range: i, reason: why });
+    }
+    if (refused.length > 0) throw new ComposeRefusedError("refused", refused);
+    return { ...(await super.compose(plan)), sentBytes: 1000 };
+  }
+}
+
+Deno.test("server-side compact sends the live records of each rewritten pack as ranges and a header it sealed; the index, the archives and the traffic show it", async () => {
+  const f = await fixture(new ComposingBackend());
+  await deleteArchive(f.repo, "one");
+  const before = await f.repo.readIndex();
+  const result = await compactRepository(f.repo);
+  ok(result.serverSide);
+  deepStrictEqual(result.corrupt, []);
+  deepStrictEqual(result.rewrittenPacks, [f.packs.P1]);
+  equal(f.backend.plans.length, 1);
+  const plan = f.backend.plans[0];
+  deepStrictEqual(plan.prefix, new Uint8Array([...new TextEncoder().encode("VGERPACK"), 1]));
+  deepStrictEqual(
+    plan.ranges,
+    ["A0", "A1", "A2"].map((n) => {
+      const loc = before.get(f.ids.get(n)!)!;
+      return {
+        key: packKey(loc.pack),
+        offset: loc.offset - 8,
+        length: loc.length + 8,
+        type: ObjectType.data,
+      };
+    }),
+  );
+  // the new pack: the records verbatim after the preamble, then the header the client sealed
+  const id = fromHex(result.newPacks[0]);
+  const stored = (await f.backend.get(packKey(id)))!;
+  equal(toHex(new Uint8Array(createHash("sha256").update(stored).digest())), result.newPacks[0]);
+  const entries = await readPackHeader(f.backend, f.repo.key, packKey(id), stored.length);
+  deepStrictEqual(
+    entries.map((e) => toHex(e.id)),
+    ["A0", "A1", "A2"].map((n) => toHex(f.ids.get(n)!)),
+  );
+  equal(entries[0].offset, 17);
+  const after = await f.repo.readIndex();
+  for (const [n, e] of ["A0", "A1", "A2"].map((n, i) => [n, entries[i]] as const)) {
+    deepStrictEqual(after.get(f.ids.get(n)!), {
+      pack: id,
+      offset: e.offset,
+      length: e.length,
+      rawLength: before.get(f.ids.get(n)!)!.rawLength,
+    });
+  }
+  await assertArchivesIntact(f.repo);
+  // a plan went up and P1's header came down (and the new header back), no record
+  equal(result.bytesUploaded, 1000);
+  ok(result.bytesDownloaded > 0 && result.bytesDownloaded < 2 * KiB, `${result.bytesDownloaded}`);
+  ok(result.plan.copyBytes > 3 * CHUNK);
+  assertNothingToDo((await compactRepository(f.repo)).plan);
+
+  // the same repository state compacted through the client: records down, a whole pack up
+  const g = await fixture(new ComposingBackend());
+  await deleteArchive(g.repo, "one");
+  const old = await compactRepository(g.repo, { serverSide: false });
+  ok(!old.serverSide);
+  equal(g.backend.plans.length, 0);
+  const newSizes = [...(await storedPacks(g.backend))].filter(([k]) => old.newPacks.includes(k));
+  equal(old.bytesUploaded, sum(newSizes.map(([, size]) => size)), "the new pack, whole");
+  ok(old.bytesDownloaded >= old.plan.copyBytes, `${old.bytesDownloaded}`);
+  await assertArchivesIntact(g.repo);
+});
+
+Deno.test("server-side compact: a record the server refuses is reported as corrupt, left in its pack, and the pack is composed without it; a pack whose header cannot be read is copied through the client", async () => {
+  const f = await fixture(new ComposingBackend());
+  await deleteArchive(f.repo, "one");
+  const index = await f.repo.readIndex();
+  const a1 = index.get(f.ids.get("A1")!)!;
+  const key = packKey(a1.pack);
+  const pack = (await f.backend.get(key))!;
+  pack[a1.offset + 100] ^= 0x40; // the CRC-32 no longer matches
+  await f.backend.put(key, pack);
+
+  const result = await compactRepository(f.repo);
+  ok(result.serverSide);
+  equal(f.backend.plans.length, 2, "composed again without the refused record");
+  deepStrictEqual(f.backend.plans[1].ranges.length, 2);
+  deepStrictEqual(result.corrupt.map((c) => [c.id, c.pack]), [[
+    toHex(f.ids.get("A1")!),
+    f.packs.P1,
+  ]]);
+  ok(
+    /server refused its record: CRC-32 mismatch/.test(result.corrupt[0].reason),
+    result.corrupt[0].reason,
+  );
+  deepStrictEqual(result.deletedPacks, [f.packs.P3], "P1 holds a live corrupt blob: kept");
+  const after = await f.repo.readIndex();
+  equal(toHex(after.get(f.ids.get("A1")!)!.pack), f.packs.P1);
+  for (const n of ["A0", "A2"]) equal(toHex(after.get(f.ids.get(n)!)!.pack), result.newPacks[0]);
+
+  // a pack with a damaged trailer: its header cannot be read, its records are copied and verified
+  const g = await fixture(new ComposingBackend());
+  await deleteArchive(g.repo, "one");
+  const p1 = packKey(fromHex(g.packs.P1));
+  const bytes = (await g.backend.get(p1))!;
+  bytes[bytes.length - 1] ^= 0xff;
+  await g.backend.put(p1, bytes);
+  const copied = await compactRepository(g.repo);
+  equal(g.backend.plans.length, 0);
+  deepStrictEqual(copied.corrupt, []);
+  equal(copied.newPacks.length, 1);
+  await assertArchivesIntact(g.repo);
 });

@@ -27,7 +27,7 @@ import { type RepoConfig, type UnverifiedConfig, verifyRepoConfig } from "./repo
 import {
   loadKeyFile,
   loadRepoConfig,
-  refuseIfAppendOnly,
+  requireRole,
   saveKeyFile,
   unlockKeyFile,
 } from "./repository.ts";
@@ -103,7 +103,7 @@ export async function keyChangePassphraseCommand(
   const location = backend.location;
   const action = `change the passphrase of repository "${location}"`;
   if (options.kdf) validateKdf(options.kdf);
-  await refuseIfAppendOnly(backend, "change the passphrase");
+  await requireRole(backend, "full", "change the passphrase");
   const ask = (p: string | (() => Promise<string>)) => typeof p === "string" ? p : p();
   const passphrase = await ask(options.passphrase);
   const newPassphrase = await ask(options.newPassphrase);
@@ -224,7 +224,7 @@ export async function keyImportCommand(
   const action = `import a key into repository "${location}"`;
   const source = options.source === undefined ? "to import" : `"${options.source}"`;
   const parsed = await parseKeyFile(options.keyFile, { name: source });
-  await refuseIfAppendOnly(backend, "import a key");
+  await requireRole(backend, "full", "import a key");
   const passphrase = typeof options.passphrase === "string"
     ? options.passphrase
     : await options.passphrase();

@@ -158,7 +158,7 @@ export function headerReadLimiter(backend: ReadonlyBackend): Limiter {
  * ahead. Memory: two ranges plus the record being read.
  */
 export class PackStream {
-  readonly #backend: ReadonlyBackend;
+  readonly #backend: Pick<ReadonlyBackend, "getRange">;
   readonly #key: string;
   readonly #size: number;
   readonly #range: number;
@@ -180,7 +180,7 @@ export class PackStream {
    * of each range as it arrives, then `onRead` the pack offset read up to.
    */
   constructor(
-    backend: ReadonlyBackend,
+    backend: Pick<ReadonlyBackend, "getRange">,
     key: string,
     size: number,
     opts: { range: number; onBytes?: (bytes: number) => void; onRead?: (pos: number) => void },

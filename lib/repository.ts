@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { Backend, PutBody, ReadonlyBackend } from "../backends/backend.ts";
+import type { Backend, PutBody, ReadonlyBackend, StorageRole } from "../backends/backend.ts";
 import { ChunkIndex, type ChunkLocation, MAX_INDEX_BYTES } from "./chunk_index.ts";
 import {
   Chunker,
@@ -151,18 +151,31 @@ export async function initRepository(backend: Backend, options: InitOptions): Pr
   return config;
 }
 
+/** The roles of a vger-server token, weakest first. */
+const ROLES: readonly StorageRole[] = ["read-only", "append-only", "full"];
+
 /**
- * Refuses up front a command that deletes or overwrites what an append-only storage keeps
- * (delete, prune, compact, check --repair, key change-passphrase and import), with a
- * ForbiddenError in one line, before anything is read, locked or written: the server would
- * refuse it half way. A backend without a policy (`Backend.policy`) allows everything.
+ * Refuses up front a command that needs role `needed` of the storage's policy (vger-server's
+ * roles and append-only mode): `append-only` to back up, `full` to delete, prune, compact,
+ * check --repair, break locks or change keys. A ForbiddenError in one line naming the role
+ * needed, before anything is read, locked or written: the server would refuse it half way. A
+ * backend without a policy (`Backend.policy`) allows everything.
  */
-export async function refuseIfAppendOnly(
+export async function requireRole(
   backend: Pick<Backend, "location" | "policy">,
+  needed: StorageRole,
   command: string,
 ): Promise<void> {
   const policy = await backend.policy?.();
-  if (policy?.appendOnly) {
+  if (policy === undefined) return;
+  const role = policy.role ?? "full";
+  if (ROLES.indexOf(role) < ROLES.indexOf(needed)) {
+    throw new ForbiddenError(
+      `Cannot ${command}: repository "${backend.location}" needs role ` +
+        `${ROLES.slice(ROLES.indexOf(needed)).join(" or ")}; this token is ${role}`,
+    );
+  }
+  if (needed === "full" && policy.appendOnly) {
     throw new ForbiddenError(
       `Cannot ${command}: repository "${backend.location}" is append-only ` +
         "(its server refuses deletes and overwrites)",

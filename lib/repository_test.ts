@@ -4,7 +4,7 @@ import { seededBytes } from "./_fuzz.ts";
 import { addBlob } from "./_test_repos.ts";
 import { deepStrictEqual, equal, notEqual, ok, rejects } from "node:assert/strict";
 import { MemoryBackend } from "../backends/memory.ts";
-import type { BackendCapabilities, PutBody } from "../backends/backend.ts";
+import type { BackendCapabilities, PutBody, StoragePolicy } from "../backends/backend.ts";
 import { type ArchiveMeta, encodeArchiveMeta } from "./archive.ts";
 import { DEFAULT_CHUNKER_PARAMS } from "./chunker.ts";
 import { loadCodecs } from "./compress.ts";
@@ -12,6 +12,7 @@ import { ObjectType } from "./crypto.ts";
 import {
   AlreadyExistsError,
   DecryptionError,
+  ForbiddenError,
   IntegrityError,
   NotFoundError,
   UsageError,
@@ -31,6 +32,7 @@ import {
   loadKeyFile,
   loadRepoConfig,
   Repository,
+  requireRole,
   saveKeyFile,
   saveManifest,
   savePack,
@@ -634,4 +636,39 @@ Deno.test("init creates the config first on a storage that takes writes only onc
       /already exists/,
     );
   }
+});
+
+Deno.test("requireRole refuses up front in one line naming the role needed, or that the server is append-only", async () => {
+  const at = (policy?: StoragePolicy) => ({
+    location: "http://h/laptop",
+    ...(policy ? { policy: () => Promise.resolve(policy) } : {}),
+  });
+  const refusal = async (policy: StoragePolicy | undefined, needed: "append-only" | "full") => {
+    try {
+      await requireRole(at(policy), needed, "do it");
+      return "allowed";
+    } catch (err) {
+      return (err as Error).message;
+    }
+  };
+  equal(await refusal(undefined, "full"), "allowed", "no policy: everything");
+  equal(await refusal({ appendOnly: false }, "full"), "allowed", "no role named: full");
+  equal(await refusal({ appendOnly: true, role: "append-only" }, "append-only"), "allowed");
+  equal(await refusal({ appendOnly: true, role: "full" }, "append-only"), "allowed");
+  equal(
+    await refusal({ appendOnly: true, role: "read-only" }, "append-only"),
+    'Cannot do it: repository "http://h/laptop" needs role append-only or full; this token is read-only',
+  );
+  equal(
+    await refusal({ appendOnly: true, role: "append-only" }, "full"),
+    'Cannot do it: repository "http://h/laptop" needs role full; this token is append-only',
+  );
+  equal(
+    await refusal({ appendOnly: true, role: "full" }, "full"),
+    'Cannot do it: repository "http://h/laptop" is append-only (its server refuses deletes and overwrites)',
+  );
+  await rejects(
+    requireRole(at({ appendOnly: false, role: "read-only" }), "full", "x"),
+    ForbiddenError,
+  );
 });

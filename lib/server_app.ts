@@ -20,9 +20,8 @@
  */
 
 import { Hono } from "hono";
-import { createHash, timingSafeEqual } from "node:crypto";
 import { errorMessage } from "./errors.ts";
-import { formatRequestLog, maskSecret } from "./server_log.ts";
+import { formatEvent, formatRequestLog, maskSecret } from "./server_log.ts";
 import {
   HttpError,
   parseListQuery,
@@ -34,17 +33,21 @@ import {
 } from "./server_request.ts";
 import type { ServerStore } from "./server_store.ts";
 import { structureCheckJson } from "./server_check.ts";
+import { ComposeRefused, MAX_COMPOSE_PLAN_BYTES, parseComposePlan } from "./server_compose.ts";
+import { type Access, type TokenGrant, TokenTable } from "./server_roles.ts";
 
 /** The version `/health` reports (deno.json's). */
 export const SERVER_VERSION = "0.1.0";
 
 /** What the HTTP layer needs besides the store. */
 export interface AppOptions {
-  /** The bearer token of every client request. */
-  token: string;
+  /** The `[server]` token: role full on every repository. */
+  token?: string;
+  /** The `[[tokens]]` entries, their commands run (docs/SERVER.md, "Tokens and roles"). */
+  tokens?: readonly TokenGrant[];
   /** How long a request body may stall before 408. */
   bodyTimeoutSeconds: number;
-  /** Sent as `X-Vger-Append-Only`. */
+  /** The server's mode (every token's): `X-Vger-Append-Only` is true for every token then. */
   appendOnly: boolean;
   /** The lock TTL the repository info reports. */
   lockTtlSeconds: number;
@@ -65,7 +68,8 @@ type Env = { Bindings: ServeInfo };
 export function createApp(store: ServerStore, options: AppOptions): Hono<Env> {
   const app = new Hono<Env>();
   const started = performance.now();
-  const expected = digest(options.token);
+  const table = new TokenTable(options.token, options.tokens ?? []);
+  const mask = (line: string) => table.tokens.reduce((l, t) => maskSecret(l, t), line);
 
   app.use("*", async (c, next) => {
     const time = new Date();
@@ -88,7 +92,7 @@ export function createApp(store: ServerStore, options: AppOptions): Hono<Env> {
         durationMs: performance.now() - t0,
         error,
       }, options.logFormat);
-      options.log(maskSecret(line, options.token));
+      options.log(mask(line));
     }
   });
 
@@ -96,12 +100,13 @@ export function createApp(store: ServerStore, options: AppOptions): Hono<Env> {
     const http = err instanceof HttpError
       ? err
       : new HttpError(500, `The server failed: ${errorMessage(err)}`, { cause: err });
-    const message = maskSecret(http.message, options.token);
+    const message = mask(http.message);
     c.set("error" as never, message as never);
     const headers: Record<string, string> = {};
     if (http.status === 401) headers["WWW-Authenticate"] = "Bearer";
     if (http.status === 408) headers["Connection"] = "close";
-    return c.json({ error: message }, http.status as 400, headers);
+    const body = http instanceof ComposeRefused ? http.body(message) : { error: message };
+    return c.json(body, http.status as 400, headers);
   });
 
   app.all("*", async (c) => {
@@ -118,13 +123,20 @@ export function createApp(store: ServerStore, options: AppOptions): Hono<Env> {
         repositories,
       });
     }
-    if (!authorized(req.headers.get("authorization"), expected)) {
-      throw new HttpError(401, "Missing or wrong token");
-    }
+    const access = table.lookup(req.headers.get("authorization"));
+    if (access === null) throw new HttpError(401, "Missing or wrong token");
     const target: Target = parseTarget(req.url);
     if (target.kind === "health") throw notAllowed("/health");
-    if (target.kind !== "root") c.header("X-Vger-Append-Only", String(options.appendOnly));
-    return await route(c.req.raw, target, store, options);
+    if (target.kind !== "root") {
+      // another token's repository is unknown to this one: its name does not leak
+      if (!access.sees(target.repo)) {
+        throw new HttpError(404, `Unknown repository "${target.repo}"`);
+      }
+      for (const [name, value] of Object.entries(modeHeaders(access, options))) {
+        c.header(name, value);
+      }
+    }
+    return await route(c.req.raw, target, store, options, access, mask);
   });
   return app;
 }
@@ -135,6 +147,8 @@ async function route(
   target: Target,
   store: ServerStore,
   options: AppOptions,
+  access: Access,
+  mask: (line: string) => string,
 ): Promise<Response> {
   const method = req.method;
   const json = (body: unknown, status = 200) =>
@@ -142,13 +156,13 @@ async function route(
       status,
       headers: {
         "Content-Type": "application/json",
-        "X-Vger-Append-Only": String(options.appendOnly),
+        ...(target.kind === "root" ? {} : modeHeaders(access, options)),
       },
     });
   switch (target.kind) {
     case "root": {
       if (method !== "GET") throw notAllowed("/");
-      const names = await store.repositories();
+      const names = (await store.repositories()).filter((name) => access.sees(name));
       const repositories = [];
       for (const name of names) {
         const stats = await store.stats(name);
@@ -161,14 +175,18 @@ async function route(
       return json({ repositories });
     }
     case "repo": {
+      if (method === "POST" && rawQuery(req.url).has("compose")) {
+        return json(await composeRoute(req, target.repo, store, options, access), 201);
+      }
       if (method !== "GET") throw notAllowed(`/${target.repo}`);
       const query = rawQuery(req.url);
       if (query.has("versions")) return await versionsRoute(target.repo, query, store, json);
-      if (query.has("check")) return await checkRoute(target.repo, store, options);
+      if (query.has("check")) return await checkRoute(target.repo, store, options, mask);
       const stats = await store.stats(target.repo);
       return json({
         name: target.repo,
-        append_only: options.appendOnly,
+        append_only: options.appendOnly || access.role !== "full",
+        role: access.role,
         quota_bytes: store.quotaBytes,
         used_bytes: stats.usedBytes,
         objects: stats.objects,
@@ -183,7 +201,7 @@ async function route(
       return json(page);
     }
     case "object":
-      return await objectRoute(req, target, store, options);
+      return await objectRoute(req, target, store, options, access);
     default:
       throw notAllowed("this path");
   }
@@ -241,6 +259,7 @@ async function checkRoute(
   repo: string,
   store: ServerStore,
   options: AppOptions,
+  mask: (line: string) => string,
 ): Promise<Response> {
   await store.requireRepo(repo);
   const encoder = new TextEncoder();
@@ -257,7 +276,12 @@ async function checkRoute(
       timer = setInterval(() => send(" "), CHECK_KEEPALIVE_MS);
       store.checkStructure(repo, options.lockTtlSeconds * 1000).then(
         (result) => send(JSON.stringify(structureCheckJson(repo, result))),
-        (err) => send(JSON.stringify({ error: maskSecret(errorMessage(err), options.token) })),
+        (err) => {
+          // the status (200) is sent: the failure goes in the body, and in the log
+          const message = mask(errorMessage(err));
+          options.log(mask(formatEvent(options.logFormat, "check_failed", message)));
+          send(JSON.stringify({ error: message }));
+        },
       ).finally(() => {
         clearInterval(timer);
         try {
@@ -284,10 +308,11 @@ async function objectRoute(
   target: { repo: string; key: string },
   store: ServerStore,
   options: AppOptions,
+  access: Access,
 ): Promise<Response> {
   const { repo, key } = target;
   const where = `"${key}" of repository "${repo}"`;
-  const headers: Record<string, string> = { "X-Vger-Append-Only": String(options.appendOnly) };
+  const headers: Record<string, string> = modeHeaders(access, options);
   switch (req.method) {
     case "GET": {
       const rangeHeader = req.headers.get("range");
@@ -315,16 +340,45 @@ async function objectRoute(
         timeoutMs: options.bodyTimeoutSeconds * 1000,
         where,
       });
-      const status = await store.put(repo, key, body, { create: inm !== null });
+      const status = await store.put(repo, key, body, { create: inm !== null, access });
       return new Response(null, { status, headers });
     }
     case "DELETE": {
-      await store.delete(repo, key);
+      await store.delete(repo, key, { access });
       return new Response(null, { status: 204, headers });
     }
     default:
       throw notAllowed(`/${repo}/${key}`);
   }
+}
+
+/** `POST /<repo>?compose`: the plan read (at most its cap), checked, and the pack composed. */
+async function composeRoute(
+  req: Request,
+  repo: string,
+  store: ServerStore,
+  options: AppOptions,
+  access: Access,
+): Promise<{ key: string; sha256: string; size: number }> {
+  await store.requireComposeAllowed(repo, access);
+  const where = `the compose plan of repository "${repo}"`;
+  const size = announcedSize(req.headers, where);
+  if (size > MAX_COMPOSE_PLAN_BYTES) {
+    throw new HttpError(
+      413,
+      `The compose plan of repository "${repo}" is too large: ${size} bytes, the limit is ${MAX_COMPOSE_PLAN_BYTES}`,
+    );
+  }
+  const body = requestBody(req.body, { size, timeoutMs: options.bodyTimeoutSeconds * 1000, where });
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for await (const piece of body.pieces()) {
+    if (at + piece.length > size) throw new HttpError(400, `${where} is longer than announced`);
+    bytes.set(piece, at);
+    at += piece.length;
+  }
+  const done = await store.compose(repo, parseComposePlan(repo, bytes), { access });
+  return { key: done.key, sha256: done.sha256, size: done.size };
 }
 
 /**
@@ -369,14 +423,14 @@ function rawIsHealth(url: string): boolean {
   return path === "/health";
 }
 
-function digest(text: string): Uint8Array {
-  return createHash("sha256").update(text).digest();
-}
-
-/** Whether an Authorization header carries the token; the comparison takes the same time always. */
-function authorized(header: string | null, expected: Uint8Array): boolean {
-  const m = /^Bearer ([^\s]+)\s*$/i.exec(header ?? "");
-  // hashes of equal length, compared in constant time: neither the token nor its length leaks
-  const given = digest(m ? m[1] : "\0no token");
-  return timingSafeEqual(given, expected) && m !== null;
+/**
+ * What every answer on a repository tells the client of its token there: `X-Vger-Role`, and
+ * `X-Vger-Append-Only`, true when deletes and overwrites are refused (the server's mode, or a
+ * role below full), for clients that know no roles.
+ */
+function modeHeaders(access: Access, options: AppOptions): Record<string, string> {
+  return {
+    "X-Vger-Append-Only": String(options.appendOnly || access.role !== "full"),
+    "X-Vger-Role": access.role,
+  };
 }

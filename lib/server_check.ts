@@ -233,14 +233,44 @@ async function checkPack(
   const what = `Pack ${key}`;
   const corrupt = (why: string) => ctx.report.add("corrupt-pack", `${what} is corrupt: ${why}`);
   if (size < PACK_PREAMBLE + 4) return void corrupt(`${size} bytes, too short to be a pack`);
-  const stream = new PackStream(backend, full, size, {
+  // read front to back from one fresh open of the file (never a cached handle: the check must see
+  // the bytes on disk now), the trailer from another
+  if (backend.getStream === undefined) {
+    return await walkPack(backend, backend, full, hex, size, ctx);
+  }
+  const got = await backend.getStream(full);
+  if (got === null) return;
+  const ranges = orderedRanges(got.stream, what);
+  try {
+    await walkPack(ranges, backend, full, hex, size, ctx);
+  } finally {
+    await ranges.cancel();
+  }
+}
+
+/** The walk of {@linkcode checkPack} over a pack read in order through `ranges`. */
+async function walkPack(
+  ranges: Pick<ReadonlyBackend, "getRange">,
+  backend: ReadonlyBackend,
+  full: string,
+  hex: string,
+  size: number,
+  ctx: { report: Findings; stats: { blobs: number; bytesRead: number }; rangeBytes: number },
+): Promise<void> {
+  const what = `Pack ${full.slice(full.indexOf("/") + 1)}`;
+  const corrupt = (why: string) => ctx.report.add("corrupt-pack", `${what} is corrupt: ${why}`);
+  const stream = new PackStream(ranges, full, size, {
     range: ctx.rangeBytes,
     onBytes: (n) => void (ctx.stats.bytesRead += n),
   });
   let header: { offset: number; length: number };
   try {
     checkPackPreamble(await stream.read(PACK_PREAMBLE), what);
-    const trailer = await backend.getRange(full, size - 4, 4);
+    const tail = await backend.getStream!(full, { offset: size - 4, length: 4 });
+    const trailer = tail === null
+      ? new Uint8Array()
+      : new Uint8Array(await new Response(tail.stream).arrayBuffer());
+    if (trailer.length !== 4) throw new IntegrityError(`${what} is corrupt: it changed while read`);
     ctx.stats.bytesRead += trailer.length;
     header = headerLocation(trailer, size, what);
   } catch (err) {
@@ -272,6 +302,63 @@ async function checkPack(
   if (digest !== hex) {
     ctx.report.add("pack-hash-mismatch", `${what} is corrupt: its SHA-256 is ${digest}`);
   }
+}
+
+/** A pack's last 4 bytes, from a fresh open of the file where the backend can stream. */
+async function readTrailer(
+  backend: ReadonlyBackend,
+  full: string,
+  size: number,
+  what: string,
+): Promise<Uint8Array> {
+  if (backend.getStream === undefined) return await backend.getRange(full, size - 4, 4);
+  const tail = await backend.getStream(full, { offset: size - 4, length: 4 });
+  const bytes = tail === null ? new Uint8Array() : await new Response(tail.stream).bytes();
+  if (bytes.length !== 4) throw new IntegrityError(`${what} is corrupt: it changed while read`);
+  return bytes;
+}
+
+/**
+ * Ranges of one object served in order from one stream of it (what {@linkcode PackStream} asks:
+ * each range right after the previous); `cancel` closes the stream. A stream that ends early is
+ * an IntegrityError naming `what`.
+ */
+function orderedRanges(
+  stream: ReadableStream<Uint8Array>,
+  what: string,
+): Pick<ReadonlyBackend, "getRange"> & { cancel(): Promise<void> } {
+  const reader = stream.getReader();
+  let position = 0;
+  let buffered: Uint8Array = new Uint8Array(0);
+  let queue: Promise<unknown> = Promise.resolve();
+  const take = async (offset: number, length: number): Promise<Uint8Array> => {
+    if (offset !== position) throw new IntegrityError(`${what}: ranges asked out of order`);
+    const out = new Uint8Array(length);
+    for (let filled = 0; filled < length;) {
+      if (buffered.length === 0) {
+        const { value, done } = await reader.read();
+        if (done) throw new IntegrityError(`${what} is corrupt: it is shorter than listed`);
+        buffered = value;
+      }
+      const n = Math.min(length - filled, buffered.length);
+      out.set(buffered.subarray(0, n), filled);
+      buffered = buffered.subarray(n);
+      filled += n;
+    }
+    position += length;
+    return out;
+  };
+  return {
+    getRange: (_key, offset, length) => {
+      const read = queue.then(() => take(offset, length));
+      queue = read.catch(() => {});
+      return read;
+    },
+    cancel: async () => {
+      await queue;
+      await reader.cancel().catch(() => {});
+    },
+  };
 }
 
 /** A lock's bytes; one too large to be a lock reads as empty (malformed). */

@@ -11,6 +11,7 @@ import { loadServerConfig, parseListen, type ServerConfig } from "./server_confi
 import type { Backend } from "../backends/backend.ts";
 import { createServerOn } from "./server_instance.ts";
 import { runStructureCheck } from "./server_check.ts";
+import { heldCommand, undeleteCommand } from "./server_held_commands.ts";
 
 /**
  * An operator command: runs on `storage`, the backend of `config`'s data directory, with its
@@ -26,6 +27,8 @@ export type ServerCommand = (
 export const SERVER_COMMANDS: Record<string, ServerCommand> = {
   check: (config, storage, args) =>
     runStructureCheck(storage, args, { lockTtlMs: config.lockTtlSeconds * 1000 }),
+  held: heldCommand,
+  undelete: undeleteCommand,
 };
 
 const USAGE = "Usage: server.ts --config FILE [COMMAND ARGS...]";

@@ -21,7 +21,9 @@
 
 import { dirname, resolve } from "node:path";
 import { parse, TomlError } from "smol-toml";
-import { UsageError } from "./errors.ts";
+import { errorMessage, UsageError } from "./errors.ts";
+import { runSecretCommand } from "./secrets.ts";
+import { isRepoPattern, type Role, ROLES, type TokenGrant } from "./server_roles.ts";
 import { closest } from "./suggest.ts";
 
 /** The validated settings of a server. */
@@ -32,8 +34,15 @@ export interface ServerConfig {
   readonly listen: string;
   /** The absolute directory of the repositories and of the server's state. */
   readonly dataDir: string;
-  /** The bearer token every client request carries (never printed). */
-  readonly token: string;
+  /**
+   * The `[server]` token: role full on every repository (never printed). Optional when
+   * `[[tokens]]` gives at least one token.
+   */
+  readonly token?: string;
+  /** The `[[tokens]]` entries: per-repository tokens with a role (docs/SERVER.md). */
+  readonly tokens?: readonly TokenGrant[];
+  /** Days a deleted object is held before it is purged; 0 (absent): deletes remove at once. */
+  readonly deleteHoldDays?: number;
   /** Whether clients may only add: no delete, no overwrite of anything but manifest, index, locks. */
   readonly appendOnly: boolean;
   /** Request logs as text lines or JSON lines. */
@@ -75,6 +84,11 @@ interface Setting {
   kind: "string" | "boolean" | "count" | "seconds" | "days";
 }
 
+/** The most days `delete_hold_days` may be: ten years. */
+export const MAX_DELETE_HOLD_DAYS = 3650;
+/** The keys of a `[[tokens]]` entry. */
+const TOKEN_KEYS = ["token", "token_command", "repos", "role"];
+
 const SETTINGS: readonly Setting[] = [
   { key: "listen", env: "VGER_SERVER_LISTEN", kind: "string" },
   { key: "data_dir", env: "VGER_SERVER_DATA_DIR", kind: "string" },
@@ -87,6 +101,7 @@ const SETTINGS: readonly Setting[] = [
   { key: "max_object_bytes", env: "VGER_SERVER_MAX_OBJECT_BYTES", kind: "count" },
   { key: "version_keep_days", env: "VGER_SERVER_VERSION_KEEP_DAYS", kind: "days" },
   { key: "version_keep_min", env: "VGER_SERVER_VERSION_KEEP_MIN", kind: "count" },
+  { key: "delete_hold_days", env: "VGER_SERVER_DELETE_HOLD_DAYS", kind: "count" },
 ];
 
 /** The environment variables that override settings, by key (for documentation and tests). */
@@ -129,7 +144,7 @@ export function parseServerConfig(
     );
   };
   for (const key of Object.keys(doc)) {
-    if (key !== "server") fail(key, unknownKey(key, ["server"]));
+    if (key !== "server" && key !== "tokens") fail(key, unknownKey(key, ["server", "tokens"]));
   }
   const table = doc.server ?? {};
   if (typeof table !== "object" || table === null || Array.isArray(table)) {
@@ -167,17 +182,15 @@ export function parseServerConfig(
       `Invalid configuration ${where}: server.data_dir is required (or VGER_SERVER_DATA_DIR)`,
     );
   }
-  const token = get("token", (v, f) => {
-    const t = nonEmptyString(v, f);
-    // deno-lint-ignore no-control-regex
-    if (/[\s\x00-\x1f\x7f]/.test(t)) f("must not contain spaces or control characters");
-    return t;
-  });
-  if (token === undefined) {
+  const token = get("token", tokenValue);
+  const tokens = parseTokens(doc.tokens, fail);
+  if (token === undefined && tokens.length === 0) {
     throw new UsageError(
-      `Invalid configuration ${where}: server.token is required (or VGER_SERVER_TOKEN)`,
+      `Invalid configuration ${where}: server.token is required (or VGER_SERVER_TOKEN, or a ` +
+        "[[tokens]] entry)",
     );
   }
+  checkDistinct(token, tokens, fail);
   const logFormat = get("log_format", (v, f) => {
     if (v !== "pretty" && v !== "json") f(`must be "pretty" or "json" (got ${show(v)})`);
     return v as "pretty" | "json";
@@ -225,7 +238,128 @@ export function parseServerConfig(
     maxObjectBytes,
     versionKeepDays,
     versionKeepMin,
+    tokens,
+    deleteHoldDays: get("delete_hold_days", (v, f) => {
+      const n = typeof v === "number" && Number.isSafeInteger(v) ? v : -1;
+      if (n < 0 || n > MAX_DELETE_HOLD_DAYS) {
+        f(`must be a whole number of days, 0 to ${MAX_DELETE_HOLD_DAYS} (got ${show(v)})`);
+      }
+      return n;
+    }) ?? 0,
   };
+}
+
+/** The `[[tokens]]` entries, validated; each failure names `tokens[i].key`. */
+function parseTokens(
+  value: unknown,
+  fail: (path: string, why: string) => never,
+): TokenGrant[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) return fail("tokens", "must be an array of tables ([[tokens]])");
+  return value.map((entry, i): TokenGrant => {
+    const name = `tokens[${i}]`;
+    if (typeof entry !== "object" || entry === null || Array.isArray(entry)) {
+      return fail(name, "must be a table ([[tokens]])");
+    }
+    const t = entry as Record<string, unknown>;
+    const f = (key: string) => (why: string): never => fail(`${name}.${key}`, why);
+    for (const key of Object.keys(t)) {
+      if (!TOKEN_KEYS.includes(key)) fail(`${name}.${key}`, unknownKey(key, TOKEN_KEYS));
+    }
+    if (("token" in t) === ("token_command" in t)) {
+      fail(name, "needs exactly one of token and token_command");
+    }
+    const token = "token" in t ? tokenValue(t.token, f("token")) : undefined;
+    const tokenCommand = "token_command" in t
+      ? nonEmptyString(t.token_command, f("token_command"))
+      : undefined;
+    if (!("repos" in t)) fail(name, "needs repos (repository names and * globs)");
+    const repos = t.repos;
+    if (!Array.isArray(repos) || repos.length === 0) {
+      f("repos")(`must be a non-empty list of repository names and * globs (got ${show(repos)})`);
+    }
+    for (const p of repos as unknown[]) {
+      if (typeof p !== "string" || !isRepoPattern(p)) {
+        f("repos")(
+          `${show(p)} is not a repository name or glob: 1 to 64 of A-Z a-z 0-9 . _ - *, not ` +
+            `starting with "."`,
+        );
+      }
+    }
+    if (!("role" in t)) fail(name, `needs role (${ROLES.join(", ")})`);
+    if (!ROLES.includes(t.role as Role)) {
+      f("role")(`must be "full", "append-only" or "read-only" (got ${show(t.role)})`);
+    }
+    return {
+      name,
+      ...(token === undefined ? {} : { token }),
+      ...(tokenCommand === undefined ? {} : { tokenCommand }),
+      repos: repos as string[],
+      role: t.role as Role,
+    };
+  });
+}
+
+/** A token's text: non-empty, no spaces or control characters. */
+function tokenValue(value: unknown, fail: (why: string) => never): string {
+  const t = nonEmptyString(value, fail);
+  // deno-lint-ignore no-control-regex
+  if (/[\s\x00-\x1f\x7f]/.test(t)) fail("must not contain spaces or control characters");
+  return t;
+}
+
+/** Refuses two equal tokens (each names one client: a shared one could not tell them apart). */
+function checkDistinct(
+  serverToken: string | undefined,
+  grants: readonly TokenGrant[],
+  fail: (path: string, why: string) => never,
+): void {
+  const seen = new Map<string, string>();
+  if (serverToken !== undefined) seen.set(serverToken, "server.token");
+  for (const grant of grants) {
+    if (grant.token === undefined) continue;
+    const before = seen.get(grant.token);
+    const path = `${grant.name}.${grant.tokenCommand === undefined ? "token" : "token_command"}`;
+    if (before !== undefined) fail(path, `is the same token as ${before} (tokens must differ)`);
+    seen.set(grant.token, grant.name);
+  }
+}
+
+/**
+ * `config` with the `token_command` of each `[[tokens]]` entry run (once) and its output as the
+ * token; `run` is lib/secrets.ts's `runSecretCommand` unless a test passes its own. Refuses,
+ * in one line naming the entry, a failing command, a token with spaces, and equal tokens.
+ */
+export async function resolveServerTokens(
+  config: ServerConfig,
+  run: (command: string, what: string) => Promise<string> = runSecretCommand,
+): Promise<ServerConfig> {
+  const grants = config.tokens ?? [];
+  if (grants.every((g) => g.tokenCommand === undefined)) return config;
+  const resolved: TokenGrant[] = [];
+  for (const grant of grants) {
+    if (grant.tokenCommand === undefined) {
+      resolved.push(grant);
+      continue;
+    }
+    const what = `token_command "${grant.tokenCommand}" of ${grant.name}`;
+    let token: string;
+    try {
+      token = tokenValue(await run(grant.tokenCommand, what), (why) => {
+        throw new UsageError(`The ${what} printed a token that ${why.replace(/^must/, "must")}`);
+      });
+    } catch (err) {
+      throw new UsageError(
+        `Invalid configuration ${config.source}: ${errorMessage(err)}`,
+        { cause: err },
+      );
+    }
+    resolved.push({ ...grant, token });
+  }
+  checkDistinct(config.token, resolved, (path, why) => {
+    throw new UsageError(`Invalid configuration ${config.source}: ${path}: ${why}`);
+  });
+  return { ...config, tokens: resolved };
 }
 
 /**
@@ -252,7 +386,7 @@ export async function loadServerConfig(
       : (err as Error).message.replace(/\s*\(os error \d+\).*$/s, "");
     throw new UsageError(`Cannot read configuration ${file}: ${why}`, { cause: err });
   }
-  return parseServerConfig(text, { file, env });
+  return await resolveServerTokens(parseServerConfig(text, { file, env }));
 }
 
 /** The value of an environment variable as the TOML value it stands for. */
@@ -273,7 +407,18 @@ function fromEnv(s: Setting, raw: string, fail: (why: string) => never): unknown
 function keyLines(text: string): Map<string, number> {
   const lines = new Map<string, number>();
   let table = "";
+  const arrays = new Map<string, number>();
   for (const [i, line] of text.split("\n").entries()) {
+    // [[tokens]]: each entry its own table, tokens[0], tokens[1]...
+    const entry = /^\s*\[\[\s*([A-Za-z0-9_.-]+)\s*\]\]/.exec(line);
+    if (entry) {
+      const n = arrays.get(entry[1]) ?? 0;
+      arrays.set(entry[1], n + 1);
+      table = `${entry[1]}[${n}]`;
+      lines.set(table, i + 1);
+      if (!lines.has(entry[1])) lines.set(entry[1], i + 1);
+      continue;
+    }
     const header = /^\s*\[\s*([A-Za-z0-9_.-]+)\s*\]/.exec(line);
     if (header) {
       table = header[1];
@@ -295,7 +440,8 @@ function unknownKey(key: string, known: readonly string[]): string {
 }
 
 function show(value: unknown): string {
-  return typeof value === "string" ? JSON.stringify(value) : String(value);
+  if (typeof value === "string" || Array.isArray(value)) return JSON.stringify(value);
+  return String(value);
 }
 
 function nonEmptyString(value: unknown, fail: (why: string) => never): string {

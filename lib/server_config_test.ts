@@ -4,6 +4,7 @@ import {
   loadServerConfig,
   parseListen,
   parseServerConfig,
+  resolveServerTokens,
   SERVER_ENV_VARIABLES,
 } from "./server_config.ts";
 
@@ -39,6 +40,8 @@ Deno.test("server config: the specification's example with defaults", () => {
     maxObjectBytes: 2 ** 32,
     versionKeepDays: 0,
     versionKeepMin: 10,
+    tokens: [],
+    deleteHoldDays: 0,
   });
 });
 
@@ -63,7 +66,11 @@ Deno.test("server config: errors name the file, the line, the key and why", () =
     refused(BASE + 'listen = "8484"\n'),
     `Invalid configuration ${FILE} line 4: server.listen: must be "host:port", such as "127.0.0.1:8484" (got "8484")`,
   );
-  equal(refused(BASE + "[tokens]\n"), `Invalid configuration ${FILE} line 4: tokens: unknown key`);
+  equal(
+    refused(BASE + "[tokens]\n"),
+    `Invalid configuration ${FILE} line 4: tokens: must be an array of tables ([[tokens]])`,
+  );
+  equal(refused(BASE + "[other]\n"), `Invalid configuration ${FILE} line 4: other: unknown key`);
   equal(refused(BASE + 'x = "a\n').startsWith(`Invalid configuration ${FILE} line 4: `), true);
   equal(
     refused('[server]\ntoken = "t"\n'),
@@ -71,7 +78,7 @@ Deno.test("server config: errors name the file, the line, the key and why", () =
   );
   equal(
     refused('[server]\ndata_dir = "/d"\n'),
-    `Invalid configuration ${FILE}: server.token is required (or VGER_SERVER_TOKEN)`,
+    `Invalid configuration ${FILE}: server.token is required (or VGER_SERVER_TOKEN, or a [[tokens]] entry)`,
   );
   equal(refused(BASE + "max_object_bytes = 0\n").includes("line 4: server.max_object_bytes"), true);
   equal(
@@ -109,7 +116,7 @@ Deno.test("server config: VGER_SERVER_* variables override the file, with errors
     env: { VGER_SERVER_DATA_DIR: "/d", VGER_SERVER_TOKEN: "t" },
   });
   deepStrictEqual([envOnly.dataDir, envOnly.token, envOnly.source], ["/d", "t", "the environment"]);
-  equal(Object.keys(SERVER_ENV_VARIABLES).length, 11);
+  equal(Object.keys(SERVER_ENV_VARIABLES).length, 12);
 });
 
 Deno.test("server config: version retention in days and a count, from the file or the environment", () => {
@@ -146,4 +153,94 @@ Deno.test("server config: a relative data_dir is relative to the file; a missing
     await Deno.remove(dir, { recursive: true });
   }
   throws(() => parseServerConfig('[server]\ndata_dir = "/d"\ntoken = "a b"\n', {}), /spaces/);
+});
+
+Deno.test("server config: [[tokens]] entries with their repositories and roles; errors name tokens[i] and the line", async () => {
+  const text = BASE +
+    '[[tokens]]\ntoken = "laptop-token"\nrepos = ["laptop", "nas-*"]\nrole = "append-only"\n' +
+    '[[tokens]]\ntoken_command = "cat /x"\nrepos = ["*"]\nrole = "read-only"\n';
+  const config = parseServerConfig(text, { file: FILE, env: {} });
+  deepStrictEqual(config.tokens, [
+    { name: "tokens[0]", token: "laptop-token", repos: ["laptop", "nas-*"], role: "append-only" },
+    { name: "tokens[1]", tokenCommand: "cat /x", repos: ["*"], role: "read-only" },
+  ]);
+  const ran: string[] = [];
+  const resolved = await resolveServerTokens(config, (command, what) => {
+    ran.push(`${command} | ${what}`);
+    return Promise.resolve("auditor-token");
+  });
+  deepStrictEqual(ran, ['cat /x | token_command "cat /x" of tokens[1]']);
+  equal(resolved.tokens?.[1].token, "auditor-token");
+  // a command printing a token already in use: refused, without the token
+  let message = "";
+  await resolveServerTokens(config, () => Promise.resolve("tok-123")).catch((e) =>
+    message = e.message
+  );
+  equal(
+    message,
+    `Invalid configuration ${FILE}: tokens[1].token_command: is the same token as server.token (tokens must differ)`,
+  );
+
+  // only [[tokens]]: no [server] token needed
+  const only = parseServerConfig(
+    '[server]\ndata_dir = "/d"\n[[tokens]]\ntoken = "a-token"\nrepos = ["r"]\nrole = "full"\n',
+    { file: FILE, env: {} },
+  );
+  equal(only.token, undefined);
+
+  const entry = (body: string) => `${BASE}[[tokens]]\n${body}`;
+  equal(
+    refused(entry('token = "tok-123"\nrepos = ["a"]\nrole = "full"\n')),
+    `Invalid configuration ${FILE} line 5: tokens[0].token: is the same token as server.token (tokens must differ)`,
+  );
+  equal(
+    refused(
+      entry(
+        'token = "x1"\nrepos = ["a"]\nrole = "full"\n[[tokens]]\ntoken = "x1"\nrepos = ["b"]\n' +
+          'role = "read-only"\n',
+      ),
+    ),
+    `Invalid configuration ${FILE} line 9: tokens[1].token: is the same token as tokens[0] (tokens must differ)`,
+  );
+  equal(
+    refused(entry('token = "x1"\nrepos = []\nrole = "full"\n')),
+    `Invalid configuration ${FILE} line 6: tokens[0].repos: must be a non-empty list of repository names and * globs (got [])`,
+  );
+  equal(
+    refused(entry('token = "x1"\nrepos = ["../etc"]\nrole = "full"\n')),
+    `Invalid configuration ${FILE} line 6: tokens[0].repos: "../etc" is not a repository name or glob: 1 to 64 of A-Z a-z 0-9 . _ - *, not starting with "."`,
+  );
+  equal(
+    refused(entry('token = "x1"\nrepos = ["a"]\nrole = "admin"\n')),
+    `Invalid configuration ${FILE} line 7: tokens[0].role: must be "full", "append-only" or "read-only" (got "admin")`,
+  );
+  equal(
+    refused(entry('token = "x1"\nrepos = ["a"]\n')),
+    `Invalid configuration ${FILE} line 4: tokens[0]: needs role (read-only, append-only, full)`,
+  );
+  equal(
+    refused(entry('repos = ["a"]\nrole = "full"\n')),
+    `Invalid configuration ${FILE} line 4: tokens[0]: needs exactly one of token and token_command`,
+  );
+  equal(
+    refused(entry('token = "x1"\ntoken_command = "c"\nrepos = ["a"]\nrole = "full"\n')),
+    `Invalid configuration ${FILE} line 4: tokens[0]: needs exactly one of token and token_command`,
+  );
+  equal(
+    refused(entry('token = "x1"\nrepo = ["a"]\nrole = "full"\n')),
+    `Invalid configuration ${FILE} line 6: tokens[0].repo: unknown key (did you mean "repos"?)`,
+  );
+  equal(
+    refused(entry('token = "a b"\nrepos = ["a"]\nrole = "full"\n')),
+    `Invalid configuration ${FILE} line 5: tokens[0].token: must not contain spaces or control characters`,
+  );
+  equal(
+    refused(BASE + "delete_hold_days = -2\n"),
+    `Invalid configuration ${FILE} line 4: server.delete_hold_days: must be a whole number of days, 0 to 3650 (got -2)`,
+  );
+  equal(parseServerConfig(BASE + "delete_hold_days = 30\n", { env: {} }).deleteHoldDays, 30);
+  equal(
+    parseServerConfig(BASE, { env: { VGER_SERVER_DELETE_HOLD_DAYS: "7" } }).deleteHoldDays,
+    7,
+  );
 });

@@ -57,6 +57,7 @@ export function createServerOn(
   const log = options.log ?? ((line) => console.log(line));
   const app = createApp(store, {
     token: config.token,
+    tokens: config.tokens,
     bodyTimeoutSeconds: config.bodyTimeoutSeconds,
     appendOnly: config.appendOnly,
     lockTtlSeconds: config.lockTtlSeconds,
@@ -68,6 +69,13 @@ export function createServerOn(
   let sweeping: Promise<unknown> = Promise.resolve();
   // the version retention runs with the first sweep, then at most every VERSION_SWEEP_MS
   let versionsSwept = -Infinity;
+  // held deletes are kept for days: purging them once an hour is enough (a listing of all)
+  let purgedAt = -Infinity;
+  const purge = async () => {
+    if (Date.now() - purgedAt < PURGE_INTERVAL_MS) return [];
+    purgedAt = Date.now();
+    return await store.purgeHeld();
+  };
   const sweep = setInterval(() => {
     const sweepVersions = Date.now() - versionsSwept >= VERSION_SWEEP_MS;
     if (sweepVersions) versionsSwept = Date.now();
@@ -75,11 +83,23 @@ export function createServerOn(
       async (removed) => {
         for (const key of removed) log(formatEvent(config.logFormat, "lock_expired", key));
         if (!sweepVersions) return;
-        for (const key of await store.sweepVersions()) {
-          log(formatEvent(config.logFormat, "version_expired", key));
+        try {
+          for (const key of await store.sweepVersions()) {
+            log(formatEvent(config.logFormat, "version_expired", key));
+          }
+        } catch (err) {
+          log(formatEvent(config.logFormat, "version_sweep_failed", errorMessage(err)));
         }
       },
-    ).catch((err) => log(formatEvent(config.logFormat, "sweep_failed", errorMessage(err))));
+      (err) => log(formatEvent(config.logFormat, "sweep_failed", errorMessage(err))),
+    ).then(purge).then(
+      (purged) => {
+        for (const h of purged) {
+          log(formatEvent(config.logFormat, "held_purged", `${h.repo}/${h.key}`));
+        }
+      },
+      (err) => log(formatEvent(config.logFormat, "purge_failed", errorMessage(err))),
+    );
   }, options.sweepIntervalMs ?? sweepIntervalMs(config.lockTtlSeconds));
   Deno.unrefTimer(sweep);
   let inFlight = 0;
@@ -113,6 +133,9 @@ export function createServerOn(
     },
   };
 }
+
+/** How often held deletes are purged (docs/SERVER.md, "Held deletes"). */
+const PURGE_INTERVAL_MS = 3_600_000;
 
 /** The answer to a request that arrives while the server shuts down. */
 function shuttingDown(): Response {

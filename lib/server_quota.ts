@@ -17,6 +17,7 @@
 import type { Backend } from "../backends/backend.ts";
 import { HttpError } from "./server_request.ts";
 import { VERSIONS_PREFIX } from "./server_versions.ts";
+import { HELD_PREFIX } from "./server_held.ts";
 import { PACKS_PREFIX } from "./storage_keys.ts";
 
 /** Where reservations are: `.vger-server/reservations/<repo>/<id>`. */
@@ -43,7 +44,7 @@ export interface Reservation {
 
 /** What a repository holds, for the quota and the repository info. */
 export interface Usage {
-  /** Bytes of its objects and of its kept versions. */
+  /** Bytes of its objects, of its kept versions and of its held deletes. */
   usedBytes: number;
   /** How many objects (kept versions not counted). */
   objects: number;
@@ -51,6 +52,8 @@ export interface Usage {
   packs: number;
   /** Bytes of its kept versions (in `usedBytes`). */
   keptBytes: number;
+  /** Bytes of its held deletes (in `usedBytes`). */
+  heldBytes: number;
 }
 
 /** The quota of the repositories on a backend. */
@@ -75,7 +78,7 @@ export class Quota {
 
   /** What `repo` holds now: its objects and its kept versions. */
   async usage(repo: string): Promise<Usage> {
-    const usage: Usage = { usedBytes: 0, objects: 0, packs: 0, keptBytes: 0 };
+    const usage: Usage = { usedBytes: 0, objects: 0, packs: 0, keptBytes: 0, heldBytes: 0 };
     const packs = `${repo}/${PACKS_PREFIX}`;
     await this.#call(repo, "", async () => {
       for await (const info of this.#backend.list(`${repo}/`)) {
@@ -86,6 +89,10 @@ export class Quota {
       for await (const info of this.#backend.list(`${VERSIONS_PREFIX}${repo}/`)) {
         usage.usedBytes += info.size;
         usage.keptBytes += info.size;
+      }
+      for await (const info of this.#backend.list(`${HELD_PREFIX}${repo}/`)) {
+        usage.usedBytes += info.size;
+        usage.heldBytes += info.size;
       }
     });
     return usage;

@@ -10,7 +10,13 @@ Deno.test("quota: concurrent reservations never pass the quota; released ones fr
   await backend.put("r/config", new Uint8Array(10));
   await backend.put(".vger-server/versions/r/manifest/1", new Uint8Array(5));
   const quota = new Quota(backend, 100, call);
-  deepStrictEqual(await quota.usage("r"), { usedBytes: 15, objects: 1, packs: 0, keptBytes: 5 });
+  deepStrictEqual(await quota.usage("r"), {
+    usedBytes: 15,
+    objects: 1,
+    packs: 0,
+    keptBytes: 5,
+    heldBytes: 0,
+  });
   const results = await Promise.allSettled(
     Array.from({ length: 10 }, (_, i) => quota.reserve("r", `k${i}`, 30, 0)),
   );

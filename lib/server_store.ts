@@ -19,7 +19,7 @@
  */
 
 import { createHash } from "node:crypto";
-import type { Backend, ObjectStream, StreamBody } from "../backends/backend.ts";
+import type { Backend, ComposeResult, ObjectStream, StreamBody } from "../backends/backend.ts";
 import { errorMessage } from "./errors.ts";
 import { findHttpError, HttpError, type ListQuery } from "./server_request.ts";
 import { appendOnlyAllows, keyClass } from "./server_policy.ts";
@@ -28,12 +28,16 @@ import { Quota, type Usage } from "./server_quota.ts";
 import { Freshness } from "./server_freshness.ts";
 import { sweepLocks } from "./server_locks.ts";
 import { checkStructure, type StructureCheckResult } from "./server_check.ts";
+import { composePack, type ServerComposePlan } from "./server_compose.ts";
+import { LockOwners } from "./server_lock_owners.ts";
+import { type HeldObject, holdObject, purgeHeld } from "./server_held.ts";
+import { type Access, type Role, roleRefusal } from "./server_roles.ts";
 import { CONFIG_KEY, MANIFEST_KEY, parsePackKey } from "./storage_keys.ts";
 
 /** The prefix of the server's own state in the backend: no repository name starts with `.`. */
 export const STATE_PREFIX = ".vger-server/";
 /** Markers of the repositories that exist: `.vger-server/repos/<name>`. */
-const REPOS_PREFIX = `${STATE_PREFIX}repos/`;
+export const REPOS_PREFIX = `${STATE_PREFIX}repos/`;
 
 /** What the store needs of the server's configuration. */
 export interface StoreSettings {
@@ -47,12 +51,16 @@ export interface StoreSettings {
   readonly versionKeepDays?: number;
   /** The newest versions of each key kept whatever their age (default 10). */
   readonly versionKeepMin?: number;
+  /** Days a deleted object is held (docs/SERVER.md, "Held deletes"); 0 or absent: none. */
+  readonly deleteHoldDays?: number;
 }
 
 /** Options of {@linkcode ServerStore.put}. */
 export interface PutOptions {
   /** `If-None-Match: *`: store only if the key is absent (412 otherwise). */
   create: boolean;
+  /** What the request's token may do; absent: role full. */
+  access?: Access;
 }
 
 /** One page of a listing (docs/SERVER.md, "listing"). */
@@ -72,6 +80,7 @@ export class ServerStore {
   readonly #freshness: Freshness;
   /** The structure checks running, by repository. */
   readonly #checks = new Map<string, Promise<StructureCheckResult>>();
+  readonly #lockOwners: LockOwners;
 
   /** A store over `backend` (nothing is touched until the first call). */
   constructor(backend: Backend, settings: StoreSettings) {
@@ -81,6 +90,7 @@ export class ServerStore {
     this.#versions = new KeptVersions(backend, call);
     this.#quota = new Quota(backend, settings.quotaBytes, call);
     this.#freshness = new Freshness(backend);
+    this.#lockOwners = new LockOwners(backend, call);
   }
 
   /** The quota of every repository in bytes, 0 for none. */
@@ -172,28 +182,54 @@ export class ServerStore {
       );
     }
     const full = `${repo}/${key}`;
+    const role = options.access?.role ?? "full";
     if (!(await this.exists(repo))) {
       if (key !== CONFIG_KEY || !options.create) {
         throw new HttpError(404, `Unknown repository "${repo}"`);
+      }
+      if (role === "read-only") {
+        throw roleRefusal(repo, "creating a repository", "append-only", role);
       }
       // the marker first: a crash after it leaves a marker without config, which is not listed
       await this.#call(repo, key, () => this.#backend.put(REPOS_PREFIX + repo, new Uint8Array()));
     }
     const cls = keyClass(key);
-    const appendOnly = this.#settings.appendOnly && cls !== "locks";
-    const keeps = cls === "versioned" && this.#keepsVersions;
+    if (role === "read-only") {
+      // a shared lock of its own, checked and read whole (at most 4 KiB), and nothing else
+      const bytes = await this.#lockOwners.checkWrite(repo, key, body, {
+        create: options.create,
+        ownerId: options.access!.id,
+      });
+      body = {
+        size: bytes.length,
+        pieces: async function* () {
+          yield bytes;
+        },
+      };
+    }
+    const appendOnly = this.#appendOnly(role) && cls !== "locks";
+    const keeps = cls === "versioned" && this.#keepsVersions(role);
     // what the upload adds and frees: a replace frees the old bytes, unless they are kept
     let frees = 0;
-    if (this.#quota.bytes > 0 && !options.create && !appendOnly && !keeps) {
+    const holdsOld = !options.create && !appendOnly && !keeps && this.#holds(key) &&
+      cls !== "pack";
+    if (this.#quota.bytes > 0 && !options.create && !appendOnly && !holdsOld && !keeps) {
       frees = (await this.#call(repo, key, () => this.#backend.size(full))) ?? 0;
     }
     const adds = keeps ? 2 * body.size : body.size;
     const reservation = await this.#quota.reserve(repo, key, adds, frees);
     let status: number;
     try {
-      status = await this.#store(repo, key, body, options);
+      if (holdsOld) {
+        // a replace destroys what it replaces: hold a copy (a pack is only replaced by itself)
+        await this.#call(repo, key, () => holdObject(this.#backend, repo, key, { remove: false }));
+      }
+      status = await this.#store(repo, key, body, options, role);
     } finally {
       await reservation?.release();
+    }
+    if (role === "read-only" && status === 201) {
+      await this.#lockOwners.created(repo, key, options.access!.id);
     }
     if (cls === "archives" && status === 201) {
       await this.#call(repo, key, () => this.#freshness.archiveCreated(repo));
@@ -218,11 +254,20 @@ export class ServerStore {
 
   /** Removes every lock not written for `ttlMs`; resolves to the keys removed (`repo/locks/x`). */
   async sweepLocks(ttlMs: number): Promise<string[]> {
-    return await sweepLocks(this.#backend, await this.repositories(), { ttlMs });
+    const repos = await this.repositories();
+    const removed = await sweepLocks(this.#backend, repos, { ttlMs });
+    for (const repo of repos) await this.#lockOwners.sweep(repo);
+    return removed;
   }
 
   /** The storing part of {@linkcode put}, under its reservation. */
-  async #store(repo: string, key: string, body: StreamBody, options: PutOptions): Promise<number> {
+  async #store(
+    repo: string,
+    key: string,
+    body: StreamBody,
+    options: PutOptions,
+    role: Role,
+  ): Promise<number> {
     const full = `${repo}/${key}`;
     const cls = keyClass(key);
     const packId = parsePackKey(key);
@@ -232,10 +277,11 @@ export class ServerStore {
       if (!created) throw new HttpError(412, `Object "${key}" of repository "${repo}" exists`);
       return 201;
     }
-    if (cls === "versioned" && this.#keepsVersions) {
+    if (cls === "versioned" && this.#keepsVersions(role)) {
       return await this.#versions.replace(repo, key, checked);
     }
-    if (this.#settings.appendOnly && cls !== "locks") {
+    if (this.#appendOnly(role) && cls !== "locks") {
+      if (cls === "versioned") return await this.#versions.replace(repo, key, checked);
       // a create, so that a concurrent writer cannot turn it into a replace
       if (await this.#call(repo, key, () => this.#backend.create(full, checked))) return 201;
       if (packId !== null) {
@@ -246,13 +292,13 @@ export class ServerStore {
           await this.#call(repo, key, () => drain(checked));
         } catch (err) {
           if (err instanceof PackHashError) {
-            throw refused(repo, key, "replaced with other bytes");
+            throw this.#refused(repo, key, "replaced with other bytes", role);
           }
           throw err;
         }
         return 200;
       }
-      throw refused(repo, key, "replaced");
+      throw this.#refused(repo, key, "replaced", role);
     }
     const existed = (await this.#call(repo, key, () => this.#backend.size(full))) !== null;
     await this.#call(repo, key, () => this.#backend.put(full, checked));
@@ -260,14 +306,80 @@ export class ServerStore {
     return existed ? 200 : 201;
   }
 
-  /** Removes object `key` of `repo` (absent is fine); append-only mode refuses all but locks. */
-  async delete(repo: string, key: string): Promise<void> {
+  /**
+   * Removes object `key` of `repo` (absent is fine); append-only mode (or role) refuses all but
+   * locks, a read-only token all but its own locks. With held deletes, the object is moved aside.
+   */
+  async delete(repo: string, key: string, options: { access?: Access } = {}): Promise<void> {
     await this.requireRepo(repo);
-    if (this.#settings.appendOnly && !appendOnlyAllows(keyClass(key), "delete")) {
-      throw refused(repo, key, "deleted");
+    const role = options.access?.role ?? "full";
+    if (role === "read-only") await this.#lockOwners.checkDelete(repo, key, options.access!.id);
+    if (this.#appendOnly(role) && !appendOnlyAllows(keyClass(key), "delete")) {
+      throw this.#refused(repo, key, "deleted", role);
     }
-    await this.#call(repo, key, () => this.#backend.delete(`${repo}/${key}`));
+    if (this.#holds(key)) {
+      await this.#call(repo, key, () => holdObject(this.#backend, repo, key, { remove: true }));
+    } else {
+      await this.#call(repo, key, () => this.#backend.delete(`${repo}/${key}`));
+    }
     if (keyClass(key) === "versioned") await this.#versions.forget(repo, key);
+    if (keyClass(key) === "locks") await this.#lockOwners.forget(repo, key);
+  }
+
+  /** Purges what has been held longer than `delete_hold_days` (none when it is 0). */
+  async purgeHeld(now?: number): Promise<HeldObject[]> {
+    const days = this.#settings.deleteHoldDays ?? 0;
+    if (days === 0) return [];
+    return await this.#call(".", "", () => purgeHeld(this.#backend, days, now));
+  }
+
+  /** Whether a delete or replace of `key` is held (held deletes on, not a lock). */
+  #holds(key: string): boolean {
+    return (this.#settings.deleteHoldDays ?? 0) > 0 && keyClass(key) !== "locks";
+  }
+
+  /** Whether a token of `role` may only add (the server's mode, or the role). */
+  #appendOnly(role: Role): boolean {
+    return this.#settings.appendOnly || role !== "full";
+  }
+
+  /** The 403 of a delete or overwrite: the server's append-only mode, else the role needed. */
+  #refused(repo: string, key: string, what: string, role: Role): HttpError {
+    if (this.#settings.appendOnly) return refused(repo, key, what);
+    return roleRefusal(repo, `"${key}" cannot be ${what}`, "full", role);
+  }
+
+  /** Throws the 404 or 403 of a compose `access` may not run on `repo` (before its plan is read). */
+  async requireComposeAllowed(repo: string, access?: Access): Promise<void> {
+    await this.requireRepo(repo);
+    if (this.#settings.appendOnly) {
+      throw new HttpError(
+        403,
+        `Repository "${repo}" is append-only: packs cannot be composed (compaction deletes)`,
+      );
+    }
+    const role = access?.role ?? "full";
+    if (role !== "full") {
+      throw roleRefusal(repo, "packs cannot be composed (compaction deletes)", "full", role);
+    }
+  }
+
+  /**
+   * Composes a new pack of `repo` from ranges of its packs (lib/server_compose.ts checks every
+   * record first); append-only mode and roles below full refuse it (403), as compaction deletes
+   * what it replaces.
+   */
+  async compose(
+    repo: string,
+    plan: ServerComposePlan,
+    options: { access?: Access } = {},
+  ): Promise<ComposeResult> {
+    await this.requireComposeAllowed(repo, options.access);
+    return await this.#call(repo, "", () =>
+      composePack(this.#backend, repo, plan, {
+        maxObjectBytes: this.#settings.maxObjectBytes,
+        reserve: (bytes) => this.#quota.reserve(repo, "packs/ (composed)", bytes, 0),
+      }));
   }
 
   /** One page of the listing of `repo`'s objects (docs/SERVER.md). */
@@ -287,9 +399,12 @@ export class ServerStore {
     return { objects, next };
   }
 
-  /** Whether replaced manifests and indexes are kept: in append-only mode, or with a retention. */
-  get #keepsVersions(): boolean {
-    return this.#settings.appendOnly || (this.#settings.versionKeepDays ?? 0) > 0;
+  /**
+   * Whether replaced manifests and indexes are kept: in append-only mode (or for an append-only
+   * token), and in every mode with a retention.
+   */
+  #keepsVersions(role: Role): boolean {
+    return this.#appendOnly(role) || (this.#settings.versionKeepDays ?? 0) > 0;
   }
 
   /** The versions of `repo` (docs/SERVER.md, "Versions"), newest first. */

@@ -25,7 +25,7 @@ import {
   type StoredVersion,
   versionedBackend,
 } from "./repo_versions.ts";
-import { commitChanges, type OpenOptions } from "./repository.ts";
+import { commitChanges, type OpenOptions, requireRole } from "./repository.ts";
 
 export type { StoredVersion } from "./repo_versions.ts";
 
@@ -68,6 +68,8 @@ export async function rollbackCommand(
   options: RollbackOptions,
 ): Promise<RollbackResult> {
   versionedBackend(backend);
+  // a replace of manifest and index under the exclusive lock: what a backup may do
+  await requireRole(backend, "append-only", "roll back");
   const repo = await openRepository(backend, options);
   const result = await withRepoLock(backend, "exclusive", "rollback", options, async () => {
     const old = await openVersion(repo, id);

@@ -48,6 +48,8 @@ export interface StartOptions {
   entry?: string;
   /** A data directory to use (and not remove), instead of a fresh one. */
   dataDir?: string;
+  /** Also `--allow-run` (for a `token_command`). */
+  allowRun?: boolean;
 }
 
 /** The token of every test server. */
@@ -70,10 +72,11 @@ export async function startServer(
       (options.toml ?? ""),
   );
   const entry = options.entry ?? `${ROOT}server.ts`;
+  const permissions = options.allowRun ? [...PERMISSIONS, "--allow-run"] : PERMISSIONS;
   const args = mode === "serve"
     ? [
       "serve",
-      ...PERMISSIONS,
+      ...permissions,
       "--host",
       "127.0.0.1",
       "--port",
@@ -81,7 +84,7 @@ export async function startServer(
       ...(options.parallel ? ["--parallel"] : []),
       entry,
     ]
-    : ["run", "--allow-net=127.0.0.1", ...PERMISSIONS, entry, "--config", configFile];
+    : ["run", "--allow-net=127.0.0.1", ...permissions, entry, "--config", configFile];
   const child = new Deno.Command(Deno.execPath(), {
     args,
     cwd: ROOT,

@@ -381,6 +381,66 @@ export function backendConformance(
     );
     for (const [key, data] of objects) deepStrictEqual(await backend.get(key), data, key);
   });
+
+  // compose is optional; a storage that checks records (vger-server) is covered by its own tests
+  const composes = (backend: Backend) =>
+    backend.compose !== undefined && !backend.capabilities.composeChecksRecords;
+  const packName = (sha: string) => `packs/${sha.slice(0, 2)}/${sha}`;
+
+  test("compose (where offered) writes prefix, ranges and suffix under the name of their SHA-256, and again the same", async (backend) => {
+    if (!composes(backend)) return;
+    const a = randomBytes(6 << 20); // over one 4 MiB read
+    const b = randomBytes(1000);
+    await backend.put("src/a", a);
+    await backend.put("src/b", b);
+    const plan = {
+      prefix: bytes("HEAD"),
+      ranges: [
+        { key: "src/b", offset: 10, length: 500 },
+        { key: "src/a", offset: 1, length: a.length - 1 },
+        { key: "src/b", offset: 0, length: 0 },
+        { key: "src/b", offset: 999, length: 1 },
+      ],
+      suffix: bytes("TAIL"),
+      name: packName,
+    };
+    const want = concat([
+      bytes("HEAD"),
+      b.subarray(10, 510),
+      a.subarray(1),
+      b.subarray(999),
+      bytes("TAIL"),
+    ]);
+    const sha = createHash("sha256").update(want).digest("hex");
+    const r = await backend.compose!(plan);
+    deepStrictEqual(r, { key: packName(sha), sha256: sha, size: want.length, sentBytes: 0 });
+    deepStrictEqual(await backend.get(r.key), want);
+    deepStrictEqual(await backend.compose!(plan), r, "composing again is the same");
+    deepStrictEqual(await backend.get(r.key), want);
+    deepStrictEqual(await backend.get("src/b"), b, "the sources stay");
+    deepStrictEqual(
+      (await listAll(backend, "")).map((o) => o.key),
+      ["packs/" + sha.slice(0, 2) + "/" + sha, "src/a", "src/b"].sort(),
+    );
+  });
+
+  test("compose (where offered) of a missing object or past an object's end writes nothing", async (backend) => {
+    if (!composes(backend)) return;
+    await backend.put("src/a", randomBytes(100));
+    const plan = (key: string, offset: number, length: number) => ({
+      prefix: bytes("x"),
+      ranges: [{ key: "src/a", offset: 0, length: 10 }, { key, offset, length }],
+      suffix: new Uint8Array(0),
+      name: packName,
+    });
+    ok(await rejectsWith(backend.compose!(plan("src/absent", 0, 1))) instanceof NotFoundError);
+    ok(await rejectsWith(backend.compose!(plan("src/a", 50, 51))) instanceof IntegrityError);
+    ok(await rejectsWith(backend.compose!(plan("../a", 0, 1))) instanceof VgerError);
+    deepStrictEqual((await listAll(backend, "")).map((o) => o.key), ["src/a"]);
+    if (backend.removeLeftovers) {
+      equal(await backend.removeLeftovers(), 0, "no temporary file left");
+    }
+  });
 }
 
 async function listAll(backend: Backend, prefix: string): Promise<ObjectInfo[]> {

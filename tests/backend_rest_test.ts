@@ -109,7 +109,10 @@ Deno.test("rest backend: an unknown repository reads as empty and refuses writes
     await fresh.close();
 
     const repo = await newRepository(server, "laptop");
-    deepStrictEqual(await repo.policy!(), { appendOnly: false } satisfies StoragePolicy);
+    deepStrictEqual(
+      await repo.policy!(),
+      { appendOnly: false, role: "full" } satisfies StoragePolicy,
+    );
     await repo.close();
 
     const wrong = openBackend({
@@ -136,7 +139,7 @@ Deno.test("rest backend: an append-only server declares its mode and refuses del
   try {
     const backend = await newRepository(server, "kept");
     try {
-      deepStrictEqual(await backend.policy!(), { appendOnly: true });
+      deepStrictEqual(await backend.policy!(), { appendOnly: true, role: "full" });
       await backend.put("keys/repokey", bytes("key"));
       const refused = (err: unknown) => {
         ok(err instanceof ForbiddenError, String(err));

@@ -173,7 +173,7 @@ Deno.test("the key-less check finds each damage the client's check finds, as an 
         deepStrictEqual(
           fromServer.map((p) => [p.kind, p.severity]),
           report.problems.map((p) => [p.kind, p.severity]),
-          `${d.name}: vger check did not report the server's findings`,
+          `${d.name}: vger check did not report the server findings: ${JSON.stringify(fromServer)}`,
         );
         ok(
           mine.problems.some((p) =>
