@@ -28,9 +28,15 @@ interface Client {
   cache: string;
 }
 
-async function client(dir: string, server: TestServer, name: string, who: string) {
+async function client(
+  dir: string,
+  server: TestServer,
+  name: string,
+  who: string,
+  token = server.token,
+) {
   const tokenFile = `${dir}/${who}.token`;
-  await Deno.writeTextFile(tokenFile, server.token + "\n");
+  await Deno.writeTextFile(tokenFile, token + "\n");
   const config = `${dir}/${who}.yaml`;
   await Deno.writeTextFile(
     config,
@@ -216,6 +222,41 @@ Deno.test("on an append-only server, which refuses deletes and overwrites, vger 
       const r = await run(a, ["rollback", good.id]);
       match(r.stdout, new RegExp(`^Rolled .*/nas back to version ${good.id} of ${good.time}`));
       await assertWhole(a, src, trees, "after the rollback on an append-only server");
+    });
+  } finally {
+    await server.stop();
+  }
+});
+
+Deno.test("a read-only token lists the versions and checks, and is refused a rollback up front naming the role needed", async () => {
+  const reader = "reader-token-0123456789abcdef";
+  const server = await startServer("run", {
+    toml: `version_keep_days = 30\n\n[[tokens]]\ntoken = "${reader}"\nrepos = ["*"]\n` +
+      'role = "read-only"\n',
+  });
+  try {
+    await withTempDir(async (dir) => {
+      const owner = await client(dir, server, "shared", "owner");
+      const guest = await client(dir, server, "shared", "guest", reader);
+      const src = `${dir}/src`;
+      await Deno.mkdir(src);
+      await Deno.writeTextFile(`${src}/a.txt`, "read only\n".repeat(500));
+      await run(owner, ["init", ...FAST_KDF_ARGS]);
+      await run(owner, ["backup", "--archive", "one", src]);
+      const mine = json<VersionsJson>(await run(owner, ["versions", "--json"])).versions;
+      const theirs = json<VersionsJson>(await run(guest, ["versions", "--json"])).versions;
+      deepStrictEqual(theirs, mine);
+      const check = json<{ errors: number }>(await run(guest, ["check", "--json"]));
+      equal(check.errors, 0);
+      const refused = await runVger(["--config", guest.config, "rollback", mine[0].id], {
+        env: { VGER_CACHE_DIR: guest.cache },
+      });
+      equal(refused.code, 1, refused.stderr);
+      match(
+        refused.stderr.trim(),
+        /^vger: Cannot roll back: repository ".*\/shared" needs role append-only or full; this token is read-only$/,
+      );
+      ok(!refused.stderr.includes(reader));
     });
   } finally {
     await server.stop();
