@@ -56,9 +56,10 @@ export interface ServerConfig {
   /** The largest object a client may store, in bytes (larger is 413). */
   readonly maxObjectBytes: number;
   /**
-   * Days every kept version of `manifest` and `index` is kept; 0: versions are kept in
-   * append-only mode only, and forever. Above 0, versions are kept in every mode, and the sweep
-   * removes those older than this that are not among the newest {@linkcode versionKeepMin}.
+   * Days every kept version of `manifest` and `index` is kept; 0: as `delete_hold_days`, and
+   * with neither, versions are kept in append-only mode only, forever. Above 0, versions are kept
+   * in every mode, and the sweep removes those older than this that are not among the newest
+   * {@linkcode versionKeepMin}.
    */
   readonly versionKeepDays: number;
   /** With {@linkcode versionKeepDays}: the newest versions of each key kept whatever their age. */
@@ -213,9 +214,7 @@ export function parseServerConfig(
   }) ?? DEFAULT_MAX_OBJECT_BYTES;
   const versionKeepDays = get("version_keep_days", (v, f) => {
     if (typeof v !== "number" || !Number.isFinite(v) || v < 0 || v > 36_500) {
-      f(`must be a number of days, 0 (keep in append-only mode, forever) to 36500 (got ${
-        show(v)
-      })`);
+      f(`must be a number of days, 0 (as delete_hold_days) to 36500 (got ${show(v)})`);
     }
     return v as number;
   }) ?? 0;

@@ -128,7 +128,7 @@ Deno.test("server config: version retention in days and a count, from the file o
   deepStrictEqual([env.versionKeepDays, env.versionKeepMin], [0.5, 10]);
   equal(
     refused(BASE + "version_keep_days = -1\n"),
-    `Invalid configuration ${FILE} line 4: server.version_keep_days: must be a number of days, 0 (keep in append-only mode, forever) to 36500 (got -1)`,
+    `Invalid configuration ${FILE} line 4: server.version_keep_days: must be a number of days, 0 (as delete_hold_days) to 36500 (got -1)`,
   );
   equal(
     refused(BASE + "version_keep_min = 1.5\n"),

@@ -211,8 +211,7 @@ export class ServerStore {
     const keeps = cls === "versioned" && this.#keepsVersions(role);
     // what the upload adds and frees: a replace frees the old bytes, unless they are kept
     let frees = 0;
-    const holdsOld = !options.create && !appendOnly && !keeps && this.#holds(key) &&
-      cls !== "pack";
+    const holdsOld = !options.create && !appendOnly && this.#holds(key) && cls !== "pack";
     if (this.#quota.bytes > 0 && !options.create && !appendOnly && !holdsOld && !keeps) {
       frees = (await this.#call(repo, key, () => this.#backend.size(full))) ?? 0;
     }
@@ -401,10 +400,15 @@ export class ServerStore {
 
   /**
    * Whether replaced manifests and indexes are kept: in append-only mode (or for an append-only
-   * token), and in every mode with a retention.
+   * token), and in every mode with a retention (or held deletes).
    */
   #keepsVersions(role: Role): boolean {
-    return this.#appendOnly(role) || (this.#settings.versionKeepDays ?? 0) > 0;
+    return this.#appendOnly(role) || this.#versionKeepDays > 0;
+  }
+
+  /** `version_keep_days`, else `delete_hold_days` (held deletes keep versions as long), else 0. */
+  get #versionKeepDays(): number {
+    return (this.#settings.versionKeepDays || this.#settings.deleteHoldDays) ?? 0;
   }
 
   /** The versions of `repo` (docs/SERVER.md, "Versions"), newest first. */
@@ -420,11 +424,12 @@ export class ServerStore {
   }
 
   /**
-   * Applies the version retention (`version_keep_days`, `version_keep_min`) to every
-   * repository; resolves to the keys removed. Nothing is removed without `version_keep_days`.
+   * Applies the version retention (`version_keep_days`, else `delete_hold_days`, and
+   * `version_keep_min`) to every repository; resolves to the keys removed. Nothing is removed
+   * without either.
    */
   async sweepVersions(now?: () => number): Promise<string[]> {
-    const keepDays = this.#settings.versionKeepDays ?? 0;
+    const keepDays = this.#versionKeepDays;
     if (keepDays <= 0) return [];
     const removed: string[] = [];
     for (const repo of await this.repositories()) {

@@ -140,3 +140,14 @@ Deno.test("store: requests for a structure check of a repository whose check run
   equal(lists, 2, "a later request checks again");
   equal(await status(s.checkStructure("nope", 1000)), 404);
 });
+
+Deno.test("store: held deletes keep versions too, as long as they hold deletes (without version_keep_days)", async () => {
+  const { store: s } = store({ deleteHoldDays: 3, versionKeepMin: 0 });
+  await s.put("r", "config", body("c"), { create: true });
+  await s.put("r", "manifest", body("m1"), { create: false });
+  await s.put("r", "manifest", body("m2"), { create: false });
+  equal((await s.versions("r")).length, 2);
+  deepStrictEqual(await s.sweepVersions(() => Date.now() + 2 * 86_400_000), []);
+  equal((await s.sweepVersions(() => Date.now() + 4 * 86_400_000)).length > 0, true);
+  deepStrictEqual(await s.versions("r"), []);
+});

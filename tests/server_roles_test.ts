@@ -4,8 +4,8 @@
  * refused in one line naming the role needed, with nothing written by a refusal; a token that
  * does not see a repository learns nothing of it; and a compromised full-access client on a
  * server with held deletes deletes every archive and compacts, the operator runs `undelete
- * --all`, the manifest and index of before the attack are put back, and every archive restores
- * byte for byte.
+ * --all`, the user rolls back to the manifest and index of before the attack (`vger rollback`),
+ * and every archive restores byte for byte.
  *
  * @module
  */
@@ -436,9 +436,11 @@ Deno.test("a compromised full-access client on a server with held deletes delete
         await run(repo, ["backup", "--archive", archive, src]);
         trees.set(archive, await treeSnapshot(src));
       }
-      const manifestBefore = await Deno.readFile(`${server.dataDir}/${name}/manifest`);
-      const indexBefore = await Deno.readFile(`${server.dataDir}/${name}/index`);
       const filesBefore = await storedFiles(server, name);
+      // held deletes keep versions of the manifest and index too: the newest is the last backup's
+      const [before] = (JSON.parse((await run(repo, ["versions", "--json"])).stdout) as {
+        versions: { id: string }[];
+      }).versions;
 
       // the attack, from another machine (a cache of its own) with the stolen full token: every
       // archive deleted, then compact frees every pack
@@ -469,7 +471,20 @@ Deno.test("a compromised full-access client on a server with held deletes delete
       const info = await (await server.fetch(`/${name}`)).json() as { used_bytes: number };
       const heldTotal = list.held.reduce((n, x) => n + x.size, 0);
       const leftTotal = [...left.values()].reduce((n, x) => n + x, 0);
-      equal(info.used_bytes, heldTotal + leftTotal, "held bytes count towards the quota");
+      let keptTotal = 0; // the kept versions of manifest and index count too
+      const walk = async (d: string): Promise<void> => {
+        for await (const e of Deno.readDir(d)) {
+          if (e.isDirectory) await walk(`${d}/${e.name}`);
+          else keptTotal += (await Deno.stat(`${d}/${e.name}`)).size;
+        }
+      };
+      await walk(`${server.dataDir}/.vger-server/versions/${name}`);
+      ok(keptTotal > 0, "no versions kept");
+      equal(
+        info.used_bytes,
+        heldTotal + leftTotal + keptTotal,
+        "held bytes count towards the quota",
+      );
       const text = await operator(server, ["held", name]);
       match(text.stdout, /^packs\/\S+ {2}\d+ bytes {2}deleted \S+ {2}purge after \S+$/m);
 
@@ -484,22 +499,14 @@ Deno.test("a compromised full-access client on a server with held deletes delete
       );
       match(undeleted.stdout, /restored archives\//);
 
-      // the manifest and index of before the attack, from the held copies (vger rollback is
-      // another piece of this issue: the operator copies them the way the append-only test does)
-      const heldDir = `${server.dataDir}/.vger-server/held/${name}`;
-      for (const [key, bytes] of [["manifest", manifestBefore], ["index", indexBefore]] as const) {
-        let restored = false;
-        for await (const stamp of Deno.readDir(heldDir)) {
-          const path = `${heldDir}/${stamp.name}/${key}`;
-          const kept = await Deno.readFile(path).catch(() => null);
-          if (kept && kept.length === bytes.length && kept.every((b, i) => b === bytes[i])) {
-            await Deno.writeFile(`${server.dataDir}/${name}/${key}`, kept);
-            restored = true;
-            break;
-          }
-        }
-        ok(restored, `no held copy of ${key} holds its bytes before the attack`);
-      }
+      // the user rolls back to the manifest and index of before the attack (re-sealed: the same
+      // sizes, other bytes)
+      const rolled = JSON.parse((await run(repo, ["rollback", before.id, "--json"])).stdout) as {
+        missing_packs: number;
+        missing_archives: number;
+        archives: number;
+      };
+      deepStrictEqual([rolled.missing_packs, rolled.missing_archives, rolled.archives], [0, 0, 3]);
       deepStrictEqual(await storedFiles(server, name), filesBefore, "not everything came back");
       deepStrictEqual(await archiveNames(repo), ["one", "two", "three"]);
       await assertCheckClean(repo, "after undelete");
