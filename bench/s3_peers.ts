@@ -115,6 +115,12 @@ interface Server {
   secretAccessKey: string;
   /** Stops the server if this run started it. */
   stop(): Promise<void>;
+  /**
+   * Frees what removed buckets held, if this run started the server: Ceph's gateway deletes the
+   * data of large objects in its garbage collection, two hours later by default, and its OSD
+   * keeps data in memory (4 GiB at most), so a run that stores several repositories fills it.
+   */
+  collectGarbage(): Promise<void>;
 }
 
 async function startServer(): Promise<Server> {
@@ -126,6 +132,7 @@ async function startServer(): Promise<Server> {
       accessKeyId: env("VGER_TEST_S3_ACCESS_KEY_ID") ?? "",
       secretAccessKey: env("VGER_TEST_S3_SECRET_ACCESS_KEY") ?? "",
       stop: () => Promise.resolve(),
+      collectGarbage: () => Promise.resolve(),
     };
   }
   const dir = `${work}/s3-server`;
@@ -145,6 +152,11 @@ async function startServer(): Promise<Server> {
     stop: async () => {
       await sh(["bash", script, "stop", dir]);
       log("S3 server stopped");
+    },
+    collectGarbage: async () => {
+      await sh(["radosgw-admin", "gc", "process", "--include-all"], {
+        env: { CEPH_CONF: `${dir}/ceph.conf` },
+      });
     },
   };
 }
@@ -377,6 +389,7 @@ interface Steps {
 
 /** Init, backups, restore (+ diff) and check of one tool; the repository is removed after. */
 async function runTool(
+  server: Server | undefined,
   tool: Tool,
   dir: string,
   corpusBytes: number,
@@ -416,6 +429,7 @@ async function runTool(
     }
   } finally {
     await tool.drop().catch((err) => log(`  cannot remove ${tool.name}'s repository: ${err}`));
+    await server?.collectGarbage();
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
   return rows;
@@ -528,7 +542,7 @@ try {
           s3: { server: server!, s3: s3!, bucket: b },
           connections: c,
         });
-        rows.push(...await runTool(tool, dir, corpusBytes, logFile, { check: true }));
+        rows.push(...await runTool(server, tool, dir, corpusBytes, logFile, { check: true }));
       }
     }
   } else {
@@ -545,7 +559,7 @@ try {
           ? vgerTool(t, dir, { s3: { server: server!, s3: s3!, bucket: b } })
           : resticTool(dir, server!, s3!, b);
       }
-      rows.push(...await runTool(tool, dir, corpusBytes, logFile));
+      rows.push(...await runTool(server, tool, dir, corpusBytes, logFile));
     }
   }
 } finally {
