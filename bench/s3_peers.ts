@@ -571,7 +571,8 @@ const vgerVersion = (await sh([...vgerCmd, "--version"])).trim();
 const resticVersion = tools.includes("restic-s3") && !sweep
   ? (await sh(["restic", "version"])).split(" ").slice(0, 2).join(" ")
   : "";
-const commit = (await sh(["git", "-C", root, "rev-parse", "--short", "HEAD"])).trim();
+const commit = (await sh(["git", "-C", root, "rev-parse", "--short", "HEAD"]).catch(() => "?"))
+  .trim();
 const heading = [
   `Run of ${started.toISOString().slice(0, 16).replace("T", " ")} UTC, commit ${commit}, ` +
   `${vgerVersion}${resticVersion ? `, ${resticVersion}` : ""}; corpus ${corpus}: ` +
