@@ -4,7 +4,6 @@ import type { ServerConfig } from "./server_config.ts";
 import { holdObject } from "./server_held.ts";
 import { heldCommand, undeleteCommand } from "./server_held_commands.ts";
 
-const DAY = 86_400_000;
 
 function capture() {
   const out: string[] = [];
