@@ -4,7 +4,6 @@ import type { ServerConfig } from "./server_config.ts";
 import { holdObject } from "./server_held.ts";
 import { heldCommand, undeleteCommand } from "./server_held_commands.ts";
 
-
 function capture() {
   const out: string[] = [];
   const err: string[] = [];
