@@ -59,10 +59,18 @@ import {
 export const PART_SIZE = 8 * 1024 * 1024;
 
 /**
- * Requests worth running at once. Provisional: issue 10 asks for a default chosen by measuring
- * backups. A first measure, 48 puts then gets of 8 MiB buffers to Ceph RGW (memstore) on
- * loopback, 2 busy cores, in MiB/s: 1 connection 153/422, 2: 213/431, 4: 226/383, 8: 257/548,
- * 16: 230/396. Remote storage, with its latency, will likely want more.
+ * Requests worth running at once: 8. Measured with `BENCH_CONNECTIONS="2 4 8 16" deno task
+ * bench:s3` (bench/README.md): whole backups, restores and checks of a 1.69 GB corpus to Ceph
+ * RGW (memstore) on loopback, 2 busy cores, two runs each, seconds: backup 19.2/23.5 (2),
+ * 16.4/21.1 (4), 18.5/19.8 (8), 17.6/20.1 (16); restore 11.6/15.4, 11.8/16.0, 14.7/14.8,
+ * 14.4/13.9; check 13.3/16.6, 15.6/17.1, 16.4/16.8, 16.5/15.6. On loopback the count is within
+ * this VM's noise from 2 up: what bounds these runs is CPU, not round trips. With the packer's
+ * byte budget (lib/packer.ts's UPLOAD_BYTES) and check's read-ahead budget, more connections no
+ * longer cost memory (backup peak RSS 477 MiB at 2, 530 at 8, 552 at 16; it was 793 at 8 and
+ * 1,165 at 16 before the budget), so the default is chosen for storage with latency, where each
+ * connection waits a round trip per request: 8 keeps a remote bucket busy where 2 or 4 would
+ * leave it idle (restic defaults to 5). A first measure of raw requests, 48 puts then gets of
+ * 8 MiB buffers, MiB/s: 1 connection 153/422, 2: 213/431, 4: 226/383, 8: 257/548, 16: 230/396.
  */
 export const DEFAULT_S3_CONNECTIONS = 8;
 

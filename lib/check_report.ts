@@ -271,6 +271,17 @@ export class Report {
     return true;
   }
 
+  /**
+   * Moves the problems of `other` (and what they are linked to) after this report's own: the
+   * report of one pack verified beside others joins the whole in the packs' order.
+   */
+  append(other: Report): void {
+    this.#found.push(...other.#found);
+    for (const [hex, list] of other.#byId) for (const f of list) this.link(hex, f);
+    other.#found.length = 0;
+    other.#byId.clear();
+  }
+
   /** Every problem, in the order found. */
   problems(): Problem[] {
     return this.#found.map((f) => f.problem());

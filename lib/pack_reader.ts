@@ -423,30 +423,40 @@ interface BatchedRead {
 }
 
 /**
- * Gathers reads of blobs whose records follow each other in one pack into one range request (of
- * at most `maxBytes`), which one codec worker opens and decompresses as a whole: no copies on
- * this thread. A read that does not continue the open batch sends it first; the caller sends the
- * open batch with {@linkcode RecordBatcher.flush} before it waits for its reads. A failing read
- * of the range fails each of its blobs with an IntegrityError naming the pack.
+ * Gathers reads of blobs that lie close together in one pack, in any order, into one range
+ * request (of at most `maxBytes`, over gaps of at most `maxGap` bytes of other records), which
+ * one codec worker opens and decompresses as a whole: no copies on this thread. Records of files
+ * backed up side by side interleave in a pack (the codec workers finish blocks in any order), so
+ * a batch of strictly adjacent records would be cut at every turn. A read that does not fit the
+ * open batch sends it first; the caller sends the open batch with
+ * {@linkcode RecordBatcher.flushFor} (or `flush`) before it waits for its reads. A failing read of
+ * the range fails each of its blobs with an IntegrityError naming the pack.
  */
 export class RecordBatcher {
   readonly #repo: Pick<Repository<ReadonlyBackend>, "backend">;
   readonly #pool: CodecPool;
   readonly #type: ObjectTypeTag;
   readonly #maxBytes: number;
+  readonly #maxGap: number;
   #batch:
     | { pack: Uint8Array; packHex: string; start: number; end: number; parts: BatchedRead[] }
     | null = null;
+  /** The reads of the open batch, for {@linkcode RecordBatcher.flushFor}. */
+  readonly #open = new Set<Promise<Uint8Array>>();
 
-  /** Reads blobs of `type` (default data) from `repo`'s packs, opening them in `pool`. */
+  /**
+   * Reads blobs of `type` (default data) from `repo`'s packs, opening them in `pool`; a batch
+   * spans at most `maxBytes` and reads over gaps of at most `maxGap` (default 256 KiB).
+   */
   constructor(
     repo: Pick<Repository<ReadonlyBackend>, "backend">,
     pool: CodecPool,
-    opts: { maxBytes: number; type?: ObjectTypeTag },
+    opts: { maxBytes: number; maxGap?: number; type?: ObjectTypeTag },
   ) {
     this.#repo = repo;
     this.#pool = pool;
     this.#maxBytes = opts.maxBytes;
+    this.#maxGap = opts.maxGap ?? 256 << 10;
     this.#type = opts.type ?? ObjectType.data;
   }
 
@@ -457,24 +467,41 @@ export class RecordBatcher {
   read(id: Uint8Array, loc: ChunkLocation): Promise<Uint8Array> {
     const packHex = toHex(loc.pack);
     const b = this.#batch;
+    const end = loc.offset + loc.length;
     if (
-      !b || b.packHex !== packHex || b.end + RECORD_PREFIX !== loc.offset ||
-      loc.offset + loc.length - b.start > this.#maxBytes
+      !b || b.packHex !== packHex ||
+      // more than maxGap bytes of other records between it and the batch
+      loc.offset > b.end + RECORD_PREFIX + this.#maxGap ||
+      end + RECORD_PREFIX + this.#maxGap < b.start ||
+      Math.max(b.end, end) - Math.min(b.start, loc.offset) > this.#maxBytes
     ) {
       this.flush();
-      this.#batch = { pack: loc.pack, packHex, start: loc.offset, end: loc.offset, parts: [] };
+      this.#batch = { pack: loc.pack, packHex, start: loc.offset, end, parts: [] };
     }
     const batch = this.#batch!;
-    batch.end = loc.offset + loc.length;
-    return new Promise<Uint8Array>((resolve, reject) => {
+    batch.start = Math.min(batch.start, loc.offset);
+    batch.end = Math.max(batch.end, end);
+    const read = new Promise<Uint8Array>((resolve, reject) => {
       batch.parts.push({ id, loc, resolve, reject });
     });
+    this.#open.add(read);
+    return read;
+  }
+
+  /**
+   * Sends the open batch if it holds `read` (a promise {@linkcode RecordBatcher.read} returned):
+   * what a consumer calls before it waits for a read. A read already sent leaves the open batch
+   * to grow: a consumer that sent it at every wait would cut the batches to a few records each.
+   */
+  flushFor(read: Promise<Uint8Array>): void {
+    if (this.#open.has(read)) this.flush();
   }
 
   /** Sends the open batch, if any: one range request, then one worker opens its blobs. */
   flush(): void {
     const b = this.#batch;
     this.#batch = null;
+    this.#open.clear();
     if (!b) return;
     this.#repo.backend.getRange(packKey(b.pack), b.start, b.end - b.start).then((bytes) => {
       const parts = b.parts.map((p) => ({

@@ -141,6 +141,39 @@ Deno.test("RecordBatcher reads adjacent records of one pack in one request and o
   }
 });
 
+Deno.test("RecordBatcher reads records asked out of order and over small gaps in one request, and flushFor sends only a batch holding the read", async () => {
+  const { backend, repo, wanted, index } = await onePack(5);
+  const pool = new CodecPool(repo.key.material, repo.config.encryption);
+  try {
+    // records 3, 1, 4, 0: record 2 (20 kB) is a gap read over, the order does not matter
+    const order = [3, 1, 4, 0];
+    const batcher = new RecordBatcher(repo, pool, { maxBytes: 8 << 20 });
+    backend.ranges = 0;
+    const reads = order.map((i) => batcher.read(wanted[i].id, index.get(wanted[i].id)!));
+    batcher.flushFor(Promise.resolve(new Uint8Array(0))); // not one of its reads: nothing sent
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    equal(backend.ranges, 0);
+    batcher.flushFor(reads[2]);
+    const plains = await Promise.all(reads);
+    equal(backend.ranges, 1);
+    for (const [k, i] of order.entries()) {
+      ok(bytesEqual(await repo.key.chunkId(plains[k]), wanted[i].id));
+    }
+    // once sent, flushFor of the same read sends nothing more
+    batcher.flushFor(reads[0]);
+    equal(backend.ranges, 1);
+    // without gaps allowed, each turn back or jump forward starts a new request
+    const strict = new RecordBatcher(repo, pool, { maxBytes: 8 << 20, maxGap: 0 });
+    backend.ranges = 0;
+    const again = order.map((i) => strict.read(wanted[i].id, index.get(wanted[i].id)!));
+    strict.flush();
+    await Promise.all(again);
+    equal(backend.ranges, order.length);
+  } finally {
+    await pool.close();
+  }
+});
+
 Deno.test("readPackHeader returns the entries, and each object opens under its id", async () => {
   for (const mode of ["aes256gcm", "none"] as const) {
     const key = await RepoKey.generate(mode);

@@ -23,16 +23,26 @@
 
 import type { Backend } from "../backends/backend.ts";
 import { ChunkIndex } from "./chunk_index.ts";
-import { Limiter } from "./concurrency.ts";
+import { Limiter, Signal } from "./concurrency.ts";
 import type { ObjectTypeTag } from "./crypto.ts";
 import { PackWriter } from "./pack.ts";
 import { type Repository, savePack } from "./repository.ts";
-import { SpillingSink } from "./staging.ts";
+import { DEFAULT_SPILL_ABOVE, SpillingSink } from "./staging.ts";
 
 /** Pack size target for a repository that has `packs` packs: 32 MiB x sqrt(packs / 100), clamped. */
 export function packTarget(packs: number, min: number, max: number): number {
   return Math.min(max, Math.max(min, Math.round((32 << 20) * Math.sqrt(packs / 100))));
 }
+
+/**
+ * Bytes of full packs waiting for or in their upload beyond which {@linkcode Packer.ready} waits,
+ * whatever the backend's `connections` (a pack counts for its bytes in memory, at most the
+ * staging threshold). Three 32 MiB packs: the two uploads and the filling pack of a local disk's
+ * two connections are within it, and on S3 (8 connections) about four packs upload at once, not
+ * eight (a first backup of 1.7 GB had a peak RSS of 792 MiB with eight, against 415 MiB on a
+ * local disk).
+ */
+export const UPLOAD_BYTES = 96 << 20;
 
 /** What the packer needs of a repository. */
 export type PackerRepository = Pick<Repository<Backend>, "backend" | "key" | "config">;
@@ -49,12 +59,15 @@ export interface StoredPack {
 export interface PackerOptions {
   /** Size from which a pack is uploaded (see {@linkcode packTarget}). */
   target: number;
+  /** Bytes of packs waiting for or in their upload at most (default {@linkcode UPLOAD_BYTES}). */
+  uploadBytes?: number;
 }
 
 /** Fills packs per blob type and uploads them; see the module doc. */
 export class Packer {
   readonly #repo: PackerRepository;
   readonly #target: number;
+  readonly #maxUploadBytes: number;
   /** The open pack of each blob type (data, items): types never share a pack. */
   readonly #open = new Map<ObjectTypeTag, PackWriter>();
   /**
@@ -65,6 +78,10 @@ export class Packer {
    * pack started a second one while a third pack filled.
    */
   readonly #uploads: Limiter;
+  /** Bytes in memory of the packs cut and not yet stored (see {@linkcode UPLOAD_BYTES}). */
+  #uploadBytes = 0;
+  /** An upload ended. */
+  readonly #uploaded = new Signal();
   /** The index entries of every blob in a durable pack. */
   readonly #stored = new ChunkIndex();
   /** The durable packs, in the order they were cut (a slot stays empty until stored). */
@@ -74,6 +91,7 @@ export class Packer {
   constructor(repo: PackerRepository, options: PackerOptions) {
     this.#repo = repo;
     this.#target = options.target;
+    this.#maxUploadBytes = options.uploadBytes ?? UPLOAD_BYTES;
     this.#uploads = new Limiter(repo.backend.capabilities.connections);
   }
 
@@ -126,9 +144,16 @@ export class Packer {
     if (pack.size >= this.#target) this.#startUpload(type);
   }
 
-  /** Waits until an upload slot is free (the producer's back-pressure); throws the first failure. */
-  ready(): Promise<void> {
-    return this.#uploads.ready();
+  /**
+   * Waits until an upload slot is free and the packs waiting for or in their upload hold at
+   * most `uploadBytes` (the producer's back-pressure); throws the first failure.
+   */
+  async ready(): Promise<void> {
+    await this.#uploads.ready();
+    while (this.#uploadBytes > this.#maxUploadBytes) {
+      await this.#uploaded.wait();
+      if (this.#uploads.failed) throw this.#uploads.failure;
+    }
   }
 
   /**
@@ -141,25 +166,38 @@ export class Packer {
     if (!pack || pack.count === 0) return;
     const slot = this.#packs.length;
     this.#packs.push(undefined);
+    const held = Math.min(pack.size, DEFAULT_SPILL_ABOVE);
+    this.#uploadBytes += held;
+    const uploaded = () => {
+      this.#uploadBytes -= held;
+      this.#uploaded.notify();
+    };
     const upload = async (): Promise<void> => {
-      const { id, body, entries, size, dispose } = await pack.finish(this.#repo.key);
       try {
-        await savePack(this.#repo, id, body);
+        const { id, body, entries, size, dispose } = await pack.finish(this.#repo.key);
+        try {
+          await savePack(this.#repo, id, body);
+        } finally {
+          dispose();
+        }
+        for (const e of entries) {
+          this.#stored.set(e.id, {
+            pack: id,
+            offset: e.offset,
+            length: e.length,
+            rawLength: e.rawLength,
+          });
+        }
+        this.#packs[slot] = { id, size };
       } finally {
-        dispose();
+        uploaded();
       }
-      for (const e of entries) {
-        this.#stored.set(e.id, {
-          pack: id,
-          offset: e.offset,
-          length: e.length,
-          rawLength: e.rawLength,
-        });
-      }
-      this.#packs[slot] = { id, size };
     };
     // refused after an earlier upload failed (which add, flush and commit throw): drop the pack
-    this.#uploads.spawn(upload).catch(() => pack.abandon());
+    this.#uploads.spawn(upload).catch(() => {
+      pack.abandon();
+      uploaded();
+    });
   }
 
   /** Uploads the open packs and waits for every upload; throws the first upload failure. */

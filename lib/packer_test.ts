@@ -144,6 +144,32 @@ Deno.test("the packer uploads as many packs at once as the backend has connectio
   }
 });
 
+Deno.test("the packer keeps the bytes of packs in flight within uploadBytes, however many connections the backend has", async () => {
+  const tick = () => new Promise((r) => setTimeout(r, 1));
+  const backend = new GatedBackend(8);
+  const repo = await newRepo(backend);
+  // packs of four 300 kB blobs: a second one cut passes 2 MiB, and add waits
+  const packer = new Packer(repo, { target: 1 << 20, uploadBytes: 2 << 20 });
+  const adding = (async () => {
+    for (let i = 0; i < 40; i++) {
+      const b = await blob(repo, ObjectType.data, 300_000, 200 + i);
+      await packer.add(b.id, ObjectType.data, b.sealed, b.raw);
+    }
+    await packer.flush();
+  })();
+  for (let i = 0; backend.packPuts < 2; i++) {
+    ok(i < 5000, `only ${backend.packPuts} uploads ever started`);
+    await tick();
+  }
+  for (let i = 0; i < 20; i++) await tick();
+  equal(backend.packPuts, 2, "two packs in flight, not eight");
+  backend.open();
+  await adding;
+  equal(backend.peakPackPuts, 2);
+  equal(packer.packs.length, 10);
+  equal(packer.stored.size, 40);
+});
+
 Deno.test("a failed upload is thrown by the next add and by flush; abort drops the open pack and waits for uploads in flight", async () => {
   const backend = new GatedBackend(2, true);
   backend.failPut = 1;

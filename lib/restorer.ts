@@ -107,6 +107,8 @@ interface Pending {
   held: number;
   /** The plaintext; null for an all-zero chunk (write a hole). */
   data: Promise<Uint8Array | null>;
+  /** The batcher's read behind `data`, until it is sent (see RecordBatcher.flushFor). */
+  read?: Promise<Uint8Array>;
 }
 
 interface QueuedItem {
@@ -289,11 +291,15 @@ class ExtractRun {
     const queued: QueuedItem = { item, path, chunks: [], complete: item.type !== "file" };
     this.#queue.push(queued);
     this.#added.notify();
-    // many small files fit in the byte budget: bound the queue's length too
-    while (this.#queue.length > MAX_QUEUED_ITEMS) {
+    // many small files fit in the byte budget: bound the queue's length too, and once it is
+    // full wait for a quarter of it to be written, so that the batch sent meanwhile is not one
+    // small file long
+    if (this.#queue.length > MAX_QUEUED_ITEMS) {
       this.#flushBatch();
-      await this.#freed.wait();
-      if (this.#failure) throw this.#failure;
+      while (this.#queue.length > MAX_QUEUED_ITEMS * 3 / 4) {
+        await this.#freed.wait();
+        if (this.#failure) throw this.#failure;
+      }
     }
     for (const id of item.chunks ?? []) {
       queued.chunks.push(await this.#request(id));
@@ -340,16 +346,21 @@ class ExtractRun {
     }
     if (!this.#budget.tryReserve(loc.rawLength)) {
       this.#flushBatch(); // the writer frees bytes only once the pending reads are sent
-      await this.#budget.reserve(loc.rawLength); // throws the writer's failure
+      // Wait for room for a batch, not for this chunk alone: else each chunk the writer frees
+      // lets one more in, and every batch sent is one chunk long.
+      const room = Math.max(loc.rawLength, Math.min(MAX_BATCH, this.#budget.limit / 4));
+      await this.#budget.reserve(room); // throws the writer's failure
+      this.#budget.release(room - loc.rawLength);
     }
-    const data = this.#reader.read(id, loc).then((plain): Uint8Array | null => {
+    const read = this.#reader.read(id, loc);
+    const data = read.then((plain): Uint8Array | null => {
       if (!isAllZero(plain)) return plain;
       this.#zeroIds.add(toHex(id));
       releaseOwned(plain);
       return null;
     });
     data.catch(() => {}); // awaited by the writer
-    return { raw: loc.rawLength, held: loc.rawLength, data };
+    return { raw: loc.rawLength, held: loc.rawLength, data, read };
   }
 
   #flushBatch(): void {
@@ -421,7 +432,7 @@ class ExtractRun {
       let sparse = false;
       for (let c; (c = await this.#chunkAt(q, i)) !== null; i++) {
         if (pos + c.raw > item.size) throw this.#sizeMismatch(item, "more");
-        this.#flushBatch();
+        if (c.read) this.#reader.flushFor(c.read); // about to wait: send it if it is not yet
         const data = await c.data;
         this.#release(c);
         if (data === null) {

@@ -27,12 +27,23 @@ import {
   verifySealed,
 } from "./pack_reader.ts";
 import { packKey } from "./storage_keys.ts";
-import type { CheckableRepository, CheckProgress, CheckStats, Report } from "./check_report.ts";
+import {
+  type CheckableRepository,
+  type CheckProgress,
+  type CheckStats,
+  Report,
+} from "./check_report.ts";
 
 /** Bytes per range read when reading a pack through. */
 const DEFAULT_READ_RANGE = 4 << 20;
-/** Sealed bytes handed to the codec pool and not yet verified, at most. */
+/** Sealed bytes handed to the codec pool and not yet verified, at most (all packs together). */
 const DECODE_BUDGET = 64 << 20;
+/**
+ * Bytes of ranges read ahead, at most, all packs together: each pack being read holds two
+ * ranges (the one read and the one in flight), so this bounds how many packs are read at once
+ * whatever the backend's `connections` (4 with the default ranges).
+ */
+const READ_AHEAD_BUDGET = 32 << 20;
 
 /** An index entry of a pack whose header cannot be trusted (kept only for such packs). */
 export interface IndexedBlob {
@@ -61,6 +72,11 @@ export interface VerifyContext {
     /** Called as the packs are read through (phase "data"). */
     onProgress?(progress: CheckProgress): void;
   };
+  /**
+   * Sealed bytes in the codec pool and not yet verified, shared by the packs verified at once
+   * (default: a budget of {@linkcode DECODE_BUDGET} for this pack alone).
+   */
+  decodeBudget?: ByteBudget;
 }
 
 /** Blobs are verified in batches of about this many bytes, or this many blobs. */
@@ -82,6 +98,11 @@ interface Expected {
  * records, blobs and hash (see {@linkcode verifyPack}); reports progress (phase "data") as the
  * ranges arrive. `fromIndex` holds, for packs whose header cannot be trusted, the index's entries
  * in them, sorted by offset.
+ *
+ * As many packs as the backend has `connections` are read at once (each with one range in
+ * flight and one being verified), within a budget of bytes read ahead, sharing one budget of
+ * sealed bytes in the codec pool; the problems of each pack join the report in the order of the
+ * pack ids, whichever finished first.
  */
 export async function verifyPacks(
   repo: CheckableRepository,
@@ -94,7 +115,11 @@ export async function verifyPacks(
   const hexes = [...referenced.keys()].filter((hex) => stored.has(hex)).sort(); // else missing
   let done = 0;
   let doneBytes = 0;
-  const progress = (packBytes: number) =>
+  /** How far each pack being read has been read. */
+  const reading = new Map<string, number>();
+  const progress = () => {
+    let packBytes = doneBytes;
+    for (const pos of reading.values()) packBytes += pos;
     ctx.options.onProgress?.({
       phase: "data",
       packs: done,
@@ -103,14 +128,42 @@ export async function verifyPacks(
       packBytes,
       totalPackBytes: ctx.totalPackBytes,
     });
-  for (const hex of hexes) {
-    const size = stored.get(hex)!;
-    // packs are large: report within each one as its ranges arrive
-    const onRead = (pos: number) => progress(doneBytes + Math.min(pos, size));
-    await verifyPack(repo, index, hex, size, fromIndex.get(hex) ?? [], ctx, onRead);
-    done++;
-    doneBytes += size;
-    progress(doneBytes);
+  };
+  const decodeBudget = ctx.decodeBudget ?? new ByteBudget(DECODE_BUDGET);
+  const reports = new Map<string, Report>();
+  const range = ctx.options.readRange ?? DEFAULT_READ_RANGE;
+  const packs = new Limiter(
+    Math.max(
+      1,
+      Math.min(repo.backend.capabilities.connections, Math.floor(READ_AHEAD_BUDGET / (2 * range))),
+    ),
+  );
+  try {
+    await packs.forEach(hexes, async (hex) => {
+      const size = stored.get(hex)!;
+      const report = new Report();
+      reports.set(hex, report);
+      reading.set(hex, 0);
+      // packs are large: report within each one as its ranges arrive
+      const onRead = (pos: number) => {
+        reading.set(hex, Math.min(pos, size));
+        progress();
+      };
+      await verifyPack(repo, index, hex, size, fromIndex.get(hex) ?? [], {
+        ...ctx,
+        report,
+        decodeBudget,
+      }, onRead);
+      reading.delete(hex);
+      done++;
+      doneBytes += size;
+      progress();
+    });
+  } finally {
+    for (const hex of hexes) {
+      const report = reports.get(hex);
+      if (report) ctx.report.append(report);
+    }
   }
 }
 
@@ -152,7 +205,7 @@ export async function verifyPack(
   });
   // sealed blobs being verified in the codec pool, bounded by their bytes
   const decoding = new Limiter(Infinity);
-  const decodeBudget = new ByteBudget(DECODE_BUDGET);
+  const decodeBudget = ctx.decodeBudget ?? new ByteBudget(DECODE_BUDGET);
 
   const fail = (r: Expected, why: string, used: boolean): void => {
     const what = `${describeBlob(r.id, r.type)} in pack ${key}`;

@@ -9,7 +9,9 @@ import { checkRepository } from "./checker.ts";
 import { CodecPool } from "./codec_pool.ts";
 import { loadCodecs } from "./compress.ts";
 import { crc32 } from "./pack.ts";
-import { edit, errors, fixture, kinds, only, packOf, RANGES } from "./_test_repos.ts";
+import { BackendDecorator } from "../backends/decorator.ts";
+import { Repository } from "./repository.ts";
+import { edit, errors, fixture, kinds, only, packOf, PASS, RANGES } from "./_test_repos.ts";
 
 await loadCodecs();
 
@@ -125,3 +127,53 @@ Deno.test("plaintext repositories: verifyData re-hashes blobs and finds a flippe
   ok(/checksum mismatch/.test(only(r, "corrupt-blob").message));
   deepStrictEqual(only(r, "corrupt-blob").affects.paths, ["src/a2"]);
 });
+
+Deno.test("verifyData reads packs at once and reports their problems in the order of the pack ids, whichever finished first", async () => {
+  const f = await fixture();
+  const keys = [await packOf(f, "c1"), await packOf(f, "big")].sort();
+  for (const key of keys) {
+    await edit(f, key, (b) => {
+      b[b.length >> 1] ^= 0x40; // in the middle of a record: one corrupt blob, a wrong hash
+      return b;
+    });
+  }
+  // the first pack's data is read only once the second pack has been read through (its header
+  // reads are a range of the tail and one of 9 bytes at offset 0; reading through starts at 0)
+  let second = () => {};
+  const secondRead = new Promise<void>((resolve) => second = resolve);
+  let secondStarted = false;
+  let inFlight = 0;
+  let most = 0;
+  class Slow extends BackendDecorator {
+    override async getRange(key: string, offset: number, length: number): Promise<Uint8Array> {
+      most = Math.max(most, ++inFlight);
+      try {
+        const through = offset === 0 && length > 9;
+        if (key === keys[0] && through) await Promise.race([secondRead, delay(5000)]);
+        const bytes = await this.inner.getRange(key, offset, length);
+        if (key === keys[1] && through) secondStarted = true;
+        if (
+          key === keys[1] && secondStarted && offset + length === await this.inner.size(key)
+        ) second();
+        return bytes;
+      } finally {
+        inFlight--;
+      }
+    }
+  }
+  const repo = await Repository.open(new Slow(f.backend), { passphrase: PASS });
+  const r = await checkRepository(repo, { verifyData: true, readRange: 65536 });
+  ok(most > 1, "packs are read at once");
+  const order = r.problems.filter((p) => p.kind === "pack-hash-mismatch").map((p) =>
+    keys.findIndex((k) => p.message.includes(k))
+  );
+  deepStrictEqual(order, [0, 1]);
+  const blobs = r.problems.filter((p) => p.kind === "corrupt-blob").map((p) =>
+    keys.findIndex((k) => p.message.includes(k))
+  );
+  deepStrictEqual(blobs, [0, 1]);
+});
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
