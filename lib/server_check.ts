@@ -304,20 +304,6 @@ async function walkPack(
   }
 }
 
-/** A pack's last 4 bytes, from a fresh open of the file where the backend can stream. */
-async function readTrailer(
-  backend: ReadonlyBackend,
-  full: string,
-  size: number,
-  what: string,
-): Promise<Uint8Array> {
-  if (backend.getStream === undefined) return await backend.getRange(full, size - 4, 4);
-  const tail = await backend.getStream(full, { offset: size - 4, length: 4 });
-  const bytes = tail === null ? new Uint8Array() : await new Response(tail.stream).bytes();
-  if (bytes.length !== 4) throw new IntegrityError(`${what} is corrupt: it changed while read`);
-  return bytes;
-}
-
 /**
  * Ranges of one object served in order from one stream of it (what {@linkcode PackStream} asks:
  * each range right after the previous); `cancel` closes the stream. A stream that ends early is
