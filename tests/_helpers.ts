@@ -27,6 +27,7 @@
  */
 
 import type { ItemJson } from "../lib/cli_list.ts";
+import { deepStrictEqual, equal, ok } from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { nativeFs } from "../lib/fs_native.ts";
@@ -588,4 +589,116 @@ export function pseudoRandomBytes(length: number, seed = 1): Uint8Array<ArrayBuf
     out[i] = (x = (x * 1103515245 + 12345) >>> 0) >>> 24;
   }
   return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Assertions on CLI runs, for any backend
+
+/**
+ * A `vger` run on one repository: the arguments after `--config FILE` (or `-R REPO`) in, the
+ * result out. Each test file binds its own (a configuration, credentials, checks of its own).
+ */
+export type Vger = (args: readonly string[]) => Promise<RunResult>;
+
+/** Parses stdout as exactly one JSON line (what `--json` prints). */
+export function jsonOf<T = Record<string, unknown>>(r: RunResult): T {
+  const lines = r.stdout.split("\n").filter((l) => l.trim() !== "");
+  equal(lines.length, 1, `expected one JSON line on stdout (exit ${r.code}), got:\n${r.stdout}`);
+  return JSON.parse(lines[0]) as T;
+}
+
+/** Options of {@linkcode assertOneLine}. */
+export interface OneLineOptions {
+  /** The exit code expected (default 1). */
+  code?: number;
+  /** Strings that must show neither on stdout nor on stderr (tokens, keys). */
+  secrets?: readonly string[];
+}
+
+/** Asserts that none of `secrets` shows in a run's stdout or stderr. */
+export function assertNoSecret(r: RunResult, secrets: readonly string[], what: string): void {
+  for (const secret of secrets) {
+    ok(!r.stdout.includes(secret), `${what}: stdout shows a secret: ${r.stdout}`);
+    ok(!r.stderr.includes(secret), `${what}: stderr shows a secret: ${r.stderr}`);
+  }
+}
+
+/**
+ * Asserts a failed run: its exit code (1 unless told), exactly one line on stderr, matching
+ * `line`, no stack trace, no "Unexpected error", and none of the secrets anywhere.
+ */
+export function assertOneLine(
+  r: RunResult,
+  line: RegExp,
+  what: string,
+  options: OneLineOptions = {},
+): void {
+  equal(r.code, options.code ?? 1, `${what}: exit code ${r.code}, stderr: ${r.stderr}`);
+  const lines = r.stderr.split("\n").filter((l) => l !== "");
+  equal(lines.length, 1, `${what}: not one line: ${r.stderr}`);
+  ok(!/\bat .*:\d+:\d+/.test(r.stderr), `${what}: a stack trace: ${r.stderr}`);
+  ok(!r.stderr.includes("Unexpected error"), `${what}: an unexpected error: ${r.stderr}`);
+  ok(line.test(lines[0]), `${what}: ${line} does not match: ${lines[0]}`);
+  assertNoSecret(r, options.secrets ?? [], what);
+}
+
+/** What `vger check --json` reports (the fields the tests read). */
+export interface CheckReport {
+  /** How many errors. */
+  errors: number;
+  /** Totals. */
+  stats: { archives: number };
+  /** Every problem found, warnings too. */
+  problems: { kind: string; severity: string; message: string }[];
+}
+
+/**
+ * Runs `check --verify-data --json` and asserts it is clean: JSON on stdout, no problem but
+ * warnings, no error, exit 0. Returns the report (warnings may be in it).
+ */
+export async function assertCheckClean(vger: Vger, what: string): Promise<CheckReport> {
+  const r = await vger(["check", "--verify-data", "--json"]);
+  let report: CheckReport;
+  try {
+    report = JSON.parse(r.stdout);
+  } catch {
+    throw new Error(`${what}: check printed no JSON (exit ${r.code}): ${r.stderr}${r.stdout}`);
+  }
+  const errors = report.problems.filter((p) => p.severity !== "warning");
+  deepStrictEqual(errors, [], `${what}: check --verify-data found errors`);
+  equal(report.errors, 0, what);
+  equal(r.code, 0, `${what}: check exited ${r.code}: ${r.stderr}`);
+  return report;
+}
+
+/**
+ * Extracts `archive` into a fresh temp dir and asserts that what was backed up from `source`
+ * comes back exactly as `snapshot` (every byte and piece of metadata).
+ */
+export async function assertRestores(
+  vger: Vger,
+  archive: string,
+  source: string,
+  snapshot: TreeSnapshot,
+  what: string,
+): Promise<void> {
+  const dest = await makeTempDir("vger-test-out-");
+  try {
+    const r = await vger(["extract", "--archive", archive, "--dest", dest]);
+    equal(r.code, 0, `${what}: extract of "${archive}" failed: ${r.stderr}`);
+    deepStrictEqual(
+      await treeSnapshot(restoredPath(dest, source)),
+      snapshot,
+      `${what}: archive "${archive}" does not restore what was backed up`,
+    );
+  } finally {
+    await removeTree(dest);
+  }
+}
+
+/** The names of a repository's archives, oldest first (`list --json`, which must succeed). */
+export async function archiveNames(vger: Vger): Promise<string[]> {
+  const r = await vger(["list", "--json"]);
+  equal(r.code, 0, `list failed: ${r.stderr}`);
+  return jsonOf<{ archives: { name: string }[] }>(r).archives.map((a) => a.name);
 }

@@ -222,3 +222,118 @@ export async function peakRss(pid: number): Promise<number | null> {
     return null;
   }
 }
+
+/** Runs `fn` with a server started in `mode` with `options`, stopped afterwards whatever happens. */
+export async function withServer(
+  mode: ServerMode,
+  options: StartOptions,
+  fn: (server: TestServer) => Promise<void>,
+): Promise<void> {
+  const server = await startServer(mode, options);
+  try {
+    await fn(server);
+  } finally {
+    await server.stop();
+  }
+}
+
+/** A line of the request log in JSON (`log_format = "json"`; lib/server_log.ts writes it). */
+export interface LoggedRequest {
+  /** When the request came (RFC 3339). */
+  time: string;
+  /** HTTP method. */
+  method: string;
+  /** Path and query. */
+  path: string;
+  /** Status answered. */
+  status: number;
+  /** The body's announced length (`Content-Length`), 0 without one. */
+  bytes_in: number;
+  /** How long it took to answer, in milliseconds. */
+  duration_ms: number;
+  /** The error line of a failed request, if any. */
+  error?: string;
+}
+
+/** The request lines of a server's JSON log on stdout (`log_format = "json"`; events left out). */
+export function requestLog(server: { stdout(): string }): LoggedRequest[] {
+  return server.stdout().split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l))
+    .filter((entry) => "method" in entry);
+}
+
+/** A server process a test can SIGKILL (see {@linkcode killableServer}). */
+export interface KillableServer {
+  /** SIGKILLs it and waits until it is gone. */
+  kill(): Promise<void>;
+  /** What it logged on stdout so far (request logs). */
+  stdout(): string;
+}
+
+/**
+ * vger-server under `deno run ... --config FILE` on the port and data directory that file names
+ * (a test restarts it on the same ones), which the test can SIGKILL ({@linkcode startServer}'s
+ * `stop` is SIGTERM); resolves once it listens (30 s at most).
+ */
+export async function killableServer(configFile: string): Promise<KillableServer> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net=127.0.0.1",
+      ...PERMISSIONS,
+      `${ROOT}server.ts`,
+      "--config",
+      configFile,
+    ],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  let out = "";
+  let err = "";
+  const pumps = [
+    child.stdout.pipeThrough(new TextDecoderStream()).pipeTo(
+      new WritableStream({ write: (t) => void (out += t) }),
+    ),
+    child.stderr.pipeThrough(new TextDecoderStream()).pipeTo(
+      new WritableStream({ write: (t) => void (err += t) }),
+    ),
+  ];
+  const kill = async () => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* exited */ }
+    await child.status;
+    await Promise.all(pumps).catch(() => {});
+  };
+  const deadline = Date.now() + 30_000;
+  while (!/listening on/.test(err)) {
+    if (Date.now() > deadline) {
+      await kill();
+      throw new Error(`vger-server did not start: ${err}`);
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return { kill, stdout: () => out };
+}
+
+/**
+ * Writes `DIR/vger-server.toml` for {@linkcode killableServer}: a free port on 127.0.0.1 (fixed
+ * from then on, so that a restarted server is found again), data in `DIR/data`, `token`, and
+ * `toml`'s extra lines of `[server]`. Returns the file and the server's URL.
+ */
+export async function fixedPortConfig(
+  dir: string,
+  token: string,
+  toml = "",
+): Promise<{ configFile: string; url: string }> {
+  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (probe.addr as Deno.NetAddr).port;
+  probe.close();
+  const configFile = `${dir}/vger-server.toml`;
+  await Deno.writeTextFile(
+    configFile,
+    `[server]\nlisten = "127.0.0.1:${port}"\ndata_dir = "${dir}/data"\ntoken = "${token}"\n` + toml,
+  );
+  return { configFile, url: `http://127.0.0.1:${port}` };
+}

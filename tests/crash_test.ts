@@ -22,16 +22,19 @@
 
 import { deepStrictEqual, equal, ok } from "node:assert/strict";
 import {
+  assertCheckClean,
+  assertRestores,
+  type CheckReport,
   FAST_KDF_ARGS,
   pseudoRandomBytes,
   removeTree,
-  restoredPath,
   type RunOptions,
   type RunResult,
   runVger,
   spawnVger,
   type TreeSnapshot,
   treeSnapshot,
+  type Vger,
   withTempDir,
 } from "./_helpers.ts";
 import { KILL_SWITCH_CLI } from "./kill_switch.ts";
@@ -90,6 +93,11 @@ async function writeConfig(dir: string): Promise<Workspace> {
 
 function vger(ws: Workspace, args: readonly string[], options?: RunOptions) {
   return runVger(["--config", ws.config, ...args], options);
+}
+
+/** {@linkcode vger} bound to `ws`, for tests/_helpers.ts's assertions. */
+function on(ws: Workspace): Vger {
+  return (args) => vger(ws, args);
 }
 
 async function vgerOk(ws: Workspace, args: readonly string[]): Promise<RunResult> {
@@ -239,27 +247,6 @@ interface Recovery {
   problemsAfterCompact: CheckReport["problems"];
 }
 
-interface CheckReport {
-  errors: number;
-  stats: { archives: number };
-  problems: { kind: string; severity: string; message: string }[];
-}
-
-async function checkData(ws: Workspace, what: string): Promise<CheckReport> {
-  const r = await vger(ws, ["check", "--verify-data", "--json"]);
-  let report: CheckReport;
-  try {
-    report = JSON.parse(r.stdout);
-  } catch {
-    throw new Error(`${what}: check printed no JSON (exit ${r.code}): ${r.stderr}${r.stdout}`);
-  }
-  const errors = report.problems.filter((p) => p.severity !== "warning");
-  deepStrictEqual(errors, [], `${what}: check --verify-data found errors`);
-  equal(report.errors, 0, what);
-  equal(r.code, 0, `${what}: check exited ${r.code}: ${r.stderr}`);
-  return report;
-}
-
 async function listNames(ws: Workspace, what: string): Promise<string[]> {
   const r = await vger(ws, ["list", "--json"]);
   equal(r.code, 0, `${what}: list failed: ${r.stderr}`);
@@ -284,18 +271,6 @@ async function archivesAfterKill(
   return await listNames(ws, what);
 }
 
-async function assertRestores(ws: Workspace, name: string, src: Source, what: string) {
-  const dest = `${ws.dir}/out-${name}`;
-  const r = await vger(ws, ["extract", "--archive", name, "--dest", dest]);
-  equal(r.code, 0, `${what}: extract of "${name}" failed: ${r.stderr}`);
-  deepStrictEqual(
-    await treeSnapshot(restoredPath(dest, src.path)),
-    src.snapshot,
-    `${what}: archive "${name}" does not restore what was backed up`,
-  );
-  await removeTree(dest);
-}
-
 /**
  * Asserts everything that must hold after a kill, then runs the next backup and compact and
  * checks again; returns what the reuse and leftover tests measure.
@@ -303,7 +278,7 @@ async function assertRestores(ws: Workspace, name: string, src: Source, what: st
 async function assertRecovers(ws: Workspace, exp: Expectation, what: string): Promise<Recovery> {
   const packBytesAfterKill = await packBytes(ws.repo);
   const tempsAfterKill = await tempFiles(ws.repo);
-  const before = await checkData(ws, `${what}, right after the kill`);
+  const before = await assertCheckClean(on(ws), `${what}, right after the kill`);
   for (const p of before.problems) {
     ok(
       // the killed process's lock is stale (dead pid on this host): check names it
@@ -323,7 +298,10 @@ async function assertRecovers(ws: Workspace, exp: Expectation, what: string): Pr
     );
   }
   await Promise.all(
-    names.map((name) => assertRestores(ws, name, exp.committed[name] ?? exp.inFlight[name], what)),
+    names.map((name) => {
+      const src = exp.committed[name] ?? exp.inFlight[name];
+      return assertRestores(on(ws), name, src.path, src.snapshot, what);
+    }),
   );
 
   // the dead process's locks (repository lock, maybe locks/commit) must not block anyone
@@ -333,7 +311,7 @@ async function assertRecovers(ws: Workspace, exp: Expectation, what: string): Pr
   const bytesAfterBackup = await treeBytes(ws.repo);
   const compact = await vger(ws, ["compact", "--threshold", "0"]);
   equal(compact.code, 0, `${what}: compact after the next backup failed: ${compact.stderr}`);
-  const after = await checkData(ws, `${what}, after the next backup and compact`);
+  const after = await assertCheckClean(on(ws), `${what}, after the next backup and compact`);
   return {
     listedAfterKill: names,
     packBytesAfterKill,

@@ -12,54 +12,22 @@
 
 import { deepStrictEqual, equal, match, ok } from "node:assert/strict";
 import {
+  assertCheckClean,
+  assertRestores,
   FAST_KDF_ARGS,
+  jsonOf as json,
   pseudoRandomBytes,
-  removeTree,
-  restoredPath,
-  type RunResult,
-  runVger,
   spawnVger,
   type TreeSnapshot,
   treeSnapshot,
   withTempDir,
 } from "./_helpers.ts";
-import { startServer, type TestServer } from "./_server.ts";
+import { fixedPortConfig, killableServer, requestLog as requests, withServer } from "./_server.ts";
+import { type RestRepo, restRepo as restRepoOn, run, storedBytes, vgerOn } from "./_rest.ts";
 
-interface RestRepo {
-  config: string;
-  token: string;
-}
-
-async function restRepo(dir: string, url: string, token: string): Promise<RestRepo> {
-  const tokenFile = `${dir}/token`;
-  await Deno.writeTextFile(tokenFile, token + "\n");
-  const config = `${dir}/vger.yaml`;
-  await Deno.writeTextFile(
-    config,
-    [
-      "repositories:",
-      `  - path: ${url}/laptop`,
-      "    backend: rest",
-      `    rest_token_command: "cat ${tokenFile}"`,
-      "    min_pack_size: 1048576",
-      "    max_pack_size: 4194304",
-      "",
-    ].join("\n"),
-  );
-  return { config, token };
-}
-
-async function run(repo: RestRepo, args: readonly string[], code = 0): Promise<RunResult> {
-  const r = await runVger(["--config", repo.config, ...args], { timeoutMs: 120_000 });
-  equal(r.code, code, `vger ${args.join(" ")}: ${r.stderr}${r.stdout}`);
-  ok(!r.stdout.includes(repo.token) && !r.stderr.includes(repo.token), "the token shows");
-  return r;
-}
-
-function json<T>(r: RunResult): T {
-  const lines = r.stdout.split("\n").filter((l) => l.trim() !== "");
-  equal(lines.length, 1, `expected one JSON line on stdout, got:\n${r.stdout}`);
-  return JSON.parse(lines[0]) as T;
+/** The repository "laptop" on the server at `url`, its configuration in `dir`. */
+function restRepo(dir: string, url: string, token: string): Promise<RestRepo> {
+  return restRepoOn(dir, { url, token }, "laptop");
 }
 
 interface CompactJson {
@@ -69,28 +37,6 @@ interface CompactJson {
   bytes_uploaded: number;
   bytes_downloaded: number;
   corrupt: { id: string; pack: string; reason: string }[];
-}
-
-async function assertRestores(
-  repo: RestRepo,
-  archive: string,
-  source: string,
-  snapshot: TreeSnapshot,
-): Promise<void> {
-  const dest = await Deno.makeTempDir({ prefix: "vger-compact-out-" });
-  try {
-    await run(repo, ["extract", "--archive", archive, "--dest", dest]);
-    deepStrictEqual(await treeSnapshot(restoredPath(dest, source)), snapshot, archive);
-  } finally {
-    await removeTree(dest);
-  }
-}
-
-async function assertCheckClean(repo: RestRepo, what: string): Promise<void> {
-  const r = await run(repo, ["check", "--verify-data", "--json"]);
-  const report = JSON.parse(r.stdout) as { errors: number; problems: { severity: string }[] };
-  deepStrictEqual(report.problems.filter((p) => p.severity !== "warning"), [], what);
-  equal(report.errors, 0, what);
 }
 
 /**
@@ -119,44 +65,15 @@ async function sharedPacks(
   return { src, two };
 }
 
-/** Bytes under the server's repository directory (packs and all). */
-async function storedBytes(dataDir: string): Promise<number> {
-  let total = 0;
-  const walk = async (d: string) => {
-    for await (const e of Deno.readDir(d)) {
-      if (e.isDirectory) await walk(`${d}/${e.name}`);
-      else if (e.isFile) total += (await Deno.stat(`${d}/${e.name}`)).size;
-    }
-  };
-  await walk(`${dataDir}/laptop`);
-  return total;
-}
-
-/** The JSON request log lines of a server's stdout. */
-function requests(
-  server: { stdout(): string },
-): { method: string; path: string; status: number; bytes_in: number }[] {
-  return server.stdout().split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
-}
-
-async function withServer(fn: (server: TestServer) => Promise<void>): Promise<void> {
-  const server = await startServer("run", { toml: 'log_format = "json"\n' });
-  try {
-    await fn(server);
-  } finally {
-    await server.stop();
-  }
-}
-
 Deno.test("compact over REST composes the new packs on the server: the space is freed, far fewer bytes go up than are freed, check --verify-data is clean and the archive left restores byte for byte", async () => {
-  await withServer(async (server) => {
+  await withServer("run", { toml: 'log_format = "json"\n' }, async (server) => {
     await withTempDir(async (dir) => {
       const repo = await restRepo(dir, server.url, server.token);
       const { src, two } = await sharedPacks(repo, dir);
-      const before = await storedBytes(server.dataDir);
+      const before = await storedBytes(server.dataDir, "laptop");
       const logged = requests(server).length;
       const r = json<CompactJson>(await run(repo, ["compact", "--threshold", "0", "--json"]));
-      const after = await storedBytes(server.dataDir);
+      const after = await storedBytes(server.dataDir, "laptop");
       const during = requests(server).slice(logged);
       const composes = during.filter((q) => q.method === "POST" && q.path === "/laptop?compose");
       const sentToServer = during.reduce((n, q) => n + q.bytes_in, 0);
@@ -181,8 +98,8 @@ Deno.test("compact over REST composes the new packs on the server: the space is 
       ok(sentToServer * 20 < r.bytes_freed, `sent ${sentToServer}`);
       ok(r.bytes_downloaded * 50 < r.bytes_freed, `downloaded ${r.bytes_downloaded}`);
 
-      await assertCheckClean(repo, "after compact");
-      await assertRestores(repo, "two", src, two);
+      await assertCheckClean(vgerOn(repo), "after compact");
+      await assertRestores(vgerOn(repo), "two", src, two, "two");
       const again = json<CompactJson>(await run(repo, ["compact", "--threshold", "0", "--json"]));
       deepStrictEqual(again.rewrite_packs, [], "nothing left to rewrite");
     });
@@ -190,7 +107,7 @@ Deno.test("compact over REST composes the new packs on the server: the space is 
 });
 
 Deno.test("compact over REST --no-server-side copies through the client: records down, whole packs up", async () => {
-  await withServer(async (server) => {
+  await withServer("run", { toml: 'log_format = "json"\n' }, async (server) => {
     await withTempDir(async (dir) => {
       const repo = await restRepo(dir, server.url, server.token);
       const { src, two } = await sharedPacks(repo, dir);
@@ -205,14 +122,14 @@ Deno.test("compact over REST --no-server-side copies through the client: records
       ok(!r.server_side);
       equal(requests(server).slice(logged).filter((q) => q.method === "POST").length, 0);
       ok(r.bytes_uploaded >= 4 << 20 && r.bytes_downloaded >= 4 << 20, JSON.stringify(r));
-      await assertCheckClean(repo, "after compact");
-      await assertRestores(repo, "two", src, two);
+      await assertCheckClean(vgerOn(repo), "after compact");
+      await assertRestores(vgerOn(repo), "two", src, two, "two");
     });
   });
 });
 
 Deno.test("a record corrupted on the server's disk is refused by the server (422) and reported by the client, its pack kept", async () => {
-  await withServer(async (server) => {
+  await withServer("run", { toml: 'log_format = "json"\n' }, async (server) => {
     await withTempDir(async (dir) => {
       const repo = await restRepo(dir, server.url, server.token);
       await sharedPacks(repo, dir);
@@ -233,7 +150,7 @@ Deno.test("a record corrupted on the server's disk is refused by the server (422
       await Deno.writeFile(file, bytes);
 
       const logged = requests(server).length;
-      const r = await run(repo, ["compact", "--threshold", "0", "--json"], 3);
+      const r = await run(repo, ["compact", "--threshold", "0", "--json"], { code: 3 });
       const out = json<CompactJson>(r);
       ok(out.server_side);
       ok(out.corrupt.length >= 1, JSON.stringify(out.corrupt));
@@ -256,71 +173,13 @@ Deno.test("a record corrupted on the server's disk is refused by the server (422
   });
 });
 
-/** A `deno run` server on a fixed port and data directory, which a test can SIGKILL. */
-async function killableServer(configFile: string): Promise<{
-  kill(): Promise<void>;
-  stdout(): string;
-}> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-net=127.0.0.1",
-      "--allow-read",
-      "--allow-write",
-      "--allow-env",
-      "--allow-sys",
-      new URL("../server.ts", import.meta.url).pathname,
-      "--config",
-      configFile,
-    ],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
-  let out = "";
-  let err = "";
-  const pumps = [
-    child.stdout.pipeThrough(new TextDecoderStream()).pipeTo(
-      new WritableStream({ write: (t) => void (out += t) }),
-    ),
-    child.stderr.pipeThrough(new TextDecoderStream()).pipeTo(
-      new WritableStream({ write: (t) => void (err += t) }),
-    ),
-  ];
-  const kill = async () => {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* exited */ }
-    await child.status;
-    await Promise.all(pumps).catch(() => {});
-  };
-  const deadline = Date.now() + 30_000;
-  while (!/listening on/.test(err)) {
-    if (Date.now() > deadline) {
-      await kill();
-      throw new Error(`vger-server did not start: ${err}`);
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return { kill, stdout: () => out };
-}
-
 Deno.test("a server SIGKILLed in the middle of a server-side compact loses nothing: the next compact finishes, check is clean, the archive restores", async () => {
   await withTempDir(async (dir) => {
-    const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const port = (probe.addr as Deno.NetAddr).port;
-    probe.close();
     const token = "compact-kill-token-0123456789";
-    const configFile = `${dir}/vger-server.toml`;
-    await Deno.writeTextFile(
-      configFile,
-      `[server]\nlisten = "127.0.0.1:${port}"\ndata_dir = "${dir}/data"\ntoken = "${token}"\n` +
-        'log_format = "json"\n',
-    );
+    const { configFile, url } = await fixedPortConfig(dir, token, 'log_format = "json"\n');
     let server = await killableServer(configFile);
     try {
-      const repo = await restRepo(dir, `http://127.0.0.1:${port}`, token);
+      const repo = await restRepo(dir, url, token);
       const { src, two } = await sharedPacks(repo, dir);
       const compact = spawnVger(["--config", repo.config, "compact", "--threshold", "0", "--json"]);
       let finished = false;
@@ -364,8 +223,8 @@ Deno.test("a server SIGKILLed in the middle of a server-side compact loses nothi
       deepStrictEqual(r.corrupt, []);
       const left = json<CompactJson>(await run(repo, ["compact", "--threshold", "0", "--json"]));
       deepStrictEqual(left.rewrite_packs, [], "the compaction finished");
-      await assertCheckClean(repo, "after the kill");
-      await assertRestores(repo, "two", src, two);
+      await assertCheckClean(vgerOn(repo), "after the kill");
+      await assertRestores(vgerOn(repo), "two", src, two, "two");
       // no temporary file of the killed compose is left in the data directory
       const temps: string[] = [];
       const walk = async (d: string) => {

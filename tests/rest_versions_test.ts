@@ -9,64 +9,35 @@
 
 import { deepStrictEqual, equal, match, ok } from "node:assert/strict";
 import {
+  archiveNames,
+  assertCheckClean,
+  assertRestores,
   FAST_KDF_ARGS,
   initRepo,
+  jsonOf as json,
   pseudoRandomBytes,
-  removeTree,
-  restoredPath,
-  type RunResult,
   runVger,
   type TreeSnapshot,
   treeSnapshot,
   withTempDir,
 } from "./_helpers.ts";
 import { startServer, type TestServer } from "./_server.ts";
+import { type RestRepo, restRepo, run, vger, vgerOn } from "./_rest.ts";
 
-/** One client of a repository on a server: its configuration file and its own cache. */
-interface Client {
-  config: string;
-  cache: string;
-}
-
-async function client(
+/** One client (`who`) of repository `name`: its configuration file and a files cache of its own. */
+function client(
   dir: string,
   server: TestServer,
   name: string,
   who: string,
   token = server.token,
-) {
-  const tokenFile = `${dir}/${who}.token`;
-  await Deno.writeTextFile(tokenFile, token + "\n");
-  const config = `${dir}/${who}.yaml`;
-  await Deno.writeTextFile(
-    config,
-    [
-      "repositories:",
-      `  - path: ${server.url}/${name}`,
-      "    backend: rest",
-      `    rest_token_command: "cat ${tokenFile}"`,
-      "    min_pack_size: 1048576",
-      "    max_pack_size: 4194304",
-      "",
-    ].join("\n"),
-  );
-  const cache = `${dir}/${who}-cache`;
-  await Deno.mkdir(cache);
-  return { config, cache } satisfies Client;
-}
-
-async function run(c: Client, args: readonly string[], code = 0): Promise<RunResult> {
-  const r = await runVger(["--config", c.config, ...args], {
-    env: { VGER_CACHE_DIR: c.cache },
-    timeoutMs: 120_000,
+): Promise<RestRepo> {
+  return restRepo(dir, server, name, {
+    token,
+    label: who,
+    ownCache: true,
+    secrets: ["test-token"],
   });
-  equal(r.code, code, `vger ${args.join(" ")}: ${r.stderr}${r.stdout}`);
-  ok(!r.stdout.includes("test-token") && !r.stderr.includes("test-token"), "the token shows");
-  return r;
-}
-
-function json<T>(r: RunResult): T {
-  return JSON.parse(r.stdout.trim()) as T;
 }
 
 interface VersionsJson {
@@ -74,27 +45,17 @@ interface VersionsJson {
   versions: { id: string; time: string; manifest_bytes: number; index_bytes: number | null }[];
 }
 
+/** Check is clean, the archives are `trees`' and each restores byte for byte. */
 async function assertWhole(
-  c: Client,
+  c: RestRepo,
   src: string,
   trees: Map<string, TreeSnapshot>,
   what: string,
 ): Promise<void> {
-  const check = json<{ errors: number; problems: { severity: string; message: string }[] }>(
-    await run(c, ["check", "--verify-data", "--json"]),
-  );
-  deepStrictEqual(check.problems.filter((p) => p.severity === "error"), [], what);
-  equal(check.errors, 0, what);
-  const listed = json<{ archives: { name: string }[] }>(await run(c, ["list", "--json"]));
-  deepStrictEqual(listed.archives.map((a) => a.name), [...trees.keys()], what);
+  await assertCheckClean(vgerOn(c), what);
+  deepStrictEqual(await archiveNames(vgerOn(c)), [...trees.keys()], what);
   for (const [archive, tree] of trees) {
-    const dest = await Deno.makeTempDir({ prefix: "vger-versions-out-" });
-    try {
-      await run(c, ["extract", "--archive", archive, "--dest", dest]);
-      deepStrictEqual(await treeSnapshot(restoredPath(dest, src)), tree, `${what}: ${archive}`);
-    } finally {
-      await removeTree(dest);
-    }
+    await assertRestores(vgerOn(c), archive, src, tree, `${what}: ${archive}`);
   }
 }
 
@@ -141,7 +102,7 @@ Deno.test("a manifest replaced by garbage is rolled back with vger rollback: who
         equal(res.status, 200);
         await res.body?.cancel();
       }
-      const broken = await run(a, ["list"], 1);
+      const broken = await run(a, ["list"], { code: 1 });
       match(broken.stderr, /Manifest/);
 
       const after = json<VersionsJson>(await run(a, ["versions", "--json"]));
@@ -179,7 +140,7 @@ Deno.test("a manifest replaced by garbage is rolled back with vger rollback: who
       await assertWhole(a, src, trees, "after a backup");
 
       // an unknown version is one line
-      const unknown = await run(a, ["rollback", "000000000000000-00000000"], 1);
+      const unknown = await run(a, ["rollback", "000000000000000-00000000"], { code: 1 });
       match(unknown.stderr, /^vger: No version "000000000000000-00000000" in repository/);
     });
   } finally {
@@ -218,7 +179,7 @@ Deno.test("on an append-only server, which refuses deletes and overwrites, vger 
       });
       equal(res.status, 200);
       await res.body?.cancel();
-      await run(a, ["list"], 1);
+      await run(a, ["list"], { code: 1 });
       const r = await run(a, ["rollback", good.id]);
       match(r.stdout, new RegExp(`^Rolled .*/nas back to version ${good.id} of ${good.time}`));
       await assertWhole(a, src, trees, "after the rollback on an append-only server");
@@ -248,9 +209,7 @@ Deno.test("a read-only token lists the versions and checks, and is refused a rol
       deepStrictEqual(theirs, mine);
       const check = json<{ errors: number }>(await run(guest, ["check", "--json"]));
       equal(check.errors, 0);
-      const refused = await runVger(["--config", guest.config, "rollback", mine[0].id], {
-        env: { VGER_CACHE_DIR: guest.cache },
-      });
+      const refused = await vger(guest, ["rollback", mine[0].id]);
       equal(refused.code, 1, refused.stderr);
       match(
         refused.stderr.trim(),

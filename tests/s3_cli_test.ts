@@ -26,15 +26,19 @@ import {
   type S3Client,
 } from "@aws-sdk/client-s3";
 import {
+  archiveNames,
+  assertCheckClean,
+  assertNoSecret,
+  assertOneLine as assertOneLineOf,
+  assertRestores,
   FAST_KDF_ARGS,
+  jsonOf as json,
   pseudoRandomBytes,
-  removeTree,
-  restoredPath,
   type RunOptions,
   type RunResult,
   runVger,
-  type TreeSnapshot,
   treeSnapshot,
+  type Vger,
   withTempDir,
 } from "./_helpers.ts";
 import { bucketUsage, ignoreS3 as ignore, makeBucket, requireS3Server } from "./_s3.ts";
@@ -120,65 +124,15 @@ function vger(repo: S3Repo, args: readonly string[], options: RunOptions = {}) {
   });
 }
 
+/** {@linkcode vger} bound to `repo`, for tests/_helpers.ts's assertions. */
+function on(repo: S3Repo): Vger {
+  return (args) => vger(repo, args);
+}
+
 async function vgerOk(repo: S3Repo, args: readonly string[]): Promise<RunResult> {
   const r = await vger(repo, args);
   equal(r.code, 0, `vger ${args.join(" ")} on ${repo.bucket}/${repo.prefix}: ${r.stderr}`);
   return r;
-}
-
-/** Parses stdout as exactly one JSON document. */
-function json<T = Record<string, unknown>>(r: RunResult): T {
-  const lines = r.stdout.split("\n").filter((l) => l.trim() !== "");
-  equal(lines.length, 1, `expected one JSON line on stdout, got:\n${r.stdout}`);
-  return JSON.parse(lines[0]) as T;
-}
-
-async function archiveNames(repo: S3Repo): Promise<string[]> {
-  const listed = json<{ archives: { name: string }[] }>(await vgerOk(repo, ["list", "--json"]));
-  return listed.archives.map((a) => a.name);
-}
-
-/** Extracts `archive` into a fresh directory and compares it with `snapshot` of `source`. */
-async function assertRestores(
-  repo: S3Repo,
-  archive: string,
-  source: string,
-  snapshot: TreeSnapshot,
-  what: string,
-): Promise<void> {
-  const dest = await Deno.makeTempDir({ prefix: "vger-s3-out-" });
-  try {
-    const r = await vger(repo, ["extract", "--archive", archive, "--dest", dest]);
-    equal(r.code, 0, `${what}: extract of "${archive}" failed: ${r.stderr}`);
-    deepStrictEqual(
-      await treeSnapshot(restoredPath(dest, source)),
-      snapshot,
-      `${what}: archive "${archive}" does not restore what was backed up`,
-    );
-  } finally {
-    await removeTree(dest);
-  }
-}
-
-interface CheckReport {
-  errors: number;
-  stats: { archives: number };
-  problems: { kind: string; severity: string; message: string }[];
-}
-
-/** `check --verify-data --json`: no error; returns the report (warnings may be in it). */
-async function checkData(repo: S3Repo, what: string): Promise<CheckReport> {
-  const r = await vger(repo, ["check", "--verify-data", "--json"]);
-  let report: CheckReport;
-  try {
-    report = JSON.parse(r.stdout);
-  } catch {
-    throw new Error(`${what}: check printed no JSON (exit ${r.code}): ${r.stderr}${r.stdout}`);
-  }
-  deepStrictEqual(report.problems.filter((p) => p.severity !== "warning"), [], what);
-  equal(report.errors, 0, what);
-  equal(r.code, 0, `${what}: check exited ${r.code}: ${r.stderr}`);
-  return report;
 }
 
 /** Key -> size of every object under `prefix/`. */
@@ -248,7 +202,10 @@ async function makeTree(root: string, seed: number, bigBytes = 0): Promise<void>
   if (bigBytes > 0) await Deno.writeFile(`${root}/big.bin`, pseudoRandomBytes(bigBytes, seed + 1));
 }
 
-/** Asserts a failed run: `code`, one stderr line matching `line`, no stack trace, no secret. */
+/**
+ * Asserts a failed run: `code`, one stderr line matching `line`, no stack trace, no secret, and
+ * not the SDK's bare text.
+ */
 function assertOneLine(
   r: RunResult,
   code: number,
@@ -256,20 +213,8 @@ function assertOneLine(
   secrets: readonly string[],
   what: string,
 ): void {
-  equal(r.code, code, `${what}: exit code ${r.code}, stderr: ${r.stderr}`);
-  const lines = r.stderr.split("\n").filter((l) => l !== "");
-  equal(lines.length, 1, `${what}: not one line: ${r.stderr}`);
-  ok(!/\bat .*:\d+:\d+/.test(r.stderr) && !r.stderr.includes("Unexpected error"), r.stderr);
+  assertOneLineOf(r, line, what, { code, secrets });
   ok(!/UnknownError|\$metadata/.test(r.stderr), `${what}: the SDK's bare text: ${r.stderr}`);
-  ok(line.test(lines[0]), `${what}: ${line} does not match: ${lines[0]}`);
-  assertNoSecret(r, secrets, what);
-}
-
-function assertNoSecret(r: RunResult, secrets: readonly string[], what: string): void {
-  for (const secret of secrets) {
-    ok(!r.stdout.includes(secret), `${what}: stdout shows a credential: ${r.stdout}`);
-    ok(!r.stderr.includes(secret), `${what}: stderr shows a credential: ${r.stderr}`);
-  }
 }
 
 /** A regular expression matching `text` literally. */
@@ -363,8 +308,8 @@ Deno.test(
 
         // extract reads the large pack back in ranges
         await Promise.all([
-          assertRestores(repo, "one", src, v1, "extract"),
-          assertRestores(repo, "two", src, v2, "extract"),
+          assertRestores(on(repo), "one", src, v1, "extract"),
+          assertRestores(on(repo), "two", src, v2, "extract"),
         ]);
 
         const check = await run(["check", "--verify-data"]);
@@ -373,9 +318,9 @@ Deno.test(
         // delete, then prune to keep_last 1: only "three" is left
         await run(["backup", "--archive", "three", src]);
         await run(["delete", "--archive", "two"]);
-        deepStrictEqual(await archiveNames(repo), ["one", "three"]);
+        deepStrictEqual(await archiveNames(on(repo)), ["one", "three"]);
         await run(["prune"]);
-        deepStrictEqual(await archiveNames(repo), ["three"]);
+        deepStrictEqual(await archiveNames(on(repo)), ["three"]);
 
         // the large pack now holds only dead chunks: compact removes it from the bucket
         const before = await bucketUsage(admin, bucket, `${prefix}/`);
@@ -389,8 +334,8 @@ Deno.test(
             `${after.bytes}): ${JSON.stringify(compact)}`,
         );
         ok(!(big[0][0] in await objectsUnder(admin, bucket, prefix)), "the large pack is gone");
-        await assertRestores(repo, "three", src, v2, "after compact");
-        await checkData(repo, "after compact");
+        await assertRestores(on(repo), "three", src, v2, "after compact");
+        await assertCheckClean(on(repo), "after compact");
 
         // key export; a damaged keys/repokey locks everyone out; key import lets them back in
         const exported = `${dir}/key.export`;
@@ -416,7 +361,7 @@ Deno.test(
         const repaired = await run(["key", "import", exported, "--json"]);
         equal(json<{ previous: string }>(repaired).previous, "damaged");
         deepStrictEqual(await getObject(admin, bucket, keyObject), await Deno.readFile(exported));
-        await assertRestores(repo, "three", src, v2, "after key import");
+        await assertRestores(on(repo), "three", src, v2, "after key import");
 
         // and with the key object gone altogether
         await admin.send(new DeleteObjectCommand({ Bucket: bucket, Key: keyObject }));
@@ -429,8 +374,8 @@ Deno.test(
         );
         const restored = await run(["key", "import", exported, "--json"]);
         equal(json<{ previous: string }>(restored).previous, "missing");
-        deepStrictEqual(await archiveNames(repo), ["three"]);
-        await checkData(repo, "after the key import");
+        deepStrictEqual(await archiveNames(on(repo)), ["three"]);
+        await assertCheckClean(on(repo), "after the key import");
 
         for (const r of outputs) assertNoSecret(r, secrets, "the cycle");
       });
@@ -546,7 +491,7 @@ Deno.test(
             deepStrictEqual(uploads, [], what);
           }
 
-          const report = await checkData(repo, `${what}, right after the kill`);
+          const report = await assertCheckClean(on(repo), `${what}, right after the kill`);
           for (const p of report.problems) {
             ok(
               ["unreferenced-pack", "unreferenced-archive", "stale-lock"].includes(p.kind),
@@ -554,19 +499,22 @@ Deno.test(
             );
           }
           deepStrictEqual(
-            await archiveNames(repo),
+            await archiveNames(on(repo)),
             point.committed ? ["a1", "a2"] : ["a1"],
             `${what}: the archives listed`,
           );
-          await assertRestores(repo, "a1", src1, v1, what);
-          if (point.committed) await assertRestores(repo, "a2", src2, v2, what);
+          await assertRestores(on(repo), "a1", src1, v1, what);
+          if (point.committed) await assertRestores(on(repo), "a2", src2, v2, what);
 
           // the dead process's locks block no one; compact aborts the open upload
           await vgerOk(repo, ["backup", "--archive", "next", src2]);
           await vgerOk(repo, ["compact", "--threshold", "0"]);
           deepStrictEqual(await openUploads(admin, bucket, prefix), [], `${what}: after compact`);
-          await assertRestores(repo, "next", src2, v2, `${what}, the next backup`);
-          const after = await checkData(repo, `${what}, after the next backup and compact`);
+          await assertRestores(on(repo), "next", src2, v2, `${what}, the next backup`);
+          const after = await assertCheckClean(
+            on(repo),
+            `${what}, after the next backup and compact`,
+          );
           for (const p of after.problems) {
             // compact leaves other processes' locks alone, stale or not: break-lock removes them
             equal(p.kind, "stale-lock", `${what}: after compact: ${p.message}`);

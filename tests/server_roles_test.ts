@@ -13,18 +13,29 @@
 import { deepStrictEqual, equal, match, ok } from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import {
+  archiveNames,
+  assertCheckClean,
+  assertOneLine,
+  assertRestores,
   FAST_KDF_ARGS,
   PASSPHRASE,
   pseudoRandomBytes,
-  removeTree,
-  restoredPath,
   type RunResult,
-  runVger,
   type TreeSnapshot,
   treeSnapshot,
   withTempDir,
 } from "./_helpers.ts";
 import { startServer, type TestServer } from "./_server.ts";
+import {
+  fileSizes,
+  listedKeys,
+  type RestRepo,
+  restRepo as restRepoOn,
+  run,
+  storedSizes,
+  vger,
+  vgerOn,
+} from "./_rest.ts";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 
@@ -55,103 +66,23 @@ repos = ["elsewhere"]
 role = "full"
 `;
 
-/** A repository on a test server with one token, and the configuration file that names it. */
-interface RestRepo {
-  url: string;
-  config: string;
-  token: string;
-}
+/** Every token of the server: none may show in any run's output. */
+const SECRETS = [READ_ONLY, APPEND_ONLY, FULL, ELSEWHERE];
 
-/** A configuration with one `rest` entry for `name` on `server` with `token`. */
-async function restRepo(
+/** A configuration (`DIR/LABEL.yaml`) with one `rest` entry for `name` with `token`. */
+function restRepo(
   dir: string,
   server: TestServer,
   name: string,
   token: string,
   label: string,
 ): Promise<RestRepo> {
-  const tokenFile = `${dir}/${label}.token`;
-  await Deno.writeTextFile(tokenFile, token + "\n");
-  const config = `${dir}/${label}.yaml`;
-  const url = `${server.url}/${name}`;
-  await Deno.writeTextFile(
-    config,
-    [
-      "repositories:",
-      `  - path: ${url}`,
-      "    backend: rest",
-      `    rest_token_command: "cat ${tokenFile}"`,
-      "    min_pack_size: 1048576",
-      "    max_pack_size: 4194304",
-      "retention:",
-      "  keep_last: 1",
-      "",
-    ].join("\n"),
-  );
-  return { url, config, token };
-}
-
-function vger(repo: RestRepo, args: readonly string[], env?: Record<string, string>) {
-  return runVger(["--config", repo.config, ...args], { timeoutMs: 120_000, env });
-}
-
-/** Runs `vger ARGS`, expecting success, and never a token in its output. */
-async function run(
-  repo: RestRepo,
-  args: readonly string[],
-  env?: Record<string, string>,
-): Promise<RunResult> {
-  const r = await vger(repo, args, env);
-  equal(r.code, 0, `vger ${args.join(" ")}: ${r.stderr}${r.stdout}`);
-  noToken(r);
-  return r;
-}
-
-function noToken(r: RunResult): void {
-  for (const t of [READ_ONLY, APPEND_ONLY, FULL, ELSEWHERE]) {
-    ok(!r.stdout.includes(t) && !r.stderr.includes(t), "a token shows");
-  }
-}
-
-/** Asserts a failed run: exit 1, one line on stderr matching `line`, no stack trace. */
-function assertOneLine(r: RunResult, line: RegExp, what: string): void {
-  equal(r.code, 1, `${what}: exit code ${r.code}, stderr: ${r.stderr}`);
-  const lines = r.stderr.split("\n").filter((l) => l !== "");
-  equal(lines.length, 1, `${what}: not one line: ${r.stderr}`);
-  ok(line.test(lines[0]), `${what}: ${line} does not match: ${lines[0]}`);
-  noToken(r);
-}
-
-async function archiveNames(repo: RestRepo, env?: Record<string, string>): Promise<string[]> {
-  const r = await run(repo, ["list", "--json"], env);
-  return (JSON.parse(r.stdout) as { archives: { name: string }[] }).archives.map((a) => a.name);
-}
-
-async function assertRestores(
-  repo: RestRepo,
-  archive: string,
-  source: string,
-  snapshot: TreeSnapshot,
-  what: string,
-): Promise<void> {
-  const dest = await Deno.makeTempDir({ prefix: "vger-roles-out-" });
-  try {
-    await run(repo, ["extract", "--archive", archive, "--dest", dest]);
-    deepStrictEqual(
-      await treeSnapshot(restoredPath(dest, source)),
-      snapshot,
-      `${what}: archive "${archive}" does not restore what was backed up`,
-    );
-  } finally {
-    await removeTree(dest);
-  }
-}
-
-async function assertCheckClean(repo: RestRepo, what: string): Promise<void> {
-  const r = await run(repo, ["check", "--verify-data", "--json"]);
-  const report = JSON.parse(r.stdout) as { errors: number; problems: { severity: string }[] };
-  deepStrictEqual(report.problems.filter((p) => p.severity !== "warning"), [], what);
-  equal(report.errors, 0, what);
+  return restRepoOn(dir, server, name, {
+    token,
+    label,
+    topLevel: ["retention:", "  keep_last: 1"],
+    secrets: SECRETS,
+  });
 }
 
 async function makeTree(root: string, seed: number): Promise<void> {
@@ -159,29 +90,6 @@ async function makeTree(root: string, seed: number): Promise<void> {
   await Deno.writeTextFile(`${root}/a.txt`, `alpha ${seed}\n`.repeat(200));
   await Deno.writeFile(`${root}/sub/mid.bin`, pseudoRandomBytes(300 << 10, seed));
   await Deno.writeFile(`${root}/big.bin`, pseudoRandomBytes(2 << 20, seed + 1));
-}
-
-/** Every file of repository `name` on the server (key -> size), locks aside. */
-async function storedFiles(server: TestServer, name: string): Promise<Map<string, number>> {
-  const files = new Map<string, number>();
-  const base = `${server.dataDir}/${name}`;
-  const walk = async (dir: string) => {
-    for await (const e of Deno.readDir(dir)) {
-      const path = `${dir}/${e.name}`;
-      if (e.isDirectory) await walk(path);
-      else if (e.isFile) files.set(path.slice(base.length + 1), (await Deno.stat(path)).size);
-    }
-  };
-  await walk(base);
-  for (const key of files.keys()) if (key.startsWith("locks/")) files.delete(key);
-  return files;
-}
-
-/** The keys under `locks/` of repository `name`, as the server lists them. */
-async function lockKeys(server: TestServer, name: string): Promise<string[]> {
-  const res = await server.fetch(`/${name}/?prefix=locks/`);
-  equal(res.status, 200);
-  return ((await res.json()) as { objects: { key: string }[] }).objects.map((o) => o.key);
 }
 
 /** Runs an operator command of the server (`server.ts --config FILE ARGS...`). */
@@ -220,14 +128,14 @@ Deno.test("every command under every role over REST: allowed, or refused up fron
       // read-only: list, extract, check (a shared lock of its own, released), key export
       await run(readOnly, ["list"]);
       match((await run(readOnly, ["list", "--archive", "one"])).stdout, /big\.bin/);
-      await assertRestores(readOnly, "one", src, v1, "read-only extract");
-      await assertCheckClean(readOnly, "read-only check");
+      await assertRestores(vgerOn(readOnly), "one", src, v1, "read-only extract");
+      await assertCheckClean(vgerOn(readOnly), "read-only check");
       await run(readOnly, ["key", "export", "--dest", exported]);
-      deepStrictEqual(await lockKeys(server, "team-a"), [], "a read-only lock stayed");
+      deepStrictEqual(await listedKeys(server, "team-a", "locks/"), [], "a read-only lock stayed");
 
       const ro = "needs role append-only or full; this token is read-only$";
       const roFull = "needs role full; this token is read-only$";
-      const before = await storedFiles(server, "team-a");
+      const before = await storedSizes(server.dataDir, "team-a");
       const refusedReadOnly: [string[], string][] = [
         [
           ["backup", "--archive", "two", src],
@@ -243,7 +151,9 @@ Deno.test("every command under every role over REST: allowed, or refused up fron
         [["key", "import", "--force", exported], `Cannot import a key: .*${roFull}`],
       ];
       for (const [args, line] of refusedReadOnly) {
-        assertOneLine(await vger(readOnly, args), new RegExp(line), `read-only ${args[0]}`);
+        assertOneLine(await vger(readOnly, args), new RegExp(line), `read-only ${args[0]}`, {
+          secrets: SECRETS,
+        });
       }
       // a new repository: the server refuses its creation, naming the role
       const roNew = await restRepo(dir, server, "team-b", READ_ONLY, "read-only-b");
@@ -251,24 +161,29 @@ Deno.test("every command under every role over REST: allowed, or refused up fron
         await vger(roNew, ["init", ...FAST_KDF_ARGS]),
         new RegExp(`"team-b": creating a repository: ${ro}`),
         "read-only init",
+        { secrets: SECRETS },
       );
-      deepStrictEqual(await storedFiles(server, "team-a"), before, "a refusal wrote something");
-      deepStrictEqual(await lockKeys(server, "team-a"), []);
+      deepStrictEqual(
+        await storedSizes(server.dataDir, "team-a"),
+        before,
+        "a refusal wrote something",
+      );
+      deepStrictEqual(await listedKeys(server, "team-a", "locks/"), []);
 
       // append-only: reads, backup, break-lock, init of a repository it sees; nothing that deletes
       await Deno.writeTextFile(`${src}/a.txt`, "version two\n");
       await run(appendOnly, ["backup", "--archive", "two", src]);
       const v2 = await treeSnapshot(src);
-      await assertRestores(appendOnly, "two", src, v2, "append-only extract");
-      await assertCheckClean(appendOnly, "append-only check");
+      await assertRestores(vgerOn(appendOnly), "two", src, v2, "append-only extract");
+      await assertCheckClean(vgerOn(appendOnly), "append-only check");
       await run(appendOnly, ["break-lock"]);
       await run(appendOnly, ["compact", "--dry-run"]);
-      deepStrictEqual(await archiveNames(appendOnly), ["one", "two"]);
+      deepStrictEqual(await archiveNames(vgerOn(appendOnly)), ["one", "two"]);
       await run(appendOnly, ["key", "export", "--dest", `${dir}/append-only.export`]);
       const aoNew = await restRepo(dir, server, "team-b", APPEND_ONLY, "append-only-b");
       await run(aoNew, ["init", ...FAST_KDF_ARGS]);
       const ao = "needs role full; this token is append-only$";
-      const afterBackup = await storedFiles(server, "team-a");
+      const afterBackup = await storedSizes(server.dataDir, "team-a");
       for (
         const args of [
           ["delete", "--archive", "one"],
@@ -283,29 +198,31 @@ Deno.test("every command under every role over REST: allowed, or refused up fron
           await vger(appendOnly, args),
           new RegExp(`^vger: Cannot .*: repository "${appendOnly.url}" ${ao}`),
           `append-only ${args[0]}`,
+          { secrets: SECRETS },
         );
       }
-      deepStrictEqual(await storedFiles(server, "team-a"), afterBackup);
+      deepStrictEqual(await storedSizes(server.dataDir, "team-a"), afterBackup);
 
       // full: everything
       await run(full, ["backup", "--archive", "three", src]);
       await run(full, ["delete", "--archive", "one"]);
       await run(full, ["prune"]);
-      deepStrictEqual(await archiveNames(full), ["three"]);
+      deepStrictEqual(await archiveNames(vgerOn(full)), ["three"]);
       await run(full, ["compact", "--threshold", "0"]);
       await run(full, ["check", "--repair", "--yes"]);
       await run(full, ["key", "import", "--force", exported]);
-      await run(full, ["key", "change-passphrase"], { VGER_NEW_PASSPHRASE: "a new passphrase" });
+      await run(full, ["key", "change-passphrase"], {
+        env: { VGER_NEW_PASSPHRASE: "a new passphrase" },
+      });
       const moved = await vger(full, ["list"]);
       equal(moved.code, 1, "the old passphrase still opens the repository");
       await run(full, ["key", "change-passphrase"], {
-        VGER_PASSPHRASE: "a new passphrase",
-        VGER_NEW_PASSPHRASE: PASSPHRASE,
+        env: { VGER_PASSPHRASE: "a new passphrase", VGER_NEW_PASSPHRASE: PASSPHRASE },
       });
       await run(full, ["break-lock"]);
-      await assertRestores(full, "three", src, v2, "full extract");
-      await assertCheckClean(full, "after the full-access commands");
-      deepStrictEqual(await lockKeys(server, "team-a"), []);
+      await assertRestores(vgerOn(full), "three", src, v2, "full extract");
+      await assertCheckClean(vgerOn(full), "after the full-access commands");
+      deepStrictEqual(await listedKeys(server, "team-a", "locks/"), []);
     });
   } finally {
     await server.stop();
@@ -436,7 +353,7 @@ Deno.test("a compromised full-access client on a server with held deletes delete
         await run(repo, ["backup", "--archive", archive, src]);
         trees.set(archive, await treeSnapshot(src));
       }
-      const filesBefore = await storedFiles(server, name);
+      const filesBefore = await storedSizes(server.dataDir, name);
       // held deletes keep versions of the manifest and index too: the newest is the last backup's
       const [before] = (JSON.parse((await run(repo, ["versions", "--json"])).stdout) as {
         versions: { id: string }[];
@@ -444,15 +361,15 @@ Deno.test("a compromised full-access client on a server with held deletes delete
 
       // the attack, from another machine (a cache of its own) with the stolen full token: every
       // archive deleted, then compact frees every pack
-      const attacker = { VGER_CACHE_DIR: `${dir}/attacker-cache` };
+      const attacker = { env: { VGER_CACHE_DIR: `${dir}/attacker-cache` } };
       await run(
         repo,
         ["delete", "--archive", "one", "--archive", "two", "--archive", "three"],
         attacker,
       );
       await run(repo, ["compact", "--threshold", "0"], attacker);
-      deepStrictEqual(await archiveNames(repo, attacker), []);
-      const left = await storedFiles(server, name);
+      deepStrictEqual(await archiveNames(vgerOn(repo, attacker.env)), []);
+      const left = await storedSizes(server.dataDir, name);
       equal([...left.keys()].filter((k) => k.startsWith("packs/")).length, 0, "packs remain");
 
       // what is held: every pack and archive object, counted in used_bytes
@@ -472,13 +389,11 @@ Deno.test("a compromised full-access client on a server with held deletes delete
       const heldTotal = list.held.reduce((n, x) => n + x.size, 0);
       const leftTotal = [...left.values()].reduce((n, x) => n + x, 0);
       let keptTotal = 0; // the kept versions of manifest and index count too
-      const walk = async (d: string): Promise<void> => {
-        for await (const e of Deno.readDir(d)) {
-          if (e.isDirectory) await walk(`${d}/${e.name}`);
-          else keptTotal += (await Deno.stat(`${d}/${e.name}`)).size;
-        }
-      };
-      await walk(`${server.dataDir}/.vger-server/versions/${name}`);
+      for (
+        const size of (await fileSizes(`${server.dataDir}/.vger-server/versions/${name}`)).values()
+      ) {
+        keptTotal += size;
+      }
       ok(keptTotal > 0, "no versions kept");
       equal(
         info.used_bytes,
@@ -507,11 +422,15 @@ Deno.test("a compromised full-access client on a server with held deletes delete
         archives: number;
       };
       deepStrictEqual([rolled.missing_packs, rolled.missing_archives, rolled.archives], [0, 0, 3]);
-      deepStrictEqual(await storedFiles(server, name), filesBefore, "not everything came back");
-      deepStrictEqual(await archiveNames(repo), ["one", "two", "three"]);
-      await assertCheckClean(repo, "after undelete");
+      deepStrictEqual(
+        await storedSizes(server.dataDir, name),
+        filesBefore,
+        "not everything came back",
+      );
+      deepStrictEqual(await archiveNames(vgerOn(repo)), ["one", "two", "three"]);
+      await assertCheckClean(vgerOn(repo), "after undelete");
       for (const [archive, tree] of trees) {
-        await assertRestores(repo, archive, src, tree, `after undelete, ${archive}`);
+        await assertRestores(vgerOn(repo), archive, src, tree, `after undelete, ${archive}`);
       }
       // nothing but the attacker's manifests and indexes is held any more
       const still = JSON.parse((await operator(server, ["held", name, "--json"])).stdout) as {
