@@ -122,6 +122,7 @@ const NETWORK_WORDS: Record<string, string> = {
   ENETUNREACH: "network unreachable",
   ECONNABORTED: "connection aborted",
   ERR_STREAM_PREMATURE_CLOSE: "connection closed early",
+  ERR_STREAM_DESTROYED: "connection closed while sending",
   UND_ERR_SOCKET: "connection dropped",
   CERT_HAS_EXPIRED: "the server's TLS certificate has expired",
   DEPTH_ZERO_SELF_SIGNED_CERT: "the server's TLS certificate is self-signed",
@@ -137,6 +138,8 @@ const TRANSIENT_NETWORK = new Set([
   "ETIMEDOUT",
   "ECONNABORTED",
   "ERR_STREAM_PREMATURE_CLOSE",
+  // a body written to a socket that the server's end closed (a server killed mid-upload)
+  "ERR_STREAM_DESTROYED",
   "UND_ERR_SOCKET",
 ]);
 

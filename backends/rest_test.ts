@@ -18,7 +18,7 @@ import {
   UsageError,
 } from "../lib/errors.ts";
 import { ComposeRefusedError, type StreamBody } from "./backend.ts";
-import { MAX_REASON_CHARS } from "./rest_errors.ts";
+import { MAX_REASON_CHARS, networkError } from "./rest_errors.ts";
 import { RestBackend } from "./rest.ts";
 import { RetryBackend } from "./retry.ts";
 
@@ -730,4 +730,21 @@ Deno.test("compose sends the plan as JSON with its Content-Length, and trusts no
       await backend.close();
     }
   });
+});
+
+Deno.test("a body written to a connection the server's end destroyed (ERR_STREAM_DESTROYED, a server killed mid-upload) is transient, in words", () => {
+  const cause = Object.assign(new Error("Cannot call write after a stream was destroyed"), {
+    code: "ERR_STREAM_DESTROYED",
+  });
+  const op = { what: "write", key: "packs/00/00" };
+  for (const reached of [false, true]) {
+    const e = networkError(cause, op, "http://127.0.0.1:1/laptop", reached);
+    ok(e instanceof TransientError, `reached ${reached}: ${e.constructor.name}`);
+    equal(
+      e.message,
+      'Cannot write "packs/00/00" in http://127.0.0.1:1/laptop: cannot reach the server ' +
+        "(connection closed while sending)",
+    );
+    equal(e.cause, cause);
+  }
 });
