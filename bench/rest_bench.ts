@@ -4,8 +4,14 @@
  * connections; then a backup and a restore of a random tree through the CLI, over REST beside the
  * local backend. `REST_BENCH_MB` sets the tree's size (default 256).
  *
+ * `--load` measures the server under load instead: N clients back up at once to M repositories
+ * (client i to repository i mod M; `REST_BENCH_CLIENTS`, default 8, `REST_BENCH_REPOS`, default
+ * 4), each a tree of its own of `REST_BENCH_LOAD_MB` MiB (default 16) of random data, and it reports
+ * requests per second (from the server's request log) and MiB/s overall.
+ *
  * ```
  * deno run -A bench/rest_bench.ts
+ * deno run -A bench/rest_bench.ts --load
  * ```
  *
  * @module
@@ -13,7 +19,7 @@
 
 import { RestBackend } from "../backends/rest.ts";
 import { FAST_KDF_ARGS, pseudoRandomBytes, runVgerOk } from "../tests/_helpers.ts";
-import { startServer } from "../tests/_server.ts";
+import { requestLog, startServer, type TestServer } from "../tests/_server.ts";
 
 const TREE_MB = Number(Deno.env.get("REST_BENCH_MB") ?? 256);
 const OBJECTS = 48;
@@ -76,11 +82,70 @@ async function cli(dir: string, url: string, token: string): Promise<void> {
   }
 }
 
+/** N clients backing up at once to M repositories: requests per second and MiB/s overall. */
+async function load(dir: string, server: TestServer): Promise<void> {
+  const clients = Number(Deno.env.get("REST_BENCH_CLIENTS") ?? 8);
+  const repos = Number(Deno.env.get("REST_BENCH_REPOS") ?? 4);
+  const mib = Number(Deno.env.get("REST_BENCH_LOAD_MB") ?? 16);
+  const configs: string[] = [];
+  for (let r = 0; r < repos; r++) {
+    const config = `${dir}/load${r}.yaml`;
+    await Deno.writeTextFile(
+      config,
+      `repositories:\n  - path: ${server.url}/load${r}\n    backend: rest\n` +
+        `    rest_token: ${server.token}\n`,
+    );
+    await runVgerOk(["--config", config, "init", ...FAST_KDF_ARGS]);
+    configs.push(config);
+  }
+  const sources: string[] = [];
+  for (let i = 0; i < clients; i++) {
+    const src = `${dir}/load-src${i}`;
+    await Deno.mkdir(src);
+    for (let left = mib, f = 0; left > 0; left -= 8, f++) {
+      await Deno.writeFile(
+        `${src}/f${f}`,
+        pseudoRandomBytes(Math.min(8, left) << 20, 1000 * (i + 1) + f),
+      );
+    }
+    await Deno.mkdir(`${dir}/load-cache${i}`);
+    sources.push(src);
+  }
+  const logged = requestLog(server).length;
+  const start = performance.now();
+  await Promise.all(
+    sources.map((src, i) =>
+      runVgerOk(["--config", configs[i % repos], "backup", "--archive", `c${i}`, src], {
+        env: { VGER_CACHE_DIR: `${dir}/load-cache${i}` },
+      })
+    ),
+  );
+  const seconds = (performance.now() - start) / 1000;
+  const requests = requestLog(server).slice(logged);
+  const byMethod = new Map<string, number>();
+  for (const q of requests) byMethod.set(q.method, (byMethod.get(q.method) ?? 0) + 1);
+  const statuses = new Map<number, number>();
+  for (const q of requests) statuses.set(q.status, (statuses.get(q.status) ?? 0) + 1);
+  const uploaded = requests.reduce((n, q) => n + q.bytes_in, 0) / (1 << 20);
+  console.log(
+    `load: ${clients} clients x ${repos} repositories, ${clients * mib} MiB backed up at once in ` +
+      `${seconds.toFixed(1)} s: ${(clients * mib / seconds).toFixed(0)} MiB/s overall, ` +
+      `${(requests.length / seconds).toFixed(0)} requests/s (${requests.length} requests: ` +
+      `${[...byMethod].map(([m, n]) => `${m} ${n}`).join(", ")}; status ` +
+      `${[...statuses].sort().map(([s, n]) => `${s} ${n}`).join(", ")}; ` +
+      `${uploaded.toFixed(0)} MiB uploaded)`,
+  );
+}
+
 const dir = await Deno.makeTempDir({ prefix: "vger-rest-bench-" });
-const server = await startServer("run");
+const loadMode = Deno.args.includes("--load");
+const server = await startServer("run", loadMode ? { toml: 'log_format = "json"\n' } : {});
 try {
-  await objects(server.url, server.token);
-  await cli(dir, server.url, server.token);
+  if (loadMode) await load(dir, server);
+  else {
+    await objects(server.url, server.token);
+    await cli(dir, server.url, server.token);
+  }
 } finally {
   await server.stop();
   await Deno.remove(dir, { recursive: true });
