@@ -91,7 +91,7 @@ export async function main(
     for (const repo of repos) {
       let code: number;
       try {
-        code = await runCommand(command.name, args, flags, config, repo, io, options);
+        code = await runCommand(command.name, { argv, args, flags }, config, repo, io, options);
       } catch (err) {
         // the reader of our output went away (`vger list | head`): not an error of ours
         if (err instanceof Deno.errors.BrokenPipe) return 0;
@@ -168,8 +168,7 @@ const COMMANDS: Record<string, (run: Run) => Promise<number>> = {
 
 async function runCommand(
   command: string,
-  args: string[],
-  flags: Flags,
+  { argv, args, flags }: { argv: string[]; args: string[]; flags: Flags },
   config: VgerConfig | null,
   repo: RepositoryConfig,
   io: CliIo,
@@ -184,6 +183,7 @@ async function runCommand(
   const meter = show ? new ProgressMeter(io.err, { terminal: io.isTerminal }) : undefined;
   try {
     const run: Run = {
+      argv,
       args,
       flags,
       config,

@@ -3,10 +3,13 @@
  * metadata object.
  *
  * Item (msgpack map, short keys):
- *   p path (string, absolute without the leading "/"), t type ("f" file, "d" dir, "l" symlink),
- *   m mode (permission bits incl. setuid/setgid/sticky), u uid, g gid, un user name, gn group name,
- *   mt mtime in ns (int64), s size, c chunk ids (array of bin(32), files), l link target (symlinks),
- *   x xattrs (map name -> bin), optional.
+ *   p path (string, absolute without the leading "/"), t type ("f" file, "d" dir, "l" symlink,
+ *   "p" FIFO, "c" character device, "b" block device), m mode (permission bits incl.
+ *   setuid/setgid/sticky), u uid, g gid, un user name, gn group name, mt mtime in ns (int64),
+ *   s size, c chunk ids (array of bin(32), files), l link target (symlinks), x xattrs (map name ->
+ *   bin), h hardlink group (the path of the group's first name; every name carries it), ma/mi
+ *   device major/minor (devices), optional.
+ * A type this version does not know is refused with an UnsupportedError naming the archive.
  * The stream is cut into blobs at item boundaries (each blob holds whole items): after an item
  * once the blob holds >= 32 KiB and the item's CRC-32 has its low 6 bits zero, or once it holds
  * >= 1 MiB. The cut depends only on content, so unchanged parts of a tree give identical blobs
@@ -14,7 +17,8 @@
  *
  * Archive metadata (`archives/<hex id>`, sealed type archive, identity = the id bytes):
  *   { v: 1, name, hostname, username, time, time_end (ISO 8601), sources: [string],
- *     items: [bin(32) item-blob ids in order], stats: {files, original, compressed, deduplicated} }
+ *     items: [bin(32) item-blob ids in order], stats: {files, original, compressed, deduplicated},
+ *     command_line?: [string] }
  * The archive id is the HMAC chunk id of that plaintext.
  *
  * @module
@@ -22,7 +26,7 @@
 
 import { decode, Decoder, Encoder } from "@msgpack/msgpack";
 import { checkMsgpack, type MsgpackLimits } from "./msgpack_guard.ts";
-import { IntegrityError, QuotaError, UsageError } from "./errors.ts";
+import { IntegrityError, QuotaError, UnsupportedError, UsageError } from "./errors.ts";
 import type { ArchiveStats } from "./manifest.ts";
 import { crc32 } from "./pack.ts";
 import { escapeControl, hasControl } from "./printable.ts";
@@ -63,8 +67,8 @@ function archiveNameProblem(name: string): string | undefined {
   return undefined;
 }
 
-/** Kinds of entries an archive holds. */
-export type ItemType = "file" | "dir" | "symlink";
+/** Kinds of entries an archive holds (sockets are never stored). */
+export type ItemType = "file" | "dir" | "symlink" | "fifo" | "chardev" | "blockdev";
 
 /** One entry of an archive. */
 export interface Item {
@@ -92,10 +96,38 @@ export interface Item {
   target?: string;
   /** Extended attributes. */
   xattrs?: Record<string, Uint8Array>;
+  /**
+   * Hardlink group: the path of the group's first name in the archive, on every name of the
+   * group (the first one too). Names with the same value are one inode.
+   */
+  hardlink?: string;
+  /** Device major number (character and block devices). */
+  major?: number;
+  /** Device minor number (character and block devices). */
+  minor?: number;
 }
 
-const TYPE_CODE: Record<ItemType, string> = { file: "f", dir: "d", symlink: "l" };
-const CODE_TYPE: Record<string, ItemType> = { f: "file", d: "dir", l: "symlink" };
+const TYPE_CODE: Record<ItemType, string> = {
+  file: "f",
+  dir: "d",
+  symlink: "l",
+  fifo: "p",
+  chardev: "c",
+  blockdev: "b",
+};
+const CODE_TYPE: Record<string, ItemType> = {
+  f: "file",
+  d: "dir",
+  l: "symlink",
+  p: "fifo",
+  c: "chardev",
+  b: "blockdev",
+};
+
+/** Whether an item type is a device (it then has `major` and `minor`). */
+export function isDevice(type: ItemType): boolean {
+  return type === "chardev" || type === "blockdev";
+}
 
 /** Encodes one item. */
 export function encodeItem(encoder: Encoder, item: Item): Uint8Array {
@@ -113,6 +145,9 @@ export function encodeItem(encoder: Encoder, item: Item): Uint8Array {
   if (item.chunks !== undefined) o.c = item.chunks;
   if (item.target !== undefined) o.l = item.target;
   if (item.xattrs !== undefined && Object.keys(item.xattrs).length > 0) o.x = item.xattrs;
+  if (item.hardlink !== undefined) o.h = item.hardlink;
+  if (item.major !== undefined) o.ma = item.major;
+  if (item.minor !== undefined) o.mi = item.minor;
   return encoder.encode(o);
 }
 
@@ -124,16 +159,29 @@ export function newItemEncoder(): Encoder {
 const isUint = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
 const toNum = (v: unknown): unknown => (typeof v === "bigint" ? Number(v) : v);
 
-function toItem(o: unknown, what: string): Item {
+/** An item's path for a one-line message: control characters escaped, at most 200 chars. */
+function shownPath(p: string): string {
+  return escapeControl(p.length > 200 ? `${p.slice(0, 200)}...` : p);
+}
+
+function toItem(o: unknown, what: string, archive: string | undefined): Item {
   const bad = (why: string) => new IntegrityError(`${what} is corrupt: ${why}`);
   if (typeof o !== "object" || o === null || Array.isArray(o)) throw bad("item is not a map");
   const r = o as Record<string, unknown>;
-  const type = typeof r.t === "string" && Object.hasOwn(CODE_TYPE, r.t)
-    ? CODE_TYPE[r.t]
-    : undefined;
   const [m, u, g, s] = [toNum(r.m), toNum(r.u), toNum(r.g), toNum(r.s)];
   if (typeof r.p !== "string" || r.p.length === 0) throw bad("item without a path");
-  if (!type) throw bad(`item "${r.p}" has unknown type`);
+  if (typeof r.t !== "string" || r.t.length === 0) throw bad(`item "${r.p}" has no type`);
+  const type = Object.hasOwn(CODE_TYPE, r.t) ? CODE_TYPE[r.t] : undefined;
+  if (!type) {
+    // a newer vger's item type: not damage (check and repair must not drop the archive)
+    const t = escapeControl(r.t.length > 16 ? `${r.t.slice(0, 16)}...` : r.t);
+    const where = archive !== undefined ? `Archive "${escapeControl(archive)}"` : what;
+    throw new UnsupportedError(
+      `${where} holds item "${
+        shownPath(r.p)
+      }" of type "${t}", which this version of vger does not know (written by a newer vger?)`,
+    );
+  }
   if (!isUint(m) || !isUint(u) || !isUint(g) || !isUint(s)) {
     throw bad(`item "${r.p}" has bad numbers`);
   }
@@ -172,6 +220,22 @@ function toItem(o: unknown, what: string): Item {
     ) throw bad(`item "${r.p}" has bad xattrs`);
     item.xattrs = x as Record<string, Uint8Array>;
   }
+  if (r.h !== undefined) {
+    if (typeof r.h !== "string" || r.h.length === 0 || type === "dir") {
+      throw bad(`item "${r.p}" has a bad hardlink group`);
+    }
+    item.hardlink = r.h;
+  }
+  const [ma, mi] = [toNum(r.ma), toNum(r.mi)];
+  if (isDevice(type)) {
+    if (!isUint(ma) || !isUint(mi) || ma > 0xffffffff || mi > 0xffffffff) {
+      throw bad(`device "${r.p}" has bad device numbers`);
+    }
+    item.major = ma;
+    item.minor = mi;
+  } else if (ma !== undefined || mi !== undefined) {
+    throw bad(`item "${r.p}" has device numbers but is no device`);
+  }
   return item;
 }
 
@@ -187,15 +251,29 @@ const ITEMS_MSGPACK = (blob: Uint8Array): MsgpackLimits => ({
   maxContainers: 3 + Math.floor(blob.length / 8),
 });
 
-/** Decodes every item of one item-stream blob; `what` names the blob in errors. */
-export function decodeItems(blob: Uint8Array, what: string): Item[] {
+/** Options of {@linkcode decodeItems}. */
+export interface DecodeItemsOptions {
+  /** The archive the blob belongs to, named by the error for an item type this vger lacks. */
+  archive?: string;
+}
+
+/**
+ * Decodes every item of one item-stream blob; `what` names the blob in errors. Malformed bytes
+ * are an IntegrityError; an item type this version does not know, an UnsupportedError naming
+ * `options.archive`.
+ */
+export function decodeItems(
+  blob: Uint8Array,
+  what: string,
+  options: DecodeItemsOptions = {},
+): Item[] {
   const decoder = new Decoder({ useBigInt64: true, maxStrLength: 1 << 20, maxBinLength: 1 << 20 });
   const items: Item[] = [];
   try {
     checkMsgpack(blob, ITEMS_MSGPACK(blob), what);
-    for (const o of decoder.decodeMulti(blob)) items.push(toItem(o, what));
+    for (const o of decoder.decodeMulti(blob)) items.push(toItem(o, what, options.archive));
   } catch (cause) {
-    if (cause instanceof IntegrityError) throw cause;
+    if (cause instanceof IntegrityError || cause instanceof UnsupportedError) throw cause;
     throw new IntegrityError(`${what} is corrupt: bad msgpack`, { cause });
   }
   return items;
@@ -249,6 +327,8 @@ export interface ArchiveMeta {
   items: Uint8Array[];
   /** Sizes. */
   stats: ArchiveStats;
+  /** The command line that made it (vger's arguments), when recorded. */
+  commandLine?: string[];
 }
 
 /**
@@ -265,7 +345,7 @@ const ARCHIVE_META_MSGPACK: MsgpackLimits = {
 
 /** Encodes archive metadata; throws QuotaError when readers would refuse it as too large. */
 export function encodeArchiveMeta(a: ArchiveMeta): Uint8Array {
-  const bytes = new Encoder().encode({
+  const o: Record<string, unknown> = {
     v: 1,
     name: a.name,
     hostname: a.hostname,
@@ -275,7 +355,9 @@ export function encodeArchiveMeta(a: ArchiveMeta): Uint8Array {
     sources: a.sources,
     items: a.items,
     stats: a.stats,
-  });
+  };
+  if (a.commandLine !== undefined) o.command_line = a.commandLine;
+  const bytes = new Encoder().encode(o);
   if (bytes.length > MAX_ARCHIVE_META_BYTES) {
     throw new QuotaError(
       `Cannot write archive "${a.name}": its metadata takes ${bytes.length} bytes, the limit is ${MAX_ARCHIVE_META_BYTES}`,
@@ -306,13 +388,17 @@ export function decodeArchiveMeta(bytes: Uint8Array, what: string): ArchiveMeta 
   ) throw bad("unexpected structure");
   if (!o.items.every((i) => i instanceof Uint8Array && i.length === 32)) throw bad("bad item ids");
   if (!o.sources.every((x) => typeof x === "string")) throw bad("bad sources");
+  const cl = o.command_line;
+  if (cl !== undefined && (!Array.isArray(cl) || !cl.every((x) => typeof x === "string"))) {
+    throw bad("bad command line");
+  }
   const s = o.stats as Record<string, unknown>;
   const stat = (v: unknown): number => {
     const n = toNum(v);
     if (!isUint(n)) throw bad("bad stats");
     return n;
   };
-  return {
+  const meta: ArchiveMeta = {
     name: o.name,
     hostname: o.hostname,
     username: o.username,
@@ -327,4 +413,6 @@ export function decodeArchiveMeta(bytes: Uint8Array, what: string): ArchiveMeta 
       deduplicated: stat(s.deduplicated),
     },
   };
+  if (cl !== undefined) meta.commandLine = cl as string[];
+  return meta;
 }

@@ -64,6 +64,8 @@ export interface BackupOptions {
   budgetBytes?: number;
   /** Skips reading files whose stat is unchanged since the last backup (lib/files_cache.ts). */
   filesCache?: FilesCache;
+  /** The command line recorded in the archive metadata (vger's arguments), if any. */
+  commandLine?: string[];
 }
 
 /** Progress of a running backup. */
@@ -138,6 +140,7 @@ export async function backup(
       items,
       stats,
     };
+    if (options.commandLine !== undefined) meta.commandLine = options.commandLine;
     const archive = await session.commit(meta, { checkLock: options.checkLock });
     return {
       archive,

@@ -28,7 +28,7 @@ import { decodeItems } from "./archive.ts";
 import type { ChunkIndex } from "./chunk_index.ts";
 import type { CodecPool } from "./codec_pool.ts";
 import { ObjectType, type ObjectTypeTag } from "./crypto.ts";
-import { errorMessage, VgerError } from "./errors.ts";
+import { errorMessage, UnsupportedError, VgerError } from "./errors.ts";
 import { bytesEqual, fromHex, toHex } from "./ids.ts";
 import { buildIndex, countEntriesPerPack, listPacks } from "./index_recovery.ts";
 import type { Manifest } from "./manifest.ts";
@@ -357,7 +357,7 @@ async function walkArchives(
       try {
         const blob = await repo.readBlob(index, blobId, ObjectType.items, options.pool);
         let damaged = false;
-        for (const item of decodeItems(blob, `Metadata blob ${blobHex}`)) {
+        for (const item of decodeItems(blob, `Metadata blob ${blobHex}`, { archive: name })) {
           if (!item.chunks) continue;
           for (const c of item.chunks) {
             if (!index.has(c)) {
@@ -370,7 +370,8 @@ async function walkArchives(
         }
         if (!damaged) clean.add(blobHex);
       } catch (err) {
-        if (!(err instanceof VgerError)) throw err;
+        // an item type of a newer vger is no damage: stop, naming the archive
+        if (!(err instanceof VgerError) || err instanceof UnsupportedError) throw err;
         report.add(
           "corrupt-archive",
           `Archive "${name}" cannot be listed in full: ${errorMessage(err)}`,

@@ -129,6 +129,25 @@ export function extractSummary(result: ExtractResult, options: { dest: string })
   return `Restored ${result.files} items, ${formatBytes(result.bytes)} to ${options.dest}`;
 }
 
+/**
+ * The command line an archive records: vger's arguments, with the user and password of any URL
+ * (`https://user:secret@host/`) replaced by `***`, so no credential is ever stored.
+ *
+ * @example
+ * ```ts
+ * import { deepStrictEqual } from "node:assert/strict";
+ * import { recordedCommandLine } from "./cli_backup.ts";
+ *
+ * deepStrictEqual(
+ *   recordedCommandLine(["backup", "--repo", "https://me:tok@h/r", "/home"]),
+ *   ["backup", "--repo", "https://***@h/r", "/home"],
+ * );
+ * ```
+ */
+export function recordedCommandLine(argv: string[]): string[] {
+  return argv.map((a) => a.replace(/(\b[a-z][a-z0-9+.-]*:\/\/)[^/@\s]*@/gi, "$1***@"));
+}
+
 /** `vger backup [PATHS]`. */
 export async function runBackup(run: Run): Promise<number> {
   const { args, flags, config, repo, meter, warn } = run;
@@ -163,6 +182,7 @@ export async function runBackup(run: Run): Promise<number> {
     passphrase: run.passphrase,
     name,
     sources,
+    commandLine: recordedCommandLine(run.argv),
     compression,
     excludeDirs: [repo.path],
     isExcluded,

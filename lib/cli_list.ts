@@ -92,6 +92,12 @@ export interface ItemJson {
   mtime_ns: string;
   /** Link target, or null when not a symlink. */
   target: string | null;
+  /** Hardlink group: the path of the group's first name (only on hard-linked names). */
+  hardlink?: string;
+  /** Device major number (only on devices). */
+  major?: number;
+  /** Device minor number (only on devices). */
+  minor?: number;
 }
 
 /** `vger list --archive NAME --json`. */
@@ -106,7 +112,7 @@ export interface ItemsJson {
 
 /** One item of `vger list --archive NAME --json`. */
 export function itemJson(item: Item): ItemJson {
-  return {
+  const row: ItemJson = {
     path: item.path,
     type: item.type,
     mode: item.mode,
@@ -118,6 +124,11 @@ export function itemJson(item: Item): ItemJson {
     mtime_ns: item.mtimeNs.toString(),
     target: item.target ?? null,
   };
+  // keys only where they apply: an archive without these types lists as it always did
+  if (item.hardlink !== undefined) row.hardlink = item.hardlink;
+  if (item.major !== undefined) row.major = item.major;
+  if (item.minor !== undefined) row.minor = item.minor;
+  return row;
 }
 
 /** The `--json` object of `vger list --archive NAME`, from rows made by {@linkcode itemJson}. */
@@ -129,9 +140,19 @@ export function itemsJson(
   return { repository, archive: options.archive, items };
 }
 
+/** `ls -l`'s type letters. */
+const LS_TYPE: Record<Item["type"], string> = {
+  file: "-",
+  dir: "d",
+  symlink: "l",
+  fifo: "p",
+  chardev: "c",
+  blockdev: "b",
+};
+
 /** An item's type and permission bits as `ls -l` shows them, e.g. `drwxr-x---`. */
 export function modeString(item: Pick<Item, "type" | "mode">): string {
-  const t = item.type === "dir" ? "d" : item.type === "symlink" ? "l" : "-";
+  const t = LS_TYPE[item.type];
   const rwx = "rwxrwxrwx";
   let s = "";
   for (let i = 0; i < 9; i++) s += item.mode & (1 << (8 - i)) ? rwx[i] : "-";
@@ -143,12 +164,22 @@ export function itemTime(mtimeNs: bigint): string {
   return new Date(Number(mtimeNs / 1_000_000n)).toISOString().slice(0, 19).replace("T", " ");
 }
 
-/** One line of `vger list --archive NAME`: mode, owner, size, time, path (and link target). */
+/**
+ * One line of `vger list --archive NAME`: mode, owner, size (devices: `major, minor`, as
+ * `ls -l`), time, path, and the symlink's target (`-> target`) or, for a hardlink's later names,
+ * the group's first name (`link to first`, as `tar -tv`).
+ */
 export function itemLine(item: Item): string {
   const owner = `${item.user ?? item.uid} ${item.group ?? item.gid}`;
-  return `${modeString(item)} ${owner.padEnd(17)} ${String(item.size).padStart(12)} ${
+  const size = item.major !== undefined ? `${item.major}, ${item.minor}` : String(item.size);
+  const link = item.target !== undefined
+    ? ` -> ${item.target}`
+    : item.hardlink !== undefined && item.hardlink !== item.path
+    ? ` link to ${item.hardlink}`
+    : "";
+  return `${modeString(item)} ${owner.padEnd(17)} ${size.padStart(12)} ${
     itemTime(item.mtimeNs)
-  } ${item.path}${item.target !== undefined ? ` -> ${item.target}` : ""}`;
+  } ${item.path}${link}`;
 }
 
 /** `vger list [--archive NAME [PATTERNS]]`. */

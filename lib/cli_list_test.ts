@@ -80,3 +80,30 @@ Deno.test("the item time column is UTC to the second, and item lines pad owner t
     "lrwxrwxrwx 1000 100                     4 2024-05-01 10:00:00 home/alice/notes.txt -> ../x",
   );
 });
+
+Deno.test("list shows FIFOs and devices with ls -l's letters and devices' numbers as major, minor", () => {
+  equal(modeString({ type: "fifo", mode: 0o640 }), "prw-r-----");
+  equal(modeString({ type: "chardev", mode: 0o666 }), "crw-rw-rw-");
+  equal(modeString({ type: "blockdev", mode: 0o660 }), "brw-rw----");
+  const dev = item({ path: "dev/sda", type: "blockdev", mode: 0o660, size: 0, major: 8, minor: 1 });
+  equal(
+    itemLine(dev),
+    "brw-rw---- 1000 100                  8, 1 2024-05-01 10:00:00 dev/sda",
+  );
+  const row = itemJson(dev);
+  deepStrictEqual([row.type, row.major, row.minor, row.hardlink], ["blockdev", 8, 1, undefined]);
+  equal(text(row).endsWith(`"target":null,"major":8,"minor":1}`), true, text(row));
+  equal(itemJson(item({ type: "fifo", size: 0 })).major, undefined);
+});
+
+Deno.test("list shows a hardlink's later names with the group's first name, in lines and JSON", () => {
+  const first = item({ path: "home/a", hardlink: "home/a" });
+  const later = item({ path: "srv/b", hardlink: "home/a" });
+  equal(itemLine(first), "-rw-r--r-- 1000 100                  4096 2024-05-01 10:00:00 home/a");
+  equal(
+    itemLine(later),
+    "-rw-r--r-- 1000 100                  4096 2024-05-01 10:00:00 srv/b link to home/a",
+  );
+  deepStrictEqual([itemJson(first).hardlink, itemJson(later).hardlink], ["home/a", "home/a"]);
+  equal(text(itemJson(later)).endsWith(`"target":null,"hardlink":"home/a"}`), true);
+});

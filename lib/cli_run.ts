@@ -81,6 +81,8 @@ export function restTokenFor(repo: RepositoryConfig): () => Promise<string | und
 
 /** One command run against one repository, with the glue every command shares. */
 export interface Run {
+  /** The whole command line as given (vger's arguments, without the program name). */
+  argv: string[];
   /** The command's arguments (after the options). */
   args: string[];
   /** The options given. */

@@ -156,7 +156,7 @@ export async function* listItemsCommand(
   const selector = new PathSelector(options.patterns ?? []);
   for (const id of meta.items) {
     const blob = await repo.readBlob(index, id, ObjectType.items);
-    for (const item of decodeItems(blob, `Metadata blob ${toHex(id)}`)) {
+    for (const item of decodeItems(blob, `Metadata blob ${toHex(id)}`, { archive: meta.name })) {
       if (selector.selects(item.path)) yield item;
     }
   }

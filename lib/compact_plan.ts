@@ -243,7 +243,7 @@ export async function scanCompaction(
       if (table.markWalked(i)) continue;
       try {
         const blob = await repo.readBlob(index, blobId, ObjectType.items, options.pool);
-        for (const item of decodeItems(blob, what)) {
+        for (const item of decodeItems(blob, what, { archive: entry.name })) {
           for (const c of item.chunks ?? []) {
             const j = table.find(c);
             if (j >= 0) table.markLive(j);

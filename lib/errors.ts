@@ -107,6 +107,17 @@ export class TransientError extends BackendError {
   }
 }
 
+/**
+ * Stored data of a format this version of vger does not know (an item type a newer vger wrote).
+ * Not damage: check reports it and stops, repair and compact never remove what it names.
+ */
+export class UnsupportedError extends VgerError {
+  /** Creates an unsupported-format error. */
+  constructor(message: string, options?: ErrorOptions) {
+    super("unsupported", message, options);
+  }
+}
+
 /** The operation was interrupted by a signal (exit code 130). */
 export class InterruptedError extends VgerError {
   /** Creates an interrupted error. */

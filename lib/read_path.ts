@@ -85,7 +85,7 @@ export class RepositoryReader {
     const index = await this.#loadIndex();
     for (const id of meta.items) {
       const blob = await repo.readBlob(index, id, ObjectType.items);
-      yield* decodeItems(blob, `Metadata blob ${toHex(id)}`);
+      yield* decodeItems(blob, `Metadata blob ${toHex(id)}`, { archive: meta.name });
     }
   }
 

@@ -358,7 +358,7 @@ async function findDamage(
       if (!index.has(blobId)) return `metadata blob ${blobHex} is missing`;
       const blob = await repo.readBlob(index, blobId, ObjectType.items, opts.pool);
       let whole = true;
-      for (const item of decodeItems(blob, `Metadata blob ${blobHex}`)) {
+      for (const item of decodeItems(blob, `Metadata blob ${blobHex}`, { archive: entry.name })) {
         let missing = 0;
         for (const c of item.chunks ?? []) if (!index.has(c)) missing++;
         if (missing === 0) continue;

@@ -164,7 +164,11 @@ export async function extract(
         let bytes = 0;
         for (const blobId of meta.items) {
           const blob = await repo.readBlob(index, blobId, ObjectType.items, pool);
-          for (const item of decodeItems(blob, `Metadata blob ${toHex(blobId)}`)) {
+          for (
+            const item of decodeItems(blob, `Metadata blob ${toHex(blobId)}`, {
+              archive: meta.name,
+            })
+          ) {
             if (!selector.selects(item.path)) continue;
             files++;
             if (item.type === "file") bytes += item.size;
@@ -175,7 +179,9 @@ export async function extract(
     }
     for (const blobId of meta.items) {
       const blob = await repo.readBlob(index, blobId, ObjectType.items, pool);
-      for (const item of decodeItems(blob, `Metadata blob ${toHex(blobId)}`)) {
+      for (
+        const item of decodeItems(blob, `Metadata blob ${toHex(blobId)}`, { archive: meta.name })
+      ) {
         await run.add(item);
       }
     }
@@ -541,6 +547,12 @@ class ExtractRun {
   }
 
   #restoreNonFile(item: Item, path: string): void {
+    if (item.type !== "dir" && item.type !== "symlink") {
+      this.#warn(
+        `Skipped "${item.path}": restoring a ${TYPE_WORD[item.type]} is not supported yet`,
+      );
+      return;
+    }
     try {
       if (!this.#prepareParent(path) || !this.#makeRoom(path, item)) return;
       if (item.type === "dir") {
@@ -616,6 +628,16 @@ class ExtractRun {
     }
   }
 }
+
+/** How warnings name the item types this restorer skips. */
+const TYPE_WORD: Record<Item["type"], string> = {
+  file: "file",
+  dir: "directory",
+  symlink: "symlink",
+  fifo: "FIFO",
+  chardev: "character device",
+  blockdev: "block device",
+};
 
 function randomHex(bytes: number): string {
   const buf = crypto.getRandomValues(new Uint8Array(bytes));
