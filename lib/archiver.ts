@@ -316,6 +316,11 @@ class BackupRun {
       await this.#emit(item);
       return;
     }
+    if (kind === "chardev" || kind === "blockdev") {
+      item.major = st.rdevMajor;
+      item.minor = st.rdevMinor;
+    }
+    // directories, FIFOs and devices: their lstat is all there is (a FIFO is never opened)
     withXattrs();
     await this.#emit(item);
   }

@@ -167,7 +167,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     args: "[PATHS...]",
     summary: "back up PATHS (default: source_directories of the configuration)",
     description: "Stores the files, directories and symlinks below PATHS as a new archive.\n" +
-      "Exit code 3 when some files were skipped (unreadable, vanished, special files).",
+      "Exit code 3 when some files were skipped (unreadable, vanished, sockets).",
     options: [
       {
         ...ARCHIVE,

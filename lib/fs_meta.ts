@@ -24,8 +24,14 @@ export interface EntryStat {
   ctimeNs: bigint;
   /** Device, for the repository self-exclusion. */
   dev: number;
-  /** Inode, for the repository self-exclusion. */
+  /** Inode, for the repository self-exclusion and hardlink groups. */
   ino: bigint;
+  /** Number of hard links. */
+  nlink: number;
+  /** Major number of a character or block device, else 0. */
+  rdevMajor: number;
+  /** Minor number of a character or block device, else 0. */
+  rdevMinor: number;
 }
 
 /** Type bits of st_mode. */
@@ -36,6 +42,43 @@ export const S_IFREG = 0o100000;
 export const S_IFDIR = 0o040000;
 /** Symbolic link. */
 export const S_IFLNK = 0o120000;
+/** FIFO (named pipe). */
+export const S_IFIFO = 0o010000;
+/** Character device. */
+export const S_IFCHR = 0o020000;
+/** Block device. */
+export const S_IFBLK = 0o060000;
+/** Unix-domain socket. */
+export const S_IFSOCK = 0o140000;
+
+/** The kinds of entries on disk that {@linkcode entryKind} tells apart. */
+export type EntryKind =
+  | "file"
+  | "dir"
+  | "symlink"
+  | "fifo"
+  | "chardev"
+  | "blockdev"
+  | "socket"
+  | "special";
+
+/**
+ * glibc's split of an `st_rdev` (as Deno.FileInfo.rdev reports it) into major and minor.
+ *
+ * @example
+ * ```ts
+ * import { deepStrictEqual } from "node:assert/strict";
+ * import { splitRdev } from "./fs_meta.ts";
+ *
+ * deepStrictEqual(splitRdev(0x0801), [8, 1]); // /dev/sda1
+ * ```
+ */
+export function splitRdev(rdev: number): [number, number] {
+  const d = BigInt(rdev);
+  const major = ((d >> 8n) & 0xfffn) | ((d >> 32n) & 0xfffff000n);
+  const minor = (d & 0xffn) | ((d >> 12n) & 0xffffff00n);
+  return [Number(major), Number(minor)];
+}
 
 /** lstat without following symlinks, with the best time precision available. */
 export function lstatEntry(path: string): EntryStat {
@@ -51,6 +94,9 @@ export function lstatEntry(path: string): EntryStat {
       ctimeNs: s.ctimeNs,
       dev: s.dev,
       ino: s.ino,
+      nlink: s.nlink,
+      rdevMajor: s.rdevMajor,
+      rdevMinor: s.rdevMinor,
     };
   }
   const s = Deno.lstatSync(path);
@@ -63,11 +109,18 @@ export function lstatEntry(path: string): EntryStat {
     ctimeNs: BigInt(s.ctime?.getTime() ?? 0) * 1_000_000n,
     dev: s.dev ?? 0,
     ino: BigInt(s.ino ?? 0),
+    nlink: s.nlink ?? 1,
+    ...rdevOf(s.rdev ?? 0),
   };
 }
 
+function rdevOf(rdev: number): { rdevMajor: number; rdevMinor: number } {
+  const [rdevMajor, rdevMinor] = splitRdev(rdev);
+  return { rdevMajor, rdevMinor };
+}
+
 /** The kind of an entry from its mode. */
-export function entryKind(mode: number): "file" | "dir" | "symlink" | "special" {
+export function entryKind(mode: number): EntryKind {
   switch (mode & S_IFMT) {
     case S_IFREG:
       return "file";
@@ -75,6 +128,14 @@ export function entryKind(mode: number): "file" | "dir" | "symlink" | "special" 
       return "dir";
     case S_IFLNK:
       return "symlink";
+    case S_IFIFO:
+      return "fifo";
+    case S_IFCHR:
+      return "chardev";
+    case S_IFBLK:
+      return "blockdev";
+    case S_IFSOCK:
+      return "socket";
     default:
       return "special";
   }

@@ -38,6 +38,11 @@ export interface NativeFs {
   lchown(path: string, uid: number, gid: number): void;
   /** statx without following symlinks: unlike Deno.lstat (milliseconds), times keep nanoseconds. */
   lstat(path: string): NativeStat;
+  /**
+   * mknod: creates a FIFO (`mode` with S_IFIFO), or a character or block device (S_IFCHR,
+   * S_IFBLK; root only) numbered `major`, `minor`, never opening it. The umask applies to `mode`.
+   */
+  mknod(path: string, mode: number, major: number, minor: number): void;
 }
 
 /** What {@linkcode NativeFs.lstat} reports (from statx, AT_SYMLINK_NOFOLLOW). */
@@ -58,6 +63,10 @@ export interface NativeStat {
   dev: number;
   /** Device number of a block or character device, else 0. */
   rdev: number;
+  /** Major number of a block or character device, else 0. */
+  rdevMajor: number;
+  /** Minor number of a block or character device, else 0. */
+  rdevMinor: number;
   /** Last access, nanoseconds since the epoch. */
   atimeNs: bigint;
   /** Last modification, nanoseconds since the epoch. */
@@ -111,6 +120,9 @@ const SYMBOLS = {
   utimensat: { parameters: ["i32", "buffer", "buffer", "i32"], result: "i32" },
   lchown: { parameters: ["buffer", "u32", "u32"], result: "i32" },
   statx: { parameters: ["i32", "buffer", "i32", "u32", "buffer"], result: "i32" },
+  // glibc 2.33 and later export mknod; older ones only __xmknod: then FIFOs and devices are not
+  // restored, and the rest of the native calls still work
+  mknod: { parameters: ["buffer", "u32", "u64"], result: "i32", optional: true },
   __errno_location: { parameters: [], result: "pointer" },
   strerror: { parameters: ["i32"], result: "pointer" },
 } as const;
@@ -278,11 +290,26 @@ class Libc6 implements NativeFs {
       ino: v.getBigUint64(0x20, true),
       dev: makedev(v.getUint32(0x88, true), v.getUint32(0x8c, true)),
       rdev: makedev(v.getUint32(0x80, true), v.getUint32(0x84, true)),
+      rdevMajor: v.getUint32(0x80, true),
+      rdevMinor: v.getUint32(0x84, true),
       atimeNs: time(0x40),
       mtimeNs: time(0x70),
       ctimeNs: time(0x60),
       birthtimeNs: (v.getUint32(0, true) & STATX_BTIME) ? time(0x50) : null,
     };
+  }
+
+  mknod(path: string, mode: number, major: number, minor: number): void {
+    const what = `Cannot create ${JSON.stringify(path)}`;
+    const ok = (n: number) => Number.isInteger(n) && n >= 0 && n <= 0xffffffff;
+    if (!ok(mode) || !ok(major) || !ok(minor)) {
+      throw new NativeError(`${what}: mode or device numbers out of range`, ERRNO.EINVAL);
+    }
+    if (this.#c.mknod === null) {
+      throw new NativeError(`${what}: this C library has no mknod`, ERRNO.ENOTSUP);
+    }
+    const r = this.#c.mknod(cString(path, "path"), mode, BigInt(makedev(major, minor)));
+    if (r !== 0) throw this.#error(what, this.#errno.getInt32());
   }
 
   #error(what: string, errno: number): NativeError {
@@ -294,7 +321,7 @@ class Libc6 implements NativeFs {
 }
 
 /** glibc's makedev: the st_dev encoding that stat(2) and Deno.FileInfo report. */
-function makedev(major: number, minor: number): number {
+export function makedev(major: number, minor: number): number {
   const m = BigInt(major);
   const n = BigInt(minor);
   return Number(

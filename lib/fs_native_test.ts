@@ -2,6 +2,7 @@ import { deepStrictEqual, equal, ok, throws } from "node:assert/strict";
 import { lstatSync, statSync } from "node:fs";
 import { BackendError } from "./errors.ts";
 import { ERRNO, NativeError, type NativeFs, nativeFs, XATTR_SIZE_MAX } from "./fs_native.ts";
+import { S_IFBLK, S_IFCHR, S_IFIFO, S_IFMT, splitRdev } from "./fs_meta.ts";
 
 function fsOrFail(): NativeFs {
   const fs = nativeFs();
@@ -384,5 +385,31 @@ Deno.test("listXattrs + lstat cost per file (10,000 files)", async () => {
       equal(paths.filter((p) => fs.listXattrs(p).includes("user.tag")).length, n / 10);
     }
     ok(both < 1000, `listXattrs+lstat took ${both} µs/file`);
+  });
+});
+
+Deno.test("mknod makes a FIFO without opening it, and devices as root; lstat gives device numbers", async () => {
+  const fs = fsOrFail();
+  await withTempDir((dir) => {
+    fs.mknod(`${dir}/fifo`, S_IFIFO | 0o640, 0, 0);
+    const st = fs.lstat(`${dir}/fifo`);
+    deepStrictEqual([st.mode & S_IFMT, st.mode & 0o777 & ~0o022], [S_IFIFO, 0o640 & ~0o022]);
+    ok(lstatSync(`${dir}/fifo`).isFIFO());
+    // an existing name is refused with the path and the errno
+    throws(() => fs.mknod(`${dir}/fifo`, S_IFIFO | 0o600, 0, 0), (err: unknown) => {
+      ok(err instanceof NativeError && err.errno === 17, String(err));
+      ok(err.message.startsWith(`Cannot create "${dir}/fifo": `), err.message);
+      return true;
+    });
+    throws(() => fs.mknod(`${dir}/x`, -1, 0, 0), /out of range/);
+    throws(() => fs.mknod(`${dir}/x`, S_IFCHR, 2 ** 32, 0), /out of range/);
+    deepStrictEqual([fs.lstat("/dev/null").rdevMajor, fs.lstat("/dev/null").rdevMinor], [1, 3]);
+    if (Deno.uid() !== 0) return;
+    // numbers past the old 8-bit split (the kernel keeps 12 bits of major, 20 of minor) survive
+    fs.mknod(`${dir}/blk`, S_IFBLK | 0o600, 259, 0x12345);
+    const b = fs.lstat(`${dir}/blk`);
+    deepStrictEqual([b.mode & S_IFMT, b.rdevMajor, b.rdevMinor], [S_IFBLK, 259, 0x12345]);
+    deepStrictEqual(splitRdev(b.rdev), [259, 0x12345]);
+    deepStrictEqual(splitRdev(Deno.lstatSync(`${dir}/blk`).rdev ?? 0), [259, 0x12345]);
   });
 });

@@ -24,14 +24,14 @@
 
 import type { ReadonlyBackend } from "../backends/backend.ts";
 import type { Item } from "./archive.ts";
-import { decodeItems } from "./archive.ts";
+import { decodeItems, isDevice } from "./archive.ts";
 import type { ChunkIndex } from "./chunk_index.ts";
 import { CodecPool } from "./codec_pool.ts";
 import { ByteBudget, Signal } from "./concurrency.ts";
 import { ObjectType } from "./crypto.ts";
 import { errorMessage, IntegrityError, UsageError, VgerError } from "./errors.ts";
 import { atExit } from "./exit_hooks.ts";
-import { describeFsError } from "./fs_meta.ts";
+import { describeFsError, S_IFBLK, S_IFCHR, S_IFIFO } from "./fs_meta.ts";
 import { nativeFs } from "./fs_native.ts";
 import { toHex } from "./ids.ts";
 import { PathSelector } from "./patterns.ts";
@@ -188,6 +188,7 @@ export async function extract(
     run.close();
     await writer;
     run.finishDirs();
+    run.finishSpecials();
     run.finalProgress();
     return { files: run.files, bytes: run.bytes, warnings: run.warnings };
   } catch (err) {
@@ -209,6 +210,10 @@ class ExtractRun {
   readonly #selector: PathSelector;
   readonly #native = nativeFs();
   readonly #owners: boolean;
+  readonly #root = Deno.uid() === 0;
+  /** FIFOs and devices not made for want of FFI, and devices for want of root (paths). */
+  readonly #noFfi: string[] = [];
+  readonly #notRoot: string[] = [];
   readonly #checkedDirs = new Set<string>();
   readonly #dirs: { path: string; item: Item }[] = [];
   readonly #zeroIds = new Set<string>();
@@ -547,10 +552,8 @@ class ExtractRun {
   }
 
   #restoreNonFile(item: Item, path: string): void {
-    if (item.type !== "dir" && item.type !== "symlink") {
-      this.#warn(
-        `Skipped "${item.path}": restoring a ${TYPE_WORD[item.type]} is not supported yet`,
-      );
+    if (item.type === "fifo" || isDevice(item.type)) {
+      this.#restoreSpecial(item, path);
       return;
     }
     try {
@@ -590,6 +593,48 @@ class ExtractRun {
   }
 
   /**
+   * A FIFO or a device, made with mknod (lib/fs_native.ts). Without FFI neither can be made, and
+   * a device needs root: those are counted and reported by {@linkcode finishSpecials} in one
+   * warning each, not one per item.
+   */
+  #restoreSpecial(item: Item, path: string): void {
+    const n = this.#native;
+    if (!n) {
+      this.#noFfi.push(item.path);
+      return;
+    }
+    if (isDevice(item.type) && !this.#root) {
+      this.#notRoot.push(item.path);
+      return;
+    }
+    try {
+      if (!this.#prepareParent(path) || !this.#makeRoom(path, item)) return;
+      const type = item.type === "fifo" ? S_IFIFO : item.type === "chardev" ? S_IFCHR : S_IFBLK;
+      n.mknod(path, type | 0o600, item.major ?? 0, item.minor ?? 0);
+      this.#applyMeta(path, item);
+      this.files++;
+    } catch (err) {
+      this.#warn(`Cannot restore "${path}": ${errorMessage(err)}`);
+    }
+  }
+
+  /** The one warning for the FIFOs and devices that could not be made (none: no warning). */
+  finishSpecials(): void {
+    const some = (paths: string[]) =>
+      `${paths.length} (${paths.slice(0, 3).map((p) => `"${p}"`).join(", ")}${
+        paths.length > 3 ? ", ..." : ""
+      })`;
+    if (this.#noFfi.length > 0) {
+      this.#warn(
+        `Skipped ${some(this.#noFfi)} FIFOs and devices: creating them needs --allow-ffi`,
+      );
+    }
+    if (this.#notRoot.length > 0) {
+      this.#warn(`Skipped ${some(this.#notRoot)} devices: creating devices needs root`);
+    }
+  }
+
+  /**
    * Owner, mode, xattrs, then times (last, since the others change ctime/mtime) of `path`;
    * warnings name `shown` (the real name of a file still under its temp name).
    */
@@ -606,8 +651,10 @@ class ExtractRun {
       this.#warn(`Cannot set owner or mode of "${shown}": ${describeFsError(err)}`);
     }
     if (item.xattrs && n) {
+      // Linux refuses user.* on symlinks, FIFOs and devices
+      const noUser = item.type !== "file" && item.type !== "dir";
       for (const [name, value] of Object.entries(item.xattrs)) {
-        if (link && name.startsWith("user.")) continue; // Linux refuses user.* on symlinks
+        if (noUser && name.startsWith("user.")) continue;
         try {
           n.setXattr(path, name, value);
         } catch (err) {
@@ -628,16 +675,6 @@ class ExtractRun {
     }
   }
 }
-
-/** How warnings name the item types this restorer skips. */
-const TYPE_WORD: Record<Item["type"], string> = {
-  file: "file",
-  dir: "directory",
-  symlink: "symlink",
-  fifo: "FIFO",
-  chardev: "character device",
-  blockdev: "block device",
-};
 
 function randomHex(bytes: number): string {
   const buf = crypto.getRandomValues(new Uint8Array(bytes));

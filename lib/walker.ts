@@ -3,8 +3,9 @@
  * progress pre-scan counts (lib/archiver.ts and lib/scanner.ts both walk with it).
  *
  * The rules, in order, for each path: lstat it (a path that cannot be read is skipped with a
- * warning); `isExcluded` on the path without its leading "/"; special files (devices, FIFOs,
- * sockets) skipped with a warning; directories in `excludeDirs` (matched by device and inode: the
+ * warning); `isExcluded` on the path without its leading "/"; sockets (and any other type but
+ * files, directories, symlinks, FIFOs and devices) skipped with a warning; FIFOs and devices
+ * yielded from their lstat alone, never opened; directories in `excludeDirs` (matched by device and inode: the
  * repository itself) skipped; symlinks never followed; a directory that cannot be listed is
  * skipped with all below it, with a warning. Entries come pre-order, names sorted by UTF-16 code
  * units, each directory before what it holds.
@@ -25,7 +26,13 @@
  */
 
 import { resolve } from "node:path";
-import { describeFsError, entryKind, type EntryStat, lstatEntry } from "./fs_meta.ts";
+import {
+  describeFsError,
+  type EntryKind,
+  entryKind,
+  type EntryStat,
+  lstatEntry,
+} from "./fs_meta.ts";
 
 /** Options of {@linkcode walkSources}. */
 export interface WalkOptions {
@@ -33,18 +40,18 @@ export interface WalkOptions {
   isExcluded?: (path: string, isDir: boolean) => boolean;
   /** Directories never walked into (the repository itself), as paths. */
   excludeDirs?: string[];
-  /** Called for each entry skipped because it could not be read or is a special file. */
+  /** Called for each entry skipped because it could not be read or is a socket. */
   onWarning?: (message: string) => void;
 }
 
-/** An entry the walk found: a regular file, a directory or a symlink. */
+/** An entry the walk found: a regular file, a directory, a symlink, a FIFO or a device. */
 export interface WalkEntry {
   /** Absolute path. */
   path: string;
   /** The path without its leading "/", as archives store it and patterns match it. */
   rel: string;
-  /** Its kind; special files are never yielded. */
-  kind: "file" | "dir" | "symlink";
+  /** Its kind; sockets are never yielded. */
+  kind: Exclude<EntryKind, "socket" | "special">;
   /** Its lstat. */
   st: EntryStat;
 }
@@ -78,8 +85,14 @@ export function* walkSources(
       yield undefined;
       continue;
     }
+    if (kind === "socket") {
+      // as restic: the program that listens on a socket makes it anew
+      onWarning?.(`Skipped "${path}": a socket (sockets are not backed up)`);
+      yield undefined;
+      continue;
+    }
     if (kind === "special") {
-      onWarning?.(`Skipped "${path}": not a regular file, directory or symlink`);
+      onWarning?.(`Skipped "${path}": not a file type vger backs up`);
       yield undefined;
       continue;
     }

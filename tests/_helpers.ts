@@ -422,6 +422,8 @@ export interface EntrySnapshot {
   xattrs: Record<string, string>;
   /** SHA-256 of the contents as hex (regular files), else null. */
   sha256: string | null;
+  /** Device numbers as "major,minor" (character and block devices), else null. */
+  device: string | null;
 }
 
 /** A tree: relative path ("." for the root itself) -> entry, in sorted order. */
@@ -511,6 +513,7 @@ export async function treeSnapshot(
       target: type === "symlink" ? await Deno.readLink(path) : null,
       xattrs,
       sha256: type === "file" && options.contents !== false ? await sha256File(path) : null,
+      device: type === "char" || type === "block" ? `${st.rdevMajor},${st.rdevMinor}` : null,
     };
     if (type !== "dir") return;
     const names: string[] = [];
