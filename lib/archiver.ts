@@ -92,6 +92,20 @@ export interface BackupResult {
   unchangedFiles: number;
 }
 
+/** What a backup keeps of a hard-linked inode until its last link is met. */
+interface LinkGroup {
+  /** The path (as stored) of its first name. */
+  first: string;
+  /** Links still to come. */
+  left: number;
+  /** Symlink target, device numbers, chunk ids and size of the first name. */
+  target?: string;
+  major?: number;
+  minor?: number;
+  chunks?: Uint8Array[];
+  size: number;
+}
+
 const READ_BLOCK = 8 << 20;
 
 /** Backs up the sources into a new archive. */
@@ -180,6 +194,12 @@ class BackupRun {
   /** Bytes of those item blobs, within the backup's byte budget. */
   readonly #itemBytes: ByteBudget;
   readonly #native = nativeFs();
+  /**
+   * Inodes with more than one link (and only those) met so far, by `dev:ino`: the group's first
+   * path, its chunks (files) and how many of its links are still to come; an entry goes once
+   * all its links were met, so memory is bounded by the hard-linked inodes in flight.
+   */
+  readonly #links = new Map<string, LinkGroup>();
   #failure: unknown = null;
   /** The read block being filled: chunks are cut and hashed in place, never copied. */
   #block: Uint8Array;
@@ -285,6 +305,28 @@ class BackupRun {
       mtimeNs: st.mtimeNs,
       size: 0,
     };
+    // a later name of a hard-linked inode: its first name's chunks, not read again
+    const key = st.nlink > 1 && kind !== "dir" ? `${st.dev}:${st.ino}` : undefined;
+    const group = key === undefined ? undefined : this.#links.get(key);
+    if (key !== undefined && group) {
+      if (--group.left <= 0) this.#links.delete(key);
+      item.hardlink = group.first;
+      item.target = group.target;
+      item.major = group.major;
+      item.minor = group.minor;
+      if (group.chunks) [item.chunks, item.size] = [group.chunks, group.size];
+      const xattrs = this.#readXattrs(path);
+      if (xattrs) item.xattrs = xattrs;
+      await this.#emit(item);
+      return;
+    }
+    // the first: remembered once stored, so a name that could not be read is no group's first
+    if (key !== undefined) item.hardlink = rel;
+    const remember = () => {
+      if (key === undefined) return;
+      const { target, major, minor, chunks, size } = item;
+      this.#links.set(key, { first: rel, left: st.nlink - 1, target, major, minor, chunks, size });
+    };
     // xattrs are read once the entry proved readable, so a vanished entry gets one warning
     const withXattrs = () => {
       const xattrs = this.#readXattrs(path);
@@ -299,6 +341,7 @@ class BackupRun {
       }
       withXattrs();
       await this.#emit(item);
+      remember();
       return;
     }
     if (kind === "file") {
@@ -314,6 +357,7 @@ class BackupRun {
       item.size = chunks.size;
       withXattrs();
       await this.#emit(item);
+      remember();
       return;
     }
     if (kind === "chardev" || kind === "blockdev") {
@@ -323,6 +367,7 @@ class BackupRun {
     // directories, FIFOs and devices: their lstat is all there is (a FIFO is never opened)
     withXattrs();
     await this.#emit(item);
+    remember();
   }
 
   #readXattrs(path: string): Record<string, Uint8Array> | undefined {

@@ -32,6 +32,7 @@ import { ObjectType } from "./crypto.ts";
 import { errorMessage, IntegrityError, UsageError, VgerError } from "./errors.ts";
 import { atExit } from "./exit_hooks.ts";
 import { describeFsError, S_IFBLK, S_IFCHR, S_IFIFO } from "./fs_meta.ts";
+import { applyItemMeta } from "./restore_meta.ts";
 import { nativeFs } from "./fs_native.ts";
 import { toHex } from "./ids.ts";
 import { PathSelector } from "./patterns.ts";
@@ -116,6 +117,8 @@ interface QueuedItem {
   path: string;
   chunks: Pending[];
   complete: boolean;
+  /** A later name of a hardlink group: the restored path of the group's first selected name. */
+  linkTo?: string;
 }
 
 /**
@@ -214,6 +217,10 @@ class ExtractRun {
   /** FIFOs and devices not made for want of FFI, and devices for want of root (paths). */
   readonly #noFfi: string[] = [];
   readonly #notRoot: string[] = [];
+  /** Hardlink groups met in the selection: group -> restored path of its first selected name. */
+  readonly #linkGroups = new Map<string, string>();
+  /** The first names of hardlink groups that were restored. */
+  readonly #linked = new Set<string>();
   readonly #checkedDirs = new Set<string>();
   readonly #dirs: { path: string; item: Item }[] = [];
   readonly #zeroIds = new Set<string>();
@@ -300,6 +307,12 @@ class ExtractRun {
     }
     const path = `${this.#dest === "/" ? "" : this.#dest}/${item.path}`;
     const queued: QueuedItem = { item, path, chunks: [], complete: item.type !== "file" };
+    if (item.hardlink !== undefined && item.type !== "dir") {
+      // the group's first selected name is restored whole; later ones link to it, unread
+      queued.linkTo = this.#linkGroups.get(item.hardlink);
+      if (queued.linkTo === undefined) this.#linkGroups.set(item.hardlink, path);
+      else queued.complete = true;
+    }
     this.#queue.push(queued);
     this.#added.notify();
     // many small files fit in the byte budget: bound the queue's length too, and once it is
@@ -312,7 +325,7 @@ class ExtractRun {
         if (this.#failure) throw this.#failure;
       }
     }
-    for (const id of item.chunks ?? []) {
+    for (const id of queued.linkTo === undefined ? item.chunks ?? [] : []) {
       queued.chunks.push(await this.#request(id));
       this.#added.notify();
     }
@@ -397,8 +410,14 @@ class ExtractRun {
           continue;
         }
         const bytesBefore = this.#doneBytes;
-        if (next.item.type === "file") await this.#writeFile(next);
+        const filesBefore = this.files;
+        if (next.linkTo !== undefined) this.#link(next.path, next.linkTo, next.item);
+        else if (next.item.type === "file") await this.#writeFile(next);
         else this.#restoreNonFile(next.item, next.path);
+        // a hardlink group's first name, restored: the later names may link to it
+        if (next.item.hardlink !== undefined && this.files > filesBefore) {
+          this.#linked.add(next.path);
+        }
         // whatever became of it, the item is done: count it whole
         this.#doneFiles++;
         if (next.item.type === "file") this.#doneBytes = bytesBefore + next.item.size;
@@ -488,6 +507,21 @@ class ExtractRun {
     } finally {
       forget();
       file?.close();
+    }
+  }
+
+  /** A later name of a hardlink group: a hard link to the group's first restored name. */
+  #link(path: string, to: string, item: Item): void {
+    if (!this.#linked.has(to)) {
+      this.#warn(`Cannot restore "${path}": its hard link "${to}" was not restored`);
+      return;
+    }
+    try {
+      if (!this.#prepareParent(path) || !this.#makeRoom(path, item)) return;
+      Deno.linkSync(to, path);
+      this.files++;
+    } catch (err) {
+      this.#warn(`Cannot restore "${path}" as a hard link to "${to}": ${describeFsError(err)}`);
     }
   }
 
@@ -634,45 +668,14 @@ class ExtractRun {
     }
   }
 
-  /**
-   * Owner, mode, xattrs, then times (last, since the others change ctime/mtime) of `path`;
-   * warnings name `shown` (the real name of a file still under its temp name).
-   */
+  /** {@linkcode applyItemMeta} with this run's native calls, owner rule and warnings. */
   #applyMeta(path: string, item: Item, shown: string = path): void {
-    const n = this.#native;
-    const link = item.type === "symlink";
-    try {
-      if (this.#owners) {
-        if (n) n.lchown(path, item.uid, item.gid);
-        else if (!link) Deno.chownSync(path, item.uid, item.gid);
-      }
-      if (!link) Deno.chmodSync(path, item.mode);
-    } catch (err) {
-      this.#warn(`Cannot set owner or mode of "${shown}": ${describeFsError(err)}`);
-    }
-    if (item.xattrs && n) {
-      // Linux refuses user.* on symlinks, FIFOs and devices
-      const noUser = item.type !== "file" && item.type !== "dir";
-      for (const [name, value] of Object.entries(item.xattrs)) {
-        if (noUser && name.startsWith("user.")) continue;
-        try {
-          n.setXattr(path, name, value);
-        } catch (err) {
-          this.#warn(`Cannot set extended attribute "${name}" of "${shown}": ${errorMessage(err)}`);
-        }
-      }
-    } else if (item.xattrs && Object.keys(item.xattrs).length > 0) {
-      this.#warn(`Extended attributes of "${shown}" not restored: run with --allow-ffi`);
-    }
-    try {
-      if (n) n.setTimes(path, item.mtimeNs, item.mtimeNs);
-      else if (!link) {
-        const t = new Date(Number(item.mtimeNs / 1_000_000n));
-        Deno.utimeSync(path, t, t);
-      }
-    } catch (err) {
-      this.#warn(`Cannot set the times of "${shown}": ${describeFsError(err)}`);
-    }
+    applyItemMeta(path, item, {
+      native: this.#native,
+      owners: this.#owners,
+      warn: (m) => this.#warn(m),
+      shown,
+    });
   }
 }
 
