@@ -9,7 +9,75 @@
 import type { Item } from "./archive.ts";
 import { errorMessage } from "./errors.ts";
 import { describeFsError } from "./fs_meta.ts";
-import type { NativeFs } from "./fs_native.ts";
+import { ERRNO, NativeError, type NativeFs } from "./fs_native.ts";
+
+/**
+ * What a restore could not make or set for want of privilege or FFI, counted so that each kind
+ * makes one summary warning rather than one per item: FIFOs and devices without FFI, devices as
+ * another user than root, extended attributes the kernel refused (trusted.*, security.* as
+ * another user than root: EPERM or EACCES) and those not set without FFI.
+ */
+export class RestoreSkips {
+  #specialsNoFfi: string[] = [];
+  #devicesNotRoot: string[] = [];
+  #denied = new Map<string, number>();
+  #deniedFirst = "";
+  #noFfi = 0;
+  #noFfiFirst = "";
+
+  /** Counts a FIFO or device not made for want of FFI. */
+  specialNoFfi(path: string): void {
+    this.#specialsNoFfi.push(path);
+  }
+
+  /** Counts a device not made for want of root. */
+  deviceNotRoot(path: string): void {
+    this.#devicesNotRoot.push(path);
+  }
+
+  /** Counts an attribute `name` of `path` that the kernel refused to set. */
+  denied(name: string, path: string): void {
+    const ns = name.slice(0, name.indexOf(".") + 1) + "*";
+    this.#denied.set(ns, (this.#denied.get(ns) ?? 0) + 1);
+    this.#deniedFirst ||= path;
+  }
+
+  /** Counts a path whose attributes were not set for want of FFI. */
+  noFfi(path: string): void {
+    this.#noFfi++;
+    this.#noFfiFirst ||= path;
+  }
+
+  /** The summary warnings (none when nothing was skipped). */
+  warnings(): string[] {
+    const out: string[] = [];
+    const some = (paths: string[]) =>
+      `${paths.length} (${paths.slice(0, 3).map((p) => `"${p}"`).join(", ")}${
+        paths.length > 3 ? ", ..." : ""
+      })`;
+    if (this.#specialsNoFfi.length > 0) {
+      out.push(
+        `Skipped ${some(this.#specialsNoFfi)} FIFOs and devices: creating them needs --allow-ffi`,
+      );
+    }
+    if (this.#devicesNotRoot.length > 0) {
+      out.push(`Skipped ${some(this.#devicesNotRoot)} devices: creating devices needs root`);
+    }
+    if (this.#denied.size > 0) {
+      const total = [...this.#denied.values()].reduce((a, b) => a + b, 0);
+      const spaces = [...this.#denied.keys()].sort().join(", ");
+      out.push(
+        `Skipped ${total} extended attributes (${spaces}; first on "${this.#deniedFirst}"): setting them needs root`,
+      );
+    }
+    if (this.#noFfi > 0) {
+      out.push(
+        `Extended attributes of ${this.#noFfi} items (first "${this.#noFfiFirst}") not restored: run with --allow-ffi`,
+      );
+    }
+    return out;
+  }
+}
 
 /** Options of {@linkcode applyItemMeta}. */
 export interface ApplyMetaOptions {
@@ -21,11 +89,13 @@ export interface ApplyMetaOptions {
   warn: (message: string) => void;
   /** The name warnings give (the real name of a file still under its temp name). */
   shown?: string;
+  /** Tallies what could not be set for want of privilege or FFI (else: one warning each). */
+  skipped?: RestoreSkips;
 }
 
 /** Sets owner, mode, xattrs and times of `path` from `item`; warns for what it cannot set. */
 export function applyItemMeta(path: string, item: Item, options: ApplyMetaOptions): void {
-  const { native: n, owners, warn } = options;
+  const { native: n, owners, warn, skipped } = options;
   const shown = options.shown ?? path;
   const link = item.type === "symlink";
   try {
@@ -45,11 +115,15 @@ export function applyItemMeta(path: string, item: Item, options: ApplyMetaOption
       try {
         n.setXattr(path, name, value);
       } catch (err) {
-        warn(`Cannot set extended attribute "${name}" of "${shown}": ${errorMessage(err)}`);
+        const errno = err instanceof NativeError ? err.errno : 0;
+        if (skipped && (errno === ERRNO.EPERM || errno === ERRNO.EACCES)) {
+          skipped.denied(name, shown);
+        } else warn(`Cannot set extended attribute "${name}" of "${shown}": ${errorMessage(err)}`);
       }
     }
   } else if (item.xattrs && Object.keys(item.xattrs).length > 0) {
-    warn(`Extended attributes of "${shown}" not restored: run with --allow-ffi`);
+    if (skipped) skipped.noFfi(shown);
+    else warn(`Extended attributes of "${shown}" not restored: run with --allow-ffi`);
   }
   try {
     if (n) n.setTimes(path, item.mtimeNs, item.mtimeNs);

@@ -32,7 +32,7 @@ import { ObjectType } from "./crypto.ts";
 import { errorMessage, IntegrityError, UsageError, VgerError } from "./errors.ts";
 import { atExit } from "./exit_hooks.ts";
 import { describeFsError, S_IFBLK, S_IFCHR, S_IFIFO } from "./fs_meta.ts";
-import { applyItemMeta } from "./restore_meta.ts";
+import { applyItemMeta, RestoreSkips } from "./restore_meta.ts";
 import { nativeFs } from "./fs_native.ts";
 import { toHex } from "./ids.ts";
 import { PathSelector } from "./patterns.ts";
@@ -214,9 +214,7 @@ class ExtractRun {
   readonly #native = nativeFs();
   readonly #owners: boolean;
   readonly #root = Deno.uid() === 0;
-  /** FIFOs and devices not made for want of FFI, and devices for want of root (paths). */
-  readonly #noFfi: string[] = [];
-  readonly #notRoot: string[] = [];
+  readonly #skipped = new RestoreSkips();
   /** Hardlink groups met in the selection: group -> restored path of its first selected name. */
   readonly #linkGroups = new Map<string, string>();
   /** The first names of hardlink groups that were restored. */
@@ -633,14 +631,8 @@ class ExtractRun {
    */
   #restoreSpecial(item: Item, path: string): void {
     const n = this.#native;
-    if (!n) {
-      this.#noFfi.push(item.path);
-      return;
-    }
-    if (isDevice(item.type) && !this.#root) {
-      this.#notRoot.push(item.path);
-      return;
-    }
+    if (!n) return this.#skipped.specialNoFfi(item.path);
+    if (isDevice(item.type) && !this.#root) return this.#skipped.deviceNotRoot(item.path);
     try {
       if (!this.#prepareParent(path) || !this.#makeRoom(path, item)) return;
       const type = item.type === "fifo" ? S_IFIFO : item.type === "chardev" ? S_IFCHR : S_IFBLK;
@@ -652,20 +644,9 @@ class ExtractRun {
     }
   }
 
-  /** The one warning for the FIFOs and devices that could not be made (none: no warning). */
+  /** The one warning each for FIFOs, devices and xattrs that could not be made or set. */
   finishSpecials(): void {
-    const some = (paths: string[]) =>
-      `${paths.length} (${paths.slice(0, 3).map((p) => `"${p}"`).join(", ")}${
-        paths.length > 3 ? ", ..." : ""
-      })`;
-    if (this.#noFfi.length > 0) {
-      this.#warn(
-        `Skipped ${some(this.#noFfi)} FIFOs and devices: creating them needs --allow-ffi`,
-      );
-    }
-    if (this.#notRoot.length > 0) {
-      this.#warn(`Skipped ${some(this.#notRoot)} devices: creating devices needs root`);
-    }
+    for (const w of this.#skipped.warnings()) this.#warn(w);
   }
 
   /** {@linkcode applyItemMeta} with this run's native calls, owner rule and warnings. */
@@ -675,6 +656,7 @@ class ExtractRun {
       owners: this.#owners,
       warn: (m) => this.#warn(m),
       shown,
+      skipped: this.#skipped,
     });
   }
 }
