@@ -217,8 +217,8 @@ class ExtractRun {
   readonly #skipped = new RestoreSkips();
   /** Hardlink groups met in the selection: group -> restored path of its first selected name. */
   readonly #linkGroups = new Map<string, string>();
-  /** The first names of hardlink groups that were restored. */
-  readonly #linked = new Set<string>();
+  /** The first names of hardlink groups that were restored -> what they are ({@linkcode inode}). */
+  readonly #linked = new Map<string, string>();
   readonly #checkedDirs = new Set<string>();
   readonly #dirs: { path: string; item: Item }[] = [];
   readonly #zeroIds = new Set<string>();
@@ -414,7 +414,7 @@ class ExtractRun {
         else this.#restoreNonFile(next.item, next.path);
         // a hardlink group's first name, restored: the later names may link to it
         if (next.item.hardlink !== undefined && this.files > filesBefore) {
-          this.#linked.add(next.path);
+          this.#linked.set(next.path, inode(next.path));
         }
         // whatever became of it, the item is done: count it whole
         this.#doneFiles++;
@@ -515,6 +515,8 @@ class ExtractRun {
       return;
     }
     try {
+      // the very inode restored there: a later item may have put a symlink in its way
+      if (inode(to) !== this.#linked.get(to)) throw new Error("it changed since it was restored");
       if (!this.#prepareParent(path) || !this.#makeRoom(path, item)) return;
       Deno.linkSync(to, path);
       this.files++;
@@ -658,6 +660,21 @@ class ExtractRun {
       shown,
       skipped: this.#skipped,
     });
+  }
+}
+
+/**
+ * What a path is: its directory's real path, and the device, inode and type of its last
+ * component (not followed); "" when it cannot be read. A freed inode number is soon reused,
+ * so the type and the directory count too.
+ */
+function inode(path: string): string {
+  try {
+    const st = Deno.lstatSync(path);
+    const dir = Deno.realPathSync(path.slice(0, path.lastIndexOf("/")) || "/");
+    return `${dir}|${st.dev}:${st.ino}:${st.mode! & 0o170000}`;
+  } catch {
+    return "";
   }
 }
 

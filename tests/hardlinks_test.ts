@@ -9,9 +9,12 @@
 
 import { deepStrictEqual, equal, match, ok } from "node:assert/strict";
 import {
+  chownTree,
   initRepo,
   jsonOf,
   listItems,
+  makeUnprivilegedUser,
+  NOBODY_ID,
   pseudoRandomBytes,
   runVgerOk,
   storedPath,
@@ -148,4 +151,34 @@ Deno.test("hardlinks in partial restores: selected names link among themselves, 
     ]);
     ok(!(await Deno.lstat(`${dir}/two${src}/a/one`).catch(() => null)));
   });
+});
+
+Deno.test({
+  name: "hardlinks restore as hard links for a non-root user too",
+  ignore: Deno.uid() !== 0,
+  fn: async () => {
+    const user = await makeUnprivilegedUser(NOBODY_ID, NOBODY_ID);
+    try {
+      await withTempDir(async (dir) => {
+        await Deno.chmod(dir, 0o755);
+        const src = `${dir}/src`;
+        await makeTree(src);
+        const repo = await initRepo(`${dir}/repo`);
+        await runVgerOk(["-R", repo, "backup", "--archive", "a", src]);
+        await chownTree(repo, user.uid, user.gid);
+        await Deno.mkdir(`${dir}/out`);
+        await chownTree(`${dir}/out`, user.uid, user.gid);
+        await runVgerOk(["-R", repo, "extract", "--archive", "a", "--dest", `${dir}/out`], {
+          user,
+        });
+        deepStrictEqual(await linkShape(`${dir}/out${src}`), await linkShape(src));
+        const got = await treeSnapshot(`${dir}/out${src}`);
+        for (const [p, e] of Object.entries(await treeSnapshot(src))) {
+          deepStrictEqual(got[p], { ...e, uid: user.uid, gid: user.gid }, p);
+        }
+      });
+    } finally {
+      await user.cleanup();
+    }
+  },
 });

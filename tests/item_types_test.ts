@@ -182,3 +182,34 @@ Deno.test("list shows FIFOs, devices and hardlink groups of an archive, and extr
     equal((await Deno.stat(`${dir}/out/t/two`)).size, 0);
   });
 });
+
+Deno.test("a hardlink whose first name a later item replaced is not linked (a hostile archive), one warning, exit 3", async () => {
+  await withTempDir(async (dir) => {
+    const repo = await initRepo(`${dir}/repo`);
+    const outside = `${dir}/outside.txt`;
+    await Deno.writeTextFile(outside, "not to be linked into the restore\n");
+    await writeRawArchive(repo, "hostile", [
+      { p: "t", t: "d", ...base, m: 0o755 },
+      { p: "t/x", t: "f", ...base, c: [], h: "t/x" },
+      { p: "t/x", t: "l", ...base, m: 0o777, l: outside }, // replaces t/x with --overwrite
+      { p: "t/y", t: "f", ...base, c: [], h: "t/x" },
+    ]);
+    const out = `${dir}/out`;
+    const r = await runVger([
+      "-R",
+      repo,
+      "extract",
+      "--archive",
+      "hostile",
+      "--dest",
+      out,
+      "--overwrite",
+    ]);
+    equal(r.code, 3, r.stderr);
+    deepStrictEqual(r.stderr.trim().split("\n"), [
+      `vger: warning: Cannot restore "${out}/t/y" as a hard link to "${out}/t/x": it changed since it was restored`,
+    ]);
+    equal(await Deno.lstat(`${out}/t/y`).catch(() => null), null);
+    equal((await Deno.stat(outside)).nlink, 1);
+  });
+});
