@@ -10,6 +10,7 @@
 
 import { deepStrictEqual, equal, match, ok } from "node:assert/strict";
 import {
+  assertDocumented,
   CLI_PATH,
   exists,
   FAST_KDF_ARGS,
@@ -17,6 +18,7 @@ import {
   PASSPHRASE,
   PROJECT_DIR,
   pseudoRandomBytes,
+  readmeJsonTable,
   restoredPath,
   type RunResult,
   runVger,
@@ -533,60 +535,6 @@ Deno.test("backup's summary agrees with the archive; Ctrl-C while a backup dedup
 // ---------------------------------------------------------------------------------------------
 // --json fields, from the README's table
 
-/** What the README documents of one command's --json output. */
-interface JsonDoc {
-  /** Top-level fields; those ending in [] are arrays. */
-  fields: string[];
-  /** Fields of each element of an array field (key without []). */
-  elements: Record<string, string[]>;
-  /** "and what was done": more fields may follow. */
-  open: boolean;
-}
-
-/** The README's --json table: command (as in the first column) -> documented fields. */
-async function readmeJsonTable(): Promise<Map<string, JsonDoc>> {
-  const text = await Deno.readTextFile(`${PROJECT_DIR}/README.md`);
-  const section = text.slice(text.indexOf("### Output, progress and exit codes"));
-  const table = new Map<string, JsonDoc>();
-  for (const row of section.split("\n")) {
-    if (table.size > 0 && !row.startsWith("|")) break;
-    const m = /^\|\s*(`.+?)\s*\|\s*(.+?)\s*\|$/.exec(row);
-    if (!m) continue;
-    const doc: JsonDoc = { fields: [], elements: {}, open: /what was done/.test(m[2]) };
-    for (const segment of m[2].split(";")) {
-      // "`archives[]`: `name`, `id`" documents the fields of each element of archives
-      const nested = /^(.*?)`(\w+)\[\]`:(.*)$/.exec(segment);
-      const names = (s: string) => [...s.matchAll(/`(\w+(?:\[\])?)`/g)].map((x) => x[1]);
-      if (nested) {
-        doc.fields.push(...names(nested[1]), `${nested[2]}[]`);
-        doc.elements[nested[2]] = names(nested[3]).map((f) => f.replace(/\[\]$/, ""));
-      } else doc.fields.push(...names(segment));
-    }
-    for (const command of [...m[1].matchAll(/`([^`]+)`/g)].map((x) => x[1])) {
-      table.set(command, doc);
-    }
-  }
-  return table;
-}
-
-/** Asserts a --json document has every documented field, and (unless open) no other. */
-function assertDocumented(doc: JsonDoc, json: Record<string, unknown>, what: string): void {
-  const bare = (f: string) => f.replace(/\[\]$/, "");
-  const keys = Object.keys(json).sort();
-  for (const f of doc.fields) {
-    ok(bare(f) in json, `${what} lacks the documented field ${bare(f)}: ${JSON.stringify(json)}`);
-    if (f.endsWith("[]")) ok(Array.isArray(json[bare(f)]), `${what}: ${bare(f)} is not an array`);
-  }
-  if (!doc.open) deepStrictEqual(keys, doc.fields.map(bare).sort(), `${what}: undocumented fields`);
-  for (const [array, fields] of Object.entries(doc.elements)) {
-    const elements = json[array] as Record<string, unknown>[];
-    ok(elements.length > 0, `${what}: ${array} is empty, its fields cannot be checked`);
-    for (const e of elements) {
-      deepStrictEqual(Object.keys(e).sort(), [...fields].sort(), `${what}: fields of ${array}[]`);
-    }
-  }
-}
-
 /** Every key at any depth of a JSON value. */
 function allKeys(value: unknown, path = ""): string[] {
   if (Array.isArray(value)) return value.flatMap((v) => allKeys(v, `${path}[]`));
@@ -611,7 +559,12 @@ Deno.test("every command's --json has the fields the README's table documents, a
     "key",
     "config",
   ];
-  deepStrictEqual([...table.keys()].sort(), [...expected].sort(), "the README's --json table");
+  // versions and rollback need a vger-server: tests/rest_versions_test.ts checks their rows
+  deepStrictEqual(
+    [...table.keys()].sort(),
+    [...expected, "versions", "rollback"].sort(),
+    "the README's --json table",
+  );
   await withTempDir(async (dir) => {
     const src = `${dir}/src`;
     await makeTree(src, { randomBytes: 256 << 10 });

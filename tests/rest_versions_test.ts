@@ -11,11 +11,13 @@ import { deepStrictEqual, equal, match, ok } from "node:assert/strict";
 import {
   archiveNames,
   assertCheckClean,
+  assertDocumented,
   assertRestores,
   FAST_KDF_ARGS,
   initRepo,
   jsonOf as json,
   pseudoRandomBytes,
+  readmeJsonTable,
   runVger,
   type TreeSnapshot,
   treeSnapshot,
@@ -105,7 +107,14 @@ Deno.test("a manifest replaced by garbage is rolled back with vger rollback: who
       const broken = await run(a, ["list"], { code: 1 });
       match(broken.stderr, /Manifest/);
 
-      const after = json<VersionsJson>(await run(a, ["versions", "--json"]));
+      const table = await readmeJsonTable();
+      const versionsOut = json<VersionsJson>(await run(a, ["versions", "--json"]));
+      assertDocumented(
+        table.get("versions")!,
+        versionsOut as unknown as Record<string, unknown>,
+        "versions --json",
+      );
+      const after = versionsOut;
       equal(after.versions.length, 4);
       equal(after.versions[1].id, before.versions[0].id, "the garbage is not the newest");
       const text = await run(a, ["versions"]);
@@ -118,6 +127,11 @@ Deno.test("a manifest replaced by garbage is rolled back with vger rollback: who
         index_restored: boolean;
         manifest_counter: number;
       }>(await run(a, ["rollback", before.versions[0].id, "--json"]));
+      assertDocumented(
+        table.get("rollback")!,
+        rolled as unknown as Record<string, unknown>,
+        "rollback --json",
+      );
       equal(rolled.rolled_back_to.id, before.versions[0].id);
       equal(rolled.archives, 2);
       equal(rolled.index_restored, true);
