@@ -1,7 +1,11 @@
 /**
  * A backend on S3 or an S3-compatible service (Ceph RGW, MinIO, Garage...), through
  * `@aws-sdk/client-s3`. The SDK is loaded on the backend's first request, so commands on local
- * repositories never load it.
+ * repositories never load it. Reads of objects and ranges (`get`, `getRange`), the bulk of
+ * restore and check, skip the SDK's middleware: they are GET requests signed here (SigV4,
+ * backends/s3_sign.ts, with the SDK client's credentials and its address of the bucket) and sent
+ * with `fetch`, at half the CPU per byte; their errors take the SDK's shape, so they read the
+ * same.
  *
  * Objects live under an optional prefix of one bucket. A buffer, and any body of up to
  * {@linkcode PART_SIZE}, goes up in one PUT with its Content-Length; larger bodies (staged packs,
@@ -54,6 +58,7 @@ import {
   s3Error,
   status,
 } from "./s3_errors.ts";
+import { SigV4Signer, uriEncodePath } from "./s3_sign.ts";
 
 /** The size of a multipart upload's parts (S3 requires at least 5 MiB for all but the last). */
 export const PART_SIZE = 8 * 1024 * 1024;
@@ -120,6 +125,10 @@ interface Credentials {
 interface Client {
   sdk: SdkModule;
   s3: Sdk.S3Client;
+  /** The bucket's URL, as the SDK addresses it (path-style with an endpoint). */
+  base: URL;
+  /** Signs the reads that go through `fetch`. */
+  signer: SigV4Signer;
 }
 
 /** A {@linkcode Backend} over one bucket (and prefix) of S3 or an S3-compatible service. */
@@ -157,27 +166,27 @@ export class S3Backend implements Backend {
   async get(key: string, options: GetOptions = {}): Promise<Uint8Array | null> {
     checkKey(key);
     const max = checkMaxBytes(options.maxBytes);
-    const { sdk, s3 } = await this.#connect();
-    let out: Sdk.GetObjectCommandOutput;
+    const op = { what: "read", key };
+    const read = await this.#fetchGet(key, undefined, op);
     try {
-      out = await s3.send(new sdk.GetObjectCommand({ Bucket: this.#bucket, Key: this.#key(key) }));
-    } catch (err) {
-      if (errorName(err) === "NoSuchKey") return null;
-      throw this.#error(err, { what: "read", key });
+      if (!read.response.ok) {
+        const err = await answerError(read.response);
+        if (errorName(err) === "NoSuchKey") return null;
+        throw this.#error(err, op);
+      }
+      const size = contentLength(read.response);
+      if (size !== undefined && size > max) throw objectTooLarge(key, max, size);
+      const data = await this.#readBody(read, { size, max }, op);
+      if (data.length > max) throw objectTooLarge(key, max);
+      if (size !== undefined && data.length !== size) {
+        throw new IntegrityError(
+          `Object "${key}" was cut short: got ${data.length} of its ${size} bytes`,
+        );
+      }
+      return data;
+    } finally {
+      await read.done();
     }
-    const size = out.ContentLength;
-    if (size !== undefined && size > max) {
-      await discard(out.Body);
-      throw objectTooLarge(key, max, size);
-    }
-    const data = await this.#readBody(out.Body, { what: "read", key });
-    if (data.length > max) throw objectTooLarge(key, max, data.length);
-    if (size !== undefined && data.length !== size) {
-      throw new IntegrityError(
-        `Object "${key}" was cut short: got ${data.length} of its ${size} bytes`,
-      );
-    }
-    return data;
   }
 
   /** Exactly `length` bytes from `offset`; see {@linkcode Backend.getRange}. */
@@ -197,42 +206,42 @@ export class S3Backend implements Backend {
       if (offset > size) throw truncated(key, offset, length, size);
       return new Uint8Array(0);
     }
-    const { sdk, s3 } = await this.#connect();
-    let out: Sdk.GetObjectCommandOutput;
+    const op = { what: "read", key };
+    const read = await this.#fetchGet(key, `bytes=${offset}-${offset + length - 1}`, op);
     try {
-      out = await s3.send(
-        new sdk.GetObjectCommand({
-          Bucket: this.#bucket,
-          Key: this.#key(key),
-          Range: `bytes=${offset}-${offset + length - 1}`,
-        }),
-      );
-    } catch (err) {
-      if (errorName(err) === "NoSuchKey") {
-        throw new NotFoundError(`Object "${key}" not found`, { cause: err });
+      const response = read.response;
+      if (!response.ok) {
+        const err = await answerError(response);
+        if (errorName(err) === "NoSuchKey") {
+          throw new NotFoundError(`Object "${key}" not found`, { cause: err });
+        }
+        if (response.status === 416) {
+          const size = await this.size(key);
+          if (size === null) throw new NotFoundError(`Object "${key}" not found`, { cause: err });
+          throw truncated(key, offset, length, size);
+        }
+        throw this.#error(err, op);
       }
-      if (status(err) === 416) {
-        const size = await this.size(key);
-        if (size === null) throw new NotFoundError(`Object "${key}" not found`, { cause: err });
-        throw truncated(key, offset, length, size);
+      const range = response.headers.get("content-range") ?? undefined;
+      if (response.status !== 206 || range === undefined) {
+        // a server that ignores Range sends the whole object: never read it all
+        const size = contentLength(response);
+        if (size !== undefined && offset + length > size) {
+          throw truncated(key, offset, length, size);
+        }
+        throw new BackendError(
+          `The S3 server ignored the range of object "${key}" (${this.location})`,
+        );
       }
-      throw this.#error(err, { what: "read", key });
+      const total = totalFromContentRange(range);
+      const data = await this.#readBody(read, { size: contentLength(response), max: length }, op);
+      if (data.length !== length) {
+        throw truncated(key, offset, length, total ?? offset + data.length);
+      }
+      return data;
+    } finally {
+      await read.done();
     }
-    const total = totalFromContentRange(out.ContentRange);
-    if (out.ContentRange === undefined) {
-      // a server that ignores Range sends the whole object: never read it all
-      const size = out.ContentLength;
-      await discard(out.Body);
-      if (size !== undefined && offset + length > size) throw truncated(key, offset, length, size);
-      throw new BackendError(
-        `The S3 server ignored the range of object "${key}" (${this.location})`,
-      );
-    }
-    const data = await this.#readBody(out.Body, { what: "read", key });
-    if (data.length !== length) {
-      throw truncated(key, offset, length, total ?? offset + data.length);
-    }
-    return data;
   }
 
   /** The object's size, or null when it does not exist. */
@@ -437,16 +446,110 @@ export class S3Backend implements Backend {
       // The SDK's own warnings and errors would go to the console; vger reports its errors.
       logger: SILENT,
     });
-    return { sdk, s3 };
+    // the bucket's URL as the SDK's own rules address it: virtual-host on AWS when the bucket
+    // name allows it, path-style with an endpoint
+    const base = s3.config.endpointProvider({
+      Bucket: this.#bucket,
+      Region: this.#region,
+      ForcePathStyle: o.endpoint !== undefined,
+      ...(o.endpoint === undefined ? {} : { Endpoint: o.endpoint }),
+      UseFIPS: false,
+      UseDualStack: false,
+      Accelerate: false,
+    }).url;
+    return { sdk, s3, base, signer: new SigV4Signer({ region: this.#region, service: "s3" }) };
   }
 
-  async #readBody(body: unknown, op: Operation): Promise<Uint8Array> {
-    if (body === undefined) return new Uint8Array(0);
+  /**
+   * A signed GET of the object (of `range` when given) through `fetch`, not the SDK: the SDK's
+   * read path costs twice the CPU per byte (bench/README.md). The answer comes back whatever
+   * its status; redirects are not followed (a 301 says the region is wrong). The request fails
+   * with a TimeoutError when the server stays silent `timeoutMs`, before the answer or within
+   * its body; call `done` once finished with it.
+   */
+  async #fetchGet(key: string, range: string | undefined, op: Operation): Promise<FetchedRead> {
+    const { s3, base, signer } = await this.#connect();
+    let credentials: Credentials;
     try {
-      return await (body as { transformToByteArray(): Promise<Uint8Array> })
-        .transformToByteArray();
+      credentials = await s3.config.credentials();
     } catch (err) {
       throw this.#error(err, op);
+    }
+    const url = new URL(base.href);
+    url.pathname = base.pathname.replace(/\/$/, "") + uriEncodePath("/" + this.#key(key));
+    const headers = signer.sign({
+      method: "GET",
+      url,
+      headers: {
+        "x-amz-content-sha256": "UNSIGNED-PAYLOAD",
+        ...(range === undefined ? {} : { range }),
+      },
+      payloadHash: "UNSIGNED-PAYLOAD",
+      credentials,
+    });
+    const watch = new IdleWatch(this.#options.timeoutMs ?? DEFAULT_S3_TIMEOUT_MS);
+    let response: Response;
+    try {
+      response = await fetch(url, { headers, redirect: "manual", signal: watch.signal });
+    } catch (err) {
+      watch.stop();
+      throw this.#error(fetchError(err), op);
+    }
+    watch.touch();
+    return {
+      response,
+      watch,
+      done: async () => {
+        watch.stop();
+        if (response.body !== null && !response.bodyUsed) {
+          await response.body.cancel().catch(() => {});
+        }
+      },
+    };
+  }
+
+  /**
+   * The body of a fetched read: `size` bytes when the answer says so, read into one buffer; at
+   * most `max + 1` bytes otherwise (the caller tells what too many means).
+   */
+  async #readBody(
+    read: FetchedRead,
+    limits: { size: number | undefined; max: number },
+    op: Operation,
+  ): Promise<Uint8Array> {
+    const body = read.response.body;
+    if (body === null) return new Uint8Array(0);
+    const { size, max } = limits;
+    const reader = body.getReader();
+    try {
+      if (size !== undefined && size <= max) {
+        // one buffer of the announced size; a longer body is cut at size + 1 bytes
+        const out = new Uint8Array(size);
+        let at = 0;
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) return at === size ? out : out.subarray(0, at);
+          read.watch.touch();
+          if (at + value.length > size) return concat([out.subarray(0, at), value], size + 1);
+          out.set(value, at);
+          at += value.length;
+        }
+      }
+      const pieces: Uint8Array[] = [];
+      let total = 0;
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        read.watch.touch();
+        pieces.push(value);
+        total += value.length;
+        if (total > max) break;
+      }
+      return concat(pieces, Math.min(total, max + 1));
+    } catch (err) {
+      throw this.#error(fetchError(err), op);
+    } finally {
+      await reader.cancel().catch(() => {});
     }
   }
 
@@ -563,6 +666,161 @@ function truncated(key: string, offset: number, length: number, size: number): I
   return new IntegrityError(
     `Object "${key}" is truncated: wanted bytes ${offset}..${offset + length}, size is ${size}`,
   );
+}
+
+/** A read fetched by `S3Backend.#fetchGet`. */
+interface FetchedRead {
+  response: Response;
+  watch: IdleWatch;
+  /** Stops the timer and frees the connection of an unread body. */
+  done(): Promise<void>;
+}
+
+/**
+ * Aborts a request that stays silent `ms` milliseconds (no answer, no byte of the body) with a
+ * TimeoutError, as the SDK's request handler does; a body that keeps flowing is never cut.
+ */
+class IdleWatch {
+  readonly #controller = new AbortController();
+  readonly #ms: number;
+  #last = Date.now();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(ms: number) {
+    this.#ms = ms;
+    this.#arm(ms);
+  }
+
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  /** Notes that bytes arrived. */
+  touch(): void {
+    this.#last = Date.now();
+  }
+
+  stop(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #arm(delay: number): void {
+    this.#timer = setTimeout(() => {
+      const idle = Date.now() - this.#last;
+      if (idle < this.#ms) return this.#arm(this.#ms - idle);
+      this.#timer = undefined;
+      const err = new Error(`No answer in ${this.#ms} ms`);
+      err.name = "TimeoutError";
+      this.#controller.abort(err);
+    }, delay);
+  }
+}
+
+/** The Content-Length of an answer, when it gives a sane one. */
+function contentLength(response: Response): number | undefined {
+  const value = response.headers.get("content-length");
+  if (value === null || !/^\d{1,15}$/.test(value)) return undefined;
+  return Number(value);
+}
+
+/** The first `length` bytes of `pieces`, joined. */
+function concat(pieces: Uint8Array[], length: number): Uint8Array {
+  if (pieces.length === 1 && pieces[0].length === length) return pieces[0];
+  const out = new Uint8Array(length);
+  let at = 0;
+  for (const piece of pieces) {
+    if (at === length) break;
+    const n = Math.min(piece.length, length - at);
+    out.set(n === piece.length ? piece : piece.subarray(0, n), at);
+    at += n;
+  }
+  return out;
+}
+
+/** The most of an error answer's body that is read for its S3 error code. */
+const ERROR_BODY_BYTES = 64 * 1024;
+
+/**
+ * The error of an S3 answer that is not a success, shaped as the SDK shapes it (`name` and
+ * `Code` from the XML `<Code>`, `Region`, `$metadata.httpStatusCode`, `$response.headers`), so
+ * that {@linkcode s3Error} says the same as for the SDK's requests. The server's `<Message>` is
+ * left out: it may repeat the access key id.
+ */
+async function answerError(response: Response): Promise<Error> {
+  let text = "";
+  if (response.body !== null) {
+    const reader = response.body.getReader();
+    const pieces: Uint8Array[] = [];
+    let total = 0;
+    try {
+      while (total < ERROR_BODY_BYTES) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        pieces.push(value);
+        total += value.length;
+      }
+      text = new TextDecoder().decode(concat(pieces, Math.min(total, ERROR_BODY_BYTES)));
+    } catch {
+      // the status and headers still tell
+    } finally {
+      await reader.cancel().catch(() => {});
+    }
+  }
+  const code = xmlField(text, "Code");
+  const region = xmlField(text, "Region");
+  const headers: Record<string, string> = {};
+  response.headers.forEach((value, name) => headers[name] = value);
+  const err = new Error(
+    `S3 answered HTTP ${response.status}${code === undefined ? "" : " " + code}`,
+  );
+  err.name = code ?? "Unknown";
+  return Object.assign(err, {
+    ...(code === undefined ? {} : { Code: code }),
+    ...(region === undefined ? {} : { Region: region }),
+    $fault: response.status >= 500 ? "server" : "client",
+    $metadata: { httpStatusCode: response.status },
+    $response: { statusCode: response.status, headers },
+  });
+}
+
+/** The text of the first `<name>` element of an XML document, if any. */
+function xmlField(xml: string, name: string): string | undefined {
+  const m = xml.match(new RegExp(`<${name}>([^<]{1,256})</${name}>`));
+  return m?.[1].trim() || undefined;
+}
+
+/** How Deno's fetch words its network failures, as the codes backends/s3_errors.ts reads. */
+const FETCH_FAILURES: [RegExp, string][] = [
+  [/connection refused/i, "ECONNREFUSED"],
+  [/temporary failure in name resolution/i, "EAI_AGAIN"],
+  [/dns error|failed to lookup address|name or service not known/i, "ENOTFOUND"],
+  [/network is unreachable/i, "ENETUNREACH"],
+  [/no route to host|host is unreachable/i, "EHOSTUNREACH"],
+  [/timed out/i, "ETIMEDOUT"],
+  [
+    /connection reset|broken pipe|connection closed|reading a body|incomplete message|unexpected eof/i,
+    "ECONNRESET",
+  ],
+];
+
+/**
+ * A failure of `fetch` or of reading its body with the network error code its words name (in
+ * `code`, as Node reports it), so that {@linkcode s3Error} classifies it; others with the words
+ * of their causes (fetch's own message is a bare "fetch failed").
+ */
+function fetchError(err: unknown): unknown {
+  if (!(err instanceof Error) || err.name === "TimeoutError") return err;
+  const words: string[] = [];
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 5; depth++) {
+    words.push(e.message);
+    e = e.cause;
+  }
+  const text = words.join(": ");
+  for (const [pattern, code] of FETCH_FAILURES) {
+    if (pattern.test(text)) return Object.assign(new Error(text, { cause: err }), { code });
+  }
+  return words.length > 1 ? new Error(text, { cause: err }) : err;
 }
 
 /** The total of `bytes a-b/total`, if given. */
