@@ -167,12 +167,11 @@ export class S3Backend implements Backend {
     checkKey(key);
     const max = checkMaxBytes(options.maxBytes);
     const op = { what: "read", key };
-    const read = await this.#fetchGet(key, undefined, op);
+    const read = await this.#read(key, undefined, op);
     try {
-      if (!read.response.ok) {
-        const err = await answerError(read.response);
-        if (errorName(err) === "NoSuchKey") return null;
-        throw this.#error(err, op);
+      if (read.error !== undefined) {
+        if (errorName(read.error) === "NoSuchKey") return null;
+        throw this.#error(read.error, op);
       }
       const size = contentLength(read.response);
       if (size !== undefined && size > max) throw objectTooLarge(key, max, size);
@@ -207,15 +206,15 @@ export class S3Backend implements Backend {
       return new Uint8Array(0);
     }
     const op = { what: "read", key };
-    const read = await this.#fetchGet(key, `bytes=${offset}-${offset + length - 1}`, op);
+    const read = await this.#read(key, `bytes=${offset}-${offset + length - 1}`, op);
     try {
       const response = read.response;
-      if (!response.ok) {
-        const err = await answerError(response);
+      const err = read.error;
+      if (err !== undefined) {
         if (errorName(err) === "NoSuchKey") {
           throw new NotFoundError(`Object "${key}" not found`, { cause: err });
         }
-        if (response.status === 416) {
+        if (status(err) === 416) {
           const size = await this.size(key);
           if (size === null) throw new NotFoundError(`Object "${key}" not found`, { cause: err });
           throw truncated(key, offset, length, size);
@@ -461,14 +460,71 @@ export class S3Backend implements Backend {
   }
 
   /**
-   * A signed GET of the object (of `range` when given) through `fetch`, not the SDK: the SDK's
-   * read path costs twice the CPU per byte (bench/README.md). The answer comes back whatever
-   * its status; redirects are not followed (a 301 says the region is wrong). The request fails
-   * with a TimeoutError when the server stays silent `timeoutMs`, before the answer or within
-   * its body; call `done` once finished with it.
+   * A GET of the object (of `range` when given): its answer, or its error in the SDK's shape
+   * when the answer is not a success; call `done` once finished with it. Through `fetch` (see
+   * {@linkcode #fetchGet}), except to a port that `fetch` refuses to ask (the fetch standard's
+   * "bad ports", 6000 or 10080 say): through the SDK.
    */
-  async #fetchGet(key: string, range: string | undefined, op: Operation): Promise<FetchedRead> {
-    const { s3, base, signer } = await this.#connect();
+  async #read(key: string, range: string | undefined, op: Operation): Promise<FetchedRead> {
+    const client = await this.#connect();
+    return client.base.port !== "" && BAD_PORTS.has(Number(client.base.port))
+      ? await this.#sdkGet(client, key, range, op)
+      : await this.#fetchGet(client, key, range, op);
+  }
+
+  /** A GET through the SDK, its answer as a `Response`. */
+  async #sdkGet(
+    { sdk, s3 }: Client,
+    key: string,
+    range: string | undefined,
+    op: Operation,
+  ): Promise<FetchedRead> {
+    let out: Sdk.GetObjectCommandOutput;
+    try {
+      out = await s3.send(
+        new sdk.GetObjectCommand({ Bucket: this.#bucket, Key: this.#key(key), Range: range }),
+      );
+    } catch (err) {
+      if (err instanceof VgerError || status(err) === undefined) throw this.#error(err, op);
+      return {
+        response: new Response(null, { status: 500 }),
+        error: err,
+        touch() {},
+        done: async () => {},
+      };
+    }
+    const headers = new Headers();
+    if (out.ContentLength !== undefined) headers.set("content-length", `${out.ContentLength}`);
+    if (out.ContentRange !== undefined) headers.set("content-range", out.ContentRange);
+    const body = out.Body as { transformToWebStream(): ReadableStream<Uint8Array> } | undefined;
+    const response = new Response(body?.transformToWebStream() ?? null, {
+      status: out.ContentRange === undefined ? 200 : 206,
+      headers,
+    });
+    return {
+      response,
+      touch() {},
+      done: async () => {
+        if (response.body !== null && !response.bodyUsed) {
+          await response.body.cancel().catch(() => {});
+        }
+        await discard(out.Body);
+      },
+    };
+  }
+
+  /**
+   * A signed GET of the object (of `range` when given) through `fetch`, not the SDK: the SDK's
+   * read path costs twice the CPU per byte (bench/README.md). Redirects are not followed (a
+   * 301 says the region is wrong). The request fails with a TimeoutError when the server stays
+   * silent `timeoutMs`, before the answer or within its body.
+   */
+  async #fetchGet(
+    { s3, base, signer }: Client,
+    key: string,
+    range: string | undefined,
+    op: Operation,
+  ): Promise<FetchedRead> {
     let credentials: Credentials;
     try {
       credentials = await s3.config.credentials();
@@ -496,9 +552,9 @@ export class S3Backend implements Backend {
       throw this.#error(fetchError(err), op);
     }
     watch.touch();
-    return {
+    const read: FetchedRead = {
       response,
-      watch,
+      touch: () => watch.touch(),
       done: async () => {
         watch.stop();
         if (response.body !== null && !response.bodyUsed) {
@@ -506,6 +562,15 @@ export class S3Backend implements Backend {
         }
       },
     };
+    if (!response.ok) {
+      try {
+        read.error = await answerError(response);
+      } catch (err) {
+        await read.done();
+        throw this.#error(fetchError(err), op);
+      }
+    }
+    return read;
   }
 
   /**
@@ -525,7 +590,7 @@ export class S3Backend implements Backend {
       const reader = byobReader(body);
       if (reader !== undefined) {
         try {
-          return await readInto(reader, size, () => read.watch.touch());
+          return await readInto(reader, size, () => read.touch());
         } catch (err) {
           throw this.#error(fetchError(err), op);
         } finally {
@@ -540,7 +605,7 @@ export class S3Backend implements Backend {
       for (;;) {
         const { done, value } = await reader.read();
         if (done) break;
-        read.watch.touch();
+        read.touch();
         pieces.push(value);
         total += value.length;
         if (total > max) break;
@@ -668,13 +733,106 @@ function truncated(key: string, offset: number, length: number, size: number): I
   );
 }
 
-/** A read fetched by `S3Backend.#fetchGet`. */
+/** A GET's answer (`S3Backend.#read`). */
 interface FetchedRead {
   response: Response;
-  watch: IdleWatch;
+  /** The answer's error in the SDK's shape, when it is not a success. */
+  error?: unknown;
+  /** Notes that bytes of the body arrived. */
+  touch(): void;
   /** Stops the timer and frees the connection of an unread body. */
   done(): Promise<void>;
 }
+
+/**
+ * The ports `fetch` refuses to ask (the fetch standard's "bad ports"); reads of an endpoint on
+ * one of them go through the SDK.
+ */
+const BAD_PORTS = new Set([
+  0,
+  1,
+  7,
+  9,
+  11,
+  13,
+  15,
+  17,
+  19,
+  20,
+  21,
+  22,
+  23,
+  25,
+  37,
+  42,
+  43,
+  53,
+  69,
+  77,
+  79,
+  87,
+  95,
+  101,
+  102,
+  103,
+  104,
+  109,
+  110,
+  111,
+  113,
+  115,
+  117,
+  119,
+  123,
+  135,
+  137,
+  139,
+  143,
+  161,
+  179,
+  389,
+  427,
+  465,
+  512,
+  513,
+  514,
+  515,
+  526,
+  530,
+  531,
+  532,
+  540,
+  548,
+  554,
+  556,
+  563,
+  587,
+  601,
+  636,
+  989,
+  990,
+  993,
+  995,
+  1719,
+  1720,
+  1723,
+  2049,
+  3659,
+  4045,
+  4190,
+  5060,
+  5061,
+  6000,
+  6566,
+  6665,
+  6666,
+  6667,
+  6668,
+  6669,
+  6679,
+  6697,
+  10080,
+]);
 
 /**
  * Aborts a request that stays silent `ms` milliseconds (no answer, no byte of the body) with a
@@ -859,7 +1017,8 @@ function fetchError(err: unknown): unknown {
   for (const [pattern, code] of FETCH_FAILURES) {
     if (pattern.test(text)) return Object.assign(new Error(text, { cause: err }), { code });
   }
-  return words.length > 1 ? new Error(text, { cause: err }) : err;
+  // a plain Error: s3Error then gives its words, not "S3 error (TypeError)"
+  return new Error(text, { cause: err });
 }
 
 /** The total of `bytes a-b/total`, if given. */

@@ -472,3 +472,32 @@ Deno.test("get and getRange over fetch: caps refused before reading, short and i
     });
   });
 });
+
+Deno.test("get and getRange say an endpoint is unreachable, on a port fetch asks and on one it refuses (read through the SDK)", async () => {
+  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (closed.addr as Deno.NetAddr).port;
+  closed.close();
+  for (const endpoint of [`http://127.0.0.1:${port}`, "http://127.0.0.1:1"]) {
+    const backend = new S3Backend({
+      bucket: "b",
+      endpoint,
+      accessKeyId: "id",
+      secretAccessKey: "secret",
+    });
+    try {
+      for (const call of [() => backend.get("config"), () => backend.getRange("config", 0, 9)]) {
+        await rejects(call(), (err: unknown) => {
+          ok(err instanceof BackendError && !(err instanceof TransientError), String(err));
+          equal(
+            err.message,
+            `Cannot read "config" in s3://b at ${endpoint}: cannot reach ${endpoint} ` +
+              "(connection refused)",
+          );
+          return true;
+        });
+      }
+    } finally {
+      await backend.close();
+    }
+  }
+});
