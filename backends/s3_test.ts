@@ -501,3 +501,30 @@ Deno.test("get and getRange say an endpoint is unreachable, on a port fetch asks
     }
   }
 });
+
+Deno.test("get over fetch signs with the credentials of the environment, session token included", async () => {
+  const saved = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"].map((
+    name,
+  ) => [name, Deno.env.get(name)] as const);
+  Deno.env.set("AWS_ACCESS_KEY_ID", "AKIAENVID");
+  Deno.env.set("AWS_SECRET_ACCESS_KEY", "envsecret");
+  Deno.env.set("AWS_SESSION_TOKEN", "envtoken");
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+    const auth = req.headers.get("authorization") ?? "";
+    const good = auth.startsWith("AWS4-HMAC-SHA256 Credential=AKIAENVID/") &&
+      auth.includes(";x-amz-security-token,") &&
+      req.headers.get("x-amz-security-token") === "envtoken";
+    return good ? new Response("hello") : new Response(errorXml("AccessDenied"), { status: 403 });
+  });
+  const backend = new S3Backend({ bucket: "b", endpoint: `http://127.0.0.1:${server.addr.port}` });
+  try {
+    equal(new TextDecoder().decode((await backend.get("config"))!), "hello");
+  } finally {
+    await backend.close();
+    await server.shutdown();
+    for (const [name, value] of saved) {
+      if (value === undefined) Deno.env.delete(name);
+      else Deno.env.set(name, value);
+    }
+  }
+});
