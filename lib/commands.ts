@@ -27,10 +27,12 @@ import {
   type InitOptions,
   initRepository,
   type OpenOptions,
+  readBlobsAhead,
   removeStorageLeftovers,
   Repository,
   requireRole,
 } from "./repository.ts";
+import { VgerError } from "./errors.ts";
 import { extract, type ExtractOptions, type ExtractResult } from "./restorer.ts";
 import { COMMIT_LOCK_KEY } from "./storage_keys.ts";
 import { FilesCache } from "./files_cache.ts";
@@ -154,9 +156,13 @@ export async function* listItemsCommand(
   }
   const index = loaded.index;
   const selector = new PathSelector(options.patterns ?? []);
-  for (const id of meta.items) {
-    const blob = await repo.readBlob(index, id, ObjectType.items);
-    for (const item of decodeItems(blob, `Metadata blob ${toHex(id)}`)) {
+  const ahead = repo.backend.capabilities.connections;
+  let at = 0;
+  for await (
+    const blob of readBlobsAhead(repo, index, meta.items, { type: ObjectType.items, ahead })
+  ) {
+    if (blob instanceof VgerError) throw blob;
+    for (const item of decodeItems(blob, `Metadata blob ${toHex(meta.items[at++])}`)) {
       if (selector.selects(item.path)) yield item;
     }
   }

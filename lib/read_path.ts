@@ -25,10 +25,10 @@ import type { ReadonlyBackend } from "../backends/backend.ts";
 import { decodeItems, type Item } from "./archive.ts";
 import type { ChunkIndex } from "./chunk_index.ts";
 import { ObjectType } from "./crypto.ts";
-import { IntegrityError } from "./errors.ts";
+import { IntegrityError, VgerError } from "./errors.ts";
 import { toHex } from "./ids.ts";
 import type { ManifestEntry } from "./manifest.ts";
-import { type OpenOptions, Repository } from "./repository.ts";
+import { type OpenOptions, readBlobsAhead, Repository } from "./repository.ts";
 
 export type {
   BackendCapabilities,
@@ -83,9 +83,13 @@ export class RepositoryReader {
     const repo = this.#repo;
     const meta = await repo.readArchive(await repo.findArchive(archive));
     const index = await this.#loadIndex();
-    for (const id of meta.items) {
-      const blob = await repo.readBlob(index, id, ObjectType.items);
-      yield* decodeItems(blob, `Metadata blob ${toHex(id)}`);
+    const ahead = repo.backend.capabilities.connections;
+    let at = 0;
+    for await (
+      const blob of readBlobsAhead(repo, index, meta.items, { type: ObjectType.items, ahead })
+    ) {
+      if (blob instanceof VgerError) throw blob;
+      yield* decodeItems(blob, `Metadata blob ${toHex(meta.items[at++])}`);
     }
   }
 

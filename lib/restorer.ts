@@ -37,7 +37,7 @@ import { toHex } from "./ids.ts";
 import { PathSelector } from "./patterns.ts";
 import { releaseOwned } from "./bytes.ts";
 import { RecordBatcher } from "./pack_reader.ts";
-import type { Repository } from "./repository.ts";
+import { readBlobsAhead, type Repository } from "./repository.ts";
 
 /** Options of {@linkcode extract}. */
 export interface ExtractOptions {
@@ -152,6 +152,11 @@ export async function extract(
   const dest = options.dest.replace(/\/+$/, "") || "/";
   await prepareDest(dest);
   const run = new ExtractRun(repo, index, pool, dest, options);
+  const itemsAhead = {
+    type: ObjectType.items,
+    ahead: repo.backend.capabilities.connections,
+    pool,
+  };
   const writer = run.writeLoop();
   try {
     if (options.onProgress) {
@@ -162,9 +167,10 @@ export async function extract(
         const selector = new PathSelector(options.patterns ?? []);
         let files = 0;
         let bytes = 0;
-        for (const blobId of meta.items) {
-          const blob = await repo.readBlob(index, blobId, ObjectType.items, pool);
-          for (const item of decodeItems(blob, `Metadata blob ${toHex(blobId)}`)) {
+        let at = 0;
+        for await (const blob of readBlobsAhead(repo, index, meta.items, itemsAhead)) {
+          if (blob instanceof VgerError) throw blob;
+          for (const item of decodeItems(blob, `Metadata blob ${toHex(meta.items[at++])}`)) {
             if (!selector.selects(item.path)) continue;
             files++;
             if (item.type === "file") bytes += item.size;
@@ -173,9 +179,10 @@ export async function extract(
         run.setTotals(files, bytes);
       }
     }
-    for (const blobId of meta.items) {
-      const blob = await repo.readBlob(index, blobId, ObjectType.items, pool);
-      for (const item of decodeItems(blob, `Metadata blob ${toHex(blobId)}`)) {
+    let at = 0;
+    for await (const blob of readBlobsAhead(repo, index, meta.items, itemsAhead)) {
+      if (blob instanceof VgerError) throw blob;
+      for (const item of decodeItems(blob, `Metadata blob ${toHex(meta.items[at++])}`)) {
         await run.add(item);
       }
     }
