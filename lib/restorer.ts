@@ -211,6 +211,8 @@ class ExtractRun {
   readonly #native = nativeFs();
   readonly #owners: boolean;
   readonly #checkedDirs = new Set<string>();
+  /** Directories this run created: nothing in them is in the way (no lstat, no NotFound). */
+  readonly #createdDirs = new Set<string>();
   readonly #dirs: { path: string; item: Item }[] = [];
   readonly #zeroIds = new Set<string>();
   /** Bytes of chunks requested and not yet written. */
@@ -509,8 +511,10 @@ class ExtractRun {
       } catch (err) {
         if (!(err instanceof Deno.errors.NotFound)) throw err;
       }
-      if (info === null) Deno.mkdirSync(cur, { mode: 0o700 });
-      else if (!info.isDirectory) {
+      if (info === null) {
+        Deno.mkdirSync(cur, { mode: 0o700 });
+        this.#createdDirs.add(cur);
+      } else if (!info.isDirectory) {
         this.#warn(
           `Refused "${path}": "${cur}" is not a directory (a symlink or file is in the way)`,
         );
@@ -523,6 +527,8 @@ class ExtractRun {
 
   /** Removes what is in the way when overwriting; false when the item must be skipped. */
   #makeRoom(path: string, item: Item): boolean {
+    // a new file in a new directory: a throwing lstat per file cost restore 0.7 s in 26,000
+    if (this.#createdDirs.has(path.slice(0, path.lastIndexOf("/")))) return true;
     let info: Deno.FileInfo;
     try {
       info = Deno.lstatSync(path);
@@ -540,6 +546,9 @@ class ExtractRun {
     for (const d of this.#checkedDirs) {
       if (d === path || d.startsWith(below)) this.#checkedDirs.delete(d);
     }
+    for (const d of this.#createdDirs) {
+      if (d === path || d.startsWith(below)) this.#createdDirs.delete(d);
+    }
     for (let i = this.#dirs.length - 1; i >= 0; i--) {
       const d = this.#dirs[i].path;
       if (d === path || d.startsWith(below)) this.#dirs.splice(i, 1);
@@ -553,6 +562,7 @@ class ExtractRun {
       if (item.type === "dir") {
         try {
           Deno.mkdirSync(path, { mode: 0o700 });
+          this.#createdDirs.add(path);
         } catch (err) {
           if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
           this.#removeLeftovers(path);
