@@ -5,6 +5,15 @@
  * SDK's middleware: GET requests signed here (backends/s3_sign.ts), sent with `fetch`
  * (backends/s3_fetch.ts), at half the CPU per byte, their errors in the SDK's shape.
  *
+ * Objects live under an optional prefix of one bucket. A buffer, and any body of up to
+ * {@linkcode PART_SIZE}, goes up in one PUT with its Content-Length; larger bodies (staged packs,
+ * lists of parts) in a multipart upload of {@linkcode PART_SIZE} parts, aborted when anything fails, so an interrupted upload never
+ * leaves an object under its final key. `create` is one PUT with `If-None-Match: *`, whatever
+ * the size. Credentials come from the options, the environment (`AWS_ACCESS_KEY_ID`,
+ * `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`) or the shared files (`~/.aws/credentials`,
+ * `~/.aws/config`, `AWS_PROFILE`); no other provider (instance metadata and the like) is asked,
+ * and no credential appears in any message.
+ *
  * @example
  * ```ts ignore
  * import { S3Backend } from "./s3.ts";
@@ -472,7 +481,7 @@ export class S3Backend implements Backend {
   /**
    * A GET of the object (of `range` when given): its answer, or its error in the SDK's shape
    * when the answer is not a success; call `done` once finished with it. Through `fetch` (see
-   * {@linkcode #fetchGet}), except to a port that `fetch` refuses to ask (the fetch standard's
+   * {@linkcode signedGet}), except to a port that `fetch` refuses to ask (the fetch standard's
    * "bad ports", 6000 or 10080 say): through the SDK.
    */
   async #read(key: string, range: string | undefined, op: Operation): Promise<FetchedRead> {
@@ -593,13 +602,7 @@ export class S3Backend implements Backend {
 }
 
 /** A logger that drops the SDK's messages. */
-const SILENT = {
-  trace() {},
-  debug() {},
-  info() {},
-  warn() {},
-  error() {},
-};
+const SILENT = { trace() {}, debug() {}, info() {}, warn() {}, error() {} };
 
 function checkKey(key: string): void {
   if (!isValidKey(key)) throw new BackendError(`Invalid object key "${key}"`);
