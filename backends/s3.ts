@@ -1,7 +1,9 @@
 /**
  * A backend on S3 or an S3-compatible service (Ceph RGW, MinIO, Garage...), through
  * `@aws-sdk/client-s3`. The SDK is loaded on the backend's first request, so commands on local
- * repositories never load it.
+ * repositories never load it. Reads (`get`, `getRange`, the bulk of restore and check) skip the
+ * SDK's middleware: GET requests signed here (backends/s3_sign.ts), sent with `fetch`
+ * (backends/s3_fetch.ts), at half the CPU per byte, their errors in the SDK's shape.
  *
  * Objects live under an optional prefix of one bucket. A buffer, and any body of up to
  * {@linkcode PART_SIZE}, goes up in one PUT with its Content-Length; larger bodies (staged packs,
@@ -54,6 +56,18 @@ import {
   s3Error,
   status,
 } from "./s3_errors.ts";
+import {
+  contentLength,
+  discard,
+  type FetchedRead,
+  isBadPort,
+  readBody,
+  sdkRead,
+  signedGet,
+  totalFromContentRange,
+  truncated,
+} from "./s3_fetch.ts";
+import { SigV4Signer } from "./s3_sign.ts";
 
 /** The size of a multipart upload's parts (S3 requires at least 5 MiB for all but the last). */
 export const PART_SIZE = 8 * 1024 * 1024;
@@ -120,6 +134,10 @@ interface Credentials {
 interface Client {
   sdk: SdkModule;
   s3: Sdk.S3Client;
+  /** The bucket's URL, as the SDK addresses it (path-style with an endpoint). */
+  base: URL;
+  /** Signs the reads that go through `fetch`. */
+  signer: SigV4Signer;
 }
 
 /** A {@linkcode Backend} over one bucket (and prefix) of S3 or an S3-compatible service. */
@@ -157,27 +175,26 @@ export class S3Backend implements Backend {
   async get(key: string, options: GetOptions = {}): Promise<Uint8Array | null> {
     checkKey(key);
     const max = checkMaxBytes(options.maxBytes);
-    const { sdk, s3 } = await this.#connect();
-    let out: Sdk.GetObjectCommandOutput;
+    const op = { what: "read", key };
+    const read = await this.#read(key, undefined, op);
     try {
-      out = await s3.send(new sdk.GetObjectCommand({ Bucket: this.#bucket, Key: this.#key(key) }));
-    } catch (err) {
-      if (errorName(err) === "NoSuchKey") return null;
-      throw this.#error(err, { what: "read", key });
+      if (read.error !== undefined) {
+        if (errorName(read.error) === "NoSuchKey") return null;
+        throw this.#error(read.error, op);
+      }
+      const size = contentLength(read.response);
+      if (size !== undefined && size > max) throw objectTooLarge(key, max, size);
+      const data = await this.#body(read, size, max, op);
+      if (data.length > max) throw objectTooLarge(key, max);
+      if (size !== undefined && data.length !== size) {
+        throw new IntegrityError(
+          `Object "${key}" was cut short: got ${data.length} of its ${size} bytes`,
+        );
+      }
+      return data;
+    } finally {
+      await read.done();
     }
-    const size = out.ContentLength;
-    if (size !== undefined && size > max) {
-      await discard(out.Body);
-      throw objectTooLarge(key, max, size);
-    }
-    const data = await this.#readBody(out.Body, { what: "read", key });
-    if (data.length > max) throw objectTooLarge(key, max, data.length);
-    if (size !== undefined && data.length !== size) {
-      throw new IntegrityError(
-        `Object "${key}" was cut short: got ${data.length} of its ${size} bytes`,
-      );
-    }
-    return data;
   }
 
   /** Exactly `length` bytes from `offset`; see {@linkcode Backend.getRange}. */
@@ -197,42 +214,42 @@ export class S3Backend implements Backend {
       if (offset > size) throw truncated(key, offset, length, size);
       return new Uint8Array(0);
     }
-    const { sdk, s3 } = await this.#connect();
-    let out: Sdk.GetObjectCommandOutput;
+    const op = { what: "read", key };
+    const read = await this.#read(key, `bytes=${offset}-${offset + length - 1}`, op);
     try {
-      out = await s3.send(
-        new sdk.GetObjectCommand({
-          Bucket: this.#bucket,
-          Key: this.#key(key),
-          Range: `bytes=${offset}-${offset + length - 1}`,
-        }),
-      );
-    } catch (err) {
-      if (errorName(err) === "NoSuchKey") {
-        throw new NotFoundError(`Object "${key}" not found`, { cause: err });
+      const response = read.response;
+      const err = read.error;
+      if (err !== undefined) {
+        if (errorName(err) === "NoSuchKey") {
+          throw new NotFoundError(`Object "${key}" not found`, { cause: err });
+        }
+        if (status(err) === 416) {
+          const size = await this.size(key);
+          if (size === null) throw new NotFoundError(`Object "${key}" not found`, { cause: err });
+          throw truncated(key, offset, length, size);
+        }
+        throw this.#error(err, op);
       }
-      if (status(err) === 416) {
-        const size = await this.size(key);
-        if (size === null) throw new NotFoundError(`Object "${key}" not found`, { cause: err });
-        throw truncated(key, offset, length, size);
+      const range = response.headers.get("content-range") ?? undefined;
+      if (response.status !== 206 || range === undefined) {
+        // a server that ignores Range sends the whole object: never read it all
+        const size = contentLength(response);
+        if (size !== undefined && offset + length > size) {
+          throw truncated(key, offset, length, size);
+        }
+        throw new BackendError(
+          `The S3 server ignored the range of object "${key}" (${this.location})`,
+        );
       }
-      throw this.#error(err, { what: "read", key });
+      const total = totalFromContentRange(range);
+      const data = await this.#body(read, contentLength(response), length, op);
+      if (data.length !== length) {
+        throw truncated(key, offset, length, total ?? offset + data.length);
+      }
+      return data;
+    } finally {
+      await read.done();
     }
-    const total = totalFromContentRange(out.ContentRange);
-    if (out.ContentRange === undefined) {
-      // a server that ignores Range sends the whole object: never read it all
-      const size = out.ContentLength;
-      await discard(out.Body);
-      if (size !== undefined && offset + length > size) throw truncated(key, offset, length, size);
-      throw new BackendError(
-        `The S3 server ignored the range of object "${key}" (${this.location})`,
-      );
-    }
-    const data = await this.#readBody(out.Body, { what: "read", key });
-    if (data.length !== length) {
-      throw truncated(key, offset, length, total ?? offset + data.length);
-    }
-    return data;
   }
 
   /** The object's size, or null when it does not exist. */
@@ -410,6 +427,16 @@ export class S3Backend implements Backend {
     });
   }
 
+  /** The body of a read (see {@linkcode readBody}), its failures in words. */
+  #body(
+    read: FetchedRead,
+    size: number | undefined,
+    max: number,
+    op: Operation,
+  ): Promise<Uint8Array> {
+    return readBody(read, { size, max }).catch((err) => Promise.reject(this.#error(err, op)));
+  }
+
   #connect(): Promise<Client> {
     this.#client ??= this.#load();
     return this.#client;
@@ -437,14 +464,38 @@ export class S3Backend implements Backend {
       // The SDK's own warnings and errors would go to the console; vger reports its errors.
       logger: SILENT,
     });
-    return { sdk, s3 };
+    // the bucket's URL as the SDK's own rules address it: virtual-host on AWS when the bucket
+    // name allows it, path-style with an endpoint
+    const base = s3.config.endpointProvider({
+      Bucket: this.#bucket,
+      Region: this.#region,
+      ForcePathStyle: o.endpoint !== undefined,
+      ...(o.endpoint === undefined ? {} : { Endpoint: o.endpoint }),
+      UseFIPS: false,
+      UseDualStack: false,
+      Accelerate: false,
+    }).url;
+    return { sdk, s3, base, signer: new SigV4Signer({ region: this.#region, service: "s3" }) };
   }
 
-  async #readBody(body: unknown, op: Operation): Promise<Uint8Array> {
-    if (body === undefined) return new Uint8Array(0);
+  /**
+   * A GET of the object (of `range` when given): its answer, or its error in the SDK's shape
+   * when the answer is not a success; call `done` once finished with it. Through `fetch` (see
+   * {@linkcode signedGet}), except to a port that `fetch` refuses to ask (the fetch standard's
+   * "bad ports", 6000 or 10080 say): through the SDK.
+   */
+  async #read(key: string, range: string | undefined, op: Operation): Promise<FetchedRead> {
+    const { sdk, s3, base, signer } = await this.#connect();
+    const path = this.#key(key);
     try {
-      return await (body as { transformToByteArray(): Promise<Uint8Array> })
-        .transformToByteArray();
+      if (isBadPort(base)) {
+        return await sdkRead(() =>
+          s3.send(new sdk.GetObjectCommand({ Bucket: this.#bucket, Key: path, Range: range }))
+        );
+      }
+      const credentials = await s3.config.credentials();
+      const timeoutMs = this.#options.timeoutMs ?? DEFAULT_S3_TIMEOUT_MS;
+      return await signedGet({ base, path, range, signer, credentials, timeoutMs });
     } catch (err) {
       throw this.#error(err, op);
     }
@@ -551,41 +602,7 @@ export class S3Backend implements Backend {
 }
 
 /** A logger that drops the SDK's messages. */
-const SILENT = {
-  trace() {},
-  debug() {},
-  info() {},
-  warn() {},
-  error() {},
-};
-
-function truncated(key: string, offset: number, length: number, size: number): IntegrityError {
-  return new IntegrityError(
-    `Object "${key}" is truncated: wanted bytes ${offset}..${offset + length}, size is ${size}`,
-  );
-}
-
-/** The total of `bytes a-b/total`, if given. */
-function totalFromContentRange(range: string | undefined): number | undefined {
-  const m = range?.match(/\/(\d+)\s*$/);
-  return m ? Number(m[1]) : undefined;
-}
-
-/** Drops a response body unread, so its connection is freed. */
-async function discard(body: unknown): Promise<void> {
-  try {
-    const b = body as {
-      destroy?: () => void;
-      cancel?: () => Promise<void>;
-      transformToWebStream?: () => ReadableStream;
-    } | undefined;
-    if (typeof b?.destroy === "function") b.destroy();
-    else if (typeof b?.cancel === "function") await b.cancel();
-    else if (typeof b?.transformToWebStream === "function") await b.transformToWebStream().cancel();
-  } catch {
-    // nothing to free
-  }
-}
+const SILENT = { trace() {}, debug() {}, info() {}, warn() {}, error() {} };
 
 function checkKey(key: string): void {
   if (!isValidKey(key)) throw new BackendError(`Invalid object key "${key}"`);

@@ -1,5 +1,11 @@
 import { deepStrictEqual, equal, ok, rejects } from "node:assert/strict";
-import { BackendError, NotFoundError, TransientError, VgerError } from "../lib/errors.ts";
+import {
+  BackendError,
+  IntegrityError,
+  NotFoundError,
+  TransientError,
+  VgerError,
+} from "../lib/errors.ts";
 import { S3Backend } from "./s3.ts";
 import { s3Error, type S3ErrorContext } from "./s3_errors.ts";
 
@@ -339,5 +345,186 @@ Deno.test("a wrong region as AWS answers it (301 PermanentRedirect, 400 Authoriz
         });
       }
     });
+  }
+});
+
+Deno.test("get and getRange (signed fetch, not the SDK) say what AWS's GET errors mean: access denied, a missing bucket, SlowDown as transient, a missing key", async () => {
+  const cases: [string, number, string, new (message: string) => VgerError, string][] = [
+    [
+      "AccessDenied",
+      403,
+      "",
+      BackendError,
+      "access denied (the credentials lack permission for " +
+      'bucket "backups")',
+    ],
+    [
+      "NoSuchBucket",
+      404,
+      "<BucketName>backups</BucketName>",
+      NotFoundError,
+      'bucket "backups" does not exist on ENDPOINT',
+    ],
+    ["SlowDown", 503, "", TransientError, "S3 error (SlowDown, HTTP 503)"],
+    [
+      "InvalidAccessKeyId",
+      403,
+      "<AWSAccessKeyId>AKIAREPLAYID</AWSAccessKeyId>",
+      BackendError,
+      "ENDPOINT does not know the access key id (check the credentials)",
+    ],
+    [
+      "RequestTimeTooSkewed",
+      403,
+      "",
+      BackendError,
+      "this computer's clock is too far from ENDPOINT's (set the clock)",
+    ],
+  ];
+  for (const [code, httpStatus, extra, type, words] of cases) {
+    const seen: string[] = [];
+    await withReplayServer((req) => {
+      seen.push(`${req.method} ${new URL(req.url).pathname} ${req.headers.get("range") ?? ""}`);
+      ok(req.headers.get("authorization")?.startsWith("AWS4-HMAC-SHA256 Credential=AKIAREPLAYID/"));
+      equal(req.headers.get("x-amz-content-sha256"), "UNSIGNED-PAYLOAD");
+      return new Response(errorXml(code, extra), {
+        status: httpStatus,
+        headers: { "content-type": "application/xml" },
+      });
+    }, async (backend, endpoint) => {
+      for (
+        const call of [() => backend.get("data/ab/x y"), () => backend.getRange("config", 2, 5)]
+      ) {
+        await rejects(call(), (err: unknown) => {
+          ok(err instanceof type, `${code}: ${err}`);
+          ok(!(err as Error).message.includes("AKIA"), (err as Error).message);
+          const key = seen.length === 1 ? "data/ab/x y" : "config";
+          equal(
+            (err as Error).message,
+            `Cannot read "${key}" in s3://backups/host1 at ${endpoint}: ` +
+              words.replaceAll("ENDPOINT", endpoint),
+          );
+          return true;
+        });
+      }
+    });
+    deepStrictEqual(seen, [
+      "GET /backups/host1/data/ab/x%20y ",
+      "GET /backups/host1/config bytes=2-6",
+    ]);
+  }
+  // NoSuchKey: get says absent, getRange NotFoundError
+  await withReplayServer(
+    () => new Response(errorXml("NoSuchKey"), { status: 404 }),
+    async (backend) => {
+      equal(await backend.get("config"), null);
+      await rejects(backend.getRange("config", 0, 1), NotFoundError);
+    },
+  );
+});
+
+Deno.test("get and getRange over fetch: caps refused before reading, short and ignored ranges, a reset body transient", async () => {
+  const object = new Uint8Array(1000).map((_, i) => i % 251);
+  await withReplayServer((req) => {
+    const path = new URL(req.url).pathname;
+    if (path.endsWith("/whole")) return new Response(object); // ignores Range
+    if (path.endsWith("/short")) {
+      return new Response(object.subarray(10, 15), {
+        status: 206,
+        headers: { "content-range": "bytes 10-14/15" },
+      });
+    }
+    if (path.endsWith("/reset")) {
+      // promises 1000 bytes, sends 3, then ends (the server drops the connection)
+      const body = new ReadableStream<Uint8Array>({
+        start(c) {
+          c.enqueue(object.subarray(0, 3));
+          c.close();
+        },
+      });
+      return new Response(body, { headers: { "content-length": "1000" } });
+    }
+    const range = req.headers.get("range")?.match(/^bytes=(\d+)-(\d+)$/);
+    if (range === null || range === undefined) return new Response(object);
+    const [from, to] = [Number(range[1]), Number(range[2])];
+    return new Response(object.slice(from, to + 1), {
+      status: 206,
+      headers: { "content-range": `bytes ${from}-${to}/${object.length}` },
+    });
+  }, async (backend) => {
+    deepStrictEqual(await backend.get("ok"), object);
+    deepStrictEqual(await backend.getRange("ok", 100, 400), object.slice(100, 500));
+    await rejects(backend.get("ok", { maxBytes: 999 }), (err: unknown) => {
+      ok(err instanceof IntegrityError, String(err));
+      equal(err.message, 'Object "ok" is too large: 1000 bytes, the limit is 999');
+      return true;
+    });
+    await rejects(backend.getRange("short", 10, 10), (err: unknown) => {
+      ok(err instanceof IntegrityError, String(err));
+      equal(err.message, 'Object "short" is truncated: wanted bytes 10..20, size is 15');
+      return true;
+    });
+    await rejects(backend.getRange("whole", 0, 10), /ignored the range of object "whole"/);
+    await rejects(backend.get("reset"), (err: unknown) => {
+      ok(err instanceof TransientError, String(err));
+      ok((err as Error).message.includes("(connection reset)"), (err as Error).message);
+      return true;
+    });
+  });
+});
+
+Deno.test("get and getRange say an endpoint is unreachable, on a port fetch asks and on one it refuses (read through the SDK)", async () => {
+  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (closed.addr as Deno.NetAddr).port;
+  closed.close();
+  for (const endpoint of [`http://127.0.0.1:${port}`, "http://127.0.0.1:1"]) {
+    const backend = new S3Backend({
+      bucket: "b",
+      endpoint,
+      accessKeyId: "id",
+      secretAccessKey: "secret",
+    });
+    try {
+      for (const call of [() => backend.get("config"), () => backend.getRange("config", 0, 9)]) {
+        await rejects(call(), (err: unknown) => {
+          ok(err instanceof BackendError && !(err instanceof TransientError), String(err));
+          equal(
+            err.message,
+            `Cannot read "config" in s3://b at ${endpoint}: cannot reach ${endpoint} ` +
+              "(connection refused)",
+          );
+          return true;
+        });
+      }
+    } finally {
+      await backend.close();
+    }
+  }
+});
+
+Deno.test("get over fetch signs with the credentials of the environment, session token included", async () => {
+  const saved = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"].map((
+    name,
+  ) => [name, Deno.env.get(name)] as const);
+  Deno.env.set("AWS_ACCESS_KEY_ID", "AKIAENVID");
+  Deno.env.set("AWS_SECRET_ACCESS_KEY", "envsecret");
+  Deno.env.set("AWS_SESSION_TOKEN", "envtoken");
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+    const auth = req.headers.get("authorization") ?? "";
+    const good = auth.startsWith("AWS4-HMAC-SHA256 Credential=AKIAENVID/") &&
+      auth.includes(";x-amz-security-token,") &&
+      req.headers.get("x-amz-security-token") === "envtoken";
+    return good ? new Response("hello") : new Response(errorXml("AccessDenied"), { status: 403 });
+  });
+  const backend = new S3Backend({ bucket: "b", endpoint: `http://127.0.0.1:${server.addr.port}` });
+  try {
+    equal(new TextDecoder().decode((await backend.get("config"))!), "hello");
+  } finally {
+    await backend.close();
+    await server.shutdown();
+    for (const [name, value] of saved) {
+      if (value === undefined) Deno.env.delete(name);
+      else Deno.env.set(name, value);
+    }
   }
 });

@@ -66,3 +66,15 @@ export function ownsBuffer(b: Uint8Array): boolean {
   return b.buffer instanceof ArrayBuffer && b.byteOffset === 0 &&
     b.byteLength === b.buffer.byteLength;
 }
+
+/** Whether every byte is zero. */
+export function isAllZero(b: Uint8Array): boolean {
+  let i = 0;
+  if (b.byteOffset % 4 === 0) {
+    const w = new Int32Array(b.buffer, b.byteOffset, b.length >>> 2);
+    for (let j = 0; j < w.length; j++) if (w[j] !== 0) return false;
+    i = w.length * 4;
+  }
+  for (; i < b.length; i++) if (b[i] !== 0) return false;
+  return true;
+}

@@ -35,6 +35,7 @@ import type { Manifest } from "./manifest.ts";
 import { FIRST_OBJECT_OFFSET, type PackEntry } from "./pack.ts";
 import { countingReader, describeBlob, headerReadLimiter, readPackHeader } from "./pack_reader.ts";
 import { listArchiveObjects, type Repository } from "./repository.ts";
+import { readBlobsAhead } from "./archive_items.ts";
 import { packKey } from "./storage_keys.ts";
 import { type IndexedBlob, verifyPacks } from "./verifier.ts";
 import {
@@ -346,16 +347,26 @@ async function walkArchives(
       report.add("corrupt-archive", errorMessage(err)).affect(name);
       continue;
     }
+    // the blobs to read, read ahead in order (one at a time, each waits a round trip)
+    const toRead = items.filter((id) => !clean.has(toHex(id)) && index.has(id));
+    const reads = readBlobsAhead(repo, index, toRead, {
+      type: ObjectType.items,
+      ahead: repo.backend.capabilities.connections,
+      pool: options.pool,
+    });
+    let readAt = 0;
     for (const blobId of items) {
       const blobHex = toHex(blobId);
       report.touch(blobHex, name);
+      const read = toRead[readAt] === blobId ? (readAt++, (await reads.next()).value) : undefined;
       if (clean.has(blobHex)) continue;
       if (!index.has(blobId)) {
         missingBlob(blobId, ObjectType.items).affect(name);
         continue;
       }
       try {
-        const blob = await repo.readBlob(index, blobId, ObjectType.items, options.pool);
+        const blob = read ?? await repo.readBlob(index, blobId, ObjectType.items, options.pool);
+        if (blob instanceof VgerError) throw blob;
         let damaged = false;
         for (const item of decodeItems(blob, `Metadata blob ${blobHex}`, { archive: name })) {
           if (!item.chunks) continue;

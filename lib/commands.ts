@@ -18,11 +18,10 @@ import { repairRepository } from "./repair.ts";
 import { type CompactionResult, type CompactOptions, compactRepository } from "./compactor.ts";
 import { breakLocks, listLocks, type LockEntry } from "./repo_lock.ts";
 import { applyRetention, type RetentionDecision, type RetentionPolicy } from "./retention.ts";
-import { decodeItems, type Item, validateArchiveName } from "./archive.ts";
-import { ObjectType } from "./crypto.ts";
-import { toHex } from "./ids.ts";
+import { type Item, validateArchiveName } from "./archive.ts";
 import type { ManifestEntry } from "./manifest.ts";
 import { PathSelector } from "./patterns.ts";
+import { readArchiveItems } from "./archive_items.ts";
 import {
   type InitOptions,
   initRepository,
@@ -154,11 +153,8 @@ export async function* listItemsCommand(
   }
   const index = loaded.index;
   const selector = new PathSelector(options.patterns ?? []);
-  for (const id of meta.items) {
-    const blob = await repo.readBlob(index, id, ObjectType.items);
-    for (const item of decodeItems(blob, `Metadata blob ${toHex(id)}`, { archive: meta.name })) {
-      if (selector.selects(item.path)) yield item;
-    }
+  for await (const item of readArchiveItems(repo, index, meta)) {
+    if (selector.selects(item.path)) yield item;
   }
 }
 

@@ -92,6 +92,7 @@ export class NativeError extends BackendError {
 export const ERRNO = {
   EPERM: 1,
   ENOENT: 2,
+  EEXIST: 17,
   EACCES: 13,
   EINVAL: 22,
   E2BIG: 7,

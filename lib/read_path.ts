@@ -22,13 +22,13 @@
  */
 
 import type { ReadonlyBackend } from "../backends/backend.ts";
-import { decodeItems, type Item } from "./archive.ts";
+import type { Item } from "./archive.ts";
 import type { ChunkIndex } from "./chunk_index.ts";
 import { ObjectType } from "./crypto.ts";
 import { IntegrityError } from "./errors.ts";
-import { toHex } from "./ids.ts";
 import type { ManifestEntry } from "./manifest.ts";
 import { type OpenOptions, Repository } from "./repository.ts";
+import { readArchiveItems } from "./archive_items.ts";
 
 export type {
   BackendCapabilities,
@@ -83,10 +83,7 @@ export class RepositoryReader {
     const repo = this.#repo;
     const meta = await repo.readArchive(await repo.findArchive(archive));
     const index = await this.#loadIndex();
-    for (const id of meta.items) {
-      const blob = await repo.readBlob(index, id, ObjectType.items);
-      yield* decodeItems(blob, `Metadata blob ${toHex(id)}`, { archive: meta.name });
-    }
+    yield* readArchiveItems(repo, index, meta);
   }
 
   /**

@@ -1,3 +1,4 @@
+import { readBlobsAhead } from "./archive_items.ts";
 import { createHash } from "node:crypto";
 import "./platform_deno.ts"; // the native codecs, as the CLI has them
 import { seededBytes } from "./_fuzz.ts";
@@ -671,4 +672,32 @@ Deno.test("requireRole refuses up front in one line naming the role needed, or t
     requireRole(at({ appendOnly: false, role: "read-only" }), "full", "x"),
     ForbiddenError,
   );
+});
+
+Deno.test("readBlobsAhead yields blobs in order with at most `ahead` reads at once, a failed read in its place", async () => {
+  let inFlight = 0;
+  let most = 0;
+  const repo = {
+    async readBlob(_index: unknown, id: Uint8Array): Promise<Uint8Array> {
+      inFlight++;
+      most = Math.max(most, inFlight);
+      // later blobs finish first: the order must still be the ids'
+      await new Promise((resolve) => setTimeout(resolve, 20 - 3 * id[0]));
+      inFlight--;
+      if (id[0] === 3) throw new IntegrityError("Metadata blob 03 cannot be read: gone");
+      return new Uint8Array([id[0], id[0]]);
+    },
+  } as unknown as Repository;
+  const ids = [0, 1, 2, 3, 4, 5].map((n) => new Uint8Array([n]));
+  const got: (number | string)[] = [];
+  for await (
+    const blob of readBlobsAhead(repo, undefined as never, ids, {
+      type: ObjectType.items,
+      ahead: 3,
+    })
+  ) {
+    got.push(blob instanceof Uint8Array ? blob[0] : blob.message);
+  }
+  deepStrictEqual(got, [0, 1, 2, "Metadata blob 03 cannot be read: gone", 4, 5]);
+  equal(most, 3);
 });

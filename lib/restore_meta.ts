@@ -135,3 +135,18 @@ export function applyItemMeta(path: string, item: Item, options: ApplyMetaOption
     warn(`Cannot set the times of "${shown}": ${describeFsError(err)}`);
   }
 }
+
+/**
+ * What a path is: its directory's real path, and the device, inode and type of its last
+ * component (not followed); "" when it cannot be read. A freed inode number is soon reused,
+ * so the type and the directory count too.
+ */
+export function inode(path: string): string {
+  try {
+    const st = Deno.lstatSync(path);
+    const dir = Deno.realPathSync(path.slice(0, path.lastIndexOf("/")) || "/");
+    return `${dir}|${st.dev}:${st.ino}:${st.mode! & 0o170000}`;
+  } catch {
+    return "";
+  }
+}

@@ -24,21 +24,21 @@
 
 import type { ReadonlyBackend } from "../backends/backend.ts";
 import type { Item } from "./archive.ts";
-import { decodeItems, isDevice } from "./archive.ts";
+import { isDevice } from "./archive.ts";
 import type { ChunkIndex } from "./chunk_index.ts";
 import { CodecPool } from "./codec_pool.ts";
 import { ByteBudget, Signal } from "./concurrency.ts";
-import { ObjectType } from "./crypto.ts";
 import { errorMessage, IntegrityError, UsageError, VgerError } from "./errors.ts";
 import { atExit } from "./exit_hooks.ts";
 import { describeFsError, S_IFBLK, S_IFCHR, S_IFIFO } from "./fs_meta.ts";
-import { applyItemMeta, RestoreSkips } from "./restore_meta.ts";
-import { nativeFs } from "./fs_native.ts";
-import { toHex } from "./ids.ts";
+import { applyItemMeta, inode, RestoreSkips } from "./restore_meta.ts";
+import { ERRNO, NativeError, nativeFs } from "./fs_native.ts";
+import { randomBytes, toHex } from "./ids.ts";
 import { PathSelector } from "./patterns.ts";
-import { releaseOwned } from "./bytes.ts";
+import { isAllZero, releaseOwned } from "./bytes.ts";
 import { RecordBatcher } from "./pack_reader.ts";
 import type { Repository } from "./repository.ts";
+import { readArchiveItems } from "./archive_items.ts";
 
 /** Options of {@linkcode extract}. */
 export interface ExtractOptions {
@@ -165,29 +165,15 @@ export async function extract(
         const selector = new PathSelector(options.patterns ?? []);
         let files = 0;
         let bytes = 0;
-        for (const blobId of meta.items) {
-          const blob = await repo.readBlob(index, blobId, ObjectType.items, pool);
-          for (
-            const item of decodeItems(blob, `Metadata blob ${toHex(blobId)}`, {
-              archive: meta.name,
-            })
-          ) {
-            if (!selector.selects(item.path)) continue;
-            files++;
-            if (item.type === "file") bytes += item.size;
-          }
+        for await (const item of readArchiveItems(repo, index, meta, pool)) {
+          if (!selector.selects(item.path)) continue;
+          files++;
+          if (item.type === "file") bytes += item.size;
         }
         run.setTotals(files, bytes);
       }
     }
-    for (const blobId of meta.items) {
-      const blob = await repo.readBlob(index, blobId, ObjectType.items, pool);
-      for (
-        const item of decodeItems(blob, `Metadata blob ${toHex(blobId)}`, { archive: meta.name })
-      ) {
-        await run.add(item);
-      }
-    }
+    for await (const item of readArchiveItems(repo, index, meta, pool)) await run.add(item);
     run.close();
     await writer;
     run.finishDirs();
@@ -220,6 +206,8 @@ class ExtractRun {
   /** The first names of hardlink groups that were restored -> what they are ({@linkcode inode}). */
   readonly #linked = new Map<string, string>();
   readonly #checkedDirs = new Set<string>();
+  /** Directories this run created: nothing in them is in the way (no lstat, no NotFound). */
+  readonly #createdDirs = new Set<string>();
   readonly #dirs: { path: string; item: Item }[] = [];
   readonly #zeroIds = new Set<string>();
   /** Bytes of chunks requested and not yet written. */
@@ -452,7 +440,9 @@ class ExtractRun {
         for (let c; (c = await this.#chunkAt(q, i)) !== null; i++) this.#release(c);
         return;
       }
-      const name = temp = `${path.slice(0, path.lastIndexOf("/"))}/${TEMP_PREFIX}${randomHex(8)}`;
+      const name = temp = `${path.slice(0, path.lastIndexOf("/"))}/${TEMP_PREFIX}${
+        toHex(randomBytes(8))
+      }`;
       file = Deno.openSync(name, { write: true, createNew: true, mode: 0o600 });
       // a signal that ends the process meanwhile removes the temp file
       forget = atExit(() => Deno.removeSync(name));
@@ -547,8 +537,10 @@ class ExtractRun {
       } catch (err) {
         if (!(err instanceof Deno.errors.NotFound)) throw err;
       }
-      if (info === null) Deno.mkdirSync(cur, { mode: 0o700 });
-      else if (!info.isDirectory) {
+      if (info === null) {
+        Deno.mkdirSync(cur, { mode: 0o700 });
+        this.#createdDirs.add(cur);
+      } else if (!info.isDirectory) {
         this.#warn(
           `Refused "${path}": "${cur}" is not a directory (a symlink or file is in the way)`,
         );
@@ -560,7 +552,9 @@ class ExtractRun {
   }
 
   /** Removes what is in the way when overwriting; false when the item must be skipped. */
-  #makeRoom(path: string, item: Item): boolean {
+  #makeRoom(path: string, item: Item, always = false): boolean {
+    // a new file in a new directory: a throwing lstat per file cost restore 0.7 s in 26,000
+    if (!always && this.#inCreatedDir(path)) return true;
     let info: Deno.FileInfo;
     try {
       info = Deno.lstatSync(path);
@@ -578,10 +572,36 @@ class ExtractRun {
     for (const d of this.#checkedDirs) {
       if (d === path || d.startsWith(below)) this.#checkedDirs.delete(d);
     }
+    for (const d of this.#createdDirs) {
+      if (d === path || d.startsWith(below)) this.#createdDirs.delete(d);
+    }
     for (let i = this.#dirs.length - 1; i >= 0; i--) {
       const d = this.#dirs[i].path;
       if (d === path || d.startsWith(below)) this.#dirs.splice(i, 1);
     }
+    return true;
+  }
+
+  #inCreatedDir(path: string): boolean {
+    return this.#createdDirs.has(path.slice(0, path.lastIndexOf("/")));
+  }
+
+  /**
+   * Runs `make`, which creates `path`. In a directory this run created, makeRoom looked at
+   * nothing: a path there that exists all the same is a name the archive holds twice, which gets
+   * makeRoom's checks (--overwrite) after all, and `make` once more.
+   */
+  #create(path: string, item: Item, make: () => void): boolean {
+    try {
+      make();
+      return true;
+    } catch (err) {
+      const exists = err instanceof Deno.errors.AlreadyExists ||
+        (err instanceof NativeError && err.errno === ERRNO.EEXIST);
+      if (!exists || !this.#inCreatedDir(path)) throw err;
+    }
+    if (!this.#makeRoom(path, item, true)) return false;
+    make();
     return true;
   }
 
@@ -595,6 +615,7 @@ class ExtractRun {
       if (item.type === "dir") {
         try {
           Deno.mkdirSync(path, { mode: 0o700 });
+          this.#createdDirs.add(path);
         } catch (err) {
           if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
           this.#removeLeftovers(path);
@@ -602,7 +623,7 @@ class ExtractRun {
         this.#checkedDirs.add(path);
         this.#dirs.push({ path, item });
       } else {
-        Deno.symlinkSync(item.target!, path);
+        if (!this.#create(path, item, () => Deno.symlinkSync(item.target!, path))) return;
         this.#applyMeta(path, item);
       }
       this.files++;
@@ -638,7 +659,12 @@ class ExtractRun {
     try {
       if (!this.#prepareParent(path) || !this.#makeRoom(path, item)) return;
       const type = item.type === "fifo" ? S_IFIFO : item.type === "chardev" ? S_IFCHR : S_IFBLK;
-      n.mknod(path, type | 0o600, item.major ?? 0, item.minor ?? 0);
+      const made = this.#create(
+        path,
+        item,
+        () => n.mknod(path, type | 0o600, item.major ?? 0, item.minor ?? 0),
+      );
+      if (!made) return;
       this.#applyMeta(path, item);
       this.files++;
     } catch (err) {
@@ -661,36 +687,4 @@ class ExtractRun {
       skipped: this.#skipped,
     });
   }
-}
-
-/**
- * What a path is: its directory's real path, and the device, inode and type of its last
- * component (not followed); "" when it cannot be read. A freed inode number is soon reused,
- * so the type and the directory count too.
- */
-function inode(path: string): string {
-  try {
-    const st = Deno.lstatSync(path);
-    const dir = Deno.realPathSync(path.slice(0, path.lastIndexOf("/")) || "/");
-    return `${dir}|${st.dev}:${st.ino}:${st.mode! & 0o170000}`;
-  } catch {
-    return "";
-  }
-}
-
-function randomHex(bytes: number): string {
-  const buf = crypto.getRandomValues(new Uint8Array(bytes));
-  return Array.from(buf, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-/** Whether every byte is zero. */
-export function isAllZero(b: Uint8Array): boolean {
-  let i = 0;
-  if (b.byteOffset % 4 === 0) {
-    const w = new Int32Array(b.buffer, b.byteOffset, b.length >>> 2);
-    for (let j = 0; j < w.length; j++) if (w[j] !== 0) return false;
-    i = w.length * 4;
-  }
-  for (; i < b.length; i++) if (b[i] !== 0) return false;
-  return true;
 }
