@@ -472,3 +472,40 @@ export function isValidKey(key: string): boolean {
   if (key.length === 0 || key.length > 1024) return false;
   return key.split("/").every((s) => s !== "" && s !== "." && s !== ".." && !s.includes("\0"));
 }
+
+/** The error of a range that ends past the end of object `key` of `size` bytes. */
+export function truncated(
+  key: string,
+  offset: number,
+  length: number,
+  size: number,
+): IntegrityError {
+  return new IntegrityError(
+    `Object "${key}" is truncated: wanted bytes ${offset}..${offset + length}, size is ${size}`,
+  );
+}
+
+/**
+ * The part of a network backend's `getRange` that needs no read of the range: the arguments are
+ * checked, and a zero-length range, which an HTTP Range header cannot express, is answered from
+ * the object's `size` (NotFoundError from `notFound` when it is absent). Resolves to that answer,
+ * or to null when the bytes must be fetched.
+ */
+export async function rangeWithoutRead(
+  key: string,
+  offset: number,
+  length: number,
+  size: () => Promise<number | null>,
+  notFound: () => Error,
+): Promise<Uint8Array | null> {
+  if (
+    !Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0
+  ) {
+    throw new BackendError(`Invalid range of object "${key}": offset ${offset}, length ${length}`);
+  }
+  if (length > 0) return null;
+  const found = await size();
+  if (found === null) throw notFound();
+  if (offset > found) throw truncated(key, offset, length, found);
+  return new Uint8Array(0);
+}

@@ -46,6 +46,7 @@ import {
   type PutBody,
   type StreamOptions,
   streamRange,
+  truncated,
 } from "./backend.ts";
 
 /** Names of in-progress writes start with this; they are never objects. */
@@ -608,12 +609,6 @@ async function readAt(
   // Only if the file shrank after it was opened, which write-once objects never do.
   if (filled < length) throw truncated(key, offset, length, offset + filled);
   return out;
-}
-
-function truncated(key: string, offset: number, length: number, size: number): IntegrityError {
-  return new IntegrityError(
-    `Object "${key}" is truncated: wanted bytes ${offset}..${offset + length}, size is ${size}`,
-  );
 }
 
 async function lstatOrNull(path: string): Promise<Deno.FileInfo | null> {

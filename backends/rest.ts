@@ -45,11 +45,13 @@ import {
   type ObjectInfo,
   objectTooLarge,
   type PutBody,
+  rangeWithoutRead,
   type StoragePolicy,
   type StorageRole,
   type StoredVersion,
   type StructureProblem,
   type StructureReport,
+  truncated,
 } from "./backend.ts";
 import { Buffer } from "node:buffer";
 import {
@@ -181,20 +183,14 @@ export class RestBackend implements Backend {
   /** Exactly `length` bytes from `offset`; see {@linkcode Backend.getRange}. */
   async getRange(key: string, offset: number, length: number): Promise<Uint8Array> {
     checkKey(key);
-    if (
-      !Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0
-    ) {
-      throw new BackendError(
-        `Invalid range of object "${key}": offset ${offset}, length ${length}`,
-      );
-    }
-    if (length === 0) {
-      // an HTTP Range cannot ask for no bytes: the object's size answers instead
-      const size = await this.size(key);
-      if (size === null) throw this.#notFound(key);
-      if (offset > size) throw truncated(key, offset, length, size);
-      return new Uint8Array(0);
-    }
+    const answered = await rangeWithoutRead(
+      key,
+      offset,
+      length,
+      () => this.size(key),
+      () => this.#notFound(key),
+    );
+    if (answered !== null) return answered;
     const op = { what: "read", key };
     const last = offset + length - 1;
     const a = await this.#http.send({
@@ -674,12 +670,6 @@ function isCount(n: unknown): n is number {
 
 function checkKey(key: string): void {
   if (!isValidKey(key)) throw new BackendError(`Invalid object key "${key}"`);
-}
-
-function truncated(key: string, offset: number, length: number, size: number): IntegrityError {
-  return new IntegrityError(
-    `Object "${key}" is truncated: wanted bytes ${offset}..${offset + length}, size is ${size}`,
-  );
 }
 
 /** Whether `value` is a role vger-server names. */

@@ -47,6 +47,8 @@ import {
   objectTooLarge,
   probeConditionalCreate,
   type PutBody,
+  rangeWithoutRead,
+  truncated,
 } from "./backend.ts";
 import {
   errorName,
@@ -65,7 +67,6 @@ import {
   sdkRead,
   signedGet,
   totalFromContentRange,
-  truncated,
 } from "./s3_fetch.ts";
 import { SigV4Signer } from "./s3_sign.ts";
 
@@ -200,20 +201,14 @@ export class S3Backend implements Backend {
   /** Exactly `length` bytes from `offset`; see {@linkcode Backend.getRange}. */
   async getRange(key: string, offset: number, length: number): Promise<Uint8Array> {
     checkKey(key);
-    if (
-      !Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0
-    ) {
-      throw new BackendError(
-        `Invalid range of object "${key}": offset ${offset}, length ${length}`,
-      );
-    }
-    if (length === 0) {
-      // An HTTP Range cannot ask for no bytes: the object's size answers instead.
-      const size = await this.size(key);
-      if (size === null) throw new NotFoundError(`Object "${key}" not found`);
-      if (offset > size) throw truncated(key, offset, length, size);
-      return new Uint8Array(0);
-    }
+    const answered = await rangeWithoutRead(
+      key,
+      offset,
+      length,
+      () => this.size(key),
+      () => new NotFoundError(`Object "${key}" not found`),
+    );
+    if (answered !== null) return answered;
     const op = { what: "read", key };
     const read = await this.#read(key, `bytes=${offset}-${offset + length - 1}`, op);
     try {

@@ -7,7 +7,6 @@
  * @module
  */
 
-import { IntegrityError } from "../lib/errors.ts";
 import { status } from "./s3_errors.ts";
 
 import { type SigningCredentials, type SigV4Signer, uriEncodePath } from "./s3_sign.ts";
@@ -410,16 +409,4 @@ export async function discard(body: unknown): Promise<void> {
 export function totalFromContentRange(range: string | undefined): number | undefined {
   const m = range?.match(/\/(\d+)\s*$/);
   return m ? Number(m[1]) : undefined;
-}
-
-/** The error of a range past the end of an object of `size` bytes. */
-export function truncated(
-  key: string,
-  offset: number,
-  length: number,
-  size: number,
-): IntegrityError {
-  return new IntegrityError(
-    `Object "${key}" is truncated: wanted bytes ${offset}..${offset + length}, size is ${size}`,
-  );
 }
