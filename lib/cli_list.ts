@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { Item } from "./archive.ts";
+import type { ArchiveMeta, Item } from "./archive.ts";
 import { listArchivesCommand, listItemsCommand } from "./commands.ts";
 import { bool, oneArchive } from "./cli_command_line.ts";
 import { formatBytes } from "./cli_progress.ts";
@@ -106,6 +106,10 @@ export interface ItemsJson {
   repository: string;
   /** Archive name. */
   archive: string;
+  /** The source paths the backup was given. */
+  sources: string[];
+  /** vger's arguments for the backup that made it; null in archives that did not record it. */
+  command_line: string[] | null;
   /** The selected items, in archive order. */
   items: ItemJson[];
 }
@@ -135,9 +139,16 @@ export function itemJson(item: Item): ItemJson {
 export function itemsJson(
   repository: string,
   items: ItemJson[],
-  options: { archive: string },
+  options: { archive: string; meta: Pick<ArchiveMeta, "sources" | "commandLine"> },
 ): ItemsJson {
-  return { repository, archive: options.archive, items };
+  const { sources, commandLine } = options.meta;
+  return {
+    repository,
+    archive: options.archive,
+    sources,
+    command_line: commandLine ?? null,
+    items,
+  };
 }
 
 /** `ls -l`'s type letters. */
@@ -197,9 +208,11 @@ export async function runList(run: Run): Promise<number> {
     } else printLines(io.out, archives.map(archiveLine));
     return 0;
   }
+  let meta: ArchiveMeta | undefined;
   const items = listItemsCommand(backend, {
     ...run.trusting,
     onIndexRebuilt: run.warn,
+    onArchive: (m) => meta = m,
     passphrase: run.passphrase,
     archive,
     patterns: args,
@@ -207,7 +220,7 @@ export async function runList(run: Run): Promise<number> {
   if (bool(flags, "json")) {
     const rows: ItemJson[] = [];
     for await (const i of items) rows.push(itemJson(i));
-    printJson(io, itemsJson(repo.path, rows, { archive }));
+    printJson(io, itemsJson(repo.path, rows, { archive, meta: meta! }));
   } else {
     // one line at a time: a long listing streams (and `vger list ... | head` stops it early)
     for await (const i of items) io.out(escapeControl(itemLine(i)) + "\n");

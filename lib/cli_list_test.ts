@@ -51,8 +51,15 @@ Deno.test("item JSON gives mtime_ns as an exact decimal string and null for unkn
   const link = itemJson(item({ type: "symlink", user: "alice", group: "users", target: "../x" }));
   deepStrictEqual([link.user, link.group, link.target], ["alice", "users", "../x"]);
   equal(
-    text(itemsJson(REPO, [row], { archive: "docs" })),
-    `{"repository":"/mnt/repo","archive":"docs","items":[${text(row)}]}`,
+    text(itemsJson(REPO, [row], { archive: "docs", meta: { sources: ["/home/alice"] } })),
+    `{"repository":"/mnt/repo","archive":"docs","sources":["/home/alice"],"command_line":null,` +
+      `"items":[${text(row)}]}`,
+  );
+  const argv = ["-R", REPO, "backup", "--archive", "docs", "/home/alice"];
+  equal(
+    itemsJson(REPO, [], { archive: "docs", meta: { sources: ["/home/alice"], commandLine: argv } })
+      .command_line,
+    argv,
   );
 });
 

@@ -18,7 +18,7 @@ import { repairRepository } from "./repair.ts";
 import { type CompactionResult, type CompactOptions, compactRepository } from "./compactor.ts";
 import { breakLocks, listLocks, type LockEntry } from "./repo_lock.ts";
 import { applyRetention, type RetentionDecision, type RetentionPolicy } from "./retention.ts";
-import { type Item, validateArchiveName } from "./archive.ts";
+import { type ArchiveMeta, type Item, validateArchiveName } from "./archive.ts";
 import type { ManifestEntry } from "./manifest.ts";
 import { PathSelector } from "./patterns.ts";
 import { readArchiveItems } from "./archive_items.ts";
@@ -141,12 +141,15 @@ export async function* listItemsCommand(
   options: OpenOptions & TrustingOptions & IndexRebuildNotice & {
     archive: string;
     patterns?: string[];
+    /** Hears the archive's metadata (sources, command line) before the first item. */
+    onArchive?: (meta: ArchiveMeta) => void;
   },
 ): AsyncGenerator<Item> {
   // no lock: reading one archive's metadata blobs races with nothing but compact, which would
   // make a read fail cleanly rather than return wrong data
   const repo = await openRepository(backend, options);
   const meta = await repo.readArchive(await repo.findArchive(options.archive));
+  options.onArchive?.(meta);
   const loaded = await loadIndexOrRebuild(repo);
   if (loaded.rebuilt) {
     options.onIndexRebuilt?.(loaded.problem ?? "the index could not be read; rebuilt it");
