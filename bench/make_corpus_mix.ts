@@ -3,14 +3,17 @@
  * Deterministic (seeded), about 1.3 GB apparent, written to `$BENCH_DATA/A` (default
  * `~/vger-bench-mix/A`) with the `.bench-root-marker` that ../shared/bench/peers.sh needs:
  *
- * - vm/: three 160 MiB disk images that share 90% of their 64 KiB blocks with one another, 40%
- *   of them zero (dedup and zero runs);
- * - logs/: 20 text logs of 8 MiB and their rotated halves (very compressible, shared prefixes);
- * - tiny/: 50,000 files of 0-300 bytes six directories deep (per-file costs);
- * - mail/: 8,000 messages of 1-30 KB text with repeated headers;
- * - photos/: 60 incompressible files of 1-8 MiB, 10 exact copies under other names and 5 hard
- *   links;
- * - disk.sparse: a 256 MiB sparse file holding 4 MiB of data.
+ * - large/random-vm-*.img: three 160 MiB disk images that share 90% of their 64 KiB blocks with
+ *   one another, 40% of them zero (dedup and zero runs);
+ * - medium/logs/: 20 text logs of 8 MiB and their rotated halves (compressible, shared prefixes);
+ * - small/tiny/: 50,000 files of 0-300 bytes six directories deep (per-file costs);
+ * - small/mail/: 8,000 messages of 1-30 KB text with repeated headers;
+ * - medium/photos/: 60 incompressible files of 1-8 MiB, 10 exact copies under other names and 5
+ *   hard links;
+ * - large/disk.sparse: a 256 MiB sparse file holding 4 MiB of data.
+ *
+ * The top directories and the `random-` names are what ../shared/bench/mutate.py selects from
+ * (1% of small/ and medium/ appended to, the middle of the three images rewritten).
  *
  * Run: `deno run -A bench/make_corpus_mix.ts`, then the peers benchmark with
  * `BENCH_DATA=~/vger-bench-mix` (bench/README.md).
@@ -79,7 +82,7 @@ async function vm(): Promise<void> {
   }
   for (let image = 0; image < 3; image++) {
     const r = new Rng(100 + image);
-    using file = await Deno.open(`${out}/vm/image-${image}.img`, {
+    using file = await Deno.open(`${out}/large/random-vm-${image}.img`, {
       write: true,
       create: true,
       truncate: true,
@@ -110,15 +113,17 @@ async function logs(): Promise<void> {
       }\n`;
     }
     const bytes = enc.encode(s);
-    await write(`${out}/logs/service-${i}.log`, bytes);
-    await write(`${out}/logs/service-${i}.log.1`, bytes.subarray(0, bytes.length >> 1));
+    await write(`${out}/medium/logs/service-${i}.log`, bytes);
+    await write(`${out}/medium/logs/service-${i}.log.1`, bytes.subarray(0, bytes.length >> 1));
   }
 }
 
 async function tiny(): Promise<void> {
   const rng = new Rng(300);
   for (let i = 0; i < 50_000; i++) {
-    const d = `${out}/tiny/${i % 5}/${(i >> 3) % 7}/${(i >> 6) % 9}/${(i >> 9) % 11}/${i >> 12}`;
+    const d = `${out}/small/tiny/${i % 5}/${(i >> 3) % 7}/${(i >> 6) % 9}/${(i >> 9) % 11}/${
+      i >> 12
+    }`;
     const n = rng.below(301);
     await write(`${d}/f${i}.txt`, text(rng, n));
   }
@@ -133,7 +138,7 @@ async function mail(): Promise<void> {
     const data = new Uint8Array(header.length + body.length);
     data.set(enc.encode(header));
     data.set(body, header.length);
-    await write(`${out}/mail/${i % 40}/${i}.eml`, data);
+    await write(`${out}/small/mail/${i % 40}/${i}.eml`, data);
   }
 }
 
@@ -142,26 +147,30 @@ async function photos(): Promise<void> {
   for (let i = 0; i < 60; i++) {
     const data = new Uint8Array((1 << 20) + rng.below(7 << 20));
     rng.fill(data);
-    await write(`${out}/photos/${2020 + (i % 5)}/IMG_${1000 + i}.jpg`, data);
+    await write(`${out}/medium/photos/${2020 + (i % 5)}/IMG_${1000 + i}.jpg`, data);
   }
-  await Deno.mkdir(`${out}/photos/copies`, { recursive: true });
+  await Deno.mkdir(`${out}/medium/photos/copies`, { recursive: true });
   for (let i = 0; i < 10; i++) {
     await Deno.copyFile(
-      `${out}/photos/${2020 + (i % 5)}/IMG_${1000 + i}.jpg`,
-      `${out}/photos/copies/copy-${i}.jpg`,
+      `${out}/medium/photos/${2020 + (i % 5)}/IMG_${1000 + i}.jpg`,
+      `${out}/medium/photos/copies/copy-${i}.jpg`,
     );
   }
   for (let i = 10; i < 15; i++) {
     await Deno.link(
-      `${out}/photos/${2020 + (i % 5)}/IMG_${1000 + i}.jpg`,
-      `${out}/photos/copies/link-${i}.jpg`,
+      `${out}/medium/photos/${2020 + (i % 5)}/IMG_${1000 + i}.jpg`,
+      `${out}/medium/photos/copies/link-${i}.jpg`,
     );
   }
 }
 
 async function sparse(): Promise<void> {
   const rng = new Rng(600);
-  using file = await Deno.open(`${out}/disk.sparse`, { write: true, create: true, truncate: true });
+  using file = await Deno.open(`${out}/large/disk.sparse`, {
+    write: true,
+    create: true,
+    truncate: true,
+  });
   await file.truncate(256 << 20);
   for (let i = 0; i < 4; i++) {
     const data = new Uint8Array(1 << 20);
@@ -172,7 +181,7 @@ async function sparse(): Promise<void> {
 }
 
 await Deno.remove(out, { recursive: true }).catch(() => {});
-await Deno.mkdir(`${out}/vm`, { recursive: true });
+await Deno.mkdir(`${out}/large`, { recursive: true });
 const started = performance.now();
 for (const [name, step] of Object.entries({ vm, logs, tiny, mail, photos, sparse })) {
   const t = performance.now();
