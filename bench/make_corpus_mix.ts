@@ -15,6 +15,9 @@
  * The top directories and the `random-` names are what ../shared/bench/mutate.py selects from
  * (1% of small/ and medium/ appended to, the middle of the three images rewritten).
  *
+ * `MIX_SCALE=4` writes four such trees of distinct bytes (the second to fourth under `more-N/`),
+ * for the memory-versus-input-size table.
+ *
  * Run: `deno run -A bench/make_corpus_mix.ts`, then the peers benchmark with
  * `BENCH_DATA=~/vger-bench-mix` (bench/README.md).
  *
@@ -23,12 +26,17 @@
 
 const root = Deno.env.get("BENCH_DATA") ?? `${Deno.env.get("HOME")}/vger-bench-mix`;
 const out = `${root}/A`;
+/** How many times the corpus's bytes, each copy distinct (`MIX_SCALE`, default 1). */
+const scale = Number(Deno.env.get("MIX_SCALE") ?? 1);
+if (!Number.isInteger(scale) || scale < 1) throw new Error("MIX_SCALE must be a positive integer");
+let dir = out;
+let seedBase = 0;
 
 /** xorshift32: the same bytes on every machine. */
 class Rng {
   #x: number;
   constructor(seed: number) {
-    this.#x = (seed * 2654435761) | 1;
+    this.#x = ((seed + seedBase) * 2654435761) | 1;
   }
   next(): number {
     let x = this.#x;
@@ -82,7 +90,7 @@ async function vm(): Promise<void> {
   }
   for (let image = 0; image < 3; image++) {
     const r = new Rng(100 + image);
-    using file = await Deno.open(`${out}/large/random-vm-${image}.img`, {
+    using file = await Deno.open(`${dir}/large/random-vm-${image}.img`, {
       write: true,
       create: true,
       truncate: true,
@@ -113,15 +121,15 @@ async function logs(): Promise<void> {
       }\n`;
     }
     const bytes = enc.encode(s);
-    await write(`${out}/medium/logs/service-${i}.log`, bytes);
-    await write(`${out}/medium/logs/service-${i}.log.1`, bytes.subarray(0, bytes.length >> 1));
+    await write(`${dir}/medium/logs/service-${i}.log`, bytes);
+    await write(`${dir}/medium/logs/service-${i}.log.1`, bytes.subarray(0, bytes.length >> 1));
   }
 }
 
 async function tiny(): Promise<void> {
   const rng = new Rng(300);
   for (let i = 0; i < 50_000; i++) {
-    const d = `${out}/small/tiny/${i % 5}/${(i >> 3) % 7}/${(i >> 6) % 9}/${(i >> 9) % 11}/${
+    const d = `${dir}/small/tiny/${i % 5}/${(i >> 3) % 7}/${(i >> 6) % 9}/${(i >> 9) % 11}/${
       i >> 12
     }`;
     const n = rng.below(301);
@@ -138,7 +146,7 @@ async function mail(): Promise<void> {
     const data = new Uint8Array(header.length + body.length);
     data.set(enc.encode(header));
     data.set(body, header.length);
-    await write(`${out}/small/mail/${i % 40}/${i}.eml`, data);
+    await write(`${dir}/small/mail/${i % 40}/${i}.eml`, data);
   }
 }
 
@@ -147,26 +155,26 @@ async function photos(): Promise<void> {
   for (let i = 0; i < 60; i++) {
     const data = new Uint8Array((1 << 20) + rng.below(7 << 20));
     rng.fill(data);
-    await write(`${out}/medium/photos/${2020 + (i % 5)}/IMG_${1000 + i}.jpg`, data);
+    await write(`${dir}/medium/photos/${2020 + (i % 5)}/IMG_${1000 + i}.jpg`, data);
   }
-  await Deno.mkdir(`${out}/medium/photos/copies`, { recursive: true });
+  await Deno.mkdir(`${dir}/medium/photos/copies`, { recursive: true });
   for (let i = 0; i < 10; i++) {
     await Deno.copyFile(
-      `${out}/medium/photos/${2020 + (i % 5)}/IMG_${1000 + i}.jpg`,
-      `${out}/medium/photos/copies/copy-${i}.jpg`,
+      `${dir}/medium/photos/${2020 + (i % 5)}/IMG_${1000 + i}.jpg`,
+      `${dir}/medium/photos/copies/copy-${i}.jpg`,
     );
   }
   for (let i = 10; i < 15; i++) {
     await Deno.link(
-      `${out}/medium/photos/${2020 + (i % 5)}/IMG_${1000 + i}.jpg`,
-      `${out}/medium/photos/copies/link-${i}.jpg`,
+      `${dir}/medium/photos/${2020 + (i % 5)}/IMG_${1000 + i}.jpg`,
+      `${dir}/medium/photos/copies/link-${i}.jpg`,
     );
   }
 }
 
 async function sparse(): Promise<void> {
   const rng = new Rng(600);
-  using file = await Deno.open(`${out}/large/disk.sparse`, {
+  using file = await Deno.open(`${dir}/large/disk.sparse`, {
     write: true,
     create: true,
     truncate: true,
@@ -181,12 +189,17 @@ async function sparse(): Promise<void> {
 }
 
 await Deno.remove(out, { recursive: true }).catch(() => {});
-await Deno.mkdir(`${out}/large`, { recursive: true });
 const started = performance.now();
-for (const [name, step] of Object.entries({ vm, logs, tiny, mail, photos, sparse })) {
-  const t = performance.now();
-  await step();
-  console.log(`${name}: ${((performance.now() - t) / 1000).toFixed(1)} s`);
+for (let copy = 0; copy < scale; copy++) {
+  // copies after the first: other bytes (other seeds) in a tree of their own
+  dir = copy === 0 ? out : `${out}/more-${copy}`;
+  seedBase = copy * 1000;
+  await Deno.mkdir(`${dir}/large`, { recursive: true });
+  for (const [name, step] of Object.entries({ vm, logs, tiny, mail, photos, sparse })) {
+    const t = performance.now();
+    await step();
+    console.log(`${copy}/${name}: ${((performance.now() - t) / 1000).toFixed(1)} s`);
+  }
 }
-await Deno.writeTextFile(`${out}/.bench-root-marker`, "vger benchmark corpus: mix\n");
+await Deno.writeTextFile(`${dir}/.bench-root-marker`, "vger benchmark corpus: mix\n");
 console.log(`${out}: done in ${((performance.now() - started) / 1000).toFixed(1)} s`);
