@@ -7,6 +7,7 @@ import {
   itemLine,
   itemsJson,
   itemTime,
+  jsonHead,
   modeString,
 } from "./cli_list.ts";
 import { entry, REPO, text } from "./_test_cli.ts";
@@ -113,4 +114,13 @@ Deno.test("list shows a hardlink's later names with the group's first name, in l
   );
   deepStrictEqual([itemJson(first).hardlink, itemJson(later).hardlink], ["home/a", "home/a"]);
   equal(text(itemJson(later)).endsWith(`"target":null,"hardlink":"home/a"}`), true);
+});
+
+Deno.test("the streamed items JSON is the document itemsJson makes, item by item", () => {
+  const rows = [itemJson(item({})), itemJson(item({ type: "symlink", target: "a\nb" }))];
+  const meta = { sources: ["/home/alice"], commandLine: ["backup", "/home/alice"] };
+  const whole = itemsJson(REPO, rows, { archive: "docs", meta });
+  const head = jsonHead(itemsJson(REPO, [], { archive: "docs", meta }));
+  equal(head + rows.map((r) => JSON.stringify(r)).join(",") + "]}", text(whole));
+  equal(head + "]}", text(itemsJson(REPO, [], { archive: "docs", meta })));
 });
