@@ -23,6 +23,7 @@
  */
 
 import { BackendError } from "./errors.ts";
+import { LIBC, openLibrary } from "./native_library.ts";
 
 /** The libc calls vger needs that Deno does not offer. */
 export interface NativeFs {
@@ -43,6 +44,11 @@ export interface NativeFs {
    * S_IFBLK; root only) numbered `major`, `minor`, never opening it. The umask applies to `mode`.
    */
   mknod(path: string, mode: number, major: number, minor: number): void;
+  /**
+   * symlink(target, path). Deno's own refuses under path-scoped `--allow-write` (a link's target
+   * is resolved only when followed); native code is outside Deno's permissions anyway.
+   */
+  symlink(target: string, path: string): void;
 }
 
 /** What {@linkcode NativeFs.lstat} reports (from statx, AT_SYMLINK_NOFOLLOW). */
@@ -124,6 +130,7 @@ const SYMBOLS = {
   // glibc 2.33 and later export mknod; older ones only __xmknod: then FIFOs and devices are not
   // restored, and the rest of the native calls still work
   mknod: { parameters: ["buffer", "u32", "u64"], result: "i32", optional: true },
+  symlink: { parameters: ["buffer", "buffer"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
   strerror: { parameters: ["i32"], result: "pointer" },
 } as const;
@@ -140,17 +147,9 @@ export function nativeFs(): NativeFs | null {
 }
 
 function load(): NativeFs | null {
-  if (Deno.build.os !== "linux") return null;
-  // Query first: a bare dlopen would prompt on a terminal instead of failing.
-  if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return null;
-  let lib: Deno.DynamicLibrary<typeof SYMBOLS>;
-  try {
-    lib = Deno.dlopen("libc.so.6", SYMBOLS);
-  } catch {
-    // NotCapable, or no glibc (musl names its libc differently): run without native calls.
-    return null;
-  }
-  return new Libc6(lib.symbols);
+  // no FFI, or no glibc (musl names its libc differently): run without native calls
+  const lib = openLibrary(LIBC, SYMBOLS);
+  return lib ? new Libc6(lib.symbols) : null;
 }
 
 const encoder = new TextEncoder();
@@ -311,6 +310,11 @@ class Libc6 implements NativeFs {
     }
     const r = this.#c.mknod(cString(path, "path"), mode, BigInt(makedev(major, minor)));
     if (r !== 0) throw this.#error(what, this.#errno.getInt32());
+  }
+
+  symlink(target: string, path: string): void {
+    const r = this.#c.symlink(cString(target, "symlink target"), cString(path, "path"));
+    if (r !== 0) throw this.#error(`Cannot create ${JSON.stringify(path)}`, this.#errno.getInt32());
   }
 
   #error(what: string, errno: number): NativeError {

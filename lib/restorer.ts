@@ -623,7 +623,7 @@ class ExtractRun {
         this.#checkedDirs.add(path);
         this.#dirs.push({ path, item });
       } else {
-        if (!this.#create(path, item, () => Deno.symlinkSync(item.target!, path))) return;
+        if (!this.#create(path, item, () => makeSymlink(item.target!, path))) return;
         this.#applyMeta(path, item);
       }
       this.files++;
@@ -687,4 +687,14 @@ class ExtractRun {
       skipped: this.#skipped,
     });
   }
+}
+
+/**
+ * A symlink at `path`: through libc when FFI is granted (Deno's own symlink needs unscoped read
+ * and write permissions, which a scoped run does not have), else Deno's.
+ */
+function makeSymlink(target: string, path: string): void {
+  const native = nativeFs();
+  if (native) native.symlink(target, path);
+  else Deno.symlinkSync(target, path);
 }

@@ -35,6 +35,9 @@ import { nativeFs } from "../lib/fs_native.ts";
 /** Absolute path of the CLI entry point the tests run. */
 export const CLI_PATH: string = fileURLToPath(new URL("../cli.ts", import.meta.url));
 
+/** Absolute path of the least-privilege launcher (launch.ts). */
+export const LAUNCH_PATH: string = fileURLToPath(new URL("../launch.ts", import.meta.url));
+
 /** Absolute path of the project root (where deno.json and node_modules are). */
 export const PROJECT_DIR: string = fileURLToPath(new URL("../", import.meta.url)).replace(
   /\/$/,
@@ -128,6 +131,8 @@ export interface RunOptions {
    * tests/kill_switch.ts); not with `user`.
    */
   program?: string;
+  /** Deno's flags for the run instead of `-A` (permissions: `-P=NAME`, `--allow-read=...`). */
+  denoFlags?: readonly string[];
   /** Kill the process (SIGKILL) after this many ms; default 120 000. */
   timeoutMs?: number;
   /** Sample the peak RSS with {@linkcode peakRssOf}. */
@@ -199,7 +204,7 @@ export function spawnVger(args: readonly string[], options: RunOptions = {}): De
   // --cached-only: an unprivileged user's empty DENO_DIR must not make deno go to the network
   const denoArgs = user
     ? ["run", "-A", "--cached-only", user.cli, ...args]
-    : ["run", "-A", options.program ?? CLI_PATH, ...args];
+    : ["run", ...(options.denoFlags ?? ["-A"]), options.program ?? CLI_PATH, ...args];
   const [command, commandArgs] = user
     ? [
       "setpriv",

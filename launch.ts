@@ -1,0 +1,134 @@
+/**
+ * `vger` under least privilege: derives the exact Deno permissions of one invocation from the
+ * configuration and the command's own arguments (lib/cli_launch.ts), then runs cli.ts with them
+ * and nothing more; `--print-permissions` shows them instead.
+ *
+ * ```sh
+ * deno run -P=launcher launch.ts [--mode strict|fast] [--print-permissions] VGER-ARGUMENTS...
+ * deno task scoped backup          # the same, as a task
+ * ```
+ *
+ * strict (the default) grants no FFI: vger takes its portable paths (Web Crypto, Deno's own file
+ * calls); fast grants FFI for libc, OpenSSL and lz4-napi, so it is "scoped, not sandboxed"
+ * (README, "Least privilege"). The launcher itself reads the configuration and the environment
+ * and runs only Deno.
+ *
+ * @example Show what a backup would be granted
+ * ```sh
+ * deno run -P=launcher launch.ts --print-permissions --repo /srv/repo backup /home/alice
+ * ```
+ *
+ * @module
+ */
+
+import { fileURLToPath } from "node:url";
+import { parseCommandLine, str } from "./lib/cli_command_line.ts";
+import { type LaunchMode, permissionFlags, permissionsFor } from "./lib/cli_launch.ts";
+import { selectRepositories, type VgerConfig } from "./lib/config.ts";
+import { loadConfigFile } from "./lib/config_file.ts";
+import { errorMessage } from "./lib/errors.ts";
+import { filesCacheDir } from "./lib/files_cache.ts";
+import { LIBC, LIBCRYPTO, libraryCandidates } from "./lib/native_library.ts";
+import { stagingRoot } from "./lib/staging.ts";
+
+/** The launcher's own options, taken out of the arguments before vger sees them. */
+function launcherOptions(argv: string[]): { mode: LaunchMode; print: boolean; rest: string[] } {
+  let mode: LaunchMode = "strict";
+  let print = false;
+  const rest: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--print-permissions") print = true;
+    else if (a === "--mode" || a.startsWith("--mode=")) {
+      const value = a === "--mode" ? argv[++i] : a.slice("--mode=".length);
+      if (value !== "strict" && value !== "fast") {
+        throw new Error(`--mode takes strict or fast, not "${value ?? ""}"`);
+      }
+      mode = value;
+    } else rest.push(a);
+  }
+  return { mode, print, rest };
+}
+
+/**
+ * libc and OpenSSL by absolute path (a scoped grant names a file: lib/native_library.ts tries
+ * the same paths), and the npm packages (lz4-napi's native module) when vger runs from files.
+ */
+function nativeLibraries(here: URL): string[] {
+  const out: string[] = [];
+  for (const name of [LIBC, LIBCRYPTO]) {
+    const found = libraryCandidates(name).slice(1).find((path) => {
+      try {
+        return Deno.statSync(path).isFile;
+      } catch {
+        return false;
+      }
+    });
+    if (found) out.push(found);
+  }
+  if (here.protocol !== "file:") return out;
+  const modules = fileURLToPath(new URL("node_modules", here));
+  try {
+    out.push(Deno.realPathSync(modules)); // Deno checks the path a module is loaded from
+  } catch {
+    out.push(modules);
+  }
+  return out;
+}
+
+async function main(): Promise<number> {
+  const { mode, print, rest } = launcherOptions(Deno.args);
+  const line = parseCommandLine(rest);
+  const env = (name: string) => Deno.env.get(name);
+  let config: VgerConfig | null = null;
+  let repos: ReturnType<typeof selectRepositories> = [];
+  const command = line.command?.name;
+  if (command !== undefined && command !== "config") {
+    config = await loadConfigFile({ explicit: str(line.flags, "config"), env });
+    repos = selectRepositories(config, str(line.flags, "repo"));
+  }
+  const here = new URL(".", import.meta.url);
+  const set = permissionsFor({
+    line,
+    config,
+    repos,
+    env,
+    cwd: Deno.cwd(),
+    cacheDir: filesCacheDir(env),
+    stagingRoot: stagingRoot(),
+    codeDir: here.protocol === "file:" ? fileURLToPath(new URL("lib", here)) : null,
+    mode,
+    nativeLibraries: mode === "fast" ? nativeLibraries(here) : [],
+  });
+  const flags = permissionFlags(set);
+  if (print) {
+    console.log(flags.join(" "));
+    return 0;
+  }
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", ...flags, new URL("cli.ts", here).href, ...rest],
+    stdin: "inherit",
+    stdout: "inherit",
+    stderr: "inherit",
+  }).spawn();
+  // a signal to the launcher is one to vger: it cleans up and exits with the signal's code
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+    Deno.addSignalListener(signal, () => {
+      try {
+        child.kill(signal);
+      } catch {
+        // already gone
+      }
+    });
+  }
+  return (await child.status).code;
+}
+
+if (import.meta.main) {
+  try {
+    Deno.exit(await main());
+  } catch (err) {
+    console.error(`vger launcher: ${errorMessage(err)}`);
+    Deno.exit(2);
+  }
+}

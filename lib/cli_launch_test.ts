@@ -1,0 +1,132 @@
+import { deepStrictEqual, equal, ok, throws } from "node:assert/strict";
+import { parseCommandLine } from "./cli_command_line.ts";
+import {
+  type LaunchInput,
+  permissionFlags,
+  type PermissionSet,
+  permissionsFor,
+  S3_ENV,
+  VGER_ENV,
+} from "./cli_launch.ts";
+import { parseConfig, selectRepositories } from "./config.ts";
+
+const FILE = "/etc/vger/config.yaml";
+const ENV: Record<string, string> = { HOME: "/home/alice" };
+
+/** The permissions of `vger ARGV` with the configuration `yaml` (or none), in /work. */
+function perms(
+  argv: string[],
+  yaml?: string,
+  more: Partial<LaunchInput> = {},
+): PermissionSet {
+  const line = parseCommandLine(argv);
+  const config = yaml === undefined ? null : parseConfig(yaml, FILE);
+  const repo = argv.includes("-R") ? argv[argv.indexOf("-R") + 1] : undefined;
+  return permissionsFor({
+    line,
+    config,
+    repos: selectRepositories(config, repo),
+    env: (name) => ENV[name],
+    cwd: "/work",
+    cacheDir: "/home/alice/.cache/vger",
+    stagingRoot: "/tmp/vger-staging-1000",
+    codeDir: "/opt/vger/lib",
+    mode: "strict",
+    ...more,
+  });
+}
+
+Deno.test("a local backup reads its sources, the repository, the cache and owner names, and writes only the repository, the cache and the staging directory", () => {
+  const p = perms(["-R", "repo", "backup", "/home/alice/docs", "notes"]);
+  deepStrictEqual(p.read, [
+    "/etc/group",
+    "/etc/passwd",
+    "/home/alice/.cache/vger",
+    "/home/alice/docs",
+    "/opt/vger/lib",
+    "/tmp/vger-staging-1000",
+    "/work/notes",
+    "/work/repo",
+  ]);
+  deepStrictEqual(p.write, ["/home/alice/.cache/vger", "/tmp/vger-staging-1000", "/work/repo"]);
+  deepStrictEqual([p.net, p.run, p.ffi], [[], [], []]);
+  deepStrictEqual(p.env, [...VGER_ENV].sort());
+  deepStrictEqual(p.sys, ["cpus", "gid", "hostname", "uid"]);
+});
+
+Deno.test("backup without arguments reads the configuration's sources; the configuration file itself is read", () => {
+  const p = perms(
+    ["backup"],
+    "source_directories:\n  - /srv/www\nrepositories:\n  - path: /mnt/r\n",
+  );
+  ok(p.read.includes("/srv/www") && p.read.includes(FILE) && p.read.includes("/mnt/r"));
+  ok(p.write.includes("/mnt/r"));
+});
+
+Deno.test("list writes nothing in the repository; extract and check write only its locks and --dest; --no-lock not even those", () => {
+  deepStrictEqual(perms(["-R", "/r", "list"]).write, ["/home/alice/.cache/vger"]);
+  const extract = perms(["-R", "/r", "extract", "--archive", "a", "--dest", "out"]);
+  deepStrictEqual(extract.write, ["/home/alice/.cache/vger", "/r/locks", "/work/out"]);
+  ok(extract.read.includes("/work/out") && !extract.read.includes("/tmp/vger-staging-1000"));
+  deepStrictEqual(perms(["-R", "/r", "check", "--verify-data"]).write, [
+    "/home/alice/.cache/vger",
+    "/r/locks",
+  ]);
+  deepStrictEqual(perms(["-R", "/r", "extract", "-a", "a", "--dest", "/o", "--no-lock"]).write, [
+    "/home/alice/.cache/vger",
+    "/o",
+  ]);
+  ok(perms(["-R", "/r", "check", "--repair"]).write.includes("/r"));
+});
+
+Deno.test("init reads the repository's parent (it fsyncs it); key export writes its file, import reads it", () => {
+  ok(perms(["-R", "/mnt/backups/r", "init"]).read.includes("/mnt/backups"));
+  ok(perms(["-R", "/r", "key", "export", "--dest", "/safe/key"]).write.includes("/safe/key"));
+  ok(perms(["-R", "/r", "key", "import", "k.json"]).read.includes("/work/k.json"));
+});
+
+Deno.test("S3 reaches only its endpoint (or the bucket's AWS hosts) and reads the AWS variables and shared files", () => {
+  const yaml = "repositories:\n  - path: s3://bucket/prefix\n    backend: s3\n" +
+    "    s3_endpoint: http://127.0.0.1:7480\n";
+  const p = perms(["list"], yaml);
+  deepStrictEqual(p.net, ["127.0.0.1:7480"]);
+  ok(S3_ENV.every((name) => p.env.includes(name)));
+  ok(p.read.includes("/home/alice/.aws/credentials") && p.read.includes("/home/alice/.aws/config"));
+  const aws = perms(
+    ["list"],
+    "repositories:\n  - path: s3://b/p\n    backend: s3\n    s3_region: eu-west-1\n",
+  );
+  deepStrictEqual(aws.net, ["b.s3.eu-west-1.amazonaws.com:443", "s3.eu-west-1.amazonaws.com:443"]);
+});
+
+Deno.test("REST reaches only its server; the passcommand's and token command's programs are the only ones run", () => {
+  const yaml = "encryption:\n  passcommand: pass show vger\nrepositories:\n" +
+    "  - path: https://backup.example.org/repo\n    backend: rest\n" +
+    "    rest_token_command: /usr/bin/secret-tool lookup vger token\n";
+  const p = perms(["list"], yaml);
+  deepStrictEqual(p.net, ["backup.example.org:443"]);
+  deepStrictEqual(p.run, ["/usr/bin/secret-tool", "pass"]);
+  deepStrictEqual(p.write, ["/home/alice/.cache/vger"]);
+});
+
+Deno.test("fast mode adds FFI for the native libraries, lz4-napi's variables and /usr/bin/ldd; strict has none", () => {
+  const libs = ["libc.so.6", "libcrypto.so.3", "/opt/vger/node_modules"];
+  const fast = perms(["-R", "/r", "list"], undefined, { mode: "fast", nativeLibraries: libs });
+  deepStrictEqual(fast.ffi, [...libs].sort());
+  ok(fast.read.includes("/usr/bin/ldd") && fast.env.includes("NAPI_RS_FORCE_WASI"));
+  const strict = perms(["-R", "/r", "list"], undefined, { nativeLibraries: libs });
+  deepStrictEqual(strict.ffi, []);
+  ok(!strict.read.includes("/usr/bin/ldd"));
+});
+
+Deno.test("permission flags: one --allow-KIND per granted kind; a path with a comma cannot be granted", () => {
+  const p = perms(["-R", "/r", "list"]);
+  const flags = permissionFlags(p);
+  equal(flags.filter((f) => f.startsWith("--allow-read=")).length, 1);
+  ok(!flags.some((f) => /^--allow-(net|run|ffi)/.test(f)));
+  ok(flags.every((f) => /^--allow-\w+=\S+$/.test(f)));
+  throws(
+    () => permissionFlags({ ...p, read: ["/a,b"] }),
+    /Cannot grant --allow-read to "\/a,b"/,
+  );
+});

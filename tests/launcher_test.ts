@@ -1,0 +1,168 @@
+/**
+ * The least-privilege launcher (launch.ts, lib/cli_launch.ts) with real runs: under it a backup,
+ * an extract and a check succeed with only the permissions it derived; and the CLI run with those
+ * permissions cannot read outside the sources, write outside the repository or `--dest`, or reach
+ * another host (exit 2, the message naming the permission, nothing written).
+ *
+ * @module
+ */
+
+import { deepStrictEqual, equal, match, ok } from "node:assert/strict";
+import {
+  archiveNames,
+  exists,
+  FAST_KDF_ARGS,
+  LAUNCH_PATH,
+  type RunOptions,
+  runVger,
+  treeSnapshot,
+  withTempDir,
+} from "./_helpers.ts";
+import { restRepo } from "./_rest.ts";
+import { withServer } from "./_server.ts";
+
+/** Runs `launch.ts --mode MODE ARGS` with the launcher's own permission set. */
+function launch(mode: "strict" | "fast", args: string[], options: RunOptions = {}) {
+  return runVger(["--mode", mode, ...args], {
+    ...options,
+    program: LAUNCH_PATH,
+    denoFlags: ["-P=launcher"],
+  });
+}
+
+/** The flags launch.ts derives for `ARGS`. */
+async function flagsFor(mode: "strict" | "fast", args: string[], options: RunOptions = {}) {
+  const r = await launch(mode, ["--print-permissions", ...args], options);
+  equal(r.code, 0, r.stderr);
+  return r.stdout.trim().split(" ");
+}
+
+/** Runs cli.ts with exactly `flags` (no prompt: a missing permission fails). */
+function scoped(flags: string[], args: string[], options: RunOptions = {}) {
+  return runVger(args, { ...options, denoFlags: ["--no-prompt", ...flags] });
+}
+
+const vgerLines = (stderr: string) => stderr.split("\n").filter((l) => l.startsWith("vger"));
+
+async function makeSource(dir: string): Promise<string> {
+  const src = `${dir}/src`;
+  await Deno.mkdir(`${src}/sub`, { recursive: true });
+  await Deno.writeTextFile(`${src}/a.txt`, "alpha\n".repeat(1000));
+  await Deno.writeTextFile(`${src}/sub/b.txt`, "beta\n");
+  await Deno.symlink("a.txt", `${src}/link`);
+  return src;
+}
+
+Deno.test("fast mode: init, backup, extract and check run under the launcher's derived permissions, and restore every byte", async () => {
+  await withTempDir(async (dir) => {
+    const src = await makeSource(dir);
+    const repo = `${dir}/repo`;
+    const env = { VGER_CACHE_DIR: `${dir}/cache` };
+    for (
+      const args of [
+        ["-R", repo, "init", ...FAST_KDF_ARGS],
+        ["-R", repo, "backup", "--archive", "one", src],
+        ["-R", repo, "extract", "--archive", "one", "--dest", `${dir}/out`],
+        ["-R", repo, "check", "--verify-data"],
+      ]
+    ) {
+      const r = await launch("fast", args, { env });
+      equal(r.code, 0, `${args.join(" ")}: ${r.stderr}`);
+    }
+    deepStrictEqual(await treeSnapshot(`${dir}/out${src}`), await treeSnapshot(src));
+    const flags = await flagsFor("fast", ["-R", repo, "list"], { env });
+    ok(flags.some((f) => f.startsWith("--allow-ffi=")), flags.join(" "));
+    ok(!flags.some((f) => /^--allow-(net|run)/.test(f)), flags.join(" "));
+  });
+});
+
+Deno.test("the derived permissions confine the CLI: a source, a destination or a repository outside them fails with exit 2 naming the flag, and nothing is written", async () => {
+  await withTempDir(async (dir) => {
+    const src = await makeSource(dir);
+    const outside = `${dir}/outside`;
+    await Deno.mkdir(outside);
+    await Deno.writeTextFile(`${outside}/secret`, "not for this backup\n");
+    const repo = `${dir}/repo`;
+    const env = { VGER_CACHE_DIR: `${dir}/cache` };
+    equal((await launch("fast", ["-R", repo, "init", ...FAST_KDF_ARGS], { env })).code, 0);
+    const backup = await flagsFor("fast", ["-R", repo, "backup", src], { env });
+
+    // a second source the launcher did not grant
+    const r = await scoped(backup, ["-R", repo, "backup", "--archive", "two", src, outside], {
+      env,
+    });
+    equal(r.code, 2, r.stderr);
+    deepStrictEqual(vgerLines(r.stderr), [
+      `vger: Missing Deno permission: Requires read access to "${outside}"; run with --allow-read (or -A)`,
+    ]);
+    // the granted run works, and the failed one committed nothing
+    equal((await scoped(backup, ["-R", repo, "backup", "--archive", "one", src], { env })).code, 0);
+    deepStrictEqual(
+      await archiveNames((args) => launch("fast", ["-R", repo, ...args], { env })),
+      ["one"],
+    );
+
+    // an extract to another destination than the one granted
+    const extract = await flagsFor("fast", [
+      "-R",
+      repo,
+      "extract",
+      "--archive",
+      "one",
+      "--dest",
+      `${dir}/out`,
+    ], { env });
+    const e = await scoped(extract, [
+      "-R",
+      repo,
+      "extract",
+      "--archive",
+      "one",
+      "--dest",
+      `${dir}/elsewhere`,
+    ], { env });
+    equal(e.code, 2, e.stderr);
+    match(
+      vgerLines(e.stderr)[0],
+      /Requires (read|write) access to ".*elsewhere.*"; run with --allow-(read|write)/,
+    );
+    ok(!(await exists(`${dir}/elsewhere`)));
+
+    // a repository the grant does not cover
+    const other = await scoped(backup, ["-R", `${dir}/other-repo`, "init", ...FAST_KDF_ARGS], {
+      env,
+    });
+    equal(other.code, 2, other.stderr);
+    match(vgerLines(other.stderr)[0], /other-repo.*--allow-(read|write)/);
+    ok(!(await exists(`${dir}/other-repo`)));
+  });
+});
+
+Deno.test("a REST repository's permissions reach its server and no other host", async () => {
+  await withServer("run", {}, async (server) => {
+    await withServer("run", {}, async (otherServer) => {
+      await withTempDir(async (dir) => {
+        const src = await makeSource(dir);
+        const repo = await restRepo(dir, server, "r1");
+        const other = await restRepo(dir, otherServer, "r2", { label: "other" });
+        const env = { ...repo.env, VGER_CACHE_DIR: `${dir}/cache` };
+        const run = (args: string[]) => launch("fast", ["--config", repo.config, ...args], { env });
+        const init = await run(["init", ...FAST_KDF_ARGS]);
+        equal(init.code, 0, init.stderr);
+        equal((await run(["backup", "--archive", "one", src])).code, 0);
+        const flags = await flagsFor("fast", ["--config", repo.config, "list"], { env });
+        deepStrictEqual(flags.filter((f) => f.startsWith("--allow-net=")), [
+          `--allow-net=127.0.0.1:${server.port}`,
+        ]);
+        deepStrictEqual(flags.filter((f) => f.startsWith("--allow-run=")), ["--allow-run=cat"]);
+        // the same permissions against the other server
+        const r = await scoped(flags, ["-R", other.url, "list"], { env });
+        equal(r.code, 2, r.stderr);
+        match(
+          vgerLines(r.stderr)[0],
+          new RegExp(`Requires net access to "127\\.0\\.0\\.1:${otherServer.port}".*--allow-net`),
+        );
+      });
+    });
+  });
+});
