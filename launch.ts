@@ -50,11 +50,24 @@ function launcherOptions(argv: string[]): { mode: LaunchMode; print: boolean; re
   return { mode, print, rest };
 }
 
+/** vger's code as files (`lib/` and the npm packages, resolved), when it runs from files. */
+function codeDirs(here: URL): string[] {
+  if (here.protocol !== "file:") return [];
+  const out = [fileURLToPath(new URL("lib", here))];
+  const modules = fileURLToPath(new URL("node_modules", here));
+  try {
+    out.push(Deno.realPathSync(modules)); // Deno checks the path a file is read from
+  } catch {
+    out.push(modules);
+  }
+  return out;
+}
+
 /**
  * libc and OpenSSL by absolute path (a scoped grant names a file: lib/native_library.ts tries
- * the same paths), and the npm packages (lz4-napi's native module) when vger runs from files.
+ * the same paths), and the npm packages (lz4-napi's native module).
  */
-function nativeLibraries(here: URL): string[] {
+function nativeLibraries(code: string[]): string[] {
   const out: string[] = [];
   for (const name of [LIBC, LIBCRYPTO]) {
     const found = libraryCandidates(name).slice(1).find((path) => {
@@ -66,14 +79,7 @@ function nativeLibraries(here: URL): string[] {
     });
     if (found) out.push(found);
   }
-  if (here.protocol !== "file:") return out;
-  const modules = fileURLToPath(new URL("node_modules", here));
-  try {
-    out.push(Deno.realPathSync(modules)); // Deno checks the path a module is loaded from
-  } catch {
-    out.push(modules);
-  }
-  return out;
+  return [...out, ...code.slice(1)];
 }
 
 async function main(): Promise<number> {
@@ -88,6 +94,7 @@ async function main(): Promise<number> {
     repos = selectRepositories(config, str(line.flags, "repo"));
   }
   const here = new URL(".", import.meta.url);
+  const code = codeDirs(here);
   const set = permissionsFor({
     line,
     config,
@@ -96,9 +103,9 @@ async function main(): Promise<number> {
     cwd: Deno.cwd(),
     cacheDir: filesCacheDir(env),
     stagingRoot: stagingRoot(),
-    codeDir: here.protocol === "file:" ? fileURLToPath(new URL("lib", here)) : null,
+    codeDirs: code,
     mode,
-    nativeLibraries: mode === "fast" ? nativeLibraries(here) : [],
+    nativeLibraries: mode === "fast" ? nativeLibraries(code) : [],
   });
   const flags = permissionFlags(set);
   if (print) {

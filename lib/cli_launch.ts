@@ -9,8 +9,8 @@
  *   fsyncs); the sources (backup); `--dest`
  *   (extract, `key export`) or the key file (`key import`); the cache directory (files cache,
  *   known repositories); the staging directory of large packs (commands that write packs);
- *   `/etc/passwd` and `/etc/group` (owner names); vger's own `lib/` when it runs from files (the
- *   codec workers are loaded by URL); in fast mode `/usr/bin/ldd` (lz4-napi tells glibc from musl
+ *   `/etc/passwd` and `/etc/group` (owner names); vger's own `lib/` and npm packages when it runs
+ *   from files (the codec workers are loaded by URL, the WASM lz4 reads its .wasm file); in fast mode `/usr/bin/ldd` (lz4-napi tells glibc from musl
  *   by it).
  * - write: the local repository (commands that change it; only its `locks/` for extract and
  *   check, which take a shared lock), the cache, the staging directory,
@@ -86,8 +86,11 @@ export interface LaunchInput {
   cacheDir: string | null;
   /** The staging directory's root (lib/staging.ts `stagingRoot`). */
   stagingRoot: string;
-  /** vger's `lib/` directory when it runs from files (null when from a remote URL or binary). */
-  codeDir: string | null;
+  /**
+   * vger's code read as files at run time: `lib/` (the codec workers are loaded by URL) and the
+   * npm packages (lz4-wasm-nodejs reads its .wasm file); none when it runs from a remote URL.
+   */
+  codeDirs: readonly string[];
   /** strict or fast. */
   mode: LaunchMode;
   /** fast mode: the native libraries to grant (libc, libcrypto, lz4-napi's module dir). */
@@ -125,7 +128,7 @@ export function permissionsFor(input: LaunchInput): PermissionSet {
   const ffi = new Set<string>();
 
   if (config) read.add(abs(config.file));
-  if (input.codeDir) read.add(input.codeDir);
+  for (const dir of input.codeDirs) read.add(dir);
   if (input.cacheDir) {
     read.add(abs(input.cacheDir));
     write.add(abs(input.cacheDir));

@@ -30,7 +30,7 @@ function perms(
     cwd: "/work",
     cacheDir: "/home/alice/.cache/vger",
     stagingRoot: "/tmp/vger-staging-1000",
-    codeDir: "/opt/vger/lib",
+    codeDirs: ["/opt/vger/lib", "/opt/vger/node_modules"],
     mode: "strict",
     ...more,
   });
@@ -44,6 +44,7 @@ Deno.test("a local backup reads its sources, the repository, the cache and owner
     "/home/alice/.cache/vger",
     "/home/alice/docs",
     "/opt/vger/lib",
+    "/opt/vger/node_modules",
     "/tmp/vger-staging-1000",
     "/work/notes",
     "/work/repo",

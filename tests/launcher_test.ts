@@ -15,6 +15,7 @@ import {
   LAUNCH_PATH,
   type RunOptions,
   runVger,
+  type TreeSnapshot,
   treeSnapshot,
   withTempDir,
 } from "./_helpers.ts";
@@ -40,6 +41,15 @@ async function flagsFor(mode: "strict" | "fast", args: string[], options: RunOpt
 /** Runs cli.ts with exactly `flags` (no prompt: a missing permission fails). */
 function scoped(flags: string[], args: string[], options: RunOptions = {}) {
   return runVger(args, { ...options, denoFlags: ["--no-prompt", ...flags] });
+}
+
+/**
+ * A snapshot with times cut to the millisecond: strict mode's documented loss (Deno's lstat), in
+ * the archives it makes and the files it restores.
+ */
+function toMs(t: TreeSnapshot): TreeSnapshot {
+  for (const e of Object.values(t)) e.mtimeNs -= e.mtimeNs % 1_000_000n;
+  return t;
 }
 
 const vgerLines = (stderr: string) => stderr.split("\n").filter((l) => l.startsWith("vger"));
@@ -73,6 +83,35 @@ Deno.test("fast mode: init, backup, extract and check run under the launcher's d
     const flags = await flagsFor("fast", ["-R", repo, "list"], { env });
     ok(flags.some((f) => f.startsWith("--allow-ffi=")), flags.join(" "));
     ok(!flags.some((f) => /^--allow-(net|run)/.test(f)), flags.join(" "));
+  });
+});
+
+Deno.test("strict mode: no FFI, run or net; a backup and an extract work, and fast and strict read each other's lz4", async () => {
+  await withTempDir(async (dir) => {
+    const src = `${dir}/src`;
+    await Deno.mkdir(`${src}/sub`, { recursive: true });
+    // compressible, so that lz4 (napi in fast mode, WASM in strict) does the work
+    await Deno.writeTextFile(`${src}/a.txt`, "the quick brown fox\n".repeat(50_000));
+    await Deno.writeTextFile(`${src}/sub/b.txt`, "beta\n");
+    const env = { VGER_CACHE_DIR: `${dir}/cache` };
+    const repo = `${dir}/repo`;
+    const flags = await flagsFor("strict", ["-R", repo, "backup", src], { env });
+    ok(!flags.some((f) => /^--allow-(ffi|run|net)/.test(f)), flags.join(" "));
+    const step = async (mode: "strict" | "fast", args: string[]) => {
+      const r = await launch(mode, args, { env });
+      equal(r.code, 0, `${mode} ${args.join(" ")}: ${r.stderr}`);
+      deepStrictEqual(vgerLines(r.stderr), [], `${mode} ${args.join(" ")}`);
+    };
+    await step("strict", ["-R", repo, "init", ...FAST_KDF_ARGS]);
+    await step("strict", ["-R", repo, "backup", "--archive", "strict", src]);
+    await step("fast", ["-R", repo, "extract", "--archive", "strict", "--dest", `${dir}/f-out`]);
+    deepStrictEqual(toMs(await treeSnapshot(`${dir}/f-out${src}`)), toMs(await treeSnapshot(src)));
+    // new chunks, compressed by lz4-napi, read back by the WASM lz4
+    await Deno.writeTextFile(`${src}/c.txt`, "jumps over the lazy dog\n".repeat(40_000));
+    await step("fast", ["-R", repo, "backup", "--archive", "fast", src]);
+    await step("strict", ["-R", repo, "extract", "--archive", "fast", "--dest", `${dir}/s-out`]);
+    await step("strict", ["-R", repo, "check", "--verify-data"]);
+    deepStrictEqual(toMs(await treeSnapshot(`${dir}/s-out${src}`)), toMs(await treeSnapshot(src)));
   });
 });
 
@@ -164,5 +203,29 @@ Deno.test("a REST repository's permissions reach its server and no other host", 
         );
       });
     });
+  });
+});
+
+Deno.test("the cli permission set of deno.json (no FFI, run or net, nothing global) backs up and restores a tree under /tmp, and nothing outside it", async () => {
+  await withTempDir(async (dir) => {
+    ok(dir.startsWith("/tmp/"), dir);
+    const src = await makeSource(dir);
+    await Deno.remove(`${src}/link`); // Deno makes symlinks only with unscoped permissions
+    const repo = `${dir}/repo`;
+    const options: RunOptions = { env: { VGER_CACHE_DIR: `${dir}/cache` }, denoFlags: ["-P=cli"] };
+    for (
+      const args of [
+        ["-R", repo, "init", ...FAST_KDF_ARGS],
+        ["-R", repo, "backup", "--archive", "one", src],
+        ["-R", repo, "extract", "--archive", "one", "--dest", `${dir}/out`],
+      ]
+    ) {
+      const r = await runVger(args, options);
+      equal(r.code, 0, `${args.join(" ")}: ${r.stderr}`);
+    }
+    deepStrictEqual(toMs(await treeSnapshot(`${dir}/out${src}`)), toMs(await treeSnapshot(src)));
+    const r = await runVger(["-R", repo, "backup", "--archive", "two", "/etc/hostname"], options);
+    equal(r.code, 2, r.stderr);
+    match(vgerLines(r.stderr)[0], /Requires read access to "\/etc\/hostname".*--allow-read/);
   });
 });
