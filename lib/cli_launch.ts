@@ -51,16 +51,62 @@ export const VGER_ENV: readonly string[] = [
   "LOG_TOKENS",
 ];
 
-/** What the S3 backend and the AWS SDK's credential chain read (environment and shared files). */
+/**
+ * What the S3 backend and the AWS SDK read: its credential chain (environment and shared files)
+ * and the settings it looks up on every client (found in the SDK's code and by running it).
+ * Reading them grants nothing else: the hosts it may reach are in `net`.
+ */
 export const S3_ENV: readonly string[] = [
   "AWS_ACCESS_KEY_ID",
+  "AWS_ACCOUNT_ID",
+  "AWS_ACCOUNT_ID_ENDPOINT_MODE",
+  "AWS_AUTH_SCHEME_PREFERENCE",
+  "AWS_CONFIG_FILE",
+  "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+  "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+  "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+  "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+  "AWS_CREDENTIAL_EXPIRATION",
+  "AWS_CREDENTIAL_SCOPE",
+  "AWS_DEFAULTS_MODE",
+  "AWS_DEFAULT_REGION",
+  "AWS_DISABLE_CLOCK_SKEW_CORRECTION",
+  "AWS_EC2_METADATA_DISABLED",
+  "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+  "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE",
+  "AWS_EC2_METADATA_V1_DISABLED",
+  "AWS_ENDPOINT_URL",
+  "AWS_ENDPOINT_URL_S3",
+  "AWS_EXECUTION_ENV",
+  "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+  "AWS_LAMBDA_BENCHMARK_MODE",
+  "AWS_LAMBDA_FUNCTION_NAME",
+  "AWS_LAMBDA_MAX_CONCURRENCY",
+  "AWS_LAMBDA_NODEJS_NO_GLOBAL_AWSLAMBDA",
+  "AWS_MAX_ATTEMPTS",
+  "AWS_PROFILE",
+  "AWS_REGION",
+  "AWS_REQUEST_CHECKSUM_CALCULATION",
+  "AWS_RESPONSE_CHECKSUM_VALIDATION",
+  "AWS_RETRY_MODE",
+  "AWS_ROLE_ARN",
+  "AWS_ROLE_SESSION_NAME",
+  "AWS_S3_DISABLE_EXPRESS_SESSION_AUTH",
+  "AWS_S3_DISABLE_MULTIREGION_ACCESS_POINTS",
+  "AWS_S3_USE_ARN_REGION",
+  "AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED",
+  "AWS_SDK_UA_APP_ID",
   "AWS_SECRET_ACCESS_KEY",
   "AWS_SESSION_TOKEN",
-  "AWS_REGION",
-  "AWS_DEFAULT_REGION",
-  "AWS_PROFILE",
   "AWS_SHARED_CREDENTIALS_FILE",
-  "AWS_CONFIG_FILE",
+  "AWS_SIGV4A_SIGNING_REGION_SET",
+  "AWS_USE_DUALSTACK_ENDPOINT",
+  "AWS_USE_FIPS_ENDPOINT",
+  "AWS_WEB_IDENTITY_TOKEN_FILE",
+  "HOMEDRIVE",
+  "HOMEPATH",
+  "USERPROFILE",
+  "_X_AMZN_TRACE_ID",
 ];
 
 /** What lz4-napi's loader reads (fast mode). */
@@ -154,6 +200,7 @@ export function permissionsFor(input: LaunchInput): PermissionSet {
     } else if (repo.backend === "s3") {
       for (const host of s3Hosts(repo, env)) net.add(host);
       for (const name of S3_ENV) envs.add(name);
+      sys.add("osRelease"); // the SDK's user agent names the OS release
       const home = env("HOME");
       const credentials = env("AWS_SHARED_CREDENTIALS_FILE") ??
         (home ? `${home}/.aws/credentials` : undefined);

@@ -20,6 +20,7 @@ import {
   withTempDir,
 } from "./_helpers.ts";
 import { restRepo } from "./_rest.ts";
+import { ignoreS3, makeBucket, requireS3Server } from "./_s3.ts";
 import { withServer } from "./_server.ts";
 
 /** Runs `launch.ts --mode MODE ARGS` with the launcher's own permission set. */
@@ -228,4 +229,54 @@ Deno.test("the cli permission set of deno.json (no FFI, run or net, nothing glob
     equal(r.code, 2, r.stderr);
     match(vgerLines(r.stderr)[0], /Requires read access to "\/etc\/hostname".*--allow-read/);
   });
+});
+
+Deno.test({
+  name:
+    "an S3 repository under the launcher: credentials from AWS_* variables, the endpoint the only host, in strict and fast mode",
+  ignore: ignoreS3,
+  fn: async () => {
+    const server = requireS3Server();
+    const { bucket, drop } = await makeBucket();
+    try {
+      await withTempDir(async (dir) => {
+        const src = await makeSource(dir);
+        await Deno.remove(`${src}/link`); // strict mode cannot make symlinks (see README)
+        const config = `${dir}/vger.yaml`;
+        await Deno.writeTextFile(
+          config,
+          `repositories:\n  - path: s3://${bucket}/repo\n    backend: s3\n` +
+            `    s3_endpoint: ${server.endpoint}\n    s3_region: ${server.region}\n`,
+        );
+        const env = {
+          VGER_CACHE_DIR: `${dir}/cache`,
+          AWS_ACCESS_KEY_ID: server.accessKeyId,
+          AWS_SECRET_ACCESS_KEY: server.secretAccessKey,
+          HOME: dir,
+        };
+        const flags = await flagsFor("strict", ["--config", config, "list"], { env });
+        const host = new URL(server.endpoint).host;
+        deepStrictEqual(flags.filter((f) => f.startsWith("--allow-net=")), [
+          `--allow-net=${host}`,
+        ]);
+        for (
+          const [mode, args] of [
+            ["strict", ["init", ...FAST_KDF_ARGS]],
+            ["strict", ["backup", "--archive", "one", src]],
+            ["fast", ["extract", "--archive", "one", "--dest", `${dir}/out`]],
+            ["strict", ["check", "--verify-data"]],
+          ] as const
+        ) {
+          const r = await launch(mode, ["--config", config, ...args], { env });
+          equal(r.code, 0, `${mode} ${args.join(" ")}: ${r.stderr}`);
+        }
+        deepStrictEqual(
+          toMs(await treeSnapshot(`${dir}/out${src}`)),
+          toMs(await treeSnapshot(src)),
+        );
+      });
+    } finally {
+      await drop();
+    }
+  },
 });
