@@ -5,13 +5,15 @@
  *
  * ```sh
  * deno run -P=launcher launch.ts [--mode strict|fast] [--print-permissions] VGER-ARGUMENTS...
- * deno task scoped backup          # the same, as a task
+ * deno run -P=launcher launch.ts --server [--print-permissions] --config FILE [COMMAND ARGS...]
+ * deno task scoped backup          # the first, as a task
  * ```
  *
  * strict (the default) grants no FFI: vger takes its portable paths (Web Crypto, Deno's own file
  * calls); fast grants FFI for libc, OpenSSL and lz4-napi, so it is "scoped, not sandboxed"
- * (README, "Least privilege"). The launcher itself reads the configuration and the environment
- * and runs only Deno.
+ * (README, "Least privilege"). With `--server` it runs server.ts reading and writing only its
+ * `data_dir` and listening only on its address. The launcher itself reads the configuration and
+ * the environment and runs only Deno.
  *
  * @example Show what a backup would be granted
  * ```sh
@@ -21,9 +23,17 @@
  * @module
  */
 
+import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseCommandLine, str } from "./lib/cli_command_line.ts";
-import { type LaunchMode, permissionFlags, permissionsFor } from "./lib/cli_launch.ts";
+import {
+  type LaunchMode,
+  permissionFlags,
+  type PermissionSet,
+  permissionsFor,
+  serverPermissionsFor,
+} from "./lib/cli_launch.ts";
+import { parseServerConfig, serverEnvironment } from "./lib/server_config.ts";
 import { selectRepositories, type VgerConfig } from "./lib/config.ts";
 import { loadConfigFile } from "./lib/config_file.ts";
 import { errorMessage } from "./lib/errors.ts";
@@ -32,13 +42,17 @@ import { LIBC, LIBCRYPTO, libraryCandidates } from "./lib/native_library.ts";
 import { stagingRoot } from "./lib/staging.ts";
 
 /** The launcher's own options, taken out of the arguments before vger sees them. */
-function launcherOptions(argv: string[]): { mode: LaunchMode; print: boolean; rest: string[] } {
+function launcherOptions(
+  argv: string[],
+): { mode: LaunchMode; print: boolean; server: boolean; rest: string[] } {
   let mode: LaunchMode = "strict";
   let print = false;
+  let server = false;
   const rest: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === "--print-permissions") print = true;
+    else if (a === "--server" && rest.length === 0) server = true;
     else if (a === "--mode" || a.startsWith("--mode=")) {
       const value = a === "--mode" ? argv[++i] : a.slice("--mode=".length);
       if (value !== "strict" && value !== "fast") {
@@ -47,7 +61,7 @@ function launcherOptions(argv: string[]): { mode: LaunchMode; print: boolean; re
       mode = value;
     } else rest.push(a);
   }
-  return { mode, print, rest };
+  return { mode, print, server, rest };
 }
 
 /** vger's code as files (`lib/` and the npm packages, resolved), when it runs from files. */
@@ -83,37 +97,18 @@ function nativeLibraries(code: string[]): string[] {
 }
 
 async function main(): Promise<number> {
-  const { mode, print, rest } = launcherOptions(Deno.args);
-  const line = parseCommandLine(rest);
-  const env = (name: string) => Deno.env.get(name);
-  let config: VgerConfig | null = null;
-  let repos: ReturnType<typeof selectRepositories> = [];
-  const command = line.command?.name;
-  if (command !== undefined && command !== "config") {
-    config = await loadConfigFile({ explicit: str(line.flags, "config"), env });
-    repos = selectRepositories(config, str(line.flags, "repo"));
-  }
+  const { mode, print, server, rest } = launcherOptions(Deno.args);
   const here = new URL(".", import.meta.url);
   const code = codeDirs(here);
-  const set = permissionsFor({
-    line,
-    config,
-    repos,
-    env,
-    cwd: Deno.cwd(),
-    cacheDir: filesCacheDir(env),
-    stagingRoot: stagingRoot(),
-    codeDirs: code,
-    mode,
-    nativeLibraries: mode === "fast" ? nativeLibraries(code) : [],
-  });
-  const flags = permissionFlags(set);
+  const [flags, entry] = server
+    ? [permissionFlags(await serverPermissions(rest)), "server.ts"]
+    : [permissionFlags(await cliPermissions(rest, mode, code)), "cli.ts"];
   if (print) {
     console.log(flags.join(" "));
     return 0;
   }
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--no-prompt", ...flags, new URL("cli.ts", here).href, ...rest],
+    args: ["run", "--no-prompt", ...flags, new URL(entry, here).href, ...rest],
     stdin: "inherit",
     stdout: "inherit",
     stderr: "inherit",
@@ -129,6 +124,48 @@ async function main(): Promise<number> {
     });
   }
   return (await child.status).code;
+}
+
+/** The permissions of `vger ARGS` (see lib/cli_launch.ts). */
+async function cliPermissions(
+  args: string[],
+  mode: LaunchMode,
+  code: string[],
+): Promise<PermissionSet> {
+  const line = parseCommandLine(args);
+  const env = (name: string) => Deno.env.get(name);
+  let config: VgerConfig | null = null;
+  let repos: ReturnType<typeof selectRepositories> = [];
+  const command = line.command?.name;
+  if (command !== undefined && command !== "config") {
+    config = await loadConfigFile({ explicit: str(line.flags, "config"), env });
+    repos = selectRepositories(config, str(line.flags, "repo"));
+  }
+  return permissionsFor({
+    line,
+    config,
+    repos,
+    env,
+    cwd: Deno.cwd(),
+    cacheDir: filesCacheDir(env),
+    stagingRoot: stagingRoot(),
+    codeDirs: code,
+    mode,
+    nativeLibraries: mode === "fast" ? nativeLibraries(code) : [],
+  });
+}
+
+/** The permissions of `server.ts --config FILE [COMMAND ARGS]` (token commands not run). */
+async function serverPermissions(args: string[]): Promise<PermissionSet> {
+  if (args[0] !== "--config" || args[1] === undefined) {
+    throw new Error("--server takes --config FILE [COMMAND ARGS...], as server.ts does");
+  }
+  const configFile = resolve(args[1]);
+  const config = parseServerConfig(await Deno.readTextFile(configFile), {
+    file: configFile,
+    env: serverEnvironment(),
+  });
+  return serverPermissionsFor({ configFile, config });
 }
 
 if (import.meta.main) {

@@ -34,7 +34,7 @@
 import type { Backend } from "./backends/backend.ts";
 import { openBackend } from "./backends/mod.ts";
 import { errorMessage } from "./lib/errors.ts";
-import { loadServerConfig, type ServerConfig } from "./lib/server_config.ts";
+import { loadServerConfig, type ServerConfig, serverEnvironment } from "./lib/server_config.ts";
 import { serverMain, showAddr } from "./lib/server_cli.ts";
 import {
   createServerOn,
@@ -61,7 +61,7 @@ export function createServer(config: ServerConfig, options: CreateServerOptions 
 let served: Promise<VgerServer> | undefined;
 
 function servedServer(): Promise<VgerServer> {
-  served ??= loadServerConfig(Deno.env.get("VGER_SERVER_CONFIG"), Deno.env.toObject())
+  served ??= loadServerConfig(Deno.env.get("VGER_SERVER_CONFIG"), serverEnvironment())
     .then((config) => createServer(config));
   return served;
 }

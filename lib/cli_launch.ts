@@ -26,6 +26,7 @@
 
 import { bool, type CommandLine, str } from "./cli_command_line.ts";
 import type { RepositoryConfig, VgerConfig } from "./config.ts";
+import { parseListen, SERVER_ENV_VARIABLES, type ServerConfig } from "./server_config.ts";
 import { splitCommandLine } from "./secrets.ts";
 
 /** strict: no FFI (Web Crypto, WASM lz4, Deno's own fs calls); fast: FFI for native code. */
@@ -242,6 +243,39 @@ export function permissionsFor(input: LaunchInput): PermissionSet {
     run: sorted(run),
     sys: sorted(sys),
     ffi: sorted(ffi),
+  };
+}
+
+/** What the launcher knows of a vger-server run. */
+export interface ServerLaunchInput {
+  /** The configuration file (`--config`), absolute. */
+  configFile: string;
+  /** The configuration as parsed (token commands not run). */
+  config: ServerConfig;
+}
+
+/**
+ * The permissions of vger-server: read its configuration, read and write its `data_dir` and
+ * nothing else, listen on its address only, read its `VGER_SERVER_*` variables, run only its
+ * token commands' programs.
+ */
+export function serverPermissionsFor(input: ServerLaunchInput): PermissionSet {
+  const { config } = input;
+  const { hostname, port } = parseListen(config.listen);
+  const host = hostname.includes(":") ? `[${hostname}]` : hostname;
+  const programs = (config.tokens ?? []).flatMap((t) =>
+    t.tokenCommand === undefined ? [] : [splitCommandLine(t.tokenCommand)[0]]
+  ).filter((p) => p !== undefined);
+  const sorted = (values: Iterable<string>) => [...new Set(values)].sort();
+  return {
+    read: sorted([input.configFile, config.dataDir]),
+    write: sorted([config.dataDir]),
+    // port 0 asks the system for one: any port of that address then
+    net: [port === 0 ? host : `${host}:${port}`],
+    env: sorted(["VGER_SERVER_CONFIG", ...Object.values(SERVER_ENV_VARIABLES)]),
+    run: sorted(programs),
+    sys: ["hostname"],
+    ffi: [],
   };
 }
 

@@ -6,8 +6,10 @@ import {
   type PermissionSet,
   permissionsFor,
   S3_ENV,
+  serverPermissionsFor,
   VGER_ENV,
 } from "./cli_launch.ts";
+import { parseServerConfig } from "./server_config.ts";
 import { parseConfig, selectRepositories } from "./config.ts";
 
 const FILE = "/etc/vger/config.yaml";
@@ -130,4 +132,22 @@ Deno.test("permission flags: one --allow-KIND per granted kind; a path with a co
     () => permissionFlags({ ...p, read: ["/a,b"] }),
     /Cannot grant --allow-read to "\/a,b"/,
   );
+});
+
+Deno.test("vger-server: its configuration and data_dir, its address (any port for port 0, IPv6 bracketed), its variables, its token commands", () => {
+  const config = parseServerConfig(
+    '[server]\nlisten = "[::1]:8484"\ndata_dir = "/srv/vger"\n\n[[tokens]]\n' +
+      'token_command = "/usr/bin/pass show laptop"\nrepos = ["laptop"]\nrole = "append-only"\n',
+    { file: "/etc/vger/server.toml" },
+  );
+  const p = serverPermissionsFor({ configFile: "/etc/vger/server.toml", config });
+  deepStrictEqual(p.read, ["/etc/vger/server.toml", "/srv/vger"]);
+  deepStrictEqual([p.write, p.net, p.run, p.ffi], [["/srv/vger"], ["[::1]:8484"], [
+    "/usr/bin/pass",
+  ], []]);
+  ok(p.env.includes("VGER_SERVER_DATA_DIR") && p.env.includes("VGER_SERVER_CONFIG"));
+  const any = parseServerConfig(
+    '[server]\nlisten = "127.0.0.1:0"\ndata_dir = "/d"\ntoken = "t0123456789abcdef"\n',
+  );
+  deepStrictEqual(serverPermissionsFor({ configFile: "/c", config: any }).net, ["127.0.0.1"]);
 });

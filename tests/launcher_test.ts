@@ -280,3 +280,67 @@ Deno.test({
     }
   },
 });
+
+Deno.test("vger-server under the launcher reads and writes only its data_dir, listens only on its address, and serves a whole backup cycle", async () => {
+  await withServer("run", { launched: true }, async (server) => {
+    const flags = await flagsFor("strict", ["--server", "--config", server.configFile]);
+    deepStrictEqual(flags.filter((f) => /^--allow-(read|write|net|run|ffi)=/.test(f)), [
+      `--allow-read=${server.dataDir},${server.configFile}`,
+      `--allow-write=${server.dataDir}`,
+      "--allow-net=127.0.0.1",
+    ]);
+    await withTempDir(async (dir) => {
+      const src = await makeSource(dir);
+      const repo = await restRepo(dir, server, "r1");
+      const env = { ...repo.env, VGER_CACHE_DIR: `${dir}/cache` };
+      for (
+        const args of [
+          ["init", ...FAST_KDF_ARGS],
+          ["backup", "--archive", "one", src],
+          ["check", "--verify-data"],
+          ["extract", "--archive", "one", "--dest", `${dir}/out`],
+          ["delete", "--archive", "one"],
+          ["compact"],
+        ]
+      ) {
+        const r = await launch("fast", ["--config", repo.config, ...args], { env });
+        equal(r.code, 0, `${args.join(" ")}: ${r.stderr}`);
+      }
+      deepStrictEqual(await treeSnapshot(`${dir}/out${src}`), await treeSnapshot(src));
+      ok(!/NotCapable|Requires \w+ access/.test(server.stderr()), server.stderr());
+    });
+  });
+});
+
+Deno.test("a REST server that redirects elsewhere does not take the client to another host", async () => {
+  let otherHits = 0;
+  const other = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, () => {
+    otherHits++;
+    return new Response("{}");
+  });
+  const redirecting = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    (req) =>
+      Response.redirect(
+        `http://127.0.0.1:${other.addr.port}${new URL(req.url).pathname}`,
+        307,
+      ),
+  );
+  try {
+    await withTempDir(async (dir) => {
+      const url = `http://127.0.0.1:${redirecting.addr.port}/r1`;
+      const env = { VGER_CACHE_DIR: `${dir}/cache` };
+      const flags = await flagsFor("strict", ["-R", url, "list"], { env });
+      deepStrictEqual(flags.filter((f) => f.startsWith("--allow-net=")), [
+        `--allow-net=127.0.0.1:${redirecting.addr.port}`,
+      ]);
+      const r = await scoped(flags, ["-R", url, "list"], { env });
+      equal(r.code, 1, r.stderr);
+      match(vgerLines(r.stderr)[0], /HTTP 307/);
+      equal(otherHits, 0);
+    });
+  } finally {
+    await other.shutdown();
+    await redirecting.shutdown();
+  }
+});
