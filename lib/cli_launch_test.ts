@@ -9,7 +9,7 @@ import {
   serverPermissionsFor,
   VGER_ENV,
 } from "./cli_launch.ts";
-import { parseServerConfig } from "./server_config.ts";
+import { parseServerConfig, SERVER_ENV_VARIABLES } from "./server_config.ts";
 import { parseConfig, selectRepositories } from "./config.ts";
 
 const FILE = "/etc/vger/config.yaml";
@@ -150,4 +150,37 @@ Deno.test("vger-server: its configuration and data_dir, its address (any port fo
     '[server]\nlisten = "127.0.0.1:0"\ndata_dir = "/d"\ntoken = "t0123456789abcdef"\n',
   );
   deepStrictEqual(serverPermissionsFor({ configFile: "/c", config: any }).net, ["127.0.0.1"]);
+});
+
+Deno.test("every environment variable production code reads is one the launcher grants, and none reads the whole environment", async () => {
+  const root = new URL("../", import.meta.url);
+  const files = ["cli.ts", "server.ts", "mod.ts"];
+  for (const dir of ["lib", "backends"]) {
+    for await (const e of Deno.readDir(new URL(dir, root))) {
+      if (e.name.endsWith(".ts") && !e.name.endsWith("_test.ts") && !e.name.startsWith("_")) {
+        files.push(`${dir}/${e.name}`);
+      }
+    }
+  }
+  const granted = new Set([
+    ...VGER_ENV,
+    ...S3_ENV,
+    "VGER_SERVER_CONFIG",
+    ...Object.values(SERVER_ENV_VARIABLES),
+  ]);
+  const bad: string[] = [];
+  let reads = 0;
+  for (const file of files) {
+    if (file === "lib/cli_launch.ts") continue; // the launcher's own arithmetic
+    const text = await Deno.readTextFile(new URL(file, root));
+    for (const m of text.matchAll(/(?:Deno\.env\.get|\benv)\(\s*"([A-Za-z_][A-Za-z0-9_]*)"/g)) {
+      reads++;
+      if (!granted.has(m[1])) bad.push(`${file} reads ${m[1]}`);
+    }
+    if (/Deno\.env\.toObject\(|process\.env\b/.test(text)) {
+      bad.push(`${file} reads the whole environment`);
+    }
+  }
+  ok(reads > 10, `only ${reads} reads found`);
+  deepStrictEqual(bad, []);
 });
