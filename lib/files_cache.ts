@@ -14,10 +14,11 @@
  * - a path that is not well-formed UTF-16 (a lone surrogate: two such paths could encode to the
  *   same UTF-8) is neither recorded nor looked up.
  *
- * Memory stays small and flat: the old cache is the file's bytes as read (one buffer) plus an
- * open-addressing table of row offsets (4-8 bytes a file); the new cache is streamed to a
- * temporary file through a 1 MiB buffer while the backup runs, and renamed over the old one by
- * {@linkcode FilesCache.save}.
+ * Memory stays flat whatever the number of files: the rows are written in walk order and the
+ * lookups come in walk order, so the old cache is merge-joined with the walk, read from the file
+ * in 1 MiB pieces (after a first pass that checks its SHA-256 and the bounds of every row), and
+ * the new cache is streamed to a temporary file through a 1 MiB buffer while the backup runs,
+ * then renamed over the old one by {@linkcode FilesCache.save}.
  *
  * Layout: `<cache dir>/<repository id>/files`, mode 0600 (it holds paths and chunk ids):
  * `"VGERFC2\n"` || rows || row count (u32) || SHA-256 of everything before it. A row, in walk
@@ -33,6 +34,7 @@ import { createHash, type Hash } from "node:crypto";
 import { basename, dirname, join } from "node:path";
 import { errorMessage } from "./errors.ts";
 import { ID_LENGTH } from "./ids.ts";
+import { compareWalkOrder } from "./walker.ts";
 
 /** Stat fields that decide whether a file is unchanged. */
 export interface FileStamp {
@@ -54,25 +56,23 @@ const MAGIC = new TextEncoder().encode("VGERFC2\n");
 const TRAILER = 4 + 32;
 /** Bytes of a row besides its path and ids. */
 const ROW_FIXED = 4 + 8 + 8 + 8 + 8 + 4;
-/** Row offsets are u32: a larger file is not read (a cache of some 30 million files). */
-const MAX_FILE = 0xffff_ffff;
-/** The new cache is written in pieces of this size. */
+/** The new cache is written, and the old one read, in pieces of this size. */
 const WRITE_BUFFER = 1 << 20;
+const READ_BUFFER = 1 << 20;
 
 const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 
 /** The cache of one repository, loaded from and saved to one file. */
 export class FilesCache {
   readonly #path: string;
   readonly #startNs: bigint;
-  /** The old cache: the file as read, its rows located through #table. */
-  readonly #old: Uint8Array;
-  readonly #oldView: DataView;
-  /** Open addressing: row offset in #old (never 0: rows follow the magic), 0 for an empty slot. */
-  readonly #table: Uint32Array;
+  /** The old cache, its rows read in walk order as the lookups come (null: none). */
+  #old: RowReader | null;
   readonly #size: number;
-  /** A path's UTF-8, reused for each lookup. */
-  #scratch = new Uint8Array(1024);
+  /** Whether the reader's current row was decoded into #oldPath and not passed yet. */
+  #atRow = false;
+  #oldPath = "";
   /** The new cache being written: its temporary file, buffer, running hash and row count. */
   #temp: string | null = null;
   #file: Deno.FsFile | null = null;
@@ -84,116 +84,84 @@ export class FilesCache {
   /** Why the new cache cannot be saved (set once; later records are dropped). */
   #failure: unknown = null;
 
-  private constructor(path: string, startNs: bigint, old?: { bytes: Uint8Array; count: number }) {
+  private constructor(path: string, startNs: bigint, old?: { reader: RowReader; count: number }) {
     this.#path = path;
     this.#startNs = startNs;
-    this.#old = old?.bytes ?? new Uint8Array(0);
-    this.#oldView = new DataView(this.#old.buffer, this.#old.byteOffset, this.#old.byteLength);
-    let slots = 16;
-    while (slots < (old?.count ?? 0) * 2) slots *= 2;
-    this.#table = new Uint32Array(old ? slots : 1);
-    this.#size = old ? this.#fillTable(old.count) : 0;
+    this.#old = old?.reader ?? null;
+    this.#size = old?.count ?? 0;
   }
 
   /**
-   * Loads the cache file at `path` (missing or damaged: an empty cache; `onWarning` hears of
-   * damage). `startNs` is the backup's start, for the racy rule.
+   * Opens the cache file at `path` (missing or damaged: an empty cache; `onWarning` hears of
+   * damage): its SHA-256 and the bounds of every row are checked in a first pass over the open
+   * file, which is then read again row by row as the lookups come. `startNs` is the backup's
+   * start, for the racy rule.
    */
+  // deno-lint-ignore require-await
   static async load(
     path: string,
     options: { startNs?: bigint; onWarning?: (message: string) => void } = {},
   ): Promise<FilesCache> {
     const startNs = options.startNs ?? BigInt(Date.now()) * 1_000_000n;
-    await removeDeadTemps(path);
-    let bytes: Uint8Array;
+    removeDeadTemps(path);
+    let file: Deno.FsFile;
     try {
-      if ((await Deno.stat(path)).size > MAX_FILE) throw new RangeError("too large");
-      bytes = await Deno.readFile(path);
-    } catch (err) {
-      if (err instanceof RangeError) {
-        options.onWarning?.(`The files cache ${path} is too large: every file is read again`);
+      file = Deno.openSync(path, { read: true });
+    } catch {
+      return new FilesCache(path, startNs);
+    }
+    let count: number | "other version" | null = null;
+    try {
+      count = checkFile(file);
+    } catch {
+      // unreadable: as damaged
+    }
+    if (count === null || count === "other version") {
+      file.close();
+      if (count === null) {
+        options.onWarning?.(`The files cache ${path} is damaged: every file is read again`);
       }
       return new FilesCache(path, startNs);
     }
-    const count = checkFile(bytes);
-    if (count === "other version") return new FilesCache(path, startNs); // read again, silently
-    if (count === null) {
-      options.onWarning?.(`The files cache ${path} is damaged: every file is read again`);
-      return new FilesCache(path, startNs);
-    }
-    return new FilesCache(path, startNs, { bytes, count });
+    const reader = new RowReader(file, file.statSync().size - TRAILER, count);
+    return new FilesCache(path, startNs, { reader, count });
   }
 
-  /** Entries loaded (distinct paths). */
+  /** Rows in the old cache. */
   get size(): number {
     return this.#size;
   }
 
-  /** Puts every row of the checked file in the table (a later row of a path wins); the count. */
-  #fillTable(count: number): number {
-    const view = this.#oldView;
-    let distinct = 0;
-    let o = MAGIC.length;
-    for (let i = 0; i < count; i++) {
-      const len = view.getUint32(o, true);
-      const slot = this.#find(this.#old.subarray(o + 4, o + 4 + len));
-      if (this.#table[slot] === 0) distinct++;
-      this.#table[slot] = o;
-      o += ROW_FIXED + len + ID_LENGTH * view.getUint32(o + 4 + len + 32, true);
-    }
-    return distinct;
-  }
-
-  /** The slot of the row of `path` (UTF-8), or the empty slot where it would go. */
-  #find(path: Uint8Array): number {
-    const table = this.#table;
-    const mask = table.length - 1;
-    const old = this.#old;
-    let slot = fnv1a(path) & mask;
-    for (;;) {
-      const o = table[slot];
-      if (o === 0) return slot;
-      if (this.#oldView.getUint32(o, true) === path.length) {
-        let same = true;
-        for (let i = 0; i < path.length; i++) {
-          if (old[o + 4 + i] !== path[i]) {
-            same = false;
-            break;
-          }
-        }
-        if (same) return slot;
-      }
-      slot = (slot + 1) & mask;
-    }
-  }
-
-  /** `path` as UTF-8 (a view of the scratch buffer), or null when it is not well-formed. */
-  #utf8(path: string): Uint8Array | null {
-    if (!path.isWellFormed()) return null;
-    if (this.#scratch.length < path.length * 3) this.#scratch = new Uint8Array(path.length * 3);
-    return this.#scratch.subarray(0, encoder.encodeInto(path, this.#scratch).written);
-  }
-
-  /** The chunk ids the last backup stored for `path`, if its stamp is unchanged. */
+  /**
+   * The chunk ids the last backup stored for `path`, if its stamp is unchanged. Lookups come in
+   * walk order (lib/walker.ts), as the rows were written: a path looked up after a later one
+   * (a source given twice, sources in another order) misses, which only costs a read.
+   */
   lookup(path: string, stamp: FileStamp): Uint8Array[] | null {
-    if (this.#size === 0) return null;
-    const bytes = this.#utf8(path);
-    if (bytes === null) return null;
-    const o = this.#table[this.#find(bytes)];
-    if (o === 0) return null;
-    const view = this.#oldView;
-    const s = o + 4 + bytes.length;
-    if (
-      view.getFloat64(s, true) !== stamp.size || view.getBigInt64(s + 8, true) !== stamp.mtimeNs ||
-      view.getBigInt64(s + 16, true) !== stamp.ctimeNs ||
-      view.getBigUint64(s + 24, true) !== stamp.ino
-    ) return null;
-    const n = view.getUint32(s + 32, true);
-    const ids: Uint8Array[] = [];
-    for (let i = 0, at = s + 36; i < n; i++, at += ID_LENGTH) {
-      ids.push(this.#old.slice(at, at + ID_LENGTH));
+    const old = this.#old;
+    if (old === null || !path.isWellFormed()) return null;
+    for (;;) {
+      if (!this.#atRow) {
+        if (!old.next()) {
+          this.#closeOld();
+          return null;
+        }
+        this.#oldPath = old.path();
+        this.#atRow = true;
+      }
+      const order = compareWalkOrder(this.#oldPath, path);
+      if (order > 0) return null; // a file the last backup did not record
+      if (order < 0) {
+        this.#atRow = false; // a file not met again
+        continue;
+      }
+      return old.idsIf(stamp);
     }
-    return ids;
+  }
+
+  #closeOld(): void {
+    this.#old?.close();
+    this.#old = null;
   }
 
   /** Remembers a file backed up now (skipped when it changed too recently to trust its stamp). */
@@ -206,8 +174,8 @@ export class FilesCache {
       BigInt.asIntN(64, stamp.ctimeNs) !== stamp.ctimeNs ||
       BigInt.asUintN(64, stamp.ino) !== stamp.ino || !Number.isSafeInteger(stamp.size)
     ) return;
-    const bytes = this.#utf8(path);
-    if (bytes === null) return;
+    if (!path.isWellFormed()) return;
+    const bytes = encoder.encode(path);
     const rowLength = ROW_FIXED + bytes.length + ids.length * ID_LENGTH;
     try {
       if (this.#buf.length - this.#used < rowLength) this.#flush();
@@ -270,6 +238,7 @@ export class FilesCache {
    */
   // deno-lint-ignore require-await
   async save(options: { onWarning?: (message: string) => void } = {}): Promise<void> {
+    this.#closeOld();
     try {
       if (this.#failure !== null) throw this.#failure;
       this.#flush();
@@ -290,6 +259,7 @@ export class FilesCache {
 
   /** Drops the new cache (the backup failed): its temporary file is removed. */
   discard(): void {
+    this.#closeOld();
     try {
       this.#file?.close();
     } catch {
@@ -313,41 +283,153 @@ function writeAll(file: Deno.FsFile, bytes: Uint8Array): void {
   for (let o = 0; o < bytes.length;) o += file.writeSync(bytes.subarray(o));
 }
 
-/** FNV-1a, 32 bits, of `bytes`. */
-function fnv1a(bytes: Uint8Array): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < bytes.length; i++) h = Math.imul(h ^ bytes[i], 0x01000193);
-  return h >>> 0;
+/** Reads `bytes.length` bytes at `position`, or throws. */
+function readFully(file: Deno.FsFile, bytes: Uint8Array, position: number): void {
+  file.seekSync(position, Deno.SeekMode.Start);
+  for (let o = 0; o < bytes.length;) {
+    const n = file.readSync(bytes.subarray(o));
+    if (n === null || n === 0) throw new Error("Short read");
+    o += n;
+  }
 }
 
 /**
- * The row count of a cache file whose magic, SHA-256 and rows (every length within the file,
- * the last row ending at the trailer) check out, or null.
+ * The row count of an open cache file whose magic, SHA-256 and rows (every length within the
+ * file, the last row ending at the trailer) check out; "other version" for an earlier vger's
+ * cache; else null. Reads the file once, in pieces.
  */
-function checkFile(bytes: Uint8Array): number | "other version" | null {
+function checkFile(file: Deno.FsFile): number | "other version" | null {
+  const size = file.statSync().size;
+  const magic = new Uint8Array(MAGIC.length);
+  if (size < MAGIC.length) return null;
+  readFully(file, magic, 0);
   // "VGERFC" and another version: a cache of an earlier vger
   const version = MAGIC.length - 2;
-  for (let i = 0; i < version; i++) if (bytes[i] !== MAGIC[i]) return null;
-  if (bytes[version] !== MAGIC[version] || bytes[version + 1] !== MAGIC[version + 1]) {
-    return bytes.length > version + 1 ? "other version" : null;
+  for (let i = 0; i < version; i++) if (magic[i] !== MAGIC[i]) return null;
+  if (magic[version] !== MAGIC[version] || magic[version + 1] !== MAGIC[version + 1]) {
+    return "other version";
   }
-  if (bytes.length < MAGIC.length + TRAILER) return null;
-  const end = bytes.length - 32;
-  const actual = createHash("sha256").update(bytes.subarray(0, end)).digest();
-  for (let i = 0; i < 32; i++) if (actual[i] !== bytes[end + i]) return null;
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const rowsEnd = end - 4;
-  const count = view.getUint32(rowsEnd, true);
-  let o = MAGIC.length;
-  for (let i = 0; i < count; i++) {
-    if (o + ROW_FIXED > rowsEnd) return null;
-    const len = view.getUint32(o, true);
-    if (o + ROW_FIXED + len > rowsEnd) return null;
-    const ids = view.getUint32(o + 4 + len + 32, true);
-    o += ROW_FIXED + len + ids * ID_LENGTH;
-    if (o > rowsEnd) return null;
+  if (size < MAGIC.length + TRAILER) return null;
+  const trailer = new Uint8Array(TRAILER);
+  readFully(file, trailer, size - TRAILER);
+  const count = new DataView(trailer.buffer).getUint32(0, true);
+  const hash = createHash("sha256").update(magic);
+  file.seekSync(MAGIC.length, Deno.SeekMode.Start);
+  const rows = new RowReader(file, size - TRAILER, count, (part) => hash.update(part));
+  for (let i = 0; i < count; i++) if (!rows.next()) return null;
+  if (!rows.atEnd()) return null;
+  const digest = hash.update(trailer.subarray(0, 4)).digest();
+  for (let i = 0; i < 32; i++) if (digest[i] !== trailer[4 + i]) return null;
+  file.seekSync(MAGIC.length, Deno.SeekMode.Start);
+  return count;
+}
+
+/**
+ * The rows of a cache file, read in pieces from its current position up to `limit` (the
+ * trailer): `next()` makes the next row current when all of it lies within the limit.
+ */
+class RowReader {
+  readonly #file: Deno.FsFile;
+  /** File offset of the end of the buffered bytes. */
+  #pos = MAGIC.length;
+  readonly #limit: number;
+  #rowsLeft: number;
+  readonly #onRead?: (part: Uint8Array) => void;
+  #buf = new Uint8Array(READ_BUFFER);
+  #view = new DataView(this.#buf.buffer);
+  #start = 0;
+  #end = 0;
+  /** The current row: where it starts in #buf, its path length and length. */
+  #row = 0;
+  #pathLength = 0;
+  #rowLength = 0;
+
+  constructor(
+    file: Deno.FsFile,
+    limit: number,
+    rows: number,
+    onRead?: (part: Uint8Array) => void,
+  ) {
+    this.#file = file;
+    this.#limit = limit;
+    this.#rowsLeft = rows;
+    this.#onRead = onRead;
   }
-  return o === rowsEnd ? count : null;
+
+  /** Whether every byte up to the limit was taken by the rows up to the current one. */
+  atEnd(): boolean {
+    return this.#pos === this.#limit && this.#start + this.#rowLength === this.#end;
+  }
+
+  /** Moves to the next row; false at the last row, or when a row would pass the limit. */
+  next(): boolean {
+    this.#start += this.#rowLength;
+    this.#rowLength = 0;
+    if (this.#rowsLeft === 0 || !this.#fill(ROW_FIXED)) return false;
+    const len = this.#view.getUint32(this.#start, true);
+    if (!this.#fill(ROW_FIXED + len)) return false;
+    const ids = this.#view.getUint32(this.#start + 4 + len + 32, true);
+    const length = ROW_FIXED + len + ids * ID_LENGTH;
+    if (!this.#fill(length)) return false;
+    this.#row = this.#start;
+    this.#pathLength = len;
+    this.#rowLength = length;
+    this.#rowsLeft--;
+    return true;
+  }
+
+  /** The current row's path. */
+  path(): string {
+    return decoder.decode(this.#buf.subarray(this.#row + 4, this.#row + 4 + this.#pathLength));
+  }
+
+  /** The current row's chunk ids (copies) when its stamp is `stamp`, else null. */
+  idsIf(stamp: FileStamp): Uint8Array[] | null {
+    const view = this.#view;
+    const s = this.#row + 4 + this.#pathLength;
+    if (
+      view.getFloat64(s, true) !== stamp.size || view.getBigInt64(s + 8, true) !== stamp.mtimeNs ||
+      view.getBigInt64(s + 16, true) !== stamp.ctimeNs ||
+      view.getBigUint64(s + 24, true) !== stamp.ino
+    ) return null;
+    const n = view.getUint32(s + 32, true);
+    const ids: Uint8Array[] = [];
+    for (let i = 0, at = s + 36; i < n; i++, at += ID_LENGTH) {
+      ids.push(this.#buf.slice(at, at + ID_LENGTH));
+    }
+    return ids;
+  }
+
+  /** Makes `n` bytes from #start buffered; false when the limit comes first. */
+  #fill(n: number): boolean {
+    if (this.#end - this.#start >= n) return true;
+    if (n > this.#limit - this.#pos + this.#end - this.#start) return false;
+    if (n > this.#buf.length) {
+      const bigger = new Uint8Array(n);
+      bigger.set(this.#buf.subarray(this.#start, this.#end));
+      this.#buf = bigger;
+      this.#view = new DataView(bigger.buffer);
+    } else this.#buf.copyWithin(0, this.#start, this.#end);
+    this.#end -= this.#start;
+    this.#start = 0;
+    while (this.#end < n) {
+      const want = Math.min(this.#buf.length - this.#end, this.#limit - this.#pos);
+      const got = this.#file.readSync(this.#buf.subarray(this.#end, this.#end + want));
+      if (got === null || got === 0) return false;
+      this.#onRead?.(this.#buf.subarray(this.#end, this.#end + got));
+      this.#end += got;
+      this.#pos += got;
+    }
+    return true;
+  }
+
+  close(): void {
+    try {
+      this.#file.close();
+    } catch {
+      // closed already
+    }
+  }
 }
 
 /** What names this process's temporary cache files: `.tmp-<host>-<pid>-`. */
@@ -359,18 +441,22 @@ function tempInfix(): string {
  * Removes the temporary cache files that processes of this host left when killed (they hold a
  * whole cache each). Only on Linux, where /proc tells whether a process still runs.
  */
-async function removeDeadTemps(path: string): Promise<void> {
+function removeDeadTemps(path: string): void {
   if (Deno.build.os !== "linux") return;
   const prefix = `${basename(path)}.tmp-${Deno.hostname()}-`;
   try {
-    for await (const e of Deno.readDir(dirname(path))) {
+    for (const e of Deno.readDirSync(dirname(path))) {
       if (!e.name.startsWith(prefix)) continue;
       const pid = e.name.slice(prefix.length).split("-")[0];
       if (!/^\d+$/.test(pid) || Number(pid) === Deno.pid) continue;
       try {
-        await Deno.stat(`/proc/${pid}`);
+        Deno.statSync(`/proc/${pid}`);
       } catch {
-        await Deno.remove(join(dirname(path), e.name)).catch(() => {});
+        try {
+          Deno.removeSync(join(dirname(path), e.name));
+        } catch {
+          // removed by another process
+        }
       }
     }
   } catch {

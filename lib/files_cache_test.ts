@@ -2,6 +2,7 @@ import { deepStrictEqual, equal, ok } from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { basename, dirname } from "node:path";
 import { FilesCache, filesCacheDir, RACY_NS } from "./files_cache.ts";
+import { compareWalkOrder } from "./walker.ts";
 
 const START = 1_800_000_000_000_000_000n; // the backup's start, ns
 const OLD = START - 3n * RACY_NS;
@@ -26,8 +27,8 @@ Deno.test("a saved cache gives the ids back only for the exact same size, mtime,
     equal((await Deno.stat(path)).mode! & 0o777, 0o600);
     const second = await FilesCache.load(path, { startNs: START });
     equal(second.size, 1);
+    equal(second.lookup("home/0", stamp), null);
     deepStrictEqual(second.lookup("home/a", stamp), ids);
-    equal(second.lookup("home/b", stamp), null);
     for (
       const changed of [
         { ...stamp, size: 11 },
@@ -36,6 +37,8 @@ Deno.test("a saved cache gives the ids back only for the exact same size, mtime,
         { ...stamp, ino: 78n },
       ]
     ) equal(second.lookup("home/a", changed), null, JSON.stringify(changed, (_k, v) => `${v}`));
+    deepStrictEqual(second.lookup("home/a", stamp), ids, "still there after the misses");
+    equal(second.lookup("home/b", stamp), null);
   });
 });
 
@@ -122,22 +125,47 @@ function manyRows(n: number): { path: string; stamp: typeof stamp; ids: Uint8Arr
 
 Deno.test("thousands of rows, a row past the write buffer and unicode paths come back exactly", async () => {
   await withCacheFile(async (path) => {
-    const rows = manyRows(3000);
+    // recorded and looked up in walk order, as a backup does
+    const rows = manyRows(3000).sort((a, b) => compareWalkOrder(a.path, b.path));
     const first = await FilesCache.load(path, { startNs: START });
     for (const r of rows) first.record(r.path, r.stamp, r.ids);
     await first.save();
     const again = await FilesCache.load(path, { startNs: START });
     equal(again.size, rows.length);
-    for (const r of rows) deepStrictEqual(again.lookup(r.path, r.stamp), r.ids, r.path);
-    equal(again.lookup("home/ü-1/y", rows[1].stamp), null);
-    equal(again.lookup(rows[2].path + "/", rows[2].stamp), null);
-    equal(again.lookup(rows[2].path, rows[3].stamp), null);
+    for (const [i, r] of rows.entries()) {
+      const other = rows[(i + 1) % rows.length].stamp;
+      equal(again.lookup(r.path, other), null, `${r.path}: another stamp`);
+      deepStrictEqual(again.lookup(r.path, r.stamp), r.ids, r.path);
+      equal(again.lookup(`${r.path}\0`, r.stamp), null, `${r.path}: a new file after it`);
+    }
     // only the cache file is left in its directory: no temporary file
     deepStrictEqual([...Deno.readDirSync(dirname(path))].map((e) => e.name), ["files"]);
   });
 });
 
-Deno.test("a path recorded twice: its last row counts; a lone surrogate is never recorded", async () => {
+Deno.test("the walk meets new and deleted files between cached ones; an earlier path misses", async () => {
+  await withCacheFile(async (path) => {
+    const cache = await FilesCache.load(path, { startNs: START });
+    for (const p of ["d/a", "d/c", "d/c/x", "d/e", "d-f"]) cache.record(p, stamp, ids);
+    await cache.save();
+    const again = await FilesCache.load(path, { startNs: START });
+    equal(again.size, 5);
+    deepStrictEqual(again.lookup("d/a", stamp), ids);
+    equal(again.lookup("d/b", stamp), null, "new");
+    // "d/c" deleted: the walk goes on with what was below it
+    deepStrictEqual(again.lookup("d/c/x", stamp), ids);
+    equal(again.lookup("d/d", stamp), null, "new");
+    // "d/e" deleted; "d-f" comes after everything below "d" in walk order
+    deepStrictEqual(again.lookup("d-f", stamp), ids);
+    equal(
+      again.lookup("d/e", stamp),
+      null,
+      "looked up out of walk order: a miss, never a wrong hit",
+    );
+  });
+});
+
+Deno.test("a path recorded twice never answers with the other row's ids; a lone surrogate is never recorded", async () => {
   await withCacheFile(async (path) => {
     const cache = await FilesCache.load(path, { startNs: START });
     cache.record("a", stamp, ids);
@@ -146,9 +174,9 @@ Deno.test("a path recorded twice: its last row counts; a lone surrogate is never
     cache.record("bad\udc00", { ...stamp, size: 12 }, [ids[0]]);
     await cache.save();
     const again = await FilesCache.load(path, { startNs: START });
-    equal(again.size, 1);
-    equal(again.lookup("a", stamp), null);
-    deepStrictEqual(again.lookup("a", { ...stamp, size: 11 }), [ids[1]]);
+    equal(again.size, 2);
+    equal(again.lookup("a", { ...stamp, size: 11 }), null);
+    deepStrictEqual(again.lookup("a", stamp), ids);
     equal(again.lookup("bad\ud800", stamp), null);
     equal(again.lookup("bad\udc00", { ...stamp, size: 12 }), null);
   });

@@ -119,6 +119,24 @@ export function* walkSources(
   }
 }
 
+/**
+ * The order in which {@linkcode walkSources} yields the paths below one source: negative when
+ * `a` comes before `b`. Component by component, each compared by UTF-16 code units, a directory
+ * before what it holds (so "a", "a/b", "a-c": "/" ends a name, it does not sort as a character).
+ */
+export function compareWalkOrder(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x === y) continue;
+    if (x === 0x2f) return -1; // a's name ends here: a prefix of b's name, or its directory
+    if (y === 0x2f) return 1;
+    return x - y;
+  }
+  return a.length - b.length;
+}
+
 /** The device and inode of each directory that exists, as `dev:ino`. */
 function excludedDirs(dirs: string[]): Set<string> {
   const out = new Set<string>();
