@@ -23,7 +23,8 @@
  * Layout: `<cache dir>/<repository id>/files`, mode 0600 (it holds paths and chunk ids):
  * `"VGERFC2\n"` || rows || row count (u32) || SHA-256 of everything before it. A row, in walk
  * order, integers little-endian: path length (u32) || path (UTF-8) || size (f64) || mtime_ns (i64)
- * || ctime_ns (i64) || inode (u64) || id count (u32) || ids (32 bytes each). The cache of an
+ * || ctime_ns (i64) || inode (u64) || flags (u8: 1 = no extended attributes) || id count (u32) ||
+ * ids (32 bytes each). The cache of an
  * earlier version (the msgpack `VGERFC1`) is not read, without a warning: every file is read again
  * once.
  *
@@ -48,6 +49,17 @@ export interface FileStamp {
   ino: bigint;
 }
 
+/** What the cache knows of an unchanged file. */
+export interface CacheHit {
+  /** Its chunk ids. */
+  ids: Uint8Array[];
+  /**
+   * It had no extended attributes when recorded: none were added since, as that would have
+   * moved its ctime.
+   */
+  noXattrs: boolean;
+}
+
 /** Files changed this close to the backup's start are not recorded (2 s: FAT's granularity). */
 export const RACY_NS = 2_000_000_000n;
 
@@ -55,7 +67,9 @@ const MAGIC = new TextEncoder().encode("VGERFC2\n");
 /** Row count and SHA-256 at the end of the file. */
 const TRAILER = 4 + 32;
 /** Bytes of a row besides its path and ids. */
-const ROW_FIXED = 4 + 8 + 8 + 8 + 8 + 4;
+const ROW_FIXED = 4 + 8 + 8 + 8 + 8 + 1 + 4;
+/** Row flag: the file had no extended attributes when it was recorded. */
+const NO_XATTRS = 1;
 /** The new cache is written, and the old one read, in pieces of this size. */
 const WRITE_BUFFER = 1 << 20;
 const READ_BUFFER = 1 << 20;
@@ -133,11 +147,12 @@ export class FilesCache {
   }
 
   /**
-   * The chunk ids the last backup stored for `path`, if its stamp is unchanged. Lookups come in
+   * The chunk ids the last backup stored for `path` (and whether it had no extended
+   * attributes), if its stamp is unchanged. Lookups come in
    * walk order (lib/walker.ts), as the rows were written: a path looked up after a later one
    * (a source given twice, sources in another order) misses, which only costs a read.
    */
-  lookup(path: string, stamp: FileStamp): Uint8Array[] | null {
+  lookup(path: string, stamp: FileStamp): CacheHit | null {
     const old = this.#old;
     if (old === null || !path.isWellFormed()) return null;
     for (;;) {
@@ -155,7 +170,7 @@ export class FilesCache {
         this.#atRow = false; // a file not met again
         continue;
       }
-      return old.idsIf(stamp);
+      return old.hitIf(stamp);
     }
   }
 
@@ -164,16 +179,19 @@ export class FilesCache {
     this.#old = null;
   }
 
-  /** Remembers a file backed up now (skipped when it changed too recently to trust its stamp). */
-  record(path: string, stamp: FileStamp, ids: readonly Uint8Array[]): void {
+  /**
+   * Remembers a file backed up now (skipped when it changed too recently to trust its stamp).
+   * `noXattrs`: its extended attributes were listed and it had none.
+   */
+  record(
+    path: string,
+    stamp: FileStamp,
+    ids: readonly Uint8Array[],
+    options: { noXattrs?: boolean } = {},
+  ): void {
     const recent = this.#startNs - RACY_NS;
     if (stamp.mtimeNs >= recent || stamp.ctimeNs >= recent || this.#failure !== null) return;
-    // a stamp the row cannot hold exactly is not recorded (its lookup would then miss)
-    if (
-      BigInt.asIntN(64, stamp.mtimeNs) !== stamp.mtimeNs ||
-      BigInt.asIntN(64, stamp.ctimeNs) !== stamp.ctimeNs ||
-      BigInt.asUintN(64, stamp.ino) !== stamp.ino || !Number.isSafeInteger(stamp.size)
-    ) return;
+    if (!stampFits(stamp)) return; // a stamp the row cannot hold exactly is not recorded
     if (!path.isWellFormed()) return;
     const bytes = encoder.encode(path);
     const rowLength = ROW_FIXED + bytes.length + ids.length * ID_LENGTH;
@@ -197,8 +215,9 @@ export class FilesCache {
     view.setBigInt64(o + 8, stamp.mtimeNs, true);
     view.setBigInt64(o + 16, stamp.ctimeNs, true);
     view.setBigUint64(o + 24, stamp.ino, true);
-    view.setUint32(o + 32, ids.length, true);
-    o += 36;
+    view.setUint8(o + 32, options.noXattrs ? NO_XATTRS : 0);
+    view.setUint32(o + 33, ids.length, true);
+    o += 37;
     for (const id of ids) {
       buf.set(id, o);
       o += ID_LENGTH;
@@ -283,6 +302,17 @@ function writeAll(file: Deno.FsFile, bytes: Uint8Array): void {
   for (let o = 0; o < bytes.length;) o += file.writeSync(bytes.subarray(o));
 }
 
+/** Whether a row holds `stamp` exactly (64-bit times and inode, a size that is an integer). */
+function stampFits(stamp: FileStamp): boolean {
+  return stamp.mtimeNs >= MIN_I64 && stamp.mtimeNs <= MAX_I64 && stamp.ctimeNs >= MIN_I64 &&
+    stamp.ctimeNs <= MAX_I64 && stamp.ino >= 0n && stamp.ino <= MAX_U64 &&
+    Number.isSafeInteger(stamp.size);
+}
+
+const MIN_I64 = -(1n << 63n);
+const MAX_I64 = (1n << 63n) - 1n;
+const MAX_U64 = (1n << 64n) - 1n;
+
 /** Reads `bytes.length` bytes at `position`, or throws. */
 function readFully(file: Deno.FsFile, bytes: Uint8Array, position: number): void {
   file.seekSync(position, Deno.SeekMode.Start);
@@ -343,6 +373,9 @@ class RowReader {
   #row = 0;
   #pathLength = 0;
   #rowLength = 0;
+  /** A stamp spelled as in a row, for hitIf. */
+  readonly #stamp = new Uint8Array(32);
+  readonly #stampView = new DataView(this.#stamp.buffer);
 
   constructor(
     file: Deno.FsFile,
@@ -368,7 +401,7 @@ class RowReader {
     if (this.#rowsLeft === 0 || !this.#fill(ROW_FIXED)) return false;
     const len = this.#view.getUint32(this.#start, true);
     if (!this.#fill(ROW_FIXED + len)) return false;
-    const ids = this.#view.getUint32(this.#start + 4 + len + 32, true);
+    const ids = this.#view.getUint32(this.#start + 4 + len + 33, true);
     const length = ROW_FIXED + len + ids * ID_LENGTH;
     if (!this.#fill(length)) return false;
     this.#row = this.#start;
@@ -383,21 +416,25 @@ class RowReader {
     return decoder.decode(this.#buf.subarray(this.#row + 4, this.#row + 4 + this.#pathLength));
   }
 
-  /** The current row's chunk ids (copies) when its stamp is `stamp`, else null. */
-  idsIf(stamp: FileStamp): Uint8Array[] | null {
-    const view = this.#view;
+  /** The current row's chunk ids (copies) and flags when its stamp is `stamp`, else null. */
+  hitIf(stamp: FileStamp): CacheHit | null {
+    // the stamp as the row spells it, compared byte for byte (no bigint read per field)
+    const want = this.#stampView;
+    want.setFloat64(0, stamp.size, true);
+    want.setBigInt64(8, stamp.mtimeNs, true); // these wrap modulo 2^64: see stampFits below
+    want.setBigInt64(16, stamp.ctimeNs, true);
+    want.setBigUint64(24, stamp.ino, true);
+    const buf = this.#buf;
     const s = this.#row + 4 + this.#pathLength;
-    if (
-      view.getFloat64(s, true) !== stamp.size || view.getBigInt64(s + 8, true) !== stamp.mtimeNs ||
-      view.getBigInt64(s + 16, true) !== stamp.ctimeNs ||
-      view.getBigUint64(s + 24, true) !== stamp.ino
-    ) return null;
-    const n = view.getUint32(s + 32, true);
+    for (let i = 0; i < 32; i++) if (buf[s + i] !== this.#stamp[i]) return null;
+    // a stamp the row cannot hold was not recorded: its wrapped form must not hit either
+    if (!stampFits(stamp)) return null;
+    const n = this.#view.getUint32(s + 33, true);
     const ids: Uint8Array[] = [];
-    for (let i = 0, at = s + 36; i < n; i++, at += ID_LENGTH) {
-      ids.push(this.#buf.slice(at, at + ID_LENGTH));
+    for (let i = 0, at = s + 37; i < n; i++, at += ID_LENGTH) {
+      ids.push(buf.slice(at, at + ID_LENGTH));
     }
-    return ids;
+    return { ids, noXattrs: (buf[s + 32] & NO_XATTRS) !== 0 };
   }
 
   /** Makes `n` bytes from #start buffered; false when the limit comes first. */

@@ -28,7 +28,7 @@ Deno.test("a saved cache gives the ids back only for the exact same size, mtime,
     const second = await FilesCache.load(path, { startNs: START });
     equal(second.size, 1);
     equal(second.lookup("home/0", stamp), null);
-    deepStrictEqual(second.lookup("home/a", stamp), ids);
+    deepStrictEqual(second.lookup("home/a", stamp)?.ids, ids);
     for (
       const changed of [
         { ...stamp, size: 11 },
@@ -37,7 +37,7 @@ Deno.test("a saved cache gives the ids back only for the exact same size, mtime,
         { ...stamp, ino: 78n },
       ]
     ) equal(second.lookup("home/a", changed), null, JSON.stringify(changed, (_k, v) => `${v}`));
-    deepStrictEqual(second.lookup("home/a", stamp), ids, "still there after the misses");
+    deepStrictEqual(second.lookup("home/a", stamp)?.ids, ids, "still there after the misses");
     equal(second.lookup("home/b", stamp), null);
   });
 });
@@ -135,7 +135,7 @@ Deno.test("thousands of rows, a row past the write buffer and unicode paths come
     for (const [i, r] of rows.entries()) {
       const other = rows[(i + 1) % rows.length].stamp;
       equal(again.lookup(r.path, other), null, `${r.path}: another stamp`);
-      deepStrictEqual(again.lookup(r.path, r.stamp), r.ids, r.path);
+      deepStrictEqual(again.lookup(r.path, r.stamp)?.ids, r.ids, r.path);
       equal(again.lookup(`${r.path}\0`, r.stamp), null, `${r.path}: a new file after it`);
     }
     // only the cache file is left in its directory: no temporary file
@@ -150,13 +150,13 @@ Deno.test("the walk meets new and deleted files between cached ones; an earlier 
     await cache.save();
     const again = await FilesCache.load(path, { startNs: START });
     equal(again.size, 5);
-    deepStrictEqual(again.lookup("d/a", stamp), ids);
+    deepStrictEqual(again.lookup("d/a", stamp)?.ids, ids);
     equal(again.lookup("d/b", stamp), null, "new");
     // "d/c" deleted: the walk goes on with what was below it
-    deepStrictEqual(again.lookup("d/c/x", stamp), ids);
+    deepStrictEqual(again.lookup("d/c/x", stamp)?.ids, ids);
     equal(again.lookup("d/d", stamp), null, "new");
     // "d/e" deleted; "d-f" comes after everything below "d" in walk order
-    deepStrictEqual(again.lookup("d-f", stamp), ids);
+    deepStrictEqual(again.lookup("d-f", stamp)?.ids, ids);
     equal(
       again.lookup("d/e", stamp),
       null,
@@ -176,7 +176,7 @@ Deno.test("a path recorded twice never answers with the other row's ids; a lone 
     const again = await FilesCache.load(path, { startNs: START });
     equal(again.size, 2);
     equal(again.lookup("a", { ...stamp, size: 11 }), null);
-    deepStrictEqual(again.lookup("a", stamp), ids);
+    deepStrictEqual(again.lookup("a", stamp)?.ids, ids);
     equal(again.lookup("bad\ud800", stamp), null);
     equal(again.lookup("bad\udc00", { ...stamp, size: 12 }), null);
   });
@@ -189,8 +189,8 @@ Deno.test("a truncated, reordered, malformed or older-format cache is ignored, n
     cache.record("home/b", { ...stamp, ino: 78n }, [ids[0]]);
     await cache.save();
     const good = await Deno.readFile(path);
-    const rowA = 40 + "home/a".length + 64;
-    const rowB = 40 + "home/b".length + 32;
+    const rowA = 41 + "home/a".length + 64;
+    const rowB = 41 + "home/b".length + 32;
     equal(good.length, 8 + rowA + rowB + 36);
     /** The file with its checksum made right again: only the row checks can refuse it. */
     const resealed = (body: Uint8Array, count: number) => {
@@ -212,7 +212,7 @@ Deno.test("a truncated, reordered, malformed or older-format cache is ignored, n
     const longPath = body.slice();
     new DataView(longPath.buffer).setUint32(8, 1000, true);
     const manyIds = body.slice();
-    new DataView(manyIds.buffer).setUint32(8 + 4 + 6 + 32, 3, true);
+    new DataView(manyIds.buffer).setUint32(8 + 4 + 6 + 33, 3, true);
     const cases: [string, Uint8Array][] = [
       ...[1, 36, 37, good.length - 36 - 1, good.length / 2].map((cut): [string, Uint8Array] => [
         `truncated by ${cut}`,
@@ -268,5 +268,19 @@ Deno.test("a discarded cache leaves no file; a killed backup's temporary file go
     await Deno.writeFile(alive, new Uint8Array(10));
     await FilesCache.load(path, { startNs: START });
     deepStrictEqual([...Deno.readDirSync(dir)].map((e) => e.name), [basename(alive)]);
+  });
+});
+
+Deno.test("whether a file had extended attributes comes back with its ids", async () => {
+  await withCacheFile(async (path) => {
+    const cache = await FilesCache.load(path, { startNs: START });
+    cache.record("a", stamp, ids, { noXattrs: true });
+    cache.record("b", stamp, ids, { noXattrs: false });
+    cache.record("c", stamp, ids);
+    await cache.save();
+    const again = await FilesCache.load(path, { startNs: START });
+    deepStrictEqual(again.lookup("a", stamp), { ids, noXattrs: true });
+    deepStrictEqual(again.lookup("b", stamp), { ids, noXattrs: false });
+    deepStrictEqual(again.lookup("c", stamp), { ids, noXattrs: false });
   });
 });

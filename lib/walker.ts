@@ -125,6 +125,7 @@ export function* walkSources(
  * before what it holds (so "a", "a/b", "a-c": "/" ends a name, it does not sort as a character).
  */
 export function compareWalkOrder(a: string, b: string): number {
+  if (a === b) return 0; // the usual case, for the files cache: a native comparison
   const n = Math.min(a.length, b.length);
   for (let i = 0; i < n; i++) {
     const x = a.charCodeAt(i);
