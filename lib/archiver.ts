@@ -402,9 +402,16 @@ class BackupRun {
     | { ids: Uint8Array[]; size: number; st: EntryStat; changed: boolean; noXattrs: boolean }
     | null {
     const hit = this.#options.filesCache?.lookup(rel, st);
-    if (!hit || !hit.ids.every((id) => this.#session.has(id))) return null;
+    if (!hit) return null;
     const { ids, noXattrs } = hit;
-    for (const id of ids) this.#compressed += this.#session.storedLength(id);
+    // every chunk still stored (one index lookup each: a length of 0 is checked again)
+    let compressed = 0;
+    for (const id of ids) {
+      const length = this.#session.storedLength(id);
+      if (length === 0 && !this.#session.has(id)) return null;
+      compressed += length;
+    }
+    this.#compressed += compressed;
     this.#original += st.size;
     this.unchangedFiles++;
     this.#progress(path);
