@@ -87,6 +87,10 @@ export class FilesCache {
   /** Whether the reader's current row was decoded into #oldPath and not passed yet. */
   #atRow = false;
   #oldPath = "";
+  /** The current row's index, the sorted runs of rows, and the current row's run. */
+  #rowIndex = -1;
+  readonly #runs: Run[];
+  #run = 0;
   /** The new cache being written: its temporary file, buffer, running hash and row count. */
   #temp: string | null = null;
   #file: Deno.FsFile | null = null;
@@ -98,11 +102,12 @@ export class FilesCache {
   /** Why the new cache cannot be saved (set once; later records are dropped). */
   #failure: unknown = null;
 
-  private constructor(path: string, startNs: bigint, old?: { reader: RowReader; count: number }) {
+  private constructor(path: string, startNs: bigint, old?: { reader: RowReader } & Checked) {
     this.#path = path;
     this.#startNs = startNs;
     this.#old = old?.reader ?? null;
     this.#size = old?.count ?? 0;
+    this.#runs = old?.runs ?? [];
   }
 
   /**
@@ -124,21 +129,21 @@ export class FilesCache {
     } catch {
       return new FilesCache(path, startNs);
     }
-    let count: number | "other version" | null = null;
+    let checked: Checked | "other version" | null = null;
     try {
-      count = checkFile(file);
+      checked = checkFile(file);
     } catch {
       // unreadable: as damaged
     }
-    if (count === null || count === "other version") {
+    if (checked === null || checked === "other version") {
       file.close();
-      if (count === null) {
+      if (checked === null) {
         options.onWarning?.(`The files cache ${path} is damaged: every file is read again`);
       }
       return new FilesCache(path, startNs);
     }
-    const reader = new RowReader(file, file.statSync().size - TRAILER, count);
-    return new FilesCache(path, startNs, { reader, count });
+    const reader = new RowReader(file, file.statSync().size - TRAILER, checked.count);
+    return new FilesCache(path, startNs, { reader, ...checked });
   }
 
   /** Rows in the old cache. */
@@ -148,21 +153,26 @@ export class FilesCache {
 
   /**
    * The chunk ids the last backup stored for `path` (and whether it had no extended
-   * attributes), if its stamp is unchanged. Lookups come in
-   * walk order (lib/walker.ts), as the rows were written: a path looked up after a later one
-   * (a source given twice, sources in another order) misses, which only costs a read.
+   * attributes), if its stamp is unchanged. Lookups come in walk order (lib/walker.ts), as the
+   * rows were written: the rows are read forward, merged with the lookups. The rows of each
+   * source form a sorted run (found by the first pass): a path outside the current run's range
+   * moves on to the later run that holds it (sources in another order than last time); a path
+   * that no run ahead holds misses, which only costs a read.
    */
   lookup(path: string, stamp: FileStamp): CacheHit | null {
     const old = this.#old;
     if (old === null || !path.isWellFormed()) return null;
     for (;;) {
-      if (!this.#atRow) {
-        if (!old.next()) {
-          this.#closeOld();
-          return null;
-        }
-        this.#oldPath = old.path();
-        this.#atRow = true;
+      if (!this.#atRow && !this.#nextRow()) return null;
+      const run = this.#runs[this.#run];
+      if (compareWalkOrder(path, run.first) < 0 || compareWalkOrder(path, run.last) > 0) {
+        const later = this.#runs.findIndex((r, i) =>
+          i > this.#run && compareWalkOrder(r.first, path) <= 0 &&
+          compareWalkOrder(path, r.last) <= 0
+        );
+        if (later < 0) return null;
+        while (this.#rowIndex < this.#runs[later].row) if (!this.#nextRow()) return null;
+        continue;
       }
       const order = compareWalkOrder(this.#oldPath, path);
       if (order > 0) return null; // a file the last backup did not record
@@ -170,8 +180,25 @@ export class FilesCache {
         this.#atRow = false; // a file not met again
         continue;
       }
-      return old.hitIf(stamp);
+      const hit = old.hitIf(stamp);
+      if (hit) this.#atRow = false; // taken: a source given twice meets its second row next
+      return hit;
     }
+  }
+
+  /** Moves to the next row of the old cache (false, and closed, after the last). */
+  #nextRow(): boolean {
+    if (this.#old === null || !this.#old.next()) {
+      this.#closeOld();
+      return false;
+    }
+    this.#rowIndex++;
+    this.#oldPath = this.#old.path();
+    this.#atRow = true;
+    while (this.#run + 1 < this.#runs.length && this.#runs[this.#run + 1].row <= this.#rowIndex) {
+      this.#run++;
+    }
+    return true;
   }
 
   #closeOld(): void {
@@ -324,11 +351,11 @@ function readFully(file: Deno.FsFile, bytes: Uint8Array, position: number): void
 }
 
 /**
- * The row count of an open cache file whose magic, SHA-256 and rows (every length within the
+ * The row count and runs of an open cache file whose magic, SHA-256 and rows (every length within the
  * file, the last row ending at the trailer) check out; "other version" for an earlier vger's
  * cache; else null. Reads the file once, in pieces.
  */
-function checkFile(file: Deno.FsFile): number | "other version" | null {
+function checkFile(file: Deno.FsFile): Checked | "other version" | null {
   const size = file.statSync().size;
   const magic = new Uint8Array(MAGIC.length);
   if (size < MAGIC.length) return null;
@@ -346,13 +373,38 @@ function checkFile(file: Deno.FsFile): number | "other version" | null {
   const hash = createHash("sha256").update(magic);
   file.seekSync(MAGIC.length, Deno.SeekMode.Start);
   const rows = new RowReader(file, size - TRAILER, count, (part) => hash.update(part));
-  for (let i = 0; i < count; i++) if (!rows.next()) return null;
+  const runs: Run[] = [];
+  for (let i = 0; i < count; i++) {
+    if (!rows.next()) return null;
+    const path = rows.path();
+    const run = runs.at(-1);
+    // a row not after the one before starts a run (another source, or a source again)
+    if (run === undefined || (compareWalkOrder(run.last, path) >= 0 && runs.length < MAX_RUNS)) {
+      runs.push({ row: i, first: path, last: path });
+    } else run.last = path;
+  }
   if (!rows.atEnd()) return null;
   const digest = hash.update(trailer.subarray(0, 4)).digest();
   for (let i = 0; i < 32; i++) if (digest[i] !== trailer[4 + i]) return null;
   file.seekSync(MAGIC.length, Deno.SeekMode.Start);
-  return count;
+  return { count, runs };
 }
+
+/** A cache file that checked out: its row count and its sorted runs of rows. */
+interface Checked {
+  count: number;
+  runs: Run[];
+}
+
+/** Rows in walk order, one source's: where they start, their first and last path. */
+interface Run {
+  row: number;
+  first: string;
+  last: string;
+}
+
+/** At most this many runs are told apart (beyond: later rows join the last run, and may miss). */
+const MAX_RUNS = 1024;
 
 /**
  * The rows of a cache file, read in pieces from its current position up to `limit` (the
