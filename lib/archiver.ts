@@ -131,7 +131,13 @@ export async function backup(
   const index = options.index ?? await repo.readIndex();
   const session = new WriteSession(repo, index);
   await reconcileWithPacks(repo, session, { onWarning: options.onWarning });
-  const pool = new CodecPool(repo.key.material, repo.config.encryption);
+  // started on first use: an unchanged re-backup seals nothing, and two workers cost ~50 MiB
+  let codecs: CodecPool | undefined;
+  const start = () => codecs ??= new CodecPool(repo.key.material, repo.config.encryption);
+  const pool: Codecs = {
+    encode: (...args) => start().encode(...args),
+    encodeBlock: (...args) => start().encodeBlock(...args),
+  };
   try {
     const run = new BackupRun(
       repo,
@@ -167,9 +173,12 @@ export async function backup(
     await session.abort();
     throw err;
   } finally {
-    pool.close();
+    void codecs?.close();
   }
 }
+
+/** What a backup asks of the codec pool. */
+type Codecs = Pick<CodecPool, "encode" | "encodeBlock">;
 
 /** Whether a file's stat after reading it differs from the one before (it changed meanwhile). */
 function statChanged(before: EntryStat, after: EntryStat): boolean {
@@ -182,7 +191,7 @@ class BackupRun {
   unchangedFiles = 0;
   readonly #repo: Repository<Backend>;
   readonly #session: WriteSession;
-  readonly #pool: CodecPool;
+  readonly #pool: Codecs;
   readonly #chunker: Chunker;
   readonly #owners: Owners;
   readonly #options: BackupOptions;
@@ -224,7 +233,7 @@ class BackupRun {
   constructor(
     repo: Repository<Backend>,
     session: WriteSession,
-    pool: CodecPool,
+    pool: Codecs,
     chunker: Chunker,
     owners: Owners,
     options: BackupOptions,
