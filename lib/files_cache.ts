@@ -165,7 +165,10 @@ export class FilesCache {
     for (;;) {
       if (!this.#atRow && !this.#nextRow()) return null;
       const run = this.#runs[this.#run];
-      if (compareWalkOrder(path, run.first) < 0 || compareWalkOrder(path, run.last) > 0) {
+      if (
+        this.#oldPath !== path && // the usual case, tried first: the next row is this file's
+        (compareWalkOrder(path, run.first) < 0 || compareWalkOrder(path, run.last) > 0)
+      ) {
         const later = this.#runs.findIndex((r, i) =>
           i > this.#run && compareWalkOrder(r.first, path) <= 0 &&
           compareWalkOrder(path, r.last) <= 0
