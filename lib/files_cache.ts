@@ -191,12 +191,18 @@ export class FilesCache {
 
   /** Moves to the next row of the old cache (false, and closed, after the last). */
   #nextRow(): boolean {
-    if (this.#old === null || !this.#old.next()) {
+    let next = false;
+    try {
+      next = this.#old !== null && this.#old.next();
+    } catch {
+      // the file could not be read further: the rest of the files are read again
+    }
+    if (!next) {
       this.#closeOld();
       return false;
     }
     this.#rowIndex++;
-    this.#oldPath = this.#old.path();
+    this.#oldPath = this.#old!.path();
     this.#atRow = true;
     while (this.#run + 1 < this.#runs.length && this.#runs[this.#run + 1].row <= this.#rowIndex) {
       this.#run++;
@@ -276,9 +282,10 @@ export class FilesCache {
     }
   }
 
+  /** The new cache cannot be written: it is dropped (the old one is still read). */
   #fail(err: unknown): void {
     this.#failure = err;
-    this.discard();
+    this.#dropNew();
   }
 
   /**
@@ -309,6 +316,11 @@ export class FilesCache {
   /** Drops the new cache (the backup failed): its temporary file is removed. */
   discard(): void {
     this.#closeOld();
+    this.#dropNew();
+    this.#failure ??= new Error("discarded");
+  }
+
+  #dropNew(): void {
     try {
       this.#file?.close();
     } catch {
@@ -323,7 +335,6 @@ export class FilesCache {
       }
       this.#temp = null;
     }
-    this.#failure ??= new Error("discarded");
   }
 }
 
