@@ -67,10 +67,22 @@ export function* walkSources(
 ): Generator<WalkEntry | undefined, void, undefined> {
   const { isExcluded, onWarning } = options;
   const excluded = excludedDirs(options.excludeDirs ?? []);
-  // depth first: the next path to look at is on top
-  const stack = sources.map((s) => resolve(s)).reverse();
-  while (stack.length > 0) {
-    const path = stack.pop()!;
+  // depth first: the directories being listed, innermost last, each with its sorted names and
+  // the next one to look at (a name per entry waiting, not a path)
+  const roots = sources.map((s) => resolve(s));
+  let nextRoot = 0;
+  const open: { base: string; names: string[]; next: number }[] = [];
+  for (;;) {
+    const dir = open.at(-1);
+    let path: string;
+    if (dir !== undefined) {
+      if (dir.next === dir.names.length) {
+        open.pop();
+        continue;
+      }
+      path = `${dir.base}/${dir.names[dir.next++]}`;
+    } else if (nextRoot < roots.length) path = roots[nextRoot++];
+    else return;
     let st: EntryStat;
     try {
       st = lstatEntry(path);
@@ -114,8 +126,7 @@ export function* walkSources(
     }
     yield { path, rel, kind, st };
     names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-    const base = path === "/" ? "" : path;
-    for (let i = names.length - 1; i >= 0; i--) stack.push(`${base}/${names[i]}`);
+    open.push({ base: path === "/" ? "" : path, names, next: 0 });
   }
 }
 
