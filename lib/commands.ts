@@ -87,13 +87,19 @@ export async function backupCommand(
     : await FilesCache.load(join(options.filesCacheDir, repo.config.id, "files"), {
       onWarning: options.onWarning,
     });
-  const result = await withRepoLock(
-    backend,
-    "shared",
-    "backup",
-    options,
-    (lock) => backup(repo, { ...options, filesCache, checkLock: () => lock.assertHeld() }),
-  );
+  let result: BackupResult;
+  try {
+    result = await withRepoLock(
+      backend,
+      "shared",
+      "backup",
+      options,
+      (lock) => backup(repo, { ...options, filesCache, checkLock: () => lock.assertHeld() }),
+    );
+  } catch (err) {
+    filesCache?.discard(); // the half-written new cache goes
+    throw err;
+  }
   await filesCache?.save({ onWarning: options.onWarning });
   await rememberManifest(repo, options);
   return result;
