@@ -8,20 +8,16 @@
 
 import type { Backend, ReadonlyBackend } from "../backends/backend.ts";
 import "./platform_deno.ts"; // the native codecs and hashes (lib/platform.ts)
-import { backup, type BackupOptions, type BackupResult } from "./archiver.ts";
-import { deleteArchives, removeUnlistedArchives } from "./archive_delete.ts";
-import { CodecPool } from "./codec_pool.ts";
-import { type CheckResult, type RepairResult, structureProblems } from "./check_report.ts";
-import { type CheckOptions, checkRepository } from "./checker.ts";
-import { loadIndexOrRebuild, writeRebuiltIndex } from "./index_recovery.ts";
-import { repairRepository } from "./repair.ts";
-import { type CompactionResult, type CompactOptions, compactRepository } from "./compactor.ts";
+// the engines, and what only some commands use, are imported by the command that runs them:
+// a command loads only its own modules (`vger list` of a small repository is mostly start-up)
+import type { BackupOptions, BackupResult } from "./archiver.ts";
+import type { CheckResult, RepairResult } from "./check_report.ts";
+import type { CheckOptions } from "./checker.ts";
+import type { CompactionResult, CompactOptions } from "./compactor.ts";
 import { breakLocks, listLocks, type LockEntry } from "./repo_lock.ts";
-import { applyRetention, type RetentionDecision, type RetentionPolicy } from "./retention.ts";
+import type { RetentionDecision, RetentionPolicy } from "./retention.ts";
 import { type Item, validateArchiveName } from "./archive.ts";
 import type { ManifestEntry } from "./manifest.ts";
-import { PathSelector } from "./patterns.ts";
-import { readArchiveItems } from "./archive_items.ts";
 import {
   type InitOptions,
   initRepository,
@@ -30,9 +26,8 @@ import {
   Repository,
   requireRole,
 } from "./repository.ts";
-import { extract, type ExtractOptions, type ExtractResult } from "./restorer.ts";
+import type { ExtractOptions, ExtractResult } from "./restorer.ts";
 import { COMMIT_LOCK_KEY } from "./storage_keys.ts";
-import { FilesCache } from "./files_cache.ts";
 import { ensureCreateHonoured, keyFingerprint } from "./known_repos.ts";
 import { join } from "node:path";
 import type { RepoConfig } from "./repo_config.ts";
@@ -80,7 +75,11 @@ export async function backupCommand(
 ): Promise<BackupResult> {
   validateArchiveName(options.name); // before anything is read or written
   await requireRole(backend, "append-only", "back up");
-  const repo = await openRepository(backend, options);
+  const [repo, { backup }, { FilesCache }] = await Promise.all([
+    openRepository(backend, options),
+    import("./archiver.ts"),
+    import("./files_cache.ts"),
+  ]);
   await rebuildLostIndex(repo, options);
   const filesCache = options.filesCacheDir === undefined
     ? undefined
@@ -113,6 +112,7 @@ async function rebuildLostIndex(
   repo: Repository<Backend>,
   options: LockingOptions & IndexRebuildNotice,
 ): Promise<void> {
+  const { loadIndexOrRebuild, writeRebuiltIndex } = await import("./index_recovery.ts");
   const loaded = await loadIndexOrRebuild(repo);
   if (!loaded.rebuilt) return;
   await withRepoLock(repo.backend, "exclusive", "index rebuild", options, async (lock) => {
@@ -145,7 +145,13 @@ export async function* listItemsCommand(
 ): AsyncGenerator<Item> {
   // no lock: reading one archive's metadata blobs races with nothing but compact, which would
   // make a read fail cleanly rather than return wrong data
-  const repo = await openRepository(backend, options);
+  const [repo, { loadIndexOrRebuild }, { readArchiveItems }, { PathSelector }] = await Promise
+    .all([
+      openRepository(backend, options),
+      import("./index_recovery.ts"),
+      import("./archive_items.ts"),
+      import("./patterns.ts"),
+    ]);
   const meta = await repo.readArchive(await repo.findArchive(options.archive));
   const loaded = await loadIndexOrRebuild(repo);
   if (loaded.rebuilt) {
@@ -167,7 +173,10 @@ export async function deleteCommand(
   },
 ): Promise<ManifestEntry[]> {
   if (!options.dryRun) await requireRole(backend, "full", "delete archives");
-  const repo = await openRepository(backend, options);
+  const [repo, { deleteArchives }] = await Promise.all([
+    openRepository(backend, options),
+    import("./archive_delete.ts"),
+  ]);
   if (options.dryRun) return await deleteArchives(repo, options.names, { dryRun: true });
   const deleted = await withRepoLock(backend, "exclusive", "delete", options, (lock) => {
     lock.assertHeld();
@@ -195,7 +204,11 @@ export async function pruneCommand(
   },
 ): Promise<PruneResult> {
   if (!options.dryRun) await requireRole(backend, "full", "prune archives");
-  const repo = await openRepository(backend, options);
+  const [repo, { deleteArchives }, { applyRetention }] = await Promise.all([
+    openRepository(backend, options),
+    import("./archive_delete.ts"),
+    import("./retention.ts"),
+  ]);
   const decide = async () =>
     applyRetention((await repo.readManifest()).archives, options.policy, {
       now: options.now ?? new Date(),
@@ -224,7 +237,13 @@ export async function compactCommand(
   // a dry run writes nothing but its exclusive lock, which a read-only token may not take
   if (options.dryRun) await requireRole(backend, "append-only", "compact --dry-run");
   else await requireRole(backend, "full", "compact");
-  const repo = await openRepository(backend, options);
+  const [repo, { CodecPool }, { compactRepository }, { removeUnlistedArchives }] = await Promise
+    .all([
+      openRepository(backend, options),
+      import("./codec_pool.ts"),
+      import("./compactor.ts"),
+      import("./archive_delete.ts"),
+    ]);
   return await withRepoLock(backend, "exclusive", "compact", options, async (lock) => {
     const pool = new CodecPool(repo.key.material, repo.config.encryption);
     try {
@@ -269,7 +288,11 @@ export async function extractCommand(
     & LockingOptions
     & IndexRebuildNotice,
 ): Promise<ExtractResult> {
-  const repo = await openRepository(backend, options);
+  const [repo, { loadIndexOrRebuild }, { extract }] = await Promise.all([
+    openRepository(backend, options),
+    import("./index_recovery.ts"),
+    import("./restorer.ts"),
+  ]);
   // shared: compact (exclusive) must not delete packs this extract is reading
   return await withReadLock(backend, "extract", options, async () => {
     const loaded = await loadIndexOrRebuild(repo);
@@ -288,7 +311,12 @@ export async function checkCommand(
     onProgress?: CheckOptions["onProgress"];
   },
 ): Promise<CheckResult> {
-  const repo = await openRepository(backend, options);
+  const [repo, { CodecPool }, { checkRepository }, { structureProblems }] = await Promise.all([
+    openRepository(backend, options),
+    import("./codec_pool.ts"),
+    import("./checker.ts"),
+    import("./check_report.ts"),
+  ]);
   return await withReadLock(backend, "check", options, async () => {
     const pool = options.verifyData
       ? new CodecPool(repo.key.material, repo.config.encryption)
@@ -337,7 +365,11 @@ export async function repairCommand(
   },
 ): Promise<RepairResult> {
   if (!options.dryRun) await requireRole(backend, "full", "repair it (check --repair)");
-  const repo = await openRepository(backend, options);
+  const [repo, { CodecPool }, { repairRepository }] = await Promise.all([
+    openRepository(backend, options),
+    import("./codec_pool.ts"),
+    import("./repair.ts"),
+  ]);
   const result = await withRepoLock(
     backend,
     "exclusive",

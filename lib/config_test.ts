@@ -1255,7 +1255,7 @@ Deno.test("an s3 entry's identity is its backend's location, which keys the know
   ];
   for (const entry of entries) {
     const [repo] = parse(["repositories:", ...entry]).repositories;
-    const backend = openBackend(repo);
+    const backend = await openBackend(repo);
     equal(repositoryIdentity(repo), backend.location, entry.join("\n"));
     await backend.close();
   }
