@@ -28,6 +28,7 @@ import {
 } from "./repository.ts";
 import type { ExtractOptions, ExtractResult } from "./restorer.ts";
 import { COMMIT_LOCK_KEY } from "./storage_keys.ts";
+import { loadCodecs } from "./compress.ts";
 import { ensureCreateHonoured, keyFingerprint } from "./known_repos.ts";
 import { join } from "node:path";
 import type { RepoConfig } from "./repo_config.ts";
@@ -79,6 +80,7 @@ export async function backupCommand(
     openRepository(backend, options),
     import("./archiver.ts"),
     import("./files_cache.ts"),
+    loadCodecs(), // a missing permission is named here, before the codec workers start
   ]);
   await rebuildLostIndex(repo, options);
   const filesCache = options.filesCacheDir === undefined
@@ -243,6 +245,7 @@ export async function compactCommand(
       import("./codec_pool.ts"),
       import("./compactor.ts"),
       import("./archive_delete.ts"),
+      loadCodecs(),
     ]);
   return await withRepoLock(backend, "exclusive", "compact", options, async (lock) => {
     const pool = new CodecPool(repo.key.material, repo.config.encryption);
@@ -292,6 +295,7 @@ export async function extractCommand(
     openRepository(backend, options),
     import("./index_recovery.ts"),
     import("./restorer.ts"),
+    loadCodecs(),
   ]);
   // shared: compact (exclusive) must not delete packs this extract is reading
   return await withReadLock(backend, "extract", options, async () => {
@@ -316,6 +320,7 @@ export async function checkCommand(
     import("./codec_pool.ts"),
     import("./checker.ts"),
     import("./check_report.ts"),
+    options.verifyData ? loadCodecs() : undefined,
   ]);
   return await withReadLock(backend, "check", options, async () => {
     const pool = options.verifyData
@@ -369,6 +374,7 @@ export async function repairCommand(
     openRepository(backend, options),
     import("./codec_pool.ts"),
     import("./repair.ts"),
+    options.verifyData ? loadCodecs() : undefined,
   ]);
   const result = await withRepoLock(
     backend,

@@ -119,12 +119,16 @@ export function installPlatform(
 }
 
 /**
- * Awaits the installed loader, if any (lib/compress.ts's `loadCodecs`, called by
- * Repository.open, initRepository and the codec workers); its errors (a missing Deno permission)
- * reach the caller, and the next call tries again.
+ * Awaits the installed loader, if any (lib/compress.ts's `loadCodecs`, called by the codec
+ * workers and before an lz4 blob is decompressed in this thread); its errors (a missing Deno
+ * permission) reach the caller, and the next call tries again. Once it succeeded, it is not
+ * called again.
  */
 export async function loadPlatform(): Promise<void> {
-  if (loader) installPlatform(await loader());
+  if (!loader) return;
+  const load = loader;
+  installPlatform(await load());
+  if (loader === load) loader = undefined; // loaded: later calls cost nothing
 }
 
 // --- portable implementations -------------------------------------------------------------

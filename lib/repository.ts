@@ -22,7 +22,7 @@ import {
   MAX_ARCHIVE_META_BYTES,
 } from "./archive.ts";
 import type { CodecPool } from "./codec_pool.ts";
-import { decompress, loadCodecs } from "./compress.ts";
+import { decompressLoading } from "./compress.ts";
 import {
   type EncryptionMode,
   ObjectType,
@@ -109,7 +109,6 @@ export function validatePackSizes(min: number, max: number): void {
 
 /** Creates a repository; refuses when one (or part of one) already exists there. */
 export async function initRepository(backend: Backend, options: InitOptions): Promise<RepoConfig> {
-  await loadCodecs();
   const chunker = options.chunker ?? DEFAULT_CHUNKER_PARAMS;
   validateChunkerParams(chunker);
   const minPackSize = options.minPackSize ?? DEFAULT_MIN_PACK_SIZE;
@@ -319,7 +318,6 @@ export class Repository<B extends ReadonlyBackend = ReadonlyBackend> {
     backend: B,
     options: OpenOptions = {},
   ): Promise<Repository<B>> {
-    await loadCodecs();
     const loc = backend.location;
     const unverified = await loadRepoConfig(backend);
     if (unverified === null) {
@@ -472,7 +470,7 @@ export class Repository<B extends ReadonlyBackend = ReadonlyBackend> {
     const max = Math.min(MAX_BLOB, loc.rawLength);
     const plain = pool
       ? await pool.decode(type, id, sealed, max, what)
-      : decompress(await this.key.open(type, id, sealed, what), max, what);
+      : await decompressLoading(await this.key.open(type, id, sealed, what), max, what);
     if (plain.length !== loc.rawLength) {
       throw new IntegrityError(
         `${what} is corrupt: ${plain.length} bytes, the index says ${loc.rawLength}`,
