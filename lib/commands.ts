@@ -35,6 +35,7 @@ import type { RepoConfig } from "./repo_config.ts";
 import {
   type LockingOptions,
   openRepository,
+  openRepositoryWithManifest,
   rememberManifest,
   saveRecord,
   type TrustingOptions,
@@ -133,8 +134,9 @@ export async function listArchivesCommand(
   backend: ReadonlyBackend,
   options: OpenOptions & TrustingOptions,
 ): Promise<ManifestEntry[]> {
-  const repo = await openRepository(backend, options);
-  return (await repo.readManifest()).archives;
+  // lock-free: the manifest the open's check read is as good as one read now
+  const { repo, manifest } = await openRepositoryWithManifest(backend, options);
+  return (manifest ?? await repo.readManifest()).archives;
 }
 
 /** `vger list --archive NAME`: yields the archive's items (optionally filtered by globs). */

@@ -337,6 +337,22 @@ export class Repository<B extends ReadonlyBackend = ReadonlyBackend> {
     return new Repository(backend, config, key);
   }
 
+  /**
+   * Opens a repository as {@linkcode Repository.open} does while the manifest is fetched (the key
+   * derivation takes most of an open, and a remote storage's round trip hides behind it). The
+   * returned `manifest()` opens it with the key: what {@linkcode readManifest} would have read at
+   * that moment, or its error. Call it right away: it is not read again later.
+   */
+  static async openWithManifest<B extends ReadonlyBackend>(
+    backend: B,
+    options: OpenOptions = {},
+  ): Promise<{ repo: Repository<B>; manifest: () => Promise<Manifest> }> {
+    const sealed = backend.get(MANIFEST_KEY, { maxBytes: sealedLimit(MAX_MANIFEST_BYTES) });
+    sealed.catch(() => {}); // its failure is the manifest's, reported by manifest()
+    const repo = await Repository.open(backend, options);
+    return { repo, manifest: async () => repo.#openManifest(await sealed) };
+  }
+
   /** Where the repository is. */
   get location(): string {
     return this.backend.location;
@@ -363,14 +379,16 @@ export class Repository<B extends ReadonlyBackend = ReadonlyBackend> {
 
   /** The manifest. */
   async readManifest(): Promise<Manifest> {
+    return await this.#openManifest(
+      await this.backend.get(MANIFEST_KEY, { maxBytes: sealedLimit(MAX_MANIFEST_BYTES) }),
+    );
+  }
+
+  /** The manifest from its sealed bytes (null: not found), checked against the newest seen. */
+  async #openManifest(sealed: Uint8Array | null): Promise<Manifest> {
+    if (sealed === null) throw new NotFoundError(`Manifest not found in "${this.location}"`);
     const m = decodeManifest(
-      await this.#readObject(
-        MANIFEST_KEY,
-        ObjectType.manifest,
-        "manifest",
-        "Manifest",
-        MAX_MANIFEST_BYTES,
-      ),
+      await this.key.open(ObjectType.manifest, "manifest", sealed, "Manifest"),
     );
     const counter = m.counter ?? 0;
     if (counter < this.#manifestCounter) {
