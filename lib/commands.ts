@@ -77,18 +77,30 @@ export async function backupCommand(
 ): Promise<BackupResult> {
   validateArchiveName(options.name); // before anything is read or written
   await requireRole(backend, "append-only", "back up");
-  const [repo, { backup }, { FilesCache }] = await Promise.all([
-    openRepository(backend, options),
+  // the files cache (keyed by the repository id, no key needed) loads while the key is derived
+  const cacheModule = import("./files_cache.ts");
+  const loadCache = (id: string) =>
+    options.filesCacheDir === undefined
+      ? undefined
+      : cacheModule.then(({ FilesCache }) =>
+        FilesCache.load(join(options.filesCacheDir!, id, "files"), { onWarning: options.onWarning })
+      );
+  let early: { id: string; cache: ReturnType<typeof loadCache> } | undefined;
+  const [repo, { backup }] = await Promise.all([
+    openRepository(backend, {
+      ...options,
+      onConfigRead: (id) => {
+        early = { id, cache: loadCache(id) };
+        early.cache?.catch(() => {}); // awaited below once the open succeeded
+      },
+    }),
     import("./archiver.ts"),
-    import("./files_cache.ts"),
     loadCodecs(), // a missing permission is named here, before the codec workers start
   ]);
+  // the id the open authenticated is the one read before (the same bytes); else load again
+  const cache = early?.id === repo.config.id ? early.cache : loadCache(repo.config.id);
   await rebuildLostIndex(repo, options);
-  const filesCache = options.filesCacheDir === undefined
-    ? undefined
-    : await FilesCache.load(join(options.filesCacheDir, repo.config.id, "files"), {
-      onWarning: options.onWarning,
-    });
+  const filesCache = await cache;
   const result = await withRepoLock(
     backend,
     "shared",

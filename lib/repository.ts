@@ -186,6 +186,12 @@ export async function requireRole(
 export interface OpenOptions {
   /** The passphrase, or a function that asks for it (called only for encrypted repositories). */
   passphrase?: string | (() => Promise<string | undefined>);
+  /**
+   * Told the repository's id as its config reads, before the key is derived and the config
+   * authenticated: for work that needs no key and is used only once the open succeeded (the
+   * files cache, keyed by the id, loads while the key is derived).
+   */
+  onConfigRead?: (id: string) => void;
 }
 
 /** The repository's config, parsed but not yet authenticated; null when there is none. */
@@ -325,6 +331,7 @@ export class Repository<B extends ReadonlyBackend = ReadonlyBackend> {
         `Cannot open repository "${loc}": config not found (is it a vger repository? run vger init)`,
       );
     }
+    options.onConfigRead?.(unverified.config.id);
     const keyBytes = await loadKeyFile(backend);
     if (keyBytes === null) {
       throw new NotFoundError(`Cannot open repository "${loc}": ${KEY_FILE_KEY} not found`);
