@@ -75,10 +75,10 @@ export async function main(
     if (command.name === "config") {
       return await (await import("./lib/cli_init.ts")).runConfig(flags, io);
     }
-    // the configuration's modules (a YAML parser) are loaded by the commands that read it
+    // the configuration's parser (and a YAML library) is loaded only when there is a file
     const [config, { selectRepositories }] = await Promise.all([
       loadConfig(flags, io),
-      import("./lib/config.ts"),
+      import("./lib/config_select.ts"),
     ]);
     const repos = selectRepositories(config, str(flags, "repo"));
     let worst = 0;

@@ -8,10 +8,10 @@ import {
   parseConfig,
   REPOSITORY_KEYS,
   RETENTION_KEYS,
-  selectRepositories,
   TOP_LEVEL_KEYS,
   type VgerConfig,
 } from "./config.ts";
+import { selectRepositories } from "./config_select.ts";
 import { openBackend } from "../backends/mod.ts";
 import { UsageError } from "./errors.ts";
 import { resolvePassphrase } from "./secrets.ts";
