@@ -325,6 +325,9 @@ export class Repository<B extends ReadonlyBackend = ReadonlyBackend> {
     options: OpenOptions = {},
   ): Promise<Repository<B>> {
     const loc = backend.location;
+    // both at once (a round trip less over S3 and REST); the config's failure is reported first
+    const keyFile = loadKeyFile(backend);
+    keyFile.catch(() => {});
     const unverified = await loadRepoConfig(backend);
     if (unverified === null) {
       throw new NotFoundError(
@@ -332,7 +335,7 @@ export class Repository<B extends ReadonlyBackend = ReadonlyBackend> {
       );
     }
     options.onConfigRead?.(unverified.config.id);
-    const keyBytes = await loadKeyFile(backend);
+    const keyBytes = await keyFile;
     if (keyBytes === null) {
       throw new NotFoundError(`Cannot open repository "${loc}": ${KEY_FILE_KEY} not found`);
     }
