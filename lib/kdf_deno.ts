@@ -61,8 +61,9 @@ export async function argon2idDeno(
     out,
     BigInt(out.length),
   );
-  // ARGON2_MEMORY_ALLOCATION_ERROR (-22), ARGON2_THREAD_FAIL (-33) and the like
-  if (rc !== 0) throw new VgerError("internal", `Key derivation failed: libargon2 error ${rc}`);
+  // ARGON2_MEMORY_ALLOCATION_ERROR (-22), ARGON2_THREAD_FAIL (-33) and the like: the Worker
+  // derives the same key, or says why it cannot
+  if (rc !== 0) return await argon2idInWorker(password, salt, params);
   return out;
 }
 
