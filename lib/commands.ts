@@ -16,7 +16,7 @@ import type { CheckOptions } from "./checker.ts";
 import type { CompactionResult, CompactOptions } from "./compactor.ts";
 import { breakLocks, listLocks, type LockEntry } from "./repo_lock.ts";
 import type { RetentionDecision, RetentionPolicy } from "./retention.ts";
-import { type Item, validateArchiveName } from "./archive.ts";
+import { type ArchiveMeta, type Item, validateArchiveName } from "./archive.ts";
 import type { ManifestEntry } from "./manifest.ts";
 import {
   type InitOptions,
@@ -157,6 +157,8 @@ export async function* listItemsCommand(
   options: OpenOptions & TrustingOptions & IndexRebuildNotice & {
     archive: string;
     patterns?: string[];
+    /** Hears the archive's metadata (sources, command line) before the first item. */
+    onArchive?: (meta: ArchiveMeta) => void;
   },
 ): AsyncGenerator<Item> {
   // no lock: reading one archive's metadata blobs races with nothing but compact, which would
@@ -169,6 +171,7 @@ export async function* listItemsCommand(
       import("./patterns.ts"),
     ]);
   const meta = await repo.readArchive(await repo.findArchive(options.archive));
+  options.onArchive?.(meta);
   const loaded = await loadIndexOrRebuild(repo);
   if (loaded.rebuilt) {
     options.onIndexRebuilt?.(loaded.problem ?? "the index could not be read; rebuilt it");
