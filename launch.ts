@@ -34,7 +34,8 @@ import {
   serverPermissionsFor,
 } from "./lib/cli_launch.ts";
 import { parseServerConfig, serverEnvironment } from "./lib/server_config.ts";
-import { selectRepositories, type VgerConfig } from "./lib/config.ts";
+import type { VgerConfig } from "./lib/config.ts";
+import { selectRepositories } from "./lib/config_select.ts";
 import { loadConfigFile } from "./lib/config_file.ts";
 import { errorMessage } from "./lib/errors.ts";
 import { filesCacheDir } from "./lib/files_cache.ts";

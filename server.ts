@@ -32,7 +32,7 @@
  */
 
 import type { Backend } from "./backends/backend.ts";
-import { openBackend } from "./backends/mod.ts";
+import { openLocalBackend } from "./backends/mod.ts";
 import { errorMessage } from "./lib/errors.ts";
 import { loadServerConfig, type ServerConfig, serverEnvironment } from "./lib/server_config.ts";
 import { serverMain, showAddr } from "./lib/server_cli.ts";
@@ -49,7 +49,7 @@ export type { CreateServerOptions, VgerServer } from "./lib/server_instance.ts";
 
 /** The storage of a server: the local backend over `data_dir`. */
 function dataDirStorage(config: ServerConfig): Backend {
-  return openBackend({ backend: "local", path: config.dataDir });
+  return openLocalBackend(config.dataDir);
 }
 
 /** A server over `config.dataDir` (nothing is touched until the first request). */

@@ -13,6 +13,8 @@
  * @module
  */
 
+import { RACY_NS } from "../lib/files_cache.ts";
+
 const cli = new URL("../cli.ts", import.meta.url).pathname;
 const smoke = Deno.env.get("BENCH_SMOKE") === "1";
 const totalMb = Number(Deno.env.get("BENCH_MB") ?? (smoke ? 48 : 768));
@@ -180,9 +182,10 @@ try {
   console.error(`corpus: ${totalMb} MiB in ${src}`);
   const bytes = await makeCorpus();
   const mb = bytes / 1e6;
-  // files changed within 2 s of a backup's start are not cached (the racy-clean rule): wait, so
-  // that the unchanged re-backup measures (and the smoke run checks) hits on every file
-  await new Promise((r) => setTimeout(r, 2200));
+  // the files cache records no file changed within RACY_NS of a backup's start (git's racy-clean
+  // rule): wait, so that the unchanged re-backup measures (and the smoke run checks) hits on
+  // every file
+  await new Promise((r) => setTimeout(r, Number(RACY_NS / 1_000_000n) + 100));
   await run(["init"]);
   const backup = (archive: string) =>
     run(["backup", "--compression", compression, "--archive", archive, "--json", src]);

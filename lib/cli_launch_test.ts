@@ -10,7 +10,8 @@ import {
   VGER_ENV,
 } from "./cli_launch.ts";
 import { parseServerConfig, SERVER_ENV_VARIABLES } from "./server_config.ts";
-import { parseConfig, selectRepositories } from "./config.ts";
+import { parseConfig } from "./config.ts";
+import { selectRepositories } from "./config_select.ts";
 
 const FILE = "/etc/vger/config.yaml";
 const ENV: Record<string, string> = { HOME: "/home/alice" };

@@ -223,7 +223,7 @@ export function itemLine(item: Item): string {
 /** `vger list [--archive NAME [PATTERNS]]`. */
 export async function runList(run: Run): Promise<number> {
   const { args, flags, repo, io } = run;
-  const backend = run.backend();
+  const backend = await run.backend();
   const archive = oneArchive(flags, "list");
   if (!archive) {
     const archives = await listArchivesCommand(backend, {

@@ -2,7 +2,7 @@
  * Deno's native codecs and hashes for lib/platform.ts: CRC-32, SHA-256 and zstd from node:zlib
  * and node:crypto, lz4 from lz4-napi (loaded on demand by `loadCodecs`, so that a missing
  * permission is an error the CLI can name) and AES-GCM/HMAC from OpenSSL through FFI
- * (lib/native_crypto.ts). Importing this module installs them; the commands, the codec workers
+ * (lib/native_crypto.ts), Argon2id off the main thread (lib/kdf_deno.ts). Importing this module installs them; the commands, the codec workers
  * and every Deno entry point import it, so the CLI runs on the native code while the portable
  * read path stays free of Deno and Node APIs.
  *
@@ -12,6 +12,7 @@
 import { createHash } from "node:crypto";
 import zlib from "node:zlib";
 import { nativeCrypto } from "./native_crypto.ts";
+import { argon2idDeno } from "./kdf_deno.ts";
 import { installPlatform, type Lz4Codec, type Sha256Hasher } from "./platform.ts";
 
 let lz4: Lz4Codec | undefined;
@@ -25,6 +26,7 @@ function sha256(): Sha256Hasher {
 }
 
 installPlatform({
+  argon2id: argon2idDeno,
   crc32: (data) => zlib.crc32(data) >>> 0,
   sha256,
   zstd: {
