@@ -11,9 +11,9 @@
  */
 
 import { VgerError } from "./errors.ts";
+import { LIBARGON2, openLibrary } from "./native_library.ts";
 import type { Argon2Params } from "./platform.ts";
 
-const LIBARGON2 = "libargon2.so.1";
 const SYMBOLS = {
   // int argon2id_hash_raw(t_cost, m_cost, parallelism, pwd, pwdlen, salt, saltlen, hash, hashlen)
   argon2id_hash_raw: {
@@ -30,14 +30,8 @@ let library: Argon2Library | null | undefined;
 /** libargon2, or null without `--allow-ffi` or without the library (then the Worker). */
 function argon2Library(): Argon2Library | null {
   if (library !== undefined) return library;
-  library = null;
-  try {
-    if (Deno.permissions.querySync({ name: "ffi" }).state === "granted") {
-      library = Deno.dlopen(LIBARGON2, SYMBOLS);
-    }
-  } catch {
-    // not installed: the Worker's WebAssembly does the same
-  }
+  // not granted or not installed: the Worker's WebAssembly does the same
+  library = openLibrary(LIBARGON2, SYMBOLS);
   return library;
 }
 
