@@ -28,11 +28,18 @@ import { isDevice } from "./archive.ts";
 import type { ChunkIndex } from "./chunk_index.ts";
 import { CodecPool } from "./codec_pool.ts";
 import { ByteBudget, Signal } from "./concurrency.ts";
-import { errorMessage, IntegrityError, UsageError, VgerError } from "./errors.ts";
+import { errorMessage, IntegrityError, VgerError } from "./errors.ts";
 import { atExit } from "./exit_hooks.ts";
 import { describeFsError, S_IFBLK, S_IFCHR, S_IFIFO } from "./fs_meta.ts";
-import { applyItemMeta, inode, RestoreSkips } from "./restore_meta.ts";
-import { ERRNO, NativeError, nativeFs } from "./fs_native.ts";
+import {
+  applyItemMeta,
+  inode,
+  openTemp,
+  prepareDest,
+  RestoreSkips,
+  type TempFile,
+} from "./restore_meta.ts";
+import { ERRNO, NativeError, type NativeFile, nativeFs } from "./fs_native.ts";
 import { randomBytes, toHex } from "./ids.ts";
 import { PathSelector } from "./patterns.ts";
 import { isAllZero, releaseOwned } from "./bytes.ts";
@@ -89,8 +96,11 @@ export interface ExtractResult {
 /** Whether a stored path is safe to join under a destination. */
 export function isSafeRelativePath(p: string): boolean {
   if (p.length === 0 || p.startsWith("/") || p.includes("\0")) return false;
-  return p.split("/").every((s) => s !== "" && s !== "." && s !== "..");
+  return !UNSAFE_SEGMENT.test(p);
 }
+
+/** A segment that is empty, `.` or `..`. */
+const UNSAFE_SEGMENT = /(?:^|\/)\.{0,2}(?:\/|$)/;
 
 /** Names of files being written start with this; see the module doc. */
 const TEMP_PREFIX = ".vger-tmp-";
@@ -121,28 +131,6 @@ interface QueuedItem {
   linkTo?: string;
 }
 
-/**
- * Creates the destination directory and proves it writable (a probe file, removed at once); a
- * destination that cannot be one is a UsageError naming it and the cause.
- */
-async function prepareDest(dest: string): Promise<void> {
-  try {
-    await Deno.mkdir(dest, { recursive: true });
-    await Deno.remove(await Deno.makeTempFile({ dir: dest, prefix: ".vger-probe-" }));
-  } catch (err) {
-    if (err instanceof Deno.errors.NotCapable) throw err; // cli.ts names the missing flag
-    const code = (err as { code?: string }).code;
-    const why = err instanceof Deno.errors.AlreadyExists
-      ? "it exists and is not a directory"
-      : code === "ENOTDIR"
-      ? "a parent of it is not a directory"
-      : code === "EROFS"
-      ? "read-only file system"
-      : describeFsError(err).replace(/ \(os error \d+\).*$/, "");
-    throw new UsageError(`Cannot extract to "${dest}": ${why}`, { cause: err });
-  }
-}
-
 /** Restores an archive. */
 export async function extract(
   repo: Repository<ReadonlyBackend>,
@@ -155,6 +143,7 @@ export async function extract(
   const dest = options.dest.replace(/\/+$/, "") || "/";
   await prepareDest(dest);
   const run = new ExtractRun(repo, index, pool, dest, options);
+  const forget = atExit(() => run.removeInFlight());
   const writer = run.writeLoop();
   try {
     if (options.onProgress) {
@@ -185,6 +174,7 @@ export async function extract(
     await writer.catch(() => {});
     throw err;
   } finally {
+    forget();
     pool.close();
   }
 }
@@ -221,6 +211,11 @@ class ExtractRun {
   readonly #reader: RecordBatcher;
   #closed = false;
   #failure: unknown = null;
+  /** Temp names are this run's random tag and a count: 16 hex digits ({@linkcode TEMP_NAME}). */
+  readonly #tempTag = toHex(randomBytes(4));
+  #tempCount = 0;
+  /** The temp file being written. */
+  #inFlight: string | null = null;
   #lastProgress = 0;
   #doneFiles = 0;
   #doneBytes = 0;
@@ -431,21 +426,19 @@ class ExtractRun {
 
   async #writeFile(q: QueuedItem): Promise<void> {
     const { item, path } = q;
-    let file: Deno.FsFile | null = null;
+    let file: TempFile | null = null;
     let temp: string | null = null;
-    let forget = () => {};
     let i = 0;
     try {
       if (!this.#prepareParent(path) || !this.#makeRoom(path, item)) {
         for (let c; (c = await this.#chunkAt(q, i)) !== null; i++) this.#release(c);
         return;
       }
-      const name = temp = `${path.slice(0, path.lastIndexOf("/"))}/${TEMP_PREFIX}${
-        toHex(randomBytes(8))
+      const name = temp = `${path.slice(0, path.lastIndexOf("/"))}/${TEMP_PREFIX}${this.#tempTag}${
+        (this.#tempCount++ >>> 0).toString(16).padStart(8, "0")
       }`;
-      file = Deno.openSync(name, { write: true, createNew: true, mode: 0o600 });
-      // a signal that ends the process meanwhile removes the temp file
-      forget = atExit(() => Deno.removeSync(name));
+      file = openTemp(this.#native, name);
+      this.#inFlight = name; // a signal that ends the process meanwhile removes it
       let pos = 0;
       let sparse = false;
       for (let c; (c = await this.#chunkAt(q, i)) !== null; i++) {
@@ -456,14 +449,13 @@ class ExtractRun {
         if (data === null) {
           sparse = true;
           pos += c.raw;
-          file.seekSync(pos, Deno.SeekMode.Start);
           this.bytes += c.raw; // restored as a hole: still bytes of the file
           this.#doneBytes += c.raw;
           this.#progress(path);
           continue;
         }
         if (pos + data.length > item.size) throw this.#sizeMismatch(item, "more");
-        for (let o = 0; o < data.length;) o += file.writeSync(data.subarray(o));
+        file.writeAt(data, pos);
         pos += data.length;
         this.bytes += data.length;
         this.#doneBytes += data.length;
@@ -471,11 +463,14 @@ class ExtractRun {
         this.#progress(path);
       }
       if (pos !== item.size) throw this.#sizeMismatch(item, "fewer");
-      if (sparse) file.truncateSync(pos);
-      file.close();
+      if (sparse) file.truncate(pos);
+      // through the descriptor when it is libc's; else by name (Deno's API)
+      this.#applyMeta(name, item, path, file.native);
+      const f = file;
       file = null;
-      this.#applyMeta(name, item, path);
-      Deno.renameSync(name, path);
+      f.close();
+      if (this.#native) this.#native.rename(name, path);
+      else Deno.renameSync(name, path);
       temp = null;
       this.files++;
     } catch (err) {
@@ -483,19 +478,25 @@ class ExtractRun {
       for (let c; (c = await this.#chunkAt(q, i)) !== null; i++) this.#release(c);
       if (temp !== null) {
         // a partial file never takes the real name: remove it
-        file?.close();
+        try {
+          file?.close();
+        } catch { /* removed next */ }
         file = null;
         try {
           Deno.removeSync(temp);
         } catch { /* already gone */ }
       }
       if (err instanceof IntegrityError) this.#warn(`Cannot restore "${path}": ${err.message}`);
-      else if (err instanceof VgerError) throw err;
+      else if (err instanceof VgerError && !(err instanceof NativeError)) throw err;
       else this.#warn(`Cannot restore "${path}": ${describeFsError(err)}`);
     } finally {
-      forget();
-      file?.close();
+      this.#inFlight = null;
     }
+  }
+
+  /** Removes the temp file being written, if any: run at exit (on a signal). */
+  removeInFlight(): void {
+    if (this.#inFlight !== null) Deno.removeSync(this.#inFlight);
   }
 
   /** A later name of a hardlink group: a hard link to the group's first restored name. */
@@ -678,13 +679,14 @@ class ExtractRun {
   }
 
   /** {@linkcode applyItemMeta} with this run's native calls, owner rule and warnings. */
-  #applyMeta(path: string, item: Item, shown: string = path): void {
+  #applyMeta(path: string, item: Item, shown: string = path, file?: NativeFile): void {
     applyItemMeta(path, item, {
       native: this.#native,
       owners: this.#owners,
       warn: (m) => this.#warn(m),
       shown,
       skipped: this.#skipped,
+      file,
     });
   }
 }
