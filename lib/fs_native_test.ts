@@ -420,7 +420,7 @@ Deno.test("createFile writes at offsets, sets owner, mode, xattrs and ns times t
     const temp = `${dir}/.tmp`;
     const f = fs.createFile(temp, 0o600);
     f.writeAt(bytes("world"), 6);
-    f.writeAt(bytes("hello "), 0);
+    await f.writeAtAsync(bytes("hello "), 0);
     f.truncate(20); // a hole at the end
     f.chmod(0o4751); // setuid kept: chmod comes after chown in restore, and here too
     const xattrs = userXattrsSupported(fs, dir);
@@ -469,5 +469,20 @@ Deno.test("createFile never opens an existing file or follows a symlink; failure
         err instanceof NativeError && /^Cannot set times: time out of range/.test(err.message),
     );
     f.close();
+  });
+});
+
+Deno.test("writeAtAsync writes megabytes at an offset from another thread", async () => {
+  const fs = fsOrFail();
+  await withTempDir(async (dir) => {
+    const data = new Uint8Array(3 << 20).map((_, i) => i * 7);
+    const f = fs.createFile(`${dir}/big`, 0o600);
+    await Promise.all([f.writeAtAsync(data, 4096), f.writeAtAsync(bytes("head"), 0)]);
+    f.close();
+    const got = Deno.readFileSync(`${dir}/big`);
+    equal(got.length, 4096 + data.length);
+    deepStrictEqual(got.subarray(0, 4), bytes("head"));
+    deepStrictEqual(got.subarray(4, 4096), new Uint8Array(4092));
+    ok(got.subarray(4096).every((v, i) => v === data[i]));
   });
 });

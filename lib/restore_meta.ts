@@ -164,6 +164,8 @@ export function inode(path: string): string {
 export interface TempFile {
   /** Writes all of `data` at `pos`. */
   writeAt(data: Uint8Array, pos: number): void;
+  /** Writes all of `data` at `pos` from another thread, when FFI is allowed: for large writes. */
+  writeAtAsync?: (data: Uint8Array, pos: number) => Promise<void>;
   /** Sets the size (after holes at the end). */
   truncate(size: number): void;
   /** Closes it. */
@@ -178,6 +180,7 @@ export function openTemp(native: NativeFs | null, name: string): TempFile {
     const f = native.createFile(name, 0o600);
     return {
       writeAt: (data, pos) => f.writeAt(data, pos),
+      writeAtAsync: (data, pos) => f.writeAtAsync(data, pos),
       truncate: (size) => f.truncate(size),
       close: () => f.close(),
       native: f,

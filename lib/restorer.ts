@@ -108,6 +108,8 @@ const TEMP_PREFIX = ".vger-tmp-";
 const TEMP_NAME = /^\.vger-tmp-[0-9a-f]{16}$/;
 
 const MAX_BATCH = 8 << 20;
+/** Chunks at least this large are written from Deno's blocking pool (restore_meta.ts). */
+const ASYNC_WRITE = 128 << 10;
 /** Items queued ahead of the writer at most. */
 const MAX_QUEUED_ITEMS = 512;
 
@@ -455,7 +457,9 @@ class ExtractRun {
           continue;
         }
         if (pos + data.length > item.size) throw this.#sizeMismatch(item, "more");
-        file.writeAt(data, pos);
+        // a large chunk is copied into the page cache on another thread; this one goes on
+        if (data.length >= ASYNC_WRITE && file.writeAtAsync) await file.writeAtAsync(data, pos);
+        else file.writeAt(data, pos);
         pos += data.length;
         this.bytes += data.length;
         this.#doneBytes += data.length;
