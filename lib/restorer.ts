@@ -42,7 +42,7 @@ import {
 import { ERRNO, NativeError, type NativeFile, nativeFs } from "./fs_native.ts";
 import { randomBytes, toHex } from "./ids.ts";
 import { PathSelector } from "./patterns.ts";
-import { isAllZero, releaseOwned } from "./bytes.ts";
+import { isAllZero, release, releaseOwned } from "./bytes.ts";
 import { RecordBatcher } from "./pack_reader.ts";
 import type { Repository } from "./repository.ts";
 import { readArchiveItems } from "./archive_items.ts";
@@ -216,8 +216,7 @@ class ExtractRun {
   /** Temp names are this run's random tag and a count: 16 hex digits ({@linkcode TEMP_NAME}). */
   readonly #tempTag = toHex(randomBytes(4));
   #tempCount = 0;
-  /** The temp file being written. */
-  #inFlight: string | null = null;
+  #inFlight: string | null = null; // the temp file being written
   #lastProgress = 0;
   #doneFiles = 0;
   #doneBytes = 0;
@@ -302,7 +301,7 @@ class ExtractRun {
     // full wait for a quarter of it to be written, so that the batch sent meanwhile is not one
     // small file long
     if (this.#queue.length > MAX_QUEUED_ITEMS) {
-      this.#flushBatch();
+      this.#reader.flush();
       while (this.#queue.length > MAX_QUEUED_ITEMS * 3 / 4) {
         await this.#freed.wait();
         if (this.#failure) throw this.#failure;
@@ -320,7 +319,7 @@ class ExtractRun {
   close(failure?: unknown): void {
     this.#closed = true;
     if (failure) this.#failure ??= failure;
-    this.#flushBatch();
+    this.#reader.flush();
     this.#added.notify();
   }
 
@@ -352,7 +351,7 @@ class ExtractRun {
       return { raw: loc.rawLength, held: 0, data: Promise.resolve(null) };
     }
     if (!this.#budget.tryReserve(loc.rawLength)) {
-      this.#flushBatch(); // the writer frees bytes only once the pending reads are sent
+      this.#reader.flush(); // the writer frees bytes only once the pending reads are sent
       // Wait for room for a batch, not for this chunk alone: else each chunk the writer frees
       // lets one more in, and every batch sent is one chunk long.
       const room = Math.max(loc.rawLength, Math.min(MAX_BATCH, this.#budget.limit / 4));
@@ -363,15 +362,11 @@ class ExtractRun {
     const data = read.then((plain): Uint8Array | null => {
       if (!isAllZero(plain)) return plain;
       this.#zeroIds.add(toHex(id));
-      releaseOwned(plain);
+      freePlain(plain);
       return null;
     });
     data.catch(() => {}); // awaited by the writer
     return { raw: loc.rawLength, held: loc.rawLength, data, read };
-  }
-
-  #flushBatch(): void {
-    this.#reader.flush();
   }
 
   #release(p: Pending): void {
@@ -388,7 +383,7 @@ class ExtractRun {
         const next = this.#queue.shift();
         if (!next) {
           if (this.#closed) return;
-          this.#flushBatch();
+          this.#reader.flush();
           await this.#added.wait();
           continue;
         }
@@ -419,7 +414,7 @@ class ExtractRun {
   async #chunkAt(q: QueuedItem, i: number): Promise<Pending | null> {
     while (i >= q.chunks.length) {
       if (q.complete) return null;
-      this.#flushBatch();
+      this.#reader.flush();
       await this.#added.wait();
       if (this.#failure) throw this.#failure;
     }
@@ -463,7 +458,7 @@ class ExtractRun {
         pos += data.length;
         this.bytes += data.length;
         this.#doneBytes += data.length;
-        releaseOwned(data);
+        freePlain(data);
         this.#progress(path);
       }
       if (pos !== item.size) throw this.#sizeMismatch(item, "fewer");
@@ -693,4 +688,13 @@ class ExtractRun {
       file,
     });
   }
+}
+
+/**
+ * Frees a plaintext the batcher read: one under 64 KiB may share its buffer with others of its
+ * batch (codec_worker.ts, shareSmall); a larger one owns its buffer, maybe at an offset.
+ */
+function freePlain(b: Uint8Array): void {
+  if (b.length >= 64 << 10) releaseOwned(b);
+  else release(b);
 }
