@@ -214,12 +214,23 @@ function load(): NativeFs | null {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-function cString(s: string, what: string): Uint8Array<ArrayBuffer> {
+/**
+ * `s` as a NUL-terminated C string: in `into` when it fits (no allocation: restore encodes three
+ * paths per file), else in a new buffer. The result is valid until `into` is used again.
+ */
+function cString(s: string, what: string, into?: Uint8Array<ArrayBuffer>): Uint8Array<ArrayBuffer> {
   if (s.includes("\0")) {
     throw new NativeError(
       `Invalid ${what} ${JSON.stringify(s)}: contains a NUL byte`,
       ERRNO.EINVAL,
     );
+  }
+  if (into) {
+    const { read, written } = encoder.encodeInto(s, into);
+    if (read === s.length && written < into.length) {
+      into[written] = 0;
+      return into;
+    }
   }
   return encoder.encode(s + "\0");
 }
@@ -231,6 +242,9 @@ class Libc6 implements NativeFs {
   // Reused for every statx; calls are synchronous, so one buffer per thread is enough.
   #statx = new Uint8Array(STATX_SIZE);
   #statxView = new DataView(this.#statx.buffer);
+  // Reused for the paths of createFile and rename (calls are synchronous, as above).
+  #pathA = new Uint8Array(8192);
+  #pathB = new Uint8Array(8192);
 
   constructor(c: Libc) {
     this.#c = c;
@@ -367,13 +381,13 @@ class Libc6 implements NativeFs {
 
   createFile(path: string, mode: number): NativeFile {
     const flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
-    const fd = this.#c.open(cString(path, "path"), flags, mode & 0o7777);
+    const fd = this.#c.open(cString(path, "path", this.#pathA), flags, mode & 0o7777);
     if (fd < 0) throw this.#error(`Cannot create ${JSON.stringify(path)}`, this.#errno.getInt32());
     return new LibcFile(this.#c, fd, this.#errno, (what, errno) => this.#error(what, errno));
   }
 
   rename(from: string, to: string): void {
-    const r = this.#c.rename(cString(from, "path"), cString(to, "path"));
+    const r = this.#c.rename(cString(from, "path", this.#pathA), cString(to, "path", this.#pathB));
     if (r !== 0) {
       throw this.#error(
         `Cannot rename ${JSON.stringify(from)} to ${JSON.stringify(to)}`,

@@ -462,6 +462,19 @@ Deno.test("createFile never opens an existing file or follows a symlink; failure
       () => fs.rename(`${dir}/absent`, `${dir}/x`),
       (err) => err instanceof NativeError && err.errno === ERRNO.ENOENT,
     );
+    // a name past the reused path buffer is encoded on its own, and the kernel refuses it
+    throws(
+      () => fs.createFile(`${dir}/${"é/".repeat(5000)}x`, 0o600),
+      (err) => err instanceof NativeError && err.errno === 36, // ENAMETOOLONG
+    );
+    const name = `${dir}/naïve ✓`;
+    fs.createFile(name, 0o600).close();
+    fs.rename(name, `${name}.2`);
+    deepStrictEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), [
+      "link",
+      "naïve ✓.2",
+      "there",
+    ]);
     const f = fs.createFile(`${dir}/t`, 0o600);
     throws(
       () => f.setTimes(1n << 100n, 0n),
