@@ -96,20 +96,50 @@ export interface ApplyMetaOptions {
   skipped?: RestoreSkips;
   /** `path` open (a regular file restore created): set through its descriptor, no lookups. */
   file?: NativeFile;
+  /** The owner and mode `path` is known to have: those equal to the item's are not set again. */
+  known?: { uid: number; gid: number; mode: number };
+}
+
+/** Who creates files, and the umask: what a new file gets ({@linkcode createdMeta}). */
+export interface Creator {
+  /** The process's user id. */
+  uid: number;
+  /** The process's group id. */
+  gid: number;
+  /** The process's umask. */
+  umask: number;
+}
+
+/** This process as a {@linkcode Creator}; null where it has no user ids (Windows). */
+export function creator(): Creator | null {
+  const uid = Deno.uid();
+  const gid = Deno.gid();
+  return uid === null || gid === null ? null : { uid, gid, umask: Deno.umask() };
+}
+
+/**
+ * The owner and mode of a file {@linkcode openTemp} just made through libc for `item`, in a
+ * directory with no set-group-id bit and no default ACL: the creator's ids, the item's
+ * permission bits less the umask.
+ */
+export function createdMeta(item: Item, c: Creator): { uid: number; gid: number; mode: number } {
+  return { uid: c.uid, gid: c.gid, mode: item.mode & 0o777 & ~c.umask };
 }
 
 /** Sets owner, mode, xattrs and times of `path` from `item`; warns for what it cannot set. */
 export function applyItemMeta(path: string, item: Item, options: ApplyMetaOptions): void {
-  const { native: n, owners, warn, skipped, file } = options;
+  const { native: n, owners, warn, skipped, file, known } = options;
   const shown = options.shown ?? path;
   const link = item.type === "symlink";
   try {
-    if (owners) {
+    if (owners && !(known?.uid === item.uid && known.gid === item.gid)) {
       if (file) file.chown(item.uid, item.gid);
       else if (n) n.lchown(path, item.uid, item.gid);
       else if (!link) Deno.chownSync(path, item.uid, item.gid);
     }
-    if (file) file.chmod(item.mode);
+    // after a chown, which clears set-id bits: a mode with them is never known
+    if (known?.mode === (item.mode & 0o7777)) { /* already right */ }
+    else if (file) file.chmod(item.mode);
     else if (!link) Deno.chmodSync(path, item.mode);
   } catch (err) {
     warn(`Cannot set owner or mode of "${shown}": ${describeFsError(err)}`);
@@ -174,10 +204,13 @@ export interface TempFile {
   native?: NativeFile;
 }
 
-/** Creates `name` (mode 0600, never over an existing file) for writing. */
-export function openTemp(native: NativeFs | null, name: string): TempFile {
+/**
+ * Creates `name` (never over an existing file) for writing: with permission bits `perm` less
+ * the umask through libc, else 0600.
+ */
+export function openTemp(native: NativeFs | null, name: string, perm: number): TempFile {
   if (native) {
-    const f = native.createFile(name, 0o600);
+    const f = native.createFile(name, perm & 0o777);
     return {
       writeAt: (data, pos) => f.writeAt(data, pos),
       writeAtAsync: (data, pos) => f.writeAtAsync(data, pos),
@@ -220,3 +253,12 @@ export async function prepareDest(dest: string): Promise<void> {
     throw new UsageError(`Cannot extract to "${dest}": ${why}`, { cause: err });
   }
 }
+
+/** Whether a stored path is safe to join under a destination. */
+export function isSafeRelativePath(p: string): boolean {
+  if (p.length === 0 || p.startsWith("/") || p.includes("\0")) return false;
+  return !UNSAFE_SEGMENT.test(p);
+}
+
+/** A segment that is empty, `.` or `..`. */
+const UNSAFE_SEGMENT = /(?:^|\/)\.{0,2}(?:\/|$)/;

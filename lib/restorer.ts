@@ -33,13 +33,17 @@ import { atExit } from "./exit_hooks.ts";
 import { describeFsError, S_IFBLK, S_IFCHR, S_IFIFO } from "./fs_meta.ts";
 import {
   applyItemMeta,
+  type ApplyMetaOptions,
+  createdMeta,
+  creator,
   inode,
+  isSafeRelativePath,
   openTemp,
   prepareDest,
   RestoreSkips,
   type TempFile,
 } from "./restore_meta.ts";
-import { ERRNO, NativeError, type NativeFile, nativeFs } from "./fs_native.ts";
+import { ERRNO, NativeError, nativeFs } from "./fs_native.ts";
 import { randomBytes, toHex } from "./ids.ts";
 import { PathSelector } from "./patterns.ts";
 import { isAllZero, release, releaseOwned } from "./bytes.ts";
@@ -92,15 +96,6 @@ export interface ExtractResult {
   /** Warnings (skipped items); non-empty means exit code 3. */
   warnings: string[];
 }
-
-/** Whether a stored path is safe to join under a destination. */
-export function isSafeRelativePath(p: string): boolean {
-  if (p.length === 0 || p.startsWith("/") || p.includes("\0")) return false;
-  return !UNSAFE_SEGMENT.test(p);
-}
-
-/** A segment that is empty, `.` or `..`. */
-const UNSAFE_SEGMENT = /(?:^|\/)\.{0,2}(?:\/|$)/;
 
 /** Names of files being written start with this; see the module doc. */
 const TEMP_PREFIX = ".vger-tmp-";
@@ -192,6 +187,7 @@ class ExtractRun {
   readonly #native = nativeFs();
   readonly #owners: boolean;
   readonly #root = Deno.uid() === 0;
+  readonly #creator = creator();
   readonly #skipped = new RestoreSkips();
   /** Hardlink groups met in the selection: group -> restored path of its first selected name. */
   readonly #linkGroups = new Map<string, string>();
@@ -434,7 +430,7 @@ class ExtractRun {
       const name = temp = `${path.slice(0, path.lastIndexOf("/"))}/${TEMP_PREFIX}${this.#tempTag}${
         (this.#tempCount++ >>> 0).toString(16).padStart(8, "0")
       }`;
-      file = openTemp(this.#native, name);
+      file = openTemp(this.#native, name, item.mode);
       this.#inFlight = name; // a signal that ends the process meanwhile removes it
       let pos = 0;
       let sparse = false;
@@ -464,7 +460,11 @@ class ExtractRun {
       if (pos !== item.size) throw this.#sizeMismatch(item, "fewer");
       if (sparse) file.truncate(pos);
       // through the descriptor when it is libc's; else by name (Deno's API)
-      this.#applyMeta(name, item, path, file.native);
+      // a directory this run made has no set-group-id bit nor default ACL yet (finishDirs)
+      const known = this.#creator && file.native && this.#inCreatedDir(path)
+        ? createdMeta(item, this.#creator)
+        : undefined;
+      this.#applyMeta(name, item, { shown: path, file: file.native, known });
       const f = file;
       file = null;
       f.close();
@@ -678,14 +678,13 @@ class ExtractRun {
   }
 
   /** {@linkcode applyItemMeta} with this run's native calls, owner rule and warnings. */
-  #applyMeta(path: string, item: Item, shown: string = path, file?: NativeFile): void {
+  #applyMeta(path: string, item: Item, more: Partial<ApplyMetaOptions> = {}): void {
     applyItemMeta(path, item, {
       native: this.#native,
       owners: this.#owners,
       warn: (m) => this.#warn(m),
-      shown,
       skipped: this.#skipped,
-      file,
+      ...more,
     });
   }
 }
