@@ -505,15 +505,32 @@ function ownerId(what: string, n: number): number {
   throw new NativeError(`${what}: not a valid id`, ERRNO.EINVAL);
 }
 
-/** struct timespec[2] of utimensat and futimens, each {i64 tv_sec, i64 tv_nsec}. */
+/** struct timespec[2] of utimensat and futimens, reused: calls are synchronous (one per thread). */
+const TIMES = new BigInt64Array(4);
+
+/** `TIMES` for the two times, each {i64 tv_sec, i64 tv_nsec}; valid until the next call. */
 function timespecs(what: string, atimeNs: bigint, mtimeNs: bigint): BigInt64Array<ArrayBuffer> {
-  const times = new BigInt64Array(4);
-  [times[0], times[1]] = timespec(atimeNs);
-  [times[2], times[3]] = timespec(mtimeNs);
-  if (times[0] * NS_PER_S + times[1] !== atimeNs || times[2] * NS_PER_S + times[3] !== mtimeNs) {
+  setTimespec(0, atimeNs);
+  if (mtimeNs === atimeNs) {
+    TIMES[2] = TIMES[0];
+    TIMES[3] = TIMES[1];
+  } else setTimespec(2, mtimeNs);
+  if (TIMES[0] * NS_PER_S + TIMES[1] !== atimeNs || TIMES[2] * NS_PER_S + TIMES[3] !== mtimeNs) {
     throw new NativeError(`${what}: time out of range`, ERRNO.EINVAL);
   }
-  return times;
+  return TIMES;
+}
+
+/** Splits nanoseconds since the epoch into TIMES[at] = tv_sec, TIMES[at + 1] = tv_nsec (0..1e9). */
+function setTimespec(at: number, ns: bigint): void {
+  let sec = ns / NS_PER_S;
+  let nsec = ns - sec * NS_PER_S;
+  if (nsec < 0n) { // bigint division truncates toward zero; times before 1970 need floor
+    sec -= 1n;
+    nsec += NS_PER_S;
+  }
+  TIMES[at] = sec;
+  TIMES[at + 1] = nsec;
 }
 
 /** glibc's makedev: the st_dev encoding that stat(2) and Deno.FileInfo report. */
@@ -523,15 +540,4 @@ export function makedev(major: number, minor: number): number {
   return Number(
     ((m & 0xfffff000n) << 32n) | ((m & 0xfffn) << 8n) | ((n & 0xffffff00n) << 12n) | (n & 0xffn),
   );
-}
-
-/** Splits nanoseconds since the epoch into {tv_sec, tv_nsec} with 0 <= tv_nsec < 1e9. */
-function timespec(ns: bigint): [bigint, bigint] {
-  let sec = ns / NS_PER_S;
-  let nsec = ns % NS_PER_S;
-  if (nsec < 0n) { // bigint division truncates toward zero; times before 1970 need floor
-    sec -= 1n;
-    nsec += NS_PER_S;
-  }
-  return [sec, nsec];
 }
