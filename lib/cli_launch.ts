@@ -6,12 +6,12 @@
  *
  * What each grant is for:
  * - read: the configuration file; the local repository (and, for init, its parent, which it
- *   fsyncs); the sources (backup); `--dest`
- *   (extract, `key export`) or the key file (`key import`); the cache directory (files cache,
- *   known repositories); the staging directory of large packs (commands that write packs);
- *   `/etc/passwd` and `/etc/group` (owner names); vger's own `lib/` and npm packages when it runs
- *   from files (the codec workers are loaded by URL, the WASM lz4 reads its .wasm file); in fast mode `/usr/bin/ldd` (lz4-napi tells glibc from musl
- *   by it).
+ *   fsyncs); the sources (backup); `--dest` (extract, `key export`) or the key file (`key
+ *   import`); the cache directory (files cache, known repositories); the staging directory of
+ *   large packs (commands that write packs); `/etc/passwd` and `/etc/group` (owner names);
+ *   `/proc/self/status` (extract: the umask); vger's own `lib/` and npm packages when it runs from
+ *   files (the codec workers are loaded by URL, the WASM lz4 reads its .wasm file); in fast mode
+ *   `/usr/bin/ldd` (lz4-napi tells glibc from musl by it).
  * - write: the local repository (commands that change it; only its `locks/` for extract and
  *   check, which take a shared lock), the cache, the staging directory,
  *   `--dest`.
@@ -183,6 +183,8 @@ export function permissionsFor(input: LaunchInput): PermissionSet {
   }
   read.add("/etc/passwd");
   read.add("/etc/group");
+  // the umask (a new file's mode), which Deno.umask reads only with all of --allow-sys
+  if (command === "extract") read.add("/proc/self/status");
 
   const repairing = command === "check" && bool(flags, "repair");
   const changes = !READ_ONLY.has(command) && !(command === "check" && !repairing);

@@ -110,11 +110,33 @@ export interface Creator {
   umask: number;
 }
 
-/** This process as a {@linkcode Creator}; null where it has no user ids (Windows). */
+/**
+ * This process as a {@linkcode Creator}; null where it has no user ids (Windows) or its umask
+ * cannot be read (then every new file gets its owner and mode set).
+ */
 export function creator(): Creator | null {
   const uid = Deno.uid();
   const gid = Deno.gid();
-  return uid === null || gid === null ? null : { uid, gid, umask: Deno.umask() };
+  const umask = processUmask();
+  return uid === null || gid === null || umask === null ? null : { uid, gid, umask };
+}
+
+/**
+ * The umask: Deno's call needs all of `--allow-sys`, which a scoped run has not; Linux also shows
+ * it in /proc/self/status, which the launcher grants.
+ */
+function processUmask(): number | null {
+  try {
+    return Deno.umask();
+  } catch {
+    // not permitted: /proc
+  }
+  try {
+    const m = /^Umask:\s*([0-7]+)$/m.exec(Deno.readTextFileSync("/proc/self/status"));
+    return m ? parseInt(m[1], 8) : null;
+  } catch {
+    return null;
+  }
 }
 
 /**
