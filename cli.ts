@@ -186,11 +186,12 @@ async function runCommand(
   try {
     if (!load) throw new UsageError(`Unknown command "${command}" (see vger --help)`);
     // the command's modules load while the backend's do
-    const [handler, { openBackend }, { filesCacheDir }] = await Promise.all([
+    const [handler, { openBackend }, { preflight, usableCacheDir }] = await Promise.all([
       load(),
       import("./backends/mod.ts"),
-      import("./lib/files_cache.ts"),
+      import("./lib/cli_preflight.ts"),
     ]);
+    preflight(command, { flags, args }, repo);
     const run: Run = {
       argv,
       args,
@@ -216,7 +217,7 @@ async function runCommand(
       },
       trusting: {
         knownRepos: {
-          dir: filesCacheDir((name) => Deno.env.get(name)) ?? undefined,
+          dir: usableCacheDir() ?? undefined,
           configuredMode: repo.modeNamed ? repo.encryption.mode : undefined,
           trust: bool(flags, "trust-repository"),
           onWarning: (m) => run.warn(m),

@@ -40,7 +40,7 @@ import { formatBytes } from "./cli_progress.ts";
 import { emit, type Run } from "./cli_run.ts";
 import { type CompressionAlgorithm, validateCompression } from "./compress.ts";
 import { UsageError } from "./errors.ts";
-import { filesCacheDir } from "./files_cache.ts";
+import { usableCacheDir } from "./cli_preflight.ts";
 import { toHex } from "./ids.ts";
 import { ExcludeMatcher } from "./patterns.ts";
 import type { ExtractResult } from "./restorer.ts";
@@ -186,9 +186,7 @@ export async function runBackup(run: Run): Promise<number> {
     compression,
     excludeDirs: [repo.path],
     isExcluded,
-    filesCacheDir: bool(flags, "no-files-cache")
-      ? undefined
-      : filesCacheDir((name) => Deno.env.get(name)) ?? undefined,
+    filesCacheDir: bool(flags, "no-files-cache") ? undefined : usableCacheDir() ?? undefined,
     onWarning: warn,
     onProgress: meter && ((p) => meter.update(p)),
   }).finally(() => scan.abort());

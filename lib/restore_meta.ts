@@ -18,15 +18,15 @@ import { ERRNO, NativeError, type NativeFile, type NativeFs } from "./fs_native.
  * What a restore could not make or set for want of privilege or FFI, counted so that each kind
  * makes one summary warning rather than one per item: FIFOs and devices without FFI, devices as
  * another user than root, extended attributes the kernel refused (trusted.*, security.* as
- * another user than root: EPERM or EACCES) and those not set without FFI.
+ * another user than root: EPERM or EACCES), and symlinks Deno refuses to make under path-scoped
+ * permissions (strict mode without FFI).
  */
 export class RestoreSkips {
   #specialsNoFfi: string[] = [];
   #devicesNotRoot: string[] = [];
   #denied = new Map<string, number>();
   #deniedFirst = "";
-  #noFfi = 0;
-  #noFfiFirst = "";
+  #symlinksScoped: string[] = [];
 
   /** Counts a FIFO or device not made for want of FFI. */
   specialNoFfi(path: string): void {
@@ -45,10 +45,9 @@ export class RestoreSkips {
     this.#deniedFirst ||= path;
   }
 
-  /** Counts a path whose attributes were not set for want of FFI. */
-  noFfi(path: string): void {
-    this.#noFfi++;
-    this.#noFfiFirst ||= path;
+  /** Counts a symlink Deno refused to make under path-scoped permissions (strict mode). */
+  symlinkScoped(path: string): void {
+    this.#symlinksScoped.push(path);
   }
 
   /** The summary warnings (none when nothing was skipped). */
@@ -70,12 +69,15 @@ export class RestoreSkips {
       const total = [...this.#denied.values()].reduce((a, b) => a + b, 0);
       const spaces = [...this.#denied.keys()].sort().join(", ");
       out.push(
-        `Skipped ${total} extended attributes (${spaces}; first on "${this.#deniedFirst}"): setting them needs root`,
+        `Skipped ${total} extended attribute${
+          total === 1 ? "" : "s"
+        } (${spaces}; first on "${this.#deniedFirst}"): setting them needs root`,
       );
     }
-    if (this.#noFfi > 0) {
+    if (this.#symlinksScoped.length > 0) {
       out.push(
-        `Extended attributes of ${this.#noFfi} items (first "${this.#noFfiFirst}") not restored: run with --allow-ffi`,
+        `Skipped ${some(this.#symlinksScoped)} symlinks: Deno makes symlinks only with unscoped ` +
+          "--allow-read and --allow-write (or run with --allow-ffi)",
       );
     }
     return out;
@@ -181,10 +183,8 @@ export function applyItemMeta(path: string, item: Item, options: ApplyMetaOption
         } else warn(`Cannot set extended attribute "${name}" of "${shown}": ${errorMessage(err)}`);
       }
     }
-  } else if (item.xattrs && Object.keys(item.xattrs).length > 0) {
-    if (skipped) skipped.noFfi(shown);
-    else warn(`Extended attributes of "${shown}" not restored: run with --allow-ffi`);
   }
+  // without FFI (strict mode) extended attributes are a documented loss: no warning (README)
   try {
     if (file) file.setTimes(item.mtimeNs, item.mtimeNs);
     else if (n) n.setTimes(path, item.mtimeNs, item.mtimeNs);

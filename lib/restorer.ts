@@ -16,8 +16,7 @@
  * existing files) would take for restored. A signal removes the temp file in flight
  * (lib/exit_hooks.ts); those a killed extract left are removed by the next extract from the
  * directories it writes into. A file's content is its item's declared size: chunks that hold
- * more or fewer bytes are an integrity error naming the file, and nothing past the size is
- * written.
+ * more or fewer bytes are an integrity error naming the file; nothing past the size is written.
  *
  * @module
  */
@@ -628,7 +627,9 @@ class ExtractRun {
       }
       this.files++;
     } catch (err) {
-      this.#warn(`Cannot restore "${path}": ${describeFsError(err)}`);
+      if (err instanceof Deno.errors.NotCapable && item.type === "symlink") {
+        this.#skipped.symlinkScoped(item.path);
+      } else this.#warn(`Cannot restore "${path}": ${describeFsError(err)}`);
     }
   }
 

@@ -248,7 +248,7 @@ Deno.test({
           const rel = src.slice(1);
           deepStrictEqual(warnings(r.stderr), [
             `vger: warning: Skipped 2 ("${rel}/special/loop", "${rel}/special/null") devices: creating devices needs root`,
-            `vger: warning: Skipped 1 extended attributes (security.*; first on "${dir}/out/${rel}/plain"): setting them needs root`,
+            `vger: warning: Skipped 1 extended attribute (security.*; first on "${dir}/out/${rel}/plain"): setting them needs root`,
           ]);
           const out = `${dir}/out${src}`;
           // devices and the socket are not there; security.* could not be set, trusted.* was never
