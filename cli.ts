@@ -4,6 +4,19 @@
  * (0 ok, 1 error, 2 usage or configuration error, 3 done with warnings, 130, 143 or 129 interrupted
  * by SIGINT, SIGTERM or SIGHUP).
  *
+ * @example Run the command line from TypeScript, output captured
+ * ```ts
+ * import { main } from "./cli.ts";
+ *
+ * let out = "";
+ * const code = await main(["--version"], {
+ *   out: (text) => void (out += text),
+ *   err: (text) => void (out += text),
+ *   isTerminal: false,
+ * });
+ * console.log(code, out); // 0 vger 0.1.0
+ * ```
+ *
  * @module
  */
 

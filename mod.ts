@@ -5,11 +5,36 @@
  * (`deno run -A jsr:@vger/cli backup ...`); importing it loads no CLI code (the command line's
  * `main` is the `@vger/cli/cli` export).
  *
- * @example
- * ```ts ignore
- * import { initRepository, MemoryBackend } from "@vger/cli";
- * const backend = new MemoryBackend();
- * await initRepository(backend, { encryption: "none" });
+ * @example Back up a directory and restore it, from TypeScript
+ * ```ts
+ * import {
+ *   backupCommand,
+ *   extractCommand,
+ *   initCommand,
+ *   listArchivesCommand,
+ *   LocalBackend,
+ * } from "./mod.ts";
+ *
+ * const dir = await Deno.makeTempDir();
+ * await Deno.mkdir(`${dir}/src`);
+ * await Deno.writeTextFile(`${dir}/src/hello.txt`, "hello, vger\n");
+ * const repo = new LocalBackend(`${dir}/repo`);
+ * const passphrase = "correct horse battery staple";
+ * // cheap key derivation for the example; the default is Argon2id t=3, m=64 MiB, p=4
+ * const kdf = { iterations: 1, memoryKiB: 1024, parallelism: 1 };
+ * await initCommand(repo, { encryption: "aes256gcm", passphrase, kdf });
+ * const backup = await backupCommand(repo, {
+ *   passphrase,
+ *   name: "first",
+ *   sources: [`${dir}/src`],
+ *   compression: { algorithm: "lz4" },
+ *   onProgress: (p) => void p.files, // files, bytes read, bytes stored so far
+ * });
+ * console.log(backup.stats.files); // the directory and its file: 2
+ * const archives = await listArchivesCommand(repo, { passphrase });
+ * await extractCommand(repo, { passphrase, archive: archives[0].name, dest: `${dir}/out` });
+ * console.log(await Deno.readTextFile(`${dir}/out${dir}/src/hello.txt`)); // hello, vger
+ * await Deno.remove(dir, { recursive: true });
  * ```
  *
  * @module
@@ -78,7 +103,7 @@ export type {
   VgerConfig,
 } from "./lib/config.ts";
 export type { EncryptionMode, ObjectTypeTag, RepoKey } from "./lib/crypto.ts";
-export type { FilesCache, FileStamp } from "./lib/files_cache.ts";
+export type { CacheHit, FilesCache, FileStamp } from "./lib/files_cache.ts";
 export type { KdfParams } from "./lib/key_file.ts";
 export type { ArchiveStats, Manifest, ManifestEntry } from "./lib/manifest.ts";
 export type { RepoConfig } from "./lib/repo_config.ts";
