@@ -313,14 +313,20 @@ export async function makeUnprivilegedUser(
     await Deno.chmod(deno, 0o755);
     const project = `${base}/project`;
     await Deno.mkdir(project);
-    const copy = await new Deno.Command("cp", {
-      args: [
-        "-a",
-        ...["cli.ts", "mod.ts", "deno.json", "deno.lock", "lib", "backends", "node_modules"]
-          .map((f) => `${PROJECT_DIR}/${f}`),
-        project,
-      ],
-    }).output();
+    // a deno process of a parallel test may add and remove a lock file in node_modules/.deno
+    // while cp runs (cp then fails on the file gone): copy again
+    let copy: Deno.CommandOutput;
+    for (let attempt = 1;; attempt++) {
+      copy = await new Deno.Command("cp", {
+        args: [
+          "-a",
+          ...["cli.ts", "mod.ts", "deno.json", "deno.lock", "lib", "backends", "node_modules"]
+            .map((f) => `${PROJECT_DIR}/${f}`),
+          project,
+        ],
+      }).output();
+      if (copy.success || attempt === 3) break;
+    }
     const chmod = await new Deno.Command("chmod", { args: ["-R", "a+rX", project] }).output();
     if (!copy.success || !chmod.success) {
       throw new Error(
