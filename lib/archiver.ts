@@ -3,7 +3,9 @@
  * and commits the archive.
  *
  * Stages: the main thread walks, reads, chunks (FastCDC) and hashes (HMAC, for the dedup
- * decision); new chunks go to the codec workers (compress + seal) and from there into packs.
+ * decision) the chunks of small files and the last chunks of large ones; new chunks go to the
+ * codec workers (compress + seal) and from there into packs. The chunks of a large file that
+ * leave with their read block before the file ends are hashed (and sealed) by the workers.
  * A byte budget bounds the chunks in flight, so memory stays flat whatever the input size.
  *
  * @module
@@ -35,6 +37,7 @@ import { reconcileWithPacks } from "./index_recovery.ts";
 import type { Repository } from "./repository.ts";
 import { type WalkEntry, walkSources } from "./walker.ts";
 import { WriteSession } from "./write_session.ts";
+import { release } from "./bytes.ts";
 
 /** Options of {@linkcode backup}. */
 export interface BackupOptions {
@@ -107,6 +110,27 @@ interface LinkGroup {
 }
 
 const READ_BLOCK = 8 << 20;
+
+/**
+ * Chunks from this size on that are not their file's last are hashed by a codec worker when
+ * their read block leaves before their file is read to the end: below it, the reading thread
+ * hashes them itself (with the default chunker every such chunk is >= 512 KiB).
+ */
+const HASH_IN_WORKER = 256 << 10;
+
+/** A chunk in the read block, on its way to a worker. */
+interface ReadChunk extends BlockJob {
+  /** For a chunk cut without its id: the file's ids, where the id goes (at `at`). */
+  ids?: Uint8Array[];
+  at?: number;
+  /** Settles once the worker it was sent to hashed it (set when its block leaves). */
+  hashed?: Promise<void>;
+  /** Hashed here after all and found stored: not sent. */
+  dropped?: boolean;
+}
+
+/** The place of a chunk id still to be computed. */
+const NO_ID = new Uint8Array(0);
 
 /** Backs up the sources into a new archive. */
 export async function backup(
@@ -206,8 +230,8 @@ class BackupRun {
   /** Where the unconsumed data of the file being read starts and ends in #block. */
   #start = 0;
   #end = 0;
-  /** New chunks in #block, sent to a worker with it once it is full. */
-  #jobs: BlockJob[] = [];
+  /** New chunks (and chunks still to hash) in #block, sent to a worker with it once it is full. */
+  #jobs: ReadChunk[] = [];
   /** Blocks back from the workers, for reuse. */
   readonly #spareBlocks: Uint8Array[] = [];
   /**
@@ -445,6 +469,8 @@ class BackupRun {
       return null;
     }
     const ids: Uint8Array[] = [];
+    /** Chunks of this file cut without their id (see {@linkcode HASH_IN_WORKER}). */
+    const unhashed: ReadChunk[] = [];
     let size = 0;
     // this file's data starts where the last file's ended; earlier chunks stay in the block
     this.#start = this.#end;
@@ -471,18 +497,27 @@ class BackupRun {
         if (this.#start === this.#end) break;
         const start = this.#start;
         const cut = this.#chunker.findCut(this.#block.subarray(start, this.#end), eof);
-        const chunk = this.#block.subarray(start, start + cut);
-        const id = await this.#repo.key.chunkId(chunk);
-        if (this.#session.reserve(id)) {
-          this.#jobs.push({ offset: start, length: cut, id, type: ObjectType.data });
-        } else this.#compressed += this.#session.storedLength(id);
-        ids.push(id);
+        if (cut >= HASH_IN_WORKER && !(eof && start + cut === this.#end)) {
+          // hashed by a worker if its block leaves before the file ends, else below
+          const job = { offset: start, length: cut, type: ObjectType.data, ids, at: ids.length };
+          ids.push(NO_ID);
+          this.#jobs.push(job);
+          unhashed.push(job);
+        } else {
+          const chunk = this.#block.subarray(start, start + cut);
+          const id = await this.#repo.key.chunkId(chunk);
+          if (this.#session.reserve(id)) {
+            this.#jobs.push({ offset: start, length: cut, id, type: ObjectType.data });
+          } else this.#compressed += this.#session.storedLength(id);
+          ids.push(id);
+        }
         this.#start += cut;
         size += cut;
         this.#original += cut;
         this.#progress(path);
         await this.#breathe();
       }
+      await this.#hashRest(unhashed);
     } catch (err) {
       // repository and pipeline failures end the backup; file-system errors skip the file
       if (err instanceof VgerError || err === this.#failure) throw err;
@@ -497,6 +532,27 @@ class BackupRun {
   }
 
   /**
+   * Completes the ids of a file's chunks cut without them: those still in the read block are
+   * hashed here (and dropped from the block's jobs when stored already), the others come from
+   * the workers their blocks went to.
+   */
+  async #hashRest(unhashed: ReadChunk[]): Promise<void> {
+    for (const job of unhashed) {
+      if (job.hashed) continue;
+      const chunk = this.#block.subarray(job.offset, job.offset + job.length);
+      const id = await this.#repo.key.chunkId(chunk);
+      job.ids![job.at!] = id;
+      if (this.#session.reserve(id)) job.id = id;
+      else {
+        job.dropped = true;
+        this.#compressed += this.#session.storedLength(id);
+      }
+    }
+    await Promise.all(unhashed.map((job) => job.hashed));
+    if (this.#failure) throw this.#failure;
+  }
+
+  /**
    * Makes room in the read block: when it holds new chunks, it goes to a worker (which seals them
    * and sends the block back for reuse) and the unconsumed data moves to another block;
    * otherwise the unconsumed data moves to the block's start.
@@ -506,6 +562,7 @@ class BackupRun {
     const old = this.#block;
     const start = this.#start;
     const end = this.#end;
+    this.#jobs = this.#jobs.filter((job) => !job.dropped);
     if (this.#jobs.length === 0) {
       old.copyWithin(0, start, end);
     } else {
@@ -520,20 +577,44 @@ class BackupRun {
     this.#end = end - start;
   }
 
-  /** Sends a block and its jobs to a worker; the sealed chunks go into packs as they return. */
+  /**
+   * Sends a block and its jobs to a worker, which hashes the chunks that have no id yet; the
+   * sealed chunks go into packs as they return, those found stored already are dropped.
+   */
   #ship(block: Uint8Array): void {
-    const jobs = this.#jobs;
+    const jobs = this.#jobs.filter((job) => !job.dropped);
     this.#jobs = [];
+    let idsBack = () => {};
+    const hashed = new Promise<void>((resolve) => idsBack = resolve);
+    for (const job of jobs) if (!job.id) job.hashed = hashed;
+    const sent = jobs.map(({ offset, length, id, type }) => ({ offset, length, id, type }));
     void this.#blocksOut.spawn(() =>
-      this.#pool.encodeBlock(block, jobs, this.#options.compression).then(async (r) => {
+      this.#pool.encodeBlock(block, sent, this.#options.compression).then(async (r) => {
         this.#spareBlocks.push(r.block);
+        let k = 0;
+        const keep = jobs.map((job) => {
+          if (job.id) return true;
+          const id = r.ids[k++];
+          job.ids![job.at!] = id;
+          if (this.#session.reserve(id)) {
+            job.id = id;
+            return true;
+          }
+          this.#compressed += this.#session.storedLength(id);
+          return false;
+        });
+        idsBack();
         for (let i = 0; i < jobs.length; i++) {
+          if (!keep[i]) {
+            release(r.sealed[i]);
+            continue;
+          }
           this.#compressed += r.sealed[i].length;
-          await this.#session.add(jobs[i].id, jobs[i].type, r.sealed[i], jobs[i].length);
+          await this.#session.add(jobs[i].id!, jobs[i].type, r.sealed[i], jobs[i].length);
         }
       }).catch((err) => {
         this.#failure ??= err;
-      })
+      }).finally(idsBack)
     );
   }
 
@@ -570,6 +651,7 @@ class BackupRun {
 
   /** Stores the last item blob and waits for every chunk; returns the item-blob ids. */
   async finish(): Promise<Uint8Array[]> {
+    this.#jobs = this.#jobs.filter((job) => !job.dropped);
     if (this.#jobs.length > 0) {
       // the last block goes as it is (a copy of its used part: the worker takes the buffer)
       this.#ship(this.#block.slice(0, this.#end));

@@ -143,19 +143,21 @@ export class CodecPool {
   }
 
   /**
-   * Compresses and seals the chunks of a read block in one worker. The block (which must own
-   * its buffer) is transferred there and comes back with the sealed objects, in job order.
+   * Compresses and seals the chunks of a read block in one worker, hashing there the chunks
+   * that come without an id. The block (which must own its buffer) is transferred there and
+   * comes back with the sealed objects, in job order, and the ids computed there, in the order
+   * of the jobs that had none.
    */
   async encodeBlock(
     block: Uint8Array,
     jobs: BlockJob[],
     compression: CompressionOptions,
-  ): Promise<{ block: Uint8Array; sealed: Uint8Array[] }> {
+  ): Promise<{ block: Uint8Array; sealed: Uint8Array[]; ids: Uint8Array[] }> {
     await this.#ready;
-    jobs = ownIds(jobs);
+    jobs = jobs.map((j) => j.id && !ownsBuffer(j.id) ? { ...j, id: j.id.slice() } : j);
     const req: CodecRequest = { op: "encodeBlock", seq: 0, block, jobs, compression };
     const reply = await this.#send(this.#pick(), req, [block.buffer as ArrayBuffer]);
-    return { block: reply.data!, sealed: reply.sealed! };
+    return { block: reply.data!, sealed: reply.sealed!, ids: reply.ids ?? [] };
   }
 
   /** Opens and decompresses a sealed blob; `sealed` is transferred when it owns its buffer. */

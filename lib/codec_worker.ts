@@ -81,14 +81,14 @@ export interface VerifyPart {
   what: string;
 }
 
-/** A new chunk inside a read block: where it lies, its id and object type. */
+/** A chunk inside a read block: where it lies, its id and object type. */
 export interface BlockJob {
   /** Offset in the block. */
   offset: number;
   /** Length of the chunk. */
   length: number;
-  /** Chunk id (computed by the reader). */
-  id: Uint8Array;
+  /** Chunk id, when the reader computed it; else the worker does (and returns it). */
+  id?: Uint8Array;
   /** Object type tag. */
   type: ObjectTypeTag;
 }
@@ -123,6 +123,8 @@ export type CodecReply =
     verified?: VerifyResult[];
     /** encodeBlock: one sealed object per job, in order. */
     sealed?: Uint8Array[];
+    /** encodeBlock: the ids computed here, of the jobs that had none, in order. */
+    ids?: Uint8Array[];
   }
   | { seq: number; ok: false; code: string; message: string };
 
@@ -143,13 +145,16 @@ async function handle(req: Exclude<CodecRequest, { op: "stop" }>): Promise<Codec
   }
   if (req.op === "encodeBlock") {
     const sealed: Uint8Array[] = [];
+    const ids: Uint8Array[] = [];
     for (const job of req.jobs) {
       const chunk = req.block.subarray(job.offset, job.offset + job.length);
+      const id = job.id ?? await key.chunkId(chunk);
+      if (!job.id) ids.push(id);
       const framed = compressFramed(chunk, req.compression, key.sealHead, key.sealTail);
-      sealed.push(await key.sealFramed(job.type, job.id, framed));
+      sealed.push(await key.sealFramed(job.type, id, framed));
     }
     // the block goes back for the next read: no fresh pages on the reading thread
-    return { seq: req.seq, ok: true, sealed, data: req.block };
+    return { seq: req.seq, ok: true, sealed, ids, data: req.block };
   }
   if (req.op === "decodeBatch") return decodeBatch(key, req);
   if (req.op === "verify") {
@@ -280,6 +285,7 @@ scope.onmessage = async (e: MessageEvent<CodecRequest>) => {
   if (reply.ok && reply.sealed) {
     for (const b of reply.sealed) transfer.push(b.buffer as ArrayBuffer);
   }
+  if (reply.ok && reply.ids) { for (const b of reply.ids) transfer.push(b.buffer as ArrayBuffer); }
   if (reply.ok && reply.batch) {
     for (const r of reply.batch) if (r.ok && !transfer.includes(r.buffer)) transfer.push(r.buffer);
   }
