@@ -153,10 +153,11 @@ export async function backup(
     }
   }
   const index = options.index ?? await repo.readIndex();
-  const session = new WriteSession(repo, index);
-  await reconcileWithPacks(repo, session, { onWarning: options.onWarning });
   const pool = new CodecPool(repo.key.material, repo.config.encryption);
+  // packs are hashed in the workers: the reading thread is the busier one
+  const session = new WriteSession(repo, index, { digest: (parts) => pool.sha256(parts) });
   try {
+    await reconcileWithPacks(repo, session, { onWarning: options.onWarning });
     const run = new BackupRun(
       repo,
       session,

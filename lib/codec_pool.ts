@@ -8,7 +8,7 @@
 import type { CompressionOptions } from "./compress.ts";
 import type { EncryptionMode, ObjectTypeTag } from "./crypto.ts";
 import { IntegrityError, VgerError } from "./errors.ts";
-import { ownsBuffer } from "./bytes.ts";
+import { ownsBuffer, transferable } from "./bytes.ts";
 import { atExit } from "./exit_hooks.ts";
 import type { BatchPart, BlockJob, CodecReply, CodecRequest, VerifyPart } from "./codec_worker.ts";
 
@@ -158,6 +158,18 @@ export class CodecPool {
     const req: CodecRequest = { op: "encodeBlock", seq: 0, block, jobs, compression };
     const reply = await this.#send(this.#pick(), req, [block.buffer as ArrayBuffer]);
     return { block: reply.data!, sealed: reply.sealed!, ids: reply.ids ?? [] };
+  }
+
+  /**
+   * The SHA-256 of the parts' bytes in order (a pack's id), computed in a worker. The parts'
+   * buffers are transferred there and back, whole (the caller hands them over): use the
+   * returned parts, not the ones given.
+   */
+  async sha256(parts: Uint8Array[]): Promise<{ digest: Uint8Array; parts: Uint8Array[] }> {
+    await this.#ready;
+    const req: CodecRequest = { op: "sha256", seq: 0, parts };
+    const reply = await this.#send(this.#pick(), req, transferable(parts));
+    return { digest: reply.data!, parts: reply.parts! };
   }
 
   /** Opens and decompresses a sealed blob; `sealed` is transferred when it owns its buffer. */

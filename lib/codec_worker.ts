@@ -11,7 +11,8 @@ import { compressFramed, type CompressionOptions, decompress, loadCodecs } from 
 import { type EncryptionMode, type ObjectTypeTag, RepoKey } from "./crypto.ts";
 import { IntegrityError, VgerError } from "./errors.ts";
 import { bytesEqual, toHex } from "./ids.ts";
-import { ownsBuffer, release, releaseBacking } from "./bytes.ts";
+import { ownsBuffer, release, releaseBacking, transferable } from "./bytes.ts";
+import { platform } from "./platform.ts";
 
 /** A request to a codec worker. */
 export type CodecRequest =
@@ -43,6 +44,8 @@ export type CodecRequest =
     bytes: Uint8Array;
     parts: BatchPart[];
   }
+  /** The SHA-256 of the parts' bytes in order; the parts are transferred here and back. */
+  | { op: "sha256"; seq: number; parts: Uint8Array[] }
   | ({ op: "verify"; seq: number } & VerifyPart)
   | { op: "verifyBatch"; seq: number; parts: VerifyPart[] }
   | {
@@ -125,6 +128,8 @@ export type CodecReply =
     sealed?: Uint8Array[];
     /** encodeBlock: the ids computed here, of the jobs that had none, in order. */
     ids?: Uint8Array[];
+    /** sha256: the parts, handed back. */
+    parts?: Uint8Array[];
   }
   | { seq: number; ok: false; code: string; message: string };
 
@@ -157,6 +162,11 @@ async function handle(req: Exclude<CodecRequest, { op: "stop" }>): Promise<Codec
     return { seq: req.seq, ok: true, sealed, ids, data: req.block };
   }
   if (req.op === "decodeBatch") return decodeBatch(key, req);
+  if (req.op === "sha256") {
+    const hash = platform().sha256();
+    for (const part of req.parts) hash.update(part);
+    return { seq: req.seq, ok: true, data: hash.digest(), parts: req.parts };
+  }
   if (req.op === "verify") {
     await verifyOne(key, req);
     return { seq: req.seq, ok: true };
@@ -286,6 +296,7 @@ scope.onmessage = async (e: MessageEvent<CodecRequest>) => {
     for (const b of reply.sealed) transfer.push(b.buffer as ArrayBuffer);
   }
   if (reply.ok && reply.ids) { for (const b of reply.ids) transfer.push(b.buffer as ArrayBuffer); }
+  if (reply.ok && reply.parts) transfer.push(...transferable(reply.parts));
   if (reply.ok && reply.batch) {
     for (const r of reply.batch) if (r.ok && !transfer.includes(r.buffer)) transfer.push(r.buffer);
   }
