@@ -14,6 +14,17 @@ import type { BatchPart, BlockJob, CodecReply, CodecRequest, VerifyPart } from "
 
 export type { BlockJob, VerifyPart };
 
+/** A SHA-256 computed in a worker from bytes handed over in order (see {@linkcode CodecPool.hashStream}). */
+export interface HashStream {
+  /**
+   * Adds bytes; they are handed over (do not use them afterwards). Resolves once they are
+   * hashed (never rejects: a failure fails the digest).
+   */
+  update(bytes: Uint8Array): Promise<void>;
+  /** The SHA-256 of everything added; call once, last. */
+  digest(): Promise<Uint8Array>;
+}
+
 interface Pending {
   resolve(reply: CodecReply & { ok: true }): void;
   reject(err: Error): void;
@@ -55,6 +66,7 @@ export class CodecPool {
   #load: number[];
   #pending = new Map<number, Pending>();
   #seq = 0;
+  #streams = 0;
   #ready: Promise<unknown>;
   #closed: Promise<void> | null = null;
   #forgetExitHook: () => void;
@@ -170,6 +182,47 @@ export class CodecPool {
     const req: CodecRequest = { op: "sha256", seq: 0, parts };
     const reply = await this.#send(this.#pick(), req, transferable(parts));
     return { digest: reply.data!, parts: reply.parts! };
+  }
+
+  /**
+   * A SHA-256 stream computed in one worker: `update` hands bytes over (their buffer is
+   * transferred when they own it, and freed there), `digest` returns the hash of all of them in
+   * order. A failed update fails the digest.
+   */
+  hashStream(): HashStream {
+    const worker = this.#pick();
+    const stream = ++this.#streams;
+    let failure: unknown = null;
+    const send = (bytes: Uint8Array | undefined, digest: boolean) =>
+      this.#send(
+        worker,
+        { op: "hashStream", seq: 0, stream, bytes, digest },
+        bytes && ownsBuffer(bytes) ? [bytes.buffer as ArrayBuffer] : [],
+      );
+    // each call awaits the workers' start once: its message goes out in the order of the calls
+    const ready = this.#ready;
+    const pending = new Set<Promise<void>>();
+    return {
+      update: (bytes) => {
+        const done = (async () => {
+          await ready;
+          try {
+            await send(bytes, false);
+          } catch (err) {
+            failure ??= err;
+          }
+        })();
+        pending.add(done);
+        return done.finally(() => pending.delete(done));
+      },
+      digest: async () => {
+        await ready;
+        const reply = send(undefined, true);
+        await Promise.all(pending);
+        if (failure) throw failure;
+        return (await reply).data!;
+      },
+    };
   }
 
   /** Opens and decompresses a sealed blob; `sealed` is transferred when it owns its buffer. */

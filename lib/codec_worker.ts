@@ -12,7 +12,7 @@ import { type EncryptionMode, type ObjectTypeTag, RepoKey } from "./crypto.ts";
 import { IntegrityError, VgerError } from "./errors.ts";
 import { bytesEqual, toHex } from "./ids.ts";
 import { ownsBuffer, release, releaseBacking, transferable } from "./bytes.ts";
-import { platform } from "./platform.ts";
+import { platform, type Sha256Hasher } from "./platform.ts";
 
 /** A request to a codec worker. */
 export type CodecRequest =
@@ -46,6 +46,11 @@ export type CodecRequest =
   }
   /** The SHA-256 of the parts' bytes in order; the parts are transferred here and back. */
   | { op: "sha256"; seq: number; parts: Uint8Array[] }
+  /**
+   * Adds bytes (transferred here, then freed) to the SHA-256 stream `stream` of this worker,
+   * made on first use; with `digest`, replies with the digest of all and forgets the stream.
+   */
+  | { op: "hashStream"; seq: number; stream: number; bytes?: Uint8Array; digest?: boolean }
   | ({ op: "verify"; seq: number } & VerifyPart)
   | { op: "verifyBatch"; seq: number; parts: VerifyPart[] }
   | {
@@ -134,6 +139,8 @@ export type CodecReply =
   | { seq: number; ok: false; code: string; message: string };
 
 let key: RepoKey | undefined;
+/** The SHA-256 streams of hashStream requests, by the pool's stream number. */
+const streams = new Map<number, Sha256Hasher>();
 
 async function handle(req: Exclude<CodecRequest, { op: "stop" }>): Promise<CodecReply> {
   if (req.op === "init") {
@@ -162,6 +169,18 @@ async function handle(req: Exclude<CodecRequest, { op: "stop" }>): Promise<Codec
     return { seq: req.seq, ok: true, sealed, ids, data: req.block };
   }
   if (req.op === "decodeBatch") return decodeBatch(key, req);
+  if (req.op === "hashStream") {
+    // no await before the update: updates of a stream run in the order they were sent
+    let hash = streams.get(req.stream);
+    if (!hash) streams.set(req.stream, hash = platform().sha256());
+    if (req.bytes) {
+      hash.update(req.bytes);
+      release(req.bytes);
+    }
+    if (!req.digest) return { seq: req.seq, ok: true };
+    streams.delete(req.stream);
+    return { seq: req.seq, ok: true, data: hash.digest() };
+  }
   if (req.op === "sha256") {
     const hash = platform().sha256();
     for (const part of req.parts) hash.update(part);

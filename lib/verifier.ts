@@ -211,6 +211,8 @@ export async function verifyPack(
     range: ctx.options.readRange ?? DEFAULT_READ_RANGE,
     onBytes,
     onRead,
+    // the pack's SHA-256 in a worker: it was a third of this thread's time
+    hasher: pool?.hashStream(),
   });
   // sealed blobs being verified in the codec pool, bounded by their bytes
   const decoding = new Limiter(Infinity);
