@@ -155,8 +155,9 @@ export function headerReadLimiter(backend: ReadonlyBackend): Limiter {
 
 /**
  * Reads a pack front to back in ranges, hashing every byte once in order; one range is fetched
- * ahead. Memory: two ranges plus the record being read. A view that {@linkcode PackStream.read}
- * returns is valid until the next call (the range under it is then freed).
+ * ahead. Memory: two ranges plus the record being read, and two more at the hasher, if any. A
+ * view that {@linkcode PackStream.read} returns is valid until the next call (the range under it
+ * is then freed).
  */
 export class PackStream {
   readonly #backend: Pick<ReadonlyBackend, "getRange">;
@@ -177,8 +178,8 @@ export class PackStream {
   readonly #onRead?: (pos: number) => void;
   /** Hashes the ranges elsewhere (a codec worker), when given; else #hash does, here. */
   readonly #hasher?: HashStream;
-  /** The range at the hasher. */
-  #hashing: Promise<void> = Promise.resolve();
+  /** The ranges at the hasher. */
+  #hashing: Promise<void>[] = [];
 
   /**
    * Reads the pack `key` of `size` bytes in ranges of `range` bytes; `onBytes` is told the bytes
@@ -225,9 +226,9 @@ export class PackStream {
     // hasher, or freed now rather than at the collector's next run, which let check's RSS grow
     // by ~100 MiB
     if (this.#hasher) {
-      // one range at the hasher at a time: ranges never pile up in its queue
-      await this.#hashing;
-      if (this.#buf.length > 0) this.#hashing = this.#hasher.update(this.#buf);
+      // two ranges at the hasher at most (one hashed, one queued): they never pile up there
+      if (this.#hashing.length >= 2) await this.#hashing.shift();
+      if (this.#buf.length > 0) this.#hashing.push(this.#hasher.update(this.#buf));
     } else {
       this.#hash.update(bytes);
       release(this.#buf);
