@@ -5,7 +5,8 @@
  * Stages: the main thread walks, reads, chunks (FastCDC) and hashes (HMAC, for the dedup
  * decision) the chunks of small files and the last chunks of large ones; new chunks go to the
  * codec workers (compress + seal) and from there into packs. The chunks of a large file that
- * leave with their read block before the file ends are hashed (and sealed) by the workers.
+ * leave with their read block before the file ends are hashed by the workers, which keep the
+ * block until this thread has said which of them are new.
  * A byte budget bounds the chunks in flight, so memory stays flat whatever the input size.
  *
  * @module
@@ -23,7 +24,7 @@ import {
 } from "./archive.ts";
 import type { Chunker } from "./chunker.ts";
 import type { ChunkIndex } from "./chunk_index.ts";
-import { type BlockJob, CodecPool } from "./codec_pool.ts";
+import { type BlockJob, CodecPool, type SealedBlock } from "./codec_pool.ts";
 import { ByteBudget, Limiter } from "./concurrency.ts";
 import type { CompressionOptions } from "./compress.ts";
 import { ObjectType, type ObjectTypeTag } from "./crypto.ts";
@@ -37,7 +38,6 @@ import { reconcileWithPacks } from "./index_recovery.ts";
 import type { Repository } from "./repository.ts";
 import { type WalkEntry, walkSources } from "./walker.ts";
 import { WriteSession } from "./write_session.ts";
-import { release } from "./bytes.ts";
 
 /** Options of {@linkcode backup}. */
 export interface BackupOptions {
@@ -119,7 +119,9 @@ const READ_BLOCK = 8 << 20;
 const HASH_IN_WORKER = 256 << 10;
 
 /** A chunk in the read block, on its way to a worker. */
-interface ReadChunk extends BlockJob {
+interface ReadChunk extends Omit<BlockJob, "id"> {
+  /** Its id, once known (then it is new: the dedup claim is made). */
+  id?: Uint8Array;
   /** For a chunk cut without its id: the file's ids, where the id goes (at `at`). */
   ids?: Uint8Array[];
   at?: number;
@@ -579,44 +581,56 @@ class BackupRun {
   }
 
   /**
-   * Sends a block and its jobs to a worker, which hashes the chunks that have no id yet; the
-   * sealed chunks go into packs as they return, those found stored already are dropped.
+   * Sends a block and its jobs to a worker; the sealed chunks go into packs as they return. When
+   * some chunks have no id yet, the worker hashes them first and keeps the block until this
+   * thread has claimed them: only the new ones are sealed.
    */
   #ship(block: Uint8Array): void {
     const jobs = this.#jobs.filter((job) => !job.dropped);
     this.#jobs = [];
+    const unhashed = jobs.filter((job) => !job.id);
     let idsBack = () => {};
     const hashed = new Promise<void>((resolve) => idsBack = resolve);
-    for (const job of jobs) if (!job.id) job.hashed = hashed;
-    const sent = jobs.map(({ offset, length, id, type }) => ({ offset, length, id, type }));
-    void this.#blocksOut.spawn(() =>
-      this.#pool.encodeBlock(block, sent, this.#options.compression).then(async (r) => {
+    for (const job of unhashed) job.hashed = hashed;
+    const sealJobs = (): BlockJob[] =>
+      jobs.filter((job) => job.id).map(({ offset, length, id, type }) => ({
+        offset,
+        length,
+        id: id!,
+        type,
+      }));
+    const seal = async (): Promise<SealedBlock> => {
+      if (unhashed.length === 0) {
+        return await this.#pool.encodeBlock(block, sealJobs(), this.#options.compression);
+      }
+      const held = await this.#pool.hashBlock(
+        block,
+        unhashed.map(({ offset, length }) => ({ offset, length })),
+      );
+      unhashed.forEach((job, k) => {
+        const id = held.ids[k];
+        job.ids![job.at!] = id;
+        if (this.#session.reserve(id)) job.id = id;
+        else this.#compressed += this.#session.storedLength(id);
+      });
+      idsBack();
+      return await held.seal(sealJobs(), this.#options.compression);
+    };
+    void this.#blocksOut.spawn(async () => {
+      try {
+        const r = await seal();
         this.#spareBlocks.push(r.block);
-        let k = 0;
-        const keep = jobs.map((job) => {
-          if (job.id) return true;
-          const id = r.ids[k++];
-          job.ids![job.at!] = id;
-          if (this.#session.reserve(id)) {
-            job.id = id;
-            return true;
-          }
-          this.#compressed += this.#session.storedLength(id);
-          return false;
-        });
-        idsBack();
-        for (let i = 0; i < jobs.length; i++) {
-          if (!keep[i]) {
-            release(r.sealed[i]);
-            continue;
-          }
+        const sealed = jobs.filter((job) => job.id);
+        for (let i = 0; i < sealed.length; i++) {
           this.#compressed += r.sealed[i].length;
-          await this.#session.add(jobs[i].id!, jobs[i].type, r.sealed[i], jobs[i].length);
+          await this.#session.add(sealed[i].id!, sealed[i].type, r.sealed[i], sealed[i].length);
         }
-      }).catch((err) => {
+      } catch (err) {
         this.#failure ??= err;
-      }).finally(idsBack)
-    );
+      } finally {
+        idsBack();
+      }
+    });
   }
 
   /** Hashes a blob and, when new, sends it to be sealed and packed. Returns its id. */

@@ -10,9 +10,32 @@ import type { EncryptionMode, ObjectTypeTag } from "./crypto.ts";
 import { IntegrityError, VgerError } from "./errors.ts";
 import { ownsBuffer, transferable } from "./bytes.ts";
 import { atExit } from "./exit_hooks.ts";
-import type { BatchPart, BlockJob, CodecReply, CodecRequest, VerifyPart } from "./codec_worker.ts";
+import type {
+  BatchPart,
+  BlockJob,
+  ChunkRange,
+  CodecReply,
+  CodecRequest,
+  VerifyPart,
+} from "./codec_worker.ts";
 
 export type { BlockJob, VerifyPart };
+
+/** A read block back from a worker, and the sealed objects of its jobs, in order. */
+export interface SealedBlock {
+  /** The block, for reuse. */
+  block: Uint8Array;
+  /** One sealed object per job. */
+  sealed: Uint8Array[];
+}
+
+/** A read block held by a worker after {@linkcode CodecPool.hashBlock}. */
+export interface HashedBlock {
+  /** The ids of the chunks, in order. */
+  ids: Uint8Array[];
+  /** Seals these chunks of the block there and hands it back. */
+  seal(jobs: BlockJob[], compression: CompressionOptions): Promise<SealedBlock>;
+}
 
 /** A SHA-256 computed in a worker from bytes handed over in order (see {@linkcode CodecPool.hashStream}). */
 export interface HashStream {
@@ -67,6 +90,7 @@ export class CodecPool {
   #pending = new Map<number, Pending>();
   #seq = 0;
   #streams = 0;
+  #tokens = 0;
   #ready: Promise<unknown>;
   #closed: Promise<void> | null = null;
   #forgetExitHook: () => void;
@@ -155,21 +179,42 @@ export class CodecPool {
   }
 
   /**
-   * Compresses and seals the chunks of a read block in one worker, hashing there the chunks
-   * that come without an id. The block (which must own its buffer) is transferred there and
-   * comes back with the sealed objects, in job order, and the ids computed there, in the order
-   * of the jobs that had none.
+   * Compresses and seals the chunks of a read block in one worker. The block (which must own
+   * its buffer) is transferred there and comes back with the sealed objects, in job order.
    */
   async encodeBlock(
     block: Uint8Array,
     jobs: BlockJob[],
     compression: CompressionOptions,
-  ): Promise<{ block: Uint8Array; sealed: Uint8Array[]; ids: Uint8Array[] }> {
+  ): Promise<SealedBlock> {
     await this.#ready;
-    jobs = jobs.map((j) => j.id && !ownsBuffer(j.id) ? { ...j, id: j.id.slice() } : j);
+    jobs = ownIds(jobs);
     const req: CodecRequest = { op: "encodeBlock", seq: 0, block, jobs, compression };
     const reply = await this.#send(this.#pick(), req, [block.buffer as ArrayBuffer]);
-    return { block: reply.data!, sealed: reply.sealed!, ids: reply.ids ?? [] };
+    return { block: reply.data!, sealed: reply.sealed! };
+  }
+
+  /**
+   * Hashes chunks of a read block in one worker, which keeps the block: the ids come back, in
+   * order, with `seal`, which then compresses and seals there the chunks chosen (the new ones)
+   * and hands the block back, as {@linkcode encodeBlock} does. Call `seal` once, even with no
+   * jobs, to have the block back. The block must own its buffer (it is transferred).
+   */
+  async hashBlock(block: Uint8Array, chunks: ChunkRange[]): Promise<HashedBlock> {
+    await this.#ready;
+    const worker = this.#pick();
+    const token = ++this.#tokens;
+    const req: CodecRequest = { op: "hashBlock", seq: 0, token, block, chunks };
+    const reply = await this.#send(worker, req, [block.buffer as ArrayBuffer]);
+    return {
+      ids: reply.ids!,
+      seal: async (jobs, compression) => {
+        const own = ownIds(jobs);
+        const seal: CodecRequest = { op: "sealHeld", seq: 0, token, jobs: own, compression };
+        const sealed = await this.#send(worker, seal, []);
+        return { block: sealed.data!, sealed: sealed.sealed! };
+      },
+    };
   }
 
   /**

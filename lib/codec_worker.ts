@@ -35,6 +35,19 @@ export type CodecRequest =
     jobs: BlockJob[];
     compression: CompressionOptions;
   }
+  /**
+   * Hashes chunks of a read block (their ids come back) and holds the block under `token` until
+   * the sealHeld request of that token.
+   */
+  | { op: "hashBlock"; seq: number; token: number; block: Uint8Array; chunks: ChunkRange[] }
+  /** encodeBlock of the block held under `token`, which then goes back. */
+  | {
+    op: "sealHeld";
+    seq: number;
+    token: number;
+    jobs: BlockJob[];
+    compression: CompressionOptions;
+  }
   | {
     op: "decodeBatch";
     seq: number;
@@ -89,14 +102,22 @@ export interface VerifyPart {
   what: string;
 }
 
-/** A chunk inside a read block: where it lies, its id and object type. */
+/** Where a chunk lies in a read block. */
+export interface ChunkRange {
+  /** Offset in the block. */
+  offset: number;
+  /** Length of the chunk. */
+  length: number;
+}
+
+/** A new chunk inside a read block: where it lies, its id and object type. */
 export interface BlockJob {
   /** Offset in the block. */
   offset: number;
   /** Length of the chunk. */
   length: number;
-  /** Chunk id, when the reader computed it; else the worker does (and returns it). */
-  id?: Uint8Array;
+  /** Chunk id. */
+  id: Uint8Array;
   /** Object type tag. */
   type: ObjectTypeTag;
 }
@@ -131,7 +152,7 @@ export type CodecReply =
     verified?: VerifyResult[];
     /** encodeBlock: one sealed object per job, in order. */
     sealed?: Uint8Array[];
-    /** encodeBlock: the ids computed here, of the jobs that had none, in order. */
+    /** hashBlock: the chunks' ids, in order. */
     ids?: Uint8Array[];
     /** sha256: the parts, handed back. */
     parts?: Uint8Array[];
@@ -139,6 +160,8 @@ export type CodecReply =
   | { seq: number; ok: false; code: string; message: string };
 
 let key: RepoKey | undefined;
+/** Blocks hashed and waiting for their sealHeld request, by token. */
+const held = new Map<number, Uint8Array>();
 /** The SHA-256 streams of hashStream requests, by the pool's stream number. */
 const streams = new Map<number, Sha256Hasher>();
 
@@ -155,18 +178,30 @@ async function handle(req: Exclude<CodecRequest, { op: "stop" }>): Promise<Codec
     const sealed = await key.sealFramed(req.type, req.id, framed);
     return { seq: req.seq, ok: true, data: sealed };
   }
-  if (req.op === "encodeBlock") {
+  if (req.op === "encodeBlock" || req.op === "sealHeld") {
+    let block: Uint8Array | undefined;
+    if (req.op === "encodeBlock") block = req.block;
+    else {
+      block = held.get(req.token);
+      held.delete(req.token);
+      if (!block) throw new VgerError("internal", `Codec worker holds no block ${req.token}`);
+    }
     const sealed: Uint8Array[] = [];
-    const ids: Uint8Array[] = [];
     for (const job of req.jobs) {
-      const chunk = req.block.subarray(job.offset, job.offset + job.length);
-      const id = job.id ?? await key.chunkId(chunk);
-      if (!job.id) ids.push(id);
+      const chunk = block.subarray(job.offset, job.offset + job.length);
       const framed = compressFramed(chunk, req.compression, key.sealHead, key.sealTail);
-      sealed.push(await key.sealFramed(job.type, id, framed));
+      sealed.push(await key.sealFramed(job.type, job.id, framed));
     }
     // the block goes back for the next read: no fresh pages on the reading thread
-    return { seq: req.seq, ok: true, sealed, ids, data: req.block };
+    return { seq: req.seq, ok: true, sealed, data: block };
+  }
+  if (req.op === "hashBlock") {
+    const ids: Uint8Array[] = [];
+    for (const c of req.chunks) {
+      ids.push(await key.chunkId(req.block.subarray(c.offset, c.offset + c.length)));
+    }
+    held.set(req.token, req.block);
+    return { seq: req.seq, ok: true, ids };
   }
   if (req.op === "decodeBatch") return decodeBatch(key, req);
   if (req.op === "hashStream") {
