@@ -8,10 +8,8 @@
  */
 
 import denoJson from "./deno.json" with { type: "json" };
-import { openBackend } from "./backends/mod.ts";
 import type { Backend } from "./backends/backend.ts";
-import { type RepositoryConfig, selectRepositories, type VgerConfig } from "./lib/config.ts";
-import { loadConfigFile } from "./lib/config_file.ts";
+import type { RepositoryConfig, VgerConfig } from "./lib/config.ts";
 import { UsageError, VgerError } from "./lib/errors.ts";
 import {
   bool,
@@ -22,7 +20,6 @@ import {
   str,
 } from "./lib/cli_command_line.ts";
 import { progressEnabled, ProgressMeter } from "./lib/cli_progress.ts";
-import { filesCacheDir } from "./lib/files_cache.ts";
 import { tuneAllocator } from "./lib/cli_allocator.ts";
 import type { RepoLock } from "./lib/repo_lock.ts";
 import { escapeControl } from "./lib/printable.ts";
@@ -37,15 +34,6 @@ import {
   type Run,
   writeAll,
 } from "./lib/cli_run.ts";
-import { runConfig, runInit } from "./lib/cli_init.ts";
-import { runBackup, runExtract } from "./lib/cli_backup.ts";
-import { runList } from "./lib/cli_list.ts";
-import { runDelete, runPrune } from "./lib/cli_prune.ts";
-import { runCompact } from "./lib/cli_compact.ts";
-import { runCheck, runRepair } from "./lib/cli_check.ts";
-import { runBreakLock } from "./lib/cli_break_lock.ts";
-import { runRollback, runVersions } from "./lib/cli_versions.ts";
-import { runKey } from "./lib/cli_key.ts";
 
 export type { CliIo };
 
@@ -84,8 +72,14 @@ export async function main(
     return bool(flags, "help") ? 0 : 2;
   }
   try {
-    if (command.name === "config") return await runConfig(flags, io);
-    const config = await loadConfig(flags, io);
+    if (command.name === "config") {
+      return await (await import("./lib/cli_init.ts")).runConfig(flags, io);
+    }
+    // the configuration's parser (and a YAML library) is loaded only when there is a file
+    const [config, { selectRepositories }] = await Promise.all([
+      loadConfig(flags, io),
+      import("./lib/config_select.ts"),
+    ]);
     const repos = selectRepositories(config, str(flags, "repo"));
     let worst = 0;
     for (const repo of repos) {
@@ -146,24 +140,31 @@ function describeErrorRaw(err: unknown, repo?: RepositoryConfig): string {
 }
 
 async function loadConfig(flags: Flags, io: CliIo): Promise<VgerConfig | null> {
+  const { loadConfigFile } = await import("./lib/config_file.ts");
   const config = await loadConfigFile({ explicit: str(flags, "config") });
   if (config && bool(flags, "verbose")) io.err(`vger: using configuration ${config.file}\n`);
   return config;
 }
 
-const COMMANDS: Record<string, (run: Run) => Promise<number>> = {
-  init: runInit,
-  backup: runBackup,
-  list: runList,
-  extract: runExtract,
-  prune: runPrune,
-  compact: runCompact,
-  check: (run) => bool(run.flags, "repair") ? runRepair(run) : runCheck(run),
-  "break-lock": runBreakLock,
-  versions: runVersions,
-  rollback: runRollback,
-  key: runKey,
-  delete: runDelete,
+type Handler = (run: Run) => Promise<number>;
+
+/** Each command's glue, imported when the command runs: a command loads only its own modules. */
+const COMMANDS: Record<string, () => Promise<Handler>> = {
+  init: async () => (await import("./lib/cli_init.ts")).runInit,
+  backup: async () => (await import("./lib/cli_backup.ts")).runBackup,
+  list: async () => (await import("./lib/cli_list.ts")).runList,
+  extract: async () => (await import("./lib/cli_backup.ts")).runExtract,
+  prune: async () => (await import("./lib/cli_prune.ts")).runPrune,
+  compact: async () => (await import("./lib/cli_compact.ts")).runCompact,
+  check: async () => {
+    const { runCheck, runRepair } = await import("./lib/cli_check.ts");
+    return (run) => bool(run.flags, "repair") ? runRepair(run) : runCheck(run);
+  },
+  "break-lock": async () => (await import("./lib/cli_break_lock.ts")).runBreakLock,
+  versions: async () => (await import("./lib/cli_versions.ts")).runVersions,
+  rollback: async () => (await import("./lib/cli_versions.ts")).runRollback,
+  key: async () => (await import("./lib/cli_key.ts")).runKey,
+  delete: async () => (await import("./lib/cli_prune.ts")).runDelete,
 };
 
 async function runCommand(
@@ -181,7 +182,15 @@ async function runCommand(
     isTerminal: io.isTerminal,
   });
   const meter = show ? new ProgressMeter(io.err, { terminal: io.isTerminal }) : undefined;
+  const load = Object.hasOwn(COMMANDS, command) ? COMMANDS[command] : undefined;
   try {
+    if (!load) throw new UsageError(`Unknown command "${command}" (see vger --help)`);
+    // the command's modules load while the backend's do
+    const [handler, { openBackend }, { filesCacheDir }] = await Promise.all([
+      load(),
+      import("./backends/mod.ts"),
+      import("./lib/files_cache.ts"),
+    ]);
     const run: Run = {
       argv,
       args,
@@ -195,9 +204,9 @@ async function runCommand(
         if (!bool(flags, "quiet")) io.err(`vger: warning: ${escapeControl(m)}\n`);
       },
       passphrase: () => passphraseFor(repo, config, false),
-      backend: () => {
+      backend: async () => {
         // a signal that ends the process removes the temp files of writes in flight
-        const backend = openBackend(repo, { atExit, restToken: restTokenFor(repo) });
+        const backend = await openBackend(repo, { atExit, restToken: restTokenFor(repo) });
         return options.wrapBackend ? options.wrapBackend(backend) : backend;
       },
       locking: {
@@ -214,8 +223,6 @@ async function runCommand(
         },
       },
     };
-    const handler = Object.hasOwn(COMMANDS, command) ? COMMANDS[command] : undefined;
-    if (!handler) throw new UsageError(`Unknown command "${command}" (see vger --help)`);
     const readOnly = command === "list" || command === "extract" ||
       (command === "check" && !bool(flags, "repair"));
     if (bool(flags, "no-lock") && !readOnly) {

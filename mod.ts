@@ -110,7 +110,8 @@ export {
   keyImportCommand,
 } from "./lib/key_commands.ts";
 export { rollbackCommand, versionsCommand } from "./lib/version_commands.ts";
-export { parseConfig, selectRepositories } from "./lib/config.ts";
+export { parseConfig } from "./lib/config.ts";
+export { selectRepositories } from "./lib/config_select.ts";
 export { loadConfigFile } from "./lib/config_file.ts";
 export { resolvePassphrase } from "./lib/secrets.ts";
 

@@ -32,9 +32,9 @@
  */
 
 import type { Backend } from "./backends/backend.ts";
-import { openBackend } from "./backends/mod.ts";
+import { openLocalBackend } from "./backends/mod.ts";
 import { errorMessage } from "./lib/errors.ts";
-import { loadServerConfig, type ServerConfig } from "./lib/server_config.ts";
+import { loadServerConfig, type ServerConfig, serverEnvironment } from "./lib/server_config.ts";
 import { serverMain, showAddr } from "./lib/server_cli.ts";
 import {
   createServerOn,
@@ -49,7 +49,7 @@ export type { CreateServerOptions, VgerServer } from "./lib/server_instance.ts";
 
 /** The storage of a server: the local backend over `data_dir`. */
 function dataDirStorage(config: ServerConfig): Backend {
-  return openBackend({ backend: "local", path: config.dataDir });
+  return openLocalBackend(config.dataDir);
 }
 
 /** A server over `config.dataDir` (nothing is touched until the first request). */
@@ -61,7 +61,7 @@ export function createServer(config: ServerConfig, options: CreateServerOptions 
 let served: Promise<VgerServer> | undefined;
 
 function servedServer(): Promise<VgerServer> {
-  served ??= loadServerConfig(Deno.env.get("VGER_SERVER_CONFIG"), Deno.env.toObject())
+  served ??= loadServerConfig(Deno.env.get("VGER_SERVER_CONFIG"), serverEnvironment())
     .then((config) => createServer(config));
   return served;
 }

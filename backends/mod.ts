@@ -8,7 +8,7 @@
  * import { openBackend } from "./mod.ts";
  *
  * const dir = await Deno.makeTempDir();
- * const backend = openBackend({ backend: "local", path: dir });
+ * const backend = await openBackend({ backend: "local", path: dir });
  * await backend.put("config", new TextEncoder().encode("hello"));
  * await backend.close();
  * await Deno.remove(dir, { recursive: true });
@@ -20,9 +20,7 @@
 import { UsageError } from "../lib/errors.ts";
 import type { Backend } from "./backend.ts";
 import { LocalBackend } from "./local.ts";
-import { RestBackend } from "./rest.ts";
-import { RetryBackend } from "./retry.ts";
-import { S3Backend } from "./s3.ts";
+import type { S3Backend } from "./s3.ts";
 
 /** Where a repository is stored (lib/config.ts's `RepositoryConfig` is one). */
 export interface BackendConfig {
@@ -71,29 +69,38 @@ export interface OpenBackendOptions {
 }
 
 /**
- * The backend of a configured repository. Throws UsageError for an unknown kind, for an S3 path
- * that names no bucket or two, and for a REST URL that names no repository. Nothing is touched (and the S3
- * SDK is not loaded, no token is resolved) until the backend's first call.
+ * The backend of a configured repository. Rejects with UsageError for an unknown kind, for an S3
+ * path that names no bucket or two, and for a REST URL that names no repository. Only the chosen
+ * backend's modules are loaded (a local repository loads no HTTP client); nothing is touched (and
+ * the S3 SDK is not loaded, no token is resolved) until the backend's first call.
  */
-export function openBackend(config: BackendConfig, options: OpenBackendOptions = {}): Backend {
+export async function openBackend(
+  config: BackendConfig,
+  options: OpenBackendOptions = {},
+): Promise<Backend> {
   switch (config.backend) {
     case "local":
-      return new LocalBackend(config.path, {
-        atExit: options.atExit,
-        connections: config.connections,
-      });
-    case "s3":
+      return openLocalBackend(config.path, { ...options, connections: config.connections });
+    case "s3": {
+      const s3 = s3Options(config);
+      const [{ S3Backend }, { RetryBackend }] = await Promise.all([
+        import("./s3.ts"),
+        import("./retry.ts"),
+      ]);
       // the SDK's own retries are off (maxAttempts: 1): this decorator is the one retry policy
-      return new RetryBackend(new S3Backend(s3Options(config)));
-    case "rest":
+      return new RetryBackend(new S3Backend(s3));
+    }
+    case "rest": {
+      const token = restToken(config, options);
+      const [{ RestBackend }, { RetryBackend }] = await Promise.all([
+        import("./rest.ts"),
+        import("./retry.ts"),
+      ]);
       // no client retries under this decorator: it is the one retry policy
       return new RetryBackend(
-        new RestBackend({
-          url: config.path,
-          token: restToken(config, options),
-          connections: config.connections,
-        }),
+        new RestBackend({ url: config.path, token, connections: config.connections }),
       );
+    }
     default:
       throw new UsageError(
         `Unknown backend ${
@@ -101,6 +108,18 @@ export function openBackend(config: BackendConfig, options: OpenBackendOptions =
         } (repository "${config.path}"): the kinds are local, s3 and rest`,
       );
   }
+}
+
+/**
+ * The local backend of a directory, opened at once: what {@linkcode openBackend} opens for a
+ * `local` repository, and vger-server's storage over its `data_dir` (`createServer` is
+ * synchronous).
+ */
+export function openLocalBackend(
+  path: string,
+  options: Pick<OpenBackendOptions, "atExit"> & { connections?: number } = {},
+): Backend {
+  return new LocalBackend(path, { atExit: options.atExit, connections: options.connections });
 }
 
 /** Where a `rest` repository's token comes from. */

@@ -1,4 +1,4 @@
-import { equal, ok, throws } from "node:assert/strict";
+import { equal, ok, rejects } from "node:assert/strict";
 import { resolve } from "node:path";
 import { UsageError } from "../lib/errors.ts";
 import { LocalBackend } from "./local.ts";
@@ -7,7 +7,7 @@ import { DEFAULT_REST_CONNECTIONS } from "./rest.ts";
 import { RetryBackend } from "./retry.ts";
 
 Deno.test("openBackend opens a local repository as a LocalBackend at its resolved path", async () => {
-  const backend = openBackend({ backend: "local", path: "some/repo" });
+  const backend = await openBackend({ backend: "local", path: "some/repo" });
   ok(backend instanceof LocalBackend);
   equal(backend.location, resolve("some/repo"));
   await backend.close();
@@ -20,7 +20,7 @@ Deno.test("openBackend opens a rest repository behind the retry decorator, its U
     ["https://example.com/vger/nas-1", "https://example.com/vger/nas-1"],
   ];
   for (const [path, location] of cases) {
-    const backend = openBackend({ backend: "rest", path });
+    const backend = await openBackend({ backend: "rest", path });
     ok(backend instanceof RetryBackend, path);
     equal(backend.location, location);
     equal(backend.capabilities.connections, DEFAULT_REST_CONNECTIONS);
@@ -29,12 +29,12 @@ Deno.test("openBackend opens a rest repository behind the retry decorator, its U
     equal(backend.probeCreate, undefined);
     await backend.close();
   }
-  const four = openBackend({ backend: "rest", path: "https://x/r", connections: 4 });
+  const four = await openBackend({ backend: "rest", path: "https://x/r", connections: 4 });
   equal(four.capabilities.connections, 4);
   await four.close();
 });
 
-Deno.test("openBackend refuses a rest URL that names no repository or carries credentials, without repeating a password", () => {
+Deno.test("openBackend refuses a rest URL that names no repository or carries credentials, without repeating a password", async () => {
   const cases: [string, RegExp][] = [
     ["https://x/", /names no repository/],
     ["https://x/health", /names no repository/],
@@ -46,7 +46,7 @@ Deno.test("openBackend refuses a rest URL that names no repository or carries cr
     ["not a url", /is not a URL/],
   ];
   for (const [path, message] of cases) {
-    throws(
+    await rejects(
       () => openBackend({ backend: "rest", path }),
       (err: unknown) =>
         err instanceof UsageError && message.test(err.message) &&
@@ -56,15 +56,15 @@ Deno.test("openBackend refuses a rest URL that names no repository or carries cr
   }
 });
 
-Deno.test("openBackend refuses rest_token_command without a resolver", () => {
-  throws(
+Deno.test("openBackend refuses rest_token_command without a resolver", async () => {
+  await rejects(
     () => openBackend({ backend: "rest", path: "https://x/r", rest: { tokenCommand: "pass x" } }),
     (err: unknown) => err instanceof UsageError && /rest_token_command/.test(err.message),
   );
 });
 
-Deno.test("openBackend refuses an unknown kind and names it", () => {
-  throws(
+Deno.test("openBackend refuses an unknown kind and names it", async () => {
+  await rejects(
     () => openBackend({ backend: "ftp", path: "/srv/repo" }),
     (err: unknown) =>
       err instanceof UsageError &&
@@ -82,12 +82,12 @@ Deno.test("openBackend opens an s3 repository, behind the retry decorator, from 
     ["/host1/", "bucket", "s3://bucket/host1"],
   ];
   for (const [path, bucket, location] of cases) {
-    const backend = openBackend({ backend: "s3", path, s3: { bucket, region: "us-east-1" } });
+    const backend = await openBackend({ backend: "s3", path, s3: { bucket, region: "us-east-1" } });
     ok(backend instanceof RetryBackend, path);
     equal(backend.location, location, path);
     await backend.close();
   }
-  const backend = openBackend({
+  const backend = await openBackend({
     backend: "s3",
     path: "s3://b/p",
     s3: { endpoint: "http://user:pw@127.0.0.1:7480/", accessKeyId: "AKID", secretAccessKey: "SEC" },
@@ -96,7 +96,7 @@ Deno.test("openBackend opens an s3 repository, behind the retry decorator, from 
   await backend.close();
 });
 
-Deno.test("openBackend refuses an s3 path with no bucket, two buckets or a bad prefix", () => {
+Deno.test("openBackend refuses an s3 path with no bucket, two buckets or a bad prefix", async () => {
   const cases: [string, string | undefined, string][] = [
     [
       "host1/repo",
@@ -114,7 +114,7 @@ Deno.test("openBackend refuses an s3 path with no bucket, two buckets or a bad p
     ["https://x/b", "b", 'Repository "https://x/b" is not an s3:// URL or a key prefix'],
   ];
   for (const [path, bucket, message] of cases) {
-    throws(
+    await rejects(
       () => openBackend({ backend: "s3", path, s3: { bucket } }),
       (err: unknown) => err instanceof UsageError && err.message === message,
       path,
@@ -123,13 +123,13 @@ Deno.test("openBackend refuses an s3 path with no bucket, two buckets or a bad p
 });
 
 Deno.test("openBackend passes a repository's connections to its backend's capabilities", async () => {
-  const local = openBackend({ backend: "local", path: "some/repo" });
+  const local = await openBackend({ backend: "local", path: "some/repo" });
   equal(local.capabilities.connections, 2);
   await local.close();
-  const fewer = openBackend({ backend: "local", path: "some/repo", connections: 1 });
+  const fewer = await openBackend({ backend: "local", path: "some/repo", connections: 1 });
   equal(fewer.capabilities.connections, 1);
   await fewer.close();
-  const s3 = openBackend({
+  const s3 = await openBackend({
     backend: "s3",
     path: "s3://b/p",
     connections: 32,

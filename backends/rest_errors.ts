@@ -157,6 +157,10 @@ export function networkError(
 ): VgerError {
   if (err instanceof VgerError) return err;
   const head = `${doing(op, location)}: cannot reach the server`;
+  // a host this run may not reach: no retry can help (cli.ts names the flag from the cause)
+  for (let e: unknown = err; e instanceof Error; e = e.cause) {
+    if (e instanceof Deno.errors.NotCapable) return new BackendError(head, { cause: e });
+  }
   const code = networkCode(err);
   if (code !== undefined) {
     const why = NETWORK_WORDS[code] ?? code;

@@ -748,3 +748,17 @@ Deno.test("a body written to a connection the server's end destroyed (ERR_STREAM
     equal(e.cause, cause);
   }
 });
+
+Deno.test("a host this run may not reach (Deno's NotCapable) is not transient: no retry, the permission error kept as the cause", () => {
+  const denied = new Deno.errors.NotCapable('Requires net access to "10.0.0.1:80"');
+  const op = { what: "read", key: "config" };
+  for (const cause of [denied, new Error("request failed", { cause: denied })]) {
+    const e = networkError(cause, op, "http://10.0.0.1/laptop", true);
+    ok(!(e instanceof TransientError), e.constructor.name);
+    let found: unknown = e;
+    while (found instanceof Error && !(found instanceof Deno.errors.NotCapable)) {
+      found = found.cause;
+    }
+    equal(found, denied);
+  }
+});

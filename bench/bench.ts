@@ -2,13 +2,22 @@
  * `deno task bench`: builds a corpus, then times vger's backup, unchanged re-backup, incremental
  * backup and restore through the real CLI in subprocesses, printing MB/s and peak RSS (VmHWM).
  *
- * Environment: BENCH_MB (corpus size, default 768), BENCH_DIR (scratch dir, default a temp dir),
- * BENCH_COMPRESSION (lz4 | zstd | none, default lz4).
+ * `deno task bench:smoke` (BENCH_SMOKE=1) is the CI-sized run: a 48 MiB corpus, seconds, and
+ * checks that assert no time but catch a large regression in what the steps do (see
+ * {@linkcode smokeChecks}).
+ *
+ * Environment: BENCH_MB (corpus size, default 768; 48 for the smoke run), BENCH_DIR (scratch dir,
+ * default a temp dir), BENCH_COMPRESSION (lz4 | zstd | none, default lz4).
  * For the comparison with restic and borg on one corpus see bench/README.md.
+ *
+ * @module
  */
 
+import { RACY_NS } from "../lib/files_cache.ts";
+
 const cli = new URL("../cli.ts", import.meta.url).pathname;
-const totalMb = Number(Deno.env.get("BENCH_MB") ?? 768);
+const smoke = Deno.env.get("BENCH_SMOKE") === "1";
+const totalMb = Number(Deno.env.get("BENCH_MB") ?? (smoke ? 48 : 768));
 const compression = Deno.env.get("BENCH_COMPRESSION") ?? "lz4";
 const work = Deno.env.get("BENCH_DIR") ?? await Deno.makeTempDir({ prefix: "vger-bench-" });
 const src = `${work}/src`;
@@ -60,7 +69,7 @@ async function makeCorpus(): Promise<number> {
   await Deno.mkdir(`${src}/large`, { recursive: true });
   let i = 0;
   while (bytes < budget) {
-    const size = Math.min(64 << 20, budget - bytes);
+    const size = Math.min(64 << 20, Math.max(budget >> 3, 1 << 20), budget - bytes);
     const b = new Uint8Array(size);
     fill(b, seed++, i % 2 === 0);
     await Deno.writeFile(`${src}/large/file${i++}.bin`, b);
@@ -69,12 +78,20 @@ async function makeCorpus(): Promise<number> {
   return bytes;
 }
 
-async function run(args: string[]): Promise<{ seconds: number; rssMiB: number }> {
+/** What one CLI run took. */
+interface StepResult {
+  seconds: number;
+  rssMiB: number;
+  /** The run's `--json` document, when it was asked for one. */
+  json: Record<string, unknown>;
+}
+
+async function run(args: string[]): Promise<StepResult> {
   const t0 = performance.now();
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", cli, "-R", repo, ...args],
-    env: { VGER_PASSPHRASE: "bench", NO_COLOR: "1" },
-    stdout: "null",
+    env: { VGER_PASSPHRASE: "bench", NO_COLOR: "1", VGER_CACHE_DIR: `${work}/cache` },
+    stdout: "piped",
     stderr: "inherit",
   }).spawn();
   let peak = 0;
@@ -84,12 +101,12 @@ async function run(args: string[]): Promise<{ seconds: number; rssMiB: number }>
       if (m) peak = Math.max(peak, Number(m[1]) * 1024);
     } catch { /* exited */ }
   }, 20);
-  const status = await child.status;
+  const out = await child.output();
   clearInterval(poll);
-  if (!status.success && status.code !== 3) {
-    throw new Error(`vger ${args[0]} failed: ${status.code}`);
-  }
-  return { seconds: (performance.now() - t0) / 1000, rssMiB: peak / 1048576 };
+  if (!out.success && out.code !== 3) throw new Error(`vger ${args[0]} failed: ${out.code}`);
+  const text = new TextDecoder().decode(out.stdout).trim();
+  const json = args.includes("--json") && text ? JSON.parse(text.split("\n").at(-1)!) : {};
+  return { seconds: (performance.now() - t0) / 1000, rssMiB: peak / 1048576, json };
 }
 
 async function mutate(): Promise<number> {
@@ -101,7 +118,8 @@ async function mutate(): Promise<number> {
   }
   for (const f of ["file0.bin", "file1.bin"]) {
     const file = await Deno.open(`${src}/large/${f}`, { write: true });
-    await file.seek(10 << 20, Deno.SeekMode.Start);
+    const size = (await file.stat()).size;
+    await file.seek(Math.min(10 << 20, size >> 1), Deno.SeekMode.Start);
     const b = new Uint8Array(1 << 20);
     fill(b, 999, false);
     await file.write(b);
@@ -111,28 +129,71 @@ async function mutate(): Promise<number> {
   return changed;
 }
 
+/** SHA-256 (hex) of every file under `root`, by relative path. */
+async function treeHashes(root: string, rel = ""): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for await (const e of Deno.readDir(rel ? `${root}/${rel}` : root)) {
+    const r = rel ? `${rel}/${e.name}` : e.name;
+    if (e.isDirectory) {
+      for (const [k, v] of await treeHashes(root, r)) out.set(k, v);
+      continue;
+    }
+    const digest = new Uint8Array(
+      await crypto.subtle.digest("SHA-256", await Deno.readFile(`${root}/${r}`)),
+    );
+    out.set(r, Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join(""));
+  }
+  return out;
+}
+
+/**
+ * The smoke run's checks. No time is asserted (the machine's load decides those), but a large
+ * regression in what the steps do shows: an unchanged re-backup that reads files again (files
+ * cache broken), a restore that differs from the source, a peak RSS above the ceilings in
+ * bench/smoke_limits.json (set about 1.5x what the steps took when they were last lowered).
+ */
+async function smokeChecks(rows: [string, StepResult, number][]): Promise<string[]> {
+  const failures: string[] = [];
+  const restored = await treeHashes(`${work}/restore${src}`);
+  const source = await treeHashes(src);
+  if (restored.size !== source.size || [...source].some(([k, v]) => restored.get(k) !== v)) {
+    failures.push(`the restored tree differs from the source (${restored.size} files restored)`);
+  }
+  // the unchanged re-backup ran before mutate(), which added no file
+  const unchanged = rows.find(([n]) => n === "backup (unchanged)")![1].json;
+  if (unchanged.unchanged_files !== source.size || unchanged.deduplicated_size !== 0) {
+    failures.push(
+      `the unchanged re-backup read files again: ${unchanged.unchanged_files} of ${source.size} unchanged, ${unchanged.deduplicated_size} bytes added`,
+    );
+  }
+  const limits: Record<string, number> = JSON.parse(
+    await Deno.readTextFile(new URL("./smoke_limits.json", import.meta.url)),
+  );
+  for (const [name, r] of rows) {
+    const limit = limits[name];
+    if (limit !== undefined && r.rssMiB > limit) {
+      failures.push(`${name}: peak RSS ${r.rssMiB.toFixed(0)} MiB, the ceiling is ${limit} MiB`);
+    }
+  }
+  return failures;
+}
+
 try {
   console.error(`corpus: ${totalMb} MiB in ${src}`);
   const bytes = await makeCorpus();
   const mb = bytes / 1e6;
+  // the files cache records no file changed within RACY_NS of a backup's start (git's racy-clean
+  // rule): wait, so that the unchanged re-backup measures (and the smoke run checks) hits on
+  // every file
+  await new Promise((r) => setTimeout(r, Number(RACY_NS / 1_000_000n) + 100));
   await run(["init"]);
-  const rows: [string, { seconds: number; rssMiB: number }, number][] = [];
-  rows.push([
-    "backup (first)",
-    await run(["backup", "--compression", compression, "--archive", "b1", src]),
-    mb,
-  ]);
-  rows.push([
-    "backup (unchanged)",
-    await run(["backup", "--compression", compression, "--archive", "b2", src]),
-    mb,
-  ]);
+  const backup = (archive: string) =>
+    run(["backup", "--compression", compression, "--archive", archive, "--json", src]);
+  const rows: [string, StepResult, number][] = [];
+  rows.push(["backup (first)", await backup("b1"), mb]);
+  rows.push(["backup (unchanged)", await backup("b2"), mb]);
   await mutate();
-  rows.push([
-    "backup (incremental)",
-    await run(["backup", "--compression", compression, "--archive", "b3", src]),
-    mb,
-  ]);
+  rows.push(["backup (incremental)", await backup("b3"), mb]);
   rows.push([
     "restore",
     await run(["extract", "--archive", "b3", "--dest", `${work}/restore`]),
@@ -145,6 +206,14 @@ try {
         r.rssMiB.toFixed(0)
       } |`,
     );
+  }
+  if (smoke) {
+    const failures = await smokeChecks(rows);
+    for (const f of failures) console.error(`bench smoke: ${f}`);
+    if (failures.length) Deno.exitCode = 1;
+    else {console.error(
+        "bench smoke: ok (every file a cache hit, restore identical, RSS under the ceilings)",
+      );}
   }
 } finally {
   if (!Deno.env.get("BENCH_DIR")) await Deno.remove(work, { recursive: true });

@@ -11,7 +11,7 @@ import { equal, ok } from "node:assert/strict";
 import { MemoryBackend } from "../backends/memory.ts";
 import { encodeItem, type Item, ItemStreamBuffer, newItemEncoder } from "./archive.ts";
 import type { CheckResult, Problem, ProblemKind } from "./check_report.ts";
-import { compress } from "./compress.ts";
+import { compress, loadCodecs } from "./compress.ts";
 import { type EncryptionMode, ObjectType, type ObjectTypeTag, RepoKey } from "./crypto.ts";
 import { packKey } from "./storage_keys.ts";
 import type { KdfParams } from "./key_file.ts";
@@ -47,6 +47,7 @@ export async function addBlob(
 ): Promise<Uint8Array> {
   const id = await repo.key.chunkId(data);
   if (session.reserve(id)) {
+    await loadCodecs(); // lz4 compression is native (a thread loads it when it needs it)
     const sealed = await repo.key.seal(type, id, compress(data, { algorithm: "lz4" }));
     await session.add(id, type, sealed, data.length);
   }

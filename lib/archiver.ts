@@ -2,11 +2,12 @@
  * Backup: walks the sources, reads and chunks files, stores new chunks, writes the item stream
  * and commits the archive.
  *
- * Stages: the main thread walks, reads, chunks (FastCDC) and hashes (HMAC, for the dedup
- * decision) the chunks of small files and the last chunks of large ones; new chunks go to the
- * codec workers (compress + seal) and from there into packs. The chunks of a large file that
- * leave with their read block before the file ends are hashed by the workers, which keep the
- * block until this thread has said which of them are new.
+ * Stages: the main thread walks, reads and chunks (FastCDC); a file's chunks are hashed (HMAC,
+ * for the dedup decision) by the codec workers when their read block leaves before the file
+ * ends (most of a large file's), else by the main thread at the file's end (small files, the
+ * last chunks of large ones). New chunks are sealed by the workers (compress + seal; a worker
+ * that hashed a block keeps it until the main thread said which chunks are new) and go into
+ * packs.
  * A byte budget bounds the chunks in flight, so memory stays flat whatever the input size.
  *
  * @module
@@ -111,16 +112,8 @@ interface LinkGroup {
 
 const READ_BLOCK = 8 << 20;
 
-/**
- * Chunks from this size on that are not their file's last are hashed by a codec worker when
- * their read block leaves before their file is read to the end: below it, the reading thread
- * hashes them itself (with the default chunker every such chunk is >= 512 KiB).
- */
-const HASH_IN_WORKER = 256 << 10;
-
-/** A chunk in the read block, on its way to a worker. */
+/** A chunk in the read block, on its way to a worker; its id once known (and claimed as new). */
 interface ReadChunk extends Omit<BlockJob, "id"> {
-  /** Its id, once known (then it is new: the dedup claim is made). */
   id?: Uint8Array;
   /** For a chunk cut without its id: the file's ids, where the id goes (at `at`). */
   ids?: Uint8Array[];
@@ -155,9 +148,16 @@ export async function backup(
     }
   }
   const index = options.index ?? await repo.readIndex();
-  const pool = new CodecPool(repo.key.material, repo.config.encryption);
+  // started on first use: an unchanged re-backup seals nothing, and two workers cost ~50 MiB
+  let codecs: CodecPool | undefined;
+  const start = () => codecs ??= new CodecPool(repo.key.material, repo.config.encryption);
+  const pool: Codecs = {
+    encode: (...args) => start().encode(...args),
+    encodeBlock: (...args) => start().encodeBlock(...args),
+    hashBlock: (...args) => start().hashBlock(...args),
+  };
   // packs are hashed in the workers: the reading thread is the busier one
-  const session = new WriteSession(repo, index, { digest: (parts) => pool.sha256(parts) });
+  const session = new WriteSession(repo, index, { digest: (parts) => start().sha256(parts) });
   try {
     await reconcileWithPacks(repo, session, { onWarning: options.onWarning });
     const run = new BackupRun(
@@ -194,9 +194,12 @@ export async function backup(
     await session.abort();
     throw err;
   } finally {
-    pool.close();
+    void codecs?.close();
   }
 }
+
+/** What a backup asks of the codec pool. */
+type Codecs = Pick<CodecPool, "encode" | "encodeBlock" | "hashBlock">;
 
 /** Whether a file's stat after reading it differs from the one before (it changed meanwhile). */
 function statChanged(before: EntryStat, after: EntryStat): boolean {
@@ -209,7 +212,7 @@ class BackupRun {
   unchangedFiles = 0;
   readonly #repo: Repository<Backend>;
   readonly #session: WriteSession;
-  readonly #pool: CodecPool;
+  readonly #pool: Codecs;
   readonly #chunker: Chunker;
   readonly #owners: Owners;
   readonly #options: BackupOptions;
@@ -251,7 +254,7 @@ class BackupRun {
   constructor(
     repo: Repository<Backend>,
     session: WriteSession,
-    pool: CodecPool,
+    pool: Codecs,
     chunker: Chunker,
     owners: Owners,
     options: BackupOptions,
@@ -287,8 +290,9 @@ class BackupRun {
   }
 
   #progress(current: string): void {
+    if (!this.#options.onProgress) return;
     const now = Date.now();
-    if (!this.#options.onProgress || now - this.#lastProgress < 200) return;
+    if (now - this.#lastProgress < 200) return;
     this.#lastProgress = now;
     this.#options.onProgress({ files: this.#files, bytes: this.#original, current });
   }
@@ -311,8 +315,10 @@ class BackupRun {
       excludeDirs: this.#options.excludeDirs,
       onWarning: (message) => this.#warn(message),
     });
-    for (;;) {
-      await this.#breathe();
+    for (let n = 0;; n++) {
+      // the clock is read every 16 entries: a cached entry takes microseconds, and a file being
+      // read breathes between its chunks
+      if ((n & 15) === 0) await this.#breathe();
       const next = entries.next();
       if (next.done) return;
       if (next.value) await this.#storeEntry(next.value);
@@ -375,14 +381,18 @@ class BackupRun {
       const cached = this.#fromCache(path, rel, st);
       const chunks = cached ?? await this.#readStable(path, st);
       if (chunks === null) return;
-      // a file that changed while read is not trusted next time
-      if (!chunks.changed && chunks.size === chunks.st.size) {
-        this.#options.filesCache?.record(rel, chunks.st, chunks.ids);
-      }
       item.mtimeNs = chunks.st.mtimeNs;
       item.chunks = chunks.ids;
       item.size = chunks.size;
-      withXattrs();
+      // unchanged since it was cached without extended attributes: none were added since (that
+      // would have moved its ctime), so they are not listed again
+      const xattrs = cached?.noXattrs ? undefined : this.#readXattrs(path);
+      if (xattrs) item.xattrs = xattrs;
+      // a file that changed while read is not trusted next time
+      if (!chunks.changed && chunks.size === chunks.st.size) {
+        const noXattrs = xattrs === undefined; // listed (or known) to be none
+        this.#options.filesCache?.record(rel, chunks.st, chunks.ids, { noXattrs });
+      }
       await this.#emit(item);
       remember();
       return;
@@ -397,8 +407,9 @@ class BackupRun {
     remember();
   }
 
-  #readXattrs(path: string): Record<string, Uint8Array> | undefined {
-    if (!this.#native) return undefined;
+  /** The extended attributes of `path`: undefined when it has none, null when not read. */
+  #readXattrs(path: string): Record<string, Uint8Array> | undefined | null {
+    if (!this.#native) return null;
     let out: Record<string, Uint8Array> | undefined;
     try {
       for (const name of this.#native.listXattrs(path)) {
@@ -407,6 +418,7 @@ class BackupRun {
       }
     } catch (err) {
       this.#warn(`Extended attributes of "${path}" not saved: ${errorMessage(err)}`);
+      return null;
     }
     return out;
   }
@@ -416,14 +428,24 @@ class BackupRun {
     path: string,
     rel: string,
     st: EntryStat,
-  ): { ids: Uint8Array[]; size: number; st: EntryStat; changed: boolean } | null {
-    const ids = this.#options.filesCache?.lookup(rel, st);
-    if (!ids || !ids.every((id) => this.#session.has(id))) return null;
-    for (const id of ids) this.#compressed += this.#session.storedLength(id);
+  ):
+    | { ids: Uint8Array[]; size: number; st: EntryStat; changed: boolean; noXattrs: boolean }
+    | null {
+    const hit = this.#options.filesCache?.lookup(rel, st);
+    if (!hit) return null;
+    const { ids, noXattrs } = hit;
+    // every chunk still stored (one index lookup each: a length of 0 is checked again)
+    let compressed = 0;
+    for (const id of ids) {
+      const length = this.#session.storedLength(id);
+      if (length === 0 && !this.#session.has(id)) return null;
+      compressed += length;
+    }
+    this.#compressed += compressed;
     this.#original += st.size;
     this.unchangedFiles++;
     this.#progress(path);
-    return { ids, size: st.size, st, changed: false };
+    return { ids, size: st.size, st, changed: false, noXattrs };
   }
 
   /**
@@ -472,7 +494,7 @@ class BackupRun {
       return null;
     }
     const ids: Uint8Array[] = [];
-    /** Chunks of this file cut without their id (see {@linkcode HASH_IN_WORKER}). */
+    /** This file's chunks, cut without their ids. */
     const unhashed: ReadChunk[] = [];
     let size = 0;
     // this file's data starts where the last file's ended; earlier chunks stay in the block
@@ -500,20 +522,11 @@ class BackupRun {
         if (this.#start === this.#end) break;
         const start = this.#start;
         const cut = this.#chunker.findCut(this.#block.subarray(start, this.#end), eof);
-        if (cut >= HASH_IN_WORKER && !(eof && start + cut === this.#end)) {
-          // hashed by a worker if its block leaves before the file ends, else below
-          const job = { offset: start, length: cut, type: ObjectType.data, ids, at: ids.length };
-          ids.push(NO_ID);
-          this.#jobs.push(job);
-          unhashed.push(job);
-        } else {
-          const chunk = this.#block.subarray(start, start + cut);
-          const id = await this.#repo.key.chunkId(chunk);
-          if (this.#session.reserve(id)) {
-            this.#jobs.push({ offset: start, length: cut, id, type: ObjectType.data });
-          } else this.#compressed += this.#session.storedLength(id);
-          ids.push(id);
-        }
+        // hashed by a worker if its block leaves before the file ends, else by #hashRest
+        const job = { offset: start, length: cut, type: ObjectType.data, ids, at: ids.length };
+        ids.push(NO_ID);
+        this.#jobs.push(job);
+        unhashed.push(job);
         this.#start += cut;
         size += cut;
         this.#original += cut;
@@ -543,16 +556,18 @@ class BackupRun {
     for (const job of unhashed) {
       if (job.hashed) continue;
       const chunk = this.#block.subarray(job.offset, job.offset + job.length);
-      const id = await this.#repo.key.chunkId(chunk);
-      job.ids![job.at!] = id;
-      if (this.#session.reserve(id)) job.id = id;
-      else {
-        job.dropped = true;
-        this.#compressed += this.#session.storedLength(id);
-      }
+      this.#claimChunk(job, await this.#repo.key.chunkId(chunk));
+      job.dropped = !job.id;
     }
     await Promise.all(unhashed.map((job) => job.hashed));
     if (this.#failure) throw this.#failure;
+  }
+
+  /** Places the id of a chunk cut without it in its file's ids; claims it, or counts it stored. */
+  #claimChunk(job: ReadChunk, id: Uint8Array): void {
+    job.ids![job.at!] = id;
+    if (this.#session.reserve(id)) job.id = id;
+    else this.#compressed += this.#session.storedLength(id);
   }
 
   /**
@@ -593,7 +608,7 @@ class BackupRun {
     const hashed = new Promise<void>((resolve) => idsBack = resolve);
     for (const job of unhashed) job.hashed = hashed;
     const sealJobs = (): BlockJob[] =>
-      jobs.filter((job) => job.id).map(({ offset, length, id, type }) => ({
+      jobs.filter((j) => j.id).map(({ offset, length, id, type }) => ({
         offset,
         length,
         id: id!,
@@ -607,12 +622,7 @@ class BackupRun {
         block,
         unhashed.map(({ offset, length }) => ({ offset, length })),
       );
-      unhashed.forEach((job, k) => {
-        const id = held.ids[k];
-        job.ids![job.at!] = id;
-        if (this.#session.reserve(id)) job.id = id;
-        else this.#compressed += this.#session.storedLength(id);
-      });
+      unhashed.forEach((job, k) => this.#claimChunk(job, held.ids[k]));
       idsBack();
       return await held.seal(sealJobs(), this.#options.compression);
     };

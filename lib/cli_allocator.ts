@@ -11,6 +11,8 @@
  * @module
  */
 
+import { LIBC, openLibrary } from "./native_library.ts";
+
 const M_TRIM_THRESHOLD = -1;
 const M_MMAP_THRESHOLD = -3;
 
@@ -18,10 +20,10 @@ const M_MMAP_THRESHOLD = -3;
 export function tuneAllocator(): boolean {
   if (Deno.build.os !== "linux") return false;
   try {
-    if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return false;
-    const lib = Deno.dlopen("libc.so.6", {
+    const lib = openLibrary(LIBC, {
       mallopt: { parameters: ["i32", "i32"], result: "i32" },
     });
+    if (!lib) return false;
     const ok = lib.symbols.mallopt(M_MMAP_THRESHOLD, 32 << 20) === 1 &&
       lib.symbols.mallopt(M_TRIM_THRESHOLD, 256 << 20) === 1;
     lib.close();

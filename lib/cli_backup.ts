@@ -175,7 +175,7 @@ export async function runBackup(run: Run): Promise<number> {
     scanSources(sources, { isExcluded, excludeDirs: [repo.path], signal: scan.signal })
       .then((t) => meter.setTotals(t), () => {});
   }
-  const result = await backupCommand(run.backend(), {
+  const result = await backupCommand(await run.backend(), {
     ...run.locking,
     ...run.trusting,
     onIndexRebuilt: warn,
@@ -204,7 +204,7 @@ export async function runExtract(run: Run): Promise<number> {
   if (!archive) throw new UsageError("extract needs --archive NAME");
   const dest = str(flags, "dest");
   if (!dest) throw new UsageError("extract needs --dest DIR");
-  const result = await extractCommand(run.backend(), {
+  const result = await extractCommand(await run.backend(), {
     ...run.locking,
     ...run.trusting,
     onIndexRebuilt: run.warn,

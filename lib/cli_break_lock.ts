@@ -47,7 +47,7 @@ export function breakLockLines(
 export async function runBreakLock(run: Run): Promise<number> {
   const { flags, repo } = run;
   const all = bool(flags, "all");
-  const removed = await breakLockCommand(run.backend(), { all });
+  const removed = await breakLockCommand(await run.backend(), { all });
   emit(
     run,
     () => breakLockJson(repo.path, removed),

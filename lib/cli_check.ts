@@ -236,7 +236,7 @@ function packVerifyProgress(
 export async function runCheck(run: Run): Promise<number> {
   const { flags, repo, io, meter } = run;
   const verifyData = bool(flags, "verify-data");
-  const r = await checkCommand(run.backend(), {
+  const r = await checkCommand(await run.backend(), {
     ...run.locking,
     ...run.trusting,
     passphrase: run.passphrase,
@@ -263,7 +263,7 @@ export async function runCheck(run: Run): Promise<number> {
 export async function runRepair(run: Run): Promise<number> {
   const { flags, repo, meter } = run;
   const dryRun = !!bool(flags, "dry-run");
-  const r = await repairCommand(run.backend(), {
+  const r = await repairCommand(await run.backend(), {
     ...run.locking,
     ...run.trusting,
     passphrase: run.passphrase,

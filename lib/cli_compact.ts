@@ -90,7 +90,7 @@ export async function runCompact(run: Run): Promise<number> {
   const { flags, repo, meter } = run;
   const threshold = thresholdFlag(flags);
   const dryRun = !!bool(flags, "dry-run");
-  const r = await compactCommand(run.backend(), {
+  const r = await compactCommand(await run.backend(), {
     ...run.locking,
     ...run.trusting,
     passphrase: run.passphrase,

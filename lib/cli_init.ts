@@ -69,7 +69,7 @@ export async function runInit(run: Run): Promise<number> {
   if (mode !== "none" && pass === undefined) {
     throw new UsageError("A passphrase is needed: set VGER_PASSPHRASE or encryption.passphrase");
   }
-  const cfg = await initCommand(run.backend(), {
+  const cfg = await initCommand(await run.backend(), {
     ...run.trusting,
     encryption: mode,
     passphrase: pass,

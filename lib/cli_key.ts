@@ -101,7 +101,7 @@ export function keyImportSummary(
 export async function runKey(run: Run): Promise<number> {
   const { flags, config, repo } = run;
   const [sub, ...rest] = run.args;
-  const backend = run.backend();
+  const backend = await run.backend();
   const say = (json: () => unknown, text: () => string) => emit(run, json, text, "err");
   switch (sub) {
     case "change-passphrase": {

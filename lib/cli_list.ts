@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { Item } from "./archive.ts";
+import type { ArchiveMeta, Item } from "./archive.ts";
 import { listArchivesCommand, listItemsCommand } from "./commands.ts";
 import { bool, oneArchive } from "./cli_command_line.ts";
 import { formatBytes } from "./cli_progress.ts";
@@ -106,6 +106,10 @@ export interface ItemsJson {
   repository: string;
   /** Archive name. */
   archive: string;
+  /** The source paths the backup was given. */
+  sources: string[];
+  /** vger's arguments for the backup that made it; null in archives that did not record it. */
+  command_line: string[] | null;
   /** The selected items, in archive order. */
   items: ItemJson[];
 }
@@ -135,9 +139,43 @@ export function itemJson(item: Item): ItemJson {
 export function itemsJson(
   repository: string,
   items: ItemJson[],
-  options: { archive: string },
+  options: { archive: string; meta: Pick<ArchiveMeta, "sources" | "commandLine"> },
 ): ItemsJson {
-  return { repository, archive: options.archive, items };
+  const { sources, commandLine } = options.meta;
+  return {
+    repository,
+    archive: options.archive,
+    sources,
+    command_line: commandLine ?? null,
+    items,
+  };
+}
+
+/** The JSON text of an {@linkcode ItemsJson} without items, open for them: up to `"items":[`. */
+export function jsonHead(doc: ItemsJson): string {
+  const text = JSON.stringify({ ...doc, items: [] });
+  return text.slice(0, -"]}".length);
+}
+
+/** Text written through `write` in pieces of at least 64 KiB (the last one at flush). */
+class BufferedOut {
+  #parts: string[] = [];
+  #length = 0;
+  readonly #write: (text: string) => void;
+  constructor(write: (text: string) => void) {
+    this.#write = write;
+  }
+  write(text: string): void {
+    this.#parts.push(text);
+    this.#length += text.length;
+    if (this.#length >= 1 << 16) this.flush();
+  }
+  flush(): void {
+    if (this.#length === 0) return;
+    this.#write(this.#parts.join(""));
+    this.#parts = [];
+    this.#length = 0;
+  }
 }
 
 /** `ls -l`'s type letters. */
@@ -185,7 +223,7 @@ export function itemLine(item: Item): string {
 /** `vger list [--archive NAME [PATTERNS]]`. */
 export async function runList(run: Run): Promise<number> {
   const { args, flags, repo, io } = run;
-  const backend = run.backend();
+  const backend = await run.backend();
   const archive = oneArchive(flags, "list");
   if (!archive) {
     const archives = await listArchivesCommand(backend, {
@@ -197,20 +235,32 @@ export async function runList(run: Run): Promise<number> {
     } else printLines(io.out, archives.map(archiveLine));
     return 0;
   }
+  let meta: ArchiveMeta | undefined;
   const items = listItemsCommand(backend, {
     ...run.trusting,
     onIndexRebuilt: run.warn,
+    onArchive: (m) => meta = m,
     passphrase: run.passphrase,
     archive,
     patterns: args,
   });
-  if (bool(flags, "json")) {
-    const rows: ItemJson[] = [];
-    for await (const i of items) rows.push(itemJson(i));
-    printJson(io, itemsJson(repo.path, rows, { archive }));
-  } else {
-    // one line at a time: a long listing streams (and `vger list ... | head` stops it early)
-    for await (const i of items) io.out(escapeControl(itemLine(i)) + "\n");
+  // streamed in 64 KiB writes, so a listing of millions of items holds none of them in memory
+  // (and `vger list ... | head` stops it early)
+  const out = new BufferedOut(io.out);
+  try {
+    if (bool(flags, "json")) {
+      // one JSON document: the head once the archive's metadata is known, then each item
+      let count = 0;
+      const head = () => jsonHead(itemsJson(repo.path, [], { archive, meta: meta! }));
+      for await (const i of items) {
+        out.write((count++ ? "," : head()) + JSON.stringify(itemJson(i)));
+      }
+      out.write((count ? "" : head()) + "]}\n");
+    } else {
+      for await (const i of items) out.write(escapeControl(itemLine(i)) + "\n");
+    }
+  } finally {
+    out.flush();
   }
   return 0;
 }

@@ -7,6 +7,7 @@ import {
   itemLine,
   itemsJson,
   itemTime,
+  jsonHead,
   modeString,
 } from "./cli_list.ts";
 import { entry, REPO, text } from "./_test_cli.ts";
@@ -51,8 +52,15 @@ Deno.test("item JSON gives mtime_ns as an exact decimal string and null for unkn
   const link = itemJson(item({ type: "symlink", user: "alice", group: "users", target: "../x" }));
   deepStrictEqual([link.user, link.group, link.target], ["alice", "users", "../x"]);
   equal(
-    text(itemsJson(REPO, [row], { archive: "docs" })),
-    `{"repository":"/mnt/repo","archive":"docs","items":[${text(row)}]}`,
+    text(itemsJson(REPO, [row], { archive: "docs", meta: { sources: ["/home/alice"] } })),
+    `{"repository":"/mnt/repo","archive":"docs","sources":["/home/alice"],"command_line":null,` +
+      `"items":[${text(row)}]}`,
+  );
+  const argv = ["-R", REPO, "backup", "--archive", "docs", "/home/alice"];
+  equal(
+    itemsJson(REPO, [], { archive: "docs", meta: { sources: ["/home/alice"], commandLine: argv } })
+      .command_line,
+    argv,
   );
 });
 
@@ -106,4 +114,13 @@ Deno.test("list shows a hardlink's later names with the group's first name, in l
   );
   deepStrictEqual([itemJson(first).hardlink, itemJson(later).hardlink], ["home/a", "home/a"]);
   equal(text(itemJson(later)).endsWith(`"target":null,"hardlink":"home/a"}`), true);
+});
+
+Deno.test("the streamed items JSON is the document itemsJson makes, item by item", () => {
+  const rows = [itemJson(item({})), itemJson(item({ type: "symlink", target: "a\nb" }))];
+  const meta = { sources: ["/home/alice"], commandLine: ["backup", "/home/alice"] };
+  const whole = itemsJson(REPO, rows, { archive: "docs", meta });
+  const head = jsonHead(itemsJson(REPO, [], { archive: "docs", meta }));
+  equal(head + rows.map((r) => JSON.stringify(r)).join(",") + "]}", text(whole));
+  equal(head + "]}", text(itemsJson(REPO, [], { archive: "docs", meta })));
 });

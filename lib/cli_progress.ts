@@ -111,7 +111,12 @@ function pad2(n: number): string {
 // Control characters (a newline or an escape sequence in a file name would break the line or
 // drive the terminal), bidirectional overrides (they reorder what follows) and lone surrogates.
 const UNPRINTABLE = /[\p{Cc}\p{Cs}\u202a-\u202e\u2066-\u2069]/gu;
-const graphemes = new Intl.Segmenter(undefined, { granularity: "grapheme" });
+let segmenter: Intl.Segmenter | undefined;
+
+/** The grapheme segmenter, made on first use (making one costs ~15 ms: ICU's data loads). */
+function graphemes(): Intl.Segmenter {
+  return segmenter ??= new Intl.Segmenter(undefined, { granularity: "grapheme" });
+}
 
 /** Columns a grapheme takes in a terminal: 2 for wide (CJK, emoji), 0 for combining marks. */
 function graphemeWidth(g: string): number {
@@ -142,7 +147,7 @@ export function printable(text: string): string {
 /** Columns that printable text takes in a terminal. */
 export function displayWidth(text: string): number {
   let w = 0;
-  for (const { segment } of graphemes.segment(text)) w += graphemeWidth(segment);
+  for (const { segment } of graphemes().segment(text)) w += graphemeWidth(segment);
   return w;
 }
 
@@ -156,7 +161,7 @@ export function fitMiddle(text: string, columns: number): string {
   if (columns === Infinity) return safe;
   const parts: { g: string; w: number }[] = [];
   let total = 0;
-  for (const { segment } of graphemes.segment(safe)) {
+  for (const { segment } of graphemes().segment(safe)) {
     const w = graphemeWidth(segment);
     parts.push({ g: segment, w });
     total += w;
@@ -183,7 +188,7 @@ export function fitMiddle(text: string, columns: number): string {
 function fitEnd(text: string, columns: number): string {
   let out = "";
   let used = 0;
-  for (const { segment } of graphemes.segment(text)) {
+  for (const { segment } of graphemes().segment(text)) {
     const w = graphemeWidth(segment);
     if (used + w > columns) break;
     out += segment;

@@ -136,7 +136,7 @@ export async function runPrune(run: Run): Promise<number> {
     run.warn(`the retention policy of ${repo.path} is empty: nothing is pruned`);
   }
   const dryRun = !!bool(flags, "dry-run");
-  const result = await pruneCommand(run.backend(), {
+  const result = await pruneCommand(await run.backend(), {
     ...run.locking,
     ...run.trusting,
     passphrase: run.passphrase,
@@ -161,7 +161,7 @@ export async function runDelete(run: Run): Promise<number> {
   const names = list(flags, "archive");
   if (names.length === 0) throw new UsageError("delete needs --archive NAME (one or more)");
   const dryRun = bool(flags, "dry-run");
-  const deleted = await deleteCommand(run.backend(), {
+  const deleted = await deleteCommand(await run.backend(), {
     ...run.locking,
     ...run.trusting,
     passphrase: run.passphrase,

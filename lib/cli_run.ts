@@ -100,7 +100,7 @@ export interface Run {
   /** The repository's passphrase, resolved when the repository turns out to need one. */
   passphrase(): Promise<string | undefined>;
   /** Opens the repository's backend (wrapped by the caller's `wrapBackend`, if any). */
-  backend(): Backend;
+  backend(): Promise<Backend>;
   /** --lock-wait, and each lock taken is released (at the latest) before the process exits. */
   locking: Required<LockingOptions>;
   /** The configured mode, this client's memory of repositories and --trust-repository. */

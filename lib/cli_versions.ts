@@ -100,7 +100,7 @@ export function rollbackLine(repository: string, r: RollbackResult): string {
 /** `vger versions`. */
 export async function runVersions(run: Run): Promise<number> {
   if (run.args.length > 0) throw new UsageError("vger versions takes no arguments");
-  const versions = await versionsCommand(run.backend());
+  const versions = await versionsCommand(await run.backend());
   emit(
     run,
     () => versionsJson(run.repo.path, versions),
@@ -115,7 +115,7 @@ export async function runRollback(run: Run): Promise<number> {
   if (id === undefined || rest.length > 0) {
     throw new UsageError("vger rollback takes one version id (vger versions lists them)");
   }
-  const r = await rollbackCommand(run.backend(), id, {
+  const r = await rollbackCommand(await run.backend(), id, {
     ...run.locking,
     ...run.trusting,
     passphrase: run.passphrase,

@@ -344,8 +344,16 @@ export class CodecPool {
   ): Promise<(Uint8Array | Error)[]> {
     await this.#ready;
     const transfer = ownsBuffer(bytes) ? [bytes.buffer as ArrayBuffer] : [];
-    parts = ownIds(parts);
-    const req: CodecRequest = { op: "decodeBatch", seq: 0, type, packHex, bytes, parts };
+    const idSize = parts[0]?.id.length ?? 0;
+    const ids = new Uint8Array(parts.length * idSize);
+    const layout = new Float64Array(parts.length * 3);
+    parts.forEach((p, i) => {
+      if (p.id.length !== idSize) throw new RangeError("decodeBatch: ids of different lengths");
+      ids.set(p.id, i * idSize);
+      layout.set([p.offset, p.length, p.rawLength], i * 3);
+    });
+    transfer.push(ids.buffer, layout.buffer);
+    const req: CodecRequest = { op: "decodeBatch", seq: 0, type, packHex, bytes, ids, layout };
     const reply = await this.#send(this.#pick(), req, transfer);
     return reply.batch!.map((r) =>
       r.ok ? new Uint8Array(r.buffer, r.offset, r.length) : errorOf(r)

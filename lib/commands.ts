@@ -8,20 +8,16 @@
 
 import type { Backend, ReadonlyBackend } from "../backends/backend.ts";
 import "./platform_deno.ts"; // the native codecs and hashes (lib/platform.ts)
-import { backup, type BackupOptions, type BackupResult } from "./archiver.ts";
-import { deleteArchives, removeUnlistedArchives } from "./archive_delete.ts";
-import { CodecPool } from "./codec_pool.ts";
-import { type CheckResult, type RepairResult, structureProblems } from "./check_report.ts";
-import { type CheckOptions, checkRepository } from "./checker.ts";
-import { loadIndexOrRebuild, writeRebuiltIndex } from "./index_recovery.ts";
-import { repairRepository } from "./repair.ts";
-import { type CompactionResult, type CompactOptions, compactRepository } from "./compactor.ts";
+// the engines, and what only some commands use, are imported by the command that runs them:
+// a command loads only its own modules (`vger list` of a small repository is mostly start-up)
+import type { BackupOptions, BackupResult } from "./archiver.ts";
+import type { CheckResult, RepairResult } from "./check_report.ts";
+import type { CheckOptions } from "./checker.ts";
+import type { CompactionResult, CompactOptions } from "./compactor.ts";
 import { breakLocks, listLocks, type LockEntry } from "./repo_lock.ts";
-import { applyRetention, type RetentionDecision, type RetentionPolicy } from "./retention.ts";
-import { type Item, validateArchiveName } from "./archive.ts";
+import type { RetentionDecision, RetentionPolicy } from "./retention.ts";
+import { type ArchiveMeta, type Item, validateArchiveName } from "./archive.ts";
 import type { ManifestEntry } from "./manifest.ts";
-import { PathSelector } from "./patterns.ts";
-import { readArchiveItems } from "./archive_items.ts";
 import {
   type InitOptions,
   initRepository,
@@ -30,15 +26,16 @@ import {
   Repository,
   requireRole,
 } from "./repository.ts";
-import { extract, type ExtractOptions, type ExtractResult } from "./restorer.ts";
+import type { ExtractOptions, ExtractResult } from "./restorer.ts";
 import { COMMIT_LOCK_KEY } from "./storage_keys.ts";
-import { FilesCache } from "./files_cache.ts";
+import { loadCodecs } from "./compress.ts";
 import { ensureCreateHonoured, keyFingerprint } from "./known_repos.ts";
 import { join } from "node:path";
 import type { RepoConfig } from "./repo_config.ts";
 import {
   type LockingOptions,
   openRepository,
+  openRepositoryWithManifest,
   rememberManifest,
   saveRecord,
   type TrustingOptions,
@@ -80,20 +77,43 @@ export async function backupCommand(
 ): Promise<BackupResult> {
   validateArchiveName(options.name); // before anything is read or written
   await requireRole(backend, "append-only", "back up");
-  const repo = await openRepository(backend, options);
+  // the files cache (keyed by the repository id, no key needed) loads while the key is derived
+  const cacheModule = import("./files_cache.ts");
+  const loadCache = (id: string) =>
+    options.filesCacheDir === undefined
+      ? undefined
+      : cacheModule.then(({ FilesCache }) =>
+        FilesCache.load(join(options.filesCacheDir!, id, "files"), { onWarning: options.onWarning })
+      );
+  let early: { id: string; cache: ReturnType<typeof loadCache> } | undefined;
+  const [repo, { backup }] = await Promise.all([
+    openRepository(backend, {
+      ...options,
+      onConfigRead: (id) => {
+        early = { id, cache: loadCache(id) };
+        early.cache?.catch(() => {}); // awaited below once the open succeeded
+      },
+    }),
+    import("./archiver.ts"),
+    loadCodecs(), // a missing permission is named here, before the codec workers start
+  ]);
+  // the id the open authenticated is the one read before (the same bytes); else load again
+  const cache = early?.id === repo.config.id ? early.cache : loadCache(repo.config.id);
   await rebuildLostIndex(repo, options);
-  const filesCache = options.filesCacheDir === undefined
-    ? undefined
-    : await FilesCache.load(join(options.filesCacheDir, repo.config.id, "files"), {
-      onWarning: options.onWarning,
-    });
-  const result = await withRepoLock(
-    backend,
-    "shared",
-    "backup",
-    options,
-    (lock) => backup(repo, { ...options, filesCache, checkLock: () => lock.assertHeld() }),
-  );
+  const filesCache = await cache;
+  let result: BackupResult;
+  try {
+    result = await withRepoLock(
+      backend,
+      "shared",
+      "backup",
+      options,
+      (lock) => backup(repo, { ...options, filesCache, checkLock: () => lock.assertHeld() }),
+    );
+  } catch (err) {
+    filesCache?.discard(); // the half-written new cache goes
+    throw err;
+  }
   await filesCache?.save({ onWarning: options.onWarning });
   await rememberManifest(repo, options);
   return result;
@@ -113,6 +133,7 @@ async function rebuildLostIndex(
   repo: Repository<Backend>,
   options: LockingOptions & IndexRebuildNotice,
 ): Promise<void> {
+  const { loadIndexOrRebuild, writeRebuiltIndex } = await import("./index_recovery.ts");
   const loaded = await loadIndexOrRebuild(repo);
   if (!loaded.rebuilt) return;
   await withRepoLock(repo.backend, "exclusive", "index rebuild", options, async (lock) => {
@@ -131,8 +152,9 @@ export async function listArchivesCommand(
   backend: ReadonlyBackend,
   options: OpenOptions & TrustingOptions,
 ): Promise<ManifestEntry[]> {
-  const repo = await openRepository(backend, options);
-  return (await repo.readManifest()).archives;
+  // lock-free: the manifest the open's check read is as good as one read now
+  const { repo, manifest } = await openRepositoryWithManifest(backend, options);
+  return (manifest ?? await repo.readManifest()).archives;
 }
 
 /** `vger list --archive NAME`: yields the archive's items (optionally filtered by globs). */
@@ -141,12 +163,21 @@ export async function* listItemsCommand(
   options: OpenOptions & TrustingOptions & IndexRebuildNotice & {
     archive: string;
     patterns?: string[];
+    /** Hears the archive's metadata (sources, command line) before the first item. */
+    onArchive?: (meta: ArchiveMeta) => void;
   },
 ): AsyncGenerator<Item> {
   // no lock: reading one archive's metadata blobs races with nothing but compact, which would
   // make a read fail cleanly rather than return wrong data
-  const repo = await openRepository(backend, options);
+  const [repo, { loadIndexOrRebuild }, { readArchiveItems }, { PathSelector }] = await Promise
+    .all([
+      openRepository(backend, options),
+      import("./index_recovery.ts"),
+      import("./archive_items.ts"),
+      import("./patterns.ts"),
+    ]);
   const meta = await repo.readArchive(await repo.findArchive(options.archive));
+  options.onArchive?.(meta);
   const loaded = await loadIndexOrRebuild(repo);
   if (loaded.rebuilt) {
     options.onIndexRebuilt?.(loaded.problem ?? "the index could not be read; rebuilt it");
@@ -167,7 +198,10 @@ export async function deleteCommand(
   },
 ): Promise<ManifestEntry[]> {
   if (!options.dryRun) await requireRole(backend, "full", "delete archives");
-  const repo = await openRepository(backend, options);
+  const [repo, { deleteArchives }] = await Promise.all([
+    openRepository(backend, options),
+    import("./archive_delete.ts"),
+  ]);
   if (options.dryRun) return await deleteArchives(repo, options.names, { dryRun: true });
   const deleted = await withRepoLock(backend, "exclusive", "delete", options, (lock) => {
     lock.assertHeld();
@@ -195,7 +229,11 @@ export async function pruneCommand(
   },
 ): Promise<PruneResult> {
   if (!options.dryRun) await requireRole(backend, "full", "prune archives");
-  const repo = await openRepository(backend, options);
+  const [repo, { deleteArchives }, { applyRetention }] = await Promise.all([
+    openRepository(backend, options),
+    import("./archive_delete.ts"),
+    import("./retention.ts"),
+  ]);
   const decide = async () =>
     applyRetention((await repo.readManifest()).archives, options.policy, {
       now: options.now ?? new Date(),
@@ -224,7 +262,14 @@ export async function compactCommand(
   // a dry run writes nothing but its exclusive lock, which a read-only token may not take
   if (options.dryRun) await requireRole(backend, "append-only", "compact --dry-run");
   else await requireRole(backend, "full", "compact");
-  const repo = await openRepository(backend, options);
+  const [repo, { CodecPool }, { compactRepository }, { removeUnlistedArchives }] = await Promise
+    .all([
+      openRepository(backend, options),
+      import("./codec_pool.ts"),
+      import("./compactor.ts"),
+      import("./archive_delete.ts"),
+      loadCodecs(),
+    ]);
   return await withRepoLock(backend, "exclusive", "compact", options, async (lock) => {
     const pool = new CodecPool(repo.key.material, repo.config.encryption);
     try {
@@ -269,7 +314,12 @@ export async function extractCommand(
     & LockingOptions
     & IndexRebuildNotice,
 ): Promise<ExtractResult> {
-  const repo = await openRepository(backend, options);
+  const [repo, { loadIndexOrRebuild }, { extract }] = await Promise.all([
+    openRepository(backend, options),
+    import("./index_recovery.ts"),
+    import("./restorer.ts"),
+    loadCodecs(),
+  ]);
   // shared: compact (exclusive) must not delete packs this extract is reading
   return await withReadLock(backend, "extract", options, async () => {
     const loaded = await loadIndexOrRebuild(repo);
@@ -288,7 +338,13 @@ export async function checkCommand(
     onProgress?: CheckOptions["onProgress"];
   },
 ): Promise<CheckResult> {
-  const repo = await openRepository(backend, options);
+  const [repo, { CodecPool }, { checkRepository }, { structureProblems }] = await Promise.all([
+    openRepository(backend, options),
+    import("./codec_pool.ts"),
+    import("./checker.ts"),
+    import("./check_report.ts"),
+    options.verifyData ? loadCodecs() : undefined,
+  ]);
   return await withReadLock(backend, "check", options, async () => {
     const pool = options.verifyData
       ? new CodecPool(repo.key.material, repo.config.encryption)
@@ -337,7 +393,12 @@ export async function repairCommand(
   },
 ): Promise<RepairResult> {
   if (!options.dryRun) await requireRole(backend, "full", "repair it (check --repair)");
-  const repo = await openRepository(backend, options);
+  const [repo, { CodecPool }, { repairRepository }] = await Promise.all([
+    openRepository(backend, options),
+    import("./codec_pool.ts"),
+    import("./repair.ts"),
+    options.verifyData ? loadCodecs() : undefined,
+  ]);
   const result = await withRepoLock(
     backend,
     "exclusive",

@@ -54,10 +54,24 @@ export function validateCompression(c: CompressionOptions): void {
  * Loads the native codecs that load asynchronously (lz4-napi, when lib/platform_deno.ts is
  * installed). Loaded on demand rather than imported, so that a missing Deno permission (lz4-napi
  * needs --allow-ffi and --allow-env) is an error the CLI can name instead of a crash while modules
- * load. Repository.open, initRepository and the codec workers call it.
+ * load, and only by a thread that meets lz4: the codec workers, and
+ * {@linkcode decompressLoading} (a zstd or uncompressed repository never loads lz4-napi).
  */
 export async function loadCodecs(): Promise<void> {
   await loadPlatform();
+}
+
+/**
+ * {@linkcode decompress}, after loading the native lz4 codec when the blob is lz4 (without it, the
+ * portable decoder of lib/platform.ts would do, more slowly).
+ */
+export async function decompressLoading(
+  blob: Uint8Array,
+  maxLength: number,
+  what: string,
+): Promise<Uint8Array> {
+  if (blob[0] === CODEC_LZ4) await loadCodecs();
+  return decompress(blob, maxLength, what);
 }
 
 function zstdCodec(): ZstdCodec {

@@ -1,8 +1,7 @@
 /**
- * The YAML configuration (borgmatic style): its schema, validation and defaults, and how a
- * `--repo` selector picks repositories from it. {@linkcode parseConfig} and
- * {@linkcode selectRepositories} are pure; where the file is found and how it is read is
- * lib/config_file.ts, the position-tracking YAML reader lib/yaml_reader.ts and the archive name
+ * The YAML configuration (borgmatic style): its schema, validation and defaults.
+ * {@linkcode parseConfig} is pure; how a `--repo` selector picks repositories from it is
+ * lib/config_select.ts, where the file is found and how it is read is lib/config_file.ts, the position-tracking YAML reader lib/yaml_reader.ts and the archive name
  * template lib/archive_name_format.ts.
  *
  * Every configuration error is one line naming the file, the line and the key path, e.g.
@@ -29,7 +28,8 @@
  *
  * @example Read a configuration and pick a repository
  * ```ts
- * import { parseConfig, selectRepositories } from "./config.ts";
+ * import { parseConfig } from "./config.ts";
+ * import { selectRepositories } from "./config_select.ts";
  * import { equal } from "node:assert/strict";
  *
  * const config = parseConfig(
@@ -62,8 +62,8 @@ import { DEFAULT_MAX_PACK_SIZE, DEFAULT_MIN_PACK_SIZE } from "./repository.ts";
 import { repositoryIdentity, sameEndpoint } from "./repository_identity.ts";
 import { parseRetention, type RetentionPolicy } from "./retention.ts";
 import { splitCommandLine } from "./secrets.ts";
-import { closest } from "./suggest.ts";
 import { absent, describe, type Field, plain, YamlReader } from "./yaml_reader.ts";
+import { isHttpUrl, SCHEME } from "./repository_identity.ts";
 
 /** The storage backends a repository entry can name. */
 export type BackendKind = "local" | "s3" | "rest";
@@ -346,17 +346,6 @@ class ConfigReader extends YamlReader {
   }
 }
 
-function isHttpUrl(v: string): boolean {
-  try {
-    const u = new URL(v);
-    return (u.protocol === "http:" || u.protocol === "https:") && u.host !== "";
-  } catch {
-    return false;
-  }
-}
-
-const SCHEME = /^[a-z][a-z0-9+.-]*:\/\//i;
-
 /** The most parallel requests `connections` may ask for. */
 export const MAX_CONNECTIONS = 256;
 
@@ -599,81 +588,4 @@ export function parseConfig(text: string, file: string): VgerConfig {
     chunker,
     archiveNameFormat,
   };
-}
-
-/**
- * Picks the repositories a command runs on: all of them, in order, without a selector; else
- * those whose label or path is exactly `selector`, else those at the place it names however
- * spelled (`s3://b/p/` names `path: p` with `s3_bucket: b`; `/r/` names `/r`). An unmatched selector that looks like a label
- * (no "/" or ":") is a UsageError; an unmatched path is an ad-hoc repository that takes the
- * top-level defaults (a local directory, or a REST server for an http(s) URL).
- */
-export function selectRepositories(
-  config: VgerConfig | null,
-  selector?: string,
-): RepositoryConfig[] {
-  if (selector === undefined || selector === "") {
-    if (!config) {
-      throw new UsageError(
-        "No configuration file found and no repository given: use --repo PATH or create one " +
-          "with vger config",
-      );
-    }
-    return config.repositories;
-  }
-  if (config) {
-    const byLabel = config.repositories.filter((r) => r.label === selector);
-    if (byLabel.length > 0) return byLabel;
-    const byPath = config.repositories.filter((r) => r.path === selector);
-    if (byPath.length > 0) return byPath;
-    const byLocation = config.repositories.filter((r) => sameLocation(r, selector));
-    if (byLocation.length > 0) return byLocation;
-    if (!/[/:\\]/.test(selector) && selector !== "." && selector !== "..") {
-      const labels = config.repositories.flatMap((r) => (r.label ? [r.label] : []));
-      const near = closest(selector, labels);
-      const hint = near
-        ? `did you mean "${near}"?`
-        : labels.length > 0
-        ? `labels: ${labels.join(", ")}`
-        : "no repository has a label";
-      throw new UsageError(
-        `Unknown repository label "${selector}" in ${config.file} (${hint}); ` +
-          `for a directory of that name use --repo ./${selector}`,
-      );
-    }
-  }
-  return [adHocRepository(selector, config)];
-}
-
-/**
- * Whether `selector` names entry `r` however either is spelled: an `s3://BUCKET[/PREFIX]` URL
- * the bucket and normalised prefix of an S3 entry (any endpoint, as a path never names one), a
- * local path the entry's path without trailing slashes.
- */
-function sameLocation(r: RepositoryConfig, selector: string): boolean {
-  const url = /^s3:\/\/([^/]+)(?:\/(.*))?$/i.exec(selector);
-  if (url) {
-    const prefix = (url[2] ?? "").replace(/^\/+|\/+$/g, "");
-    return r.backend === "s3" && r.s3?.bucket === url[1] && r.s3.prefix === prefix;
-  }
-  const trim = (p: string) => p.replace(/(.)\/+$/, "$1");
-  return r.backend === "local" && trim(r.path) === trim(selector);
-}
-
-function adHocRepository(path: string, config: VgerConfig | null): RepositoryConfig {
-  const base: Omit<RepositoryConfig, "path" | "backend"> = {
-    encryption: { mode: config?.encryption.mode ?? "aes256gcm" },
-    compression: { ...(config?.compression ?? BASE_COMPRESSION) },
-    retention: { ...config?.retention },
-    sourceDirectories: [...(config?.sourceDirectories ?? [])],
-  };
-  if (config?.modeNamed) base.modeNamed = true;
-  if (isHttpUrl(path)) return { path, backend: "rest", rest: {}, ...base };
-  if (SCHEME.test(path)) {
-    const where = config ? `an entry in ${config.file}` : "an entry in a configuration file";
-    throw new UsageError(
-      `Repository "${path}" needs ${where}: only local paths and http(s) URLs work without one`,
-    );
-  }
-  return { path, backend: "local", ...base };
 }

@@ -15,7 +15,7 @@
  * @module
  */
 
-import { parseConfig, type VgerConfig } from "./config.ts";
+import type { VgerConfig } from "./config.ts";
 import { errorMessage, UsageError } from "./errors.ts";
 
 /**
@@ -65,6 +65,8 @@ export async function loadConfigFile(
       const why = err instanceof Deno.errors.NotFound ? "no such file" : errorMessage(err);
       throw new UsageError(`Cannot read configuration ${file}: ${why}`, { cause: err });
     }
+    // the parser (and its YAML library) is loaded only when there is a file to parse
+    const { parseConfig } = await import("./config.ts");
     return parseConfig(text, file);
   }
   return null;

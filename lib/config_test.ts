@@ -8,10 +8,10 @@ import {
   parseConfig,
   REPOSITORY_KEYS,
   RETENTION_KEYS,
-  selectRepositories,
   TOP_LEVEL_KEYS,
   type VgerConfig,
 } from "./config.ts";
+import { selectRepositories } from "./config_select.ts";
 import { openBackend } from "../backends/mod.ts";
 import { UsageError } from "./errors.ts";
 import { resolvePassphrase } from "./secrets.ts";
@@ -1255,7 +1255,7 @@ Deno.test("an s3 entry's identity is its backend's location, which keys the know
   ];
   for (const entry of entries) {
     const [repo] = parse(["repositories:", ...entry]).repositories;
-    const backend = openBackend(repo);
+    const backend = await openBackend(repo);
     equal(repositoryIdentity(repo), backend.location, entry.join("\n"));
     await backend.close();
   }

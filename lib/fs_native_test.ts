@@ -413,3 +413,89 @@ Deno.test("mknod makes a FIFO without opening it, and devices as root; lstat giv
     deepStrictEqual(splitRdev(Deno.lstatSync(`${dir}/blk`).rdev ?? 0), [259, 0x12345]);
   });
 });
+
+Deno.test("createFile writes at offsets, sets owner, mode, xattrs and ns times through the descriptor, then rename", async () => {
+  const fs = fsOrFail();
+  await withTempDir(async (dir) => {
+    const temp = `${dir}/.tmp`;
+    const f = fs.createFile(temp, 0o600);
+    f.writeAt(bytes("world"), 6);
+    await f.writeAtAsync(bytes("hello "), 0);
+    f.truncate(20); // a hole at the end
+    f.chmod(0o4751); // setuid kept: chmod comes after chown in restore, and here too
+    const xattrs = userXattrsSupported(fs, dir);
+    if (xattrs) f.setXattr("user.k", bytes("v\0w"));
+    const mtime = 1_700_000_000_123_456_789n;
+    f.setTimes(1_600_000_000_000_000_001n, mtime);
+    f.close();
+    f.close(); // a second close does nothing
+    fs.rename(temp, `${dir}/final`);
+    throws(() => Deno.lstatSync(temp), Deno.errors.NotFound);
+    deepStrictEqual(await coreutilsTimes(`${dir}/final`), [1_600_000_000_000_000_001n, mtime]);
+    const got = Deno.readFileSync(`${dir}/final`);
+    deepStrictEqual(got, new Uint8Array([...bytes("hello world"), ...new Uint8Array(9)]));
+    equal(statSync(`${dir}/final`).mode & 0o7777, 0o4751);
+    if (xattrs) deepStrictEqual(fs.getXattr(`${dir}/final`, "user.k"), bytes("v\0w"));
+    if (Deno.uid() === 0) {
+      const g = fs.createFile(`${dir}/owned`, 0o644);
+      g.chown(1234, 5678);
+      g.close();
+      const st = lstatSync(`${dir}/owned`);
+      deepStrictEqual([st.uid, st.gid], [1234, 5678]);
+    }
+  });
+});
+
+Deno.test("createFile never opens an existing file or follows a symlink; failures name the call", async () => {
+  const fs = fsOrFail();
+  await withTempDir((dir) => {
+    Deno.writeTextFileSync(`${dir}/there`, "keep");
+    Deno.symlinkSync(`${dir}/target`, `${dir}/link`);
+    const exists = (err: unknown) =>
+      err instanceof NativeError && err.errno === ERRNO.EEXIST &&
+      err.message.startsWith(`Cannot create ${JSON.stringify(`${dir}/there`)}: file exists`);
+    throws(() => fs.createFile(`${dir}/there`, 0o600), exists);
+    throws(() => fs.createFile(`${dir}/link`, 0o600), NativeError);
+    throws(() => Deno.lstatSync(`${dir}/target`), Deno.errors.NotFound);
+    equal(Deno.readTextFileSync(`${dir}/there`), "keep");
+    throws(
+      () => fs.rename(`${dir}/absent`, `${dir}/x`),
+      (err) => err instanceof NativeError && err.errno === ERRNO.ENOENT,
+    );
+    // a name past the reused path buffer is encoded on its own, and the kernel refuses it
+    throws(
+      () => fs.createFile(`${dir}/${"é/".repeat(5000)}x`, 0o600),
+      (err) => err instanceof NativeError && err.errno === 36, // ENAMETOOLONG
+    );
+    const name = `${dir}/naïve ✓`;
+    fs.createFile(name, 0o600).close();
+    fs.rename(name, `${name}.2`);
+    deepStrictEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), [
+      "link",
+      "naïve ✓.2",
+      "there",
+    ]);
+    const f = fs.createFile(`${dir}/t`, 0o600);
+    throws(
+      () => f.setTimes(1n << 100n, 0n),
+      (err) =>
+        err instanceof NativeError && /^Cannot set times: time out of range/.test(err.message),
+    );
+    f.close();
+  });
+});
+
+Deno.test("writeAtAsync writes megabytes at an offset from another thread", async () => {
+  const fs = fsOrFail();
+  await withTempDir(async (dir) => {
+    const data = new Uint8Array(3 << 20).map((_, i) => i * 7);
+    const f = fs.createFile(`${dir}/big`, 0o600);
+    await Promise.all([f.writeAtAsync(data, 4096), f.writeAtAsync(bytes("head"), 0)]);
+    f.close();
+    const got = Deno.readFileSync(`${dir}/big`);
+    equal(got.length, 4096 + data.length);
+    deepStrictEqual(got.subarray(0, 4), bytes("head"));
+    deepStrictEqual(got.subarray(4, 4096), new Uint8Array(4092));
+    ok(got.subarray(4096).every((v, i) => v === data[i]));
+  });
+});

@@ -17,11 +17,11 @@
 
 import { decode, encode } from "@msgpack/msgpack";
 import { checkMsgpack } from "./msgpack_guard.ts";
-import { argon2id } from "hash-wasm";
 import { aesGcmDecrypt, aesGcmEncrypt, type EncryptionMode, sha256Parts } from "./crypto.ts";
 import { KEY_MATERIAL_LENGTH } from "./crypto.ts";
 import { DecryptionError, IntegrityError, UsageError } from "./errors.ts";
 import { bytesEqual, concatBytes, randomBytes } from "./ids.ts";
+import { platform } from "./platform.ts";
 
 /** Argon2id cost parameters. */
 export interface KdfParams {
@@ -68,15 +68,7 @@ async function deriveWrappingKey(
   salt: Uint8Array,
   k: KdfParams,
 ): Promise<Uint8Array> {
-  return await argon2id({
-    password: passphrase,
-    salt,
-    iterations: k.iterations,
-    memorySize: k.memoryKiB,
-    parallelism: k.parallelism,
-    hashLength: 32,
-    outputType: "binary",
-  });
+  return await platform().argon2id(new TextEncoder().encode(passphrase), salt, k);
 }
 
 async function withChecksum(body: Uint8Array): Promise<Uint8Array> {

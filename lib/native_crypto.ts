@@ -29,6 +29,7 @@
 
 import { VgerError } from "./errors.ts";
 import type { FastCrypto } from "./platform.ts";
+import { LIBCRYPTO, openLibrary } from "./native_library.ts";
 
 /** OpenSSL's AES-256-GCM, HMAC-SHA-256 and SHA-256, working on caller-owned buffers. */
 export interface NativeCrypto extends FastCrypto {
@@ -45,7 +46,6 @@ export const GCM_TAG_LENGTH = 16;
 /** Largest plaintext, ciphertext, AAD or HMAC key of one call: OpenSSL takes them as C ints. */
 export const MAX_NATIVE_LENGTH = 0x7fff_ffff;
 
-const LIBCRYPTO = "libcrypto.so.3";
 const EVP_CTRL_GCM_GET_TAG = 0x10;
 const EVP_CTRL_GCM_SET_TAG = 0x11;
 const SHA256_LENGTH = 32;
@@ -98,16 +98,9 @@ export function nativeCrypto(): NativeCrypto | null {
 }
 
 function load(): NativeCrypto | null {
-  if (Deno.build.os !== "linux") return null;
-  // Query first: a bare dlopen would prompt on a terminal instead of failing.
-  if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return null;
-  let lib: Deno.DynamicLibrary<typeof SYMBOLS>;
-  try {
-    lib = Deno.dlopen(LIBCRYPTO, SYMBOLS);
-  } catch {
-    // NotCapable, no libcrypto.so.3, or an OpenSSL lacking a symbol: fall back to Web Crypto.
-    return null;
-  }
+  // no FFI, no libcrypto.so.3, or an OpenSSL lacking a symbol: fall back to Web Crypto
+  const lib = openLibrary(LIBCRYPTO, SYMBOLS);
+  if (!lib) return null;
   try {
     return new OpenSsl(lib.symbols);
   } catch {

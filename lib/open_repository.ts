@@ -27,6 +27,7 @@ import {
 } from "./known_repos.ts";
 import { type LockMode, RepoLock } from "./repo_lock.ts";
 import { type OpenOptions, Repository } from "./repository.ts";
+import type { Manifest } from "./manifest.ts";
 
 /** How commands take the repository lock. */
 export interface LockingOptions {
@@ -142,12 +143,14 @@ export async function trustRepository(
   location: string,
   show: () => Promise<SeenRepository>,
   options: TrustingOptions,
+  loaded?: KnownRepository | null,
 ): Promise<KnownRepository | null> {
   const k = options.knownRepos;
   if (!k) return null;
   // the record before the repository's manifest: a record that another client saved meanwhile
-  // holds a counter already written, so never one above the counter read next (no false alarm)
-  const known = k.dir === undefined || k.trust ? null : await loadKnownRepository(k.dir, location);
+  // holds a counter already written, so never one above the counter read next (no false alarm);
+  // `loaded` is that record when the caller loaded it before it started reading the manifest
+  const known = loaded !== undefined ? loaded : await knownRecord(location, options);
   const seen = await show();
   const record = checkKnownRepository(known, seen, {
     configuredMode: k.configuredMode,
@@ -155,6 +158,15 @@ export async function trustRepository(
   });
   if (k.dir !== undefined && !sameRecord(known, record)) await saveRecord(k.dir, record, k);
   return record;
+}
+
+/** This client's memory of the repository at `location`, as {@linkcode trustRepository} reads it. */
+async function knownRecord(
+  location: string,
+  options: TrustingOptions,
+): Promise<KnownRepository | null> {
+  const k = options.knownRepos;
+  return k?.dir === undefined || k.trust ? null : await loadKnownRepository(k.dir, location);
 }
 
 function sameRecord(a: KnownRepository | null, b: KnownRepository): boolean {
@@ -180,11 +192,28 @@ export async function openRepository<B extends ReadonlyBackend>(
   backend: B,
   options: OpenOptions & TrustingOptions,
 ): Promise<Repository<B>> {
-  const repo = await Repository.open(backend, options);
+  return (await openRepositoryWithManifest(backend, options)).repo;
+}
+
+/**
+ * {@linkcode openRepository}, also returning the manifest its check read (fetched while the key
+ * was derived), for a command that needs no newer one (`list`); null when there was no check
+ * or the manifest could not be read (then the command reads it and reports why).
+ */
+export async function openRepositoryWithManifest<B extends ReadonlyBackend>(
+  backend: B,
+  options: OpenOptions & TrustingOptions,
+): Promise<{ repo: Repository<B>; manifest: Manifest | null }> {
+  if (!options.knownRepos) return { repo: await Repository.open(backend, options), manifest: null };
+  // the memory first, then the manifest (see trustRepository), fetched while the key is derived
+  const known = await knownRecord(backend.location, options);
+  const { repo, manifest: readManifest } = await Repository.openWithManifest(backend, options);
+  let manifest: Manifest | null = null;
   const record = await trustRepository(repo.location, async () => {
     let counter: number | null = null;
     try {
-      counter = (await repo.readManifest()).counter ?? 0;
+      manifest = await readManifest();
+      counter = manifest.counter ?? 0;
     } catch (err) {
       // a damaged or missing manifest is the command's to report (check --repair must run)
       if (!(err instanceof IntegrityError || err instanceof NotFoundError)) throw err;
@@ -196,11 +225,11 @@ export async function openRepository<B extends ReadonlyBackend>(
       fingerprint: await keyFingerprint(repo.key),
       counter,
     };
-  }, options);
+  }, options, known);
   // every later read of the manifest by this command must be at least as new (the storage could
   // serve the current manifest to the check and an old one to the command)
   if (record) repo.noteManifestCounter(record.counter);
-  return repo;
+  return { repo, manifest };
 }
 
 /** After a command wrote the manifest: raises the remembered counter to the one written. */

@@ -1,5 +1,5 @@
 import { deepStrictEqual, equal, ok, rejects } from "node:assert/strict";
-import type { BackendCapabilities } from "../backends/backend.ts";
+import type { BackendCapabilities, GetOptions } from "../backends/backend.ts";
 import { BackendDecorator } from "../backends/decorator.ts";
 import { MemoryBackend } from "../backends/memory.ts";
 import { checkCommand, deleteCommand, initCommand, listArchivesCommand } from "./commands.ts";
@@ -71,4 +71,45 @@ Deno.test("a command that fails under the lock reports its own failure, not that
       return true;
     },
   );
+});
+
+/** A memory backend that records the key of every get, in order. */
+class RecordingBackend extends BackendDecorator {
+  gets: string[] = [];
+  constructor() {
+    super(new MemoryBackend("memory:recording"));
+  }
+  override get(key: string, options?: GetOptions): Promise<Uint8Array | null> {
+    this.gets.push(key);
+    return super.get(key, options);
+  }
+}
+
+Deno.test("open fetches the manifest while the key is derived, and list lists the one the check read", async () => {
+  const backend = new RecordingBackend();
+  const passphrase = "pw";
+  const dir = await Deno.makeTempDir();
+  try {
+    const knownRepos = { dir };
+    await initCommand(backend, { encryption: "aes256gcm", passphrase, kdf: FAST, knownRepos });
+    backend.gets = [];
+    let requestedBeforeKdf: string[] = [];
+    const ask = () => {
+      requestedBeforeKdf = [...backend.gets];
+      return Promise.resolve(passphrase);
+    };
+    deepStrictEqual(await listArchivesCommand(backend, { passphrase: ask, knownRepos }), []);
+    // the three requests of list, all made before the passphrase was asked for
+    deepStrictEqual(requestedBeforeKdf.sort(), ["config", "keys/repokey", "manifest"]);
+    deepStrictEqual(backend.gets.sort(), ["config", "keys/repokey", "manifest"]);
+
+    // a missing manifest is still the command's error, after the open succeeded
+    await backend.delete("manifest");
+    await rejects(
+      listArchivesCommand(backend, { passphrase, knownRepos }),
+      (err: Error) => err instanceof NotFoundError && /Manifest not found/.test(err.message),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

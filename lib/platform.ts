@@ -69,6 +69,16 @@ export interface FastCrypto {
   hmacSha256(key: Uint8Array, data: Uint8Array): Uint8Array;
 }
 
+/** Argon2id's costs (lib/key_file.ts's `KdfParams`). */
+export interface Argon2Params {
+  /** Iterations (t). */
+  iterations: number;
+  /** Memory in KiB (m). */
+  memoryKiB: number;
+  /** Lanes (p). */
+  parallelism: number;
+}
+
 /** The codecs and hashes in use. */
 export interface Platform {
   /** CRC-32 (zlib's polynomial) of bytes, as an unsigned number. */
@@ -81,6 +91,11 @@ export interface Platform {
   zstd: ZstdCodec | null;
   /** Fast AES-GCM and HMAC, or null: then lib/crypto.ts uses Web Crypto (same bytes). */
   fastCrypto(): FastCrypto | null;
+  /**
+   * Argon2id of a UTF-8 passphrase and a salt, 32 bytes. The portable one is hash-wasm's, in this
+   * thread; Deno's (lib/kdf_deno.ts) runs off the main thread and frees its memory when done.
+   */
+  argon2id(password: Uint8Array, salt: Uint8Array, params: Argon2Params): Promise<Uint8Array>;
 }
 
 let current: Platform;
@@ -104,12 +119,16 @@ export function installPlatform(
 }
 
 /**
- * Awaits the installed loader, if any (lib/compress.ts's `loadCodecs`, called by
- * Repository.open, initRepository and the codec workers); its errors (a missing Deno permission)
- * reach the caller, and the next call tries again.
+ * Awaits the installed loader, if any (lib/compress.ts's `loadCodecs`, called by the codec
+ * workers and before an lz4 blob is decompressed in this thread); its errors (a missing Deno
+ * permission) reach the caller, and the next call tries again. Once it succeeded, it is not
+ * called again.
  */
 export async function loadPlatform(): Promise<void> {
-  if (loader) installPlatform(await loader());
+  if (!loader) return;
+  const load = loader;
+  installPlatform(await load());
+  if (loader === load) loader = undefined; // loaded: later calls cost nothing
 }
 
 // --- portable implementations -------------------------------------------------------------
@@ -362,7 +381,26 @@ const lz4Portable: Lz4Codec = {
   },
 };
 
+/** Argon2id by hash-wasm (WebAssembly), loaded on first use; see {@linkcode Platform.argon2id}. */
+export async function argon2idPortable(
+  password: Uint8Array,
+  salt: Uint8Array,
+  params: Argon2Params,
+): Promise<Uint8Array> {
+  const { argon2id } = await import("hash-wasm");
+  return await argon2id({
+    password,
+    salt,
+    iterations: params.iterations,
+    memorySize: params.memoryKiB,
+    parallelism: params.parallelism,
+    hashLength: 32,
+    outputType: "binary",
+  });
+}
+
 current = {
+  argon2id: argon2idPortable,
   crc32: crc32Portable,
   sha256: () => new Sha256Portable(),
   lz4: lz4Portable,

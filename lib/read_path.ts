@@ -40,6 +40,7 @@ export type { Item, ItemType } from "./archive.ts";
 export type { ArchiveStats, ManifestEntry } from "./manifest.ts";
 export type { OpenOptions } from "./repository.ts";
 export {
+  type Argon2Params,
   type FastCrypto,
   installPlatform,
   type Lz4Codec,

@@ -22,7 +22,7 @@ import {
   MAX_ARCHIVE_META_BYTES,
 } from "./archive.ts";
 import type { CodecPool } from "./codec_pool.ts";
-import { decompress, loadCodecs } from "./compress.ts";
+import { decompressLoading } from "./compress.ts";
 import {
   type EncryptionMode,
   ObjectType,
@@ -109,7 +109,6 @@ export function validatePackSizes(min: number, max: number): void {
 
 /** Creates a repository; refuses when one (or part of one) already exists there. */
 export async function initRepository(backend: Backend, options: InitOptions): Promise<RepoConfig> {
-  await loadCodecs();
   const chunker = options.chunker ?? DEFAULT_CHUNKER_PARAMS;
   validateChunkerParams(chunker);
   const minPackSize = options.minPackSize ?? DEFAULT_MIN_PACK_SIZE;
@@ -187,6 +186,12 @@ export async function requireRole(
 export interface OpenOptions {
   /** The passphrase, or a function that asks for it (called only for encrypted repositories). */
   passphrase?: string | (() => Promise<string | undefined>);
+  /**
+   * Told the repository's id as its config reads, before the key is derived and the config
+   * authenticated: for work that needs no key and is used only once the open succeeded (the
+   * files cache, keyed by the id, loads while the key is derived).
+   */
+  onConfigRead?: (id: string) => void;
 }
 
 /** The repository's config, parsed but not yet authenticated; null when there is none. */
@@ -319,15 +324,18 @@ export class Repository<B extends ReadonlyBackend = ReadonlyBackend> {
     backend: B,
     options: OpenOptions = {},
   ): Promise<Repository<B>> {
-    await loadCodecs();
     const loc = backend.location;
+    // both at once (a round trip less over S3 and REST); the config's failure is reported first
+    const keyFile = loadKeyFile(backend);
+    keyFile.catch(() => {});
     const unverified = await loadRepoConfig(backend);
     if (unverified === null) {
       throw new NotFoundError(
         `Cannot open repository "${loc}": config not found (is it a vger repository? run vger init)`,
       );
     }
-    const keyBytes = await loadKeyFile(backend);
+    options.onConfigRead?.(unverified.config.id);
+    const keyBytes = await keyFile;
     if (keyBytes === null) {
       throw new NotFoundError(`Cannot open repository "${loc}": ${KEY_FILE_KEY} not found`);
     }
@@ -337,6 +345,22 @@ export class Repository<B extends ReadonlyBackend = ReadonlyBackend> {
     });
     validateChunkerParams(config.chunker);
     return new Repository(backend, config, key);
+  }
+
+  /**
+   * Opens a repository as {@linkcode Repository.open} does while the manifest is fetched (the key
+   * derivation takes most of an open, and a remote storage's round trip hides behind it). The
+   * returned `manifest()` opens it with the key: what {@linkcode readManifest} would have read at
+   * that moment, or its error. Call it right away: it is not read again later.
+   */
+  static async openWithManifest<B extends ReadonlyBackend>(
+    backend: B,
+    options: OpenOptions = {},
+  ): Promise<{ repo: Repository<B>; manifest: () => Promise<Manifest> }> {
+    const sealed = backend.get(MANIFEST_KEY, { maxBytes: sealedLimit(MAX_MANIFEST_BYTES) });
+    sealed.catch(() => {}); // its failure is the manifest's, reported by manifest()
+    const repo = await Repository.open(backend, options);
+    return { repo, manifest: async () => repo.#openManifest(await sealed) };
   }
 
   /** Where the repository is. */
@@ -365,14 +389,16 @@ export class Repository<B extends ReadonlyBackend = ReadonlyBackend> {
 
   /** The manifest. */
   async readManifest(): Promise<Manifest> {
+    return await this.#openManifest(
+      await this.backend.get(MANIFEST_KEY, { maxBytes: sealedLimit(MAX_MANIFEST_BYTES) }),
+    );
+  }
+
+  /** The manifest from its sealed bytes (null: not found), checked against the newest seen. */
+  async #openManifest(sealed: Uint8Array | null): Promise<Manifest> {
+    if (sealed === null) throw new NotFoundError(`Manifest not found in "${this.location}"`);
     const m = decodeManifest(
-      await this.#readObject(
-        MANIFEST_KEY,
-        ObjectType.manifest,
-        "manifest",
-        "Manifest",
-        MAX_MANIFEST_BYTES,
-      ),
+      await this.key.open(ObjectType.manifest, "manifest", sealed, "Manifest"),
     );
     const counter = m.counter ?? 0;
     if (counter < this.#manifestCounter) {
@@ -472,7 +498,7 @@ export class Repository<B extends ReadonlyBackend = ReadonlyBackend> {
     const max = Math.min(MAX_BLOB, loc.rawLength);
     const plain = pool
       ? await pool.decode(type, id, sealed, max, what)
-      : decompress(await this.key.open(type, id, sealed, what), max, what);
+      : await decompressLoading(await this.key.open(type, id, sealed, what), max, what);
     if (plain.length !== loc.rawLength) {
       throw new IntegrityError(
         `${what} is corrupt: ${plain.length} bytes, the index says ${loc.rawLength}`,

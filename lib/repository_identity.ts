@@ -60,3 +60,16 @@ export function sameEndpoint(endpoint: string): string {
     return endpoint;
   }
 }
+
+/** Whether `v` is an http:// or https:// URL with a host (a `rest` repository's path). */
+export function isHttpUrl(v: string): boolean {
+  try {
+    const u = new URL(v);
+    return (u.protocol === "http:" || u.protocol === "https:") && u.host !== "";
+  } catch {
+    return false;
+  }
+}
+
+/** A URL scheme at the start of a repository path (`s3://`, `https://`...). */
+export const SCHEME: RegExp = /^[a-z][a-z0-9+.-]*:\/\//i;

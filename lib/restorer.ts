@@ -28,14 +28,25 @@ import { isDevice } from "./archive.ts";
 import type { ChunkIndex } from "./chunk_index.ts";
 import { CodecPool } from "./codec_pool.ts";
 import { ByteBudget, Signal } from "./concurrency.ts";
-import { errorMessage, IntegrityError, UsageError, VgerError } from "./errors.ts";
+import { errorMessage, IntegrityError, VgerError } from "./errors.ts";
 import { atExit } from "./exit_hooks.ts";
 import { describeFsError, S_IFBLK, S_IFCHR, S_IFIFO } from "./fs_meta.ts";
-import { applyItemMeta, inode, RestoreSkips } from "./restore_meta.ts";
-import { ERRNO, NativeError, nativeFs } from "./fs_native.ts";
+import {
+  applyItemMeta,
+  type ApplyMetaOptions,
+  createdMeta,
+  creator,
+  inode,
+  isSafeRelativePath,
+  openTemp,
+  prepareDest,
+  RestoreSkips,
+  type TempFile,
+} from "./restore_meta.ts";
+import { ERRNO, makeSymlink, NativeError, nativeFs } from "./fs_native.ts";
 import { randomBytes, toHex } from "./ids.ts";
 import { PathSelector } from "./patterns.ts";
-import { isAllZero, releaseOwned } from "./bytes.ts";
+import { isAllZero, release, releaseOwned } from "./bytes.ts";
 import { RecordBatcher } from "./pack_reader.ts";
 import type { Repository } from "./repository.ts";
 import { readArchiveItems } from "./archive_items.ts";
@@ -86,18 +97,14 @@ export interface ExtractResult {
   warnings: string[];
 }
 
-/** Whether a stored path is safe to join under a destination. */
-export function isSafeRelativePath(p: string): boolean {
-  if (p.length === 0 || p.startsWith("/") || p.includes("\0")) return false;
-  return p.split("/").every((s) => s !== "" && s !== "." && s !== "..");
-}
-
 /** Names of files being written start with this; see the module doc. */
 const TEMP_PREFIX = ".vger-tmp-";
 /** The exact names extract gives its temp files: those a killed extract left are removed. */
 const TEMP_NAME = /^\.vger-tmp-[0-9a-f]{16}$/;
 
 const MAX_BATCH = 8 << 20;
+/** Chunks at least this large are written from Deno's blocking pool (restore_meta.ts). */
+const ASYNC_WRITE = 128 << 10;
 /** Items queued ahead of the writer at most. */
 const MAX_QUEUED_ITEMS = 512;
 
@@ -121,28 +128,6 @@ interface QueuedItem {
   linkTo?: string;
 }
 
-/**
- * Creates the destination directory and proves it writable (a probe file, removed at once); a
- * destination that cannot be one is a UsageError naming it and the cause.
- */
-async function prepareDest(dest: string): Promise<void> {
-  try {
-    await Deno.mkdir(dest, { recursive: true });
-    await Deno.remove(await Deno.makeTempFile({ dir: dest, prefix: ".vger-probe-" }));
-  } catch (err) {
-    if (err instanceof Deno.errors.NotCapable) throw err; // cli.ts names the missing flag
-    const code = (err as { code?: string }).code;
-    const why = err instanceof Deno.errors.AlreadyExists
-      ? "it exists and is not a directory"
-      : code === "ENOTDIR"
-      ? "a parent of it is not a directory"
-      : code === "EROFS"
-      ? "read-only file system"
-      : describeFsError(err).replace(/ \(os error \d+\).*$/, "");
-    throw new UsageError(`Cannot extract to "${dest}": ${why}`, { cause: err });
-  }
-}
-
 /** Restores an archive. */
 export async function extract(
   repo: Repository<ReadonlyBackend>,
@@ -155,6 +140,7 @@ export async function extract(
   const dest = options.dest.replace(/\/+$/, "") || "/";
   await prepareDest(dest);
   const run = new ExtractRun(repo, index, pool, dest, options);
+  const forget = atExit(() => run.removeInFlight());
   const writer = run.writeLoop();
   try {
     if (options.onProgress) {
@@ -185,6 +171,7 @@ export async function extract(
     await writer.catch(() => {});
     throw err;
   } finally {
+    forget();
     pool.close();
   }
 }
@@ -200,6 +187,7 @@ class ExtractRun {
   readonly #native = nativeFs();
   readonly #owners: boolean;
   readonly #root = Deno.uid() === 0;
+  readonly #creator = creator();
   readonly #skipped = new RestoreSkips();
   /** Hardlink groups met in the selection: group -> restored path of its first selected name. */
   readonly #linkGroups = new Map<string, string>();
@@ -221,6 +209,10 @@ class ExtractRun {
   readonly #reader: RecordBatcher;
   #closed = false;
   #failure: unknown = null;
+  /** Temp names are this run's random tag and a count: 16 hex digits ({@linkcode TEMP_NAME}). */
+  readonly #tempTag = toHex(randomBytes(4));
+  #tempCount = 0;
+  #inFlight: string | null = null; // the temp file being written
   #lastProgress = 0;
   #doneFiles = 0;
   #doneBytes = 0;
@@ -305,7 +297,7 @@ class ExtractRun {
     // full wait for a quarter of it to be written, so that the batch sent meanwhile is not one
     // small file long
     if (this.#queue.length > MAX_QUEUED_ITEMS) {
-      this.#flushBatch();
+      this.#reader.flush();
       while (this.#queue.length > MAX_QUEUED_ITEMS * 3 / 4) {
         await this.#freed.wait();
         if (this.#failure) throw this.#failure;
@@ -323,7 +315,7 @@ class ExtractRun {
   close(failure?: unknown): void {
     this.#closed = true;
     if (failure) this.#failure ??= failure;
-    this.#flushBatch();
+    this.#reader.flush();
     this.#added.notify();
   }
 
@@ -355,7 +347,7 @@ class ExtractRun {
       return { raw: loc.rawLength, held: 0, data: Promise.resolve(null) };
     }
     if (!this.#budget.tryReserve(loc.rawLength)) {
-      this.#flushBatch(); // the writer frees bytes only once the pending reads are sent
+      this.#reader.flush(); // the writer frees bytes only once the pending reads are sent
       // Wait for room for a batch, not for this chunk alone: else each chunk the writer frees
       // lets one more in, and every batch sent is one chunk long.
       const room = Math.max(loc.rawLength, Math.min(MAX_BATCH, this.#budget.limit / 4));
@@ -366,15 +358,11 @@ class ExtractRun {
     const data = read.then((plain): Uint8Array | null => {
       if (!isAllZero(plain)) return plain;
       this.#zeroIds.add(toHex(id));
-      releaseOwned(plain);
+      freePlain(plain);
       return null;
     });
     data.catch(() => {}); // awaited by the writer
     return { raw: loc.rawLength, held: loc.rawLength, data, read };
-  }
-
-  #flushBatch(): void {
-    this.#reader.flush();
   }
 
   #release(p: Pending): void {
@@ -391,7 +379,7 @@ class ExtractRun {
         const next = this.#queue.shift();
         if (!next) {
           if (this.#closed) return;
-          this.#flushBatch();
+          this.#reader.flush();
           await this.#added.wait();
           continue;
         }
@@ -422,7 +410,7 @@ class ExtractRun {
   async #chunkAt(q: QueuedItem, i: number): Promise<Pending | null> {
     while (i >= q.chunks.length) {
       if (q.complete) return null;
-      this.#flushBatch();
+      this.#reader.flush();
       await this.#added.wait();
       if (this.#failure) throw this.#failure;
     }
@@ -431,21 +419,19 @@ class ExtractRun {
 
   async #writeFile(q: QueuedItem): Promise<void> {
     const { item, path } = q;
-    let file: Deno.FsFile | null = null;
+    let file: TempFile | null = null;
     let temp: string | null = null;
-    let forget = () => {};
     let i = 0;
     try {
       if (!this.#prepareParent(path) || !this.#makeRoom(path, item)) {
         for (let c; (c = await this.#chunkAt(q, i)) !== null; i++) this.#release(c);
         return;
       }
-      const name = temp = `${path.slice(0, path.lastIndexOf("/"))}/${TEMP_PREFIX}${
-        toHex(randomBytes(8))
+      const name = temp = `${path.slice(0, path.lastIndexOf("/"))}/${TEMP_PREFIX}${this.#tempTag}${
+        (this.#tempCount++ >>> 0).toString(16).padStart(8, "0")
       }`;
-      file = Deno.openSync(name, { write: true, createNew: true, mode: 0o600 });
-      // a signal that ends the process meanwhile removes the temp file
-      forget = atExit(() => Deno.removeSync(name));
+      file = openTemp(this.#native, name, item.mode);
+      this.#inFlight = name; // a signal that ends the process meanwhile removes it
       let pos = 0;
       let sparse = false;
       for (let c; (c = await this.#chunkAt(q, i)) !== null; i++) {
@@ -456,26 +442,34 @@ class ExtractRun {
         if (data === null) {
           sparse = true;
           pos += c.raw;
-          file.seekSync(pos, Deno.SeekMode.Start);
           this.bytes += c.raw; // restored as a hole: still bytes of the file
           this.#doneBytes += c.raw;
           this.#progress(path);
           continue;
         }
         if (pos + data.length > item.size) throw this.#sizeMismatch(item, "more");
-        for (let o = 0; o < data.length;) o += file.writeSync(data.subarray(o));
+        // a large chunk is copied into the page cache on another thread; this one goes on
+        if (data.length >= ASYNC_WRITE && file.writeAtAsync) await file.writeAtAsync(data, pos);
+        else file.writeAt(data, pos);
         pos += data.length;
         this.bytes += data.length;
         this.#doneBytes += data.length;
-        releaseOwned(data);
+        freePlain(data);
         this.#progress(path);
       }
       if (pos !== item.size) throw this.#sizeMismatch(item, "fewer");
-      if (sparse) file.truncateSync(pos);
-      file.close();
+      if (sparse) file.truncate(pos);
+      // through the descriptor when it is libc's; else by name (Deno's API)
+      // a directory this run made has no set-group-id bit nor default ACL yet (finishDirs)
+      const known = this.#creator && file.native && this.#inCreatedDir(path)
+        ? createdMeta(item, this.#creator)
+        : undefined;
+      this.#applyMeta(name, item, { shown: path, file: file.native, known });
+      const f = file;
       file = null;
-      this.#applyMeta(name, item, path);
-      Deno.renameSync(name, path);
+      f.close();
+      if (this.#native) this.#native.rename(name, path);
+      else Deno.renameSync(name, path);
       temp = null;
       this.files++;
     } catch (err) {
@@ -483,19 +477,25 @@ class ExtractRun {
       for (let c; (c = await this.#chunkAt(q, i)) !== null; i++) this.#release(c);
       if (temp !== null) {
         // a partial file never takes the real name: remove it
-        file?.close();
+        try {
+          file?.close();
+        } catch { /* removed next */ }
         file = null;
         try {
           Deno.removeSync(temp);
         } catch { /* already gone */ }
       }
       if (err instanceof IntegrityError) this.#warn(`Cannot restore "${path}": ${err.message}`);
-      else if (err instanceof VgerError) throw err;
+      else if (err instanceof VgerError && !(err instanceof NativeError)) throw err;
       else this.#warn(`Cannot restore "${path}": ${describeFsError(err)}`);
     } finally {
-      forget();
-      file?.close();
+      this.#inFlight = null;
     }
+  }
+
+  /** Removes the temp file being written, if any: run at exit (on a signal). */
+  removeInFlight(): void {
+    if (this.#inFlight !== null) Deno.removeSync(this.#inFlight);
   }
 
   /** A later name of a hardlink group: a hard link to the group's first restored name. */
@@ -623,7 +623,7 @@ class ExtractRun {
         this.#checkedDirs.add(path);
         this.#dirs.push({ path, item });
       } else {
-        if (!this.#create(path, item, () => Deno.symlinkSync(item.target!, path))) return;
+        if (!this.#create(path, item, () => makeSymlink(item.target!, path))) return;
         this.#applyMeta(path, item);
       }
       this.files++;
@@ -678,13 +678,22 @@ class ExtractRun {
   }
 
   /** {@linkcode applyItemMeta} with this run's native calls, owner rule and warnings. */
-  #applyMeta(path: string, item: Item, shown: string = path): void {
+  #applyMeta(path: string, item: Item, more: Partial<ApplyMetaOptions> = {}): void {
     applyItemMeta(path, item, {
       native: this.#native,
       owners: this.#owners,
       warn: (m) => this.#warn(m),
-      shown,
       skipped: this.#skipped,
+      ...more,
     });
   }
+}
+
+/**
+ * Frees a plaintext the batcher read: one under 64 KiB may share its buffer with others of its
+ * batch (codec_worker.ts, shareSmall); a larger one owns its buffer, maybe at an offset.
+ */
+function freePlain(b: Uint8Array): void {
+  if (b.length >= 64 << 10) releaseOwned(b);
+  else release(b);
 }

@@ -52,3 +52,40 @@ Deno.test("extract reports bytes and items up to the archive's totals, also for 
     for (const u of part) deepStrictEqual([u.totalFiles, u.totalBytes], [subItems, subBytes]);
   });
 });
+
+// What extract sets, and what it skips because it is already right
+
+Deno.test("extract sets exact modes and owners (set-id bits, bits the umask strips) in new and existing directories", async () => {
+  await withRepo(async (dir, repo) => {
+    const src = `${dir}/src`;
+    Deno.mkdirSync(src);
+    const root = Deno.uid() === 0;
+    const modes = [0o644, 0o600, 0o000, 0o777, 0o666, 0o4755, 0o2750, 0o1744];
+    const want = new Map<string, [number, number, number]>();
+    modes.forEach((mode, i) => {
+      const f = `${src}/f${i}`;
+      Deno.writeTextFileSync(f, `file ${i}`);
+      if (root && i % 2) Deno.chownSync(f, 1234 + i, 5678 + i);
+      Deno.chmodSync(f, mode); // after chown, which clears set-id bits
+      const st = Deno.lstatSync(f);
+      want.set(`f${i}`, [st.mode! & 0o7777, st.uid!, st.gid!]);
+    });
+    equal(want.get("f5")![0], 0o4755);
+    await backup(repo, { name: "a", sources: [src], compression: { algorithm: "lz4" } });
+    const rel = src.replace(/^\/+/, "");
+    // an existing directory with the set-group-id bit: files made there get its group
+    const existing = `${dir}/old/${rel}`;
+    Deno.mkdirSync(existing, { recursive: true });
+    if (root) Deno.chownSync(existing, 0, 4242);
+    Deno.chmodSync(existing, 0o2777);
+    for (const out of [`${dir}/new`, `${dir}/old`]) {
+      const r = await extract(repo, { archive: "a", dest: out });
+      deepStrictEqual(r.warnings, []);
+      for (const [name, [mode, uid, gid]] of want) {
+        const st = Deno.lstatSync(`${out}/${rel}/${name}`);
+        deepStrictEqual([st.mode! & 0o7777, st.uid, st.gid], [mode, uid, gid], `${out} ${name}`);
+        equal(Deno.readTextFileSync(`${out}/${rel}/${name}`), `file ${name.slice(1)}`);
+      }
+    }
+  });
+});

@@ -7,7 +7,12 @@
  */
 
 import { errorMessage } from "./errors.ts";
-import { loadServerConfig, parseListen, type ServerConfig } from "./server_config.ts";
+import {
+  loadServerConfig,
+  parseListen,
+  type ServerConfig,
+  serverEnvironment,
+} from "./server_config.ts";
 import type { Backend } from "../backends/backend.ts";
 import { createServerOn } from "./server_instance.ts";
 import { runStructureCheck } from "./server_check.ts";
@@ -64,7 +69,7 @@ export async function serverMain(
   }
   let config: ServerConfig;
   try {
-    config = await loadServerConfig(file, Deno.env.toObject());
+    config = await loadServerConfig(file, serverEnvironment());
   } catch (err) {
     console.error(`vger-server: ${errorMessage(err)}`);
     return 2;

@@ -110,6 +110,16 @@ export const SERVER_ENV_VARIABLES: Readonly<Record<string, string>> = Object.fro
   SETTINGS.map((s) => [s.key, s.env]),
 );
 
+/**
+ * The server's variables from the process environment: only those it reads, so that it runs with
+ * `--allow-env` scoped to them (lib/cli_launch.ts grants exactly these).
+ */
+export function serverEnvironment(): Record<string, string | undefined> {
+  return Object.fromEntries(
+    Object.values(SERVER_ENV_VARIABLES).map((name) => [name, Deno.env.get(name)]),
+  );
+}
+
 /** Options of {@linkcode parseServerConfig}. */
 export interface ParseServerConfigOptions {
   /** The file the text came from, for messages and to resolve a relative `data_dir`. */

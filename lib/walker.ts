@@ -67,10 +67,22 @@ export function* walkSources(
 ): Generator<WalkEntry | undefined, void, undefined> {
   const { isExcluded, onWarning } = options;
   const excluded = excludedDirs(options.excludeDirs ?? []);
-  // depth first: the next path to look at is on top
-  const stack = sources.map((s) => resolve(s)).reverse();
-  while (stack.length > 0) {
-    const path = stack.pop()!;
+  // depth first: the directories being listed, innermost last, each with its sorted names and
+  // the next one to look at (a name per entry waiting, not a path)
+  const roots = sources.map((s) => resolve(s));
+  let nextRoot = 0;
+  const open: { base: string; names: string[]; next: number }[] = [];
+  for (;;) {
+    const dir = open.at(-1);
+    let path: string;
+    if (dir !== undefined) {
+      if (dir.next === dir.names.length) {
+        open.pop();
+        continue;
+      }
+      path = `${dir.base}/${dir.names[dir.next++]}`;
+    } else if (nextRoot < roots.length) path = roots[nextRoot++];
+    else return;
     let st: EntryStat;
     try {
       st = lstatEntry(path);
@@ -114,9 +126,27 @@ export function* walkSources(
     }
     yield { path, rel, kind, st };
     names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-    const base = path === "/" ? "" : path;
-    for (let i = names.length - 1; i >= 0; i--) stack.push(`${base}/${names[i]}`);
+    open.push({ base: path === "/" ? "" : path, names, next: 0 });
   }
+}
+
+/**
+ * The order in which {@linkcode walkSources} yields the paths below one source: negative when
+ * `a` comes before `b`. Component by component, each compared by UTF-16 code units, a directory
+ * before what it holds (so "a", "a/b", "a-c": "/" ends a name, it does not sort as a character).
+ */
+export function compareWalkOrder(a: string, b: string): number {
+  if (a === b) return 0; // the usual case, for the files cache: a native comparison
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x === y) continue;
+    if (x === 0x2f) return -1; // a's name ends here: a prefix of b's name, or its directory
+    if (y === 0x2f) return 1;
+    return x - y;
+  }
+  return a.length - b.length;
 }
 
 /** The device and inode of each directory that exists, as `dev:ino`. */

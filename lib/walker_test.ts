@@ -1,5 +1,5 @@
-import { deepStrictEqual } from "node:assert/strict";
-import { walkSources } from "./walker.ts";
+import { deepStrictEqual, ok } from "node:assert/strict";
+import { compareWalkOrder, walkSources } from "./walker.ts";
 
 async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "vger-walker-test-" });
@@ -83,6 +83,21 @@ Deno.test("walkSources yields pre-order with sorted names (FIFOs too), skips exc
     } finally {
       socket.close();
       await Deno.chmod(`${src}/locked`, 0o700);
+    }
+  });
+});
+
+Deno.test("compareWalkOrder sorts paths as walkSources yields them", async () => {
+  await withTempDir(async (dir) => {
+    for (const d of ["a", "a/b", "a-c", "a.d/e", "ab", "A", "é", "\u{1F600}", "\uFF5E"]) {
+      await Deno.mkdir(`${dir}/${d}`, { recursive: true });
+      await Deno.writeFile(`${dir}/${d}/f`, new Uint8Array(1));
+    }
+    const walked = [...walkSources([dir])].map((e) => e!.path);
+    const sorted = [...walked].reverse().sort(compareWalkOrder);
+    deepStrictEqual(sorted, walked);
+    for (let i = 1; i < walked.length; i++) {
+      ok(compareWalkOrder(walked[i - 1], walked[i]) < 0, `${walked[i - 1]} < ${walked[i]}`);
     }
   });
 });

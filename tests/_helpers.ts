@@ -35,6 +35,9 @@ import { nativeFs } from "../lib/fs_native.ts";
 /** Absolute path of the CLI entry point the tests run. */
 export const CLI_PATH: string = fileURLToPath(new URL("../cli.ts", import.meta.url));
 
+/** Absolute path of the least-privilege launcher (launch.ts). */
+export const LAUNCH_PATH: string = fileURLToPath(new URL("../launch.ts", import.meta.url));
+
 /** Absolute path of the project root (where deno.json and node_modules are). */
 export const PROJECT_DIR: string = fileURLToPath(new URL("../", import.meta.url)).replace(
   /\/$/,
@@ -128,6 +131,8 @@ export interface RunOptions {
    * tests/kill_switch.ts); not with `user`.
    */
   program?: string;
+  /** Deno's flags for the run instead of `-A` (permissions: `-P=NAME`, `--allow-read=...`). */
+  denoFlags?: readonly string[];
   /** Kill the process (SIGKILL) after this many ms; default 120 000. */
   timeoutMs?: number;
   /** Sample the peak RSS with {@linkcode peakRssOf}. */
@@ -199,7 +204,7 @@ export function spawnVger(args: readonly string[], options: RunOptions = {}): De
   // --cached-only: an unprivileged user's empty DENO_DIR must not make deno go to the network
   const denoArgs = user
     ? ["run", "-A", "--cached-only", user.cli, ...args]
-    : ["run", "-A", options.program ?? CLI_PATH, ...args];
+    : ["run", ...(options.denoFlags ?? ["-A"]), options.program ?? CLI_PATH, ...args];
   const [command, commandArgs] = user
     ? [
       "setpriv",
@@ -350,6 +355,48 @@ export async function chownTree(path: string, uid: number, gid: number): Promise
   if (!Deno.lstatSync(path).isDirectory) return;
   for await (const e of Deno.readDir(path)) await chownTree(`${path}/${e.name}`, uid, gid);
 }
+
+// ---------------------------------------------------------------------------------------------
+// POSIX ACLs, as the xattr bytes the kernel stores (no setfacl needed)
+
+/**
+ * An ACL xattr value (`system.posix_acl_access` or `_default`): version 2, then
+ * {u16 tag, u16 perm, u32 id} entries, little-endian (linux/posix_acl_xattr.h). Tags: USER_OBJ 1,
+ * USER 2, GROUP_OBJ 4, GROUP 8, MASK 0x10, OTHER 0x20; entries without an id take
+ * {@linkcode ACL_NO_ID}.
+ */
+export function posixAcl(entries: [tag: number, perm: number, id: number][]): Uint8Array {
+  const out = new Uint8Array(4 + 8 * entries.length);
+  const v = new DataView(out.buffer);
+  v.setUint32(0, 2, true);
+  entries.forEach(([tag, perm, id], i) => {
+    v.setUint16(4 + 8 * i, tag, true);
+    v.setUint16(6 + 8 * i, perm, true);
+    v.setUint32(8 + 8 * i, id, true);
+  });
+  return out;
+}
+
+/** The id of ACL entries that name no user or group. */
+export const ACL_NO_ID = 0xffffffff;
+
+/** A file's access ACL: owner rw, user 1000 rw, group r, mask rw, other r (mode 0664). */
+export const FILE_ACL: Uint8Array = posixAcl([
+  [1, 6, ACL_NO_ID],
+  [2, 6, 1000],
+  [4, 4, ACL_NO_ID],
+  [0x10, 6, ACL_NO_ID],
+  [0x20, 4, ACL_NO_ID],
+]);
+
+/** A directory's default ACL: owner rwx, group rx, group 100 rx, mask rx, other rx. */
+export const DIR_ACL: Uint8Array = posixAcl([
+  [1, 7, ACL_NO_ID],
+  [4, 5, ACL_NO_ID],
+  [8, 5, 100],
+  [0x10, 5, ACL_NO_ID],
+  [0x20, 5, ACL_NO_ID],
+]);
 
 // ---------------------------------------------------------------------------------------------
 // Memory

@@ -50,6 +50,8 @@ export interface StartOptions {
   dataDir?: string;
   /** Also `--allow-run` (for a `token_command`). */
   allowRun?: boolean;
+  /** Run through launch.ts `--server` (run mode): only the permissions it derives. */
+  launched?: boolean;
 }
 
 /** The token of every test server. */
@@ -84,6 +86,8 @@ export async function startServer(
       ...(options.parallel ? ["--parallel"] : []),
       entry,
     ]
+    : options.launched
+    ? ["run", "-P=launcher", `${ROOT}launch.ts`, "--server", "--config", configFile]
     : ["run", "--allow-net=127.0.0.1", ...permissions, entry, "--config", configFile];
   const child = new Deno.Command(Deno.execPath(), {
     args,

@@ -13,6 +13,8 @@ import { nativeFs } from "../lib/fs_native.ts";
 import {
   chownTree,
   CLI_PATH,
+  DIR_ACL,
+  FILE_ACL,
   initRepo,
   makeUnprivilegedUser,
   NOBODY_ID,
@@ -25,31 +27,6 @@ import {
 } from "./_helpers.ts";
 
 const isRoot = Deno.uid() === 0;
-
-/** An ACL xattr value: version 2, then {u16 tag, u16 perm, u32 id} entries (linux/posix_acl_xattr.h). */
-function acl(entries: [tag: number, perm: number, id: number][]): Uint8Array {
-  const out = new Uint8Array(4 + 8 * entries.length);
-  const v = new DataView(out.buffer);
-  v.setUint32(0, 2, true);
-  entries.forEach(([tag, perm, id], i) => {
-    v.setUint16(4 + 8 * i, tag, true);
-    v.setUint16(6 + 8 * i, perm, true);
-    v.setUint32(8 + 8 * i, id, true);
-  });
-  return out;
-}
-// tags: USER_OBJ 1, USER 2, GROUP_OBJ 4, GROUP 8, MASK 0x10, OTHER 0x20; no id: 0xffffffff
-const NO_ID = 0xffffffff;
-const FILE_ACL = acl([[1, 6, NO_ID], [2, 6, 1000], [4, 4, NO_ID], [0x10, 6, NO_ID], [
-  0x20,
-  4,
-  NO_ID,
-]]);
-const DIR_ACL = acl([[1, 7, NO_ID], [4, 5, NO_ID], [8, 5, 100], [0x10, 5, NO_ID], [
-  0x20,
-  5,
-  NO_ID,
-]]);
 
 const bytes = (s: string) => new TextEncoder().encode(s);
 

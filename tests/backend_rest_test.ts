@@ -69,7 +69,7 @@ const bytes = (text: string) => new TextEncoder().encode(text);
 
 /** A new repository `name` on `server`, opened as the CLI opens it, created as init does. */
 async function newRepository(server: TestServer, name: string): Promise<Backend> {
-  const backend = openBackend({
+  const backend = await openBackend({
     backend: "rest",
     path: `${server.url}/${name}`,
     rest: { token: server.token },
@@ -95,7 +95,11 @@ Deno.test("rest backend: an unknown repository reads as empty and refuses writes
     const url = `${server.url}/absent`;
     const noRepo = (err: unknown) =>
       err instanceof NotFoundError && err.message === `No repository at ${url}: run vger init`;
-    const backend = openBackend({ backend: "rest", path: url, rest: { token: server.token } });
+    const backend = await openBackend({
+      backend: "rest",
+      path: url,
+      rest: { token: server.token },
+    });
     try {
       equal(await backend.get("config"), null);
       equal(await backend.size("keys/repokey"), null);
@@ -104,7 +108,7 @@ Deno.test("rest backend: an unknown repository reads as empty and refuses writes
     } finally {
       await backend.close();
     }
-    const fresh = openBackend({ backend: "rest", path: url, rest: { token: server.token } });
+    const fresh = await openBackend({ backend: "rest", path: url, rest: { token: server.token } });
     await rejects(fresh.policy!(), noRepo);
     await fresh.close();
 
@@ -115,7 +119,7 @@ Deno.test("rest backend: an unknown repository reads as empty and refuses writes
     );
     await repo.close();
 
-    const wrong = openBackend({
+    const wrong = await openBackend({
       backend: "rest",
       path: `${server.url}/laptop`,
       rest: { token: "not-the-token" },

@@ -682,13 +682,19 @@ Deno.test("exit codes: 0 ok, 1 a damaged repository, 2 usage or configuration, 3
 Deno.test("missing Deno permissions: one line naming the flag to add, no stack trace, exit 2", async () => {
   await withTempDir(async (dir) => {
     const repo = await initRepo(`${dir}/repo`);
+    await Deno.mkdir(`${dir}/src`);
     const cases = [
-      { flags: ["--allow-read"], missing: "--allow-env" },
-      { flags: ["--allow-read", "--allow-env"], missing: "--allow-ffi" },
+      { flags: ["--allow-read"], missing: "--allow-env", command: ["list"] },
+      // the codecs (lz4-napi) load before a backup's workers start
+      {
+        flags: ["--allow-read", "--allow-env", "--allow-sys", "--allow-write"],
+        missing: "--allow-ffi",
+        command: ["backup", `${dir}/src`],
+      },
     ];
     for (const c of cases) {
       const r = await new Deno.Command(Deno.execPath(), {
-        args: ["run", ...c.flags, CLI_PATH, "-R", repo, "list"],
+        args: ["run", ...c.flags, CLI_PATH, "-R", repo, ...c.command],
         cwd: dir,
         env: plainEnv(),
         clearEnv: true,
@@ -697,12 +703,30 @@ Deno.test("missing Deno permissions: one line naming the flag to add, no stack t
         stderr: "piped",
       }).output();
       const stderr = new TextDecoder().decode(r.stderr);
-      const what = `deno run ${c.flags.join(" ")} cli.ts list`;
+      const what = `deno run ${c.flags.join(" ")} cli.ts ${c.command[0]}`;
       equal(r.code, 2, `${what}: exit ${r.code}\n${stderr}`);
       equal(lines(stderr).length, 1, `${what}: not one line:\n${stderr}`);
       ok(stderr.includes(`run with ${c.missing}`), `${what} does not name ${c.missing}: ${stderr}`);
       ok(!/\bat .*:\d+:\d+/.test(stderr), `${what}: a stack trace:\n${stderr}`);
     }
+  });
+});
+
+Deno.test("list runs without --allow-ffi: the key derived in a worker, no native codec loaded", async () => {
+  await withTempDir(async (dir) => {
+    const repo = await initRepo(`${dir}/repo`);
+    const r = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-read", "--allow-env", CLI_PATH, "-R", repo, "list", "--json"],
+      cwd: dir,
+      env: plainEnv(),
+      clearEnv: true,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(r.stderr);
+    equal(r.code, 0, stderr);
+    deepStrictEqual(JSON.parse(new TextDecoder().decode(r.stdout)).archives, []);
   });
 });
 

@@ -13,6 +13,7 @@ import {
   treeSnapshot,
   withTempDir,
 } from "./_helpers.ts";
+import { nativeFs } from "../lib/fs_native.ts";
 
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -122,4 +123,43 @@ Deno.test("files cache: unchanged files are taken from the cache; every change i
       },
     );
   });
+});
+
+Deno.test({
+  name: "files cache: extended attributes of unchanged files are kept, and one added later is seen",
+  ignore: nativeFs() === null,
+  fn: async () => {
+    await withTempDir(async (dir) => {
+      const fs = nativeFs()!;
+      const src = `${dir}/src`;
+      const repo = `${dir}/repo`;
+      const env = { VGER_CACHE_DIR: `${dir}/cache` };
+      await Deno.mkdir(src);
+      await Deno.writeTextFile(`${src}/bare`, "no attributes yet");
+      await Deno.writeTextFile(`${src}/with`, "one attribute");
+      try {
+        fs.setXattr(`${src}/with`, "user.vger", new TextEncoder().encode("kept"));
+      } catch {
+        return; // no user xattrs on this file system
+      }
+      await initRepo(repo);
+      await delay(PAST_RACY_WINDOW_MS);
+      await backupJson(["-R", repo, "backup", "--archive", "b1", src], env);
+      const b2 = await backupJson(["-R", repo, "backup", "--archive", "b2", src], env);
+      equal(b2.unchanged_files, 2);
+      // an attribute added moves the ctime: the file is no longer taken from the cache
+      fs.setXattr(`${src}/bare`, "user.vger", new TextEncoder().encode("added"));
+      const b3 = await backupJson(["-R", repo, "backup", "--archive", "b3", src], env);
+      equal(b3.unchanged_files, 1);
+      for (const archive of ["b2", "b3"]) {
+        await restore(repo, archive, `${dir}/${archive}`);
+      }
+      const b2Tree = await treeSnapshot(restoredPath(`${dir}/b2`, src));
+      const b3Tree = await treeSnapshot(restoredPath(`${dir}/b3`, src));
+      deepStrictEqual(b2Tree.with.xattrs, { "user.vger": "6b657074" });
+      deepStrictEqual(b2Tree.bare.xattrs, {});
+      deepStrictEqual(b3Tree, await treeSnapshot(src));
+      deepStrictEqual(b3Tree.bare.xattrs, { "user.vger": "6164646564" });
+    });
+  },
 });

@@ -121,7 +121,7 @@ Deno.test("an item type this vger does not know: list, extract, check, repair an
   });
 });
 
-Deno.test("a backup records its command line and its sources in the archive metadata", async () => {
+Deno.test("a backup records its command line and its sources in the archive metadata, and list --json shows them", async () => {
   await withTempDir(async (dir) => {
     const repo = await initRepo(`${dir}/repo`);
     const src = `${dir}/src`;
@@ -133,6 +133,12 @@ Deno.test("a backup records its command line and its sources in the archive meta
     deepStrictEqual(meta.commandLine, args);
     deepStrictEqual(meta.sources, [`${src}/x`]);
     ok(meta.stats.files >= 2);
+    // and `list --archive --json` shows them
+    const listed = jsonOf<{ sources: string[]; command_line: string[] | null }>(
+      await runVgerOk(["-R", repo, "list", "--archive", "one", "--json"]),
+    );
+    deepStrictEqual(listed.sources, [`${src}/x`]);
+    deepStrictEqual(listed.command_line, args);
   });
 });
 
