@@ -2,8 +2,12 @@
  * Backup: walks the sources, reads and chunks files, stores new chunks, writes the item stream
  * and commits the archive.
  *
- * Stages: the main thread walks, reads, chunks (FastCDC) and hashes (HMAC, for the dedup
- * decision); new chunks go to the codec workers (compress + seal) and from there into packs.
+ * Stages: the main thread walks, reads and chunks (FastCDC); a file's chunks are hashed (HMAC,
+ * for the dedup decision) by the codec workers when their read block leaves before the file
+ * ends (most of a large file's), else by the main thread at the file's end (small files, the
+ * last chunks of large ones). New chunks are sealed by the workers (compress + seal; a worker
+ * that hashed a block keeps it until the main thread said which chunks are new) and go into
+ * packs.
  * A byte budget bounds the chunks in flight, so memory stays flat whatever the input size.
  *
  * @module
@@ -21,7 +25,7 @@ import {
 } from "./archive.ts";
 import type { Chunker } from "./chunker.ts";
 import type { ChunkIndex } from "./chunk_index.ts";
-import { type BlockJob, CodecPool } from "./codec_pool.ts";
+import { type BlockJob, CodecPool, type SealedBlock } from "./codec_pool.ts";
 import { ByteBudget, Limiter } from "./concurrency.ts";
 import type { CompressionOptions } from "./compress.ts";
 import { ObjectType, type ObjectTypeTag } from "./crypto.ts";
@@ -108,6 +112,21 @@ interface LinkGroup {
 
 const READ_BLOCK = 8 << 20;
 
+/** A chunk in the read block, on its way to a worker; its id once known (and claimed as new). */
+interface ReadChunk extends Omit<BlockJob, "id"> {
+  id?: Uint8Array;
+  /** For a chunk cut without its id: the file's ids, where the id goes (at `at`). */
+  ids?: Uint8Array[];
+  at?: number;
+  /** Settles once the worker it was sent to hashed it (set when its block leaves). */
+  hashed?: Promise<void>;
+  /** Hashed here after all and found stored: not sent. */
+  dropped?: boolean;
+}
+
+/** The place of a chunk id still to be computed. */
+const NO_ID = new Uint8Array(0);
+
 /** Backs up the sources into a new archive. */
 export async function backup(
   repo: Repository<Backend>,
@@ -129,16 +148,18 @@ export async function backup(
     }
   }
   const index = options.index ?? await repo.readIndex();
-  const session = new WriteSession(repo, index);
-  await reconcileWithPacks(repo, session, { onWarning: options.onWarning });
   // started on first use: an unchanged re-backup seals nothing, and two workers cost ~50 MiB
   let codecs: CodecPool | undefined;
   const start = () => codecs ??= new CodecPool(repo.key.material, repo.config.encryption);
   const pool: Codecs = {
     encode: (...args) => start().encode(...args),
     encodeBlock: (...args) => start().encodeBlock(...args),
+    hashBlock: (...args) => start().hashBlock(...args),
   };
+  // packs are hashed in the workers: the reading thread is the busier one
+  const session = new WriteSession(repo, index, { digest: (parts) => start().sha256(parts) });
   try {
+    await reconcileWithPacks(repo, session, { onWarning: options.onWarning });
     const run = new BackupRun(
       repo,
       session,
@@ -178,7 +199,7 @@ export async function backup(
 }
 
 /** What a backup asks of the codec pool. */
-type Codecs = Pick<CodecPool, "encode" | "encodeBlock">;
+type Codecs = Pick<CodecPool, "encode" | "encodeBlock" | "hashBlock">;
 
 /** Whether a file's stat after reading it differs from the one before (it changed meanwhile). */
 function statChanged(before: EntryStat, after: EntryStat): boolean {
@@ -215,8 +236,8 @@ class BackupRun {
   /** Where the unconsumed data of the file being read starts and ends in #block. */
   #start = 0;
   #end = 0;
-  /** New chunks in #block, sent to a worker with it once it is full. */
-  #jobs: BlockJob[] = [];
+  /** New chunks (and chunks still to hash) in #block, sent to a worker with it once it is full. */
+  #jobs: ReadChunk[] = [];
   /** Blocks back from the workers, for reuse. */
   readonly #spareBlocks: Uint8Array[] = [];
   /**
@@ -473,6 +494,8 @@ class BackupRun {
       return null;
     }
     const ids: Uint8Array[] = [];
+    /** This file's chunks, cut without their ids. */
+    const unhashed: ReadChunk[] = [];
     let size = 0;
     // this file's data starts where the last file's ended; earlier chunks stay in the block
     this.#start = this.#end;
@@ -499,18 +522,18 @@ class BackupRun {
         if (this.#start === this.#end) break;
         const start = this.#start;
         const cut = this.#chunker.findCut(this.#block.subarray(start, this.#end), eof);
-        const chunk = this.#block.subarray(start, start + cut);
-        const id = await this.#repo.key.chunkId(chunk);
-        if (this.#session.reserve(id)) {
-          this.#jobs.push({ offset: start, length: cut, id, type: ObjectType.data });
-        } else this.#compressed += this.#session.storedLength(id);
-        ids.push(id);
+        // hashed by a worker if its block leaves before the file ends, else by #hashRest
+        const job = { offset: start, length: cut, type: ObjectType.data, ids, at: ids.length };
+        ids.push(NO_ID);
+        this.#jobs.push(job);
+        unhashed.push(job);
         this.#start += cut;
         size += cut;
         this.#original += cut;
         this.#progress(path);
         await this.#breathe();
       }
+      await this.#hashRest(unhashed);
     } catch (err) {
       // repository and pipeline failures end the backup; file-system errors skip the file
       if (err instanceof VgerError || err === this.#failure) throw err;
@@ -525,6 +548,29 @@ class BackupRun {
   }
 
   /**
+   * Completes the ids of a file's chunks cut without them: those still in the read block are
+   * hashed here (and dropped from the block's jobs when stored already), the others come from
+   * the workers their blocks went to.
+   */
+  async #hashRest(unhashed: ReadChunk[]): Promise<void> {
+    for (const job of unhashed) {
+      if (job.hashed) continue;
+      const chunk = this.#block.subarray(job.offset, job.offset + job.length);
+      this.#claimChunk(job, await this.#repo.key.chunkId(chunk));
+      job.dropped = !job.id;
+    }
+    await Promise.all(unhashed.map((job) => job.hashed));
+    if (this.#failure) throw this.#failure;
+  }
+
+  /** Places the id of a chunk cut without it in its file's ids; claims it, or counts it stored. */
+  #claimChunk(job: ReadChunk, id: Uint8Array): void {
+    job.ids![job.at!] = id;
+    if (this.#session.reserve(id)) job.id = id;
+    else this.#compressed += this.#session.storedLength(id);
+  }
+
+  /**
    * Makes room in the read block: when it holds new chunks, it goes to a worker (which seals them
    * and sends the block back for reuse) and the unconsumed data moves to another block;
    * otherwise the unconsumed data moves to the block's start.
@@ -534,6 +580,7 @@ class BackupRun {
     const old = this.#block;
     const start = this.#start;
     const end = this.#end;
+    this.#jobs = this.#jobs.filter((job) => !job.dropped);
     if (this.#jobs.length === 0) {
       old.copyWithin(0, start, end);
     } else {
@@ -548,21 +595,52 @@ class BackupRun {
     this.#end = end - start;
   }
 
-  /** Sends a block and its jobs to a worker; the sealed chunks go into packs as they return. */
+  /**
+   * Sends a block and its jobs to a worker; the sealed chunks go into packs as they return. When
+   * some chunks have no id yet, the worker hashes them first and keeps the block until this
+   * thread has claimed them: only the new ones are sealed.
+   */
   #ship(block: Uint8Array): void {
-    const jobs = this.#jobs;
+    const jobs = this.#jobs.filter((job) => !job.dropped);
     this.#jobs = [];
-    void this.#blocksOut.spawn(() =>
-      this.#pool.encodeBlock(block, jobs, this.#options.compression).then(async (r) => {
+    const unhashed = jobs.filter((job) => !job.id);
+    let idsBack = () => {};
+    const hashed = new Promise<void>((resolve) => idsBack = resolve);
+    for (const job of unhashed) job.hashed = hashed;
+    const sealJobs = (): BlockJob[] =>
+      jobs.filter((j) => j.id).map(({ offset, length, id, type }) => ({
+        offset,
+        length,
+        id: id!,
+        type,
+      }));
+    const seal = async (): Promise<SealedBlock> => {
+      if (unhashed.length === 0) {
+        return await this.#pool.encodeBlock(block, sealJobs(), this.#options.compression);
+      }
+      const held = await this.#pool.hashBlock(
+        block,
+        unhashed.map(({ offset, length }) => ({ offset, length })),
+      );
+      unhashed.forEach((job, k) => this.#claimChunk(job, held.ids[k]));
+      idsBack();
+      return await held.seal(sealJobs(), this.#options.compression);
+    };
+    void this.#blocksOut.spawn(async () => {
+      try {
+        const r = await seal();
         this.#spareBlocks.push(r.block);
-        for (let i = 0; i < jobs.length; i++) {
+        const sealed = jobs.filter((job) => job.id);
+        for (let i = 0; i < sealed.length; i++) {
           this.#compressed += r.sealed[i].length;
-          await this.#session.add(jobs[i].id, jobs[i].type, r.sealed[i], jobs[i].length);
+          await this.#session.add(sealed[i].id!, sealed[i].type, r.sealed[i], sealed[i].length);
         }
-      }).catch((err) => {
+      } catch (err) {
         this.#failure ??= err;
-      })
-    );
+      } finally {
+        idsBack();
+      }
+    });
   }
 
   /** Hashes a blob and, when new, sends it to be sealed and packed. Returns its id. */
@@ -598,6 +676,7 @@ class BackupRun {
 
   /** Stores the last item blob and waits for every chunk; returns the item-blob ids. */
   async finish(): Promise<Uint8Array[]> {
+    this.#jobs = this.#jobs.filter((job) => !job.dropped);
     if (this.#jobs.length > 0) {
       // the last block goes as it is (a copy of its used part: the worker takes the buffer)
       this.#ship(this.#block.slice(0, this.#end));

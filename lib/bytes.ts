@@ -67,6 +67,16 @@ export function ownsBuffer(b: Uint8Array): boolean {
     b.byteLength === b.buffer.byteLength;
 }
 
+/**
+ * The distinct ArrayBuffers under `views`, to transfer: each goes whole, so only for views
+ * whose buffers their owner hands over entirely.
+ */
+export function transferable(views: readonly Uint8Array[]): ArrayBuffer[] {
+  const buffers = new Set<ArrayBuffer>();
+  for (const v of views) if (v.buffer instanceof ArrayBuffer) buffers.add(v.buffer);
+  return [...buffers];
+}
+
 /** Whether every byte is zero. */
 export function isAllZero(b: Uint8Array): boolean {
   let i = 0;

@@ -8,11 +8,45 @@
 import type { CompressionOptions } from "./compress.ts";
 import type { EncryptionMode, ObjectTypeTag } from "./crypto.ts";
 import { IntegrityError, VgerError } from "./errors.ts";
-import { ownsBuffer } from "./bytes.ts";
+import { ownsBuffer, transferable } from "./bytes.ts";
 import { atExit } from "./exit_hooks.ts";
-import type { BatchPart, BlockJob, CodecReply, CodecRequest, VerifyPart } from "./codec_worker.ts";
+import type {
+  BatchPart,
+  BlockJob,
+  ChunkRange,
+  CodecReply,
+  CodecRequest,
+  VerifyPart,
+} from "./codec_worker.ts";
 
 export type { BlockJob, VerifyPart };
+
+/** A read block back from a worker, and the sealed objects of its jobs, in order. */
+export interface SealedBlock {
+  /** The block, for reuse. */
+  block: Uint8Array;
+  /** One sealed object per job. */
+  sealed: Uint8Array[];
+}
+
+/** A read block held by a worker after {@linkcode CodecPool.hashBlock}. */
+export interface HashedBlock {
+  /** The ids of the chunks, in order. */
+  ids: Uint8Array[];
+  /** Seals these chunks of the block there and hands it back. */
+  seal(jobs: BlockJob[], compression: CompressionOptions): Promise<SealedBlock>;
+}
+
+/** A SHA-256 computed in a worker from bytes handed over in order (see {@linkcode CodecPool.hashStream}). */
+export interface HashStream {
+  /**
+   * Adds bytes; they are handed over (do not use them afterwards). Resolves once they are
+   * hashed (never rejects: a failure fails the digest).
+   */
+  update(bytes: Uint8Array): Promise<void>;
+  /** The SHA-256 of everything added; call once, last. */
+  digest(): Promise<Uint8Array>;
+}
 
 interface Pending {
   resolve(reply: CodecReply & { ok: true }): void;
@@ -55,6 +89,8 @@ export class CodecPool {
   #load: number[];
   #pending = new Map<number, Pending>();
   #seq = 0;
+  #streams = 0;
+  #tokens = 0;
   #ready: Promise<unknown>;
   #closed: Promise<void> | null = null;
   #forgetExitHook: () => void;
@@ -150,12 +186,88 @@ export class CodecPool {
     block: Uint8Array,
     jobs: BlockJob[],
     compression: CompressionOptions,
-  ): Promise<{ block: Uint8Array; sealed: Uint8Array[] }> {
+  ): Promise<SealedBlock> {
     await this.#ready;
     jobs = ownIds(jobs);
     const req: CodecRequest = { op: "encodeBlock", seq: 0, block, jobs, compression };
     const reply = await this.#send(this.#pick(), req, [block.buffer as ArrayBuffer]);
     return { block: reply.data!, sealed: reply.sealed! };
+  }
+
+  /**
+   * Hashes chunks of a read block in one worker, which keeps the block: the ids come back, in
+   * order, with `seal`, which then compresses and seals there the chunks chosen (the new ones)
+   * and hands the block back, as {@linkcode encodeBlock} does. Call `seal` once, even with no
+   * jobs, to have the block back. The block must own its buffer (it is transferred).
+   */
+  async hashBlock(block: Uint8Array, chunks: ChunkRange[]): Promise<HashedBlock> {
+    await this.#ready;
+    const worker = this.#pick();
+    const token = ++this.#tokens;
+    const req: CodecRequest = { op: "hashBlock", seq: 0, token, block, chunks };
+    const reply = await this.#send(worker, req, [block.buffer as ArrayBuffer]);
+    return {
+      ids: reply.ids!,
+      seal: async (jobs, compression) => {
+        const own = ownIds(jobs);
+        const seal: CodecRequest = { op: "sealHeld", seq: 0, token, jobs: own, compression };
+        const sealed = await this.#send(worker, seal, []);
+        return { block: sealed.data!, sealed: sealed.sealed! };
+      },
+    };
+  }
+
+  /**
+   * The SHA-256 of the parts' bytes in order (a pack's id), computed in a worker. The parts'
+   * buffers are transferred there and back, whole (the caller hands them over): use the
+   * returned parts, not the ones given.
+   */
+  async sha256(parts: Uint8Array[]): Promise<{ digest: Uint8Array; parts: Uint8Array[] }> {
+    await this.#ready;
+    const req: CodecRequest = { op: "sha256", seq: 0, parts };
+    const reply = await this.#send(this.#pick(), req, transferable(parts));
+    return { digest: reply.data!, parts: reply.parts! };
+  }
+
+  /**
+   * A SHA-256 stream computed in one worker: `update` hands bytes over (their buffer is
+   * transferred when they own it, and freed there), `digest` returns the hash of all of them in
+   * order. A failed update fails the digest.
+   */
+  hashStream(): HashStream {
+    const worker = this.#pick();
+    const stream = ++this.#streams;
+    let failure: unknown = null;
+    const send = (bytes: Uint8Array | undefined, digest: boolean) =>
+      this.#send(
+        worker,
+        { op: "hashStream", seq: 0, stream, bytes, digest },
+        bytes && ownsBuffer(bytes) ? [bytes.buffer as ArrayBuffer] : [],
+      );
+    // each call awaits the workers' start once: its message goes out in the order of the calls
+    const ready = this.#ready;
+    const pending = new Set<Promise<void>>();
+    return {
+      update: (bytes) => {
+        const done = (async () => {
+          await ready;
+          try {
+            await send(bytes, false);
+          } catch (err) {
+            failure ??= err;
+          }
+        })();
+        pending.add(done);
+        return done.finally(() => pending.delete(done));
+      },
+      digest: async () => {
+        await ready;
+        const reply = send(undefined, true);
+        await Promise.all(pending);
+        if (failure) throw failure;
+        return (await reply).data!;
+      },
+    };
   }
 
   /** Opens and decompresses a sealed blob; `sealed` is transferred when it owns its buffer. */

@@ -11,7 +11,8 @@ import { compressFramed, type CompressionOptions, decompress, loadCodecs } from 
 import { type EncryptionMode, type ObjectTypeTag, RepoKey } from "./crypto.ts";
 import { IntegrityError, VgerError } from "./errors.ts";
 import { bytesEqual, toHex } from "./ids.ts";
-import { ownsBuffer, release, releaseBacking } from "./bytes.ts";
+import { ownsBuffer, release, releaseBacking, transferable } from "./bytes.ts";
+import { platform, type Sha256Hasher } from "./platform.ts";
 
 /** A request to a codec worker. */
 export type CodecRequest =
@@ -34,6 +35,19 @@ export type CodecRequest =
     jobs: BlockJob[];
     compression: CompressionOptions;
   }
+  /**
+   * Hashes chunks of a read block (their ids come back) and holds the block under `token` until
+   * the sealHeld request of that token.
+   */
+  | { op: "hashBlock"; seq: number; token: number; block: Uint8Array; chunks: ChunkRange[] }
+  /** encodeBlock of the block held under `token`, which then goes back. */
+  | {
+    op: "sealHeld";
+    seq: number;
+    token: number;
+    jobs: BlockJob[];
+    compression: CompressionOptions;
+  }
   | {
     op: "decodeBatch";
     seq: number;
@@ -46,6 +60,13 @@ export type CodecRequest =
     /** Per blob: offset and length of its sealed object in `bytes`, and its plaintext length. */
     layout: Float64Array;
   }
+  /** The SHA-256 of the parts' bytes in order; the parts are transferred here and back. */
+  | { op: "sha256"; seq: number; parts: Uint8Array[] }
+  /**
+   * Adds bytes (transferred here, then freed) to the SHA-256 stream `stream` of this worker,
+   * made on first use; with `digest`, replies with the digest of all and forgets the stream.
+   */
+  | { op: "hashStream"; seq: number; stream: number; bytes?: Uint8Array; digest?: boolean }
   | ({ op: "verify"; seq: number } & VerifyPart)
   | { op: "verifyBatch"; seq: number; parts: VerifyPart[] }
   | {
@@ -84,13 +105,21 @@ export interface VerifyPart {
   what: string;
 }
 
+/** Where a chunk lies in a read block. */
+export interface ChunkRange {
+  /** Offset in the block. */
+  offset: number;
+  /** Length of the chunk. */
+  length: number;
+}
+
 /** A new chunk inside a read block: where it lies, its id and object type. */
 export interface BlockJob {
   /** Offset in the block. */
   offset: number;
   /** Length of the chunk. */
   length: number;
-  /** Chunk id (computed by the reader). */
+  /** Chunk id. */
   id: Uint8Array;
   /** Object type tag. */
   type: ObjectTypeTag;
@@ -126,10 +155,18 @@ export type CodecReply =
     verified?: VerifyResult[];
     /** encodeBlock: one sealed object per job, in order. */
     sealed?: Uint8Array[];
+    /** hashBlock: the chunks' ids, in order. */
+    ids?: Uint8Array[];
+    /** sha256: the parts, handed back. */
+    parts?: Uint8Array[];
   }
   | { seq: number; ok: false; code: string; message: string };
 
 let key: RepoKey | undefined;
+/** Blocks hashed and waiting for their sealHeld request, by token. */
+const held = new Map<number, Uint8Array>();
+/** The SHA-256 streams of hashStream requests, by the pool's stream number. */
+const streams = new Map<number, Sha256Hasher>();
 
 async function handle(req: Exclude<CodecRequest, { op: "stop" }>): Promise<CodecReply> {
   if (req.op === "init") {
@@ -144,17 +181,49 @@ async function handle(req: Exclude<CodecRequest, { op: "stop" }>): Promise<Codec
     const sealed = await key.sealFramed(req.type, req.id, framed);
     return { seq: req.seq, ok: true, data: sealed };
   }
-  if (req.op === "encodeBlock") {
+  if (req.op === "encodeBlock" || req.op === "sealHeld") {
+    let block: Uint8Array | undefined;
+    if (req.op === "encodeBlock") block = req.block;
+    else {
+      block = held.get(req.token);
+      held.delete(req.token);
+      if (!block) throw new VgerError("internal", `Codec worker holds no block ${req.token}`);
+    }
     const sealed: Uint8Array[] = [];
     for (const job of req.jobs) {
-      const chunk = req.block.subarray(job.offset, job.offset + job.length);
+      const chunk = block.subarray(job.offset, job.offset + job.length);
       const framed = compressFramed(chunk, req.compression, key.sealHead, key.sealTail);
       sealed.push(await key.sealFramed(job.type, job.id, framed));
     }
     // the block goes back for the next read: no fresh pages on the reading thread
-    return { seq: req.seq, ok: true, sealed, data: req.block };
+    return { seq: req.seq, ok: true, sealed, data: block };
+  }
+  if (req.op === "hashBlock") {
+    const ids: Uint8Array[] = [];
+    for (const c of req.chunks) {
+      ids.push(await key.chunkId(req.block.subarray(c.offset, c.offset + c.length)));
+    }
+    held.set(req.token, req.block);
+    return { seq: req.seq, ok: true, ids };
   }
   if (req.op === "decodeBatch") return decodeBatch(key, req);
+  if (req.op === "hashStream") {
+    // no await before the update: updates of a stream run in the order they were sent
+    let hash = streams.get(req.stream);
+    if (!hash) streams.set(req.stream, hash = platform().sha256());
+    if (req.bytes) {
+      hash.update(req.bytes);
+      release(req.bytes);
+    }
+    if (!req.digest) return { seq: req.seq, ok: true };
+    streams.delete(req.stream);
+    return { seq: req.seq, ok: true, data: hash.digest() };
+  }
+  if (req.op === "sha256") {
+    const hash = platform().sha256();
+    for (const part of req.parts) hash.update(part);
+    return { seq: req.seq, ok: true, data: hash.digest(), parts: req.parts };
+  }
   if (req.op === "verify") {
     await verifyOne(key, req);
     return { seq: req.seq, ok: true };
@@ -309,6 +378,8 @@ scope.onmessage = async (e: MessageEvent<CodecRequest>) => {
   if (reply.ok && reply.sealed) {
     for (const b of reply.sealed) transfer.push(b.buffer as ArrayBuffer);
   }
+  if (reply.ok && reply.ids) { for (const b of reply.ids) transfer.push(b.buffer as ArrayBuffer); }
+  if (reply.ok && reply.parts) transfer.push(...transferable(reply.parts));
   if (reply.ok && reply.batch) {
     const buffers = new Set<ArrayBuffer>();
     for (const r of reply.batch) if (r.ok) buffers.add(r.buffer);

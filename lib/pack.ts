@@ -21,8 +21,8 @@ import { MAX_CHUNK_LIMIT } from "./chunker.ts";
 import { ObjectType, type ObjectTypeTag, type RepoKey } from "./crypto.ts";
 import { IntegrityError } from "./errors.ts";
 import { ID_LENGTH, toHex } from "./ids.ts";
-import { release } from "./bytes.ts";
-import { platform } from "./platform.ts";
+import { release, releaseOwned } from "./bytes.ts";
+import { platform, type Sha256Hasher } from "./platform.ts";
 import type { StreamBody } from "../backends/backend.ts";
 
 /** The pack magic. */
@@ -196,6 +196,15 @@ export interface PackSink {
   abandon(): void;
 }
 
+/**
+ * Hashes a pack's bytes somewhere else (a codec worker) and hands them back: the SHA-256 of
+ * the concatenated `parts`, and the parts themselves, which may come back as new views.
+ * {@linkcode PackWriter} passes one part: the whole pack.
+ */
+export type PackDigest = ( // the parts' buffers are handed over whole
+  parts: Uint8Array[],
+) => Promise<{ digest: Uint8Array; parts: Uint8Array[] }>;
+
 /** A sink that keeps a pack's bytes in memory. */
 export class MemorySink implements PackSink {
   #parts: Uint8Array[] = [];
@@ -224,11 +233,35 @@ export class PackWriter {
   #sink: PackSink;
   #entries: PackEntry[] = [];
   #size = 0;
-  #hash = platform().sha256();
+  #hash: Sha256Hasher | null;
+  /**
+   * With a {@linkcode PackDigest}: the pack's bytes, assembled in one buffer (one message to
+   * the worker that hashes it, one write) until they are hashed.
+   */
+  #digest: PackDigest | null;
+  #buf: Uint8Array = new Uint8Array(0);
+  #recycle: ((buffer: Uint8Array) => void) | null;
 
-  /** Starts a pack. */
-  constructor(options: { sink?: PackSink } = {}) {
+  /**
+   * Starts a pack. With `digest`, the pack is assembled in memory (not in `sink`), in `buffer`
+   * (or a new one of `capacity` bytes) to start with, and hashed by `digest` when finished, off
+   * this thread; `recycle` then gets that buffer back once the pack is disposed of (fresh pages
+   * for every pack cost page faults). Without `digest`, the pack is hashed as it is written.
+   */
+  constructor(
+    options: {
+      sink?: PackSink;
+      digest?: PackDigest;
+      capacity?: number;
+      buffer?: Uint8Array;
+      recycle?: (buffer: Uint8Array) => void;
+    } = {},
+  ) {
     this.#sink = options.sink ?? new MemorySink();
+    this.#digest = options.digest ?? null;
+    this.#recycle = options.recycle ?? null;
+    if (this.#digest) this.#buf = options.buffer ?? new Uint8Array(options.capacity ?? 1 << 20);
+    this.#hash = this.#digest ? null : platform().sha256();
     const pre = new Uint8Array(PACK_PREAMBLE);
     pre.set(PACK_MAGIC);
     pre[8] = PACK_VERSION;
@@ -236,8 +269,20 @@ export class PackWriter {
   }
 
   #push(b: Uint8Array): void {
-    this.#hash.update(b);
+    if (this.#hash === null) {
+      if (this.#size + b.length > this.#buf.length) {
+        const grown = new Uint8Array(Math.max(this.#size + b.length, this.#buf.length * 2));
+        grown.set(this.#buf.subarray(0, this.#size));
+        if (!this.#recycle) release(this.#buf);
+        this.#buf = grown;
+      }
+      this.#buf.set(b, this.#size);
+      this.#size += b.length;
+      release(b); // handed over: its bytes are in the pack's buffer now
+      return;
+    }
     this.#size += b.length;
+    this.#hash.update(b);
     this.#sink.write(b, this.#size);
   }
 
@@ -284,13 +329,33 @@ export class PackWriter {
     new DataView(trailer.buffer).setUint32(0, header.length, true);
     this.#push(header); // pushing hands the buffer over: read its length first
     this.#push(trailer);
-    const id = this.#hash.digest();
     const size = this.#size;
+    if (this.#hash === null) {
+      const bytes = this.#buf.subarray(0, size); // its buffer goes to the worker and back
+      this.#buf = new Uint8Array(0);
+      const { digest, parts } = await this.#digest!([bytes]);
+      const recycle = this.#recycle;
+      return {
+        id: digest,
+        body: parts,
+        dispose: () =>
+          parts.forEach((p) =>
+            recycle && p.buffer instanceof ArrayBuffer
+              ? recycle(new Uint8Array(p.buffer))
+              : releaseOwned(p)
+          ),
+        entries: this.#entries,
+        size,
+      };
+    }
+    const id = this.#hash.digest();
     return { id, ...this.#sink.finish(size), entries: this.#entries, size };
   }
 
   /** Drops a pack that will not be finished (removes its staging file). */
   abandon(): void {
+    release(this.#buf);
+    this.#buf = new Uint8Array(0);
     this.#sink.abandon();
   }
 }

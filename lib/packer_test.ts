@@ -12,6 +12,7 @@ import { ObjectType, type ObjectTypeTag } from "./crypto.ts";
 import { bytesEqual, toHex } from "./ids.ts";
 import { readPackHeader } from "./pack_reader.ts";
 import { Packer, packTarget } from "./packer.ts";
+import { CodecPool } from "./codec_pool.ts";
 import { initRepository, Repository } from "./repository.ts";
 import { packKey } from "./storage_keys.ts";
 import { fixture, packKeys } from "./_test_repos.ts";
@@ -205,4 +206,39 @@ Deno.test("item blobs and file data never share a pack", async () => {
   const sorted = [...types.values()].map((t) => [...t].sort());
   for (const t of sorted) equal(t.length, 1, `one type per pack: ${JSON.stringify(sorted)}`);
   equal(sorted.filter((t) => t[0] === ObjectType.items).length, 2, "a pack of items per archive");
+});
+
+Deno.test("packs hashed by a digest off the packer (a codec worker) are named by the SHA-256 of their bytes", async () => {
+  const backend = new GatedBackend(2, true);
+  const repo = await newRepo(backend);
+  const pool = new CodecPool(repo.key.material, repo.config.encryption, 1);
+  try {
+    let digests = 0;
+    const packer = new Packer(repo, {
+      target: packTarget(0, repo.config.minPackSize, repo.config.maxPackSize),
+      digest: (parts) => {
+        digests++;
+        return pool.sha256(parts);
+      },
+    });
+    for (let i = 0; i < 8; i++) {
+      const b = await blob(repo, ObjectType.data, 300_000, 100 + i);
+      await packer.add(b.id, ObjectType.data, b.sealed, b.raw);
+    }
+    await packer.flush();
+    equal(packer.packs.length, 2);
+    equal(digests, 2);
+    for (const p of packer.packs) {
+      const bytes = (await backend.get(packKey(p.id)))!;
+      equal(bytes.length, p.size);
+      equal(
+        toHex(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as BufferSource))),
+        toHex(p.id),
+      );
+      const entries = await readPackHeader(backend, repo.key, packKey(p.id), p.size);
+      equal(entries.length, 4);
+    }
+  } finally {
+    await pool.close();
+  }
 });

@@ -15,7 +15,7 @@ import { AlreadyExistsError } from "./errors.ts";
 import { toHex } from "./ids.ts";
 import type { ArchiveMeta } from "./archive.ts";
 import type { ManifestEntry } from "./manifest.ts";
-import type { PackEntry } from "./pack.ts";
+import type { PackDigest, PackEntry } from "./pack.ts";
 import { Packer, packTarget } from "./packer.ts";
 import { commitChanges, type Repository, sealArchive } from "./repository.ts";
 
@@ -36,12 +36,16 @@ export class WriteSession {
   /** Bytes of sealed new blobs written (what this backup adds to the repository). */
   addedBytes = 0;
 
-  /** Starts a session over the repository's current index. */
-  constructor(repo: WritableRepository, index: ChunkIndex) {
+  /**
+   * Starts a session over the repository's current index; `digest` hashes finished packs off
+   * this thread (see {@linkcode Packer}).
+   */
+  constructor(repo: WritableRepository, index: ChunkIndex, options: { digest?: PackDigest } = {}) {
     this.#repo = repo;
     this.#index = index;
     this.#packer = new Packer(repo, {
       target: packTarget(index.packIds().length, repo.config.minPackSize, repo.config.maxPackSize),
+      digest: options.digest,
     });
   }
 

@@ -174,6 +174,30 @@ Deno.test("a 1-byte insertion in a 64 MiB file re-stores only the chunks around 
   });
 });
 
+Deno.test("identical 40 MiB files, whose chunks the codec workers hash, are stored once and restore", async () => {
+  await withRepo(async (work, vger) => {
+    const src = `${work}/src`;
+    Deno.mkdirSync(src, { recursive: true });
+    // larger than a read block: most chunks leave with their block before the file ends
+    const data = randomBytes(40 * MiB + 777);
+    const copies = ["one.bin", "two.bin"];
+    for (const c of copies) Deno.writeFileSync(`${src}/${c}`, data);
+
+    const r = await backup(work, vger, "big-copies", src);
+    assert.equal(r.summary.original_size, 2 * data.length);
+    assert.ok(r.summary.deduplicated_size >= data.length);
+    assert.ok(
+      r.summary.deduplicated_size < data.length + 64 * 1024,
+      `stored ${r.summary.deduplicated_size} bytes for two copies of ${data.length}`,
+    );
+
+    const dest = `${work}/out`;
+    const x = await vger(["extract", "--archive", "big-copies", "--dest", dest]);
+    assert.equal(x.code, 0, x.stderr);
+    for (const c of copies) assert.ok(await sameBytes(`${src}/${c}`, `${dest}${src}/${c}`), c);
+  });
+});
+
 Deno.test("identical files in one backup are stored once and all restore", async () => {
   await withRepo(async (work, vger) => {
     const src = `${work}/src`;
