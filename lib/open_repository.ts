@@ -209,23 +209,28 @@ export async function openRepositoryWithManifest<B extends ReadonlyBackend>(
   const known = await knownRecord(backend.location, options);
   const { repo, manifest: readManifest } = await Repository.openWithManifest(backend, options);
   let manifest: Manifest | null = null;
-  const record = await trustRepository(repo.location, async () => {
-    let counter: number | null = null;
-    try {
-      manifest = await readManifest();
-      counter = manifest.counter ?? 0;
-    } catch (err) {
-      // a damaged or missing manifest is the command's to report (check --repair must run)
-      if (!(err instanceof IntegrityError || err instanceof NotFoundError)) throw err;
-    }
-    return {
-      location: repo.location,
-      id: repo.config.id,
-      mode: repo.config.encryption,
-      fingerprint: await keyFingerprint(repo.key),
-      counter,
-    };
-  }, options, known);
+  const record = await trustRepository(
+    repo.location,
+    async () => {
+      let counter: number | null = null;
+      try {
+        manifest = await readManifest();
+        counter = manifest.counter ?? 0;
+      } catch (err) {
+        // a damaged or missing manifest is the command's to report (check --repair must run)
+        if (!(err instanceof IntegrityError || err instanceof NotFoundError)) throw err;
+      }
+      return {
+        location: repo.location,
+        id: repo.config.id,
+        mode: repo.config.encryption,
+        fingerprint: await keyFingerprint(repo.key),
+        counter,
+      };
+    },
+    options,
+    known,
+  );
   // every later read of the manifest by this command must be at least as new (the storage could
   // serve the current manifest to the check and an old one to the command)
   if (record) repo.noteManifestCounter(record.counter);
