@@ -30,7 +30,7 @@ import { ByteBudget, Limiter } from "./concurrency.ts";
 import type { CompressionOptions } from "./compress.ts";
 import { ObjectType, type ObjectTypeTag } from "./crypto.ts";
 import { AlreadyExistsError, errorMessage, NotFoundError, VgerError } from "./errors.ts";
-import { describeFsError, type EntryStat, lstatEntry } from "./fs_meta.ts";
+import { describeFsError, type EntryStat, lstatEntry, throwIfNotPermitted } from "./fs_meta.ts";
 import { nativeFs } from "./fs_native.ts";
 import type { ArchiveStats, ManifestEntry } from "./manifest.ts";
 import { Owners } from "./owners.ts";
@@ -369,6 +369,7 @@ class BackupRun {
       try {
         item.target = Deno.readLinkSync(path);
       } catch (err) {
+        throwIfNotPermitted(err);
         this.#warn(`Skipped "${path}": ${describeFsError(err)}`);
         return;
       }
@@ -490,6 +491,7 @@ class BackupRun {
     try {
       file = Deno.openSync(path, { read: true });
     } catch (err) {
+      throwIfNotPermitted(err);
       this.#warn(`Skipped "${path}": ${describeFsError(err)}`);
       return null;
     }
@@ -537,6 +539,7 @@ class BackupRun {
     } catch (err) {
       // repository and pipeline failures end the backup; file-system errors skip the file
       if (err instanceof VgerError || err === this.#failure) throw err;
+      throwIfNotPermitted(err);
       this.#warn(`Skipped "${path}": ${describeFsError(err)}`);
       // chunks of the skipped file already queued are stored anyway (harmless, deduplicated)
       this.#end = this.#start;

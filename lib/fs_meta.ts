@@ -141,6 +141,16 @@ export function entryKind(mode: number): EntryKind {
   }
 }
 
+/**
+ * Rethrows `err` when it is a missing Deno permission (also as a cause): that is exit 2 naming
+ * the flag (cli.ts), never a skipped file.
+ */
+export function throwIfNotPermitted(err: unknown): void {
+  for (let e: unknown = err; e instanceof Error; e = e.cause) {
+    if (e instanceof Deno.errors.NotCapable) throw err;
+  }
+}
+
 /** Plain words for a file-system error. */
 export function describeFsError(err: unknown): string {
   if (err instanceof Deno.errors.NotFound) return "no such file or directory";

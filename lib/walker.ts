@@ -32,6 +32,7 @@ import {
   entryKind,
   type EntryStat,
   lstatEntry,
+  throwIfNotPermitted,
 } from "./fs_meta.ts";
 
 /** Options of {@linkcode walkSources}. */
@@ -87,6 +88,7 @@ export function* walkSources(
     try {
       st = lstatEntry(path);
     } catch (err) {
+      throwIfNotPermitted(err);
       onWarning?.(`Skipped "${path}": ${describeFsError(err)}`);
       yield undefined;
       continue;
@@ -120,6 +122,7 @@ export function* walkSources(
     try {
       for (const e of Deno.readDirSync(path)) names.push(e.name);
     } catch (err) {
+      throwIfNotPermitted(err);
       onWarning?.(`Skipped directory "${path}": ${describeFsError(err)}`);
       yield undefined;
       continue;

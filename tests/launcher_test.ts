@@ -148,7 +148,18 @@ Deno.test("the derived permissions confine the CLI: a source, a destination or a
     deepStrictEqual(vgerLines(r.stderr), [
       `vger: Missing Deno permission: Requires read access to "${outside}"; run with --allow-read (or -A)`,
     ]);
-    // the granted run works, and the failed one committed nothing
+    // a part of a source this run may not read: exit 2, not a skipped directory
+    const denied = await scoped([...backup, `--deny-read=${src}/sub`], [
+      "-R",
+      repo,
+      "backup",
+      "--archive",
+      "three",
+      src,
+    ], { env });
+    equal(denied.code, 2, denied.stderr);
+    match(vgerLines(denied.stderr).at(-1)!, new RegExp(`Requires read access to "${src}/sub`));
+    // the granted run works, and the failed ones committed nothing
     equal((await scoped(backup, ["-R", repo, "backup", "--archive", "one", src], { env })).code, 0);
     deepStrictEqual(
       await archiveNames((args) => launch("fast", ["-R", repo, ...args], { env })),
