@@ -82,7 +82,8 @@ async function lockAndRun<T>(
       signal,
     });
   } catch (err) {
-    if (signal?.aborted) throw abortedError(signal, `Waiting for the lock of ${command}`);
+    // stopped while waiting for another process's lock
+    if (signal?.aborted) throw abortedError(signal, command[0].toUpperCase() + command.slice(1));
     throw readOnlyLockError(backend, err) ?? err;
   }
   options.onLock?.(lock);

@@ -18,6 +18,7 @@ import {
   LocalBackend,
   pruneCommand,
 } from "../mod.ts";
+import { RepoLock } from "../lib/repo_lock.ts";
 import { PASSPHRASE, pseudoRandomBytes, restoredPath, withTempDir } from "./_helpers.ts";
 
 const passphrase = PASSPHRASE;
@@ -242,5 +243,31 @@ Deno.test("an aborted compact commits nothing, and the next compact finishes the
       await Deno.readFile(`${restoredPath(`${dir}/out`, src)}/big-2.bin`),
       await Deno.readFile(`${src}/big-2.bin`),
     );
+  });
+});
+
+Deno.test("an abort while waiting for another process's lock stops the wait at once", async () => {
+  await withTempDir(async (dir) => {
+    const { repo, src } = await setUp(dir);
+    await backupCommand(repo, { passphrase, name: "one", sources: [src], compression });
+    const held = await RepoLock.acquire(repo, "shared", { command: "backup" });
+    try {
+      const started = performance.now();
+      const err = await pruneCommand(repo, {
+        passphrase,
+        policy: { keepLast: 0 },
+        lockWaitMs: 60_000,
+        signal: AbortSignal.timeout(300),
+      }).catch((e) => e);
+      ok(err instanceof InterruptedError, `not an InterruptedError: ${err}`);
+      ok(err.message.startsWith("Prune aborted"), err.message);
+      ok(performance.now() - started < 10_000, "the wait went on after the abort");
+    } finally {
+      await held.release();
+    }
+    deepStrictEqual((await listArchivesCommand(repo, { passphrase })).map((a) => a.name), ["one"]);
+    // the lock is free again: the same prune runs to its end
+    const done = await pruneCommand(repo, { passphrase, policy: { keepLast: 1 } });
+    deepStrictEqual(done.deleted, []);
   });
 });
