@@ -5,6 +5,12 @@
  * (`deno run -A jsr:@vger/cli backup ...`); importing it loads no CLI code (the command line's
  * `main` is the `@vger/cli/cli` export).
  *
+ * Each command is a function: a backend (`openBackend`, `LocalBackend`, `MemoryBackend`) and an
+ * options object in, a typed result out, a {@linkcode VgerError} subclass thrown. Backup,
+ * extract, check and compact report `onProgress`; they and prune stop on an `AbortSignal`
+ * (`signal`), rejecting with an {@linkcode InterruptedError} and committing nothing more. The
+ * README's "Using vger from TypeScript" has a complete example.
+ *
  * @example Back up a directory and restore it, from TypeScript
  * ```ts
  * import {

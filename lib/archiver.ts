@@ -30,6 +30,7 @@ import { ByteBudget, Limiter } from "./concurrency.ts";
 import type { CompressionOptions } from "./compress.ts";
 import { ObjectType, type ObjectTypeTag } from "./crypto.ts";
 import { AlreadyExistsError, errorMessage, NotFoundError, VgerError } from "./errors.ts";
+import { type Abortable, throwIfAborted } from "./errors.ts";
 import { describeFsError, type EntryStat, lstatEntry, throwIfNotPermitted } from "./fs_meta.ts";
 import { nativeFs } from "./fs_native.ts";
 import type { ArchiveStats, ManifestEntry } from "./manifest.ts";
@@ -40,8 +41,8 @@ import type { Repository } from "./repository.ts";
 import { type WalkEntry, walkSources } from "./walker.ts";
 import { WriteSession } from "./write_session.ts";
 
-/** Options of {@linkcode backup}. */
-export interface BackupOptions {
+/** Options of {@linkcode backup}; an aborted `signal` stops it between files (see `checkLock`). */
+export interface BackupOptions extends Abortable {
   /** Archive name (must be new). */
   name: string;
   /** Paths to back up. */
@@ -62,7 +63,7 @@ export interface BackupOptions {
   onProgress?: (progress: BackupProgress) => void;
   /** The index to deduplicate against (default: read it). */
   index?: ChunkIndex;
-  /** Called before the commit; throws when the repository lock was lost. */
+  /** Called before the commit; throws when the repository lock was lost (or `signal` aborted). */
   checkLock?: () => void;
   /** Bytes of chunks in flight between reading and packing (default 32 MiB). */
   budgetBytes?: number;
@@ -306,6 +307,7 @@ class BackupRun {
     if (now - this.#lastYield < 50) return;
     this.#lastYield = now;
     await new Promise((resolve) => setTimeout(resolve, 0));
+    throwIfAborted(this.#options.signal, "Backup"); // aborted by a timer or event just run
   }
 
   /** Backs up the sources, entry by entry as lib/walker.ts finds them. */
@@ -318,6 +320,7 @@ class BackupRun {
     for (let n = 0;; n++) {
       // the clock is read every 16 entries: a cached entry takes microseconds, and a file being
       // read breathes between its chunks
+      throwIfAborted(this.#options.signal, "Backup");
       if ((n & 15) === 0) await this.#breathe();
       const next = entries.next();
       if (next.done) return;

@@ -28,7 +28,13 @@ import { decodeItems } from "./archive.ts";
 import type { ChunkIndex } from "./chunk_index.ts";
 import type { CodecPool } from "./codec_pool.ts";
 import { ObjectType, type ObjectTypeTag } from "./crypto.ts";
-import { errorMessage, UnsupportedError, VgerError } from "./errors.ts";
+import {
+  type Abortable,
+  errorMessage,
+  throwIfAborted,
+  UnsupportedError,
+  VgerError,
+} from "./errors.ts";
 import { bytesEqual, fromHex, toHex } from "./ids.ts";
 import { buildIndex, countEntriesPerPack, listPacks } from "./index_recovery.ts";
 import type { Manifest } from "./manifest.ts";
@@ -47,8 +53,8 @@ import {
   Report,
 } from "./check_report.ts";
 
-/** Options of {@linkcode checkRepository}. */
-export interface CheckOptions {
+/** Options of {@linkcode checkRepository}; an aborted `signal` stops it between packs and archives. */
+export interface CheckOptions extends Abortable {
   /** Also read every pack and verify every blob. */
   verifyData?: boolean;
   /** Open and decompress blobs in these workers. */
@@ -263,6 +269,7 @@ async function checkPackHeaders(
     }
   };
   await headerReadLimiter(repo.backend).forEach(referenced, async ([hex, count]) => {
+    throwIfAborted(options.signal, "Check");
     await checkOne(hex, count);
     done++;
     options.onProgress?.({
@@ -337,6 +344,7 @@ async function walkArchives(
   /** Item blobs already walked that reference no damaged chunk: other archives skip them. */
   const clean = new Set<string>();
   for (const entry of manifest.archives) {
+    throwIfAborted(options.signal, "Check");
     stats.archives++;
     const name = entry.name;
     let items: Uint8Array[];

@@ -14,6 +14,7 @@ import type { BackupOptions, BackupResult } from "./archiver.ts";
 import type { CheckResult, RepairResult } from "./check_report.ts";
 import type { CheckOptions } from "./checker.ts";
 import type { CompactionResult, CompactOptions } from "./compactor.ts";
+import { type Abortable, throwIfAborted } from "./errors.ts";
 import { breakLocks, listLocks, type LockEntry } from "./repo_lock.ts";
 import type { RetentionDecision, RetentionPolicy } from "./retention.ts";
 import { type ArchiveMeta, type Item, validateArchiveName } from "./archive.ts";
@@ -76,6 +77,7 @@ export async function backupCommand(
   },
 ): Promise<BackupResult> {
   validateArchiveName(options.name); // before anything is read or written
+  throwIfAborted(options.signal, "Backup");
   await requireRole(backend, "append-only", "back up");
   // the files cache (keyed by the repository id, no key needed) loads while the key is derived
   const cacheModule = import("./files_cache.ts");
@@ -108,7 +110,16 @@ export async function backupCommand(
       "shared",
       "backup",
       options,
-      (lock) => backup(repo, { ...options, filesCache, checkLock: () => lock.assertHeld() }),
+      (lock) =>
+        backup(repo, {
+          ...options,
+          filesCache,
+          checkLock: () => {
+            // the last moment to stop: the commit that follows is atomic
+            throwIfAborted(options.signal, "Backup");
+            lock.assertHeld();
+          },
+        }),
     );
   } catch (err) {
     filesCache?.discard(); // the half-written new cache goes
@@ -219,15 +230,19 @@ export interface PruneResult {
   deleted: ManifestEntry[];
 }
 
-/** `vger prune`: applies the retention policy and deletes what it does not keep. */
+/**
+ * `vger prune`: applies the retention policy and deletes what it does not keep. An aborted
+ * `signal` stops it before its one commit (then nothing is deleted), not after.
+ */
 export async function pruneCommand(
   backend: Backend,
-  options: OpenOptions & TrustingOptions & LockingOptions & {
+  options: OpenOptions & TrustingOptions & LockingOptions & Abortable & {
     policy: RetentionPolicy;
     dryRun?: boolean;
     now?: Date;
   },
 ): Promise<PruneResult> {
+  throwIfAborted(options.signal, "Prune");
   if (!options.dryRun) await requireRole(backend, "full", "prune archives");
   const [repo, { deleteArchives }, { applyRetention }] = await Promise.all([
     openRepository(backend, options),
@@ -242,6 +257,7 @@ export async function pruneCommand(
   const result = await withRepoLock(backend, "exclusive", "prune", options, async (lock) => {
     const decisions = await decide();
     const drop = decisions.filter((d) => !d.keep).map((d) => d.archive.name);
+    throwIfAborted(options.signal, "Prune");
     lock.assertHeld();
     return { decisions, deleted: drop.length === 0 ? [] : await deleteArchives(repo, drop) };
   });
@@ -249,16 +265,25 @@ export async function pruneCommand(
   return result;
 }
 
-/** `vger compact`: rewrites or deletes packs with unused space (see lib/compactor.ts). */
+/**
+ * `vger compact`: rewrites or deletes packs with unused space (see lib/compactor.ts). An aborted
+ * `signal` stops it between packs; new packs not yet in the committed index are left for the
+ * next compact, and once the index is committed the old packs left undeleted are too.
+ */
 export async function compactCommand(
   backend: Backend,
-  options: OpenOptions & TrustingOptions & LockingOptions & {
+  options: OpenOptions & TrustingOptions & LockingOptions & Abortable & {
+    /** Rewrite packs whose unused share is at least this percent (0..100, default 20). */
     thresholdPercent?: number;
+    /** Only plan; change nothing. */
     dryRun?: boolean;
+    /** Compose new packs in storage when the backend can (vger-server); default true. */
     serverSide?: boolean;
+    /** Called with the progress of each phase (copy, index, delete). */
     onProgress?: CompactOptions["onProgress"];
   },
 ): Promise<CompactionResult> {
+  throwIfAborted(options.signal, "Compact");
   // a dry run writes nothing but its exclusive lock, which a read-only token may not take
   if (options.dryRun) await requireRole(backend, "append-only", "compact --dry-run");
   else await requireRole(backend, "full", "compact");
@@ -278,10 +303,12 @@ export async function compactCommand(
         dryRun: options.dryRun,
         serverSide: options.serverSide,
         onProgress: options.onProgress,
+        signal: options.signal,
         pool,
         checkLock: () => lock.assertHeld(),
       });
       if (!options.dryRun) {
+        throwIfAborted(options.signal, "Compact");
         // leftovers of killed processes: archive objects never committed, temp files of puts
         lock.assertHeld();
         await removeUnlistedArchives(repo);
@@ -314,6 +341,7 @@ export async function extractCommand(
     & LockingOptions
     & IndexRebuildNotice,
 ): Promise<ExtractResult> {
+  throwIfAborted(options.signal, "Extract");
   const [repo, { loadIndexOrRebuild }, { extract }] = await Promise.all([
     openRepository(backend, options),
     import("./index_recovery.ts"),
@@ -330,14 +358,20 @@ export async function extractCommand(
   });
 }
 
-/** `vger check`: structure, optionally every byte (`verifyData`); read-only. */
+/**
+ * `vger check`: structure, optionally every byte (`verifyData`); read-only. An aborted `signal`
+ * stops it between packs and archives.
+ */
 export async function checkCommand(
   backend: Backend,
-  options: OpenOptions & TrustingOptions & LockingOptions & {
+  options: OpenOptions & TrustingOptions & LockingOptions & Abortable & {
+    /** Also read every pack and verify every blob (`--verify-data`). */
     verifyData?: boolean;
+    /** Called after each pack (and as a pack's ranges arrive, when verifying data). */
     onProgress?: CheckOptions["onProgress"];
   },
 ): Promise<CheckResult> {
+  throwIfAborted(options.signal, "Check");
   const [repo, { CodecPool }, { checkRepository }, { structureProblems }] = await Promise.all([
     openRepository(backend, options),
     import("./codec_pool.ts"),
@@ -356,6 +390,7 @@ export async function checkCommand(
         verifyData: options.verifyData,
         pool,
         onProgress: options.onProgress,
+        signal: options.signal,
       });
       if (server) result.problems.unshift(...structureProblems(server));
       // a lock left by a killed process blocks nobody but is worth a word (restic says so too)

@@ -57,7 +57,7 @@ import {
   type Scan,
   scanCompaction,
 } from "./compact_plan.ts";
-import { LockedError } from "./errors.ts";
+import { type Abortable, LockedError, throwIfAborted } from "./errors.ts";
 import { toHex } from "./ids.ts";
 import { recordSize } from "./pack.ts";
 import { readLiveRecords, type WantedRecord } from "./pack_reader.ts";
@@ -80,8 +80,12 @@ export {
   type PlanOptions,
 } from "./compact_plan.ts";
 
-/** Options of {@linkcode compactRepository}. */
-export interface CompactOptions extends PlanOptions {
+/**
+ * Options of {@linkcode compactRepository}. An aborted `signal` stops it between packs: before
+ * the index commit, the new packs stay unreferenced; after it, the old packs not yet deleted do
+ * (the next compact removes either).
+ */
+export interface CompactOptions extends PlanOptions, Abortable {
   /** Only plan; change nothing. */
   dryRun?: boolean;
   /**
@@ -206,6 +210,7 @@ async function copyLive(
   const { table } = s;
   const reader = { backend: countingBackend(repo.backend, options.traffic), key: repo.key };
   for (const [pn, entries] of packs) {
+    throwIfAborted(options.signal, "Compact");
     const pack = toHex(table.packId(pn));
     const wanted = wantedOf(s, entries);
     // the shared reader yields in record order, so new packs keep the old order
@@ -241,12 +246,14 @@ async function composeLive(
   corrupt: CorruptBlob[],
   progress: CopyProgress,
   traffic: Traffic,
+  signal: AbortSignal | undefined,
 ): Promise<Map<number, number[]>> {
   const { table } = s;
   const reader = { backend: countingBackend(repo.backend, traffic), key: repo.key };
   const usage = new Map(s.plan.rewritePacks.map((p) => [p.id, p]));
   const unreadable = new Map<number, number[]>();
   for (const [pn, entries] of liveEntriesByPack(table, s.rewrite)) {
+    throwIfAborted(signal, "Compact");
     const id = table.packId(pn);
     const u = usage.get(toHex(id))!;
     const got = await keptRecords(
@@ -331,7 +338,7 @@ async function execute(
   try {
     progress.report();
     const rest = serverSide
-      ? await composeLive(repo, s, composer, corrupt, progress, traffic)
+      ? await composeLive(repo, s, composer, corrupt, progress, traffic, options.signal)
       : liveEntriesByPack(s.table, s.rewrite);
     await copyLive(repo, s, rest, packer, corrupt, progress, { ...options, traffic });
   } catch (err) {
@@ -356,6 +363,7 @@ async function execute(
   if (options.stopAfter === "packs") return result;
 
   options.onProgress?.({ phase: "index", done: 0, total: 1 });
+  throwIfAborted(options.signal, "Compact");
   options.checkLock?.();
   const referenced = await commitChanges(repo, (tx) => commitIndex(repo, tx, s, moved), {
     lockHeld: options.lockHeld,
@@ -368,6 +376,7 @@ async function execute(
     .filter((p) => !referenced.has(p.id));
   options.checkLock?.();
   for (const [n, p] of doomed.entries()) {
+    throwIfAborted(options.signal, "Compact");
     options.onProgress?.({ phase: "delete", done: n, total: doomed.length });
     await deletePack(repo, p.id);
     result.deletedPacks.push(p.id);

@@ -118,12 +118,57 @@ export class UnsupportedError extends VgerError {
   }
 }
 
-/** The operation was interrupted by a signal (exit code 130). */
+/**
+ * The operation was interrupted: by a signal in the CLI (exit code 130), or by the
+ * `AbortSignal` a library caller passed (`signal`, {@linkcode Abortable}). Nothing it had not
+ * committed yet is committed; the repository stays valid.
+ */
 export class InterruptedError extends VgerError {
   /** Creates an interrupted error. */
   constructor(message: string, options?: ErrorOptions) {
     super("interrupted", message, options);
   }
+}
+
+/** Options of an operation that an `AbortSignal` can stop. */
+export interface Abortable {
+  /**
+   * Stops the operation soon after it is aborted (between files, blobs or packs): its promise
+   * rejects with an {@linkcode InterruptedError} whose `cause` is the signal's reason, and what
+   * it had not committed stays uncommitted.
+   */
+  signal?: AbortSignal;
+}
+
+/** Throws an {@linkcode InterruptedError} naming `what` (e.g. "Backup") once `signal` is aborted. */
+export function throwIfAborted(signal: AbortSignal | undefined, what: string): void {
+  if (signal?.aborted) throw abortedError(signal, what);
+}
+
+/** The {@linkcode InterruptedError} of an aborted `signal`; its reason is the cause. */
+export function abortedError(signal: AbortSignal, what: string): InterruptedError {
+  return new InterruptedError(`${what} aborted: ${errorMessage(signal.reason)}`, {
+    cause: signal.reason,
+  });
+}
+
+/**
+ * Calls `onAbort` with the {@linkcode abortedError} once `signal` is aborted (at once when it
+ * already is); returns the function that stops listening.
+ */
+export function whenAborted(
+  signal: AbortSignal | undefined,
+  what: string,
+  onAbort: (err: InterruptedError) => void,
+): () => void {
+  if (signal === undefined) return () => {};
+  const listener = () => onAbort(abortedError(signal, what));
+  if (signal.aborted) {
+    listener();
+    return () => {};
+  }
+  signal.addEventListener("abort", listener, { once: true });
+  return () => signal.removeEventListener("abort", listener);
 }
 
 /** Returns the message of any thrown value, for one-line error reports. */

@@ -9,6 +9,8 @@
 import type { Backend, ReadonlyBackend } from "../backends/backend.ts";
 import type { EncryptionMode } from "./crypto.ts";
 import {
+  type Abortable,
+  abortedError,
   BackendError,
   errorMessage,
   IntegrityError,
@@ -51,7 +53,7 @@ export async function withRepoLock<T>(
   backend: Backend,
   mode: LockMode,
   command: string,
-  options: LockingOptions & TrustingOptions,
+  options: LockingOptions & TrustingOptions & Abortable,
   fn: (lock: RepoLock) => Promise<T>,
 ): Promise<T> {
   if (options.noLock) {
@@ -68,13 +70,20 @@ async function lockAndRun<T>(
   backend: Backend,
   mode: LockMode,
   command: string,
-  options: LockingOptions,
+  options: LockingOptions & Abortable,
   fn: (lock: RepoLock) => Promise<T>,
 ): Promise<T> {
+  const { signal } = options;
   let lock: RepoLock;
   try {
-    lock = await RepoLock.acquire(backend, mode, { command, waitMs: options.lockWaitMs ?? 0 });
+    lock = await RepoLock.acquire(backend, mode, {
+      command,
+      waitMs: options.lockWaitMs ?? 0,
+      signal,
+    });
   } catch (err) {
+    // stopped while waiting for another process's lock
+    if (signal?.aborted) throw abortedError(signal, command[0].toUpperCase() + command.slice(1));
     throw readOnlyLockError(backend, err) ?? err;
   }
   options.onLock?.(lock);
@@ -98,7 +107,7 @@ async function lockAndRun<T>(
 export function withReadLock<T>(
   backend: Backend,
   command: string,
-  options: LockingOptions,
+  options: LockingOptions & Abortable,
   fn: () => Promise<T>,
 ): Promise<T> {
   return options.noLock ? fn() : lockAndRun(backend, "shared", command, options, fn);

@@ -27,7 +27,7 @@ import { isDevice } from "./archive.ts";
 import type { ChunkIndex } from "./chunk_index.ts";
 import { CodecPool } from "./codec_pool.ts";
 import { ByteBudget, Signal } from "./concurrency.ts";
-import { errorMessage, IntegrityError, VgerError } from "./errors.ts";
+import { type Abortable, errorMessage, IntegrityError, VgerError, whenAborted } from "./errors.ts";
 import { atExit } from "./exit_hooks.ts";
 import { describeFsError, S_IFBLK, S_IFCHR, S_IFIFO } from "./fs_meta.ts";
 import {
@@ -50,8 +50,8 @@ import { RecordBatcher } from "./pack_reader.ts";
 import type { Repository } from "./repository.ts";
 import { readArchiveItems } from "./archive_items.ts";
 
-/** Options of {@linkcode extract}. */
-export interface ExtractOptions {
+/** Options of {@linkcode extract}; an aborted `signal` stops it between files (no temp file left). */
+export interface ExtractOptions extends Abortable {
   /** Archive name. */
   archive: string;
   /** Destination directory (created if missing). */
@@ -140,6 +140,7 @@ export async function extract(
   await prepareDest(dest);
   const run = new ExtractRun(repo, index, pool, dest, options);
   const forget = atExit(() => run.removeInFlight());
+  const stop = whenAborted(options.signal, "Extract", (err) => run.close(err)); // its next item
   const writer = run.writeLoop();
   try {
     if (options.onProgress) {
@@ -170,6 +171,7 @@ export async function extract(
     await writer.catch(() => {});
     throw err;
   } finally {
+    stop();
     forget();
     pool.close();
   }
@@ -660,12 +662,8 @@ class ExtractRun {
     try {
       if (!this.#prepareParent(path) || !this.#makeRoom(path, item)) return;
       const type = item.type === "fifo" ? S_IFIFO : item.type === "chardev" ? S_IFCHR : S_IFBLK;
-      const made = this.#create(
-        path,
-        item,
-        () => n.mknod(path, type | 0o600, item.major ?? 0, item.minor ?? 0),
-      );
-      if (!made) return;
+      const mknod = () => n.mknod(path, type | 0o600, item.major ?? 0, item.minor ?? 0);
+      if (!this.#create(path, item, mknod)) return;
       this.#applyMeta(path, item);
       this.files++;
     } catch (err) {

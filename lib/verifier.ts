@@ -14,7 +14,7 @@ import type { ChunkIndex } from "./chunk_index.ts";
 import type { CodecPool } from "./codec_pool.ts";
 import { ByteBudget, Limiter } from "./concurrency.ts";
 import type { ObjectTypeTag } from "./crypto.ts";
-import { errorMessage, VgerError } from "./errors.ts";
+import { errorMessage, throwIfAborted, VgerError } from "./errors.ts";
 import { bytesEqual, fromHex, toHex } from "./ids.ts";
 import { FIRST_OBJECT_OFFSET, recordSize, recordStart } from "./pack.ts";
 import {
@@ -84,6 +84,8 @@ export interface VerifyContext {
     readRange?: number;
     /** Called as the packs are read through (phase "data"). */
     onProgress?(progress: CheckProgress): void;
+    /** Stops the verification between packs (an InterruptedError) once aborted. */
+    signal?: AbortSignal;
   };
   /**
    * Sealed bytes in the codec pool and not yet verified, shared by the packs verified at once
@@ -149,6 +151,7 @@ export async function verifyPacks(
   );
   try {
     await packs.forEach(hexes, async (hex) => {
+      throwIfAborted(ctx.options.signal, "Check");
       const size = stored.get(hex)!;
       const report = new Report();
       reports.set(hex, report);
