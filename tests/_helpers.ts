@@ -578,6 +578,34 @@ export async function treeSnapshot(
   return out;
 }
 
+/**
+ * The hard-link shape of the regular files under `root`: relative path -> [group, link count],
+ * the groups numbered by first appearance in sorted path order, so that two trees compare
+ * whatever their inode numbers and readdir order.
+ */
+export async function linkShape(root: string): Promise<Record<string, [number, number]>> {
+  const byPath: Record<string, [number, number]> = {};
+  const visit = async (rel: string) => {
+    for await (const e of Deno.readDir(rel ? `${root}/${rel}` : root)) {
+      const r = rel ? `${rel}/${e.name}` : e.name;
+      if (e.isDirectory) await visit(r);
+      else if (e.isFile) {
+        const st = await Deno.lstat(`${root}/${r}`);
+        byPath[r] = [st.ino!, st.nlink!];
+      }
+    }
+  };
+  await visit("");
+  const groups = new Map<number, number>();
+  const out: Record<string, [number, number]> = {};
+  for (const p of Object.keys(byPath).sort()) {
+    const [ino, nlink] = byPath[p];
+    if (!groups.has(ino)) groups.set(ino, groups.size);
+    out[p] = [groups.get(ino)!, nlink];
+  }
+  return out;
+}
+
 /** Keeps only the entries of a snapshot whose relative path passes `keep`. */
 export function filterSnapshot(
   snapshot: TreeSnapshot,

@@ -18,6 +18,7 @@ import {
   FILE_ACL,
   filterSnapshot,
   initRepo,
+  linkShape,
   makeUnprivilegedUser,
   NOBODY_ID,
   pseudoRandomBytes,
@@ -106,30 +107,6 @@ async function makeTree(src: string, uid: number, gid: number): Promise<Deno.Uni
   }
   await sh("touch", "-h", "-d", "@1599999999.987654321", src);
   return socket;
-}
-
-/** Relative path -> [hardlink group by first appearance in sorted order, link count]. */
-async function linkShape(root: string): Promise<Record<string, [number, number]>> {
-  const byPath: Record<string, [bigint, number]> = {};
-  const visit = async (rel: string) => {
-    for await (const e of Deno.readDir(rel ? `${root}/${rel}` : root)) {
-      const r = rel ? `${rel}/${e.name}` : e.name;
-      if (e.isDirectory) await visit(r);
-      else if (e.isFile) {
-        const st = nativeFs()!.lstat(`${root}/${r}`);
-        byPath[r] = [st.ino, Number(st.nlink)];
-      }
-    }
-  };
-  await visit("");
-  const groups = new Map<bigint, number>();
-  const out: Record<string, [number, number]> = {};
-  for (const p of Object.keys(byPath).sort()) {
-    const [ino, nlink] = byPath[p];
-    if (!groups.has(ino)) groups.set(ino, groups.size);
-    out[p] = [groups.get(ino)!, nlink];
-  }
-  return out;
 }
 
 /** What a restore may bring back of a snapshot: no socket. */

@@ -12,6 +12,7 @@ import {
   chownTree,
   initRepo,
   jsonOf,
+  linkShape,
   listItems,
   makeUnprivilegedUser,
   NOBODY_ID,
@@ -41,33 +42,6 @@ async function makeTree(src: string): Promise<number> {
   await Deno.writeTextFile(`${src}/plain`, "not linked\n");
   await Deno.chmod(`${src}/a/two`, 0o600);
   return 12 + 26 + BIG + 11;
-}
-
-/** Relative path -> [inode group number (by first appearance), link count] of the files. */
-async function linkShape(root: string): Promise<Record<string, [number, number]>> {
-  const out: Record<string, [number, number]> = {};
-  const groups = new Map<number, number>();
-  const visit = async (rel: string) => {
-    for await (const e of Deno.readDir(rel ? `${root}/${rel}` : root)) {
-      const r = rel ? `${rel}/${e.name}` : e.name;
-      if (e.isDirectory) await visit(r);
-      else {
-        const st = await Deno.lstat(`${root}/${r}`);
-        if (!groups.has(st.ino!)) groups.set(st.ino!, groups.size);
-        out[r] = [groups.get(st.ino!)!, st.nlink!];
-      }
-    }
-  };
-  await visit("");
-  // group numbers by sorted path, so that two trees compare whatever their readdir order
-  const renumber = new Map<number, number>();
-  const sorted: Record<string, [number, number]> = {};
-  for (const k of Object.keys(out).sort()) {
-    const [g, n] = out[k];
-    if (!renumber.has(g)) renumber.set(g, renumber.size);
-    sorted[k] = [renumber.get(g)!, n];
-  }
-  return sorted;
 }
 
 Deno.test("hardlinks: stored once with their group, listed with the first name, restored as hard links", async () => {
