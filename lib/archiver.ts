@@ -112,6 +112,8 @@ interface LinkGroup {
 }
 
 const READ_BLOCK = 8 << 20;
+/** Chunks a block takes before it goes: tiny files' chunks must not pile up (objects per chunk). */
+const BLOCK_JOBS = 4096;
 
 /** A chunk in the read block, on its way to a worker; its id once known (and claimed as new). */
 interface ReadChunk extends Omit<BlockJob, "id"> {
@@ -511,7 +513,9 @@ class BackupRun {
       let eof = remaining === 0;
       for (;;) {
         if (!eof && this.#end - this.#start < max) {
-          if (this.#block.length - this.#end < READ_BLOCK / 2) await this.#rotateBlock();
+          if (this.#block.length - this.#end < READ_BLOCK / 2 || this.#jobs.length >= BLOCK_JOBS) {
+            await this.#rotateBlock();
+          }
           const block = this.#block;
           const end = this.#end;
           // synchronous: Deno's async reads cost ~10x more (a copy through a fresh buffer)

@@ -77,30 +77,42 @@ export async function makeBucket(): Promise<
     crypto.randomUUID().slice(0, 8)
   }-${buckets++}`;
   await admin.send(new CreateBucketCommand({ Bucket: bucket }));
+  const empty = async () => {
+    for (;;) {
+      const uploads = await admin.send(new ListMultipartUploadsCommand({ Bucket: bucket }));
+      for (const u of uploads.Uploads ?? []) {
+        await admin.send(
+          new AbortMultipartUploadCommand({ Bucket: bucket, Key: u.Key, UploadId: u.UploadId }),
+        ).catch((err) => {
+          // the gateway may list an upload a moment after compact aborted it
+          if ((err as Error).name !== "NoSuchUpload") throw err;
+        });
+      }
+      if (!uploads.IsTruncated) break;
+    }
+    for (;;) {
+      const page = await admin.send(new ListObjectsV2Command({ Bucket: bucket }));
+      await Promise.all(
+        (page.Contents ?? []).map((o) =>
+          admin.send(new DeleteObjectCommand({ Bucket: bucket, Key: o.Key }))
+        ),
+      );
+      if (!page.IsTruncated) break;
+    }
+  };
   const drop = async () => {
     try {
-      for (;;) {
-        const uploads = await admin.send(new ListMultipartUploadsCommand({ Bucket: bucket }));
-        for (const u of uploads.Uploads ?? []) {
-          await admin.send(
-            new AbortMultipartUploadCommand({ Bucket: bucket, Key: u.Key, UploadId: u.UploadId }),
-          ).catch((err) => {
-            // the gateway may list an upload a moment after compact aborted it
-            if ((err as Error).name !== "NoSuchUpload") throw err;
-          });
+      // the gateway's listings can lag an abort or a delete by a moment: empty it again then
+      for (let attempt = 1;; attempt++) {
+        await empty();
+        try {
+          await admin.send(new DeleteBucketCommand({ Bucket: bucket }));
+          return;
+        } catch (err) {
+          if ((err as Error).name !== "BucketNotEmpty" || attempt === 5) throw err;
+          await new Promise((r) => setTimeout(r, 500));
         }
-        if (!uploads.IsTruncated) break;
       }
-      for (;;) {
-        const page = await admin.send(new ListObjectsV2Command({ Bucket: bucket }));
-        await Promise.all(
-          (page.Contents ?? []).map((o) =>
-            admin.send(new DeleteObjectCommand({ Bucket: bucket, Key: o.Key }))
-          ),
-        );
-        if (!page.IsTruncated) break;
-      }
-      await admin.send(new DeleteBucketCommand({ Bucket: bucket }));
     } finally {
       admin.destroy();
     }

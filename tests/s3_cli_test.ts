@@ -70,7 +70,17 @@ interface EntryOptions {
   secretAccessKey?: string;
   /** More YAML lines at the top level (retention...). */
   topLevel?: string[];
+  /** More YAML lines of the entry (indented as its keys). */
+  entry?: string[];
 }
+
+/**
+ * Packs too large to be assembled in memory (over 64 MiB): they are staged and go up as
+ * streams, so a pack larger than a part goes up in a multipart upload (a buffer goes in one PUT).
+ */
+const STAGED_PACKS: EntryOptions = {
+  entry: ["min_pack_size: 134217728", "max_pack_size: 134217728"],
+};
 
 /** A configuration file with one S3 entry `s3://BUCKET/PREFIX`; returns its path. */
 async function writeS3Config(
@@ -93,6 +103,7 @@ async function writeS3Config(
   if (options.secretAccessKey !== undefined) {
     lines.push(`    s3_secret_access_key: ${JSON.stringify(options.secretAccessKey)}`);
   }
+  lines.push(...(options.entry ?? []).map((line) => `    ${line}`));
   lines.push(...options.topLevel ?? [], "");
   await Deno.writeTextFile(file, lines.join("\n"));
   return file;
@@ -446,7 +457,7 @@ Deno.test(
         const base: S3Repo = {
           bucket,
           prefix: "base",
-          config: await writeS3Config(`${dir}/base.yaml`, bucket, "base"),
+          config: await writeS3Config(`${dir}/base.yaml`, bucket, "base", STAGED_PACKS),
           env: { ...envCredentials(), VGER_CACHE_DIR: `${dir}/cache-base` },
         };
         await vgerOk(base, ["init", ...FAST_KDF_ARGS]);
@@ -463,7 +474,7 @@ Deno.test(
           const repo: S3Repo = {
             bucket,
             prefix,
-            config: await writeS3Config(`${dir}/${prefix}.yaml`, bucket, prefix),
+            config: await writeS3Config(`${dir}/${prefix}.yaml`, bucket, prefix, STAGED_PACKS),
             env: { ...envCredentials(), VGER_CACHE_DIR: cache },
           };
           const killed = await vger(repo, ["backup", "--archive", "a2", src2], {
