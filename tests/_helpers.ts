@@ -38,6 +38,20 @@ export const CLI_PATH: string = fileURLToPath(new URL("../cli.ts", import.meta.u
 /** Absolute path of the least-privilege launcher (launch.ts). */
 export const LAUNCH_PATH: string = fileURLToPath(new URL("../launch.ts", import.meta.url));
 
+/**
+ * Deno flags for {@linkcode runVger} without FFI for libc or OpenSSL (lib/fs_native.ts), as a user
+ * runs it who grants --allow-ffi only for the LZ4 codec's native module under node_modules.
+ */
+export function withoutLibcFfi(): string[] {
+  return [
+    "--allow-read",
+    "--allow-write",
+    "--allow-env",
+    "--allow-sys",
+    `--allow-ffi=${PROJECT_DIR}/node_modules`,
+  ];
+}
+
 /** Absolute path of the project root (where deno.json and node_modules are). */
 export const PROJECT_DIR: string = fileURLToPath(new URL("../", import.meta.url)).replace(
   /\/$/,

@@ -12,17 +12,15 @@ import { deepStrictEqual, equal, ok } from "node:assert/strict";
 import { nativeFs } from "../lib/fs_native.ts";
 import {
   chownTree,
-  CLI_PATH,
   DIR_ACL,
   FILE_ACL,
   initRepo,
   makeUnprivilegedUser,
   NOBODY_ID,
-  PASSPHRASE,
-  PROJECT_DIR,
   runVger,
   runVgerOk,
   treeSnapshot,
+  withoutLibcFfi,
   withTempDir,
 } from "./_helpers.ts";
 
@@ -123,35 +121,11 @@ Deno.test({
       await makeTree(src);
       const repo = await initRepo(`${dir}/repo`);
       await runVgerOk(["-R", repo, "backup", "--archive", "a", src]);
-      const out = await new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "--allow-read",
-          "--allow-write",
-          "--allow-env",
-          "--allow-sys",
-          `--allow-ffi=${PROJECT_DIR}/node_modules`,
-          CLI_PATH,
-          "-R",
-          repo,
-          "extract",
-          "--archive",
-          "a",
-          "--dest",
-          `${dir}/out`,
-        ],
-        cwd: "/",
-        env: {
-          ...Object.fromEntries(
-            Object.entries(Deno.env.toObject()).filter(([k]) => !/^VGER_/.test(k)),
-          ),
-          VGER_PASSPHRASE: PASSPHRASE,
-        },
-        clearEnv: true,
-        stdin: "null",
-        signal: AbortSignal.timeout(120_000),
-      }).output();
-      const stderr = new TextDecoder().decode(out.stderr);
+      const out = await runVger(
+        ["-R", repo, "extract", "--archive", "a", "--dest", `${dir}/out`],
+        { denoFlags: withoutLibcFfi() },
+      );
+      const stderr = out.stderr;
       // strict mode's documented loss (README): no warning, and the contents come back whole
       equal(out.code, 0, stderr);
       deepStrictEqual(warnings(stderr), []);

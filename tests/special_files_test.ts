@@ -11,17 +11,15 @@
 import { deepStrictEqual, equal, match, ok } from "node:assert/strict";
 import {
   chownTree,
-  CLI_PATH,
   exists,
   filterSnapshot,
   initRepo,
   makeUnprivilegedUser,
   NOBODY_ID,
-  PASSPHRASE,
-  PROJECT_DIR,
   runVger,
   runVgerOk,
   treeSnapshot,
+  withoutLibcFfi,
   withTempDir,
 } from "./_helpers.ts";
 
@@ -56,34 +54,8 @@ async function restorable(root: string) {
   return filterSnapshot(await treeSnapshot(root), (p, e) => p !== "." && e.type !== "socket");
 }
 
-/**
- * Runs the CLI without FFI for libc (lib/fs_native.ts), as a user does who grants --allow-ffi only
- * for the LZ4 codec's native module under node_modules.
- */
-async function vgerWithoutFfi(args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-read",
-      "--allow-write",
-      "--allow-env",
-      "--allow-sys",
-      `--allow-ffi=${PROJECT_DIR}/node_modules`,
-      CLI_PATH,
-      ...args,
-    ],
-    cwd: "/",
-    env: {
-      ...Object.fromEntries(Object.entries(Deno.env.toObject()).filter(([k]) => !/^VGER_/.test(k))),
-      VGER_PASSPHRASE: PASSPHRASE,
-    },
-    clearEnv: true,
-    stdin: "null",
-    signal: AbortSignal.timeout(120_000),
-  }).output();
-  const d = new TextDecoder();
-  return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
-}
+/** Runs the CLI without FFI for libc ({@linkcode withoutLibcFfi}). */
+const vgerWithoutFfi = (args: string[]) => runVger(args, { denoFlags: withoutLibcFfi() });
 
 const warnings = (stderr: string) =>
   stderr.split("\n").filter((l) => l.startsWith("vger: warning"));
