@@ -23,7 +23,12 @@
 import denoJson from "./deno.json" with { type: "json" };
 import type { Backend } from "./backends/backend.ts";
 import type { RepositoryConfig, VgerConfig } from "./lib/config.ts";
-import { UsageError, VgerError } from "./lib/errors.ts";
+import {
+  missingPermission,
+  missingPermissionMessage,
+  UsageError,
+  VgerError,
+} from "./lib/errors.ts";
 import {
   bool,
   type CommandLine,
@@ -115,9 +120,7 @@ export async function main(
 }
 
 function exitCodeOf(err: unknown): number {
-  for (let e: unknown = err; e instanceof Error; e = e.cause) {
-    if (e instanceof Deno.errors.NotCapable) return 2; // the command line must change
-  }
+  if (missingPermission(err)) return 2; // the command line must change
   if (err instanceof VgerError) {
     if (err.code === "usage") return 2;
     if (err.code === "interrupted") return 130;
@@ -132,14 +135,8 @@ function describeError(err: unknown, repo?: RepositoryConfig): string {
 }
 
 function describeErrorRaw(err: unknown, repo?: RepositoryConfig): string {
-  // a missing permission may hide in the cause chain (lz4-napi wraps its loader's error)
-  for (let e: unknown = err; e instanceof Error; e = e.cause) {
-    if (e instanceof Deno.errors.NotCapable) {
-      const m = /Requires (\w+) access/.exec(e.message);
-      const flag = m ? `--allow-${m[1]}` : "a permission flag";
-      return `Missing Deno permission: ${e.message.split(",")[0]}; run with ${flag} (or -A)`;
-    }
-  }
+  const missing = missingPermission(err);
+  if (missing) return missingPermissionMessage(missing);
   if (err instanceof VgerError) {
     // with several repositories a message must say which one it is about
     return repo && err.code !== "usage" && !err.message.includes(repo.path)

@@ -277,7 +277,8 @@ export function serverPermissionsFor(input: ServerLaunchInput): PermissionSet {
     net: [port === 0 ? host : `${host}:${port}`],
     env: sorted(["VGER_SERVER_CONFIG", ...Object.values(SERVER_ENV_VARIABLES)]),
     run: sorted(programs),
-    sys: ["hostname"],
+    // statfs: the free disk space of /health
+    sys: ["hostname", "statfs"],
     ffi: [],
   };
 }

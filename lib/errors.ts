@@ -187,3 +187,22 @@ export function isDamage(err: unknown): boolean {
   return !(cause instanceof VgerError) || cause instanceof IntegrityError ||
     cause instanceof NotFoundError;
 }
+
+/**
+ * The missing Deno permission behind an error, or undefined: it may hide in the cause chain
+ * (storage wraps the file system's errors, lz4-napi its loader's). The command line must change,
+ * so both entry points exit 2 on it.
+ */
+export function missingPermission(err: unknown): Deno.errors.NotCapable | undefined {
+  for (let e: unknown = err; e instanceof Error; e = e.cause) {
+    if (e instanceof Deno.errors.NotCapable) return e;
+  }
+  return undefined;
+}
+
+/** One line naming the flag to add for a missing permission. */
+export function missingPermissionMessage(err: Deno.errors.NotCapable): string {
+  const m = /Requires (\w+) access/.exec(err.message);
+  const flag = m ? `--allow-${m[1]}` : "a permission flag";
+  return `Missing Deno permission: ${err.message.split(",")[0]}; run with ${flag} (or -A)`;
+}

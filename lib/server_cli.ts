@@ -6,7 +6,7 @@
  * @module
  */
 
-import { errorMessage } from "./errors.ts";
+import { errorMessage, missingPermission, missingPermissionMessage } from "./errors.ts";
 import {
   loadServerConfig,
   parseListen,
@@ -79,13 +79,19 @@ export async function serverMain(
     try {
       return await run(config, storage, rest);
     } catch (err) {
-      console.error(`vger-server: ${errorMessage(err)}`);
-      return 1;
+      return failed(err);
     } finally {
       await storage.close();
     }
   }
   return await listen(config, storage);
+}
+
+/** Reports a failure in one line; exit 2 when a permission is missing (the flags must change). */
+function failed(err: unknown): number {
+  const missing = missingPermission(err);
+  console.error(`vger-server: ${missing ? missingPermissionMessage(missing) : errorMessage(err)}`);
+  return missing ? 2 : 1;
 }
 
 /** Listens on `config.listen` until SIGTERM or SIGINT; then drains and closes. */
@@ -96,15 +102,20 @@ async function listen(config: ServerConfig, storage: Backend): Promise<number> {
     const removed = await server.removeLeftovers();
     if (removed > 0) console.error(`vger-server removed ${removed} unfinished upload(s)`);
   } catch (err) {
-    console.error(`vger-server: ${errorMessage(err)}`);
-    return 1;
+    return failed(err);
   }
   const { hostname, port } = parseListen(config.listen);
-  const http = Deno.serve({
-    hostname,
-    port,
-    onListen: (addr) => console.error(`vger-server listening on ${showAddr(addr)}`),
-  }, (request, info) => server.fetch(request, info));
+  let http: Deno.HttpServer;
+  try {
+    http = Deno.serve({
+      hostname,
+      port,
+      onListen: (addr) => console.error(`vger-server listening on ${showAddr(addr)}`),
+    }, (request, info) => server.fetch(request, info));
+  } catch (err) {
+    await server.close();
+    return failed(err); // a missing --allow-net, the address in use
+  }
   // Deno's own shutdown cuts request bodies still arriving (the upload then fails with 400):
   // let the requests in flight finish first
   let stopping: Promise<void> | undefined;

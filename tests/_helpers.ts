@@ -38,6 +38,9 @@ export const CLI_PATH: string = fileURLToPath(new URL("../cli.ts", import.meta.u
 /** Absolute path of the least-privilege launcher (launch.ts). */
 export const LAUNCH_PATH: string = fileURLToPath(new URL("../launch.ts", import.meta.url));
 
+/** Absolute path of vger-server's entry point (server.ts). */
+export const SERVER_PATH: string = fileURLToPath(new URL("../server.ts", import.meta.url));
+
 /**
  * Deno flags for {@linkcode runVger} without FFI for libc or OpenSSL (lib/fs_native.ts), as a user
  * runs it who grants --allow-ffi only for the LZ4 codec's native module under node_modules.

@@ -15,6 +15,7 @@ import {
   LAUNCH_PATH,
   type RunOptions,
   runVger,
+  SERVER_PATH,
   type TreeSnapshot,
   treeSnapshot,
   withTempDir,
@@ -22,6 +23,8 @@ import {
 import { restRepo } from "./_rest.ts";
 import { ignoreS3, makeBucket, requireS3Server } from "./_s3.ts";
 import { withServer } from "./_server.ts";
+import { permissionFlags, serverPermissionsFor } from "../lib/cli_launch.ts";
+import type { ServerConfig } from "../lib/server_config.ts";
 
 /** Runs `launch.ts --mode MODE ARGS` with the launcher's own permission set. */
 function launch(mode: "strict" | "fast", args: string[], options: RunOptions = {}) {
@@ -342,7 +345,57 @@ Deno.test("vger-server under the launcher reads and writes only its data_dir, li
       }
       deepStrictEqual(await treeSnapshot(`${dir}/out${src}`), await treeSnapshot(src));
       ok(!/NotCapable|Requires \w+ access/.test(server.stderr()), server.stderr());
+      const health = await (await fetch(`${server.url}/health`)).json();
+      equal(typeof health.disk_free_bytes, "number", JSON.stringify(health));
     });
+  });
+});
+
+Deno.test("deno.json's server set is what the launcher derives for /etc/vger-server.toml, /var/lib/vger and 127.0.0.1:8484; a server granted less stops with exit 2 naming the flag", async () => {
+  const denoJson = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
+  const derived = serverPermissionsFor({
+    configFile: "/etc/vger-server.toml",
+    config: { dataDir: "/var/lib/vger", listen: "127.0.0.1:8484" } as ServerConfig,
+  });
+  deepStrictEqual(denoJson.permissions.server, {
+    read: derived.read,
+    write: derived.write,
+    net: derived.net,
+    env: derived.env,
+    sys: derived.sys,
+  });
+  await withTempDir(async (dir) => {
+    const configFile = `${dir}/vger-server.toml`;
+    const dataDir = `${dir}/data`;
+    await Deno.mkdir(dataDir);
+    await Deno.writeTextFile(
+      configFile,
+      `[server]\nlisten = "127.0.0.1:0"\ndata_dir = "${dataDir}"\ntoken = "a-long-secret-token-x"\n`,
+    );
+    const config = { dataDir, listen: "127.0.0.1:0" } as ServerConfig;
+    const granted = serverPermissionsFor({ configFile, config });
+    const cases: [string, string[], RegExp][] = [
+      ["-P=server", ["-P=server"], /Requires read access to ".*vger-server.toml".*--allow-read/],
+      [
+        "without its data_dir",
+        permissionFlags({ ...granted, read: [configFile], write: [] }),
+        /^vger-server: Missing Deno permission: Requires read access to ".*data"; run with --allow-read/m,
+      ],
+      [
+        "without its address",
+        permissionFlags({ ...granted, net: ["127.0.0.2"] }),
+        /^vger-server: Missing Deno permission: Requires net access to "127.0.0.1:0"; run with --allow-net/m,
+      ],
+    ];
+    for (const [what, flags, message] of cases) {
+      const r = await runVger(["--config", configFile], {
+        program: SERVER_PATH,
+        denoFlags: ["--no-prompt", ...flags],
+      });
+      equal(r.code, 2, `${what}: ${r.stderr}`);
+      match(r.stderr, message, what);
+    }
+    deepStrictEqual([...Deno.readDirSync(dataDir)], []);
   });
 });
 

@@ -107,8 +107,8 @@ Deno.test("the key-less check finds each damage the client's check finds, as an 
       );
 
       const [first, second] = packs;
-      const hex = first.slice(-64);
-      const wrong = `packs/${hex[0] === "f" ? "e" : "f"}${hex[1]}`;
+      // a shard other than the second pack's own (the one it is moved to)
+      const wrong = `packs/${second.at(-64) === "f" ? "e" : "f"}${second.at(-63)}`;
       const damages: {
         name: string;
         kind: string;
