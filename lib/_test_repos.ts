@@ -243,7 +243,12 @@ export async function makePack(key: RepoKey, next: () => number, count: number) 
     blobs.push({ id, type, plain, sealed });
   }
   const done = await writer.finish(key);
-  return { ...done, bytes: concat(...(done.body as Uint8Array[])), blobs };
+  return {
+    ...done,
+    entries: [...done.entries],
+    bytes: concat(...(done.body as Uint8Array[])),
+    blobs,
+  };
 }
 
 /** An error check for `rejects`/`throws`: an IntegrityError about `what`, for `reason`. */

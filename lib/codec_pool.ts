@@ -29,6 +29,17 @@ export interface SealedBlock {
   sealed: Uint8Array[];
 }
 
+/** The block and the sealed objects (views of the one buffer they came in) of a reply. */
+function sealedBlock(reply: CodecReply & { ok: true }): SealedBlock {
+  const bytes = reply.sealed!;
+  const sealed: Uint8Array[] = [];
+  let at = 0;
+  for (const length of reply.sealedLengths!) {
+    sealed.push(bytes.subarray(at, at += length));
+  }
+  return { block: reply.data!, sealed };
+}
+
 /** A read block held by a worker after {@linkcode CodecPool.hashBlock}. */
 export interface HashedBlock {
   /** The ids of the chunks, in order. */
@@ -191,7 +202,7 @@ export class CodecPool {
     jobs = ownIds(jobs);
     const req: CodecRequest = { op: "encodeBlock", seq: 0, block, jobs, compression };
     const reply = await this.#send(this.#pick(), req, [block.buffer as ArrayBuffer]);
-    return { block: reply.data!, sealed: reply.sealed! };
+    return sealedBlock(reply);
   }
 
   /**
@@ -206,13 +217,14 @@ export class CodecPool {
     const token = ++this.#tokens;
     const req: CodecRequest = { op: "hashBlock", seq: 0, token, block, chunks };
     const reply = await this.#send(worker, req, [block.buffer as ArrayBuffer]);
+    const ids = reply.ids!;
     return {
-      ids: reply.ids!,
+      // copies: an id may be kept long after the rest of the block's are gone
+      ids: Array.from({ length: ids.length / 32 }, (_, i) => ids.slice(i * 32, i * 32 + 32)),
       seal: async (jobs, compression) => {
         const own = ownIds(jobs);
         const seal: CodecRequest = { op: "sealHeld", seq: 0, token, jobs: own, compression };
-        const sealed = await this.#send(worker, seal, []);
-        return { block: sealed.data!, sealed: sealed.sealed! };
+        return sealedBlock(await this.#send(worker, seal, []));
       },
     };
   }

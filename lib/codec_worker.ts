@@ -153,10 +153,15 @@ export type CodecReply =
     batch?: BatchResult[];
     /** verifyBatch: one outcome per part, in order. */
     verified?: VerifyResult[];
-    /** encodeBlock: one sealed object per job, in order. */
-    sealed?: Uint8Array[];
-    /** hashBlock: the chunks' ids, in order. */
-    ids?: Uint8Array[];
+    /**
+     * encodeBlock: the sealed objects of the jobs, in order, back to back in one buffer (one
+     * transfer, not one per chunk: a block may hold thousands of tiny files' chunks)...
+     */
+    sealed?: Uint8Array;
+    /** ...and their lengths. */
+    sealedLengths?: Uint32Array;
+    /** hashBlock: the chunks' ids, in order, 32 bytes each in one buffer. */
+    ids?: Uint8Array;
     /** sha256: the parts, handed back. */
     parts?: Uint8Array[];
   }
@@ -189,19 +194,29 @@ async function handle(req: Exclude<CodecRequest, { op: "stop" }>): Promise<Codec
       held.delete(req.token);
       if (!block) throw new VgerError("internal", `Codec worker holds no block ${req.token}`);
     }
-    const sealed: Uint8Array[] = [];
-    for (const job of req.jobs) {
+    const each: Uint8Array[] = [];
+    const sealedLengths = new Uint32Array(req.jobs.length);
+    let total = 0;
+    for (const [i, job] of req.jobs.entries()) {
       const chunk = block.subarray(job.offset, job.offset + job.length);
       const framed = compressFramed(chunk, req.compression, key.sealHead, key.sealTail);
-      sealed.push(await key.sealFramed(job.type, job.id, framed));
+      each.push(await key.sealFramed(job.type, job.id, framed));
+      total += sealedLengths[i] = each[i].length;
+    }
+    const sealed = new Uint8Array(total);
+    let at = 0;
+    for (const b of each) {
+      sealed.set(b, at);
+      at += b.length;
+      release(b);
     }
     // the block goes back for the next read: no fresh pages on the reading thread
-    return { seq: req.seq, ok: true, sealed, data: block };
+    return { seq: req.seq, ok: true, sealed, sealedLengths, data: block };
   }
   if (req.op === "hashBlock") {
-    const ids: Uint8Array[] = [];
-    for (const c of req.chunks) {
-      ids.push(await key.chunkId(req.block.subarray(c.offset, c.offset + c.length)));
+    const ids = new Uint8Array(req.chunks.length * 32);
+    for (const [i, c] of req.chunks.entries()) {
+      ids.set(await key.chunkId(req.block.subarray(c.offset, c.offset + c.length)), i * 32);
     }
     held.set(req.token, req.block);
     return { seq: req.seq, ok: true, ids };
@@ -375,10 +390,9 @@ scope.onmessage = async (e: MessageEvent<CodecRequest>) => {
   }
   const transfer: ArrayBuffer[] = [];
   if (reply.ok && reply.data) transfer.push(reply.data.buffer as ArrayBuffer);
-  if (reply.ok && reply.sealed) {
-    for (const b of reply.sealed) transfer.push(b.buffer as ArrayBuffer);
-  }
-  if (reply.ok && reply.ids) { for (const b of reply.ids) transfer.push(b.buffer as ArrayBuffer); }
+  if (reply.ok && reply.sealed) transfer.push(reply.sealed.buffer as ArrayBuffer);
+  if (reply.ok && reply.sealedLengths) transfer.push(reply.sealedLengths.buffer as ArrayBuffer);
+  if (reply.ok && reply.ids) transfer.push(reply.ids.buffer as ArrayBuffer);
   if (reply.ok && reply.parts) transfer.push(...transferable(reply.parts));
   if (reply.ok && reply.batch) {
     const buffers = new Set<ArrayBuffer>();

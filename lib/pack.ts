@@ -115,7 +115,8 @@ export function recordFault(
 }
 
 /** Encodes a header's plaintext. */
-export function encodePackHeader(entries: readonly PackEntry[]): Uint8Array {
+export function encodePackHeader(entries: PackEntries | readonly PackEntry[]): Uint8Array {
+  if (entries instanceof PackEntries) return entries.header();
   const out = new Uint8Array(4 + entries.length * HEADER_ENTRY_SIZE);
   const dv = new DataView(out.buffer);
   dv.setUint32(0, entries.length, true);
@@ -169,6 +170,62 @@ export function decodePackHeader(
   return entries;
 }
 
+/**
+ * The entries of a pack as its header's plaintext: 45 bytes each and no object per entry, since a
+ * pack of tiny files' chunks holds 100,000s of them (as objects with their ids, ~300 bytes each).
+ * Iterating yields fresh {@linkcode PackEntry} objects.
+ */
+export class PackEntries implements Iterable<PackEntry> {
+  /** The header's plaintext so far: the count (written by `header`), then the entries. */
+  #bytes = new Uint8Array(4 + 64 * HEADER_ENTRY_SIZE);
+  #view = new DataView(this.#bytes.buffer);
+  #count = 0;
+
+  /** Number of entries. */
+  get length(): number {
+    return this.#count;
+  }
+
+  /** Appends an entry (the id is copied). */
+  push(e: PackEntry): void {
+    const o = 4 + this.#count * HEADER_ENTRY_SIZE;
+    if (o + HEADER_ENTRY_SIZE > this.#bytes.length) {
+      const grown = new Uint8Array(this.#bytes.length * 2);
+      grown.set(this.#bytes);
+      this.#bytes = grown;
+      this.#view = new DataView(grown.buffer);
+    }
+    this.#bytes.set(e.id, o);
+    this.#bytes[o + 32] = e.type;
+    this.#view.setUint32(o + 33, e.offset, true);
+    this.#view.setUint32(o + 37, e.length, true);
+    this.#view.setUint32(o + 41, e.rawLength, true);
+    this.#count++;
+  }
+
+  /** The entry at `i` (a fresh object). */
+  at(i: number): PackEntry {
+    const o = 4 + i * HEADER_ENTRY_SIZE;
+    return {
+      id: this.#bytes.slice(o, o + 32),
+      type: this.#bytes[o + 32] as ObjectTypeTag,
+      offset: this.#view.getUint32(o + 33, true),
+      length: this.#view.getUint32(o + 37, true),
+      rawLength: this.#view.getUint32(o + 41, true),
+    };
+  }
+
+  *[Symbol.iterator](): Iterator<PackEntry> {
+    for (let i = 0; i < this.#count; i++) yield this.at(i);
+  }
+
+  /** The header's plaintext (a copy: sealing may take its buffer over). */
+  header(): Uint8Array {
+    this.#view.setUint32(0, this.#count, true);
+    return this.#bytes.slice(0, 4 + this.#count * HEADER_ENTRY_SIZE);
+  }
+}
+
 /** A finished pack: its id, its bytes (in memory or staged in a file) and its blobs. */
 export interface FinishedPack {
   /** SHA-256 of the pack's bytes. */
@@ -176,7 +233,7 @@ export interface FinishedPack {
   /** The bytes, ready to put. */
   body: readonly Uint8Array[] | StreamBody;
   /** The blobs in it. */
-  entries: PackEntry[];
+  entries: PackEntries;
   /** Total size. */
   size: number;
   /** Frees the memory or removes the staging file; call once the pack is stored. */
@@ -231,7 +288,7 @@ export class MemorySink implements PackSink {
  */
 export class PackWriter {
   #sink: PackSink;
-  #entries: PackEntry[] = [];
+  #entries = new PackEntries();
   #size = 0;
   #hash: Sha256Hasher | null;
   /**
@@ -296,6 +353,12 @@ export class PackWriter {
     return this.#entries.length;
   }
 
+  /** The size the pack would have if finished now: records, sealed header and trailer. */
+  finishedSize(key: RepoKey): number {
+    const header = 4 + this.#entries.length * HEADER_ENTRY_SIZE + key.sealHead + key.sealTail;
+    return this.#size + header + 4;
+  }
+
   /**
    * The size the finished pack would have with one more blob of `sealedLength` bytes: records,
    * sealed header and trailer. Writers cut before a blob that would pass `max_pack_size`.
@@ -314,7 +377,7 @@ export class PackWriter {
     this.#push(prefix);
     const entry = { id, type, offset: this.#size, length: sealed.length, rawLength };
     this.#push(sealed); // may release sealed (staged packs): nothing reads it after this
-    this.#entries.push(entry);
+    this.#entries.push(entry); // copies the id: a view of it may hold a larger buffer
     return entry;
   }
 

@@ -167,7 +167,8 @@ export class Packer {
       this.#open.set(type, pack);
     }
     pack.add(id, type, sealed, rawLength);
-    if (pack.size >= this.#target) this.#startUpload(type);
+    // with its header: tiny chunks' headers are a fifth of the pack, past its buffer's capacity
+    if (pack.finishedSize(this.#repo.key) >= this.#target) this.#startUpload(type);
   }
 
   /**

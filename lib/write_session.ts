@@ -9,10 +9,9 @@
  */
 
 import type { Backend } from "../backends/backend.ts";
-import type { ChunkIndex } from "./chunk_index.ts";
+import { ChunkIndex, type ChunkLocation } from "./chunk_index.ts";
 import type { ObjectTypeTag } from "./crypto.ts";
 import { AlreadyExistsError } from "./errors.ts";
-import { toHex } from "./ids.ts";
 import type { ArchiveMeta } from "./archive.ts";
 import type { ManifestEntry } from "./manifest.ts";
 import type { PackDigest, PackEntry } from "./pack.ts";
@@ -25,14 +24,25 @@ export type WritableRepository = Pick<
   "backend" | "key" | "config" | "location" | "readManifest" | "readIndex"
 >;
 
+/** The pack of a claimed blob not yet in a pack (no pack id is all zeros but by chance 2^-256). */
+const UNPACKED = new Uint8Array(32);
+
+/** The placeholder location of a claimed blob of `sealedLength` bytes. */
+function claimed(sealedLength: number): ChunkLocation {
+  return { pack: UNPACKED, offset: 0, length: sealedLength, rawLength: 0 };
+}
+
 /** Collects new blobs for one backup (or a repair's salvage) and commits them. */
 export class WriteSession {
   readonly #repo: WritableRepository;
   readonly #index: ChunkIndex;
   /** The packer; its `stored` index is this session's added blobs (adopted ones too). */
   readonly #packer: Packer;
-  /** Ids claimed by this session -> sealed length (0 until sealed). */
-  readonly #reserved = new Map<string, number>();
+  /**
+   * Ids claimed by this session, with their sealed length (0 until sealed) as the location's
+   * length and no pack yet ({@linkcode UNPACKED}): a compact table, ~60 bytes per new chunk.
+   */
+  readonly #reserved = new ChunkIndex();
   /** Bytes of sealed new blobs written (what this backup adds to the repository). */
   addedBytes = 0;
 
@@ -64,21 +74,19 @@ export class WriteSession {
    * repository or this session already has it.
    */
   reserve(id: Uint8Array): boolean {
-    if (this.#index.has(id)) return false;
-    const hex = toHex(id);
-    if (this.#reserved.has(hex)) return false;
-    this.#reserved.set(hex, 0);
+    if (this.#index.has(id) || this.#reserved.has(id)) return false;
+    this.#reserved.set(id, claimed(0));
     return true;
   }
 
   /** Whether the repository or this session has (or is storing) the blob. */
   has(id: Uint8Array): boolean {
-    return this.#index.has(id) || this.#reserved.has(toHex(id));
+    return this.#index.has(id) || this.#reserved.has(id);
   }
 
   /** Stored (sealed) length of a blob the repository or this session has; 0 if not yet known. */
   storedLength(id: Uint8Array): number {
-    return this.#index.get(id)?.length ?? this.#reserved.get(toHex(id)) ?? 0;
+    return this.#index.get(id)?.length ?? this.#reserved.get(id)?.length ?? 0;
   }
 
   /**
@@ -94,7 +102,7 @@ export class WriteSession {
   ): Promise<void> {
     const length = sealed.length; // the pack takes the buffer over
     this.#packer.put(id, type, sealed, rawLength); // throws the first upload failure
-    this.#reserved.set(toHex(id), length);
+    this.#reserved.set(id, claimed(length));
     this.addedBytes += length;
     await this.#packer.ready(); // throws the first upload failure
   }
@@ -103,7 +111,7 @@ export class WriteSession {
    * Takes in a pack that is in storage but not in the index (uploaded by a backup that was
    * killed before its commit): its blobs deduplicate from now on and enter the index at commit.
    */
-  adopt(packId: Uint8Array, entries: readonly PackEntry[]): void {
+  adopt(packId: Uint8Array, entries: Iterable<PackEntry>): void {
     for (const e of entries) {
       const loc = { pack: packId, offset: e.offset, length: e.length, rawLength: e.rawLength };
       this.#index.set(e.id, loc);
