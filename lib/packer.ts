@@ -66,6 +66,11 @@ export interface PackerOptions {
    * in memory anyway (target and largest blob within the staging threshold).
    */
   digest?: PackDigest;
+  /**
+   * The table to record the durable blobs' locations in ({@linkcode Packer.stored}; default a
+   * new one): a write session's, which holds its claimed blobs too, so one table serves both.
+   */
+  stored?: ChunkIndex;
 }
 
 /** Fills packs per blob type and uploads them; see the module doc. */
@@ -93,13 +98,14 @@ export class Packer {
   /** An upload ended. */
   readonly #uploaded = new Signal();
   /** The index entries of every blob in a durable pack. */
-  readonly #stored = new ChunkIndex();
+  readonly #stored: ChunkIndex;
   /** The durable packs, in the order they were cut (a slot stays empty until stored). */
   readonly #packs: (StoredPack | undefined)[] = [];
 
   /** A packer writing to `repo`'s backend. */
   constructor(repo: PackerRepository, options: PackerOptions) {
     this.#repo = repo;
+    this.#stored = options.stored ?? new ChunkIndex();
     this.#target = options.target;
     this.#maxUploadBytes = options.uploadBytes ?? UPLOAD_BYTES;
     // a pack grows past the target by one blob at most: a chunk, or an item blob of ~1 MiB

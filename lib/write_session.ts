@@ -11,7 +11,7 @@
 import type { Backend } from "../backends/backend.ts";
 import { ChunkIndex, type ChunkLocation } from "./chunk_index.ts";
 import type { ObjectTypeTag } from "./crypto.ts";
-import { AlreadyExistsError } from "./errors.ts";
+import { AlreadyExistsError, VgerError } from "./errors.ts";
 import type { ArchiveMeta } from "./archive.ts";
 import type { ManifestEntry } from "./manifest.ts";
 import type { PackDigest, PackEntry } from "./pack.ts";
@@ -36,13 +36,14 @@ function claimed(sealedLength: number): ChunkLocation {
 export class WriteSession {
   readonly #repo: WritableRepository;
   readonly #index: ChunkIndex;
-  /** The packer; its `stored` index is this session's added blobs (adopted ones too). */
+  /** The packer; it records where the blobs of each durable pack are in {@linkcode #blobs}. */
   readonly #packer: Packer;
   /**
-   * Ids claimed by this session, with their sealed length (0 until sealed) as the location's
-   * length and no pack yet ({@linkcode UNPACKED}): a compact table, ~60 bytes per new chunk.
+   * Every blob of this session (adopted ones too): where it is once its pack is durable, and
+   * until then a placeholder ({@linkcode UNPACKED}, its sealed length, 0 until sealed). One
+   * compact table, ~60 bytes per new chunk, for the claims and the index entries to add.
    */
-  readonly #reserved = new ChunkIndex();
+  readonly #blobs = new ChunkIndex();
   /** Bytes of sealed new blobs written (what this backup adds to the repository). */
   addedBytes = 0;
 
@@ -56,12 +57,16 @@ export class WriteSession {
     this.#packer = new Packer(repo, {
       target: packTarget(index.packIds().length, repo.config.minPackSize, repo.config.maxPackSize),
       digest: options.digest,
+      stored: this.#blobs,
     });
   }
 
-  /** The blobs stored by this session so far, once their packs are uploaded (see flush). */
+  /**
+   * The blobs stored by this session: after {@linkcode flush}, where each is (before it, blobs
+   * whose packs are not yet durable have placeholder locations).
+   */
   get added(): ChunkIndex {
-    return this.#packer.stored;
+    return this.#blobs;
   }
 
   /** The index as loaded at the start (plus nothing new). */
@@ -74,19 +79,19 @@ export class WriteSession {
    * repository or this session already has it.
    */
   reserve(id: Uint8Array): boolean {
-    if (this.#index.has(id) || this.#reserved.has(id)) return false;
-    this.#reserved.set(id, claimed(0));
+    if (this.#index.has(id) || this.#blobs.has(id)) return false;
+    this.#blobs.set(id, claimed(0));
     return true;
   }
 
   /** Whether the repository or this session has (or is storing) the blob. */
   has(id: Uint8Array): boolean {
-    return this.#index.has(id) || this.#reserved.has(id);
+    return this.#index.has(id) || this.#blobs.has(id);
   }
 
   /** Stored (sealed) length of a blob the repository or this session has; 0 if not yet known. */
   storedLength(id: Uint8Array): number {
-    return this.#index.get(id)?.length ?? this.#reserved.get(id)?.length ?? 0;
+    return this.#index.get(id)?.length ?? this.#blobs.get(id)?.length ?? 0;
   }
 
   /**
@@ -101,8 +106,9 @@ export class WriteSession {
     rawLength: number,
   ): Promise<void> {
     const length = sealed.length; // the pack takes the buffer over
+    // before the packer has it: its upload then puts the real location over this one
+    this.#blobs.set(id, claimed(length));
     this.#packer.put(id, type, sealed, rawLength); // throws the first upload failure
-    this.#reserved.set(id, claimed(length));
     this.addedBytes += length;
     await this.#packer.ready(); // throws the first upload failure
   }
@@ -115,7 +121,7 @@ export class WriteSession {
     for (const e of entries) {
       const loc = { pack: packId, offset: e.offset, length: e.length, rawLength: e.rawLength };
       this.#index.set(e.id, loc);
-      this.#packer.stored.set(e.id, loc);
+      this.#blobs.set(e.id, loc);
     }
   }
 
@@ -159,7 +165,11 @@ export class WriteSession {
       if (manifest.archives.some((a) => a.name === meta.name)) {
         throw new AlreadyExistsError(`Archive "${meta.name}" already exists in "${repo.location}"`);
       }
-      const added = this.#packer.stored;
+      const added = this.#blobs;
+      if (added.packIds().some((p) => p.every((b) => b === 0))) {
+        // a claimed blob never reached a pack: committing would index a location that is not
+        throw new VgerError("internal", "A claimed blob was never stored; nothing committed");
+      }
       if (added.size > 0) {
         const index = await tx.index();
         index.merge(added);
