@@ -27,7 +27,7 @@
 import { decodeItems } from "./archive.ts";
 import type { ChunkIndex } from "./chunk_index.ts";
 import type { CodecPool } from "./codec_pool.ts";
-import { ObjectType, type ObjectTypeTag } from "./crypto.ts";
+import { describeBlob, ObjectType, type ObjectTypeTag } from "./crypto.ts";
 import {
   type Abortable,
   errorMessage,
@@ -39,7 +39,7 @@ import { bytesEqual, fromHex, toHex } from "./ids.ts";
 import { buildIndex, countEntriesPerPack, listPacks } from "./index_recovery.ts";
 import type { Manifest } from "./manifest.ts";
 import { FIRST_OBJECT_OFFSET, type PackEntry } from "./pack.ts";
-import { countingReader, describeBlob, headerReadLimiter, readPackHeader } from "./pack_reader.ts";
+import { countingReader, headerReadLimiter, readPackHeader } from "./pack_reader.ts";
 import { listArchiveObjects, type Repository } from "./repository.ts";
 import { readBlobsAhead } from "./archive_items.ts";
 import { packKey } from "./storage_keys.ts";
@@ -222,7 +222,7 @@ async function checkPackHeaders(
     if (ctx.skipHeaders) return;
     let entries: PackEntry[];
     try {
-      entries = await readPackHeader(reader, repo.key, key, size, { entries: count });
+      entries = [...await readPackHeader(reader, repo.key, key, size, { entries: count })];
     } catch (err) {
       if (!(err instanceof VgerError)) throw err;
       const msg = errorMessage(err);

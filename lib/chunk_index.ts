@@ -60,7 +60,8 @@ export interface ChunkLocation {
   rawLength: number;
 }
 
-const ID_BYTES = 32;
+/** Bytes of a chunk or pack id. */
+export const ID_BYTES: number = 32;
 /** u32 words per record: 8 id words (big-endian, so word order is byte order), then fields. */
 const STRIDE = 12;
 const PACK = 8;
@@ -73,8 +74,10 @@ const MAX_LOAD = 0.75;
 
 const MAGIC = [0x56, 0x47, 0x49, 0x44, 0x58]; // "VGIDX"
 const VERSION = 1;
-const HEADER_BYTES = 10; // magic, version, pack count
-const ENTRY_BYTES = 48;
+/** Bytes of the encoding's header: magic, version, pack count (see the module doc). */
+export const HEADER_BYTES: number = 10;
+/** Bytes of an encoded entry: id, pack number, offset, length, raw length. */
+export const ENTRY_BYTES: number = 48;
 /**
  * The most entries an index may hold: 16 Mi blobs, 16 TiB of unique data at the default 1 MiB
  * average chunk. Fixed rather than derived from the packs' total size, which would cost a
@@ -231,6 +234,16 @@ export class ChunkIndex {
   has(id: Uint8Array): boolean {
     this.#load(id);
     return this.#find() >= 0;
+  }
+
+  /** Whether `id` has an entry in pack `pack` at `offset` (nothing is allocated). */
+  isAt(id: Uint8Array, pack: Uint8Array, offset: number): boolean {
+    this.#load(id);
+    const slot = this.#find();
+    if (slot < 0) return false;
+    const b = (this.#slots[slot] - 1) * STRIDE;
+    if (this.#records[b + OFFSET] !== offset) return false;
+    return compareBytes(this.#packs, this.#records[b + PACK] * ID_BYTES, pack, 0, ID_BYTES) === 0;
   }
 
   /** The location of `id`, or undefined. The returned object and its pack id are fresh copies. */
@@ -592,104 +605,5 @@ export class ChunkIndex {
       length: rec[b + LENGTH],
       rawLength: rec[b + RAW],
     };
-  }
-}
-
-/**
- * The entries of an encoded index read in place: numbered 0 to count - 1 in ascending id order
- * (the canonical encoding), found by binary search, with no ChunkIndex built. The bytes must be
- * ones {@linkcode ChunkIndex.decode} accepted; the view keeps them and does not check them again.
- *
- * @example Find an entry without decoding into a map
- * ```ts
- * import { ChunkIndex, EncodedIndex } from "./chunk_index.ts";
- *
- * const index = new ChunkIndex();
- * const id = crypto.getRandomValues(new Uint8Array(32));
- * index.set(id, { pack: new Uint8Array(32), offset: 17, length: 100, rawLength: 70 });
- * const plain = index.encode();
- * ChunkIndex.decode(plain); // validates
- * const view = new EncodedIndex(plain);
- * if (view.offsetOf(view.find(id)) !== 17) throw new Error("lost the entry");
- * ```
- */
-export class EncodedIndex {
-  /** Number of entries. */
-  readonly count: number;
-  readonly #bytes: Uint8Array;
-  readonly #view: DataView;
-  readonly #entriesAt: number;
-  /** First entry number whose id starts with each 16-bit prefix; [65536] = count. */
-  readonly #buckets = new Uint32Array(65537);
-
-  /** A view of `plain`, the output of {@linkcode ChunkIndex.encode} (validated by decode). */
-  constructor(plain: Uint8Array) {
-    this.#bytes = plain;
-    this.#view = new DataView(plain.buffer, plain.byteOffset, plain.byteLength);
-    const packs = this.#view.getUint32(HEADER_BYTES - 4, true);
-    this.#entriesAt = HEADER_BYTES + 4 + ID_BYTES * packs;
-    this.count = this.#view.getUint32(this.#entriesAt - 4, true);
-    let b = 0;
-    for (let i = 0; i < this.count; i++) {
-      const at = this.#entriesAt + ENTRY_BYTES * i;
-      const prefix = (plain[at] << 8) | plain[at + 1];
-      while (b <= prefix) this.#buckets[b++] = i;
-    }
-    while (b <= 65536) this.#buckets[b++] = this.count;
-  }
-
-  /** Number of packs in the pack table. */
-  get packCount(): number {
-    return (this.#entriesAt - HEADER_BYTES - 4) / ID_BYTES;
-  }
-
-  /** Entry number of `id`, or -1. */
-  find(id: Uint8Array): number {
-    const bytes = this.#bytes;
-    const prefix = (id[0] << 8) | id[1];
-    let lo = this.#buckets[prefix];
-    let hi = this.#buckets[prefix + 1];
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      const at = this.#entriesAt + ENTRY_BYTES * mid;
-      let d = 0;
-      for (let k = 2; k < ID_BYTES && d === 0; k++) d = bytes[at + k] - id[k];
-      if (d === 0) return mid;
-      if (d < 0) lo = mid + 1;
-      else hi = mid;
-    }
-    return -1;
-  }
-
-  /** A view of entry i's id (valid as long as the bytes). */
-  idAt(i: number): Uint8Array {
-    const at = this.#entriesAt + ENTRY_BYTES * i;
-    return this.#bytes.subarray(at, at + ID_BYTES);
-  }
-
-  /** Pack number of entry i (see {@linkcode packId}). */
-  packOf(i: number): number {
-    return this.#view.getUint32(this.#entriesAt + ENTRY_BYTES * i + ID_BYTES, true);
-  }
-
-  /** Offset of entry i's stored object in its pack. */
-  offsetOf(i: number): number {
-    return this.#view.getUint32(this.#entriesAt + ENTRY_BYTES * i + ID_BYTES + 4, true);
-  }
-
-  /** Length of entry i's stored object. */
-  lengthOf(i: number): number {
-    return this.#view.getUint32(this.#entriesAt + ENTRY_BYTES * i + ID_BYTES + 8, true);
-  }
-
-  /** Plaintext length of entry i's chunk. */
-  rawOf(i: number): number {
-    return this.#view.getUint32(this.#entriesAt + ENTRY_BYTES * i + ID_BYTES + 12, true);
-  }
-
-  /** A view of the id of pack number `pn` (valid as long as the bytes). */
-  packId(pn: number): Uint8Array {
-    const at = HEADER_BYTES + ID_BYTES * pn;
-    return this.#bytes.subarray(at, at + ID_BYTES);
   }
 }

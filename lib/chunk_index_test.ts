@@ -1,5 +1,6 @@
 import { deepStrictEqual, equal, notDeepStrictEqual, ok, throws } from "node:assert/strict";
-import { ChunkIndex, type ChunkLocation, EncodedIndex } from "./chunk_index.ts";
+import { ChunkIndex, type ChunkLocation } from "./chunk_index.ts";
+import { EncodedIndex } from "./encoded_index.ts";
 import { IntegrityError } from "./errors.ts";
 import { fuzzCases, FuzzClock, randomBytes, rng } from "./_fuzz.ts";
 

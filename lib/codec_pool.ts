@@ -332,15 +332,18 @@ export class CodecPool {
 
   /**
    * Verifies several blobs in one worker, one message for all (see {@linkcode verify}). Each
-   * `sealed` that owns its buffer is transferred. Returns, per part, null or the error.
+   * `sealed` that owns its buffer is transferred. A part without `what` is named in its error by
+   * its type, id and `where` (such as "in pack packs/ab/..."). Returns, per part, null or the
+   * error.
    */
-  async verifyBatch(parts: VerifyPart[]): Promise<(Error | null)[]> {
+  async verifyBatch(parts: VerifyPart[], where?: string): Promise<(Error | null)[]> {
     await this.#ready;
     parts = ownIds(parts);
     const transfer = parts.filter((p) => ownsBuffer(p.sealed)).map((p) =>
       p.sealed.buffer as ArrayBuffer
     );
-    const reply = await this.#send(this.#pick(), { op: "verifyBatch", seq: 0, parts }, transfer);
+    const req: CodecRequest = { op: "verifyBatch", seq: 0, parts, where };
+    const reply = await this.#send(this.#pick(), req, transfer);
     return reply.verified!.map((r) => r.ok ? null : errorOf(r));
   }
 

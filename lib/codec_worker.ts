@@ -8,7 +8,7 @@
 import "./platform_deno.ts"; // the native codecs and hashes (lib/platform.ts)
 import { MAX_CHUNK_LIMIT } from "./chunker.ts";
 import { compressFramed, type CompressionOptions, decompress, loadCodecs } from "./compress.ts";
-import { type EncryptionMode, type ObjectTypeTag, RepoKey } from "./crypto.ts";
+import { describeBlob, type EncryptionMode, type ObjectTypeTag, RepoKey } from "./crypto.ts";
 import { IntegrityError, VgerError } from "./errors.ts";
 import { bytesEqual, toHex } from "./ids.ts";
 import { ownsBuffer, release, releaseBacking, transferable } from "./bytes.ts";
@@ -68,7 +68,7 @@ export type CodecRequest =
    */
   | { op: "hashStream"; seq: number; stream: number; bytes?: Uint8Array; digest?: boolean }
   | ({ op: "verify"; seq: number } & VerifyPart)
-  | { op: "verifyBatch"; seq: number; parts: VerifyPart[] }
+  | { op: "verifyBatch"; seq: number; parts: VerifyPart[]; where?: string }
   | {
     op: "decode";
     seq: number;
@@ -101,8 +101,11 @@ export interface VerifyPart {
   sealed: Uint8Array;
   /** Expected plaintext length. */
   rawLength: number;
-  /** Names the blob in errors. */
-  what: string;
+  /**
+   * Names the blob in errors; without it, a batch's blob is named (only if it fails) by its type
+   * and id and the batch's `where`.
+   */
+  what?: string;
 }
 
 /** Where a chunk lies in a read block. */
@@ -168,6 +171,8 @@ export type CodecReply =
   | { seq: number; ok: false; code: string; message: string };
 
 let key: RepoKey | undefined;
+/** Stands for an unnamed blob's name in messages until it fails (see VerifyPart.what). */
+const UNNAMED = "\u0000blob\u0000";
 /** Blocks hashed and waiting for their sealHeld request, by token. */
 const held = new Map<number, Uint8Array>();
 /** The SHA-256 streams of hashStream requests, by the pool's stream number. */
@@ -250,7 +255,12 @@ async function handle(req: Exclude<CodecRequest, { op: "stop" }>): Promise<Codec
         await verifyOne(key, part);
         verified.push({ ok: true });
       } catch (err) {
-        verified.push(failureOf(err));
+        const failure = failureOf(err);
+        if (part.what === undefined) {
+          const what = `${describeBlob(part.id, part.type)} ${req.where ?? ""}`.trimEnd();
+          failure.message = failure.message.replaceAll(UNNAMED, what);
+        }
+        verified.push(failure);
       }
     }
     return { seq: req.seq, ok: true, verified };
@@ -272,17 +282,18 @@ async function handle(req: Exclude<CodecRequest, { op: "stop" }>): Promise<Codec
  * thread. Throws IntegrityError naming `what`.
  */
 async function verifyOne(key: RepoKey, part: VerifyPart): Promise<void> {
-  const plain = await key.open(part.type, part.id, part.sealed, part.what);
+  const what = part.what ?? UNNAMED;
+  const plain = await key.open(part.type, part.id, part.sealed, what);
   // a damaged index may claim any length: never inflate past the largest possible chunk
-  const data = decompress(plain, Math.min(part.rawLength, MAX_CHUNK_LIMIT), part.what);
+  const data = decompress(plain, Math.min(part.rawLength, MAX_CHUNK_LIMIT), what);
   try {
     if (data.length !== part.rawLength) {
       throw new IntegrityError(
-        `${part.what} is corrupt: ${data.length} bytes, the index says ${part.rawLength}`,
+        `${what} is corrupt: ${data.length} bytes, the index says ${part.rawLength}`,
       );
     }
     if (!bytesEqual(await key.chunkId(data), part.id)) {
-      throw new IntegrityError(`${part.what} is corrupt: its contents do not match its id`);
+      throw new IntegrityError(`${what} is corrupt: its contents do not match its id`);
     }
   } finally {
     if (data.buffer !== plain.buffer && data.buffer !== part.sealed.buffer) releaseBacking(data);

@@ -14,7 +14,7 @@
  *
  * **Live set.** The index's own plaintext is kept: its entries are sorted by id (FORMAT.md, the
  * canonical encoding), so a 65 536-bucket table on the first two id bytes plus a short binary
- * search finds an id's entry number (chunk_index.ts's {@linkcode EncodedIndex}), and liveness is
+ * search finds an id's entry number (encoded_index.ts's {@linkcode EncodedIndex}), and liveness is
  * one bit per index entry. That is 48 bytes per entry for the sorted table (which replaces a
  * second copy of the index) plus 1 bit, instead of ~100 bytes per id for a Set of hex strings.
  *
@@ -31,7 +31,8 @@
 
 import type { ReadonlyBackend } from "../backends/backend.ts";
 import { decodeItems } from "./archive.ts";
-import { type ChunkLocation, EncodedIndex } from "./chunk_index.ts";
+import type { ChunkLocation } from "./chunk_index.ts";
+import { EncodedIndex } from "./encoded_index.ts";
 import type { CodecPool } from "./codec_pool.ts";
 import { ObjectType, SEAL_OVERHEAD_AES, SEAL_OVERHEAD_NONE } from "./crypto.ts";
 import { IntegrityError, NotFoundError, UsageError } from "./errors.ts";

@@ -36,6 +36,11 @@ import { initRepository, Repository } from "./repository.ts";
 import { extract } from "./restorer.ts";
 import { WriteSession } from "./write_session.ts";
 
+/** readPackHeader's entries as an array, to compare. */
+async function readPackHeaderArray(...args: Parameters<typeof readPackHeader>) {
+  return [...await readPackHeader(...args)];
+}
+
 await loadCodecs();
 
 const FAST = { iterations: 1, memoryKiB: 1024, parallelism: 1 };
@@ -418,7 +423,7 @@ Deno.test("corrupt live blobs in a pack to rewrite are reported, not copied, and
   equal(toHex(after.get(f.ids.get("A0")!)!.pack), result.newPacks[0]);
   // the new pack holds only the good blob
   const newPack = fromHex(result.newPacks[0]);
-  const entries = await readPackHeader(
+  const entries = await readPackHeaderArray(
     f.backend,
     f.repo.key,
     packKey(newPack),
@@ -666,7 +671,7 @@ Deno.test("compact splits a pack that mixes file data and item blobs (as older v
     const types = [];
     for (const hex of result.newPacks) {
       const key = packKey(fromHex(hex));
-      const entries = await readPackHeader(
+      const entries = await readPackHeaderArray(
         backend,
         repo.key,
         key,
@@ -775,7 +780,7 @@ Deno.test("server-side compact sends the live records of each rewritten pack as 
   const id = fromHex(result.newPacks[0]);
   const stored = (await f.backend.get(packKey(id)))!;
   equal(toHex(new Uint8Array(createHash("sha256").update(stored).digest())), result.newPacks[0]);
-  const entries = await readPackHeader(f.backend, f.repo.key, packKey(id), stored.length);
+  const entries = await readPackHeaderArray(f.backend, f.repo.key, packKey(id), stored.length);
   deepStrictEqual(
     entries.map((e) => toHex(e.id)),
     ["A0", "A1", "A2"].map((n) => toHex(f.ids.get(n)!)),

@@ -14,7 +14,7 @@
  */
 
 import { IntegrityError } from "./errors.ts";
-import { randomBytes } from "./ids.ts";
+import { randomBytes, toHex } from "./ids.ts";
 import { platform } from "./platform.ts";
 
 /** Type tags of sealed objects. */
@@ -329,4 +329,11 @@ export async function aesGcmDecrypt(
   } catch {
     return null;
   }
+}
+
+/** Names a blob in messages: "Chunk <hex>", "Metadata blob <hex>", or "Blob <hex>" (type unknown). */
+export function describeBlob(id: Uint8Array, type?: ObjectTypeTag | number): string {
+  return `${type === ObjectType.items ? "Metadata blob" : type === undefined ? "Blob" : "Chunk"} ${
+    toHex(id)
+  }`;
 }

@@ -113,7 +113,7 @@ export async function buildIndex(
     const key = packKey(fromHex(hex));
     let entries: PackEntry[];
     try {
-      entries = await readPackHeader(reader, repo.key, key, size);
+      entries = [...await readPackHeader(reader, repo.key, key, size)];
     } catch (err) {
       // a failing backend must not look like a lost pack: repair would drop its archives
       if (!isDamage(err)) throw err;

@@ -138,36 +138,7 @@ export function decodePackHeader(
   recordsEnd: number,
   what: string,
 ): PackEntry[] {
-  const bad = (why: string) => new IntegrityError(`${what} is corrupt: ${why}`);
-  if (bytes.length < 4) throw bad("header too short");
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const n = dv.getUint32(0, true);
-  if (bytes.length !== 4 + n * HEADER_ENTRY_SIZE) {
-    throw bad(`header length does not fit ${n} entries`);
-  }
-  const entries: PackEntry[] = [];
-  let expect = FIRST_OBJECT_OFFSET;
-  for (let i = 0, o = 4; i < n; i++, o += HEADER_ENTRY_SIZE) {
-    const type = bytes[o + 32];
-    const offset = dv.getUint32(o + 33, true);
-    const length = dv.getUint32(o + 37, true);
-    if (type !== ObjectType.data && type !== ObjectType.items) {
-      throw bad(`entry ${i} has type ${type}`);
-    }
-    if (offset !== expect || offset + length > recordsEnd) {
-      throw bad(`entry ${i} at offset ${offset} does not follow the records`);
-    }
-    expect = offset + length + RECORD_PREFIX;
-    entries.push({
-      id: bytes.slice(o, o + 32),
-      type: type as ObjectTypeTag,
-      offset,
-      length,
-      rawLength: dv.getUint32(o + 41, true),
-    });
-  }
-  if (n > 0 && expect - RECORD_PREFIX !== recordsEnd) throw bad("records end before the header");
-  return entries;
+  return [...PackEntries.decode(bytes, recordsEnd, what)];
 }
 
 /**
@@ -177,8 +148,8 @@ export function decodePackHeader(
  */
 export class PackEntries implements Iterable<PackEntry> {
   /** The header's plaintext so far: the count (written by `header`), then the entries. */
-  #bytes = new Uint8Array(4 + 64 * HEADER_ENTRY_SIZE);
-  #view = new DataView(this.#bytes.buffer);
+  #bytes: Uint8Array = new Uint8Array(4 + 64 * HEADER_ENTRY_SIZE);
+  #view: DataView = new DataView(this.#bytes.buffer);
   #count = 0;
 
   /** Number of entries. */
@@ -201,6 +172,42 @@ export class PackEntries implements Iterable<PackEntry> {
     this.#view.setUint32(o + 37, e.length, true);
     this.#view.setUint32(o + 41, e.rawLength, true);
     this.#count++;
+  }
+
+  /**
+   * A header's plaintext read in place (it must not change afterwards), checking every entry
+   * lies inside `recordsEnd`: the records follow each other from the pack's first one, end where
+   * the header starts, and each is data or items.
+   */
+  static decode(bytes: Uint8Array, recordsEnd: number, what: string): PackEntries {
+    const bad = (why: string) => new IntegrityError(`${what} is corrupt: ${why}`);
+    if (bytes.length < 4) throw bad("header too short");
+    const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const n = dv.getUint32(0, true);
+    if (bytes.length !== 4 + n * HEADER_ENTRY_SIZE) {
+      throw bad(`header length does not fit ${n} entries`);
+    }
+    let expect = FIRST_OBJECT_OFFSET;
+    for (let i = 0, o = 4; i < n; i++, o += HEADER_ENTRY_SIZE) {
+      const type = bytes[o + 32];
+      const offset = dv.getUint32(o + 33, true);
+      const length = dv.getUint32(o + 37, true);
+      if (type !== ObjectType.data && type !== ObjectType.items) {
+        throw bad(`entry ${i} has type ${type}`);
+      }
+      if (offset !== expect || offset + length > recordsEnd) {
+        throw bad(`entry ${i} at offset ${offset} does not follow the records`);
+      }
+      expect = offset + length + RECORD_PREFIX;
+    }
+    if (n > 0 && expect - RECORD_PREFIX !== recordsEnd) {
+      throw bad("records end before the header");
+    }
+    const entries = new PackEntries();
+    entries.#bytes = bytes;
+    entries.#view = dv;
+    entries.#count = n;
+    return entries;
   }
 
   /** The entry at `i` (a fresh object). */

@@ -123,9 +123,11 @@ export async function keptRecords(
 ): Promise<{ kept: KeptRecord[]; lost: LostRecord[] } | null> {
   let entries: PackEntry[];
   try {
-    entries = await readPackHeader(repo.backend, repo.key, packKey(pack.id), pack.size, {
-      entries: pack.entries,
-    });
+    entries = [
+      ...await readPackHeader(repo.backend, repo.key, packKey(pack.id), pack.size, {
+        entries: pack.entries,
+      }),
+    ];
   } catch (err) {
     if (err instanceof IntegrityError || err instanceof NotFoundError) return null;
     throw err;

@@ -32,17 +32,17 @@ import type { ChunkLocation } from "./chunk_index.ts";
 import type { CodecPool, HashStream } from "./codec_pool.ts";
 import { Limiter } from "./concurrency.ts";
 import { decompress } from "./compress.ts";
-import { ObjectType, type ObjectTypeTag, type RepoKey } from "./crypto.ts";
+import { describeBlob, ObjectType, type ObjectTypeTag, type RepoKey } from "./crypto.ts";
 import { IntegrityError, isDamage, NotFoundError, VgerError } from "./errors.ts";
 import { bytesEqual, toHex } from "./ids.ts";
 import {
   checkPackPreamble,
-  decodePackHeader,
   FIRST_OBJECT_OFFSET,
   headerInTail,
   MAX_BLOB,
   MAX_BLOB_OBJECT,
   PACK_PREAMBLE,
+  PackEntries,
   type PackEntry,
   packTailLength,
   parseRecordPrefix,
@@ -75,7 +75,9 @@ export interface ReadPackHeaderOptions {
  * tail (pack.ts's `packTailLength`), which holds the preamble too when it is the whole pack. A
  * larger pack takes a second request for its 9-byte preamble (the magic and version are checked
  * whatever the pack's size), and a header larger than the tail one more for its start. Requests
- * run one after the other, so a caller's limit on packs read at once bounds the requests too.
+ * run one after the other, so a caller's limit on packs read at once bounds the requests too. The
+ * entries stay the header's bytes (iterating yields fresh objects): a pack of tiny chunks holds
+ * 100,000s, which as objects would outlive many collections.
  */
 export async function readPackHeader(
   backend: RangeReader,
@@ -83,7 +85,7 @@ export async function readPackHeader(
   packKeyName: string,
   packSize: number,
   options: ReadPackHeaderOptions = {},
-): Promise<PackEntry[]> {
+): Promise<PackEntries> {
   const what = `Pack ${packKeyName}`;
   if (packSize < PACK_PREAMBLE + 4) throw new IntegrityError(`${what} is corrupt: too short`);
   const tailLength = packTailLength(packSize, {
@@ -103,7 +105,7 @@ export async function readPackHeader(
     sealed.set(tail.subarray(0, found.length - found.missing), found.missing);
   }
   const plain = await key.open(ObjectType.packHeader, "pack-header", sealed, `${what} header`);
-  return decodePackHeader(plain, found.offset, what);
+  return PackEntries.decode(plain, found.offset, what);
 }
 
 /**
@@ -118,13 +120,6 @@ export function readRawRecord(
   objectLength: number,
 ): Promise<Uint8Array> {
   return reader.getRange(packKeyName, recordStart(objectOffset), recordSize(objectLength));
-}
-
-/** "Chunk", "Metadata blob" or (type unknown) "Blob", and the id in hex: a blob in messages. */
-export function describeBlob(id: Uint8Array, type?: ObjectTypeTag | number): string {
-  return `${type === ObjectType.items ? "Metadata blob" : type === undefined ? "Blob" : "Chunk"} ${
-    toHex(id)
-  }`;
 }
 
 /** A range reader over `backend` that reports the bytes it reads to `onBytes`. */

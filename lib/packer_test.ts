@@ -17,6 +17,11 @@ import { initRepository, Repository } from "./repository.ts";
 import { packKey } from "./storage_keys.ts";
 import { fixture, packKeys } from "./_test_repos.ts";
 
+/** readPackHeader's entries as an array, to compare. */
+async function readPackHeaderArray(...args: Parameters<typeof readPackHeader>) {
+  return [...await readPackHeader(...args)];
+}
+
 await loadCodecs();
 
 /** A memory backend of `connections` connections whose pack puts wait until `open()`. */
@@ -95,7 +100,7 @@ Deno.test("the packer keeps file data and item blobs apart, cuts packs at the ta
   deepStrictEqual([...stored.keys()].sort(), packs.map((p) => packKey(p.id)).sort());
   for (const p of packs) {
     equal(stored.get(packKey(p.id)), p.size);
-    const entries = await readPackHeader(backend, repo.key, packKey(p.id), p.size);
+    const entries = await readPackHeaderArray(backend, repo.key, packKey(p.id), p.size);
     equal(new Set(entries.map((e) => e.type)).size, 1, "one type per pack");
     for (const e of entries) {
       const loc = packer.stored.get(e.id)!;
@@ -105,7 +110,7 @@ Deno.test("the packer keeps file data and item blobs apart, cuts packs at the ta
   }
   for (const a of added) {
     const loc = packer.stored.get(a.id)!;
-    const entries = await readPackHeader(
+    const entries = await readPackHeaderArray(
       backend,
       repo.key,
       packKey(loc.pack),
@@ -200,7 +205,7 @@ Deno.test("item blobs and file data never share a pack", async () => {
   const types = new Map<string, Set<number>>();
   for (const key of await packKeys(f.backend)) {
     const size = (await f.backend.get(key))!.length;
-    const entries = await readPackHeader(f.backend, f.repo.key, key, size);
+    const entries = await readPackHeaderArray(f.backend, f.repo.key, key, size);
     types.set(key, new Set(entries.map((e) => e.type)));
   }
   const sorted = [...types.values()].map((t) => [...t].sort());
@@ -235,7 +240,7 @@ Deno.test("packs hashed by a digest off the packer (a codec worker) are named by
         toHex(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as BufferSource))),
         toHex(p.id),
       );
-      const entries = await readPackHeader(backend, repo.key, packKey(p.id), p.size);
+      const entries = await readPackHeaderArray(backend, repo.key, packKey(p.id), p.size);
       equal(entries.length, 4);
     }
   } finally {
