@@ -540,7 +540,7 @@ class BackupRun {
         size += cut;
         this.#original += cut;
         this.#progress(path);
-        await this.#breathe();
+        if (performance.now() - this.#lastYield >= 50) await this.#breathe();
       }
       await this.#hashRest(unhashed);
     } catch (err) {
@@ -569,7 +569,7 @@ class BackupRun {
       this.#claimChunk(job, await this.#repo.key.chunkId(chunk));
       job.dropped = !job.id;
     }
-    await Promise.all(unhashed.map((job) => job.hashed));
+    for (const job of unhashed) if (job.hashed) await job.hashed; // a worker hashes these
     if (this.#failure) throw this.#failure;
   }
 

@@ -70,12 +70,15 @@ export class RepoKey {
   readonly encrypted: boolean;
   #aes: CryptoKey;
   #idMac: CryptoKey;
+  /** The chunk-id key (material[32..64]), one view for every id. */
+  #idKey: Uint8Array;
 
   private constructor(material: Uint8Array, encrypted: boolean, aes: CryptoKey, idMac: CryptoKey) {
     this.material = material;
     this.encrypted = encrypted;
     this.#aes = aes;
     this.#idMac = idMac;
+    this.#idKey = material.subarray(32, 64);
   }
 
   /** Makes a key from 64 bytes of key material. */
@@ -106,7 +109,7 @@ export class RepoKey {
   /** The id of a chunk: HMAC-SHA-256 of its plaintext under the chunk-id key. */
   async chunkId(data: Uint8Array): Promise<Uint8Array> {
     const native = platform().fastCrypto();
-    if (native) return native.hmacSha256(this.material.subarray(32, 64), data);
+    if (native) return native.hmacSha256(this.#idKey, data);
     return new Uint8Array(await crypto.subtle.sign("HMAC", this.#idMac, data as BufferSource));
   }
 
