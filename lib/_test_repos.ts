@@ -19,7 +19,8 @@ import { initRepository, Repository } from "./repository.ts";
 import { WriteSession } from "./write_session.ts";
 import { concat, randomBytes, seededBytes } from "./_fuzz.ts";
 import { IntegrityError } from "./errors.ts";
-import { PackWriter } from "./pack.ts";
+import { type PackEntry, PackWriter } from "./pack.ts";
+import { readPackHeader } from "./pack_reader.ts";
 
 const randomData = seededBytes;
 
@@ -259,4 +260,11 @@ export function assertCorrupt(what: string, reason: RegExp): (err: unknown) => b
     ok(reason.test(err.message), err.message);
     return true;
   };
+}
+
+/** readPackHeader's entries as an array, to compare with deepStrictEqual. */
+export async function readPackHeaderArray(
+  ...args: Parameters<typeof readPackHeader>
+): Promise<PackEntry[]> {
+  return [...await readPackHeader(...args)];
 }

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import "./platform_deno.ts"; // the native codecs, as the CLI has them
 import { seededBytes } from "./_fuzz.ts";
-import { KiB, withRepo } from "./_test_repos.ts";
+import { KiB, readPackHeaderArray, withRepo } from "./_test_repos.ts";
 import { deepStrictEqual, equal, ok, rejects } from "node:assert/strict";
 import { MemoryBackend } from "../backends/memory.ts";
 import { LocalBackend } from "../backends/local.ts";
@@ -31,15 +31,9 @@ import { packKey } from "./storage_keys.ts";
 import { COMMIT_LOCK } from "./lock.ts";
 import { encodeManifest } from "./manifest.ts";
 import { crc32, PackWriter } from "./pack.ts";
-import { readPackHeader } from "./pack_reader.ts";
 import { initRepository, Repository } from "./repository.ts";
 import { extract } from "./restorer.ts";
 import { WriteSession } from "./write_session.ts";
-
-/** readPackHeader's entries as an array, to compare. */
-async function readPackHeaderArray(...args: Parameters<typeof readPackHeader>) {
-  return [...await readPackHeader(...args)];
-}
 
 await loadCodecs();
 

@@ -43,7 +43,6 @@ import {
   MAX_BLOB_OBJECT,
   PACK_PREAMBLE,
   PackEntries,
-  type PackEntry,
   packTailLength,
   parseRecordPrefix,
   RECORD_PREFIX,

@@ -8,7 +8,6 @@ import { ObjectType, RepoKey } from "./crypto.ts";
 import { bytesEqual, toHex } from "./ids.ts";
 import {
   readLiveRecords,
-  readPackHeader,
   readVerifiedRecord,
   RecordBatcher,
   type WantedRecord,
@@ -42,12 +41,7 @@ import {
   PackWriter,
   RECORD_PREFIX,
 } from "./pack.ts";
-import { assertCorrupt, makePack, PACK_SPECIALS, u32 } from "./_test_repos.ts";
-
-/** readPackHeader's entries as an array, to compare. */
-async function readPackHeaderArray(...args: Parameters<typeof readPackHeader>) {
-  return [...await readPackHeader(...args)];
-}
+import { assertCorrupt, makePack, PACK_SPECIALS, readPackHeaderArray, u32 } from "./_test_repos.ts";
 
 await loadCodecs();
 

@@ -29,15 +29,9 @@ import {
   recordSize,
   recordStart,
 } from "./pack.ts";
-import { readPackHeader } from "./pack_reader.ts";
 import { MAX_CHUNK_LIMIT } from "./chunker.ts";
 import { concat, fuzzCases, FuzzClock, mutate, randomBytes, rng } from "./_fuzz.ts";
-import { assertCorrupt, makePack, PACK_SPECIALS, u32 } from "./_test_repos.ts";
-
-/** readPackHeader's entries as an array, to compare. */
-async function readPackHeaderArray(...args: Parameters<typeof readPackHeader>) {
-  return [...await readPackHeader(...args)];
-}
+import { assertCorrupt, makePack, PACK_SPECIALS, readPackHeaderArray, u32 } from "./_test_repos.ts";
 
 /**
  * What a key-less server does: walk the records from offset 9 up to the header (located by the

@@ -10,17 +10,11 @@ import type { BackendCapabilities, PutBody } from "../backends/backend.ts";
 import { compress, loadCodecs } from "./compress.ts";
 import { ObjectType, type ObjectTypeTag } from "./crypto.ts";
 import { bytesEqual, toHex } from "./ids.ts";
-import { readPackHeader } from "./pack_reader.ts";
 import { Packer, packTarget } from "./packer.ts";
 import { CodecPool } from "./codec_pool.ts";
 import { initRepository, Repository } from "./repository.ts";
 import { packKey } from "./storage_keys.ts";
-import { fixture, packKeys } from "./_test_repos.ts";
-
-/** readPackHeader's entries as an array, to compare. */
-async function readPackHeaderArray(...args: Parameters<typeof readPackHeader>) {
-  return [...await readPackHeader(...args)];
-}
+import { fixture, packKeys, readPackHeaderArray } from "./_test_repos.ts";
 
 await loadCodecs();
 
