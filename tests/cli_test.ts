@@ -694,16 +694,8 @@ Deno.test("missing Deno permissions: one line naming the flag to add, no stack t
       },
     ];
     for (const c of cases) {
-      const r = await new Deno.Command(Deno.execPath(), {
-        args: ["run", ...c.flags, CLI_PATH, "-R", repo, ...c.command],
-        cwd: dir,
-        env: plainEnv(),
-        clearEnv: true,
-        stdin: "null",
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      const stderr = new TextDecoder().decode(r.stderr);
+      const r = await runVger(["-R", repo, ...c.command], { denoFlags: c.flags, cwd: dir });
+      const stderr = r.stderr;
       const what = `deno run ${c.flags.join(" ")} cli.ts ${c.command[0]}`;
       equal(r.code, 2, `${what}: exit ${r.code}\n${stderr}`);
       equal(lines(stderr).length, 1, `${what}: not one line:\n${stderr}`);
@@ -716,18 +708,12 @@ Deno.test("missing Deno permissions: one line naming the flag to add, no stack t
 Deno.test("list runs without --allow-ffi: the key derived in a worker, no native codec loaded", async () => {
   await withTempDir(async (dir) => {
     const repo = await initRepo(`${dir}/repo`);
-    const r = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "--allow-read", "--allow-env", CLI_PATH, "-R", repo, "list", "--json"],
+    const r = await runVger(["-R", repo, "list", "--json"], {
+      denoFlags: ["--allow-read", "--allow-env"],
       cwd: dir,
-      env: plainEnv(),
-      clearEnv: true,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const stderr = new TextDecoder().decode(r.stderr);
-    equal(r.code, 0, stderr);
-    deepStrictEqual(JSON.parse(new TextDecoder().decode(r.stdout)).archives, []);
+    });
+    equal(r.code, 0, r.stderr);
+    deepStrictEqual(JSON.parse(r.stdout).archives, []);
   });
 });
 
