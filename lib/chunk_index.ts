@@ -253,6 +253,27 @@ export class ChunkIndex {
     return slot < 0 ? undefined : this.#locationAt(this.#slots[slot] - 1);
   }
 
+  /**
+   * Whether the entry of `id` lies in pack `pack`, and if so whether exactly at `offset`,
+   * `length` and `rawLength`: null when `id` has no entry there, else true or false. Nothing is
+   * allocated (a check compares hundreds of thousands of header entries).
+   */
+  matchesIn(
+    id: Uint8Array,
+    pack: Uint8Array,
+    offset: number,
+    length: number,
+    rawLength: number,
+  ): boolean | null {
+    this.#load(id);
+    const slot = this.#find();
+    if (slot < 0) return null;
+    const b = (this.#slots[slot] - 1) * STRIDE;
+    const rec = this.#records;
+    if (compareBytes(this.#packs, rec[b + PACK] * ID_BYTES, pack, 0, ID_BYTES) !== 0) return null;
+    return rec[b + OFFSET] === offset && rec[b + LENGTH] === length && rec[b + RAW] === rawLength;
+  }
+
   /** Adds or replaces. offset/length/rawLength are integers in [0, 2^32). */
   set(id: Uint8Array, loc: ChunkLocation): void {
     this.#load(id);
@@ -308,6 +329,19 @@ export class ChunkIndex {
         throw new Error("Cannot iterate chunk index: it was modified during iteration");
       }
     }
+  }
+
+  /**
+   * How many entries each pack holds, by lower-case hex pack id, in pack id order (from the counts
+   * the index keeps: no walk over the entries).
+   */
+  entriesPerPack(): Map<string, number> {
+    const packs = this.#packs;
+    return new Map(
+      this.#livePacks().map((
+        n,
+      ) => [toHex(packs, n * ID_BYTES, (n + 1) * ID_BYTES), this.#packRefs[n]]),
+    );
   }
 
   /** Distinct pack ids that at least one entry points to, sorted bytewise. */

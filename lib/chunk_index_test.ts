@@ -345,6 +345,49 @@ Deno.test("packIds lists only packs that some entry still points to", () => {
   deepStrictEqual(decoded.packIds().map(hex), [p1, p3].map(hex).sort());
 });
 
+Deno.test("entriesPerPack counts each live pack's entries, through replaces and deletes", () => {
+  const next = rng(81);
+  const [p1, p2, p3] = [0, 1, 2].map(() => randomBytes(next, 32));
+  const ids = Array.from({ length: 40 }, () => randomBytes(next, 32));
+  const index = new ChunkIndex();
+  const oracle = new Map<string, Uint8Array>(); // id hex -> pack
+  const packs = [p1, p2, p3];
+  for (let round = 0; round < 400; round++) {
+    const id = ids[next() % ids.length];
+    if (next() % 4 === 0) {
+      index.delete(id);
+      oracle.delete(hex(id));
+    } else {
+      const pack = packs[next() % packs.length];
+      index.set(id, { pack, offset: round, length: 1, rawLength: 1 });
+      oracle.set(hex(id), pack);
+    }
+    const want = new Map<string, number>();
+    for (const pack of [...oracle.values()].map(hex).sort()) {
+      want.set(pack, (want.get(pack) ?? 0) + 1);
+    }
+    deepStrictEqual(index.entriesPerPack(), want);
+  }
+});
+
+Deno.test("matchesIn tells absent, elsewhere, in another pack, moved and exact apart", () => {
+  const next = rng(82);
+  const [p1, p2] = [0, 1].map(() => randomBytes(next, 32));
+  const [x, y] = [0, 1].map(() => randomBytes(next, 32));
+  const index = new ChunkIndex();
+  index.set(x, { pack: p1, offset: 100, length: 20, rawLength: 30 });
+  equal(index.matchesIn(x, p1, 100, 20, 30), true);
+  equal(index.matchesIn(x, p1, 101, 20, 30), false);
+  equal(index.matchesIn(x, p1, 100, 21, 30), false);
+  equal(index.matchesIn(x, p1, 100, 20, 31), false);
+  equal(index.matchesIn(x, p2, 100, 20, 30), null); // in another pack
+  equal(index.matchesIn(y, p1, 100, 20, 30), null); // no entry
+  // an id given as a view into a larger buffer is read at its offset
+  const big = new Uint8Array(100);
+  big.set(x, 7);
+  equal(index.matchesIn(big.subarray(7, 39), p1, 100, 20, 30), true);
+});
+
 Deno.test("returned ids and locations are copies that cannot change the index", () => {
   const next = rng(9);
   const id = randomBytes(next, 32);

@@ -331,17 +331,15 @@ export class CodecPool {
   }
 
   /**
-   * Verifies several blobs in one worker, one message for all (see {@linkcode verify}). Each
-   * `sealed` that owns its buffer is transferred. A part without `what` is named in its error by
-   * its type, id and `where` (such as "in pack packs/ab/..."). Returns, per part, null or the
-   * error.
+   * Verifies several blobs in one worker, one message for all (see {@linkcode verify}). The
+   * buffers under the parts' `sealed` are transferred whole (the caller hands them over: views of
+   * one batch buffer, typically). A part without `what` is named in its error by its type, id and
+   * `where` (such as "in pack packs/ab/..."). Returns, per part, null or the error.
    */
   async verifyBatch(parts: VerifyPart[], where?: string): Promise<(Error | null)[]> {
     await this.#ready;
     parts = ownIds(parts);
-    const transfer = parts.filter((p) => ownsBuffer(p.sealed)).map((p) =>
-      p.sealed.buffer as ArrayBuffer
-    );
+    const transfer = transferable(parts.map((p) => p.sealed)) as ArrayBuffer[];
     const req: CodecRequest = { op: "verifyBatch", seq: 0, parts, where };
     const reply = await this.#send(this.#pick(), req, transfer);
     return reply.verified!.map((r) => r.ok ? null : errorOf(r));

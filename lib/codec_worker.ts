@@ -263,6 +263,10 @@ async function handle(req: Exclude<CodecRequest, { op: "stop" }>): Promise<Codec
         verified.push(failure);
       }
     }
+    // the batch's buffers are this worker's alone: freed now, not at the next collection
+    for (const buffer of transferable(req.parts.map((p) => p.sealed))) {
+      if (buffer instanceof ArrayBuffer && !buffer.detached) buffer.transfer(0);
+    }
     return { seq: req.seq, ok: true, verified };
   }
   const plain = await key.open(req.type, req.id, req.sealed, req.what); // none mode: a view

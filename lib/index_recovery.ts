@@ -161,17 +161,6 @@ function preferNew(old: ChunkLocation, loc: ChunkLocation, wanted?: ChunkLocatio
   return toHex(loc.pack) < toHex(old.pack);
 }
 
-/** Hex pack id -> number of index entries pointing at it. */
-export function countEntriesPerPack(index: ChunkIndex): Map<string, number> {
-  const counts = new Map<string, number>();
-  for (const hex of index.packIds().map(toHex)) counts.set(hex, 0);
-  for (const [, loc] of index.entries()) {
-    const hex = toHex(loc.pack);
-    counts.set(hex, counts.get(hex)! + 1);
-  }
-  return counts;
-}
-
 /**
  * Rebuilds the index from the headers of every pack in storage. When two packs hold the same
  * blob, the pack with the smaller id wins, so the result does not depend on listing order.

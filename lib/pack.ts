@@ -222,6 +222,21 @@ export class PackEntries implements Iterable<PackEntry> {
     };
   }
 
+  /**
+   * The entry at `i` with its id a view of the header's bytes, not a copy: for loops over many
+   * entries that keep none of them (a copy is an ArrayBuffer per entry).
+   */
+  viewAt(i: number): PackEntry {
+    const o = 4 + i * HEADER_ENTRY_SIZE;
+    return {
+      id: this.#bytes.subarray(o, o + 32),
+      type: this.#bytes[o + 32] as ObjectTypeTag,
+      offset: this.#view.getUint32(o + 33, true),
+      length: this.#view.getUint32(o + 37, true),
+      rawLength: this.#view.getUint32(o + 41, true),
+    };
+  }
+
   *[Symbol.iterator](): Iterator<PackEntry> {
     for (let i = 0; i < this.#count; i++) yield this.at(i);
   }

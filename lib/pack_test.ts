@@ -19,6 +19,7 @@ import {
   PACK_MAGIC,
   PACK_PREAMBLE,
   PACK_VERSION,
+  PackEntries,
   type PackEntry,
   packSizeBesidesRecords,
   PackWriter,
@@ -102,6 +103,23 @@ Deno.test("the header plaintext is u32 count then 45-byte entries", () => {
   equal(plain[49 + 32], ObjectType.items);
   deepStrictEqual(decodePackHeader(plain, 130, "Pack p"), entries);
   deepStrictEqual(decodePackHeader(encodePackHeader([]), 9, "Pack p"), []);
+});
+
+Deno.test("PackEntries.viewAt reads an entry as at() does, its id a view of the header", () => {
+  const next = rng(21);
+  const entries: PackEntry[] = [
+    { id: randomBytes(next, 32), type: ObjectType.data, offset: 17, length: 100, rawLength: 70 },
+    { id: randomBytes(next, 32), type: ObjectType.items, offset: 125, length: 5, rawLength: 9 },
+  ];
+  const plain = encodePackHeader(entries);
+  const decoded = PackEntries.decode(plain, 130, "Pack p");
+  for (let i = 0; i < entries.length; i++) {
+    const view = decoded.viewAt(i);
+    deepStrictEqual({ ...view, id: view.id.slice() }, entries[i]);
+    deepStrictEqual(decoded.at(i), entries[i]);
+    equal(view.id.buffer, plain.buffer); // no copy
+    ok(decoded.at(i).id.buffer !== plain.buffer); // a copy
+  }
 });
 
 Deno.test("decodePackHeader rejects bad types, gaps, overlaps and records that stop short", () => {

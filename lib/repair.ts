@@ -24,7 +24,6 @@ import { errorMessage, isDamage } from "./errors.ts";
 import { bytesEqual, fromHex, toHex } from "./ids.ts";
 import {
   buildIndex,
-  countEntriesPerPack,
   readIndexIfSound,
   rebuildFromPacks,
   saveRebuiltIndex,
@@ -97,7 +96,7 @@ export async function repairRepository(
 
   // Damaged packs that the index has blobs in: salvage what verifies, drop the rest.
   const damaged = new Map<string, string>();
-  const referenced = countEntriesPerPack(built.index);
+  const referenced = built.index.entriesPerPack();
   /** Packs whose header is unreadable: salvaged by the index's entries and by a scan. */
   const scan = new Set<string>();
   for (const u of built.unreadable) {

@@ -200,14 +200,25 @@ export async function verifyPack(
   };
   const pack = fromHex(hex);
   const key = packKey(pack);
-  let records: Iterable<Expected>;
+  // the header's entries are taken as views of its bytes: a copy is an ArrayBuffer per entry
+  let count: number;
+  let recordAt: (i: number) => Expected;
   try {
-    records = await readPackHeader(countingReader(repo.backend, onBytes), repo.key, key, size, {
-      entries: fromIndex.length,
-    });
+    const entries = await readPackHeader(
+      countingReader(repo.backend, onBytes),
+      repo.key,
+      key,
+      size,
+      {
+        entries: fromIndex.length,
+      },
+    );
+    count = entries.length;
+    recordAt = (i) => entries.viewAt(i);
   } catch (err) {
     if (!(err instanceof VgerError)) throw err;
-    records = fromIndex; // already reported; still verify what the index points at
+    count = fromIndex.length; // already reported; still verify what the index points at
+    recordAt = (i) => fromIndex[i];
   }
   const reader = new PackStream(repo.backend, key, size, {
     range: ctx.options.readRange ?? DEFAULT_READ_RANGE,
@@ -242,15 +253,18 @@ export async function verifyPack(
     }
   };
 
-  // blobs go to the workers in batches: one message per blob cost more than the work
+  // blobs go to the workers in batches: one message per blob cost more than the work; a batch's
+  // sealed blobs are copied into one buffer, handed over whole (not an ArrayBuffer per blob)
   let batch: { r: Expected; type: ObjectTypeTag; sealed: Uint8Array }[] = [];
   let batchBytes = 0;
+  let batchBuffer = new Uint8Array(0);
   const sendBatch = async (): Promise<void> => {
     if (batch.length === 0) return;
     const parts = batch;
     const bytes = batchBytes;
     batch = [];
     batchBytes = 0;
+    batchBuffer = new Uint8Array(0);
     const verifyParts = async (): Promise<void> => {
       let results: (Error | null)[];
       try {
@@ -273,7 +287,8 @@ export async function verifyPack(
   };
 
   try {
-    for (const r of records) {
+    for (let i = 0; i < count; i++) {
+      const r = recordAt(i);
       stats.blobs++;
       // Header entries the index places elsewhere are unused copies: only their CRC matters.
       const used = r.type === undefined || index.isAt(r.id, pack, r.offset);
@@ -302,8 +317,19 @@ export async function verifyPack(
       } else if (used) {
         if (!pool) await verify(r, type, sealed);
         else {
-          batch.push({ r, type, sealed: sealed.slice() });
-          batchBytes += r.length;
+          if (batchBytes + sealed.length > batchBuffer.length) {
+            await sendBatch();
+            // sized for a full batch of blobs like this one
+            batchBuffer = new Uint8Array(
+              Math.max(sealed.length, Math.min(BATCH_BYTES, sealed.length * BATCH_BLOBS)),
+            );
+          }
+          batchBuffer.set(sealed, batchBytes);
+          batch.push({
+            r,
+            type,
+            sealed: batchBuffer.subarray(batchBytes, batchBytes += sealed.length),
+          });
           if (batchBytes >= BATCH_BYTES || batch.length >= BATCH_BLOBS) await sendBatch();
         }
       }
