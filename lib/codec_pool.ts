@@ -21,6 +21,20 @@ import type {
 
 export type { BlockJob, VerifyPart };
 
+/** One blob of {@linkcode CodecPool.verifyBatch}: where it lies in the batch and what it is. */
+export interface VerifyBatchPart {
+  /** Object type tag. */
+  type: ObjectTypeTag;
+  /** Blob id (32 bytes). */
+  id: Uint8Array;
+  /** Offset of the sealed object in the batch's bytes. */
+  offset: number;
+  /** Length of the sealed object. */
+  length: number;
+  /** Expected plaintext length. */
+  rawLength: number;
+}
+
 /** A read block back from a worker, and the sealed objects of its jobs, in order. */
 export interface SealedBlock {
   /** The block, for reuse. */
@@ -331,18 +345,30 @@ export class CodecPool {
   }
 
   /**
-   * Verifies several blobs in one worker, one message for all (see {@linkcode verify}). The
-   * buffers under the parts' `sealed` are transferred whole (the caller hands them over: views of
-   * one batch buffer, typically). A part without `what` is named in its error by its type, id and
-   * `where` (such as "in pack packs/ab/..."). Returns, per part, null or the error.
+   * Verifies several blobs that lie in one buffer in one worker, one message for all (see
+   * {@linkcode verify}); `bytes` is transferred. Each blob is named in its error, only if it
+   * fails, by its type, id and `where` (such as "in pack packs/ab/..."). Returns the errors of
+   * the blobs that failed, by their place in `parts`.
    */
-  async verifyBatch(parts: VerifyPart[], where?: string): Promise<(Error | null)[]> {
+  async verifyBatch(
+    bytes: Uint8Array,
+    parts: VerifyBatchPart[],
+    where?: string,
+  ): Promise<Map<number, Error>> {
     await this.#ready;
-    parts = ownIds(parts);
-    const transfer = transferable(parts.map((p) => p.sealed)) as ArrayBuffer[];
-    const req: CodecRequest = { op: "verifyBatch", seq: 0, parts, where };
+    // flat, not an object and an id buffer per blob: a batch may hold 256 tiny chunks
+    const ids = new Uint8Array(parts.length * 32);
+    const layout = new Float64Array(parts.length * 4);
+    parts.forEach((p, i) => {
+      if (p.id.length !== 32) throw new RangeError("verifyBatch: ids must be 32 bytes");
+      ids.set(p.id, i * 32);
+      layout.set([p.offset, p.length, p.rawLength, p.type], i * 4);
+    });
+    const transfer = [ids.buffer, layout.buffer];
+    if (bytes.buffer instanceof ArrayBuffer) transfer.push(bytes.buffer);
+    const req: CodecRequest = { op: "verifyBatch", seq: 0, bytes, ids, layout, where };
     const reply = await this.#send(this.#pick(), req, transfer);
-    return reply.verified!.map((r) => r.ok ? null : errorOf(r));
+    return new Map(reply.failures!.map((f) => [f.index, errorOf(f)]));
   }
 
   /**

@@ -68,7 +68,19 @@ export type CodecRequest =
    */
   | { op: "hashStream"; seq: number; stream: number; bytes?: Uint8Array; digest?: boolean }
   | ({ op: "verify"; seq: number } & VerifyPart)
-  | { op: "verifyBatch"; seq: number; parts: VerifyPart[]; where?: string }
+  /**
+   * verify of many blobs that lie in one buffer: per blob, its id in `ids` (32 bytes each) and
+   * its offset, length, plaintext length and type in `layout` (flat, as decodeBatch's). Named
+   * in errors, only when they fail, by type, id and `where`.
+   */
+  | {
+    op: "verifyBatch";
+    seq: number;
+    bytes: Uint8Array;
+    ids: Uint8Array;
+    layout: Float64Array;
+    where?: string;
+  }
   | {
     op: "decode";
     seq: number;
@@ -136,9 +148,6 @@ export type BatchResult =
   | { ok: true; buffer: ArrayBuffer; offset: number; length: number }
   | BlobFailure;
 
-/** The outcome of one blob of a verify batch. */
-export type VerifyResult = { ok: true } | BlobFailure;
-
 function failureOf(err: unknown): BlobFailure {
   return {
     ok: false,
@@ -154,8 +163,8 @@ export type CodecReply =
     ok: true;
     data?: Uint8Array;
     batch?: BatchResult[];
-    /** verifyBatch: one outcome per part, in order. */
-    verified?: VerifyResult[];
+    /** verifyBatch: the blobs that failed, by their place in the batch. */
+    failures?: (BlobFailure & { index: number })[];
     /**
      * encodeBlock: the sealed objects of the jobs, in order, back to back in one buffer (one
      * transfer, not one per chunk: a block may hold thousands of tiny files' chunks)...
@@ -249,25 +258,28 @@ async function handle(req: Exclude<CodecRequest, { op: "stop" }>): Promise<Codec
     return { seq: req.seq, ok: true };
   }
   if (req.op === "verifyBatch") {
-    const verified: VerifyResult[] = [];
-    for (const part of req.parts) {
+    const { bytes, ids, layout } = req;
+    const failures: (BlobFailure & { index: number })[] = [];
+    for (let i = 0; i < layout.length / 4; i++) {
+      const [offset, length, rawLength, type] = layout.subarray(i * 4, i * 4 + 4);
+      const part: VerifyPart = {
+        type: type as ObjectTypeTag,
+        id: ids.subarray(i * 32, i * 32 + 32),
+        sealed: bytes.subarray(offset, offset + length),
+        rawLength,
+      };
       try {
         await verifyOne(key, part);
-        verified.push({ ok: true });
       } catch (err) {
         const failure = failureOf(err);
-        if (part.what === undefined) {
-          const what = `${describeBlob(part.id, part.type)} ${req.where ?? ""}`.trimEnd();
-          failure.message = failure.message.replaceAll(UNNAMED, what);
-        }
-        verified.push(failure);
+        const what = `${describeBlob(part.id, part.type)} ${req.where ?? ""}`.trimEnd();
+        failure.message = failure.message.replaceAll(UNNAMED, what);
+        failures.push({ ...failure, index: i });
       }
     }
-    // the batch's buffers are this worker's alone: freed now, not at the next collection
-    for (const buffer of transferable(req.parts.map((p) => p.sealed))) {
-      if (buffer instanceof ArrayBuffer && !buffer.detached) buffer.transfer(0);
-    }
-    return { seq: req.seq, ok: true, verified };
+    // the batch's buffer is this worker's alone: freed now, not at the next collection
+    if (bytes.buffer instanceof ArrayBuffer && !bytes.buffer.detached) bytes.buffer.transfer(0);
+    return { seq: req.seq, ok: true, failures };
   }
   const plain = await key.open(req.type, req.id, req.sealed, req.what); // none mode: a view
   let data = decompress(plain, req.maxLength, req.what); // codec none: a view into plain

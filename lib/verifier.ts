@@ -255,32 +255,40 @@ export async function verifyPack(
 
   // blobs go to the workers in batches: one message per blob cost more than the work; a batch's
   // sealed blobs are copied into one buffer, handed over whole (not an ArrayBuffer per blob)
-  let batch: { r: Expected; type: ObjectTypeTag; sealed: Uint8Array }[] = [];
+  let batch: { r: Expected; type: ObjectTypeTag; offset: number; length: number }[] = [];
   let batchBytes = 0;
   let batchBuffer = new Uint8Array(0);
   const sendBatch = async (): Promise<void> => {
     if (batch.length === 0) return;
     const parts = batch;
     const bytes = batchBytes;
+    const buffer = batchBuffer.subarray(0, bytes);
     batch = [];
     batchBytes = 0;
     batchBuffer = new Uint8Array(0);
     const verifyParts = async (): Promise<void> => {
-      let results: (Error | null)[];
+      let failures: Map<number, Error>;
       try {
         // each blob is named in the worker, and only when it fails: naming 100,000s of tiny
         // chunks here was a quarter of a check's garbage
-        results = await pool!.verifyBatch(
-          parts.map(({ r, type, sealed }) => ({ type, id: r.id, sealed, rawLength: r.rawLength })),
+        failures = await pool!.verifyBatch(
+          buffer,
+          parts.map(({ r, type, offset, length }) => ({
+            type,
+            id: r.id,
+            offset,
+            length,
+            rawLength: r.rawLength,
+          })),
           `in pack ${key}`,
         );
       } catch (err) {
         if (!(err instanceof VgerError)) throw err;
-        results = parts.map(() => err);
+        failures = new Map(parts.map((_, i) => [i, err]));
       }
-      results.forEach((err, i) => {
-        if (err) fail({ ...parts[i].r, type: parts[i].type }, errorMessage(err), true);
-      });
+      for (const [i, err] of failures) {
+        fail({ ...parts[i].r, type: parts[i].type }, errorMessage(err), true);
+      }
     };
     await decodeBudget.reserve(bytes);
     await decoding.spawn(() => verifyParts().finally(() => decodeBudget.release(bytes)));
@@ -325,11 +333,8 @@ export async function verifyPack(
             );
           }
           batchBuffer.set(sealed, batchBytes);
-          batch.push({
-            r,
-            type,
-            sealed: batchBuffer.subarray(batchBytes, batchBytes += sealed.length),
-          });
+          batch.push({ r, type, offset: batchBytes, length: sealed.length });
+          batchBytes += sealed.length;
           if (batchBytes >= BATCH_BYTES || batch.length >= BATCH_BLOBS) await sendBatch();
         }
       }

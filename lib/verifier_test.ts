@@ -2,13 +2,14 @@
  * Unit tests of lib/verifier.ts: check with verifyData reads every pack through.
  */
 
-import { deepStrictEqual, ok } from "node:assert/strict";
+import { deepStrictEqual, equal, ok } from "node:assert/strict";
 import "./platform_deno.ts"; // the native codecs, as the CLI has them
 import { hasErrors } from "./check_report.ts";
 import { checkRepository } from "./checker.ts";
 import { CodecPool } from "./codec_pool.ts";
 import { loadCodecs } from "./compress.ts";
 import { crc32 } from "./pack.ts";
+import { toHex } from "./ids.ts";
 import { BackendDecorator } from "../backends/decorator.ts";
 import { Repository } from "./repository.ts";
 import { edit, errors, fixture, kinds, only, packOf, PASS, RANGES } from "./_test_repos.ts";
@@ -64,6 +65,35 @@ Deno.test("verifyData finds a blob whose CRC matches but that does not open", as
     } finally {
       pool?.close();
     }
+  }
+});
+
+Deno.test("verifyData names each of two blobs that fail in one worker batch", async () => {
+  const f = await fixture();
+  const index = await f.repo.readIndex();
+  // the fixture's chunks are in one pack, so both go to the worker in one batch
+  equal(await packOf(f, "c1"), await packOf(f, "c2"));
+  for (const name of ["c1", "c2"]) {
+    const key = await packOf(f, name);
+    const loc = index.get(f.ids[name])!;
+    await edit(f, key, (b) => {
+      b[loc.offset + 40] ^= 0x01;
+      const obj = b.subarray(loc.offset, loc.offset + loc.length);
+      new DataView(b.buffer).setUint32(loc.offset - 4, crc32(obj), true);
+      return b;
+    });
+  }
+  const pool = new CodecPool(f.repo.key.material, "aes256gcm", 1);
+  try {
+    const r = await checkRepository(f.repo, { verifyData: true, pool });
+    const blobs = r.problems.filter((p) => p.kind === "corrupt-blob").map((p) => p.message);
+    deepStrictEqual(
+      blobs.map((m) => ["c1", "c2"].find((n) => m.includes(toHex(f.ids[n])))).sort(),
+      ["c1", "c2"],
+    );
+    for (const m of blobs) ok(/authentication failed/.test(m), m);
+  } finally {
+    pool.close();
   }
 });
 
