@@ -3,8 +3,11 @@
  * By default glibc serves such sizes with fresh mmaps (once past its dynamic threshold) and
  * gives freed heap tops back to the OS, so every new chunk buffer page-faults again; on a VM
  * page faults are expensive (measured here: restore spent ~14% of its main thread in them).
- * Raising the mmap threshold to 32 MiB and the trim threshold to 256 MiB keeps that memory in
- * the process for reuse; peak RSS is still bounded by the pipelines' byte budgets.
+ * Fixing the mmap and the trim threshold at 16 MiB keeps the chunk-sized buffers (up to the
+ * 8 MiB largest chunk) in the heap for reuse and gives the larger ones (read blocks, packs, the
+ * index and the files cache as they grow) back when freed. Measured against 32 MiB and 256 MiB:
+ * an unchanged re-backup of 400,000 files peaked at 191 MiB instead of 250, the shared corpus's
+ * first backup and restore ~40 MiB lower, for ~0.25 s more system CPU in the backup.
  *
  * Needs --allow-ffi; without it (or off glibc) it does nothing.
  *
@@ -24,8 +27,8 @@ export function tuneAllocator(): boolean {
       mallopt: { parameters: ["i32", "i32"], result: "i32" },
     });
     if (!lib) return false;
-    const ok = lib.symbols.mallopt(M_MMAP_THRESHOLD, 32 << 20) === 1 &&
-      lib.symbols.mallopt(M_TRIM_THRESHOLD, 256 << 20) === 1;
+    const ok = lib.symbols.mallopt(M_MMAP_THRESHOLD, 16 << 20) === 1 &&
+      lib.symbols.mallopt(M_TRIM_THRESHOLD, 16 << 20) === 1;
     lib.close();
     return ok;
   } catch {
