@@ -31,7 +31,14 @@ import type { CompressionOptions } from "./compress.ts";
 import { ObjectType, type ObjectTypeTag } from "./crypto.ts";
 import { AlreadyExistsError, errorMessage, NotFoundError, VgerError } from "./errors.ts";
 import { type Abortable, throwIfAborted } from "./errors.ts";
-import { describeFsError, type EntryStat, lstatEntry, throwIfNotPermitted } from "./fs_meta.ts";
+import {
+  describeFsError,
+  type EntryStat,
+  openSourceFile,
+  type SourceFile,
+  statChanged,
+  throwIfNotPermitted,
+} from "./fs_meta.ts";
 import { nativeFs } from "./fs_native.ts";
 import type { ArchiveStats, ManifestEntry } from "./manifest.ts";
 import { Owners } from "./owners.ts";
@@ -203,12 +210,6 @@ export async function backup(
 
 /** What a backup asks of the codec pool. */
 type Codecs = Pick<CodecPool, "encode" | "encodeBlock" | "hashBlock">;
-
-/** Whether a file's stat after reading it differs from the one before (it changed meanwhile). */
-function statChanged(before: EntryStat, after: EntryStat): boolean {
-  return before.size !== after.size || before.mtimeNs !== after.mtimeNs ||
-    before.ctimeNs !== after.ctimeNs || before.ino !== after.ino || before.dev !== after.dev;
-}
 
 class BackupRun {
   readonly warnings: string[] = [];
@@ -467,34 +468,32 @@ class BackupRun {
     let st = before;
     for (let attempt = 0;; attempt++) {
       const original = this.#original;
-      const read = await this.#readFile(path);
+      const read = await this.#readFile(path, st.size);
       if (read === null) return null;
-      const after = this.#statAfterRead(path);
-      const changed = after !== null && (read.size !== st.size || statChanged(st, after));
-      if (!changed) return { ...read, st, changed: false };
+      const { ids, size, after } = read;
+      const changed = size !== st.size || statChanged(st, after);
+      if (!changed) return { ids, size, st, changed: false };
       if (attempt > 0) {
         this.#warn(`File "${path}" changed while it was read: stored as read, may be inconsistent`);
-        return { ...read, st, changed: true };
+        return { ids, size, st, changed: true };
       }
       this.#original = original; // the torn read's bytes do not count
       st = after;
     }
   }
 
-  /** The stat of a file just read; null when it is gone (what was read stands). */
-  #statAfterRead(path: string): EntryStat | null {
+  /**
+   * Reads a file up to `listed` bytes (its size when listed: a file that grows while read is
+   * not chased) and stats it through its descriptor once read (a file replaced meanwhile, by a
+   * symlink, a FIFO or another file, shows there); null when it could not be read (warned).
+   */
+  async #readFile(
+    path: string,
+    listed: number,
+  ): Promise<{ ids: Uint8Array[]; size: number; after: EntryStat } | null> {
+    let file: SourceFile;
     try {
-      return lstatEntry(path);
-    } catch {
-      return null;
-    }
-  }
-
-  /** Reads a file up to its size at open; null when it could not be read (warned). */
-  async #readFile(path: string): Promise<{ ids: Uint8Array[]; size: number } | null> {
-    let file: Deno.FsFile;
-    try {
-      file = Deno.openSync(path, { read: true });
+      file = openSourceFile(path);
     } catch (err) {
       throwIfNotPermitted(err);
       this.#warn(`Skipped "${path}": ${describeFsError(err)}`);
@@ -506,9 +505,9 @@ class BackupRun {
     let size = 0;
     // this file's data starts where the last file's ended; earlier chunks stay in the block
     this.#start = this.#end;
+    let after: EntryStat;
     try {
-      // read up to the size at open: a file that grows while read is not chased
-      let remaining = file.statSync().size;
+      let remaining = listed;
       const max = this.#repo.config.chunker.maxSize;
       let eof = remaining === 0;
       for (;;) {
@@ -519,8 +518,8 @@ class BackupRun {
           const block = this.#block;
           const end = this.#end;
           // synchronous: Deno's async reads cost ~10x more (a copy through a fresh buffer)
-          const n = file.readSync(block.subarray(end, Math.min(block.length, end + remaining)));
-          if (n === null || n === 0) eof = true;
+          const n = file.read(block.subarray(end, Math.min(block.length, end + remaining)));
+          if (n === 0) eof = true;
           else {
             this.#end += n;
             remaining -= n;
@@ -542,6 +541,7 @@ class BackupRun {
         this.#progress(path);
         if (performance.now() - this.#lastYield >= 50) await this.#breathe();
       }
+      after = file.stat();
       await this.#hashRest(unhashed);
     } catch (err) {
       // repository and pipeline failures end the backup; file-system errors skip the file
@@ -554,7 +554,7 @@ class BackupRun {
     } finally {
       file.close();
     }
-    return { ids, size };
+    return { ids, size, after };
   }
 
   /**

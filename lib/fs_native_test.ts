@@ -251,6 +251,40 @@ Deno.test("lstat agrees with Deno.lstatSync and does not follow symlinks", async
   });
 });
 
+Deno.test("openRead reads a file and stats it through the descriptor; never follows a symlink or waits on a FIFO", async () => {
+  const fs = fsOrFail();
+  await withTempDir((dir) => {
+    const file = `${dir}/f`;
+    const data = new Uint8Array(100_000).map((_, i) => i * 7);
+    Deno.writeFileSync(file, data);
+    const r = fs.openRead(file);
+    const got = new Uint8Array(150_000);
+    let n = 0;
+    for (let k; (k = r.read(got.subarray(n, n + 30_000))) > 0;) n += k;
+    deepStrictEqual(got.subarray(0, n), data);
+    // the descriptor's file, even once its name is gone
+    Deno.removeSync(file);
+    const st = r.stat();
+    deepStrictEqual([st.size, st.mode & S_IFMT, st.nlink], [100_000, 0o100000, 0]);
+    r.close();
+    r.close(); // once only
+    Deno.writeTextFileSync(file, "x");
+    Deno.symlinkSync(file, `${dir}/link`);
+    throws(
+      () => fs.openRead(`${dir}/link`),
+      (e: unknown) => e instanceof NativeError && e.errno === 40,
+    );
+    // a FIFO opens at once (no writer), reads as empty and stats as a FIFO
+    const fifo = `${dir}/fifo`;
+    fs.mknod(fifo, S_IFIFO | 0o600, 0, 0);
+    const p = fs.openRead(fifo);
+    equal(p.stat().mode & S_IFMT, S_IFIFO);
+    equal(p.read(new Uint8Array(10)), 0);
+    p.close();
+    throws(() => fs.openRead(`${dir}/absent`), /Cannot open .*absent.*no such file/i);
+  });
+});
+
 Deno.test("setTimes rejects times beyond the 64-bit range", async () => {
   const fs = fsOrFail();
   await withTempDir((dir) => {
