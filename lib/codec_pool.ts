@@ -18,6 +18,7 @@ import type {
   CodecRequest,
   VerifyPart,
 } from "./codec_worker.ts";
+import { flattenJobs } from "./codec_worker.ts";
 
 export type { BlockJob, VerifyPart };
 
@@ -86,11 +87,6 @@ interface Pending {
  */
 function ownId(id: Uint8Array): Uint8Array {
   return ownsBuffer(id) ? id : id.slice();
-}
-
-/** {@linkcode ownId} for every part of a batch. */
-function ownIds<T extends { id: Uint8Array }>(parts: T[]): T[] {
-  return parts.map((p) => ownsBuffer(p.id) ? p : { ...p, id: p.id.slice() });
 }
 
 /** The error a worker reported, as the class it was thrown as. */
@@ -213,9 +209,10 @@ export class CodecPool {
     compression: CompressionOptions,
   ): Promise<SealedBlock> {
     await this.#ready;
-    jobs = ownIds(jobs);
-    const req: CodecRequest = { op: "encodeBlock", seq: 0, block, jobs, compression };
-    const reply = await this.#send(this.#pick(), req, [block.buffer as ArrayBuffer]);
+    const flat = flattenJobs(jobs);
+    const req: CodecRequest = { op: "encodeBlock", seq: 0, block, jobs: flat, compression };
+    const transfer = [block.buffer as ArrayBuffer, flat.ids.buffer, flat.layout.buffer];
+    const reply = await this.#send(this.#pick(), req, transfer);
     return sealedBlock(reply);
   }
 
@@ -229,16 +226,18 @@ export class CodecPool {
     await this.#ready;
     const worker = this.#pick();
     const token = ++this.#tokens;
-    const req: CodecRequest = { op: "hashBlock", seq: 0, token, block, chunks };
-    const reply = await this.#send(worker, req, [block.buffer as ArrayBuffer]);
+    const ranges = new Uint32Array(chunks.length * 2);
+    chunks.forEach((c, i) => ranges.set([c.offset, c.length], i * 2));
+    const req: CodecRequest = { op: "hashBlock", seq: 0, token, block, ranges };
+    const reply = await this.#send(worker, req, [block.buffer as ArrayBuffer, ranges.buffer]);
     const ids = reply.ids!;
     return {
       // copies: an id may be kept long after the rest of the block's are gone
       ids: Array.from({ length: ids.length / 32 }, (_, i) => ids.slice(i * 32, i * 32 + 32)),
       seal: async (jobs, compression) => {
-        const own = ownIds(jobs);
-        const seal: CodecRequest = { op: "sealHeld", seq: 0, token, jobs: own, compression };
-        return sealedBlock(await this.#send(worker, seal, []));
+        const flat = flattenJobs(jobs);
+        const seal: CodecRequest = { op: "sealHeld", seq: 0, token, jobs: flat, compression };
+        return sealedBlock(await this.#send(worker, seal, [flat.ids.buffer, flat.layout.buffer]));
       },
     };
   }

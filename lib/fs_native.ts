@@ -261,7 +261,8 @@ class Libc6 implements NativeFs {
   // Reused for every statx; calls are synchronous, so one buffer per thread is enough.
   #statx = new Uint8Array(STATX_SIZE);
   #statxView = new DataView(this.#statx.buffer);
-  // Reused for the paths of createFile and rename (calls are synchronous, as above).
+  // Reused for the paths of lstat, listXattrs, openRead, createFile and rename (calls are
+  // synchronous, as above): backup and restore make these calls for every file.
   #pathA = new Uint8Array(8192);
   #pathB = new Uint8Array(8192);
 
@@ -271,7 +272,7 @@ class Libc6 implements NativeFs {
   }
 
   listXattrs(path: string): string[] {
-    const p = cString(path, "path");
+    const p = cString(path, "path", this.#pathA);
     const fail = (errno: number): string[] => {
       if (errno === ERRNO.ENOTSUP) return [];
       throw this.#error(`Cannot list extended attributes of ${JSON.stringify(path)}`, errno);
@@ -359,7 +360,7 @@ class Libc6 implements NativeFs {
   }
 
   lstat(path: string): NativeStat {
-    return this.statAt(AT_FDCWD, cString(path, "path"), AT_SYMLINK_NOFOLLOW, path);
+    return this.statAt(AT_FDCWD, cString(path, "path", this.#pathA), AT_SYMLINK_NOFOLLOW, path);
   }
 
   /** statx(dirfd, path, flags) into a NativeStat; `name` names the file in errors. */
