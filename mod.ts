@@ -86,7 +86,13 @@ export { PROBLEM_KINDS } from "./lib/check_report.ts";
 export type { CheckOptions } from "./lib/checker.ts";
 export type { ChunkIndex, ChunkLocation } from "./lib/chunk_index.ts";
 export type { Chunker, ChunkerParams } from "./lib/chunker.ts";
-export type { CodecPool, HashedBlock, HashStream, SealedBlock } from "./lib/codec_pool.ts";
+export type {
+  CodecPool,
+  HashedBlock,
+  HashStream,
+  SealedBlock,
+  VerifyBatchPart,
+} from "./lib/codec_pool.ts";
 export type { BatchPart, BlockJob, ChunkRange, VerifyPart } from "./lib/codec_worker.ts";
 export type { BackupOptions, BackupResult, ExtractOptions, ExtractResult } from "./lib/commands.ts";
 export type { PreviousKeyFile } from "./lib/key_commands.ts";
