@@ -2,13 +2,11 @@
  * Backup: walks the sources, reads and chunks files, stores new chunks, writes the item stream
  * and commits the archive.
  *
- * Stages: the main thread walks, reads and chunks (FastCDC); a file's chunks are hashed (HMAC,
- * for the dedup decision) by the codec workers when their read block leaves before the file
- * ends (most of a large file's), else by the main thread at the file's end (small files, the
- * last chunks of large ones). New chunks are sealed by the workers (compress + seal; a worker
- * that hashed a block keeps it until the main thread said which chunks are new) and go into
- * packs.
- * A byte budget bounds the chunks in flight, so memory stays flat whatever the input size.
+ * The main thread walks, reads and chunks (FastCDC); a file's chunks are hashed (HMAC, for the
+ * dedup decision) by the codec workers when their read block leaves before the file ends (most
+ * of a large file's), else by the main thread at the file's end. New chunks are sealed by the
+ * workers (a worker that hashed a block keeps it until told which chunks are new) and go into
+ * packs. A byte budget bounds the chunks in flight: memory stays flat whatever the input size.
  *
  * @module
  */
@@ -244,10 +242,8 @@ class BackupRun {
   #jobs: ReadChunk[] = [];
   /** Blocks back from the workers, for reuse. */
   readonly #spareBlocks: Uint8Array[] = [];
-  /**
-   * Blocks at the workers (and their chunks on the way into packs), as many as the byte budget
-   * holds, at least 2. A CPU stage: the count does not depend on the backend.
-   */
+  // blocks at the workers (and their chunks on the way into packs): as many as the byte budget
+  // holds, at least 2; a CPU stage, so the count does not depend on the backend
   readonly #blocksOut: Limiter;
   #files = 0;
   #original = 0;
@@ -508,10 +504,12 @@ class BackupRun {
     let after: EntryStat;
     try {
       let remaining = listed;
-      const max = this.#repo.config.chunker.maxSize;
       let eof = remaining === 0;
+      // bytes after #start searched without a cut: more is read only then (not a largest chunk
+      // ahead, which a block's turn copied whole), and only the new bytes are searched
+      let scanned = 0;
       for (;;) {
-        if (!eof && this.#end - this.#start < max) {
+        if (!eof && this.#end - this.#start <= scanned) {
           if (this.#block.length - this.#end < READ_BLOCK / 2 || this.#jobs.length >= BLOCK_JOBS) {
             await this.#rotateBlock();
           }
@@ -529,7 +527,9 @@ class BackupRun {
         }
         if (this.#start === this.#end) break;
         const start = this.#start;
-        const cut = this.#chunker.findCut(this.#block.subarray(start, this.#end), eof);
+        const cut = this.#chunker.findCut(this.#block.subarray(start, this.#end), eof, scanned);
+        scanned = cut === 0 ? this.#end - start : 0;
+        if (cut === 0) continue;
         // hashed by a worker if its block leaves before the file ends, else by #hashRest
         const job = { offset: start, length: cut, type: ObjectType.data, ids, at: ids.length };
         ids.push(NO_ID);

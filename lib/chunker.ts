@@ -187,8 +187,12 @@ export class Chunker {
    * data[0]: a cut found by the rolling hash, or maxSize when no cut before it. When no cut is
    * found and data.length < maxSize: returns data.length if eof, else 0 meaning "give me more
    * data".
+   *
+   * `scanned` (default 0) says the first `scanned` bytes were searched already, by a call that
+   * returned 0: only the rest is searched, with the same result as a search from the start. The
+   * 32-bit hash depends on the last 32 bytes alone, so it is rebuilt from the 32 before.
    */
-  findCut(data: Uint8Array, eof: boolean): number {
+  findCut(data: Uint8Array, eof: boolean, scanned = 0): number {
     const max = this.#maxSize;
     const n = data.length;
     const limit = n < max ? n : max;
@@ -198,7 +202,8 @@ export class Chunker {
       const avg = this.#avgSize;
       const normal = limit < avg ? limit : avg;
       let h = 0;
-      let i = min;
+      let i = scanned - 32 > min ? scanned - 32 : min;
+      for (; i < scanned && i < limit; i++) h = ((h << 1) + gear[data[i]]) | 0;
       let mask = this.#maskS;
       for (; i < normal; i++) {
         h = ((h << 1) + gear[data[i]]) | 0;

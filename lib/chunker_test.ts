@@ -65,26 +65,33 @@ function sum(values: number[]): number {
   return values.reduce((a, b) => a + b, 0);
 }
 
-/** Feeds `data` to findCut in blocks of random sizes, growing the buffer as a reader would. */
+/**
+ * Feeds `data` to findCut in blocks of random sizes, growing the buffer as a reader would; with
+ * `resume`, telling it how much it searched already (as the archiver does).
+ */
 function streamLengths(
   chunker: Chunker,
   data: Uint8Array,
   nextBlockSize: () => number,
+  resume = false,
 ): number[] {
   const lengths: number[] = [];
   let buf = new Uint8Array(0);
   let readPos = 0;
+  let scanned = 0;
   while (true) {
     const eof = readPos >= data.length;
     while (buf.length > 0) {
-      const cut = chunker.findCut(buf, eof);
+      const cut = chunker.findCut(buf, eof, resume ? scanned : 0);
       if (cut === 0) {
         ok(!eof, "findCut asked for more data at eof");
+        scanned = buf.length;
         break;
       }
       ok(cut <= buf.length);
       lengths.push(cut);
       buf = buf.subarray(cut);
+      scanned = 0;
     }
     if (eof) return lengths;
     const block = data.subarray(readPos, Math.min(data.length, readPos + nextBlockSize()));
@@ -132,7 +139,7 @@ Deno.test("findCut never asks for more data once maxSize bytes are available", a
   }
 });
 
-Deno.test("streaming in arbitrary block sizes gives the same cuts as the whole buffer", async () => {
+Deno.test("streaming in arbitrary block sizes gives the same cuts as the whole buffer, searching again or resuming", async () => {
   let rng = 0xdeadbeef;
   const nextRandom = (bound: number): number => {
     rng ^= rng << 13;
@@ -151,6 +158,7 @@ Deno.test("streaming in arbitrary block sizes gives the same cuts as the whole b
     const data = xorshiftBytes(size, size);
     const whole = chunkLengths(chunker, data);
     deepStrictEqual(streamLengths(chunker, data, nextBlockSize), whole);
+    deepStrictEqual(streamLengths(chunker, data, nextBlockSize, true), whole);
   }
 });
 
