@@ -496,8 +496,7 @@ class BackupRun {
       return null;
     }
     const ids: Uint8Array[] = [];
-    /** This file's chunks, cut without their ids. */
-    const unhashed: ReadChunk[] = [];
+    const unhashed: ReadChunk[] = []; // this file's chunks, cut without their ids
     let size = 0;
     // this file's data starts where the last file's ended; earlier chunks stay in the block
     this.#start = this.#end;
@@ -510,18 +509,19 @@ class BackupRun {
       let scanned = 0;
       for (;;) {
         if (!eof && this.#end - this.#start <= scanned) {
-          if (this.#block.length - this.#end < READ_BLOCK / 2 || this.#jobs.length >= BLOCK_JOBS) {
+          // the next part is read ahead on another thread while this one is cut, to where the
+          // block's data ends: it is taken before the block turns
+          const full = this.#block.length - this.#end < READ_BLOCK / 2;
+          if ((full || this.#jobs.length >= BLOCK_JOBS) && !file.readingAhead) {
             await this.#rotateBlock();
           }
           const block = this.#block;
-          const end = this.#end;
-          // synchronous: Deno's async reads cost ~10x more (a copy through a fresh buffer)
-          const n = file.read(block.subarray(end, Math.min(block.length, end + remaining)));
-          if (n === 0) eof = true;
-          else {
-            this.#end += n;
-            remaining -= n;
-            if (remaining === 0) eof = true;
+          const n = await file.read(block.subarray(this.#end, this.#end + remaining));
+          this.#end += n;
+          remaining -= n;
+          eof = n === 0 || remaining === 0;
+          if (!eof && block.length - this.#end >= READ_BLOCK / 2) {
+            file.readAhead(block.subarray(this.#end, this.#end + remaining));
           }
           continue;
         }
@@ -552,7 +552,7 @@ class BackupRun {
       this.#end = this.#start;
       return null;
     } finally {
-      file.close();
+      await file.close();
     }
     return { ids, size, after };
   }

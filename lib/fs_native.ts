@@ -69,6 +69,11 @@ export interface NativeFs {
 export interface NativeReader {
   /** read(2) into `into`: the bytes read, 0 at the end of the file. */
   read(into: Uint8Array): number;
+  /**
+   * {@linkcode NativeReader.read} on a thread of Deno's blocking pool, leaving the calling thread
+   * free meanwhile; `into` must not be used or moved until the promise settles.
+   */
+  readAsync(into: Uint8Array): Promise<number>;
   /** statx of the open file (as {@linkcode NativeFs.lstat}, through the descriptor). */
   stat(): NativeStat;
   /** close(2); the descriptor is released even when it fails. */
@@ -193,6 +198,12 @@ const SYMBOLS = {
   // open is variadic; its third argument (mode) is an int in a register on x86_64 and aarch64
   open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  read_nb: {
+    name: "read",
+    parameters: ["i32", "buffer", "usize"],
+    result: "isize",
+    nonblocking: true,
+  },
   pwrite: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
   // the same call on Deno's blocking pool (its errno is that thread's: see writeAtAsync)
   pwrite_nb: {
@@ -572,6 +583,14 @@ class LibcReader implements NativeReader {
         throw this.#libc.error(`Cannot read ${JSON.stringify(this.#path)}`, errno);
       }
     }
+  }
+
+  async readAsync(into: Uint8Array): Promise<number> {
+    const n = Number(
+      await this.#c.read_nb(this.#fd, into as Uint8Array<ArrayBuffer>, BigInt(into.length)),
+    );
+    // errno stayed on the pool's thread: a failed read is made again here, where it can be read
+    return n >= 0 ? n : this.read(into);
   }
 
   stat(): NativeStat {
