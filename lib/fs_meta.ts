@@ -6,7 +6,7 @@
  */
 
 import { errorMessage } from "./errors.ts";
-import { nativeFs, type NativeReader, type NativeStat } from "./fs_native.ts";
+import { ERRNO, NativeError, nativeFs, type NativeReader, type NativeStat } from "./fs_native.ts";
 
 /** What backup records of an entry. */
 export interface EntryStat {
@@ -84,6 +84,24 @@ export function splitRdev(rdev: number): [number, number] {
 export function lstatEntry(path: string): EntryStat {
   const native = nativeFs();
   return native ? fromNative(native.lstat(path)) : fromDeno(Deno.lstatSync(path));
+}
+
+/**
+ * The names in directory `path`, in no particular order: through libc when FFI is allowed (a
+ * tenth of Deno's per-entry cost, which was a tenth of a backup of 400,000 tiny files), else
+ * with Deno.readDirSync.
+ */
+export function listDirectory(path: string): string[] {
+  const native = nativeFs();
+  if (native) {
+    try {
+      return native.listDir(path);
+    } catch (err) {
+      // a C library without getdents64: Deno lists it
+      if (!(err instanceof NativeError && err.errno === ERRNO.ENOTSUP)) throw err;
+    }
+  }
+  return Array.from(Deno.readDirSync(path), (e) => e.name);
 }
 
 /** A regular file of the backup's sources, open for reading (see {@linkcode openSourceFile}). */

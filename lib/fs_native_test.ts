@@ -285,6 +285,25 @@ Deno.test("openRead reads a file and stats it through the descriptor; never foll
   });
 });
 
+Deno.test("listDir gives the names Deno gives, over many getdents64 calls, and fails naming the path", async () => {
+  const fs = fsOrFail();
+  await withTempDir((dir) => {
+    const names = ["a", ".hidden", "..x", "ünïcödé ✓", "with\nnewline", "x".repeat(255)];
+    for (let i = 0; i < 3000; i++) names.push(`file-${i}-${"y".repeat(i % 200)}`);
+    for (const n of names) Deno.writeFileSync(`${dir}/${n}`, new Uint8Array());
+    Deno.mkdirSync(`${dir}/sub`);
+    names.push("sub");
+    const sorted = (a: string[]) => [...a].sort();
+    deepStrictEqual(sorted(fs.listDir(dir)), sorted(names));
+    deepStrictEqual(sorted(fs.listDir(dir)), sorted([...Deno.readDirSync(dir)].map((e) => e.name)));
+    deepStrictEqual(fs.listDir(`${dir}/sub`), []);
+    throws(() => fs.listDir(`${dir}/a`), /Cannot list .*\/a.*not a directory/i);
+    throws(() => fs.listDir(`${dir}/absent`), /no such file/i);
+    Deno.symlinkSync(`${dir}/sub`, `${dir}/link`);
+    throws(() => fs.listDir(`${dir}/link`), (e: unknown) => e instanceof NativeError);
+  });
+});
+
 Deno.test("setTimes rejects times beyond the 64-bit range", async () => {
   const fs = fsOrFail();
   await withTempDir((dir) => {

@@ -31,6 +31,7 @@ import {
   type EntryKind,
   entryKind,
   type EntryStat,
+  listDirectory,
   lstatEntry,
   throwIfNotPermitted,
 } from "./fs_meta.ts";
@@ -118,9 +119,9 @@ export function* walkSources(
       yield undefined;
       continue;
     }
-    const names: string[] = [];
+    let names: string[];
     try {
-      for (const e of Deno.readDirSync(path)) names.push(e.name);
+      names = listDirectory(path);
     } catch (err) {
       throwIfNotPermitted(err);
       onWarning?.(`Skipped directory "${path}": ${describeFsError(err)}`);
