@@ -271,3 +271,13 @@ export function describeFsError(err: unknown): string {
   if (errno === 13) return "permission denied";
   return errorMessage(err);
 }
+
+/**
+ * A symlink at `path`: through libc when FFI is granted (Deno's own symlink needs unscoped read
+ * and write permissions, which a scoped run does not have), else Deno's.
+ */
+export function makeSymlink(target: string, path: string): void {
+  const native = nativeFs();
+  if (native) native.symlink(target, path);
+  else Deno.symlinkSync(target, path);
+}

@@ -86,10 +86,7 @@ export interface NativeReader {
   close(): void;
 }
 
-/**
- * A file {@linkcode NativeFs.createFile} made, open for writing. Its errors are NativeErrors
- * saying the call and the reason (the caller names the file).
- */
+/** A file {@linkcode NativeFs.createFile} made, open for writing; its errors name the call. */
 export interface NativeFile {
   /** Writes all of `data` at `offset` (pwrite). */
   writeAt(data: Uint8Array, offset: number): void;
@@ -699,14 +696,4 @@ export function makedev(major: number, minor: number): number {
   return Number(
     ((m & 0xfffff000n) << 32n) | ((m & 0xfffn) << 8n) | ((n & 0xffffff00n) << 12n) | (n & 0xffn),
   );
-}
-
-/**
- * A symlink at `path`: through libc when FFI is granted (Deno's own symlink needs unscoped read
- * and write permissions, which a scoped run does not have), else Deno's.
- */
-export function makeSymlink(target: string, path: string): void {
-  const native = nativeFs();
-  if (native) native.symlink(target, path);
-  else Deno.symlinkSync(target, path);
 }

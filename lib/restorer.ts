@@ -29,7 +29,7 @@ import { CodecPool } from "./codec_pool.ts";
 import { ByteBudget, Signal } from "./concurrency.ts";
 import { type Abortable, errorMessage, IntegrityError, VgerError, whenAborted } from "./errors.ts";
 import { atExit } from "./exit_hooks.ts";
-import { describeFsError, S_IFBLK, S_IFCHR, S_IFIFO } from "./fs_meta.ts";
+import { describeFsError, makeSymlink, S_IFBLK, S_IFCHR, S_IFIFO } from "./fs_meta.ts";
 import {
   applyItemMeta,
   type ApplyMetaOptions,
@@ -42,7 +42,7 @@ import {
   RestoreSkips,
   type TempFile,
 } from "./restore_meta.ts";
-import { ERRNO, makeSymlink, NativeError, nativeFs } from "./fs_native.ts";
+import { ERRNO, NativeError, nativeFs } from "./fs_native.ts";
 import { randomBytes, toHex } from "./ids.ts";
 import { PathSelector } from "./patterns.ts";
 import { isAllZero, release, releaseOwned } from "./bytes.ts";
