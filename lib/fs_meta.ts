@@ -6,7 +6,14 @@
  */
 
 import { errorMessage } from "./errors.ts";
-import { ERRNO, NativeError, nativeFs, type NativeReader, type NativeStat } from "./fs_native.ts";
+import {
+  ERRNO,
+  NativeError,
+  type NativeFs,
+  nativeFs,
+  type NativeReader,
+  type NativeStat,
+} from "./fs_native.ts";
 
 /** What backup records of an entry. */
 export interface EntryStat {
@@ -86,13 +93,31 @@ export function lstatEntry(path: string): EntryStat {
   return native ? fromNative(native.lstat(path)) : fromDeno(Deno.lstatSync(path));
 }
 
+/** Whether this process reads files and lists directories through libc (see libcReads). */
+let readsThroughLibc: NativeFs | null | undefined;
+
 /**
- * The names in directory `path`, in no particular order: through libc when FFI is allowed (a
+ * libc for reading files and listing directories, when FFI is allowed and this process may read
+ * everything (`-A`, or `--allow-read` without paths): a path-scoped `--allow-read` (the launcher's)
+ * is Deno's to enforce, so those reads go through Deno. A `--deny-read` under a global
+ * `--allow-read` is not seen here (Deno tells no more), and FFI can read anything anyway.
+ */
+function libcReads(): NativeFs | null {
+  if (readsThroughLibc === undefined) {
+    const native = nativeFs();
+    const all = Deno.permissions.querySync({ name: "read" }).state === "granted";
+    readsThroughLibc = all ? native : null;
+  }
+  return readsThroughLibc;
+}
+
+/**
+ * The names in directory `path`, in no particular order: through libc when this process may (a
  * tenth of Deno's per-entry cost, which was a tenth of a backup of 400,000 tiny files), else
  * with Deno.readDirSync.
  */
 export function listDirectory(path: string): string[] {
-  const native = nativeFs();
+  const native = libcReads();
   if (native) {
     try {
       return native.listDir(path);
@@ -119,19 +144,19 @@ export interface SourceFile {
   readAhead(into: Uint8Array): void;
   /** Whether a read ahead is in flight. */
   readonly readingAhead: boolean;
-  /** The open file's metadata, as {@linkcode lstatEntry} gives it. */
+  /** The file's metadata once read: through the descriptor with libc, else by path (lstat). */
   stat(): EntryStat;
   /** Closes it, once a read ahead in flight has ended. */
   close(): Promise<void>;
 }
 
 /**
- * Opens a file to back it up: through libc when FFI is allowed (no symlink followed, no wait on
+ * Opens a file to back it up: through libc when this process may (no symlink followed, no wait on
  * a FIFO that replaced the file, and a third of Deno's per-file cost, measured on 400,000 tiny
  * files), else with Deno.open.
  */
 export function openSourceFile(path: string): SourceFile {
-  const native = nativeFs();
+  const native = libcReads();
   if (native) return new NativeSourceFile(native.openRead(path));
   const file = Deno.openSync(path, { read: true });
   return {
@@ -139,7 +164,8 @@ export function openSourceFile(path: string): SourceFile {
     read: (into) => Promise.resolve(file.readSync(into) ?? 0),
     readAhead: () => {},
     readingAhead: false,
-    stat: () => fromDeno(file.statSync()),
+    // by path, as the listing was (libc's nanoseconds when FFI is allowed, else Deno's)
+    stat: () => lstatEntry(path),
     close: () => Promise.resolve(file.close()),
   };
 }
