@@ -27,12 +27,13 @@ import { type BlockJob, CodecPool, type SealedBlock } from "./codec_pool.ts";
 import { ByteBudget, Limiter } from "./concurrency.ts";
 import type { CompressionOptions } from "./compress.ts";
 import { ObjectType, type ObjectTypeTag } from "./crypto.ts";
-import { AlreadyExistsError, errorMessage, NotFoundError, VgerError } from "./errors.ts";
+import { AlreadyExistsError, NotFoundError, VgerError } from "./errors.ts";
 import { type Abortable, throwIfAborted } from "./errors.ts";
 import {
   describeFsError,
   type EntryStat,
   openSourceFile,
+  readXattrs,
   type SourceFile,
   statChanged,
   throwIfNotPermitted,
@@ -350,7 +351,7 @@ class BackupRun {
       item.major = group.major;
       item.minor = group.minor;
       if (group.chunks) [item.chunks, item.size] = [group.chunks, group.size];
-      const xattrs = this.#readXattrs(path);
+      const xattrs = readXattrs(this.#native, path, (m) => this.#warn(m));
       if (xattrs) item.xattrs = xattrs;
       await this.#emit(item);
       return;
@@ -364,7 +365,7 @@ class BackupRun {
     };
     // xattrs are read once the entry proved readable, so a vanished entry gets one warning
     const withXattrs = () => {
-      const xattrs = this.#readXattrs(path);
+      const xattrs = readXattrs(this.#native, path, (m) => this.#warn(m));
       if (xattrs) item.xattrs = xattrs;
     };
     if (kind === "symlink") {
@@ -389,7 +390,9 @@ class BackupRun {
       item.size = chunks.size;
       // unchanged since it was cached without extended attributes: none were added since (that
       // would have moved its ctime), so they are not listed again
-      const xattrs = cached?.noXattrs ? undefined : this.#readXattrs(path);
+      const xattrs = cached?.noXattrs
+        ? undefined
+        : readXattrs(this.#native, path, (m) => this.#warn(m));
       if (xattrs) item.xattrs = xattrs;
       // a file that changed while read is not trusted next time
       if (!chunks.changed && chunks.size === chunks.st.size) {
@@ -408,22 +411,6 @@ class BackupRun {
     withXattrs();
     await this.#emit(item);
     remember();
-  }
-
-  /** The extended attributes of `path`: undefined when it has none, null when not read. */
-  #readXattrs(path: string): Record<string, Uint8Array> | undefined | null {
-    if (!this.#native) return null;
-    let out: Record<string, Uint8Array> | undefined;
-    try {
-      for (const name of this.#native.listXattrs(path)) {
-        const v = this.#native.getXattr(path, name);
-        if (v !== null) (out ??= {})[name] = v;
-      }
-    } catch (err) {
-      this.#warn(`Extended attributes of "${path}" not saved: ${errorMessage(err)}`);
-      return null;
-    }
-    return out;
   }
 
   /** The chunks of an unchanged file, from the files cache, when all are still stored. */

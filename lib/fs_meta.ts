@@ -129,6 +129,29 @@ export function listDirectory(path: string): string[] {
   return Array.from(Deno.readDirSync(path), (e) => e.name);
 }
 
+/**
+ * The extended attributes of `path` (not following a symlink): undefined when it has none, null
+ * when there is no `native` access to them or they could not be read (said to `warn`).
+ */
+export function readXattrs(
+  native: NativeFs | null,
+  path: string,
+  warn: (message: string) => void,
+): Record<string, Uint8Array> | undefined | null {
+  if (!native) return null;
+  let out: Record<string, Uint8Array> | undefined;
+  try {
+    for (const name of native.listXattrs(path)) {
+      const v = native.getXattr(path, name);
+      if (v !== null) (out ??= {})[name] = v;
+    }
+  } catch (err) {
+    warn(`Extended attributes of "${path}" not saved: ${errorMessage(err)}`);
+    return null;
+  }
+  return out;
+}
+
 /** A regular file of the backup's sources, open for reading (see {@linkcode openSourceFile}). */
 export interface SourceFile {
   /**
