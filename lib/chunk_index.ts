@@ -238,12 +238,8 @@ export class ChunkIndex {
 
   /** Whether `id` has an entry in pack `pack` at `offset` (nothing is allocated). */
   isAt(id: Uint8Array, pack: Uint8Array, offset: number): boolean {
-    this.#load(id);
-    const slot = this.#find();
-    if (slot < 0) return false;
-    const b = (this.#slots[slot] - 1) * STRIDE;
-    if (this.#records[b + OFFSET] !== offset) return false;
-    return compareBytes(this.#packs, this.#records[b + PACK] * ID_BYTES, pack, 0, ID_BYTES) === 0;
+    const b = this.#recordIn(id, pack);
+    return b >= 0 && this.#records[b + OFFSET] === offset;
   }
 
   /** The location of `id`, or undefined. The returned object and its pack id are fresh copies. */
@@ -265,13 +261,20 @@ export class ChunkIndex {
     length: number,
     rawLength: number,
   ): boolean | null {
+    const b = this.#recordIn(id, pack);
+    if (b < 0) return null;
+    const rec = this.#records;
+    return rec[b + OFFSET] === offset && rec[b + LENGTH] === length && rec[b + RAW] === rawLength;
+  }
+
+  /** Where in #records the entry of `id` starts when it lies in pack `pack`, else -1. */
+  #recordIn(id: Uint8Array, pack: Uint8Array): number {
     this.#load(id);
     const slot = this.#find();
-    if (slot < 0) return null;
+    if (slot < 0) return -1;
     const b = (this.#slots[slot] - 1) * STRIDE;
-    const rec = this.#records;
-    if (compareBytes(this.#packs, rec[b + PACK] * ID_BYTES, pack, 0, ID_BYTES) !== 0) return null;
-    return rec[b + OFFSET] === offset && rec[b + LENGTH] === length && rec[b + RAW] === rawLength;
+    const inPack = compareBytes(this.#packs, this.#records[b + PACK] * ID_BYTES, pack, 0, ID_BYTES);
+    return inPack === 0 ? b : -1;
   }
 
   /** Adds or replaces. offset/length/rawLength are integers in [0, 2^32). */

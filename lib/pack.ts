@@ -210,16 +210,11 @@ export class PackEntries implements Iterable<PackEntry> {
     return entries;
   }
 
-  /** The entry at `i` (a fresh object). */
+  /** The entry at `i` (a fresh object, its id a copy). */
   at(i: number): PackEntry {
-    const o = 4 + i * HEADER_ENTRY_SIZE;
-    return {
-      id: this.#bytes.slice(o, o + 32),
-      type: this.#bytes[o + 32] as ObjectTypeTag,
-      offset: this.#view.getUint32(o + 33, true),
-      length: this.#view.getUint32(o + 37, true),
-      rawLength: this.#view.getUint32(o + 41, true),
-    };
+    const entry = this.viewAt(i);
+    entry.id = entry.id.slice();
+    return entry;
   }
 
   /**

@@ -88,12 +88,17 @@ Deno.test("a pack is magic, version, length+CRC records, sealed header and heade
   equal(packKey(id), `packs/${toHex(id).slice(0, 2)}/${toHex(id)}`);
 });
 
-Deno.test("the header plaintext is u32 count then 45-byte entries", () => {
-  const next = rng(2);
-  const entries: PackEntry[] = [
+/** Two header entries (a data blob, then an items blob) whose records end at 130. */
+function twoEntries(seed: number): PackEntry[] {
+  const next = rng(seed);
+  return [
     { id: randomBytes(next, 32), type: ObjectType.data, offset: 17, length: 100, rawLength: 70 },
     { id: randomBytes(next, 32), type: ObjectType.items, offset: 125, length: 5, rawLength: 9 },
   ];
+}
+
+Deno.test("the header plaintext is u32 count then 45-byte entries", () => {
+  const entries = twoEntries(2);
   const plain = encodePackHeader(entries);
   equal(plain.length, 4 + 2 * 45);
   equal(u32(plain, 0), 2);
@@ -106,11 +111,7 @@ Deno.test("the header plaintext is u32 count then 45-byte entries", () => {
 });
 
 Deno.test("PackEntries.viewAt reads an entry as at() does, its id a view of the header", () => {
-  const next = rng(21);
-  const entries: PackEntry[] = [
-    { id: randomBytes(next, 32), type: ObjectType.data, offset: 17, length: 100, rawLength: 70 },
-    { id: randomBytes(next, 32), type: ObjectType.items, offset: 125, length: 5, rawLength: 9 },
-  ];
+  const entries = twoEntries(21);
   const plain = encodePackHeader(entries);
   const decoded = PackEntries.decode(plain, 130, "Pack p");
   for (let i = 0; i < entries.length; i++) {
