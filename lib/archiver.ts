@@ -630,7 +630,8 @@ class BackupRun {
         const sealed = jobs.filter((job) => job.id);
         for (let i = 0; i < sealed.length; i++) {
           this.#compressed += r.sealed[i].length;
-          await this.#session.add(sealed[i].id!, sealed[i].type, r.sealed[i], sealed[i].length);
+          const { id, type, length } = sealed[i];
+          await this.#session.add(id!, type, r.sealed[i], length, r.crcs[i]);
         }
       } catch (err) {
         this.#failure ??= err;

@@ -42,6 +42,8 @@ export interface SealedBlock {
   block: Uint8Array;
   /** One sealed object per job. */
   sealed: Uint8Array[];
+  /** The CRC-32 of each sealed object (its pack record's checksum). */
+  crcs: Uint32Array;
 }
 
 /** The block and the sealed objects (views of the one buffer they came in) of a reply. */
@@ -52,7 +54,7 @@ function sealedBlock(reply: CodecReply & { ok: true }): SealedBlock {
   for (const length of reply.sealedLengths!) {
     sealed.push(bytes.subarray(at, at += length));
   }
-  return { block: reply.data!, sealed };
+  return { block: reply.data!, sealed, crcs: reply.sealedCrcs! };
 }
 
 /** A read block held by a worker after {@linkcode CodecPool.hashBlock}. */

@@ -196,8 +196,10 @@ export type CodecReply =
      * transfer, not one per chunk: a block may hold thousands of tiny files' chunks)...
      */
     sealed?: Uint8Array;
-    /** ...and their lengths. */
+    /** ...and their lengths... */
     sealedLengths?: Uint32Array;
+    /** ...and CRC-32s (the pack records' checksums, computed here, not on the reading thread). */
+    sealedCrcs?: Uint32Array;
     /** hashBlock: the chunks' ids, in order, 32 bytes each in one buffer. */
     ids?: Uint8Array;
     /** sha256: the parts, handed back. */
@@ -238,6 +240,7 @@ async function handle(req: Exclude<CodecRequest, { op: "stop" }>): Promise<Codec
     const n = layout.length / 3;
     const each: Uint8Array[] = [];
     const sealedLengths = new Uint32Array(n);
+    const sealedCrcs = new Uint32Array(n);
     let total = 0;
     for (let i = 0; i < n; i++) {
       const [offset, length, type] = layout.subarray(i * 3, i * 3 + 3);
@@ -246,6 +249,7 @@ async function handle(req: Exclude<CodecRequest, { op: "stop" }>): Promise<Codec
       const id = ids.subarray(i * 32, i * 32 + 32);
       each.push(await key.sealFramed(type as ObjectTypeTag, id, framed));
       total += sealedLengths[i] = each[i].length;
+      sealedCrcs[i] = platform().crc32(each[i]);
     }
     const sealed = new Uint8Array(total);
     let at = 0;
@@ -255,7 +259,7 @@ async function handle(req: Exclude<CodecRequest, { op: "stop" }>): Promise<Codec
       release(b);
     }
     // the block goes back for the next read: no fresh pages on the reading thread
-    return { seq: req.seq, ok: true, sealed, sealedLengths, data: block };
+    return { seq: req.seq, ok: true, sealed, sealedLengths, sealedCrcs, data: block };
   }
   if (req.op === "hashBlock") {
     const { ranges } = req;
@@ -451,6 +455,7 @@ scope.onmessage = async (e: MessageEvent<CodecRequest>) => {
   if (reply.ok && reply.data) transfer.push(reply.data.buffer as ArrayBuffer);
   if (reply.ok && reply.sealed) transfer.push(reply.sealed.buffer as ArrayBuffer);
   if (reply.ok && reply.sealedLengths) transfer.push(reply.sealedLengths.buffer as ArrayBuffer);
+  if (reply.ok && reply.sealedCrcs) transfer.push(reply.sealedCrcs.buffer as ArrayBuffer);
   if (reply.ok && reply.ids) transfer.push(reply.ids.buffer as ArrayBuffer);
   if (reply.ok && reply.parts) transfer.push(...transferable(reply.parts));
   if (reply.ok && reply.batch) {

@@ -385,12 +385,21 @@ export class PackWriter {
     return this.#size + RECORD_PREFIX + sealedLength + header + 4;
   }
 
-  /** Appends a sealed object (the pack takes it over); returns its entry. */
-  add(id: Uint8Array, type: ObjectTypeTag, sealed: Uint8Array, rawLength: number): PackEntry {
+  /**
+   * Appends a sealed object (the pack takes it over); returns its entry. `crc` is its CRC-32
+   * when the caller has it (computed where it was sealed), else it is computed here.
+   */
+  add(
+    id: Uint8Array,
+    type: ObjectTypeTag,
+    sealed: Uint8Array,
+    rawLength: number,
+    crc: number = crc32(sealed),
+  ): PackEntry {
     const prefix = new Uint8Array(RECORD_PREFIX);
     const dv = new DataView(prefix.buffer);
     dv.setUint32(0, sealed.length, true);
-    dv.setUint32(4, crc32(sealed), true);
+    dv.setUint32(4, crc, true);
     this.#push(prefix);
     const entry = { id, type, offset: this.#size, length: sealed.length, rawLength };
     this.#push(sealed); // may release sealed (staged packs): nothing reads it after this

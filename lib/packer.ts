@@ -138,8 +138,9 @@ export class Packer {
     type: ObjectTypeTag,
     sealed: Uint8Array,
     rawLength: number,
+    crc?: number,
   ): Promise<void> {
-    this.put(id, type, sealed, rawLength);
+    this.put(id, type, sealed, rawLength, crc);
     await this.ready();
   }
 
@@ -147,9 +148,15 @@ export class Packer {
    * The synchronous part of {@linkcode add}: throws the first upload failure, puts the blob into
    * the open pack of its type (cutting before a blob that would pass `max_pack_size`; a blob
    * larger than that gets a pack alone) and starts the pack's upload once it reaches the
-   * target. Follow it with {@linkcode ready}.
+   * target. Follow it with {@linkcode ready}. `crc`: the sealed blob's CRC-32, when known.
    */
-  put(id: Uint8Array, type: ObjectTypeTag, sealed: Uint8Array, rawLength: number): void {
+  put(
+    id: Uint8Array,
+    type: ObjectTypeTag,
+    sealed: Uint8Array,
+    rawLength: number,
+    crc?: number,
+  ): void {
     if (this.#uploads.failed) throw this.#uploads.failure;
     let pack = this.#open.get(type);
     if (
@@ -172,7 +179,7 @@ export class Packer {
       });
       this.#open.set(type, pack);
     }
-    pack.add(id, type, sealed, rawLength);
+    pack.add(id, type, sealed, rawLength, crc);
     // with its header: tiny chunks' headers are a fifth of the pack, past its buffer's capacity
     if (pack.finishedSize(this.#repo.key) >= this.#target) this.#startUpload(type);
   }

@@ -11,6 +11,7 @@ import { compress, loadCodecs } from "./compress.ts";
 import { ObjectType, type ObjectTypeTag } from "./crypto.ts";
 import { bytesEqual, toHex } from "./ids.ts";
 import { Packer, packTarget } from "./packer.ts";
+import { crc32, parseRecordPrefix, RECORD_PREFIX, recordFault } from "./pack.ts";
 import { CodecPool } from "./codec_pool.ts";
 import { initRepository, Repository } from "./repository.ts";
 import { packKey } from "./storage_keys.ts";
@@ -236,6 +237,37 @@ Deno.test("packs hashed by a digest off the packer (a codec worker) are named by
       );
       const entries = await readPackHeaderArray(backend, repo.key, packKey(p.id), p.size);
       equal(entries.length, 4);
+    }
+  } finally {
+    await pool.close();
+  }
+});
+
+Deno.test("a codec worker's sealed block carries each object's CRC-32, and the packer writes it into the record", async () => {
+  const backend = new GatedBackend(2, true);
+  const repo = await newRepo(backend);
+  const pool = new CodecPool(repo.key.material, repo.config.encryption, 1);
+  try {
+    const block = seededBytes(600_000, 7);
+    const jobs = [0, 200_000, 450_000].map((offset, i, all) => ({
+      offset,
+      length: (all[i + 1] ?? block.length) - offset,
+      type: ObjectType.data,
+      id: new Uint8Array(32).fill(i + 1),
+    }));
+    const r = await pool.encodeBlock(block, jobs, { algorithm: "lz4" });
+    equal(r.crcs.length, 3);
+    const packer = new Packer(repo, { target: repo.config.minPackSize });
+    r.sealed.forEach((sealed, i) => equal(r.crcs[i], crc32(sealed)));
+    for (let i = 0; i < 3; i++) {
+      await packer.add(jobs[i].id, ObjectType.data, r.sealed[i], jobs[i].length, r.crcs[i]);
+    }
+    await packer.flush();
+    const [p] = packer.packs;
+    const bytes = (await backend.get(packKey(p.id)))!;
+    for (const e of await readPackHeaderArray(backend, repo.key, packKey(p.id), p.size)) {
+      const prefix = parseRecordPrefix(bytes, e.offset - RECORD_PREFIX);
+      equal(recordFault(prefix, bytes.subarray(e.offset, e.offset + e.length)), null);
     }
   } finally {
     await pool.close();

@@ -97,18 +97,19 @@ export class WriteSession {
   /**
    * Adds a sealed blob to the packer (which uploads a pack once it reaches the target). Every
    * caller waits until an upload slot is free, so full packs never pile up in memory however
-   * fast blobs arrive.
+   * fast blobs arrive. `crc`: the sealed blob's CRC-32 when already known (a codec worker's).
    */
   async add(
     id: Uint8Array,
     type: ObjectTypeTag,
     sealed: Uint8Array,
     rawLength: number,
+    crc?: number,
   ): Promise<void> {
     const length = sealed.length; // the pack takes the buffer over
     // before the packer has it: its upload then puts the real location over this one
     this.#blobs.set(id, claimed(length));
-    this.#packer.put(id, type, sealed, rawLength); // throws the first upload failure
+    this.#packer.put(id, type, sealed, rawLength, crc); // throws the first upload failure
     this.addedBytes += length;
     await this.#packer.ready(); // throws the first upload failure
   }
