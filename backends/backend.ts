@@ -22,6 +22,25 @@ export interface StreamBody {
 /** The bytes of an object to store: one buffer, parts written one after another, or a stream. */
 export type PutBody = Uint8Array | readonly Uint8Array[] | StreamBody;
 
+/**
+ * An object written piece by piece where it will be stored, whose key is known only once it is
+ * complete (a pack is named by the hash of its bytes): see {@linkcode Backend.stage}.
+ */
+export interface StagedObject {
+  /**
+   * Appends `bytes` (synchronously: a local disk's page cache takes them in microseconds to
+   * milliseconds, and the caller may reuse them as soon as it returns).
+   */
+  write(bytes: Uint8Array): void;
+  /**
+   * Stores what was written under `key`, atomically and durably, as `put` would, replacing any
+   * old object; call once, after the last write.
+   */
+  finish(key: string): Promise<void>;
+  /** Drops what was written: nothing is stored. Harmless after `finish` failed. */
+  abort(): void;
+}
+
 /** Whether a body is a {@linkcode StreamBody}. */
 export function isStreamBody(body: PutBody): body is StreamBody {
   return !(body instanceof Uint8Array) && !Array.isArray(body);
@@ -371,6 +390,12 @@ export interface Backend extends ReadonlyBackend {
   create(key: string, body: PutBody): Promise<boolean>;
   /** Removes an object; removing an absent object is not an error. */
   delete(key: string): Promise<void>;
+  /**
+   * Optional: starts an object written in pieces where it will be stored (a temporary file beside
+   * the objects), so that a pack never needs to be held in memory whole. Absent where a body must
+   * be sent at once (object storage, a server): writers then keep packs in memory and `put` them.
+   */
+  stage?(): StagedObject;
   /**
    * Optional: removes what interrupted writes left behind (temporary files), returning how
    * many. Only call it while no other process writes data (an exclusive lock). Absent on a

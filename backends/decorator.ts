@@ -19,6 +19,7 @@ import type {
   ObjectStream,
   PutBody,
   ReadonlyBackend,
+  StagedObject,
   StoragePolicy,
   StoredVersion,
   StreamOptions,
@@ -110,6 +111,8 @@ export class BackendDecorator extends ReadonlyBackendDecorator<Backend> implemen
   ) => Promise<Uint8Array | null>;
   /** As the inner backend; absent when the inner backend has no such operation. */
   declare readonly checkStructure?: () => Promise<StructureReport>;
+  /** As the inner backend; absent when the inner backend has no such operation. */
+  declare readonly stage?: () => StagedObject;
   declare readonly compose?: (plan: ComposePlan) => Promise<ComposeResult>;
 
   /** Wraps `inner`, taking on its optional operations. */
@@ -160,6 +163,11 @@ export class BackendDecorator extends ReadonlyBackendDecorator<Backend> implemen
         value: (plan: ComposePlan) => this.inner.compose!(plan),
         configurable: true,
       });
+    }
+    // a decorator that changes how objects are put (counts, retries, fails them) does not stage:
+    // what it writes goes through its put
+    if (inner.stage && this.put === BackendDecorator.prototype.put) {
+      Object.defineProperty(this, "stage", { value: () => this.inner.stage!() });
     }
   }
 

@@ -2,7 +2,7 @@ import { deepStrictEqual, equal, ok } from "node:assert/strict";
 import { BackendDecorator, ReadonlyBackendDecorator } from "./decorator.ts";
 import { LocalBackend } from "./local.ts";
 import { MemoryBackend } from "./memory.ts";
-import type { Backend, ReadonlyBackend } from "./backend.ts";
+import type { Backend, PutBody, ReadonlyBackend } from "./backend.ts";
 
 Deno.test("a decorator has removeLeftovers exactly when the backend it wraps has it", async () => {
   const memory = new MemoryBackend();
@@ -55,4 +55,30 @@ Deno.test("a decorator has probeCreate exactly when the backend it wraps has it"
   const over: Backend = new BackendDecorator(new BackendDecorator(probing));
   ok("probeCreate" in over);
   equal(await over.probeCreate?.(), true);
+});
+
+Deno.test("a decorator stages objects exactly when the backend it wraps does and it does not change how objects are put", async () => {
+  ok(!("stage" in new BackendDecorator(new MemoryBackend())));
+  const root = await Deno.makeTempDir({ prefix: "vger-decorator-" });
+  try {
+    const local = new LocalBackend(root);
+    const plain: Backend = new BackendDecorator(new BackendDecorator(local));
+    ok("stage" in plain);
+    const staged = plain.stage!();
+    staged.write(new Uint8Array([7, 8]));
+    await staged.finish("packs/cd/cd01");
+    deepStrictEqual(await local.get("packs/cd/cd01"), new Uint8Array([7, 8]));
+    // one that counts or fails puts sees every pack: its packs go through put
+    class Counting extends BackendDecorator {
+      puts = 0;
+      override put(key: string, body: PutBody): Promise<void> {
+        this.puts++;
+        return super.put(key, body);
+      }
+    }
+    ok(!("stage" in new Counting(local)));
+    await local.close();
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
 });

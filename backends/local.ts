@@ -29,11 +29,10 @@
 import { createHash } from "node:crypto";
 import { statfs } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
-import { BackendError, errorMessage, IntegrityError, NotFoundError } from "../lib/errors.ts";
+import { BackendError, IntegrityError, NotFoundError } from "../lib/errors.ts";
 import {
   type Backend,
   type BackendCapabilities,
-  bodyPieces,
   checkMaxBytes,
   composedBody,
   type ComposePlan,
@@ -44,10 +43,26 @@ import {
   type ObjectStream,
   objectTooLarge,
   type PutBody,
+  type StagedObject,
   type StreamOptions,
   streamRange,
   truncated,
 } from "./backend.ts";
+import {
+  ensureDir,
+  errorCode,
+  fail,
+  isAbsent,
+  lstatOrNull,
+  type Modes,
+  modesOf,
+  modesOfSync,
+  randomHex,
+  removeQuietly,
+  removeQuietlySync,
+  syncDir,
+  writeTemp,
+} from "./local_files.ts";
 
 /** Names of in-progress writes start with this; they are never objects. */
 const TEMP_PREFIX = ".tmp-";
@@ -80,6 +95,8 @@ export class LocalBackend implements Backend {
   /** Modes of new files and directories, from the root's group bits (see {@linkcode modesOf}). */
   #modes: Promise<Modes> | null = null;
   #atExit: (hook: () => void) => () => void;
+  /** The modes of staged objects (read synchronously: a pack starts inside a synchronous add). */
+  #stageModes: Modes | undefined;
 
   /**
    * Opens a backend rooted at `root`; nothing is touched until the first call. `atExit`
@@ -259,6 +276,69 @@ export class LocalBackend implements Backend {
   }
 
   /**
+   * Starts an object written in pieces (see {@linkcode Backend.stage}): a `.tmp-` file in the
+   * root, written synchronously as `put` writes, then fsynced and renamed to its key by
+   * `finish`. A process killed meanwhile leaves the file to {@linkcode removeLeftovers}.
+   */
+  stage(): StagedObject {
+    let modes: Modes;
+    try {
+      modes = this.#stageModes ??= modesOfSync(this.location);
+    } catch (err) {
+      throw fail("read", this.location, err);
+    }
+    const temp = join(this.location, TEMP_PREFIX + randomHex(8));
+    let file: Deno.FsFile | undefined;
+    try {
+      file = Deno.openSync(temp, { write: true, createNew: true, mode: modes.file });
+      if (Deno.build.os !== "windows") Deno.chmodSync(temp, modes.file);
+    } catch (err) {
+      file?.close();
+      removeQuietlySync(temp);
+      throw fail("write", temp, err);
+    }
+    const forget = this.#atExit(() => Deno.removeSync(temp));
+    const drop = () => {
+      try {
+        file?.close();
+      } catch { /* closed */ }
+      file = undefined;
+      removeQuietlySync(temp);
+      forget();
+    };
+    return {
+      write: (bytes) => {
+        if (!file) throw new BackendError(`Staged object "${temp}" was already finished`);
+        try {
+          for (let at = 0; at < bytes.length;) at += file.writeSync(bytes.subarray(at));
+        } catch (err) {
+          drop();
+          throw fail("write", temp, err);
+        }
+      },
+      finish: async (key) => {
+        const path = this.#path(key);
+        if (!file) throw new BackendError(`Staged object "${temp}" was already finished`);
+        try {
+          await file.sync();
+          file.close();
+          file = undefined;
+          await ensureDir(dirname(path), path, modes.dir);
+          await Deno.rename(temp, path);
+        } catch (err) {
+          drop();
+          throw err instanceof BackendError ? err : fail("write", path, err);
+        } finally {
+          this.#drop(key);
+        }
+        forget();
+        await syncDir(dirname(path), path);
+      },
+      abort: drop,
+    };
+  }
+
+  /**
    * Removes the `.tmp-*` files of interrupted puts. Under an exclusive lock only lock files are
    * written by others; removing one of their in-flight temp files fails that lock write, which
    * its process reports or retries: the repository's data is never touched.
@@ -408,91 +488,6 @@ export class LocalBackend implements Backend {
   }
 }
 
-/** Permission bits of the files and directories a backend creates. */
-interface Modes {
-  file: number;
-  dir: number;
-}
-
-/**
- * Files 0600 in directories 0700, whatever the umask, as restic and borg make them; when the
- * owner has given the root directory group bits, new files and directories get the same group
- * bits (read and write for files, all three for directories). A missing root is created 0700.
- */
-async function modesOf(root: string): Promise<Modes> {
-  let group = 0;
-  try {
-    group = ((await Deno.stat(root)).mode ?? 0) & 0o070;
-  } catch (err) {
-    if (!isAbsent(err)) throw err;
-  }
-  return { file: 0o600 | (group & 0o060), dir: 0o700 | group };
-}
-
-/** Writes `body` to the new fsynced file `temp` (mode `modes.file`) beside `path`. */
-async function writeTemp(temp: string, path: string, body: PutBody, modes: Modes): Promise<void> {
-  const dir = dirname(temp);
-  let file: Deno.FsFile | undefined;
-  try {
-    try {
-      file = await Deno.open(temp, { write: true, createNew: true, mode: modes.file });
-    } catch (err) {
-      if (!(err instanceof Deno.errors.NotFound)) throw err;
-      await ensureDir(dir, path, modes.dir);
-      file = await Deno.open(temp, { write: true, createNew: true, mode: modes.file });
-    }
-    // the umask may have cleared bits of the mode asked for: set it exactly
-    if (Deno.build.os !== "windows") await Deno.chmod(temp, modes.file);
-    for await (const part of bodyPieces(body)) {
-      // synchronous: an async write costs a copy through a fresh buffer (measured 2x slower
-      // and more memory); writing to the page cache blocks for milliseconds
-      for (let at = 0; at < part.length;) at += file.writeSync(part.subarray(at));
-    }
-    await file.sync();
-    const done = file;
-    file = undefined;
-    done.close();
-  } catch (err) {
-    file?.close();
-    await removeQuietly(temp);
-    throw err instanceof BackendError ? err : fail("write", path, err);
-  }
-}
-
-/**
- * Creates `dir` (mode `mode`, whatever the umask) and any missing parents, fsyncing each parent
- * that gained an entry.
- */
-async function ensureDir(dir: string, path: string, mode: number): Promise<void> {
-  try {
-    await Deno.mkdir(dir, { mode });
-    if (Deno.build.os !== "windows") await Deno.chmod(dir, mode);
-  } catch (err) {
-    if (err instanceof Deno.errors.AlreadyExists) return; // Maybe a concurrent writer made it.
-    const parent = dirname(dir);
-    if (!(err instanceof Deno.errors.NotFound) || parent === dir) throw fail("write", path, err);
-    await ensureDir(parent, path, mode);
-    return await ensureDir(dir, path, mode);
-  }
-  await syncDir(dirname(dir), path);
-}
-
-/** Makes a directory's entries durable; file systems that cannot fsync a directory are let be. */
-async function syncDir(dir: string, path: string): Promise<void> {
-  if (Deno.build.os === "windows") return;
-  let handle: Deno.FsFile | undefined;
-  try {
-    handle = await Deno.open(dir, { read: true });
-    await handle.sync();
-  } catch (err) {
-    const code = errorCode(err);
-    if (code === "EINVAL" || code === "ENOTSUP" || code === "EOPNOTSUPP") return;
-    throw fail("write", path, err);
-  } finally {
-    handle?.close();
-  }
-}
-
 async function openForRange(key: string, path: string): Promise<Handle> {
   let file: Deno.FsFile;
   try {
@@ -609,84 +604,4 @@ async function readAt(
   // Only if the file shrank after it was opened, which write-once objects never do.
   if (filled < length) throw truncated(key, offset, length, offset + filled);
   return out;
-}
-
-async function lstatOrNull(path: string): Promise<Deno.FileInfo | null> {
-  try {
-    return await Deno.lstat(path);
-  } catch (err) {
-    if (isAbsent(err)) return null;
-    throw fail("list", path, err);
-  }
-}
-
-async function removeQuietly(path: string): Promise<void> {
-  try {
-    await Deno.remove(path);
-  } catch {
-    // Best effort: the caller is already reporting the real failure.
-  }
-}
-
-/** True for errors that mean "no such object": the file or one of its parents is missing. */
-function isAbsent(err: unknown): boolean {
-  return err instanceof Deno.errors.NotFound || err instanceof Deno.errors.NotADirectory;
-}
-
-function fail(verb: string, path: string, err: unknown): BackendError {
-  return new BackendError(`Cannot ${verb} "${path}": ${reason(err)}`, { cause: err });
-}
-
-/** Linux and macOS errno values, for errors that carry only "(os error N)". */
-const ERRNO_NAMES: Record<number, string> = {
-  1: "EPERM",
-  13: "EACCES",
-  27: "EFBIG",
-  28: "ENOSPC",
-  30: "EROFS",
-  ...(Deno.build.os === "darwin" ? { 69: "EDQUOT" } : { 122: "EDQUOT" }),
-};
-
-/** Windows system error codes that mean the same. */
-const WINDOWS_ERROR_NAMES: Record<number, string> = {
-  5: "EACCES",
-  39: "ENOSPC",
-  112: "ENOSPC",
-  19: "EROFS",
-};
-
-const REASONS: Record<string, string> = {
-  ENOSPC: "disk full",
-  EACCES: "permission denied",
-  EPERM: "permission denied",
-  EDQUOT: "quota exceeded",
-  EFBIG: "file too large",
-  EROFS: "read-only file system",
-};
-
-/** The cause of a file system error in plain words. */
-function reason(err: unknown): string {
-  // Its message already says which --allow flag is missing.
-  if (err instanceof Deno.errors.NotCapable) return errorMessage(err);
-  const named = REASONS[errorCode(err) ?? ""];
-  if (named !== undefined) return named;
-  if (err instanceof Deno.errors.PermissionDenied) return "permission denied";
-  // "No such file or directory (os error 2): open '/x'" -> "no such file or directory".
-  const message = errorMessage(err).replace(/\s*\(os error \d+\).*$/s, "");
-  return message.charAt(0).toLowerCase() + message.slice(1);
-}
-
-/** The errno name of an error, from its `code` or from the "(os error N)" in its message. */
-function errorCode(err: unknown): string | undefined {
-  const code = (err as { code?: unknown } | null)?.code;
-  if (typeof code === "string" && code !== "") return code;
-  const match = /\(os error (\d+)\)/.exec(errorMessage(err));
-  if (match === null) return undefined;
-  const table = Deno.build.os === "windows" ? WINDOWS_ERROR_NAMES : ERRNO_NAMES;
-  return table[Number(match[1])];
-}
-
-function randomHex(bytes: number): string {
-  const buf = crypto.getRandomValues(new Uint8Array(bytes));
-  return Array.from(buf, (b) => b.toString(16).padStart(2, "0")).join("");
 }

@@ -166,7 +166,10 @@ export async function backup(
     hashBlock: (...args) => start().hashBlock(...args),
   };
   // packs are hashed in the workers: the reading thread is the busier one
-  const session = new WriteSession(repo, index, { digest: (parts) => start().sha256(parts) });
+  const session = new WriteSession(repo, index, {
+    digest: (parts) => start().sha256(parts),
+    hasher: () => start().hashStream(),
+  });
   try {
     await reconcileWithPacks(repo, session, { onWarning: options.onWarning });
     const run = new BackupRun(
@@ -633,6 +636,7 @@ class BackupRun {
           const { id, type, length } = sealed[i];
           await this.#session.add(id!, type, r.sealed[i], length, r.crcs[i]);
         }
+        r.dispose(); // the packs copied them
       } catch (err) {
         this.#failure ??= err;
       } finally {

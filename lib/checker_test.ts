@@ -249,7 +249,7 @@ Deno.test("an extra unreferenced pack and stray objects are warnings only", asyn
     data.length,
   );
   const pack = await w.finish(f.repo.key);
-  await f.backend.put(packKey(pack.id), pack.body);
+  await f.backend.put(packKey(pack.id), pack.body!);
   await f.backend.put("packs/zz/not-a-pack", Uint8Array.of(1, 2, 3));
   await f.backend.put(`archives/${"ab".repeat(32)}`, Uint8Array.of(1));
 

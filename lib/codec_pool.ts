@@ -8,7 +8,7 @@
 import type { CompressionOptions } from "./compress.ts";
 import type { EncryptionMode, ObjectTypeTag } from "./crypto.ts";
 import { IntegrityError, VgerError } from "./errors.ts";
-import { ownsBuffer, transferable } from "./bytes.ts";
+import { ownsBuffer, release, transferable } from "./bytes.ts";
 import { atExit } from "./exit_hooks.ts";
 import type {
   BatchPart,
@@ -44,6 +44,11 @@ export interface SealedBlock {
   sealed: Uint8Array[];
   /** The CRC-32 of each sealed object (its pack record's checksum). */
   crcs: Uint32Array;
+  /**
+   * Frees the buffer the sealed objects are views of, at once (not when the garbage collector
+   * finds it: 16 MiB each, they held ~100 MiB of the workers' heaps): once they are in packs.
+   */
+  dispose(): void;
 }
 
 /** The block and the sealed objects (views of the one buffer they came in) of a reply. */
@@ -54,7 +59,7 @@ function sealedBlock(reply: CodecReply & { ok: true }): SealedBlock {
   for (const length of reply.sealedLengths!) {
     sealed.push(bytes.subarray(at, at += length));
   }
-  return { block: reply.data!, sealed, crcs: reply.sealedCrcs! };
+  return { block: reply.data!, sealed, crcs: reply.sealedCrcs!, dispose: () => release(bytes) };
 }
 
 /** A read block held by a worker after {@linkcode CodecPool.hashBlock}. */
@@ -72,6 +77,11 @@ export interface HashStream {
    * hashed (never rejects: a failure fails the digest).
    */
   update(bytes: Uint8Array): Promise<void>;
+  /**
+   * Adds bytes, handed over as `update`'s, and resolves to them once hashed (the same bytes, for
+   * reuse: fresh pages cost page faults); rejects when they could not be hashed.
+   */
+  updateAndReturn(bytes: Uint8Array): Promise<Uint8Array>;
   /** The SHA-256 of everything added; call once, last. */
   digest(): Promise<Uint8Array>;
 }
@@ -265,10 +275,10 @@ export class CodecPool {
     const worker = this.#pick();
     const stream = ++this.#streams;
     let failure: unknown = null;
-    const send = (bytes: Uint8Array | undefined, digest: boolean) =>
+    const send = (bytes: Uint8Array | undefined, digest: boolean, back = false) =>
       this.#send(
         worker,
-        { op: "hashStream", seq: 0, stream, bytes, digest },
+        { op: "hashStream", seq: 0, stream, bytes, back, digest },
         bytes && ownsBuffer(bytes) ? [bytes.buffer as ArrayBuffer] : [],
       );
     // each call awaits the workers' start once: its message goes out in the order of the calls
@@ -286,6 +296,21 @@ export class CodecPool {
         })();
         pending.add(done);
         return done.finally(() => pending.delete(done));
+      },
+      updateAndReturn: (bytes) => {
+        const done = (async () => {
+          await ready;
+          try {
+            return (await send(bytes, false, true)).data!;
+          } catch (err) {
+            failure ??= err;
+            throw err;
+          }
+        })();
+        const settled = done.then(() => {}, () => {});
+        pending.add(settled);
+        void settled.finally(() => pending.delete(settled));
+        return done;
       },
       digest: async () => {
         await ready;

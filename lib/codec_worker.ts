@@ -66,7 +66,15 @@ export type CodecRequest =
    * Adds bytes (transferred here, then freed) to the SHA-256 stream `stream` of this worker,
    * made on first use; with `digest`, replies with the digest of all and forgets the stream.
    */
-  | { op: "hashStream"; seq: number; stream: number; bytes?: Uint8Array; digest?: boolean }
+  | {
+    op: "hashStream";
+    seq: number;
+    stream: number;
+    bytes?: Uint8Array;
+    /** Hand `bytes` back once hashed (for reuse), instead of freeing them. */
+    back?: boolean;
+    digest?: boolean;
+  }
   | ({ op: "verify"; seq: number } & VerifyPart)
   /**
    * verify of many blobs that lie in one buffer: per blob, its id in `ids` (32 bytes each) and
@@ -278,6 +286,7 @@ async function handle(req: Exclude<CodecRequest, { op: "stop" }>): Promise<Codec
     if (!hash) streams.set(req.stream, hash = platform().sha256());
     if (req.bytes) {
       hash.update(req.bytes);
+      if (req.back) return { seq: req.seq, ok: true, data: req.bytes };
       release(req.bytes);
     }
     if (!req.digest) return { seq: req.seq, ok: true };

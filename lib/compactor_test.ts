@@ -642,7 +642,7 @@ Deno.test("compact splits a pack that mixes file data and item blobs (as older v
     const itemBlob = buffer.flush()!;
     const itemsId = await seal(ObjectType.items, itemBlob);
     const mixed = await w.finish(repo.key);
-    await backend.put(packKey(mixed.id), mixed.body);
+    await backend.put(packKey(mixed.id), mixed.body!);
     mixed.dispose();
     const session = new WriteSession(repo, await repo.readIndex());
     session.adopt(mixed.id, mixed.entries);

@@ -21,7 +21,7 @@ import { MAX_CHUNK_LIMIT } from "./chunker.ts";
 import { ObjectType, type ObjectTypeTag, type RepoKey } from "./crypto.ts";
 import { IntegrityError } from "./errors.ts";
 import { ID_LENGTH, toHex } from "./ids.ts";
-import { release, releaseOwned } from "./bytes.ts";
+import { ownsBuffer, release, releaseOwned } from "./bytes.ts";
 import { platform, type Sha256Hasher } from "./platform.ts";
 import type { StreamBody } from "../backends/backend.ts";
 
@@ -247,8 +247,8 @@ export class PackEntries implements Iterable<PackEntry> {
 export interface FinishedPack {
   /** SHA-256 of the pack's bytes. */
   id: Uint8Array;
-  /** The bytes, ready to put. */
-  body: readonly Uint8Array[] | StreamBody;
+  /** The bytes, ready to put; null when a {@linkcode StoringPackSink} has them in storage. */
+  body: readonly Uint8Array[] | StreamBody | null;
   /** The blobs in it. */
   entries: PackEntries;
   /** Total size. */
@@ -271,6 +271,22 @@ export interface PackSink {
 }
 
 /**
+ * A sink that writes a pack where it will be stored as it fills and hashes it itself, off the
+ * writer's thread (`StagedSink` of lib/staging.ts): the writer neither hashes nor holds the
+ * pack's bytes, and its owner stores the pack under the digest once finished.
+ */
+export interface StoringPackSink {
+  /** Writes `bytes` (copied: they are the caller's again when it returns). */
+  write(bytes: Uint8Array): void;
+  /** Resolves once few enough written bytes wait to be hashed (the writer's back-pressure). */
+  drained(): Promise<void>;
+  /** The SHA-256 of everything written, once every byte was hashed; call once, last. */
+  digest(): Promise<Uint8Array>;
+  /** Drops what was written: nothing is stored. */
+  abandon(): void;
+}
+
+/**
  * Hashes a pack's bytes somewhere else (a codec worker) and hands them back: the SHA-256 of
  * the concatenated `parts`, and the parts themselves, which may come back as new views.
  * {@linkcode PackWriter} passes one part: the whole pack.
@@ -283,9 +299,9 @@ export type PackDigest = ( // the parts' buffers are handed over whole
 export class MemorySink implements PackSink {
   #parts: Uint8Array[] = [];
 
-  /** Keeps `bytes`. */
+  /** Keeps `bytes` (a copy of a view of a larger buffer, which its owner may free). */
   write(bytes: Uint8Array): void {
-    this.#parts.push(bytes);
+    this.#parts.push(ownsBuffer(bytes) ? bytes : bytes.slice());
   }
 
   /** The bytes kept, freed by `dispose`. */
@@ -305,6 +321,7 @@ export class MemorySink implements PackSink {
  */
 export class PackWriter {
   #sink: PackSink;
+  #storing: StoringPackSink | null;
   #entries = new PackEntries();
   #size = 0;
   #hash: Sha256Hasher | null;
@@ -317,13 +334,15 @@ export class PackWriter {
   #recycle: ((buffer: Uint8Array) => void) | null;
 
   /**
-   * Starts a pack. With `digest`, the pack is assembled in memory (not in `sink`), in `buffer`
-   * (or a new one of `capacity` bytes) to start with, and hashed by `digest` when finished, off
-   * this thread; `recycle` then gets that buffer back once the pack is disposed of (fresh pages
-   * for every pack cost page faults). Without `digest`, the pack is hashed as it is written.
+   * Starts a pack. With `storing`, its bytes go there, which hashes them. Else with `digest`,
+   * the pack is assembled in memory (not in `sink`), in `buffer` (or a new one of `capacity`
+   * bytes) to start with, and hashed by `digest` when finished, off this thread; `recycle` then
+   * gets that buffer back once the pack is disposed of (fresh pages for every pack cost page
+   * faults). Without either, the pack is hashed here as it is written to `sink`.
    */
   constructor(
     options: {
+      storing?: StoringPackSink;
       sink?: PackSink;
       digest?: PackDigest;
       capacity?: number;
@@ -332,10 +351,11 @@ export class PackWriter {
     } = {},
   ) {
     this.#sink = options.sink ?? new MemorySink();
-    this.#digest = options.digest ?? null;
+    this.#storing = options.storing ?? null;
+    this.#digest = this.#storing ? null : options.digest ?? null;
     this.#recycle = options.recycle ?? null;
     if (this.#digest) this.#buf = options.buffer ?? new Uint8Array(options.capacity ?? 1 << 20);
-    this.#hash = this.#digest ? null : platform().sha256();
+    this.#hash = this.#digest || this.#storing ? null : platform().sha256();
     const pre = new Uint8Array(PACK_PREAMBLE);
     pre.set(PACK_MAGIC);
     pre[8] = PACK_VERSION;
@@ -343,6 +363,11 @@ export class PackWriter {
   }
 
   #push(b: Uint8Array): void {
+    if (this.#storing) {
+      this.#storing.write(b);
+      this.#size += b.length;
+      return;
+    }
     if (this.#hash === null) {
       if (this.#size + b.length > this.#buf.length) {
         const grown = new Uint8Array(Math.max(this.#size + b.length, this.#buf.length * 2));
@@ -358,6 +383,11 @@ export class PackWriter {
     this.#size += b.length;
     this.#hash.update(b);
     this.#sink.write(b, this.#size);
+  }
+
+  /** Resolves once the pack's sink can take more (see {@linkcode StoringPackSink.drained}). */
+  drained(): Promise<void> {
+    return this.#storing?.drained() ?? Promise.resolve();
   }
 
   /** Bytes so far. */
@@ -386,7 +416,8 @@ export class PackWriter {
   }
 
   /**
-   * Appends a sealed object (the pack takes it over); returns its entry. `crc` is its CRC-32
+   * Appends a sealed object (the pack takes it over; a view of a larger buffer is copied, so
+   * that its owner may free that buffer once this returns); returns its entry. `crc` is its CRC-32
    * when the caller has it (computed where it was sealed), else it is computed here.
    */
   add(
@@ -419,6 +450,10 @@ export class PackWriter {
     this.#push(header); // pushing hands the buffer over: read its length first
     this.#push(trailer);
     const size = this.#size;
+    if (this.#storing) {
+      const id = await this.#storing.digest();
+      return { id, body: null, dispose: () => {}, entries: this.#entries, size };
+    }
     if (this.#hash === null) {
       const bytes = this.#buf.subarray(0, size); // its buffer goes to the worker and back
       this.#buf = new Uint8Array(0);
@@ -446,6 +481,7 @@ export class PackWriter {
     release(this.#buf);
     this.#buf = new Uint8Array(0);
     this.#sink.abandon();
+    this.#storing?.abandon();
   }
 }
 

@@ -26,8 +26,8 @@ import { ChunkIndex } from "./chunk_index.ts";
 import { Limiter, Signal } from "./concurrency.ts";
 import type { ObjectTypeTag } from "./crypto.ts";
 import { type PackDigest, PackWriter } from "./pack.ts";
-import { type Repository, savePack } from "./repository.ts";
-import { DEFAULT_SPILL_ABOVE, SpillingSink } from "./staging.ts";
+import { type Repository, savePack, saveStagedPack, stagePack } from "./repository.ts";
+import { DEFAULT_SPILL_ABOVE, SpillingSink, type StagedHasher, StagedSink } from "./staging.ts";
 
 /** Pack size target for a repository that has `packs` packs: 32 MiB x sqrt(packs / 100), clamped. */
 export function packTarget(packs: number, min: number, max: number): number {
@@ -71,6 +71,12 @@ export interface PackerOptions {
    * new one): a write session's, which holds its claimed blobs too, so one table serves both.
    */
   stored?: ChunkIndex;
+  /**
+   * A SHA-256 stream off this thread (a codec pool's `hashStream`): with it, on a backend that
+   * stages objects (a local disk), each pack is written where it is stored as it fills, through
+   * a few 1 MiB buffers, instead of being held whole in memory (lib/staging.ts's StagedSink).
+   */
+  hasher?: () => StagedHasher;
 }
 
 /** Fills packs per blob type and uploads them; see the module doc. */
@@ -79,6 +85,11 @@ export class Packer {
   readonly #target: number;
   readonly #maxUploadBytes: number;
   readonly #digest: PackDigest | undefined;
+  readonly #hasher: (() => StagedHasher) | undefined;
+  /** The staged sink of each pack written through one. */
+  readonly #staged = new Map<PackWriter, StagedSink>();
+  /** The buffers those sinks write through, shared. */
+  readonly #stagingBuffers: Uint8Array[] = [];
   /** The largest pack a deferred-hash pack can become (its buffer's size). */
   readonly #capacity: number;
   /** Buffers of deferred-hash packs that were stored, for the next packs. */
@@ -112,6 +123,7 @@ export class Packer {
     const largest = Math.max(repo.config.chunker.maxSize, 1 << 20) + (1 << 20);
     this.#capacity = options.target + largest;
     if (this.#capacity <= DEFAULT_SPILL_ABOVE) this.#digest = options.digest;
+    this.#hasher = options.hasher;
     this.#uploads = new Limiter(repo.backend.capabilities.connections);
   }
 
@@ -166,7 +178,21 @@ export class Packer {
       this.#startUpload(type);
       pack = undefined;
     }
-    if (!pack) {
+    if (!pack) pack = this.#newPack(type);
+    pack.add(id, type, sealed, rawLength, crc);
+    // with its header: tiny chunks' headers are a fifth of the pack, past its buffer's capacity
+    if (pack.finishedSize(this.#repo.key) >= this.#target) this.#startUpload(type);
+  }
+
+  /** A new open pack for `type`: staged where it is stored when it can be, else in memory. */
+  #newPack(type: ObjectTypeTag): PackWriter {
+    const staged = this.#hasher ? stagePack(this.#repo) : undefined;
+    let pack: PackWriter;
+    if (staged) {
+      const sink = new StagedSink(staged, this.#hasher!(), this.#stagingBuffers);
+      pack = new PackWriter({ storing: sink });
+      this.#staged.set(pack, sink);
+    } else {
       pack = new PackWriter({
         sink: new SpillingSink(),
         digest: this.#digest,
@@ -177,11 +203,9 @@ export class Packer {
           if (this.#spareBuffers.length < 1) this.#spareBuffers.push(buffer);
         },
       });
-      this.#open.set(type, pack);
     }
-    pack.add(id, type, sealed, rawLength, crc);
-    // with its header: tiny chunks' headers are a fifth of the pack, past its buffer's capacity
-    if (pack.finishedSize(this.#repo.key) >= this.#target) this.#startUpload(type);
+    this.#open.set(type, pack);
+    return pack;
   }
 
   /**
@@ -189,6 +213,7 @@ export class Packer {
    * most `uploadBytes` (the producer's back-pressure); throws the first failure.
    */
   async ready(): Promise<void> {
+    for (const pack of this.#open.values()) await pack.drained();
     await this.#uploads.ready();
     while (this.#uploadBytes > this.#maxUploadBytes) {
       await this.#uploaded.wait();
@@ -206,7 +231,9 @@ export class Packer {
     if (!pack || pack.count === 0) return;
     const slot = this.#packs.length;
     this.#packs.push(undefined);
-    const held = Math.min(pack.size, DEFAULT_SPILL_ABOVE);
+    const staged = this.#staged.get(pack);
+    this.#staged.delete(pack);
+    const held = staged ? 0 : Math.min(pack.size, DEFAULT_SPILL_ABOVE);
     this.#uploadBytes += held;
     const uploaded = () => {
       this.#uploadBytes -= held;
@@ -216,7 +243,8 @@ export class Packer {
       try {
         const { id, body, entries, size, dispose } = await pack.finish(this.#repo.key);
         try {
-          await savePack(this.#repo, id, body);
+          if (body === null) await saveStagedPack(staged!.staged, id);
+          else await savePack(this.#repo, id, body);
         } finally {
           dispose();
         }

@@ -5,6 +5,7 @@
 import { deepStrictEqual, equal, ok, rejects } from "node:assert/strict";
 import "./platform_deno.ts"; // the native codecs, as the CLI has them
 import { seededBytes } from "./_fuzz.ts";
+import { LocalBackend } from "../backends/local.ts";
 import { MemoryBackend } from "../backends/memory.ts";
 import type { BackendCapabilities, PutBody } from "../backends/backend.ts";
 import { compress, loadCodecs } from "./compress.ts";
@@ -271,5 +272,56 @@ Deno.test("a codec worker's sealed block carries each object's CRC-32, and the p
     }
   } finally {
     await pool.close();
+  }
+});
+
+Deno.test("on a backend that stages, packs are written where they are stored as they fill, hashed by a codec worker, and named by the SHA-256 of their bytes", async () => {
+  const root = await Deno.makeTempDir({ prefix: "vger-packer-" });
+  const backend = new LocalBackend(root);
+  await initRepository(backend, { encryption: "none", minPackSize: 1 << 20, maxPackSize: 4 << 20 });
+  const repo = await Repository.open(backend);
+  const pool = new CodecPool(repo.key.material, repo.config.encryption, 1);
+  try {
+    let streams = 0;
+    const packer = new Packer(repo, {
+      target: packTarget(0, repo.config.minPackSize, repo.config.maxPackSize),
+      hasher: () => {
+        streams++;
+        return pool.hashStream();
+      },
+    });
+    const blobs = [];
+    for (let i = 0; i < 9; i++) {
+      const data = seededBytes(300_000 + i * 7, 200 + i);
+      const id = await repo.key.chunkId(data);
+      const type = i % 3 ? ObjectType.data : ObjectType.items;
+      const framed = compress(data, { algorithm: "none" });
+      blobs.push({ id, type, framed: framed.slice() });
+      await packer.add(id, type, await repo.key.seal(type, id, framed), data.length);
+    }
+    await packer.flush();
+    equal(streams, packer.packs.length);
+    ok(packer.packs.length >= 3, `${packer.packs.length} packs`);
+    for (const p of packer.packs) {
+      const bytes = (await backend.get(packKey(p.id)))!;
+      equal(bytes.length, p.size);
+      equal(
+        toHex(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as BufferSource))),
+        toHex(p.id),
+      );
+    }
+    for (const { id, type, framed } of blobs) {
+      const loc = packer.stored.get(id)!;
+      const key = packKey(loc.pack);
+      const prefix = await backend.getRange(key, loc.offset - RECORD_PREFIX, RECORD_PREFIX);
+      const sealed = await backend.getRange(key, loc.offset, loc.length);
+      equal(recordFault(parseRecordPrefix(prefix), sealed), null);
+      deepStrictEqual(await repo.key.open(type, id, sealed, "blob"), framed);
+    }
+    for await (const e of Deno.readDir(root)) ok(!e.name.startsWith(".tmp-"), e.name);
+  } finally {
+    await pool.close();
+    await backend.close();
+    await Deno.remove(root, { recursive: true });
   }
 });

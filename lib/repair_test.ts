@@ -141,7 +141,7 @@ Deno.test("repair points a blob lost in a damaged pack at a sound copy in anothe
   const w = new PackWriter();
   w.add(f.ids.c2, ObjectType.data, await f.repo.readSealed(loc), loc.rawLength);
   const copy = await w.finish(f.repo.key);
-  await f.backend.put(packKey(copy.id), copy.body);
+  await f.backend.put(packKey(copy.id), copy.body!);
   await edit(f, packKey(loc.pack), (b) => {
     b[loc.offset + 100] ^= 0x80;
     return b;

@@ -7,6 +7,7 @@
  */
 
 import type { Backend, PutBody, ReadonlyBackend, StorageRole } from "../backends/backend.ts";
+import type { StagedObject } from "../backends/backend.ts";
 import { ChunkIndex, type ChunkLocation, MAX_INDEX_BYTES } from "./chunk_index.ts";
 import {
   Chunker,
@@ -598,6 +599,16 @@ export async function savePack(
   body: PutBody,
 ): Promise<void> {
   await repo.backend.put(packKey(id), body);
+}
+
+/** A pack written where it is stored as it fills, where the backend can (`Backend.stage`). */
+export function stagePack(repo: Pick<Repository<Backend>, "backend">): StagedObject | undefined {
+  return repo.backend.stage?.();
+}
+
+/** Stores a pack written through {@linkcode stagePack} under its id. */
+export async function saveStagedPack(staged: StagedObject, id: Uint8Array): Promise<void> {
+  await staged.finish(packKey(id));
 }
 
 /** Removes a pack, by id or hex id (once no index that is written references it). */

@@ -14,8 +14,8 @@ import type { ObjectTypeTag } from "./crypto.ts";
 import { AlreadyExistsError, VgerError } from "./errors.ts";
 import type { ArchiveMeta } from "./archive.ts";
 import type { ManifestEntry } from "./manifest.ts";
-import type { PackDigest, PackEntry } from "./pack.ts";
-import { Packer, packTarget } from "./packer.ts";
+import type { PackEntry } from "./pack.ts";
+import { Packer, type PackerOptions, packTarget } from "./packer.ts";
 import { commitChanges, type Repository, sealArchive } from "./repository.ts";
 
 /** What a write session needs of a repository. */
@@ -49,14 +49,19 @@ export class WriteSession {
 
   /**
    * Starts a session over the repository's current index; `digest` hashes finished packs off
-   * this thread (see {@linkcode Packer}).
+   * this thread, `hasher` packs written where they are stored (see {@linkcode PackerOptions}).
    */
-  constructor(repo: WritableRepository, index: ChunkIndex, options: { digest?: PackDigest } = {}) {
+  constructor(
+    repo: WritableRepository,
+    index: ChunkIndex,
+    options: Pick<PackerOptions, "digest" | "hasher"> = {},
+  ) {
     this.#repo = repo;
     this.#index = index;
     this.#packer = new Packer(repo, {
       target: packTarget(index.packIds().length, repo.config.minPackSize, repo.config.maxPackSize),
       digest: options.digest,
+      hasher: options.hasher,
       stored: this.#blobs,
     });
   }

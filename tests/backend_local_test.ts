@@ -1,4 +1,4 @@
-import { deepStrictEqual, equal, ok, rejects } from "node:assert/strict";
+import { deepStrictEqual, equal, ok, rejects, throws } from "node:assert/strict";
 import { join, relative } from "node:path";
 import { BackendError, IntegrityError } from "../lib/errors.ts";
 import { LocalBackend } from "../backends/local.ts";
@@ -299,3 +299,39 @@ Deno.test("local backend: freeBytes tells the free space of its file system, bef
     await Deno.remove(parent, { recursive: true });
   }
 });
+
+Deno.test(
+  "local backend: a staged object is a hidden temp file until finished, then appears whole under its key; abort leaves nothing",
+  withBackend(async (backend, root) => {
+    const staged = backend.stage();
+    staged.write(new Uint8Array([1, 2, 3]));
+    const temps = await walk(root);
+    equal(temps.length, 1);
+    ok(temps[0].startsWith(".tmp-"), temps[0]);
+    deepStrictEqual([...await collect(backend.list(""))], []); // listings skip it
+    staged.write(new Uint8Array([4, 5]));
+    await staged.finish("packs/ab/ab02");
+    deepStrictEqual(await backend.get("packs/ab/ab02"), new Uint8Array([1, 2, 3, 4, 5]));
+    deepStrictEqual(await walk(root), ["packs/ab/ab02"]);
+    throws(() => staged.write(new Uint8Array([6])), BackendError);
+
+    const dropped = backend.stage();
+    dropped.write(new Uint8Array(1000));
+    dropped.abort();
+    deepStrictEqual(await walk(root), ["packs/ab/ab02"]);
+
+    // a process killed while staging leaves the temp file, which removeLeftovers takes away
+    const left = backend.stage();
+    left.write(new Uint8Array([9]));
+    equal(await backend.removeLeftovers(), 1);
+    deepStrictEqual(await walk(root), ["packs/ab/ab02"]);
+    await rejects(left.finish("packs/ab/ab03"), BackendError);
+    equal(await backend.size("packs/ab/ab03"), null);
+  }),
+);
+
+async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const item of items) out.push(item);
+  return out;
+}

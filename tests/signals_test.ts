@@ -22,7 +22,11 @@ import {
   withTempDir,
 } from "./_helpers.ts";
 
-/** A pack is staged in a file once it passes 64 MiB: make packs that large. */
+/**
+ * Packs are written where they are stored as they fill (a `.tmp-` file in the repository), or
+ * staged in TMPDIR once past 64 MiB where they cannot be: make packs that large, so that one
+ * is being written for a while.
+ */
 const PACK_SIZE = 256 << 20;
 /** Random bytes to back up: several staged packs' worth of work. */
 const SOURCE_BYTES = 400 << 20;
@@ -60,9 +64,13 @@ async function workspace(dir: string): Promise<Workspace> {
   return ws;
 }
 
-/** Staged packs (`vger-pack-*` files) anywhere in the children's TMPDIR, and staging dirs. */
+/**
+ * Packs being written: `.tmp-` files in the repository, staged packs (`vger-pack-*` files)
+ * anywhere in the children's TMPDIR, and staging dirs.
+ */
 async function staged(ws: Workspace): Promise<string[]> {
-  const out = await namesBelow(ws.tmp, (n) => n.startsWith("vger-pack-"));
+  const out = await namesBelow(ws.repo, (n) => n.startsWith(".tmp-"));
+  out.push(...await namesBelow(ws.tmp, (n) => n.startsWith("vger-pack-")));
   for await (const root of Deno.readDir(ws.tmp)) {
     if (!root.name.startsWith("vger-staging-")) continue;
     for await (const p of Deno.readDir(`${ws.tmp}/${root.name}`)) {
@@ -168,7 +176,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "the staged packs of a backup killed with SIGKILL are removed by the next run",
+  name: "the pack a backup killed with SIGKILL was writing is removed by the next compact",
   ignore: Deno.build.os === "windows",
   fn: () =>
     withTempDir(async (dir) => {
@@ -179,9 +187,10 @@ Deno.test({
       await b.drained;
       const left = await staged(ws);
       ok(left.some((p) => !p.endsWith("/")), `SIGKILL left no staged pack: ${left}`);
-      // any command will do: the next run removes the leftovers of dead processes
-      await runVgerOk(["-R", ws.repo, "list"], { env: ws.env });
+      // a command under the exclusive lock removes the temp files of dead writers
+      await runVgerOk(["-R", ws.repo, "compact"], { env: ws.env });
       deepStrictEqual(await staged(ws), []);
+      await runVgerOk(["-R", ws.repo, "check"], { env: ws.env });
     }),
 });
 
