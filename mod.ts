@@ -58,6 +58,7 @@ export type {
   ObjectStream,
   PutBody,
   ReadonlyBackend,
+  StagedObject,
   StoragePolicy,
   StorageRole,
   StoredVersion,
