@@ -67,6 +67,11 @@ export class Limiter {
     return this.#failed;
   }
 
+  /** Whether a slot is free now (`acquire` would take it at once). */
+  get hasRoom(): boolean {
+    return this.#active < this.#limit && this.#waiters.length === 0;
+  }
+
   /** Waits for a free slot and takes it (give it back with `release`). */
   async acquire(): Promise<void> {
     this.#throwIfFailed();

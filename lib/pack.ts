@@ -278,6 +278,8 @@ export interface PackSink {
 export interface StoringPackSink {
   /** Writes `bytes` (copied: they are the caller's again when it returns). */
   write(bytes: Uint8Array): void;
+  /** Whether too many written bytes wait to be hashed (`drained` would wait). */
+  readonly backlogged: boolean;
   /** Resolves once few enough written bytes wait to be hashed (the writer's back-pressure). */
   drained(): Promise<void>;
   /** The SHA-256 of everything written, once every byte was hashed; call once, last. */
@@ -383,6 +385,11 @@ export class PackWriter {
     this.#size += b.length;
     this.#hash.update(b);
     this.#sink.write(b, this.#size);
+  }
+
+  /** Whether the pack's sink has too much still to hash ({@linkcode drained} would wait). */
+  get backlogged(): boolean {
+    return this.#storing?.backlogged ?? false;
   }
 
   /** Resolves once the pack's sink can take more (see {@linkcode StoringPackSink.drained}). */

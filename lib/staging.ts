@@ -317,6 +317,11 @@ export class StagedSink implements StoringPackSink {
     void settled.finally(() => this.#hashing.delete(settled));
   }
 
+  /** Whether more than a few buffers are being hashed. */
+  get backlogged(): boolean {
+    return this.#hashing.size > STAGED_IN_FLIGHT;
+  }
+
   /** Waits while more than a few buffers are being hashed. */
   async drained(): Promise<void> {
     while (this.#hashing.size > STAGED_IN_FLIGHT) await Promise.race(this.#hashing);
