@@ -65,11 +65,19 @@ async function workspace(dir: string): Promise<Workspace> {
 }
 
 /**
- * Packs being written: `.tmp-` files in the repository, staged packs (`vger-pack-*` files)
+ * Packs being written: `.tmp-` files in the repository's root (not those of puts, such as the
+ * lock's own while it is taken, in their key's directory), staged packs (`vger-pack-*` files)
  * anywhere in the children's TMPDIR, and staging dirs.
  */
 async function staged(ws: Workspace): Promise<string[]> {
-  const out = await namesBelow(ws.repo, (n) => n.startsWith(".tmp-"));
+  const out: string[] = [];
+  try {
+    for await (const e of Deno.readDir(ws.repo)) {
+      if (e.name.startsWith(".tmp-")) out.push(`${ws.repo}/${e.name}`);
+    }
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  }
   out.push(...await namesBelow(ws.tmp, (n) => n.startsWith("vger-pack-")));
   for await (const root of Deno.readDir(ws.tmp)) {
     if (!root.name.startsWith("vger-staging-")) continue;
