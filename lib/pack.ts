@@ -21,7 +21,7 @@ import { MAX_CHUNK_LIMIT } from "./chunker.ts";
 import { ObjectType, type ObjectTypeTag, type RepoKey } from "./crypto.ts";
 import { IntegrityError } from "./errors.ts";
 import { ID_LENGTH, toHex } from "./ids.ts";
-import { ownsBuffer, release, releaseOwned } from "./bytes.ts";
+import { release, releaseOwned } from "./bytes.ts";
 import { platform, type Sha256Hasher } from "./platform.ts";
 import type { StreamBody } from "../backends/backend.ts";
 
@@ -301,9 +301,14 @@ export type PackDigest = ( // the parts' buffers are handed over whole
 export class MemorySink implements PackSink {
   #parts: Uint8Array[] = [];
 
-  /** Keeps `bytes` (a copy of a view of a larger buffer, which its owner may free). */
+  /**
+   * Keeps a copy of `bytes`: they may be a view of a buffer their owner frees once the pack has
+   * them (a codec worker's reply, whose objects went into packs: `SealedBlock.dispose`), also
+   * when the view covers that buffer whole (a reply of one object). Writers that keep packs in
+   * memory assemble them in one buffer (`digest`) or stage them; this sink is the simple one.
+   */
   write(bytes: Uint8Array): void {
-    this.#parts.push(ownsBuffer(bytes) ? bytes : bytes.slice());
+    this.#parts.push(bytes.slice());
   }
 
   /** The bytes kept, freed by `dispose`. */

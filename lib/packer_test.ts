@@ -325,3 +325,42 @@ Deno.test("on a backend that stages, packs are written where they are stored as 
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("a sealed block's buffer may be freed once its objects are in packs, also a block of one object in a pack held in memory", async () => {
+  const backend = new GatedBackend(2, true);
+  const repo = await newRepo(backend);
+  const pool = new CodecPool(repo.key.material, repo.config.encryption, 1);
+  try {
+    // no digest: the packs are kept as parts in memory (the sink of packs past the staging size)
+    const packer = new Packer(repo, { target: repo.config.minPackSize });
+    const framed: Uint8Array[] = [];
+    const ids: Uint8Array[] = [];
+    for (let i = 0; i < 3; i++) {
+      const block = seededBytes(100_000 + i, 40 + i);
+      const id = new Uint8Array(32).fill(i + 7);
+      framed.push(compress(block, { algorithm: "none" })); // before the block goes to the worker
+      // one job: the object's view covers the reply's whole buffer
+      const r = await pool.encodeBlock(block, [{
+        offset: 0,
+        length: block.length,
+        type: ObjectType.data,
+        id,
+      }], { algorithm: "none" });
+      ids.push(id);
+      await packer.add(id, ObjectType.data, r.sealed[0], block.length, r.crcs[0]);
+      r.dispose();
+      new Uint8Array(1 << 20).fill(0xee); // what a freed buffer's memory could hold next
+    }
+    await packer.flush();
+    for (let i = 0; i < 3; i++) {
+      const loc = packer.stored.get(ids[i])!;
+      const key = packKey(loc.pack);
+      const prefix = await backend.getRange(key, loc.offset - RECORD_PREFIX, RECORD_PREFIX);
+      const sealed = await backend.getRange(key, loc.offset, loc.length);
+      equal(recordFault(parseRecordPrefix(prefix), sealed), null);
+      deepStrictEqual(await repo.key.open(ObjectType.data, ids[i], sealed, "blob"), framed[i]);
+    }
+  } finally {
+    await pool.close();
+  }
+});

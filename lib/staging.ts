@@ -15,7 +15,7 @@ import process from "node:process";
 import { join } from "node:path";
 import { BackendError, errorMessage } from "./errors.ts";
 import { atExit } from "./exit_hooks.ts";
-import { ownsBuffer, release } from "./bytes.ts";
+import { release } from "./bytes.ts";
 import type { StagedObject, StreamBody } from "../backends/backend.ts";
 import type { StoringPackSink } from "./pack.ts";
 
@@ -171,8 +171,9 @@ export class SpillingSink {
       release(bytes);
       return;
     }
-    // a view of a larger buffer is copied: its owner may free that buffer
-    this.#parts.push(ownsBuffer(bytes) ? bytes : bytes.slice());
+    // a copy: `bytes` may be a view of a buffer that its owner frees once the pack has it (a
+    // codec worker's reply, SealedBlock.dispose), also when the view covers it whole
+    this.#parts.push(bytes.slice());
     if (size > this.#spillAbove) this.#stage();
   }
 
