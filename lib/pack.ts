@@ -428,8 +428,9 @@ export class PackWriter {
   }
 
   /**
-   * Appends a sealed object (the pack takes it over; a view of a larger buffer is copied, so
-   * that its owner may free that buffer once this returns); returns its entry. `crc` is its CRC-32
+   * Appends a sealed object (the pack takes it over; what it keeps in memory it copies, so that
+   * the owner of a larger buffer `sealed` is a view of may free it once this returns); returns
+   * its entry. `crc` is its CRC-32
    * when the caller has it (computed where it was sealed), else it is computed here.
    */
   add(

@@ -7,7 +7,7 @@ import "./platform_deno.ts"; // the native codecs, as the CLI has them
 import { seededBytes } from "./_fuzz.ts";
 import { LocalBackend } from "../backends/local.ts";
 import { MemoryBackend } from "../backends/memory.ts";
-import type { BackendCapabilities, PutBody } from "../backends/backend.ts";
+import type { Backend, BackendCapabilities, PutBody } from "../backends/backend.ts";
 import { compress, loadCodecs } from "./compress.ts";
 import { ObjectType, type ObjectTypeTag } from "./crypto.ts";
 import { bytesEqual, toHex } from "./ids.ts";
@@ -71,6 +71,29 @@ async function blob(
   const id = await repo.key.chunkId(data);
   const sealed = await repo.key.seal(type, id, compress(data, { algorithm: "none" }));
   return { id, sealed, raw: n };
+}
+
+/** Asserts that pack `p` is stored whole under the SHA-256 of its bytes. */
+async function assertStoredUnderItsHash(
+  backend: Backend,
+  p: { id: Uint8Array; size: number },
+): Promise<void> {
+  const bytes = (await backend.get(packKey(p.id)))!;
+  equal(bytes.length, p.size);
+  const digest = await crypto.subtle.digest("SHA-256", bytes as BufferSource);
+  equal(toHex(new Uint8Array(digest)), toHex(p.id));
+}
+
+/** The sealed object at `loc`, once its record's length and CRC-32 are asserted to match it. */
+async function intactRecord(
+  backend: Backend,
+  loc: { pack: Uint8Array; offset: number; length: number },
+): Promise<Uint8Array> {
+  const key = packKey(loc.pack);
+  const prefix = await backend.getRange(key, loc.offset - RECORD_PREFIX, RECORD_PREFIX);
+  const sealed = await backend.getRange(key, loc.offset, loc.length);
+  equal(recordFault(parseRecordPrefix(prefix), sealed), null);
+  return sealed;
 }
 
 Deno.test("the packer keeps file data and item blobs apart, cuts packs at the target, and reports where every blob went", async () => {
@@ -230,12 +253,7 @@ Deno.test("packs hashed by a digest off the packer (a codec worker) are named by
     equal(packer.packs.length, 2);
     equal(digests, 2);
     for (const p of packer.packs) {
-      const bytes = (await backend.get(packKey(p.id)))!;
-      equal(bytes.length, p.size);
-      equal(
-        toHex(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as BufferSource))),
-        toHex(p.id),
-      );
+      await assertStoredUnderItsHash(backend, p);
       const entries = await readPackHeaderArray(backend, repo.key, packKey(p.id), p.size);
       equal(entries.length, 4);
     }
@@ -303,19 +321,10 @@ Deno.test("on a backend that stages, packs are written where they are stored as 
     equal(streams, packer.packs.length);
     ok(packer.packs.length >= 3, `${packer.packs.length} packs`);
     for (const p of packer.packs) {
-      const bytes = (await backend.get(packKey(p.id)))!;
-      equal(bytes.length, p.size);
-      equal(
-        toHex(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as BufferSource))),
-        toHex(p.id),
-      );
+      await assertStoredUnderItsHash(backend, p);
     }
     for (const { id, type, framed } of blobs) {
-      const loc = packer.stored.get(id)!;
-      const key = packKey(loc.pack);
-      const prefix = await backend.getRange(key, loc.offset - RECORD_PREFIX, RECORD_PREFIX);
-      const sealed = await backend.getRange(key, loc.offset, loc.length);
-      equal(recordFault(parseRecordPrefix(prefix), sealed), null);
+      const sealed = await intactRecord(backend, packer.stored.get(id)!);
       deepStrictEqual(await repo.key.open(type, id, sealed, "blob"), framed);
     }
     for await (const e of Deno.readDir(root)) ok(!e.name.startsWith(".tmp-"), e.name);
@@ -353,11 +362,7 @@ Deno.test("a sealed block's buffer may be freed once its objects are in packs, a
     }
     await packer.flush();
     for (let i = 0; i < 3; i++) {
-      const loc = packer.stored.get(ids[i])!;
-      const key = packKey(loc.pack);
-      const prefix = await backend.getRange(key, loc.offset - RECORD_PREFIX, RECORD_PREFIX);
-      const sealed = await backend.getRange(key, loc.offset, loc.length);
-      equal(recordFault(parseRecordPrefix(prefix), sealed), null);
+      const sealed = await intactRecord(backend, packer.stored.get(ids[i])!);
       deepStrictEqual(await repo.key.open(ObjectType.data, ids[i], sealed, "blob"), framed[i]);
     }
   } finally {
