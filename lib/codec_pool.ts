@@ -284,34 +284,22 @@ export class CodecPool {
     // each call awaits the workers' start once: its message goes out in the order of the calls
     const ready = this.#ready;
     const pending = new Set<Promise<void>>();
+    // an update: sent in call order, awaited by the digest, its failure the digest's
+    const post = (bytes: Uint8Array, back: boolean) => {
+      const reply = (async () => {
+        await ready;
+        return await send(bytes, false, back);
+      })();
+      const settled = reply.then(() => {}, (err) => {
+        failure ??= err;
+      });
+      pending.add(settled);
+      void settled.finally(() => pending.delete(settled));
+      return reply;
+    };
     return {
-      update: (bytes) => {
-        const done = (async () => {
-          await ready;
-          try {
-            await send(bytes, false);
-          } catch (err) {
-            failure ??= err;
-          }
-        })();
-        pending.add(done);
-        return done.finally(() => pending.delete(done));
-      },
-      updateAndReturn: (bytes) => {
-        const done = (async () => {
-          await ready;
-          try {
-            return (await send(bytes, false, true)).data!;
-          } catch (err) {
-            failure ??= err;
-            throw err;
-          }
-        })();
-        const settled = done.then(() => {}, () => {});
-        pending.add(settled);
-        void settled.finally(() => pending.delete(settled));
-        return done;
-      },
+      update: (bytes) => post(bytes, false).then(() => {}, () => {}),
+      updateAndReturn: async (bytes) => (await post(bytes, true)).data!,
       digest: async () => {
         await ready;
         const reply = send(undefined, true);
