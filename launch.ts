@@ -39,7 +39,7 @@ import { selectRepositories } from "./lib/config_select.ts";
 import { loadConfigFile } from "./lib/config_file.ts";
 import { errorMessage } from "./lib/errors.ts";
 import { filesCacheDir } from "./lib/files_cache.ts";
-import { LIBARGON2, LIBC, LIBCRYPTO, libraryCandidates } from "./lib/native_library.ts";
+import { LIBARGON2, LIBC, LIBCRYPTO, LIBLZ4, libraryCandidates } from "./lib/native_library.ts";
 import { stagingRoot } from "./lib/staging.ts";
 
 /** The launcher's own options, taken out of the arguments before vger sees them. */
@@ -79,12 +79,12 @@ function codeDirs(here: URL): string[] {
 }
 
 /**
- * libc, OpenSSL and libargon2 by absolute path (a scoped grant names a file: lib/native_library.ts tries
+ * libc, OpenSSL, liblz4 and libargon2 by absolute path (a scoped grant names a file: lib/native_library.ts tries
  * the same paths), and the npm packages (lz4-napi's native module).
  */
 function nativeLibraries(code: string[]): string[] {
   const out: string[] = [];
-  for (const name of [LIBC, LIBCRYPTO, LIBARGON2]) {
+  for (const name of [LIBC, LIBCRYPTO, LIBLZ4, LIBARGON2]) {
     const found = libraryCandidates(name).slice(1).find((path) => {
       try {
         return Deno.statSync(path).isFile;

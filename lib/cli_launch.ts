@@ -19,8 +19,8 @@
  * - env: exactly the variables vger reads ({@linkcode VGER_ENV}, and {@linkcode S3_ENV} for S3).
  * - run: the passcommand's and the REST token command's programs, nothing else.
  * - sys: the CPU count (codec workers), the host name (archive names, locks), uid and gid.
- * - ffi: none in strict mode; in fast mode libc, OpenSSL's libcrypto, libargon2 and lz4-napi's
- *   module.
+ * - ffi: none in strict mode; in fast mode libc, OpenSSL's libcrypto, liblz4, libargon2 and
+ *   lz4-napi's module.
  *
  * @module
  */

@@ -8,7 +8,7 @@
 import type { CompressionOptions } from "./compress.ts";
 import type { EncryptionMode, ObjectTypeTag } from "./crypto.ts";
 import { IntegrityError, VgerError } from "./errors.ts";
-import { ownsBuffer, release, transferable } from "./bytes.ts";
+import { ownsBuffer, release, releaseOwned, transferable } from "./bytes.ts";
 import { atExit } from "./exit_hooks.ts";
 import type {
   BatchPart,
@@ -59,7 +59,13 @@ function sealedBlock(reply: CodecReply & { ok: true }): SealedBlock {
   for (const length of reply.sealedLengths!) {
     sealed.push(bytes.subarray(at, at += length));
   }
-  return { block: reply.data!, sealed, crcs: reply.sealedCrcs!, dispose: () => release(bytes) };
+  // the reply's buffer is this block's alone (the view may leave out its unused end)
+  return {
+    block: reply.data!,
+    sealed,
+    crcs: reply.sealedCrcs!,
+    dispose: () => releaseOwned(bytes),
+  };
 }
 
 /** A read block held by a worker after {@linkcode CodecPool.hashBlock}. */

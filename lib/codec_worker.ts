@@ -7,7 +7,13 @@
 
 import "./platform_deno.ts"; // the native codecs and hashes (lib/platform.ts)
 import { MAX_CHUNK_LIMIT } from "./chunker.ts";
-import { compressFramed, type CompressionOptions, decompress, loadCodecs } from "./compress.ts";
+import {
+  compressFramed,
+  compressInto,
+  type CompressionOptions,
+  decompress,
+  loadCodecs,
+} from "./compress.ts";
 import { describeBlob, type EncryptionMode, type ObjectTypeTag, RepoKey } from "./crypto.ts";
 import { IntegrityError, VgerError } from "./errors.ts";
 import { bytesEqual, toHex } from "./ids.ts";
@@ -246,28 +252,36 @@ async function handle(req: Exclude<CodecRequest, { op: "stop" }>): Promise<Codec
     }
     const { ids, layout } = req.jobs;
     const n = layout.length / 3;
-    const each: Uint8Array[] = [];
+    const { sealHead: head, sealTail: tail } = key;
+    // each chunk is compressed, framed and sealed in place in the reply, one after the other:
+    // room for every chunk as it is (the most compression leaves), no buffer per chunk
+    let room = 0;
+    for (let i = 0; i < n; i++) room += head + 1 + layout[i * 3 + 1] + tail;
+    const sealed = new Uint8Array(room);
     const sealedLengths = new Uint32Array(n);
     const sealedCrcs = new Uint32Array(n);
-    let total = 0;
+    let at = 0;
     for (let i = 0; i < n; i++) {
       const [offset, length, type] = layout.subarray(i * 3, i * 3 + 3);
       const chunk = block.subarray(offset, offset + length);
-      const framed = compressFramed(chunk, req.compression, key.sealHead, key.sealTail);
+      const body = compressInto(chunk, req.compression, sealed.subarray(at + head, room - tail));
+      const framed = sealed.subarray(at, at + head + body + tail);
       const id = ids.subarray(i * 32, i * 32 + 32);
-      each.push(await key.sealFramed(type as ObjectTypeTag, id, framed));
-      total += sealedLengths[i] = each[i].length;
-      sealedCrcs[i] = platform().crc32(each[i]);
+      await key.sealFramed(type as ObjectTypeTag, id, framed);
+      sealedLengths[i] = framed.length;
+      sealedCrcs[i] = platform().crc32(framed);
+      at += framed.length;
     }
-    const sealed = new Uint8Array(total);
-    let at = 0;
-    for (const b of each) {
-      sealed.set(b, at);
-      at += b.length;
-      release(b);
-    }
-    // the block goes back for the next read: no fresh pages on the reading thread
-    return { seq: req.seq, ok: true, sealed, sealedLengths, sealedCrcs, data: block };
+    // the block goes back for the next read: no fresh pages on the reading thread; the sealed
+    // objects are a view of the reply's first bytes (the rest is what compression saved)
+    return {
+      seq: req.seq,
+      ok: true,
+      sealed: sealed.subarray(0, at),
+      sealedLengths,
+      sealedCrcs,
+      data: block,
+    };
   }
   if (req.op === "hashBlock") {
     const { ranges } = req;

@@ -97,28 +97,51 @@ export function compressFramed(
   head: number,
   tail: number,
 ): Uint8Array {
-  const frame = (codec: number, payload: Uint8Array) => {
-    const out = new Uint8Array(head + 1 + payload.length + tail);
-    out[head] = codec;
-    out.set(payload, head + 1);
-    return out;
-  };
-  let payload: Uint8Array | undefined;
-  let codec = CODEC_NONE;
-  if (options.algorithm === "lz4" && data.length > 0) {
-    payload = platform().lz4.compressSync(data);
-    codec = CODEC_LZ4;
-  } else if (options.algorithm === "zstd" && data.length > 0) {
-    payload = zstdCodec().compress(data, options.zstdLevel ?? 3);
-    codec = CODEC_ZSTD;
+  const out = new Uint8Array(head + 1 + data.length + tail);
+  const n = compressInto(data, options, out.subarray(head, head + 1 + data.length));
+  if (n === 1 + data.length) return out;
+  // compressed: a buffer of its own size, as it may be kept (or sent on) whole
+  const framed = out.slice(0, head + n + tail);
+  release(out);
+  return framed;
+}
+
+/**
+ * Writes `codec || payload` of `data` into `out`, which has room for `1 + data.length` bytes
+ * (the most it can take: data that does not shrink is stored as it is), and returns its length.
+ * lz4 compresses straight into `out` (lib/native_lz4.ts), so a codec worker frames a whole block
+ * of chunks into its reply without a buffer per chunk.
+ */
+export function compressInto(
+  data: Uint8Array,
+  options: CompressionOptions,
+  out: Uint8Array,
+): number {
+  if (out.length < 1 + data.length) {
+    throw new VgerError("internal", `Compression output of ${out.length} bytes is too small`);
   }
-  // the library's output is copied behind the codec byte and freed at once (see lib/bytes.ts)
-  const out = payload === undefined || payload.length >= data.length
-    ? frame(CODEC_NONE, data)
-    : frame(codec, payload);
-  if (payload && ownsBuffer(payload)) release(payload);
-  else releaseBacking(payload);
-  return out;
+  if (options.algorithm === "lz4" && data.length > 0) {
+    // the payload must come out smaller than the data, else the data is stored as it is
+    const n = platform().lz4.compressInto(data, out.subarray(1, data.length));
+    if (n > 0) {
+      out[0] = CODEC_LZ4;
+      return 1 + n;
+    }
+  } else if (options.algorithm === "zstd" && data.length > 0) {
+    const payload = zstdCodec().compress(data, options.zstdLevel ?? 3);
+    const n = payload.length < data.length ? payload.length : 0;
+    if (n) {
+      out[0] = CODEC_ZSTD;
+      out.set(payload, 1);
+    }
+    // the library's output is freed at once (see lib/bytes.ts); it detaches `payload`
+    if (ownsBuffer(payload)) release(payload);
+    else releaseBacking(payload);
+    if (n) return 1 + n;
+  }
+  out[0] = CODEC_NONE;
+  out.set(data, 1);
+  return 1 + data.length;
 }
 
 /**
@@ -140,10 +163,9 @@ export function decompress(blob: Uint8Array, maxLength: number, what: string): U
       if (size > maxLength) {
         throw new IntegrityError(`${what} is corrupt: lz4 size ${size} exceeds the limit`);
       }
-      const codec = platform().lz4;
+      const out = new Uint8Array(size);
       try {
-        const out = codec.uncompressSync(payload);
-        if (out.length !== size) throw new Error(`got ${out.length} bytes, header says ${size}`);
+        platform().lz4.uncompressInto(payload, out);
         return out;
       } catch (cause) {
         throw new IntegrityError(`${what} is corrupt: bad lz4 data`, { cause });

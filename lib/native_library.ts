@@ -1,5 +1,5 @@
 /**
- * Where vger's native libraries (libc, OpenSSL's libcrypto, libargon2) are opened from. A bare name
+ * Where vger's native libraries (libc, OpenSSL's libcrypto, liblz4, libargon2) are opened from. A bare name
  * (`libc.so.6`) works with an unscoped `--allow-ffi`; a scoped grant names a file, and Deno then
  * takes a bare name as a path in the working directory, so the libraries are also tried by their
  * usual absolute paths. The launcher (lib/cli_launch.ts) grants the first of these that exists.
@@ -28,6 +28,8 @@ export function libraryCandidates(name: string): string[] {
 export const LIBC = "libc.so.6";
 /** OpenSSL 3's libcrypto. */
 export const LIBCRYPTO = "libcrypto.so.3";
+/** The reference lz4 library. */
+export const LIBLZ4 = "liblz4.so.1";
 /** The reference Argon2 library. */
 export const LIBARGON2 = "libargon2.so.1";
 

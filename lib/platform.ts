@@ -12,12 +12,34 @@
 
 import { VgerError } from "./errors.ts";
 
-/** An lz4 block codec in lz4_flex's size-prepended format (`u32le size || block`). */
+/**
+ * An lz4 block codec in lz4_flex's size-prepended format (`u32le size || block`), working on
+ * buffers the caller owns.
+ */
 export interface Lz4Codec {
-  /** Compresses into `u32le size || block`. */
-  compressSync(data: Uint8Array): Uint8Array;
-  /** Decompresses `u32le size || block`; throws on malformed input. */
-  uncompressSync(data: Uint8Array): Uint8Array;
+  /**
+   * Compresses `data` into `out` as `u32le size || block`; returns the bytes written, or 0 when
+   * they would not fit in `out`.
+   */
+  compressInto(data: Uint8Array, out: Uint8Array): number;
+  /**
+   * Decompresses `u32le size || block` into `out`, which must be exactly `size` bytes long;
+   * throws on malformed input.
+   */
+  uncompressInto(data: Uint8Array, out: Uint8Array): void;
+}
+
+/** The size a `u32le size || block` says, checked against the output it is decoded into. */
+export function readLz4Size(data: Uint8Array, out: Uint8Array): number {
+  if (data.length < 4) throw new Error("short lz4 block");
+  const size = new DataView(data.buffer, data.byteOffset, 4).getUint32(0, true);
+  if (size !== out.length) throw new Error(`lz4 size ${size}, expected ${out.length}`);
+  return size;
+}
+
+/** Writes the `u32le size` that precedes an lz4 block. */
+export function lz4SizePrefix(out: Uint8Array, size: number): void {
+  new DataView(out.buffer, out.byteOffset, 4).setUint32(0, size, true);
 }
 
 /** A zstd codec. */
@@ -325,6 +347,13 @@ export class Sha256Portable implements Sha256Hasher {
 /** Decodes an lz4 block (`src`) into exactly `size` bytes; throws on malformed input. */
 export function lz4DecompressBlock(src: Uint8Array, size: number): Uint8Array {
   const out = new Uint8Array(size);
+  lz4DecompressBlockInto(src, out);
+  return out;
+}
+
+/** Decodes an lz4 block (`src`) into all of `out`; throws on malformed input. */
+export function lz4DecompressBlockInto(src: Uint8Array, out: Uint8Array): void {
+  const size = out.length;
   let s = 0;
   let o = 0;
   const bad = (why: string) => new Error(`malformed lz4 block: ${why}`);
@@ -363,21 +392,19 @@ export function lz4DecompressBlock(src: Uint8Array, size: number): Uint8Array {
     o += len;
   }
   if (o !== size) throw bad(`${o} bytes, expected ${size}`);
-  return out;
 }
 
 /** The portable lz4 codec: decompression only. */
 const lz4Portable: Lz4Codec = {
-  compressSync(): Uint8Array {
+  compressInto(): number {
     throw new VgerError(
       "internal",
       "lz4 compression is not available here: it needs the native codec (lib/platform_deno.ts)",
     );
   },
-  uncompressSync(data: Uint8Array): Uint8Array {
-    if (data.length < 4) throw new Error("short lz4 block");
-    const size = new DataView(data.buffer, data.byteOffset, 4).getUint32(0, true);
-    return lz4DecompressBlock(data.subarray(4), size);
+  uncompressInto(data: Uint8Array, out: Uint8Array): void {
+    readLz4Size(data, out);
+    lz4DecompressBlockInto(data.subarray(4), out);
   },
 };
 

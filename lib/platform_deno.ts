@@ -1,6 +1,6 @@
 /**
  * Deno's native codecs and hashes for lib/platform.ts: CRC-32, SHA-256 and zstd from node:zlib
- * and node:crypto, lz4 from lz4-napi (loaded on demand by `loadCodecs`, so that a missing
+ * and node:crypto, lz4 from liblz4 or lz4-napi (loaded on demand by `loadCodecs`, so that a missing
  * permission is an error the CLI can name) and AES-GCM/HMAC from OpenSSL through FFI
  * (lib/native_crypto.ts), Argon2id off the main thread (lib/kdf_deno.ts). Importing this module installs them; the commands, the codec workers
  * and every Deno entry point import it, so the CLI runs on the native code while the portable
@@ -13,7 +13,9 @@ import { createHash } from "node:crypto";
 import zlib from "node:zlib";
 import { nativeCrypto } from "./native_crypto.ts";
 import { argon2idDeno } from "./kdf_deno.ts";
-import { installPlatform, type Lz4Codec, type Sha256Hasher } from "./platform.ts";
+import { nativeLz4 } from "./native_lz4.ts";
+import { installPlatform, type Lz4Codec, readLz4Size, type Sha256Hasher } from "./platform.ts";
+import { ownsBuffer, release, releaseBacking } from "./bytes.ts";
 
 let lz4: Lz4Codec | undefined;
 
@@ -41,21 +43,50 @@ installPlatform({
 });
 
 /**
- * lz4-napi (native) when FFI is granted, else lz4_flex built to WASM (lz4-wasm-nodejs): the same
- * size-prepended block format, about 1.4x slower to compress (docs: feasibility), and needs only
- * read access to its .wasm file. Either reads what the other wrote.
+ * liblz4 through FFI (lib/native_lz4.ts), else lz4-napi (native, N-API), else lz4_flex built to
+ * WASM (lz4-wasm-nodejs): the same size-prepended block format, each reads what the others wrote.
+ * The WASM one is about 1.4x slower to compress (docs: feasibility) and needs only read access to
+ * its .wasm file.
  */
 async function loadLz4(): Promise<Lz4Codec> {
+  const native = nativeLz4();
+  if (native) return native;
   if (lz4NapiAllowed()) {
     try {
       // lz4-napi takes and returns Buffers; any Uint8Array works at run time
-      return (await import("lz4-napi")) as unknown as Lz4Codec;
+      const napi = await import("lz4-napi");
+      return wholeBufferLz4(napi.compressSync as never, napi.uncompressSync as never);
     } catch {
       // a scoped grant that does not cover it, or no prebuilt module for this platform
     }
   }
   const wasm = await import("lz4-wasm-nodejs");
-  return { compressSync: wasm.compress, uncompressSync: wasm.decompress };
+  return wholeBufferLz4(wasm.compress, wasm.decompress);
+}
+
+/** An {@linkcode Lz4Codec} over a library that returns a fresh buffer from each call. */
+export function wholeBufferLz4(
+  compress: (data: Uint8Array) => Uint8Array,
+  uncompress: (data: Uint8Array) => Uint8Array,
+): Lz4Codec {
+  // the library's outputs are copied and freed at once (see lib/bytes.ts)
+  const free = (b: Uint8Array) => ownsBuffer(b) ? release(b) : releaseBacking(b);
+  return {
+    compressInto(data: Uint8Array, out: Uint8Array): number {
+      const r = compress(data);
+      const n = r.length <= out.length ? r.length : 0;
+      if (n) out.set(r);
+      free(r); // it detaches r: its length is read before
+      return n;
+    },
+    uncompressInto(data: Uint8Array, out: Uint8Array): void {
+      readLz4Size(data, out);
+      const r = uncompress(data);
+      if (r.length !== out.length) throw new Error(`${r.length} bytes, expected ${out.length}`);
+      out.set(r);
+      free(r);
+    },
+  };
 }
 
 /**
