@@ -8,7 +8,7 @@
 import type { CompressionOptions } from "./compress.ts";
 import type { EncryptionMode, ObjectTypeTag } from "./crypto.ts";
 import { IntegrityError, VgerError } from "./errors.ts";
-import { ownsBuffer, release, releaseOwned, transferable } from "./bytes.ts";
+import { ownsBuffer, releaseOwned, transferable } from "./bytes.ts";
 import { atExit } from "./exit_hooks.ts";
 import type {
   BatchPart,
