@@ -352,8 +352,11 @@ export class ChunkIndex {
     return this.#livePacks().map((n) => this.#packs.slice(n * ID_BYTES, (n + 1) * ID_BYTES));
   }
 
-  /** Adds every entry of `other` (entries of other win). */
-  merge(other: ChunkIndex): void {
+  /**
+   * Adds every entry of `other`; for an id in both, other's entry wins, or this one's with
+   * `keepOwn` (so that the larger of two tables can take the smaller in, whichever wins).
+   */
+  merge(other: ChunkIndex, options: { keepOwn?: boolean } = {}): void {
     if (other === this) return;
     const map = new Int32Array(other.#packCount).fill(-1);
     const src = other.#records;
@@ -361,6 +364,7 @@ export class ChunkIndex {
     for (let r = 0; r < other.#count; r++) {
       const b = r * STRIDE;
       for (let k = 0; k < 8; k++) key[k] = src[b + k];
+      if (options.keepOwn && this.#find() >= 0) continue;
       const otherPack = src[b + PACK];
       let pn = map[otherPack];
       if (pn < 0) {
@@ -371,8 +375,11 @@ export class ChunkIndex {
     }
   }
 
-  /** Deterministic binary encoding (entries sorted by id); see the module doc for the layout. */
-  encode(): Uint8Array {
+  /**
+   * Deterministic binary encoding (entries sorted by id); see the module doc for the layout. With
+   * `head` spare bytes before it and `tail` after, it can be sealed in place (no copy of it).
+   */
+  encode(head = 0, tail = 0): Uint8Array {
     const packs = this.#livePacks();
     const renumber = new Uint32Array(this.#packCount);
     packs.forEach((n, i) => renumber[n] = i);
@@ -380,8 +387,11 @@ export class ChunkIndex {
     const rec = this.#records;
     const order = new Uint32Array(n);
     sortById(rec, order);
-    const out = new Uint8Array(HEADER_BYTES + packs.length * ID_BYTES + 4 + n * ENTRY_BYTES);
-    const view = new DataView(out.buffer);
+    const framed = new Uint8Array(
+      head + HEADER_BYTES + packs.length * ID_BYTES + 4 + n * ENTRY_BYTES + tail,
+    );
+    const out = framed.subarray(head, framed.length - tail);
+    const view = new DataView(out.buffer, out.byteOffset, out.length);
     out.set(MAGIC, 0);
     out[5] = VERSION;
     view.setUint32(6, packs.length, true);
@@ -401,7 +411,7 @@ export class ChunkIndex {
       view.setUint32(p + 12, rec[b + RAW], true);
       p += 16;
     }
-    return out;
+    return framed;
   }
 
   /**

@@ -321,6 +321,41 @@ Deno.test("merge adds every entry of the other index and the other's entries win
   equal(a.size, 300);
 });
 
+Deno.test("merge with keepOwn keeps this index's entries and gives the same index as the other way round", () => {
+  const next = rng(61);
+  const [packA, packB, packC] = [0, 1, 2].map(() => randomBytes(next, 32));
+  const shared = Array.from({ length: 50 }, () => randomBytes(next, 32));
+  const onlyA = Array.from({ length: 200 }, () => randomBytes(next, 32));
+  const onlyB = Array.from({ length: 30 }, () => randomBytes(next, 32));
+  const build = () => {
+    const a = new ChunkIndex();
+    const b = new ChunkIndex();
+    onlyA.forEach((id, i) => a.set(id, { pack: packA, offset: i, length: 7, rawLength: 8 }));
+    for (const id of shared) a.set(id, { pack: packC, offset: 1, length: 2, rawLength: 3 });
+    onlyB.forEach((id, i) => b.set(id, { pack: packB, offset: i, length: 9, rawLength: 9 }));
+    for (const id of shared) b.set(id, { pack: packB, offset: 4, length: 5, rawLength: 6 });
+    return { a, b };
+  };
+  const one = build();
+  one.b.merge(one.a); // a's entries win
+  const other = build();
+  other.a.merge(other.b, { keepOwn: true }); // a keeps its own
+  // the same entries, in the same canonical bytes, whichever table took the other in
+  deepStrictEqual(other.a.encode(), one.b.encode());
+  for (const id of shared) equal(other.a.get(id)!.offset, 1);
+  equal(other.a.size, 280);
+});
+
+Deno.test("encode with spare room before and after writes the same bytes between them", () => {
+  const next = rng(62);
+  const index = new ChunkIndex();
+  const packs = [randomBytes(next, 32), randomBytes(next, 32)];
+  for (let i = 0; i < 40; i++) index.set(randomBytes(next, 32), randomLocation(next, packs));
+  const framed = index.encode(13, 16);
+  deepStrictEqual(framed.subarray(13, framed.length - 16), index.encode());
+  ok(framed.subarray(0, 13).every((b) => b === 0) && framed.subarray(-16).every((b) => b === 0));
+});
+
 Deno.test("packIds lists only packs that some entry still points to", () => {
   const next = rng(8);
   const [p1, p2, p3] = [0, 1, 2].map(() => randomBytes(next, 32));

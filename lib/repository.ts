@@ -531,10 +531,9 @@ export async function saveManifest(repo: ManifestWriter, manifest: Manifest): Pr
 
 /** Seals and writes the chunk index (replacing it); the caller holds the commit lock. */
 export async function saveIndex(repo: ManifestWriter, index: ChunkIndex): Promise<void> {
-  await repo.backend.put(
-    INDEX_KEY,
-    await repo.key.seal(ObjectType.index, "index", index.encode()),
-  );
+  // encoded into the envelope's buffer and sealed there: one index-sized buffer, not two
+  const framed = index.encode(repo.key.sealHead, repo.key.sealTail);
+  await repo.backend.put(INDEX_KEY, await repo.key.sealFramed(ObjectType.index, "index", framed));
 }
 
 /** Writes an archive object, sealed under its id (written once, never modified). */

@@ -439,6 +439,31 @@ Deno.test("two sessions started from the same index both land in the merged inde
   deepStrictEqual(plain(await again.readBlob(index, id2, ObjectType.data)), randomData(3000, 6));
 });
 
+Deno.test("a session with more new blobs than the index holds takes the index in; a session commits once", async () => {
+  const { backend, repo } = await newRepo();
+  const s1 = new WriteSession(repo, await repo.readIndex());
+  const old = await addBlob(repo, s1, ObjectType.data, randomData(3000, 7));
+  await s1.commit(meta("one", []));
+  const s2 = new WriteSession(repo, await repo.readIndex());
+  const added = [];
+  for (let i = 0; i < 5; i++) {
+    added.push(await addBlob(repo, s2, ObjectType.data, randomData(900, 10 + i)));
+  }
+  await s2.commit(meta("two", []));
+  await rejects(s2.commit(meta("three", [])), /commits once/);
+  const again = await Repository.open(backend, { passphrase: PASS });
+  const index = await again.readIndex();
+  equal(index.size, 6);
+  deepStrictEqual(plain(await again.readBlob(index, old, ObjectType.data)), randomData(3000, 7));
+  for (const [i, id] of added.entries()) {
+    deepStrictEqual(
+      plain(await again.readBlob(index, id, ObjectType.data)),
+      randomData(900, 10 + i),
+    );
+  }
+  deepStrictEqual((await again.readManifest()).archives.map((a) => a.name), ["one", "two"]);
+});
+
 Deno.test("every manifest write (backup commit, delete) raises the manifest counter by one", async () => {
   const backend = new MemoryBackend();
   await initRepository(backend, { encryption: "none" });

@@ -44,6 +44,8 @@ export class WriteSession {
    * compact table, ~60 bytes per new chunk, for the claims and the index entries to add.
    */
   readonly #blobs = new ChunkIndex();
+  /** Whether commit ran: it may merge the repository's index into #blobs, so it runs once. */
+  #committed = false;
   /** Bytes of sealed new blobs written (what this backup adds to the repository). */
   addedBytes = 0;
 
@@ -147,11 +149,14 @@ export class WriteSession {
   /**
    * Flushes, then commits: merged index, archive, manifest. Throws AlreadyExistsError when the
    * name was taken meanwhile (the uploaded data stays, unreferenced, for compact to remove).
+   * A session commits once.
    */
   async commit(
     meta: ArchiveMeta,
     options: { checkLock?: () => void } = {},
   ): Promise<ManifestEntry> {
+    if (this.#committed) throw new VgerError("internal", "A write session commits once");
+    this.#committed = true;
     await this.flush();
     // a lock broken by another process (break-lock, or a stale-lock cleanup) means our view of
     // the repository may be out of date: do not commit on top of it
@@ -178,8 +183,15 @@ export class WriteSession {
       }
       if (added.size > 0) {
         const index = await tx.index();
-        index.merge(added);
-        tx.saveIndex(index);
+        // the larger table takes the smaller in (this session's entries win either way): a
+        // first backup's table becomes the index, with no copy of it beside it
+        if (added.size >= index.size) {
+          added.merge(index, { keepOwn: true });
+          tx.saveIndex(added);
+        } else {
+          index.merge(added);
+          tx.saveIndex(index);
+        }
       }
       tx.saveArchive(archive.id, archive.sealed);
       manifest.archives.push(entry);
