@@ -161,10 +161,12 @@ export async function backup(
     }
   }
   const index = options.index ?? await repo.readIndex();
-  // started on first use: an unchanged re-backup seals nothing, and two workers cost ~50 MiB
+  // started on first use: an unchanged re-backup seals nothing, and a worker costs ~25 MiB
   let codecs: CodecPool | undefined;
-  const start = () => codecs ??= new CodecPool(repo.key.material, repo.config.encryption);
+  const workers = CodecPool.sizeBesideBusyThread();
+  const start = () => codecs ??= new CodecPool(repo.key.material, repo.config.encryption, workers);
   const pool: Codecs = {
+    size: workers,
     encode: (...args) => start().encode(...args),
     encodeBlock: (...args) => start().encodeBlock(...args),
     hashBlock: (...args) => start().hashBlock(...args),
@@ -215,7 +217,7 @@ export async function backup(
 }
 
 /** What a backup asks of the codec pool. */
-type Codecs = Pick<CodecPool, "encode" | "encodeBlock" | "hashBlock">;
+type Codecs = Pick<CodecPool, "size" | "encode" | "encodeBlock" | "hashBlock">;
 
 class BackupRun {
   readonly warnings: string[] = [];
@@ -250,8 +252,8 @@ class BackupRun {
   #jobs: ReadChunk[] = [];
   /** Blocks back from the workers, for reuse. */
   readonly #spareBlocks: Uint8Array[] = [];
-  // blocks at the workers (and their chunks on the way into packs): as many as the byte budget
-  // holds, at least 2; a CPU stage, so the count does not depend on the backend
+  // blocks at the workers (and their chunks on the way into packs): one per worker and one more,
+  // within the byte budget, at least 2; a CPU stage, so the count does not depend on the backend
   readonly #blocksOut: Limiter;
   #files = 0;
   #original = 0;
@@ -276,7 +278,9 @@ class BackupRun {
     const budget = options.budgetBytes ?? 32 << 20;
     this.#itemBytes = new ByteBudget(budget);
     this.#block = new Uint8Array(repo.config.chunker.maxSize + READ_BLOCK);
-    this.#blocksOut = new Limiter(Math.max(2, Math.ceil(budget / this.#block.length)));
+    // one block at each worker and one waiting for the first to be free, within the budget
+    const blocks = Math.max(2, Math.ceil(budget / this.#block.length));
+    this.#blocksOut = new Limiter(Math.min(pool.size + 1, blocks));
   }
 
   username(): string {

@@ -163,6 +163,17 @@ export class CodecPool {
     return this.#workers.length;
   }
 
+  /**
+   * Workers for a command whose own thread is busy the whole time (a backup's reading thread, a
+   * restore's writing one): the CPUs left beside it, at least one. On 2 CPUs one worker made the
+   * first backup, the 1% changed re-backup and the restore as fast as two or faster, and 20-50
+   * MiB smaller (a V8 heap and a glibc arena less; bench/README.md, issue 14 session 10); a
+   * `check --verify-data`, whose main thread mostly waits on reads, keeps one per CPU.
+   */
+  static sizeBesideBusyThread(): number {
+    return Math.max(1, navigator.hardwareConcurrency - 1);
+  }
+
   #reply(r: CodecReply): void {
     const p = this.#pending.get(r.seq);
     if (!p) return;

@@ -7,10 +7,11 @@
  * Data that does not get smaller is stored with codec 0, so incompressible chunks cost nothing
  * to read back.
  *
- * lz4-napi (native, N-API) was chosen over lz4-wasm-nodejs: measured here in two Workers on
- * 2 MiB blocks it compresses mixed data at 569 vs 386 MB/s and incompressible data at 2.3-2.9
- * vs 0.3-0.8 GB/s; it costs `--allow-ffi --allow-env --allow-sys` (the restore of xattrs
- * needs `--allow-ffi` anyway).
+ * The lz4 codec is liblz4 through FFI (lib/native_lz4.ts), which compresses into the caller's
+ * buffer, else lz4-napi (native, N-API), else lz4-wasm-nodejs: measured here in two Workers on
+ * 2 MiB blocks lz4-napi compresses mixed data at 569 vs 386 MB/s and incompressible data at
+ * 2.3-2.9 vs 0.3-0.8 GB/s; the native ones cost `--allow-ffi` (the restore of xattrs needs it
+ * anyway).
  *
  * @module
  */

@@ -135,7 +135,8 @@ export async function extract(
   const entry = await repo.findArchive(options.archive);
   const meta = await repo.readArchive(entry);
   const index = options.index ?? await repo.readIndex();
-  const pool = new CodecPool(repo.key.material, repo.config.encryption);
+  const workers = CodecPool.sizeBesideBusyThread(); // this thread writes the whole time
+  const pool = new CodecPool(repo.key.material, repo.config.encryption, workers);
   const dest = options.dest.replace(/\/+$/, "") || "/";
   await prepareDest(dest);
   const run = new ExtractRun(repo, index, pool, dest, options);
