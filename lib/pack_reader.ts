@@ -253,6 +253,14 @@ export class PackStream {
     return out;
   }
 
+  /**
+   * Frees what {@linkcode read} returned when it was a copy (a read across ranges); a view of the
+   * current range, even one covering all of it, is left alone: the range is still to be hashed.
+   */
+  free(bytes: Uint8Array): void {
+    if (bytes.buffer !== this.#buf.buffer) release(bytes);
+  }
+
   /** Consumes (and hashes) bytes up to `offset`. */
   async skipTo(offset: number): Promise<void> {
     while (this.pos < offset) await this.read(Math.min(offset - this.pos, this.#range));

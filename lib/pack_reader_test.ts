@@ -1,4 +1,5 @@
 import { deepStrictEqual, equal, ok, rejects, throws } from "node:assert/strict";
+import { createHash } from "node:crypto";
 import "./platform_deno.ts"; // the native codecs, as the CLI has them
 import { MemoryBackend } from "../backends/memory.ts";
 import { ChunkIndex } from "./chunk_index.ts";
@@ -7,6 +8,7 @@ import { compress, loadCodecs } from "./compress.ts";
 import { ObjectType, RepoKey } from "./crypto.ts";
 import { bytesEqual, toHex } from "./ids.ts";
 import {
+  PackStream,
   readLiveRecords,
   readVerifiedRecord,
   RecordBatcher,
@@ -390,4 +392,20 @@ Deno.test("huge header lengths and entry counts in tiny packs are refused withou
   ok(fp.ms < 2_000, `${fp.ms} ms`);
   // 2^32 entries would take 180 GiB; a few MiB of drift is test noise.
   ok(fp.grownBytes < 16 << 20, `grew ${fp.grownBytes} bytes`);
+});
+
+Deno.test("PackStream.free frees a read across ranges and leaves a view of the range, whose bytes are still hashed", async () => {
+  const backend = new MemoryBackend();
+  const data = seededBytes(3000, 41);
+  await backend.put("packs/x", data);
+  const stream = new PackStream(backend, "packs/x", data.length, { range: 1000 });
+  await stream.read(300);
+  const view = await stream.read(600); // inside the first range
+  stream.free(view);
+  deepStrictEqual(view, data.subarray(300, 900), "a view of the range was freed");
+  const across = await stream.read(400); // 100 bytes of the first range, 300 of the second
+  deepStrictEqual(across, data.subarray(900, 1300));
+  stream.free(across);
+  equal(across.length, 0, "the copy was not freed");
+  equal(await stream.digest(), toHex(new Uint8Array(createHash("sha256").update(data).digest())));
 });

@@ -25,6 +25,7 @@
  */
 
 import type { ObjectInfo, ReadonlyBackend, StructureProblem } from "../backends/backend.ts";
+import { release } from "./bytes.ts";
 import { ObjectType, SEAL_OVERHEAD_AES, SEAL_OVERHEAD_NONE } from "./crypto.ts";
 import { errorMessage, IntegrityError, isDamage } from "./errors.ts";
 import { MAX_KEY_FILE_BYTES, parseKeyFile } from "./key_file.ts";
@@ -293,8 +294,11 @@ async function walkPack(
     }
     const record = new Uint8Array(RECORD_PREFIX + length);
     record.set(prefix);
-    record.set(await stream.read(length), RECORD_PREFIX);
+    const body = await stream.read(length);
+    record.set(body, RECORD_PREFIX);
+    stream.free(body);
     const checked = checkRecord(record, length);
+    release(record); // up to a largest chunk: freed now, not when the collector finds it
     if (checked.fault !== null) return void corrupt(`the record at offset ${at}: ${checked.fault}`);
     ctx.stats.blobs++;
   }

@@ -338,6 +338,9 @@ export async function verifyPack(
           if (batchBytes >= BATCH_BYTES || batch.length >= BATCH_BLOBS) await sendBatch();
         }
       }
+      // a record read across ranges is a copy, up to a largest chunk: freed now, not when the
+      // collector finds it (check peaked ~45 MiB higher and ran 0.3 s longer)
+      reader.free(record);
     }
     await sendBatch();
     const digest = await reader.digest();
