@@ -14,7 +14,7 @@
  */
 
 import { IntegrityError } from "./errors.ts";
-import { randomBytes, toHex } from "./ids.ts";
+import { IdSlab, randomBytes, toHex } from "./ids.ts";
 import { platform } from "./platform.ts";
 
 /** Type tags of sealed objects. */
@@ -72,6 +72,8 @@ export class RepoKey {
   #idMac: CryptoKey;
   /** The chunk-id key (material[32..64]), one view for every id. */
   #idKey: Uint8Array;
+  /** Where chunk ids are written: views of shared slabs, not an ArrayBuffer each. */
+  readonly #ids = new IdSlab();
 
   private constructor(material: Uint8Array, encrypted: boolean, aes: CryptoKey, idMac: CryptoKey) {
     this.material = material;
@@ -106,10 +108,13 @@ export class RepoKey {
     return RepoKey.fromMaterial(randomBytes(KEY_MATERIAL_LENGTH), mode);
   }
 
-  /** The id of a chunk: HMAC-SHA-256 of its plaintext under the chunk-id key. */
+  /**
+   * The id of a chunk: HMAC-SHA-256 of its plaintext under the chunk-id key. It may be a view of
+   * a buffer shared with other ids ({@linkcode IdSlab}): copy one that is kept for long.
+   */
   async chunkId(data: Uint8Array): Promise<Uint8Array> {
     const native = platform().fastCrypto();
-    if (native) return native.hmacSha256(this.#idKey, data);
+    if (native) return native.hmacSha256(this.#idKey, data, this.#ids.next());
     return new Uint8Array(await crypto.subtle.sign("HMAC", this.#idMac, data as BufferSource));
   }
 

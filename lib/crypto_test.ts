@@ -224,3 +224,26 @@ Deno.test("key material of the wrong length is rejected with IntegrityError", as
   await rejects(RepoKey.fromMaterial(new Uint8Array(63), "none"), IntegrityError);
   await rejects(RepoKey.fromMaterial(new Uint8Array(65), "aes256gcm"), IntegrityError);
 });
+
+Deno.test("chunk ids handed out from shared slabs stay intact past many more ids and equal Web Crypto's HMAC", async () => {
+  const key = await RepoKey.generate("aes256gcm");
+  const datas = Array.from({ length: 1200 }, (_, i) => enc.encode(`chunk ${i}`));
+  const ids: Uint8Array[] = [];
+  for (const d of datas) ids.push(await key.chunkId(d)); // more than one 16 KiB slab of ids
+  const idKey = await crypto.subtle.importKey(
+    "raw",
+    key.material.slice(32, 64) as Uint8Array<ArrayBuffer>,
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["sign"],
+  );
+  for (const [i, d] of datas.entries()) {
+    equal(ids[i].length, 32);
+    deepStrictEqual(
+      ids[i],
+      new Uint8Array(await crypto.subtle.sign("HMAC", idKey, d as Uint8Array<ArrayBuffer>)),
+      `id ${i}`,
+    );
+  }
+  ok(ids[0].buffer === ids[1].buffer, "consecutive ids share a buffer");
+});

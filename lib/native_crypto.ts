@@ -301,7 +301,7 @@ class OpenSsl implements NativeCrypto {
     return -1;
   }
 
-  hmacSha256(key: Uint8Array, data: Uint8Array): Uint8Array {
+  hmacSha256(key: Uint8Array, data: Uint8Array, out?: Uint8Array): Uint8Array {
     checkLength(key.length, "HMAC key");
     const c = this.#c;
     const ctx = this.#hmacCtx;
@@ -318,8 +318,11 @@ class OpenSsl implements NativeCrypto {
     if (data.length > 0) {
       this.#ok(c.HMAC_Update(ctx, buf(data), BigInt(data.length)), "HMAC_Update");
     }
-    const md = new Uint8Array(SHA256_LENGTH);
-    this.#ok(c.HMAC_Final(ctx, md, this.#outLen), "HMAC_Final");
+    if (out && out.length !== SHA256_LENGTH) {
+      throw internal(`HMAC output has ${out.length} bytes, expected ${SHA256_LENGTH}`);
+    }
+    const md = out ?? new Uint8Array(SHA256_LENGTH);
+    this.#ok(c.HMAC_Final(ctx, buf(md), this.#outLen), "HMAC_Final");
     return md;
   }
 

@@ -440,3 +440,15 @@ self.onmessage = (e) => {
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("hmacSha256 writes into the output it is given, and refuses one of the wrong size", async () => {
+  const nc = ncOrFail();
+  const key = random(32);
+  const data = text("into a slab");
+  const slab = new Uint8Array(96).fill(0xee);
+  const out = nc.hmacSha256(key, data, slab.subarray(32, 64));
+  equal(out.buffer, slab.buffer);
+  deepStrictEqual(out, await webHmac(key, data));
+  ok(slab.subarray(0, 32).every((b) => b === 0xee) && slab.subarray(64).every((b) => b === 0xee));
+  throws(() => nc.hmacSha256(key, data, new Uint8Array(31)), /expected 32/);
+});

@@ -87,8 +87,8 @@ export interface FastCrypto {
     input: Uint8Array,
     out: Uint8Array,
   ): number;
-  /** HMAC-SHA-256 (one shot). */
-  hmacSha256(key: Uint8Array, data: Uint8Array): Uint8Array;
+  /** HMAC-SHA-256 (one shot), into `out` (32 bytes) when given, else into a fresh array. */
+  hmacSha256(key: Uint8Array, data: Uint8Array, out?: Uint8Array): Uint8Array;
 }
 
 /** Argon2id's costs (lib/key_file.ts's `KdfParams`). */
