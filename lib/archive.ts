@@ -129,8 +129,8 @@ export function isDevice(type: ItemType): boolean {
   return type === "chardev" || type === "blockdev";
 }
 
-/** Encodes one item. */
-export function encodeItem(encoder: Encoder, item: Item): Uint8Array {
+/** The msgpack map of one item (short keys; see docs/FORMAT.md). */
+function itemRecord(item: Item): Record<string, unknown> {
   const o: Record<string, unknown> = {
     p: item.path,
     t: TYPE_CODE[item.type],
@@ -148,7 +148,12 @@ export function encodeItem(encoder: Encoder, item: Item): Uint8Array {
   if (item.hardlink !== undefined) o.h = item.hardlink;
   if (item.major !== undefined) o.ma = item.major;
   if (item.minor !== undefined) o.mi = item.minor;
-  return encoder.encode(o);
+  return o;
+}
+
+/** Encodes one item. */
+export function encodeItem(encoder: Encoder, item: Item): Uint8Array {
+  return encoder.encode(itemRecord(item));
 }
 
 /** A msgpack encoder set up for items (int64 for times). */
@@ -279,14 +284,30 @@ export function decodeItems(
   return items;
 }
 
-/** Cuts the item stream into blobs at content-defined item boundaries. */
+/**
+ * Cuts the item stream into blobs at content-defined item boundaries. Items are encoded into one
+ * growing buffer, not an array each (an ArrayBuffer per item cost V8 more than the item: a backup
+ * of 400,000 tiny files made one per file).
+ */
 export class ItemStreamBuffer {
-  #parts: Uint8Array[] = [];
+  readonly #encoder = newItemEncoder();
+  #buf = new Uint8Array(64 << 10);
   #size = 0;
 
-  /** Adds an encoded item; returns a finished blob when the cut rule says so. */
+  /** Encodes an item into the stream; returns a finished blob when the cut rule says so. */
+  addItem(item: Item): Uint8Array | null {
+    // a view of the encoder's buffer, copied by add before the next encode
+    return this.add(this.#encoder.encodeSharedRef(itemRecord(item)));
+  }
+
+  /** Adds an encoded item (copied); returns a finished blob when the cut rule says so. */
   add(encoded: Uint8Array): Uint8Array | null {
-    this.#parts.push(encoded);
+    if (this.#size + encoded.length > this.#buf.length) {
+      const grown = new Uint8Array(Math.max(this.#buf.length * 2, this.#size + encoded.length));
+      grown.set(this.#buf.subarray(0, this.#size));
+      this.#buf = grown;
+    }
+    this.#buf.set(encoded, this.#size);
     this.#size += encoded.length;
     if (this.#size >= 1 << 20 || (this.#size >= 32 << 10 && (crc32(encoded) & 63) === 0)) {
       return this.flush();
@@ -297,13 +318,7 @@ export class ItemStreamBuffer {
   /** The remaining items as a blob, or null when empty. */
   flush(): Uint8Array | null {
     if (this.#size === 0) return null;
-    const out = new Uint8Array(this.#size);
-    let o = 0;
-    for (const p of this.#parts) {
-      out.set(p, o);
-      o += p.length;
-    }
-    this.#parts = [];
+    const out = this.#buf.slice(0, this.#size);
     this.#size = 0;
     return out;
   }

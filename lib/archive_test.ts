@@ -635,3 +635,32 @@ Deno.test("validateArchiveName takes 1 to 255 bytes of printable UTF-8 without '
     }, JSON.stringify(name));
   }
 });
+
+Deno.test("addItem encodes into the stream's own buffer and cuts the blobs add cuts from encodeItem's bytes", () => {
+  const next = rng(6);
+  const items: Item[] = Array.from({ length: 3000 }, (_, i) => ({
+    path: `data/dir${i % 13}/file-${i}`,
+    type: "file",
+    mode: 0o644,
+    uid: 0,
+    gid: 0,
+    mtimeNs: BigInt(next()) * 1_000_000n,
+    size: next(),
+    // now and then an item larger than the buffer's first 64 KiB
+    chunks: Array.from(
+      { length: i % 500 === 0 ? 4000 : 1 + (next() % 3) },
+      () => randomBytes(next, 32),
+    ),
+  }));
+  const stream = new ItemStreamBuffer();
+  const blobs: Uint8Array[] = [];
+  for (const item of items) {
+    const b = stream.addItem(item);
+    if (b) blobs.push(b);
+  }
+  const last = stream.flush();
+  if (last) blobs.push(last);
+  const enc = newItemEncoder();
+  deepStrictEqual(blobs, feed(items.map((i) => encodeItem(enc, i))));
+  deepStrictEqual(blobs.flatMap((b) => decodeItems(b, "blob")), items);
+});

@@ -13,14 +13,7 @@
 
 import { resolve } from "node:path";
 import type { Backend } from "../backends/backend.ts";
-import {
-  type ArchiveMeta,
-  encodeItem,
-  type Item,
-  ItemStreamBuffer,
-  newItemEncoder,
-  validateArchiveName,
-} from "./archive.ts";
+import { type ArchiveMeta, type Item, ItemStreamBuffer, validateArchiveName } from "./archive.ts";
 import type { Chunker } from "./chunker.ts";
 import type { ChunkIndex } from "./chunk_index.ts";
 import { type BlockJob, CodecPool, type SealedBlock } from "./codec_pool.ts";
@@ -228,7 +221,6 @@ class BackupRun {
   readonly #chunker: Chunker;
   readonly #owners: Owners;
   readonly #options: BackupOptions;
-  readonly #encoder = newItemEncoder();
   readonly #itemBuffer = new ItemStreamBuffer();
   readonly #itemIds: Uint8Array[] = [];
   /** Item blobs being sealed and packed (their failures go to #failure). */
@@ -680,7 +672,7 @@ class BackupRun {
 
   async #emit(item: Item): Promise<void> {
     this.#files++;
-    const blob = this.#itemBuffer.add(encodeItem(this.#encoder, item));
+    const blob = this.#itemBuffer.addItem(item);
     if (blob) this.#itemIds.push(await this.#store(ObjectType.items, blob));
   }
 
