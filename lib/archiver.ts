@@ -32,6 +32,7 @@ import {
   throwIfNotPermitted,
 } from "./fs_meta.ts";
 import { nativeFs } from "./fs_native.ts";
+import { copyIds } from "./ids.ts";
 import type { ArchiveStats, ManifestEntry } from "./manifest.ts";
 import { Owners } from "./owners.ts";
 import type { FilesCache } from "./files_cache.ts";
@@ -363,7 +364,9 @@ class BackupRun {
     if (key !== undefined) item.hardlink = rel;
     const remember = () => {
       if (key === undefined) return;
-      const { target, major, minor, chunks, size } = item;
+      const { target, major, minor, size } = item;
+      // kept until the last name: its own copy, not views that keep id slabs alive (lib/ids.ts)
+      const chunks = item.chunks && copyIds(item.chunks);
       this.#links.set(key, { first: rel, left: st.nlink - 1, target, major, minor, chunks, size });
     };
     // xattrs are read once the entry proved readable, so a vanished entry gets one warning

@@ -34,7 +34,7 @@
 import { createHash, type Hash } from "node:crypto";
 import { basename, dirname, join } from "node:path";
 import { errorMessage } from "./errors.ts";
-import { ID_LENGTH } from "./ids.ts";
+import { ID_LENGTH, IdSlab } from "./ids.ts";
 import { compareWalkOrder } from "./walker.ts";
 
 /** Stat fields that decide whether a file is unchanged. */
@@ -442,6 +442,8 @@ class RowReader {
   /** A stamp spelled as in a row, for hitIf. */
   readonly #stamp = new Uint8Array(32);
   readonly #stampView = new DataView(this.#stamp.buffer);
+  /** Where hits' ids are copied to. */
+  readonly #ids = new IdSlab();
 
   constructor(
     file: Deno.FsFile,
@@ -498,7 +500,9 @@ class RowReader {
     const n = this.#view.getUint32(s + 33, true);
     const ids: Uint8Array[] = [];
     for (let i = 0, at = s + 37; i < n; i++, at += ID_LENGTH) {
-      ids.push(buf.slice(at, at + ID_LENGTH));
+      const id = this.#ids.next(); // copies, in shared slabs: not an ArrayBuffer each
+      id.set(buf.subarray(at, at + ID_LENGTH));
+      ids.push(id);
     }
     return { ids, noXattrs: (buf[s + 32] & NO_XATTRS) !== 0 };
   }

@@ -84,3 +84,17 @@ export class IdSlab {
 }
 
 const SLAB_BYTES = 16 << 10;
+
+/**
+ * Ids copied into one buffer of their own, as views of it: for ids kept long (a hard-linked
+ * inode's chunks until its last name), which must not keep the slabs or replies they are views of
+ * alive.
+ */
+export function copyIds(ids: readonly Uint8Array[]): Uint8Array[] {
+  const all = new Uint8Array(ids.length * ID_LENGTH);
+  return ids.map((id, i) => {
+    const copy = all.subarray(i * ID_LENGTH, (i + 1) * ID_LENGTH);
+    copy.set(id);
+    return copy;
+  });
+}
