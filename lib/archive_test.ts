@@ -175,11 +175,15 @@ function expectedBlobs(encoded: Uint8Array[]): Uint8Array[] {
   return out;
 }
 
-function feed(encoded: Uint8Array[]): Uint8Array[] {
+/** The blobs an ItemStreamBuffer cuts from `values`, each given to it by `add`. */
+function streamBlobs<T>(
+  values: T[],
+  add: (buf: ItemStreamBuffer, value: T) => Uint8Array | null,
+): Uint8Array[] {
   const buf = new ItemStreamBuffer();
   const blobs: Uint8Array[] = [];
-  for (const e of encoded) {
-    const b = buf.add(e);
+  for (const v of values) {
+    const b = add(buf, v);
     if (b) blobs.push(b);
   }
   const last = buf.flush();
@@ -187,20 +191,30 @@ function feed(encoded: Uint8Array[]): Uint8Array[] {
   return blobs;
 }
 
+function feed(encoded: Uint8Array[]): Uint8Array[] {
+  return streamBlobs(encoded, (buf, e) => buf.add(e));
+}
+
 function manyItems(next: () => number, count: number, bigEvery = 0): Uint8Array[] {
   const enc = newItemEncoder();
-  return Array.from({ length: count }, (_, i) =>
-    encodeItem(enc, {
-      path: `data/dir${i % 17}/file-${i}`,
-      type: "file",
-      mode: 0o644,
-      uid: 0,
-      gid: 0,
-      mtimeNs: BigInt(next()) * 1_000_000n,
-      size: next(),
-      chunks: Array.from({ length: bigEvery && i % bigEvery === 0 ? 3000 : 1 + (next() % 4) }, () =>
-        randomBytes(next, 32)),
-    }));
+  return manyItemObjects(next, count, bigEvery).map((item) => encodeItem(enc, item));
+}
+
+/** File items; every `bigEvery`th has 3,000 chunks (~96 KiB encoded). */
+function manyItemObjects(next: () => number, count: number, bigEvery = 0): Item[] {
+  return Array.from({ length: count }, (_, i): Item => ({
+    path: `data/dir${i % 17}/file-${i}`,
+    type: "file",
+    mode: 0o644,
+    uid: 0,
+    gid: 0,
+    mtimeNs: BigInt(next()) * 1_000_000n,
+    size: next(),
+    chunks: Array.from(
+      { length: bigEvery && i % bigEvery === 0 ? 3000 : 1 + (next() % 4) },
+      () => randomBytes(next, 32),
+    ),
+  }));
 }
 
 Deno.test("items encode and decode back with every field", () => {
@@ -637,29 +651,9 @@ Deno.test("validateArchiveName takes 1 to 255 bytes of printable UTF-8 without '
 });
 
 Deno.test("addItem encodes into the stream's own buffer and cuts the blobs add cuts from encodeItem's bytes", () => {
-  const next = rng(6);
-  const items: Item[] = Array.from({ length: 3000 }, (_, i) => ({
-    path: `data/dir${i % 13}/file-${i}`,
-    type: "file",
-    mode: 0o644,
-    uid: 0,
-    gid: 0,
-    mtimeNs: BigInt(next()) * 1_000_000n,
-    size: next(),
-    // now and then an item larger than the buffer's first 64 KiB
-    chunks: Array.from(
-      { length: i % 500 === 0 ? 4000 : 1 + (next() % 3) },
-      () => randomBytes(next, 32),
-    ),
-  }));
-  const stream = new ItemStreamBuffer();
-  const blobs: Uint8Array[] = [];
-  for (const item of items) {
-    const b = stream.addItem(item);
-    if (b) blobs.push(b);
-  }
-  const last = stream.flush();
-  if (last) blobs.push(last);
+  // now and then an item larger than the buffer's first 64 KiB
+  const items = manyItemObjects(rng(6), 3000, 500);
+  const blobs = streamBlobs(items, (buf, item) => buf.addItem(item));
   const enc = newItemEncoder();
   deepStrictEqual(blobs, feed(items.map((i) => encodeItem(enc, i))));
   deepStrictEqual(blobs.flatMap((b) => decodeItems(b, "blob")), items);

@@ -4,18 +4,12 @@ import * as lz4wasm from "lz4-wasm-nodejs";
 import { nativeLz4 } from "./native_lz4.ts";
 import { wholeBufferLz4 } from "./platform_deno.ts";
 import type { Lz4Codec } from "./platform.ts";
-import { fuzzCases, mutate, rng } from "./_fuzz.ts";
+import { fuzzCases, mutate, randomBytes, rng } from "./_fuzz.ts";
 
+/** `n` seeded bytes: random, or text of five letters (which compresses). */
 function sample(n: number, seed: number, text: boolean): Uint8Array {
-  const out = new Uint8Array(n);
-  let x = seed | 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = text ? 97 + ((x >>> 0) % 5) : x & 0xff;
-  }
-  return out;
+  const bytes = randomBytes(rng(seed), n);
+  return text ? bytes.map((b) => 97 + (b % 5)) : bytes;
 }
 
 function liblz4(): Lz4Codec {
