@@ -47,6 +47,15 @@ export function releaseBacking(b: Uint8Array | null | undefined): void {
 }
 
 /**
+ * Frees a result a library handed us, once copied: its buffer when the view covers it (any size),
+ * else the oversized buffer behind it ({@linkcode releaseBacking}'s rule).
+ */
+export function releaseResult(b: Uint8Array): void {
+  if (ownsBuffer(b)) release(b);
+  else releaseBacking(b);
+}
+
+/**
  * Frees the backing buffer of a view at any offset. Only for buffers that belong to this view
  * alone (e.g. a decoded chunk handed over by a codec worker).
  */

@@ -17,7 +17,7 @@
  */
 
 import { IntegrityError, UsageError, VgerError } from "./errors.ts";
-import { ownsBuffer, release, releaseBacking } from "./bytes.ts";
+import { release, releaseResult } from "./bytes.ts";
 import { loadPlatform, platform, type ZstdCodec } from "./platform.ts";
 
 /** Compression algorithms. */
@@ -135,9 +135,7 @@ export function compressInto(
       out[0] = CODEC_ZSTD;
       out.set(payload, 1);
     }
-    // the library's output is freed at once (see lib/bytes.ts); it detaches `payload`
-    if (ownsBuffer(payload)) release(payload);
-    else releaseBacking(payload);
+    releaseResult(payload); // at once (see lib/bytes.ts); it detaches `payload`
     if (n) return 1 + n;
   }
   out[0] = CODEC_NONE;

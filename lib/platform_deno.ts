@@ -15,7 +15,7 @@ import { nativeCrypto } from "./native_crypto.ts";
 import { argon2idDeno } from "./kdf_deno.ts";
 import { nativeLz4 } from "./native_lz4.ts";
 import { installPlatform, type Lz4Codec, readLz4Size, type Sha256Hasher } from "./platform.ts";
-import { ownsBuffer, release, releaseBacking } from "./bytes.ts";
+import { releaseResult } from "./bytes.ts";
 
 let lz4: Lz4Codec | undefined;
 
@@ -69,14 +69,12 @@ export function wholeBufferLz4(
   compress: (data: Uint8Array) => Uint8Array,
   uncompress: (data: Uint8Array) => Uint8Array,
 ): Lz4Codec {
-  // the library's outputs are copied and freed at once (see lib/bytes.ts)
-  const free = (b: Uint8Array) => ownsBuffer(b) ? release(b) : releaseBacking(b);
   return {
     compressInto(data: Uint8Array, out: Uint8Array): number {
       const r = compress(data);
       const n = r.length <= out.length ? r.length : 0;
       if (n) out.set(r);
-      free(r); // it detaches r: its length is read before
+      releaseResult(r); // copied: freed at once; this detaches r, whose length was read before
       return n;
     },
     uncompressInto(data: Uint8Array, out: Uint8Array): void {
@@ -84,7 +82,7 @@ export function wholeBufferLz4(
       const r = uncompress(data);
       if (r.length !== out.length) throw new Error(`${r.length} bytes, expected ${out.length}`);
       out.set(r);
-      free(r);
+      releaseResult(r);
     },
   };
 }
