@@ -65,9 +65,8 @@ export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
 /**
  * Room for ids, handed out 32 bytes at a time as views of 16 KiB slabs. In V8 every ArrayBuffer
  * costs its allocation and a few hundred bytes beside its contents (backing store, extension, GC
- * tracking); a backup of 400,000 tiny files made one per chunk id (9.4-9.7 s instead of
- * 10.5-10.6 s with slabs). A kept id keeps its slab (16 KiB) alive: whoever keeps a few ids for
- * long copies them.
+ * tracking); a backup of 400,000 tiny files made one per chunk id (10.5-10.6 s; 9.4-9.7 s with
+ * slabs). A kept id keeps its slab (16 KiB) alive: whoever keeps a few ids for long copies them.
  */
 export class IdSlab {
   #slab = new Uint8Array(0);

@@ -339,7 +339,7 @@ export async function verifyPack(
         }
       }
       // a record read across ranges is a copy, up to a largest chunk: freed now, not when the
-      // collector finds it (check peaked ~45 MiB higher and ran 0.3 s longer)
+      // collector finds it (the corpus's check peaked 30-45 MiB higher)
       reader.free(record);
     }
     await sendBatch();
