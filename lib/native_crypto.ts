@@ -302,6 +302,9 @@ class OpenSsl implements NativeCrypto {
   }
 
   hmacSha256(key: Uint8Array, data: Uint8Array, out?: Uint8Array): Uint8Array {
+    if (out && out.length !== SHA256_LENGTH) {
+      throw internal(`HMAC output has ${out.length} bytes, expected ${SHA256_LENGTH}`);
+    }
     checkLength(key.length, "HMAC key");
     const c = this.#c;
     const ctx = this.#hmacCtx;
@@ -317,9 +320,6 @@ class OpenSsl implements NativeCrypto {
     }
     if (data.length > 0) {
       this.#ok(c.HMAC_Update(ctx, buf(data), BigInt(data.length)), "HMAC_Update");
-    }
-    if (out && out.length !== SHA256_LENGTH) {
-      throw internal(`HMAC output has ${out.length} bytes, expected ${SHA256_LENGTH}`);
     }
     const md = out ?? new Uint8Array(SHA256_LENGTH);
     this.#ok(c.HMAC_Final(ctx, buf(md), this.#outLen), "HMAC_Final");
