@@ -92,7 +92,7 @@ export type {
   HashedBlock,
   HashStream,
   SealedBlock,
-  VerifyBatchPart,
+  VerifyBatch,
 } from "./lib/codec_pool.ts";
 export type { BatchPart, BlockJob, ChunkRange, VerifyPart } from "./lib/codec_worker.ts";
 export type { BackupOptions, BackupResult, ExtractOptions, ExtractResult } from "./lib/commands.ts";

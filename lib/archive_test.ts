@@ -287,7 +287,7 @@ Deno.test("decodeItems rejects items missing what their type needs, naming the b
     [without(base, "c"), /file "a" has no chunk list/],
     [{ ...without(base, "c"), t: "l" }, /symlink "a" has no target/],
     [{ ...base, t: "l", l: 3 }, /item "a" has a bad link target/],
-    [{ ...base, x: { a: "text" } }, /item "a" has bad xattrs/],
+    [{ ...base, x: { a: 5 } }, /item "a" has bad xattrs/],
     [{ ...base, x: new Uint8Array(3) }, /item "a" has bad xattrs/],
     [{ ...base, h: "" }, /item "a" has a bad hardlink group/],
     [{ ...base, h: 5 }, /item "a" has a bad hardlink group/],

@@ -22,18 +22,56 @@ import { flattenJobs } from "./codec_worker.ts";
 
 export type { BlockJob, VerifyPart };
 
-/** One blob of {@linkcode CodecPool.verifyBatch}: where it lies in the batch and what it is. */
-export interface VerifyBatchPart {
-  /** Object type tag. */
-  type: ObjectTypeTag;
-  /** Blob id (32 bytes). */
-  id: Uint8Array;
-  /** Offset of the sealed object in the batch's bytes. */
-  offset: number;
-  /** Length of the sealed object. */
-  length: number;
-  /** Expected plaintext length. */
-  rawLength: number;
+/**
+ * Sealed blobs to verify in one message ({@linkcode CodecPool.verifyBatch}), kept flat: their
+ * bytes back to back in one buffer, their ids, places, lengths and types in typed arrays. No
+ * object per blob: a batch waits for its worker while the next ones fill, and objects kept that
+ * long were promoted to V8's old generation, ~100 MiB of it in a check of 400,000 blobs.
+ */
+export class VerifyBatch {
+  /** The sealed objects, back to back. */
+  readonly bytes: Uint8Array;
+  /** Bytes of `bytes` used. */
+  size = 0;
+  /** Blobs added. */
+  count = 0;
+  /** 32 bytes of id per blob. */
+  readonly ids: Uint8Array;
+  /** Per blob: offset in `bytes`, sealed length, plaintext length, type tag. */
+  readonly layout: Float64Array;
+
+  /** A batch of at most `maxBlobs` blobs and `maxBytes` sealed bytes. */
+  constructor(readonly maxBlobs: number, maxBytes: number) {
+    this.bytes = new Uint8Array(maxBytes);
+    this.ids = new Uint8Array(maxBlobs * 32);
+    this.layout = new Float64Array(maxBlobs * 4);
+  }
+
+  /** Whether a sealed object of `length` bytes still fits. */
+  fits(length: number): boolean {
+    return this.count < this.maxBlobs && this.size + length <= this.bytes.length;
+  }
+
+  /** Adds a blob (its sealed object copied; check {@linkcode fits} first); returns its place. */
+  add(type: ObjectTypeTag, id: Uint8Array, sealed: Uint8Array, rawLength: number): number {
+    if (id.length !== 32) throw new RangeError("VerifyBatch: ids must be 32 bytes");
+    if (!this.fits(sealed.length)) throw new RangeError("VerifyBatch: the blob does not fit");
+    const i = this.count++;
+    this.bytes.set(sealed, this.size);
+    this.ids.set(id, i * 32);
+    const at = i * 4;
+    this.layout[at] = this.size;
+    this.layout[at + 1] = sealed.length;
+    this.layout[at + 2] = rawLength;
+    this.layout[at + 3] = type;
+    this.size += sealed.length;
+    return i;
+  }
+
+  /** The type tag of the blob at `i`. */
+  typeAt(i: number): ObjectTypeTag {
+    return this.layout[i * 4 + 3] as ObjectTypeTag;
+  }
 }
 
 /** A read block back from a worker, and the sealed objects of its jobs, in order. */
@@ -377,29 +415,22 @@ export class CodecPool {
   }
 
   /**
-   * Verifies several blobs that lie in one buffer in one worker, one message for all (see
-   * {@linkcode verify}); `bytes` is transferred. Each blob is named in its error, only if it
-   * fails, by its type, id and `where` (such as "in pack packs/ab/..."). Returns the errors of
-   * the blobs that failed, by their place in `parts`.
+   * Verifies a batch of blobs in one worker, one message for all (see {@linkcode verify}); the
+   * batch's buffers are transferred (it is empty afterwards). Each blob is named in its error,
+   * only if it fails, by its type, id and `where` (such as "in pack packs/ab/..."). Returns the
+   * errors of the blobs that failed, by their place in the batch.
    */
-  async verifyBatch(
-    bytes: Uint8Array,
-    parts: VerifyBatchPart[],
-    where?: string,
-  ): Promise<Map<number, Error>> {
+  async verifyBatch(batch: VerifyBatch, where?: string): Promise<Map<number, Error>> {
     await this.#ready;
-    // flat, not an object and an id buffer per blob: a batch may hold 256 tiny chunks
-    const ids = new Uint8Array(parts.length * 32);
-    const layout = new Float64Array(parts.length * 4);
-    parts.forEach((p, i) => {
-      if (p.id.length !== 32) throw new RangeError("verifyBatch: ids must be 32 bytes");
-      ids.set(p.id, i * 32);
-      layout.set([p.offset, p.length, p.rawLength, p.type], i * 4);
-    });
-    const transfer = [ids.buffer, layout.buffer];
-    if (bytes.buffer instanceof ArrayBuffer) transfer.push(bytes.buffer);
+    const bytes = batch.bytes.subarray(0, batch.size);
+    const ids = batch.ids.subarray(0, batch.count * 32);
+    const layout = batch.layout.subarray(0, batch.count * 4);
     const req: CodecRequest = { op: "verifyBatch", seq: 0, bytes, ids, layout, where };
-    const reply = await this.#send(this.#pick(), req, transfer);
+    const reply = await this.#send(this.#pick(), req, [
+      bytes.buffer as ArrayBuffer,
+      ids.buffer as ArrayBuffer,
+      layout.buffer as ArrayBuffer,
+    ]);
     return new Map(reply.failures!.map((f) => [f.index, errorOf(f)]));
   }
 

@@ -262,7 +262,7 @@ async function handle(req: Exclude<CodecRequest, { op: "stop" }>): Promise<Codec
     const sealedCrcs = new Uint32Array(n);
     let at = 0;
     for (let i = 0; i < n; i++) {
-      const [offset, length, type] = layout.subarray(i * 3, i * 3 + 3);
+      const offset = layout[i * 3], length = layout[i * 3 + 1], type = layout[i * 3 + 2];
       const chunk = block.subarray(offset, offset + length);
       const body = compressInto(chunk, req.compression, sealed.subarray(at + head, room - tail));
       const framed = sealed.subarray(at, at + head + body + tail);
@@ -320,7 +320,8 @@ async function handle(req: Exclude<CodecRequest, { op: "stop" }>): Promise<Codec
     const { bytes, ids, layout } = req;
     const failures: (BlobFailure & { index: number })[] = [];
     for (let i = 0; i < layout.length / 4; i++) {
-      const [offset, length, rawLength, type] = layout.subarray(i * 4, i * 4 + 4);
+      const offset = layout[i * 4], length = layout[i * 4 + 1];
+      const rawLength = layout[i * 4 + 2], type = layout[i * 4 + 3];
       const part: VerifyPart = {
         type: type as ObjectTypeTag,
         id: ids.subarray(i * 32, i * 32 + 32),
@@ -387,7 +388,7 @@ async function decodeBatch(
   const idSize = ids.length / n;
   for (let i = 0; i < n; i++) {
     const id = ids.subarray(i * idSize, (i + 1) * idSize);
-    const [offset, length, rawLength] = layout.subarray(i * 3, i * 3 + 3);
+    const offset = layout[i * 3], length = layout[i * 3 + 1], rawLength = layout[i * 3 + 2];
     // names are made here, not on the main thread: one string per chunk adds up there
     const p = { id, offset, length, rawLength, what: `Chunk ${toHex(id)} in pack ${req.packHex}` };
     try {

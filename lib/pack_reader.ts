@@ -232,6 +232,17 @@ export class PackStream {
     this.#onRead?.(start + bytes.length);
   }
 
+  /**
+   * Exactly `n` bytes from `pos` when the range at hand holds them all (a view, as {@linkcode read}
+   * gives), else null and nothing is consumed: the caller then awaits `read`.
+   */
+  readBuffered(n: number): Uint8Array | null {
+    const at = this.pos - this.#bufStart;
+    if (at < 0 || at + n > this.#buf.length) return null;
+    this.pos += n;
+    return this.#buf.subarray(at, at + n);
+  }
+
   /** Exactly `n` bytes from `pos` (the caller keeps `pos + n` within the pack). */
   async read(n: number): Promise<Uint8Array> {
     let at = this.pos - this.#bufStart;

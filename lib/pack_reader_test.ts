@@ -409,3 +409,19 @@ Deno.test("PackStream.free frees a read across ranges and leaves a view of the r
   equal(across.length, 0, "the copy was not freed");
   equal(await stream.digest(), toHex(new Uint8Array(createHash("sha256").update(data).digest())));
 });
+
+Deno.test("PackStream.readBuffered takes bytes of the range at hand without awaiting, and nothing across ranges", async () => {
+  const backend = new MemoryBackend();
+  const data = seededBytes(2500, 43);
+  await backend.put("packs/x", data);
+  const stream = new PackStream(backend, "packs/x", data.length, { range: 1000 });
+  equal(stream.readBuffered(10), null, "nothing is fetched before the first read");
+  deepStrictEqual(await stream.read(100), data.subarray(0, 100));
+  deepStrictEqual(stream.readBuffered(500), data.subarray(100, 600));
+  equal(stream.pos, 600);
+  equal(stream.readBuffered(401), null, "a read past the range's end is refused");
+  equal(stream.pos, 600, "a refused read consumes nothing");
+  deepStrictEqual(await stream.read(401), data.subarray(600, 1001));
+  deepStrictEqual(stream.readBuffered(999), data.subarray(1001, 2000));
+  equal(await stream.digest(), toHex(new Uint8Array(createHash("sha256").update(data).digest())));
+});

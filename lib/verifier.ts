@@ -11,7 +11,7 @@
  */
 
 import type { ChunkIndex } from "./chunk_index.ts";
-import type { CodecPool } from "./codec_pool.ts";
+import { type CodecPool, VerifyBatch } from "./codec_pool.ts";
 import { ByteBudget, Limiter } from "./concurrency.ts";
 import { describeBlob, type ObjectTypeTag } from "./crypto.ts";
 import { errorMessage, throwIfAborted, VgerError } from "./errors.ts";
@@ -253,41 +253,31 @@ export async function verifyPack(
     }
   };
 
-  // blobs go to the workers in batches: one message per blob cost more than the work; a batch's
-  // sealed blobs are copied into one buffer, handed over whole (not an ArrayBuffer per blob)
-  let batch: { r: Expected; type: ObjectTypeTag; offset: number; length: number }[] = [];
-  let batchBytes = 0;
-  let batchBuffer = new Uint8Array(0);
+  // blobs go to the workers in batches (one message per blob cost more than the work), flat
+  // (VerifyBatch), with which record each blob is, to name those that fail: nothing per blob
+  // outlives its turn of the loop below
+  let batch: VerifyBatch | null = null;
+  let batchRecords = new Int32Array(BATCH_BLOBS);
   const sendBatch = async (): Promise<void> => {
-    if (batch.length === 0) return;
-    const parts = batch;
-    const bytes = batchBytes;
-    const buffer = batchBuffer.subarray(0, bytes);
-    batch = [];
-    batchBytes = 0;
-    batchBuffer = new Uint8Array(0);
+    if (batch === null || batch.count === 0) return;
+    const sent = batch;
+    const records = batchRecords;
+    const bytes = sent.size;
+    batch = null;
+    batchRecords = new Int32Array(BATCH_BLOBS);
     const verifyParts = async (): Promise<void> => {
       let failures: Map<number, Error>;
+      const count = sent.count;
       try {
         // each blob is named in the worker, and only when it fails: naming 100,000s of tiny
         // chunks here was a quarter of a check's garbage
-        failures = await pool!.verifyBatch(
-          buffer,
-          parts.map(({ r, type, offset, length }) => ({
-            type,
-            id: r.id,
-            offset,
-            length,
-            rawLength: r.rawLength,
-          })),
-          `in pack ${key}`,
-        );
+        failures = await pool!.verifyBatch(sent, `in pack ${key}`);
       } catch (err) {
         if (!(err instanceof VgerError)) throw err;
-        failures = new Map(parts.map((_, i) => [i, err]));
+        failures = new Map(Array.from({ length: count }, (_, i) => [i, err]));
       }
       for (const [i, err] of failures) {
-        fail({ ...parts[i].r, type: parts[i].type }, errorMessage(err), true);
+        fail({ ...recordAt(records[i]), type: sent.typeAt(i) }, errorMessage(err), true);
       }
     };
     await decodeBudget.reserve(bytes);
@@ -305,10 +295,15 @@ export async function verifyPack(
         continue;
       }
       const start = recordStart(r.offset);
-      let record: Uint8Array;
-      if (start >= reader.pos) {
+      const n = recordSize(r.length);
+      // in the range at hand, the record is taken without awaiting (most are: a promise and a
+      // turn of the event loop per record was a tenth of the loop's time)
+      let record = start === reader.pos ? reader.readBuffered(n) : null;
+      if (record !== null) {
+        // read above
+      } else if (start >= reader.pos) {
         await reader.skipTo(start);
-        record = await reader.read(recordSize(r.length));
+        record = await reader.read(n);
       } else {
         // overlapping index entries (damaged index): read this one on its own
         record = await readRawRecord(
@@ -325,17 +320,14 @@ export async function verifyPack(
       } else if (used) {
         if (!pool) await verify(r, type, sealed);
         else {
-          if (batchBytes + sealed.length > batchBuffer.length) {
-            await sendBatch();
-            // sized for a full batch of blobs like this one
-            batchBuffer = new Uint8Array(
-              Math.max(sealed.length, Math.min(BATCH_BYTES, sealed.length * BATCH_BLOBS)),
-            );
-          }
-          batchBuffer.set(sealed, batchBytes);
-          batch.push({ r, type, offset: batchBytes, length: sealed.length });
-          batchBytes += sealed.length;
-          if (batchBytes >= BATCH_BYTES || batch.length >= BATCH_BLOBS) await sendBatch();
+          if (batch !== null && !batch.fits(sealed.length)) await sendBatch();
+          // sized for a full batch of blobs like this one
+          batch ??= new VerifyBatch(
+            BATCH_BLOBS,
+            Math.max(sealed.length, Math.min(BATCH_BYTES, sealed.length * BATCH_BLOBS)),
+          );
+          batchRecords[batch.add(type, r.id, sealed, r.rawLength)] = i;
+          if (batch.size >= BATCH_BYTES || batch.count >= BATCH_BLOBS) await sendBatch();
         }
       }
       // a record read across ranges is a copy, up to a largest chunk: freed now, not when the
