@@ -509,7 +509,8 @@ class BackupRun {
             await this.#rotateBlock();
           }
           const block = this.#block;
-          const n = await file.read(block.subarray(this.#end, this.#end + remaining));
+          const read = file.read(block.subarray(this.#end, this.#end + remaining));
+          const n = typeof read === "number" ? read : await read;
           this.#end += n;
           remaining -= n;
           eof = n === 0 || remaining === 0;
@@ -545,7 +546,8 @@ class BackupRun {
       this.#end = this.#start;
       return null;
     } finally {
-      await file.close();
+      const closing = file.close();
+      if (closing) await closing;
     }
     return { ids, size, after };
   }

@@ -242,6 +242,16 @@ export class ChunkIndex {
     return b >= 0 && this.#records[b + OFFSET] === offset;
   }
 
+  /**
+   * The stored (sealed) length of `id`'s object, or -1 when it has no entry. Nothing is
+   * allocated (`get` copies the pack id: a backup asks this once per chunk it already has).
+   */
+  lengthOf(id: Uint8Array): number {
+    this.#load(id);
+    const slot = this.#find();
+    return slot < 0 ? -1 : this.#records[(this.#slots[slot] - 1) * STRIDE + LENGTH];
+  }
+
   /** The location of `id`, or undefined. The returned object and its pack id are fresh copies. */
   get(id: Uint8Array): ChunkLocation | undefined {
     this.#load(id);

@@ -38,7 +38,9 @@ function put(index: ChunkIndex, oracle: Oracle, id: Uint8Array, loc: ChunkLocati
 function mismatches(index: ChunkIndex, oracle: Oracle): number {
   let bad = index.size === oracle.size ? 0 : 1;
   for (const [id, loc] of oracle.values()) {
-    if (!index.has(id) || !sameLocation(index.get(id), loc)) bad++;
+    if (!index.has(id) || !sameLocation(index.get(id), loc) || index.lengthOf(id) !== loc.length) {
+      bad++;
+    }
   }
   for (const [id, loc] of index.entries()) {
     const want = oracle.get(hex(id));
@@ -67,7 +69,7 @@ function smallIndex(): { index: ChunkIndex; bytes: Uint8Array } {
   return { index, bytes: index.encode() };
 }
 
-Deno.test("set, get, has, delete and replace agree with a Map over 200k random ids", () => {
+Deno.test("set, get, lengthOf, has, delete and replace agree with a Map over 200k random ids", () => {
   const next = rng(1);
   const packs = Array.from({ length: 50 }, () => randomBytes(next, 32));
   const index = new ChunkIndex();
@@ -94,7 +96,9 @@ Deno.test("set, get, has, delete and replace agree with a Map over 200k random i
   }
   equal(index.size, 100_000);
   for (const id of deleted) {
-    if (index.has(id) || index.get(id) !== undefined) throw new Error(`${hex(id)} survived`);
+    if (index.has(id) || index.get(id) !== undefined || index.lengthOf(id) !== -1) {
+      throw new Error(`${hex(id)} survived`);
+    }
   }
   equal(mismatches(index, oracle), 0);
   for (let i = 0; i < deleted.length; i += 3) {

@@ -13,6 +13,7 @@ import {
   nativeFs,
   type NativeReader,
   type NativeStat,
+  sameFileStat,
 } from "./fs_native.ts";
 
 /** What backup records of an entry. */
@@ -156,9 +157,10 @@ export function readXattrs(
 export interface SourceFile {
   /**
    * Reads into `into`: the bytes read, 0 at the end of the file. A read ahead in flight must be
-   * into `into`'s start: its bytes are the ones returned.
+   * into `into`'s start: its bytes are the ones returned. A read done here is returned as it is,
+   * a read ahead as its promise (a promise per small file's read added up, backing up 100,000s).
    */
-  read(into: Uint8Array): Promise<number>;
+  read(into: Uint8Array): number | Promise<number>;
   /**
    * Starts reading the file's next bytes into `into` on another thread (through libc; without
    * it, nothing), for the next {@linkcode SourceFile.read}, into the same place, to take. Until
@@ -169,8 +171,8 @@ export interface SourceFile {
   readonly readingAhead: boolean;
   /** The file's metadata once read: through the descriptor with libc, else by path (lstat). */
   stat(): EntryStat;
-  /** Closes it, once a read ahead in flight has ended. */
-  close(): Promise<void>;
+  /** Closes it, at once, or once a read ahead in flight has ended (then a promise). */
+  close(): Promise<void> | undefined;
 }
 
 /**
@@ -184,12 +186,15 @@ export function openSourceFile(path: string): SourceFile {
   const file = Deno.openSync(path, { read: true });
   return {
     // synchronous: Deno's async reads cost ~10x more (a copy through a fresh buffer)
-    read: (into) => Promise.resolve(file.readSync(into) ?? 0),
+    read: (into) => file.readSync(into) ?? 0,
     readAhead: () => {},
     readingAhead: false,
     // by path, as the listing was (libc's nanoseconds when FFI is allowed, else Deno's)
     stat: () => lstatEntry(path),
-    close: () => Promise.resolve(file.close()),
+    close: () => {
+      file.close();
+      return undefined;
+    },
   };
 }
 
@@ -206,9 +211,9 @@ class NativeSourceFile implements SourceFile {
     return this.#ahead !== null;
   }
 
-  read(into: Uint8Array): Promise<number> {
+  read(into: Uint8Array): number | Promise<number> {
     const ahead = this.#ahead;
-    if (ahead === null) return Promise.resolve(this.#file.read(into));
+    if (ahead === null) return this.#file.read(into);
     if (ahead.into.buffer !== into.buffer || ahead.into.byteOffset !== into.byteOffset) {
       throw new Error("A source file was read elsewhere than where its read ahead goes");
     }
@@ -227,35 +232,26 @@ class NativeSourceFile implements SourceFile {
     return fromNative(this.#file.stat());
   }
 
-  async close(): Promise<void> {
+  close(): Promise<void> | undefined {
     // a read in flight on the pool still uses the descriptor (and its buffer): closing waits
     const ahead = this.#ahead;
     this.#ahead = null;
-    await ahead?.bytes.catch(() => 0);
-    this.#file.close();
+    if (ahead === null) {
+      this.#file.close();
+      return undefined;
+    }
+    return ahead.bytes.catch(() => 0).then(() => this.#file.close());
   }
 }
 
 /** Whether a file's stat after reading it differs from the one before (it changed meanwhile). */
 export function statChanged(before: EntryStat, after: EntryStat): boolean {
-  return before.size !== after.size || before.mtimeNs !== after.mtimeNs ||
-    before.ctimeNs !== after.ctimeNs || before.ino !== after.ino || before.dev !== after.dev;
+  return !sameFileStat(before, after);
 }
 
+/** A native stat is an EntryStat as it is: its bigints are built only if read (lib/fs_native.ts). */
 function fromNative(s: NativeStat): EntryStat {
-  return {
-    mode: s.mode,
-    uid: s.uid,
-    gid: s.gid,
-    size: s.size,
-    mtimeNs: s.mtimeNs,
-    ctimeNs: s.ctimeNs,
-    dev: s.dev,
-    ino: s.ino,
-    nlink: s.nlink,
-    rdevMajor: s.rdevMajor,
-    rdevMinor: s.rdevMinor,
-  };
+  return s;
 }
 
 function fromDeno(s: Deno.FileInfo): EntryStat {

@@ -29,6 +29,10 @@ Deno.test("a source file reads in parts, ahead on another thread, and stats as l
     file.readAhead(got.subarray(at));
     await file.close();
     equal(file.readingAhead, false);
+    // without a read ahead, reading and closing take no promise
+    const again = openSourceFile(path);
+    equal(again.read(got.subarray(0, 100)), 100);
+    equal(again.close(), undefined);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -24,6 +24,9 @@
 
 import { BackendError } from "./errors.ts";
 import { LIBC, openLibrary } from "./native_library.ts";
+import { makedev, type NativeStat, STATX_BTIME, StatxResult } from "./statx.ts";
+
+export { makedev, type NativeStat, sameFileStat } from "./statx.ts";
 
 /** The libc calls vger needs that Deno does not offer. */
 export interface NativeFs {
@@ -110,38 +113,7 @@ export interface NativeFile {
   close(): void;
 }
 
-/** What {@linkcode NativeFs.lstat} reports (from statx, AT_SYMLINK_NOFOLLOW). */
-export interface NativeStat {
-  /** File type and permission bits (st_mode). */
-  mode: number;
-  /** Owner user id. */
-  uid: number;
-  /** Owner group id. */
-  gid: number;
-  /** Size in bytes. */
-  size: number;
-  /** Number of hard links. */
-  nlink: number;
-  /** Inode number; a bigint because some file systems (overlayfs xino) use all 64 bits. */
-  ino: bigint;
-  /** Device holding the file, as makedev(major, minor) like Deno.FileInfo.dev. */
-  dev: number;
-  /** Device number of a block or character device, else 0. */
-  rdev: number;
-  /** Major number of a block or character device, else 0. */
-  rdevMajor: number;
-  /** Minor number of a block or character device, else 0. */
-  rdevMinor: number;
-  /** Last access, nanoseconds since the epoch. */
-  atimeNs: bigint;
-  /** Last modification, nanoseconds since the epoch. */
-  mtimeNs: bigint;
-  /** Last status change, nanoseconds since the epoch. */
-  ctimeNs: bigint;
-  /** Creation time, or null when the file system does not record it. */
-  birthtimeNs: bigint | null;
-}
-
+/** A failed libc call; `errno` tells why (compare with {@linkcode ERRNO}). */
 /** A failed libc call; `errno` tells why (compare with {@linkcode ERRNO}). */
 export class NativeError extends BackendError {
   /** The C errno of the failed call. */
@@ -184,7 +156,6 @@ const EINTR = 4;
 const AT_SYMLINK_NOFOLLOW = 0x100;
 const NS_PER_S = 1_000_000_000n;
 const STATX_BASIC_STATS = 0x7ff;
-const STATX_BTIME = 0x800;
 const STATX_SIZE = 256; // sizeof(struct statx)
 // A value or name list that keeps changing size between the sizing call and the read.
 const MAX_RETRIES = 8;
@@ -388,26 +359,7 @@ class Libc6 implements NativeFs {
     const mask = STATX_BASIC_STATS | STATX_BTIME;
     const r = this.#c.statx(dirfd, path, flags, mask, this.#statx);
     if (r !== 0) throw this.#error(`Cannot stat ${JSON.stringify(name)}`, this.#errno.getInt32());
-    const v = this.#statxView;
-    // Offsets of struct statx in <linux/stat.h>; timestamps are {i64 sec, u32 nsec, i32 pad}.
-    const time = (at: number): bigint =>
-      v.getBigInt64(at, true) * NS_PER_S + BigInt(v.getUint32(at + 8, true));
-    return {
-      mode: v.getUint16(0x1c, true),
-      uid: v.getUint32(0x14, true),
-      gid: v.getUint32(0x18, true),
-      size: Number(v.getBigUint64(0x28, true)),
-      nlink: v.getUint32(0x10, true),
-      ino: v.getBigUint64(0x20, true),
-      dev: makedev(v.getUint32(0x88, true), v.getUint32(0x8c, true)),
-      rdev: makedev(v.getUint32(0x80, true), v.getUint32(0x84, true)),
-      rdevMajor: v.getUint32(0x80, true),
-      rdevMinor: v.getUint32(0x84, true),
-      atimeNs: time(0x40),
-      mtimeNs: time(0x70),
-      ctimeNs: time(0x60),
-      birthtimeNs: (v.getUint32(0, true) & STATX_BTIME) ? time(0x50) : null,
-    };
+    return new StatxResult(this.#statxView);
   }
 
   mknod(path: string, mode: number, major: number, minor: number): void {
@@ -687,13 +639,4 @@ function setTimespec(at: number, ns: bigint): void {
   }
   TIMES[at] = sec;
   TIMES[at + 1] = nsec;
-}
-
-/** glibc's makedev: the st_dev encoding that stat(2) and Deno.FileInfo report. */
-export function makedev(major: number, minor: number): number {
-  const m = BigInt(major);
-  const n = BigInt(minor);
-  return Number(
-    ((m & 0xfffff000n) << 32n) | ((m & 0xfffn) << 8n) | ((n & 0xffffff00n) << 12n) | (n & 0xffn),
-  );
 }

@@ -11,9 +11,10 @@ import {
   PackStream,
   readLiveRecords,
   readVerifiedRecord,
-  RecordBatcher,
   type WantedRecord,
 } from "./pack_reader.ts";
+// restore's batcher of reads, tested here beside the reader's own reads on the same fixture
+import { RecordBatcher } from "./record_batcher.ts";
 import { initRepository, Repository } from "./repository.ts";
 import { packKey } from "./storage_keys.ts";
 import { WriteSession } from "./write_session.ts";

@@ -46,7 +46,7 @@ import { ERRNO, NativeError, nativeFs } from "./fs_native.ts";
 import { randomBytes, toHex } from "./ids.ts";
 import { PathSelector } from "./patterns.ts";
 import { isAllZero, release, releaseOwned } from "./bytes.ts";
-import { RecordBatcher } from "./pack_reader.ts";
+import { RecordBatcher } from "./record_batcher.ts";
 import type { Repository } from "./repository.ts";
 import { readArchiveItems } from "./archive_items.ts";
 

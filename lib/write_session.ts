@@ -98,7 +98,8 @@ export class WriteSession {
 
   /** Stored (sealed) length of a blob the repository or this session has; 0 if not yet known. */
   storedLength(id: Uint8Array): number {
-    return this.#index.get(id)?.length ?? this.#blobs.get(id)?.length ?? 0;
+    const stored = this.#index.lengthOf(id);
+    return stored >= 0 ? stored : Math.max(0, this.#blobs.lengthOf(id));
   }
 
   /**
