@@ -276,7 +276,9 @@ export class Report {
    * report of one pack verified beside others joins the whole in the packs' order.
    */
   append(other: Report): void {
-    this.#found.push(...other.#found);
+    // one by one: a spread of 100,000s of problems (a pack of tiny chunks, all damaged)
+    // overflows the call stack
+    for (const f of other.#found) this.#found.push(f);
     for (const [hex, list] of other.#byId) for (const f of list) this.link(hex, f);
     other.#found.length = 0;
     other.#byId.clear();

@@ -392,7 +392,7 @@ export async function checkCommand(
         onProgress: options.onProgress,
         signal: options.signal,
       });
-      if (server) result.problems.unshift(...structureProblems(server));
+      if (server) result.problems = [...structureProblems(server), ...result.problems];
       // a lock left by a killed process blocks nobody but is worth a word (restic says so too)
       for (const lock of await listLocks(backend)) {
         if (!lock.stale || lock.key === COMMIT_LOCK_KEY) continue;

@@ -266,7 +266,7 @@ export async function saveRebuiltIndex(
     } else {
       const fresh = new Map([...now.packs].filter(([hex]) => !rebuild.listing.packs.has(hex)));
       const more = await buildIndex(repo, fresh, { into: rebuild.index });
-      rebuild.unreadable.push(...more.unreadable);
+      for (const u of more.unreadable) rebuild.unreadable.push(u);
     }
     rebuild.listing = now;
     tx.saveIndex(rebuild.index);
