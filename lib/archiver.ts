@@ -32,7 +32,7 @@ import {
   throwIfNotPermitted,
 } from "./fs_meta.ts";
 import { nativeFs } from "./fs_native.ts";
-import { copyIds } from "./ids.ts";
+import { HardLinks } from "./hard_links.ts";
 import type { ArchiveStats, ManifestEntry } from "./manifest.ts";
 import { Owners } from "./owners.ts";
 import type { FilesCache } from "./files_cache.ts";
@@ -97,20 +97,6 @@ export interface BackupResult {
   unchangedFiles: number;
 }
 
-/** What a backup keeps of a hard-linked inode until its last link is met. */
-interface LinkGroup {
-  /** The path (as stored) of its first name. */
-  first: string;
-  /** Links still to come. */
-  left: number;
-  /** Symlink target, device numbers, chunk ids and size of the first name. */
-  target?: string;
-  major?: number;
-  minor?: number;
-  chunks?: Uint8Array[];
-  size: number;
-}
-
 /**
  * A read block's room past a largest chunk (a block is both). 4 MiB against 8: the shared corpus's
  * first backup peaked 5-10 MiB lower at the same time (three runs each), 400k tiny files ~20 MiB.
@@ -130,6 +116,9 @@ interface ReadChunk extends Omit<BlockJob, "id"> {
   /** Hashed here after all and found stored: not sent. */
   dropped?: boolean;
 }
+
+/** The files cache's option for a file listed without extended attributes (one object). */
+const NO_XATTRS = { noXattrs: true } as const;
 
 /** The place of a chunk id still to be computed. */
 const NO_ID = new Uint8Array(0);
@@ -229,12 +218,8 @@ class BackupRun {
   /** Bytes of those item blobs, within the backup's byte budget. */
   readonly #itemBytes: ByteBudget;
   readonly #native = nativeFs();
-  /**
-   * Inodes with more than one link (and only those) met so far, by `dev:ino`: the group's first
-   * path, its chunks (files) and how many of its links are still to come; an entry goes once
-   * all its links were met, so memory is bounded by the hard-linked inodes in flight.
-   */
-  readonly #links = new Map<string, LinkGroup>();
+  /** Inodes with more than one link met so far: their first names, for the later ones. */
+  readonly #links = new HardLinks();
   #failure: unknown = null;
   /** The read block being filled: chunks are cut and hashed in place, never copied. */
   #block: Uint8Array;
@@ -294,6 +279,9 @@ class BackupRun {
     this.#options.onWarning?.(message);
   }
 
+  /** {@linkcode #warn}, as a function to hand over (made once, not per entry). */
+  readonly #warnOf = (message: string): void => this.#warn(message);
+
   #progress(current: string): void {
     if (!this.#options.onProgress) return;
     const now = Date.now();
@@ -346,34 +334,13 @@ class BackupRun {
       size: 0,
     };
     // a later name of a hard-linked inode: its first name's chunks, not read again
-    const key = st.nlink > 1 && kind !== "dir" ? `${st.dev}:${st.ino}` : undefined;
-    const group = key === undefined ? undefined : this.#links.get(key);
-    if (key !== undefined && group) {
-      if (--group.left <= 0) this.#links.delete(key);
-      item.hardlink = group.first;
-      item.target = group.target;
-      item.major = group.major;
-      item.minor = group.minor;
-      if (group.chunks) [item.chunks, item.size] = [group.chunks, group.size];
-      const xattrs = readXattrs(this.#native, path, (m) => this.#warn(m));
-      if (xattrs) item.xattrs = xattrs;
-      await this.#emit(item);
+    const key = HardLinks.keyOf(st, kind);
+    if (key !== undefined && this.#links.later(key, item)) {
+      this.#addXattrs(item, path);
+      const stored = this.#emit(item);
+      if (stored) await stored;
       return;
     }
-    // the first: remembered once stored, so a name that could not be read is no group's first
-    if (key !== undefined) item.hardlink = rel;
-    const remember = () => {
-      if (key === undefined) return;
-      const { target, major, minor, size } = item;
-      // kept until the last name: its own copy, not views that keep id slabs alive (lib/ids.ts)
-      const chunks = item.chunks && copyIds(item.chunks);
-      this.#links.set(key, { first: rel, left: st.nlink - 1, target, major, minor, chunks, size });
-    };
-    // xattrs are read once the entry proved readable, so a vanished entry gets one warning
-    const withXattrs = () => {
-      const xattrs = readXattrs(this.#native, path, (m) => this.#warn(m));
-      if (xattrs) item.xattrs = xattrs;
-    };
     if (kind === "symlink") {
       try {
         item.target = Deno.readLinkSync(path);
@@ -382,12 +349,9 @@ class BackupRun {
         this.#warn(`Skipped "${path}": ${describeFsError(err)}`);
         return;
       }
-      withXattrs();
-      await this.#emit(item);
-      remember();
-      return;
-    }
-    if (kind === "file") {
+      // xattrs are read once the entry proved readable, so a vanished entry gets one warning
+      this.#addXattrs(item, path);
+    } else if (kind === "file") {
       const cached = this.#fromCache(path, rel, st);
       const chunks = cached ?? await this.#readStable(path, st);
       if (chunks === null) return;
@@ -396,27 +360,32 @@ class BackupRun {
       item.size = chunks.size;
       // unchanged since it was cached without extended attributes: none were added since (that
       // would have moved its ctime), so they are not listed again
-      const xattrs = cached?.noXattrs
-        ? undefined
-        : readXattrs(this.#native, path, (m) => this.#warn(m));
-      if (xattrs) item.xattrs = xattrs;
+      const noXattrs = cached?.noXattrs || !this.#addXattrs(item, path);
       // a file that changed while read is not trusted next time
       if (!chunks.changed && chunks.size === chunks.st.size) {
-        const noXattrs = xattrs === undefined; // listed (or known) to be none
-        this.#options.filesCache?.record(rel, chunks.st, chunks.ids, { noXattrs });
+        this.#options.filesCache?.record(rel, chunks.st, chunks.ids, noXattrs ? NO_XATTRS : {});
       }
-      await this.#emit(item);
-      remember();
-      return;
+    } else {
+      if (kind === "chardev" || kind === "blockdev") {
+        item.major = st.rdevMajor;
+        item.minor = st.rdevMinor;
+      }
+      // directories, FIFOs and devices: their lstat is all there is (a FIFO is never opened)
+      this.#addXattrs(item, path);
     }
-    if (kind === "chardev" || kind === "blockdev") {
-      item.major = st.rdevMajor;
-      item.minor = st.rdevMinor;
-    }
-    // directories, FIFOs and devices: their lstat is all there is (a FIFO is never opened)
-    withXattrs();
-    await this.#emit(item);
-    remember();
+    const stored = this.#emit(item);
+    if (stored) await stored;
+    if (key !== undefined) this.#links.remember(key, item, st.nlink);
+  }
+
+  /**
+   * Reads an entry's extended attributes into its item; false when it has none (listed), true
+   * when it has some or they could not be listed (without libc: not remembered as none).
+   */
+  #addXattrs(item: Item, path: string): boolean {
+    const xattrs = readXattrs(this.#native, path, this.#warnOf);
+    if (xattrs) item.xattrs = xattrs;
+    return xattrs !== undefined;
   }
 
   /** The chunks of an unchanged file, from the files cache, when all are still stored. */
@@ -536,7 +505,8 @@ class BackupRun {
         if (performance.now() - this.#lastYield >= 50) await this.#breathe();
       }
       after = file.stat();
-      await this.#hashRest(unhashed);
+      const hashing = this.#hashRest(unhashed);
+      if (hashing) await hashing;
     } catch (err) {
       // repository and pipeline failures end the backup; file-system errors skip the file
       if (err instanceof VgerError || err === this.#failure) throw err;
@@ -557,14 +527,33 @@ class BackupRun {
    * hashed here (and dropped from the block's jobs when stored already), the others come from
    * the workers their blocks went to.
    */
-  async #hashRest(unhashed: ReadChunk[]): Promise<void> {
+  #hashRest(unhashed: ReadChunk[]): Promise<void> | undefined {
+    let waits = false;
     for (const job of unhashed) {
-      if (job.hashed) continue;
+      if (job.hashed) {
+        waits = true; // a worker hashes it
+        continue;
+      }
+      const chunk = this.#block.subarray(job.offset, job.offset + job.length);
+      const id = this.#repo.key.chunkIdNow(chunk);
+      if (id === null) return this.#hashRestAsync(unhashed); // no OpenSSL: Web Crypto
+      this.#claimChunk(job, id);
+      job.dropped = !job.id;
+    }
+    // a small file's chunks are all here, hashed above: no promise
+    if (waits) return this.#hashRestAsync(unhashed);
+    if (this.#failure) throw this.#failure;
+    return undefined;
+  }
+
+  async #hashRestAsync(unhashed: ReadChunk[]): Promise<void> {
+    for (const job of unhashed) {
+      if (job.hashed || job.ids![job.at!] !== NO_ID) continue;
       const chunk = this.#block.subarray(job.offset, job.offset + job.length);
       this.#claimChunk(job, await this.#repo.key.chunkId(chunk));
       job.dropped = !job.id;
     }
-    for (const job of unhashed) if (job.hashed) await job.hashed; // a worker hashes these
+    for (const job of unhashed) if (job.hashed) await job.hashed;
     if (this.#failure) throw this.#failure;
   }
 
@@ -639,7 +628,8 @@ class BackupRun {
         for (let i = 0; i < sealed.length; i++) {
           this.#compressed += r.sealed[i].length;
           const { id, type, length } = sealed[i];
-          await this.#session.add(id!, type, r.sealed[i], length, r.crcs[i]);
+          const room = this.#session.add(id!, type, r.sealed[i], length, r.crcs[i]);
+          if (room) await room;
         }
         r.dispose(); // the packs copied them
       } catch (err) {
@@ -675,10 +665,12 @@ class BackupRun {
     return id;
   }
 
-  async #emit(item: Item): Promise<void> {
+  /** Adds an item to the stream; a promise only when a blob of it is cut and stored. */
+  #emit(item: Item): Promise<void> | undefined {
     this.#files++;
     const blob = this.#itemBuffer.addItem(item);
-    if (blob) this.#itemIds.push(await this.#store(ObjectType.items, blob));
+    if (!blob) return undefined;
+    return this.#store(ObjectType.items, blob).then((id) => void this.#itemIds.push(id));
   }
 
   /** Stores the last item blob and waits for every chunk; returns the item-blob ids. */

@@ -289,12 +289,17 @@ export class ChunkIndex {
 
   /** Adds or replaces. offset/length/rawLength are integers in [0, 2^32). */
   set(id: Uint8Array, loc: ChunkLocation): void {
+    this.setAt(id, loc.pack, loc.offset, loc.length, loc.rawLength);
+  }
+
+  /** {@linkcode set} without a location object (a backup sets two per new chunk). */
+  setAt(id: Uint8Array, pack: Uint8Array, offset: number, length: number, rawLength: number): void {
     this.#load(id);
-    checkId("Pack id", loc.pack);
-    checkU32("offset", loc.offset);
-    checkU32("length", loc.length);
-    checkU32("rawLength", loc.rawLength);
-    this.#put(this.#intern(loc.pack, 0), loc.offset, loc.length, loc.rawLength);
+    checkId("Pack id", pack);
+    checkU32("offset", offset);
+    checkU32("length", length);
+    checkU32("rawLength", rawLength);
+    this.#put(this.#intern(pack, 0), offset, length, rawLength);
   }
 
   /** Removes; returns whether it was present (backward-shift deletion, no tombstones). */

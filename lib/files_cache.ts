@@ -80,7 +80,8 @@ const decoder = new TextDecoder();
 /** The cache of one repository, loaded from and saved to one file. */
 export class FilesCache {
   readonly #path: string;
-  readonly #startNs: bigint;
+  /** Times from here on are too recent to trust (the racy-clean rule): `#startNs - RACY_NS`. */
+  readonly #recentNs: bigint;
   /** The old cache, its rows read in walk order as the lookups come (null: none). */
   #old: RowReader | null;
   readonly #size: number;
@@ -104,7 +105,7 @@ export class FilesCache {
 
   private constructor(path: string, startNs: bigint, old?: { reader: RowReader } & Checked) {
     this.#path = path;
-    this.#startNs = startNs;
+    this.#recentNs = startNs - RACY_NS;
     this.#old = old?.reader ?? null;
     this.#size = old?.count ?? 0;
     this.#runs = old?.runs ?? [];
@@ -225,12 +226,13 @@ export class FilesCache {
     ids: readonly Uint8Array[],
     options: { noXattrs?: boolean } = {},
   ): void {
-    const recent = this.#startNs - RACY_NS;
+    const recent = this.#recentNs;
     if (stamp.mtimeNs >= recent || stamp.ctimeNs >= recent || this.#failure !== null) return;
     if (!stampFits(stamp)) return; // a stamp the row cannot hold exactly is not recorded
     if (!path.isWellFormed()) return;
-    const bytes = encoder.encode(path);
-    const rowLength = ROW_FIXED + bytes.length + ids.length * ID_LENGTH;
+    // the path is encoded into the row in place (not a buffer per file): room for its longest
+    // UTF-8 (3 bytes per UTF-16 unit), then the row's real length
+    const rowLength = ROW_FIXED + path.length * 3 + ids.length * ID_LENGTH;
     try {
       if (this.#buf.length - this.#used < rowLength) this.#flush();
       if (this.#buf.length < rowLength) {
@@ -244,9 +246,9 @@ export class FilesCache {
     const buf = this.#buf;
     const view = this.#bufView;
     let o = this.#used;
-    view.setUint32(o, bytes.length, true);
-    buf.set(bytes, o + 4);
-    o += 4 + bytes.length;
+    const pathBytes = encoder.encodeInto(path, buf.subarray(o + 4)).written;
+    view.setUint32(o, pathBytes, true);
+    o += 4 + pathBytes;
     view.setFloat64(o, stamp.size, true);
     view.setBigInt64(o + 8, stamp.mtimeNs, true);
     view.setBigInt64(o + 16, stamp.ctimeNs, true);

@@ -218,12 +218,19 @@ export class Packer {
    * files made 130 MiB of garbage in here, awaiting what was ready).
    */
   ready(): Promise<void> {
-    if (this.#uploads.failed) return Promise.reject(this.#uploads.failure);
-    if (!this.#uploads.hasRoom || this.#uploadBytes > this.#maxUploadBytes) {
-      return this.#waitReady();
-    }
-    for (const pack of this.#open.values()) if (pack.backlogged) return this.#waitReady();
-    return READY;
+    return this.isReady() ? READY : this.#whenReady();
+  }
+
+  /** Whether {@linkcode ready} would resolve at once (false after a failure). */
+  isReady(): boolean {
+    if (this.#uploads.failed) return false;
+    if (!this.#uploads.hasRoom || this.#uploadBytes > this.#maxUploadBytes) return false;
+    for (const pack of this.#open.values()) if (pack.backlogged) return false;
+    return true;
+  }
+
+  #whenReady(): Promise<void> {
+    return this.#uploads.failed ? Promise.reject(this.#uploads.failure) : this.#waitReady();
   }
 
   async #waitReady(): Promise<void> {

@@ -9,7 +9,7 @@
  */
 
 import type { Backend } from "../backends/backend.ts";
-import { ChunkIndex, type ChunkLocation } from "./chunk_index.ts";
+import { ChunkIndex } from "./chunk_index.ts";
 import type { ObjectTypeTag } from "./crypto.ts";
 import { AlreadyExistsError, VgerError } from "./errors.ts";
 import type { ArchiveMeta } from "./archive.ts";
@@ -26,11 +26,6 @@ export type WritableRepository = Pick<
 
 /** The pack of a claimed blob not yet in a pack (no pack id is all zeros but by chance 2^-256). */
 const UNPACKED = new Uint8Array(32);
-
-/** The placeholder location of a claimed blob of `sealedLength` bytes. */
-function claimed(sealedLength: number): ChunkLocation {
-  return { pack: UNPACKED, offset: 0, length: sealedLength, rawLength: 0 };
-}
 
 /** Collects new blobs for one backup (or a repair's salvage) and commits them. */
 export class WriteSession {
@@ -87,7 +82,7 @@ export class WriteSession {
    */
   reserve(id: Uint8Array): boolean {
     if (this.#index.has(id) || this.#blobs.has(id)) return false;
-    this.#blobs.set(id, claimed(0));
+    this.#blobs.setAt(id, UNPACKED, 0, 0, 0);
     return true;
   }
 
@@ -105,21 +100,23 @@ export class WriteSession {
   /**
    * Adds a sealed blob to the packer (which uploads a pack once it reaches the target). Every
    * caller waits until an upload slot is free, so full packs never pile up in memory however
-   * fast blobs arrive. `crc`: the sealed blob's CRC-32 when already known (a codec worker's).
+   * fast blobs arrive: the promise to wait for, or undefined when there is room at once (a
+   * promise per blob added up, backing up 100,000s of tiny files). `crc`: the sealed blob's
+   * CRC-32 when already known (a codec worker's).
    */
-  async add(
+  add(
     id: Uint8Array,
     type: ObjectTypeTag,
     sealed: Uint8Array,
     rawLength: number,
     crc?: number,
-  ): Promise<void> {
+  ): Promise<void> | undefined {
     const length = sealed.length; // the pack takes the buffer over
     // before the packer has it: its upload then puts the real location over this one
-    this.#blobs.set(id, claimed(length));
+    this.#blobs.setAt(id, UNPACKED, 0, length, 0);
     this.#packer.put(id, type, sealed, rawLength, crc); // throws the first upload failure
     this.addedBytes += length;
-    await this.#packer.ready(); // throws the first upload failure
+    return this.#packer.isReady() ? undefined : this.#packer.ready(); // throws a failure
   }
 
   /**
