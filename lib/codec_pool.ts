@@ -83,27 +83,11 @@ export interface SealedBlock {
   /** The CRC-32 of each sealed object (its pack record's checksum). */
   crcs: Uint32Array;
   /**
-   * Frees the buffer the sealed objects are views of, at once (not when the garbage collector
-   * finds it: 16 MiB each, they held ~100 MiB of the workers' heaps): once they are in packs.
+   * Gives the buffer the sealed objects are views of back, at once, once they are in packs: the
+   * pool seals the next blocks into it (or frees it: not when the garbage collector finds it, 16
+   * MiB each held ~100 MiB of the workers' heaps).
    */
   dispose(): void;
-}
-
-/** The block and the sealed objects (views of the one buffer they came in) of a reply. */
-function sealedBlock(reply: CodecReply & { ok: true }): SealedBlock {
-  const bytes = reply.sealed!;
-  const sealed: Uint8Array[] = [];
-  let at = 0;
-  for (const length of reply.sealedLengths!) {
-    sealed.push(bytes.subarray(at, at += length));
-  }
-  // the reply's buffer is this block's alone (the view may leave out its unused end)
-  return {
-    block: reply.data!,
-    sealed,
-    crcs: reply.sealedCrcs!,
-    dispose: () => releaseOwned(bytes),
-  };
 }
 
 /** A read block held by a worker after {@linkcode CodecPool.hashBlock}. */
@@ -168,6 +152,11 @@ export class CodecPool {
   #seq = 0;
   #streams = 0;
   #tokens = 0;
+  /**
+   * Reply buffers of sealed blocks given back ({@linkcode SealedBlock.dispose}), one per worker
+   * and one more at most, for the next blocks to be sealed into.
+   */
+  readonly #spareReplies: Uint8Array[] = [];
   #ready: Promise<unknown>;
   #closed: Promise<void> | null = null;
   #forgetExitHook: () => void;
@@ -277,10 +266,35 @@ export class CodecPool {
   ): Promise<SealedBlock> {
     await this.#ready;
     const flat = flattenJobs(jobs);
-    const req: CodecRequest = { op: "encodeBlock", seq: 0, block, jobs: flat, compression };
+    const into = this.#spareReplies.pop();
+    const req: CodecRequest = { op: "encodeBlock", seq: 0, block, jobs: flat, compression, into };
     const transfer = [block.buffer as ArrayBuffer, flat.ids.buffer, flat.layout.buffer];
+    if (into) transfer.push(into.buffer as ArrayBuffer);
     const reply = await this.#send(this.#pick(), req, transfer);
-    return sealedBlock(reply);
+    return this.#sealedBlock(reply);
+  }
+
+  /** The block and the sealed objects (views of the one buffer they came in) of a reply. */
+  #sealedBlock(reply: CodecReply & { ok: true }): SealedBlock {
+    const bytes = reply.sealed!;
+    const sealed: Uint8Array[] = [];
+    let at = 0;
+    for (const length of reply.sealedLengths!) {
+      sealed.push(bytes.subarray(at, at += length));
+    }
+    // the reply's buffer is this block's alone (the view may leave out its unused end)
+    return {
+      block: reply.data!,
+      sealed,
+      crcs: reply.sealedCrcs!,
+      dispose: () => {
+        const buffer = bytes.buffer;
+        if (!(buffer instanceof ArrayBuffer) || buffer.detached) return;
+        if (this.#spareReplies.length < 1) {
+          this.#spareReplies.push(new Uint8Array(buffer));
+        } else releaseOwned(bytes);
+      },
+    };
   }
 
   /**
@@ -304,8 +318,11 @@ export class CodecPool {
       ids: Array.from({ length: ids.length / 32 }, (_, i) => ids.subarray(i * 32, i * 32 + 32)),
       seal: async (jobs, compression) => {
         const flat = flattenJobs(jobs);
-        const seal: CodecRequest = { op: "sealHeld", seq: 0, token, jobs: flat, compression };
-        return sealedBlock(await this.#send(worker, seal, [flat.ids.buffer, flat.layout.buffer]));
+        const into = this.#spareReplies.pop();
+        const seal: CodecRequest = { op: "sealHeld", seq: 0, token, jobs: flat, compression, into };
+        const transfer = [flat.ids.buffer, flat.layout.buffer];
+        if (into) transfer.push(into.buffer as ArrayBuffer);
+        return this.#sealedBlock(await this.#send(worker, seal, transfer));
       },
     };
   }
