@@ -153,8 +153,8 @@ export class CodecPool {
   #streams = 0;
   #tokens = 0;
   /**
-   * Reply buffers of sealed blocks given back ({@linkcode SealedBlock.dispose}), one per worker
-   * and one more at most, for the next blocks to be sealed into.
+   * Reply buffers of sealed blocks given back ({@linkcode SealedBlock.dispose}), one at most (two
+   * cost +27 MiB at the corpus's peak), for the next block to be sealed into.
    */
   readonly #spareReplies: Uint8Array[] = [];
   #ready: Promise<unknown>;

@@ -40,7 +40,7 @@ export type CodecRequest =
     block: Uint8Array;
     jobs: FlatJobs;
     compression: CompressionOptions;
-    /** A reply buffer given back, to seal into when it is large enough (see sealInto). */
+    /** A reply buffer given back, to seal into when it is large enough (else a new one). */
     into?: Uint8Array;
   }
   /**

@@ -80,7 +80,7 @@ const decoder = new TextDecoder();
 /** The cache of one repository, loaded from and saved to one file. */
 export class FilesCache {
   readonly #path: string;
-  /** Times from here on are too recent to trust (the racy-clean rule): `#startNs - RACY_NS`. */
+  /** Times from here on are too recent to trust (the racy-clean rule): the start - RACY_NS. */
   readonly #recentNs: bigint;
   /** The old cache, its rows read in walk order as the lookups come (null: none). */
   #old: RowReader | null;

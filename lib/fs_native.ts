@@ -24,7 +24,7 @@
 
 import { BackendError } from "./errors.ts";
 import { LIBC, openLibrary } from "./native_library.ts";
-import { makedev, type NativeStat, STATX_BTIME, StatxResult } from "./statx.ts";
+import { makedev, type NativeStat, NS_PER_S, STATX_BTIME, StatxResult } from "./statx.ts";
 
 export { makedev, type NativeStat, sameFileStat } from "./statx.ts";
 
@@ -154,7 +154,6 @@ const O_NOFOLLOW = 0o400000;
 const O_CLOEXEC = 0o2000000;
 const EINTR = 4;
 const AT_SYMLINK_NOFOLLOW = 0x100;
-const NS_PER_S = 1_000_000_000n;
 const STATX_BASIC_STATS = 0x7ff;
 const STATX_SIZE = 256; // sizeof(struct statx)
 // A value or name list that keeps changing size between the sizing call and the read.

@@ -6,7 +6,8 @@
  * @module
  */
 
-const NS_PER_S = 1_000_000_000n;
+/** Nanoseconds per second. */
+export const NS_PER_S = 1_000_000_000n;
 /** statx's mask bit for the birth time. */
 export const STATX_BTIME = 0x800;
 
