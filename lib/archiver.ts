@@ -224,8 +224,10 @@ class BackupRun {
   /** The read block being filled: chunks are cut and hashed in place, never copied. */
   #block: Uint8Array;
   /** Where the unconsumed data of the file being read starts and ends in #block. */
-  #start = 0;
-  #end = 0;
+  #start: number;
+  #end: number;
+  /** Bytes at the start of every read block that data never takes (see the constructor). */
+  readonly #slack: number;
   /** New chunks (and chunks still to hash) in #block, sent to a worker with it once it is full. */
   #jobs: ReadChunk[] = [];
   /** Blocks back from the workers, for reuse. */
@@ -255,7 +257,10 @@ class BackupRun {
     this.#options = options;
     const budget = options.budgetBytes ?? 32 << 20;
     this.#itemBytes = new ByteBudget(budget);
-    this.#block = new Uint8Array(repo.config.chunker.maxSize + READ_BLOCK);
+    // room before the data for the sealed chunks' growth: a worker seals them over the block
+    this.#slack = 2 * BLOCK_JOBS * (repo.key.sealHead + 1 + repo.key.sealTail);
+    this.#start = this.#end = this.#slack;
+    this.#block = new Uint8Array(this.#slack + repo.config.chunker.maxSize + READ_BLOCK);
     // one block at each worker and one waiting for the first to be free, within the budget
     const blocks = Math.max(2, Math.ceil(budget / this.#block.length));
     this.#blocksOut = new Limiter(Math.min(pool.size + 1, blocks));
@@ -576,17 +581,17 @@ class BackupRun {
     const end = this.#end;
     this.#jobs = this.#jobs.filter((job) => !job.dropped);
     if (this.#jobs.length === 0) {
-      old.copyWithin(0, start, end);
+      old.copyWithin(this.#slack, start, end);
     } else {
       await this.#blocksOut.ready(); // a free slot: #ship below takes it at once
       if (this.#failure) throw this.#failure;
       const next = this.#spareBlocks.pop() ?? new Uint8Array(old.length);
-      next.set(old.subarray(start, end));
+      next.set(old.subarray(start, end), this.#slack);
       this.#block = next;
       this.#ship(old);
     }
-    this.#start = 0;
-    this.#end = end - start;
+    this.#start = this.#slack;
+    this.#end = this.#slack + end - start;
   }
 
   /**
@@ -623,7 +628,6 @@ class BackupRun {
     void this.#blocksOut.spawn(async () => {
       try {
         const r = await seal();
-        this.#spareBlocks.push(r.block);
         const sealed = jobs.filter((job) => job.id);
         for (let i = 0; i < sealed.length; i++) {
           this.#compressed += r.sealed[i].length;
@@ -632,6 +636,7 @@ class BackupRun {
           if (room) await room;
         }
         r.dispose(); // the packs copied them
+        this.#spareBlocks.push(r.block); // which may have been views of it
       } catch (err) {
         this.#failure ??= err;
       } finally {

@@ -76,15 +76,18 @@ export class VerifyBatch {
 
 /** A read block back from a worker, and the sealed objects of its jobs, in order. */
 export interface SealedBlock {
-  /** The block, for reuse. */
+  /** The block, for reuse once the sealed objects are in packs (they may be views of it). */
   block: Uint8Array;
-  /** One sealed object per job. */
+  /**
+   * One sealed object per job: views of the block's first bytes when the chunks lay past room for
+   * their growth (lib/codec_worker.ts, `sealsWithin`), else of a reply buffer.
+   */
   sealed: Uint8Array[];
   /** The CRC-32 of each sealed object (its pack record's checksum). */
   crcs: Uint32Array;
   /**
-   * Gives the buffer the sealed objects are views of back, at once, once they are in packs: the
-   * pool seals the next blocks into it (or frees it: not when the garbage collector finds it, 16
+   * Gives a reply buffer the sealed objects are views of back, at once, once they are in packs:
+   * the pool seals the next blocks into it (or frees it: not when the garbage collector finds it, 16
    * MiB each held ~100 MiB of the workers' heaps).
    */
   dispose(): void;
@@ -282,13 +285,16 @@ export class CodecPool {
     for (const length of reply.sealedLengths!) {
       sealed.push(bytes.subarray(at, at += length));
     }
-    // the reply's buffer is this block's alone (the view may leave out its unused end)
+    // the reply's buffer is this block's alone (the view may leave out its unused end), or the
+    // block's own
     return {
       block: reply.data!,
       sealed,
       crcs: reply.sealedCrcs!,
       dispose: () => {
         const buffer = bytes.buffer;
+        // sealed over the block itself (the usual case): the block is the caller's to reuse
+        if (buffer === reply.data!.buffer) return;
         if (!(buffer instanceof ArrayBuffer) || buffer.detached) return;
         if (this.#spareReplies.length < 1) {
           this.#spareReplies.push(new Uint8Array(buffer));

@@ -45,3 +45,80 @@ Deno.test("blocks sealed one after another into reply buffers given back, smalle
     await pool.close();
   }
 });
+
+for (const mode of ["aes256gcm", "none"] as const) {
+  for (const algorithm of ["lz4", "zstd", "none"] as const) {
+    Deno.test(`${mode}, ${algorithm}: chunks past room for their growth are sealed over the block itself, and open to their chunks`, async () => {
+      const key = await RepoKey.generate(mode);
+      const pool = new CodecPool(key.material, mode, 1);
+      try {
+        const overhead = key.sealHead + 1 + key.sealTail;
+        // tiny and large, compressible and not, with gaps (chunks found stored, not sent)
+        const sizes = [1, 7, 200, 40_000, 0, 3, 70_000, 129, 65_536, 11];
+        const slack = sizes.length * overhead;
+        const block = new Uint8Array(slack + sizes.reduce((a, b) => a + b + 5, 0));
+        const jobs = [];
+        let at = slack;
+        for (const [i, size] of sizes.entries()) {
+          const data = i % 2
+            ? seededBytes(size, i)
+            : new TextEncoder().encode("text ".repeat(size)).subarray(0, size);
+          block.set(data, at);
+          const id = await key.chunkId(data);
+          jobs.push({ offset: at, length: size, id, type: ObjectType.data, data: data.slice() });
+          at += size + (i % 3 === 0 ? 5 : 0); // some chunks apart, some back to back
+        }
+        const { buffer, byteLength } = block;
+        const sealed = await pool.encodeBlock(block, jobs, { algorithm });
+        equal(sealed.block.byteLength, byteLength);
+        for (const [i, job] of jobs.entries()) {
+          equal(
+            sealed.sealed[i].buffer,
+            sealed.block.buffer,
+            "a view of the block, no reply buffer",
+          );
+          const plain = await key.open(ObjectType.data, job.id, sealed.sealed[i], "chunk");
+          // (zstd's output is a node Buffer: compared as bytes)
+          deepStrictEqual(new Uint8Array(decompress(plain, job.length, "chunk")), job.data);
+        }
+        ok(buffer.detached, "the block went to the worker and back");
+        sealed.dispose(); // nothing to give back: the block is the caller's
+        equal(sealed.block.byteLength, byteLength);
+      } finally {
+        await pool.close();
+      }
+    });
+  }
+}
+
+Deno.test("chunks without room before them for their growth are sealed into a reply buffer, the block left as it was", async () => {
+  const key = await RepoKey.generate("aes256gcm");
+  const pool = new CodecPool(key.material, "aes256gcm", 1);
+  try {
+    const block = seededBytes(64 << 10, 5); // incompressible, from offset 0: no room
+    const copy = block.slice();
+    const jobs = [0, 1].map((i) => ({
+      offset: i * (32 << 10),
+      length: 32 << 10,
+      type: ObjectType.data,
+    }));
+    const ids = await Promise.all(
+      jobs.map((j) => key.chunkId(block.subarray(j.offset, j.offset + j.length))),
+    );
+    const sealed = await pool.encodeBlock(block, jobs.map((j, i) => ({ ...j, id: ids[i] })), {
+      algorithm: "lz4",
+    });
+    ok(sealed.sealed[0].buffer !== sealed.block.buffer, "a reply buffer of its own");
+    deepStrictEqual(sealed.block, copy);
+    for (const [i, j] of jobs.entries()) {
+      const plain = await key.open(ObjectType.data, ids[i], sealed.sealed[i], "chunk");
+      deepStrictEqual(
+        decompress(plain, j.length, "chunk"),
+        copy.subarray(j.offset, j.offset + j.length),
+      );
+    }
+    sealed.dispose();
+  } finally {
+    await pool.close();
+  }
+});

@@ -11,6 +11,7 @@ import {
   compressFramed,
   compressInto,
   type CompressionOptions,
+  compressWithin,
   decompress,
   loadCodecs,
 } from "./compress.ts";
@@ -257,8 +258,13 @@ async function handle(req: Exclude<CodecRequest, { op: "stop" }>): Promise<Codec
     const { ids, layout } = req.jobs;
     const n = layout.length / 3;
     const { sealHead: head, sealTail: tail } = key;
-    // each chunk is compressed, framed and sealed in place in the reply, one after the other:
-    // room for every chunk as it is (the most compression leaves), no buffer per chunk
+    if (sealsWithin(block, layout, head + 1 + tail)) {
+      if (req.into) release(req.into); // no reply buffer: the block is the reply
+      return await sealWithin(key, req.seq, block, req.jobs, req.compression);
+    }
+    // else (chunks from the block's start: tests, callers other than backup) each chunk is
+    // compressed, framed and sealed in place in a reply buffer, one after the other: room for
+    // every chunk as it is (the most compression leaves), no buffer per chunk
     let room = 0;
     for (let i = 0; i < n; i++) room += head + 1 + layout[i * 3 + 1] + tail;
     // into a reply buffer given back when it is large enough: the same pages again, not fresh
@@ -359,6 +365,61 @@ async function handle(req: Exclude<CodecRequest, { op: "stop" }>): Promise<Codec
   release(plain); // release() ignores views, so each buffer is freed once, after its last use
   release(req.sealed);
   return { seq: req.seq, ok: true, data };
+}
+
+/**
+ * Whether a block's chunks can be sealed over the block itself, from its start: they are in
+ * order, apart, and start past `overhead` bytes per chunk (the most a sealed chunk outgrows its
+ * chunk), so that the sealed objects before a chunk never reach it before it is read.
+ */
+function sealsWithin(block: Uint8Array, layout: Uint32Array, overhead: number): boolean {
+  const n = layout.length / 3;
+  if (n > 0 && layout[0] < n * overhead) return false;
+  let end = 0;
+  for (let i = 0; i < n; i++) {
+    if (layout[i * 3] < end) return false;
+    end = layout[i * 3] + layout[i * 3 + 1];
+  }
+  return end <= block.length;
+}
+
+/** A codec worker's buffer for compressed chunks, grown to the largest seen. */
+let scratch = new Uint8Array(0);
+function scratchOf(length: number): Uint8Array {
+  if (scratch.length < length) {
+    release(scratch);
+    scratch = new Uint8Array(Math.max(64 << 10, 2 ** Math.ceil(Math.log2(length))));
+  }
+  return scratch;
+}
+
+/**
+ * Compresses and seals a block's chunks one after the other over the block's own bytes, from its
+ * start (see {@linkcode sealsWithin}): the reply is the block, with no buffer of its own (one per
+ * block in flight was ~12 MiB each).
+ */
+async function sealWithin(
+  key: RepoKey,
+  seq: number,
+  block: Uint8Array,
+  { ids, layout }: FlatJobs,
+  compression: CompressionOptions,
+): Promise<CodecReply> {
+  const n = layout.length / 3;
+  const { sealHead: head, sealTail: tail } = key;
+  const sealedLengths = new Uint32Array(n);
+  const sealedCrcs = new Uint32Array(n);
+  let at = 0;
+  for (let i = 0; i < n; i++) {
+    const offset = layout[i * 3], length = layout[i * 3 + 1], type = layout[i * 3 + 2];
+    const body = compressWithin(block, offset, length, compression, at + head, scratchOf);
+    const framed = block.subarray(at, at + head + body + tail);
+    await key.sealFramed(type as ObjectTypeTag, ids.subarray(i * 32, i * 32 + 32), framed);
+    sealedLengths[i] = framed.length;
+    sealedCrcs[i] = platform().crc32(framed);
+    at += framed.length;
+  }
+  return { seq, ok: true, sealed: block.subarray(0, at), sealedLengths, sealedCrcs, data: block };
 }
 
 /**

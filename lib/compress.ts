@@ -108,6 +108,45 @@ export function compressFramed(
 }
 
 /**
+ * {@linkcode compressInto} for a chunk of `block` at `offset`, written at `to` in the same block
+ * (before the chunk, or over its start: lz4 and zstd go through `scratch`, or their own buffer,
+ * and data that does not shrink moves as memmove does). The caller keeps `to + 1 + length` within
+ * the bytes it may overwrite. Returns the length written.
+ */
+export function compressWithin(
+  block: Uint8Array,
+  offset: number,
+  length: number,
+  options: CompressionOptions,
+  to: number,
+  scratch: (length: number) => Uint8Array,
+): number {
+  const data = block.subarray(offset, offset + length);
+  if (options.algorithm === "lz4" && length > 0) {
+    // the payload must come out smaller than the data, else the data is stored as it is
+    const out = scratch(length);
+    const n = platform().lz4.compressInto(data, out.subarray(0, length - 1));
+    if (n > 0) {
+      block.set(out.subarray(0, n), to + 1);
+      block[to] = CODEC_LZ4;
+      return 1 + n;
+    }
+  } else if (options.algorithm === "zstd" && length > 0) {
+    const payload = zstdCodec().compress(data, options.zstdLevel ?? 3);
+    const n = payload.length < length ? payload.length : 0;
+    if (n) {
+      block.set(payload, to + 1);
+      block[to] = CODEC_ZSTD;
+    }
+    releaseResult(payload);
+    if (n) return 1 + n;
+  }
+  block.copyWithin(to + 1, offset, offset + length);
+  block[to] = CODEC_NONE;
+  return 1 + length;
+}
+
+/**
  * Writes `codec || payload` of `data` into `out`, which has room for `1 + data.length` bytes
  * (the most it can take: data that does not shrink is stored as it is), and returns its length.
  * lz4 compresses straight into `out` (lib/native_lz4.ts), so a codec worker frames a whole block

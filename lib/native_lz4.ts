@@ -1,9 +1,9 @@
 /**
  * lz4 from the reference C library (`liblz4.so.1`, Debian's liblz4-1, which borg also uses)
  * through `Deno.dlopen`. It compresses into and decompresses into buffers the caller owns, so a
- * codec worker compresses each chunk straight into the reply it seals it in: no per-chunk output
- * buffer (lz4-napi's hold their compression bound, about the input's size, until freed) and no
- * copy (bench/README.md, issue 14 session 10). Its blocks are plain lz4 blocks: lz4-napi's and
+ * codec worker compresses each chunk into one scratch buffer of its own, then over its read block
+ * where it seals it: no per-chunk output buffer (lz4-napi's hold their compression bound, about
+ * the input's size, until freed; bench/README.md, issue 14 sessions 10 and 12). Its blocks are plain lz4 blocks: lz4-napi's and
  * lz4-wasm-nodejs's decode them and it decodes theirs. Needs `--allow-ffi`; without it, or without
  * the library, {@linkcode nativeLz4} returns null and lib/platform_deno.ts uses lz4-napi.
  *
