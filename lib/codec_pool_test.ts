@@ -1,7 +1,7 @@
 import { deepStrictEqual, equal, ok } from "node:assert/strict";
 import "./platform_deno.ts"; // the native codecs, as the CLI has them
-import { CodecPool } from "./codec_pool.ts";
-import { decompress, loadCodecs } from "./compress.ts";
+import { CodecPool, VerifyBatch } from "./codec_pool.ts";
+import { compress, decompress, loadCodecs } from "./compress.ts";
 import { ObjectType, RepoKey } from "./crypto.ts";
 import { seededBytes } from "./_fuzz.ts";
 
@@ -118,6 +118,39 @@ Deno.test("chunks without room before them for their growth are sealed into a re
       );
     }
     sealed.dispose();
+  } finally {
+    await pool.close();
+  }
+});
+
+Deno.test("batches that name one blob twice (a chunk of two files) open both: blobs are decrypted over a verify batch only when no other shares their bytes", async () => {
+  const key = await RepoKey.generate("aes256gcm");
+  const pool = new CodecPool(key.material, "aes256gcm", 1);
+  try {
+    const chunks = [seededBytes(5000, 1), new TextEncoder().encode("twice ".repeat(300))];
+    const ids = await Promise.all(chunks.map((c) => key.chunkId(c)));
+    const sealed = await Promise.all(
+      chunks.map((c, i) => key.seal(ObjectType.data, ids[i], compress(c, { algorithm: "lz4" }))),
+    );
+    const bytes = new Uint8Array(sealed[0].length + sealed[1].length);
+    bytes.set(sealed[0]);
+    bytes.set(sealed[1], sealed[0].length);
+    const a = { id: ids[0], offset: 0, length: sealed[0].length, rawLength: chunks[0].length };
+    const b = {
+      id: ids[1],
+      offset: sealed[0].length,
+      length: sealed[1].length,
+      rawLength: chunks[1].length,
+    };
+    const decoded = await pool.decodeBatch(ObjectType.data, "ab", bytes.slice(), [b, a, b, a, b]);
+    const expected = [chunks[1], chunks[0], chunks[1], chunks[0], chunks[1]];
+    decoded.forEach((d, i) => {
+      ok(d instanceof Uint8Array, `blob ${i}: ${d}`);
+      deepStrictEqual(new Uint8Array(d), expected[i]);
+    });
+    const batch = new VerifyBatch(8, 1 << 20);
+    for (const i of [0, 1, 0]) batch.add(ObjectType.data, ids[i], sealed[i], chunks[i].length);
+    equal((await pool.verifyBatch(batch)).size, 0, "no blob reported damaged");
   } finally {
     await pool.close();
   }

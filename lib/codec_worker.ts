@@ -333,6 +333,7 @@ async function handle(req: Exclude<CodecRequest, { op: "stop" }>): Promise<Codec
   if (req.op === "verifyBatch") {
     const { bytes, ids, layout } = req;
     const failures: (BlobFailure & { index: number })[] = [];
+    const shared = sharedRanges(layout, 4);
     for (let i = 0; i < layout.length / 4; i++) {
       const offset = layout[i * 4], length = layout[i * 4 + 1];
       const rawLength = layout[i * 4 + 2], type = layout[i * 4 + 3];
@@ -343,7 +344,7 @@ async function handle(req: Exclude<CodecRequest, { op: "stop" }>): Promise<Codec
         rawLength,
       };
       try {
-        await verifyOne(key, part);
+        await verifyOne(key, part, shared[i] === 0);
       } catch (err) {
         const failure = failureOf(err);
         const what = `${describeBlob(part.id, part.type)} ${req.where ?? ""}`.trimEnd();
@@ -426,9 +427,10 @@ async function sealWithin(
  * Opens, decompresses and re-hashes one blob: the plaintext never travels back to the main
  * thread. Throws IntegrityError naming `what`.
  */
-async function verifyOne(key: RepoKey, part: VerifyPart): Promise<void> {
+async function verifyOne(key: RepoKey, part: VerifyPart, inPlace = true): Promise<void> {
   const what = part.what ?? UNNAMED;
-  const plain = await key.open(part.type, part.id, part.sealed, what);
+  // the sealed bytes are this worker's (transferred): decrypted over them, unless shared
+  const plain = await key.open(part.type, part.id, part.sealed, what, inPlace);
   // a damaged index may claim any length: never inflate past the largest possible chunk
   const data = decompress(plain, Math.min(part.rawLength, MAX_CHUNK_LIMIT), what);
   try {
@@ -445,6 +447,28 @@ async function verifyOne(key: RepoKey, part: VerifyPart): Promise<void> {
     if (plain.buffer !== part.sealed.buffer) releaseBacking(plain);
     release(part.sealed);
   }
+}
+
+/**
+ * Which blobs of a verify batch share bytes with another (one record named twice, or records
+ * that overlap: a damaged pack or index), by their place in the batch: those are not decrypted in
+ * place, which would leave the other only plaintext to open. `stride`: numbers per blob in
+ * `layout`, offset and length first.
+ */
+function sharedRanges(layout: ArrayLike<number>, stride: number): Uint8Array {
+  const n = layout.length / stride;
+  const shared = new Uint8Array(n);
+  const order = Array.from({ length: n }, (_, i) => i)
+    .sort((a, b) => layout[a * stride] - layout[b * stride]);
+  for (let k = 0; k < n; k++) {
+    const i = order[k];
+    const end = layout[i * stride] + layout[i * stride + 1];
+    for (let j = k + 1; j < n && layout[order[j] * stride] < end; j++) {
+      shared[i] = 1;
+      shared[order[j]] = 1;
+    }
+  }
+  return shared;
 }
 
 async function decodeBatch(
@@ -466,7 +490,7 @@ async function decodeBatch(
         p.id,
         bytes.subarray(p.offset, p.offset + p.length),
         p.what,
-      );
+      ); // (not in place: a chunk stored as it is would then need a copy of its own)
       let data = decompress(plain, p.rawLength, p.what);
       if (data.length !== p.rawLength) {
         throw new IntegrityError(
@@ -544,17 +568,14 @@ scope.onmessage = async (e: MessageEvent<CodecRequest>) => {
   } finally {
     active.delete(work);
   }
-  const transfer: ArrayBuffer[] = [];
-  if (reply.ok && reply.data) transfer.push(reply.data.buffer as ArrayBuffer);
-  if (reply.ok && reply.sealed) transfer.push(reply.sealed.buffer as ArrayBuffer);
-  if (reply.ok && reply.sealedLengths) transfer.push(reply.sealedLengths.buffer as ArrayBuffer);
-  if (reply.ok && reply.sealedCrcs) transfer.push(reply.sealedCrcs.buffer as ArrayBuffer);
-  if (reply.ok && reply.ids) transfer.push(reply.ids.buffer as ArrayBuffer);
-  if (reply.ok && reply.parts) transfer.push(...transferable(reply.parts));
-  if (reply.ok && reply.batch) {
-    const buffers = new Set<ArrayBuffer>();
-    for (const r of reply.batch) if (r.ok) buffers.add(r.buffer);
-    transfer.push(...buffers);
-  }
-  scope.postMessage(reply, transfer);
+  // a set: a block sealed over itself is both `data` and `sealed`
+  const transfer = new Set<ArrayBuffer>();
+  if (reply.ok && reply.data) transfer.add(reply.data.buffer as ArrayBuffer);
+  if (reply.ok && reply.sealed) transfer.add(reply.sealed.buffer as ArrayBuffer);
+  if (reply.ok && reply.sealedLengths) transfer.add(reply.sealedLengths.buffer as ArrayBuffer);
+  if (reply.ok && reply.sealedCrcs) transfer.add(reply.sealedCrcs.buffer as ArrayBuffer);
+  if (reply.ok && reply.ids) transfer.add(reply.ids.buffer as ArrayBuffer);
+  if (reply.ok && reply.parts) { for (const b of transferable(reply.parts)) transfer.add(b); }
+  if (reply.ok && reply.batch) { for (const r of reply.batch) if (r.ok) transfer.add(r.buffer); }
+  scope.postMessage(reply, [...transfer]);
 };

@@ -189,12 +189,16 @@ export class RepoKey {
   /**
    * Opens an envelope; `what` names the object in the error (`chunk 3fa0…`, `index`).
    * Throws IntegrityError when the type differs, the envelope is short, or authentication fails.
+   * `inPlace`: `sealed` is the caller's to overwrite, and with OpenSSL the plaintext is decrypted
+   * over it (a view of it is returned; zeros are left when authentication fails): no buffer per
+   * blob in the codec workers.
    */
   async open(
     type: ObjectTypeTag,
     identity: Uint8Array | string,
     sealed: Uint8Array,
     what: string,
+    inPlace = false,
   ): Promise<Uint8Array> {
     const overhead = this.encrypted ? SEAL_OVERHEAD_AES : SEAL_OVERHEAD_NONE;
     if (sealed.length < overhead) {
@@ -216,7 +220,9 @@ export class RepoKey {
     }
     const native = platform().fastCrypto();
     if (native) {
-      const out = new Uint8Array(sealed.length - SEAL_OVERHEAD_AES);
+      const out = inPlace
+        ? sealed.subarray(13, sealed.length - 16)
+        : new Uint8Array(sealed.length - SEAL_OVERHEAD_AES);
       const n = native.aesGcmOpen(
         this.material.subarray(0, 32),
         sealed.subarray(1, 13),

@@ -9,6 +9,7 @@ import {
   sha256Parts,
 } from "./crypto.ts";
 import { IntegrityError } from "./errors.ts";
+import { platform } from "./platform.ts";
 import { concat, fuzzCases, FuzzClock, mutate, randomBytes, rng } from "./_fuzz.ts";
 
 const MODES: EncryptionMode[] = ["aes256gcm", "none"];
@@ -246,4 +247,27 @@ Deno.test("chunk ids handed out from shared slabs stay intact past many more ids
     );
   }
   ok(ids[0].buffer === ids[1].buffer, "consecutive ids share a buffer");
+});
+
+Deno.test("open in place decrypts over the envelope (a view of it) with OpenSSL, refuses a bad one and leaves zeros", async () => {
+  const key = await RepoKey.generate("aes256gcm");
+  const plain = new TextEncoder().encode("in place ".repeat(1000));
+  const sealed = await key.seal(ObjectType.data, "id", plain);
+  const opened = await key.open(ObjectType.data, "id", sealed, "chunk x", true);
+  deepStrictEqual(opened, plain);
+  if (platform().fastCrypto()) {
+    equal(opened.buffer, sealed.buffer, "a view of the envelope");
+    equal(opened.byteOffset, sealed.byteOffset + 13);
+  }
+  const bad = await key.seal(ObjectType.data, "id", plain);
+  bad[bad.length - 1] ^= 1;
+  await rejects(() => key.open(ObjectType.data, "id", bad, "chunk y", true), /chunk y is corrupt/);
+  if (platform().fastCrypto()) {
+    ok(bad.subarray(13, bad.length - 16).every((b) => b === 0), "no unauthenticated plaintext");
+  }
+  // without the flag, the envelope is left as it was
+  const again = await key.seal(ObjectType.data, "id", plain);
+  const copy = again.slice();
+  await key.open(ObjectType.data, "id", again, "chunk z");
+  deepStrictEqual(again, copy);
 });
