@@ -30,6 +30,12 @@ export const RESERVATION_REFRESH_MS = 20_000;
 export const RESERVATION_STALE_MS = 90_000;
 /** A mutex older than this is of a dead process (it is held for a listing at most). */
 export const MUTEX_STALE_MS = 30_000;
+/**
+ * How long an upload that would fit but for the uploads in flight waits for them to settle before
+ * it is asked again: doubling from the first wait to the last (~1.5 s in all), then it is refused.
+ */
+const SETTLE_FIRST_MS = 25;
+const SETTLE_LAST_MS = 800;
 /** How long a request waits for a repository's mutex before 503. */
 const MUTEX_WAIT_MS = 30_000;
 
@@ -113,20 +119,29 @@ export class Quota {
     const id = randomHex(12);
     const name = `${RESERVATIONS_PREFIX}${repo}/${id}`;
     const record = () => new TextEncoder().encode(JSON.stringify({ bytes: adds, key }));
-    await this.#withMutex(repo, key, async () => {
-      const { usedBytes } = await this.usage(repo);
-      const reserved = await this.#reserved(repo);
-      const after = usedBytes - frees + reserved + adds;
-      if (after > this.#quotaBytes) {
+    // An upload's object counts as stored a moment before its reservation is dropped: an upload
+    // that fits once those in flight settle waits for them (briefly) rather than being refused
+    for (let wait = SETTLE_FIRST_MS;; wait *= 2) {
+      const held = await this.#withMutex(repo, key, async () => {
+        const { usedBytes } = await this.usage(repo);
+        const reserved = await this.#reserved(repo);
+        if (usedBytes - frees + reserved + adds <= this.#quotaBytes) {
+          await this.#backend.put(name, record());
+          return true;
+        }
+        if (usedBytes - frees + adds <= this.#quotaBytes && wait <= SETTLE_LAST_MS) {
+          return false; // fits without the uploads in flight: asked again once they settle
+        }
         throw new HttpError(
           413,
           `Repository "${repo}" is over its quota with "${key}": ${adds} more bytes` +
             `${frees > 0 ? ` (${frees} freed)` : ""} on ${usedBytes} stored and ${reserved} ` +
             `being uploaded, the quota is ${this.#quotaBytes}`,
         );
-      }
-      await this.#backend.put(name, record());
-    });
+      });
+      if (held) break;
+      await new Promise((resolve) => setTimeout(resolve, wait));
+    }
     const refresh = setInterval(() => {
       this.#backend.put(name, record()).catch(() => {});
     }, RESERVATION_REFRESH_MS);
