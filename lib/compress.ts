@@ -107,11 +107,31 @@ export function compressFramed(
   return framed;
 }
 
+/** The codec byte of a payload compressed by `options`. */
+function codecOf(options: CompressionOptions): number {
+  return options.algorithm === "lz4" ? CODEC_LZ4 : CODEC_ZSTD;
+}
+
+/**
+ * Compresses `data` by `options` into `out`, which has room for fewer bytes than `data` (the
+ * payload must come out smaller, else the data is stored as it is): the payload's length, or 0.
+ */
+function payloadInto(data: Uint8Array, options: CompressionOptions, out: Uint8Array): number {
+  if (data.length === 0) return 0;
+  if (options.algorithm === "lz4") return platform().lz4.compressInto(data, out);
+  if (options.algorithm !== "zstd") return 0;
+  const payload = zstdCodec().compress(data, options.zstdLevel ?? 3);
+  const n = payload.length <= out.length ? payload.length : 0;
+  if (n) out.set(payload);
+  releaseResult(payload); // at once (see lib/bytes.ts); it detaches `payload`
+  return n;
+}
+
 /**
  * {@linkcode compressInto} for a chunk of `block` at `offset`, written at `to` in the same block
- * (before the chunk, or over its start: lz4 and zstd go through `scratch`, or their own buffer,
- * and data that does not shrink moves as memmove does). The caller keeps `to + 1 + length` within
- * the bytes it may overwrite. Returns the length written.
+ * (before the chunk, or over its start: the payload goes through `scratch`, and data that does
+ * not shrink moves as memmove does). The caller keeps `to + 1 + length` within the bytes it may
+ * overwrite. Returns the length written.
  */
 export function compressWithin(
   block: Uint8Array,
@@ -121,25 +141,18 @@ export function compressWithin(
   to: number,
   scratch: (length: number) => Uint8Array,
 ): number {
-  const data = block.subarray(offset, offset + length);
-  if (options.algorithm === "lz4" && length > 0) {
-    // the payload must come out smaller than the data, else the data is stored as it is
+  if (options.algorithm !== "none" && length > 0) {
     const out = scratch(length);
-    const n = platform().lz4.compressInto(data, out.subarray(0, length - 1));
+    const n = payloadInto(
+      block.subarray(offset, offset + length),
+      options,
+      out.subarray(0, length - 1),
+    );
     if (n > 0) {
       block.set(out.subarray(0, n), to + 1);
-      block[to] = CODEC_LZ4;
+      block[to] = codecOf(options);
       return 1 + n;
     }
-  } else if (options.algorithm === "zstd" && length > 0) {
-    const payload = zstdCodec().compress(data, options.zstdLevel ?? 3);
-    const n = payload.length < length ? payload.length : 0;
-    if (n) {
-      block.set(payload, to + 1);
-      block[to] = CODEC_ZSTD;
-    }
-    releaseResult(payload);
-    if (n) return 1 + n;
   }
   block.copyWithin(to + 1, offset, offset + length);
   block[to] = CODEC_NONE;
@@ -149,8 +162,7 @@ export function compressWithin(
 /**
  * Writes `codec || payload` of `data` into `out`, which has room for `1 + data.length` bytes
  * (the most it can take: data that does not shrink is stored as it is), and returns its length.
- * lz4 compresses straight into `out` (lib/native_lz4.ts), so a codec worker frames a whole block
- * of chunks into its reply without a buffer per chunk.
+ * lz4 compresses straight into `out` (lib/native_lz4.ts), with no buffer per chunk.
  */
 export function compressInto(
   data: Uint8Array,
@@ -160,22 +172,10 @@ export function compressInto(
   if (out.length < 1 + data.length) {
     throw new VgerError("internal", `Compression output of ${out.length} bytes is too small`);
   }
-  if (options.algorithm === "lz4" && data.length > 0) {
-    // the payload must come out smaller than the data, else the data is stored as it is
-    const n = platform().lz4.compressInto(data, out.subarray(1, data.length));
-    if (n > 0) {
-      out[0] = CODEC_LZ4;
-      return 1 + n;
-    }
-  } else if (options.algorithm === "zstd" && data.length > 0) {
-    const payload = zstdCodec().compress(data, options.zstdLevel ?? 3);
-    const n = payload.length < data.length ? payload.length : 0;
-    if (n) {
-      out[0] = CODEC_ZSTD;
-      out.set(payload, 1);
-    }
-    releaseResult(payload); // at once (see lib/bytes.ts); it detaches `payload`
-    if (n) return 1 + n;
+  const n = payloadInto(data, options, out.subarray(1, data.length));
+  if (n > 0) {
+    out[0] = codecOf(options);
+    return 1 + n;
   }
   out[0] = CODEC_NONE;
   out.set(data, 1);
