@@ -2,15 +2,27 @@ import { deepStrictEqual, equal, ok } from "node:assert/strict";
 import "./platform_deno.ts"; // the native codecs, as the CLI has them
 import { CodecPool, VerifyBatch } from "./codec_pool.ts";
 import { compress, decompress, loadCodecs } from "./compress.ts";
-import { ObjectType, RepoKey } from "./crypto.ts";
+import { type EncryptionMode, ObjectType, RepoKey } from "./crypto.ts";
 import { seededBytes } from "./_fuzz.ts";
 
 await loadCodecs();
 
-Deno.test("blocks sealed one after another into reply buffers given back, smaller then larger, all open to their chunks", async () => {
-  const key = await RepoKey.generate("aes256gcm");
-  const pool = new CodecPool(key.material, "aes256gcm", 1);
+/** Runs `fn` with a new key of `mode` and a pool of one worker holding it, closed after. */
+async function withPool(
+  mode: EncryptionMode,
+  fn: (key: RepoKey, pool: CodecPool) => Promise<void>,
+): Promise<void> {
+  const key = await RepoKey.generate(mode);
+  const pool = new CodecPool(key.material, mode, 1);
   try {
+    await fn(key, pool);
+  } finally {
+    await pool.close();
+  }
+}
+
+Deno.test("blocks sealed one after another into reply buffers given back, smaller then larger, all open to their chunks", async () => {
+  await withPool("aes256gcm", async (key, pool) => {
     // (buffers come back as new ArrayBuffer objects: told apart by their sizes)
     const replies: number[] = [];
     // blocks of 64, 256 and 192 KiB: the first reply buffer is too small for the second block
@@ -41,17 +53,13 @@ Deno.test("blocks sealed one after another into reply buffers given back, smalle
     }
     ok(replies[1] > replies[0], "a reply buffer too small is not used");
     equal(replies[2], replies[1], "the third block was sealed into the second one's reply buffer");
-  } finally {
-    await pool.close();
-  }
+  });
 });
 
 for (const mode of ["aes256gcm", "none"] as const) {
   for (const algorithm of ["lz4", "zstd", "none"] as const) {
     Deno.test(`${mode}, ${algorithm}: chunks past room for their growth are sealed over the block itself, and open to their chunks`, async () => {
-      const key = await RepoKey.generate(mode);
-      const pool = new CodecPool(key.material, mode, 1);
-      try {
+      await withPool(mode, async (key, pool) => {
         const overhead = key.sealHead + 1 + key.sealTail;
         // tiny and large, compressible and not, with gaps (chunks found stored, not sent)
         const sizes = [1, 7, 200, 40_000, 0, 3, 70_000, 129, 65_536, 11];
@@ -84,17 +92,13 @@ for (const mode of ["aes256gcm", "none"] as const) {
         ok(buffer.detached, "the block went to the worker and back");
         sealed.dispose(); // nothing to give back: the block is the caller's
         equal(sealed.block.byteLength, byteLength);
-      } finally {
-        await pool.close();
-      }
+      });
     });
   }
 }
 
 Deno.test("chunks without room before them for their growth are sealed into a reply buffer, the block left as it was", async () => {
-  const key = await RepoKey.generate("aes256gcm");
-  const pool = new CodecPool(key.material, "aes256gcm", 1);
-  try {
+  await withPool("aes256gcm", async (key, pool) => {
     const block = seededBytes(64 << 10, 5); // incompressible, from offset 0: no room
     const copy = block.slice();
     const jobs = [0, 1].map((i) => ({
@@ -118,15 +122,11 @@ Deno.test("chunks without room before them for their growth are sealed into a re
       );
     }
     sealed.dispose();
-  } finally {
-    await pool.close();
-  }
+  });
 });
 
 Deno.test("batches that name one blob twice (a chunk of two files) open both: blobs are decrypted over a verify batch only when no other shares their bytes", async () => {
-  const key = await RepoKey.generate("aes256gcm");
-  const pool = new CodecPool(key.material, "aes256gcm", 1);
-  try {
+  await withPool("aes256gcm", async (key, pool) => {
     const chunks = [seededBytes(5000, 1), new TextEncoder().encode("twice ".repeat(300))];
     const ids = await Promise.all(chunks.map((c) => key.chunkId(c)));
     const sealed = await Promise.all(
@@ -151,7 +151,5 @@ Deno.test("batches that name one blob twice (a chunk of two files) open both: bl
     const batch = new VerifyBatch(8, 1 << 20);
     for (const i of [0, 1, 0]) batch.add(ObjectType.data, ids[i], sealed[i], chunks[i].length);
     equal((await pool.verifyBatch(batch)).size, 0, "no blob reported damaged");
-  } finally {
-    await pool.close();
-  }
+  });
 });
