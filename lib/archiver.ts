@@ -2,11 +2,12 @@
  * Backup: walks the sources, reads and chunks files, stores new chunks, writes the item stream
  * and commits the archive.
  *
- * The main thread walks, reads and chunks (FastCDC); a file's chunks are hashed (HMAC, for the
- * dedup decision) by the codec workers when their read block leaves before the file ends (most
- * of a large file's), else by the main thread at the file's end. New chunks are sealed by the
- * workers (a worker that hashed a block keeps it until told which chunks are new) and go into
- * packs. A byte budget bounds the chunks in flight: memory stays flat whatever the input size.
+ * The main thread walks, reads and chunks (FastCDC); the chunks are hashed (HMAC, for the dedup
+ * decision) by a codec worker when their read block leaves, which keeps the block until told which
+ * chunks are new, seals those and sends them back to go into packs. The walk goes on meanwhile: a
+ * file's item goes out once its ids are back and the items before it went (lib/concurrency.ts
+ * `InOrder`), so items keep the walk's order. A byte budget bounds the chunks in flight and a count
+ * the items waiting: memory stays flat whatever the input size.
  *
  * @module
  */
@@ -16,8 +17,8 @@ import type { Backend } from "../backends/backend.ts";
 import { type ArchiveMeta, type Item, ItemStreamBuffer, validateArchiveName } from "./archive.ts";
 import type { Chunker } from "./chunker.ts";
 import type { ChunkIndex } from "./chunk_index.ts";
-import { type BlockJob, CodecPool, type SealedBlock } from "./codec_pool.ts";
-import { ByteBudget, Limiter } from "./concurrency.ts";
+import { type BlockJob, CodecPool } from "./codec_pool.ts";
+import { ByteBudget, InOrder, Limiter } from "./concurrency.ts";
 import type { CompressionOptions } from "./compress.ts";
 import { ObjectType, type ObjectTypeTag } from "./crypto.ts";
 import { AlreadyExistsError, NotFoundError, VgerError } from "./errors.ts";
@@ -102,19 +103,26 @@ export interface BackupResult {
  * first backup peaked 5-10 MiB lower at the same time (three runs each), 400k tiny files ~20 MiB.
  */
 const READ_BLOCK = 4 << 20;
+/** Bytes read at once: the next part is read on another thread while one is cut. */
+const READ_PART = 2 << 20;
 /** Chunks a block takes before it goes: tiny files' chunks must not pile up (objects per chunk). */
 const BLOCK_JOBS = 4096;
+/** Items waiting for their files' ids (or behind one that does) before the walk waits too. */
+const ITEMS_WAITING = 1024;
 
-/** A chunk in the read block, on its way to a worker; its id once known (and claimed as new). */
+/** A chunk in the read block, on its way to a worker; its id once known and claimed as new. */
 interface ReadChunk extends Omit<BlockJob, "id"> {
   id?: Uint8Array;
-  /** For a chunk cut without its id: the file's ids, where the id goes (at `at`). */
-  ids?: Uint8Array[];
-  at?: number;
-  /** Settles once the worker it was sent to hashed it (set when its block leaves). */
-  hashed?: Promise<void>;
-  /** Hashed here after all and found stored: not sent. */
-  dropped?: boolean;
+  /** The file's ids, where the id goes (at `at`). */
+  ids: Uint8Array[];
+  at: number;
+}
+
+/** A file read: its chunk ids (complete once `hashed` settles, when set) and its size. */
+interface ReadFile {
+  ids: Uint8Array[];
+  size: number;
+  hashed?: Promise<unknown>;
 }
 
 /** The files cache's option for a file listed without extended attributes (one object). */
@@ -151,7 +159,6 @@ export async function backup(
   const pool: Codecs = {
     size: workers,
     encode: (...args) => start().encode(...args),
-    encodeBlock: (...args) => start().encodeBlock(...args),
     hashBlock: (...args) => start().hashBlock(...args),
   };
   // packs are hashed in the workers: the reading thread is the busier one
@@ -200,7 +207,7 @@ export async function backup(
 }
 
 /** What a backup asks of the codec pool. */
-type Codecs = Pick<CodecPool, "size" | "encode" | "encodeBlock" | "hashBlock">;
+type Codecs = Pick<CodecPool, "size" | "encode" | "hashBlock">;
 
 class BackupRun {
   readonly warnings: string[] = [];
@@ -228,8 +235,12 @@ class BackupRun {
   #end: number;
   /** Bytes at the start of every read block that data never takes (see the constructor). */
   readonly #slack: number;
-  /** New chunks (and chunks still to hash) in #block, sent to a worker with it once it is full. */
+  /** The chunks cut in #block, sent to a worker with it once it is full. */
   #jobs: ReadChunk[] = [];
+  /** Resolved once the worker #block goes to has hashed its chunks (made by the first chunk). */
+  #blockHashed: PromiseWithResolvers<void> | null = null;
+  /** The items to go out, in walk order, once their files' ids are back. */
+  readonly #inOrder = new InOrder();
   /** Blocks back from the workers, for reuse. */
   readonly #spareBlocks: Uint8Array[] = [];
   // blocks at the workers (and their chunks on the way into packs): one per worker and one more,
@@ -319,6 +330,7 @@ class BackupRun {
       // read breathes between its chunks
       throwIfAborted(this.#options.signal, "Backup");
       if ((n & 15) === 0) await this.#breathe();
+      if (this.#inOrder.waiting >= ITEMS_WAITING) await this.#itemsOut(ITEMS_WAITING / 2);
       const next = entries.next();
       if (next.done) return;
       if (next.value) await this.#storeEntry(next.value);
@@ -338,14 +350,18 @@ class BackupRun {
       mtimeNs: st.mtimeNs,
       size: 0,
     };
-    // a later name of a hard-linked inode: its first name's chunks, not read again
+    // a later name of a hard-linked inode: its first name's chunks, not read again (its item
+    // goes out after the first name's, whose ids are then all there)
     const key = HardLinks.keyOf(st, kind);
     if (key !== undefined && this.#links.later(key, item)) {
       this.#addXattrs(item, path);
-      const stored = this.#emit(item);
-      if (stored) await stored;
+      const out = this.#inOrder.add(() => this.#itemOut(item));
+      if (out) await out;
       return;
     }
+    // a file's ids, computed by a worker: its item goes out once they are back
+    let hashed: Promise<unknown> | undefined;
+    let cacheRow: { st: EntryStat; ids: Uint8Array[]; noXattrs: boolean } | undefined;
     if (kind === "symlink") {
       try {
         item.target = Deno.readLinkSync(path);
@@ -368,8 +384,9 @@ class BackupRun {
       const noXattrs = cached?.noXattrs || !this.#addXattrs(item, path);
       // a file that changed while read is not trusted next time
       if (!chunks.changed && chunks.size === chunks.st.size) {
-        this.#options.filesCache?.record(rel, chunks.st, chunks.ids, noXattrs ? NO_XATTRS : {});
+        cacheRow = { st: chunks.st, ids: chunks.ids, noXattrs };
       }
+      hashed = chunks.hashed;
     } else {
       if (kind === "chardev" || kind === "blockdev") {
         item.major = st.rdevMajor;
@@ -378,9 +395,32 @@ class BackupRun {
       // directories, FIFOs and devices: their lstat is all there is (a FIFO is never opened)
       this.#addXattrs(item, path);
     }
-    const stored = this.#emit(item);
-    if (stored) await stored;
     if (key !== undefined) this.#links.remember(key, item, st.nlink);
+    const out = this.#inOrder.add(() => {
+      if (this.#failure) throw this.#failure; // the ids a worker did not send are missing
+      if (cacheRow) {
+        const { st, ids, noXattrs } = cacheRow;
+        this.#options.filesCache?.record(rel, st, ids, noXattrs ? NO_XATTRS : {});
+      }
+      if (key !== undefined) this.#links.settled(key);
+      return this.#emit(item);
+    }, hashed);
+    if (out) await out;
+  }
+
+  /** Adds an item whose ids are all there (unless the backup failed) to the stream. */
+  #itemOut(item: Item): Promise<void> | undefined {
+    if (this.#failure) throw this.#failure; // the ids a worker did not send are missing
+    return this.#emit(item);
+  }
+
+  /**
+   * Waits until at most `left` items wait to go out; the read block goes to a worker first when it
+   * holds chunks (the items may be waiting for their ids).
+   */
+  async #itemsOut(left: number): Promise<void> {
+    if (this.#jobs.length > 0) await this.#rotateBlock();
+    await this.#inOrder.below(left);
   }
 
   /**
@@ -398,9 +438,7 @@ class BackupRun {
     path: string,
     rel: string,
     st: EntryStat,
-  ):
-    | { ids: Uint8Array[]; size: number; st: EntryStat; changed: boolean; noXattrs: boolean }
-    | null {
+  ): ReadFile & { st: EntryStat; changed: boolean; noXattrs: boolean } | null {
     const hit = this.#options.filesCache?.lookup(rel, st);
     if (!hit) return null;
     const { ids, noXattrs } = hit;
@@ -427,18 +465,18 @@ class BackupRun {
   async #readStable(
     path: string,
     before: EntryStat,
-  ): Promise<{ ids: Uint8Array[]; size: number; st: EntryStat; changed: boolean } | null> {
+  ): Promise<ReadFile & { st: EntryStat; changed: boolean } | null> {
     let st = before;
     for (let attempt = 0;; attempt++) {
       const original = this.#original;
       const read = await this.#readFile(path, st.size);
       if (read === null) return null;
-      const { ids, size, after } = read;
+      const { ids, size, after, hashed } = read;
       const changed = size !== st.size || statChanged(st, after);
-      if (!changed) return { ids, size, st, changed: false };
+      if (!changed) return { ids, size, st, changed: false, hashed };
       if (attempt > 0) {
         this.#warn(`File "${path}" changed while it was read: stored as read, may be inconsistent`);
-        return { ids, size, st, changed: true };
+        return { ids, size, st, changed: true, hashed };
       }
       this.#original = original; // the torn read's bytes do not count
       st = after;
@@ -450,10 +488,7 @@ class BackupRun {
    * not chased) and stats it through its descriptor once read (a file replaced meanwhile, by a
    * symlink, a FIFO or another file, shows there); null when it could not be read (warned).
    */
-  async #readFile(
-    path: string,
-    listed: number,
-  ): Promise<{ ids: Uint8Array[]; size: number; after: EntryStat } | null> {
+  async #readFile(path: string, listed: number): Promise<ReadFile & { after: EntryStat } | null> {
     let file: SourceFile;
     try {
       file = openSourceFile(path);
@@ -463,7 +498,7 @@ class BackupRun {
       return null;
     }
     const ids: Uint8Array[] = [];
-    const unhashed: ReadChunk[] = []; // this file's chunks, cut without their ids
+    const waits: Promise<void>[] = []; // the hashing of the blocks that hold its chunks
     let size = 0;
     // this file's data starts where the last file's ended; earlier chunks stay in the block
     this.#start = this.#end;
@@ -483,13 +518,15 @@ class BackupRun {
             await this.#rotateBlock();
           }
           const block = this.#block;
-          const read = file.read(block.subarray(this.#end, this.#end + remaining));
+          const read = file.read(
+            block.subarray(this.#end, this.#end + Math.min(remaining, READ_PART)),
+          );
           const n = typeof read === "number" ? read : await read;
           this.#end += n;
           remaining -= n;
           eof = n === 0 || remaining === 0;
           if (!eof && block.length - this.#end >= READ_BLOCK / 2) {
-            file.readAhead(block.subarray(this.#end, this.#end + remaining));
+            file.readAhead(block.subarray(this.#end, this.#end + Math.min(remaining, READ_PART)));
           }
           continue;
         }
@@ -498,11 +535,11 @@ class BackupRun {
         const cut = this.#chunker.findCut(this.#block.subarray(start, this.#end), eof, scanned);
         scanned = cut === 0 ? this.#end - start : 0;
         if (cut === 0) continue;
-        // hashed by a worker if its block leaves before the file ends, else by #hashRest
-        const job = { offset: start, length: cut, type: ObjectType.data, ids, at: ids.length };
+        // hashed by the worker its block goes to, which places the id in `ids`
+        this.#jobs.push({ offset: start, length: cut, type: ObjectType.data, ids, at: ids.length });
         ids.push(NO_ID);
-        this.#jobs.push(job);
-        unhashed.push(job);
+        const hashed = (this.#blockHashed ??= Promise.withResolvers()).promise;
+        if (waits.at(-1) !== hashed) waits.push(hashed);
         this.#start += cut;
         size += cut;
         this.#original += cut;
@@ -510,8 +547,6 @@ class BackupRun {
         if (performance.now() - this.#lastYield >= 50) await this.#breathe();
       }
       after = file.stat();
-      const hashing = this.#hashRest(unhashed);
-      if (hashing) await hashing;
     } catch (err) {
       // repository and pipeline failures end the backup; file-system errors skip the file
       if (err instanceof VgerError || err === this.#failure) throw err;
@@ -524,47 +559,12 @@ class BackupRun {
       const closing = file.close();
       if (closing) await closing;
     }
-    return { ids, size, after };
+    return { ids, size, after, hashed: waits.length > 1 ? Promise.all(waits) : waits[0] };
   }
 
-  /**
-   * Completes the ids of a file's chunks cut without them: those still in the read block are
-   * hashed here (and dropped from the block's jobs when stored already), the others come from
-   * the workers their blocks went to.
-   */
-  #hashRest(unhashed: ReadChunk[]): Promise<void> | undefined {
-    let waits = false;
-    for (const job of unhashed) {
-      if (job.hashed) {
-        waits = true; // a worker hashes it
-        continue;
-      }
-      const chunk = this.#block.subarray(job.offset, job.offset + job.length);
-      const id = this.#repo.key.chunkIdNow(chunk);
-      if (id === null) return this.#hashRestAsync(unhashed); // no OpenSSL: Web Crypto
-      this.#claimChunk(job, id);
-      job.dropped = !job.id;
-    }
-    // a small file's chunks are all here, hashed above: no promise
-    if (waits) return this.#hashRestAsync(unhashed);
-    if (this.#failure) throw this.#failure;
-    return undefined;
-  }
-
-  async #hashRestAsync(unhashed: ReadChunk[]): Promise<void> {
-    for (const job of unhashed) {
-      if (job.hashed || job.ids![job.at!] !== NO_ID) continue;
-      const chunk = this.#block.subarray(job.offset, job.offset + job.length);
-      this.#claimChunk(job, await this.#repo.key.chunkId(chunk));
-      job.dropped = !job.id;
-    }
-    for (const job of unhashed) if (job.hashed) await job.hashed;
-    if (this.#failure) throw this.#failure;
-  }
-
-  /** Places the id of a chunk cut without it in its file's ids; claims it, or counts it stored. */
+  /** Places the id of a chunk in its file's ids; claims it, or counts it stored. */
   #claimChunk(job: ReadChunk, id: Uint8Array): void {
-    job.ids![job.at!] = id;
+    job.ids[job.at] = id;
     if (this.#session.reserve(id)) job.id = id;
     else this.#compressed += this.#session.storedLength(id);
   }
@@ -579,7 +579,6 @@ class BackupRun {
     const old = this.#block;
     const start = this.#start;
     const end = this.#end;
-    this.#jobs = this.#jobs.filter((job) => !job.dropped);
     if (this.#jobs.length === 0) {
       old.copyWithin(this.#slack, start, end);
     } else {
@@ -595,43 +594,30 @@ class BackupRun {
   }
 
   /**
-   * Sends a block and its jobs to a worker; the sealed chunks go into packs as they return. When
-   * some chunks have no id yet, the worker hashes them first and keeps the block until this
-   * thread has claimed them: only the new ones are sealed.
+   * Sends a block and its chunks to a worker, which hashes them and keeps the block until this
+   * thread has claimed them: only the new ones are sealed, and go into packs as they return.
    */
   #ship(block: Uint8Array): void {
-    const jobs = this.#jobs.filter((job) => !job.dropped);
+    const jobs = this.#jobs;
+    const hashed = this.#blockHashed;
     this.#jobs = [];
-    const unhashed = jobs.filter((job) => !job.id);
-    let idsBack = () => {};
-    const hashed = new Promise<void>((resolve) => idsBack = resolve);
-    for (const job of unhashed) job.hashed = hashed;
-    const sealJobs = (): BlockJob[] =>
-      jobs.filter((j) => j.id).map(({ offset, length, id, type }) => ({
-        offset,
-        length,
-        id: id!,
-        type,
-      }));
-    const seal = async (): Promise<SealedBlock> => {
-      if (unhashed.length === 0) {
-        return await this.#pool.encodeBlock(block, sealJobs(), this.#options.compression);
-      }
-      const held = await this.#pool.hashBlock(
-        block,
-        unhashed.map(({ offset, length }) => ({ offset, length })),
-      );
-      unhashed.forEach((job, k) => this.#claimChunk(job, held.ids[k]));
-      idsBack();
-      return await held.seal(sealJobs(), this.#options.compression);
-    };
+    this.#blockHashed = null;
     void this.#blocksOut.spawn(async () => {
       try {
-        const r = await seal();
-        const sealed = jobs.filter((job) => job.id);
-        for (let i = 0; i < sealed.length; i++) {
+        const held = await this.#pool.hashBlock(
+          block,
+          jobs.map(({ offset, length }) => ({ offset, length })),
+        );
+        for (let k = 0; k < jobs.length; k++) this.#claimChunk(jobs[k], held.ids[k]);
+        hashed?.resolve();
+        const fresh = jobs.filter((job) => job.id);
+        const r = await held.seal(
+          fresh.map(({ offset, length, id, type }) => ({ offset, length, id: id!, type })),
+          this.#options.compression,
+        );
+        for (let i = 0; i < fresh.length; i++) {
           this.#compressed += r.sealed[i].length;
-          const { id, type, length } = sealed[i];
+          const { id, type, length } = fresh[i];
           const room = this.#session.add(id!, type, r.sealed[i], length, r.crcs[i]);
           if (room) await room;
         }
@@ -640,7 +626,7 @@ class BackupRun {
       } catch (err) {
         this.#failure ??= err;
       } finally {
-        idsBack();
+        hashed?.resolve(); // the items waiting for it see the failure
       }
     });
   }
@@ -680,11 +666,11 @@ class BackupRun {
 
   /** Stores the last item blob and waits for every chunk; returns the item-blob ids. */
   async finish(): Promise<Uint8Array[]> {
-    this.#jobs = this.#jobs.filter((job) => !job.dropped);
     if (this.#jobs.length > 0) {
       // the last block goes as it is (a copy of its used part: the worker takes the buffer)
       this.#ship(this.#block.slice(0, this.#end));
     }
+    await this.#inOrder.settle();
     const blob = this.#itemBuffer.flush();
     if (blob) this.#itemIds.push(await this.#store(ObjectType.items, blob));
     await Promise.all([this.#blocksOut.settle(), this.#itemJobs.settle()]);

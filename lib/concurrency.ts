@@ -1,7 +1,8 @@
 /**
  * Concurrency primitives shared by every stage: a {@linkcode Limiter} (at most N async tasks at
- * once), a {@linkcode ByteBudget} (at most N bytes held at once) and a {@linkcode Signal} (wakes
- * whoever waits for a change: a producer and a consumer of a queue). How many storage requests
+ * once), a {@linkcode ByteBudget} (at most N bytes held at once), a {@linkcode Signal} (wakes
+ * whoever waits for a change: a producer and a consumer of a queue) and {@linkcode InOrder}
+ * (results that come out of order handed on in order). How many storage requests
  * run at once is the backend's to say (`capabilities.connections`), never a constant in an
  * engine; the engines pass that number in. A leaf: it imports nothing.
  *
@@ -256,5 +257,78 @@ export class Signal {
     const waiters = this.#waiters;
     this.#waiters = [];
     for (const wake of waiters) wake();
+  }
+}
+
+/** A step of {@linkcode InOrder}: what it waits for, and what it does then. */
+interface Step {
+  gate?: Promise<unknown>;
+  run: () => Promise<void> | void;
+}
+
+/**
+ * Runs steps in the order they were added, each once the promise it waits for (its gate) has
+ * settled: work finished out of order (a worker hashing a file's chunks) is handed on in order
+ * (the walk's). A step with no gate added while none waits runs at once, so the usual case costs
+ * no promise. The first failure, of a gate or a step, skips the steps after it and is thrown by
+ * the next `add`, `below` or `settle`.
+ */
+export class InOrder {
+  #steps: (Step | undefined)[] = [];
+  #head = 0;
+  #running: Promise<void> | null = null;
+  #failed = false;
+  #failure: unknown = undefined;
+  readonly #done = new Signal();
+
+  /** Steps added and not yet run. */
+  get waiting(): number {
+    return this.#steps.length - this.#head;
+  }
+
+  /** Runs `run` after the steps before it, once `gate` (if any) settled. */
+  add(run: () => Promise<void> | void, gate?: Promise<unknown>): Promise<void> | void {
+    this.#throwIfFailed();
+    if (this.#running === null && gate === undefined) return run();
+    this.#steps.push({ gate, run });
+    this.#running ??= this.#runSteps();
+  }
+
+  /** Waits until at most `n` steps wait. */
+  async below(n: number): Promise<void> {
+    while (this.waiting > n) await this.#done.wait();
+    this.#throwIfFailed();
+  }
+
+  /** Waits until every step added ran. */
+  async settle(): Promise<void> {
+    await this.below(0);
+  }
+
+  async #runSteps(): Promise<void> {
+    while (this.#head < this.#steps.length) {
+      const step = this.#steps[this.#head]!;
+      try {
+        if (step.gate) await step.gate;
+        const running = this.#failed ? undefined : step.run();
+        if (running) await running;
+      } catch (err) {
+        if (!this.#failed) [this.#failed, this.#failure] = [true, err];
+      }
+      this.#steps[this.#head++] = undefined;
+      if (this.#head >= 1024 && this.#head * 2 >= this.#steps.length) {
+        this.#steps = this.#steps.slice(this.#head); // the steps run so far leave the array
+        this.#head = 0;
+      }
+      this.#done.notify();
+    }
+    this.#steps = [];
+    this.#head = 0;
+    this.#running = null;
+    this.#done.notify();
+  }
+
+  #throwIfFailed(): void {
+    if (this.#failed) throw this.#failure;
   }
 }

@@ -1,5 +1,5 @@
-import { deepStrictEqual, rejects, throws } from "node:assert/strict";
-import { ByteBudget, Limiter, Signal } from "./concurrency.ts";
+import { deepStrictEqual, equal, rejects, throws } from "node:assert/strict";
+import { ByteBudget, InOrder, Limiter, Signal } from "./concurrency.ts";
 
 /** A promise with its resolve and reject. */
 function deferred<T = void>() {
@@ -216,4 +216,91 @@ Deno.test("signal wakes every waiter at the next notify, and none at an earlier 
   signal.notify();
   await c;
   deepStrictEqual(late, true);
+});
+
+Deno.test("in order: steps run in the order added, each after its gate, whatever order the gates settle in", async () => {
+  const order = new InOrder();
+  const ran: string[] = [];
+  const gates = [0, 1, 2].map(() => deferred());
+  order.add(() => void ran.push("a"), gates[0].promise);
+  order.add(() => void ran.push("b")); // no gate, but behind a
+  order.add(() => void ran.push("c"), gates[1].promise);
+  order.add(() => void ran.push("d"), gates[2].promise);
+  equal(order.waiting, 4);
+  gates[2].resolve();
+  gates[1].resolve();
+  await tick();
+  equal(ran.join(), ""); // c and d may not pass a
+  gates[0].resolve();
+  await order.settle();
+  deepStrictEqual(ran, ["a", "b", "c", "d"]);
+  equal(order.waiting, 0);
+  // nothing waits: a step without a gate runs at once, its promise handed back
+  const stored = Promise.resolve();
+  equal(order.add(() => stored), stored);
+  order.add(() => void ran.push("e"));
+  deepStrictEqual(ran, ["a", "b", "c", "d", "e"]);
+});
+
+Deno.test("in order: a step waits for the promise the one before it returned", async () => {
+  const order = new InOrder();
+  const ran: string[] = [];
+  const slow = deferred();
+  order.add(() => slow.promise.then(() => void ran.push("slow")), Promise.resolve());
+  order.add(() => void ran.push("next"));
+  await tick();
+  equal(ran.join(), "");
+  slow.resolve();
+  await order.settle();
+  deepStrictEqual(ran, ["slow", "next"]);
+});
+
+Deno.test("in order: the first failure skips the steps after it and is thrown by add, below and settle", async () => {
+  for (const failing of ["gate", "step"]) {
+    const order = new InOrder();
+    const ran: string[] = [];
+    const boom = new Error(`${failing} failed`);
+    order.add(() => void ran.push("before"), Promise.resolve());
+    if (failing === "gate") order.add(() => void ran.push("gated"), Promise.reject(boom));
+    else order.add(() => Promise.reject(boom), Promise.resolve());
+    order.add(() => void ran.push("after"));
+    await rejects(order.settle(), boom);
+    deepStrictEqual(ran, ["before"]);
+    throws(() => order.add(() => void ran.push("later")), boom);
+    await rejects(order.below(5), boom);
+    deepStrictEqual(ran, ["before"]);
+  }
+});
+
+Deno.test("in order: below waits until at most n steps wait", async () => {
+  const order = new InOrder();
+  const gates = [0, 1, 2].map(() => deferred());
+  for (const gate of gates) order.add(() => {}, gate.promise);
+  let woke = false;
+  const below = order.below(1).then(() => woke = true);
+  gates[0].resolve();
+  await tick();
+  equal(woke, false); // two still wait
+  gates[1].resolve();
+  await below;
+  equal(order.waiting, 1);
+  gates[2].resolve();
+  await order.settle();
+});
+
+Deno.test("in order: many steps in one run keep their order while the run drops the ones done", async () => {
+  const order = new InOrder();
+  const ran: number[] = [];
+  const first = deferred();
+  for (let i = 0; i < 5000; i++) {
+    order.add(
+      () => void ran.push(i),
+      i === 0 ? first.promise : i % 7 === 0 ? Promise.resolve() : undefined,
+    );
+  }
+  first.resolve();
+  await order.below(2500);
+  for (let i = 5000; i < 6000; i++) order.add(() => void ran.push(i));
+  await order.settle();
+  deepStrictEqual(ran, Array.from({ length: 6000 }, (_, i) => i));
 });

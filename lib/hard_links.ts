@@ -55,13 +55,20 @@ export class HardLinks {
   }
 
   /**
-   * Remembers a group's first name once stored (so a name that could not be read is no group's
-   * first), with `nlink - 1` names to come.
+   * Remembers a group's first name once read (so a name that could not be read is no group's
+   * first), with `nlink - 1` names to come. Its chunk ids may still be coming (the array is
+   * filled in place, and its later names' items go out after it): {@linkcode HardLinks.settled}
+   * once they are all there.
    */
   remember(key: string, item: Item, nlink: number): void {
-    const { path, target, major, minor, size } = item;
-    // kept until the last name: its own copy, not views that keep id slabs alive (lib/ids.ts)
-    const chunks = item.chunks && copyIds(item.chunks);
+    const { path, target, major, minor, chunks, size } = item;
     this.#groups.set(key, { first: path, left: nlink - 1, target, major, minor, chunks, size });
+  }
+
+  /** The first name's chunk ids are all there: the group keeps a copy of its own. */
+  settled(key: string): void {
+    const group = this.#groups.get(key);
+    // kept until the last name: its own copy, not views that keep id slabs alive (lib/ids.ts)
+    if (group?.chunks) group.chunks = copyIds(group.chunks);
   }
 }
