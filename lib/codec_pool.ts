@@ -86,9 +86,8 @@ export interface SealedBlock {
   /** The CRC-32 of each sealed object (its pack record's checksum). */
   crcs: Uint32Array;
   /**
-   * Gives a reply buffer the sealed objects are views of back, at once, once they are in packs:
-   * the pool seals the next blocks into it (or frees it: not when the garbage collector finds it, 16
-   * MiB each held ~100 MiB of the workers' heaps).
+   * Frees a reply buffer the sealed objects are views of at once, once they are in packs (not
+   * when the garbage collector finds it: 16 MiB each held ~100 MiB of the workers' heaps).
    */
   dispose(): void;
 }
@@ -155,11 +154,6 @@ export class CodecPool {
   #seq = 0;
   #streams = 0;
   #tokens = 0;
-  /**
-   * Reply buffers of sealed blocks given back ({@linkcode SealedBlock.dispose}), one at most (two
-   * cost +27 MiB at the corpus's peak), for the next block to be sealed into.
-   */
-  readonly #spareReplies: Uint8Array[] = [];
   #ready: Promise<unknown>;
   #closed: Promise<void> | null = null;
   #forgetExitHook: () => void;
@@ -258,25 +252,6 @@ export class CodecPool {
     )).data!;
   }
 
-  /**
-   * Compresses and seals the chunks of a read block in one worker. The block (which must own
-   * its buffer) is transferred there and comes back with the sealed objects, in job order.
-   */
-  async encodeBlock(
-    block: Uint8Array,
-    jobs: BlockJob[],
-    compression: CompressionOptions,
-  ): Promise<SealedBlock> {
-    await this.#ready;
-    const flat = flattenJobs(jobs);
-    const into = this.#spareReplies.pop();
-    const req: CodecRequest = { op: "encodeBlock", seq: 0, block, jobs: flat, compression, into };
-    const transfer = [block.buffer as ArrayBuffer, flat.ids.buffer, flat.layout.buffer];
-    if (into) transfer.push(into.buffer as ArrayBuffer);
-    const reply = await this.#send(this.#pick(), req, transfer);
-    return this.#sealedBlock(reply);
-  }
-
   /** The block and the sealed objects (views of the one buffer they came in) of a reply. */
   #sealedBlock(reply: CodecReply & { ok: true }): SealedBlock {
     const bytes = reply.sealed!;
@@ -292,13 +267,8 @@ export class CodecPool {
       sealed,
       crcs: reply.sealedCrcs!,
       dispose: () => {
-        const buffer = bytes.buffer;
         // sealed over the block itself (the usual case): the block is the caller's to reuse
-        if (buffer === reply.data!.buffer) return;
-        if (!(buffer instanceof ArrayBuffer) || buffer.detached) return;
-        if (this.#spareReplies.length < 1) {
-          this.#spareReplies.push(new Uint8Array(buffer));
-        } else releaseOwned(bytes);
+        if (bytes.buffer !== reply.data!.buffer) releaseOwned(bytes);
       },
     };
   }
@@ -306,8 +276,8 @@ export class CodecPool {
   /**
    * Hashes chunks of a read block in one worker, which keeps the block: the ids come back, in
    * order, with `seal`, which then compresses and seals there the chunks chosen (the new ones)
-   * and hands the block back, as {@linkcode encodeBlock} does. Call `seal` once, even with no
-   * jobs, to have the block back. The block must own its buffer (it is transferred).
+   * and hands the block back with their sealed objects, in job order. Call `seal` once, even with
+   * no jobs, to have the block back. The block must own its buffer (it is transferred).
    */
   async hashBlock(block: Uint8Array, chunks: ChunkRange[]): Promise<HashedBlock> {
     await this.#ready;
@@ -324,11 +294,10 @@ export class CodecPool {
       ids: Array.from({ length: ids.length / 32 }, (_, i) => ids.subarray(i * 32, i * 32 + 32)),
       seal: async (jobs, compression) => {
         const flat = flattenJobs(jobs);
-        const into = this.#spareReplies.pop();
-        const seal: CodecRequest = { op: "sealHeld", seq: 0, token, jobs: flat, compression, into };
-        const transfer = [flat.ids.buffer, flat.layout.buffer];
-        if (into) transfer.push(into.buffer as ArrayBuffer);
-        return this.#sealedBlock(await this.#send(worker, seal, transfer));
+        const seal: CodecRequest = { op: "sealHeld", seq: 0, token, jobs: flat, compression };
+        return this.#sealedBlock(
+          await this.#send(worker, seal, [flat.ids.buffer, flat.layout.buffer]),
+        );
       },
     };
   }

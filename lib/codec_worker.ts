@@ -34,31 +34,16 @@ export type CodecRequest =
     data: Uint8Array;
     compression: CompressionOptions;
   }
-  | {
-    op: "encodeBlock";
-    seq: number;
-    /** A read block holding the chunks; transferred here and back for reuse. */
-    block: Uint8Array;
-    jobs: FlatJobs;
-    compression: CompressionOptions;
-    /** A reply buffer given back, to seal into when it is large enough (else a new one). */
-    into?: Uint8Array;
-  }
   /**
    * Hashes chunks of a read block (their ids come back) and holds the block under `token` until
    * the sealHeld request of that token. `ranges`: offset and length of each chunk in the block.
    */
   | { op: "hashBlock"; seq: number; token: number; block: Uint8Array; ranges: Uint32Array }
-  /** encodeBlock of the block held under `token`, which then goes back. */
-  | {
-    op: "sealHeld";
-    seq: number;
-    token: number;
-    jobs: FlatJobs;
-    compression: CompressionOptions;
-    /** As encodeBlock's. */
-    into?: Uint8Array;
-  }
+  /**
+   * Compresses and seals these chunks of the block held under `token`, which then goes back
+   * (for reuse) with their sealed objects.
+   */
+  | { op: "sealHeld"; seq: number; token: number; jobs: FlatJobs; compression: CompressionOptions }
   | {
     op: "decodeBatch";
     seq: number;
@@ -211,7 +196,7 @@ export type CodecReply =
     /** verifyBatch: the blobs that failed, by their place in the batch. */
     failures?: (BlobFailure & { index: number })[];
     /**
-     * encodeBlock: the sealed objects of the jobs, in order, back to back in one buffer (one
+     * sealHeld: the sealed objects of the jobs, in order, back to back in one buffer (one
      * transfer, not one per chunk: a block may hold thousands of tiny files' chunks)...
      */
     sealed?: Uint8Array;
@@ -247,19 +232,14 @@ async function handle(req: Exclude<CodecRequest, { op: "stop" }>): Promise<Codec
     const sealed = await key.sealFramed(req.type, req.id, framed);
     return { seq: req.seq, ok: true, data: sealed };
   }
-  if (req.op === "encodeBlock" || req.op === "sealHeld") {
-    let block: Uint8Array | undefined;
-    if (req.op === "encodeBlock") block = req.block;
-    else {
-      block = held.get(req.token);
-      held.delete(req.token);
-      if (!block) throw new VgerError("internal", `Codec worker holds no block ${req.token}`);
-    }
+  if (req.op === "sealHeld") {
+    const block = held.get(req.token);
+    held.delete(req.token);
+    if (!block) throw new VgerError("internal", `Codec worker holds no block ${req.token}`);
     const { ids, layout } = req.jobs;
     const n = layout.length / 3;
     const { sealHead: head, sealTail: tail } = key;
     if (sealsWithin(block, layout, head + 1 + tail)) {
-      if (req.into) release(req.into); // no reply buffer: the block is the reply
       return await sealWithin(key, req.seq, block, req.jobs, req.compression);
     }
     // else (chunks from the block's start: tests, callers other than backup) each chunk is
@@ -267,11 +247,7 @@ async function handle(req: Exclude<CodecRequest, { op: "stop" }>): Promise<Codec
     // every chunk as it is (the most compression leaves), no buffer per chunk
     let room = 0;
     for (let i = 0; i < n; i++) room += head + 1 + layout[i * 3 + 1] + tail;
-    // into a reply buffer given back when it is large enough: the same pages again, not fresh
-    // ones zeroed here (73% of a first backup's page faults were that zeroing, in this thread)
-    const given = req.into;
-    const sealed = given !== undefined && given.length >= room ? given : new Uint8Array(room);
-    if (given !== undefined && given !== sealed) release(given);
+    const sealed = new Uint8Array(room);
     const sealedLengths = new Uint32Array(n);
     const sealedCrcs = new Uint32Array(n);
     let at = 0;

@@ -274,7 +274,8 @@ Deno.test("a codec worker's sealed block carries each object's CRC-32, and the p
       type: ObjectType.data,
       id: new Uint8Array(32).fill(i + 1),
     }));
-    const r = await pool.encodeBlock(block, jobs, { algorithm: "lz4" });
+    const held = await pool.hashBlock(block, jobs);
+    const r = await held.seal(jobs, { algorithm: "lz4" });
     equal(r.crcs.length, 3);
     const packer = new Packer(repo, { target: repo.config.minPackSize });
     r.sealed.forEach((sealed, i) => equal(r.crcs[i], crc32(sealed)));
@@ -349,12 +350,8 @@ Deno.test("a sealed block's buffer may be freed once its objects are in packs, a
       const id = new Uint8Array(32).fill(i + 7);
       framed.push(compress(block, { algorithm: "none" })); // before the block goes to the worker
       // one job: the object's view covers the reply's whole buffer
-      const r = await pool.encodeBlock(block, [{
-        offset: 0,
-        length: block.length,
-        type: ObjectType.data,
-        id,
-      }], { algorithm: "none" });
+      const job = { offset: 0, length: block.length, type: ObjectType.data, id };
+      const r = await (await pool.hashBlock(block, [job])).seal([job], { algorithm: "none" });
       ids.push(id);
       await packer.add(id, ObjectType.data, r.sealed[0], block.length, r.crcs[0]);
       r.dispose();
