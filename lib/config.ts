@@ -44,7 +44,7 @@
  * @module
  */
 
-import { isSeq, LineCounter, parseDocument } from "yaml";
+import { isSeq, LineCounter, parseDocument } from "./yaml.ts";
 import { archiveNameFormatProblem } from "./archive_name_format.ts";
 import {
   type ChunkerParams,

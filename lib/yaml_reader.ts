@@ -8,8 +8,7 @@
  * @module
  */
 
-import { isAlias, isMap, isScalar, isSeq, type LineCounter } from "yaml";
-import type { Document } from "yaml";
+import { type Document, isAlias, isMap, isScalar, isSeq, type LineCounter } from "./yaml.ts";
 import { UsageError } from "./errors.ts";
 import { closest } from "./suggest.ts";
 

@@ -1,5 +1,5 @@
 import { deepStrictEqual, equal, ok, throws } from "node:assert/strict";
-import { LineCounter, parseDocument } from "yaml";
+import { LineCounter, parseDocument } from "./yaml.ts";
 import { UsageError } from "./errors.ts";
 import { describe, type Field, YamlReader } from "./yaml_reader.ts";
 
