@@ -29,7 +29,7 @@ import { createHash } from "node:crypto";
 import type { ReadonlyBackend } from "../backends/backend.ts";
 import { release } from "./bytes.ts";
 import type { ChunkLocation } from "./chunk_index.ts";
-import type { CodecPool, HashStream } from "./codec_pool.ts";
+import { type CodecPool, type HashStream, VerifyBatch } from "./codec_pool.ts";
 import { Limiter } from "./concurrency.ts";
 import { decompress } from "./compress.ts";
 import { describeBlob, ObjectType, type ObjectTypeTag, type RepoKey } from "./crypto.ts";
@@ -471,7 +471,7 @@ export type LiveRecord =
   | {
     /** The record asked for. */
     wanted: WantedRecord;
-    /** Its verified sealed object (a copy of its own). */
+    /** Its verified sealed object: a view of the range read, freed once the next range is asked for. */
     sealed: Uint8Array;
     /** Data or items. */
     type: ObjectTypeTag;
@@ -537,36 +537,62 @@ export async function* readLiveRecords(
       for (const w of group) yield { wanted: w, error: err, fault: "unreadable" };
       continue;
     }
-    const results = await Promise.all(group.map(async (w): Promise<LiveRecord> => {
+    // each record checked here, then the blobs of the range verified in one worker message
+    // (a copy of each, opened there in place), or here one by one without a pool
+    const results: LiveRecord[] = [];
+    const batch = options.pool
+      ? new VerifyBatch(group.length, Math.max(1, end - start))
+      : undefined;
+    for (const w of group) {
       const what = describe(w);
       const at = recordStart(w.offset) - start;
       const record = bytes.subarray(at, at + recordSize(w.length));
       if (record.length !== recordSize(w.length)) {
         const error = new IntegrityError(`${what} is corrupt: it lies past the end of the pack`);
-        return { wanted: w, error, fault: "length" };
+        results.push({ wanted: w, error, fault: "length" });
+        continue;
       }
       const checked = checkRecord(record, w.length);
       if (checked.faultKind !== null) {
         const error = new IntegrityError(`${what} is corrupt: ${checked.fault}`);
-        return { wanted: w, error, fault: checked.faultKind };
+        results.push({ wanted: w, error, fault: checked.faultKind });
+        continue;
       }
       const type = checked.type as ObjectTypeTag;
-      const sealed = checked.sealed.slice();
+      const sealed = checked.sealed;
+      if (batch) {
+        batch.add(type, w.id, sealed, w.rawLength);
+        results.push({ wanted: w, sealed, type });
+        continue;
+      }
       try {
         await verifySealed(
           repo,
-          options.pool,
+          undefined,
           { type, id: w.id, sealed, rawLength: w.rawLength },
           what,
         );
+        results.push({ wanted: w, sealed, type });
       } catch (err) {
         if (!(err instanceof VgerError && err.code === "integrity")) throw err;
-        return { wanted: w, error: err, fault: "blob" };
+        results.push({ wanted: w, error: err, fault: "blob" });
       }
-      return { wanted: w, sealed, type };
-    }));
-    release(bytes); // every blob was copied out of it
+    }
+    if (batch && batch.count > 0) {
+      const failures = await options.pool!.verifyBatch(batch, `in pack ${packHex}`);
+      // the batch's places are those of the records that passed their checks, in order
+      let place = 0;
+      for (let i = 0; i < results.length; i++) {
+        const r = results[i];
+        if (r.error !== undefined) continue;
+        const error = failures.get(place++);
+        if (error === undefined) continue;
+        if (!(error instanceof VgerError && error.code === "integrity")) throw error;
+        results[i] = { wanted: r.wanted, error, fault: "blob" };
+      }
+    }
     yield* results;
+    release(bytes); // the records' views of it were used (copied into packs) as they came
   }
 }
 

@@ -85,7 +85,10 @@ Deno.test("readLiveRecords reads adjacent records in one range request and verif
   const { backend, repo, wanted, pack } = await onePack(6);
   backend.ranges = 0;
   const got = [];
-  for await (const r of readLiveRecords(repo, pack, wanted)) got.push(r);
+  // a record's sealed object is a view of its range, freed once the next range is read: copied
+  for await (const r of readLiveRecords(repo, pack, wanted)) {
+    got.push({ ...r, sealed: r.sealed?.slice() });
+  }
   equal(backend.ranges, 1);
   deepStrictEqual(got.map((r) => r.error), wanted.map(() => undefined));
   deepStrictEqual(got.map((r) => toHex(r.wanted.id)), wanted.map((w) => toHex(w.id)));
@@ -97,6 +100,35 @@ Deno.test("readLiveRecords reads adjacent records in one range request and verif
   backend.ranges = 0;
   for await (const _ of readLiveRecords(repo, pack, wanted, { maxRange: 1000 })) { /* read */ }
   equal(backend.ranges, wanted.length);
+});
+
+Deno.test("readLiveRecords verifies a range's blobs in one worker batch, names the one that fails and hands the others over intact", async () => {
+  const { backend, repo, wanted, pack } = await onePack(4);
+  const pool = new CodecPool(repo.key.material, repo.config.encryption, 1);
+  try {
+    // the index's plaintext length of the second blob is wrong: only the worker can tell
+    const claimed = wanted.map((w, i) => i === 1 ? { ...w, rawLength: w.rawLength + 1 } : w);
+    const stored = (await backend.get(packKey(pack)))!;
+    const faults: (string | null)[] = [];
+    const messages: (string | undefined)[] = [];
+    for await (const r of readLiveRecords(repo, pack, claimed, { pool })) {
+      faults.push(r.fault ?? null);
+      messages.push(r.error?.message);
+      if (r.sealed) {
+        const at = r.wanted.offset;
+        ok(
+          bytesEqual(r.sealed, stored.subarray(at, at + r.wanted.length)),
+          "a record handed over intact",
+        );
+      }
+    }
+    deepStrictEqual(faults, [null, "blob", null, null]);
+    ok(messages[1]?.includes(toHex(wanted[1].id)), messages[1]);
+    ok(messages[1]?.includes(`in pack ${toHex(pack)}`), messages[1]);
+    ok(messages[1]?.includes("the index says"), messages[1]);
+  } finally {
+    await pool.close();
+  }
 });
 
 Deno.test("readLiveRecords names the record whose CRC-32 fails and still returns the others", async () => {
