@@ -12,6 +12,7 @@
 
 import type { Backend, ReadonlyBackend } from "../backends/backend.ts";
 import { IntegrityError, LockedError } from "./errors.ts";
+import { bytesEqual } from "./ids.ts";
 import { COMMIT_LOCK_KEY } from "./storage_keys.ts";
 
 /**
@@ -160,10 +161,16 @@ export async function withCommitLock<T>(
   let delay = 20;
   while (!(await backend.create(COMMIT_LOCK, body))) {
     const bytes = await readLockBytes(backend, COMMIT_LOCK);
-    const holder = bytes === null ? null : decodeLock(bytes, true);
+    // released meanwhile: create again. Deleting it now could delete the lock of whoever took it
+    // since (two commits at once, one manifest lost: seen with three clients over REST)
+    if (bytes === null) continue;
+    const holder = decodeLock(bytes, true);
     const stale = holder === null || await isStale(holder, judge);
     if (stale) {
-      await backend.delete(COMMIT_LOCK);
+      // only the lock judged stale goes: taken over meanwhile by another waiter, it is left
+      // (storage offers no delete-if-unchanged, so a window of one request remains)
+      const again = await readLockBytes(backend, COMMIT_LOCK);
+      if (again !== null && bytesEqual(again, bytes)) await backend.delete(COMMIT_LOCK);
       continue;
     }
     if (Date.now() > deadline) {

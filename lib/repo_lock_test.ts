@@ -599,3 +599,61 @@ Deno.test("the commit lock stores only host, pid and time, and is stale by the r
     }
   }
 });
+
+/** What a race does around one read of the commit lock: before it, and after it. */
+interface AroundRead {
+  before?: (inner: MemoryBackend) => Promise<unknown>;
+  after?: (inner: MemoryBackend) => Promise<unknown>;
+}
+
+/** A MemoryBackend that runs the next of `reads` around each read of the commit lock. */
+class CommitLockRace extends MemoryBackend {
+  constructor(readonly reads: AroundRead[]) {
+    super();
+  }
+  override async get(key: string, options?: { maxBytes?: number }): Promise<Uint8Array | null> {
+    const race = key === COMMIT_LOCK ? this.reads.shift() : undefined;
+    await race?.before?.(this);
+    const bytes = await super.get(key, options);
+    await race?.after?.(this);
+    return bytes;
+  }
+}
+
+const now = new Date().toISOString();
+const lockOf = (host: string, time = now) => enc.encode(JSON.stringify({ host, pid: 1, time }));
+
+Deno.test("a commit lock released while a waiter reads it is not deleted under the next holder", async () => {
+  // A holds the lock; the waiter's create fails; A releases just before the waiter reads it (it
+  // reads nothing) and C takes it just after: the waiter must not delete C's lock
+  const backend = new CommitLockRace([{
+    before: (inner) => inner.delete(COMMIT_LOCK),
+    after: (inner) => inner.create(COMMIT_LOCK, lockOf("host-c")),
+  }]);
+  await backend.create(COMMIT_LOCK, lockOf("host-a"));
+  let ran = false;
+  await rejects(withCommitLock(backend, () => Promise.resolve(void (ran = true)), -1), LockedError);
+  equal(ran, false, "committed while another commit held the lock");
+  deepStrictEqual(await backend.get(COMMIT_LOCK), lockOf("host-c"));
+});
+
+Deno.test("a stale commit lock taken over by another waiter meanwhile is left to it", async () => {
+  // X is stale; the waiter judges it so, and C (another waiter) replaces it before the waiter
+  // deletes: the waiter reads the lock again and leaves C's
+  const stale = lockOf("host-x", "2000-01-01T00:00:00Z");
+  const backend = new CommitLockRace([{}, {
+    before: async (inner) => {
+      await inner.delete(COMMIT_LOCK);
+      await inner.create(COMMIT_LOCK, lockOf("host-c"));
+    },
+  }]);
+  await backend.put(COMMIT_LOCK, stale);
+  let ran = false;
+  await rejects(withCommitLock(backend, () => Promise.resolve(void (ran = true)), -1), LockedError);
+  equal(ran, false, "committed while another commit held the lock");
+  deepStrictEqual(await backend.get(COMMIT_LOCK), lockOf("host-c"));
+  // a stale lock nobody takes over is still taken over
+  await backend.put(COMMIT_LOCK, stale);
+  equal(await withCommitLock(backend, () => Promise.resolve(7), -1), 7);
+  equal(await backend.get(COMMIT_LOCK), null);
+});
