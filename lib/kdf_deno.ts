@@ -10,7 +10,8 @@
  * libargon2's memory is mapped here, asked to be backed by transparent huge pages (madvise): with
  * malloc's 4 KiB pages, faulting in and walking 64 MiB was half the derivation (230 -> 110 ms on a
  * 2-core VM, every command that opens a repository). libargon2 asks for it through a callback,
- * which runs on this thread while the derivation waits.
+ * which runs on this thread while the derivation waits. Callbacks need FFI granted without a
+ * path: under the launcher's grant by library path, libargon2 mallocs its memory as before.
  *
  * @module
  */
@@ -104,7 +105,7 @@ const ARGON2_VERSION_13 = 0x13;
 
 /**
  * libargon2 over memory mapped here with huge pages asked for (see the module doc); null without
- * libargon2 or libc, or when it fails.
+ * libargon2 or libc, with FFI granted only by library path (the launcher's), or when it fails.
  */
 export async function argon2idMapped(
   password: Uint8Array,
@@ -112,8 +113,10 @@ export async function argon2idMapped(
   params: Argon2Params,
 ): Promise<Uint8Array | null> {
   const lib = argon2Library();
+  // callbacks and raw pointers need FFI unscoped (the launcher grants it by library path)
+  if (lib === null || Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return null;
   const libc = libcMemory();
-  if (lib === null || libc === null) return null;
+  if (libc === null) return null;
   const mappings = new Map<bigint, { base: Deno.PointerObject; length: bigint }>();
   // int allocate(uint8_t **memory, size_t bytes): a mapping 2 MiB longer than asked, so that the
   // part handed out can start on a huge-page boundary
