@@ -126,7 +126,9 @@ export async function argon2idMapped(
       const length = BigInt(bytes) + HUGE_PAGE;
       const base = libc.symbols.mmap(null, length, PROT_READ_WRITE, MAP_PRIVATE_ANONYMOUS, -1, 0n);
       const at = BigInt(Deno.UnsafePointer.value(base));
-      if (base === null || at === MAP_FAILED || memory === null) return ARGON2_MEMORY_ALLOCATION_ERROR;
+      if (base === null || at === MAP_FAILED || memory === null) {
+        return ARGON2_MEMORY_ALLOCATION_ERROR;
+      }
       const aligned = (at + HUGE_PAGE - 1n) & ~(HUGE_PAGE - 1n);
       // advice only: without huge pages the memory is just slower to fault in
       libc.symbols.madvise(Deno.UnsafePointer.create(aligned), BigInt(bytes), MADV_HUGEPAGE);
