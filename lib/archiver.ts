@@ -38,6 +38,7 @@ import type { ArchiveStats, ManifestEntry } from "./manifest.ts";
 import { Owners } from "./owners.ts";
 import type { FilesCache } from "./files_cache.ts";
 import { reconcileWithPacks } from "./index_recovery.ts";
+import { hugePageBuffer } from "./native_memory.ts";
 import type { Repository } from "./repository.ts";
 import { type WalkEntry, walkSources } from "./walker.ts";
 import { WriteSession } from "./write_session.ts";
@@ -271,7 +272,7 @@ class BackupRun {
     // room before the data for the sealed chunks' growth: a worker seals them over the block
     this.#slack = 2 * BLOCK_JOBS * (repo.key.sealHead + 1 + repo.key.sealTail);
     this.#start = this.#end = this.#slack;
-    this.#block = new Uint8Array(this.#slack + repo.config.chunker.maxSize + READ_BLOCK);
+    this.#block = hugePageBuffer(this.#slack + repo.config.chunker.maxSize + READ_BLOCK);
     // one block at each worker and one waiting for the first to be free, within the budget
     const blocks = Math.max(2, Math.ceil(budget / this.#block.length));
     this.#blocksOut = new Limiter(Math.min(pool.size + 1, blocks));
@@ -584,7 +585,7 @@ class BackupRun {
     } else {
       await this.#blocksOut.ready(); // a free slot: #ship below takes it at once
       if (this.#failure) throw this.#failure;
-      const next = this.#spareBlocks.pop() ?? new Uint8Array(old.length);
+      const next = this.#spareBlocks.pop() ?? hugePageBuffer(old.length);
       next.set(old.subarray(start, end), this.#slack);
       this.#block = next;
       this.#ship(old);

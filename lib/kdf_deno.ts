@@ -7,17 +7,19 @@
  * that its WebAssembly memory goes back to the system before the command's heavy work starts.
  * All give the bytes hash-wasm gives in this thread (lib/platform.ts's portable one).
  *
- * libargon2's memory is mapped here, asked to be backed by transparent huge pages (madvise): with
- * malloc's 4 KiB pages, faulting in and walking 64 MiB was half the derivation (230 -> 110 ms on a
- * 2-core VM, every command that opens a repository). libargon2 asks for it through a callback,
- * which runs on this thread while the derivation waits. Callbacks need FFI granted without a
- * path: under the launcher's grant by library path, libargon2 mallocs its memory as before.
+ * libargon2's memory is mapped here (lib/native_memory.ts), backed by huge pages when the kernel
+ * gives them: with malloc's 4 KiB pages, faulting in and walking 64 MiB was half the derivation
+ * (230 -> 110 ms on a 2-core VM, every command that opens a repository). libargon2 asks for it
+ * through a callback, which runs on this thread while the derivation waits. Callbacks need FFI
+ * granted without a path: under the launcher's grant by library path, libargon2 mallocs its
+ * memory as before.
  *
  * @module
  */
 
 import { VgerError } from "./errors.ts";
-import { LIBARGON2, LIBC, openLibrary } from "./native_library.ts";
+import { LIBARGON2, openLibrary } from "./native_library.ts";
+import { mapHuge, type Mapping } from "./native_memory.ts";
 import type { Argon2Params } from "./platform.ts";
 
 const SYMBOLS = {
@@ -31,17 +33,9 @@ const SYMBOLS = {
   argon2_ctx: { parameters: ["buffer", "i32"], result: "i32", nonblocking: true },
 } as const;
 
-const MEMORY_SYMBOLS = {
-  mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
-  munmap: { parameters: ["pointer", "usize"], result: "i32" },
-  madvise: { parameters: ["pointer", "usize", "i32"], result: "i32" },
-} as const;
-
 type Argon2Library = Deno.DynamicLibrary<typeof SYMBOLS>;
-type MemoryLibrary = Deno.DynamicLibrary<typeof MEMORY_SYMBOLS>;
 
 let library: Argon2Library | null | undefined;
-let memoryLibrary: MemoryLibrary | null | undefined;
 
 /** libargon2, or null without `--allow-ffi` or without the library (then the Worker). */
 function argon2Library(): Argon2Library | null {
@@ -49,12 +43,6 @@ function argon2Library(): Argon2Library | null {
   // not granted or not installed: the Worker's WebAssembly does the same
   library = openLibrary(LIBARGON2, SYMBOLS);
   return library;
-}
-
-/** libc's mmap, or null (then libargon2 mallocs its memory itself). */
-function libcMemory(): MemoryLibrary | null {
-  if (memoryLibrary === undefined) memoryLibrary = openLibrary(LIBC, MEMORY_SYMBOLS);
-  return memoryLibrary;
 }
 
 /** Argon2id of `password` and `salt` (32 bytes), off the main thread; see the module doc. */
@@ -93,11 +81,6 @@ export async function argon2idLibrary(
   return rc === 0 ? out : null;
 }
 
-const HUGE_PAGE = 2n * 1024n * 1024n;
-const PROT_READ_WRITE = 0x3;
-const MAP_PRIVATE_ANONYMOUS = 0x22;
-const MADV_HUGEPAGE = 14;
-const MAP_FAILED = 0xffffffffffffffffn;
 const ARGON2_OK = 0;
 const ARGON2_MEMORY_ALLOCATION_ERROR = -22;
 const ARGON2_ID = 2;
@@ -115,25 +98,15 @@ export async function argon2idMapped(
   const lib = argon2Library();
   // callbacks and raw pointers need FFI unscoped (the launcher grants it by library path)
   if (lib === null || Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return null;
-  const libc = libcMemory();
-  if (libc === null) return null;
-  const mappings = new Map<bigint, { base: Deno.PointerObject; length: bigint }>();
-  // int allocate(uint8_t **memory, size_t bytes): a mapping 2 MiB longer than asked, so that the
-  // part handed out can start on a huge-page boundary
+  const mappings = new Map<bigint, Mapping>();
+  // int allocate(uint8_t **memory, size_t bytes)
   const allocate = Deno.UnsafeCallback.threadSafe(
     { parameters: ["pointer", "usize"], result: "i32" } as const,
     (memory: Deno.PointerValue, bytes: number | bigint) => {
-      const length = BigInt(bytes) + HUGE_PAGE;
-      const base = libc.symbols.mmap(null, length, PROT_READ_WRITE, MAP_PRIVATE_ANONYMOUS, -1, 0n);
-      const at = BigInt(Deno.UnsafePointer.value(base));
-      if (base === null || at === MAP_FAILED || memory === null) {
-        return ARGON2_MEMORY_ALLOCATION_ERROR;
-      }
-      const aligned = (at + HUGE_PAGE - 1n) & ~(HUGE_PAGE - 1n);
-      // advice only: without huge pages the memory is just slower to fault in
-      libc.symbols.madvise(Deno.UnsafePointer.create(aligned), BigInt(bytes), MADV_HUGEPAGE);
-      mappings.set(aligned, { base, length });
-      new BigUint64Array(Deno.UnsafePointerView.getArrayBuffer(memory, 8))[0] = aligned;
+      const mapping = memory === null ? null : mapHuge(bytes);
+      if (mapping === null) return ARGON2_MEMORY_ALLOCATION_ERROR;
+      mappings.set(mapping.address, mapping);
+      new BigUint64Array(Deno.UnsafePointerView.getArrayBuffer(memory!, 8))[0] = mapping.address;
       return ARGON2_OK;
     },
   );
@@ -142,10 +115,8 @@ export async function argon2idMapped(
     { parameters: ["pointer", "usize"], result: "void" } as const,
     (memory: Deno.PointerValue) => {
       const at = BigInt(Deno.UnsafePointer.value(memory));
-      const mapping = mappings.get(at);
-      if (mapping === undefined) return;
+      mappings.get(at)?.unmap();
       mappings.delete(at);
-      libc.symbols.munmap(mapping.base, mapping.length);
     },
   );
   const out = new Uint8Array(32);
@@ -176,7 +147,7 @@ export async function argon2idMapped(
   } finally {
     allocate.close();
     deallocate.close();
-    for (const { base, length } of mappings.values()) libc.symbols.munmap(base, length);
+    for (const mapping of mappings.values()) mapping.unmap();
   }
 }
 
