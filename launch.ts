@@ -27,10 +27,12 @@ import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseCommandLine, str } from "./lib/cli_command_line.ts";
 import {
+  deviceAccessProblem,
   type LaunchMode,
   permissionFlags,
   type PermissionSet,
   permissionsFor,
+  scopedRunProblem,
   serverPermissionsFor,
 } from "./lib/cli_launch.ts";
 import { parseServerConfig, serverEnvironment } from "./lib/server_config.ts";
@@ -109,13 +111,16 @@ async function main(): Promise<number> {
   const { mode, print, server, rest } = launcherOptions(Deno.args);
   const here = new URL(".", import.meta.url);
   const code = codeDirs(here);
-  const [flags, entry] = server
-    ? [permissionFlags(await serverPermissions(rest)), "server.ts"]
-    : [permissionFlags(await cliPermissions(rest, mode, code)), "cli.ts"];
+  const [set, entry] = server
+    ? [await serverPermissions(rest), "server.ts"]
+    : [await cliPermissions(rest, mode, code), "cli.ts"];
+  const flags = permissionFlags(set);
   if (print) {
     console.log(flags.join(" "));
     return 0;
   }
+  const problem = scopedRunProblem(set);
+  if (problem !== null) throw new Error(problem);
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "--no-prompt", V8_FLAGS, ...flags, new URL(entry, here).href, ...rest],
     stdin: "inherit",
@@ -181,7 +186,12 @@ if (import.meta.main) {
   try {
     Deno.exit(await main());
   } catch (err) {
-    console.error(`vger launcher: ${errorMessage(err)}`);
+    // the launcher's own read of a configuration under /dev
+    const device = err instanceof Deno.errors.NotCapable
+      ? /"(\/dev(?:\/[^"]*)?)"/.exec(err.message)?.[1]
+      : undefined;
+    const problem = device === undefined ? null : deviceAccessProblem(device);
+    console.error(`vger launcher: ${problem ?? errorMessage(err)}`);
     Deno.exit(2);
   }
 }

@@ -156,6 +156,27 @@ export interface PermissionSet {
   ffi: string[];
 }
 
+/**
+ * Why a scoped run cannot use `path`, when it is under /dev (a tmpfs at /dev/shm, say): Deno opens
+ * anything there only to a run with every permission, so the command would stop at its first
+ * access with Deno's own "run again with --allow-all". Null for any other path.
+ */
+export function deviceAccessProblem(path: string): string | null {
+  if (path !== "/dev" && !path.startsWith("/dev/")) return null;
+  return `"${path}" is under /dev, which Deno opens only to a run with every permission: keep ` +
+    "the configuration, repository and sources elsewhere, or run vger with `deno run -A cli.ts`";
+}
+
+/**
+ * A path of `set` a scoped run cannot use (see {@linkcode deviceAccessProblem}): the longest, so
+ * that a repository is named rather than the directory it is created in.
+ */
+export function scopedRunProblem(set: PermissionSet): string | null {
+  const paths = [...set.read, ...set.write].filter((p) => deviceAccessProblem(p) !== null);
+  if (paths.length === 0) return null;
+  return deviceAccessProblem(paths.reduce((a, b) => (b.length > a.length ? b : a)));
+}
+
 /** Commands that write packs (and so may stage large ones). */
 const PACK_WRITERS = new Set(["backup", "compact"]);
 /** Commands that change nothing in the repository. */

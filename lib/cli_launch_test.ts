@@ -1,11 +1,13 @@
-import { deepStrictEqual, equal, ok, throws } from "node:assert/strict";
+import { deepStrictEqual, equal, match, ok, throws } from "node:assert/strict";
 import { parseCommandLine } from "./cli_command_line.ts";
 import {
+  deviceAccessProblem,
   type LaunchInput,
   permissionFlags,
   type PermissionSet,
   permissionsFor,
   S3_ENV,
+  scopedRunProblem,
   serverPermissionsFor,
   VGER_ENV,
 } from "./cli_launch.ts";
@@ -184,4 +186,24 @@ Deno.test("every environment variable production code reads is one the launcher 
   }
   ok(reads > 10, `only ${reads} reads found`);
   deepStrictEqual(bad, []);
+});
+
+Deno.test("paths under /dev are named as a scoped run's problem, the most specific first; others are not", () => {
+  equal(deviceAccessProblem("/devices/x"), null);
+  equal(deviceAccessProblem("/srv/dev/shm"), null);
+  match(deviceAccessProblem("/dev")!, /^"\/dev" is under \/dev, /);
+  const set = {
+    read: ["/etc/passwd", "/dev/shm"],
+    write: ["/dev/shm/repo"],
+    net: [],
+    env: [],
+    run: [],
+    sys: [],
+    ffi: [],
+  };
+  match(
+    scopedRunProblem(set)!,
+    /^"\/dev\/shm\/repo" is under \/dev, which Deno opens only to a run with every permission/,
+  );
+  equal(scopedRunProblem({ ...set, read: ["/etc/passwd"], write: ["/srv/repo"] }), null);
 });

@@ -431,3 +431,29 @@ Deno.test("a REST server that redirects elsewhere does not take the client to an
     await redirecting.shutdown();
   }
 });
+
+Deno.test("a repository or configuration under /dev (Deno opens it only with -A): the launcher says so in one line, exit 2, and writes nothing", async () => {
+  await withTempDir(async (dir) => {
+    const env = { VGER_CACHE_DIR: `${dir}/cache` };
+    const repo = `/dev/shm/vger-launcher-test-${crypto.randomUUID()}`;
+    const init = await launch("fast", ["-R", repo, "init", ...FAST_KDF_ARGS], { env });
+    equal(init.code, 2, init.stderr);
+    deepStrictEqual(vgerLines(init.stderr), [
+      `vger launcher: "${repo}" is under /dev, which Deno opens only to a run with every ` +
+      "permission: keep the configuration, repository and sources elsewhere, or run vger with " +
+      "`deno run -A cli.ts`",
+    ]);
+    let made = true;
+    try {
+      await Deno.lstat(repo);
+    } catch {
+      made = false;
+    }
+    equal(made, false, "nothing created under /dev");
+    // the launcher's own read of a configuration there
+    const config = `/dev/shm/vger-launcher-test-${crypto.randomUUID()}.yaml`;
+    const list = await launch("fast", ["--config", config, "list"], { env });
+    equal(list.code, 2, list.stderr);
+    match(vgerLines(list.stderr).join("\n"), /^vger launcher: ".*\.yaml" is under \/dev, /);
+  });
+});
