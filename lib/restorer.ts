@@ -68,7 +68,7 @@ export interface ExtractOptions extends Abortable {
   onWarning?: (message: string) => void;
   /** Called now and then with the progress; the last call has `files` and `bytes` at their totals. */
   onProgress?: (p: ExtractProgress) => void;
-  /** Bytes of blobs read ahead of the writer (default 96 MiB). */
+  /** Bytes of blobs read ahead of the writer (default: RecordBatcher's `readAheadBytes`). */
   budgetBytes?: number;
 }
 
@@ -234,8 +234,8 @@ class ExtractRun {
     this.#options = options;
     this.#selector = new PathSelector(options.patterns ?? []);
     this.#owners = options.restoreOwners ?? Deno.uid() === 0;
-    this.#budget = new ByteBudget(options.budgetBytes ?? 32 << 20);
     this.#reader = new RecordBatcher(repo, pool, { maxBytes: MAX_BATCH });
+    this.#budget = new ByteBudget(options.budgetBytes ?? this.#reader.readAheadBytes);
     this.#checkedDirs.add(dest);
     this.#removeLeftovers(dest);
   }
