@@ -162,7 +162,7 @@ export interface PermissionSet {
  * access with Deno's own "run again with --allow-all". Null for any other path.
  */
 export function deviceAccessProblem(path: string): string | null {
-  if (path !== "/dev" && !path.startsWith("/dev/")) return null;
+  if (!underDev(path)) return null;
   return `"${path}" is under /dev, which Deno opens only to a run with every permission: keep ` +
     "the configuration, repository and sources elsewhere, or run vger with `deno run -A cli.ts`";
 }
@@ -172,9 +172,13 @@ export function deviceAccessProblem(path: string): string | null {
  * that a repository is named rather than the directory it is created in.
  */
 export function scopedRunProblem(set: PermissionSet): string | null {
-  const paths = [...set.read, ...set.write].filter((p) => deviceAccessProblem(p) !== null);
+  const paths = [...set.read, ...set.write].filter(underDev);
   if (paths.length === 0) return null;
   return deviceAccessProblem(paths.reduce((a, b) => (b.length > a.length ? b : a)));
+}
+
+function underDev(path: string): boolean {
+  return path === "/dev" || path.startsWith("/dev/");
 }
 
 /** Commands that write packs (and so may stage large ones). */
