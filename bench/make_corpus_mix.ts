@@ -201,5 +201,5 @@ for (let copy = 0; copy < scale; copy++) {
     console.log(`${copy}/${name}: ${((performance.now() - t) / 1000).toFixed(1)} s`);
   }
 }
-await Deno.writeTextFile(`${dir}/.bench-root-marker`, "vger benchmark corpus: mix\n");
+await Deno.writeTextFile(`${out}/.bench-root-marker`, "vger benchmark corpus: mix\n");
 console.log(`${out}: done in ${((performance.now() - started) / 1000).toFixed(1)} s`);

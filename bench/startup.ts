@@ -1,10 +1,11 @@
 /**
- * `deno task bench:startup`: the fixed costs every command pays. Runs `vger --version`, `list` of
- * a tiny repository and a one-file backup through the real CLI in subprocesses under
- * /usr/bin/time (median of BENCH_REPS runs, default 5: wall, CPU seconds, peak RSS), then splits
- * `list` in one process: Deno's own start-up (an empty program), the modules loaded, the key
- * derivation (Argon2id, t=3, m=64 MiB, p=4, alone) and the repository's reads, each request
- * timed through the CLI's `wrapBackend` hook.
+ * `deno task bench:startup`: the fixed costs every command pays. Runs an empty program, a program
+ * that only derives a key (Argon2id with the default cost: the floor of any command's peak RSS on
+ * an encrypted repository), `vger --version`, `list` of a tiny repository and a one-file backup
+ * through the real CLI in subprocesses under /usr/bin/time (median of BENCH_REPS runs, default 5:
+ * wall, CPU seconds, peak RSS), then splits `list` in one process: Deno's own start-up (an empty
+ * program), the modules loaded, the key derivation (Argon2id, t=3, m=64 MiB, p=4, alone) and the
+ * repository's reads, each request timed through the CLI's `wrapBackend` hook.
  *
  * Environment: BENCH_REPS; BENCH_REPO (optional: also split `list` of that repository, such as
  * a backup of the peers corpus, with VGER_PASSPHRASE as its passphrase), BENCH_DIR (scratch dir).
@@ -37,12 +38,24 @@ async function main(): Promise<void> {
   await Deno.mkdir(src, { recursive: true });
   await Deno.writeTextFile(`${src}/one.txt`, "one file\n");
   await Deno.writeTextFile(`${work}/empty.ts`, "");
+  // the floor of every command on an encrypted repository: Deno and the key derivation, nothing else
+  await Deno.writeTextFile(
+    `${work}/kdf.ts`,
+    `import { argon2idDeno } from "${root}lib/kdf_deno.ts";
+import { DEFAULT_KDF } from "${root}lib/key_file.ts";
+await argon2idDeno(new TextEncoder().encode("bench"), new Uint8Array(32), DEFAULT_KDF);
+`,
+  );
   await vger(env, ["-R", repo, "init"]);
   await vger(env, ["-R", repo, "backup", src]);
 
   console.log(`median of ${reps} runs        wall s   CPU s  peak RSS MiB`);
   const rows: [string, (i: number) => string[]][] = [
     ["deno run (empty program)", () => ["run", "-A", `${work}/empty.ts`]],
+    [
+      "the key derivation alone",
+      () => ["run", "-A", "--config", `${root}deno.json`, `${work}/kdf.ts`],
+    ],
     ["vger --version", () => ["run", "-A", cli, "--version"]],
     ["vger list (tiny repo)", () => ["run", "-A", cli, "-R", repo, "list"]],
     [
