@@ -41,8 +41,8 @@ async function main(): Promise<void> {
   // the floor of every command on an encrypted repository: Deno and the key derivation, nothing else
   await Deno.writeTextFile(
     `${work}/kdf.ts`,
-    `import { argon2idDeno } from "${root}lib/kdf_deno.ts";
-import { DEFAULT_KDF } from "${root}lib/key_file.ts";
+    `import { argon2idDeno } from "${new URL("../lib/kdf_deno.ts", import.meta.url).href}";
+import { DEFAULT_KDF } from "${new URL("../lib/key_file.ts", import.meta.url).href}";
 await argon2idDeno(new TextEncoder().encode("bench"), new Uint8Array(32), DEFAULT_KDF);
 `,
   );
